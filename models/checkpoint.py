@@ -1,0 +1,83 @@
+"""streamd checkpoints: safetensors weights with the model's metadata as JSON in the header.
+
+The header key ``streamd`` holds ``ModelInfo.to_dict()`` (architecture, config, labels, feature settings,
+normalisation). Loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from models.common import ModelInfo
+from models.registry import build_model
+
+FORMAT = "streamd-checkpoint/1"
+
+
+class CheckpointLoadError(ValueError):
+    """A checkpoint file cannot be used; the message names the file and the problem."""
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo) -> Path:
+    """Write ``model``'s weights and ``info`` to ``path`` (a .safetensors file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": FORMAT, "streamd": json.dumps(info.to_dict())}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    tmp.replace(path)
+    return path
+
+
+def read_info(path: str | Path) -> ModelInfo:
+    """Read only the metadata of a streamd checkpoint."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointLoadError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
+    if meta.get("format") != FORMAT or "streamd" not in meta:
+        raise CheckpointLoadError(f"{path}: not a streamd checkpoint (no '{FORMAT}' metadata)")
+    try:
+        return ModelInfo.from_dict(json.loads(meta["streamd"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointLoadError(f"{path}: corrupt streamd metadata ({exc})") from None
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelInfo]:
+    """Build the model a checkpoint describes and load its weights (strict); returns it in eval mode."""
+    path = Path(path)
+    info = read_info(path)
+    try:
+        model = build_model(info.arch, info.config)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointLoadError(f"{path}: cannot build model {info.arch!r} ({exc})") from None
+    try:
+        state = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointLoadError(f"{path}: corrupt weights ({exc})") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointLoadError(f"{path}: weights do not fit {info.arch!r} ({first})") from None
+    num_classes = getattr(model, "num_classes", None)
+    if num_classes is not None and num_classes != len(info.labels):
+        raise CheckpointLoadError(f"{path}: {len(info.labels)} labels but the model has {num_classes} outputs")
+    return model.to(device).eval(), info
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise CheckpointLoadError(f"{path}: no such checkpoint file")
+    if path.is_dir():
+        raise CheckpointLoadError(f"{path}: is a directory, not a checkpoint file")

@@ -1,0 +1,3 @@
+"""streamd: a streaming, real-time audio classifier daemon."""
+
+__version__ = "0.1.0"

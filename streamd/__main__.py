@@ -1,0 +1,5 @@
+"""``python -m streamd`` runs the command line."""
+
+from streamd.cli import main
+
+raise SystemExit(main())
