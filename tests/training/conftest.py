@@ -1,15 +1,11 @@
-"""Shared fixtures for the training tests: the real ESC-50 subset that sits beside the repository."""
+"""Shared fixtures for the training tests: the real ESC-50 data that sits beside the repository."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
-
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
-ESC50 = SHARED / "data" / "esc50"
-ESC50_CSV = ESC50 / "meta" / "esc50.csv"
+from esc50_subset import ESC50, ESC50_CSV
 
 
 @pytest.fixture(scope="session")
@@ -17,37 +13,3 @@ def esc50_root() -> Path:
     if not ESC50_CSV.exists():
         pytest.skip(f"ESC-50 data not found at {ESC50}")
     return ESC50
-
-
-def esc50_rows() -> list[dict[str, str]]:
-    """All rows of the real ESC-50 metadata file."""
-    with ESC50_CSV.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def small_esc50_rows(
-    categories: tuple[str, ...], per_class_per_fold: int, folds: tuple[int, ...]
-) -> list[dict]:
-    """The first ``per_class_per_fold`` rows of every (category, fold) pair, in file order."""
-    taken: dict[tuple[str, int], int] = {}
-    out = []
-    for row in esc50_rows():
-        key = (row["category"], int(row["fold"]))
-        if row["category"] in categories and key[1] in folds and taken.get(key, 0) < per_class_per_fold:
-            taken[key] = taken.get(key, 0) + 1
-            out.append(row)
-    return out
-
-
-def write_esc50_subset(
-    dest: Path, categories: tuple[str, ...], per_class_per_fold: int, folds: tuple[int, ...]
-) -> Path:
-    """A small ESC-50-style CSV in ``dest`` that points at the real audio folder; returns the CSV path."""
-    rows = small_esc50_rows(categories, per_class_per_fold, folds)
-    dest.mkdir(parents=True, exist_ok=True)
-    path = dest / "subset.csv"
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path

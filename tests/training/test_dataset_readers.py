@@ -1,0 +1,169 @@
+"""The three dataset readers on real ESC-50 clips, and the fbank cache on re-encoded copies of them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+from esc50_subset import esc50_rows, small_esc50_rows, write_esc50_subset
+
+from models.common import FeatureConfig
+from training.cache import cached_fbanks
+from training.readers import (
+    DatasetError,
+    read_class_folders,
+    read_dataset,
+    read_esc50,
+    read_json_datafiles,
+)
+
+CATEGORIES = ("dog", "rain", "crying_baby")
+
+
+def test_esc50_reader_full_metadata(esc50_root: Path) -> None:
+    rows = esc50_rows()
+    clip_set = read_esc50(esc50_root / "meta" / "esc50.csv")
+    assert len(clip_set.clips) == len(rows)
+    assert len(clip_set.labels) == 50 and not clip_set.multi_label
+    for row, clip in zip(rows[:50], clip_set.clips[:50], strict=True):
+        assert clip.path == esc50_root / "audio" / row["filename"]
+        assert clip_set.labels[clip.targets[0]] == row["category"]
+        assert clip.fold == int(row["fold"])
+    assert clip_set.folds() == sorted({int(r["fold"]) for r in rows})
+
+
+def test_esc50_reader_fold_filter_keeps_label_indices(tmp_path: Path, esc50_root: Path) -> None:
+    csv_path = write_esc50_subset(tmp_path, CATEGORIES, 2, (1, 2, 3))
+    clip_set = read_esc50(csv_path, audio_dir=esc50_root / "audio", folds=[2, 3])
+    assert {c.fold for c in clip_set.clips} == {2, 3}
+    assert len(clip_set.clips) == len(CATEGORIES) * 2 * 2
+    full = read_esc50(esc50_root / "meta" / "esc50.csv")
+    assert clip_set.labels == ["dog", "rain", "crying_baby"]  # ESC-50 targets 0, 10, 20 become 0, 1, 2
+    by_path = {c.path: full.labels[c.targets[0]] for c in full.clips}
+    for clip in clip_set.clips:
+        assert clip_set.labels[clip.targets[0]] == by_path[clip.path]
+
+
+def test_esc50_reader_errors(tmp_path: Path, esc50_root: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("filename,fold,category\nx.flac,1,dog\n")
+    with pytest.raises(DatasetError, match="missing column"):
+        read_esc50(bad)
+    bad.write_text("filename,fold,target,category\nnope.flac,1,0,dog\n")
+    with pytest.raises(DatasetError, match=r"nope\.flac does not exist"):
+        read_esc50(bad, audio_dir=esc50_root / "audio")
+    bad.write_text("filename,fold,target,category\nnope.flac,one,0,dog\n")
+    with pytest.raises(DatasetError, match=r"bad.csv:2: column 'fold'"):
+        read_esc50(bad)
+    with pytest.raises(DatasetError, match="no such metadata file"):
+        read_esc50(tmp_path / "absent.csv")
+
+
+def _write_reencoded(rows: list[dict], root: Path, esc50_root: Path) -> dict[Path, Path]:
+    """Real clips re-encoded as 44.1 kHz stereo WAV or 8 kHz FLAC in class folders; copy -> original."""
+    made = {}
+    for i, row in enumerate(rows):
+        source = esc50_root / "audio" / row["filename"]
+        wave, rate = sf.read(source, dtype="float32")
+        folder = root / row["category"]
+        folder.mkdir(parents=True, exist_ok=True)
+        if i % 2 == 0:
+            stereo = np.stack([wave, wave], axis=1)
+            target = folder / (Path(row["filename"]).stem + ".wav")
+            sf.write(target, soxr.resample(stereo, rate, 44100), 44100, subtype="FLOAT")
+        else:
+            target = folder / "nested" / (Path(row["filename"]).stem + ".flac")
+            target.parent.mkdir(exist_ok=True)
+            sf.write(target, soxr.resample(wave, rate, 8000), 8000)
+        made[target] = source
+    return made
+
+
+def test_class_folder_reader_and_any_rate_fbanks(tmp_path: Path, esc50_root: Path) -> None:
+    rows = small_esc50_rows(CATEGORIES, 2, (1,))
+    made = _write_reencoded(rows, tmp_path / "data", esc50_root)
+    (tmp_path / "data" / "notes").mkdir()
+    (tmp_path / "data" / "notes" / "readme.txt").write_text("not audio")
+    clip_set = read_class_folders(tmp_path / "data", num_folds=2)
+    assert clip_set.labels == sorted(CATEGORIES)  # the folder without audio is not a class
+    assert {c.path for c in clip_set.clips} == set(made)
+    for clip in clip_set.clips:
+        assert clip.path.parent.name in (clip_set.labels[clip.targets[0]], "nested")
+    for label in range(len(CATEGORIES)):
+        assert sorted(c.fold for c in clip_set.clips if c.targets == (label,)) == [1, 2]
+
+    cfg = FeatureConfig()
+    copies = cached_fbanks(clip_set.clips, cfg, tmp_path / "cache", 498)
+    originals = cached_fbanks([type(c)(made[c.path], c.targets) for c in clip_set.clips], cfg, None, 498)
+    assert copies.shape == originals.shape == (len(made), 498, 128)
+    wav_rows = [i for i, c in enumerate(clip_set.clips) if c.path.suffix == ".wav"]
+    # 44.1 kHz stereo back to 16 kHz mono: the same spectrum up to resampling error
+    assert np.median(np.abs(copies[wav_rows] - originals[wav_rows])) < 0.1
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == len(made)
+
+
+def test_class_folder_reader_errors(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="no such dataset folder"):
+        read_class_folders(tmp_path / "absent")
+    (tmp_path / "empty" / "dog").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="no class folders with audio"):
+        read_class_folders(tmp_path / "empty")
+
+
+def _label_csv(path: Path, names: list[str]) -> Path:
+    lines = ["index,mid,display_name"] + [f'{i},/m/{i:03d},"{n}"' for i, n in enumerate(names)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_json_datafile_reader(tmp_path: Path, esc50_root: Path) -> None:
+    rows = small_esc50_rows(CATEGORIES, 1, (1, 2))
+    label_csv = _label_csv(tmp_path / "class_labels_indices.csv", list(CATEGORIES))
+    (tmp_path / "clips").mkdir()
+    data: dict[int, list[dict]] = {1: [], 2: []}
+    for row in rows:
+        local = tmp_path / "clips" / row["filename"]
+        os.symlink(esc50_root / "audio" / row["filename"], local)
+        wav = f"clips/{row['filename']}" if row["fold"] == "1" else str(local)
+        data[int(row["fold"])].append({"wav": wav, "labels": f"/m/{CATEGORIES.index(row['category']):03d}"})
+    data[2][0]["labels"] += ",/m/002"
+    files = []
+    for fold, entries in data.items():
+        files.append(tmp_path / f"train_{fold}.json")
+        files[-1].write_text(json.dumps({"data": entries}))
+    clip_set = read_json_datafiles(files, label_csv)
+    assert clip_set.labels == list(CATEGORIES)
+    assert clip_set.multi_label  # one clip has two labels
+    assert [c.fold for c in clip_set.clips] == [1] * 3 + [2] * 3
+    assert clip_set.clips[0].path == tmp_path / "clips" / rows[0]["filename"]
+    assert clip_set.clips[3].targets == (CATEGORIES.index(rows[3]["category"]), 2)
+    y = clip_set.targets()
+    assert y.shape == (6, 3) and y.sum() == 7
+    single = read_json_datafiles(files[0], label_csv)
+    assert not single.multi_label and single.targets().tolist() == [0, 1, 2]
+
+    with pytest.raises(DatasetError, match="multi_label is false"):
+        read_json_datafiles(files, label_csv, multi_label=False)
+    files[0].write_text(json.dumps({"data": [{"wav": "clips/x.wav", "labels": "/m/999"}]}))
+    with pytest.raises(DatasetError, match=r"unknown label\(s\) \['/m/999'\]"):
+        read_json_datafiles(files[0], label_csv)
+    files[0].write_text("{not json")
+    with pytest.raises(DatasetError, match="not valid JSON"):
+        read_json_datafiles(files[0], label_csv)
+
+
+def test_read_dataset_dispatch(tmp_path: Path, esc50_root: Path) -> None:
+    csv_path = write_esc50_subset(tmp_path, CATEGORIES, 1, (1,))
+    clip_set = read_dataset("esc50", csv_path=csv_path, audio_dir=esc50_root / "audio")
+    assert len(clip_set.clips) == 3
+    with pytest.raises(DatasetError, match="unknown dataset reader"):
+        read_dataset("kaggle")
+    with pytest.raises(DatasetError, match=r"unknown option\(s\) \['csv'\]"):
+        read_dataset("esc50", csv=csv_path)
+    with pytest.raises(DatasetError, match=r"missing option\(s\) \['root'\]"):
+        read_dataset("folders")

@@ -1,0 +1,204 @@
+"""Dataset readers: three on-disk layouts -> one ``ClipSet``.
+
+- ``read_esc50``: an ESC-50-style metadata CSV (``filename``, ``fold``, ``target``, ``category``).
+- ``read_class_folders``: one sub-folder per class (GTZAN style); folds assigned round-robin per class.
+- ``read_json_datafiles``: AST/AuM datafiles ``{"data": [{"wav": ..., "labels": "mid1,mid2"}]}`` plus a
+  ``class_labels_indices.csv`` (``index``, ``mid``, ``display_name``); the i-th datafile is fold i + 1.
+
+Readers only list files and check that they exist; decoding happens later (``training.audio``).
+Every problem raises ``DatasetError`` naming the file (and row) at fault.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from training.clips import Clip, ClipSet
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus")
+
+
+class DatasetError(ValueError):
+    """A dataset description is unusable; the message names the file and the problem."""
+
+
+def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such metadata file")
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise DatasetError(
+                f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(columns)})"
+            )
+        return [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+
+
+def _int_field(path: Path, line: int, row: dict[str, str], name: str) -> int:
+    try:
+        return int(row[name])
+    except ValueError:
+        raise DatasetError(f"{path}:{line}: column {name!r} is not an integer ({row[name]!r})") from None
+
+
+def _check_exists(clips: list[Clip], source: Path) -> None:
+    missing = [c.path for c in clips if not Path(c.path).is_file()]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise DatasetError(f"{source}: audio file {missing[0]} does not exist{more}")
+
+
+def read_esc50(
+    csv_path: str | Path, audio_dir: str | Path | None = None, folds: Sequence[int] | None = None
+) -> ClipSet:
+    """ESC-50-style CSV; ``audio_dir`` defaults to ``<csv folder>/../audio``; ``folds`` keeps only those.
+
+    Labels are the categories ordered by their ``target`` number (so the full ESC-50 CSV keeps its
+    numbering; a CSV with only some targets gets compact indices in the same order).
+    """
+    path = Path(csv_path)
+    rows = _read_csv(path, ["filename", "fold", "target", "category"])
+    if not rows:
+        raise DatasetError(f"{path}: no rows")
+    audio = Path(audio_dir) if audio_dir is not None else path.parent.parent / "audio"
+    names: dict[int, str] = {}
+    entries: list[tuple[Path, int, int]] = []
+    for line, row in enumerate(rows, start=2):
+        target = _int_field(path, line, row, "target")
+        fold = _int_field(path, line, row, "fold")
+        if names.setdefault(target, row["category"]) != row["category"]:
+            raise DatasetError(
+                f"{path}:{line}: target {target} is both {names[target]!r} and {row['category']!r}"
+            )
+        entries.append((audio / row["filename"], target, fold))
+    rank = {target: i for i, target in enumerate(sorted(names))}
+    labels = [names[target] for target in sorted(names)]
+    clips = [Clip(file, (rank[target],), fold) for file, target, fold in entries]
+    if folds is not None:
+        clips = [c for c in clips if c.fold in set(folds)]
+    _check_exists(clips, path)
+    return ClipSet(clips, labels, multi_label=False, name=path.stem)
+
+
+def read_class_folders(
+    root: str | Path, num_folds: int | None = None, extensions: Sequence[str] = AUDIO_EXTENSIONS
+) -> ClipSet:
+    """One sub-folder per class (sorted names = labels); audio files found recursively inside each.
+
+    With ``num_folds``, each class's files (sorted) get folds 1, 2, ..., num_folds, 1, ... so that every
+    fold holds every class; without it, ``fold`` is None.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such dataset folder")
+    if num_folds is not None and num_folds < 1:
+        raise DatasetError(f"{root}: num_folds must be at least 1, got {num_folds}")
+    suffixes = {e.lower() for e in extensions}
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    clips: list[Clip] = []
+    labels: list[str] = []
+    for class_dir in class_dirs:
+        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+        if not files:
+            continue
+        index = len(labels)
+        labels.append(class_dir.name)
+        for i, file in enumerate(files):
+            fold = None if num_folds is None else i % num_folds + 1
+            clips.append(Clip(file, (index,), fold))
+    if not clips:
+        raise DatasetError(f"{root}: no class folders with audio files ({', '.join(sorted(suffixes))})")
+    return ClipSet(clips, labels, multi_label=False, name=root.name)
+
+
+def read_label_indices(path: str | Path) -> tuple[list[str], dict[str, int]]:
+    """``class_labels_indices.csv`` -> (display names by index, mid -> index)."""
+    path = Path(path)
+    rows = _read_csv(path, ["index", "mid", "display_name"])
+    by_index: dict[int, tuple[str, str]] = {}
+    for line, row in enumerate(rows, start=2):
+        by_index[_int_field(path, line, row, "index")] = (row["mid"], row["display_name"])
+    if sorted(by_index) != list(range(len(by_index))) or not by_index:
+        raise DatasetError(f"{path}: indices must be 0..N-1 without gaps")
+    labels = [by_index[i][1] for i in range(len(by_index))]
+    return labels, {by_index[i][0]: i for i in range(len(by_index))}
+
+
+def _datafile_entries(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such datafile")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise DatasetError(f'{path}: expected an object with a "data" list')
+    return data["data"]
+
+
+def read_json_datafiles(
+    datafiles: str | Path | Sequence[str | Path],
+    label_csv: str | Path,
+    multi_label: bool | None = None,
+) -> ClipSet:
+    """AST/AuM datafiles; relative ``wav`` paths are taken relative to the datafile's folder.
+
+    The i-th datafile's clips get fold ``i + 1``. ``multi_label`` defaults to True when any clip has
+    more than one label.
+    """
+    paths = [Path(datafiles)] if isinstance(datafiles, (str, Path)) else [Path(p) for p in datafiles]
+    if not paths:
+        raise DatasetError("no datafiles given")
+    labels, mid_index = read_label_indices(label_csv)
+    clips: list[Clip] = []
+    for fold, path in enumerate(paths, start=1):
+        for i, entry in enumerate(_datafile_entries(path)):
+            if not isinstance(entry, dict) or "wav" not in entry or "labels" not in entry:
+                raise DatasetError(f'{path}: entry {i} needs "wav" and "labels"')
+            mids = [m.strip() for m in str(entry["labels"]).split(",") if m.strip()]
+            unknown = [m for m in mids if m not in mid_index]
+            if not mids or unknown:
+                raise DatasetError(
+                    f"{path}: entry {i} has unknown label(s) {unknown or mids} (not in {label_csv})"
+                )
+            wav = Path(str(entry["wav"]))
+            clips.append(
+                Clip(wav if wav.is_absolute() else path.parent / wav, tuple(mid_index[m] for m in mids), fold)
+            )
+        _check_exists([c for c in clips if c.fold == fold], path)
+    if multi_label is None:
+        multi_label = any(len(c.targets) > 1 for c in clips)
+    elif not multi_label and any(len(c.targets) > 1 for c in clips):
+        raise DatasetError(f"{paths[0]}: clips with several labels, but multi_label is false")
+    return ClipSet(clips, labels, multi_label=multi_label, name=paths[0].stem)
+
+
+READERS = {"esc50": read_esc50, "folders": read_class_folders, "json": read_json_datafiles}
+
+
+def read_dataset(reader: str, **options: Any) -> ClipSet:
+    """Dispatch by reader name (``esc50``, ``folders``, ``json``) with that reader's keyword options."""
+    if reader not in READERS:
+        raise DatasetError(f"unknown dataset reader {reader!r}; known: {', '.join(READERS)}")
+    params = inspect.signature(READERS[reader]).parameters
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        raise DatasetError(f"reader {reader!r}: unknown option(s) {unknown}; known: {sorted(params)}")
+    missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in options]
+    if missing:
+        raise DatasetError(f"reader {reader!r}: missing option(s) {missing}")
+    return READERS[reader](**options)
+
+
+def reader_options(reader: str) -> list[str]:
+    """The keyword options ``reader`` accepts."""
+    if reader not in READERS:
+        raise DatasetError(f"unknown dataset reader {reader!r}; known: {', '.join(READERS)}")
+    return list(inspect.signature(READERS[reader]).parameters)
