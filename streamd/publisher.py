@@ -1,0 +1,223 @@
+"""The publisher: one thread owns the ZeroMQ PUB socket and sends ``[topic, JSON]`` for every message.
+
+``publish`` only puts the message on a bounded queue (never blocks; a full queue drops and counts). The
+publisher thread encodes, sends without blocking (the socket's SNDHWM makes ZeroMQ drop for slow or
+stalled subscribers instead of waiting for them) and then hands the message to each sink (dashboard,
+JSON-lines printer). The socket is an XPUB, which behaves as a PUB socket and also lets the thread see
+subscriptions, so callers can wait until a subscriber is listening.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from streamd import messages
+from streamd.errors import StreamdError
+from streamd.security import Security, check_bind_allowed, check_curve_config, secure_server_socket
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
+IDLE_POLL_S = 0.02
+MAX_LINGER_S = 0.5
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[dict[str, Any]], None]
+
+
+class PublishError(StreamdError):
+    """The publisher cannot bind its endpoint."""
+
+
+_BIND_ERRORS = {
+    errno.EADDRINUSE: "address already in use (is another streamd running? choose another port)",
+    errno.EINVAL: "invalid endpoint (expected e.g. tcp://127.0.0.1:5556)",
+    errno.EPROTONOSUPPORT: "unsupported transport (use tcp://, ipc:// or inproc://)",
+    errno.ENODEV: "no such address or interface on this machine",
+    errno.EADDRNOTAVAIL: "address not available on this machine",
+    errno.EACCES: "permission denied (ports below 1024 need privileges)",
+}
+
+
+class Publisher:
+    """Publishes message dicts (see ``streamd.messages``) on ``endpoint`` from its own thread."""
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        *,
+        security: Security | None = None,
+        sndhwm: int = 10000,
+        queue_size: int = 10000,
+    ) -> None:
+        if sndhwm < 1 or queue_size < 1:
+            raise ValueError("sndhwm and queue_size must be >= 1")
+        self._requested_endpoint = endpoint
+        self._security = security or Security()
+        self._sndhwm = sndhwm
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_size)
+        self._sinks: tuple[Sink, ...] = ()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._subscribed = threading.Event()
+        self._drop_lock = threading.Lock()
+        self._drain_deadline = 0.0
+        self._endpoint: str | None = None
+        self._published = 0
+        self._dropped = 0
+        self._sink_errors = 0
+        self._invalid = 0
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint actually bound (``:*`` or ``:0`` resolved); the requested one before start."""
+        return self._endpoint or self._requested_endpoint
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """``published``, ``publish_dropped``, ``sink_errors`` and ``invalid_messages`` so far."""
+        return {
+            "published": self._published,
+            "publish_dropped": self._dropped,
+            "sink_errors": self._sink_errors,
+            "invalid_messages": self._invalid,
+        }
+
+    def add_sink(self, fn: Sink) -> None:
+        """Call ``fn(msg)`` in the publisher thread for every valid message; it must not block or mutate."""
+        self._sinks = (*self._sinks, fn)
+
+    def start(self) -> None:
+        """Bind (in the caller's thread; PublishError/SecurityError on failure) and start the thread."""
+        if self._thread is not None:
+            raise RuntimeError("publisher already started")
+        check_bind_allowed(self._requested_endpoint, self._security)
+        check_curve_config(self._security)
+        context = zmq.Context()
+        sock = context.socket(zmq.XPUB)
+        auth = None
+        try:
+            sock.sndhwm = self._sndhwm
+            sock.linger = 0
+            auth = secure_server_socket(context, sock, self._security)
+            sock.bind(self._requested_endpoint)
+        except BaseException as exc:
+            sock.close(linger=0)
+            if auth is not None:
+                auth.stop()
+            context.term()
+            if isinstance(exc, zmq.ZMQError):
+                reason = _BIND_ERRORS.get(exc.errno, exc.strerror)
+                raise PublishError(f"cannot bind {self._requested_endpoint}: {reason}") from None
+            raise
+        self._endpoint = sock.last_endpoint.decode()
+        self._thread = threading.Thread(
+            target=self._run, args=(context, sock, auth), name="streamd-publisher", daemon=True
+        )
+        self._thread.start()
+
+    def publish(self, msg: dict[str, Any]) -> None:
+        """Queue ``msg`` for sending; never blocks. A full queue, or a stopped publisher, drops and counts."""
+        if self._stopping.is_set():
+            self._count_drop()
+            return
+        try:
+            self._queue.put_nowait(msg)
+        except queue.Full:
+            self._count_drop()
+
+    def wait_for_subscriber(self, timeout: float) -> bool:
+        """Wait until at least one (authenticated) subscriber has subscribed; False on timeout."""
+        return self._subscribed.wait(timeout)
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Send what is queued (within ``timeout``), close the socket (bounded linger), join the thread."""
+        self._drain_deadline = time.monotonic() + max(0.0, timeout)
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout + MAX_LINGER_S + 0.5)
+            if self._thread.is_alive():
+                log.warning("publisher thread did not stop within %.1f s (a sink is blocking?)", timeout)
+
+    def _count_drop(self) -> None:
+        with self._drop_lock:
+            self._dropped += 1
+
+    def _run(self, context: zmq.Context, sock: zmq.Socket, auth: Any) -> None:
+        try:
+            self._loop(sock)
+        except Exception:  # a bug here must not take the daemon down silently
+            log.exception("publisher thread failed")
+        finally:
+            linger_s = min(MAX_LINGER_S, max(0.0, self._drain_deadline - time.monotonic()))
+            sock.close(linger=int(linger_s * 1000))
+            if auth is not None:
+                auth.stop()
+            context.term()
+            self._count_unsent()
+
+    def _loop(self, sock: zmq.Socket) -> None:
+        subscriptions: dict[bytes, int] = {}
+        while True:
+            self._read_subscriptions(sock, subscriptions)
+            if self._stopping.is_set() and (self._queue.empty() or time.monotonic() >= self._drain_deadline):
+                return
+            try:
+                msg = self._queue.get(timeout=IDLE_POLL_S)
+            except queue.Empty:
+                continue
+            self._send(sock, msg)
+
+    def _read_subscriptions(self, sock: zmq.Socket, subscriptions: dict[bytes, int]) -> None:
+        while sock.poll(0, zmq.POLLIN):
+            frame = sock.recv()
+            if not frame:
+                continue
+            prefix = frame[1:]
+            if frame[0] == 1:
+                subscriptions[prefix] = subscriptions.get(prefix, 0) + 1
+            elif frame[0] == 0 and subscriptions.get(prefix, 0) > 0:
+                subscriptions[prefix] -= 1
+                if not subscriptions[prefix]:
+                    del subscriptions[prefix]
+            if subscriptions:
+                self._subscribed.set()
+            else:
+                self._subscribed.clear()
+
+    def _send(self, sock: zmq.Socket, msg: dict[str, Any]) -> None:
+        try:
+            frames = messages.encode(msg)
+        except ValueError as exc:
+            self._invalid += 1
+            if self._invalid == 1:
+                log.error("dropping an invalid message: %s", exc)
+            return
+        try:
+            sock.send_multipart(frames, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self._count_drop()
+        else:
+            self._published += 1
+        for sink in self._sinks:
+            try:
+                sink(msg)
+            except Exception:
+                self._sink_errors += 1
+                if self._sink_errors == 1:
+                    log.exception("a message sink failed (further failures are only counted)")
+
+    def _count_unsent(self) -> None:
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self._count_drop()
