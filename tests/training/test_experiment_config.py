@@ -1,0 +1,182 @@
+"""Experiment configs: validation naming file and key, overrides, and real k-fold runs on ESC-50 clips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from esc50_subset import write_esc50_subset
+from safetensors.numpy import load_file
+
+from models.checkpoint import load_checkpoint
+from streamd.cli import main
+from training.experiment import ExperimentConfigError, apply_overrides, load_experiment, run_experiment
+
+CATEGORIES = ("dog", "rooster", "rain")  # ESC-50 targets 0, 1, 10: the label order
+
+TINY = """
+[experiment]
+name = "tiny"
+output_dir = "{out}"
+cache_dir = "{cache}"
+mode = "cv"
+
+[data]
+reader = "esc50"
+csv_path = "{csv}"
+audio_dir = "{audio}"
+folds = [1, 2]
+
+[features]
+num_mel_bins = 64
+
+[normalization]
+target_frames = 200
+
+[model]
+arch = "resnet_cnn"
+
+[model.config]
+channels = [8, 16]
+dropout = 0.0
+
+[train]
+epochs = 2
+batch_size = 4
+lr = 0.003
+warmup_epochs = 0.5
+precision = "fp32"
+eval_every = 0
+seed = 7
+
+[train.augment]
+mixup_prob = 0.5
+"""
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture()
+def tiny_config(tmp_path: Path, esc50_root: Path) -> Path:
+    csv_path = write_esc50_subset(tmp_path / "meta", CATEGORIES, 2, (1, 2, 3))
+    text = TINY.format(
+        out=tmp_path / "runs", cache=tmp_path / "cache", csv=csv_path, audio=esc50_root / "audio"
+    )
+    return _write(tmp_path / "tiny.toml", text)
+
+
+def test_valid_config_parses(tiny_config: Path) -> None:
+    exp = load_experiment(tiny_config)
+    assert exp.name == "tiny" and exp.mode == "cv" and exp.arch == "resnet_cnn"
+    assert exp.features.num_mel_bins == 64 and exp.normalization.target_frames == 200
+    assert exp.train.epochs == 2 and exp.train.lr == 0.003 and exp.train.augment.mixup_prob == 0.5
+    assert exp.folds == [1, 2]
+    assert isinstance(exp.reader_options["csv_path"], Path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("[train]", "[train]\nepochz = 3"), r"tiny.toml: train.epochz: unknown key"),
+        (("[train.augment]", "[train.augment]\nmixup = 1.0"), r"train.augment.mixup: unknown key"),
+        (("[features]", "[features]\nmel_bins = 3"), r"features.mel_bins: unknown key"),
+        (("[model.config]", "[model.config]\nwidth = 3"), r"model.config.width: unknown key"),
+        (("[data]", "[data]\ncsv = 'x'"), r"data.csv: unknown key"),
+        (("[experiment]", "[optimizer]\nlr = 1\n[experiment]"), r"optimizer: unknown table"),
+        (('arch = "resnet_cnn"', 'arch = "vgg"'), r"model.arch: must be one of"),
+        (('mode = "cv"', 'mode = "loo"'), r"experiment.mode: must be one of"),
+        (("epochs = 2", 'epochs = "two"'), r"train.epochs: must be int"),
+        (("folds = [1, 2]", 'folds = ["a"]'), r"data.folds: must be a list of integers"),
+        (('mode = "cv"', 'mode = "single"'), r"data.val_folds: required"),
+    ],
+)
+def test_invalid_configs_name_file_and_key(tiny_config: Path, edit: tuple[str, str], message: str) -> None:
+    text = tiny_config.read_text().replace(edit[0], edit[1], 1)
+    with pytest.raises(ExperimentConfigError, match=message):
+        load_experiment(_write(tiny_config, text))
+
+
+def test_missing_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(ExperimentConfigError, match="no such config file"):
+        load_experiment(tmp_path / "absent.toml")
+    with pytest.raises(ExperimentConfigError, match="not valid TOML"):
+        load_experiment(_write(tmp_path / "bad.toml", "[train\nepochs = "))
+
+
+def test_overrides() -> None:
+    data = {"train": {"epochs": 60}, "experiment": {"mode": "single"}}
+    out = apply_overrides(data, ["train.epochs=2", "experiment.mode=cv", "train.augment.mixup_prob=0.0"])
+    assert out == {"train": {"epochs": 2, "augment": {"mixup_prob": 0.0}}, "experiment": {"mode": "cv"}}
+    assert data["train"]["epochs"] == 60  # the input is not modified
+    with pytest.raises(ExperimentConfigError, match="not KEY=VALUE"):
+        apply_overrides(data, ["train.epochs"])
+
+
+def test_cross_validation_writes_per_fold_checkpoints_and_summary(tiny_config: Path) -> None:
+    exp = load_experiment(tiny_config)
+    summary = run_experiment(exp, progress=False)
+    out = exp.output_dir
+    assert [r["run"] for r in summary["runs"]] == ["fold1", "fold2"]
+    for run, held_out in (("fold1", 1), ("fold2", 2)):
+        _, info = load_checkpoint(out / run / "model.safetensors")
+        assert info.labels == list(CATEGORIES) and info.features.num_mel_bins == 64
+        assert info.config["num_classes"] == 3 and info.extra["val_folds"] == [held_out]
+        assert info.extra["train_folds"] == [3 - held_out]
+        report = json.loads((out / run / "eval" / "report.json").read_text())
+        assert report["num_examples"] == 6 and 0.0 <= report["accuracy"] <= 1.0
+        assert (out / run / "eval" / "confusion.png").stat().st_size > 1000
+        assert (out / run / "train_state.safetensors").exists()
+    pooled = np.array(summary["pooled_confusion_matrix"])
+    assert pooled.sum() == 12 and pooled.shape == (3, 3)
+    accs = [r["accuracy"] for r in summary["runs"]]
+    assert summary["metrics"]["accuracy"]["mean"] == pytest.approx(np.mean(accs))
+    assert json.loads((out / "summary.json").read_text())["mode"] == "cv"
+    assert "| fold1 | 1 | 6 |" in (out / "summary.md").read_text()
+    assert (out / "confusion.png").exists()
+
+
+def test_a_seed_reproduces_a_run(tiny_config: Path, tmp_path: Path) -> None:
+    weights = []
+    for name in ("a", "b"):
+        exp = load_experiment(
+            tiny_config, ['experiment.mode="full"', f'experiment.output_dir="{tmp_path / name}"']
+        )
+        run_experiment(exp, progress=False)
+        weights.append(load_file(str(tmp_path / name / "full" / "model.safetensors")))
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        np.testing.assert_array_equal(weights[0][key], weights[1][key])
+    exp = load_experiment(
+        tiny_config, ['experiment.mode="full"', f'experiment.output_dir="{tmp_path / "c"}"', "train.seed=8"]
+    )
+    run_experiment(exp, progress=False)
+    other = load_file(str(tmp_path / "c" / "full" / "model.safetensors"))
+    assert any(not np.array_equal(other[k], weights[0][k]) for k in other if other[k].dtype.kind == "f")
+
+
+def test_train_command(tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "train",
+            str(tiny_config),
+            "--mode",
+            "single",
+            "--set",
+            "data.val_folds=[2]",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "cmd"),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "| single | 2 | 6 |" in captured.out
+    assert (tmp_path / "cmd" / "single" / "model.safetensors").exists()
+    code = main(["train", str(tiny_config), "--set", "train.epochz=1"])
+    assert code == 2
+    assert "train.epochz: unknown key" in capsys.readouterr().err
