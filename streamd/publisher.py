@@ -21,9 +21,15 @@ import zmq
 
 from streamd import messages
 from streamd.errors import StreamdError
-from streamd.security import Security, check_bind_allowed, check_curve_config, secure_server_socket
+from streamd.security import (
+    Security,
+    check_bind_allowed,
+    check_curve_config,
+    secure_server_socket,
+)
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
+BIND_TRANSPORTS = ("tcp", "ipc", "inproc")
 IDLE_POLL_S = 0.02
 MAX_LINGER_S = 0.5
 
@@ -44,6 +50,19 @@ _BIND_ERRORS = {
     errno.EADDRNOTAVAIL: "address not available on this machine",
     errno.EACCES: "permission denied (ports below 1024 need privileges)",
 }
+
+
+def check_endpoint(endpoint: str) -> None:
+    """Raise PublishError unless ``endpoint`` is a bindable tcp (port or ``*``), ipc or inproc endpoint."""
+    transport, sep, rest = endpoint.partition("://")
+    if not sep or not rest:
+        raise PublishError(f"cannot bind {endpoint}: {_BIND_ERRORS[errno.EINVAL]}")
+    if transport not in BIND_TRANSPORTS:
+        raise PublishError(f"cannot bind {endpoint}: {_BIND_ERRORS[errno.EPROTONOSUPPORT]}")
+    if transport == "tcp":
+        host, colon, port = rest.rpartition(":")
+        if not (host and colon and (port == "*" or (port.isdigit() and int(port) <= 65535))):
+            raise PublishError(f"cannot bind {endpoint}: {_BIND_ERRORS[errno.EINVAL]}")
 
 
 class Publisher:
@@ -98,6 +117,7 @@ class Publisher:
         """Bind (in the caller's thread; PublishError/SecurityError on failure) and start the thread."""
         if self._thread is not None:
             raise RuntimeError("publisher already started")
+        check_endpoint(self._requested_endpoint)
         check_bind_allowed(self._requested_endpoint, self._security)
         check_curve_config(self._security)
         context = zmq.Context()
