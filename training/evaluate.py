@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -176,37 +175,41 @@ def report_markdown(report: dict[str, Any], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@dataclass(frozen=True)
-class StreamSettings:
-    """How a soundscape is replayed: window hop (ignored by recurrent models' step rate) and label count."""
-
-    hop_s: float
-    top_k: int = 3
-
-
+@torch.no_grad()
 def offline_stream_predictions(
-    model: nn.Module, info: ModelInfo, wave: np.ndarray, hop_s: float
+    model: nn.Module, info: ModelInfo, wave: np.ndarray, hop_s: float, window_s: float = 5.0
 ) -> list[WindowPrediction]:
-    """What a stream of full windows every ``hop_s`` predicts, computed offline from the whole fbank.
+    """What a stream predicts, computed offline from the whole file: the plain reference for a replay.
 
-    The plain reference for the daemon's replay: window ``k`` covers the ``target_frames`` frames that
-    end at frame ``window + k * hop``; its time span is that of those frames.
+    Windowed models: window ``k`` holds the frames of samples ``[k * hop_s, k * hop_s + window_s)``
+    (full windows only). Recurrent models: one prediction per column of ``column_frames`` frames, spanning
+    that column's samples (``hop_s`` and ``window_s`` do not apply).
     """
-    fbank = compute_fbank(wave, info.features)
-    shift_s = info.features.frame_shift_ms / 1000.0
-    length_s = info.features.frame_length_ms / 1000.0
-    window = info.normalization.target_frames
-    if fbank.shape[0] < window:
-        return []
-    ends, scores = fbank_window_scores(model, info, fbank, hop_s)
-    hop = max(1, round(hop_s / shift_s))
-    out = []
-    for end, row in zip(ends, scores, strict=True):
-        if (end - window) % hop:  # the extra window flush with the end is not part of a stream
-            continue
-        best = int(row.argmax())
-        t_start = (end - window) * shift_s
-        out.append(
-            WindowPrediction(t_start, (end - 1) * shift_s + length_s, info.labels[best], float(row[best]))
-        )
-    return out
+    cfg = info.features
+    fbank = compute_fbank(wave, cfg)
+    shift_s, length_s = cfg.frame_shift / cfg.sample_rate, cfg.frame_length / cfg.sample_rate
+    x = info.normalization.apply(fbank)
+    if getattr(model, "recurrent", False):
+        column = int(model.column_frames)
+        steps = fbank.shape[0] // column
+        if steps == 0:
+            return []
+        scores = probabilities(model.forward_steps(x[: steps * column].unsqueeze(0))[0], info.multi_label)
+        spans = [(s * column * shift_s, ((s + 1) * column - 1) * shift_s + length_s) for s in range(steps)]
+    else:
+        window = cfg.num_frames(round(window_s * cfg.sample_rate))
+        hop = round(hop_s / shift_s)
+        starts = list(range(0, fbank.shape[0] - window + 1, hop))
+        if not starts:
+            return []
+        batches = [
+            model(torch.stack([x[a : a + window] for a in starts[i : i + 16]]))
+            for i in range(0, len(starts), 16)
+        ]
+        scores = probabilities(torch.cat(batches), info.multi_label)
+        spans = [(a * shift_s, a * shift_s + window_s) for a in starts]
+    best = scores.argmax(dim=1)
+    return [
+        WindowPrediction(t0, t1, info.labels[int(b)], float(row[b]))
+        for (t0, t1), b, row in zip(spans, best, scores, strict=True)
+    ]

@@ -274,3 +274,24 @@ def pick_clips(
     rounds = max((len(items) for items in by_label.values()), default=0)
     spread = [by_label[label][r] for r in range(rounds) for label in labels if r < len(by_label[label])]
     return spread[:count]
+
+
+def pool_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Combine ``score_stream`` reports of several soundscapes (window counts summed, latencies pooled)."""
+    scored = sum(r["scored_windows"] for r in reports)
+    correct = sum(round((r["window_accuracy"] or 0.0) * r["scored_windows"]) for r in reports)
+    latencies = [x for r in reports for x in r["onset_latencies_s"]]
+    found = [x for x in latencies if x is not None]
+    events = sum(r["events"] for r in reports)
+    return {
+        "windows": sum(r["windows"] for r in reports),
+        "scored_windows": scored,
+        "background_windows": sum(r["background_windows"] for r in reports),
+        "window_accuracy": correct / scored if scored else None,
+        "events": events,
+        "detected_events": len(found),
+        "detection_rate": len(found) / events if events else None,
+        "onset_latency_median_s": float(np.median(found)) if found else None,
+        "onset_latency_mean_s": float(np.mean(found)) if found else None,
+        "onset_latencies_s": latencies,
+    }

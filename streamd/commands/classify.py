@@ -14,23 +14,22 @@ from pathlib import Path
 
 import torch
 
-import streamd
-from streamd.errors import CheckpointError, ConfigError
+from streamd.errors import ConfigError
+from streamd.model_loading import LoadedModel
 
 HELP = "classify audio files offline: top-k labels per file (long files window by window)"
-
-DEFAULT_CHECKPOINT = Path(streamd.__file__).resolve().parent / "default_models" / "default.safetensors"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="audio files (any format libsndfile reads)")
     parser.add_argument(
-        "--checkpoint",
         "--model",
-        dest="checkpoint",
-        type=Path,
-        default=None,
-        help="streamd checkpoint (.safetensors); default: the shipped model",
+        metavar="NAME|FILE.toml",
+        default="default",
+        help="'default' (windowed), 'recurrent', or a model config TOML (as for run/replay)",
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, metavar="PATH", help="a .safetensors checkpoint (overrides --model)"
     )
     parser.add_argument("--top-k", type=int, default=5, help="labels to show per file (default 5)")
     parser.add_argument(
@@ -40,17 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
 
 
-def load_model(path: Path | None):
-    """The checkpoint's model (eval mode) and its ModelInfo; CheckpointError with a clear message."""
-    from models.checkpoint import CheckpointLoadError, load_checkpoint
+def resolve_model(model: str, checkpoint: Path | None) -> LoadedModel:
+    """The model that ``--model`` / ``--checkpoint`` name (as run/replay resolve them), on the CPU."""
+    from streamd.config import load_model_toml
+    from streamd.model_loading import load_model, load_named_model
 
-    path = DEFAULT_CHECKPOINT if path is None else path
-    if path == DEFAULT_CHECKPOINT and not path.exists():
-        raise CheckpointError(f"no default model shipped at {path}; pass --checkpoint PATH")
-    try:
-        return load_checkpoint(path)
-    except CheckpointLoadError as exc:
-        raise CheckpointError(str(exc)) from None
+    if checkpoint is not None:
+        return load_model(checkpoint, compute="cpu")
+    if model.endswith(".toml"):
+        return load_model(load_model_toml(model)["model"]["checkpoint"], compute="cpu")
+    return load_named_model(model, compute="cpu")
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -74,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, info = load_model(args.checkpoint)
+    loaded = resolve_model(args.model, args.checkpoint)
+    model, info = loaded.model, loaded.info
     failed = 0
     for path in args.paths:
         try:

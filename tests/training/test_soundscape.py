@@ -17,6 +17,7 @@ from training.soundscape import (
     load_clips,
     order_without_repeats,
     pick_clips,
+    pool_reports,
     predictions_from_messages,
     score_stream,
     window_truth,
@@ -161,3 +162,17 @@ def test_late_detections_beyond_the_limit_do_not_count() -> None:
     assert score_stream(late, EVENTS)["onset_latencies_s"][0] is None
     near = [WindowPrediction(0.0, 2.0, "dog", 0.9)]
     assert score_stream(near, EVENTS)["onset_latencies_s"][0] == pytest.approx(0.5)
+
+
+def test_pooled_reports_equal_one_report_over_both() -> None:
+    def oracle(a: float, b: float) -> str:
+        return window_truth(EVENTS, a, b) or "silence"
+
+    good = score_stream(predictions_from_messages(_messages(1.0, 5.0, oracle)), EVENTS)
+    bad = score_stream(predictions_from_messages(_messages(1.0, 5.0, lambda a, b: "dog")), EVENTS)
+    pooled = pool_reports([good, bad])
+    assert pooled["scored_windows"] == good["scored_windows"] + bad["scored_windows"]
+    correct = good["scored_windows"] + round(bad["window_accuracy"] * bad["scored_windows"])
+    assert pooled["window_accuracy"] == pytest.approx(correct / pooled["scored_windows"])
+    assert pooled["events"] == 4 and pooled["detected_events"] == 3  # "dog" everywhere finds the dog only
+    assert pooled["onset_latencies_s"] == good["onset_latencies_s"] + bad["onset_latencies_s"]

@@ -1,0 +1,214 @@
+"""``streamd evaluate``: a checkpoint's metrics on a labelled dataset, or its streaming behaviour.
+
+Clip-level (default): accuracy, macro-F1, mAP, per-class accuracy and a confusion-matrix PNG on the
+chosen folds of a dataset (an experiment config's ``[data]``, an ESC-50-style CSV, class folders, or
+AST/AuM JSON datafiles). ``--streaming``: soundscapes of the held-out clips are replayed through the
+daemon's pipeline at each ``--hops`` value and scored for per-window accuracy and event onset latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from streamd.errors import ConfigError
+from streamd.model_loading import LoadedModel
+
+HELP = "evaluate a checkpoint: clip metrics + confusion matrix, or streaming accuracy and onset latency"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", metavar="NAME|FILE.toml", default="default", help="'default', 'recurrent' or a model TOML"
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, metavar="PATH", help="a .safetensors checkpoint (overrides --model)"
+    )
+    data = parser.add_argument_group("data (one of)")
+    data.add_argument("--config", type=Path, metavar="CONFIG.toml", help="use an experiment config's [data]")
+    data.add_argument("--esc50", type=Path, metavar="CSV", help="an ESC-50-style metadata CSV")
+    data.add_argument("--audio-dir", type=Path, help="audio folder of --esc50 (default: CSV folder/../audio)")
+    data.add_argument("--folders", type=Path, metavar="DIR", help="one sub-folder per class")
+    data.add_argument("--num-folds", type=int, help="folds to split --folders into (round-robin per class)")
+    data.add_argument(
+        "--datafiles", type=Path, nargs="+", metavar="JSON", help="AST/AuM datafiles (fold = position)"
+    )
+    data.add_argument("--label-csv", type=Path, help="class_labels_indices.csv for --datafiles")
+    parser.add_argument(
+        "--folds", type=int, nargs="+", metavar="K", help="evaluate on these folds (default: all)"
+    )
+    parser.add_argument("--out", type=Path, help="write report.json, report.md and confusion.png here")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=Path("cache/fbank"), help="fbank cache (default cache/fbank)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    stream = parser.add_argument_group("streaming evaluation")
+    stream.add_argument("--streaming", action="store_true", help="replay soundscapes through the pipeline")
+    stream.add_argument(
+        "--hops", type=float, nargs="+", default=[0.5, 1.0, 2.5], metavar="S", help="window hops to test"
+    )
+    stream.add_argument("--clips", type=int, default=12, help="clips per soundscape (default 12)")
+    stream.add_argument("--soundscapes", type=int, default=1, help="soundscapes to build (default 1)")
+    stream.add_argument("--gap-s", type=float, nargs=2, default=[1.0, 3.0], metavar=("MIN", "MAX"))
+    stream.add_argument("--seed", type=int, default=0, help="seed of clip choice, order and gaps")
+    stream.add_argument(
+        "--window-s", type=float, default=5.0, help="window length of windowed models (default 5)"
+    )
+    stream.add_argument(
+        "--offline", action="store_true", help="use the offline reference instead of the daemon's replay"
+    )
+
+
+def _dataset(args: argparse.Namespace):
+    from training.experiment import load_experiment
+    from training.readers import read_dataset
+
+    chosen = [name for name in ("config", "esc50", "folders", "datafiles") if getattr(args, name)]
+    if len(chosen) != 1:
+        raise ConfigError("give exactly one of --config, --esc50, --folders or --datafiles")
+    if args.config:
+        exp = load_experiment(args.config)
+        return read_dataset(exp.reader, **exp.reader_options)
+    if args.esc50:
+        return read_dataset("esc50", csv_path=args.esc50, audio_dir=args.audio_dir)
+    if args.folders:
+        return read_dataset("folders", root=args.folders, num_folds=args.num_folds)
+    if not args.label_csv:
+        raise ConfigError("--datafiles needs --label-csv")
+    return read_dataset("json", datafiles=args.datafiles, label_csv=args.label_csv)
+
+
+def _select_folds(clip_set, folds: list[int] | None):
+    if folds is None:
+        return clip_set
+    missing = sorted(set(folds) - set(clip_set.folds()))
+    if missing:
+        raise ConfigError(f"folds {missing} have no clips (the dataset has folds {clip_set.folds()})")
+    return clip_set.subset(folds=folds)
+
+
+def _print_stream_table(results: list[dict[str, Any]]) -> None:
+    def fmt(value: float | None, digits: int = 3) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    print("| hop s | windows | window accuracy | detected | onset latency median s | mean s |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        hop = "per step" if r["hop_s"] == 0 else f"{r['hop_s']:g}"
+        print(
+            f"| {hop} | {r['scored_windows']}/{r['windows']} | {fmt(r['window_accuracy'])} | "
+            f"{r['detected_events']}/{r['events']} | {fmt(r['onset_latency_median_s'], 2)} | "
+            f"{fmt(r['onset_latency_mean_s'], 2)} |"
+        )
+
+
+def _soundscape_items(clip_set) -> list[tuple[Path, str]]:
+    if clip_set.multi_label:
+        raise ConfigError("streaming evaluation needs a single-label dataset")
+    return [(Path(c.path), clip_set.labels[c.targets[0]]) for c in clip_set.clips]
+
+
+def streaming_evaluation(
+    loaded: LoadedModel,
+    clip_set,
+    hops: list[float],
+    clips: int,
+    soundscapes: int,
+    gap_s: tuple[float, float],
+    seed: int,
+    out: Path | None,
+    window_s: float = 5.0,
+    offline: bool = False,
+) -> list[dict[str, Any]]:
+    """Build soundscapes from ``clip_set``, replay each at every hop, and score them (one row per hop).
+
+    Recurrent models step per column whatever the hop, so they get one row (``hop_s`` 0).
+    """
+    import numpy as np
+    import soundfile as sf
+
+    from streamd.daemon import replay_collect
+    from training.evaluate import offline_stream_predictions
+    from training.soundscape import (
+        build_soundscape,
+        load_clips,
+        pick_clips,
+        pool_reports,
+        predictions_from_messages,
+        score_stream,
+    )
+
+    items = _soundscape_items(clip_set)
+    unknown = sorted({label for _, label in items} - set(loaded.info.labels))
+    if unknown:
+        raise ConfigError(f"the model does not know the label(s) {unknown[:5]}")
+    rate = loaded.info.features.sample_rate
+    hops = [0.0] if loaded.recurrent else hops
+    reports: dict[float, list[dict[str, Any]]] = {hop: [] for hop in hops}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = out if out is not None else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(soundscapes):
+            rng = np.random.default_rng(seed + index)
+            chosen = pick_clips(items, clips, rng)
+            scape = build_soundscape(load_clips(chosen, rate), rng, rate, gap_s)
+            path = folder / f"soundscape{index}.wav"
+            sf.write(path, scape.wave, rate, subtype="PCM_16")
+            (folder / f"soundscape{index}.json").write_text(json.dumps(scape.truth_json(), indent=1))
+            for hop in hops:
+                if offline:
+                    preds = offline_stream_predictions(
+                        loaded.model, loaded.info, scape.wave, hop or 1.0, window_s
+                    )
+                else:
+                    messages = replay_collect([path], loaded, window_s, hop or 1.0, top_k=1)
+                    preds = predictions_from_messages(messages)
+                reports[hop].append(score_stream(preds, scape.events))
+    results = [{"hop_s": hop, **pool_reports(rows)} for hop, rows in reports.items()]
+    if out is not None:
+        (out / "streaming.json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+def run(args: argparse.Namespace) -> int:
+    from streamd.commands.classify import resolve_model
+    from training.evaluate import evaluate_clip_set, report_markdown
+    from training.experiment import ExperimentConfigError
+    from training.readers import DatasetError
+
+    if args.clips < 1 or args.soundscapes < 1:
+        raise ConfigError("--clips and --soundscapes must be at least 1")
+    if any(h <= 0 for h in args.hops) or args.gap_s[0] < 0 or args.gap_s[1] < args.gap_s[0]:
+        raise ConfigError("--hops must be positive and --gap-s MIN MAX with 0 <= MIN <= MAX")
+    try:
+        clip_set = _select_folds(_dataset(args), args.folds)
+    except (ExperimentConfigError, DatasetError) as exc:
+        raise ConfigError(str(exc)) from None
+    loaded = resolve_model(args.model, args.checkpoint)
+    try:
+        if args.streaming:
+            results = streaming_evaluation(
+                loaded,
+                clip_set,
+                args.hops,
+                args.clips,
+                args.soundscapes,
+                (args.gap_s[0], args.gap_s[1]),
+                args.seed,
+                args.out,
+                args.window_s,
+                args.offline,
+            )
+            if args.json:
+                print(json.dumps(results, indent=1))
+            else:
+                _print_stream_table(results)
+            return 0
+        report = evaluate_clip_set(loaded.model, loaded.info, clip_set, args.out, args.cache_dir)
+    except ValueError as exc:  # unreadable audio, labels the model does not know
+        raise ConfigError(str(exc)) from None
+    print(json.dumps(report, indent=1) if args.json else report_markdown(report, clip_set.name), end="")
+    return 0
