@@ -1,0 +1,325 @@
+"""The daemon's configuration: typed, nested dataclasses loaded from TOML and overridden by the command line.
+
+Layers, later ones winning: built-in defaults, ``--config FILE.toml``, ``--model MODEL.toml`` (a file of
+the same shape whose ``[model]`` table names a checkpoint), then explicit command line options. Unknown
+keys and wrong types are rejected with a ``ConfigError`` naming the file and the key. Relative checkpoint
+paths in a TOML file are relative to that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from streamd.errors import ConfigError, StreamdError
+from streamd.events import EventConfig
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
+
+
+@dataclass
+class ModelSection:
+    """Which classifier to run, where and how."""
+
+    name: str = "default"  # a shipped model: "default" (windowed) or "recurrent"
+    checkpoint: str | None = None  # a .safetensors checkpoint; overrides ``name``
+    compute: str = "auto"  # "auto" | "cpu" | "cuda"
+    precision: str = "fp32"  # "fp32" | "bf16"
+
+
+@dataclass
+class WindowSection:
+    """Sliding windows (windowed models; recurrent models step per patch column)."""
+
+    window_s: float = 5.0
+    hop_s: float = 1.0
+
+
+@dataclass
+class EngineSection:
+    """The model worker: batching, its bounded queue and what happens when it falls behind."""
+
+    queue_size: int = 16
+    max_batch: int = 8
+    overload: str = "auto"  # "drop_oldest" | "block" | "auto" (drop_oldest live, block for replay)
+    threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+
+
+@dataclass
+class CaptureSection:
+    """Audio input: ring size, block size, and the stall watchdog for live devices."""
+
+    ring_s: float = 10.0  # live capture ring (file replay uses a few blocks to keep latency low)
+    block_s: float = 0.05  # device block / file chunk
+    max_block_s: float = 0.5  # file chunk at --speed max
+    watchdog_s: float = 3.0  # no samples for this long from a live device: "stalled"
+
+
+@dataclass
+class PublishSection:
+    """Where and what to publish."""
+
+    endpoint: str = DEFAULT_ENDPOINT
+    top_k: int = 5
+    status_interval_s: float = 2.0
+    queue_size: int = 10000
+
+
+@dataclass
+class DaemonConfig:
+    """Everything the daemon needs besides its sources."""
+
+    model: ModelSection = field(default_factory=ModelSection)
+    windows: WindowSection = field(default_factory=WindowSection)
+    engine: EngineSection = field(default_factory=EngineSection)
+    capture: CaptureSection = field(default_factory=CaptureSection)
+    publish: PublishSection = field(default_factory=PublishSection)
+    events: EventConfig = field(default_factory=EventConfig)
+
+    def overload_policy(self, live: bool) -> str:
+        """The explicit policy: ``auto`` resolves to drop_oldest for live capture, block for replay."""
+        if self.engine.overload != "auto":
+            return self.engine.overload
+        return "drop_oldest" if live else "block"
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "model.compute": ("auto", "cpu", "cuda"),
+    "model.precision": ("fp32", "bf16"),
+    "engine.overload": ("auto", "drop_oldest", "block"),
+}
+_POSITIVE = {
+    "windows.window_s",
+    "windows.hop_s",
+    "engine.queue_size",
+    "engine.max_batch",
+    "capture.ring_s",
+    "capture.block_s",
+    "capture.max_block_s",
+    "capture.watchdog_s",
+    "publish.top_k",
+    "publish.status_interval_s",
+    "publish.queue_size",
+}
+
+
+# -- type checking of TOML values ----------------------------------------------------------------------
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _check_value(value: Any, hint: Any, where: str) -> Any:
+    """Return ``value`` if it fits ``hint`` (ints accepted for floats), else raise ConfigError."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            if option is type(None):
+                continue
+            try:
+                return _check_value(value, option, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: expected {_type_name(hint)}, got {type(value).__name__} {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        (item,) = typing.get_args(hint)
+        return [_check_value(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
+        _, item = typing.get_args(hint)
+        return {str(k): _check_value(v, item, f"{where}.{k}") for k, v in value.items()}
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, str, bool) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+        return value
+    raise ConfigError(f"{where}: expected {_type_name(hint)}, got {type(value).__name__} {value!r}")
+
+
+def _check_table(cls: type, table: Any, where: str) -> dict[str, Any]:
+    """Check a TOML table against dataclass ``cls``: known keys, right types; nested tables recurse."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(table).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in names:
+            raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(sorted(names))})".lstrip("."))
+        hint = hints[key]
+        sub = f"{where}.{key}".lstrip(".")
+        out[key] = _check_table(hint, value, sub) if is_dataclass(hint) else _check_value(value, hint, sub)
+    return out
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "thresholds":
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _build(cls: type, values: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _build(hints[k], v) if is_dataclass(hints[k]) else v for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _validate(cfg: DaemonConfig, source: str) -> DaemonConfig:
+    for dotted, choices in _CHOICES.items():
+        section, key = dotted.split(".")
+        value = getattr(getattr(cfg, section), key)
+        if value not in choices:
+            raise ConfigError(f"{source}: {dotted} must be one of {', '.join(choices)}, got {value!r}")
+    for dotted in _POSITIVE:
+        section, key = dotted.split(".")
+        value = getattr(getattr(cfg, section), key)
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{source}: {dotted} must be positive, got {value!r}")
+    if cfg.engine.threads < 0:
+        raise ConfigError(f"{source}: engine.threads must be >= 0, got {cfg.engine.threads}")
+    return cfg
+
+
+# -- public API -----------------------------------------------------------------------------------------
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file checked against ``DaemonConfig`` (relative checkpoint paths made absolute)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+    try:
+        table = _check_table(DaemonConfig, data, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    checkpoint = table.get("model", {}).get("checkpoint")
+    if checkpoint is not None:
+        table["model"]["checkpoint"] = str((path.parent / Path(checkpoint).expanduser()).resolve())
+    return table
+
+
+def config_from_layers(layers: list[tuple[str, dict[str, Any]]]) -> DaemonConfig:
+    """Merge checked tables (``(source name, table)``, lowest first) into a validated ``DaemonConfig``."""
+    merged: dict[str, Any] = {}
+    for _, table in layers:
+        merged = _merge(merged, table)
+    source = layers[-1][0] if layers else "defaults"
+    try:
+        cfg = _build(DaemonConfig, merged)
+    except StreamdError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return _validate(cfg, source)
+
+
+def load_config(path: str | Path) -> DaemonConfig:
+    """One TOML file over the defaults."""
+    return config_from_layers([(str(path), read_toml(path))])
+
+
+def load_model_toml(path: str | Path) -> dict[str, Any]:
+    """A ``--model`` TOML: same shape as the daemon config, with ``[model] checkpoint`` required."""
+    table = read_toml(path)
+    if not table.get("model", {}).get("checkpoint"):
+        raise ConfigError(f'{path}: a model config needs [model] checkpoint = "PATH"')
+    return table
+
+
+# -- command line ---------------------------------------------------------------------------------------
+
+
+def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``run`` and ``replay``; unset ones leave the config file's value."""
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE.toml", help="daemon config (see configs/daemon.toml)"
+    )
+    parser.add_argument(
+        "--model", metavar="NAME|FILE.toml", help="'default' (windowed), 'recurrent', or a model config TOML"
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, metavar="PATH", help="a .safetensors checkpoint (overrides --model)"
+    )
+    parser.add_argument("--window", type=float, metavar="S", help="window length in seconds (default 5.0)")
+    parser.add_argument("--hop", type=float, metavar="S", help="hop between windows in seconds (default 1.0)")
+    parser.add_argument(
+        "--publish", metavar="ENDPOINT", help=f"ZeroMQ PUB endpoint (default {DEFAULT_ENDPOINT})"
+    )
+    parser.add_argument("--top-k", type=int, metavar="K", help="labels per prediction (default 5)")
+    parser.add_argument(
+        "--compute", choices=_CHOICES["model.compute"], help="where the model runs (default auto)"
+    )
+    parser.add_argument("--precision", choices=_CHOICES["model.precision"], help="fp32 or bf16 autocast")
+    parser.add_argument(
+        "--overload",
+        choices=_CHOICES["engine.overload"],
+        help="when the engine falls behind: drop_oldest or block (auto: drop live, block replay)",
+    )
+    parser.add_argument("--queue-size", type=int, metavar="N", help="engine queue length in windows")
+    parser.add_argument("--max-batch", type=int, metavar="N", help="most windows per model call")
+    parser.add_argument("--status-interval", type=float, metavar="S", help="seconds between status messages")
+    parser.add_argument("--no-dashboard", action="store_true", help="do not show the terminal dashboard")
+    parser.add_argument("--json", action="store_true", help="print every published message as a JSON line")
+
+
+_FLAGS: dict[str, str] = {
+    "window": "windows.window_s",
+    "hop": "windows.hop_s",
+    "publish": "publish.endpoint",
+    "top_k": "publish.top_k",
+    "compute": "model.compute",
+    "precision": "model.precision",
+    "overload": "engine.overload",
+    "queue_size": "engine.queue_size",
+    "max_batch": "engine.max_batch",
+    "status_interval": "publish.status_interval_s",
+}
+
+
+def config_from_args(args: argparse.Namespace) -> DaemonConfig:
+    """Defaults, then ``--config``, then a ``--model`` TOML, then explicit options."""
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if getattr(args, "config", None) is not None:
+        layers.append((str(args.config), read_toml(args.config)))
+    model = getattr(args, "model", None)
+    if model is not None:
+        if model.endswith(".toml"):
+            layers.append((model, load_model_toml(model)))
+        else:
+            layers.append(("--model", {"model": {"name": model, "checkpoint": None}}))
+    cli: dict[str, Any] = {}
+    for flag, dotted in _FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            section, key = dotted.split(".")
+            cli.setdefault(section, {})[key] = value
+    if getattr(args, "checkpoint", None) is not None:
+        cli.setdefault("model", {})["checkpoint"] = str(args.checkpoint)
+    layers.append(("command line", cli))
+    return config_from_layers(layers)
+
+
+def with_windows(cfg: DaemonConfig, window_s: float, hop_s: float) -> DaemonConfig:
+    """A copy with other window settings (validated)."""
+    out = replace(cfg, windows=WindowSection(window_s=float(window_s), hop_s=float(hop_s)))
+    return _validate(out, "windows")

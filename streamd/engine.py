@@ -1,0 +1,271 @@
+"""Inference engine: one worker thread owns the model and classifies the windows that are ready, batched.
+
+Windows from every stream share one bounded queue. When the queue is full the overload policy decides:
+``drop_oldest`` discards the oldest queued window (live capture must never wait) and ``block`` makes the
+producer wait (replay at full speed). Every discarded window is counted, per stream. A recurrent model
+gets one column per stream per model call, with each stream's state kept here and stacked along the batch.
+
+``ModelRunner`` is the part without threads: it normalises, batches and scores; ``score_one_by_one`` is
+its plain reference.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from streamd.model_loading import LoadedModel
+from streamd.windows import Window
+
+POLICIES = ("drop_oldest", "block")
+State = dict[str, torch.Tensor]
+
+
+@dataclass
+class Job:
+    """A window of one stream, and the monotonic time its last sample was written to the ring."""
+
+    stream: int
+    window: Window
+    ready_time: float
+
+
+class ModelRunner:
+    """Runs a ``LoadedModel`` on batches of windows (or columns) and returns class scores ``(B, C)``."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.device = loaded.device
+        self.norm = loaded.info.normalization
+        self.multi_label = loaded.info.multi_label
+        self._bf16 = loaded.precision == "bf16"
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self._bf16)
+
+    def _prepare(self, features: list[torch.Tensor]) -> torch.Tensor:
+        batch = torch.stack(features).to(self.device, non_blocking=True)  # (B, T, F)
+        return self.norm.apply(batch)
+
+    def _scores(self, logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        scores = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+        return scores.cpu()
+
+    def score_windows(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Scores of windows ``[(T, F)] * B`` -> ``(B, C)`` in one model call."""
+        with torch.inference_mode(), self._autocast():
+            return self._scores(self.model(self._prepare(features)))
+
+    def init_state(self) -> State:
+        return self.model.init_state(1, device=self.device)
+
+    def score_columns(
+        self, columns: list[torch.Tensor], states: list[State]
+    ) -> tuple[torch.Tensor, list[State]]:
+        """One step for B streams: columns ``[(c, F)] * B`` and their states -> scores, new states."""
+        stacked = {key: torch.cat([s[key] for s in states], dim=0) for key in states[0]}
+        with torch.inference_mode(), self._autocast():
+            logits, new = self.model.step(self._prepare(columns), stacked)
+        split = [{key: value[i : i + 1] for key, value in new.items()} for i in range(len(columns))]
+        return self._scores(logits), split
+
+
+def score_one_by_one(runner: ModelRunner, features: list[torch.Tensor]) -> torch.Tensor:
+    """Reference for ``score_windows``: each window alone."""
+    return torch.cat([runner.score_windows([f]) for f in features])
+
+
+class JobQueue:
+    """Bounded FIFO shared by the producer(s) and the engine thread."""
+
+    def __init__(self, maxsize: int, policy: str) -> None:
+        if maxsize <= 0:
+            raise ValueError("queue size must be positive")
+        if policy not in POLICIES:
+            raise ValueError(f"overload policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+        self.maxsize = maxsize
+        self.policy = policy
+        self._items: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._abandoned = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, job: Job) -> Job | None:
+        """Enqueue; returns the job that was dropped to make room (possibly ``job`` itself), else None."""
+        with self._cond:
+            while self.policy == "block" and len(self._items) >= self.maxsize and not self._abandoned:
+                self._cond.wait(0.1)
+            if self._closed or self._abandoned:
+                return job
+            dropped = self._items.popleft() if len(self._items) >= self.maxsize else None
+            self._items.append(job)
+            self._cond.notify_all()
+            return dropped
+
+    def get_batch(self, max_items: int, timeout: float) -> list[Job] | None:
+        """Up to ``max_items`` jobs (waiting at most ``timeout`` for one); None once closed and empty."""
+        with self._cond:
+            if not self._items and not self._closed:
+                self._cond.wait(timeout)
+            if not self._items:
+                return None if self._closed else []
+            batch = [self._items.popleft() for _ in range(min(max_items, len(self._items)))]
+            self._cond.notify_all()
+            return batch
+
+    def close(self) -> None:
+        """No more jobs will come; the consumer drains what is queued."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def abandon(self) -> list[Job]:
+        """Stop now: release blocked producers and return what was still queued."""
+        with self._cond:
+            self._closed = True
+            self._abandoned = True
+            left = list(self._items)
+            self._items.clear()
+            self._cond.notify_all()
+            return left
+
+
+ResultCallback = Callable[[list[Job], torch.Tensor], None]
+
+
+class Engine:
+    """The worker thread: pulls batches from the queue, runs the model, hands ``(jobs, scores)`` on."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        on_results: ResultCallback,
+        *,
+        queue_size: int = 16,
+        max_batch: int = 8,
+        policy: str = "drop_oldest",
+    ) -> None:
+        self.runner = ModelRunner(loaded)
+        self.recurrent = loaded.recurrent
+        self.on_results = on_results
+        self.max_batch = max(1, max_batch)
+        self.queue = JobQueue(queue_size, policy)
+        self._states: dict[int, State] = {}
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.windows: dict[int, int] = {}
+        self.dropped: dict[int, int] = {}
+        self.model_errors = 0
+        self.batches = 0
+        self.busy_s = 0.0
+        self.last_error: str | None = None
+
+    # -- producer side ---------------------------------------------------------------------------------
+
+    def submit(self, job: Job) -> None:
+        """Queue a job (may wait under the ``block`` policy); drops are counted per stream."""
+        dropped = self.queue.put(job)
+        if dropped is not None:
+            self._count(self.dropped, dropped.stream)
+
+    def _count(self, table: dict[int, int], stream: int, n: int = 1) -> None:
+        with self._lock:
+            table[stream] = table.get(stream, 0) + n
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def warm_up(self, example: torch.Tensor) -> None:
+        """One call on an example input ``(T, F)`` so the first real window does not pay for lazy setup."""
+        if self.recurrent:
+            self.runner.score_columns([example], [self.runner.init_state()])
+        else:
+            self.runner.score_windows([example])
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="streamd-engine", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """No more input: the worker classifies what is queued, then exits."""
+        self.queue.close()
+
+    def abandon(self) -> None:
+        """Stop soon: the worker finishes its current batch; queued windows are dropped and counted."""
+        for job in self.queue.abandon():
+            self._count(self.dropped, job.stream)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the worker; True if it has exited."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- worker ----------------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            batch = self.queue.get_batch(self.max_batch, timeout=0.1)
+            if batch is None:
+                return
+            if batch:
+                for group in self._rounds(batch) if self.recurrent else [batch]:
+                    self._run(group)
+
+    def _state(self, stream: int) -> State:
+        if stream not in self._states:
+            self._states[stream] = self.runner.init_state()
+        return self._states[stream]
+
+    @staticmethod
+    def _rounds(batch: list[Job]) -> list[list[Job]]:
+        """Split so that each model call holds at most one column per stream, in stream order."""
+        per_stream: dict[int, list[Job]] = {}
+        for job in batch:
+            per_stream.setdefault(job.stream, []).append(job)
+        depth = max(len(jobs) for jobs in per_stream.values())
+        return [[jobs[r] for jobs in per_stream.values() if r < len(jobs)] for r in range(depth)]
+
+    def _run(self, jobs: list[Job]) -> None:
+        started = time.perf_counter()
+        try:
+            features = [job.window.features for job in jobs]
+            if self.recurrent:
+                states = [self._state(job.stream) for job in jobs]
+                scores, new_states = self.runner.score_columns(features, states)
+                for job, state in zip(jobs, new_states, strict=True):
+                    self._states[job.stream] = state
+            else:
+                scores = self.runner.score_windows(features)
+        except Exception as exc:  # a failing model must not kill the daemon: count, report, go on
+            with self._lock:
+                self.model_errors += len(jobs)
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            return
+        finally:
+            self.busy_s += time.perf_counter() - started
+        self.batches += 1
+        for job in jobs:
+            self._count(self.windows, job.stream)
+        self.on_results(jobs, scores)
+
+    # -- counters --------------------------------------------------------------------------------------
+
+    def counters(self, stream: int) -> dict[str, int]:
+        with self._lock:
+            return {
+                "windows": self.windows.get(stream, 0),
+                "dropped_windows": self.dropped.get(stream, 0),
+                "model_errors": self.model_errors,
+                "queue_depth": len(self.queue),
+            }

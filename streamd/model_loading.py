@@ -1,0 +1,99 @@
+"""Finding and loading the classifier the daemon runs: ``--model NAME|CONFIG.toml`` and ``--checkpoint PATH``.
+
+``default`` and ``recurrent`` name the models shipped in ``streamd/default_models``; a ``.toml`` file names
+a checkpoint in its ``[model]`` table (see ``streamd.config``); ``--checkpoint`` overrides both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models.checkpoint import CheckpointLoadError, load_checkpoint
+from models.common import ModelInfo
+from streamd.config import ModelSection
+from streamd.errors import CheckpointError, ConfigError
+
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "default_models"
+SHIPPED_MODELS: dict[str, str] = {
+    "default": "default.safetensors",
+    "recurrent": "default_recurrent.safetensors",
+}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run: weights on ``device`` in eval mode, its metadata, and how to run it."""
+
+    model: nn.Module
+    info: ModelInfo
+    name: str
+    device: torch.device
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast)
+    path: Path | None = None
+
+    @property
+    def recurrent(self) -> bool:
+        return bool(getattr(self.model, "recurrent", False))
+
+    @property
+    def column_frames(self) -> int:
+        return int(getattr(self.model, "column_frames", 0))
+
+
+def shipped_model_path(name: str) -> Path:
+    """Path of a shipped model by name (it may not be installed)."""
+    if name not in SHIPPED_MODELS:
+        raise ConfigError(f"unknown model {name!r}: use {', '.join(SHIPPED_MODELS)} or a .toml model config")
+    return DEFAULT_MODELS_DIR / SHIPPED_MODELS[name]
+
+
+def resolve_device(compute: str) -> torch.device:
+    """``auto`` picks CUDA when available; asking for ``cuda`` without it is an error."""
+    if compute == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if compute == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--compute cuda: no CUDA device is available")
+    if compute not in ("cpu", "cuda"):
+        raise ConfigError(f"compute must be auto, cpu or cuda, got {compute!r}")
+    return torch.device(compute)
+
+
+def load_model(
+    path: str | Path, *, compute: str = "auto", precision: str = "fp32", name: str | None = None
+) -> LoadedModel:
+    """Load a streamd checkpoint for inference; every failure is a one-line ``CheckpointError``."""
+    path = Path(path)
+    if precision not in ("fp32", "bf16"):
+        raise ConfigError(f"precision must be fp32 or bf16, got {precision!r}")
+    device = resolve_device(compute)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        model, info = load_checkpoint(path, device=device)
+    except CheckpointLoadError as exc:
+        raise CheckpointError(str(exc)) from None
+    if not info.labels:
+        raise CheckpointError(f"{path}: the checkpoint has no labels")
+    return LoadedModel(model, info, name or path.stem, device, precision, path)
+
+
+def load_named_model(name: str, *, compute: str = "auto", precision: str = "fp32") -> LoadedModel:
+    """Load a shipped model by name, with a clear message when it is not installed."""
+    path = shipped_model_path(name)
+    if not path.exists():
+        raise CheckpointError(
+            f"the {name!r} model is not installed ({path.name} missing in streamd/default_models); "
+            "pass --checkpoint PATH or --model CONFIG.toml"
+        )
+    return load_model(path, compute=compute, precision=precision, name=name)
+
+
+def load_configured_model(section: ModelSection) -> LoadedModel:
+    """The model a ``[model]`` config section asks for: its checkpoint if set, else the shipped one."""
+    if section.checkpoint:
+        return load_model(section.checkpoint, compute=section.compute, precision=section.precision)
+    return load_named_model(section.name, compute=section.compute, precision=section.precision)

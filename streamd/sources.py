@@ -1,0 +1,302 @@
+"""Audio sources: a live input device (sounddevice) or a file replayed through the same ring.
+
+A source fills its ``SampleRing`` at its native rate and channel count; everything after the ring
+(downmix, resampling, features) is the same for both. The device callback only copies into the ring.
+A file is read in chunks with soundfile and paced to real time (``speed`` 1.0), to any multiple of it,
+or as fast as the consumer frees ring space (``speed=None``: ``--speed max``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamd.audio_file import AudioFileInfo, open_audio, probe_audio
+from streamd.errors import AudioInputError
+from streamd.ring import SampleRing
+
+MAX_DEVICE_CHANNELS = 2  # capture at most this many channels; they are averaged anyway
+
+
+def _sounddevice() -> Any:
+    """Import sounddevice lazily: without the PortAudio library it raises OSError at import."""
+    try:
+        import sounddevice
+    except OSError as exc:
+        raise AudioInputError(f"cannot use audio devices: the PortAudio library is missing ({exc})") from None
+    return sounddevice
+
+
+# -- devices --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """An input device as PortAudio lists it."""
+
+    index: int
+    name: str
+    channels: int
+    default_samplerate: float
+    hostapi: str
+    is_default: bool
+
+
+def list_input_devices() -> list[DeviceInfo]:
+    """Every device with input channels; empty when PortAudio sees none."""
+    sd = _sounddevice()
+    try:
+        devices = sd.query_devices()
+        hostapis = sd.query_hostapis()
+        default_in = sd.default.device[0]
+    except sd.PortAudioError as exc:
+        raise AudioInputError(f"cannot query audio devices: {exc}") from None
+    out = []
+    for dev in devices:
+        if dev["max_input_channels"] <= 0:
+            continue
+        out.append(
+            DeviceInfo(
+                index=int(dev["index"]),
+                name=str(dev["name"]),
+                channels=int(dev["max_input_channels"]),
+                default_samplerate=float(dev["default_samplerate"]),
+                hostapi=str(hostapis[dev["hostapi"]]["name"]),
+                is_default=int(dev["index"]) == default_in,
+            )
+        )
+    return out
+
+
+def _device_list_text(devices: list[DeviceInfo]) -> str:
+    return "; ".join(f"{d.index}: {d.name}" for d in devices) or "none"
+
+
+def resolve_input_device(spec: str | int) -> DeviceInfo:
+    """``mic``/``default`` (the default input), an index, or a case-insensitive name substring."""
+    devices = list_input_devices()
+    if not devices:
+        raise AudioInputError("no audio input device found (PortAudio lists none)")
+    text = str(spec).strip()
+    if text.lower() in ("mic", "default"):
+        default = [d for d in devices if d.is_default]
+        if not default:
+            raise AudioInputError(
+                f"no default input device; choose one with --device: {_device_list_text(devices)}"
+            )
+        return default[0]
+    if text.lstrip("-").isdigit():
+        for dev in devices:
+            if dev.index == int(text):
+                return dev
+        raise AudioInputError(
+            f"no input device with index {text}; input devices: {_device_list_text(devices)}"
+        )
+    exact = [d for d in devices if d.name.lower() == text.lower()]
+    matches = exact or [d for d in devices if text.lower() in d.name.lower()]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise AudioInputError(
+            f"no input device matches {text!r}; input devices: {_device_list_text(devices)}"
+        )
+    raise AudioInputError(f"{text!r} matches several input devices: {_device_list_text(matches)}")
+
+
+# -- sources ---------------------------------------------------------------------------------------------
+
+
+class Source:
+    """What the daemon needs from a source: a name, a native rate, a ring, start/stop."""
+
+    name: str
+    sample_rate: int
+    channels: int
+    ring: SampleRing
+    live: bool = False
+    error: str | None = None  # set when the source failed (file read error, device gone)
+    device_overflows = 0  # input overflows the device itself reported
+    restarts = 0
+
+    def start(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def stop(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def join(self, timeout: float | None = None) -> bool:
+        return True
+
+    def restart(self) -> None:
+        """Reopen a live input after an error or a stall (files do not restart)."""
+
+
+class FileSource(Source):
+    """Replays a file (any rate, any channels) into its ring, paced to ``speed`` × real time or flat out."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        speed: float | None = 1.0,
+        block_s: float = 0.05,
+        max_block_s: float = 0.5,
+        ring_s: float = 10.0,
+        name: str | None = None,
+    ) -> None:
+        if speed is not None and not speed > 0:
+            raise AudioInputError(f"--speed must be positive or 'max', got {speed}")
+        self.info: AudioFileInfo = probe_audio(path)
+        self.path = Path(path)
+        self.name = name or self.path.stem
+        self.sample_rate = self.info.sample_rate
+        self.channels = self.info.channels
+        self.speed = speed
+        block = block_s if speed is not None else max_block_s
+        self.block = max(1, round(block * self.sample_rate))
+        capacity = round(ring_s * self.sample_rate) if speed is not None else 4 * self.block
+        self.ring = SampleRing(max(capacity, 2 * self.block), self.channels)
+        self._space = threading.Event()
+        self.ring.on_read = self._space.set
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"streamd-file-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._space.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    def _run(self) -> None:
+        try:
+            with open_audio(self.path) as handle:
+                self._pump(handle)
+        except AudioInputError as exc:
+            self.error = str(exc)
+        except Exception as exc:  # libsndfile errors mid-file: report, end the stream
+            self.error = f"{self.path}: read error ({type(exc).__name__}: {exc})"
+        finally:
+            self.ring.close()
+
+    def _pump(self, handle: Any) -> None:
+        started = time.monotonic()
+        written = 0
+        block = np.empty((self.block, self.channels), dtype=np.float32)
+        while not self._stop.is_set():
+            n = handle.read(self.block, dtype="float32", always_2d=True, out=block).shape[0]
+            if n == 0:
+                return
+            end = written + n
+            if self.speed is not None:
+                delay = started + end / self.sample_rate / self.speed - time.monotonic()
+                if delay > 0 and self._stop.wait(delay):
+                    return
+            elif not self._wait_for_space(n):
+                return
+            self.ring.write(block[:n])
+            written = end
+
+    def _wait_for_space(self, n: int) -> bool:
+        while self.ring.free() < n:
+            self._space.clear()
+            if self.ring.free() >= n:
+                break
+            self._space.wait(0.1)
+            if self._stop.is_set():
+                return False
+        return True
+
+
+class DeviceSource(Source):
+    """Live capture from a PortAudio input device at its native rate (up to two channels)."""
+
+    live = True
+
+    def __init__(
+        self,
+        device: str | int = "mic",
+        *,
+        block_s: float = 0.05,
+        ring_s: float = 10.0,
+        name: str | None = None,
+    ) -> None:
+        self.device = resolve_input_device(device)
+        self.name = name or ("mic" if str(device).lower() in ("mic", "default") else self.device.name)
+        self.sample_rate = round(self.device.default_samplerate)
+        self.channels = min(self.device.channels, MAX_DEVICE_CHANNELS)
+        self.block = max(1, round(block_s * self.sample_rate))
+        self.ring = SampleRing(round(ring_s * self.sample_rate), self.channels)
+        self._stream: Any = None
+        self._stopping = False
+        self.callbacks = 0
+        self.restarts = 0
+        self.device_overflows = 0
+
+    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        # Runs in PortAudio's thread: copy into the ring and nothing else.
+        if status.input_overflow:
+            self.device_overflows += 1
+        self.ring.write(indata)
+        self.callbacks += 1
+
+    def _finished(self) -> None:
+        if not self._stopping:
+            self.error = f"input device {self.device.name!r} stopped unexpectedly"
+
+    def start(self) -> None:
+        sd = _sounddevice()
+        self._stopping = False
+        try:
+            self._stream = sd.InputStream(
+                device=self.device.index,
+                samplerate=self.sample_rate,
+                channels=self.channels,
+                dtype="float32",
+                blocksize=self.block,
+                callback=self._callback,
+                finished_callback=self._finished,
+            )
+            self._stream.start()
+        except (sd.PortAudioError, ValueError) as exc:
+            self._stream = None
+            raise AudioInputError(f"cannot open input device {self.device.name!r}: {exc}") from None
+        self.error = None
+
+    def stop(self) -> None:
+        """Abort (never waits for pending buffers: a stalled device must not hang us) and close."""
+        self._stopping = True
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.abort()
+            with contextlib.suppress(Exception):
+                stream.close()
+        self.ring.close()
+
+    def restart(self) -> None:
+        """Reopen the device after an error or a stall; the sample index (stream time) continues."""
+        self._stopping = True
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.abort()
+                stream.close()
+        self.restarts += 1
+        try:
+            self.start()
+        except AudioInputError as exc:
+            self.error = str(exc)

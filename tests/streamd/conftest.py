@@ -1,0 +1,117 @@
+"""Fixtures for the pipeline tests: real ESC-50 clips, small seeded checkpoints, a tiny recurrent model."""
+
+from __future__ import annotations
+
+import csv
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from torch import nn
+
+from models import FeatureConfig, ModelInfo, RecurrentClassifier, build_model
+from models.checkpoint import save_checkpoint
+from streamd.model_loading import LoadedModel
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+ESC50 = SHARED / "data" / "esc50"
+NUM_MEL_BINS = 64
+SMALL_RESNET = {"num_classes": 50, "channels": [8, 16, 32, 64], "num_mel_bins": NUM_MEL_BINS}
+
+
+class Esc50:
+    """The real ESC-50 clips beside the repository: labels, deterministic clip picks, reading."""
+
+    def __init__(self, root: Path) -> None:
+        with (root / "meta" / "esc50.csv").open(newline="") as f:
+            self.rows = list(csv.DictReader(f))
+        self.root = root
+        names = {int(r["target"]): r["category"] for r in self.rows}
+        self.labels = [names[i] for i in sorted(names)]
+
+    def clips(self, n: int, fold: int = 1) -> list[Path]:
+        """``n`` ESC-10 clips of one fold, in file name order."""
+        rows = [r for r in self.rows if r["esc10"] == "True" and r["fold"] == str(fold)]
+        rows.sort(key=lambda r: r["filename"])
+        return [self.root / "audio" / r["filename"] for r in rows[:n]]
+
+    @staticmethod
+    def read_mono(path: Path) -> np.ndarray:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        assert rate == 16000
+        return data.mean(axis=1)
+
+
+@pytest.fixture(scope="session")
+def esc50() -> Esc50:
+    if not (ESC50 / "meta" / "esc50.csv").exists():
+        pytest.skip(f"ESC-50 not found at {ESC50}")
+    return Esc50(ESC50)
+
+
+@pytest.fixture(scope="session")
+def clips(esc50: Esc50) -> list[Path]:
+    """Three real 5-s ESC-10 clips (16 kHz mono FLAC)."""
+    return esc50.clips(3)
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory: pytest.TempPathFactory, esc50: Esc50) -> Path:
+    """A small random-weight (seeded) residual CNN over 64 mel bins with the ESC-50 labels."""
+    torch.manual_seed(0)
+    model = build_model("resnet_cnn", SMALL_RESNET).eval()
+    info = ModelInfo(
+        arch="resnet_cnn",
+        config=dict(SMALL_RESNET),
+        labels=esc50.labels,
+        features=FeatureConfig(num_mel_bins=NUM_MEL_BINS),
+    )
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "small.safetensors", model, info)
+
+
+class TinyRecurrent(RecurrentClassifier):
+    """Test-only causal model with explicit state: ``h <- tanh(W·mean(column) + U·h)``, logits ``V·h``."""
+
+    def __init__(self, num_mel_bins: int, num_classes: int, hidden: int = 16, column_frames: int = 4) -> None:
+        super().__init__()
+        self.column_frames = column_frames
+        self.num_classes = num_classes
+        self.w = nn.Linear(num_mel_bins, hidden)
+        self.u = nn.Linear(hidden, hidden, bias=False)
+        self.v = nn.Linear(hidden, num_classes)
+
+    def init_state(self, batch: int, device: torch.device | None = None) -> dict[str, torch.Tensor]:
+        return {"h": torch.zeros(batch, self.u.in_features, device=device)}
+
+    def step(self, column: torch.Tensor, state: dict[str, torch.Tensor]):
+        h = torch.tanh(self.w(column.mean(dim=1)) + self.u(state["h"]))  # (B, H)
+        return self.v(h), {"h": h}
+
+    def forward_steps(self, fbank: torch.Tensor) -> torch.Tensor:
+        state = self.init_state(fbank.shape[0], fbank.device)
+        out = []
+        for k in range(fbank.shape[1] // self.column_frames):
+            logits, state = self.step(fbank[:, k * self.column_frames : (k + 1) * self.column_frames], state)
+            out.append(logits)
+        return torch.stack(out, dim=1)  # (B, S, C)
+
+
+@pytest.fixture()
+def tiny_recurrent(esc50: Esc50) -> LoadedModel:
+    """A ``TinyRecurrent`` (seeded) with the ESC-50 labels, ready to run on the CPU."""
+    torch.manual_seed(1)
+    labels = esc50.labels
+    model = TinyRecurrent(NUM_MEL_BINS, len(labels)).eval()
+    info = ModelInfo(arch="tiny_recurrent", config={}, labels=labels, features=FeatureConfig(num_mel_bins=64))
+    return LoadedModel(model, info, "tiny", torch.device("cpu"))
+
+
+@pytest.fixture()
+def free_port() -> int:
+    """A TCP port nobody listens on right now (on 127.0.0.1)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
