@@ -72,7 +72,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise CheckpointLoadError(f"{path}: weights do not fit {info.arch!r} ({first})") from None
     num_classes = getattr(model, "num_classes", None)
     if num_classes is not None and num_classes != len(info.labels):
-        raise CheckpointLoadError(f"{path}: {len(info.labels)} labels but the model has {num_classes} outputs")
+        raise CheckpointLoadError(
+            f"{path}: {len(info.labels)} labels but the model has {num_classes} outputs"
+        )
     return model.to(device).eval(), info
 
 

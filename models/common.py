@@ -55,7 +55,7 @@ class FeatureConfig:
 
 @dataclass(frozen=True)
 class Normalization:
-    """``(x - mean) / (2 * std)`` as in AST; ``target_frames`` is the window length the model was trained on."""
+    """``(x - mean) / (2 * std)`` as in AST; ``target_frames``: the window length it was trained on."""
 
     mean: float = -6.6268077
     std: float = 5.358466

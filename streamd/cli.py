@@ -41,7 +41,9 @@ def _available_commands() -> dict[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamd", description="Streaming real-time audio classifier daemon.")
+    parser = argparse.ArgumentParser(
+        prog="streamd", description="Streaming real-time audio classifier daemon."
+    )
     parser.add_argument("--version", action="version", version=f"streamd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in _available_commands().items():

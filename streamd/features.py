@@ -23,7 +23,9 @@ def _mel(freq: torch.Tensor) -> torch.Tensor:
 
 
 @lru_cache(maxsize=16)
-def mel_banks(num_bins: int, padded_window: int, sample_rate: int, low_freq: float, high_freq: float) -> torch.Tensor:
+def mel_banks(
+    num_bins: int, padded_window: int, sample_rate: int, low_freq: float, high_freq: float
+) -> torch.Tensor:
     """Triangular mel filters (num_bins, padded_window // 2 + 1) as in Kaldi (last column, Nyquist, zero).
 
     Computed in float32 in the same order as torchaudio so that log energies near the floor agree.
@@ -79,14 +81,16 @@ def fbank_frames(frames: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
         x = x - cfg.preemphasis * previous
     x = x * frame_window(cfg.window_type, cfg.frame_length)
     n_fft = padded_window_size(cfg.frame_length)
-    spectrum = torch.fft.rfft(torch.nn.functional.pad(x, (0, n_fft - x.shape[1]))).abs().pow(2.0)  # (N, n_fft // 2 + 1)
+    spectrum = (
+        torch.fft.rfft(torch.nn.functional.pad(x, (0, n_fft - x.shape[1]))).abs().pow(2.0)
+    )  # (N, n_fft // 2 + 1)
     banks = mel_banks(cfg.num_mel_bins, n_fft, cfg.sample_rate, cfg.low_freq, cfg.high_freq)
     energies = torch.mm(spectrum, banks.T)
     return torch.clamp(energies, min=_EPS).log()
 
 
 def compute_fbank(wave: torch.Tensor | np.ndarray, cfg: FeatureConfig) -> torch.Tensor:
-    """Offline fbank of a mono waveform in [-1, 1] at ``cfg.sample_rate`` -> ``(num_frames, num_mel_bins)``."""
+    """Offline fbank of mono samples in [-1, 1] at ``cfg.sample_rate`` -> ``(num_frames, num_mel_bins)``."""
     samples = torch.as_tensor(np.asarray(wave, dtype=np.float32)).reshape(-1)
     n = cfg.num_frames(samples.numel())
     if n == 0:

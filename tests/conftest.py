@@ -1,0 +1,32 @@
+"""Shared test fixtures: paths to the real data beside the repository."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+ESC50 = SHARED / "data" / "esc50"
+FIXTURES = SHARED / "fixtures"
+
+
+def esc50_rows() -> list[dict[str, str]]:
+    with open(ESC50 / "meta" / "esc50.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="session")
+def esc50_dir() -> Path:
+    if not (ESC50 / "meta" / "esc50.csv").exists():
+        pytest.skip("ESC-50 data not found beside the repository (../shared/data/esc50)")
+    return ESC50
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    if not FIXTURES.exists():
+        pytest.skip("golden fixtures not found beside the repository (../shared/fixtures)")
+    return FIXTURES

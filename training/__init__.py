@@ -1,0 +1,1 @@
+"""Training and evaluation of streamd's models (imports ``models``, never the daemon's threads)."""

@@ -1,0 +1,47 @@
+"""A labelled clip list: what every dataset reader produces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One audio file with its label indices and (optional) cross-validation fold."""
+
+    path: Path
+    targets: tuple[int, ...]
+    fold: int | None = None
+
+
+@dataclass
+class ClipSet:
+    """Clips plus the label names their ``targets`` index into."""
+
+    clips: list[Clip]
+    labels: list[str]
+    multi_label: bool = False
+    name: str = field(default="dataset")
+
+    def folds(self) -> list[int]:
+        return sorted({c.fold for c in self.clips if c.fold is not None})
+
+    def subset(self, folds: list[int] | None = None, exclude: list[int] | None = None) -> ClipSet:
+        keep = [
+            c
+            for c in self.clips
+            if (folds is None or c.fold in folds) and (exclude is None or c.fold not in exclude)
+        ]
+        return ClipSet(keep, self.labels, self.multi_label, self.name)
+
+    def targets(self) -> np.ndarray:
+        """Class indices ``(N,)`` for single-label sets, multi-hot ``(N, C)`` float32 for multi-label ones."""
+        if not self.multi_label:
+            return np.array([c.targets[0] for c in self.clips], dtype=np.int64)
+        y = np.zeros((len(self.clips), len(self.labels)), dtype=np.float32)
+        for i, c in enumerate(self.clips):
+            y[i, list(c.targets)] = 1.0
+        return y

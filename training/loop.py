@@ -1,0 +1,290 @@
+"""The training loop: AdamW, warm-up + cosine schedule, augmentation, EMA weights, bf16 autocast, resume.
+
+``train_model`` trains on in-memory un-normalised fbanks; each epoch it saves a resumable training state
+(safetensors: model, EMA, optimiser tensors; JSON header: epoch, step, RNG, history) and at the end a
+streamd checkpoint of the EMA weights. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from models.checkpoint import save_checkpoint
+from models.common import ModelInfo
+from training.augment import AugmentConfig, mixup, random_gain, random_time_shift, spec_augment
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 3.0
+    min_lr_ratio: float = 0.01
+    label_smoothing: float = 0.1
+    ema_decay: float = 0.995
+    grad_clip: float = 5.0
+    precision: str = "bf16"
+    num_threads: int = 0
+    seed: int = 0
+    eval_every: int = 5
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        aug = AugmentConfig(**data.pop("augment", {}))
+        return cls(augment=aug, **data)
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    history: list[dict[str, float]]
+    val_accuracy: float | None
+    train_seconds: float
+
+
+def lr_at(step: int, total: int, warmup: int, base: float, min_ratio: float) -> float:
+    """Linear warm-up to ``base`` over ``warmup`` steps, then cosine decay to ``base * min_ratio``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def soft_targets(y: torch.Tensor, num_classes: int, multi_label: bool) -> torch.Tensor:
+    if multi_label:
+        return y.float()
+    return F.one_hot(y, num_classes).float()
+
+
+def loss_fn(logits: torch.Tensor, target: torch.Tensor, multi_label: bool, smoothing: float) -> torch.Tensor:
+    """Cross-entropy on soft targets (single-label, with label smoothing) or BCE (multi-label)."""
+    logits = logits.float()
+    if multi_label:
+        return F.binary_cross_entropy_with_logits(logits, target)
+    c = logits.shape[1]
+    target = target * (1 - smoothing) + smoothing / c
+    return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+@torch.no_grad()
+def predict_scores(
+    model: nn.Module, x: np.ndarray, info: ModelInfo, batch_size: int = 64, precision: str = "bf16"
+) -> np.ndarray:
+    """Class scores (softmax or sigmoid) for un-normalised fbanks ``(N, T, F)``."""
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = info.normalization.apply(torch.from_numpy(x[i : i + batch_size]))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = model(xb).float()
+        out.append(torch.sigmoid(logits) if info.multi_label else torch.softmax(logits, dim=1))
+    return torch.cat(out).numpy()
+
+
+def accuracy(scores: np.ndarray, y: np.ndarray) -> float:
+    if y.ndim == 2:  # multi-label: top-1 is one of the true labels
+        return float(np.mean(y[np.arange(len(y)), scores.argmax(1)] > 0))
+    return float(np.mean(scores.argmax(1) == y))
+
+
+class _Ema:
+    """Exponential moving average of a model's parameters and buffers."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for e, p in zip(self.model.state_dict().values(), model.state_dict().values(), strict=True):
+            if e.dtype.is_floating_point:
+                e.mul_(d).add_(p.detach(), alpha=1 - d)
+            else:
+                e.copy_(p)
+
+
+def train_model(
+    model: nn.Module,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None,
+    cfg: TrainConfig,
+    info: ModelInfo,
+    out_dir: str | Path,
+    resume: bool = True,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` and write ``out_dir/model.safetensors`` (EMA weights) plus a training log."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    x_train, y_train = train
+    n = len(x_train)
+    steps_per_epoch = max(1, n // cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    ema = _Ema(model, cfg.ema_decay)
+    num_classes = len(info.labels)
+    history: list[dict[str, float]] = []
+    start_epoch, step, elapsed = 0, 0, 0.0
+    state_path = out_dir / "train_state.safetensors"
+    if resume and state_path.exists():
+        start_epoch, step, elapsed, history = _load_state(state_path, model, ema, opt, gen)
+
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task(out_dir.name, total=cfg.epochs, completed=start_epoch, stats="")
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.time()
+            model.train()
+            order = torch.randperm(n, generator=gen)
+            loss_sum, correct, seen = 0.0, 0.0, 0
+            for b in range(steps_per_epoch):
+                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                xb = torch.from_numpy(x_train[idx.numpy()])
+                yb = soft_targets(torch.from_numpy(y_train[idx.numpy()]), num_classes, info.multi_label)
+                xb, yb = _augment(xb, yb, cfg.augment, gen, info)
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step, total, warmup, cfg.lr, cfg.min_lr_ratio)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                    logits = model(xb)
+                loss = loss_fn(logits, yb, info.multi_label, cfg.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                ema.update(model, step)
+                step += 1
+                loss_sum += loss.item() * len(idx)
+                correct += float((logits.argmax(1) == yb.argmax(1)).sum())
+                seen += len(idx)
+            elapsed += time.time() - t0
+            record = {
+                "epoch": epoch + 1,
+                "loss": loss_sum / seen,
+                "train_acc": correct / seen,
+                "seconds": elapsed,
+            }
+            last = epoch + 1 == cfg.epochs
+            if val is not None and (last or (cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0)):
+                record["val_acc"] = accuracy(predict_scores(ema.model, val[0], info), val[1])
+            history.append(record)
+            stats = f"loss {record['loss']:.3f} acc {record['train_acc']:.3f}"
+            if "val_acc" in record:
+                stats += f" val {record['val_acc']:.3f}"
+            bar.update(task, completed=epoch + 1, stats=stats)
+            _save_state(state_path, model, ema, opt, gen, epoch + 1, step, elapsed, history)
+
+    info.extra = {**info.extra, "train_config": asdict(cfg), "history": history[-1:] if history else []}
+    ckpt = save_checkpoint(out_dir / "model.safetensors", ema.model, info)
+    (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+    val_acc = history[-1].get("val_acc") if history else None
+    return TrainResult(ckpt, history, val_acc, elapsed)
+
+
+def _augment(
+    x: torch.Tensor, y: torch.Tensor, aug: AugmentConfig, gen: torch.Generator, info: ModelInfo
+) -> tuple[torch.Tensor, torch.Tensor]:
+    x = random_time_shift(x, aug.time_shift_frac, gen)
+    x = random_gain(x, aug.gain_db, gen)
+    x, y = mixup(x, y, aug.mixup_alpha, aug.mixup_prob, gen)
+    x = info.normalization.apply(x)
+    x = spec_augment(x, aug.freq_mask, aug.time_mask, aug.num_freq_masks, aug.num_time_masks, gen)
+    return x, y
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on biases, norms, embeddings-like 1-D tensors and tokens."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name.endswith(("token", "pos_embed")) else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _save_state(
+    path: Path,
+    model: nn.Module,
+    ema: _Ema,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    epoch: int,
+    step: int,
+    elapsed: float,
+    history: list[dict[str, float]],
+) -> None:
+    tensors: dict[str, torch.Tensor] = {}
+    for k, v in model.state_dict().items():
+        tensors[f"model.{k}"] = v.detach().contiguous()
+    for k, v in ema.model.state_dict().items():
+        tensors[f"ema.{k}"] = v.detach().contiguous()
+    opt_state = opt.state_dict()
+    scalars: dict[str, dict[str, float]] = {}
+    for pid, st in opt_state["state"].items():
+        for key, val in st.items():
+            if torch.is_tensor(val) and val.ndim > 0:
+                tensors[f"opt.{pid}.{key}"] = val.contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[key] = float(val)
+    tensors["rng.generator"] = gen.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {"epoch": epoch, "step": step, "elapsed": elapsed, "history": history, "opt_scalars": scalars}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)})
+    tmp.replace(path)
+
+
+def _load_state(
+    path: Path, model: nn.Module, ema: _Ema, opt: torch.optim.Optimizer, gen: torch.Generator
+) -> tuple[int, int, float, list[dict[str, float]]]:
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads((f.metadata() or {})["state"])
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    ema.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    opt_state = opt.state_dict()
+    state: dict[int, dict[str, Any]] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, pid, key = k.split(".", 2)
+            state.setdefault(int(pid), {})[key] = v
+    for pid, sc in meta["opt_scalars"].items():
+        for key, val in sc.items():
+            state.setdefault(int(pid), {})[key] = torch.tensor(val)
+    opt_state["state"] = state
+    opt.load_state_dict(opt_state)
+    gen.set_state(tensors["rng.generator"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return int(meta["epoch"]), int(meta["step"]), float(meta["elapsed"]), list(meta["history"])
