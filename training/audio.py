@@ -12,7 +12,7 @@ TARGET_RATE = 16000
 
 
 def load_audio_16k(path: str | Path, target_rate: int = TARGET_RATE) -> np.ndarray:
-    """Decode, downmix (channel mean), resample to ``target_rate``; ValueError with a clear message if unusable."""
+    """Decode, downmix (channel mean), resample to ``target_rate``; ValueError if unusable."""
     path = Path(path)
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
