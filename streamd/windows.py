@@ -103,15 +103,18 @@ def _whole_samples(name: str, seconds: float, rate: int) -> int:
 
 
 class _IndexedRows:
-    """Rows kept by absolute index in one contiguous tensor; old rows are dropped by ``trim``."""
+    """Rows kept by absolute index in one contiguous tensor; rows before ``trim``'s index may be dropped."""
 
     def __init__(self, width: int, capacity: int) -> None:
         self._buf = torch.zeros(max(capacity, 1), width)
         self.base = 0  # absolute index of _buf[0]
         self.end = 0  # absolute index one past the newest row
+        self._keep_from = 0
 
     def append(self, rows: torch.Tensor) -> None:
         n = rows.shape[0]
+        if self.end - self.base + n > self._buf.shape[0]:
+            self._compact()
         used = self.end - self.base
         if used + n > self._buf.shape[0]:
             grown = torch.zeros(max(2 * self._buf.shape[0], used + n), self._buf.shape[1])
@@ -120,14 +123,20 @@ class _IndexedRows:
         self._buf[used : used + n] = rows
         self.end += n
 
+    def _compact(self) -> None:
+        drop = min(self._keep_from, self.end) - self.base
+        if drop > 0:
+            used = self.end - self.base
+            self._buf[: used - drop] = self._buf[drop:used].clone()
+            self.base += drop
+
     def trim(self, keep_from: int) -> None:
-        """Forget rows before ``keep_from`` (moves the rest down only when that frees at least half)."""
-        drop = min(keep_from, self.end) - self.base
-        if drop <= 0 or 2 * drop < self._buf.shape[0]:
-            return
-        used = self.end - self.base
-        self._buf[: used - drop] = self._buf[drop:used].clone()
-        self.base += drop
+        """Rows before ``keep_from`` are no longer needed (their memory is reused on a later append)."""
+        self._keep_from = max(self._keep_from, keep_from)
+
+    @property
+    def capacity(self) -> int:
+        return self._buf.shape[0]
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
         """A copy of rows ``[start, stop)``; they must still be kept."""

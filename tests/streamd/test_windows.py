@@ -1,0 +1,143 @@
+"""Windows and recurrent columns: streamed slices of computed frames equal offline fbank of their samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.common import FeatureConfig
+from streamd.features import compute_fbank
+from streamd.windows import ColumnPlan, FeatureFrontEnd, WindowPlan
+
+CFG = FeatureConfig(num_mel_bins=64)
+RATE = CFG.sample_rate
+
+
+def _feed(front: FeatureFrontEnd, wave: np.ndarray, seed: int, finish: bool = True):
+    rng = np.random.default_rng(seed)
+    out, i = [], 0
+    while i < wave.size:
+        n = int(rng.integers(1, 12000))
+        out += front.accept(wave[i : i + n])
+        i += n
+    return out + front.finish() if finish else out
+
+
+def _real_audio(esc50, clips: int) -> np.ndarray:
+    return np.concatenate([esc50.read_mono(p) for p in esc50.clips(clips)])
+
+
+def test_plan_validation():
+    plan = WindowPlan.from_seconds(5.0, 1.0, CFG)
+    assert (plan.window_samples, plan.hop_samples, plan.frames_per_window) == (80000, 16000, 498)
+    with pytest.raises(ValueError, match="multiple of the frame shift"):
+        WindowPlan.from_seconds(5.0, 0.015, CFG)
+    with pytest.raises(ValueError, match="at least one frame"):
+        WindowPlan.from_seconds(0.01, 0.01, CFG)
+    with pytest.raises(ValueError, match="positive"):
+        WindowPlan.from_seconds(5.0, 0.0, CFG)
+    with pytest.raises(ValueError, match="whole number of samples"):
+        WindowPlan.from_seconds(5.00001, 1.0, CFG)
+
+
+@pytest.mark.parametrize(("window_s", "hop_s"), [(5.0, 1.0), (2.0, 0.5), (1.0, 1.5)])
+def test_streaming_windows_equal_offline_fbank_of_their_samples(esc50, window_s, hop_s):
+    wave = _real_audio(esc50, 3)[: 14 * RATE + 1234]  # 14.08 s: the last hop leaves a tail
+    plan = WindowPlan.from_seconds(window_s, hop_s, CFG)
+    windows = _feed(FeatureFrontEnd(plan), wave, seed=0)
+    regular = [w for w in windows if not w.tail]
+    expected = (wave.size - plan.window_samples) // plan.hop_samples + 1
+    assert [w.index for w in regular] == list(range(expected))
+    for w in windows:
+        start = round(w.t_start * RATE)
+        if not w.tail:
+            assert start == w.index * plan.hop_samples
+            assert w.t_start == pytest.approx(w.index * hop_s)
+        assert w.t_end - w.t_start == pytest.approx(window_s)
+        assert w.end_sample == start + plan.window_samples
+        reference = compute_fbank(wave[start : start + plan.window_samples], CFG)
+        assert w.features.shape == reference.shape == (plan.frames_per_window, 64)
+        torch.testing.assert_close(w.features, reference, atol=1e-5, rtol=0)
+
+
+def test_the_tail_window_is_aligned_to_the_end_on_the_frame_grid(esc50):
+    wave = _real_audio(esc50, 2)[: 7 * RATE + 555]
+    plan = WindowPlan.from_seconds(5.0, 1.0, CFG)
+    windows = _feed(FeatureFrontEnd(plan), wave, seed=1)
+    assert [w.t_start for w in windows[:-1]] == [0.0, 1.0, 2.0]
+    tail = windows[-1]
+    start = round(tail.t_start * RATE)
+    assert tail.tail and tail.index == 3
+    assert start % CFG.frame_shift == 0
+    assert 0 <= wave.size - (start + plan.window_samples) < CFG.frame_shift
+    torch.testing.assert_close(
+        tail.features, compute_fbank(wave[start : start + 80000], CFG), atol=1e-5, rtol=0
+    )
+
+
+def test_no_tail_when_the_last_window_reaches_the_end(esc50):
+    wave = _real_audio(esc50, 2)[: 7 * RATE]
+    windows = _feed(FeatureFrontEnd(WindowPlan.from_seconds(5.0, 1.0, CFG)), wave, seed=2)
+    assert [w.t_start for w in windows] == [0.0, 1.0, 2.0] and not any(w.tail for w in windows)
+
+
+def test_a_stream_shorter_than_a_window_is_padded_with_silence(esc50):
+    wave = esc50.read_mono(esc50.clips(1)[0])[: int(2.3 * RATE)]
+    plan = WindowPlan.from_seconds(5.0, 1.0, CFG)
+    front = FeatureFrontEnd(plan)
+    assert _feed(front, wave, seed=3, finish=False) == []
+    (window,) = front.finish()
+    assert (window.t_start, window.t_end, window.index) == (0.0, 5.0, 0)
+    assert window.padded_s == pytest.approx(2.7) and window.end_sample == wave.size
+    padded = np.concatenate([wave, np.zeros(plan.window_samples - wave.size, np.float32)])
+    torch.testing.assert_close(window.features, compute_fbank(padded, CFG), atol=1e-5, rtol=0)
+    assert front.finish() == []  # already flushed
+    assert FeatureFrontEnd(plan).finish() == []  # nothing heard, nothing to classify
+
+
+def test_level_is_the_rms_of_the_window_in_dbfs():
+    t = np.arange(3 * RATE) / RATE
+    sine = np.sin(2 * np.pi * 1000 * t).astype(np.float32)  # full scale: -3.01 dBFS
+    quiet = np.concatenate([np.zeros(RATE, np.float32), 0.01 * sine[: 2 * RATE]])
+    plan = WindowPlan.from_seconds(1.0, 1.0, CFG)
+    loud = _feed(FeatureFrontEnd(plan), sine, seed=4)
+    assert [round(w.level_dbfs, 2) for w in loud] == [-3.01] * 3
+    levels = [w.level_dbfs for w in _feed(FeatureFrontEnd(plan), quiet, seed=5)]
+    assert levels[0] == -120.0 and levels[1] == pytest.approx(-43.01, abs=0.01)
+
+
+def test_memory_stays_flat_on_a_long_stream():
+    rng = np.random.default_rng(6)
+    front = FeatureFrontEnd(WindowPlan.from_seconds(5.0, 1.0, CFG))
+    sizes = []
+    for _ in range(120):  # two minutes, one second at a time
+        front.accept((0.1 * rng.standard_normal(RATE)).astype(np.float32))
+        sizes.append(front._frames.capacity + front._energy.capacity)
+    assert front.next_index == 116
+    assert max(sizes) == sizes[0] == 2 * (2 * 498 + 64)  # never grew
+
+
+def test_recurrent_columns_equal_offline_frames_and_the_last_is_completed_with_silence(esc50):
+    wave = _real_audio(esc50, 1)[: 3 * RATE + 777]
+    plan = ColumnPlan(16, CFG)
+    columns = _feed(FeatureFrontEnd(plan), wave, seed=7)
+    frames = CFG.num_frames(wave.size)
+    assert len(columns) == -(-frames // 16)
+    padded_len = (len(columns) * 16 - 1) * CFG.frame_shift + CFG.frame_length
+    padded = np.concatenate([wave, np.zeros(padded_len - wave.size, np.float32)])
+    reference = compute_fbank(padded, CFG)
+    assert reference.shape[0] == len(columns) * 16
+    for k, col in enumerate(columns):
+        assert col.index == k
+        start, end = plan.span(k)
+        assert (col.t_start, col.t_end) == (start / RATE, end / RATE)
+        torch.testing.assert_close(col.features, reference[k * 16 : (k + 1) * 16], atol=1e-5, rtol=0)
+    assert columns[-1].padded_s > 0 and all(c.padded_s == 0 for c in columns[:-1])
+
+
+def test_a_very_short_stream_still_gives_one_column():
+    front = FeatureFrontEnd(ColumnPlan(16, CFG))
+    assert front.accept(np.full(100, 0.1, np.float32)) == []
+    (col,) = front.finish()
+    assert col.index == 0 and col.features.shape == (16, 64)
