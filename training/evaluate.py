@@ -181,35 +181,50 @@ def offline_stream_predictions(
 ) -> list[WindowPrediction]:
     """What a stream predicts, computed offline from the whole file: the plain reference for a replay.
 
-    Windowed models: window ``k`` holds the frames of samples ``[k * hop_s, k * hop_s + window_s)``
-    (full windows only). Recurrent models: one prediction per column of ``column_frames`` frames, spanning
-    that column's samples (``hop_s`` and ``window_s`` do not apply).
+    Windowed models: window ``k`` holds the frames of samples ``[k * hop_s, k * hop_s + window_s)``; a
+    last window flush with the end (start on the frame grid) covers the tail; a file shorter than one
+    window is padded with silence to one window. Recurrent models: one prediction per column of
+    ``column_frames`` frames spanning that column's samples, the last column completed with silence
+    (``hop_s`` and ``window_s`` do not apply).
     """
     cfg = info.features
-    fbank = compute_fbank(wave, cfg)
-    shift_s, length_s = cfg.frame_shift / cfg.sample_rate, cfg.frame_length / cfg.sample_rate
-    x = info.normalization.apply(fbank)
+    rate, shift = cfg.sample_rate, cfg.frame_shift
+    wave = np.asarray(wave, dtype=np.float32)
     if getattr(model, "recurrent", False):
         column = int(model.column_frames)
-        steps = fbank.shape[0] // column
-        if steps == 0:
-            return []
-        scores = probabilities(model.forward_steps(x[: steps * column].unsqueeze(0))[0], info.multi_label)
-        spans = [(s * column * shift_s, ((s + 1) * column - 1) * shift_s + length_s) for s in range(steps)]
+        frames = cfg.num_frames(wave.size)
+        target = max(column, -(-frames // column) * column)
+        wave = _pad_to(wave, (target - 1) * shift + cfg.frame_length)
+        x = info.normalization.apply(compute_fbank(wave, cfg)[:target])
+        scores = probabilities(model.forward_steps(x.unsqueeze(0))[0], info.multi_label)
+        starts = [k * column * shift for k in range(target // column)]
+        spans = [(a / rate, (a + (column - 1) * shift + cfg.frame_length) / rate) for a in starts]
     else:
-        window = cfg.num_frames(round(window_s * cfg.sample_rate))
-        hop = round(hop_s / shift_s)
-        starts = list(range(0, fbank.shape[0] - window + 1, hop))
-        if not starts:
-            return []
-        batches = [
-            model(torch.stack([x[a : a + window] for a in starts[i : i + 16]]))
-            for i in range(0, len(starts), 16)
-        ]
-        scores = probabilities(torch.cat(batches), info.multi_label)
-        spans = [(a * shift_s, a * shift_s + window_s) for a in starts]
+        window_n, hop_n = round(window_s * rate), round(hop_s * rate)
+        wave = _pad_to(wave, window_n)
+        starts = list(range(0, wave.size - window_n + 1, hop_n))
+        tail = (wave.size - window_n) // shift * shift
+        if tail > starts[-1]:
+            starts.append(tail)
+        x = info.normalization.apply(compute_fbank(wave, cfg))
+        width = cfg.num_frames(window_n)
+        windows = [x[a // shift : a // shift + width] for a in starts]
+        scores = torch.cat(
+            [
+                probabilities(model(torch.stack(windows[i : i + 16])), info.multi_label)
+                for i in range(0, len(windows), 16)
+            ]
+        )
+        spans = [(a / rate, (a + window_n) / rate) for a in starts]
     best = scores.argmax(dim=1)
     return [
         WindowPrediction(t0, t1, info.labels[int(b)], float(row[b]))
         for (t0, t1), b, row in zip(spans, best, scores, strict=True)
     ]
+
+
+def _pad_to(wave: np.ndarray, num_samples: int) -> np.ndarray:
+    """``wave`` followed by silence up to ``num_samples`` (unchanged if already that long)."""
+    if wave.size >= num_samples:
+        return wave
+    return np.concatenate([wave, np.zeros(num_samples - wave.size, dtype=np.float32)])

@@ -210,9 +210,15 @@ def score_windows(
 
 
 def onset_latencies(
-    predictions: Sequence[WindowPrediction], events: Sequence[Event], max_delay_s: float = 5.0
+    predictions: Sequence[WindowPrediction],
+    events: Sequence[Event],
+    max_delay_s: float = 5.0,
+    with_processing: bool = True,
 ) -> list[float | None]:
-    """Seconds from each event's onset to its first correct top-1 (None if never within the limit)."""
+    """Seconds from each event's onset to its first correct top-1 (None if never within the limit).
+
+    ``with_processing=False`` leaves out the messages' processing latency: the delay in stream time only.
+    """
     out: list[float | None] = []
     for e in events:
         hit = next(
@@ -225,7 +231,8 @@ def onset_latencies(
             ),
             None,
         )
-        out.append(None if hit is None else hit.t_end + hit.latency_s - e.onset_s)
+        processing = hit.latency_s if hit is not None and with_processing else 0.0
+        out.append(None if hit is None else hit.t_end + processing - e.onset_s)
     return out
 
 
@@ -238,6 +245,7 @@ def score_stream(
     """Window accuracy, detection rate and onset latency statistics of one replayed soundscape."""
     report = score_windows(predictions, events, min_overlap)
     latencies = onset_latencies(predictions, events, max_delay_s)
+    delays = onset_latencies(predictions, events, max_delay_s, with_processing=False)
     found = [x for x in latencies if x is not None]
     report.update(
         {
@@ -247,6 +255,7 @@ def score_stream(
             "onset_latency_median_s": float(np.median(found)) if found else None,
             "onset_latency_mean_s": float(np.mean(found)) if found else None,
             "onset_latencies_s": latencies,
+            "onset_delays_s": delays,
         }
     )
     return report
@@ -281,6 +290,7 @@ def pool_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
     scored = sum(r["scored_windows"] for r in reports)
     correct = sum(round((r["window_accuracy"] or 0.0) * r["scored_windows"]) for r in reports)
     latencies = [x for r in reports for x in r["onset_latencies_s"]]
+    delays = [x for r in reports for x in r["onset_delays_s"]]
     found = [x for x in latencies if x is not None]
     events = sum(r["events"] for r in reports)
     return {
@@ -294,4 +304,5 @@ def pool_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "onset_latency_median_s": float(np.median(found)) if found else None,
         "onset_latency_mean_s": float(np.mean(found)) if found else None,
         "onset_latencies_s": latencies,
+        "onset_delays_s": delays,
     }
