@@ -1,0 +1,67 @@
+"""Whole-file and streaming scoring of a recurrent model (the causal streaming Mamba, small, seeded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from esc50_subset import small_esc50_rows
+
+from models.checkpoint import save_checkpoint
+from models.common import FeatureConfig, ModelInfo, Normalization
+from models.registry import build_model
+from streamd.daemon import replay_collect
+from streamd.features import compute_fbank
+from training.audio import load_audio_16k
+from training.evaluate import fbank_window_scores, offline_stream_predictions, waveform_scores
+from training.soundscape import predictions_from_messages
+
+LABELS = ["dog", "rooster", "rain"]
+
+
+@pytest.fixture(scope="module")
+def mamba() -> tuple[torch.nn.Module, ModelInfo]:
+    config = {"num_classes": 3, "num_mel_bins": 64, "d_model": 32, "n_layers": 2, "dropout": 0.0}
+    torch.manual_seed(0)
+    model = build_model("streaming_mamba", config).eval()
+    info = ModelInfo("streaming_mamba", config, LABELS, FeatureConfig(num_mel_bins=64), Normalization())
+    return model, info
+
+
+@pytest.fixture(scope="module")
+def wave(esc50_root: Path) -> np.ndarray:
+    rows = small_esc50_rows(("dog", "rain"), 1, (1,))
+    return np.concatenate([load_audio_16k(esc50_root / "audio" / r["filename"]) for r in rows])  # 10 s
+
+
+def test_window_scores_are_the_steps_that_end_with_each_window(mamba, wave) -> None:
+    model, info = mamba
+    fbank = compute_fbank(wave, info.features)
+    ends, scores = fbank_window_scores(model, info, fbank, hop_s=1.0)
+    assert ends[0] == info.normalization.target_frames and ends[-1] == fbank.shape[0]
+    x = info.normalization.apply(fbank)[None]
+    with torch.no_grad():
+        for end, row in zip(ends, scores, strict=True):
+            prefix = torch.softmax(model(x[:, :end]), dim=1)[0]  # forward = the last step over the prefix
+            np.testing.assert_allclose(row, prefix.numpy(), atol=1e-5)
+    np.testing.assert_allclose(waveform_scores(model, info, wave, 1.0), scores.mean(axis=0), atol=1e-6)
+    short = waveform_scores(model, info, wave[:8000], 1.0)  # zero-padded to one window: one step
+    assert short.shape == (3,) and short.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_daemon_replay_of_a_recurrent_model_equals_the_offline_reference(mamba, wave, tmp_path: Path) -> None:
+    model, info = mamba
+    checkpoint = save_checkpoint(tmp_path / "mamba.safetensors", model, info)
+    path = tmp_path / "ten_seconds.wav"
+    sf.write(path, wave[: 10 * 16000 - 1234], 16000, subtype="PCM_16")  # not a whole number of columns
+    stored = load_audio_16k(path)
+    reference = offline_stream_predictions(model, info, stored, hop_s=1.0)
+    replayed = predictions_from_messages(replay_collect([path], checkpoint, top_k=1))
+    assert len(replayed) == len(reference) == -(-info.features.num_frames(stored.size) // 16)
+    for r, p in zip(reference, replayed, strict=True):
+        assert (p.t_start, p.t_end) == pytest.approx((r.t_start, r.t_end))
+        assert p.label == r.label
+        assert p.score == pytest.approx(r.score, abs=1e-4)
