@@ -69,6 +69,7 @@ class PublishSection:
     top_k: int = 5
     status_interval_s: float = 2.0
     queue_size: int = 10000
+    wait_for_subscriber_s: float = 0.0  # before the audio starts, wait this long for a subscriber
 
 
 @dataclass
@@ -188,8 +189,11 @@ def _validate(cfg: DaemonConfig, source: str) -> DaemonConfig:
         value = getattr(getattr(cfg, section), key)
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{source}: {dotted} must be positive, got {value!r}")
-    if cfg.engine.threads < 0:
-        raise ConfigError(f"{source}: engine.threads must be >= 0, got {cfg.engine.threads}")
+    for dotted in ("engine.threads", "publish.wait_for_subscriber_s"):
+        section, key = dotted.split(".")
+        value = getattr(getattr(cfg, section), key)
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{source}: {dotted} must be >= 0, got {value!r}")
     return cfg
 
 
@@ -278,6 +282,12 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue-size", type=int, metavar="N", help="engine queue length in windows")
     parser.add_argument("--max-batch", type=int, metavar="N", help="most windows per model call")
     parser.add_argument("--status-interval", type=float, metavar="S", help="seconds between status messages")
+    parser.add_argument(
+        "--wait-subscriber",
+        type=float,
+        metavar="S",
+        help="wait up to S seconds for a subscriber before starting",
+    )
     parser.add_argument("--no-dashboard", action="store_true", help="do not show the terminal dashboard")
     parser.add_argument("--json", action="store_true", help="print every published message as a JSON line")
 
@@ -293,6 +303,7 @@ _FLAGS: dict[str, str] = {
     "queue_size": "engine.queue_size",
     "max_batch": "engine.max_batch",
     "status_interval": "publish.status_interval_s",
+    "wait_subscriber": "publish.wait_for_subscriber_s",
 }
 
 

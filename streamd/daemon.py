@@ -150,6 +150,9 @@ class Daemon:
             torch.set_num_threads(self.config.engine.threads)
         self.publisher.start()  # binds now: a port in use fails before any audio is touched
         try:
+            wait_s = self.config.publish.wait_for_subscriber_s
+            if wait_s > 0 and hasattr(self.publisher, "wait_for_subscriber"):
+                self.publisher.wait_for_subscriber(wait_s)
             span = (
                 self.plan.frames_per_window if isinstance(self.plan, WindowPlan) else self.plan.column_frames
             )

@@ -1,0 +1,128 @@
+"""Daemon config: defaults, TOML layers, unknown keys and wrong types rejected with file and key named."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from streamd.config import (
+    DaemonConfig,
+    add_daemon_arguments,
+    config_from_args,
+    load_config,
+    load_model_toml,
+    with_windows,
+)
+from streamd.errors import ConfigError
+from streamd.events import EventConfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_daemon_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def _toml(tmp_path: Path, text: str, name: str = "d.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_match_the_issue():
+    cfg = DaemonConfig()
+    assert (cfg.windows.window_s, cfg.windows.hop_s) == (5.0, 1.0)
+    assert (cfg.publish.top_k, cfg.publish.endpoint) == (5, "tcp://127.0.0.1:5556")
+    assert cfg.publish.status_interval_s == 2.0
+    assert (cfg.model.compute, cfg.model.precision) == ("auto", "fp32")
+    assert isinstance(cfg.events, EventConfig)
+    assert cfg.overload_policy(live=True) == "drop_oldest" and cfg.overload_policy(live=False) == "block"
+
+
+def test_the_shipped_daemon_toml_spells_out_the_defaults():
+    assert load_config(REPO / "configs" / "daemon.toml") == DaemonConfig()
+
+
+def test_a_file_overrides_only_what_it_sets(tmp_path):
+    path = _toml(
+        tmp_path, '[windows]\nhop_s = 0.5\n[engine]\noverload = "block"\n[events.thresholds]\ndog = 0.8\n'
+    )
+    cfg = load_config(path)
+    assert cfg.windows.hop_s == 0.5 and cfg.windows.window_s == 5.0
+    assert cfg.overload_policy(live=True) == "block"
+    assert cfg.events.threshold_for("dog") == 0.8 and cfg.events.threshold_for("cat") == 0.5
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[windows]\nwindow = 5.0\n", "windows.window: unknown key"),
+        ("[window]\nhop_s = 1.0\n", "window: unknown key"),
+        ('[windows]\nwindow_s = "5"\n', "windows.window_s: expected float, got str"),
+        ("[publish]\ntop_k = 2.5\n", "publish.top_k: expected int, got float"),
+        ("[publish]\ntop_k = true\n", "publish.top_k: expected int, got bool"),
+        ("[events]\nallow = [1]\n", "events.allow[0]: expected str"),
+        ("[events]\nthresholds = {dog = 'x'}\n", "events.thresholds.dog: expected float"),
+        ("[events]\nhold = 1.0\n", "events.hold: unknown key"),
+        ("windows = 3\n", "windows: expected a table"),
+        ('[engine]\noverload = "newest"\n', "engine.overload must be one of"),
+        ('[model]\ncompute = "tpu"\n', "model.compute must be one of"),
+        ("[windows]\nhop_s = -1.0\n", "windows.hop_s must be positive"),
+        ("[engine]\nthreads = -2\n", "engine.threads must be >= 0"),
+        ("[events]\nmin_hits = 0\n", "events.min_hits must be an integer >= 1"),
+        ("[windows\n", "invalid TOML"),
+    ],
+)
+def test_bad_files_name_the_file_and_the_key(tmp_path, text, message):
+    path = _toml(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value) and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_model_toml_checkpoint_is_relative_to_the_file(tmp_path):
+    (tmp_path / "models").mkdir()
+    path = _toml(
+        tmp_path / "models", '[model]\ncheckpoint = "../ck/m.safetensors"\nprecision = "bf16"\n', "m.toml"
+    )
+    table = load_model_toml(path)
+    assert table["model"]["checkpoint"] == str((tmp_path / "ck" / "m.safetensors").resolve())
+    with pytest.raises(ConfigError, match=r"needs \[model\] checkpoint"):
+        load_model_toml(_toml(tmp_path, "[windows]\nhop_s = 2.0\n"))
+
+
+def test_command_line_layers_win_in_order(tmp_path):
+    daemon = _toml(tmp_path, '[windows]\nhop_s = 0.5\nwindow_s = 3.0\n[model]\nprecision = "bf16"\n')
+    model = _toml(
+        tmp_path, '[model]\ncheckpoint = "x.safetensors"\n[windows]\nwindow_s = 2.0\n', "model.toml"
+    )
+    cfg = config_from_args(
+        _args("--config", str(daemon), "--model", str(model), "--hop", "0.25", "--top-k", "3")
+    )
+    assert cfg.windows.window_s == 2.0  # the model file beats --config
+    assert cfg.windows.hop_s == 0.25  # the flag beats both
+    assert cfg.model.precision == "bf16" and cfg.publish.top_k == 3
+    assert cfg.model.checkpoint == str((tmp_path / "x.safetensors").resolve())
+    cfg = config_from_args(_args("--model", str(model), "--checkpoint", "other.safetensors"))
+    assert cfg.model.checkpoint == "other.safetensors"
+    cfg = config_from_args(_args("--config", str(daemon), "--model", "recurrent"))
+    assert (cfg.model.name, cfg.model.checkpoint) == ("recurrent", None)
+
+
+def test_bad_option_values_are_config_errors():
+    with pytest.raises(ConfigError, match=r"windows\.hop_s must be positive"):
+        config_from_args(_args("--hop", "0"))
+    with pytest.raises(ConfigError, match=r"publish\.top_k must be positive"):
+        config_from_args(_args("--top-k", "0"))
+    with pytest.raises(ConfigError, match=r"windows\.window_s must be positive"):
+        with_windows(DaemonConfig(), float("nan"), 1.0)

@@ -1,0 +1,183 @@
+"""Engine: batched equals one-by-one, queue policies count every drop, recurrent state kept per stream."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from streamd.engine import Engine, Job, JobQueue, ModelRunner, score_one_by_one
+from streamd.features import compute_fbank
+from streamd.model_loading import load_model
+from streamd.windows import ColumnPlan, FeatureFrontEnd, Window
+
+
+def _window(features: torch.Tensor, index: int = 0) -> Window:
+    return Window(index, float(index), float(index) + 5.0, features, 0, -20.0)
+
+
+@pytest.fixture(scope="module")
+def loaded(small_checkpoint):
+    return load_model(small_checkpoint, compute="cpu")
+
+
+@pytest.fixture(scope="module")
+def real_windows(loaded, clips, esc50):
+    """Five 2-s fbank windows of real clips."""
+    cfg = loaded.info.features
+    out = []
+    for path in clips:
+        wave = esc50.read_mono(path)
+        out += [compute_fbank(wave[s : s + 32000], cfg) for s in (0, 24000)]
+    return out[:5]
+
+
+def test_batched_scores_equal_one_by_one(loaded, real_windows):
+    runner = ModelRunner(loaded)
+    batched = runner.score_windows(real_windows)
+    assert batched.shape == (5, 50)
+    torch.testing.assert_close(batched, score_one_by_one(runner, real_windows), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(batched.sum(dim=1), torch.ones(5))  # softmax: single-label model
+
+
+def test_scores_apply_the_models_normalisation(loaded, real_windows):
+    runner = ModelRunner(loaded)
+    norm = loaded.info.normalization
+    with torch.inference_mode():
+        logits = loaded.model(norm.apply(torch.stack(real_windows)))
+    torch.testing.assert_close(
+        runner.score_windows(real_windows), torch.softmax(logits, -1), atol=1e-6, rtol=0
+    )
+
+
+def test_bf16_autocast_stays_close_to_fp32(small_checkpoint, real_windows):
+    fp32 = ModelRunner(load_model(small_checkpoint, compute="cpu")).score_windows(real_windows)
+    bf16 = ModelRunner(load_model(small_checkpoint, compute="cpu", precision="bf16")).score_windows(
+        real_windows
+    )
+    assert bf16.dtype == torch.float32
+    assert (bf16 - fp32).abs().max() < 0.02
+
+
+def _job(stream: int, index: int, features: torch.Tensor | None = None) -> Job:
+    return Job(stream, _window(torch.zeros(1, 1) if features is None else features, index), time.monotonic())
+
+
+def test_drop_oldest_returns_what_it_dropped():
+    q = JobQueue(2, "drop_oldest")
+    assert q.put(_job(0, 0)) is None and q.put(_job(0, 1)) is None
+    dropped = q.put(_job(0, 2))
+    assert dropped is not None and dropped.window.index == 0
+    assert [j.window.index for j in q.get_batch(10, 0.0)] == [1, 2]
+
+
+def test_block_waits_for_the_consumer():
+    q = JobQueue(1, "block")
+    q.put(_job(0, 0))
+    done = threading.Event()
+
+    def producer() -> None:
+        q.put(_job(0, 1))
+        done.set()
+
+    threading.Thread(target=producer, daemon=True).start()
+    assert not done.wait(0.2)  # the queue is full: the producer waits
+    assert [j.window.index for j in q.get_batch(1, 0.0)] == [0]
+    assert done.wait(2.0)
+    q.close()
+    assert [j.window.index for j in q.get_batch(5, 0.0)] == [1]
+    assert q.get_batch(5, 0.0) is None  # closed and drained
+
+
+def test_abandon_releases_a_blocked_producer():
+    q = JobQueue(1, "block")
+    q.put(_job(0, 0))
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(q.put(_job(0, 1))), daemon=True)
+    thread.start()
+    time.sleep(0.05)
+    left = q.abandon()
+    thread.join(2.0)
+    assert [j.window.index for j in left] == [0] and result[0].window.index == 1
+
+
+def test_bad_queue_settings():
+    with pytest.raises(ValueError):
+        JobQueue(0, "block")
+    with pytest.raises(ValueError):
+        JobQueue(4, "newest")
+
+
+def _run_engine(loaded, jobs, **kwargs):
+    results: list[tuple[Job, torch.Tensor]] = []
+
+    def on_results(batch, scores):
+        results.extend(zip(batch, scores, strict=True))
+
+    engine = Engine(loaded, on_results, **kwargs)
+    for job in jobs:
+        engine.submit(job)
+    engine.start()
+    engine.close()
+    assert engine.join(10.0)
+    return engine, results
+
+
+def test_engine_classifies_every_window_in_order_in_batches(loaded, real_windows):
+    jobs = [_job(i % 2, i, f) for i, f in enumerate(real_windows)]
+    engine, results = _run_engine(loaded, jobs, queue_size=8, max_batch=4, policy="block")
+    assert [j.window.index for j, _ in results] == [0, 1, 2, 3, 4]
+    assert engine.batches == 2  # 4 + 1: everything was queued before the worker started
+    expected = score_one_by_one(ModelRunner(loaded), real_windows)
+    torch.testing.assert_close(torch.stack([s for _, s in results]), expected, atol=1e-5, rtol=1e-4)
+    assert engine.counters(0)["windows"] == 3 and engine.counters(1)["windows"] == 2
+    assert engine.counters(0)["dropped_windows"] == 0
+
+
+def test_drop_oldest_under_overload_counts_drops_per_stream(loaded, real_windows):
+    jobs = [_job(i % 2, i, real_windows[i % 5]) for i in range(10)]
+    engine, results = _run_engine(loaded, jobs, queue_size=3, max_batch=8, policy="drop_oldest")
+    assert [j.window.index for j, _ in results] == [7, 8, 9]  # the newest survive
+    assert engine.counters(0)["dropped_windows"] == 4 and engine.counters(1)["dropped_windows"] == 3
+
+
+def test_a_failing_model_is_counted_and_the_engine_goes_on(loaded, real_windows):
+    bad = [_job(0, 0, torch.zeros(3, 7))]  # wrong number of mel bins
+    good = [_job(0, 1, real_windows[0])]
+    engine, results = _run_engine(loaded, bad + good, queue_size=4, max_batch=1, policy="block")
+    assert engine.model_errors == 1 and "Error" in (engine.last_error or "")
+    assert [j.window.index for j, _ in results] == [1]
+
+
+def test_recurrent_streams_keep_their_own_state_and_share_model_calls(tiny_recurrent, esc50):
+    cfg = tiny_recurrent.info.features
+    waves = [esc50.read_mono(p)[:16000] for p in esc50.clips(2)]
+    columns = []
+    for wave in waves:
+        front = FeatureFrontEnd(ColumnPlan(tiny_recurrent.column_frames, cfg))
+        columns.append(front.accept(wave) + front.finish())
+    jobs = [Job(s, columns[s][k], time.monotonic()) for k in range(len(columns[0])) for s in (0, 1)]
+    engine, results = _run_engine(tiny_recurrent, jobs, queue_size=1000, max_batch=64, policy="block")
+    assert engine.batches == len(columns[0])  # one call per step, both streams in it
+    norm = tiny_recurrent.info.normalization
+    for s in (0, 1):
+        got = torch.stack([score for job, score in results if job.stream == s])
+        frames = torch.cat([c.features for c in columns[s]])[None]
+        with torch.inference_mode():
+            reference = torch.softmax(tiny_recurrent.model.forward_steps(norm.apply(frames))[0], -1)
+        torch.testing.assert_close(got, reference, atol=1e-6, rtol=1e-5)
+        assert [job.window.index for job, _ in results if job.stream == s] == list(range(len(columns[s])))
+
+
+def test_rounds_put_one_column_per_stream_in_each_call():
+    jobs = [_job(s, k) for k, s in enumerate([0, 0, 1, 0, 2, 1])]
+    rounds = Engine._rounds(jobs)
+    assert [[(j.stream, j.window.index) for j in r] for r in rounds] == [
+        [(0, 0), (1, 2), (2, 4)],
+        [(0, 1), (1, 5)],
+        [(0, 3)],
+    ]
+    assert np.all([len({j.stream for j in r}) == len(r) for r in rounds])
