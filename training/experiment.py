@@ -4,7 +4,7 @@ A config has these tables (every key optional unless marked; unknown keys are re
 and the key):
 
 - ``[experiment]`` ``name``, ``output_dir`` (default ``runs/<name>``), ``cache_dir`` (fbank cache,
-  default ``cache/fbank``), ``mode``: ``"single"`` (train on ``folds`` minus ``val_folds``, validate on
+  default ``.cache/fbank``), ``mode``: ``"single"`` (train on ``folds`` minus ``val_folds``, validate on
   ``val_folds``), ``"cv"`` (each fold of ``folds`` held out in turn) or ``"full"`` (all ``folds``, no
   validation);
 - ``[data]`` ``reader`` (required: ``esc50``, ``folders`` or ``json``) and that reader's options
@@ -196,7 +196,7 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
     train_values = _dataclass_values(source, "train", TrainConfig, train_table, skip=("augment",))
     aug = AugmentConfig(**_dataclass_values(source, "train.augment", AugmentConfig, augment))
     output_dir = Path(exp.get("output_dir", f"runs/{name}"))
-    cache = exp.get("cache_dir", "cache/fbank")
+    cache = exp.get("cache_dir", ".cache/fbank")
     return Experiment(
         source=source,
         name=name,

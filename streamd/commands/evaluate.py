@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, help="write report.json, report.md and confusion.png here")
     parser.add_argument(
-        "--cache-dir", type=Path, default=Path("cache/fbank"), help="fbank cache (default cache/fbank)"
+        "--cache-dir", type=Path, default=Path(".cache/fbank"), help="fbank cache (default .cache/fbank)"
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     stream = parser.add_argument_group("streaming evaluation")

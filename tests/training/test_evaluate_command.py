@@ -53,7 +53,7 @@ def test_clip_level_report(
     assert set(report["per_class_accuracy"]) == set(info.labels)
     for name in ("report.json", "report.md", "confusion.png"):
         assert (tmp_path / "ev" / name).stat().st_size > 100
-    assert main([*args]) == 0  # markdown to stdout, all folds
+    assert main([*args, "--cache-dir", str(tmp_path / "c")]) == 0  # markdown to stdout, all folds
     text = capsys.readouterr().out
     assert "- examples: 12" in text and "| rain |" in text
 
