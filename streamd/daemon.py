@@ -381,6 +381,7 @@ class Daemon:
             "publish_dropped": pub.get("publish_dropped", 0),
             "restarts": stream.source.restarts,
             "lost_samples": ring.lost_samples,
+            "batches": self.engine.batches,
             "latency_p50_ms": _percentile(latencies, 50),
             "latency_p99_ms": _percentile(latencies, 99),
         }

@@ -1,0 +1,225 @@
+"""The whole pipeline on real ESC-50 audio: streamed results equal the offline model on the same windows."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from zmq_helpers import Collector, validate
+
+from streamd.config import DaemonConfig, with_windows
+from streamd.daemon import Daemon, replay_collect, unique_stream_names
+from streamd.errors import ConfigError, StreamdError
+from streamd.features import compute_fbank
+from streamd.model_loading import LoadedModel, load_model
+from streamd.publisher import Publisher
+from streamd.resample import resample_offline
+from streamd.sources import FileSource
+
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def loaded(small_checkpoint) -> LoadedModel:
+    return load_model(small_checkpoint, compute="cpu")
+
+
+@pytest.fixture(scope="module")
+def long_wave(esc50) -> np.ndarray:
+    """Three real clips back to back, cut to 13.5 s (so the end needs a tail window)."""
+    return np.concatenate([esc50.read_mono(p) for p in esc50.clips(3)])[: int(13.5 * RATE)]
+
+
+@pytest.fixture(scope="module")
+def long_file(long_wave, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("audio") / "scene.wav"
+    sf.write(path, long_wave, RATE, subtype="FLOAT")
+    return path
+
+
+def _offline_scores(loaded: LoadedModel, wave: np.ndarray, t_start: float, window_s: float) -> torch.Tensor:
+    start = round(t_start * RATE)
+    fbank = compute_fbank(wave[start : start + round(window_s * RATE)], loaded.info.features)
+    with torch.inference_mode():
+        logits = loaded.model(loaded.info.normalization.apply(fbank[None]))
+    return torch.softmax(logits, -1)[0]
+
+
+def _by_type(msgs: list[dict], kind: str, stream: str | None = None) -> list[dict]:
+    return [m for m in msgs if m["type"] == kind and (stream is None or m["stream"] == stream)]
+
+
+def _scores(msg: dict, labels: list[str]) -> torch.Tensor:
+    table = {item["label"]: item["score"] for item in msg["labels"]}
+    return torch.tensor([table[name] for name in labels])
+
+
+def test_replay_equals_the_offline_model_window_by_window(loaded, long_file, long_wave):
+    msgs = replay_collect([long_file], loaded, 5.0, 1.0, top_k=50)
+    for msg in msgs:
+        validate(msg)
+    preds = _by_type(msgs, "prediction")
+    assert [p["window_index"] for p in preds] == list(range(10))
+    assert [p["t_start"] for p in preds] == [float(k) for k in range(9)] + [8.5]  # 8.5: the end-aligned tail
+    labels = loaded.info.labels
+    for p in preds:
+        assert p["t_end"] - p["t_start"] == pytest.approx(5.0) and p["model"] == "small"
+        assert p["stream"] == "scene" and p["latency_ms"] >= 0 and p["level_dbfs"] > -120
+        offline = _offline_scores(loaded, long_wave, p["t_start"], 5.0)
+        torch.testing.assert_close(_scores(p, labels), offline, atol=1e-5, rtol=1e-4)
+    status = _by_type(msgs, "status")
+    assert status[0]["state"] == "starting" and status[-1]["state"] == "finished"
+    final = status[-1]["counters"]
+    assert final["windows"] == 10 and final["dropped_windows"] == 0 and final["model_errors"] == 0
+    assert final["samples"] == long_wave.size and final["overruns"] == 0 and final["rtf"] > 0
+    assert status[-1]["t_end"] == pytest.approx(13.5)
+
+
+def test_any_rate_and_channel_count_goes_through_the_same_path(loaded, long_file, long_wave, tmp_path):
+    up = resample_offline(long_wave, RATE, 44100)
+    stereo = np.stack([up, 0.5 * up], axis=1)
+    wav = tmp_path / "stereo44k.wav"
+    sf.write(wav, stereo, 44100, subtype="FLOAT")
+    ogg = tmp_path / "mono.ogg"
+    sf.write(ogg, long_wave, RATE, format="OGG", subtype="VORBIS")
+    reference = _by_type(replay_collect([long_file], loaded, 5.0, 1.0, top_k=50), "prediction")
+    for path in (wav, ogg):
+        preds = _by_type(replay_collect([path], loaded, 5.0, 1.0, top_k=50), "prediction")
+        assert [p["t_start"] for p in preds] == [p["t_start"] for p in reference]
+        for got, ref in zip(preds, reference, strict=True):
+            torch.testing.assert_close(
+                _scores(got, loaded.info.labels), _scores(ref, loaded.info.labels), atol=2e-3, rtol=0
+            )
+    stereo_levels = [p["level_dbfs"] for p in _by_type(replay_collect([wav], loaded, 5.0, 1.0), "prediction")]
+    expected = [p["level_dbfs"] + 20 * np.log10(0.75) for p in reference]  # the downmix is 0.75 x the signal
+    np.testing.assert_allclose(stereo_levels, expected, atol=0.05)
+
+
+def test_a_file_shorter_than_a_window_gives_one_padded_result(loaded, long_wave, tmp_path):
+    path = tmp_path / "short.flac"
+    sf.write(path, long_wave[: int(1.7 * RATE)], RATE)
+    msgs = replay_collect([path], loaded, 5.0, 1.0, top_k=50)
+    (pred,) = _by_type(msgs, "prediction")
+    assert (pred["t_start"], pred["t_end"]) == (0.0, 5.0)
+    padded = np.concatenate([long_wave[: int(1.7 * RATE)], np.zeros(int(3.3 * RATE), np.float32)])
+    torch.testing.assert_close(
+        _scores(pred, loaded.info.labels), _offline_scores(loaded, padded, 0.0, 5.0), atol=1e-5, rtol=1e-4
+    )
+    notes = [m.get("message", "") for m in _by_type(msgs, "status")]
+    assert any("padded with 3.300 s of silence" in n for n in notes)
+
+
+def test_several_files_are_separate_streams_batched_in_one_engine(loaded, esc50):
+    paths = esc50.clips(3)
+    together = replay_collect(paths, loaded, 2.0, 1.0, top_k=50)
+    names = unique_stream_names([p.stem for p in paths])
+    assert {m["stream"] for m in together} == set(names)
+    for path, name in zip(paths, names, strict=True):
+        alone = _by_type(replay_collect([path], loaded, 2.0, 1.0, top_k=50), "prediction")
+        mixed = _by_type(together, "prediction", name)
+        assert [p["t_start"] for p in mixed] == [p["t_start"] for p in alone] == [0.0, 1.0, 2.0, 3.0]
+        for a, b in zip(mixed, alone, strict=True):
+            torch.testing.assert_close(_scores(a, loaded.info.labels), _scores(b, loaded.info.labels))
+    finals = [m for m in _by_type(together, "status") if m["state"] == "finished"]
+    assert len(finals) == 3
+    assert finals[-1]["counters"]["batches"] < 12  # 12 windows in fewer model calls
+
+
+def test_a_recurrent_model_gets_one_result_per_column(tiny_recurrent, long_wave, tmp_path):
+    path = tmp_path / "clip.wav"
+    wave = long_wave[: int(1.234 * RATE)]
+    sf.write(path, wave, RATE, subtype="FLOAT")
+    preds = _by_type(replay_collect([path], tiny_recurrent, top_k=50), "prediction")
+    cf = tiny_recurrent.column_frames
+    cfg = tiny_recurrent.info.features
+    frames = cfg.num_frames(wave.size)
+    columns = -(-frames // cf)
+    assert [p["window_index"] for p in preds] == list(range(columns))
+    needed = (columns * cf - 1) * cfg.frame_shift + cfg.frame_length
+    fbank = compute_fbank(np.concatenate([wave, np.zeros(needed - wave.size, np.float32)]), cfg)
+    with torch.inference_mode():
+        steps = tiny_recurrent.model.forward_steps(tiny_recurrent.info.normalization.apply(fbank[None]))[0]
+    reference = torch.softmax(steps, -1)
+    got = torch.stack([_scores(p, tiny_recurrent.info.labels) for p in preds])
+    torch.testing.assert_close(got, reference, atol=1e-6, rtol=1e-5)
+    assert preds[1]["t_start"] == pytest.approx(cf * 0.01)
+
+
+def test_every_dropped_window_is_counted(loaded, long_file):
+    cfg = with_windows(DaemonConfig(), 1.0, 0.1)
+    cfg.engine.overload = "drop_oldest"
+    cfg.engine.queue_size = 1
+    cfg.engine.max_batch = 1
+    cfg.capture.max_block_s = 2.0  # each chunk completes 20 windows at once
+    msgs = replay_collect([long_file], loaded, 1.0, 0.1, config=cfg)
+    final = _by_type(msgs, "status")[-1]["counters"]
+    produced = 126  # windows at 0.0, 0.1, ..., 12.5 s over 13.5 s
+    assert final["dropped_windows"] > 0
+    assert final["windows"] + final["dropped_windows"] == produced
+    assert len(_by_type(msgs, "prediction")) == final["windows"]
+
+
+def test_published_over_real_zmq_and_valid_against_the_schema(loaded, long_file, free_port):
+    endpoint = f"tcp://127.0.0.1:{free_port}"
+    cfg = DaemonConfig()
+    cfg.publish.wait_for_subscriber_s = 5.0
+    collector = Collector(endpoint, seconds=30.0).start()
+    daemon = Daemon(cfg, [FileSource(long_file, speed=None)], loaded, Publisher(endpoint))
+    daemon.run_until_done()
+    time.sleep(0.2)
+    msgs = collector.stop()  # validated against the schema
+    assert len(_by_type(msgs, "prediction")) == 10
+    assert _by_type(msgs, "status")[-1]["state"] == "finished"
+    assert daemon.errors == []
+
+
+def test_a_port_in_use_fails_before_any_audio_is_read(loaded, long_file, free_port):
+    endpoint = f"tcp://127.0.0.1:{free_port}"
+    holder = Publisher(endpoint)
+    holder.start()
+    try:
+        source = FileSource(long_file, speed=None)
+        with pytest.raises(StreamdError, match="address already in use"):
+            Daemon(DaemonConfig(), [source], loaded, Publisher(endpoint)).run_until_done()
+        assert source.ring.write_index == 0
+    finally:
+        holder.stop()
+
+
+def test_a_live_style_run_stops_within_two_seconds_with_a_final_status(loaded, long_file):
+    cfg = with_windows(DaemonConfig(), 1.0, 0.5)
+    publisher = Publisher("inproc://daemon-stop-test")
+    got: list[dict] = []
+    publisher.add_sink(got.append)
+    daemon = Daemon(cfg, [FileSource(long_file, speed=1.0)], loaded, publisher)
+    stop = threading.Event()
+    thread = threading.Thread(target=daemon.run_forever, args=(stop,))
+    thread.start()
+    time.sleep(2.2)
+    stop.set()
+    asked = time.monotonic()
+    thread.join(5.0)
+    assert not thread.is_alive() and time.monotonic() - asked < 2.0
+    preds = _by_type(got, "prediction")
+    ends = [p["t_end"] for p in preds]
+    assert 2 <= len(ends) <= 3 and ends == [1.0, 1.5, 2.0][: len(ends)]  # paced: 2.2 s of audio at most
+    assert max(p["latency_ms"] for p in preds) < 250  # paced like a microphone: results follow the audio
+    assert _by_type(got, "status")[-1]["state"] == "stopped"
+
+
+def test_settings_the_model_cannot_use_are_config_errors(loaded, long_file):
+    cfg = DaemonConfig()
+    cfg.windows.hop_s = 0.015
+    with pytest.raises(ConfigError, match="multiple of the frame shift"):
+        Daemon(cfg, [FileSource(long_file)], loaded, Publisher("inproc://unused"))
+    with pytest.raises(ConfigError, match="no audio sources"):
+        Daemon(DaemonConfig(), [], loaded, Publisher("inproc://unused"))
+
+
+def test_stream_names_are_valid_and_distinct():
+    assert unique_stream_names(["a b", "a b", "a_b", "???"]) == ["a_b", "a_b-2", "a_b-3", "stream"]
