@@ -1,0 +1,195 @@
+"""``streamd convert SRC OUT``: an official AST ``.pth``, a Hugging Face AST directory or an Audio-Mamba
+``.pth`` -> a streamd checkpoint that ``run``, ``replay`` and ``classify`` take with ``--checkpoint OUT``.
+
+Labels come from ``--labels CSV`` (AudioSet ``class_labels_indices.csv``, ESC-50 ``esc50.csv``, or a
+``label``/``name`` column) or from the Hugging Face ``id2label``. Normalisation statistics come from
+``--mean/--std``, ``--dataset``, or the Hugging Face ``preprocessor_config.json``; the window length
+(``target_frames``) from ``--target-frames``, the dataset, the preprocessor's ``max_length`` or the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+from typing import Any
+
+from streamd.errors import CheckpointError, ConfigError
+
+HELP = "convert an official AST .pth, a Hugging Face AST directory or an AuM .pth to a streamd checkpoint"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from models.common import DATASET_STATS
+
+    parser.add_argument(
+        "src", type=Path, metavar="SRC", help="AST .pth, Hugging Face AST directory, or AuM .pth"
+    )
+    parser.add_argument("out", type=Path, metavar="OUT", help="streamd checkpoint to write (.safetensors)")
+    parser.add_argument(
+        "--labels", type=Path, metavar="CSV", help="class labels CSV (needed for .pth sources)"
+    )
+    parser.add_argument(
+        "--dataset", choices=sorted(DATASET_STATS), help="normalisation and window of a dataset"
+    )
+    parser.add_argument("--mean", type=float, help="fbank mean for (x - mean) / (2 std)")
+    parser.add_argument("--std", type=float, help="fbank std for (x - mean) / (2 std)")
+    parser.add_argument(
+        "--target-frames", type=int, metavar="N", help="window length in frames the model sees"
+    )
+    parser.add_argument("--fstride", type=int, help="patch frequency stride (.pth: default from the recipes)")
+    parser.add_argument("--tstride", type=int, help="patch time stride (.pth: default from the recipes)")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument(
+        "--multi-label", dest="multi_label", action="store_true", default=None, help="sigmoid scores"
+    )
+    kind.add_argument("--single-label", dest="multi_label", action="store_false", help="softmax scores")
+
+
+def read_labels_csv(path: Path) -> list[str]:
+    """Class names in index order from a labels CSV (see the module docstring for the formats)."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such labels file")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [
+            {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
+    if not rows:
+        raise ConfigError(f"{path}: no labels")
+    columns = set(rows[0])
+    try:
+        if "display_name" in columns:  # AudioSet: index,mid,display_name
+            ordered = sorted(rows, key=lambda r: int(r["index"])) if "index" in columns else rows
+            return [r["display_name"] for r in ordered]
+        if {"target", "category"} <= columns:  # ESC-50 meta: one row per clip
+            names: dict[int, str] = {}
+            for r in rows:
+                if names.setdefault(int(r["target"]), r["category"]) != r["category"]:
+                    raise ConfigError(f"{path}: target {r['target']} has two categories")
+            if sorted(names) != list(range(len(names))):
+                raise ConfigError(f"{path}: targets are not 0..N-1")
+            return [names[i] for i in range(len(names))]
+        for name in ("label", "name"):
+            if name in columns:
+                ordered = sorted(rows, key=lambda r: int(r["index"])) if "index" in columns else rows
+                return [r[name] for r in ordered]
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"{path}: malformed labels CSV ({exc})") from None
+    raise ConfigError(
+        f"{path}: need a display_name, target+category, label or name column; got {sorted(columns)}"
+    )
+
+
+def _normalization(
+    args: argparse.Namespace, pre: dict[str, Any], model_frames: int
+) -> tuple[float, float, int]:
+    """(mean, std, target_frames) from the options, the dataset preset or the preprocessor config."""
+    from models.common import DATASET_STATS
+
+    if (args.mean is None) != (args.std is None):
+        raise ConfigError("give both --mean and --std, or neither")
+    preset = DATASET_STATS[args.dataset] if args.dataset else None
+    if args.mean is not None:
+        mean, std = args.mean, args.std
+    elif preset:
+        mean, std = preset[0], preset[1]
+    elif "mean" in pre and "std" in pre:
+        mean, std = float(pre["mean"]), float(pre["std"])
+    else:
+        raise ConfigError("no normalisation statistics: give --dataset or --mean and --std")
+    if not std > 0:
+        raise ConfigError(f"--std must be positive, got {std}")
+    frames = args.target_frames or (preset[2] if preset else None) or pre.get("max_length") or model_frames
+    return float(mean), float(std), int(frames)
+
+
+def _check_preprocessor(pre: dict[str, Any]) -> None:
+    from models.common import FeatureConfig
+
+    features = FeatureConfig()
+    if int(pre.get("num_mel_bins", features.num_mel_bins)) != features.num_mel_bins:
+        raise CheckpointError(
+            f"the model expects {pre['num_mel_bins']} mel bins; streamd computes {features.num_mel_bins}"
+        )
+    if int(pre.get("sampling_rate", features.sample_rate)) != features.sample_rate:
+        raise CheckpointError(
+            f"the model expects {pre['sampling_rate']} Hz audio; streamd uses {features.sample_rate}"
+        )
+
+
+def _convert_hf_dir(args: argparse.Namespace) -> tuple[str, Any, Any, list[str] | None, dict[str, Any]]:
+    from models import convert_ast
+
+    state, hf, pre = convert_ast.read_hf_dir(args.src)
+    if not convert_ast.is_hf_layout(state):
+        raise ValueError(f"{args.src}: weights are not a Hugging Face ASTForAudioClassification")
+    _check_preprocessor(pre)
+    converted = convert_ast.from_hf(state)
+    config = convert_ast.config_from_hf(hf, converted)
+    return "hf-ast", config, convert_ast.build(config, converted), convert_ast.hf_labels(hf), pre
+
+
+def _convert_pth(args: argparse.Namespace) -> tuple[str, Any, Any, list[str] | None, dict[str, Any]]:
+    from models import convert_ast, convert_aum
+
+    state = convert_ast.load_torch_state(args.src)
+    if convert_ast.is_official_layout(state):
+        converted = convert_ast.from_official(state)
+        config = convert_ast.config_from_state(
+            converted, target_frames=args.target_frames, fstride=args.fstride, tstride=args.tstride
+        )
+        return "official-ast", config, convert_ast.build(config, converted), None, {}
+    if convert_aum.is_aum_layout(state):
+        converted = convert_aum.strip_module_prefix(state)
+        strides = {"fstride": args.fstride or 16, "tstride": args.tstride or 16}
+        config = convert_aum.config_from_state(converted, target_frames=args.target_frames, **strides)
+        return "aum", config, convert_aum.build(config, converted), None, {}
+    if convert_ast.is_hf_layout(state):
+        raise ValueError(
+            f"{args.src}: Hugging Face weights: give the model directory (with config.json) instead"
+        )
+    raise ValueError(f"{args.src}: unknown layout (neither official AST, Hugging Face AST nor Audio-Mamba)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from models.checkpoint import save_checkpoint
+    from models.common import FeatureConfig, ModelInfo, Normalization
+
+    if not args.src.exists():
+        raise CheckpointError(f"{args.src}: no such file or directory")
+    if args.target_frames is not None and args.target_frames < 16:
+        raise ConfigError(f"--target-frames must be at least 16, got {args.target_frames}")
+    try:
+        source, config, model, labels, pre = (
+            _convert_hf_dir(args) if args.src.is_dir() else _convert_pth(args)
+        )
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
+    if args.labels is not None:
+        labels = read_labels_csv(args.labels)
+    if labels is None:
+        raise ConfigError(f"{args.src}: holds no label names: give --labels CSV")
+    if len(labels) != model.num_classes:
+        raise ConfigError(f"{len(labels)} labels but the model has {model.num_classes} outputs")
+    mean, std, frames = _normalization(args, pre, config.target_frames)
+    multi_label = args.multi_label
+    if multi_label is None:
+        multi_label = args.dataset == "audioset" or (args.dataset is None and model.num_classes == 527)
+    arch = "aum" if source == "aum" else "ast"
+    info = ModelInfo(
+        arch=arch,
+        config=asdict(config),
+        labels=labels,
+        features=FeatureConfig(),
+        normalization=Normalization(mean=mean, std=std, target_frames=frames),
+        multi_label=bool(multi_label),
+        extra={"converted_from": source, "source": args.src.name},
+    )
+    path = save_checkpoint(args.out, model, info)
+    print(
+        f"{path}: {arch} ({source}), {len(labels)} labels, window {frames} frames, mean {mean:g}, std {std:g}"
+    )
+    return 0
