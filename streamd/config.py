@@ -56,7 +56,7 @@ class CaptureSection:
     """Audio input: ring size, block size, and the stall watchdog for live devices."""
 
     ring_s: float = 10.0  # live capture ring (file replay uses a few blocks to keep latency low)
-    block_s: float = 0.05  # device block / file chunk
+    block_s: float = 0.02  # device block / file chunk (the resampler waits for the next block)
     max_block_s: float = 0.5  # file chunk at --speed max
     watchdog_s: float = 3.0  # no samples for this long from a live device: "stalled"
 

@@ -145,7 +145,7 @@ class FileSource(Source):
         path: str | Path,
         *,
         speed: float | None = 1.0,
-        block_s: float = 0.05,
+        block_s: float = 0.02,
         max_block_s: float = 0.5,
         ring_s: float = 10.0,
         name: str | None = None,
@@ -230,7 +230,7 @@ class DeviceSource(Source):
         self,
         device: str | int = "mic",
         *,
-        block_s: float = 0.05,
+        block_s: float = 0.02,
         ring_s: float = 10.0,
         name: str | None = None,
     ) -> None:

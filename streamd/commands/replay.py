@@ -1,0 +1,55 @@
+"""``streamd replay``: run audio files through exactly the live pipeline, in real time or flat out."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from streamd.commands.run import execute
+from streamd.config import DaemonConfig, add_daemon_arguments
+from streamd.security import add_security_arguments
+from streamd.sources import FileSource, Source
+
+HELP = "replay audio files through the live pipeline (real time, faster, or --speed max)"
+
+
+def parse_speed(text: str) -> float | None:
+    """``max`` -> None (as fast as the engine allows), else a positive multiple of real time."""
+    if text.strip().lower() == "max":
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'max', got {text!r}") from None
+    if not speed > 0 or speed == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return speed
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="audio files (one stream each)")
+    parser.add_argument(
+        "--speed",
+        type=parse_speed,
+        default=1.0,
+        metavar="X|max",
+        help="playback speed: 1.0 = real time (default), 4 = four times faster, max = as fast as possible",
+    )
+    add_daemon_arguments(parser)
+    add_security_arguments(parser)
+
+
+def _file_sources(paths: list[Path], speed: float | None) -> Callable[[DaemonConfig], list[Source]]:
+    def make(cfg: DaemonConfig) -> list[Source]:
+        c = cfg.capture
+        return [
+            FileSource(p, speed=speed, block_s=c.block_s, max_block_s=c.max_block_s, ring_s=c.ring_s)
+            for p in paths
+        ]
+
+    return make
+
+
+def run(args: argparse.Namespace) -> int:
+    return execute(args, _file_sources(args.paths, args.speed), live=False)
