@@ -1,0 +1,166 @@
+"""``streamd replay`` / ``run`` / ``devices`` from the command line: real files, real ZMQ, clear errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from zmq_helpers import Collector, validate
+
+from streamd.cli import main
+from streamd.commands.replay import parse_speed
+from streamd.model_loading import shipped_model_path
+from streamd.publisher import Publisher
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _replay_args(clip: Path, checkpoint: Path, port: int, *extra: str) -> list[str]:
+    return [
+        "replay",
+        str(clip),
+        "--checkpoint",
+        str(checkpoint),
+        "--publish",
+        f"tcp://127.0.0.1:{port}",
+        "--no-dashboard",
+        *extra,
+    ]
+
+
+def test_replay_prints_and_publishes_the_same_valid_messages(clips, small_checkpoint, free_port, capsys):
+    collector = Collector(f"tcp://127.0.0.1:{free_port}", seconds=30.0).start()
+    argv = _replay_args(clips[0], small_checkpoint, free_port, "--speed", "max", "--json", "--hop", "0.5")
+    assert main([*argv, "--window", "2", "--wait-subscriber", "5", "--top-k", "3"]) == 0
+    time.sleep(0.2)
+    received = collector.stop()
+    printed = _lines(capsys.readouterr().out)
+    for msg in printed:
+        validate(msg)
+    preds = [m for m in printed if m["type"] == "prediction"]
+    assert [p["t_start"] for p in preds] == [0.5 * k for k in range(7)]
+    assert all(len(p["labels"]) == 3 and p["model"] == "small" for p in preds)
+    assert printed[-1]["type"] == "status" and printed[-1]["state"] == "finished"
+    assert received == printed  # the --json lines are exactly what went over ZMQ
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["replay", "missing.wav"], "missing.wav: no such file"),
+        (["replay", "{bad}"], "unsupported or unreadable audio file"),
+        (["replay", "{clip}", "--config", "{unknown_key}"], "windows.hop: unknown key"),
+        (["replay", "{clip}", "--config", "{wrong_type}"], "publish.top_k: expected int, got str"),
+        (["replay", "{clip}", "--model", "nonesuch"], "unknown model 'nonesuch'"),
+        (["replay", "{clip}", "--checkpoint", "{bad}"], "not a readable safetensors checkpoint"),
+        (["replay", "{clip}", "--checkpoint", "{ckpt}", "--hop", "0.015"], "multiple of the frame shift"),
+        (["run", "--device", "no-such-device-xyz"], "device"),
+    ],
+)
+def test_bad_input_gives_one_line_and_a_nonzero_exit(
+    tmp_path, clips, small_checkpoint, capsys, argv, message
+):
+    values = {
+        "clip": str(clips[0]),
+        "ckpt": str(small_checkpoint),
+        "bad": str(_write(tmp_path / "bad.wav", "this is not audio")),
+        "unknown_key": str(_write(tmp_path / "a.toml", "[windows]\nhop = 1.0\n")),
+        "wrong_type": str(_write(tmp_path / "b.toml", '[publish]\ntop_k = "five"\n')),
+    }
+    code = main([arg.format(**values) for arg in argv] + ["--no-dashboard"])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert err.startswith("streamd: error: ") and err.count("\n") == 1, err
+    assert message in err and "Traceback" not in err
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_a_port_in_use_is_one_clear_line(clips, small_checkpoint, free_port, capsys):
+    holder = Publisher(f"tcp://127.0.0.1:{free_port}")
+    holder.start()
+    try:
+        code = main(_replay_args(clips[0], small_checkpoint, free_port, "--speed", "max"))
+    finally:
+        holder.stop()
+    err = capsys.readouterr().err
+    assert code == 2 and "address already in use" in err and err.count("\n") == 1
+
+
+def test_the_default_model_missing_is_explained(clips, capsys):
+    if shipped_model_path("default").exists():
+        pytest.skip("the default model is installed")
+    assert main(["replay", str(clips[0]), "--no-dashboard"]) == 2
+    err = capsys.readouterr().err
+    assert "'default' model is not installed" in err and "--checkpoint" in err
+
+
+def test_a_model_toml_names_the_checkpoint(clips, small_checkpoint, tmp_path, free_port, capsys):
+    model = _write(
+        tmp_path / "m.toml", f'[model]\ncheckpoint = "{small_checkpoint}"\n[windows]\nwindow_s = 2.5\n'
+    )
+    argv = ["replay", str(clips[0]), "--model", str(model), "--speed", "max", "--json", "--no-dashboard"]
+    assert main([*argv, "--publish", f"tcp://127.0.0.1:{free_port}"]) == 0
+    preds = [m for m in _lines(capsys.readouterr().out) if m["type"] == "prediction"]
+    assert [(p["t_start"], p["t_end"]) for p in preds] == [(0.0, 2.5), (1.0, 3.5), (2.0, 4.5), (2.5, 5.0)]
+
+
+def test_devices_lists_inputs_or_says_there_are_none(capsys):
+    code = main(["devices"])
+    out, err = capsys.readouterr()
+    if code == 0:
+        assert out.strip() and err == ""
+    else:
+        assert code == 2 and "no audio input devices found" in err and err.count("\n") == 1
+
+
+def test_speed_parsing():
+    assert parse_speed("max") is None and parse_speed("MAX") is None
+    assert parse_speed("2.5") == 2.5
+    for bad in ("0", "-1", "fast", "inf"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_speed(bad)
+
+
+def test_sigterm_stops_a_real_time_replay_within_two_seconds(clips, small_checkpoint, free_port):
+    """A separate process, paced like a microphone, stopped by SIGTERM: clean exit and a final status."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    argv = _replay_args(clips[0], small_checkpoint, free_port, "--json", "--window", "1", "--hop", "0.5")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamd", *argv],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        first = json.loads(proc.stdout.readline())  # "starting": the pipeline is up
+        assert first["state"] == "starting"
+        time.sleep(1.6)
+        proc.send_signal(signal.SIGTERM)
+        asked = time.monotonic()
+        out, err = proc.communicate(timeout=10)
+        took = time.monotonic() - asked
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert took < 2.0 and b"Traceback" not in err
+    msgs = [first, *_lines(out.decode())]
+    for msg in msgs:
+        validate(msg)
+    assert msgs[-1]["type"] == "status" and msgs[-1]["state"] == "stopped"
+    assert 1 <= len([m for m in msgs if m["type"] == "prediction"]) <= 3  # real time: ~1.6 s of audio
