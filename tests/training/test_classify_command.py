@@ -131,3 +131,9 @@ def test_checkpoint_and_option_errors(clip_paths, tmp_path, capsys) -> None:
     assert str(broken) in capsys.readouterr().err
     assert main(["classify", str(clip_paths[0]), "--checkpoint", str(broken), "--top-k", "0"]) == 2
     assert "--top-k must be at least 1" in capsys.readouterr().err
+
+
+def test_unknown_model_name(clip_paths, capsys) -> None:
+    assert main(["classify", str(clip_paths[0]), "--model", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("streamd: error: unknown model 'nosuch'") and "Traceback" not in err

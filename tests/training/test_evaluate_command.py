@@ -98,3 +98,81 @@ def test_streaming_replay_matches_offline_reference(
     assert truth["duration_s"] == pytest.approx(wave.size / rate)
     offline_wave, _ = sf.read(tmp_path / "offline" / "soundscape0.wav")
     np.testing.assert_array_equal(wave, offline_wave)  # the seed fixes the soundscape
+
+
+def _link_folders(root: Path, csv_path: Path, audio: Path) -> Path:
+    clips = read_esc50(csv_path, audio_dir=audio)
+    for clip in clips.clips:
+        folder = root / clips.labels[clip.targets[0]]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / clip.path.name).symlink_to(clip.path)
+    return root
+
+
+def test_folder_and_datafile_datasets(
+    trained_checkpoint: Path, held_out_csv: Path, esc50_root: Path, tmp_path, capsys
+):
+    audio = esc50_root / "audio"
+    expected = read_esc50(held_out_csv, audio_dir=audio)
+    folders = _link_folders(tmp_path / "folders", held_out_csv, audio)
+    base = ["evaluate", "--checkpoint", str(trained_checkpoint), "--cache-dir", str(tmp_path / "c"), "--json"]
+    assert main([*base, "--folders", str(folders), "--num-folds", "2", "--folds", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_examples"] == len(expected.clips) // 2
+
+    labels_csv = tmp_path / "class_labels_indices.csv"
+    labels_csv.write_text(
+        "index,mid,display_name\n" + "".join(f"{i},/m/{i},{n}\n" for i, n in enumerate(CATEGORIES))
+    )
+    datafile = tmp_path / "eval.json"
+    entries = [
+        {"wav": str(c.path), "labels": f"/m/{CATEGORIES.index(expected.labels[c.targets[0]])}"}
+        for c in expected.clips
+    ]
+    datafile.write_text(json.dumps({"data": entries}))
+    assert main([*base, "--datafiles", str(datafile), "--label-csv", str(labels_csv)]) == 0
+    from_json = json.loads(capsys.readouterr().out)
+    assert main([*base, "--esc50", str(held_out_csv), "--audio-dir", str(audio)]) == 0
+    from_csv = json.loads(capsys.readouterr().out)
+    assert from_json["accuracy"] == from_csv["accuracy"] and from_json["num_examples"] == 12
+    assert from_json["confusion_matrix"] == from_csv["confusion_matrix"]
+    assert main([*base, "--datafiles", str(datafile)]) == 2
+    assert "--datafiles needs --label-csv" in capsys.readouterr().err
+
+
+def test_multi_label_evaluation(held_out_csv: Path, esc50_root: Path, tmp_path: Path) -> None:
+    import torch
+
+    from models.common import FeatureConfig, ModelInfo, Normalization
+    from models.registry import build_model
+    from training import metrics
+    from training.clips import ClipSet
+    from training.evaluate import evaluate_clip_set
+
+    single = read_esc50(held_out_csv, audio_dir=esc50_root / "audio")
+    clips = [
+        type(c)(c.path, (c.targets[0], (c.targets[0] + 1) % 3) if i % 3 == 0 else c.targets, c.fold)
+        for i, c in enumerate(single.clips)
+    ]
+    clip_set = ClipSet(clips, single.labels, multi_label=True)
+    config = {"num_classes": 3, "num_mel_bins": 64, "channels": [8, 16]}
+    torch.manual_seed(0)
+    model = build_model("resnet_cnn", config).eval()
+    info = ModelInfo(
+        "resnet_cnn",
+        config,
+        list(reversed(single.labels)),
+        FeatureConfig(num_mel_bins=64),
+        Normalization(target_frames=300),
+        multi_label=True,
+    )
+    report = evaluate_clip_set(model, info, clip_set, tmp_path / "ml")
+    scores = clip_scores(model, info, clip_set, None)
+    truth = np.zeros((len(clips), 3))
+    for i, c in enumerate(clips):  # the model's label order is reversed: targets are re-indexed by name
+        for t in c.targets:
+            truth[i, info.labels.index(single.labels[t])] = 1
+    assert report["mAP"] == pytest.approx(metrics.mean_average_precision(truth, scores))
+    assert report["macro_f1"] == pytest.approx(metrics.macro_f1(truth, scores, multi_label=True))
+    assert (tmp_path / "ml" / "confusion.png").exists()
+    with pytest.raises(ValueError, match="is single-label, the model is not"):
+        evaluate_clip_set(model, info, single)
