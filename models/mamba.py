@@ -107,8 +107,9 @@ def selective_scan_chunked(
             decay = torch.exp(dt_c.unsqueeze(-1) * A)  # (b, K, d, n)
             drive = (dt_c * u[:, t0:t1]).unsqueeze(-1) * B[:, t0:t1].unsqueeze(2)  # (b, K, d, n)
             states = []
-            for k in range(t1 - t0):
-                h = torch.addcmul(drive[:, k], decay[:, k], h)
+            # unbind (not drive[:, k]) so autograd sums one stack instead of K full-size zero-filled grads
+            for drive_k, decay_k in zip(drive.unbind(1), decay.unbind(1), strict=True):
+                h = torch.addcmul(drive_k, decay_k, h)
                 states.append(h)
             hs = torch.stack(states, dim=1)  # (b, K, d, n)
             outs.append(torch.matmul(hs, C[:, t0:t1].unsqueeze(-1)).squeeze(-1))  # (b, K, d)

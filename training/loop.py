@@ -83,6 +83,23 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor, multi_label: bool, smoot
     return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
+def training_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Training logits: ``(B, C)`` (windowed) or ``(B, S, C)`` over a recurrent model's last steps."""
+    last_steps = getattr(model, "last_steps_logits", None)
+    return last_steps(x) if callable(last_steps) else model(x)
+
+
+def sequence_loss(
+    logits: torch.Tensor, target: torch.Tensor, multi_label: bool, smoothing: float
+) -> torch.Tensor:
+    """``loss_fn`` on ``(B, C)`` logits, or its mean over the steps of ``(B, S, C)`` (clip target)."""
+    if logits.ndim == 2:
+        return loss_fn(logits, target, multi_label, smoothing)
+    b, s, c = logits.shape
+    expanded = target.unsqueeze(1).expand(b, s, target.shape[-1]).reshape(b * s, -1)
+    return loss_fn(logits.reshape(b * s, c), expanded, multi_label, smoothing)
+
+
 @torch.no_grad()
 def predict_scores(
     model: nn.Module, x: np.ndarray, info: ModelInfo, batch_size: int = 64, precision: str = "bf16"
@@ -177,8 +194,9 @@ def train_model(
                 for group in opt.param_groups:
                     group["lr"] = lr_at(step, total, warmup, cfg.lr, cfg.min_lr_ratio)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                    logits = model(xb)
-                loss = loss_fn(logits, yb, info.multi_label, cfg.label_smoothing)
+                    logits = training_logits(model, xb)
+                loss = sequence_loss(logits, yb, info.multi_label, cfg.label_smoothing)
+                logits = logits.mean(dim=1) if logits.ndim == 3 else logits
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
