@@ -215,3 +215,30 @@ def create_key_pair(directory: Path, name: str = "streamd", *, force: bool = Fal
     except OSError as exc:
         raise SecurityError(f"cannot write key files in {directory}: {exc.strerror}") from None
     return public_path, secret_path
+
+
+HANDSHAKE_FAILURE_EVENTS = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+
+
+def handshake_problem(event: int, value: int, endpoint: str, *, curve: bool) -> str | None:
+    """A one-line explanation of a failed handshake seen by a subscriber's socket monitor, else None."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return f"the publisher at {endpoint} rejected this client's key (CURVE authentication failed)"
+    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+        if curve:
+            return f"the publisher at {endpoint} does not use CURVE: drop the --curve-* options"
+        return (
+            f"the publisher at {endpoint} requires CURVE authentication: "
+            "give --curve-server-key and --curve-secret-key"
+        )
+    if event in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+        if curve:
+            hint = "check that it uses CURVE and that --curve-server-key is its public key"
+        else:
+            hint = "it may require CURVE (--curve-server-key, --curve-secret-key)"
+        return f"the handshake with the publisher at {endpoint} failed: {hint}"
+    return None
