@@ -1,0 +1,144 @@
+"""``streamd convert``: Hugging Face AST directories, official AST and AuM ``.pth`` files become streamd
+checkpoints; a converted Hugging Face AST scores real clips through ``streamd classify`` as transformers
+does on the same features; bad input is one clear line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from model_audio import ESC50_CSV, clip_paths, fbank_of, load_wave
+
+from models.ast import AST, ASTConfig
+from models.aum import AuM, AuMConfig
+from models.checkpoint import load_checkpoint, read_info
+from models.common import DATASET_STATS
+from streamd.cli import main
+
+transformers = pytest.importorskip("transformers")
+
+LABELS = ["dog bark", "rain", "siren", "clock tick", "crackling fire"]
+
+
+def hf_directory(path: Path, frames: int = 512) -> object:
+    """A small random transformers AST saved with its preprocessor config (ESC-50 statistics)."""
+    torch.manual_seed(0)
+    config = transformers.ASTConfig(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=256,
+        max_length=frames,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id={name: i for i, name in enumerate(LABELS)},
+    )
+    model = transformers.ASTForAudioClassification(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    model.save_pretrained(path)
+    mean, std, _ = DATASET_STATS["esc50"]
+    preprocessor = {"feature_extractor_type": "ASTFeatureExtractor", "max_length": frames, "mean": mean}
+    preprocessor |= {"std": std, "num_mel_bins": 128, "sampling_rate": 16000, "do_normalize": True}
+    (path / "preprocessor_config.json").write_text(json.dumps(preprocessor))
+    return model
+
+
+def test_hugging_face_ast_through_classify_scores_as_transformers(tmp_path, capsys, esc50_root):
+    hf = hf_directory(tmp_path / "hf")
+    out = tmp_path / "converted.safetensors"
+    assert main(["convert", str(tmp_path / "hf"), str(out)]) == 0
+    info = read_info(out)
+    assert info.arch == "ast" and info.labels == LABELS and not info.multi_label
+    assert (info.normalization.mean, info.normalization.std) == DATASET_STATS["esc50"][:2]
+    assert info.normalization.target_frames == 512
+    assert info.extra == {"converted_from": "hf-ast", "source": "hf"}
+    capsys.readouterr()
+
+    clips = clip_paths(2, fold=3)
+    assert main(["classify", *map(str, clips), "--checkpoint", str(out), "--json", "--top-k", "5"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [Path(r["file"]).name for r in rows] == [c.name for c in clips]
+    for clip, row in zip(clips, rows, strict=True):
+        fbank = fbank_of(load_wave(clip))  # 498 frames, zero-padded to the 512-frame window as AST does
+        x = info.normalization.apply(F.pad(fbank, (0, 0, 0, 512 - fbank.shape[0]))).unsqueeze(0)
+        with torch.no_grad():
+            expected = torch.softmax(hf(input_values=x).logits[0], dim=-1)
+        got = {item["label"]: item["score"] for item in row["labels"]}
+        assert set(got) == set(LABELS)
+        for i, label in enumerate(LABELS):
+            assert abs(got[label] - float(expected[i])) <= 1e-5
+
+
+def test_official_ast_pth_with_esc50_labels_and_dataset(tmp_path, esc50_root, real_windows):
+    torch.manual_seed(1)
+    cfg = ASTConfig(num_classes=50, size="custom", embed_dim=64, depth=2, num_heads=1, target_frames=512)
+    original = AST(cfg).eval()
+    state = {}
+    for key, value in original.state_dict().items():
+        if key.startswith(("head_norm.", "head.")):
+            index = "0" if key.startswith("head_norm.") else "1"
+            state[f"module.mlp_head.{index}.{key.split('.', 1)[1]}"] = value
+        else:
+            state[f"module.v.{key}"] = value
+    torch.save(state, tmp_path / "esc50_fold1.pth")
+    out = tmp_path / "ast.safetensors"
+    argv = ["convert", str(tmp_path / "esc50_fold1.pth"), str(out), "--labels", str(ESC50_CSV)]
+    assert main([*argv, "--dataset", "esc50"]) == 0
+    model, info = load_checkpoint(out)
+    assert info.labels[:3] == ["dog", "rooster", "pig"] and len(info.labels) == 50
+    assert info.normalization.target_frames == 512 and info.extra["converted_from"] == "official-ast"
+    assert model.cfg.num_heads == 1  # 64 dims: one 64-dim head, as DeiT's sizes have
+    with torch.no_grad():
+        torch.testing.assert_close(model(real_windows), original(real_windows))
+
+
+def test_aum_pth_with_labels_and_statistics(tmp_path, real_windows):
+    torch.manual_seed(2)
+    cfg = AuMConfig(num_classes=3, size="custom", embed_dim=32, depth=2, variant="Bi-Bi", target_frames=256)
+    original = AuM(cfg).eval()
+    torch.save({"module." + k: v for k, v in original.state_dict().items()}, tmp_path / "aum.pth")
+    (tmp_path / "labels.csv").write_text("index,name\n2,cat\n0,bird\n1,car horn\n")
+    out = tmp_path / "aum.safetensors"
+    argv = ["convert", str(tmp_path / "aum.pth"), str(out), "--labels", str(tmp_path / "labels.csv")]
+    assert main([*argv, "--mean", "-5", "--std", "4", "--target-frames", "256"]) == 0
+    model, info = load_checkpoint(out)
+    assert info.arch == "aum" and info.labels == ["bird", "car horn", "cat"]
+    assert (info.normalization.mean, info.normalization.std, info.normalization.target_frames) == (-5, 4, 256)
+    assert model.cfg.variant == "Bi-Bi"
+    with torch.no_grad():
+        torch.testing.assert_close(model(real_windows), original(real_windows))
+
+
+def one_line_error(capsys, argv: list[str], needle: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("streamd: error:") and needle in err, err
+    assert "Traceback" not in err
+
+
+def test_bad_input_is_one_clear_line(tmp_path, capsys):
+    out = str(tmp_path / "out.safetensors")
+    one_line_error(capsys, ["convert", str(tmp_path / "missing.pth"), out], "no such file")
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "other.pth")
+    one_line_error(capsys, ["convert", str(tmp_path / "other.pth"), out], "unknown layout")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    one_line_error(capsys, ["convert", str(tmp_path / "junk.pth"), out], "not a readable PyTorch")
+    (tmp_path / "empty_dir").mkdir()
+    one_line_error(capsys, ["convert", str(tmp_path / "empty_dir"), out], "no config.json")
+    torch.manual_seed(3)
+    aum = AuM(AuMConfig(num_classes=3, size="custom", embed_dim=32, depth=1, target_frames=256))
+    torch.save(aum.state_dict(), tmp_path / "aum.pth")
+    one_line_error(capsys, ["convert", str(tmp_path / "aum.pth"), out, "--dataset", "esc50"], "give --labels")
+    (tmp_path / "two.csv").write_text("name\na\nb\n")
+    argv = ["convert", str(tmp_path / "aum.pth"), out, "--labels", str(tmp_path / "two.csv")]
+    one_line_error(capsys, [*argv, "--dataset", "esc50"], "2 labels but the model has 3 outputs")
+    (tmp_path / "three.csv").write_text("name\na\nb\nc\n")
+    argv = ["convert", str(tmp_path / "aum.pth"), out, "--labels", str(tmp_path / "three.csv")]
+    one_line_error(capsys, argv, "no normalisation statistics")
+    one_line_error(capsys, [*argv, "--mean", "-5"], "both --mean and --std")
+    assert not Path(out).exists()
