@@ -45,7 +45,9 @@ class WindowSection:
 class EngineSection:
     """The model worker: batching, its bounded queue and what happens when it falls behind."""
 
-    queue_size: int = 16
+    queue_size: int = (
+        0  # windows waiting for the model; 0: one per stream under block, four under drop_oldest
+    )
     max_batch: int = 8
     overload: str = "auto"  # "drop_oldest" | "block" | "auto" (drop_oldest live, block for replay)
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
@@ -89,6 +91,14 @@ class DaemonConfig:
             return self.engine.overload
         return "drop_oldest" if live else "block"
 
+    def queue_size(self, streams: int, policy: str) -> int:
+        """The engine queue bound. Automatic (0): under ``block`` one window per stream, so a producer
+        waits as soon as the engine is one round behind (latency stays near two model calls); under
+        ``drop_oldest`` four per stream, so a short hiccup does not cost windows."""
+        if self.engine.queue_size:
+            return self.engine.queue_size
+        return streams * (1 if policy == "block" else 4)
+
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "model.compute": ("auto", "cpu", "cuda"),
@@ -98,7 +108,6 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 _POSITIVE = {
     "windows.window_s",
     "windows.hop_s",
-    "engine.queue_size",
     "engine.max_batch",
     "capture.ring_s",
     "capture.block_s",
@@ -189,7 +198,7 @@ def _validate(cfg: DaemonConfig, source: str) -> DaemonConfig:
         value = getattr(getattr(cfg, section), key)
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{source}: {dotted} must be positive, got {value!r}")
-    for dotted in ("engine.threads", "publish.wait_for_subscriber_s"):
+    for dotted in ("engine.queue_size", "engine.threads", "publish.wait_for_subscriber_s"):
         section, key = dotted.split(".")
         value = getattr(getattr(cfg, section), key)
         if not (math.isfinite(value) and value >= 0):

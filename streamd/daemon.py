@@ -119,7 +119,7 @@ class Daemon:
         self.engine = Engine(
             model,
             self._on_results,
-            queue_size=config.engine.queue_size,
+            queue_size=config.queue_size(len(sources), self.policy),
             max_batch=config.engine.max_batch,
             policy=self.policy,
         )
@@ -182,7 +182,8 @@ class Daemon:
         return (
             f"{src.sample_rate} Hz x{src.channels} -> {self.model.info.features.sample_rate} Hz mono; "
             f"model {self.model.name} on {self.model.device.type} ({self.model.precision}); {what}; "
-            f"overload policy {self.policy}"
+            f"overload policy {self.policy}, queue {self.engine.queue.maxsize}, "
+            f"batch <= {self.engine.max_batch}"
         )
 
     def run_until_done(self, stop_event: threading.Event | None = None) -> None:

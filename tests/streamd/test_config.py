@@ -41,6 +41,9 @@ def test_defaults_match_the_issue():
     assert (cfg.model.compute, cfg.model.precision) == ("auto", "fp32")
     assert isinstance(cfg.events, EventConfig)
     assert cfg.overload_policy(live=True) == "drop_oldest" and cfg.overload_policy(live=False) == "block"
+    assert cfg.queue_size(3, "block") == 3 and cfg.queue_size(3, "drop_oldest") == 12
+    cfg.engine.queue_size = 5
+    assert cfg.queue_size(3, "block") == 5
 
 
 def test_the_shipped_daemon_toml_spells_out_the_defaults():
