@@ -248,6 +248,8 @@ class Daemon:
     def _feature_loop(self) -> None:
         try:
             while not self._stop.is_set():
+                if self.policy == "block" and not self.engine.queue.wait_for_room(0.05):
+                    continue  # take no more audio than the engine can use now
                 self._data.clear()
                 busy = False
                 for stream in self.streams:

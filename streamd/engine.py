@@ -112,6 +112,13 @@ class JobQueue:
             self._cond.notify_all()
             return dropped
 
+    def wait_for_room(self, timeout: float) -> bool:
+        """Wait until a job can be queued without waiting or dropping; False on timeout."""
+        with self._cond:
+            if len(self._items) >= self.maxsize and not self._abandoned:
+                self._cond.wait(timeout)
+            return len(self._items) < self.maxsize or self._abandoned
+
     def get_batch(self, max_items: int, timeout: float) -> list[Job] | None:
         """Up to ``max_items`` jobs (waiting at most ``timeout`` for one); None once closed and empty."""
         with self._cond:

@@ -58,6 +58,7 @@ class SampleRing:
         self.overruns = 0  # writes that overwrote unread samples
         self.lost_samples = 0  # samples the reader never saw
         self.closed = False  # the producer will write no more
+        self.empty_reads = 0  # reads that found nothing: the consumer is waiting for samples
 
     # -- producer side ---------------------------------------------------------------------------------
 
@@ -129,6 +130,8 @@ class SampleRing:
             lost = torn
         self.lost_samples += lost
         self.read_index = end
+        if n == 0:
+            self.empty_reads += 1
         if self.on_read is not None:
             self.on_read()
         return RingRead(start=start, data=out, lost=lost)

@@ -3,7 +3,7 @@
 A source fills its ``SampleRing`` at its native rate and channel count; everything after the ring
 (downmix, resampling, features) is the same for both. The device callback only copies into the ring.
 A file is read in chunks with soundfile and paced to real time (``speed`` 1.0), to any multiple of it,
-or as fast as the consumer frees ring space (``speed=None``: ``--speed max``).
+or as fast as the consumer asks for more (``speed=None``: ``--speed max``).
 """
 
 from __future__ import annotations
@@ -166,6 +166,7 @@ class FileSource(Source):
         self.ring.on_read = self._space.set
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._empty_reads_seen = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"streamd-file-{self.name}", daemon=True)
@@ -205,19 +206,22 @@ class FileSource(Source):
                 delay = started + end / self.sample_rate / self.speed - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     return
-            elif not self._wait_for_space(n):
+            elif not self._wait_for_demand():
                 return
             self.ring.write(block[:n])
             written = end
 
-    def _wait_for_space(self, n: int) -> bool:
-        while self.ring.free() < n:
+    def _wait_for_demand(self) -> bool:
+        """Flat out, but on demand: write the next chunk once the consumer has taken everything and come
+        back for more, so no chunk waits in the ring while the engine is busy (latency stays honest)."""
+        while not (self.ring.available() == 0 and self.ring.empty_reads > self._empty_reads_seen):
             self._space.clear()
-            if self.ring.free() >= n:
+            if self.ring.available() == 0 and self.ring.empty_reads > self._empty_reads_seen:
                 break
             self._space.wait(0.1)
             if self._stop.is_set():
                 return False
+        self._empty_reads_seen = self.ring.empty_reads
         return True
 
 

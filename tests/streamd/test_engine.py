@@ -92,6 +92,16 @@ def test_block_waits_for_the_consumer():
     assert q.get_batch(5, 0.0) is None  # closed and drained
 
 
+def test_wait_for_room():
+    q = JobQueue(1, "block")
+    assert q.wait_for_room(0.0)
+    q.put(_job(0, 0))
+    started = time.monotonic()
+    assert not q.wait_for_room(0.05) and time.monotonic() - started >= 0.04
+    threading.Timer(0.05, lambda: q.get_batch(1, 0.0)).start()
+    assert q.wait_for_room(2.0)
+
+
 def test_abandon_releases_a_blocked_producer():
     q = JobQueue(1, "block")
     q.put(_job(0, 0))

@@ -87,8 +87,9 @@ def test_close_and_exhausted_and_hooks():
     ring.close()
     assert ring.closed and not ring.exhausted()
     ring.read()
-    assert ring.exhausted()
-    assert calls == ["w", "w", "r"]
+    assert ring.exhausted() and ring.empty_reads == 0
+    ring.read()
+    assert calls == ["w", "w", "r", "r"] and ring.empty_reads == 1
 
 
 def test_rejects_bad_sizes():

@@ -114,6 +114,25 @@ def test_a_slow_consumer_slows_a_flat_out_replay_instead_of_losing_audio(clips):
     assert data.shape[0] == 80000 and source.ring.overruns == 0 and source.ring.lost_samples == 0
 
 
+def test_flat_out_replay_writes_only_when_the_consumer_comes_back_for_more(clips):
+    source = FileSource(clips[0], speed=None, max_block_s=0.25)
+    ring = source.ring
+    source.start()
+    try:
+        for _ in range(3):
+            deadline = time.monotonic() + 2.0
+            while ring.available() == 0:  # an empty read asks for the next chunk
+                assert ring.read().data.shape[0] == 0 and time.monotonic() < deadline
+                time.sleep(0.005)
+            got = ring.read()
+            assert got.data.shape[0] == 4000
+            time.sleep(0.1)  # busy with that chunk: the reader waits instead of filling the ring
+            assert ring.available() == 0
+    finally:
+        source.stop()
+        assert source.join(1.0)
+
+
 def test_replay_is_paced_to_the_requested_speed(clips):
     started = time.monotonic()
     source, data = _replay(clips[0], speed=8.0)  # 5 s of audio at 8x: 0.625 s
