@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import queue
 import threading
 import time
@@ -134,7 +135,7 @@ class Publisher:
                 auth.stop()
             context.term()
             if isinstance(exc, zmq.ZMQError):
-                reason = _BIND_ERRORS.get(exc.errno, exc.strerror)
+                reason = _BIND_ERRORS.get(exc.errno) or os.strerror(exc.errno)
                 raise PublishError(f"cannot bind {self._requested_endpoint}: {reason}") from None
             raise
         self._endpoint = sock.last_endpoint.decode()

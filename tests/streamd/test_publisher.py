@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import zmq
-from zmq_helpers import Collector, esc50_categories
+from zmq_helpers import Collector, esc50_categories, validate
 
 from streamd import messages
 from streamd.errors import StreamdError
 from streamd.publisher import Publisher, PublishError
+from streamd.sinks import JsonLinesSink
 
 WALL = 1_700_000_000.0
 
@@ -187,6 +190,23 @@ def test_sinks_see_every_message_and_failures_are_counted(publisher) -> None:
     pub.stop(timeout=5.0)
     assert got == sent
     assert pub.counters == {"published": 5, "publish_dropped": 0, "sink_errors": 5, "invalid_messages": 1}
+
+
+def test_json_lines_sink_prints_each_message_once(publisher) -> None:
+    out = io.StringIO()
+    pub = publisher()
+    pub.add_sink(JsonLinesSink(out))
+    sent = [_prediction(i) for i in range(3)] + [
+        messages.event("mic", "dög", "end", 0, 5, 0.5, wall_time=WALL)
+    ]
+    for msg in sent:
+        pub.publish(msg)
+    pub.stop(timeout=5.0)
+    lines = out.getvalue().splitlines()
+    assert [json.loads(line) for line in lines] == sent
+    assert lines[-1].isascii() and "\\u00f6" in lines[-1]  # safe on any terminal encoding
+    for line in lines:
+        validate(json.loads(line))
 
 
 def test_port_in_use_is_one_clear_error(publisher) -> None:

@@ -1,0 +1,195 @@
+"""``streamd listen``: subscribe to a streamd publisher and print every message as one JSON line.
+
+Stops on Ctrl-C / SIGTERM (exit 0), after ``--count`` messages or ``--seconds``. Frames are read one at a
+time with a per-frame size bound, and only JSON is decoded; malformed messages are skipped and counted on
+stderr. ``--curve-server-key`` / ``--curve-secret-key`` authenticate to a CURVE publisher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from streamd import messages
+from streamd.errors import ConfigError, StreamdError
+from streamd.publisher import DEFAULT_ENDPOINT
+from streamd.security import HANDSHAKE_FAILURE_EVENTS, handshake_problem, secure_client_socket
+from streamd.sinks import JsonLinesSink
+
+HELP = "subscribe to a streamd publisher and print messages as JSON lines"
+POLL_MS = 100
+MAX_FRAMES = 2
+MAX_REPORTED_PROBLEMS = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--connect",
+        default=DEFAULT_ENDPOINT,
+        metavar="ENDPOINT",
+        help=f"publisher (default {DEFAULT_ENDPOINT})",
+    )
+    parser.add_argument(
+        "--topic",
+        action="append",
+        metavar="PREFIX",
+        help="topic prefix, e.g. streamd.mic. or streamd.mic.event (repeatable; default: streamd)",
+    )
+    parser.add_argument("--count", type=int, metavar="N", help="stop after N messages")
+    parser.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
+    parser.add_argument(
+        "--dashboard", action="store_true", help="show the live dashboard instead of JSON lines"
+    )
+    auth = parser.add_argument_group("authentication (CURVE)")
+    auth.add_argument(
+        "--curve-server-key", type=Path, metavar="PUBFILE", help="the publisher's public key file"
+    )
+    auth.add_argument(
+        "--curve-secret-key", type=Path, metavar="SECRETFILE", help="this client's secret key file"
+    )
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.count is not None and args.count < 1:
+        raise ConfigError(f"--count must be >= 1, got {args.count}")
+    if args.seconds is not None and not args.seconds > 0:
+        raise ConfigError(f"--seconds must be > 0, got {args.seconds}")
+    if (args.curve_server_key is None) != (args.curve_secret_key is None):
+        raise ConfigError("--curve-server-key and --curve-secret-key go together")
+    for prefix in args.topic or []:
+        if not prefix or len(prefix.encode("utf-8")) > messages.MAX_TOPIC_BYTES:
+            raise ConfigError(f"invalid --topic {prefix!r}")
+
+
+def receive_frames(sock: zmq.Socket) -> list[bytes] | None:
+    """One multipart message, or None if it has more than ``MAX_FRAMES`` frames (the rest is discarded)."""
+    frames = [sock.recv(copy=True)]
+    while sock.rcvmore:
+        frame = sock.recv(copy=True)
+        if len(frames) < MAX_FRAMES + 1:
+            frames.append(frame)
+    return frames if len(frames) <= MAX_FRAMES else None
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Set ``stop`` on SIGINT/SIGTERM while inside (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _subscriber(context: zmq.Context, args: argparse.Namespace) -> tuple[zmq.Socket, zmq.Socket]:
+    """The connected SUB socket and its handshake-failure monitor (attached before connecting)."""
+    sock = context.socket(zmq.SUB)
+    sock.linger = 0
+    sock.maxmsgsize = messages.MAX_MESSAGE_BYTES  # per frame: larger frames drop the connection
+    if args.curve_server_key is not None:
+        secure_client_socket(sock, args.curve_server_key, args.curve_secret_key)
+    for prefix in args.topic or [messages.TOPIC_ROOT]:
+        sock.subscribe(prefix.encode("utf-8"))
+    monitor = sock.get_monitor_socket(HANDSHAKE_FAILURE_EVENTS)
+    try:
+        sock.connect(args.connect)
+    except zmq.ZMQError as exc:
+        raise StreamdError(f"cannot connect to {args.connect}: {os.strerror(exc.errno)}") from None
+    return sock, monitor
+
+
+def _check_handshake(monitor: zmq.Socket, args: argparse.Namespace) -> None:
+    event = recv_monitor_message(monitor)
+    curve = args.curve_server_key is not None
+    problem = handshake_problem(event["event"], event["value"], args.connect, curve=curve)
+    if problem is not None:
+        raise StreamdError(problem)
+
+
+def listen(
+    sock: zmq.Socket,
+    monitor: zmq.Socket,
+    sink: Callable[[dict[str, Any]], None],
+    stop: threading.Event,
+    args: argparse.Namespace,
+) -> tuple[int, int]:
+    """Receive until stopped, ``--count`` or ``--seconds``; returns (messages, malformed).
+
+    A failed handshake with the publisher (rejected key, CURVE mismatch) raises StreamdError.
+    """
+    deadline = None if args.seconds is None else time.monotonic() + args.seconds
+    received = malformed = 0
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    poller.register(monitor, zmq.POLLIN)
+    while not stop.is_set():
+        wait_ms = POLL_MS
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            wait_ms = max(1, min(POLL_MS, int(remaining * 1000)))
+        ready = dict(poller.poll(wait_ms))
+        if monitor in ready:
+            _check_handshake(monitor, args)
+        if sock not in ready:
+            continue
+        frames = receive_frames(sock)
+        try:
+            if frames is None:
+                raise ValueError(f"more than {MAX_FRAMES} frames")
+            msg = messages.decode(frames)
+        except ValueError as exc:
+            malformed += 1
+            if malformed <= MAX_REPORTED_PROBLEMS:
+                print(f"streamd listen: skipping a malformed message: {exc}", file=sys.stderr)
+            continue
+        sink(msg)
+        received += 1
+        if args.count is not None and received >= args.count:
+            break
+    return received, malformed
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_args(args)
+    context = zmq.Context()
+    stop = threading.Event()
+    dashboard = None
+    try:
+        sock, monitor = _subscriber(context, args)
+        if args.dashboard:
+            from streamd.dashboard import Dashboard
+
+            dashboard = Dashboard()
+            dashboard.start()
+            sink: Callable[[dict[str, Any]], None] = dashboard.sink
+        else:
+            sink = JsonLinesSink(sys.stdout)
+        with stop_on_signals(stop):
+            _, malformed = listen(sock, monitor, sink, stop, args)
+    except BrokenPipeError:  # e.g. `streamd listen | head -1`: the reader is gone, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
+        context.destroy(linger=0)
+    if malformed:
+        print(f"streamd listen: skipped {malformed} malformed message(s)", file=sys.stderr)
+    return 0

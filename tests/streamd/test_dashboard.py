@@ -1,0 +1,147 @@
+"""Dashboard state and pure render functions, rendered into string consoles; the live wrapper never blocks."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+from rich.console import Console
+from zmq_helpers import SHARED, esc50_categories
+
+from streamd import messages
+from streamd.dashboard import PALETTE, Dashboard, DashboardState, bar, label_color, render_dashboard
+
+WALL = 1_700_000_000.0
+
+
+def _text(renderable, width: int) -> str:
+    console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
+    console.print(renderable)
+    return console.file.getvalue()
+
+
+def _real_level_dbfs() -> float:
+    """RMS level of a real ESC-50 clip (dog), as the pipeline would report it."""
+    path = SHARED / "data" / "esc50" / "audio" / "1-100032-A-0.flac"
+    if not path.exists():
+        pytest.skip(f"ESC-50 audio not found at {path}")
+    audio, _ = sf.read(path, dtype="float32")
+    return float(20 * np.log10(np.sqrt(np.mean(audio**2))))
+
+
+def _prediction(i: int, scores: dict[str, float], **kwargs) -> dict:
+    return messages.prediction(
+        "mic", i, i + 5.0, "ast-esc50", list(scores.items()), 12.3, wall_time=WALL, **kwargs
+    )
+
+
+def test_bar_fills_in_eighths_and_clamps() -> None:
+    assert bar(0.5, 4) == "██  "
+    assert bar(1 / 16, 2) == "▏ "
+    assert bar(0.99, 1) == "█"
+    assert bar(2.0, 3) == "███" and bar(-1.0, 3) == "   "
+    rng = np.random.default_rng(0)
+    for fraction, width in zip(rng.random(200), rng.integers(1, 60, 200), strict=True):
+        text = bar(float(fraction), int(width))
+        filled = text.count("█") + sum(1 for ch in text if ch in "▏▎▍▌▋▊▉") * 0.5
+        assert len(text) == width
+        assert abs(filled - fraction * width) <= 1.0
+
+
+def test_label_colours_are_stable_and_varied() -> None:
+    labels = esc50_categories()
+    colours = [label_color(name) for name in labels]
+    assert colours == [label_color(name) for name in labels]
+    assert set(colours) <= set(PALETTE) and len(set(colours)) >= len(PALETTE) - 2
+
+
+def test_state_keeps_top_k_timeline_level_counters_and_events() -> None:
+    labels = esc50_categories()
+    state = DashboardState(top_k=3, timeline_len=5)
+    for i in range(8):
+        top = labels[i % 4]
+        state.update(
+            _prediction(i, {top: 0.9, labels[10]: 0.5, labels[11]: 0.3, labels[12]: 0.1}, level_dbfs=-20 - i)
+        )
+    view = state.streams["mic"]
+    assert view.labels == [(labels[7 % 4], 0.9), (labels[10], 0.5), (labels[11], 0.3)]
+    assert [(t0, top) for t0, _, top, _ in view.timeline] == [(float(i), labels[i % 4]) for i in range(3, 8)]
+    assert (view.level_dbfs, view.latency_ms, view.predictions, view.t_end) == (-27.0, 12.3, 8, 12.0)
+    counters = messages.empty_counters() | {"windows": 8, "rtf": 31.5, "dropped_windows": 3}
+    state.update(messages.status("mic", 0, 12, counters, "overloaded", message="queue full", wall_time=WALL))
+    assert view.state == "overloaded" and view.counters["dropped_windows"] == 3
+    state.update(messages.event("mic", labels[0], "start", 2, 7, 0.95, wall_time=WALL))
+    state.update(messages.event("mic", labels[1], "start", 3, 8, 0.85, wall_time=WALL))
+    state.update(messages.event("mic", labels[1], "end", 3, 9, 0.87, wall_time=WALL))
+    assert view.active_events == {labels[0]: (2.0, 0.95)}
+    state.update({"type": "unknown"})
+    assert state.messages == 12
+
+
+def test_render_shows_everything_the_issue_asks_for() -> None:
+    level = _real_level_dbfs()
+    state = DashboardState(top_k=3)
+    for i in range(10):
+        state.update(_prediction(i, {"dog": 0.91, "rain": 0.40, "crickets": 0.12}, level_dbfs=level))
+    state.update(_prediction(10, {"rooster": 0.77, "dog": 0.2}, level_dbfs=level))
+    counters = messages.empty_counters() | {"windows": 11, "rtf": 31.5, "dropped_windows": 3, "overruns": 1}
+    state.update(messages.status("mic", 0, 15, counters, "running", wall_time=WALL))
+    state.update(messages.event("mic", "dog", "start", 0, 6, 0.91, wall_time=WALL))
+    text = _text(render_dashboard(state, width=80, timeline_rows=4), 80)
+    lines = text.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert "mic" in lines[0] and "ast-esc50" in lines[0] and "running" in lines[0]
+    score_lines = {name: next(line for line in lines if f" {name} " in line) for name in ("rooster", "dog")}
+    assert score_lines["rooster"].rstrip(" │").endswith("0.77")
+    assert score_lines["dog"].rstrip(" │").endswith("0.20")
+    assert score_lines["rooster"].count("█") > 3 * score_lines["dog"].count("█") > 0
+    assert f"{level:6.1f} dBFS" in text
+    assert "latency 12.3 ms · real-time factor 31.50x" in text
+    assert "windows 11 · dropped 3 · overruns 1 · late 0" in text
+    assert "events: ● dog since 0.0 s (peak 0.91)" in text
+    timeline = [line for line in lines if " s  " in line and "–" in line]
+    assert [line.split("s  ")[1].split()[0] for line in timeline] == ["dog", "dog", "dog", "rooster"]
+    assert "7.0–12.0 s" in timeline[0] and "10.0–15.0 s" in timeline[-1]  # older windows scrolled off
+    assert "timeline ddddddddddr" in text
+
+
+def test_render_before_anything_and_for_two_streams() -> None:
+    state = DashboardState()
+    assert "waiting for messages" in _text(render_dashboard(state, width=60), 60)
+    state.update(_prediction(0, {"dog": 0.5}))
+    state.update(messages.prediction("door", 0, 5, "cnn", [("knock", 0.8)], 3.0, wall_time=WALL))
+    text = _text(render_dashboard(state, width=60), 60)
+    assert text.index("─ mic") < text.index("─ door")
+    assert "no status yet" in text and "real-time factor n/a" in text and "level   n/a" in text
+    for width in (40, 60, 120):
+        assert all(
+            len(line) <= width for line in _text(render_dashboard(state, width=width), width).splitlines()
+        )
+
+
+def test_live_dashboard_sink_never_blocks_and_renders_the_latest() -> None:
+    console = Console(file=io.StringIO(), width=80, color_system=None, force_terminal=False)
+    dashboard = Dashboard(console=console, refresh_hz=20, max_pending=1000)
+    dashboard.start()
+    worst = 0.0
+
+    def produce() -> None:
+        nonlocal worst
+        for i in range(20000):
+            msg = _prediction(i, {"siren": 0.9 if i == 19999 else 0.1, "dog": 0.5})
+            before = time.perf_counter()
+            dashboard.sink(msg)
+            worst = max(worst, time.perf_counter() - before)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    producer.join(30.0)
+    dashboard.stop()
+    assert worst < 0.01
+    view = dashboard.state.streams["mic"]
+    assert view.labels[0] == ("siren", 0.9) and view.t_end == 20004.0
+    assert "siren" in console.file.getvalue()

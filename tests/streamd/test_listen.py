@@ -1,0 +1,262 @@
+"""``streamd listen`` against real publishers: JSON lines, topics, limits, signals, CURVE and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+from zmq_helpers import esc50_categories, validate
+
+from streamd import cli, messages
+from streamd.publisher import Publisher
+from streamd.security import Security, create_key_pair
+
+REPO = Path(__file__).resolve().parents[2]
+WALL = 1_700_000_000.0
+
+
+class Feeder:
+    """Publishes numbered predictions (and an event every 5th) every few ms until stopped."""
+
+    def __init__(self, pub: Publisher, stream: str = "mic") -> None:
+        self.pub, self.stream = pub, stream
+        self.labels = esc50_categories()[:3]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            pairs = [(name, 0.9 - 0.2 * j) for j, name in enumerate(self.labels)]
+            msg = messages.prediction(self.stream, i, i + 5, "m", pairs, 1.0, window_index=i, wall_time=WALL)
+            self.pub.publish(msg)
+            if i % 5 == 4:
+                self.pub.publish(messages.event(self.stream, self.labels[0], "start", i, i + 5, 0.9))
+            i += 1
+            time.sleep(0.005)
+
+    def __enter__(self) -> Feeder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+
+
+@pytest.fixture
+def publisher() -> Iterator[Publisher]:
+    pub = Publisher("tcp://127.0.0.1:*")
+    pub.start()
+    yield pub
+    pub.stop()
+
+
+def _lines(text: str) -> list[dict]:
+    out = [json.loads(line) for line in text.splitlines()]
+    for msg in out:
+        validate(msg)
+    return out
+
+
+def test_prints_count_messages_as_json_lines(
+    publisher: Publisher, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Feeder(publisher):
+        assert cli.main(["listen", "--connect", publisher.endpoint, "--count", "12"]) == 0
+    captured = capsys.readouterr()
+    got = _lines(captured.out)
+    assert len(got) == 12 and captured.err == ""
+    windows = [m["window_index"] for m in got if m["type"] == "prediction"]
+    assert windows == list(range(windows[0], windows[0] + len(windows)))  # consecutive: nothing lost
+    assert {m["type"] for m in got} == {"prediction", "event"}
+
+
+def test_topic_prefix_filters(capsys: pytest.CaptureFixture[str]) -> None:
+    pub = Publisher("tcp://127.0.0.1:*")
+    pub.start()
+    try:
+        with Feeder(pub, "a"), Feeder(pub, "b"):
+            argv = ["listen", "--connect", pub.endpoint, "--topic", "streamd.b.event", "--count", "3"]
+            assert cli.main(argv) == 0
+    finally:
+        pub.stop()
+    got = _lines(capsys.readouterr().out)
+    assert [(m["stream"], m["type"]) for m in got] == [("b", "event")] * 3
+
+
+def test_seconds_limit_without_a_publisher(capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.monotonic()
+    assert cli.main(["listen", "--connect", "tcp://127.0.0.1:9", "--seconds", "0.5"]) == 0
+    elapsed = time.monotonic() - started
+    assert 0.5 <= elapsed < 2.0
+    assert capsys.readouterr().out == ""
+
+
+def test_sigint_stops_cleanly(publisher: Publisher, capsys: pytest.CaptureFixture[str]) -> None:
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    with Feeder(publisher):
+        timer.start()
+        started = time.monotonic()
+        assert cli.main(["listen", "--connect", publisher.endpoint, "--seconds", "10"]) == 0
+    assert time.monotonic() - started < 3.0
+    assert len(_lines(capsys.readouterr().out)) > 0
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_sigterm_stops_the_process_with_exit_0(publisher: Publisher) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "streamd", "listen", "--connect", publisher.endpoint]
+    with Feeder(publisher):
+        proc = subprocess.Popen(
+            argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            first = proc.stdout.readline()  # blocks until the subscriber works (process start included)
+            validate(json.loads(first))
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=10)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0 and err == ""
+    _lines(out)
+
+
+def test_dashboard_mode_renders_the_labels(publisher: Publisher, capsys: pytest.CaptureFixture[str]) -> None:
+    with Feeder(publisher):
+        assert cli.main(["listen", "--connect", publisher.endpoint, "--dashboard", "--count", "20"]) == 0
+    out = capsys.readouterr().out
+    for name in esc50_categories()[:3]:
+        assert name in out
+    assert "mic" in out and "latency 1.0 ms" in out
+
+
+@pytest.fixture
+def curve_publisher(tmp_path: Path) -> Iterator[tuple[Publisher, Path]]:
+    for name in ("server", "good", "bad"):
+        create_key_pair(tmp_path, name)
+    allow = tmp_path / "allowed"
+    allow.mkdir()
+    shutil.copy(tmp_path / "good.key", allow)
+    pub = Publisher("tcp://127.0.0.1:*", security=Security(False, tmp_path / "server.key_secret", allow))
+    pub.start()
+    yield pub, tmp_path
+    pub.stop()
+
+
+def test_curve_good_key_receives(curve_publisher, capsys: pytest.CaptureFixture[str]) -> None:
+    pub, keys = curve_publisher
+    argv = ["listen", "--connect", pub.endpoint, "--count", "5"]
+    argv += [
+        "--curve-server-key",
+        str(keys / "server.key"),
+        "--curve-secret-key",
+        str(keys / "good.key_secret"),
+    ]
+    with Feeder(pub):
+        assert cli.main(argv) == 0
+    assert len(_lines(capsys.readouterr().out)) == 5
+
+
+def test_curve_bad_key_is_one_clear_error(curve_publisher, capsys: pytest.CaptureFixture[str]) -> None:
+    pub, keys = curve_publisher
+    argv = ["listen", "--connect", pub.endpoint, "--seconds", "5"]
+    argv += [
+        "--curve-server-key",
+        str(keys / "server.key"),
+        "--curve-secret-key",
+        str(keys / "bad.key_secret"),
+    ]
+    with Feeder(pub):
+        started = time.monotonic()
+        assert cli.main(argv) == 2
+    assert time.monotonic() - started < 3.0  # reported at the handshake, not at the time limit
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    rejected = "rejected this client's key (CURVE authentication failed)"
+    assert captured.err == f"streamd: error: the publisher at {pub.endpoint} {rejected}\n"
+
+
+def test_plain_listener_on_curve_publisher_is_told_why(curve_publisher, capsys) -> None:
+    pub, _ = curve_publisher
+    with Feeder(pub):
+        assert cli.main(["listen", "--connect", pub.endpoint, "--seconds", "5"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"streamd: error: the publisher at {pub.endpoint} requires CURVE") or (
+        captured.err
+        == f"streamd: error: the handshake with the publisher at {pub.endpoint} failed: it may require CURVE "
+        "(--curve-server-key, --curve-secret-key)\n"
+    )
+    assert captured.err.count("\n") == 1
+
+
+def test_malformed_messages_are_skipped_and_counted(capsys: pytest.CaptureFixture[str]) -> None:
+    context = zmq.Context()
+    raw = context.socket(zmq.PUB)
+    raw.linger = 0
+    raw.bind("tcp://127.0.0.1:*")
+    endpoint = raw.last_endpoint.decode()
+    good = messages.encode(messages.event("mic", "dog", "start", 0, 5, 0.9, wall_time=WALL))
+    bad = [
+        [b"streamd.mic.event", b"\x80\x04\x95 not json, a pickle header"],
+        [*good, b"third frame"],
+        [b"streamd.mic.event", b'{"schema": "streamd/1", "type": "event", "stream": "other"}'],
+    ]
+    stop = threading.Event()
+
+    def feed() -> None:
+        while not stop.is_set():
+            for frames in bad:
+                raw.send_multipart(frames)
+            time.sleep(0.02)
+            raw.send_multipart(good)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        assert cli.main(["listen", "--connect", endpoint, "--count", "3"]) == 0
+    finally:
+        stop.set()
+        feeder.join(5.0)
+        raw.close()
+        context.term()
+    captured = capsys.readouterr()
+    assert _lines(captured.out) == [messages.decode(good)] * 3
+    err = captured.err.splitlines()
+    reasons = {line.removeprefix("streamd listen: skipping a malformed message: ") for line in err[:3]}
+    not_json = next(r for r in reasons if r.startswith("message body is not valid JSON: "))
+    assert reasons == {
+        not_json,
+        "more than 2 frames",
+        "topic b'streamd.mic.event' does not match the body (b'streamd.other.event')",
+    }
+    skipped = int(err[-1].removeprefix("streamd listen: skipped ").split()[0])
+    assert skipped >= 6 and len(err) == 4  # 3 reasons shown, then one summary line
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--count", "0"], "--count must be >= 1, got 0"),
+        (["--seconds", "-1"], "--seconds must be > 0, got -1.0"),
+        (["--curve-server-key", "server.key"], "--curve-server-key and --curve-secret-key go together"),
+        (["--connect", "nonsense"], "cannot connect to nonsense: Invalid argument"),
+    ],
+)
+def test_bad_options_are_one_line_errors(
+    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["listen", *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == f"streamd: error: {error}\n"
