@@ -15,8 +15,9 @@ from streamd.config import (
     load_model_toml,
     with_windows,
 )
-from streamd.errors import ConfigError
+from streamd.errors import CheckpointError, ConfigError
 from streamd.events import EventConfig
+from streamd.model_loading import load_configured_model, load_named_model, resolve_device
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -129,3 +130,34 @@ def test_bad_option_values_are_config_errors():
         config_from_args(_args("--top-k", "0"))
     with pytest.raises(ConfigError, match=r"windows\.window_s must be positive"):
         with_windows(DaemonConfig(), float("nan"), 1.0)
+
+
+def test_the_model_section_picks_a_checkpoint_or_a_shipped_model(small_checkpoint, tmp_path):
+    cfg = config_from_args(_args("--checkpoint", str(small_checkpoint), "--compute", "cpu"))
+    loaded = load_configured_model(cfg.model)
+    assert loaded.name == "small" and loaded.device.type == "cpu" and len(loaded.info.labels) == 50
+    for name in ("default", "recurrent"):
+        try:
+            load_named_model(name, compute="cpu")
+        except CheckpointError as exc:
+            assert "not installed" in str(exc) and "--checkpoint" in str(exc)
+    with pytest.raises(ConfigError, match="unknown model 'big'"):
+        load_named_model("big")
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        load_configured_model(
+            config_from_args(_args("--checkpoint", str(tmp_path / "none.safetensors"))).model
+        )
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(small_checkpoint.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"broken\.safetensors"):
+        load_configured_model(config_from_args(_args("--checkpoint", str(broken))).model)
+
+
+def test_compute_devices():
+    import torch
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            resolve_device("cuda")

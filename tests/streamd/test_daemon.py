@@ -12,6 +12,8 @@ import soundfile as sf
 import torch
 from zmq_helpers import Collector, validate
 
+from models import FeatureConfig, ModelInfo, build_model
+from models.checkpoint import save_checkpoint
 from streamd.config import DaemonConfig, with_windows
 from streamd.daemon import Daemon, replay_collect, unique_stream_names
 from streamd.errors import ConfigError, StreamdError
@@ -148,6 +150,28 @@ def test_a_recurrent_model_gets_one_result_per_column(tiny_recurrent, long_wave,
     got = torch.stack([_scores(p, tiny_recurrent.info.labels) for p in preds])
     torch.testing.assert_close(got, reference, atol=1e-6, rtol=1e-5)
     assert preds[1]["t_start"] == pytest.approx(cf * 0.01)
+
+
+def test_the_streaming_mamba_checkpoint_replays_column_by_column(esc50, long_wave, tmp_path):
+    config = {"num_classes": 50, "num_mel_bins": 64, "d_model": 16, "n_layers": 2}
+    torch.manual_seed(2)
+    model = build_model("streaming_mamba", config).eval()
+    info = ModelInfo("streaming_mamba", config, esc50.labels, FeatureConfig(num_mel_bins=64))
+    checkpoint = save_checkpoint(tmp_path / "mamba.safetensors", model, info)
+    wave = long_wave[: 2 * RATE]
+    path = tmp_path / "two_seconds.wav"
+    sf.write(path, wave, RATE, subtype="FLOAT")
+    msgs = replay_collect([path], checkpoint, top_k=50)
+    preds = _by_type(msgs, "prediction")
+    columns = -(-info.features.num_frames(wave.size) // 16)
+    assert [p["window_index"] for p in preds] == list(range(columns))
+    needed = (columns * 16 - 1) * info.features.frame_shift + info.features.frame_length
+    fbank = compute_fbank(np.concatenate([wave, np.zeros(needed - wave.size, np.float32)]), info.features)
+    with torch.inference_mode():
+        reference = torch.softmax(model.forward_steps(info.normalization.apply(fbank[None]))[0], -1)
+    got = torch.stack([_scores(p, esc50.labels) for p in preds])
+    torch.testing.assert_close(got, reference, atol=1e-5, rtol=1e-4)
+    assert "recurrent, 16 frames per step" in _by_type(msgs, "status")[0]["message"]
 
 
 def test_every_dropped_window_is_counted(loaded, long_file):

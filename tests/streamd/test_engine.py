@@ -191,3 +191,19 @@ def test_rounds_put_one_column_per_stream_in_each_call():
         [(0, 3)],
     ]
     assert np.all([len({j.stream for j in r}) == len(r) for r in rounds])
+
+
+@pytest.mark.cuda
+def test_cuda_scores_equal_cpu_scores(small_checkpoint, real_windows):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    cpu = ModelRunner(load_model(small_checkpoint, compute="cpu")).score_windows(real_windows)
+    gpu_loaded = load_model(small_checkpoint, compute="cuda")
+    assert gpu_loaded.device.type == "cuda"
+    gpu = ModelRunner(gpu_loaded).score_windows(real_windows)
+    assert gpu.device.type == "cpu"
+    torch.testing.assert_close(gpu, cpu, atol=1e-4, rtol=1e-3)
+    bf16 = ModelRunner(load_model(small_checkpoint, compute="cuda", precision="bf16")).score_windows(
+        real_windows
+    )
+    assert (bf16 - cpu).abs().max() < 0.02
