@@ -64,7 +64,6 @@ class Stream:
     dropped_seen: int = 0  # dropped windows at the last status message
     last_write: tuple[int, float] = (0, 0.0)  # (ring write index, monotonic time) for the watchdog
     alarm: str | None = None  # "stalled" / "device_error" while the watchdog is handling it
-    notes: list[str] = field(default_factory=list)  # one-time remarks for the next status message
 
 
 def unique_stream_names(names: Sequence[str]) -> list[str]:
@@ -229,9 +228,9 @@ class Daemon:
             self._data.set()
             self.engine.abandon()
         if self._feature_thread is not None:
-            self._feature_thread.join(JOIN_TIMEOUT_S if not drain else None)
+            self._feature_thread.join(JOIN_TIMEOUT_S)  # when draining, both have already finished
         self.engine.close()
-        self.engine.join(JOIN_TIMEOUT_S if not drain else None)
+        self.engine.join(JOIN_TIMEOUT_S)
         for stream in self.streams:
             t_end = stream.front.samples / self.model.info.features.sample_rate
             for msg in stream.events.flush(t_end):
@@ -284,16 +283,13 @@ class Daemon:
         return got.data.shape[0] > 0 or ended
 
     def _note_padding(self, stream: Stream, windows: list[Window]) -> None:
+        """Say so in a status message when a stream shorter than one window was padded with silence."""
         for window in windows:
             if window.padded_s > 0 and isinstance(self.plan, WindowPlan):
                 real = window.end_sample / self.model.info.features.sample_rate
-                stream.notes.append(
-                    f"audio shorter than one window ({real:.3f} s): "
-                    f"padded with {window.padded_s:.3f} s of silence"
-                )
-        if stream.notes:
-            self._publish_status(stream, "running", "; ".join(stream.notes))
-            stream.notes.clear()
+                pad = window.padded_s
+                note = f"audio shorter than one window ({real:.3f} s): padded with {pad:.3f} s of silence"
+                self._publish_status(stream, "running", note)
 
     def _ready_time(self, stream: Stream, window: Window) -> float:
         """When the window's last real sample was written to the ring (native-rate index)."""
