@@ -177,7 +177,7 @@ _BAD = [
 
 _DEPTHS = {"u8": "PCM_U8", "s16": "PCM_16", "s24": "PCM_24", "s32": "PCM_32", "f32": "FLOAT", "f64": "DOUBLE"}
 _GOOD = [
-    CatalogueEntry("truncated_data.wav", True, write=_bytes(_truncated_data)),
+    CatalogueEntry("truncated_data.wav", True, "padded", write=_bytes(_truncated_data)),  # 2.5 s are left
     *(
         CatalogueEntry(
             f"depth_{tag}.wav", True, same_audio=tag != "u8", write=_soundfile(_same, subtype=subtype)
