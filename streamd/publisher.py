@@ -32,6 +32,7 @@ from streamd.security import (
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 BIND_TRANSPORTS = ("tcp", "ipc", "inproc")
 IDLE_POLL_S = 0.02
+BATCH = 256
 MAX_LINGER_S = 0.5
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,12 @@ class Publisher:
             except queue.Empty:
                 continue
             self._send(sock, msg)
+            for _ in range(BATCH - 1):  # send a burst before looking at subscriptions again
+                try:
+                    msg = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                self._send(sock, msg)
 
     def _read_subscriptions(self, sock: zmq.Socket, subscriptions: dict[bytes, int]) -> None:
         while sock.poll(0, zmq.POLLIN):

@@ -152,7 +152,7 @@ def test_rejected_key_is_reported_by_the_socket_monitor(keys: dict[str, Path]) -
             secure_client_socket(sock, keys["server_public"], keys[name])
             monitor = sock.get_monitor_socket(HANDSHAKE_FAILURE_EVENTS)
             sock.connect(pub.endpoint)
-            seen[name] = monitor.poll(1000)
+            seen[name] = monitor.poll(2000 if name == "bad_secret" else 300)
             if seen[name]:
                 event = recv_monitor_message(monitor)
                 problem = handshake_problem(event["event"], event["value"], pub.endpoint, curve=True)
