@@ -128,6 +128,7 @@ class Publisher:
         try:
             sock.sndhwm = self._sndhwm
             sock.linger = 0
+            sock.ipv6 = "://[" in self._requested_endpoint  # an IPv6 literal such as tcp://[::1]:5556
             auth = secure_server_socket(context, sock, self._security)
             sock.bind(self._requested_endpoint)
         except BaseException as exc:

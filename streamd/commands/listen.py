@@ -100,6 +100,7 @@ def _subscriber(context: zmq.Context, args: argparse.Namespace) -> tuple[zmq.Soc
     """The connected SUB socket and its handshake-failure monitor (attached before connecting)."""
     sock = context.socket(zmq.SUB)
     sock.linger = 0
+    sock.ipv6 = True  # lets tcp://[::1]:PORT connect; IPv4 endpoints work as before
     sock.maxmsgsize = messages.MAX_MESSAGE_BYTES  # per frame: larger frames drop the connection
     if args.curve_server_key is not None:
         secure_client_socket(sock, args.curve_server_key, args.curve_secret_key)

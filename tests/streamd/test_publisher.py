@@ -221,6 +221,20 @@ def test_port_in_use_is_one_clear_error(publisher) -> None:
     assert "\n" not in text and isinstance(info.value, StreamdError)
 
 
+def test_ipv6_loopback_and_ipc_endpoints(tmp_path: Path) -> None:
+    for endpoint in ("tcp://[::1]:*", f"ipc://{tmp_path / 'streamd.ipc'}"):
+        pub = Publisher(endpoint)
+        pub.start()
+        try:
+            collector = Collector(pub.endpoint).start()
+            assert pub.wait_for_subscriber(5.0)
+            pub.publish(_prediction(7))
+            assert collector.wait_for(lambda got: len(got) == 1, 5.0)
+            assert collector.stop() == [_prediction(7)]
+        finally:
+            pub.stop()
+
+
 @pytest.mark.parametrize(
     ("endpoint", "match"),
     [

@@ -68,6 +68,7 @@ def _events(n: int, stream: str = "mic") -> list[dict]:
         ("tcp://127.0.0.1:5556", True),
         ("tcp://127.8.9.10:1", True),
         ("tcp://[::1]:5556", True),
+        ("tcp://[::ffff:127.0.0.1]:5556", True),
         ("tcp://localhost:5556", True),
         ("ipc:///tmp/streamd.ipc", True),
         ("inproc://streamd", True),

@@ -59,6 +59,7 @@ def _subscriber(
 ) -> zmq.Socket:
     sock = context.socket(zmq.SUB)
     sock.linger = 0
+    sock.ipv6 = True
     sock.rcvhwm = 0  # a test subscriber keeps everything it is sent
     if curve is not None:
         secure_client_socket(sock, *curve)
