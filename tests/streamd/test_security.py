@@ -70,7 +70,7 @@ def _events(n: int, stream: str = "mic") -> list[dict]:
         ("tcp://[::1]:5556", True),
         ("tcp://[::ffff:127.0.0.1]:5556", True),
         ("tcp://localhost:5556", True),
-        ("ipc:///tmp/streamd.ipc", True),
+        ("ipc://streamd.ipc", True),
         ("inproc://streamd", True),
         ("tcp://0.0.0.0:5556", False),
         ("tcp://*:5556", False),
