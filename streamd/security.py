@@ -241,6 +241,7 @@ def handshake_problem(event: int, value: int, endpoint: str, *, curve: bool) -> 
         if curve:
             hint = "check that it uses CURVE and that --curve-server-key is its public key"
         else:
-            hint = "it may require CURVE (--curve-server-key, --curve-secret-key)"
+            hint = "it probably requires CURVE authentication "
+            hint += "(give --curve-server-key and --curve-secret-key)"
         return f"the handshake with the publisher at {endpoint} failed: {hint}"
     return None

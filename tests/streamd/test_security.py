@@ -178,6 +178,7 @@ def test_handshake_problem_messages() -> None:
         zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, mismatch, ep, curve=True
     )
     assert "public key" in handshake_problem(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, 32, ep, curve=True)
+    assert "requires CURVE" in handshake_problem(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, 32, ep, curve=False)
     assert handshake_problem(zmq.EVENT_CONNECTED, 0, ep, curve=True) is None
 
 
