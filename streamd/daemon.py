@@ -218,15 +218,19 @@ class Daemon:
         return self._feature_thread is not None and self._feature_thread.is_alive()
 
     def _shutdown(self, final_state: str, *, drain: bool) -> None:
-        """Stop stages in reverse order of start, each with a bounded join, then say goodbye."""
-        for stream in self.streams:
-            stream.source.stop()
-        for stream in self.streams:
-            stream.source.join(JOIN_TIMEOUT_S)
+        """Signal every stage, join them in reverse order of start (bounded), then say goodbye.
+
+        Without ``drain`` (Ctrl-C, SIGTERM) nothing more is classified: no tail window, queued windows are
+        dropped and counted. With it (the sources ended) every stage has already finished its work.
+        """
         if not drain:
             self._stop.set()
             self._data.set()
             self.engine.abandon()
+        for stream in self.streams:
+            stream.source.stop()
+        for stream in self.streams:
+            stream.source.join(JOIN_TIMEOUT_S)
         if self._feature_thread is not None:
             self._feature_thread.join(JOIN_TIMEOUT_S)  # when draining, both have already finished
         self.engine.close()
