@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from models.checkpoint import save_checkpoint
 from streamd.config import DaemonConfig, with_windows
 from streamd.daemon import Daemon, replay_collect, unique_stream_names
 from streamd.errors import ConfigError, StreamdError
+from streamd.events import EventConfig, find_events
 from streamd.features import compute_fbank
 from streamd.model_loading import LoadedModel, load_model
 from streamd.publisher import Publisher
@@ -174,6 +176,23 @@ def test_the_streaming_mamba_checkpoint_replays_column_by_column(esc50, long_wav
     assert "recurrent, 16 frames per step" in _by_type(msgs, "status")[0]["message"]
 
 
+def _score_table(pred: dict) -> dict[str, float]:
+    return {item["label"]: item["score"] for item in pred["labels"]}
+
+
+def test_events_follow_the_published_scores(loaded, long_file, esc50):
+    first = _score_table(_by_type(replay_collect([long_file], loaded, 5.0, 1.0, top_k=50), "prediction")[0])
+    watched = sorted(esc50.labels, key=lambda name: -first[name])[:3]  # the labels scoring highest at first
+    cfg = EventConfig(threshold=first[watched[-1]] - 1e-4, min_hits=2, hold_s=1.0, allow=watched)
+    msgs = replay_collect([long_file], loaded, 5.0, 1.0, top_k=50, events=cfg)
+    windows = [(p["t_start"], p["t_end"], _score_table(p)) for p in _by_type(msgs, "prediction")]
+    published = _by_type(msgs, "event")
+    reference = find_events(cfg, "scene", windows)
+    assert published and len(published) == len(reference)
+    for got, want in zip(published, reference, strict=True):
+        assert {**got, "wall_time": 0} == {**want, "wall_time": 0}
+
+
 def test_every_dropped_window_is_counted(loaded, long_file):
     cfg = with_windows(DaemonConfig(), 1.0, 0.1)
     cfg.engine.overload = "drop_oldest"
@@ -217,6 +236,7 @@ def test_a_port_in_use_fails_before_any_audio_is_read(loaded, long_file, free_po
 
 def test_a_live_style_run_stops_within_two_seconds_with_a_final_status(loaded, long_file):
     cfg = with_windows(DaemonConfig(), 1.0, 0.5)
+    cfg.publish.status_interval_s = 0.5
     publisher = Publisher("inproc://daemon-stop-test")
     got: list[dict] = []
     publisher.add_sink(got.append)
@@ -233,7 +253,12 @@ def test_a_live_style_run_stops_within_two_seconds_with_a_final_status(loaded, l
     ends = [p["t_end"] for p in preds]
     assert 2 <= len(ends) <= 3 and ends == [1.0, 1.5, 2.0][: len(ends)]  # paced: 2.2 s of audio at most
     assert max(p["latency_ms"] for p in preds) < 250  # paced like a microphone: results follow the audio
-    assert _by_type(got, "status")[-1]["state"] == "stopped"
+    status = _by_type(got, "status")
+    assert status[-1]["state"] == "stopped"
+    assert [m["state"] for m in status[1:-1]].count("running") >= 3  # every 0.5 s
+    for before, after in itertools.pairwise(status):
+        assert after["t_start"] == before["t_end"] <= after["t_end"]  # consecutive spans of stream time
+    assert status[-1]["counters"]["rtf"] == pytest.approx(1.0, abs=0.25)
 
 
 def test_settings_the_model_cannot_use_are_config_errors(loaded, long_file):
