@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 SCAN_IMPLS = ("auto", "chunked", "ref")
+CHUNK_ELEMENTS = 1 << 17  # float32 elements per chunk tensor: 512 KiB
 
 
 def _delta(delta: torch.Tensor, delta_bias: torch.Tensor | None, softplus: bool) -> torch.Tensor:
@@ -92,13 +93,19 @@ def selective_scan_chunked(
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = True,
     initial_state: torch.Tensor | None = None,
-    chunk_size: int = 64,
+    chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Chunked selective scan (float32), equal to ``selective_scan_ref``; returns ``(y, last_state)``."""
+    """Chunked selective scan (float32), equal to ``selective_scan_ref``; returns ``(y, last_state)``.
+
+    ``chunk_size`` None picks the longest chunk (at most 64 steps) whose ``(batch, K, d_inner, d_state)``
+    tensors stay within about 512 KiB, so that a chunk's work stays in the CPU cache.
+    """
     with torch.autocast(u.device.type, enabled=False):
         u, A, B, C = u.float(), A.float(), B.float(), C.float()
         dt = _delta(delta, delta_bias, delta_softplus)
         batch, length, d_inner = u.shape
+        if chunk_size is None:
+            chunk_size = max(1, min(64, CHUNK_ELEMENTS // (batch * d_inner * A.shape[1])))
         h = u.new_zeros(batch, d_inner, A.shape[1]) if initial_state is None else initial_state.float()
         outs = []
         for t0 in range(0, length, chunk_size):
