@@ -78,6 +78,20 @@ def default_model(checkpoint: Path | None, precision: str, tmp: Path) -> tuple[L
     return load_model(path, compute="cpu", precision=precision, name="resnet64"), "random resnet_cnn, 64 mel"
 
 
+def model_alone_ms(loaded: LoadedModel, frames: int, repeats: int = 60) -> float:
+    """Milliseconds per window of the bare model (batch 1, same precision and threads), for comparison."""
+    from streamd.engine import ModelRunner
+
+    runner = ModelRunner(loaded)
+    window = torch.zeros(frames, loaded.info.features.num_mel_bins)
+    for _ in range(3):
+        runner.score_windows([window])
+    started = time.perf_counter()
+    for _ in range(repeats):
+        runner.score_windows([window])
+    return 1000 * (time.perf_counter() - started) / repeats
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -101,6 +115,9 @@ def main() -> int:
         loaded, model_desc = default_model(args.checkpoint, args.precision, tmp)
         cfg = with_windows(DaemonConfig(), args.window, args.hop)
         cfg.engine.threads = args.threads
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        alone_ms = model_alone_ms(loaded, loaded.info.features.num_frames(round(args.window * 16000)))
         if args.max_batch:
             cfg.engine.max_batch = args.max_batch
         if args.queue_size:
@@ -148,11 +165,17 @@ def main() -> int:
     lat = np.asarray(latencies)
     busy = daemon.engine.busy_s
     third = max(1, len(memory) // 3)
+    ceiling = 1000 * args.hop / alone_ms * args.streams  # real-time factor if only the model cost time
     rows = [
         ("model", f"{model_desc} ({args.precision}, torch threads {torch.get_num_threads()})"),
         ("audio", f"{args.streams} x {seconds / 60:.1f} min, window {args.window:g} s, hop {args.hop:g} s"),
         ("wall", f"{wall:.1f} s"),
         ("real-time factor", f"{audio_s / wall:.1f}x"),
+        (
+            "model alone",
+            f"{alone_ms:.1f} ms/window: at most {ceiling:.0f}x at this hop "
+            f"(the pipeline reached {100 * audio_s / wall / ceiling:.0f}%)",
+        ),
         ("windows", f"{windows} in {batches} model calls ({windows / max(batches, 1):.1f} per call)"),
         (
             "model time",
