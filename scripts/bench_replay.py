@@ -79,17 +79,19 @@ def default_model(checkpoint: Path | None, precision: str, tmp: Path) -> tuple[L
 
 
 def model_alone_ms(loaded: LoadedModel, frames: int, repeats: int = 60) -> float:
-    """Milliseconds per window of the bare model (batch 1, same precision and threads), for comparison."""
+    """Median milliseconds per window of the bare model (batch 1, same precision and threads)."""
     from streamd.engine import ModelRunner
 
     runner = ModelRunner(loaded)
     window = torch.zeros(frames, loaded.info.features.num_mel_bins)
     for _ in range(3):
         runner.score_windows([window])
-    started = time.perf_counter()
+    times = []
     for _ in range(repeats):
+        started = time.perf_counter()
         runner.score_windows([window])
-    return 1000 * (time.perf_counter() - started) / repeats
+        times.append(time.perf_counter() - started)
+    return 1000 * float(np.median(times))  # the median: robust to other processes' bursts
 
 
 def main() -> int:
