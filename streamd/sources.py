@@ -160,8 +160,8 @@ class FileSource(Source):
         self.speed = speed
         block = block_s if speed is not None else max_block_s
         self.block = max(1, round(block * self.sample_rate))
-        capacity = round(ring_s * self.sample_rate) if speed is not None else 2 * self.block
-        self.ring = SampleRing(max(capacity, 2 * self.block), self.channels)
+        paced_capacity = round(ring_s * self.sample_rate) if speed is not None else 0  # flat out: on demand
+        self.ring = SampleRing(max(paced_capacity, 2 * self.block), self.channels)
         self._space = threading.Event()
         self.ring.on_read = self._space.set
         self._stop = threading.Event()
