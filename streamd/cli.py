@@ -1,8 +1,9 @@
 """Command line entry point: ``streamd <command> ...``.
 
 Each command lives in its own module under ``streamd.commands`` exposing ``HELP`` (one line),
-``add_arguments(parser)`` and ``run(args) -> int``. User errors (``StreamdError``) become one line on
-stderr and a non-zero exit; nothing else reaches the user as a traceback unless ``STREAMD_DEBUG=1``.
+``add_arguments(parser)`` and ``run(args) -> int``; only the module of the command being run is
+imported. User errors (``StreamdError``) become one line on stderr and a non-zero exit; nothing else
+reaches the user as a traceback unless ``STREAMD_DEBUG=1``.
 """
 
 from __future__ import annotations
@@ -16,45 +17,54 @@ from collections.abc import Sequence
 from streamd import __version__
 from streamd.errors import StreamdError
 
-COMMANDS: dict[str, str] = {
-    "run": "streamd.commands.run",
-    "replay": "streamd.commands.replay",
-    "listen": "streamd.commands.listen",
-    "devices": "streamd.commands.devices",
-    "classify": "streamd.commands.classify",
-    "convert": "streamd.commands.convert",
-    "train": "streamd.commands.train",
-    "evaluate": "streamd.commands.evaluate",
-    "keys": "streamd.commands.keys",
+# name -> (module, one-line help); a command's module (and torch with it) is imported only when it runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("streamd.commands.run", "classify live audio from input devices and publish every result"),
+    "replay": (
+        "streamd.commands.replay",
+        "replay audio files through the live pipeline (real time or --speed max)",
+    ),
+    "listen": (
+        "streamd.commands.listen",
+        "subscribe to a streamd publisher and print messages as JSON lines",
+    ),
+    "devices": ("streamd.commands.devices", "list audio input devices (index, name, channels, default rate)"),
+    "classify": ("streamd.commands.classify", "classify audio files offline: top-k labels per file"),
+    "convert": ("streamd.commands.convert", "convert an AST (official or Hugging Face) or AuM checkpoint"),
+    "train": ("streamd.commands.train", "train (or k-fold cross-validate) a model from a TOML experiment"),
+    "evaluate": ("streamd.commands.evaluate", "evaluate a checkpoint: clip metrics or streaming accuracy"),
+    "keys": ("streamd.commands.keys", "create a CURVE key pair for authenticated publishing and listening"),
 }
 
 
-def _available_commands() -> dict[str, object]:
-    modules = {}
-    for name, module_name in COMMANDS.items():
-        try:
-            modules[name] = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-    return modules
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The first argument naming a command (options before it are streamd's own)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser; only the command named in ``argv`` gets its full options (and its module imported)."""
     parser = argparse.ArgumentParser(
         prog="streamd", description="Streaming real-time audio classifier daemon."
     )
     parser.add_argument("--version", action="version", version=f"streamd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module in _available_commands().items():
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)  # type: ignore[attr-defined]
-        module.add_arguments(p)  # type: ignore[attr-defined]
-        p.set_defaults(_run=module.run)  # type: ignore[attr-defined]
+    chosen = _chosen_command(argv)
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(p)
+            p.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)
