@@ -2,41 +2,31 @@
 
 from __future__ import annotations
 
-import csv
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from support.checkpoints import NUM_MEL_BINS, small_resnet_checkpoint
+from support.fixtures import free_tcp_port
+from support.paths import ESC50_CSV, esc10_clips, esc50_labels
 from torch import nn
 
-from models import FeatureConfig, ModelInfo, RecurrentClassifier, build_model
-from models.checkpoint import save_checkpoint
+from models import FeatureConfig, ModelInfo, RecurrentClassifier
 from streamd.model_loading import LoadedModel
-
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
-ESC50 = SHARED / "data" / "esc50"
-NUM_MEL_BINS = 64
-SMALL_RESNET = {"num_classes": 50, "channels": [8, 16, 32, 64], "num_mel_bins": NUM_MEL_BINS}
 
 
 class Esc50:
     """The real ESC-50 clips beside the repository: labels, deterministic clip picks, reading."""
 
-    def __init__(self, root: Path) -> None:
-        with (root / "meta" / "esc50.csv").open(newline="") as f:
-            self.rows = list(csv.DictReader(f))
-        self.root = root
-        names = {int(r["target"]): r["category"] for r in self.rows}
-        self.labels = [names[i] for i in sorted(names)]
+    def __init__(self) -> None:
+        self.labels = esc50_labels()
 
-    def clips(self, n: int, fold: int = 1) -> list[Path]:
+    @staticmethod
+    def clips(n: int, fold: int = 1) -> list[Path]:
         """``n`` ESC-10 clips of one fold, in file name order."""
-        rows = [r for r in self.rows if r["esc10"] == "True" and r["fold"] == str(fold)]
-        rows.sort(key=lambda r: r["filename"])
-        return [self.root / "audio" / r["filename"] for r in rows[:n]]
+        return esc10_clips(n, fold)
 
     @staticmethod
     def read_mono(path: Path) -> np.ndarray:
@@ -47,9 +37,9 @@ class Esc50:
 
 @pytest.fixture(scope="session")
 def esc50() -> Esc50:
-    if not (ESC50 / "meta" / "esc50.csv").exists():
-        pytest.skip(f"ESC-50 not found at {ESC50}")
-    return Esc50(ESC50)
+    if not ESC50_CSV.exists():
+        pytest.skip(f"ESC-50 not found at {ESC50_CSV.parent.parent}")
+    return Esc50()
 
 
 @pytest.fixture(scope="session")
@@ -61,15 +51,7 @@ def clips(esc50: Esc50) -> list[Path]:
 @pytest.fixture(scope="session")
 def small_checkpoint(tmp_path_factory: pytest.TempPathFactory, esc50: Esc50) -> Path:
     """A small random-weight (seeded) residual CNN over 64 mel bins with the ESC-50 labels."""
-    torch.manual_seed(0)
-    model = build_model("resnet_cnn", SMALL_RESNET).eval()
-    info = ModelInfo(
-        arch="resnet_cnn",
-        config=dict(SMALL_RESNET),
-        labels=esc50.labels,
-        features=FeatureConfig(num_mel_bins=NUM_MEL_BINS),
-    )
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "small.safetensors", model, info)
+    return small_resnet_checkpoint(tmp_path_factory.mktemp("ckpt") / "small.safetensors", esc50.labels)
 
 
 class TinyRecurrent(RecurrentClassifier):
@@ -105,13 +87,13 @@ def tiny_recurrent(esc50: Esc50) -> LoadedModel:
     torch.manual_seed(1)
     labels = esc50.labels
     model = TinyRecurrent(NUM_MEL_BINS, len(labels)).eval()
-    info = ModelInfo(arch="tiny_recurrent", config={}, labels=labels, features=FeatureConfig(num_mel_bins=64))
+    info = ModelInfo(
+        arch="tiny_recurrent", config={}, labels=labels, features=FeatureConfig(num_mel_bins=NUM_MEL_BINS)
+    )
     return LoadedModel(model, info, "tiny", torch.device("cpu"))
 
 
 @pytest.fixture()
 def free_port() -> int:
     """A TCP port nobody listens on right now (on 127.0.0.1)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_tcp_port()
