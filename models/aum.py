@@ -37,6 +37,7 @@ from models.mamba import (
     MambaBlock,
     MambaMixer,
     causal_conv_silu,
+    init_dt_proj,
     rescale_out_proj,
     s4d_real_log,
     selective_scan,
@@ -103,38 +104,47 @@ class BiMambaMixer(MambaMixer):
         super().__init__(d_model, cfg.d_state, cfg.d_conv, cfg.expand, cfg.dt_rank or None)
         self.variant = cfg.variant
         self.divide_out = cfg.divide_out
+        d_inner = self.d_inner
         if cfg.variant in ("Fo-Bi", "Bi-Bi"):
-            self.A_b_log = nn.Parameter(s4d_real_log(self.d_inner, self.d_state))
+            self.A_b_log = nn.Parameter(s4d_real_log(d_inner, self.d_state))
         if cfg.variant == "Bi-Bi":
-            d_inner = self.d_inner
             self.conv1d_b = nn.Conv1d(d_inner, d_inner, cfg.d_conv, groups=d_inner, padding=cfg.d_conv - 1)
             self.x_proj_b = nn.Linear(d_inner, self.dt_rank + 2 * self.d_state, bias=False)
             self.dt_proj_b = nn.Linear(self.dt_rank, d_inner, bias=True)
-            self.dt_proj_b.load_state_dict(self.dt_proj.state_dict())
+            init_dt_proj(self.dt_proj_b, self.dt_rank, 0.001, 0.1, 1e-4)
             self.D_b = nn.Parameter(torch.ones(d_inner))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (B, L, d_inner) each
         if self.variant == "Fo-Fo":
-            return self.out_proj(self.scan(x, z))
-        A_b = -torch.exp(self.A_b_log.float())
-        if self.variant == "Fo-Bi":
-            xc = causal_conv_silu(x, self.conv1d)
-            dt, B, C = ssm_inputs(xc, self.x_proj, self.dt_proj, self.dt_rank, self.d_state)
-            A = -torch.exp(self.A_log.float())
-            bias = self.dt_proj.bias
-            y_f = selective_scan(xc, dt, A, B, C, self.D, z, bias, True, self.scan_impl)
-            flip = [xc.flip(1), dt.flip(1), A_b, B.flip(1), C.flip(1), self.D, z.flip(1), bias]
-            y_b = selective_scan(*flip, True, self.scan_impl).flip(1)
-            return self.out_proj(y_f + y_b)
+            y = self.scan(x, z)
+        elif self.variant == "Fo-Bi":
+            y = self._forward_then_backward_shared(x, z)
+        else:
+            y = self._forward_and_backward_sets(x, z)
+        return self.out_proj(y)
+
+    def _forward_then_backward_shared(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Fo-Bi: one conv and projection; scans forwards with A and backwards with A_b; summed."""
+        xc = causal_conv_silu(x, self.conv1d)
+        dt, B, C = ssm_inputs(xc, self.x_proj, self.dt_proj, self.dt_rank, self.d_state)
+        A, A_b = -torch.exp(self.A_log.float()), -torch.exp(self.A_b_log.float())
+        bias, impl = self.dt_proj.bias, self.scan_impl
+        y_f = selective_scan(xc, dt, A, B, C, self.D, z, bias, True, impl)
+        xc_r, dt_r, B_r, C_r, z_r = (t.flip(1) for t in (xc, dt, B, C, z))
+        y_b = selective_scan(xc_r, dt_r, A_b, B_r, C_r, self.D, z_r, bias, True, impl).flip(1)
+        return y_f + y_b
+
+    def _forward_and_backward_sets(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Bi-Bi: the backward direction has its own conv, projections, A_b and D_b; averaged."""
         y_f = self.scan(x, z)
         xc_b = causal_conv_silu(x.flip(1), self.conv1d_b)
         dt_b, B_b, C_b = ssm_inputs(xc_b, self.x_proj_b, self.dt_proj_b, self.dt_rank, self.d_state)
+        A_b = -torch.exp(self.A_b_log.float())
         y_b = selective_scan(
             xc_b, dt_b, A_b, B_b, C_b, self.D_b, z.flip(1), self.dt_proj_b.bias, True, self.scan_impl
         ).flip(1)
-        y = (y_f + y_b) / 2 if self.divide_out else y_f + y_b
-        return self.out_proj(y)
+        return (y_f + y_b) / 2 if self.divide_out else y_f + y_b
 
 
 class PatchEmbed(nn.Module):
