@@ -13,7 +13,7 @@ import math
 import tomllib
 import types
 import typing
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -187,22 +187,32 @@ def _build(cls: type, values: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+_NON_NEGATIVE = {"engine.queue_size", "engine.threads", "publish.wait_for_subscriber_s"}
+
+
+def _check_values(table: dict[str, Any], source: str) -> None:
+    """Check the values a (possibly partial) nested table sets: choices, signs, event rules."""
+    for section, values in table.items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            dotted = f"{section}.{key}"
+            if dotted in _CHOICES and value not in _CHOICES[dotted]:
+                choices = ", ".join(_CHOICES[dotted])
+                raise ConfigError(f"{source}: {dotted} must be one of {choices}, got {value!r}")
+            if dotted in _POSITIVE and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{source}: {dotted} must be positive, got {value!r}")
+            if dotted in _NON_NEGATIVE and not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{source}: {dotted} must be >= 0, got {value!r}")
+    if isinstance(table.get("events"), dict):
+        try:
+            EventConfig(**table["events"])
+        except StreamdError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+
 def _validate(cfg: DaemonConfig, source: str) -> DaemonConfig:
-    for dotted, choices in _CHOICES.items():
-        section, key = dotted.split(".")
-        value = getattr(getattr(cfg, section), key)
-        if value not in choices:
-            raise ConfigError(f"{source}: {dotted} must be one of {', '.join(choices)}, got {value!r}")
-    for dotted in _POSITIVE:
-        section, key = dotted.split(".")
-        value = getattr(getattr(cfg, section), key)
-        if not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"{source}: {dotted} must be positive, got {value!r}")
-    for dotted in ("engine.queue_size", "engine.threads", "publish.wait_for_subscriber_s"):
-        section, key = dotted.split(".")
-        value = getattr(getattr(cfg, section), key)
-        if not (math.isfinite(value) and value >= 0):
-            raise ConfigError(f"{source}: {dotted} must be >= 0, got {value!r}")
+    _check_values(asdict(cfg), source)
     return cfg
 
 
@@ -234,7 +244,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 def config_from_layers(layers: list[tuple[str, dict[str, Any]]]) -> DaemonConfig:
     """Merge checked tables (``(source name, table)``, lowest first) into a validated ``DaemonConfig``."""
     merged: dict[str, Any] = {}
-    for _, table in layers:
+    for source, table in layers:
+        _check_values(table, source)  # so that an error names the file (or option) that set the value
         merged = _merge(merged, table)
     source = layers[-1][0] if layers else "defaults"
     try:
