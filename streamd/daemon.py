@@ -34,6 +34,7 @@ from streamd.sources import FileSource, Source
 from streamd.windows import ColumnPlan, FeatureFrontEnd, Window, WindowPlan
 
 JOIN_TIMEOUT_S = 1.0
+RETRY_FIRST_S = 0.25  # first wait between reopen attempts of a failed device (then doubling)
 LATENCY_HISTORY = 4096
 
 
@@ -64,6 +65,9 @@ class Stream:
     dropped_seen: int = 0  # dropped windows at the last status message
     last_write: tuple[int, float] = (0, 0.0)  # (ring write index, monotonic time) for the watchdog
     alarm: str | None = None  # "stalled" / "device_error" while the watchdog is handling it
+    retry_at: float = 0.0  # monotonic time of the next reopen attempt
+    retry_delay_s: float = 0.0  # wait before the attempt after that (doubles, capped)
+    nonfinite_samples: int = 0  # NaN / inf samples from the source, replaced by silence
 
 
 def unique_stream_names(names: Sequence[str]) -> list[str]:
@@ -121,6 +125,7 @@ class Daemon:
             queue_size=config.queue_size(len(sources), self.policy),
             max_batch=config.engine.max_batch,
             policy=self.policy,
+            stream_names=names,
         )
         self._stop = threading.Event()  # the one stop event of every stage
         self._data = threading.Event()  # set by the rings on every write
@@ -235,6 +240,7 @@ class Daemon:
             self._feature_thread.join(JOIN_TIMEOUT_S)  # when draining, both have already finished
         self.engine.close()
         self.engine.join(JOIN_TIMEOUT_S)
+        self.errors += self._run_failures()
         for stream in self.streams:
             t_end = stream.front.samples / self.model.info.features.sample_rate
             for msg in stream.events.flush(t_end):
@@ -245,6 +251,14 @@ class Daemon:
                 self.errors.append(stream.source.error)
             self._publish_status(stream, state, stream.source.error)
         self.publisher.stop(timeout=1.0)
+
+    def _run_failures(self) -> list[str]:
+        """What makes the run a failure besides a source error: a stopped engine, or no window classified."""
+        out = [self.engine.failure] if self.engine.failure else []
+        classified = sum(self.engine.windows.values())
+        if self.engine.model_errors and not classified:
+            out.append(f"the model failed on every window ({self.engine.last_error})")
+        return out
 
     # -- feature stage (its own thread) ----------------------------------------------------------------
 
@@ -274,8 +288,12 @@ class Daemon:
         got = ring.read()
         windows: list[Window] = []
         if got.data.shape[0]:
-            mono = stream.resampler.process(downmix(got.data))
-            windows = stream.front.accept(mono)
+            mono = downmix(got.data)
+            if not np.isfinite(mono).all():  # a device gone wrong: silence instead, counted
+                bad = ~np.isfinite(mono)
+                stream.nonfinite_samples += int(bad.sum())
+                mono = np.where(bad, np.float32(0.0), mono)
+            windows = stream.front.accept(stream.resampler.process(mono))
         ended = ring.exhausted()
         if ended:
             windows += stream.front.accept(stream.resampler.process(np.zeros(0, np.float32), last=True))
@@ -351,20 +369,35 @@ class Daemon:
         return now + self.config.publish.status_interval_s
 
     def _watch(self, stream: Stream, now: float) -> None:
-        """Live watchdog: a device error or no samples for ``watchdog_s`` -> report and reopen the device."""
-        written = stream.source.ring.write_index
+        """Live watchdog. A device error: report and reopen at once, then retry with a doubling wait
+        (``RETRY_FIRST_S``, capped at ``max(1 s, watchdog_s)``). No samples for ``watchdog_s``: report
+        "stalled" and reopen. Either alarm clears when samples flow again."""
+        source = stream.source
+        written = source.ring.write_index
         if written != stream.last_write[0]:
             stream.last_write = (written, now)
             stream.alarm = None
+            stream.retry_delay_s = 0.0
             return
-        if now - stream.last_write[1] < self.config.capture.watchdog_s and not stream.source.error:
+        watchdog_s = self.config.capture.watchdog_s
+        if source.error:
+            if stream.alarm == "device_error" and now < stream.retry_at:
+                return
+            first = stream.alarm != "device_error"
+            stream.alarm = "device_error"
+            stream.retry_delay_s = (
+                RETRY_FIRST_S if first else min(2 * stream.retry_delay_s, max(1.0, watchdog_s))
+            )
+            stream.retry_at = now + stream.retry_delay_s
+            self._publish_status(stream, "device_error", f"{source.error}; reopening the device")
+        elif now - stream.last_write[1] >= watchdog_s:
+            stream.alarm = "stalled"
+            quiet = now - stream.last_write[1]
+            self._publish_status(stream, "stalled", f"no audio for {quiet:.1f} s; reopening the device")
+        else:
             return
-        stream.alarm = "device_error" if stream.source.error else "stalled"
-        quiet = now - stream.last_write[1]
-        detail = stream.source.error or f"no audio for {quiet:.1f} s"
-        self._publish_status(stream, stream.alarm, f"{detail}; reopening the device")
-        stream.source.restart()
-        stream.last_write = (written, now)
+        source.restart()
+        stream.last_write = (written, now)  # give the reopened device a full watchdog period
 
     def counters(self, stream: Stream) -> dict[str, int | float]:
         """Every status counter of ``stream`` (see ``streamd.messages.STATUS_COUNTERS``)."""
@@ -384,6 +417,7 @@ class Daemon:
             "publish_dropped": pub.get("publish_dropped", 0),
             "restarts": stream.source.restarts,
             "lost_samples": ring.lost_samples,
+            "nonfinite_samples": stream.nonfinite_samples,
             "batches": self.engine.batches,
             "latency_p50_ms": _percentile(latencies, 50),
             "latency_p99_ms": _percentile(latencies, 99),

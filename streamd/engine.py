@@ -11,6 +11,7 @@ its plain reference.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -23,6 +24,7 @@ from streamd.model_loading import LoadedModel
 from streamd.windows import Window
 
 POLICIES = ("drop_oldest", "block")
+log = logging.getLogger(__name__)
 State = dict[str, torch.Tensor]
 
 
@@ -161,10 +163,12 @@ class Engine:
         queue_size: int = 16,
         max_batch: int = 8,
         policy: str = "drop_oldest",
+        stream_names: list[str] | None = None,
     ) -> None:
         self.runner = ModelRunner(loaded)
         self.recurrent = loaded.recurrent
         self.on_results = on_results
+        self.stream_names = list(stream_names or [])
         self.max_batch = max(1, max_batch)
         self.queue = JobQueue(queue_size, policy)
         self._states: dict[int, State] = {}
@@ -175,7 +179,8 @@ class Engine:
         self.model_errors = 0
         self.batches = 0
         self.busy_s = 0.0
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # the latest model error
+        self.failure: str | None = None  # why the worker stopped early, if it did
 
     # -- producer side ---------------------------------------------------------------------------------
 
@@ -221,13 +226,18 @@ class Engine:
     # -- worker ----------------------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        while True:
-            batch = self.queue.get_batch(self.max_batch, timeout=0.1)
-            if batch is None:
-                return
-            if batch:
-                for group in self._rounds(batch) if self.recurrent else [batch]:
-                    self._run(group)
+        try:
+            while True:
+                batch = self.queue.get_batch(self.max_batch, timeout=0.1)
+                if batch is None:
+                    return
+                if batch:
+                    for group in self._rounds(batch) if self.recurrent else [batch]:
+                        self._run(group)
+        except Exception as exc:  # a bug past the model (handing results on): stop visibly, free producers
+            log.exception("the engine stopped")
+            self.failure = f"engine stopped: {type(exc).__name__}: {exc}"
+            self.abandon()
 
     def _state(self, stream: int) -> State:
         if stream not in self._states:
@@ -246,25 +256,45 @@ class Engine:
     def _run(self, jobs: list[Job]) -> None:
         started = time.perf_counter()
         try:
-            features = [job.window.features for job in jobs]
-            if self.recurrent:
-                states = [self._state(job.stream) for job in jobs]
-                scores, new_states = self.runner.score_columns(features, states)
-                for job, state in zip(jobs, new_states, strict=True):
-                    self._states[job.stream] = state
-            else:
-                scores = self.runner.score_windows(features)
-        except Exception as exc:  # a failing model must not kill the daemon: count, report, go on
-            with self._lock:
-                self.model_errors += len(jobs)
-                self.last_error = f"{type(exc).__name__}: {exc}"
+            scores = self._score(jobs)
+        except Exception as exc:  # a failing model must not kill the daemon: count, log, go on
+            self._model_error(jobs, f"{type(exc).__name__}: {exc}")
             return
         finally:
             self.busy_s += time.perf_counter() - started
         self.batches += 1
+        finite = torch.isfinite(scores).all(dim=1)
+        if not bool(finite.all()):
+            self._model_error(
+                [j for j, ok in zip(jobs, finite.tolist(), strict=True) if not ok], "non-finite scores"
+            )
+            keep = finite.nonzero().flatten().tolist()
+            jobs, scores = [jobs[i] for i in keep], scores[finite]
         for job in jobs:
             self._count(self.windows, job.stream)
-        self.on_results(jobs, scores)
+        if jobs:
+            self.on_results(jobs, scores)
+
+    def _score(self, jobs: list[Job]) -> torch.Tensor:
+        features = [job.window.features for job in jobs]
+        if not self.recurrent:
+            return self.runner.score_windows(features)
+        states = [self._state(job.stream) for job in jobs]
+        scores, new_states = self.runner.score_columns(features, states)
+        for job, state in zip(jobs, new_states, strict=True):
+            self._states[job.stream] = state
+        return scores
+
+    def _model_error(self, jobs: list[Job], reason: str) -> None:
+        with self._lock:
+            self.model_errors += len(jobs)
+            self.last_error = reason
+        for job in jobs:
+            w = job.window
+            name = self.stream_names[job.stream] if job.stream < len(self.stream_names) else job.stream
+            log.warning(
+                "model error on stream %s window %d (%g-%g s): %s", name, w.index, w.t_start, w.t_end, reason
+            )
 
     # -- counters --------------------------------------------------------------------------------------
 

@@ -208,6 +208,11 @@ class FileSource(Source):
                     return
             elif not self._wait_for_demand():
                 return
+            if not np.isfinite(block[:n]).all():
+                at_s = (written + int(np.argmin(np.isfinite(block[:n]).all(axis=1)))) / self.sample_rate
+                raise AudioInputError(
+                    f"{self.path}: the audio holds NaN or infinite samples (at {at_s:.3f} s)"
+                )
             self.ring.write(block[:n])
             written = end
 

@@ -158,8 +158,34 @@ def test_a_failing_model_is_counted_and_the_engine_goes_on(loaded, real_windows)
     bad = [_job(0, 0, torch.zeros(3, 7))]  # wrong number of mel bins
     good = [_job(0, 1, real_windows[0])]
     engine, results = _run_engine(loaded, bad + good, queue_size=4, max_batch=1, policy="block")
-    assert engine.model_errors == 1 and "Error" in (engine.last_error or "")
+    assert engine.model_errors == 1 and "RuntimeError" in (engine.last_error or "")
     assert [j.window.index for j, _ in results] == [1]
+
+
+def test_non_finite_scores_are_model_errors_and_logged(loaded, real_windows, caplog):
+    poisoned = real_windows[1].clone()
+    poisoned[10, 3] = float("nan")
+    jobs = [_job(0, 0, real_windows[0]), _job(0, 1, poisoned), _job(0, 2, real_windows[2])]
+    with caplog.at_level("WARNING", logger="streamd.engine"):
+        engine, results = _run_engine(
+            loaded, jobs, queue_size=4, max_batch=4, policy="block", stream_names=["s"]
+        )
+    assert [j.window.index for j, _ in results] == [0, 2]  # the batch's good windows still go out
+    assert engine.model_errors == 1 and engine.counters(0)["windows"] == 2
+    assert any("stream s window 1 (1-6 s): non-finite scores" in r.getMessage() for r in caplog.records)
+
+
+def test_a_failing_result_handler_stops_the_engine_visibly(loaded, real_windows):
+    def broken(jobs, scores):
+        raise RuntimeError("boom")
+
+    engine = Engine(loaded, broken, queue_size=4, max_batch=1, policy="block")
+    for i in range(3):
+        engine.submit(_job(0, i, real_windows[i]))
+    engine.start()
+    assert engine.join(5.0)
+    assert engine.failure == "engine stopped: RuntimeError: boom"
+    assert engine.counters(0)["dropped_windows"] == 2  # what was still queued is counted
 
 
 def test_recurrent_streams_keep_their_own_state_and_share_model_calls(tiny_recurrent, esc50):

@@ -152,6 +152,19 @@ def test_stopping_a_replay_ends_it_at_once(clips):
     assert source.ring.closed and 0 < source.ring.write_index < 80000
 
 
+def test_a_file_with_nan_samples_is_refused_where_it_goes_wrong(tmp_path, esc50):
+    wave = esc50.read_mono(esc50.clips(1)[0])[:16000].copy()
+    wave[12345] = np.nan
+    path = tmp_path / "nan.wav"
+    sf.write(path, wave, 16000, subtype="FLOAT")
+    source = FileSource(path, speed=None, max_block_s=0.25)
+    source.start()
+    data = _drain(source.ring)
+    assert source.join(2.0)
+    assert source.error == f"{path}: the audio holds NaN or infinite samples (at 0.772 s)"
+    assert data.shape[0] == 12000 and np.isfinite(data).all()  # the chunks before it were delivered
+
+
 def test_bad_speed():
     with pytest.raises(AudioInputError, match="--speed"):
         FileSource(Path(__file__), speed=0.0)
