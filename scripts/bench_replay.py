@@ -167,7 +167,9 @@ def main() -> int:
     lat = np.asarray(latencies)
     busy = daemon.engine.busy_s
     third = max(1, len(memory) // 3)
-    ceiling = 1000 * args.hop / alone_ms * args.streams  # real-time factor if only the model cost time
+    ceiling = (
+        1000 * args.hop / alone_ms
+    )  # audio seconds per wall second if only the model (batch 1) cost time
     rows = [
         ("model", f"{model_desc} ({args.precision}, torch threads {torch.get_num_threads()})"),
         ("audio", f"{args.streams} x {seconds / 60:.1f} min, window {args.window:g} s, hop {args.hop:g} s"),
