@@ -10,6 +10,7 @@ The main thread supervises: status messages every ``status_interval_s``, the liv
 
 from __future__ import annotations
 
+import copy
 import sys
 import threading
 import time
@@ -477,7 +478,7 @@ def replay_collect(
     ``model`` is a checkpoint path or an already loaded model. Use ``top_k=len(labels)`` for all scores.
     Raises ``StreamdError`` if a file cannot be read or a message was lost.
     """
-    cfg = with_windows(config or DaemonConfig(), window_s, hop_s)
+    cfg = with_windows(copy.deepcopy(config) if config else DaemonConfig(), window_s, hop_s)
     cfg.publish.top_k = top_k
     if events is not None:
         cfg.events = events

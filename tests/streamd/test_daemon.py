@@ -199,7 +199,8 @@ def test_every_dropped_window_is_counted(loaded, long_file):
     cfg.engine.queue_size = 1
     cfg.engine.max_batch = 1
     cfg.capture.max_block_s = 2.0  # each chunk completes 20 windows at once
-    msgs = replay_collect([long_file], loaded, 1.0, 0.1, config=cfg)
+    msgs = replay_collect([long_file], loaded, 1.0, 0.1, config=cfg, top_k=2)
+    assert cfg.publish.top_k == 5  # the caller's config is left alone
     final = _by_type(msgs, "status")[-1]["counters"]
     produced = 126  # windows at 0.0, 0.1, ..., 12.5 s over 13.5 s
     assert final["dropped_windows"] > 0
