@@ -304,8 +304,8 @@ class MambaBlock(nn.Module):
 
     def __init__(self, d_model: int, mixer: nn.Module, norm_eps: float = 1e-5) -> None:
         super().__init__()
-        self.mixer = mixer
-        self.norm = nn.RMSNorm(d_model, eps=norm_eps)
+        self.mixer: nn.Module = mixer
+        self.norm: nn.RMSNorm = nn.RMSNorm(d_model, eps=norm_eps)
 
     def forward(self, residual: torch.Tensor) -> torch.Tensor:
         return residual + self.mixer(self.norm(residual))
@@ -317,4 +317,4 @@ def rescale_out_proj(model: nn.Module, n_layers: int) -> None:
         if name.endswith("out_proj.weight"):
             nn.init.kaiming_uniform_(p, a=math.sqrt(5))
             with torch.no_grad():
-                p /= math.sqrt(n_layers)
+                p.div_(math.sqrt(n_layers))

@@ -23,6 +23,7 @@ logits (the interface of windowed models); ``forward_steps`` every column's, wit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -75,6 +76,9 @@ class StreamingMamba(RecurrentClassifier):
         self.head = nn.Linear(cfg.d_model, cfg.num_classes)
         rescale_out_proj(self, cfg.n_layers)
 
+    def blocks(self) -> list[MambaBlock]:
+        return [cast(MambaBlock, block) for block in self.layers]
+
     def _columns(self, fbank: torch.Tensor) -> torch.Tensor:
         """``(B, T, F)`` -> ``(B, T // 16, 16 * F)``; frames that do not fill a column are left out."""
         batch, frames, bins = fbank.shape
@@ -99,8 +103,8 @@ class StreamingMamba(RecurrentClassifier):
     def init_state(self, batch: int, device: torch.device | None = None) -> dict[str, torch.Tensor]:
         """Zero state per layer i: ``conv{i}`` (B, d_inner, d_conv) and ``ssm{i}`` (B, d_inner, d_state)."""
         state: dict[str, torch.Tensor] = {}
-        for i, layer in enumerate(self.layers):
-            state[f"conv{i}"], state[f"ssm{i}"] = layer.mixer.init_state(batch, device)
+        for i, block in enumerate(self.blocks()):
+            state[f"conv{i}"], state[f"ssm{i}"] = cast(MambaMixer, block.mixer).init_state(batch, device)
         return state
 
     def step(
@@ -112,9 +116,9 @@ class StreamingMamba(RecurrentClassifier):
             raise ValueError(f"expected a column (B, *{expected}), got {tuple(column.shape)}")
         residual = self.dropout(self.embed(column.reshape(column.shape[0], -1))).float()
         new_state: dict[str, torch.Tensor] = {}
-        for i, layer in enumerate(self.layers):
-            out, new_state[f"conv{i}"], new_state[f"ssm{i}"] = layer.mixer.step(
-                layer.norm(residual), state[f"conv{i}"], state[f"ssm{i}"]
+        for i, block in enumerate(self.blocks()):
+            out, new_state[f"conv{i}"], new_state[f"ssm{i}"] = cast(MambaMixer, block.mixer).step(
+                block.norm(residual), state[f"conv{i}"], state[f"ssm{i}"]
             )
             residual = residual + out
         return self.head(self.dropout(self.norm_f(residual))), new_state

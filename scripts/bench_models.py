@@ -17,7 +17,9 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -30,6 +32,7 @@ from models import mamba  # noqa: E402
 from models.bf16 import bf16_autocast, bf16_error  # noqa: E402
 from models.common import DATASET_STATS, FeatureConfig  # noqa: E402
 from models.registry import build_model  # noqa: E402
+from models.streaming_mamba import StreamingMamba  # noqa: E402
 
 WINDOW_FRAMES = 498  # 5.00 s at 10-ms frames
 MODELS: list[tuple[str, str, dict]] = [
@@ -108,8 +111,8 @@ def model_rows(repeats: int) -> list[str]:
         torch.manual_seed(0)
         model = build_model(arch, {"num_classes": 50, **config}).eval()
         params = sum(p.numel() for p in model.parameters()) / 1e6
-        flops = gflops(lambda m=model: m(x))
-        fp32 = median_ms(lambda m=model: m(x), repeats)
+        flops = gflops(partial(model, x))
+        fp32 = median_ms(partial(model, x), repeats)
 
         def low(m: torch.nn.Module = model) -> object:
             with bf16_autocast():
@@ -126,7 +129,7 @@ def model_rows(repeats: int) -> list[str]:
 
 def streaming_rows(repeats: int) -> list[str]:
     torch.manual_seed(0)
-    model = build_model("streaming_mamba", {"num_classes": 50}).eval()
+    model = cast(StreamingMamba, build_model("streaming_mamba", {"num_classes": 50}).eval())
     seconds = 10.0
     steps = int(seconds * 100) // model.column_frames  # 62 columns of 160 ms
     x = torch.randn(1, steps * model.column_frames, 128, generator=torch.Generator().manual_seed(1))
@@ -209,18 +212,17 @@ def scan_rows(repeats: int) -> list[str]:
         dt = torch.nn.functional.softplus(torch.randn(batch, length, d_inner, generator=g) * 0.5 - 2)
         A = -torch.exp(torch.randn(d_inner, 16, generator=g))
         B, C = (torch.randn(batch, length, 16, generator=g) for _ in range(2))
-        args = (u, dt, A, B, C)
-        ref = median_ms(lambda a=args: mamba.selective_scan_ref(*a, delta_softplus=False), repeats)
-        fast = median_ms(lambda a=args: mamba.selective_scan_chunked(*a, delta_softplus=False), repeats)
+        ref = median_ms(partial(mamba.selective_scan_ref, u, dt, A, B, C, delta_softplus=False), repeats)
+        fast = median_ms(partial(mamba.selective_scan_chunked, u, dt, A, B, C, delta_softplus=False), repeats)
         # the alternatives get their inputs discretised for free (a favour to them)
         log_decay = dt.unsqueeze(-1) * A
         drive = (dt * u).unsqueeze(-1) * B.unsqueeze(2)
-        expected = mamba.selective_scan_ref(*args, delta_softplus=False)[0]
+        expected = mamba.selective_scan_ref(u, dt, A, B, C, delta_softplus=False)[0]
         for alternative in (doubling_scan(log_decay.exp(), drive, C), logspace_scan(log_decay, drive, C)):
             assert (alternative - expected).abs().max() < 1e-3 * (1 + expected.abs().max())
         decay = log_decay.exp()
-        doubling = median_ms(lambda a=decay, b=drive, c=C: doubling_scan(a, b, c), repeats)
-        logspace = median_ms(lambda a=log_decay, b=drive, c=C: logspace_scan(a, b, c), repeats)
+        doubling = median_ms(partial(doubling_scan, decay, drive, C), repeats)
+        logspace = median_ms(partial(logspace_scan, log_decay, drive, C), repeats)
         rows.append(
             f"| {title} | {batch} × {length} × {d_inner} | {ref:.1f} | {fast:.1f} | {ref / fast:.2f}× | "
             f"{doubling:.1f} | {logspace:.1f} |"

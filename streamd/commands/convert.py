@@ -136,15 +136,15 @@ def _convert_pth(args: argparse.Namespace) -> tuple[str, Any, Any, list[str] | N
     state = convert_ast.load_torch_state(args.src)
     if convert_ast.is_official_layout(state):
         converted = convert_ast.from_official(state)
-        config = convert_ast.config_from_state(
+        ast_config = convert_ast.config_from_state(
             converted, target_frames=args.target_frames, fstride=args.fstride, tstride=args.tstride
         )
-        return "official-ast", config, convert_ast.build(config, converted), None, {}
+        return "official-ast", ast_config, convert_ast.build(ast_config, converted), None, {}
     if convert_aum.is_aum_layout(state):
         converted = convert_aum.strip_module_prefix(state)
         strides = {"fstride": args.fstride or 16, "tstride": args.tstride or 16}
-        config = convert_aum.config_from_state(converted, target_frames=args.target_frames, **strides)
-        return "aum", config, convert_aum.build(config, converted), None, {}
+        aum_config = convert_aum.config_from_state(converted, target_frames=args.target_frames, **strides)
+        return "aum", aum_config, convert_aum.build(aum_config, converted), None, {}
     if convert_ast.is_hf_layout(state):
         raise ValueError(
             f"{args.src}: Hugging Face weights: give the model directory (with config.json) instead"
