@@ -5,8 +5,10 @@ second daemon on a port in use, and signals. Every run checks exit codes, messag
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -14,8 +16,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 from support.net import StalledSubscriber, port_of, wait_for_sockets
-from support.paths import esc10_clips
-from support.process import Result, StreamdProcess, assert_clean_error, assert_no_traceback, run_streamd
+from support.paths import REPO, esc10_clips
+from support.process import (
+    Result,
+    StreamdProcess,
+    assert_clean_error,
+    assert_no_traceback,
+    run_streamd,
+    streamd_command,
+    streamd_env,
+)
 
 from streamd.cli import main
 
@@ -220,3 +230,28 @@ def test_sigterm_stops_the_daemon_with_a_final_status_within_two_seconds(
     assert final["type"] == "status" and final["state"] == "stopped"
     assert final["t_end"] < 10.0  # it stopped early, at the signal
     assert heard.json_lines() == published  # the one subscriber heard everything, the final status too
+
+
+def test_json_output_reader_going_away_is_no_traceback(
+    recording: Path, checkpoint: Path, endpoint: str
+) -> None:
+    """``streamd replay --json | head -1``: the pipe closes after one line; no traceback, exit 0."""
+    command = streamd_command(daemon_args(recording, checkpoint, endpoint, "--speed", "max", "--hop", "0.5"))
+    proc = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=streamd_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader is gone
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert json.loads(first)["type"] == "status"
+    assert b"Traceback" not in err, err.decode()
+    assert proc.returncode == 0, (proc.returncode, err.decode())
