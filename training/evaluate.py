@@ -1,6 +1,8 @@
 """Evaluation of a checkpoint: clip-level scores and metrics, whole-file scoring, streaming soundscapes.
 
-Whole-file scoring (``waveform_scores``, used by ``streamd classify``) works for any checkpoint:
+Whole-file scoring of an in-memory waveform (``waveform_scores``; the plain reference of
+``streamd.clip_scoring``, which gives ``streamd classify`` the same scores reading files window by window)
+works for any checkpoint:
 
 - windowed models see windows of ``normalization.target_frames`` frames (5 s for ESC-50 models) every
   ``hop_s``; a file shorter than one window is zero-padded (as in training); the last window is
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.common import ModelInfo
+from models.common import FeatureConfig, ModelInfo
 from streamd.features import compute_fbank
 from training import metrics
 from training.cache import cached_fbanks, fit_frames
@@ -40,6 +42,11 @@ def window_starts(num_frames: int, window: int, hop: int) -> list[int]:
     return starts
 
 
+def hop_frames(hop_s: float, features: FeatureConfig) -> int:
+    """The hop between whole-file windows in frames: ``hop_s`` rounded to whole frame shifts (at least 1)."""
+    return max(1, round(hop_s * 1000.0 / features.frame_shift_ms))
+
+
 def probabilities(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
     """Sigmoid (multi-label) or softmax over the last dimension."""
     logits = logits.float()
@@ -52,7 +59,7 @@ def fbank_window_scores(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-window probabilities of an un-normalised fbank ``(T, F)``: (end frames ``(W,)``, ``(W, C)``)."""
     window = info.normalization.target_frames
-    hop = max(1, round(hop_s * 1000.0 / info.features.frame_shift_ms))
+    hop = hop_frames(hop_s, info.features)
     num_frames = fbank.shape[0]
     starts = window_starts(num_frames, window, hop)
     ends = np.array([min(num_frames, s + window) for s in starts])

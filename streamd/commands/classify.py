@@ -1,8 +1,9 @@
 """``streamd classify PATH...``: clip-level top-k labels of audio files, offline.
 
-Long files are classified window by window and the windows' probabilities averaged (see
-``training.evaluate.waveform_scores``); files shorter than a window are zero-padded. A file that cannot
-be read is reported on stderr, the others are still classified, and the exit status is then 1.
+Files are read and scored window by window in constant memory (``streamd.clip_scoring``): the windows'
+probabilities are averaged; a file shorter than a window is zero-padded to one, and a note on stderr says
+so. A file that cannot be read is reported on stderr (one line, as replay reports it), the others are
+still classified, and the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from streamd.errors import ConfigError
-from streamd.model_loading import LoadedModel
+from streamd.clip_scoring import FileScores, score_file
+from streamd.errors import AudioInputError, ConfigError
+from streamd.model_loading import LoadedModel, load_configured_model
 
 HELP = "classify audio files offline: top-k labels per file (long files window by window)"
 
@@ -41,14 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_model(model: str, checkpoint: Path | None) -> LoadedModel:
     """The model that ``--model`` / ``--checkpoint`` name (as run/replay resolve them), on the CPU."""
-    from streamd.config import load_model_toml
-    from streamd.model_loading import load_model, load_named_model
+    from streamd.config import ModelSection, load_model_toml
 
     if checkpoint is not None:
-        return load_model(checkpoint, compute="cpu")
-    if model.endswith(".toml"):
-        return load_model(load_model_toml(model)["model"]["checkpoint"], compute="cpu")
-    return load_named_model(model, compute="cpu")
+        section = ModelSection(checkpoint=str(checkpoint), compute="cpu")
+    elif model.endswith(".toml"):
+        section = ModelSection(checkpoint=str(load_model_toml(model)["model"]["checkpoint"]), compute="cpu")
+    else:
+        section = ModelSection(name=model, compute="cpu")
+    return load_configured_model(section)
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -65,26 +68,31 @@ def _print_text(path: str, labels: list[dict]) -> None:
     print(f"{path}: {best}", flush=True)
 
 
+def _note_padding(path: str, result: FileScores) -> None:
+    real_s, window_s = result.duration_s, result.duration_s + result.padded_s
+    note = f"audio shorter than one window ({real_s:.3f} s < {window_s:.3f} s): zero-padded to one window"
+    print(f"streamd: note: {path}: {note}", file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
-    from training.audio import load_audio_16k
-    from training.evaluate import top_labels, waveform_scores
+    from training.evaluate import top_labels
 
     _check_options(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = resolve_model(args.model, args.checkpoint)
-    model, info = loaded.model, loaded.info
+    labels_shown = min(args.top_k, len(loaded.info.labels))
     failed = 0
     for path in args.paths:
         try:
-            wave = load_audio_16k(path, info.features.sample_rate)
-            scores = waveform_scores(model, info, wave, args.hop_s)
-        except ValueError as exc:
+            result = score_file(loaded, path, args.hop_s)
+        except AudioInputError as exc:
             failed += 1
-            message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
-            print(f"streamd: error: {message}", file=sys.stderr, flush=True)
+            print(f"streamd: error: {exc}", file=sys.stderr, flush=True)
             continue
-        labels = top_labels(scores, info.labels, min(args.top_k, len(info.labels)))
+        if result.padded_s > 0:
+            _note_padding(str(path), result)
+        labels = top_labels(result.scores, loaded.info.labels, labels_shown)
         if args.json:
             print(json.dumps({"file": str(path), "labels": labels}), flush=True)
         else:

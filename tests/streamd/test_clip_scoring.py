@@ -1,0 +1,141 @@
+"""Whole-file scoring read window by window (``streamd.clip_scoring``) equals the in-memory reference
+``training.evaluate.waveform_scores`` on real clips: windowed and recurrent models, long files at another
+rate and channel count, files shorter than one window, any read block size; bad files are one clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from support.checkpoints import NUM_MEL_BINS, small_resnet_checkpoint
+
+from models.common import FeatureConfig, ModelInfo
+from models.registry import build_model
+from streamd.clip_scoring import clip_window_plan, read_model_rate, score_file
+from streamd.errors import AudioInputError
+from streamd.model_loading import LoadedModel, load_model
+from training.audio import load_audio_16k
+from training.evaluate import hop_frames, waveform_scores, window_starts
+
+SR = 16000
+TOLERANCE = 2e-5
+
+
+@pytest.fixture(scope="module")
+def windowed(tmp_path_factory: pytest.TempPathFactory, esc50) -> LoadedModel:
+    """A small residual CNN whose (seeded, random) scores depend visibly on the audio."""
+    path = tmp_path_factory.mktemp("ckpt") / "gain.safetensors"
+    return load_model(small_resnet_checkpoint(path, esc50.labels, seed=3, head_gain=40.0), compute="cpu")
+
+
+@pytest.fixture(scope="module")
+def mamba(esc50) -> LoadedModel:
+    """A small causal streaming Mamba (seeded) with 16-frame columns."""
+    labels = esc50.labels
+    config = {"num_classes": len(labels), "num_mel_bins": NUM_MEL_BINS, "d_model": 32, "n_layers": 2}
+    torch.manual_seed(4)
+    model = build_model("streaming_mamba", {**config, "dropout": 0.0}).eval()
+    info = ModelInfo("streaming_mamba", config, labels, FeatureConfig(num_mel_bins=NUM_MEL_BINS))
+    return LoadedModel(model, info, "mamba", torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def long_file(tmp_path_factory: pytest.TempPathFactory, esc50) -> Path:
+    """About 12.3 s of three real clips, stereo at 22.05 kHz (so it is downmixed and resampled)."""
+    wave = np.concatenate([esc50.read_mono(p) for p in esc50.clips(3)])[: round(12.3 * SR)]
+    path = tmp_path_factory.mktemp("audio") / "long.wav"
+    stereo = np.stack([wave * 0.6, wave * 1.4], axis=1)
+    sf.write(path, sf_resample(stereo, 22050), 22050, subtype="FLOAT")
+    return path
+
+
+def sf_resample(stereo: np.ndarray, rate: int) -> np.ndarray:
+    import soxr
+
+    return soxr.resample(stereo, SR, rate).astype(np.float32)
+
+
+def write_clip(path: Path, wave: np.ndarray, rate: int = SR) -> Path:
+    sf.write(path, wave, rate, subtype="FLOAT")
+    return path
+
+
+def assert_matches_reference(loaded: LoadedModel, path: Path, hop_s: float, **kw) -> None:
+    got = score_file(loaded, path, hop_s, **kw)
+    want = waveform_scores(loaded.model, loaded.info, load_audio_16k(path), hop_s)
+    np.testing.assert_allclose(got.scores, want, atol=TOLERANCE)
+    assert want.max() > 1.5 * want.min()  # far from uniform: the comparison means something
+
+
+def test_read_model_rate_equals_loading_the_whole_file(long_file: Path) -> None:
+    streamed = np.concatenate(list(read_model_rate(long_file, SR, block_s=0.37)))
+    whole = load_audio_16k(long_file)
+    assert streamed.shape == whole.shape
+    np.testing.assert_allclose(streamed, whole, atol=1e-6)
+
+
+@pytest.mark.parametrize(("hop_s", "block_s"), [(2.5, 1.0), (1.3, 0.37), (0.7, 2.0)])
+def test_windowed_long_file_equals_the_in_memory_reference(
+    windowed: LoadedModel, long_file: Path, hop_s: float, block_s: float
+) -> None:
+    assert_matches_reference(windowed, long_file, hop_s, block_s=block_s)
+    frames = windowed.info.features.num_frames(load_audio_16k(long_file).size)
+    hop = hop_frames(hop_s, windowed.info.features)
+    expected = window_starts(frames, windowed.info.normalization.target_frames, hop)
+    result = score_file(windowed, long_file, hop_s, block_s=block_s)
+    assert result.windows == len(expected) and result.padded_s == 0.0
+    assert expected[-1] % hop != 0  # the last window is the end-aligned one
+
+
+@pytest.mark.parametrize("seconds", [0.03, 1.2, 4.99, 5.0])
+def test_short_files_are_padded_to_one_window_and_say_so(
+    windowed: LoadedModel, esc50, tmp_path: Path, seconds: float
+) -> None:
+    wave = esc50.read_mono(esc50.clips(1)[0])[: round(seconds * SR)]
+    path = write_clip(tmp_path / "short.wav", wave)
+    result = score_file(windowed, path, 2.5)
+    window_s = clip_window_plan(windowed.info, 2.5).window_samples / SR  # 4.995 s: 498 frames
+    want = waveform_scores(windowed.model, windowed.info, wave, 2.5)
+    np.testing.assert_allclose(result.scores, want, atol=TOLERANCE)
+    assert result.windows == 1 and result.duration_s == pytest.approx(seconds)
+    assert result.padded_s == pytest.approx(max(0.0, window_s - seconds))
+
+
+@pytest.mark.parametrize(("hop_s", "block_s"), [(1.0, 1.0), (0.03, 0.29), (2.2, 0.5)])
+def test_recurrent_long_file_equals_the_in_memory_reference(
+    tiny_recurrent: LoadedModel, long_file: Path, hop_s: float, block_s: float
+) -> None:
+    """Hops shorter than a column (several windows end on one step) and longer ones; column 4 frames."""
+    assert_matches_reference(tiny_recurrent, long_file, hop_s, block_s=block_s)
+
+
+def test_streaming_mamba_long_and_short_files_equal_the_reference(
+    mamba: LoadedModel, long_file: Path, esc50, tmp_path: Path
+) -> None:
+    assert_matches_reference(mamba, long_file, 1.5)
+    short = write_clip(tmp_path / "short.wav", esc50.read_mono(esc50.clips(2)[1])[: round(2.1 * SR)])
+    result = score_file(mamba, short, 1.5)
+    want = waveform_scores(mamba.model, mamba.info, load_audio_16k(short), 1.5)
+    np.testing.assert_allclose(result.scores, want, atol=TOLERANCE)
+    assert result.padded_s > 2.8
+
+
+def test_bad_files_raise_one_clear_error(windowed: LoadedModel, esc50, tmp_path: Path) -> None:
+    wave = esc50.read_mono(esc50.clips(1)[0]).copy()
+    wave[3 * SR + 5] = np.nan
+    cases = {
+        write_clip(tmp_path / "nan.wav", wave): "nan or infinite samples (at 3.000 s)",
+        write_clip(tmp_path / "tiny.wav", wave[:300]): "shorter than one 25 ms frame",
+        tmp_path / "missing.flac": "no such file",
+        tmp_path: "is a directory",
+    }
+    (tmp_path / "text.wav").write_text("not audio\n" * 50)
+    cases[tmp_path / "text.wav"] = "unreadable audio file"
+    for path, message in cases.items():
+        with pytest.raises(AudioInputError) as info:
+            score_file(windowed, path, 2.5)
+        text = str(info.value)
+        assert text.startswith(f"{path}: ") and message in text.lower() and "\n" not in text
