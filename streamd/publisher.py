@@ -112,7 +112,11 @@ class Publisher:
         }
 
     def add_sink(self, fn: Sink) -> None:
-        """Call ``fn(msg)`` in the publisher thread for every valid message; it must not block or mutate."""
+        """Call ``fn(msg)`` in the publisher thread for every valid message; it must not block or mutate.
+
+        A sink that raises ``BrokenPipeError`` (its reader went away) is dropped quietly; other errors are
+        counted in ``sink_errors``.
+        """
         self._sinks = (*self._sinks, fn)
 
     def start(self) -> None:
@@ -238,6 +242,9 @@ class Publisher:
         for sink in self._sinks:
             try:
                 sink(msg)
+            except BrokenPipeError:  # a printer whose reader went away (``--json | head -1``): not an error
+                self._sinks = tuple(s for s in self._sinks if s is not sink)
+                log.debug("a message sink's reader went away; the sink is dropped")
             except Exception:
                 self._sink_errors += 1
                 if self._sink_errors == 1:

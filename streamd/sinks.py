@@ -2,21 +2,48 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import sys
 import threading
 from typing import Any, TextIO
 
 
+def silence_stream(stream: TextIO) -> None:
+    """Point ``stream``'s file descriptor at the null device, so that no later write or flush (at exit
+    too) fails because the reader of a pipe has gone; streams without a descriptor are left alone."""
+    with contextlib.suppress(io.UnsupportedOperation, AttributeError, ValueError):
+        fd = stream.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+
+
 class JsonLinesSink:
-    """Writes every message as one JSON line (ASCII-safe) and flushes, so pipes see it at once."""
+    """Writes every message as one JSON line (ASCII-safe) and flushes, so pipes see it at once.
+
+    When the reader goes away (``streamd replay --json | head -1``) the first failed write silences the
+    stream and raises ``BrokenPipeError`` once (the publisher then drops the sink); later calls do nothing.
+    """
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stdout
         self._lock = threading.Lock()
+        self.reader_gone = False
 
     def __call__(self, msg: dict[str, Any]) -> None:
         line = json.dumps(msg, allow_nan=False, separators=(",", ":"))
         with self._lock:
-            self.stream.write(line + "\n")
-            self.stream.flush()
+            if self.reader_gone:
+                return
+            try:
+                self.stream.write(line + "\n")
+                self.stream.flush()
+            except BrokenPipeError:
+                self.reader_gone = True
+                silence_stream(self.stream)
+                raise
