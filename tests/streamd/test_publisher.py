@@ -125,18 +125,21 @@ def test_stalled_subscriber_slows_nobody(publisher) -> None:
             pub.publish(_prediction(0))
         stalled.recv_multipart()
         primed = pub.counters["published"]
-        worst_publish_s = 0.0
+        publish_s = []
         for i in range(total):
             before = time.perf_counter()
             pub.publish(_prediction(i, "flood", model))
-            worst_publish_s = max(worst_publish_s, time.perf_counter() - before)
+            publish_s.append(time.perf_counter() - before)
             if i % 50 == 49:  # pace the flood so that only the stalled pipe overflows
                 assert healthy.wait_for(lambda got, n=i: _count(got, "flood") > n, 10.0)
         assert healthy.wait_for(lambda got: _count(got, "flood") == total, 10.0)
         flood = [m for m in healthy.stop() if m["stream"] == "flood"]
         assert [m["window_index"] for m in flood] == list(range(total))
         assert pub.counters["published"] == primed + total and pub.counters["publish_dropped"] == 0
-        assert worst_publish_s < 0.05
+        # publish() only enqueues: fast as a rule; a blocked socket would stall it for good, while a busy
+        # machine may only preempt the thread now and then (the worst case is bounded loosely for that).
+        assert sorted(publish_s)[len(publish_s) // 2] < 0.005
+        assert max(publish_s) < 1.0
         late = 0
         while stalled.poll(300):
             late += messages.decode(stalled.recv_multipart())["stream"] == "flood"
