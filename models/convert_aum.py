@@ -15,9 +15,8 @@ from collections.abc import Mapping
 
 import torch
 
-from models.aum import PATCH, SIZES, AuM, AuMConfig
-
-RECIPE_FRAMES = (1024, 512, 128)
+from models.aum import SIZES, AuM, AuMConfig
+from models.convert_ast import infer_geometry
 
 
 def strip_module_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -44,22 +43,6 @@ def _variant(state: Mapping[str, torch.Tensor]) -> str:
     return "Fo-Fo"
 
 
-def _geometry(
-    num_patches: int, num_mel_bins: int, target_frames: int | None, fstride: int, tstride: int
-) -> int:
-    f_dim = (num_mel_bins - PATCH) // fstride + 1
-    if num_patches % f_dim == 0:
-        t_dim = num_patches // f_dim
-        options = [target_frames] if target_frames else [*RECIPE_FRAMES, (t_dim - 1) * tstride + PATCH]
-        for frames in options:
-            if (frames - PATCH) // tstride + 1 == t_dim:
-                return frames
-    raise ValueError(
-        f"cannot place {num_patches} positional embeddings on a patch grid of {num_mel_bins} mel bins with "
-        f"strides ({fstride}, {tstride}) and target frames {target_frames or 'any'}"
-    )
-
-
 def config_from_state(
     state: Mapping[str, torch.Tensor],
     num_mel_bins: int = 128,
@@ -79,9 +62,8 @@ def config_from_state(
         raise ValueError("Audio-Mamba with double cls tokens is not supported; only the middle cls token")
     dim = int(state["cls_token"].shape[-1])
     d_inner, d_state = state["layers.0.mixer.A_log"].shape
-    frames = _geometry(
-        int(state["pos_embed.pos_embed"].shape[1]) - 1, num_mel_bins, target_frames, fstride, tstride
-    )
+    num_patches = int(state["pos_embed.pos_embed"].shape[1]) - 1
+    _, _, frames = infer_geometry(num_patches, num_mel_bins, target_frames, fstride, tstride)
     size = next((name for name, width in SIZES.items() if width == dim), "custom")
     return AuMConfig(
         num_classes=int(state["head.weight"].shape[0]),
