@@ -30,6 +30,7 @@ from models import FeatureConfig, ModelInfo, build_model  # noqa: E402
 from models.checkpoint import save_checkpoint  # noqa: E402
 from streamd.config import DaemonConfig, with_windows  # noqa: E402
 from streamd.daemon import Daemon  # noqa: E402
+from streamd.engine import model_threads  # noqa: E402
 from streamd.model_loading import LoadedModel, load_model, shipped_model_path  # noqa: E402
 from streamd.publisher import Publisher  # noqa: E402
 from streamd.sources import FileSource  # noqa: E402
@@ -103,7 +104,7 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=5.0)
     parser.add_argument("--hop", type=float, default=1.0)
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: the daemon's default)")
     parser.add_argument("--max-batch", type=int, default=None)
     parser.add_argument("--queue-size", type=int, default=None)
     parser.add_argument("--block-s", type=float, default=None, help="file chunk at --speed max")
@@ -116,9 +117,8 @@ def main() -> int:
         audio, seconds = build_audio(args.audio_dir, args.minutes, tmp / "bench.wav")
         loaded, model_desc = default_model(args.checkpoint, args.precision, tmp)
         cfg = with_windows(DaemonConfig(), args.window, args.hop)
-        cfg.engine.threads = args.threads
-        if args.threads:
-            torch.set_num_threads(args.threads)
+        cfg.engine.threads = model_threads(args.threads, loaded.device)  # as the daemon will choose
+        torch.set_num_threads(cfg.engine.threads)
         alone_ms = model_alone_ms(loaded, loaded.info.features.num_frames(round(args.window * 16000)))
         if args.max_batch:
             cfg.engine.max_batch = args.max_batch

@@ -50,7 +50,7 @@ class EngineSection:
     )
     max_batch: int = 8
     overload: str = "auto"  # "drop_oldest" | "block" | "auto" (drop_oldest live, block for replay)
-    threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+    threads: int = 0  # torch intra-op threads; 0: on CPU one per core but one (capture keeps a core)
 
 
 @dataclass

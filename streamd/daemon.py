@@ -26,7 +26,7 @@ import torch
 
 from streamd import messages
 from streamd.config import DaemonConfig, with_windows
-from streamd.engine import Engine, Job
+from streamd.engine import Engine, Job, model_threads
 from streamd.errors import ConfigError, StreamdError
 from streamd.events import EventConfig, EventDetector
 from streamd.model_loading import LoadedModel, load_model
@@ -131,6 +131,7 @@ class Daemon:
         self._stop = threading.Event()  # the one stop event of every stage
         self._data = threading.Event()  # set by the rings on every write
         self._feature_thread: threading.Thread | None = None
+        self._threads_before = torch.get_num_threads()
         self._started = 0.0
         self.errors: list[str] = []
 
@@ -151,8 +152,8 @@ class Daemon:
     # -- lifecycle -------------------------------------------------------------------------------------
 
     def _start(self) -> None:
-        if self.config.engine.threads:
-            torch.set_num_threads(self.config.engine.threads)
+        self._threads_before = torch.get_num_threads()
+        torch.set_num_threads(model_threads(self.config.engine.threads, self.model.device))
         self.publisher.start()  # binds now: a port in use fails before any audio is touched
         try:
             wait_s = self.config.publish.wait_for_subscriber_s
@@ -252,6 +253,7 @@ class Daemon:
                 self.errors.append(stream.source.error)
             self._publish_status(stream, state, stream.source.error)
         self.publisher.stop(timeout=1.0)
+        torch.set_num_threads(self._threads_before)
 
     def _run_failures(self) -> list[str]:
         """What makes the run a failure besides a source error: a stopped engine, or no window classified."""

@@ -12,6 +12,7 @@ its plain reference.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -35,6 +36,18 @@ class Job:
     stream: int
     window: Window
     ready_time: float
+
+
+def model_threads(requested: int, device: torch.device) -> int:
+    """Torch threads for the model: ``requested`` if set; on CPU otherwise one per core but one, so that
+    capture, features and publishing keep a core (measured on 2 cores: 1 model thread replays ~30 % faster
+    than 2, at lower latency); elsewhere torch's own default."""
+    if requested > 0:
+        return requested
+    if device.type != "cpu":
+        return torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(torch.get_num_threads(), cores - 1))
 
 
 class ModelRunner:

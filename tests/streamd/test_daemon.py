@@ -118,6 +118,20 @@ def test_a_file_shorter_than_a_window_gives_one_padded_result(loaded, long_wave,
     assert any("padded with 3.300 s of silence" in n for n in notes)
 
 
+def test_the_daemon_gives_back_torch_threads_it_changed(loaded, long_wave, tmp_path):
+    path = tmp_path / "short.wav"
+    sf.write(path, long_wave[: int(2.0 * RATE)], RATE)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        config = with_windows(DaemonConfig(), 5.0, 1.0)
+        config.engine.threads = 1
+        replay_collect([path], loaded, config=config)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_several_files_are_separate_streams_batched_in_one_engine(loaded, esc50):
     paths = esc50.clips(3)
     together = replay_collect(paths, loaded, 2.0, 1.0, top_k=50)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamd.engine import Engine, Job, JobQueue, ModelRunner, score_one_by_one
+from streamd.engine import Engine, Job, JobQueue, ModelRunner, model_threads, score_one_by_one
 from streamd.features import compute_fbank
 from streamd.model_loading import load_model
 from streamd.windows import ColumnPlan, FeatureFrontEnd, Window
@@ -233,3 +234,13 @@ def test_cuda_scores_equal_cpu_scores(small_checkpoint, real_windows):
         real_windows
     )
     assert (bf16 - cpu).abs().max() < 0.02
+
+
+def test_model_threads_leave_a_core_for_the_pipeline_on_cpu() -> None:
+    cpu = torch.device("cpu")
+    assert model_threads(3, cpu) == 3  # an explicit request wins
+    cores = len(os.sched_getaffinity(0))
+    auto = model_threads(0, cpu)
+    assert auto == max(1, min(torch.get_num_threads(), cores - 1))
+    assert 1 <= auto <= max(1, cores - 1)
+    assert model_threads(0, torch.device("cuda")) == torch.get_num_threads()
