@@ -12,7 +12,8 @@ and the key):
 - ``[features]`` ``FeatureConfig`` fields; ``[normalization]`` ``Normalization`` fields;
 - ``[model]`` ``arch`` (required) and ``[model.config]`` (the arch's config fields; ``num_classes``,
   ``num_mel_bins`` and ``target_frames`` are filled in from the data when the config has them);
-- ``[train]`` ``TrainConfig`` fields and ``[train.augment]`` ``AugmentConfig`` fields.
+- ``[train]`` ``TrainConfig`` fields, ``[train.augment]`` ``AugmentConfig`` fields and ``[train.sequences]``
+  ``SequenceConfig`` fields (recurrent models trained on streams of clips).
 
 Relative paths are resolved against the current directory. Each run writes
 ``<output_dir>/<run>/model.safetensors`` (run = ``fold<k>`` in cv, else ``single`` / ``full``), its
@@ -39,6 +40,7 @@ from training.clips import ClipSet
 from training.evaluate import evaluate_clip_set
 from training.loop import TrainConfig, train_model
 from training.readers import read_dataset, reader_options
+from training.sequences import SequenceConfig
 
 MODES = ("single", "cv", "full")
 FILLED_FROM_DATA = ("num_classes", "num_mel_bins", "target_frames")
@@ -193,8 +195,15 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
     augment = train_table.pop("augment", {})
     if not isinstance(augment, dict):
         raise _fail(source, "train.augment", "must be a table")
-    train_values = _dataclass_values(source, "train", TrainConfig, train_table, skip=("augment",))
+    sequences = train_table.pop("sequences", {})
+    if not isinstance(sequences, dict):
+        raise _fail(source, "train.sequences", "must be a table")
+    train_values = _dataclass_values(source, "train", TrainConfig, train_table, skip=("augment", "sequences"))
     aug = AugmentConfig(**_dataclass_values(source, "train.augment", AugmentConfig, augment))
+    try:
+        seq = SequenceConfig(**_dataclass_values(source, "train.sequences", SequenceConfig, sequences))
+    except ValueError as exc:
+        raise _fail(source, "train.sequences", str(exc)) from None
     output_dir = Path(exp.get("output_dir", f"runs/{name}"))
     cache = exp.get("cache_dir", ".cache/fbank")
     return Experiment(
@@ -211,7 +220,7 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
         normalization=normalization,
         arch=arch,
         model_config=dict(model_config),
-        train=TrainConfig(augment=aug, **train_values),
+        train=TrainConfig(augment=aug, sequences=seq, **train_values),
         raw=data,
     )
 

@@ -25,6 +25,7 @@ from torch import nn
 from models.checkpoint import save_checkpoint
 from models.common import ModelInfo
 from training.augment import AugmentConfig, mixup, random_gain, random_time_shift, spec_augment
+from training.sequences import SequenceBuilder, SequenceConfig, cycle_permutations, noise_bank
 
 
 @dataclass
@@ -43,12 +44,14 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 5
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    sequences: SequenceConfig = field(default_factory=SequenceConfig)  # recurrent models: train on streams
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         data = dict(data)
         aug = AugmentConfig(**data.pop("augment", {}))
-        return cls(augment=aug, **data)
+        seq = SequenceConfig(**data.pop("sequences", {}))
+        return cls(augment=aug, sequences=seq, **data)
 
 
 @dataclass
@@ -159,12 +162,13 @@ def train_model(
     gen = torch.Generator().manual_seed(cfg.seed)
     x_train, y_train = train
     n = len(x_train)
-    steps_per_epoch = max(1, n // cfg.batch_size)
+    num_classes = len(info.labels)
+    streams = _sequence_builder(model, train, cfg, info) if cfg.sequences.enabled else None
+    steps_per_epoch = streams.steps_per_epoch(cfg.batch_size) if streams else max(1, n // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     ema = _Ema(model, cfg.ema_decay)
-    num_classes = len(info.labels)
     history: list[dict[str, float]] = []
     start_epoch, step, elapsed = 0, 0, 0.0
     state_path = out_dir / "train_state.safetensors"
@@ -185,18 +189,27 @@ def train_model(
             t0 = time.time()
             model.train()
             order = torch.randperm(n, generator=gen)
+            clip_stream = cycle_permutations(n, gen) if streams else None
             loss_sum, correct, seen = 0.0, 0.0, 0
             for b in range(steps_per_epoch):
-                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                xb = torch.from_numpy(x_train[idx.numpy()])
-                yb = soft_targets(torch.from_numpy(y_train[idx.numpy()]), num_classes, info.multi_label)
-                xb, yb = _augment(xb, yb, cfg.augment, gen, info)
                 for group in opt.param_groups:
                     group["lr"] = lr_at(step, total, warmup, cfg.lr, cfg.min_lr_ratio)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                    logits = training_logits(model, xb)
-                loss = sequence_loss(logits, yb, info.multi_label, cfg.label_smoothing)
-                logits = logits.mean(dim=1) if logits.ndim == 3 else logits
+                if streams is not None and clip_stream is not None:
+                    xb, yb, mask = streams.batch(cfg.batch_size, clip_stream, gen)
+                    xb = _augment_stream(xb, cfg.augment, gen, info, streams.frames)
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                        logits = model.forward_steps(xb)
+                    logits, yb = logits[mask], yb[mask]  # steps over background have no target
+                    loss = loss_fn(logits, yb, info.multi_label, cfg.label_smoothing)
+                else:
+                    idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                    xb = torch.from_numpy(x_train[idx.numpy()])
+                    yb = soft_targets(torch.from_numpy(y_train[idx.numpy()]), num_classes, info.multi_label)
+                    xb, yb = _augment(xb, yb, cfg.augment, gen, info)
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                        logits = training_logits(model, xb)
+                    loss = sequence_loss(logits, yb, info.multi_label, cfg.label_smoothing)
+                    logits = logits.mean(dim=1) if logits.ndim == 3 else logits
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
@@ -204,14 +217,14 @@ def train_model(
                 opt.step()
                 ema.update(model, step)
                 step += 1
-                loss_sum += loss.item() * len(idx)
+                loss_sum += loss.item() * len(logits)
                 correct += float((logits.argmax(1) == yb.argmax(1)).sum())
-                seen += len(idx)
+                seen += len(logits)
             elapsed += time.time() - t0
             record = {
                 "epoch": epoch + 1,
-                "loss": loss_sum / seen,
-                "train_acc": correct / seen,
+                "loss": loss_sum / max(seen, 1),
+                "train_acc": correct / max(seen, 1),
                 "seconds": elapsed,
             }
             last = epoch + 1 == cfg.epochs
@@ -240,6 +253,31 @@ def _augment(
     x = info.normalization.apply(x)
     x = spec_augment(x, aug.freq_mask, aug.time_mask, aug.num_freq_masks, aug.num_time_masks, gen)
     return x, y
+
+
+def _sequence_builder(
+    model: nn.Module, train: tuple[np.ndarray, np.ndarray], cfg: TrainConfig, info: ModelInfo
+) -> SequenceBuilder:
+    column = getattr(model, "column_frames", None)
+    if column is None or not callable(getattr(model, "forward_steps", None)):
+        raise ValueError("train.sequences is for recurrent models (one result per column)")
+    features = info.features
+    targets = soft_targets(torch.from_numpy(train[1]), len(info.labels), info.multi_label)
+    frame_rate = features.sample_rate / features.frame_shift
+    noise = noise_bank(features, seed=cfg.seed)
+    return SequenceBuilder(train[0], targets, cfg.sequences, column, frame_rate, noise, cfg.augment.gain_db)
+
+
+def _augment_stream(
+    x: torch.Tensor, aug: AugmentConfig, gen: torch.Generator, info: ModelInfo, frames: int
+) -> torch.Tensor:
+    """Streams: clips got their gain and place when built; normalise, then SpecAugment as many time
+    masks per window length as clips get."""
+    x = info.normalization.apply(x)
+    per_window = max(1, round(frames / info.normalization.target_frames))
+    return spec_augment(
+        x, aug.freq_mask, aug.time_mask, aug.num_freq_masks, aug.num_time_masks * per_window, gen
+    )
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -75,7 +75,7 @@ def test_valid_config_parses(tiny_config: Path) -> None:
     assert exp.name == "tiny" and exp.mode == "cv" and exp.arch == "resnet_cnn"
     assert exp.features.num_mel_bins == 64 and exp.normalization.target_frames == 200
     assert exp.train.epochs == 2 and exp.train.lr == 0.003 and exp.train.augment.mixup_prob == 0.5
-    assert exp.folds == [1, 2]
+    assert exp.folds == [1, 2] and not exp.train.sequences.enabled
     assert isinstance(exp.reader_options["csv_path"], Path)
 
 
@@ -84,6 +84,14 @@ def test_valid_config_parses(tiny_config: Path) -> None:
     [
         (("[train]", "[train]\nepochz = 3"), r"tiny.toml: train.epochz: unknown key"),
         (("[train.augment]", "[train.augment]\nmixup = 1.0"), r"train.augment.mixup: unknown key"),
+        (
+            ("[train.augment]", "[train.sequences]\nlength = 9.0\n[train.augment]"),
+            r"train.sequences.length: unknown",
+        ),
+        (
+            ("[train.augment]", "[train.sequences]\ngap_min_s = 4.0\ngap_max_s = 1.0\n[train.augment]"),
+            r"train.sequences: need length_s >= 0 and 0 <= gap_min_s <= gap_max_s",
+        ),
         (("[features]", "[features]\nmel_bins = 3"), r"features.mel_bins: unknown key"),
         (("[model.config]", "[model.config]\nwidth = 3"), r"model.config.width: unknown key"),
         (("[data]", "[data]\ncsv = 'x'"), r"data.csv: unknown key"),

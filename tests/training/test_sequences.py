@@ -1,0 +1,118 @@
+"""Training streams for recurrent models: layout, per-step targets, and a training run on real clips."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from esc50_subset import small_esc50_rows
+
+from models.common import FeatureConfig, ModelInfo, Normalization
+from models.registry import build_model
+from streamd.features import compute_fbank
+from training.augment import AugmentConfig
+from training.cache import cached_fbanks
+from training.clips import Clip
+from training.loop import TrainConfig, train_model
+from training.sequences import (
+    LOG_FLOOR,
+    SequenceBuilder,
+    SequenceConfig,
+    audible_frames,
+    cycle_permutations,
+    majority_owner,
+    noise_bank,
+)
+from training.soundscape import Event, pink_noise, window_truth
+
+FEATURES = FeatureConfig(num_mel_bins=32)
+LABELS = ["dog", "rooster", "rain"]
+
+
+def _silence_with_sound(start: int, end: int, frames: int = 200, bins: int = 32) -> np.ndarray:
+    clip = np.full((frames, bins), LOG_FLOOR, np.float32)
+    clip[start:end] = 1.0
+    return clip
+
+
+def test_audible_frames_bound_the_loud_part() -> None:
+    clip = _silence_with_sound(40, 90)
+    clip[120] = 1.0 - 50 * math.log(10) / 10  # 50 dB below the peak: not audible
+    assert audible_frames(clip, 35.0) == (40, 90)
+    assert audible_frames(np.full((50, 32), LOG_FLOOR, np.float32), 35.0) == (0, 0)
+
+
+def test_the_noise_bank_is_pink_noise_at_0_dbfs() -> None:
+    bank = noise_bank(FEATURES, seconds=2.0)
+    level = -50.0
+    wave = pink_noise(32000, np.random.default_rng(0)) * 10 ** (level / 20)
+    direct = compute_fbank(wave.astype(np.float32), FEATURES).numpy()
+    np.testing.assert_allclose(bank + level * math.log(10) / 10, direct, atol=2e-3)
+
+
+def test_majority_owner_needs_half_the_column() -> None:
+    columns = torch.tensor([[3, 3, 3, -1], [3, 3, -1, -1], [3, -1, -1, -1], [-1, -1, -1, -1], [1, 1, 2, 2]])
+    assert majority_owner(columns).tolist() == [3, 3, -1, -1, 1]
+
+
+def test_step_targets_follow_the_soundscape_truth_rule() -> None:
+    x = np.stack([_silence_with_sound(30, 170), _silence_with_sound(10, 60), _silence_with_sound(0, 200)])
+    targets = torch.eye(3)
+    cfg = SequenceConfig(length_s=12.0, gap_min_s=0.3, gap_max_s=1.5)
+    builder = SequenceBuilder(x, targets, cfg, 16, 100.0, noise_bank(FEATURES, 5.0), gain_db=0.0)
+    gen = torch.Generator().manual_seed(1)
+    fbank, y, mask = builder.batch(3, cycle_permutations(3, gen), gen)
+    assert fbank.shape == (3, 1200, 32) and y.shape == (3, 75, 3) and mask.shape == (3, 75)
+    assert bool(mask.any()) and not bool(mask.all())
+    assert float(fbank.min()) >= LOG_FLOOR - 1e-6
+    for i in range(3):
+        # recover the events from the loud frames (sound at 1.0, background far below) and re-score
+        loud = (fbank[i] > -1.0).all(dim=1).numpy()
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(int), [0]])))
+        events = [
+            Event("", a / 100, b / 100, a / 100, b / 100)
+            for a, b in zip(edges[::2], edges[1::2], strict=True)
+        ]
+        for s in range(75):
+            truth = window_truth(events, s * 0.16, (s + 1) * 0.16)
+            assert bool(mask[i, s]) == (truth is not None), (i, s)
+
+
+def test_a_recurrent_model_learns_from_streams_of_real_clips(esc50_root: Path, tmp_path: Path) -> None:
+    rows = small_esc50_rows(tuple(LABELS), 3, (1,))
+    clips = [Clip(esc50_root / "audio" / r["filename"], (LABELS.index(r["category"]),), 1) for r in rows]
+    norm = Normalization(mean=-6.0, std=5.5, target_frames=300)
+    x = cached_fbanks(clips, FEATURES, None, norm.target_frames)
+    y = np.array([c.targets[0] for c in clips])
+    config = {"num_classes": 3, "num_mel_bins": 32, "d_model": 32, "n_layers": 1, "dropout": 0.0}
+    torch.manual_seed(0)
+    model = build_model("streaming_mamba", config)
+    info = ModelInfo("streaming_mamba", config, LABELS, FEATURES, norm)
+    augment = AugmentConfig(mixup_prob=0.0, gain_db=3.0, freq_mask=4, time_mask=10)
+    cfg = TrainConfig(
+        epochs=12,
+        batch_size=4,
+        lr=5e-3,
+        warmup_epochs=1.0,
+        precision="fp32",
+        eval_every=0,
+        label_smoothing=0.0,
+        augment=augment,
+        sequences=SequenceConfig(length_s=9.0, gap_min_s=0.2, gap_max_s=1.0),
+    )
+    result = train_model(model, (x, y), None, cfg, info, tmp_path, progress=False)
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < 0.7 * losses[0]
+    assert result.history[-1]["train_acc"] > 0.6
+
+
+def test_streams_are_only_for_recurrent_models(tmp_path: Path) -> None:
+    config = {"num_classes": 3, "num_mel_bins": 32, "channels": [8, 16]}
+    info = ModelInfo("resnet_cnn", config, LABELS, FEATURES, Normalization(target_frames=100))
+    x = np.zeros((3, 100, 32), np.float32)
+    cfg = TrainConfig(epochs=1, batch_size=2, sequences=SequenceConfig(length_s=5.0))
+    with pytest.raises(ValueError, match="recurrent"):
+        train_model(build_model("resnet_cnn", config), (x, np.arange(3)), None, cfg, info, tmp_path)

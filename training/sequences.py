@@ -1,0 +1,151 @@
+"""Training sequences for recurrent models: clips joined by background gaps, with a target per step.
+
+A recurrent model runs for hours on one stream, so it must learn to let a sound go and take up the next:
+trained only on isolated clips from a zero state it never sees a state that still holds the previous
+sound. Here each training example is a stream: clips from the training set one after another, separated
+by random gaps, over a quiet pink-noise background at a random level — built in the feature domain
+(log-mel power adds as ``logaddexp``), as ``training.soundscape`` builds soundscapes from waveforms.
+
+The target of a step (one column of ``column_frames`` frames) is the label of the clip whose audible part
+covers at least half of the column — the rule ``training.soundscape.window_truth`` scores a recurrent
+model's steps by; steps over background have no target and no loss. A clip's audible part runs from its
+first to its last frame within ``audible_db`` of its loudest frame (frame power: the sum over mel bins).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.common import FeatureConfig
+from training.soundscape import pink_noise
+
+LOG_FLOOR = math.log(np.finfo(np.float32).eps)  # the fbank's floor: log(eps)
+
+
+@dataclass
+class SequenceConfig:
+    length_s: float = 0.0  # 0: train on single clips; else on streams of this length
+    gap_min_s: float = 0.2
+    gap_max_s: float = 3.0
+    background_min_dbfs: float = -65.0
+    background_max_dbfs: float = -40.0
+    audible_db: float = 35.0
+
+    def __post_init__(self) -> None:
+        if self.length_s < 0 or not 0 <= self.gap_min_s <= self.gap_max_s:
+            raise ValueError("need length_s >= 0 and 0 <= gap_min_s <= gap_max_s")
+        if self.background_min_dbfs > self.background_max_dbfs:
+            raise ValueError("background_min_dbfs must not exceed background_max_dbfs")
+
+    @property
+    def enabled(self) -> bool:
+        return self.length_s > 0
+
+
+def audible_frames(fbank: np.ndarray, audible_db: float) -> tuple[int, int]:
+    """``[first, last + 1)`` of the frames within ``audible_db`` of the loudest; ``(0, 0)`` if all silent."""
+    power = np.logaddexp.reduce(np.asarray(fbank, dtype=np.float64), axis=1)  # log of the frame's power
+    floor = LOG_FLOOR + math.log(fbank.shape[1]) + 1e-3  # every bin at the floor: digital silence
+    if power.size == 0 or power.max() <= floor:
+        return 0, 0
+    loud = np.nonzero(power >= power.max() - audible_db * math.log(10) / 10)[0]
+    return int(loud[0]), int(loud[-1]) + 1
+
+
+def noise_bank(features: FeatureConfig, seconds: float = 30.0, seed: int = 0) -> np.ndarray:
+    """Fbank frames of unit-RMS (0 dBFS) pink noise; a level ``L`` dBFS adds ``L ln(10) / 10``."""
+    from streamd.features import compute_fbank
+
+    wave = pink_noise(round(seconds * features.sample_rate), np.random.default_rng(seed))
+    return compute_fbank(wave.astype(np.float32), features).numpy()
+
+
+class SequenceBuilder:
+    """Makes batches of training streams from clips' un-normalised fbanks ``(N, T, F)``."""
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        targets: torch.Tensor,
+        cfg: SequenceConfig,
+        column_frames: int,
+        frame_rate: float,
+        noise: np.ndarray,
+        gain_db: float = 0.0,
+    ) -> None:
+        self.x = x
+        self.targets = targets  # (N, C) soft / multi-hot targets per clip
+        self.cfg = cfg
+        self.column = column_frames
+        self.steps = max(1, round(cfg.length_s * frame_rate / column_frames))
+        self.frames = self.steps * column_frames
+        self.frame_rate = frame_rate
+        self.noise = noise
+        self.gain_db = gain_db
+        self.spans = [audible_frames(clip, cfg.audible_db) for clip in x]
+
+    def clips_per_sequence(self) -> float:
+        """The mean number of clips a sequence holds."""
+        gap = 0.5 * (self.cfg.gap_min_s + self.cfg.gap_max_s) * self.frame_rate
+        return max(1.0, self.frames / (self.x.shape[1] + gap))
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Batches for each clip to be seen about once."""
+        return max(1, round(len(self.x) / (batch_size * self.clips_per_sequence())))
+
+    def batch(
+        self, size: int, clips: Iterator[int], gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``size`` sequences drawing clips from ``clips`` -> fbank ``(B, T, F)`` (un-normalised),
+        per-step targets ``(B, S, C)`` and a mask ``(B, S)`` of the steps that have one."""
+        fbanks, owners = zip(*(self._sequence(clips, gen) for _ in range(size)), strict=True)
+        x = torch.from_numpy(np.stack(fbanks))
+        owner = torch.from_numpy(np.stack(owners))  # (B, T): clip index per frame, -1 for background
+        step_owner = majority_owner(owner.view(size, self.steps, self.column))
+        mask = step_owner >= 0
+        y = torch.zeros(size, self.steps, self.targets.shape[1])
+        y[mask] = self.targets[step_owner[mask]]
+        return x, y, mask
+
+    def _uniform(self, low: float, high: float, gen: torch.Generator) -> float:
+        return low + (high - low) * float(torch.rand((), generator=gen))
+
+    def _sequence(self, clips: Iterator[int], gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.cfg
+        level = self._uniform(cfg.background_min_dbfs, cfg.background_max_dbfs, gen)
+        offset = int(torch.randint(0, len(self.noise), (), generator=gen))
+        rows = (offset + np.arange(self.frames)) % len(self.noise)
+        seq = self.noise[rows] + level * math.log(10) / 10
+        owner = np.full(self.frames, -1, dtype=np.int64)
+        cursor = round(self._uniform(0.0, cfg.gap_max_s, gen) * self.frame_rate)  # the stream's lead
+        while cursor < self.frames:
+            index = next(clips)
+            clip = self.x[index]
+            gain = self._uniform(-self.gain_db, self.gain_db, gen) * math.log(10) / 10
+            n = min(len(clip), self.frames - cursor)
+            seq[cursor : cursor + n] = np.logaddexp(seq[cursor : cursor + n], clip[:n] + gain)
+            first, end = self.spans[index]
+            owner[cursor + first : cursor + min(end, n)] = index
+            gap = self._uniform(cfg.gap_min_s, cfg.gap_max_s, gen)
+            cursor += len(clip) + round(gap * self.frame_rate)
+        return np.maximum(seq, LOG_FLOOR).astype(np.float32), owner
+
+
+def majority_owner(columns: torch.Tensor) -> torch.Tensor:
+    """``(..., K)`` clip index per frame -> ``(...)``: the clip holding at least half the frames, or -1."""
+    same = (columns.unsqueeze(-1) == columns.unsqueeze(-2)).sum(-1)  # (..., K): frames sharing this owner
+    same = torch.where(columns >= 0, same, torch.zeros_like(same))
+    count, at = same.max(dim=-1)
+    owner = columns.gather(-1, at.unsqueeze(-1)).squeeze(-1)
+    return torch.where(2 * count >= columns.shape[-1], owner, torch.full_like(owner, -1))
+
+
+def cycle_permutations(n: int, gen: torch.Generator) -> Iterator[int]:
+    """Clip indices in a fresh random order each pass, forever."""
+    while True:
+        yield from torch.randperm(n, generator=gen).tolist()
