@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from zmq_helpers import Collector, validate
 
+from streamd import model_loading
 from streamd.cli import main
 from streamd.commands.replay import parse_speed
 from streamd.model_loading import shipped_model_path
@@ -101,9 +102,9 @@ def test_a_port_in_use_is_one_clear_line(clips, small_checkpoint, free_port, cap
     assert code == 2 and "address already in use" in err and err.count("\n") == 1
 
 
-def test_the_default_model_missing_is_explained(clips, capsys):
-    if shipped_model_path("default").exists():
-        pytest.skip("the default model is installed")
+def test_the_default_model_missing_is_explained(clips, capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(model_loading, "DEFAULT_MODELS_DIR", tmp_path)  # an install without the models
+    assert not shipped_model_path("default").exists()
     assert main(["replay", str(clips[0]), "--no-dashboard"]) == 2
     err = capsys.readouterr().err
     assert "'default' model is not installed" in err and "--checkpoint" in err
