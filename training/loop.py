@@ -196,6 +196,8 @@ def train_model(
                     group["lr"] = lr_at(step, total, warmup, cfg.lr, cfg.min_lr_ratio)
                 if streams is not None and clip_stream is not None:
                     xb, yb, mask = streams.batch(cfg.batch_size, clip_stream, gen)
+                    if not bool(mask.any()):
+                        continue  # background only (silent clips): nothing to learn, and no empty loss
                     xb = _augment_stream(xb, cfg.augment, gen, info, streams.frames)
                     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
                         logits = model.forward_steps(xb)

@@ -116,3 +116,17 @@ def test_streams_are_only_for_recurrent_models(tmp_path: Path) -> None:
     cfg = TrainConfig(epochs=1, batch_size=2, sequences=SequenceConfig(length_s=5.0))
     with pytest.raises(ValueError, match="recurrent"):
         train_model(build_model("resnet_cnn", config), (x, np.arange(3)), None, cfg, info, tmp_path)
+
+
+def test_streams_of_silent_clips_leave_the_model_untouched(tmp_path: Path) -> None:
+    config = {"num_classes": 3, "num_mel_bins": 32, "d_model": 16, "n_layers": 1}
+    info = ModelInfo("streaming_mamba", config, LABELS, FEATURES, Normalization(target_frames=100))
+    torch.manual_seed(0)
+    model = build_model("streaming_mamba", config)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = np.full((4, 100, 32), LOG_FLOOR, np.float32)  # digital silence: no step has a target
+    cfg = TrainConfig(epochs=1, batch_size=2, precision="fp32", sequences=SequenceConfig(length_s=3.0))
+    result = train_model(model, (x, np.arange(4) % 3), None, cfg, info, tmp_path, progress=False)
+    assert result.history[-1]["loss"] == 0.0
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key])
