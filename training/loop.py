@@ -11,6 +11,7 @@ import copy
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,6 @@ def train_model(
     gen = torch.Generator().manual_seed(cfg.seed)
     x_train, y_train = train
     n = len(x_train)
-    num_classes = len(info.labels)
     streams = _sequence_builder(model, train, cfg, info) if cfg.sequences.enabled else None
     steps_per_epoch = streams.steps_per_epoch(cfg.batch_size) if streams else max(1, n // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -189,29 +189,19 @@ def train_model(
             t0 = time.time()
             model.train()
             order = torch.randperm(n, generator=gen)
-            clip_stream = cycle_permutations(n, gen) if streams else None
+            clip_stream = cycle_permutations(n, gen)  # lazy: draws nothing unless streams use it
             loss_sum, correct, seen = 0.0, 0.0, 0
             for b in range(steps_per_epoch):
                 for group in opt.param_groups:
                     group["lr"] = lr_at(step, total, warmup, cfg.lr, cfg.min_lr_ratio)
-                if streams is not None and clip_stream is not None:
-                    xb, yb, mask = streams.batch(cfg.batch_size, clip_stream, gen)
-                    if not bool(mask.any()):
+                if streams is not None:
+                    result = _stream_step(model, streams, clip_stream, cfg, gen, info)
+                    if result is None:
                         continue  # background only (silent clips): nothing to learn, and no empty loss
-                    xb = _augment_stream(xb, cfg.augment, gen, info, streams.frames)
-                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                        logits = model.forward_steps(xb)
-                    logits, yb = logits[mask], yb[mask]  # steps over background have no target
-                    loss = loss_fn(logits, yb, info.multi_label, cfg.label_smoothing)
                 else:
-                    idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                    xb = torch.from_numpy(x_train[idx.numpy()])
-                    yb = soft_targets(torch.from_numpy(y_train[idx.numpy()]), num_classes, info.multi_label)
-                    xb, yb = _augment(xb, yb, cfg.augment, gen, info)
-                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                        logits = training_logits(model, xb)
-                    loss = sequence_loss(logits, yb, info.multi_label, cfg.label_smoothing)
-                    logits = logits.mean(dim=1) if logits.ndim == 3 else logits
+                    idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size].numpy()
+                    result = _clip_step(model, x_train[idx], y_train[idx], cfg, gen, info)
+                loss, logits, yb = result
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
@@ -255,6 +245,40 @@ def _augment(
     x = info.normalization.apply(x)
     x = spec_augment(x, aug.freq_mask, aug.time_mask, aug.num_freq_masks, aug.num_time_masks, gen)
     return x, y
+
+
+Step = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # loss, logits (N, C), targets (N, C)
+
+
+def _clip_step(
+    model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, gen: torch.Generator, info: ModelInfo
+) -> Step:
+    """Forward a batch of clips (a recurrent model: over its last steps, averaged for the statistics)."""
+    yb = soft_targets(torch.from_numpy(y), len(info.labels), info.multi_label)
+    xb, yb = _augment(torch.from_numpy(x), yb, cfg.augment, gen, info)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        logits = training_logits(model, xb)
+    loss = sequence_loss(logits, yb, info.multi_label, cfg.label_smoothing)
+    return loss, logits.mean(dim=1) if logits.ndim == 3 else logits, yb
+
+
+def _stream_step(
+    model: nn.Module,
+    streams: SequenceBuilder,
+    clips: Iterator[int],
+    cfg: TrainConfig,
+    gen: torch.Generator,
+    info: ModelInfo,
+) -> Step | None:
+    """Forward a batch of streams; the loss is over the steps that have a target (None if none has)."""
+    xb, yb, mask = streams.batch(cfg.batch_size, clips, gen)
+    if not bool(mask.any()):
+        return None
+    xb = _augment_stream(xb, cfg.augment, gen, info, streams.frames)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        logits = model.forward_steps(xb)
+    logits, yb = logits[mask], yb[mask]  # steps over background have no target
+    return loss_fn(logits, yb, info.multi_label, cfg.label_smoothing), logits, yb
 
 
 def _sequence_builder(
