@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,9 +41,14 @@ def clip_fbank(path: Path, cfg: FeatureConfig, cache_dir: Path | None) -> np.nda
     if target.exists():
         return np.load(target)
     fbank = compute_fbank(load_audio_16k(path, cfg.sample_rate), cfg).numpy().astype(np.float32)
-    tmp = target.with_suffix(".tmp.npy")
-    np.save(tmp, fbank)
-    tmp.replace(target)
+    # A name of its own per writer: parallel runs (e.g. folds trained side by side) filling the same
+    # cache must not rename each other's half-written files; the last complete one wins.
+    tmp = target.with_name(f"{target.stem}.{os.getpid()}.{uuid.uuid4().hex}.tmp.npy")
+    try:
+        np.save(tmp, fbank)
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return fbank
 
 

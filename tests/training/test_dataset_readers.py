@@ -13,7 +13,7 @@ import soxr
 from esc50_subset import esc50_rows, small_esc50_rows, write_esc50_subset
 
 from models.common import FeatureConfig
-from training.cache import cached_fbanks
+from training.cache import cached_fbanks, clip_fbank
 from training.readers import (
     DatasetError,
     read_class_folders,
@@ -105,6 +105,21 @@ def test_class_folder_reader_and_any_rate_fbanks(tmp_path: Path, esc50_root: Pat
     # 44.1 kHz stereo back to 16 kHz mono: the same spectrum up to resampling error
     assert np.median(np.abs(copies[wav_rows] - originals[wav_rows])) < 0.1
     assert len(list((tmp_path / "cache").glob("*.npy"))) == len(made)
+
+
+def test_fbank_cache_survives_parallel_writers(tmp_path: Path, esc50_root: Path) -> None:
+    """Runs side by side filling one cache (folds trained in parallel) neither fail nor leave debris."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = esc50_root / "audio" / small_esc50_rows(CATEGORIES, 1, (1,))[0]["filename"]
+    cfg = FeatureConfig()
+    expected = clip_fbank(path, cfg, None)
+    for attempt in range(3):
+        cache = tmp_path / f"cache{attempt}"
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(clip_fbank, [path] * 16, [cfg] * 16, [cache] * 16))
+        assert all(np.array_equal(r, expected) for r in results)
+        assert [p.name for p in cache.iterdir()] == [next(cache.glob("*.npy")).name]  # one entry, no .tmp
 
 
 def test_class_folder_reader_errors(tmp_path: Path) -> None:
