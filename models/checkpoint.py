@@ -14,6 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
+from models.atomic_write import write_atomically
 from models.common import ModelInfo
 from models.registry import build_model
 
@@ -30,10 +31,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = {"format": FORMAT, "streamd": json.dumps(info.to_dict())}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
-    return path
+    return write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def read_info(path: str | Path) -> ModelInfo:

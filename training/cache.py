@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from models.atomic_write import write_atomically
 from models.common import FeatureConfig
 from streamd.features import compute_fbank
 from training.audio import load_audio_16k
@@ -41,14 +40,7 @@ def clip_fbank(path: Path, cfg: FeatureConfig, cache_dir: Path | None) -> np.nda
     if target.exists():
         return np.load(target)
     fbank = compute_fbank(load_audio_16k(path, cfg.sample_rate), cfg).numpy().astype(np.float32)
-    # A name of its own per writer: parallel runs (e.g. folds trained side by side) filling the same
-    # cache must not rename each other's half-written files; the last complete one wins.
-    tmp = target.with_name(f"{target.stem}.{os.getpid()}.{uuid.uuid4().hex}.tmp.npy")
-    try:
-        np.save(tmp, fbank)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomically(target, lambda tmp: np.save(tmp, fbank))  # safe with runs filling one cache side by side
     return fbank
 
 

@@ -23,6 +23,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
+from models.atomic_write import write_atomically
+from models.bf16 import bf16_autocast
 from models.checkpoint import save_checkpoint
 from models.common import ModelInfo
 from training.augment import AugmentConfig, mixup, random_gain, random_time_shift, spec_augment
@@ -113,7 +115,7 @@ def predict_scores(
     out = []
     for i in range(0, len(x), batch_size):
         xb = info.normalization.apply(torch.from_numpy(x[i : i + batch_size]))
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with bf16_autocast("cpu", enabled=precision == "bf16"):
             logits = model(xb).float()
         out.append(torch.sigmoid(logits) if info.multi_label else torch.softmax(logits, dim=1))
     return torch.cat(out).numpy()
@@ -190,14 +192,15 @@ def train_model(
             model.train()
             order = torch.randperm(n, generator=gen)
             clip_stream = cycle_permutations(n, gen)  # lazy: draws nothing unless streams use it
-            loss_sum, correct, seen = 0.0, 0.0, 0
+            loss_sum, correct, seen, skipped = 0.0, 0.0, 0, 0
             for b in range(steps_per_epoch):
                 for group in opt.param_groups:
                     group["lr"] = lr_at(step, total, warmup, cfg.lr, cfg.min_lr_ratio)
                 if streams is not None:
                     result = _stream_step(model, streams, clip_stream, cfg, gen, info)
-                    if result is None:
-                        continue  # background only (silent clips): nothing to learn, and no empty loss
+                    if result is None:  # background only (silent clips): nothing to learn, no empty loss
+                        skipped += 1
+                        continue
                 else:
                     idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size].numpy()
                     result = _clip_step(model, x_train[idx], y_train[idx], cfg, gen, info)
@@ -219,6 +222,8 @@ def train_model(
                 "train_acc": correct / max(seen, 1),
                 "seconds": elapsed,
             }
+            if skipped:
+                record["skipped_batches"] = skipped
             last = epoch + 1 == cfg.epochs
             if val is not None and (last or (cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0)):
                 record["val_acc"] = accuracy(predict_scores(ema.model, val[0], info), val[1])
@@ -256,7 +261,7 @@ def _clip_step(
     """Forward a batch of clips (a recurrent model: over its last steps, averaged for the statistics)."""
     yb = soft_targets(torch.from_numpy(y), len(info.labels), info.multi_label)
     xb, yb = _augment(torch.from_numpy(x), yb, cfg.augment, gen, info)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+    with bf16_autocast("cpu", enabled=cfg.precision == "bf16"):
         logits = training_logits(model, xb)
     loss = sequence_loss(logits, yb, info.multi_label, cfg.label_smoothing)
     return loss, logits.mean(dim=1) if logits.ndim == 3 else logits, yb
@@ -275,7 +280,7 @@ def _stream_step(
     if not bool(mask.any()):
         return None
     xb = _augment_stream(xb, cfg.augment, gen, info, streams.frames)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+    with bf16_autocast("cpu", enabled=cfg.precision == "bf16"):
         logits = model.forward_steps(xb)
     logits, yb = logits[mask], yb[mask]  # steps over background have no target
     return loss_fn(logits, yb, info.multi_label, cfg.label_smoothing), logits, yb
@@ -343,9 +348,7 @@ def _save_state(
     tensors["rng.generator"] = gen.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {"epoch": epoch, "step": step, "elapsed": elapsed, "history": history, "opt_scalars": scalars}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)})
-    tmp.replace(path)
+    write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)}))
 
 
 def _load_state(

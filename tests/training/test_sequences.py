@@ -128,5 +128,6 @@ def test_streams_of_silent_clips_leave_the_model_untouched(tmp_path: Path) -> No
     cfg = TrainConfig(epochs=1, batch_size=2, precision="fp32", sequences=SequenceConfig(length_s=3.0))
     result = train_model(model, (x, np.arange(4) % 3), None, cfg, info, tmp_path, progress=False)
     assert result.history[-1]["loss"] == 0.0
+    assert result.history[-1]["skipped_batches"] > 0  # counted, not silently dropped
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, before[key])
