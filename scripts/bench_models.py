@@ -91,7 +91,7 @@ def real_window() -> torch.Tensor:
     if clip.exists():
         import soundfile as sf
 
-        from streamd.features import compute_fbank
+        from audio_core.fbank import compute_fbank
 
         wave, _ = sf.read(str(clip), dtype="float32")
         fbank = compute_fbank(wave - np.mean(wave), FeatureConfig())[:WINDOW_FRAMES]

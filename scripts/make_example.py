@@ -22,7 +22,7 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from training.audio import load_audio_16k  # noqa: E402
+from audio_core.audio_file import read_audio  # noqa: E402
 from training.soundscape import Soundscape, audible_span, build_soundscape  # noqa: E402
 
 SAMPLE_RATE = 16000
@@ -68,7 +68,7 @@ def choose(
         picks = [p for p in picks if p not in chosen] or picks
 
         def audible_s(row: dict[str, str]) -> float:
-            start, end = audible_span(load_audio_16k(audio / row["filename"]), SAMPLE_RATE)
+            start, end = audible_span(read_audio(audio / row["filename"]), SAMPLE_RATE)
             return end - start
 
         chosen.append(max(picks, key=audible_s))
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     audio = args.esc50 / "audio"
     chosen = choose(rows, args.clips, rng, audio)
-    clips = [(load_audio_16k(audio / r["filename"]), r["category"], r["filename"]) for r in chosen]
+    clips = [(read_audio(audio / r["filename"]), r["category"], r["filename"]) for r in chosen]
     scape = build_soundscape(clips, rng, SAMPLE_RATE, gap_s=(1.0, 2.0), background_dbfs=-55.0)
     if scape.duration_s < args.min_duration_s:
         print(f"only {scape.duration_s:.1f} s: use more --clips", file=sys.stderr)

@@ -14,24 +14,20 @@ or recurrent columns) and the engine's ``ModelRunner``. The scores are those tha
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
+from audio_core.audio_file import READ_BLOCK_S, read_chunks
+from audio_core.windows import ColumnPlan, FeatureFrontEnd, Window, WindowPlan
 from models.common import ModelInfo
-from streamd.audio_file import open_audio, probe_audio
 from streamd.engine import ModelRunner, State
 from streamd.errors import AudioInputError
 from streamd.model_loading import LoadedModel
-from streamd.resample import StreamingResampler, downmix
-from streamd.windows import ColumnPlan, FeatureFrontEnd, Window, WindowPlan
 from training.evaluate import hop_frames, waveform_scores
 
-READ_BLOCK_S = 1.0
 BATCH_SIZE = 4  # windows per model call: as fast as 16 on CPU, with a quarter of the activations
 
 
@@ -50,36 +46,6 @@ def clip_window_plan(info: ModelInfo, hop_s: float) -> WindowPlan:
     cfg = info.features
     window_samples = (info.normalization.target_frames - 1) * cfg.frame_shift + cfg.frame_length
     return WindowPlan(window_samples, hop_frames(hop_s, cfg) * cfg.frame_shift, cfg)
-
-
-def read_model_rate(
-    path: str | Path, sample_rate: int, block_s: float = READ_BLOCK_S
-) -> Iterator[np.ndarray]:
-    """Mono float32 chunks of ``path`` at ``sample_rate``, read ``block_s`` at a time.
-
-    Problems (unreadable file, no samples, a read error mid-file, NaN or infinite samples) raise
-    ``AudioInputError`` naming the file.
-    """
-    path = Path(path)
-    info = probe_audio(path)
-    resampler = StreamingResampler(info.sample_rate, sample_rate)
-    block = max(1, round(block_s * info.sample_rate))
-    read = 0
-    with open_audio(path) as handle:
-        while True:
-            try:
-                data = handle.read(block, dtype="float32", always_2d=True)
-            except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-                raise AudioInputError(f"{path}: read error ({type(exc).__name__}: {exc})") from None
-            if data.shape[0] == 0:
-                break
-            finite = np.isfinite(data).all(axis=1)
-            if not finite.all():
-                at_s = (read + int(np.argmin(finite))) / info.sample_rate
-                raise AudioInputError(f"{path}: the audio holds NaN or infinite samples (at {at_s:.3f} s)")
-            read += data.shape[0]
-            yield resampler.process(downmix(data))
-    yield resampler.process(np.zeros(0, dtype=np.float32), last=True)
 
 
 class _Mean:
@@ -183,7 +149,7 @@ def score_file(
     steps = _StepMeans(runner, plan, loaded.column_frames) if loaded.recurrent else None
     windows = None if loaded.recurrent else _WindowMeans(runner, batch_size)
     head = _Head(plan.window_samples)
-    for chunk in read_model_rate(path, cfg.sample_rate, block_s):
+    for chunk in read_chunks(path, cfg.sample_rate, block_s):
         if head.size < head.samples.size:
             head.add(chunk)
         ready = front.accept(chunk)

@@ -24,15 +24,15 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from audio_core.resample import StreamingResampler, downmix
+from audio_core.windows import ColumnPlan, FeatureFrontEnd, Window, WindowPlan
 from streamd import messages
 from streamd.config import DaemonConfig, with_windows
 from streamd.engine import Engine, Job, model_threads
 from streamd.errors import ConfigError, StreamdError
 from streamd.events import EventConfig, EventDetector
 from streamd.model_loading import LoadedModel, load_model
-from streamd.resample import StreamingResampler, downmix
 from streamd.sources import FileSource, Source
-from streamd.windows import ColumnPlan, FeatureFrontEnd, Window, WindowPlan
 
 JOIN_TIMEOUT_S = 1.0
 RETRY_FIRST_S = 0.25  # first wait between reopen attempts of a failed device (then doubling)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+from audio_core.windows import Window
 from streamd.model_loading import LoadedModel
-from streamd.windows import Window
 
 POLICIES = ("drop_oldest", "block")
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from streamd.audio_file import AudioFileInfo, open_audio, probe_audio
+from audio_core.audio_file import AudioFileInfo, check_finite, open_audio, probe_audio, read_frames
 from streamd.errors import AudioInputError
 from streamd.ring import SampleRing
 
@@ -198,7 +198,7 @@ class FileSource(Source):
         written = 0
         block = np.empty((self.block, self.channels), dtype=np.float32)
         while not self._stop.is_set():
-            n = handle.read(self.block, dtype="float32", always_2d=True, out=block).shape[0]
+            n = read_frames(handle, self.path, self.block, out=block).shape[0]
             if n == 0:
                 return
             end = written + n
@@ -208,11 +208,7 @@ class FileSource(Source):
                     return
             elif not self._wait_for_demand():
                 return
-            if not np.isfinite(block[:n]).all():
-                at_s = (written + int(np.argmin(np.isfinite(block[:n]).all(axis=1)))) / self.sample_rate
-                raise AudioInputError(
-                    f"{self.path}: the audio holds NaN or infinite samples (at {at_s:.3f} s)"
-                )
+            check_finite(self.path, block[:n], written, self.sample_rate)
             self.ring.write(block[:n])
             written = end
 

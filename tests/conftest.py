@@ -6,6 +6,8 @@ import csv
 from pathlib import Path
 
 import pytest
+from support.esc50 import Esc50
+from support.paths import ESC50_CSV
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -30,3 +32,10 @@ def fixtures_dir() -> Path:
     if not FIXTURES.exists():
         pytest.skip("golden fixtures not found beside the repository (../shared/fixtures)")
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def esc50() -> Esc50:
+    if not ESC50_CSV.exists():
+        pytest.skip(f"ESC-50 not found at {ESC50_CSV.parent.parent}")
+    return Esc50()

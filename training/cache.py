@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from audio_core.audio_file import read_audio
+from audio_core.fbank import compute_fbank
 from models.atomic_write import write_atomically
 from models.common import FeatureConfig
-from streamd.features import compute_fbank
-from training.audio import load_audio_16k
 from training.clips import Clip
 
 
@@ -34,12 +34,12 @@ def _key(path: Path, cfg: FeatureConfig) -> str:
 def clip_fbank(path: Path, cfg: FeatureConfig, cache_dir: Path | None) -> np.ndarray:
     """Un-normalised fbank ``(T, F)`` of one file, from the cache when present."""
     if cache_dir is None:
-        return compute_fbank(load_audio_16k(path, cfg.sample_rate), cfg).numpy()
+        return compute_fbank(read_audio(path, cfg.sample_rate), cfg).numpy()
     cache_dir.mkdir(parents=True, exist_ok=True)
     target = cache_dir / f"{_key(path, cfg)}.npy"
     if target.exists():
         return np.load(target)
-    fbank = compute_fbank(load_audio_16k(path, cfg.sample_rate), cfg).numpy().astype(np.float32)
+    fbank = compute_fbank(read_audio(path, cfg.sample_rate), cfg).numpy().astype(np.float32)
     write_atomically(target, lambda tmp: np.save(tmp, fbank))  # safe with runs filling one cache side by side
     return fbank
 

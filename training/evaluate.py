@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from audio_core.fbank import compute_fbank
 from models.common import FeatureConfig, ModelInfo
-from streamd.features import compute_fbank
 from training import metrics
 from training.cache import cached_fbanks, fit_frames
 from training.clips import ClipSet

@@ -5,7 +5,7 @@
 - ``read_json_datafiles``: AST/AuM datafiles ``{"data": [{"wav": ..., "labels": "mid1,mid2"}]}`` plus a
   ``class_labels_indices.csv`` (``index``, ``mid``, ``display_name``); the i-th datafile is fold i + 1.
 
-Readers only list files and check that they exist; decoding happens later (``training.audio``).
+Readers only list files and check that they exist; decoding happens later (``audio_core.audio_file``).
 Every problem raises ``DatasetError`` naming the file (and row) at fault.
 """
 

@@ -59,7 +59,7 @@ def audible_frames(fbank: np.ndarray, audible_db: float) -> tuple[int, int]:
 
 def noise_bank(features: FeatureConfig, seconds: float = 30.0, seed: int = 0) -> np.ndarray:
     """Fbank frames of unit-RMS (0 dBFS) pink noise; a level ``L`` dBFS adds ``L ln(10) / 10``."""
-    from streamd.features import compute_fbank
+    from audio_core.fbank import compute_fbank
 
     wave = pink_noise(round(seconds * features.sample_rate), np.random.default_rng(seed))
     return compute_fbank(wave.astype(np.float32), features).numpy()

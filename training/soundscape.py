@@ -265,9 +265,9 @@ def load_clips(
     paths_and_labels: Sequence[tuple[Path, str]], sample_rate: int
 ) -> list[tuple[np.ndarray, str, str]]:
     """Decode clips for ``build_soundscape`` (any format, resampled to ``sample_rate`` mono)."""
-    from training.audio import load_audio_16k
+    from audio_core.audio_file import read_audio
 
-    return [(load_audio_16k(path, sample_rate), label, Path(path).name) for path, label in paths_and_labels]
+    return [(read_audio(path, sample_rate), label, Path(path).name) for path, label in paths_and_labels]
 
 
 def pick_clips(

@@ -130,8 +130,8 @@ def streaming_evaluation(
     import numpy as np
     import soundfile as sf
 
+    from audio_core.audio_file import read_audio
     from streamd.daemon import replay_collect
-    from training.audio import load_audio_16k
     from training.evaluate import offline_stream_predictions
     from training.soundscape import (
         build_soundscape,
@@ -161,7 +161,7 @@ def streaming_evaluation(
             (folder / f"soundscape{index}.json").write_text(json.dumps(scape.truth_json(), indent=1))
             for hop in hops:
                 if offline:
-                    wave = load_audio_16k(path, rate)  # the very samples a replay reads
+                    wave = read_audio(path, rate)  # the very samples a replay reads
                     preds = offline_stream_predictions(loaded.model, loaded.info, wave, hop or 1.0, window_s)
                 else:
                     messages = replay_collect([path], loaded, window_s, hop or 1.0, top_k=1)

@@ -9,8 +9,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from audio_core.fbank import compute_fbank
 from models.common import DATASET_STATS, FeatureConfig, Normalization
-from streamd.features import compute_fbank
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 ESC50 = SHARED / "data" / "esc50"

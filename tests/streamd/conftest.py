@@ -4,42 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from support.checkpoints import NUM_MEL_BINS, small_resnet_checkpoint
+from support.esc50 import Esc50
 from support.fixtures import free_tcp_port
-from support.paths import ESC50_CSV, esc10_clips, esc50_labels
 from torch import nn
 
 from models import FeatureConfig, ModelInfo, RecurrentClassifier
 from streamd.model_loading import LoadedModel
-
-
-class Esc50:
-    """The real ESC-50 clips beside the repository: labels, deterministic clip picks, reading."""
-
-    def __init__(self) -> None:
-        self.labels = esc50_labels()
-
-    @staticmethod
-    def clips(n: int, fold: int = 1) -> list[Path]:
-        """``n`` ESC-10 clips of one fold, in file name order."""
-        return esc10_clips(n, fold)
-
-    @staticmethod
-    def read_mono(path: Path) -> np.ndarray:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        assert rate == 16000
-        return data.mean(axis=1)
-
-
-@pytest.fixture(scope="session")
-def esc50() -> Esc50:
-    if not ESC50_CSV.exists():
-        pytest.skip(f"ESC-50 not found at {ESC50_CSV.parent.parent}")
-    return Esc50()
 
 
 @pytest.fixture(scope="session")

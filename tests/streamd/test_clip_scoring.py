@@ -12,12 +12,12 @@ import soundfile as sf
 import torch
 from support.checkpoints import NUM_MEL_BINS, small_resnet_checkpoint
 
+from audio_core.audio_file import read_audio, read_chunks
 from models.common import FeatureConfig, ModelInfo
 from models.registry import build_model
-from streamd.clip_scoring import clip_window_plan, read_model_rate, score_file
+from streamd.clip_scoring import clip_window_plan, score_file
 from streamd.errors import AudioInputError
 from streamd.model_loading import LoadedModel, load_model
-from training.audio import load_audio_16k
 from training.evaluate import hop_frames, waveform_scores, window_starts
 
 SR = 16000
@@ -65,14 +65,14 @@ def write_clip(path: Path, wave: np.ndarray, rate: int = SR) -> Path:
 
 def assert_matches_reference(loaded: LoadedModel, path: Path, hop_s: float, **kw) -> None:
     got = score_file(loaded, path, hop_s, **kw)
-    want = waveform_scores(loaded.model, loaded.info, load_audio_16k(path), hop_s)
+    want = waveform_scores(loaded.model, loaded.info, read_audio(path), hop_s)
     np.testing.assert_allclose(got.scores, want, atol=TOLERANCE)
     assert want.max() > 1.5 * want.min()  # far from uniform: the comparison means something
 
 
-def test_read_model_rate_equals_loading_the_whole_file(long_file: Path) -> None:
-    streamed = np.concatenate(list(read_model_rate(long_file, SR, block_s=0.37)))
-    whole = load_audio_16k(long_file)
+def test_read_chunks_equals_loading_the_whole_file(long_file: Path) -> None:
+    streamed = np.concatenate(list(read_chunks(long_file, SR, block_s=0.37)))
+    whole = read_audio(long_file)
     assert streamed.shape == whole.shape
     np.testing.assert_allclose(streamed, whole, atol=1e-6)
 
@@ -82,7 +82,7 @@ def test_windowed_long_file_equals_the_in_memory_reference(
     windowed: LoadedModel, long_file: Path, hop_s: float, block_s: float
 ) -> None:
     assert_matches_reference(windowed, long_file, hop_s, block_s=block_s)
-    frames = windowed.info.features.num_frames(load_audio_16k(long_file).size)
+    frames = windowed.info.features.num_frames(read_audio(long_file).size)
     hop = hop_frames(hop_s, windowed.info.features)
     expected = window_starts(frames, windowed.info.normalization.target_frames, hop)
     result = score_file(windowed, long_file, hop_s, block_s=block_s)
@@ -118,7 +118,7 @@ def test_streaming_mamba_long_and_short_files_equal_the_reference(
     assert_matches_reference(mamba, long_file, 1.5)
     short = write_clip(tmp_path / "short.wav", esc50.read_mono(esc50.clips(2)[1])[: round(2.1 * SR)])
     result = score_file(mamba, short, 1.5)
-    want = waveform_scores(mamba.model, mamba.info, load_audio_16k(short), 1.5)
+    want = waveform_scores(mamba.model, mamba.info, read_audio(short), 1.5)
     np.testing.assert_allclose(result.scores, want, atol=TOLERANCE)
     assert result.padded_s > 2.8
 

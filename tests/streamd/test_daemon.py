@@ -13,16 +13,16 @@ import soundfile as sf
 import torch
 from zmq_helpers import Collector, validate
 
+from audio_core.fbank import compute_fbank
+from audio_core.resample import resample_offline
 from models import FeatureConfig, ModelInfo, build_model
 from models.checkpoint import save_checkpoint
 from streamd.config import DaemonConfig, with_windows
 from streamd.daemon import Daemon, replay_collect, unique_stream_names
 from streamd.errors import ConfigError, StreamdError
 from streamd.events import EventConfig, find_events
-from streamd.features import compute_fbank
 from streamd.model_loading import LoadedModel, load_model
 from streamd.publisher import Publisher
-from streamd.resample import resample_offline
 from streamd.sources import FileSource
 
 RATE = 16000

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from audio_core.fbank import compute_fbank
+from audio_core.windows import ColumnPlan, FeatureFrontEnd, Window
 from streamd.engine import Engine, Job, JobQueue, ModelRunner, model_threads, score_one_by_one
-from streamd.features import compute_fbank
 from streamd.model_loading import load_model
-from streamd.windows import ColumnPlan, FeatureFrontEnd, Window
 
 
 def _window(features: torch.Tensor, index: int = 0) -> Window:

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamd.audio_file import open_audio, probe_audio
+from audio_core.audio_file import open_audio, probe_audio
+from audio_core.resample import StreamingResampler, downmix
 from streamd.errors import AudioInputError
-from streamd.resample import StreamingResampler, downmix
 from streamd.ring import SampleRing
 from streamd.sources import DeviceSource, FileSource, list_input_devices, resolve_input_device
 
@@ -42,7 +42,7 @@ def _replay(path: Path, consumer_delay_s: float = 0.0, **kwargs) -> tuple[FileSo
 @pytest.fixture(scope="module")
 def stereo_44k(esc50, tmp_path_factory) -> Path:
     """A real clip as 44.1 kHz stereo float WAV (left: the clip, right: half of it)."""
-    from streamd.resample import resample_offline
+    from audio_core.resample import resample_offline
 
     wave = resample_offline(esc50.read_mono(esc50.clips(1)[0]), 16000, 44100)
     path = tmp_path_factory.mktemp("src") / "stereo.wav"

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from audio_core.fbank import compute_fbank
 from streamd.engine import ModelRunner
-from streamd.features import compute_fbank
 from streamd.model_loading import load_model
 
 SILENCE_DBFS = -120.0

@@ -12,10 +12,10 @@ import soundfile as sf
 import torch
 from esc50_subset import small_esc50_rows
 
+from audio_core.audio_file import read_audio
+from audio_core.fbank import compute_fbank
 from models.checkpoint import load_checkpoint
 from streamd.cli import main
-from streamd.features import compute_fbank
-from training.audio import load_audio_16k
 from training.cache import fit_frames
 from training.evaluate import waveform_scores, window_starts
 
@@ -61,7 +61,7 @@ def test_long_and_short_files_match_the_plain_reference(
     trained_checkpoint: Path, clip_paths, tmp_path
 ) -> None:
     model, info = load_checkpoint(trained_checkpoint)
-    waves = [load_audio_16k(p) for p in clip_paths]
+    waves = [read_audio(p) for p in clip_paths]
     long_wave = np.concatenate(waves + waves[:1])  # 20 s
     short_wave = waves[0][: SR + 123]  # 1 s: zero-padded to one window
     for wave, hop in ((long_wave, 2.5), (long_wave, 1.3), (short_wave, 2.5), (waves[1], 2.5)):
@@ -73,7 +73,7 @@ def test_long_and_short_files_match_the_plain_reference(
 def test_classify_json_and_text(trained_checkpoint: Path, clip_paths, tmp_path: Path, capsys) -> None:
     model, info = load_checkpoint(trained_checkpoint)
     long_path = tmp_path / "long.wav"
-    stereo = np.stack([np.concatenate([load_audio_16k(p) for p in clip_paths])] * 2, axis=1)
+    stereo = np.stack([np.concatenate([read_audio(p) for p in clip_paths])] * 2, axis=1)
     sf.write(long_path, stereo, 22050)  # stereo, written as if at another rate: 15 s become ~10.9 s
     paths = [*clip_paths, long_path]
     code = main(
@@ -85,7 +85,7 @@ def test_classify_json_and_text(trained_checkpoint: Path, clip_paths, tmp_path: 
     assert [o["file"] for o in objects] == list(map(str, paths))
     for obj, path in zip(objects, paths, strict=True):
         assert [set(x) for x in obj["labels"]] == [{"label", "score"}] * 2
-        expected = waveform_scores(model, info, load_audio_16k(path))
+        expected = waveform_scores(model, info, read_audio(path))
         assert obj["labels"][0]["label"] == info.labels[int(expected.argmax())]
         assert obj["labels"][0]["score"] == pytest.approx(float(expected.max()), abs=1e-6)
         assert obj["labels"][0]["score"] >= obj["labels"][1]["score"]

@@ -10,12 +10,12 @@ import soundfile as sf
 import torch
 from esc50_subset import small_esc50_rows
 
+from audio_core.audio_file import read_audio
+from audio_core.fbank import compute_fbank
 from models.checkpoint import save_checkpoint
 from models.common import FeatureConfig, ModelInfo, Normalization
 from models.registry import build_model
 from streamd.daemon import replay_collect
-from streamd.features import compute_fbank
-from training.audio import load_audio_16k
 from training.evaluate import fbank_window_scores, offline_stream_predictions, waveform_scores
 from training.soundscape import predictions_from_messages
 
@@ -34,7 +34,7 @@ def mamba() -> tuple[torch.nn.Module, ModelInfo]:
 @pytest.fixture(scope="module")
 def wave(esc50_root: Path) -> np.ndarray:
     rows = small_esc50_rows(("dog", "rain"), 1, (1,))
-    return np.concatenate([load_audio_16k(esc50_root / "audio" / r["filename"]) for r in rows])  # 10 s
+    return np.concatenate([read_audio(esc50_root / "audio" / r["filename"]) for r in rows])  # 10 s
 
 
 def test_window_scores_are_the_steps_that_end_with_each_window(mamba, wave) -> None:
@@ -57,7 +57,7 @@ def test_daemon_replay_of_a_recurrent_model_equals_the_offline_reference(mamba, 
     checkpoint = save_checkpoint(tmp_path / "mamba.safetensors", model, info)
     path = tmp_path / "ten_seconds.wav"
     sf.write(path, wave[: 10 * 16000 - 1234], 16000, subtype="PCM_16")  # not a whole number of columns
-    stored = load_audio_16k(path)
+    stored = read_audio(path)
     reference = offline_stream_predictions(model, info, stored, hop_s=1.0)
     replayed = predictions_from_messages(replay_collect([path], checkpoint, top_k=1))
     assert len(replayed) == len(reference) == -(-info.features.num_frames(stored.size) // 16)

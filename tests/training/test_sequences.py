@@ -10,9 +10,9 @@ import pytest
 import torch
 from esc50_subset import small_esc50_rows
 
+from audio_core.fbank import compute_fbank
 from models.common import FeatureConfig, ModelInfo, Normalization
 from models.registry import build_model
-from streamd.features import compute_fbank
 from training.augment import AugmentConfig
 from training.cache import cached_fbanks
 from training.clips import Clip

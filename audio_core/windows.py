@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from audio_core.fbank import StreamingFbank
 from models.common import FeatureConfig
-from streamd.features import StreamingFbank
 
 _SILENCE_DBFS = -120.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamd.resample import StreamingResampler, downmix, resample_offline
+from audio_core.resample import StreamingResampler, downmix, resample_offline
 
 
 def _stream(resampler: StreamingResampler, wave: np.ndarray, seed: int) -> np.ndarray:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from audio_core.fbank import compute_fbank
+from audio_core.windows import ColumnPlan, FeatureFrontEnd, WindowPlan
 from models.common import FeatureConfig
-from streamd.features import compute_fbank
-from streamd.windows import ColumnPlan, FeatureFrontEnd, WindowPlan
 
 CFG = FeatureConfig(num_mel_bins=64)
 RATE = CFG.sample_rate

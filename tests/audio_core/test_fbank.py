@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 import torch
 
+from audio_core.fbank import StreamingFbank, compute_fbank, mel_banks
 from models.common import FeatureConfig
-from streamd.features import StreamingFbank, compute_fbank, mel_banks
 
 # Below this log energy (power 4.5e-5, ~80 dB under a full-scale tone) the chirp's values sit on float32
 # FFT round-off, which differs between FFT builds (the fixtures come from another build than this torch's).
