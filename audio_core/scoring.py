@@ -1,0 +1,66 @@
+"""From fbank features to class scores: the one "normalise -> model -> probabilities" and the one top-k.
+
+``scores`` (windows ``(B, T, F)``), ``step_scores`` (one recurrent step) and ``sequence_scores`` (a whole
+recurrent sequence at once) take un-normalised log-mel frames, apply the checkpoint's normalisation, run
+the model under bf16 autocast when asked (``models.bf16``) and return softmax, or sigmoid for multi-label
+models, as float32 on the CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.bf16 import bf16_autocast
+from models.common import ModelInfo
+
+State = dict[str, torch.Tensor]
+PRECISIONS = ("fp32", "bf16")
+
+
+def probabilities(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    """Sigmoid (multi-label) or softmax over the last dimension, in float32."""
+    logits = logits.float()
+    return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
+
+
+def _autocast(batch: torch.Tensor, precision: str):
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+    return bf16_autocast(batch.device.type, enabled=precision == "bf16")
+
+
+def scores(
+    model: nn.Module, info: ModelInfo, batch: torch.Tensor, *, precision: str = "fp32"
+) -> torch.Tensor:
+    """Probabilities ``(B, C)`` of un-normalised windows ``(B, T, F)`` (on the model's device)."""
+    with torch.inference_mode(), _autocast(batch, precision):
+        return probabilities(model(info.normalization.apply(batch)), info.multi_label).cpu()
+
+
+def step_scores(
+    model: nn.Module, info: ModelInfo, columns: torch.Tensor, state: State, *, precision: str = "fp32"
+) -> tuple[torch.Tensor, State]:
+    """One recurrent step of B streams: columns ``(B, c, F)`` and their stacked state -> ``(B, C)``, state."""
+    with torch.inference_mode(), _autocast(columns, precision):
+        logits, new_state = model.step(info.normalization.apply(columns), state)
+    return probabilities(logits, info.multi_label).cpu(), new_state
+
+
+def sequence_scores(
+    model: nn.Module, info: ModelInfo, fbank: torch.Tensor, *, precision: str = "fp32"
+) -> torch.Tensor:
+    """A recurrent model over a whole un-normalised fbank ``(T, F)`` at once: per-step scores ``(S, C)``."""
+    with torch.inference_mode(), _autocast(fbank, precision):
+        logits = model.forward_steps(info.normalization.apply(fbank).unsqueeze(0))[0]
+    return probabilities(logits, info.multi_label).cpu()
+
+
+def top_k(row: np.ndarray | torch.Tensor, labels: Sequence[str], k: int) -> list[tuple[str, float]]:
+    """The ``k`` best ``(label, score)`` of one score row ``(C,)``, best first (ties: lower index first)."""
+    values = np.asarray(row.detach().cpu() if isinstance(row, torch.Tensor) else row, dtype=np.float64)
+    order = np.argsort(-values, kind="stable")[: max(0, min(k, values.size))]
+    return [(labels[i], float(values[i])) for i in order]

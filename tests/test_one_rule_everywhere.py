@@ -1,0 +1,113 @@
+"""One rule per stage across commands: a short file scores the same through classify, replay and
+evaluate (padded with silence to one window); one hop rule; replay uses the checkpoint's own window."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from support.checkpoints import small_resnet_checkpoint
+from support.fixtures import free_tcp_port
+
+from models.checkpoint import load_checkpoint
+from streamd.cli import main
+from streamd.daemon import replay_collect
+from training.clips import Clip, ClipSet
+from training.evaluate import clip_scores
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory, esc50) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "five_s.safetensors"
+    return small_resnet_checkpoint(path, esc50.labels, seed=3, head_gain=40.0)
+
+
+def _classify(path: Path, checkpoint: Path, labels: list[str], capsys) -> np.ndarray:
+    code = main(["classify", str(path), "--checkpoint", str(checkpoint), "--json", "--top-k", "50"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    scores = {item["label"]: item["score"] for item in json.loads(out.out)["labels"]}
+    return np.array([scores[label] for label in labels])
+
+
+def _replay(path: Path, checkpoint: Path, labels: list[str]) -> np.ndarray:
+    messages = replay_collect([path], checkpoint, top_k=len(labels))
+    predictions = [m for m in messages if m["type"] == "prediction"]
+    assert len(predictions) == 1  # one window, padded with silence
+    scores = {item["label"]: item["score"] for item in predictions[0]["labels"]}
+    return np.array([scores[label] for label in labels])
+
+
+def _evaluate(path: Path, checkpoint: Path) -> np.ndarray:
+    model, info = load_checkpoint(checkpoint)
+    clip_set = ClipSet([Clip(path, (0,))], list(info.labels))
+    return clip_scores(model, info, clip_set, cache_dir=None)[0]
+
+
+@pytest.mark.parametrize(("start_s", "seconds"), [(0.0, 0.3), (0.0, 1.0), (0.0, 4.99), (2.0, 1.0)])
+def test_a_short_file_scores_the_same_through_classify_replay_and_evaluate(
+    checkpoint: Path, esc50, tmp_path: Path, capsys, start_s: float, seconds: float
+) -> None:
+    wave = esc50.read_mono(esc50.clips(2)[1])[round(start_s * SR) : round((start_s + seconds) * SR)]
+    path = tmp_path / "short.wav"
+    sf.write(path, wave, SR, subtype="FLOAT")
+    labels = esc50.labels
+    classified = _classify(path, checkpoint, labels, capsys)
+    replayed = _replay(path, checkpoint, labels)
+    evaluated = _evaluate(path, checkpoint)
+    assert classified.max() > 1.5 * np.median(classified)  # far from uniform: the comparison means something
+    np.testing.assert_allclose(replayed, classified, atol=1e-5)
+    np.testing.assert_allclose(evaluated, classified, atol=1e-5)
+
+
+def test_one_hop_rule_across_commands(checkpoint: Path, esc50, capsys) -> None:
+    clip = str(esc50.clips(1)[0])
+    ckpt = ["--checkpoint", str(checkpoint)]
+    port = free_tcp_port()
+    runs = {
+        "classify": ["classify", clip, *ckpt, "--hop-s", "0.015"],
+        "replay": [
+            "replay",
+            clip,
+            *ckpt,
+            "--hop",
+            "0.015",
+            "--no-dashboard",
+            "--publish",
+            f"tcp://127.0.0.1:{port}",
+        ],
+        "evaluate": [
+            "evaluate",
+            "--folders",
+            str(Path(clip).parent),
+            *ckpt,
+            "--streaming",
+            "--hops",
+            "0.015",
+        ],
+    }
+    errors = {}
+    for name, argv in runs.items():
+        code = main(argv)
+        errors[name] = capsys.readouterr().err.strip().splitlines()[-1]
+        assert code == 2, name
+    assert len(set(errors.values())) == 1, errors
+    assert "hop_s must be a multiple of the frame shift (10 ms), got 0.015" in errors["classify"]
+    assert main(["classify", clip, *ckpt, "--hop-s", "0.02"]) == 0  # whole frame shifts are accepted
+
+
+def test_replay_uses_the_checkpoints_own_window_by_default(tmp_path: Path, esc50, capsys) -> None:
+    one_s = small_resnet_checkpoint(tmp_path / "one_s.safetensors", esc50.labels, seed=1, target_frames=98)
+    clip = esc50.clips(1)[0]  # 5 s
+    predictions = [m for m in replay_collect([clip], one_s, hop_s=1.0) if m["type"] == "prediction"]
+    assert [(p["t_start"], p["t_end"]) for p in predictions] == [(float(k), k + 1.0) for k in range(5)]
+    port = free_tcp_port()
+    argv = ["replay", str(clip), "--checkpoint", str(one_s), "--speed", "max", "--no-dashboard"]
+    code = main([*argv, "--publish", f"tcp://127.0.0.1:{port}", "--window", "2"])
+    err = capsys.readouterr().err
+    assert code == 0 and "warning: window 2 s differs from the 1 s the model one_s was trained on" in err

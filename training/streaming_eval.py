@@ -1,0 +1,89 @@
+"""Streaming evaluation: soundscapes of held-out clips replayed at several hops, scored per window and for
+event onset latency. The replay itself is passed in (``streamd evaluate --streaming`` gives the daemon's
+``replay_collect``), so this package does not import the daemon; ``offline=True`` uses the in-memory
+reference ``offline_stream_predictions`` instead.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from torch import nn
+
+from audio_core.audio_file import read_audio
+from audio_core.windows import checkpoint_window_s
+from models.common import ModelInfo
+from training.clips import ClipSet
+from training.evaluate import offline_stream_predictions
+from training.soundscape import (
+    WindowPrediction,
+    build_soundscape,
+    load_clips,
+    pick_clips,
+    pool_reports,
+    score_stream,
+)
+
+# (soundscape file, window_s or None for the checkpoint's, hop_s) -> the stream's predictions
+Replay = Callable[[Path, float | None, float], list[WindowPrediction]]
+
+
+def _soundscape_items(clip_set: ClipSet) -> list[tuple[Path, str]]:
+    if clip_set.multi_label:
+        raise ValueError("streaming evaluation needs a single-label dataset")
+    return [(Path(c.path), clip_set.labels[c.targets[0]]) for c in clip_set.clips]
+
+
+def streaming_evaluation(
+    model: nn.Module,
+    info: ModelInfo,
+    replay: Replay | None,
+    clip_set: ClipSet,
+    hops: list[float],
+    clips: int,
+    soundscapes: int,
+    gap_s: tuple[float, float],
+    seed: int,
+    out: Path | None,
+    window_s: float | None = None,
+) -> list[dict[str, Any]]:
+    """Build soundscapes from ``clip_set``, replay each at every hop, and score them (one row per hop).
+
+    ``replay`` None: the offline reference. Recurrent models step per column whatever the hop, so they
+    get one row (``hop_s`` 0).
+    """
+    items = _soundscape_items(clip_set)
+    unknown = sorted({label for _, label in items} - set(info.labels))
+    if unknown:
+        raise ValueError(f"the model does not know the label(s) {unknown[:5]}")
+    rate = info.features.sample_rate
+    hops = [0.0] if getattr(model, "recurrent", False) else hops
+    reports: dict[float, list[dict[str, Any]]] = {hop: [] for hop in hops}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = out if out is not None else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(soundscapes):
+            rng = np.random.default_rng(seed + index)
+            chosen = pick_clips(items, clips, rng)
+            scape = build_soundscape(load_clips(chosen, rate), rng, rate, gap_s)
+            path = folder / f"soundscape{index}.wav"
+            sf.write(path, scape.wave, rate, subtype="PCM_16")
+            (folder / f"soundscape{index}.json").write_text(json.dumps(scape.truth_json(), indent=1))
+            for hop in hops:
+                if replay is None:
+                    wave = read_audio(path, rate)  # the very samples a replay reads
+                    own = window_s if window_s is not None else checkpoint_window_s(info)
+                    preds = offline_stream_predictions(model, info, wave, hop or 1.0, own)
+                else:
+                    preds = replay(path, window_s, hop or 1.0)
+                reports[hop].append(score_stream(preds, scape.events))
+    results = [{"hop_s": hop, **pool_reports(rows)} for hop, rows in reports.items()]
+    if out is not None:
+        (out / "streaming.json").write_text(json.dumps(results, indent=1))
+    return results
