@@ -81,3 +81,14 @@ def _check_file(path: Path) -> None:
         raise CheckpointLoadError(f"{path}: no such checkpoint file")
     if path.is_dir():
         raise CheckpointLoadError(f"{path}: is a directory, not a checkpoint file")
+
+
+def update_extra(path: str | Path, values: dict[str, object]) -> ModelInfo:
+    """Merge ``values`` into a checkpoint's ``extra`` metadata; the weights are written back unchanged."""
+    path = Path(path)
+    info = read_info(path)
+    info.extra.update(values)
+    tensors = load_file(str(path))
+    metadata = {"format": FORMAT, "streamd": json.dumps(info.to_dict())}
+    write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    return info

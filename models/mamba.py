@@ -298,6 +298,23 @@ class MambaMixer(nn.Module):
             y = y * F.silu(z.float())
         return self.out_proj(y), conv_state, ssm_state
 
+    def forward_chunk(
+        self, hidden: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``L`` tokens ``hidden (B, L, d_model)`` from explicit state in one call: ``(out (B, L, d_model),
+        conv_state, ssm_state)``, equal to ``L`` calls of ``step`` (the chunked scan carries the state)."""
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (B, L, d_inner)
+        with torch.autocast(hidden.device.type, enabled=False):
+            seq = torch.cat([conv_state[:, :, 1:], x.transpose(1, 2).to(conv_state.dtype)], dim=-1)
+            conv_state = seq[:, :, -self.d_conv :]
+            bias = None if self.conv1d.bias is None else self.conv1d.bias.float()
+            xc = F.silu(F.conv1d(seq, self.conv1d.weight.float(), bias, groups=self.d_inner)).transpose(1, 2)
+        dt, B, C = torch.split(self.x_proj(xc), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = self.dt_proj(dt)
+        A = -torch.exp(self.A_log.float())
+        y, ssm_state = selective_scan_chunked(xc, dt, A, B, C, self.D, z, None, True, ssm_state)
+        return self.out_proj(y), conv_state, ssm_state
+
 
 class MambaBlock(nn.Module):
     """Pre-norm residual block ``r + mixer(RMSNorm(r))`` (Mamba's Add -> Norm -> Mixer, unfused)."""

@@ -17,7 +17,9 @@ Training on clips with a clip label: take ``last_steps_logits(fbank)``, the per-
 ``clip_steps`` columns (default 16 ≈ 2.6 s, each having seen at least half of a 5-s clip), and average
 the per-column cross-entropy against the clip label over them. ``forward`` returns the last column's
 logits (the interface of windowed models); ``forward_steps`` every column's, with the fast chunked scan;
-``step`` advances one column with explicit state and equals ``forward_steps`` column by column.
+``step`` advances one column with explicit state and equals ``forward_steps`` column by column;
+``forward_chunk`` advances several columns with explicit state in one call (catching up a stream whose
+columns queued up) and equals ``step`` column by column.
 """
 
 from __future__ import annotations
@@ -118,6 +120,21 @@ class StreamingMamba(RecurrentClassifier):
         new_state: dict[str, torch.Tensor] = {}
         for i, block in enumerate(self.blocks()):
             out, new_state[f"conv{i}"], new_state[f"ssm{i}"] = cast(MambaMixer, block.mixer).step(
+                block.norm(residual), state[f"conv{i}"], state[f"ssm{i}"]
+            )
+            residual = residual + out
+        return self.head(self.dropout(self.norm_f(residual))), new_state
+
+    def forward_chunk(
+        self, fbank: torch.Tensor, state: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``S`` columns ``(B, S * 16, F)`` from ``state`` -> ``(logits (B, S, C), new state)``, one call."""
+        if fbank.shape[1] % COLUMN_FRAMES:
+            raise ValueError(f"expected whole columns of {COLUMN_FRAMES} frames, got {fbank.shape[1]} frames")
+        residual = self.dropout(self.embed(self._columns(fbank))).float()
+        new_state: dict[str, torch.Tensor] = {}
+        for i, block in enumerate(self.blocks()):
+            out, new_state[f"conv{i}"], new_state[f"ssm{i}"] = cast(MambaMixer, block.mixer).forward_chunk(
                 block.norm(residual), state[f"conv{i}"], state[f"ssm{i}"]
             )
             residual = residual + out

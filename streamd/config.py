@@ -30,7 +30,7 @@ class ModelSection:
     name: str = "default"  # a shipped model: "default" (windowed) or "recurrent"
     checkpoint: str | None = None  # a .safetensors checkpoint; overrides ``name``
     compute: str = "auto"  # "auto" | "cpu" | "cuda"
-    precision: str = "fp32"  # "fp32" | "bf16"
+    precision: str = "auto"  # "auto" | "fp32" | "bf16" | "int8" (see ``streamd.precision``)
 
 
 @dataclass
@@ -102,7 +102,7 @@ class DaemonConfig:
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "model.compute": ("auto", "cpu", "cuda"),
-    "model.precision": ("fp32", "bf16"),
+    "model.precision": ("auto", "fp32", "bf16", "int8"),
     "engine.overload": ("auto", "drop_oldest", "block"),
 }
 _POSITIVE = {
@@ -293,7 +293,11 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compute", choices=_CHOICES["model.compute"], help="where the model runs (default auto)"
     )
-    parser.add_argument("--precision", choices=_CHOICES["model.precision"], help="fp32 or bf16 autocast")
+    parser.add_argument(
+        "--precision",
+        choices=_CHOICES["model.precision"],
+        help="auto (default: bf16 where the hardware runs it natively, else fp32), fp32, bf16 or int8",
+    )
     parser.add_argument(
         "--overload",
         choices=_CHOICES["engine.overload"],

@@ -28,7 +28,7 @@ from audio_core.resample import StreamingResampler, downmix
 from audio_core.windows import ColumnPlan, FeatureFrontEnd, Window, WindowPlan
 from streamd import messages
 from streamd.config import DaemonConfig, with_windows
-from streamd.engine import Engine, Job, model_threads
+from streamd.engine import Engine, Job, catch_up_queue_factor, model_threads
 from streamd.errors import ConfigError, StreamdError
 from streamd.events import EventConfig, EventDetector
 from streamd.model_loading import LoadedModel, load_model
@@ -123,7 +123,8 @@ class Daemon:
         self.engine = Engine(
             model,
             self._on_results,
-            queue_size=config.queue_size(len(sources), self.policy),
+            queue_size=config.queue_size(len(sources), self.policy)
+            * catch_up_queue_factor(model, config.engine.max_batch, config.engine.queue_size),
             max_batch=config.engine.max_batch,
             policy=self.policy,
             stream_names=names,
@@ -187,7 +188,8 @@ class Daemon:
         )
         return (
             f"{src.sample_rate} Hz x{src.channels} -> {self.model.info.features.sample_rate} Hz mono; "
-            f"model {self.model.name} on {self.model.device.type} ({self.model.precision}); {what}; "
+            f"model {self.model.name} on {self.model.device.type} "
+            f"({self.model.precision}, {self.model.precision_reason}); {what}; "
             f"overload policy {self.policy}, queue {self.engine.queue.maxsize}, "
             f"batch <= {self.engine.max_batch}"
         )

@@ -73,6 +73,7 @@ class StreamView:
     predictions: int = 0
     state: str | None = None
     status_message: str | None = None
+    setup: str | None = None  # the "starting" status message: model, device, precision, windows
     counters: dict[str, float] = field(default_factory=dict)
     active_events: dict[str, tuple[float, float]] = field(default_factory=dict)  # label -> (t_start, peak)
     timeline: deque[tuple[float, float, str, float]] = field(init=False)  # (t_start, t_end, label, score)
@@ -110,6 +111,8 @@ class DashboardState:
         else:
             view.state = msg.get("state")
             view.status_message = msg.get("message")
+            if view.state == "starting":
+                view.setup = view.status_message
             view.counters = dict(msg.get("counters", {}))
 
     def _prediction(self, view: StreamView, msg: dict[str, Any]) -> None:
@@ -210,8 +213,10 @@ def render_stream(view: StreamView, width: int = 100, timeline_rows: int = 6) ->
         _events_line(view),
         _timeline(view, inner, timeline_rows),
     ]
-    if view.status_message:
+    if view.status_message and view.status_message != view.setup:
         body.insert(4, Text(view.status_message, style="yellow"))
+    if view.setup:
+        body.append(Text(view.setup, style="dim"))
     return Panel(Group(*body), title=title, title_align="left", width=width)
 
 

@@ -91,6 +91,23 @@ class ModelRunner:
         split = [{key: value[i : i + 1] for key, value in new.items()} for i in range(len(columns))]
         return self._scores(logits), split
 
+    @property
+    def can_catch_up(self) -> bool:
+        """Whether the model runs several columns of a stream in one call (``forward_chunk``)."""
+        return callable(getattr(self.model, "forward_chunk", None))
+
+    def score_column_runs(
+        self, runs: list[list[torch.Tensor]], states: list[State]
+    ) -> tuple[torch.Tensor, list[State]]:
+        """Catch-up: ``k`` consecutive columns of each of B streams in one call -> scores ``(B * k, C)``
+        (stream-major, in column order) and the new states; equal to ``k`` calls of ``score_columns``."""
+        stacked = {key: torch.cat([s[key] for s in states], dim=0) for key in states[0]}
+        chunks = [self._prepare(run).flatten(0, 1) for run in runs]  # (k * c, F) each
+        with torch.inference_mode(), self._autocast():
+            logits, new = self.model.forward_chunk(torch.stack(chunks), stacked)
+        split = [{key: value[i : i + 1] for key, value in new.items()} for i in range(len(runs))]
+        return self._scores(logits.flatten(0, 1)), split
+
 
 def score_one_by_one(runner: ModelRunner, features: list[torch.Tensor]) -> torch.Tensor:
     """Reference for ``score_windows``: each window alone."""
@@ -245,7 +262,7 @@ class Engine:
                 if batch is None:
                     return
                 if batch:
-                    for group in self._rounds(batch) if self.recurrent else [batch]:
+                    for group in self._recurrent_groups(batch) if self.recurrent else [batch]:
                         self._run(group)
         except Exception as exc:  # a bug past the model (handing results on): stop visibly, free producers
             log.exception("the engine stopped")
@@ -265,6 +282,19 @@ class Engine:
             per_stream.setdefault(job.stream, []).append(job)
         depth = max(len(jobs) for jobs in per_stream.values())
         return [[jobs[r] for jobs in per_stream.values() if r < len(jobs)] for r in range(depth)]
+
+    def _recurrent_groups(self, batch: list[Job]) -> list[list[Job]]:
+        """Model calls for recurrent jobs: with catch-up, streams with the same number of pending columns
+        share one call (stream-major, columns in order); otherwise one column per stream per call."""
+        if not self.runner.can_catch_up:
+            return self._rounds(batch)
+        per_stream: dict[int, list[Job]] = {}
+        for job in batch:
+            per_stream.setdefault(job.stream, []).append(job)
+        by_depth: dict[int, list[Job]] = {}
+        for jobs in per_stream.values():
+            by_depth.setdefault(len(jobs), []).extend(jobs)
+        return list(by_depth.values())
 
     def _run(self, jobs: list[Job]) -> None:
         started = time.perf_counter()
@@ -292,6 +322,13 @@ class Engine:
         features = [job.window.features for job in jobs]
         if not self.recurrent:
             return self.runner.score_windows(features)
+        streams = list(dict.fromkeys(job.stream for job in jobs))
+        if len(streams) < len(jobs):  # catch-up: several columns per stream (see _recurrent_groups)
+            depth = len(jobs) // len(streams)
+            runs = [features[i * depth : (i + 1) * depth] for i in range(len(streams))]
+            scores, new_states = self.runner.score_column_runs(runs, [self._state(s) for s in streams])
+            self._states.update(zip(streams, new_states, strict=True))
+            return scores
         states = [self._state(job.stream) for job in jobs]
         scores, new_states = self.runner.score_columns(features, states)
         for job, state in zip(jobs, new_states, strict=True):
@@ -319,3 +356,10 @@ class Engine:
                 "model_errors": self.model_errors,
                 "queue_depth": len(self.queue),
             }
+
+
+def catch_up_queue_factor(loaded: LoadedModel, max_batch: int, queue_size_setting: int) -> int:
+    """How many more jobs the automatic queue holds for a recurrent model that catches up: its jobs are
+    160-ms columns, so a queue of ``max_batch`` per stream lets one call take that many; otherwise 1."""
+    can_chunk = callable(getattr(loaded.model, "forward_chunk", None))
+    return max(1, max_batch) if loaded.recurrent and can_chunk and queue_size_setting == 0 else 1

@@ -14,8 +14,10 @@ from torch import nn
 
 from models.checkpoint import CheckpointLoadError, load_checkpoint
 from models.common import ModelInfo
+from models.inference import prepare_for_inference
 from streamd.config import ModelSection
 from streamd.errors import CheckpointError, ConfigError
+from streamd.precision import PRECISIONS, choose_precision
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "default_models"
 SHIPPED_MODELS: dict[str, str] = {
@@ -32,8 +34,9 @@ class LoadedModel:
     info: ModelInfo
     name: str
     device: torch.device
-    precision: str = "fp32"  # "fp32" | "bf16" (autocast)
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast) | "int8" (dynamic int8 linear layers)
     path: Path | None = None
+    precision_reason: str = "asked for"  # why (``streamd.precision``): shown in status and dashboard
 
     @property
     def recurrent(self) -> bool:
@@ -63,12 +66,12 @@ def resolve_device(compute: str) -> torch.device:
 
 
 def load_model(
-    path: str | Path, *, compute: str = "auto", precision: str = "fp32", name: str | None = None
+    path: str | Path, *, compute: str = "auto", precision: str = "auto", name: str | None = None
 ) -> LoadedModel:
     """Load a streamd checkpoint for inference; every failure is a one-line ``CheckpointError``."""
     path = Path(path)
-    if precision not in ("fp32", "bf16"):
-        raise ConfigError(f"precision must be fp32 or bf16, got {precision!r}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = resolve_device(compute)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file")
@@ -78,10 +81,15 @@ def load_model(
         raise CheckpointError(str(exc)) from None
     if not info.labels:
         raise CheckpointError(f"{path}: the checkpoint has no labels")
-    return LoadedModel(model, info, name or path.stem, device, precision, path)
+    try:
+        choice = choose_precision(precision, device.type, info.extra)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    model = prepare_for_inference(model, choice.precision)
+    return LoadedModel(model, info, name or path.stem, device, choice.precision, path, choice.reason)
 
 
-def load_named_model(name: str, *, compute: str = "auto", precision: str = "fp32") -> LoadedModel:
+def load_named_model(name: str, *, compute: str = "auto", precision: str = "auto") -> LoadedModel:
     """Load a shipped model by name, with a clear message when it is not installed."""
     path = shipped_model_path(name)
     if not path.exists():

@@ -18,6 +18,7 @@ import torch
 from streamd.clip_scoring import FileScores, score_file
 from streamd.errors import AudioInputError, ConfigError
 from streamd.model_loading import LoadedModel, load_configured_model
+from streamd.precision import PRECISIONS
 
 HELP = "classify audio files offline: top-k labels per file (long files window by window)"
 
@@ -33,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint", type=Path, metavar="PATH", help="a .safetensors checkpoint (overrides --model)"
     )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto (bf16 where the hardware runs it natively, else fp32), fp32, bf16 or int8",
+    )
     parser.add_argument("--top-k", type=int, default=5, help="labels to show per file (default 5)")
     parser.add_argument(
         "--hop-s", type=float, default=2.5, help="hop between windows of long files (default 2.5)"
@@ -41,16 +48,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
 
 
-def resolve_model(model: str, checkpoint: Path | None) -> LoadedModel:
+def resolve_model(model: str, checkpoint: Path | None, precision: str = "auto") -> LoadedModel:
     """The model that ``--model`` / ``--checkpoint`` name (as run/replay resolve them), on the CPU."""
     from streamd.config import ModelSection, load_model_toml
 
     if checkpoint is not None:
-        section = ModelSection(checkpoint=str(checkpoint), compute="cpu")
+        section = ModelSection(checkpoint=str(checkpoint), compute="cpu", precision=precision)
     elif model.endswith(".toml"):
-        section = ModelSection(checkpoint=str(load_model_toml(model)["model"]["checkpoint"]), compute="cpu")
+        toml_checkpoint = str(load_model_toml(model)["model"]["checkpoint"])
+        section = ModelSection(checkpoint=toml_checkpoint, compute="cpu", precision=precision)
     else:
-        section = ModelSection(name=model, compute="cpu")
+        section = ModelSection(name=model, compute="cpu", precision=precision)
     return load_configured_model(section)
 
 
@@ -80,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    loaded = resolve_model(args.model, args.checkpoint)
+    loaded = resolve_model(args.model, args.checkpoint, args.precision)
     labels_shown = min(args.top_k, len(loaded.info.labels))
     failed = 0
     for path in args.paths:

@@ -39,7 +39,7 @@ def test_defaults_match_the_issue():
     assert (cfg.windows.window_s, cfg.windows.hop_s) == (5.0, 1.0)
     assert (cfg.publish.top_k, cfg.publish.endpoint) == (5, "tcp://127.0.0.1:5556")
     assert cfg.publish.status_interval_s == 2.0
-    assert (cfg.model.compute, cfg.model.precision) == ("auto", "fp32")
+    assert (cfg.model.compute, cfg.model.precision) == ("auto", "auto")
     assert isinstance(cfg.events, EventConfig)
     assert cfg.overload_policy(live=True) == "drop_oldest" and cfg.overload_policy(live=False) == "block"
     assert cfg.queue_size(3, "block") == 3 and cfg.queue_size(3, "drop_oldest") == 12

@@ -1,0 +1,34 @@
+"""How often a model's bf16 answer is its fp32 answer, measured on real windows and kept in the checkpoint.
+
+``--precision auto`` reads ``extra.bf16_agreement`` (``streamd.precision``) and keeps fp32 below 99 %.
+Windowed models are compared window by window; recurrent models step by step (every column's answer).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models.bf16 import bf16_autocast
+from models.checkpoint import load_checkpoint, update_extra
+
+
+@torch.no_grad()
+def bf16_agreement(model: nn.Module, windows: torch.Tensor) -> float:
+    """Top-1 agreement of bf16 autocast with fp32 on normalised fbanks ``windows (B, T, F)``."""
+    run = model.forward_steps if getattr(model, "recurrent", False) else model.forward
+    reference = run(windows).float().reshape(-1, model.num_classes)
+    with bf16_autocast(windows.device.type):
+        low = run(windows).float().reshape(-1, model.num_classes)
+    return float((low.argmax(-1) == reference.argmax(-1)).float().mean())
+
+
+def record_bf16_agreement(path: str | Path, fbanks: list[torch.Tensor]) -> float:
+    """Measure on un-normalised fbanks ``[(T, F)]`` of equal length and write it into ``path``."""
+    model, info = load_checkpoint(path)
+    windows = info.normalization.apply(torch.stack(fbanks))
+    agreement = bf16_agreement(model, windows)
+    update_extra(path, {"bf16_agreement": round(agreement, 4), "bf16_agreement_windows": len(fbanks)})
+    return agreement

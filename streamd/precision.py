@@ -1,0 +1,79 @@
+"""Which numeric precision the daemon runs a model in: ``--precision auto|fp32|bf16|int8``.
+
+``auto`` (the default) picks bf16 where the hardware runs it natively — a CPU with ``avx512_bf16`` or
+``amx_bf16`` (from ``/proc/cpuinfo``), or a CUDA device with bf16 support — and fp32 elsewhere. A
+checkpoint may carry its measured bf16 top-1 agreement with fp32 (``extra.bf16_agreement``, written by
+``models.bf16_agreement``); ``auto`` keeps fp32 for a model whose agreement is below 99 %.
+The explicit choices are taken as asked (``int8``: dynamic int8 linear layers, CPU only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+MIN_BF16_AGREEMENT = 0.99
+NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+CPUINFO = Path("/proc/cpuinfo")
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision a model runs in and why (shown in the status message and the dashboard)."""
+
+    precision: str  # fp32 | bf16 | int8
+    reason: str
+
+    def describe(self) -> str:
+        return f"{self.precision} ({self.reason})"
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> set[str]:
+    """The CPU feature flags the kernel reports (empty where there is no ``/proc/cpuinfo``)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def native_bf16(device_type: str, flags: Iterable[str] | None = None) -> tuple[bool, str]:
+    """Whether ``device_type`` runs bf16 natively, and the evidence (a CPU flag or the CUDA answer)."""
+    if device_type == "cuda":
+        import torch
+
+        ok = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        return ok, "CUDA with bf16" if ok else "CUDA without bf16"
+    found = set(cpu_flags() if flags is None else flags)
+    for flag in NATIVE_BF16_CPU_FLAGS:
+        if flag in found:
+            return True, f"CPU has {flag}"
+    return False, "CPU without native bf16"
+
+
+def choose_precision(
+    requested: str, device_type: str, extra: dict[str, Any], flags: Iterable[str] | None = None
+) -> PrecisionChoice:
+    """Resolve ``requested`` for a model on ``device_type`` whose checkpoint metadata is ``extra``."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    if requested == "int8" and device_type != "cpu":
+        raise ValueError("--precision int8 runs on the CPU only (use --compute cpu)")
+    if requested != "auto":
+        return PrecisionChoice(requested, "asked for")
+    native, why = native_bf16(device_type, flags)
+    if not native:
+        return PrecisionChoice("fp32", f"auto: {why}")
+    agreement = extra.get("bf16_agreement")
+    if isinstance(agreement, (int, float)) and agreement < MIN_BF16_AGREEMENT:
+        return PrecisionChoice(
+            "fp32", f"auto: the model agrees with fp32 on {100 * agreement:.1f} % of windows in bf16"
+        )
+    return PrecisionChoice("bf16", f"auto: {why}")

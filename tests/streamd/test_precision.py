@@ -1,0 +1,101 @@
+"""``--precision auto``: bf16 where the hardware runs it natively, fp32 elsewhere or for a model that
+disagrees with fp32 in bf16; the choice is what the loaded model runs and says."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.bf16_agreement import bf16_agreement, record_bf16_agreement
+from models.checkpoint import load_checkpoint, read_info, update_extra
+from streamd import precision as precision_module
+from streamd.errors import ConfigError
+from streamd.features import compute_fbank
+from streamd.model_loading import load_model
+from streamd.precision import choose_precision, cpu_flags, native_bf16
+
+AVX512_BF16 = {"fpu", "avx2", "avx512f", "avx512_bf16"}
+AMX = {"fpu", "avx2", "amx_tile", "amx_bf16"}
+AVX2_ONLY = {"fpu", "sse4_2", "avx2", "fma"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"), [(AVX512_BF16, "bf16"), (AMX, "bf16"), (AVX2_ONLY, "fp32"), (set(), "fp32")]
+)
+def test_auto_picks_by_cpu_flags(flags, expected):
+    choice = choose_precision("auto", "cpu", {}, flags=flags)
+    assert choice.precision == expected and choice.reason.startswith("auto: ")
+
+
+@pytest.mark.parametrize(("agreement", "expected"), [(0.985, "fp32"), (0.99, "bf16"), (1.0, "bf16")])
+def test_auto_follows_the_checkpoints_bf16_agreement(agreement, expected):
+    choice = choose_precision("auto", "cpu", {"bf16_agreement": agreement}, flags=AVX512_BF16)
+    assert choice.precision == expected
+    if expected == "fp32":
+        assert "98.5 %" in choice.reason
+
+
+def test_explicit_precisions_are_taken_as_asked_and_bad_ones_refused():
+    for asked in ("fp32", "bf16", "int8"):
+        assert choose_precision(asked, "cpu", {"bf16_agreement": 0.5}, flags=AVX2_ONLY).precision == asked
+    with pytest.raises(ValueError, match="one of auto, fp32, bf16, int8"):
+        choose_precision("fp16", "cpu", {})
+    with pytest.raises(ValueError, match="CPU only"):
+        choose_precision("int8", "cuda", {})
+
+
+def test_cuda_bf16_support_decides_on_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # no CUDA here: the only mock
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert native_bf16("cuda") == (True, "CUDA with bf16")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert choose_precision("auto", "cuda", {}).precision == "fp32"
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\n")
+    assert cpu_flags(info) == {"fpu", "avx2", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "missing") == set()
+    assert cpu_flags(Path("/proc/cpuinfo")) == cpu_flags()  # this machine's, whatever they are
+
+
+def test_loaded_model_runs_and_states_the_auto_choice(monkeypatch, small_checkpoint, tmp_path):
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: AVX512_BF16)
+    loaded = load_model(small_checkpoint, compute="cpu")
+    assert (loaded.precision, loaded.precision_reason) == ("bf16", "auto: CPU has avx512_bf16")
+    low = tmp_path / "low.safetensors"
+    shutil.copy(small_checkpoint, low)
+    update_extra(low, {"bf16_agreement": 0.9})
+    assert load_model(low, compute="cpu").precision == "fp32"
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: AVX2_ONLY)
+    assert load_model(small_checkpoint, compute="cpu").precision == "fp32"
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        load_model(small_checkpoint, compute="cpu", precision="half")
+
+
+def test_recorded_agreement_is_measured_on_real_windows_and_weights_stay(small_checkpoint, clips, tmp_path):
+    path = tmp_path / "m.safetensors"
+    shutil.copy(small_checkpoint, path)
+    before, _ = load_checkpoint(path)
+    info = read_info(path)
+    fbanks = [compute_fbank(_mono(p), info.features) for p in clips]
+    frames = min(f.shape[0] for f in fbanks)
+    agreement = record_bf16_agreement(path, [f[:frames] for f in fbanks])
+    after, after_info = load_checkpoint(path)
+    assert after_info.extra["bf16_agreement"] == round(agreement, 4)
+    assert after_info.extra["bf16_agreement_windows"] == len(clips)
+    for (name, a), (_, b) in zip(before.state_dict().items(), after.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    windows = info.normalization.apply(torch.stack([f[:frames] for f in fbanks]))
+    assert bf16_agreement(before, windows) == agreement
+
+
+def _mono(path: Path) -> np.ndarray:
+    from training.audio import load_audio_16k
+
+    return load_audio_16k(path)
