@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from audio_core.fbank import StreamingFbank
-from models.common import FeatureConfig
+from models.common import FeatureConfig, ModelInfo
 
 _SILENCE_DBFS = -120.0
 
@@ -54,16 +54,32 @@ class WindowPlan:
     @classmethod
     def from_seconds(cls, window_s: float, hop_s: float, features: FeatureConfig) -> WindowPlan:
         """Validate and convert; raises ValueError with a message fit for the user."""
-        rate = features.sample_rate
-        window_n = _whole_samples("window_s", window_s, rate)
-        hop_n = _whole_samples("hop_s", hop_s, rate)
-        if hop_n % features.frame_shift:
-            raise ValueError(
-                f"hop_s must be a multiple of the frame shift ({features.frame_shift_ms:g} ms), got {hop_s:g}"
-            )
+        window_n = _whole_samples("window_s", window_s, features.sample_rate)
         if window_n < features.frame_length:
             raise ValueError(f"window_s must hold at least one frame ({features.frame_length_ms:g} ms)")
-        return cls(window_n, hop_n, features)
+        return cls(window_n, hop_samples(hop_s, features), features)
+
+    @classmethod
+    def from_frames(cls, window_frames: int, hop_s: float, features: FeatureConfig) -> WindowPlan:
+        """Windows of ``window_frames`` frames (a checkpoint's ``target_frames``) every ``hop_s``."""
+        return cls(window_samples_for_frames(window_frames, features), hop_samples(hop_s, features), features)
+
+    @property
+    def window_s(self) -> float:
+        return self.window_samples / self.features.sample_rate
+
+    @property
+    def hop_s(self) -> float:
+        return self.hop_samples / self.features.sample_rate
+
+    def starts(self, num_samples: int) -> list[int]:
+        """Start samples of the windows over a stream of ``num_samples`` (padded to one window if shorter):
+        every hop, plus one flush with the end when the hops leave a tail."""
+        total = max(num_samples, self.window_samples)
+        starts = list(range(0, total - self.window_samples + 1, self.hop_samples))
+        if self.tail_start(total) > starts[-1]:
+            starts.append(self.tail_start(total))
+        return starts
 
     @property
     def frames_per_window(self) -> int:
@@ -100,6 +116,47 @@ def _whole_samples(name: str, seconds: float, rate: int) -> int:
     if abs(n - seconds * rate) > 1e-6 * max(1.0, n):
         raise ValueError(f"{name} must be a whole number of samples at {rate} Hz, got {seconds!r}")
     return n
+
+
+def hop_samples(hop_s: float, features: FeatureConfig) -> int:
+    """The hop in samples: a whole number of frame shifts (the one hop rule of every command), else
+    ValueError."""
+    n = _whole_samples("hop_s", hop_s, features.sample_rate)
+    if n % features.frame_shift:
+        raise ValueError(
+            f"hop_s must be a multiple of the frame shift ({features.frame_shift_ms:g} ms), got {hop_s:g}"
+        )
+    return n
+
+
+def window_samples_for_frames(frames: int, features: FeatureConfig) -> int:
+    """The shortest whole number of frame shifts that holds ``frames`` frames (498 frames: 5.00 s)."""
+    if frames < 1:
+        raise ValueError(f"a window needs at least one frame, got {frames}")
+    shift = features.frame_shift
+    needed = (frames - 1) * shift + features.frame_length
+    return -(-needed // shift) * shift
+
+
+def checkpoint_window_s(info: ModelInfo) -> float:
+    """The window a checkpoint was trained on (its ``target_frames``), in seconds (498 frames: 5.0 s)."""
+    return (
+        window_samples_for_frames(info.normalization.target_frames, info.features) / info.features.sample_rate
+    )
+
+
+def checkpoint_plan(info: ModelInfo, hop_s: float) -> WindowPlan:
+    """Windows of the checkpoint's own ``target_frames`` every ``hop_s`` (ValueError for a bad hop)."""
+    return WindowPlan.from_frames(info.normalization.target_frames, hop_s, info.features)
+
+
+def pad_with_silence(wave: np.ndarray, num_samples: int) -> np.ndarray:
+    """``wave`` followed by silence up to ``num_samples`` (unchanged if already that long): the one rule
+    for audio shorter than a window, in training, evaluation, classify, replay and run."""
+    wave = np.asarray(wave, dtype=np.float32).reshape(-1)
+    if wave.size >= num_samples:
+        return wave
+    return np.concatenate([wave, np.zeros(num_samples - wave.size, dtype=np.float32)])
 
 
 class _IndexedRows:
@@ -256,7 +313,7 @@ class FeatureFrontEnd:
             if self.samples == 0:
                 return []
             missing = plan.window_samples - self.samples
-            self._feed(np.zeros(missing, dtype=np.float32))
+            self._feed(np.zeros(missing, dtype=np.float32))  # the rule of pad_with_silence, streamed
             return [self._window(0, padded_s=missing / self.cfg.sample_rate)]
         start = plan.tail_start(self.samples)
         if start <= self._last_start:

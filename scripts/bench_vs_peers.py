@@ -29,11 +29,11 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_replay import ESC50, build_audio  # noqa: E402
 
+from audio_core.fbank import compute_fbank  # noqa: E402
 from models import convert_ast  # noqa: E402
 from models.ast_fast import FastAST  # noqa: E402
 from models.bf16 import bf16_autocast  # noqa: E402
 from models.common import DATASET_STATS, FeatureConfig, Normalization  # noqa: E402
-from streamd.features import compute_fbank  # noqa: E402
 
 esc50_norm = Normalization(*DATASET_STATS["esc50"])
 HF_SIZES = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}  # hidden size, heads (12 layers)

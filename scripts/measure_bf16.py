@@ -16,10 +16,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from audio_core.audio_file import read_audio  # noqa: E402
+from audio_core.fbank import compute_fbank  # noqa: E402
 from models.bf16_agreement import record_bf16_agreement  # noqa: E402
 from models.checkpoint import read_info  # noqa: E402
-from streamd.features import compute_fbank  # noqa: E402
-from training.audio import load_audio_16k  # noqa: E402
 
 ESC50 = REPO / ".." / "shared" / "data" / "esc50"
 
@@ -35,7 +35,7 @@ def main() -> int:
     chosen = names[:: max(1, len(names) // args.clips)][: args.clips]
     for path in args.checkpoints:
         features = read_info(path).features
-        fbanks = [compute_fbank(load_audio_16k(args.audio_dir / "audio" / n), features) for n in chosen]
+        fbanks = [compute_fbank(read_audio(args.audio_dir / "audio" / n), features) for n in chosen]
         frames = min(f.shape[0] for f in fbanks)
         agreement = record_bf16_agreement(path, [f[:frames] for f in fbanks])
         print(f"{path}: bf16 top-1 agreement with fp32 {100 * agreement:.2f} % on {len(chosen)} clips")

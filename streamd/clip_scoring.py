@@ -1,15 +1,15 @@
 """Clip-level scores of an audio file, read and scored window by window in constant memory.
 
-The file goes through the daemon's own streaming pieces: ``audio_file`` (validation, chunked reading),
-``resample`` (downmix, streaming soxr), ``windows.FeatureFrontEnd`` (fbank frames computed once; windows
-or recurrent columns) and the engine's ``ModelRunner``. The scores are those that
+The file goes through the daemon's own streaming pieces: ``audio_core.audio_file`` (validation, chunked
+reading), ``audio_core.resample`` (downmix, streaming soxr), ``audio_core.windows`` (fbank frames
+computed once; windows or recurrent columns) and the engine's ``ModelRunner``. The scores are those that
 ``training.evaluate.waveform_scores`` (the in-memory reference) gives for the whole file:
 
 - windowed models: the mean probabilities of windows of ``target_frames`` frames every hop, plus one
   flush with the end of the file;
 - recurrent models: stepped column by column, the mean of the steps where those same windows end;
-- a file shorter than one window is zero-padded to one (as in training): it is small, so the reference
-  itself scores it, from the samples kept for that case.
+- a file shorter than one window is padded with silence to one (``audio_core.windows.pad_with_silence``,
+  the rule of training, evaluate, replay and run), so a short file scores the same everywhere.
 """
 
 from __future__ import annotations
@@ -21,12 +21,10 @@ import numpy as np
 import torch
 
 from audio_core.audio_file import READ_BLOCK_S, read_chunks
-from audio_core.windows import ColumnPlan, FeatureFrontEnd, Window, WindowPlan
-from models.common import ModelInfo
-from streamd.engine import ModelRunner, State
-from streamd.errors import AudioInputError
+from audio_core.scoring import State
+from audio_core.windows import ColumnPlan, FeatureFrontEnd, Window, WindowPlan, checkpoint_plan
+from streamd.engine import ModelRunner
 from streamd.model_loading import LoadedModel
-from training.evaluate import hop_frames, waveform_scores
 
 BATCH_SIZE = 4  # windows per model call: as fast as 16 on CPU, with a quarter of the activations
 
@@ -39,13 +37,6 @@ class FileScores:
     windows: int  # windows (windowed models) or window ends (recurrent models) averaged
     duration_s: float  # audio at the model rate
     padded_s: float = 0.0  # > 0: the file was shorter than one window and padded to one
-
-
-def clip_window_plan(info: ModelInfo, hop_s: float) -> WindowPlan:
-    """Windows of ``target_frames`` frames every ``hop_s`` (rounded to whole frames), in samples."""
-    cfg = info.features
-    window_samples = (info.normalization.target_frames - 1) * cfg.frame_shift + cfg.frame_length
-    return WindowPlan(window_samples, hop_frames(hop_s, cfg) * cfg.frame_shift, cfg)
 
 
 class _Mean:
@@ -119,19 +110,6 @@ class _StepMeans:
             self.mean.add(self.held[frames // self.column - 1][None])
 
 
-class _Head:
-    """The first ``capacity`` samples of a stream (all of a file shorter than one window)."""
-
-    def __init__(self, capacity: int) -> None:
-        self.samples = np.zeros(capacity, dtype=np.float32)
-        self.size = 0
-
-    def add(self, chunk: np.ndarray) -> None:
-        n = min(chunk.size, self.samples.size - self.size)
-        self.samples[self.size : self.size + n] = chunk[:n]
-        self.size += n
-
-
 def score_file(
     loaded: LoadedModel,
     path: str | Path,
@@ -143,31 +121,27 @@ def score_file(
     """Clip-level probabilities of the audio file ``path``, in memory independent of its length."""
     info = loaded.info
     cfg = info.features
-    plan = clip_window_plan(info, hop_s)
+    plan = checkpoint_plan(info, hop_s)
     runner = ModelRunner(loaded)
     front = FeatureFrontEnd(ColumnPlan(loaded.column_frames, cfg) if loaded.recurrent else plan)
     steps = _StepMeans(runner, plan, loaded.column_frames) if loaded.recurrent else None
     windows = None if loaded.recurrent else _WindowMeans(runner, batch_size)
-    head = _Head(plan.window_samples)
     for chunk in read_chunks(path, cfg.sample_rate, block_s):
-        if head.size < head.samples.size:
-            head.add(chunk)
         ready = front.accept(chunk)
         if steps is not None:
             steps.add(ready, front.fbank.frames_emitted)
         elif windows is not None:
             windows.add(ready)
     duration_s = front.samples / cfg.sample_rate
-    if front.samples < cfg.frame_length:
-        raise AudioInputError(f"{path}: audio shorter than one {cfg.frame_length_ms:g} ms frame")
-    if front.samples < plan.window_samples:  # zero-padded to one window: the in-memory reference
-        scores = waveform_scores(loaded.model, info, head.samples[: head.size], hop_s)
-        return FileScores(scores, 1, duration_s, plan.window_samples / cfg.sample_rate - duration_s)
+    padded_s = max(0, plan.window_samples - front.samples) / cfg.sample_rate
     if steps is not None:
+        if padded_s:  # shorter than one window: padded with silence to one (pad_with_silence's rule)
+            silence = np.zeros(plan.window_samples - front.samples, dtype=np.float32)
+            steps.add(front.accept(silence), front.fbank.frames_emitted)
         steps.finish(front.fbank.frames_emitted)
         mean = steps.mean
     else:
         assert windows is not None
-        windows.add(front.finish(), last=True)
+        windows.add(front.finish(), last=True)  # pads a short file with silence to one window
         mean = windows.mean
-    return FileScores(mean.value(), mean.count, duration_s)
+    return FileScores(mean.value(), mean.count, duration_s, padded_s)

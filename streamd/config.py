@@ -37,7 +37,7 @@ class ModelSection:
 class WindowSection:
     """Sliding windows (windowed models; recurrent models step per patch column)."""
 
-    window_s: float = 5.0
+    window_s: float | None = None  # None: the window the checkpoint was trained on (5.0 s for 498 frames)
     hop_s: float = 1.0
 
 
@@ -123,6 +123,9 @@ _POSITIVE = {
 
 
 def _type_name(hint: Any) -> str:
+    """The type a TOML value must have (``None`` cannot be written in TOML, so it is not named)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(hint) if a is not type(None))
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
@@ -200,6 +203,8 @@ def _check_values(table: dict[str, Any], source: str) -> None:
             if dotted in _CHOICES and value not in _CHOICES[dotted]:
                 choices = ", ".join(_CHOICES[dotted])
                 raise ConfigError(f"{source}: {dotted} must be one of {choices}, got {value!r}")
+            if value is None:
+                continue
             if dotted in _POSITIVE and not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{source}: {dotted} must be positive, got {value!r}")
             if dotted in _NON_NEGATIVE and not (math.isfinite(value) and value >= 0):
@@ -284,7 +289,9 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint", type=Path, metavar="PATH", help="a .safetensors checkpoint (overrides --model)"
     )
-    parser.add_argument("--window", type=float, metavar="S", help="window length in seconds (default 5.0)")
+    parser.add_argument(
+        "--window", type=float, metavar="S", help="window length in seconds (default: the checkpoint's own)"
+    )
     parser.add_argument("--hop", type=float, metavar="S", help="hop between windows in seconds (default 1.0)")
     parser.add_argument(
         "--publish", metavar="ENDPOINT", help=f"ZeroMQ PUB endpoint (default {DEFAULT_ENDPOINT})"
@@ -354,7 +361,8 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
     return config_from_layers(layers)
 
 
-def with_windows(cfg: DaemonConfig, window_s: float, hop_s: float) -> DaemonConfig:
-    """A copy with other window settings (validated)."""
-    out = replace(cfg, windows=WindowSection(window_s=float(window_s), hop_s=float(hop_s)))
+def with_windows(cfg: DaemonConfig, window_s: float | None, hop_s: float) -> DaemonConfig:
+    """A copy with other window settings (validated; ``window_s`` None: the checkpoint's own)."""
+    window = None if window_s is None else float(window_s)
+    out = replace(cfg, windows=WindowSection(window_s=window, hop_s=float(hop_s)))
     return _validate(out, "windows")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from audio_core.resample import StreamingResampler, downmix
-from audio_core.windows import ColumnPlan, FeatureFrontEnd, Window, WindowPlan
+from audio_core.windows import ColumnPlan, FeatureFrontEnd, Window, WindowPlan, checkpoint_window_s
 from streamd import messages
 from streamd.config import DaemonConfig, with_windows
 from streamd.engine import Engine, Job, catch_up_queue_factor, model_threads
@@ -106,7 +106,9 @@ class Daemon:
             self.plan: WindowPlan | ColumnPlan = (
                 ColumnPlan(model.column_frames, features)
                 if model.recurrent
-                else WindowPlan.from_seconds(config.windows.window_s, config.windows.hop_s, features)
+                else WindowPlan.from_seconds(
+                    config.windows.window_s or checkpoint_window_s(model.info), config.windows.hop_s, features
+                )
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
@@ -184,7 +186,7 @@ class Daemon:
         what = (
             f"recurrent, {self.model.column_frames} frames per step"
             if isinstance(self.plan, ColumnPlan)
-            else f"window {self.config.windows.window_s:g} s, hop {self.config.windows.hop_s:g} s"
+            else f"window {self.plan.window_s:g} s, hop {self.plan.hop_s:g} s"
         )
         return (
             f"{src.sample_rate} Hz x{src.channels} -> {self.model.info.features.sample_rate} Hz mono; "
@@ -468,7 +470,7 @@ class _SinkOnlyPublisher:
 def replay_collect(
     paths: Sequence[str | Path],
     model: str | Path | LoadedModel,
-    window_s: float = 5.0,
+    window_s: float | None = None,
     hop_s: float = 1.0,
     *,
     top_k: int = 5,
@@ -479,7 +481,8 @@ def replay_collect(
 ) -> list[dict[str, Any]]:
     """Replay files through the whole pipeline at full speed and return every message, in publish order.
 
-    ``model`` is a checkpoint path or an already loaded model. Use ``top_k=len(labels)`` for all scores.
+    ``model`` is a checkpoint path or an already loaded model; ``window_s`` None: the checkpoint's window.
+    Use ``top_k=len(labels)`` for all scores.
     Raises ``StreamdError`` if a file cannot be read or a message was lost.
     """
     cfg = with_windows(copy.deepcopy(config) if config else DaemonConfig(), window_s, hop_s)

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 import torch
 
+from audio_core.scoring import State, scores, step_scores
 from audio_core.windows import Window
 from streamd.model_loading import LoadedModel
 
 POLICIES = ("drop_oldest", "block")
 log = logging.getLogger(__name__)
-State = dict[str, torch.Tensor]
 
 
 @dataclass
@@ -51,32 +51,25 @@ def model_threads(requested: int, device: torch.device) -> int:
 
 
 class ModelRunner:
-    """Runs a ``LoadedModel`` on batches of windows (or columns) and returns class scores ``(B, C)``."""
+    """Runs a ``LoadedModel`` on batches of windows (or columns) and returns class scores ``(B, C)``.
+
+    Scoring itself is ``audio_core.scoring`` (normalise, autocast, softmax/sigmoid); this adds the device
+    and the stacking of per-stream states.
+    """
 
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
         self.model = loaded.model
+        self.info = loaded.info
         self.device = loaded.device
-        self.norm = loaded.info.normalization
-        self.multi_label = loaded.info.multi_label
-        self._bf16 = loaded.precision == "bf16"
+        self.precision = loaded.precision
 
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self._bf16)
-
-    def _prepare(self, features: list[torch.Tensor]) -> torch.Tensor:
-        batch = torch.stack(features).to(self.device, non_blocking=True)  # (B, T, F)
-        return self.norm.apply(batch)
-
-    def _scores(self, logits: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
-        scores = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
-        return scores.cpu()
+    def _stack(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(features).to(self.device, non_blocking=True)  # (B, T, F)
 
     def score_windows(self, features: list[torch.Tensor]) -> torch.Tensor:
         """Scores of windows ``[(T, F)] * B`` -> ``(B, C)`` in one model call."""
-        with torch.inference_mode(), self._autocast():
-            return self._scores(self.model(self._prepare(features)))
+        return scores(self.model, self.info, self._stack(features), precision=self.precision)
 
     def init_state(self) -> State:
         return self.model.init_state(1, device=self.device)
@@ -86,10 +79,9 @@ class ModelRunner:
     ) -> tuple[torch.Tensor, list[State]]:
         """One step for B streams: columns ``[(c, F)] * B`` and their states -> scores, new states."""
         stacked = {key: torch.cat([s[key] for s in states], dim=0) for key in states[0]}
-        with torch.inference_mode(), self._autocast():
-            logits, new = self.model.step(self._prepare(columns), stacked)
+        out, new = step_scores(self.model, self.info, self._stack(columns), stacked, precision=self.precision)
         split = [{key: value[i : i + 1] for key, value in new.items()} for i in range(len(columns))]
-        return self._scores(logits), split
+        return out, split
 
     @property
     def can_catch_up(self) -> bool:

@@ -6,12 +6,14 @@ a checkpoint in its ``[model]`` table (see ``streamd.config``); ``--checkpoint``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from audio_core.windows import checkpoint_window_s
 from models.checkpoint import CheckpointLoadError, load_checkpoint
 from models.common import ModelInfo
 from models.inference import prepare_for_inference
@@ -105,3 +107,30 @@ def load_configured_model(section: ModelSection) -> LoadedModel:
     if section.checkpoint:
         return load_model(section.checkpoint, compute=section.compute, precision=section.precision)
     return load_named_model(section.name, compute=section.compute, precision=section.precision)
+
+
+def resolve_model(
+    args: argparse.Namespace, *, compute: str | None = None, daemon_config: bool = False
+) -> LoadedModel:
+    """The model a command's ``--model`` / ``--checkpoint`` (and ``--compute``, ``--precision`` where it
+    has them; ``--config`` when ``daemon_config``, i.e. it names a daemon config) name, layered as the
+    daemon config is: the one rule of run, replay, classify and evaluate. ``compute`` replaces the
+    configured device unless ``--compute`` is given.
+    """
+    from streamd.config import config_from_args
+
+    keys = ("model", "checkpoint", "compute", "precision") + (("config",) if daemon_config else ())
+    section = config_from_args(argparse.Namespace(**{k: getattr(args, k, None) for k in keys})).model
+    if compute is not None and getattr(args, "compute", None) is None:
+        section = replace(section, compute=compute)
+    return load_configured_model(section)
+
+
+def window_warning(window_s: float | None, loaded: LoadedModel) -> str | None:
+    """A warning when a window length is asked for that differs from the one the model was trained on."""
+    if window_s is None or loaded.recurrent:
+        return None
+    own = checkpoint_window_s(loaded.info)
+    if abs(window_s - own) < 0.5 / loaded.info.features.sample_rate:
+        return None
+    return f"window {window_s:g} s differs from the {own:g} s the model {loaded.name} was trained on"

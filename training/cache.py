@@ -11,18 +11,10 @@ import numpy as np
 
 from audio_core.audio_file import read_audio
 from audio_core.fbank import compute_fbank
+from audio_core.windows import pad_with_silence, window_samples_for_frames
 from models.atomic_write import write_atomically
 from models.common import FeatureConfig
 from training.clips import Clip
-
-
-def fit_frames(fbank: np.ndarray, num_frames: int) -> np.ndarray:
-    """Zero-pad at the end or cut to ``num_frames`` frames (AST's target_length rule)."""
-    t = fbank.shape[0]
-    if t >= num_frames:
-        return fbank[:num_frames]
-    pad = np.zeros((num_frames - t, fbank.shape[1]), dtype=fbank.dtype)
-    return np.concatenate([fbank, pad], axis=0)
 
 
 def _key(path: Path, cfg: FeatureConfig) -> str:
@@ -47,8 +39,20 @@ def clip_fbank(path: Path, cfg: FeatureConfig, cache_dir: Path | None) -> np.nda
 def cached_fbanks(
     clips: Sequence[Clip], cfg: FeatureConfig, cache_dir: Path | None, num_frames: int
 ) -> np.ndarray:
-    """Stack of un-normalised fbanks ``(N, num_frames, F)`` float32, each padded or cut to ``num_frames``."""
+    """Stack of un-normalised fbanks ``(N, num_frames, F)`` float32: each clip's first window."""
     out = np.zeros((len(clips), num_frames, cfg.num_mel_bins), dtype=np.float32)
     for i, clip in enumerate(clips):
-        out[i] = fit_frames(clip_fbank(Path(clip.path), cfg, cache_dir), num_frames)
+        out[i] = window_fbank(Path(clip.path), cfg, cache_dir, num_frames)
     return out
+
+
+def window_fbank(path: Path, cfg: FeatureConfig, cache_dir: Path | None, num_frames: int) -> np.ndarray:
+    """The first window of ``num_frames`` frames of a file; a file shorter than that is padded with silence
+    to one window before the fbank (``pad_with_silence``: the rule of every command), not cached."""
+    fbank = clip_fbank(path, cfg, cache_dir)
+    if fbank.shape[0] < num_frames:
+        window = pad_with_silence(
+            read_audio(path, cfg.sample_rate), window_samples_for_frames(num_frames, cfg)
+        )
+        fbank = compute_fbank(window, cfg).numpy()
+    return fbank[:num_frames]

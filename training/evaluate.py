@@ -5,18 +5,18 @@ Whole-file scoring of an in-memory waveform (``waveform_scores``; the plain refe
 works for any checkpoint:
 
 - windowed models see windows of ``normalization.target_frames`` frames (5 s for ESC-50 models) every
-  ``hop_s``; a file shorter than one window is zero-padded (as in training); the last window is
+  ``hop_s``; a file shorter than one window is padded with silence to one, before the fbank
+  (``audio_core.windows.pad_with_silence``, the rule of training and of every command); the last window is
   aligned to the end of the file so that its tail is covered; the file's scores are the mean of the
   windows' probabilities (softmax, or sigmoid for multi-label models);
-- recurrent models run ``forward_steps`` once over the whole file (zero-padded to one window when
-  shorter) and the same mean is taken over the steps that end where those windows end, i.e. each
+- recurrent models run ``forward_steps`` once over the whole file (padded with silence to one window
+  when shorter) and the same mean is taken over the steps that end where those windows end, i.e. each
   aggregated step has seen at least one window of audio, the way the model was trained.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,73 +25,54 @@ import torch
 from torch import nn
 
 from audio_core.fbank import compute_fbank
-from models.common import FeatureConfig, ModelInfo
+from audio_core.scoring import scores, sequence_scores
+from audio_core.windows import WindowPlan, checkpoint_plan, pad_with_silence
+from models.common import ModelInfo
 from training import metrics
-from training.cache import cached_fbanks, fit_frames
+from training.cache import cached_fbanks
 from training.clips import ClipSet
 from training.soundscape import WindowPrediction
 
 
-def window_starts(num_frames: int, window: int, hop: int) -> list[int]:
-    """Start frames of the windows that cover ``num_frames``: every ``hop``, plus one flush with the end."""
-    if num_frames <= window:
-        return [0]
-    starts = list(range(0, num_frames - window + 1, max(1, hop)))
-    if starts[-1] != num_frames - window:
-        starts.append(num_frames - window)
-    return starts
+def _window_frames(info: ModelInfo, wave: np.ndarray, plan: WindowPlan) -> tuple:
+    """The padded waveform's fbank, the window starts (samples) and each window's first frame."""
+    padded = pad_with_silence(wave, plan.window_samples)
+    fbank = compute_fbank(padded, info.features)
+    if fbank.shape[0] == 0:
+        raise ValueError(f"audio shorter than one {info.features.frame_length_ms:g} ms frame")
+    starts = plan.starts(padded.size)
+    return fbank, starts, [s // info.features.frame_shift for s in starts]
 
 
-def hop_frames(hop_s: float, features: FeatureConfig) -> int:
-    """The hop between whole-file windows in frames: ``hop_s`` rounded to whole frame shifts (at least 1)."""
-    return max(1, round(hop_s * 1000.0 / features.frame_shift_ms))
+def window_scores(
+    model: nn.Module, info: ModelInfo, wave: np.ndarray, plan: WindowPlan, batch_size: int = 16
+) -> tuple[list[int], torch.Tensor]:
+    """Per-window probabilities of a mono waveform: (start samples ``[W]``, ``(W, C)``).
 
-
-def probabilities(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
-    """Sigmoid (multi-label) or softmax over the last dimension."""
-    logits = logits.float()
-    return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
-
-
-@torch.no_grad()
-def fbank_window_scores(
-    model: nn.Module, info: ModelInfo, fbank: torch.Tensor, hop_s: float, batch_size: int = 16
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-window probabilities of an un-normalised fbank ``(T, F)``: (end frames ``(W,)``, ``(W, C)``)."""
-    window = info.normalization.target_frames
-    hop = hop_frames(hop_s, info.features)
-    num_frames = fbank.shape[0]
-    starts = window_starts(num_frames, window, hop)
-    ends = np.array([min(num_frames, s + window) for s in starts])
-    padded = torch.from_numpy(fit_frames(fbank.numpy(), max(num_frames, window)))
-    x = info.normalization.apply(padded)
+    Windowed models score each window of ``plan``; recurrent models run ``forward_steps`` once and give,
+    per window, the step where the window ends (the step that has seen one window of audio).
+    """
+    fbank, starts, firsts = _window_frames(info, wave, plan)
+    width = plan.frames_per_window
     if getattr(model, "recurrent", False):
-        column = int(getattr(model, "column_frames", 1))
-        steps = probabilities(model.forward_steps(x.unsqueeze(0))[0], info.multi_label)  # (S, C)
-        index = np.clip((np.maximum(ends, window) // column) - 1, 0, steps.shape[0] - 1)
-        return ends, steps[torch.from_numpy(index)].numpy()
+        steps = sequence_scores(model, info, fbank)  # (S, C)
+        column = int(model.column_frames)
+        index = [min((f + width) // column - 1, steps.shape[0] - 1) for f in firsts]
+        return starts, steps[torch.tensor(index)]
     out = []
-    for i in range(0, len(starts), batch_size):
-        batch = torch.stack([x[s : s + window] for s in starts[i : i + batch_size]])  # (B, window, F)
-        out.append(probabilities(model(batch), info.multi_label))
-    return ends, torch.cat(out).numpy()
+    for i in range(0, len(firsts), batch_size):
+        batch = torch.stack([fbank[f : f + width] for f in firsts[i : i + batch_size]])  # (B, width, F)
+        out.append(scores(model, info, batch))
+    return starts, torch.cat(out)
 
 
 def waveform_scores(
     model: nn.Module, info: ModelInfo, wave: np.ndarray, hop_s: float = 2.5, batch_size: int = 16
 ) -> np.ndarray:
-    """Clip-level probabilities ``(C,)`` of a mono waveform at ``info.features.sample_rate``."""
-    fbank = compute_fbank(wave, info.features)
-    if fbank.shape[0] == 0:
-        raise ValueError(f"audio shorter than one {info.features.frame_length_ms:g} ms frame")
-    _, scores = fbank_window_scores(model, info, fbank, hop_s, batch_size)
-    return scores.mean(axis=0)
-
-
-def top_labels(scores: np.ndarray, labels: Sequence[str], k: int) -> list[dict[str, Any]]:
-    """The ``k`` best ``{"label", "score"}`` pairs, best first."""
-    order = np.argsort(-scores, kind="stable")[:k]
-    return [{"label": labels[i], "score": float(scores[i])} for i in order]
+    """Clip-level probabilities ``(C,)`` of a mono waveform at ``info.features.sample_rate``: the mean over
+    the checkpoint's own windows (``checkpoint_plan``), a file shorter than one padded with silence to one."""
+    _, per_window = window_scores(model, info, wave, checkpoint_plan(info, hop_s), batch_size)
+    return per_window.double().mean(dim=0).float().numpy()
 
 
 def align_targets(clip_set: ClipSet, info: ModelInfo) -> np.ndarray:
@@ -112,14 +93,10 @@ def align_targets(clip_set: ClipSet, info: ModelInfo) -> np.ndarray:
     return y
 
 
-@torch.no_grad()
 def fbank_clip_scores(model: nn.Module, info: ModelInfo, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """Probabilities ``(N, C)`` of un-normalised fixed-length fbanks ``(N, T, F)`` (the training input)."""
     model.eval()
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = info.normalization.apply(torch.from_numpy(x[i : i + batch_size]))
-        out.append(probabilities(model(xb), info.multi_label))
+    out = [scores(model, info, torch.from_numpy(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, len(info.labels)), dtype=np.float32)
 
 
@@ -182,15 +159,13 @@ def report_markdown(report: dict[str, Any], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@torch.no_grad()
 def offline_stream_predictions(
     model: nn.Module, info: ModelInfo, wave: np.ndarray, hop_s: float, window_s: float = 5.0
 ) -> list[WindowPrediction]:
     """What a stream predicts, computed offline from the whole file: the plain reference for a replay.
 
-    Windowed models: window ``k`` holds the frames of samples ``[k * hop_s, k * hop_s + window_s)``; a
-    last window flush with the end (start on the frame grid) covers the tail; a file shorter than one
-    window is padded with silence to one window. Recurrent models: one prediction per column of
+    Windowed models: the windows of ``WindowPlan.from_seconds(window_s, hop_s)`` over the file padded
+    with silence to one window (``window_scores``). Recurrent models: one prediction per column of
     ``column_frames`` frames spanning that column's samples, the last column completed with silence
     (``hop_s`` and ``window_s`` do not apply).
     """
@@ -201,37 +176,16 @@ def offline_stream_predictions(
         column = int(model.column_frames)
         frames = cfg.num_frames(wave.size)
         target = max(column, -(-frames // column) * column)
-        wave = _pad_to(wave, (target - 1) * shift + cfg.frame_length)
-        x = info.normalization.apply(compute_fbank(wave, cfg)[:target])
-        scores = probabilities(model.forward_steps(x.unsqueeze(0))[0], info.multi_label)
+        wave = pad_with_silence(wave, (target - 1) * shift + cfg.frame_length)
+        per_step = sequence_scores(model, info, compute_fbank(wave, cfg)[:target])
         starts = [k * column * shift for k in range(target // column)]
         spans = [(a / rate, (a + (column - 1) * shift + cfg.frame_length) / rate) for a in starts]
     else:
-        window_n, hop_n = round(window_s * rate), round(hop_s * rate)
-        wave = _pad_to(wave, window_n)
-        starts = list(range(0, wave.size - window_n + 1, hop_n))
-        tail = (wave.size - window_n) // shift * shift
-        if tail > starts[-1]:
-            starts.append(tail)
-        x = info.normalization.apply(compute_fbank(wave, cfg))
-        width = cfg.num_frames(window_n)
-        windows = [x[a // shift : a // shift + width] for a in starts]
-        scores = torch.cat(
-            [
-                probabilities(model(torch.stack(windows[i : i + 16])), info.multi_label)
-                for i in range(0, len(windows), 16)
-            ]
-        )
-        spans = [(a / rate, (a + window_n) / rate) for a in starts]
-    best = scores.argmax(dim=1)
+        plan = WindowPlan.from_seconds(window_s, hop_s, cfg)
+        starts, per_step = window_scores(model, info, wave, plan)
+        spans = [(a / rate, (a + plan.window_samples) / rate) for a in starts]
+    best = per_step.argmax(dim=1)
     return [
         WindowPrediction(t0, t1, info.labels[int(b)], float(row[b]))
-        for (t0, t1), b, row in zip(spans, best, scores, strict=True)
+        for (t0, t1), b, row in zip(spans, best, per_step, strict=True)
     ]
-
-
-def _pad_to(wave: np.ndarray, num_samples: int) -> np.ndarray:
-    """``wave`` followed by silence up to ``num_samples`` (unchanged if already that long)."""
-    if wave.size >= num_samples:
-        return wave
-    return np.concatenate([wave, np.zeros(num_samples - wave.size, dtype=np.float32)])

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
+from audio_core.scoring import scores
 from models.atomic_write import write_atomically
 from models.bf16 import bf16_autocast
 from models.checkpoint import save_checkpoint
@@ -106,18 +107,15 @@ def sequence_loss(
     return loss_fn(logits.reshape(b * s, c), expanded, multi_label, smoothing)
 
 
-@torch.no_grad()
 def predict_scores(
     model: nn.Module, x: np.ndarray, info: ModelInfo, batch_size: int = 64, precision: str = "bf16"
 ) -> np.ndarray:
     """Class scores (softmax or sigmoid) for un-normalised fbanks ``(N, T, F)``."""
     model.eval()
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = info.normalization.apply(torch.from_numpy(x[i : i + batch_size]))
-        with bf16_autocast("cpu", enabled=precision == "bf16"):
-            logits = model(xb).float()
-        out.append(torch.sigmoid(logits) if info.multi_label else torch.softmax(logits, dim=1))
+    out = [
+        scores(model, info, torch.from_numpy(x[i : i + batch_size]), precision=precision)
+        for i in range(0, len(x), batch_size)
+    ]
     return torch.cat(out).numpy()
 
 

@@ -1,9 +1,9 @@
 """``streamd classify PATH...``: clip-level top-k labels of audio files, offline.
 
 Files are read and scored window by window in constant memory (``streamd.clip_scoring``): the windows'
-probabilities are averaged; a file shorter than a window is zero-padded to one, and a note on stderr says
-so. A file that cannot be read is reported on stderr (one line, as replay reports it), the others are
-still classified, and the exit status is then 1.
+probabilities are averaged; a file shorter than a window is padded with silence to one (as everywhere),
+and a note on stderr says so. A file that cannot be read is reported on stderr (one line, as replay
+reports it), the others are still classified, and the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from pathlib import Path
 
 import torch
 
+from audio_core.scoring import top_k
+from audio_core.windows import checkpoint_plan
 from streamd.clip_scoring import FileScores, score_file
 from streamd.errors import AudioInputError, ConfigError
-from streamd.model_loading import LoadedModel, load_configured_model
+from streamd.model_loading import resolve_model
 from streamd.precision import PRECISIONS
 
 HELP = "classify audio files offline: top-k labels per file (long files window by window)"
@@ -42,31 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--top-k", type=int, default=5, help="labels to show per file (default 5)")
     parser.add_argument(
-        "--hop-s", type=float, default=2.5, help="hop between windows of long files (default 2.5)"
+        "--hop-s",
+        type=float,
+        default=2.5,
+        help="hop between windows of long files, a multiple of 10 ms (default 2.5)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per line: {file, labels}")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
 
 
-def resolve_model(model: str, checkpoint: Path | None, precision: str = "auto") -> LoadedModel:
-    """The model that ``--model`` / ``--checkpoint`` name (as run/replay resolve them), on the CPU."""
-    from streamd.config import ModelSection, load_model_toml
-
-    if checkpoint is not None:
-        section = ModelSection(checkpoint=str(checkpoint), compute="cpu", precision=precision)
-    elif model.endswith(".toml"):
-        toml_checkpoint = str(load_model_toml(model)["model"]["checkpoint"])
-        section = ModelSection(checkpoint=toml_checkpoint, compute="cpu", precision=precision)
-    else:
-        section = ModelSection(name=model, compute="cpu", precision=precision)
-    return load_configured_model(section)
-
-
 def _check_options(args: argparse.Namespace) -> None:
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {args.top_k}")
-    if not args.hop_s > 0:
-        raise ConfigError(f"--hop-s must be positive, got {args.hop_s}")
     if args.threads < 0:
         raise ConfigError(f"--threads must be >= 0, got {args.threads}")
 
@@ -78,17 +67,19 @@ def _print_text(path: str, labels: list[dict]) -> None:
 
 def _note_padding(path: str, result: FileScores) -> None:
     real_s, window_s = result.duration_s, result.duration_s + result.padded_s
-    note = f"audio shorter than one window ({real_s:.3f} s < {window_s:.3f} s): zero-padded to one window"
+    note = f"audio shorter than one window ({real_s:.3f} s < {window_s:.3f} s): padded with silence to one"
     print(f"streamd: note: {path}: {note}", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.evaluate import top_labels
-
     _check_options(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    loaded = resolve_model(args.model, args.checkpoint, args.precision)
+    loaded = resolve_model(args, compute="cpu")
+    try:
+        checkpoint_plan(loaded.info, args.hop_s)  # the hop rule of every command
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     labels_shown = min(args.top_k, len(loaded.info.labels))
     failed = 0
     for path in args.paths:
@@ -100,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         if result.padded_s > 0:
             _note_padding(str(path), result)
-        labels = top_labels(result.scores, loaded.info.labels, labels_shown)
+        best = top_k(result.scores, loaded.info.labels, labels_shown)
+        labels = [{"label": label, "score": score} for label, score in best]
         if args.json:
             print(json.dumps({"file": str(path), "labels": labels}), flush=True)
         else:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from streamd.errors import ConfigError
-from streamd.model_loading import LoadedModel
+from streamd.model_loading import LoadedModel, resolve_model
 
 HELP = "evaluate a checkpoint: clip metrics + confusion matrix, or streaming accuracy and onset latency"
 
@@ -55,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stream.add_argument("--gap-s", type=float, nargs=2, default=[1.0, 3.0], metavar=("MIN", "MAX"))
     stream.add_argument("--seed", type=int, default=0, help="seed of clip choice, order and gaps")
     stream.add_argument(
-        "--window-s", type=float, default=5.0, help="window length of windowed models (default 5)"
+        "--window-s", type=float, help="window length of windowed models (default: the checkpoint's own)"
     )
     stream.add_argument(
         "--offline", action="store_true", help="use the offline reference instead of the daemon's replay"
@@ -105,93 +104,44 @@ def _print_stream_table(results: list[dict[str, Any]]) -> None:
         )
 
 
-def _soundscape_items(clip_set) -> list[tuple[Path, str]]:
-    if clip_set.multi_label:
-        raise ConfigError("streaming evaluation needs a single-label dataset")
-    return [(Path(c.path), clip_set.labels[c.targets[0]]) for c in clip_set.clips]
-
-
-def streaming_evaluation(
-    loaded: LoadedModel,
-    clip_set,
-    hops: list[float],
-    clips: int,
-    soundscapes: int,
-    gap_s: tuple[float, float],
-    seed: int,
-    out: Path | None,
-    window_s: float = 5.0,
-    offline: bool = False,
-) -> list[dict[str, Any]]:
-    """Build soundscapes from ``clip_set``, replay each at every hop, and score them (one row per hop).
-
-    Recurrent models step per column whatever the hop, so they get one row (``hop_s`` 0).
-    """
-    import numpy as np
-    import soundfile as sf
-
-    from audio_core.audio_file import read_audio
+def _replay(loaded: LoadedModel):
+    """The daemon's own replay of one file, as ``training.streaming_eval`` wants it."""
     from streamd.daemon import replay_collect
-    from training.evaluate import offline_stream_predictions
-    from training.soundscape import (
-        build_soundscape,
-        load_clips,
-        pick_clips,
-        pool_reports,
-        predictions_from_messages,
-        score_stream,
-    )
+    from training.soundscape import predictions_from_messages
 
-    items = _soundscape_items(clip_set)
-    unknown = sorted({label for _, label in items} - set(loaded.info.labels))
-    if unknown:
-        raise ConfigError(f"the model does not know the label(s) {unknown[:5]}")
-    rate = loaded.info.features.sample_rate
-    hops = [0.0] if loaded.recurrent else hops
-    reports: dict[float, list[dict[str, Any]]] = {hop: [] for hop in hops}
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = out if out is not None else Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        for index in range(soundscapes):
-            rng = np.random.default_rng(seed + index)
-            chosen = pick_clips(items, clips, rng)
-            scape = build_soundscape(load_clips(chosen, rate), rng, rate, gap_s)
-            path = folder / f"soundscape{index}.wav"
-            sf.write(path, scape.wave, rate, subtype="PCM_16")
-            (folder / f"soundscape{index}.json").write_text(json.dumps(scape.truth_json(), indent=1))
-            for hop in hops:
-                if offline:
-                    wave = read_audio(path, rate)  # the very samples a replay reads
-                    preds = offline_stream_predictions(loaded.model, loaded.info, wave, hop or 1.0, window_s)
-                else:
-                    messages = replay_collect([path], loaded, window_s, hop or 1.0, top_k=1)
-                    preds = predictions_from_messages(messages)
-                reports[hop].append(score_stream(preds, scape.events))
-    results = [{"hop_s": hop, **pool_reports(rows)} for hop, rows in reports.items()]
-    if out is not None:
-        (out / "streaming.json").write_text(json.dumps(results, indent=1))
-    return results
+    def replay(path: Path, window_s: float | None, hop_s: float):
+        return predictions_from_messages(replay_collect([path], loaded, window_s, hop_s, top_k=1))
+
+    return replay
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamd.commands.classify import resolve_model
+    from audio_core.windows import hop_samples
     from training.evaluate import evaluate_clip_set, report_markdown
     from training.experiment import ExperimentConfigError
     from training.readers import DatasetError
+    from training.streaming_eval import streaming_evaluation
 
     if args.clips < 1 or args.soundscapes < 1:
         raise ConfigError("--clips and --soundscapes must be at least 1")
     if any(h <= 0 for h in args.hops) or args.gap_s[0] < 0 or args.gap_s[1] < args.gap_s[0]:
         raise ConfigError("--hops must be positive and --gap-s MIN MAX with 0 <= MIN <= MAX")
+    loaded = resolve_model(args, compute="cpu")
+    try:
+        for hop in args.hops:
+            hop_samples(hop, loaded.info.features)  # the hop rule of every command
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         clip_set = _select_folds(_dataset(args), args.folds)
     except (ExperimentConfigError, DatasetError) as exc:
         raise ConfigError(str(exc)) from None
-    loaded = resolve_model(args.model, args.checkpoint)
     try:
         if args.streaming:
             results = streaming_evaluation(
-                loaded,
+                loaded.model,
+                loaded.info,
+                None if args.offline else _replay(loaded),
                 clip_set,
                 args.hops,
                 args.clips,
@@ -200,7 +150,6 @@ def run(args: argparse.Namespace) -> int:
                 args.seed,
                 args.out,
                 args.window_s,
-                args.offline,
             )
             if args.json:
                 print(json.dumps(results, indent=1))

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from streamd import messages
 from streamd.errors import ConfigError, StreamdError
 from streamd.publisher import DEFAULT_ENDPOINT
 from streamd.security import HANDSHAKE_FAILURE_EVENTS, handshake_problem, secure_client_socket
+from streamd.signals import stop_on_signals
 from streamd.sinks import JsonLinesSink
 
 HELP = "subscribe to a streamd publisher and print messages as JSON lines"
@@ -80,20 +79,6 @@ def receive_frames(sock: zmq.Socket) -> list[bytes] | None:
         if len(frames) < MAX_FRAMES + 1:
             frames.append(frame)
     return frames if len(frames) <= MAX_FRAMES else None
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Set ``stop`` on SIGINT/SIGTERM while inside (main thread only; elsewhere a no-op)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _subscriber(context: zmq.Context, args: argparse.Namespace) -> tuple[zmq.Socket, zmq.Socket]:

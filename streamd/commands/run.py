@@ -7,16 +7,15 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from streamd.config import DaemonConfig, add_daemon_arguments, config_from_args
 from streamd.daemon import Daemon, print_errors
-from streamd.model_loading import load_configured_model
+from streamd.model_loading import resolve_model, window_warning
 from streamd.security import add_security_arguments, security_from_args
+from streamd.signals import stop_on_signals
 from streamd.sources import DeviceSource, Source
 
 HELP = "classify live audio from input devices and publish every result"
@@ -33,22 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_security_arguments(parser)
 
 
-@contextlib.contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM set ``stop`` (the daemon then shuts down in order) while inside the block."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in previous:
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def execute(
     args: argparse.Namespace, make_sources: Callable[[DaemonConfig], list[Source]], *, live: bool
 ) -> int:
@@ -57,7 +40,10 @@ def execute(
 
     cfg = config_from_args(args)
     sources = make_sources(cfg)
-    model = load_configured_model(cfg.model)
+    model = resolve_model(args, daemon_config=True)
+    warning = window_warning(cfg.windows.window_s, model)
+    if warning:
+        print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
     publisher = Publisher(
         cfg.publish.endpoint, security=security_from_args(args), queue_size=cfg.publish.queue_size
     )

@@ -8,13 +8,13 @@ import time
 import numpy as np
 import torch
 
+from audio_core.fbank import compute_fbank
+from audio_core.windows import ColumnPlan, FeatureFrontEnd
 from models.checkpoint import save_checkpoint
 from models.common import FeatureConfig, ModelInfo, Normalization
 from models.streaming_mamba import StreamingMamba, StreamingMambaConfig
 from streamd.engine import Engine, Job, ModelRunner
-from streamd.features import compute_fbank
 from streamd.model_loading import load_model
-from streamd.windows import ColumnPlan, FeatureFrontEnd
 
 
 def _mamba_checkpoint(path, labels):

@@ -13,12 +13,14 @@ import torch
 from support.checkpoints import NUM_MEL_BINS, small_resnet_checkpoint
 
 from audio_core.audio_file import read_audio, read_chunks
+from audio_core.fbank import compute_fbank
+from audio_core.windows import checkpoint_plan
 from models.common import FeatureConfig, ModelInfo
 from models.registry import build_model
-from streamd.clip_scoring import clip_window_plan, score_file
+from streamd.clip_scoring import score_file
 from streamd.errors import AudioInputError
 from streamd.model_loading import LoadedModel, load_model
-from training.evaluate import hop_frames, waveform_scores, window_starts
+from training.evaluate import waveform_scores
 
 SR = 16000
 TOLERANCE = 2e-5
@@ -82,26 +84,36 @@ def test_windowed_long_file_equals_the_in_memory_reference(
     windowed: LoadedModel, long_file: Path, hop_s: float, block_s: float
 ) -> None:
     assert_matches_reference(windowed, long_file, hop_s, block_s=block_s)
-    frames = windowed.info.features.num_frames(read_audio(long_file).size)
-    hop = hop_frames(hop_s, windowed.info.features)
-    expected = window_starts(frames, windowed.info.normalization.target_frames, hop)
+    plan = checkpoint_plan(windowed.info, hop_s)
+    expected = plan.starts(read_audio(long_file).size)
     result = score_file(windowed, long_file, hop_s, block_s=block_s)
     assert result.windows == len(expected) and result.padded_s == 0.0
-    assert expected[-1] % hop != 0  # the last window is the end-aligned one
+    assert expected[-1] % plan.hop_samples != 0  # the last window is the end-aligned one
 
 
-@pytest.mark.parametrize("seconds", [0.03, 1.2, 4.99, 5.0])
+def _padded_window_scores(loaded: LoadedModel, wave: np.ndarray) -> np.ndarray:
+    """Independent of the code under test: silence appended to 5 s by hand, 498 frames, softmax."""
+    padded = np.concatenate([wave, np.zeros(5 * SR - wave.size, dtype=np.float32)])
+    fbank = compute_fbank(padded, loaded.info.features)[:498]
+    norm = loaded.info.normalization
+    with torch.no_grad():
+        logits = loaded.model(((fbank - norm.mean) / (2 * norm.std))[None])
+    return torch.softmax(logits, dim=-1)[0].numpy()
+
+
+@pytest.mark.parametrize("seconds", [0.01, 0.03, 1.2, 4.99, 5.0])
 def test_short_files_are_padded_to_one_window_and_say_so(
     windowed: LoadedModel, esc50, tmp_path: Path, seconds: float
 ) -> None:
     wave = esc50.read_mono(esc50.clips(1)[0])[: round(seconds * SR)]
     path = write_clip(tmp_path / "short.wav", wave)
     result = score_file(windowed, path, 2.5)
-    window_s = clip_window_plan(windowed.info, 2.5).window_samples / SR  # 4.995 s: 498 frames
-    want = waveform_scores(windowed.model, windowed.info, wave, 2.5)
+    assert windowed.info.normalization.target_frames == 498  # one window: 5.00 s of samples
+    want = _padded_window_scores(windowed, wave)
     np.testing.assert_allclose(result.scores, want, atol=TOLERANCE)
+    assert want.max() > 1.5 * want.min()  # far from uniform: the comparison means something
     assert result.windows == 1 and result.duration_s == pytest.approx(seconds)
-    assert result.padded_s == pytest.approx(max(0.0, window_s - seconds))
+    assert result.padded_s == pytest.approx(5.0 - seconds)
 
 
 @pytest.mark.parametrize(("hop_s", "block_s"), [(1.0, 1.0), (0.03, 0.29), (2.2, 0.5)])
@@ -128,7 +140,6 @@ def test_bad_files_raise_one_clear_error(windowed: LoadedModel, esc50, tmp_path:
     wave[3 * SR + 5] = np.nan
     cases = {
         write_clip(tmp_path / "nan.wav", wave): "nan or infinite samples (at 3.000 s)",
-        write_clip(tmp_path / "tiny.wav", wave[:300]): "shorter than one 25 ms frame",
         tmp_path / "missing.flac": "no such file",
         tmp_path: "is a directory",
     }

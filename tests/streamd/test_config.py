@@ -36,7 +36,7 @@ def _toml(tmp_path: Path, text: str, name: str = "d.toml") -> Path:
 
 def test_defaults_match_the_issue():
     cfg = DaemonConfig()
-    assert (cfg.windows.window_s, cfg.windows.hop_s) == (5.0, 1.0)
+    assert (cfg.windows.window_s, cfg.windows.hop_s) == (None, 1.0)  # None: the checkpoint's own window
     assert (cfg.publish.top_k, cfg.publish.endpoint) == (5, "tcp://127.0.0.1:5556")
     assert cfg.publish.status_interval_s == 2.0
     assert (cfg.model.compute, cfg.model.precision) == ("auto", "auto")
@@ -56,7 +56,7 @@ def test_a_file_overrides_only_what_it_sets(tmp_path):
         tmp_path, '[windows]\nhop_s = 0.5\n[engine]\noverload = "block"\n[events.thresholds]\ndog = 0.8\n'
     )
     cfg = load_config(path)
-    assert cfg.windows.hop_s == 0.5 and cfg.windows.window_s == 5.0
+    assert cfg.windows.hop_s == 0.5 and cfg.windows.window_s is None
     assert cfg.overload_policy(live=True) == "block"
     assert cfg.events.threshold_for("dog") == 0.8 and cfg.events.threshold_for("cat") == 0.5
 

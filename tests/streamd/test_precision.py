@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from audio_core.fbank import compute_fbank
 from models.bf16_agreement import bf16_agreement, record_bf16_agreement
 from models.checkpoint import load_checkpoint, read_info, update_extra
 from streamd import precision as precision_module
 from streamd.errors import ConfigError
-from streamd.features import compute_fbank
 from streamd.model_loading import load_model
 from streamd.precision import choose_precision, cpu_flags, native_bf16
 
@@ -96,6 +96,6 @@ def test_recorded_agreement_is_measured_on_real_windows_and_weights_stay(small_c
 
 
 def _mono(path: Path) -> np.ndarray:
-    from training.audio import load_audio_16k
+    from audio_core.audio_file import read_audio
 
-    return load_audio_16k(path)
+    return read_audio(path)

@@ -14,20 +14,21 @@ from esc50_subset import small_esc50_rows
 
 from audio_core.audio_file import read_audio
 from audio_core.fbank import compute_fbank
+from audio_core.windows import WindowPlan
 from models.checkpoint import load_checkpoint
+from models.common import FeatureConfig
 from streamd.cli import main
-from training.cache import fit_frames
-from training.evaluate import waveform_scores, window_starts
+from training.evaluate import waveform_scores
 
 SR = 16000
 
 
 def _plain_scores(model, info, wave: np.ndarray, hop_s: float) -> np.ndarray:
     """Reference: 5-s pieces of the waveform every hop (and one flush with the end), each fbank on its own."""
-    window_n = (info.normalization.target_frames - 1) * info.features.frame_shift + info.features.frame_length
+    window_n = 5 * SR  # 498 frames, and the whole frame shifts that hold them
     hop_n = round(hop_s * SR)
     if wave.size <= window_n:
-        pieces = [wave]
+        pieces = [np.concatenate([wave, np.zeros(window_n - wave.size, dtype=np.float32)])]  # silence
     else:
         starts = list(range(0, wave.size - window_n + 1, hop_n))
         last = (wave.size - window_n) // info.features.frame_shift * info.features.frame_shift
@@ -37,8 +38,8 @@ def _plain_scores(model, info, wave: np.ndarray, hop_s: float) -> np.ndarray:
     rows = []
     with torch.no_grad():
         for piece in pieces:
-            fbank = fit_frames(compute_fbank(piece, info.features).numpy(), info.normalization.target_frames)
-            logits = model(info.normalization.apply(torch.from_numpy(fbank))[None])
+            fbank = compute_fbank(piece, info.features)[: info.normalization.target_frames]
+            logits = model(((fbank - info.normalization.mean) / (2 * info.normalization.std))[None])
             rows.append(torch.softmax(logits, dim=1)[0].numpy())
     return np.mean(rows, axis=0)
 
@@ -51,10 +52,11 @@ def clip_paths(esc50_root: Path) -> list[Path]:
 
 
 def test_window_starts() -> None:
-    assert window_starts(100, 498, 250) == [0]
-    assert window_starts(498, 498, 250) == [0]
-    assert window_starts(1000, 498, 250) == [0, 250, 500, 502]  # the last one flush with the end
-    assert window_starts(998, 498, 250) == [0, 250, 500]
+    plan = WindowPlan.from_frames(498, 2.5, FeatureConfig())
+    assert plan.window_samples == 5 * SR and plan.window_s == 5.0
+    assert plan.starts(100) == [0] and plan.starts(5 * SR) == [0]
+    assert plan.starts(10 * SR + 320) == [0, 40000, 80000, 80320]  # the last one flush with the end
+    assert plan.starts(10 * SR) == [0, 40000, 80000]
 
 
 def test_long_and_short_files_match_the_plain_reference(
@@ -63,7 +65,7 @@ def test_long_and_short_files_match_the_plain_reference(
     model, info = load_checkpoint(trained_checkpoint)
     waves = [read_audio(p) for p in clip_paths]
     long_wave = np.concatenate(waves + waves[:1])  # 20 s
-    short_wave = waves[0][: SR + 123]  # 1 s: zero-padded to one window
+    short_wave = waves[0][: SR + 123]  # 1 s: padded with silence to one window
     for wave, hop in ((long_wave, 2.5), (long_wave, 1.3), (short_wave, 2.5), (waves[1], 2.5)):
         np.testing.assert_allclose(
             waveform_scores(model, info, wave, hop), _plain_scores(model, info, wave, hop), atol=2e-5
@@ -100,7 +102,7 @@ def test_bad_files_are_reported_and_the_rest_classified(
     not_audio = tmp_path / "notes.wav"
     not_audio.write_text("this is not audio")
     tiny = tmp_path / "tiny.wav"
-    sf.write(tiny, np.zeros(100, dtype=np.float32), SR)  # shorter than one 25 ms frame
+    sf.write(tiny, np.zeros(100, dtype=np.float32), SR)  # shorter than one frame: padded, as replay does
     missing = tmp_path / "missing.flac"
     args = [
         str(not_audio),
@@ -113,12 +115,12 @@ def test_bad_files_are_reported_and_the_rest_classified(
     code = main(["classify", *args, "--json"])
     out = capsys.readouterr()
     assert code == 1
-    assert [json.loads(line)["file"] for line in out.out.splitlines()] == [str(clip_paths[0])]
+    assert [json.loads(line)["file"] for line in out.out.splitlines()] == [str(clip_paths[0]), str(tiny)]
     errors = out.err.splitlines()
     assert errors[0].startswith(f"streamd: error: {not_audio}: ")
     assert errors[1].startswith(f"streamd: error: {missing}: ")
-    assert errors[2].startswith(f"streamd: error: {tiny}: ") and "shorter than one" in errors[2]
-    assert "3 of 4 file(s) could not be classified" in errors[3]
+    assert errors[2].startswith(f"streamd: note: {tiny}: ") and "padded with silence" in errors[2]
+    assert "2 of 4 file(s) could not be classified" in errors[3]
     assert "Traceback" not in out.err
 
 

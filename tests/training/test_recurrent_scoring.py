@@ -12,11 +12,12 @@ from esc50_subset import small_esc50_rows
 
 from audio_core.audio_file import read_audio
 from audio_core.fbank import compute_fbank
+from audio_core.windows import checkpoint_plan
 from models.checkpoint import save_checkpoint
 from models.common import FeatureConfig, ModelInfo, Normalization
 from models.registry import build_model
 from streamd.daemon import replay_collect
-from training.evaluate import fbank_window_scores, offline_stream_predictions, waveform_scores
+from training.evaluate import offline_stream_predictions, waveform_scores, window_scores
 from training.soundscape import predictions_from_messages
 
 LABELS = ["dog", "rooster", "rain"]
@@ -40,15 +41,19 @@ def wave(esc50_root: Path) -> np.ndarray:
 def test_window_scores_are_the_steps_that_end_with_each_window(mamba, wave) -> None:
     model, info = mamba
     fbank = compute_fbank(wave, info.features)
-    ends, scores = fbank_window_scores(model, info, fbank, hop_s=1.0)
+    plan = checkpoint_plan(info, 1.0)
+    starts, scores = window_scores(model, info, wave, plan)
+    ends = [s // info.features.frame_shift + plan.frames_per_window for s in starts]
     assert ends[0] == info.normalization.target_frames and ends[-1] == fbank.shape[0]
     x = info.normalization.apply(fbank)[None]
     with torch.no_grad():
         for end, row in zip(ends, scores, strict=True):
             prefix = torch.softmax(model(x[:, :end]), dim=1)[0]  # forward = the last step over the prefix
             np.testing.assert_allclose(row, prefix.numpy(), atol=1e-5)
-    np.testing.assert_allclose(waveform_scores(model, info, wave, 1.0), scores.mean(axis=0), atol=1e-6)
-    short = waveform_scores(model, info, wave[:8000], 1.0)  # zero-padded to one window: one step
+    np.testing.assert_allclose(
+        waveform_scores(model, info, wave, 1.0), scores.numpy().mean(axis=0), atol=1e-6
+    )
+    short = waveform_scores(model, info, wave[:8000], 1.0)  # padded with silence to one window: one step
     assert short.shape == (3,) and short.sum() == pytest.approx(1.0, abs=1e-5)
 
 
