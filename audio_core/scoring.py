@@ -18,7 +18,7 @@ from models.bf16 import bf16_autocast
 from models.common import ModelInfo
 
 State = dict[str, torch.Tensor]
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")  # int8: the model's linear layers are quantised, no autocast
 
 
 def probabilities(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
@@ -29,7 +29,7 @@ def probabilities(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
 
 def _autocast(batch: torch.Tensor, precision: str):
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     return bf16_autocast(batch.device.type, enabled=precision == "bf16")
 
 
@@ -48,6 +48,16 @@ def step_scores(
     with torch.inference_mode(), _autocast(columns, precision):
         logits, new_state = model.step(info.normalization.apply(columns), state)
     return probabilities(logits, info.multi_label).cpu(), new_state
+
+
+def chunk_scores(
+    model: nn.Module, info: ModelInfo, chunks: torch.Tensor, state: State, *, precision: str = "fp32"
+) -> tuple[torch.Tensor, State]:
+    """Several recurrent steps of B streams in one call (catch-up): un-normalised frames ``(B, k * c, F)``
+    and their stacked state -> per-column scores ``(B * k, C)`` (stream-major) and the new state."""
+    with torch.inference_mode(), _autocast(chunks, precision):
+        logits, new_state = model.forward_chunk(info.normalization.apply(chunks), state)
+    return probabilities(logits.flatten(0, 1), info.multi_label).cpu(), new_state
 
 
 def sequence_scores(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from audio_core.scoring import State, scores, step_scores
+from audio_core.scoring import State, chunk_scores, scores, step_scores
 from audio_core.windows import Window
 from streamd.model_loading import LoadedModel
 
@@ -94,11 +94,10 @@ class ModelRunner:
         """Catch-up: ``k`` consecutive columns of each of B streams in one call -> scores ``(B * k, C)``
         (stream-major, in column order) and the new states; equal to ``k`` calls of ``score_columns``."""
         stacked = {key: torch.cat([s[key] for s in states], dim=0) for key in states[0]}
-        chunks = [self._prepare(run).flatten(0, 1) for run in runs]  # (k * c, F) each
-        with torch.inference_mode(), self._autocast():
-            logits, new = self.model.forward_chunk(torch.stack(chunks), stacked)
+        chunks = self._stack([torch.cat(run) for run in runs])  # (B, k * c, F)
+        out, new = chunk_scores(self.model, self.info, chunks, stacked, precision=self.precision)
         split = [{key: value[i : i + 1] for key, value in new.items()} for i in range(len(runs))]
-        return self._scores(logits.flatten(0, 1)), split
+        return out, split
 
 
 def score_one_by_one(runner: ModelRunner, features: list[torch.Tensor]) -> torch.Tensor:
