@@ -8,11 +8,15 @@ back as fp32.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
+
+NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+CPUINFO = Path("/proc/cpuinfo")
 
 
 @contextlib.contextmanager
@@ -47,3 +51,35 @@ def bf16_error(model: nn.Module, fbank: torch.Tensor) -> Bf16Error:
     scale = float(reference.abs().max()) or 1.0
     agree = float((low.argmax(-1) == reference.argmax(-1)).float().mean())
     return Bf16Error(max_abs=diff, rel=diff / scale, top1_agreement=agree)
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> set[str]:
+    """The CPU feature flags the kernel reports (empty where there is no ``/proc/cpuinfo``)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def native_bf16(device_type: str, flags: Iterable[str] | None = None) -> tuple[bool, str]:
+    """Whether ``device_type`` runs bf16 natively, and the evidence (a CPU flag or the CUDA answer)."""
+    if device_type == "cuda":
+        ok = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        return ok, "CUDA with bf16" if ok else "CUDA without bf16"
+    found = set(cpu_flags() if flags is None else flags)
+    for flag in NATIVE_BF16_CPU_FLAGS:
+        if flag in found:
+            return True, f"CPU has {flag}"
+    return False, "CPU without native bf16"
+
+
+def resolve_auto(precision: str, device_type: str = "cpu") -> str:
+    """``auto`` -> ``bf16`` where ``device_type`` runs bf16 natively, else ``fp32``; others unchanged."""
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device_type)[0] else "fp32"

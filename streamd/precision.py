@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from models.bf16 import cpu_flags, native_bf16
+
+__all__ = ["PRECISIONS", "PrecisionChoice", "choose_precision", "cpu_flags", "native_bf16"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 MIN_BF16_AGREEMENT = 0.99
-NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-CPUINFO = Path("/proc/cpuinfo")
 
 
 @dataclass(frozen=True)
@@ -29,33 +30,6 @@ class PrecisionChoice:
 
     def describe(self) -> str:
         return f"{self.precision} ({self.reason})"
-
-
-def cpu_flags(cpuinfo: Path = CPUINFO) -> set[str]:
-    """The CPU feature flags the kernel reports (empty where there is no ``/proc/cpuinfo``)."""
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return set(value.split())
-    return set()
-
-
-def native_bf16(device_type: str, flags: Iterable[str] | None = None) -> tuple[bool, str]:
-    """Whether ``device_type`` runs bf16 natively, and the evidence (a CPU flag or the CUDA answer)."""
-    if device_type == "cuda":
-        import torch
-
-        ok = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-        return ok, "CUDA with bf16" if ok else "CUDA without bf16"
-    found = set(cpu_flags() if flags is None else flags)
-    for flag in NATIVE_BF16_CPU_FLAGS:
-        if flag in found:
-            return True, f"CPU has {flag}"
-    return False, "CPU without native bf16"
 
 
 def choose_precision(

@@ -12,7 +12,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from torch import nn
 
 from audio_core.scoring import scores
 from models.atomic_write import write_atomically
-from models.bf16 import bf16_autocast
+from models.bf16 import bf16_autocast, resolve_auto
 from models.checkpoint import save_checkpoint
 from models.common import ModelInfo
 from training.augment import AugmentConfig, mixup, random_gain, random_time_shift, spec_augment
@@ -43,7 +43,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     ema_decay: float = 0.995
     grad_clip: float = 5.0
-    precision: str = "bf16"
+    precision: str = "auto"  # auto: bf16 where the CPU runs it natively (models.bf16), else fp32
     num_threads: int = 0
     seed: int = 0
     eval_every: int = 5
@@ -108,7 +108,7 @@ def sequence_loss(
 
 
 def predict_scores(
-    model: nn.Module, x: np.ndarray, info: ModelInfo, batch_size: int = 64, precision: str = "bf16"
+    model: nn.Module, x: np.ndarray, info: ModelInfo, batch_size: int = 64, precision: str = "fp32"
 ) -> np.ndarray:
     """Class scores (softmax or sigmoid) for un-normalised fbanks ``(N, T, F)``."""
     model.eval()
@@ -157,6 +157,7 @@ def train_model(
     """Train ``model`` and write ``out_dir/model.safetensors`` (EMA weights) plus a training log."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = replace(cfg, precision=resolve_auto(cfg.precision))  # emulated bf16 is many times slower
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
@@ -224,7 +225,9 @@ def train_model(
                 record["skipped_batches"] = skipped
             last = epoch + 1 == cfg.epochs
             if val is not None and (last or (cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0)):
-                record["val_acc"] = accuracy(predict_scores(ema.model, val[0], info), val[1])
+                record["val_acc"] = accuracy(
+                    predict_scores(ema.model, val[0], info, precision=cfg.precision), val[1]
+                )
             history.append(record)
             stats = f"loss {record['loss']:.3f} acc {record['train_acc']:.3f}"
             if "val_acc" in record:

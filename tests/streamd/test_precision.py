@@ -13,7 +13,7 @@ import torch
 from audio_core.fbank import compute_fbank
 from models.bf16_agreement import bf16_agreement, record_bf16_agreement
 from models.checkpoint import load_checkpoint, read_info, update_extra
-from streamd import precision as precision_module
+from models import bf16 as precision_module
 from streamd.errors import ConfigError
 from streamd.model_loading import load_model
 from streamd.precision import choose_precision, cpu_flags, native_bf16
@@ -99,3 +99,13 @@ def _mono(path: Path) -> np.ndarray:
     from audio_core.audio_file import read_audio
 
     return read_audio(path)
+
+
+def test_training_resolves_auto_by_the_same_cpu_rule(monkeypatch):
+    from models.bf16 import resolve_auto
+
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: AVX512_BF16)
+    assert resolve_auto("auto") == "bf16"
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: AVX2_ONLY)
+    assert resolve_auto("auto") == "fp32"
+    assert resolve_auto("bf16") == "bf16"  # an explicit choice is taken as asked
