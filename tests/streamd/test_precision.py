@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from audio_core.fbank import compute_fbank
+from models import bf16 as precision_module
 from models.bf16_agreement import bf16_agreement, record_bf16_agreement
 from models.checkpoint import load_checkpoint, read_info, update_extra
-from models import bf16 as precision_module
 from streamd.errors import ConfigError
 from streamd.model_loading import load_model
 from streamd.precision import choose_precision, cpu_flags, native_bf16
