@@ -1,11 +1,22 @@
 """Opening and validating audio files (anything libsndfile reads: wav, flac, ogg, ...).
 
-Every problem becomes an ``AudioInputError`` with one line naming the file, never a traceback.
+An input is opened exactly once: a regular file, or a non-seekable one (a FIFO, a pipe such as
+``/dev/stdin`` or ``<(...)``, or ``-`` for standard input), which is read as it arrives and never reopened.
+A non-seekable input must deliver its first bytes within ``wait_s`` seconds; libsndfile reads WAV, AIFF,
+AU and OGG from a pipe, while FLAC needs a seekable file.
+
+Every problem becomes an ``AudioInputError`` with one line naming the file, never a traceback. Names are
+shown by ``display_path``: bytes that are not UTF-8 appear as ``\\xNN`` escapes, so every message stays
+valid UTF-8 (and valid JSON).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import select
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,59 +24,114 @@ import soundfile as sf
 
 from streamd.errors import AudioInputError
 
+STDIN = "-"
+PIPE_WAIT_S = 3.0  # how long a non-seekable input may take to deliver its first bytes
+
 
 @dataclass(frozen=True)
 class AudioFileInfo:
-    """What a file holds: native rate, channel count and length in frames (samples per channel)."""
+    """What a file holds: native rate, channel count and length in frames (samples per channel).
+
+    ``frames`` is 0 when it is not known in advance (a pipe).
+    """
 
     path: Path
     sample_rate: int
     channels: int
     frames: int
     format: str
+    seekable: bool = True
 
     @property
     def duration_s(self) -> float:
         return self.frames / self.sample_rate
 
 
-def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise AudioInputError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioInputError(f"{path}: is a directory, not an audio file")
-    if not os.access(path, os.R_OK):
-        raise AudioInputError(f"{path}: permission denied")
+def display_path(path: str | os.PathLike[str] | bytes) -> str:
+    """``path`` as text for messages: undecodable bytes shown as ``\\xNN`` (never a lone surrogate)."""
+    if str(path) == STDIN:
+        return "<stdin>"
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
 
 
-def open_audio(path: str | Path) -> sf.SoundFile:
-    """Open ``path`` for reading as float32 frames; the caller closes it."""
-    path = Path(path)
-    _check_path(path)
+def _open_fd(path: Path) -> int:
+    """One ``open`` of ``path`` (or a duplicate of standard input for ``-``), without blocking on a FIFO."""
+    name = display_path(path)
+    if str(path) == STDIN:
+        return os.dup(0)
     try:
-        handle = sf.SoundFile(str(path))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise AudioInputError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise AudioInputError(f"{name}: is a directory, not an audio file") from None
+    except PermissionError:
+        raise AudioInputError(f"{name}: permission denied") from None
+    except OSError as exc:
+        raise AudioInputError(f"{name}: cannot open ({exc.strerror})") from None
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise AudioInputError(f"{name}: is a directory, not an audio file")
+    return fd
+
+
+def _wait_readable(fd: int, name: str, wait_s: float) -> None:
+    """Wait until a non-seekable input has bytes (or its writer closed); then make reads blocking."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP)
+    if not poller.poll(max(0.0, wait_s) * 1000.0):
+        raise AudioInputError(f"{name}: no data arrived within {wait_s:g} s (is anything writing to it?)")
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+
+
+def open_audio(path: str | os.PathLike[str], *, wait_s: float = PIPE_WAIT_S) -> sf.SoundFile:
+    """Open ``path`` once for reading as float32 frames; the caller closes it."""
+    name = display_path(path)
+    fd = _open_fd(Path(path))
+    try:
+        seekable = stat.S_ISREG(os.fstat(fd).st_mode)
+        if not seekable:
+            _wait_readable(fd, name, wait_s)
+        handle = sf.SoundFile(fd, closefd=True)
+    except AudioInputError:
+        _close_quietly(fd)
+        raise
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        _close_quietly(fd)  # libsndfile may have closed it already
         detail = getattr(exc, "error_string", None) or str(exc).split(": ")[-1]
-        raise AudioInputError(f"{path}: unsupported or unreadable audio file ({detail})") from None
+        hint = "" if seekable else "; from a pipe use WAV, AIFF, AU or OGG"
+        raise AudioInputError(f"{name}: unsupported or unreadable audio file ({detail}{hint})") from None
     if handle.samplerate <= 0 or handle.channels <= 0:
         handle.close()
         raise AudioInputError(
-            f"{path}: invalid audio header (rate {handle.samplerate}, {handle.channels} channels)"
+            f"{name}: invalid audio header (rate {handle.samplerate}, {handle.channels} channels)"
         )
     return handle
 
 
-def probe_audio(path: str | Path) -> AudioFileInfo:
-    """Validate ``path`` and describe it; a file with no samples is an error."""
-    path = Path(path)
-    with open_audio(path) as handle:
-        info = AudioFileInfo(
-            path=path,
-            sample_rate=int(handle.samplerate),
-            channels=int(handle.channels),
-            frames=int(handle.frames),
-            format=str(handle.format),
-        )
-    if info.frames <= 0:
-        raise AudioInputError(f"{path}: contains no audio samples")
+def _close_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def audio_info(handle: sf.SoundFile, path: str | os.PathLike[str]) -> AudioFileInfo:
+    """Describe an open file; a seekable file with no samples is an error."""
+    seekable = bool(handle.seekable())
+    info = AudioFileInfo(
+        path=Path(path),
+        sample_rate=int(handle.samplerate),
+        channels=int(handle.channels),
+        frames=int(handle.frames) if seekable else 0,
+        format=str(handle.format),
+        seekable=seekable,
+    )
+    if seekable and info.frames <= 0:
+        raise AudioInputError(f"{display_path(path)}: contains no audio samples")
     return info
+
+
+def probe_audio(path: str | os.PathLike[str]) -> AudioFileInfo:
+    """Validate ``path`` and describe it (opens and closes it: for seekable files only)."""
+    with open_audio(path) as handle:
+        return audio_info(handle, path)

@@ -23,7 +23,7 @@ import soundfile as sf
 import torch
 
 from models.common import ModelInfo
-from streamd.audio_file import open_audio, probe_audio
+from streamd.audio_file import audio_info, display_path, open_audio
 from streamd.engine import ModelRunner, State
 from streamd.errors import AudioInputError
 from streamd.model_loading import LoadedModel
@@ -60,23 +60,23 @@ def read_model_rate(
     Problems (unreadable file, no samples, a read error mid-file, NaN or infinite samples) raise
     ``AudioInputError`` naming the file.
     """
-    path = Path(path)
-    info = probe_audio(path)
-    resampler = StreamingResampler(info.sample_rate, sample_rate)
-    block = max(1, round(block_s * info.sample_rate))
-    read = 0
+    name = display_path(path)
     with open_audio(path) as handle:
+        info = audio_info(handle, path)
+        resampler = StreamingResampler(info.sample_rate, sample_rate)
+        block = max(1, round(block_s * info.sample_rate))
+        read = 0
         while True:
             try:
                 data = handle.read(block, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-                raise AudioInputError(f"{path}: read error ({type(exc).__name__}: {exc})") from None
+                raise AudioInputError(f"{name}: read error ({type(exc).__name__}: {exc})") from None
             if data.shape[0] == 0:
                 break
             finite = np.isfinite(data).all(axis=1)
             if not finite.all():
                 at_s = (read + int(np.argmin(finite))) / info.sample_rate
-                raise AudioInputError(f"{path}: the audio holds NaN or infinite samples (at {at_s:.3f} s)")
+                raise AudioInputError(f"{name}: the audio holds NaN or infinite samples (at {at_s:.3f} s)")
             read += data.shape[0]
             yield resampler.process(downmix(data))
     yield resampler.process(np.zeros(0, dtype=np.float32), last=True)
@@ -193,7 +193,9 @@ def score_file(
             windows.add(ready)
     duration_s = front.samples / cfg.sample_rate
     if front.samples < cfg.frame_length:
-        raise AudioInputError(f"{path}: audio shorter than one {cfg.frame_length_ms:g} ms frame")
+        raise AudioInputError(
+            f"{display_path(path)}: audio shorter than one {cfg.frame_length_ms:g} ms frame"
+        )
     if front.samples < plan.window_samples:  # zero-padded to one window: the in-memory reference
         scores = waveform_scores(loaded.model, info, head.samples[: head.size], hop_s)
         return FileScores(scores, 1, duration_s, plan.window_samples / cfg.sample_rate - duration_s)

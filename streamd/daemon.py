@@ -29,6 +29,8 @@ from streamd.config import DaemonConfig, with_windows
 from streamd.engine import Engine, Job, model_threads
 from streamd.errors import ConfigError, StreamdError
 from streamd.events import EventConfig, EventDetector
+from streamd.input_watch import pipe_stall
+from streamd.label_check import check_event_labels
 from streamd.model_loading import LoadedModel, load_model
 from streamd.resample import StreamingResampler, downmix
 from streamd.sources import FileSource, Source
@@ -100,6 +102,7 @@ class Daemon:
         self.model = model
         self.publisher = publisher
         self.labels = list(model.info.labels)
+        check_event_labels(config.events, self.labels)
         self.live = any(s.live for s in sources)
         features = model.info.features
         try:
@@ -362,11 +365,15 @@ class Daemon:
         for stream in self.streams:
             if stream.source.live:
                 self._watch(stream, now)
+            elif stream.source.pipe and (note := pipe_stall(stream, now, self.config.capture.watchdog_s)):
+                self._publish_status(stream, "stalled", note)
         if now < next_status:
             return next_status
         for stream in self.streams:
             dropped = self.engine.counters(stream.index)["dropped_windows"]
             state = stream.alarm or ("overloaded" if dropped > stream.dropped_seen else "running")
+            if state in ("running", "overloaded") and stream.source.error:
+                state = "device_error"  # the source has failed: never "running" with its error
             stream.dropped_seen = dropped
             self._publish_status(stream, state, stream.source.error)
         return now + self.config.publish.status_interval_s

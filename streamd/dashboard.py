@@ -20,6 +20,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from streamd.timeline_legend import legend, timeline_symbols
+
 LEVEL_RANGE_DBFS = (-60.0, 0.0)
 PALETTE = (
     "green",
@@ -173,9 +175,13 @@ def _counters_line(view: StreamView) -> Text:
 def _timeline(view: StreamView, width: int, rows: int) -> Group:
     recent = list(view.timeline)
     strip = Text("timeline ")
-    for _, _, label, _ in recent[-max(1, width - 10) :]:
-        strip.append(label[0], style=f"reverse {label_color(label)}")
+    shown = recent[-max(1, width - 10) :]
+    symbols = timeline_symbols(label for _, _, label, _ in shown)
+    for _, _, label, _ in shown:
+        strip.append(symbols[label], style=f"reverse {label_color(label)}")
     lines: list[RenderableType] = [strip]
+    if symbols:
+        lines.append(Text(f"legend   {legend(symbols)}", style="dim", overflow="fold"))
     for t_start, t_end, label, score in recent[-rows:]:
         line = Text(f"{t_start:9.1f}–{t_end:.1f} s  ")
         line.append(label, style=label_color(label))

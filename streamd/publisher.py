@@ -122,7 +122,7 @@ class Publisher:
     def start(self) -> None:
         """Bind (in the caller's thread; PublishError/SecurityError on failure) and start the thread."""
         if self._thread is not None:
-            raise RuntimeError("publisher already started")
+            return  # already bound (a command binds before loading its model): nothing to do
         check_endpoint(self._requested_endpoint)
         check_bind_allowed(self._requested_endpoint, self._security)
         check_curve_config(self._security)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from streamd.audio_file import display_path
 from streamd.clip_scoring import FileScores, score_file
 from streamd.errors import AudioInputError, ConfigError
 from streamd.model_loading import LoadedModel, load_configured_model
@@ -91,12 +92,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"streamd: error: {exc}", file=sys.stderr, flush=True)
             continue
         if result.padded_s > 0:
-            _note_padding(str(path), result)
+            _note_padding(display_path(path), result)
         labels = top_labels(result.scores, loaded.info.labels, labels_shown)
         if args.json:
-            print(json.dumps({"file": str(path), "labels": labels}), flush=True)
+            print(json.dumps({"file": display_path(path), "labels": labels}), flush=True)
         else:
-            _print_text(str(path), labels)
+            _print_text(display_path(path), labels)
     if failed:
         print(f"streamd: {failed} of {len(args.paths)} file(s) could not be classified", file=sys.stderr)
         return 1

@@ -57,11 +57,15 @@ def execute(
 
     cfg = config_from_args(args)
     sources = make_sources(cfg)
-    model = load_configured_model(cfg.model)
     publisher = Publisher(
         cfg.publish.endpoint, security=security_from_args(args), queue_size=cfg.publish.queue_size
     )
-    daemon = Daemon(cfg, sources, model, publisher)
+    publisher.start()  # bind first: a busy port is reported before the model loads
+    try:
+        daemon = Daemon(cfg, sources, load_configured_model(cfg.model), publisher)
+    except BaseException:
+        publisher.stop(timeout=0.0)
+        raise
     if args.json:
         from streamd.sinks import JsonLinesSink
 
