@@ -71,6 +71,7 @@ class PublishSection:
     top_k: int = 5
     status_interval_s: float = 2.0
     queue_size: int = 10000
+    sndhwm: int = 10000  # messages ZeroMQ keeps per subscriber; past it that subscriber loses messages
     wait_for_subscriber_s: float = 0.0  # before the audio starts, wait this long for a subscriber
 
 
@@ -116,6 +117,7 @@ _POSITIVE = {
     "publish.top_k",
     "publish.status_interval_s",
     "publish.queue_size",
+    "publish.sndhwm",
 }
 
 
@@ -202,6 +204,7 @@ _MAXIMUM: dict[str, float] = {
     "publish.top_k": 1000,
     "publish.status_interval_s": 3600.0,
     "publish.queue_size": 1_000_000,
+    "publish.sndhwm": 1_000_000,
     "publish.wait_for_subscriber_s": 3600.0,
 }
 

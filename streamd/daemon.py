@@ -193,7 +193,7 @@ class Daemon:
             f"model {self.model.name} on {self.model.device.type} ({self.model.precision}); {what}; "
             f"overload policy {self.policy}, queue {self.engine.queue.maxsize}, "
             f"batch <= {self.engine.max_batch}"
-        )
+        ) + (f"; {note}" if (note := getattr(self.publisher, "loss_note", "")) else "")
 
     def run_until_done(self, stop_event: threading.Event | None = None) -> None:
         """Replay: run until every source has ended and its last results are out (or ``stop_event``)."""

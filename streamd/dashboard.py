@@ -20,6 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from streamd.sequence import GapCounter
 from streamd.timeline_legend import legend, timeline_symbols
 
 LEVEL_RANGE_DBFS = (-60.0, 0.0)
@@ -76,6 +77,7 @@ class StreamView:
     state: str | None = None
     status_message: str | None = None
     counters: dict[str, float] = field(default_factory=dict)
+    missed: int = 0  # messages this dashboard never received (gaps in seq), since its first one
     active_events: dict[str, tuple[float, float]] = field(default_factory=dict)  # label -> (t_start, peak)
     timeline: deque[tuple[float, float, str, float]] = field(init=False)  # (t_start, t_end, label, score)
 
@@ -91,6 +93,7 @@ class DashboardState:
         self.timeline_len = timeline_len
         self.streams: dict[str, StreamView] = {}
         self.messages = 0
+        self.gaps = GapCounter()
 
     def view(self, stream: str) -> StreamView:
         if stream not in self.streams:
@@ -104,6 +107,8 @@ class DashboardState:
             return
         self.messages += 1
         view = self.view(str(msg.get("stream", "?")))
+        if gap := self.gaps.observe(msg):
+            view.missed += gap.missed
         view.t_end = max(view.t_end, float(msg.get("t_end", 0.0)))
         if kind == "prediction":
             self._prediction(view, msg)
@@ -166,8 +171,10 @@ def _speed_line(view: StreamView) -> Text:
 
 def _counters_line(view: StreamView) -> Text:
     parts = [f"{name} {int(view.counters[key])}" for key, name in COUNTERS_SHOWN if key in view.counters]
+    if parts:
+        parts.append(f"missed {view.missed}")  # messages lost on the way to this dashboard
     text = Text(" · ".join(parts) if parts else "no status yet", style="" if parts else "dim")
-    if any(int(view.counters.get(key, 0)) for key in DROP_COUNTERS):
+    if view.missed or any(int(view.counters.get(key, 0)) for key in DROP_COUNTERS):
         text.stylize("yellow")
     return text
 

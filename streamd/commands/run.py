@@ -58,7 +58,10 @@ def execute(
     cfg = config_from_args(args)
     sources = make_sources(cfg)
     publisher = Publisher(
-        cfg.publish.endpoint, security=security_from_args(args), queue_size=cfg.publish.queue_size
+        cfg.publish.endpoint,
+        security=security_from_args(args),
+        queue_size=cfg.publish.queue_size,
+        sndhwm=cfg.publish.sndhwm,
     )
     publisher.start()  # bind first: a busy port is reported before the model loads
     try:
