@@ -1,15 +1,26 @@
 """Opening, validating and reading audio files (anything libsndfile reads: wav, flac, ogg, ...).
 
 The one reader of audio files: ``read_chunks`` streams a file as mono chunks at the model rate in constant
-memory (classify, replay's file source reads through ``open_audio`` too), ``read_audio`` reads it whole
-(training, evaluation; the plain reference of ``read_chunks``). Every problem (missing, unreadable, no
-samples, a read error mid-file, NaN or infinite samples) becomes an ``AudioInputError`` with one line
-naming the file, never a traceback.
+memory (classify; replay's file source reads through ``open_audio`` too), ``read_audio`` reads it whole
+(training, evaluation; the plain reference of ``read_chunks``).
+
+An input is opened exactly once: a regular file, or a non-seekable one (a FIFO, a pipe such as
+``/dev/stdin`` or ``<(...)``, or ``-`` for standard input), which is read as it arrives and never reopened.
+A non-seekable input must deliver its first bytes within ``wait_s`` seconds; libsndfile reads WAV, AIFF,
+AU and OGG from a pipe, while FLAC needs a seekable file.
+
+Every problem (missing, unreadable, no samples, a read error mid-file, NaN or infinite samples) becomes an
+``AudioInputError`` with one line naming the file, never a traceback. Names are shown by ``display_path``:
+bytes that are not UTF-8 appear as ``\\xNN`` escapes, so every message stays valid UTF-8 (and valid JSON).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import select
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,90 +31,151 @@ import soundfile as sf
 from audio_core.errors import AudioInputError
 from audio_core.resample import StreamingResampler, downmix, resample_offline
 
+STDIN = "-"
 READ_BLOCK_S = 1.0
+PIPE_WAIT_S = 3.0  # how long a non-seekable input may take to deliver its first bytes
 
 
 @dataclass(frozen=True)
 class AudioFileInfo:
-    """What a file holds: native rate, channel count and length in frames (samples per channel)."""
+    """What a file holds: native rate, channel count and length in frames (samples per channel).
+
+    ``frames`` is 0 when it is not known in advance (a pipe).
+    """
 
     path: Path
     sample_rate: int
     channels: int
     frames: int
     format: str
+    seekable: bool = True
 
     @property
     def duration_s(self) -> float:
         return self.frames / self.sample_rate
 
 
-def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise AudioInputError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioInputError(f"{path}: is a directory, not an audio file")
-    if not os.access(path, os.R_OK):
-        raise AudioInputError(f"{path}: permission denied")
+def display_path(path: str | os.PathLike[str] | bytes) -> str:
+    """``path`` as text for messages: undecodable bytes shown as ``\\xNN`` (never a lone surrogate)."""
+    if str(path) == STDIN:
+        return "<stdin>"
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
 
 
-def open_audio(path: str | Path) -> sf.SoundFile:
-    """Open ``path`` for reading as float32 frames; the caller closes it."""
-    path = Path(path)
-    _check_path(path)
+def _open_fd(path: Path) -> int:
+    """One ``open`` of ``path`` (or a duplicate of standard input for ``-``), without blocking on a FIFO."""
+    name = display_path(path)
+    if str(path) == STDIN:
+        return os.dup(0)
     try:
-        handle = sf.SoundFile(str(path))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise AudioInputError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise AudioInputError(f"{name}: is a directory, not an audio file") from None
+    except PermissionError:
+        raise AudioInputError(f"{name}: permission denied") from None
+    except OSError as exc:
+        raise AudioInputError(f"{name}: cannot open ({exc.strerror})") from None
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise AudioInputError(f"{name}: is a directory, not an audio file")
+    return fd
+
+
+def _wait_readable(fd: int, name: str, wait_s: float) -> None:
+    """Wait until a non-seekable input has bytes (or its writer closed); then make reads blocking."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP)
+    if not poller.poll(max(0.0, wait_s) * 1000.0):
+        raise AudioInputError(f"{name}: no data arrived within {wait_s:g} s (is anything writing to it?)")
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+
+
+def open_audio(path: str | os.PathLike[str], *, wait_s: float = PIPE_WAIT_S) -> sf.SoundFile:
+    """Open ``path`` once for reading as float32 frames; the caller closes it."""
+    name = display_path(path)
+    fd = _open_fd(Path(path))
+    try:
+        seekable = stat.S_ISREG(os.fstat(fd).st_mode)
+        if not seekable:
+            _wait_readable(fd, name, wait_s)
+        handle = sf.SoundFile(fd, closefd=True)
+    except AudioInputError:
+        _close_quietly(fd)
+        raise
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        _close_quietly(fd)  # libsndfile may have closed it already
         detail = getattr(exc, "error_string", None) or str(exc).split(": ")[-1]
-        raise AudioInputError(f"{path}: unsupported or unreadable audio file ({detail})") from None
+        hint = "" if seekable else "; from a pipe use WAV, AIFF, AU or OGG"
+        raise AudioInputError(f"{name}: unsupported or unreadable audio file ({detail}{hint})") from None
     if handle.samplerate <= 0 or handle.channels <= 0:
         handle.close()
         raise AudioInputError(
-            f"{path}: invalid audio header (rate {handle.samplerate}, {handle.channels} channels)"
+            f"{name}: invalid audio header (rate {handle.samplerate}, {handle.channels} channels)"
         )
     return handle
 
 
-def probe_audio(path: str | Path) -> AudioFileInfo:
-    """Validate ``path`` and describe it; a file with no samples is an error."""
-    path = Path(path)
-    with open_audio(path) as handle:
-        info = AudioFileInfo(
-            path=path,
-            sample_rate=int(handle.samplerate),
-            channels=int(handle.channels),
-            frames=int(handle.frames),
-            format=str(handle.format),
-        )
-    if info.frames <= 0:
-        raise AudioInputError(f"{path}: contains no audio samples")
+def _close_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def audio_info(handle: sf.SoundFile, path: str | os.PathLike[str]) -> AudioFileInfo:
+    """Describe an open file; a seekable file with no samples is an error."""
+    seekable = bool(handle.seekable())
+    info = AudioFileInfo(
+        path=Path(path),
+        sample_rate=int(handle.samplerate),
+        channels=int(handle.channels),
+        frames=int(handle.frames) if seekable else 0,
+        format=str(handle.format),
+        seekable=seekable,
+    )
+    if seekable and info.frames <= 0:
+        raise AudioInputError(f"{display_path(path)}: contains no audio samples")
     return info
 
 
-def read_frames(handle: sf.SoundFile, path: Path, frames: int, out: np.ndarray | None = None) -> np.ndarray:
+def probe_audio(path: str | os.PathLike[str]) -> AudioFileInfo:
+    """Validate ``path`` and describe it (opens and closes it: for seekable files only)."""
+    with open_audio(path) as handle:
+        return audio_info(handle, path)
+
+
+def read_frames(
+    handle: sf.SoundFile, path: str | os.PathLike[str], frames: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """Up to ``frames`` frames ``(n, channels)`` float32 (-1: the rest of the file), into ``out`` if given."""
     try:
         return handle.read(frames, dtype="float32", always_2d=True, out=out)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioInputError(f"{path}: read error ({type(exc).__name__}: {exc})") from None
+        raise AudioInputError(f"{display_path(path)}: read error ({type(exc).__name__}: {exc})") from None
 
 
-def check_finite(path: str | Path, data: np.ndarray, offset: int, sample_rate: int) -> None:
+def check_finite(path: str | os.PathLike[str], data: np.ndarray, offset: int, sample_rate: int) -> None:
     """NaN or infinite samples in ``data`` (starting at frame ``offset``) are an error naming the time."""
     finite = np.isfinite(data).all(axis=1)
     if not finite.all():
         at_s = (offset + int(np.argmin(finite))) / sample_rate
-        raise AudioInputError(f"{path}: the audio holds NaN or infinite samples (at {at_s:.3f} s)")
+        raise AudioInputError(
+            f"{display_path(path)}: the audio holds NaN or infinite samples (at {at_s:.3f} s)"
+        )
 
 
-def read_chunks(path: str | Path, sample_rate: int, block_s: float = READ_BLOCK_S) -> Iterator[np.ndarray]:
-    """Mono float32 chunks of ``path`` at ``sample_rate`` (downmixed, streaming soxr), ``block_s`` each."""
-    path = Path(path)
-    info = probe_audio(path)
-    resampler = StreamingResampler(info.sample_rate, sample_rate)
-    block = max(1, round(block_s * info.sample_rate))
-    read = 0
+def read_chunks(
+    path: str | os.PathLike[str], sample_rate: int, block_s: float = READ_BLOCK_S
+) -> Iterator[np.ndarray]:
+    """Mono float32 chunks of ``path`` at ``sample_rate`` (downmixed, streaming soxr), ``block_s`` each.
+
+    One open: pipes and ``-`` work as well as regular files."""
     with open_audio(path) as handle:
+        info = audio_info(handle, path)
+        resampler = StreamingResampler(info.sample_rate, sample_rate)
+        block = max(1, round(block_s * info.sample_rate))
+        read = 0
         while True:
             data = read_frames(handle, path, block)
             if data.shape[0] == 0:
@@ -111,15 +183,18 @@ def read_chunks(path: str | Path, sample_rate: int, block_s: float = READ_BLOCK_
             check_finite(path, data, read, info.sample_rate)
             read += data.shape[0]
             yield resampler.process(downmix(data))
+    if read == 0:
+        raise AudioInputError(f"{display_path(path)}: contains no audio samples")
     yield resampler.process(np.zeros(0, dtype=np.float32), last=True)
 
 
-def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+def read_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.ndarray:
     """The whole file as mono float32 at ``sample_rate`` (channel mean, soxr over the whole signal)."""
-    path = Path(path)
-    info = probe_audio(path)
     with open_audio(path) as handle:
+        info = audio_info(handle, path)
         data = read_frames(handle, path, -1)
+    if data.shape[0] == 0:
+        raise AudioInputError(f"{display_path(path)}: contains no audio samples")
     check_finite(path, data, 0, info.sample_rate)
     mono = resample_offline(downmix(data), info.sample_rate, sample_rate)
     return np.ascontiguousarray(mono, dtype=np.float32)

@@ -16,6 +16,7 @@ from torch import nn
 
 from models.atomic_write import write_atomically
 from models.common import ModelInfo
+from models.metadata_check import check_metadata
 from models.registry import build_model
 
 FORMAT = "streamd-checkpoint/1"
@@ -46,7 +47,13 @@ def read_info(path: str | Path) -> ModelInfo:
     if meta.get("format") != FORMAT or "streamd" not in meta:
         raise CheckpointLoadError(f"{path}: not a streamd checkpoint (no '{FORMAT}' metadata)")
     try:
-        return ModelInfo.from_dict(json.loads(meta["streamd"]))
+        data = json.loads(meta["streamd"])
+        problem = check_metadata(data)
+        if problem:
+            raise CheckpointLoadError(f"{path}: invalid metadata: {problem}")
+        return ModelInfo.from_dict(data)
+    except CheckpointLoadError:
+        raise
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointLoadError(f"{path}: corrupt streamd metadata ({exc})") from None
 

@@ -64,9 +64,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
     try:
+        args = build_parser(argv).parse_args(argv)  # inside: Ctrl-C while torch imports is no traceback
         return int(args._run(args) or 0)
     except StreamdError as exc:
         print(f"streamd: error: {exc}", file=sys.stderr)

@@ -71,6 +71,7 @@ class PublishSection:
     top_k: int = 5
     status_interval_s: float = 2.0
     queue_size: int = 10000
+    sndhwm: int = 10000  # messages ZeroMQ keeps per subscriber; past it that subscriber loses messages
     wait_for_subscriber_s: float = 0.0  # before the audio starts, wait this long for a subscriber
 
 
@@ -116,6 +117,7 @@ _POSITIVE = {
     "publish.top_k",
     "publish.status_interval_s",
     "publish.queue_size",
+    "publish.sndhwm",
 }
 
 
@@ -191,6 +193,23 @@ def _build(cls: type, values: dict[str, Any]) -> Any:
 
 
 _NON_NEGATIVE = {"engine.queue_size", "engine.threads", "publish.wait_for_subscriber_s"}
+# Upper bounds: every size and duration is finite and small enough to allocate.
+_MAXIMUM: dict[str, float] = {
+    "windows.window_s": 60.0,
+    "windows.hop_s": 60.0,
+    "engine.queue_size": 10_000,
+    "engine.max_batch": 1024,
+    "engine.threads": 1024,
+    "capture.ring_s": 600.0,
+    "capture.block_s": 1.0,
+    "capture.max_block_s": 10.0,
+    "capture.watchdog_s": 3600.0,
+    "publish.top_k": 1000,
+    "publish.status_interval_s": 3600.0,
+    "publish.queue_size": 1_000_000,
+    "publish.sndhwm": 1_000_000,
+    "publish.wait_for_subscriber_s": 3600.0,
+}
 
 
 def _check_values(table: dict[str, Any], source: str) -> None:
@@ -209,6 +228,8 @@ def _check_values(table: dict[str, Any], source: str) -> None:
                 raise ConfigError(f"{source}: {dotted} must be positive, got {value!r}")
             if dotted in _NON_NEGATIVE and not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{source}: {dotted} must be >= 0, got {value!r}")
+            if dotted in _MAXIMUM and value > _MAXIMUM[dotted]:
+                raise ConfigError(f"{source}: {dotted} must be at most {_MAXIMUM[dotted]:g}, got {value!r}")
     if isinstance(table.get("events"), dict):
         try:
             EventConfig(**table["events"])

@@ -31,6 +31,8 @@ from streamd.config import DaemonConfig, with_windows
 from streamd.engine import Engine, Job, catch_up_queue_factor, model_threads
 from streamd.errors import ConfigError, StreamdError
 from streamd.events import EventConfig, EventDetector
+from streamd.input_watch import pipe_stall
+from streamd.label_check import check_event_labels
 from streamd.model_loading import LoadedModel, load_model
 from streamd.sources import FileSource, Source
 
@@ -100,6 +102,7 @@ class Daemon:
         self.model = model
         self.publisher = publisher
         self.labels = list(model.info.labels)
+        check_event_labels(config.events, self.labels)
         self.live = any(s.live for s in sources)
         features = model.info.features
         try:
@@ -194,7 +197,7 @@ class Daemon:
             f"({self.model.precision}, {self.model.precision_reason}); {what}; "
             f"overload policy {self.policy}, queue {self.engine.queue.maxsize}, "
             f"batch <= {self.engine.max_batch}"
-        )
+        ) + (f"; {note}" if (note := getattr(self.publisher, "loss_note", "")) else "")
 
     def run_until_done(self, stop_event: threading.Event | None = None) -> None:
         """Replay: run until every source has ended and its last results are out (or ``stop_event``)."""
@@ -366,11 +369,15 @@ class Daemon:
         for stream in self.streams:
             if stream.source.live:
                 self._watch(stream, now)
+            elif stream.source.pipe and (note := pipe_stall(stream, now, self.config.capture.watchdog_s)):
+                self._publish_status(stream, "stalled", note)
         if now < next_status:
             return next_status
         for stream in self.streams:
             dropped = self.engine.counters(stream.index)["dropped_windows"]
             state = stream.alarm or ("overloaded" if dropped > stream.dropped_seen else "running")
+            if state in ("running", "overloaded") and stream.source.error:
+                state = "device_error"  # the source has failed: never "running" with its error
             stream.dropped_seen = dropped
             self._publish_status(stream, state, stream.source.error)
         return now + self.config.publish.status_interval_s

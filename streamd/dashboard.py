@@ -20,6 +20,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from streamd.sequence import GapCounter
+from streamd.timeline_legend import legend, timeline_symbols
+
 LEVEL_RANGE_DBFS = (-60.0, 0.0)
 PALETTE = (
     "green",
@@ -75,6 +78,7 @@ class StreamView:
     status_message: str | None = None
     setup: str | None = None  # the "starting" status message: model, device, precision, windows
     counters: dict[str, float] = field(default_factory=dict)
+    missed: int = 0  # messages this dashboard never received (gaps in seq), since its first one
     active_events: dict[str, tuple[float, float]] = field(default_factory=dict)  # label -> (t_start, peak)
     timeline: deque[tuple[float, float, str, float]] = field(init=False)  # (t_start, t_end, label, score)
 
@@ -90,6 +94,7 @@ class DashboardState:
         self.timeline_len = timeline_len
         self.streams: dict[str, StreamView] = {}
         self.messages = 0
+        self.gaps = GapCounter()
 
     def view(self, stream: str) -> StreamView:
         if stream not in self.streams:
@@ -103,6 +108,8 @@ class DashboardState:
             return
         self.messages += 1
         view = self.view(str(msg.get("stream", "?")))
+        if gap := self.gaps.observe(msg):
+            view.missed += gap.missed
         view.t_end = max(view.t_end, float(msg.get("t_end", 0.0)))
         if kind == "prediction":
             self._prediction(view, msg)
@@ -167,8 +174,10 @@ def _speed_line(view: StreamView) -> Text:
 
 def _counters_line(view: StreamView) -> Text:
     parts = [f"{name} {int(view.counters[key])}" for key, name in COUNTERS_SHOWN if key in view.counters]
+    if parts:
+        parts.append(f"missed {view.missed}")  # messages lost on the way to this dashboard
     text = Text(" · ".join(parts) if parts else "no status yet", style="" if parts else "dim")
-    if any(int(view.counters.get(key, 0)) for key in DROP_COUNTERS):
+    if view.missed or any(int(view.counters.get(key, 0)) for key in DROP_COUNTERS):
         text.stylize("yellow")
     return text
 
@@ -176,9 +185,13 @@ def _counters_line(view: StreamView) -> Text:
 def _timeline(view: StreamView, width: int, rows: int) -> Group:
     recent = list(view.timeline)
     strip = Text("timeline ")
-    for _, _, label, _ in recent[-max(1, width - 10) :]:
-        strip.append(label[0], style=f"reverse {label_color(label)}")
+    shown = recent[-max(1, width - 10) :]
+    symbols = timeline_symbols(label for _, _, label, _ in shown)
+    for _, _, label, _ in shown:
+        strip.append(symbols[label], style=f"reverse {label_color(label)}")
     lines: list[RenderableType] = [strip]
+    if symbols:
+        lines.append(Text(f"legend   {legend(symbols)}", style="dim", overflow="fold"))
     for t_start, t_end, label, score in recent[-rows:]:
         line = Text(f"{t_start:9.1f}–{t_end:.1f} s  ")
         line.append(label, style=label_color(label))

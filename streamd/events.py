@@ -35,14 +35,20 @@ class EventConfig:
     hold_s: float = 2.0
 
     def __post_init__(self) -> None:
-        _check_number("events.threshold", self.threshold)
+        _check_score("events.threshold", self.threshold)
         for label, value in self.thresholds.items():
-            _check_number(f"events.thresholds.{label}", value)
-        if isinstance(self.min_hits, bool) or not isinstance(self.min_hits, int) or self.min_hits < 1:
-            raise ConfigError(f"events.min_hits must be an integer >= 1, got {self.min_hits!r}")
+            _check_score(f"events.thresholds.{label}", value)
+        if (
+            isinstance(self.min_hits, bool)
+            or not isinstance(self.min_hits, int)
+            or not 1 <= self.min_hits <= MAX_MIN_HITS
+        ):
+            raise ConfigError(
+                f"events.min_hits must be an integer >= 1 and <= {MAX_MIN_HITS}, got {self.min_hits!r}"
+            )
         _check_number("events.hold_s", self.hold_s)
-        if self.hold_s < 0:
-            raise ConfigError(f"events.hold_s must be >= 0, got {self.hold_s}")
+        if not 0 <= self.hold_s <= MAX_HOLD_S:
+            raise ConfigError(f"events.hold_s must be in [0, {MAX_HOLD_S:g}] s, got {self.hold_s}")
         for name in ("allow", "deny"):
             values = getattr(self, name)
             if not all(isinstance(v, str) and v for v in values):
@@ -55,6 +61,17 @@ class EventConfig:
     def watches(self, label: str) -> bool:
         """Whether ``label`` may produce events (allow list, then deny list)."""
         return (not self.allow or label in self.allow) and label not in self.deny
+
+
+MAX_MIN_HITS = 10_000
+MAX_HOLD_S = 86_400.0
+
+
+def _check_score(name: str, value: Any) -> None:
+    """A threshold is a score: a number in [0, 1]."""
+    _check_number(name, value)
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must be a score in [0, 1], got {value!r}")
 
 
 def _check_number(name: str, value: Any) -> None:

@@ -1,7 +1,8 @@
 """Message bodies published over ZeroMQ: builders, a size-bounded JSON codec and the schema.
 
 Every body carries ``schema``, ``type`` ("prediction" | "event" | "status"), ``stream``, ``t_start`` and
-``t_end`` (seconds from the stream's start) and ``wall_time`` (unix seconds). On the wire a message is two
+``t_end`` (seconds from the stream's start) and ``wall_time`` (unix seconds); the publisher adds ``seq``
+(see ``with_seq``) to every message it sends. On the wire a message is two
 frames: ``[topic, utf-8 JSON]`` with topic ``streamd.<stream>.<type>``. Only JSON is ever decoded.
 
 This module is pure: no threads, sockets or devices.
@@ -232,6 +233,12 @@ def status(
             raise ValueError(f"status message must be a string of at most {MAX_STATUS_MESSAGE_CHARS} chars")
         msg["message"] = message
     return msg
+
+
+def with_seq(msg: Mapping[str, Any], seq: int) -> dict[str, Any]:
+    """A copy of ``msg`` carrying ``seq``, its stream's sequence number (0, 1, 2, ... per stream, no holes
+    among the messages a publisher sends), so that a subscriber can count the messages it missed."""
+    return {**msg, "seq": _count("seq", seq)}
 
 
 def encode(msg: Mapping[str, Any]) -> list[bytes]:

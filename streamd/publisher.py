@@ -5,6 +5,11 @@ publisher thread encodes, sends without blocking (the socket's SNDHWM makes Zero
 stalled subscribers instead of waiting for them) and then hands the message to each sink (dashboard,
 JSON-lines printer). The socket is an XPUB, which behaves as a PUB socket and also lets the thread see
 subscriptions, so callers can wait until a subscriber is listening.
+
+Every message sent carries ``seq`` (per stream, no holes; ``streamd.sequence``). What ZeroMQ drops past a
+subscriber's high-water mark is invisible here: libzmq has no per-subscriber drop count, and
+``ZMQ_XPUB_NODROP`` refuses a send for every subscriber when one pipe is full (one stalled subscriber
+would then starve all). So each subscriber counts its own losses from the gaps in ``seq``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from streamd.security import (
     check_curve_config,
     secure_server_socket,
 )
+from streamd.sequence import SequenceStamper
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 BIND_TRANSPORTS = ("tcp", "ipc", "inproc")
@@ -95,6 +101,7 @@ class Publisher:
         self._dropped = 0
         self._sink_errors = 0
         self._invalid = 0
+        self._seq = SequenceStamper()
 
     @property
     def endpoint(self) -> str:
@@ -111,6 +118,15 @@ class Publisher:
             "invalid_messages": self._invalid,
         }
 
+    @property
+    def loss_note(self) -> str:
+        """What the publisher cannot count, and how subscribers see it (for the starting status)."""
+        return (
+            f"a subscriber more than {self._sndhwm} messages behind (SNDHWM) loses messages without the "
+            "publisher knowing (publish_dropped counts only the publisher's own queue); every message "
+            "carries seq, so each subscriber counts its gaps (streamd listen, the dashboard)"
+        )
+
     def add_sink(self, fn: Sink) -> None:
         """Call ``fn(msg)`` in the publisher thread for every valid message; it must not block or mutate.
 
@@ -122,7 +138,7 @@ class Publisher:
     def start(self) -> None:
         """Bind (in the caller's thread; PublishError/SecurityError on failure) and start the thread."""
         if self._thread is not None:
-            raise RuntimeError("publisher already started")
+            return  # already bound (a command binds before loading its model): nothing to do
         check_endpoint(self._requested_endpoint)
         check_bind_allowed(self._requested_endpoint, self._security)
         check_curve_config(self._security)
@@ -226,7 +242,9 @@ class Publisher:
                 self._subscribed.clear()
 
     def _send(self, sock: zmq.Socket, msg: dict[str, Any]) -> None:
+        stream = msg.get("stream")
         try:
+            msg = messages.with_seq(msg, self._seq.peek(stream if isinstance(stream, str) else ""))
             frames = messages.encode(msg)
         except ValueError as exc:
             self._invalid += 1
@@ -239,6 +257,7 @@ class Publisher:
             self._count_drop()
         else:
             self._published += 1
+            self._seq.advance(msg["stream"])
         for sink in self._sinks:
             try:
                 sink(msg)

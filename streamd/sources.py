@@ -17,7 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from audio_core.audio_file import AudioFileInfo, check_finite, open_audio, probe_audio, read_frames
+from audio_core.audio_file import (
+    PIPE_WAIT_S,
+    STDIN,
+    AudioFileInfo,
+    audio_info,
+    check_finite,
+    display_path,
+    open_audio,
+    read_frames,
+)
 from streamd.errors import AudioInputError
 from streamd.ring import SampleRing
 
@@ -80,10 +89,12 @@ def _device_list_text(devices: list[DeviceInfo]) -> str:
 
 def resolve_input_device(spec: str | int) -> DeviceInfo:
     """``mic``/``default`` (the default input), an index, or a case-insensitive name substring."""
+    text = str(spec).strip()
+    if not text:
+        raise AudioInputError("--device: empty device name; use 'mic', a device index or part of its name")
     devices = list_input_devices()
     if not devices:
         raise AudioInputError("no audio input device found (PortAudio lists none)")
-    text = str(spec).strip()
     if text.lower() in ("mic", "default"):
         default = [d for d in devices if d.is_default]
         if not default:
@@ -120,6 +131,7 @@ class Source:
     channels: int
     ring: SampleRing
     live: bool = False
+    pipe: bool = False  # a non-seekable input: the watchdog reports a stalled writer
     error: str | None = None  # set when the source failed (file read error, device gone)
     device_overflows = 0  # input overflows the device itself reported
     restarts = 0
@@ -149,12 +161,20 @@ class FileSource(Source):
         max_block_s: float = 0.5,
         ring_s: float = 10.0,
         name: str | None = None,
+        wait_s: float = PIPE_WAIT_S,
     ) -> None:
         if speed is not None and not speed > 0:
             raise AudioInputError(f"--speed must be positive or 'max', got {speed}")
-        self.info: AudioFileInfo = probe_audio(path)
+        self._handle: Any = open_audio(path, wait_s=wait_s)  # the one open; read by the thread
+        try:
+            self.info: AudioFileInfo = audio_info(self._handle, path)
+        except AudioInputError:
+            self._handle.close()
+            raise
         self.path = Path(path)
-        self.name = name or self.path.stem
+        self.display = display_path(path)
+        self.pipe = not self.info.seekable  # a stalled writer is reported, never reopened
+        self.name = name or ("stdin" if str(path) == STDIN else self.path.stem)
         self.sample_rate = self.info.sample_rate
         self.channels = self.info.channels
         self.speed = speed
@@ -184,12 +204,12 @@ class FileSource(Source):
 
     def _run(self) -> None:
         try:
-            with open_audio(self.path) as handle:
+            with self._handle as handle:
                 self._pump(handle)
         except AudioInputError as exc:
             self.error = str(exc)
         except Exception as exc:  # libsndfile errors mid-file: report, end the stream
-            self.error = f"{self.path}: read error ({type(exc).__name__}: {exc})"
+            self.error = f"{self.display}: read error ({type(exc).__name__}: {exc})"
         finally:
             self.ring.close()
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from audio_core.audio_file import display_path
 from audio_core.scoring import top_k
 from audio_core.windows import checkpoint_plan
 from streamd.clip_scoring import FileScores, score_file
@@ -90,13 +91,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"streamd: error: {exc}", file=sys.stderr, flush=True)
             continue
         if result.padded_s > 0:
-            _note_padding(str(path), result)
+            _note_padding(display_path(path), result)
         best = top_k(result.scores, loaded.info.labels, labels_shown)
         labels = [{"label": label, "score": score} for label, score in best]
         if args.json:
-            print(json.dumps({"file": str(path), "labels": labels}), flush=True)
+            print(json.dumps({"file": display_path(path), "labels": labels}), flush=True)
         else:
-            _print_text(str(path), labels)
+            _print_text(display_path(path), labels)
     if failed:
         print(f"streamd: {failed} of {len(args.paths)} file(s) could not be classified", file=sys.stderr)
         return 1

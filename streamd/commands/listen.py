@@ -2,7 +2,10 @@
 
 Stops on Ctrl-C / SIGTERM (exit 0), after ``--count`` messages or ``--seconds``. Frames are read one at a
 time with a per-frame size bound, and only JSON is decoded; malformed messages are skipped and counted on
-stderr. ``--curve-server-key`` / ``--curve-secret-key`` authenticate to a CURVE publisher.
+stderr. Every gap in a stream's ``seq`` (messages ZeroMQ dropped because this subscriber fell more than
+the publisher's high-water mark behind) is one line on stderr as it is seen (not with ``--dashboard``,
+which shows a "missed" figure) and a total at exit. ``--curve-server-key`` / ``--curve-secret-key``
+authenticate to a CURVE publisher.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from streamd import messages
 from streamd.errors import ConfigError, StreamdError
 from streamd.publisher import DEFAULT_ENDPOINT
 from streamd.security import HANDSHAKE_FAILURE_EVENTS, handshake_problem, secure_client_socket
+from streamd.sequence import GapCounter
 from streamd.signals import stop_on_signals
 from streamd.sinks import JsonLinesSink
 
@@ -48,6 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, metavar="N", help="stop after N messages")
     parser.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
     parser.add_argument(
+        "--hwm",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="messages this subscriber may hold unread before ZeroMQ drops (default 1000; gaps are reported)",
+    )
+    parser.add_argument(
         "--dashboard", action="store_true", help="show the live dashboard instead of JSON lines"
     )
     auth = parser.add_argument_group("authentication (CURVE)")
@@ -62,6 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_args(args: argparse.Namespace) -> None:
     if args.count is not None and args.count < 1:
         raise ConfigError(f"--count must be >= 1, got {args.count}")
+    if not 1 <= args.hwm <= 10_000_000:
+        raise ConfigError(f"--hwm must be between 1 and 10000000, got {args.hwm}")
     if args.seconds is not None and not args.seconds > 0:
         raise ConfigError(f"--seconds must be > 0, got {args.seconds}")
     if (args.curve_server_key is None) != (args.curve_secret_key is None):
@@ -87,6 +100,7 @@ def _subscriber(context: zmq.Context, args: argparse.Namespace) -> tuple[zmq.Soc
     sock.linger = 0
     sock.ipv6 = True  # lets tcp://[::1]:PORT connect; IPv4 endpoints work as before
     sock.maxmsgsize = messages.MAX_MESSAGE_BYTES  # per frame: larger frames drop the connection
+    sock.rcvhwm = args.hwm
     if args.curve_server_key is not None:
         secure_client_socket(sock, args.curve_server_key, args.curve_secret_key)
     for prefix in args.topic or [messages.TOPIC_ROOT]:
@@ -167,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
             sink: Callable[[dict[str, Any]], None] = dashboard.sink
         else:
             sink = JsonLinesSink(sys.stdout)
+        sink = _gap_counting(sink, gaps := GapCounter(), report=not args.dashboard)
         with stop_on_signals(stop):
             _, malformed = listen(sock, monitor, sink, stop, args)
     except BrokenPipeError:  # e.g. `streamd listen | head -1`: the reader is gone, which is fine
@@ -178,4 +193,20 @@ def run(args: argparse.Namespace) -> int:
         context.destroy(linger=0)
     if malformed:
         print(f"streamd listen: skipped {malformed} malformed message(s)", file=sys.stderr)
+    if gaps.missed:
+        print(f"streamd listen: missed {gaps.missed} message(s) in {gaps.gaps} gap(s)", file=sys.stderr)
     return 0
+
+
+def _gap_counting(
+    sink: Callable[[dict[str, Any]], None], gaps: GapCounter, *, report: bool
+) -> Callable[[dict[str, Any]], None]:
+    """``sink`` behind a ``GapCounter``; with ``report`` every gap is one stderr line before the message."""
+
+    def counted(msg: dict[str, Any]) -> None:
+        gap = gaps.observe(msg)
+        if gap is not None and report:
+            print(f"streamd listen: {gap.describe()}", file=sys.stderr, flush=True)
+        sink(msg)
+
+    return counted

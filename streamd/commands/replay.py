@@ -28,7 +28,13 @@ def parse_speed(text: str) -> float | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="audio files (one stream each)")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="audio files, FIFOs or pipes (one stream each); - reads standard input",
+    )
     parser.add_argument(
         "--speed",
         type=parse_speed,
@@ -44,7 +50,14 @@ def _file_sources(paths: list[Path], speed: float | None) -> Callable[[DaemonCon
     def make(cfg: DaemonConfig) -> list[Source]:
         c = cfg.capture
         return [
-            FileSource(p, speed=speed, block_s=c.block_s, max_block_s=c.max_block_s, ring_s=c.ring_s)
+            FileSource(
+                p,
+                speed=speed,
+                block_s=c.block_s,
+                max_block_s=c.max_block_s,
+                ring_s=c.ring_s,
+                wait_s=c.watchdog_s,
+            )
             for p in paths
         ]
 

@@ -40,14 +40,22 @@ def execute(
 
     cfg = config_from_args(args)
     sources = make_sources(cfg)
-    model = resolve_model(args, daemon_config=True)
-    warning = window_warning(cfg.windows.window_s, model)
-    if warning:
-        print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
     publisher = Publisher(
-        cfg.publish.endpoint, security=security_from_args(args), queue_size=cfg.publish.queue_size
+        cfg.publish.endpoint,
+        security=security_from_args(args),
+        queue_size=cfg.publish.queue_size,
+        sndhwm=cfg.publish.sndhwm,
     )
-    daemon = Daemon(cfg, sources, model, publisher)
+    publisher.start()  # bind first: a busy port is reported before the model loads
+    try:
+        model = resolve_model(args, daemon_config=True)
+        warning = window_warning(cfg.windows.window_s, model)
+        if warning:
+            print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
+        daemon = Daemon(cfg, sources, model, publisher)
+    except BaseException:
+        publisher.stop(timeout=0.0)
+        raise
     if args.json:
         from streamd.sinks import JsonLinesSink
 

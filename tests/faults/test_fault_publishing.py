@@ -119,7 +119,7 @@ def test_stalled_and_paused_subscribers_never_slow_the_pipeline(
 
     published = assert_finished_cleanly(result)
     assert of_type(published, "prediction") == [
-        {**p, "wall_time": q["wall_time"], "latency_ms": q["latency_ms"]}
+        {**p, "wall_time": q["wall_time"], "latency_ms": q["latency_ms"], "seq": q["seq"]}
         for p, q in zip(of_type(published_alone, "prediction"), of_type(published, "prediction"), strict=True)
     ]
     span, span_alone = pipeline_span_s(published), pipeline_span_s(published_alone)

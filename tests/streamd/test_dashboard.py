@@ -145,3 +145,19 @@ def test_live_dashboard_sink_never_blocks_and_renders_the_latest() -> None:
     view = dashboard.state.streams["mic"]
     assert view.labels[0] == ("siren", 0.9) and view.t_end == 20004.0
     assert "siren" in console.file.getvalue()
+
+
+def test_missed_counts_the_gaps_in_each_streams_seq() -> None:
+    """Messages lost on the way (seq jumps) show as "missed", per stream; a restarted daemon is no gap."""
+    state = DashboardState()
+    counters = messages.empty_counters() | {"windows": 9}
+    sent = [messages.with_seq(_prediction(i, {"dog": 0.9}), i) for i in range(10)]
+    for msg in sent[3:5] + sent[8:]:  # joined at seq 3; seq 5, 6 and 7 never arrived
+        state.update(msg)
+    other = messages.status("yard", 0, 5, counters, "running", wall_time=WALL)
+    for seq in (0, 1, 2):
+        state.update(messages.with_seq(other, seq))
+    state.update(messages.with_seq(messages.status("mic", 0, 9, counters, "running", wall_time=WALL), 0))
+    assert state.view("mic").missed == 3 and state.view("yard").missed == 0
+    text = _text(render_dashboard(state, width=100), 100)
+    assert "late 0 · model errors 0 · publish dropped 0 · missed 3" in text

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import zmq
-from zmq_helpers import Collector, esc50_categories, validate
+from zmq_helpers import Collector, esc50_categories, numbered, validate
 
 from streamd import messages
 from streamd.errors import StreamdError
@@ -73,8 +73,10 @@ def test_delivers_every_message_in_order_with_topics(publisher) -> None:
     assert everything.wait_for(lambda got: len(got) == len(sent), 5.0)
     assert events_of_a.wait_for(lambda got: len(got) == 3, 5.0)
     time.sleep(0.1)
-    assert everything.stop() == sent
-    assert events_of_a.stop() == [m for m in sent if m["type"] == "event"]
+    expected = numbered(sent)  # seq counts each stream's messages from 0, with no holes
+    assert [m["seq"] for m in expected if m["stream"] == "a"] == list(range(18))
+    assert everything.stop() == expected
+    assert events_of_a.stop() == [m for m in expected if m["type"] == "event"]
     assert pub.counters == {"published": 34, "publish_dropped": 0, "sink_errors": 0, "invalid_messages": 0}
 
 
@@ -87,7 +89,7 @@ def test_stop_sends_what_is_queued(publisher) -> None:
         pub.publish(msg)
     pub.stop(timeout=5.0)
     assert collector.wait_for(lambda got: len(got) == len(sent), 5.0)
-    assert collector.stop() == sent
+    assert collector.stop() == numbered(sent)
     assert pub.counters["published"] == 2000
     pub.publish(_prediction(0))  # after stop: dropped and counted, never sent
     assert pub.counters["publish_dropped"] == 1
@@ -191,7 +193,7 @@ def test_sinks_see_every_message_and_failures_are_counted(publisher) -> None:
     for msg in [*sent[:2], invalid, *sent[2:]]:
         pub.publish(msg)
     pub.stop(timeout=5.0)
-    assert got == sent
+    assert got == numbered(sent)  # the invalid message takes no seq: no gap for anyone
     assert pub.counters == {"published": 5, "publish_dropped": 0, "sink_errors": 5, "invalid_messages": 1}
 
 
@@ -206,7 +208,7 @@ def test_json_lines_sink_prints_each_message_once(publisher) -> None:
         pub.publish(msg)
     pub.stop(timeout=5.0)
     lines = out.getvalue().splitlines()
-    assert [json.loads(line) for line in lines] == sent
+    assert [json.loads(line) for line in lines] == numbered(sent)
     assert lines[-1].isascii() and "\\u00f6" in lines[-1]  # safe on any terminal encoding
     for line in lines:
         validate(json.loads(line))
@@ -233,7 +235,7 @@ def test_ipv6_loopback_and_ipc_endpoints(tmp_path: Path) -> None:
             assert pub.wait_for_subscriber(5.0)
             pub.publish(_prediction(7))
             assert collector.wait_for(lambda got: len(got) == 1, 5.0)
-            assert collector.stop() == [_prediction(7)]
+            assert collector.stop() == [{**_prediction(7), "seq": 0}]
         finally:
             pub.stop()
 

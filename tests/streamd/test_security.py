@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import zmq
 from zmq.utils.monitor import recv_monitor_message
-from zmq_helpers import Collector
+from zmq_helpers import Collector, numbered
 
 from streamd import cli, messages
 from streamd.errors import ConfigError
@@ -111,7 +111,7 @@ def test_non_loopback_bind_needs_curve_or_insecure(keys: dict[str, Path]) -> Non
             for msg in sent:
                 pub.publish(msg)
             assert collector.wait_for(lambda got: len(got) == 3, 5.0)
-            assert collector.stop() == sent
+            assert collector.stop() == numbered(sent)
         finally:
             pub.stop()
 
@@ -133,7 +133,7 @@ def test_curve_admits_only_allowed_client_keys(keys: dict[str, Path]) -> None:
             pub.publish(msg)
         assert good.wait_for(lambda got: len(got) == 20, 5.0)
         time.sleep(0.2)
-        assert good.stop() == sent
+        assert good.stop() == numbered(sent)
         assert bad.stop() == []
         assert wrong_server.stop() == []
         assert plain.stop() == []

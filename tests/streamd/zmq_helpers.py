@@ -50,6 +50,17 @@ def validate(msg: dict[str, Any]) -> None:
         raise AssertionError(f"message breaks the schema: {details}\n{msg}")
 
 
+def numbered(sent: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``sent`` as a publisher sends it: each message with its stream's next ``seq`` (0, 1, 2, ...)."""
+    next_seq: dict[str, int] = {}
+    out = []
+    for msg in sent:
+        seq = next_seq.get(msg["stream"], 0)
+        next_seq[msg["stream"]] = seq + 1
+        out.append({**msg, "seq": seq})
+    return out
+
+
 def _topic_bytes(topic: bytes | str) -> bytes:
     return topic.encode("utf-8") if isinstance(topic, str) else topic
 

@@ -1,0 +1,246 @@
+"""What an adversarial run broke, each with its exact observable outcome (see docs/robustness.md).
+
+Real parts only: real FIFOs and pipes, files with non-UTF-8 names, crafted checkpoint headers, real
+ZeroMQ sockets, ``streamd`` as a subprocess where the shell's view matters (pipes, signals).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import zmq
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from support.process import StreamdProcess, assert_clean_error, run_streamd, streamd_command, streamd_env
+
+from streamd.cli import main
+from streamd.timeline_legend import legend, timeline_symbols
+
+
+def _replay_args(path: str | Path, checkpoint: Path, name: str) -> list[str]:
+    return [
+        "replay", str(path), "--speed", "max", "--checkpoint", str(checkpoint),
+        "--publish", f"inproc://adv-{name}", "--no-dashboard", "--json",
+    ]  # fmt: skip
+
+
+def _final_status(stdout: str) -> dict:
+    statuses = [json.loads(line) for line in stdout.splitlines() if '"status"' in line]
+    return statuses[-1]
+
+
+@pytest.fixture(scope="module")
+def wav(tmp_path_factory: pytest.TempPathFactory, known_audio) -> Path:
+    path = tmp_path_factory.mktemp("adv") / "clip.wav"
+    sf.write(path, known_audio, 16000)
+    return path
+
+
+# -- 1. pipes and FIFOs ------------------------------------------------------------------------------------
+
+
+def test_a_fifo_is_read_once_and_replayed_whole(tmp_path, wav, checkpoint):
+    fifo = tmp_path / "f.wav"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", f"cat '{wav}' > '{fifo}'"])
+    result = run_streamd(*_replay_args(fifo, checkpoint, "fifo"), timeout=60)
+    writer.wait(10)
+    assert result.returncode == 0, result.describe()
+    assert writer.returncode == 0  # the writer was not killed by SIGPIPE (one open, read to the end)
+    final = _final_status(result.stdout)
+    assert final["state"] == "finished" and final["counters"]["samples"] == 80000
+
+
+def test_a_fifo_without_writer_fails_within_the_watchdog_time(tmp_path, checkpoint):
+    fifo = tmp_path / "nobody.wav"
+    os.mkfifo(fifo)
+    result = run_streamd(*_replay_args(fifo, checkpoint, "nowriter"), timeout=60)
+    line = assert_clean_error(result, "nobody.wav", "no data arrived within 3 s", exit_code=2)
+    assert line.endswith("(is anything writing to it?)")
+
+
+@pytest.mark.parametrize("how", ["dash", "dev_stdin", "process_substitution"])
+def test_stdin_and_pipes_replay_whole(how, wav, checkpoint):
+    cmd = " ".join(f"'{a}'" for a in streamd_command(_replay_args("X", checkpoint, how)))
+    target = {"dash": "-", "dev_stdin": "/dev/stdin", "process_substitution": f"<(cat '{wav}')"}[how]
+    cmd = cmd.replace("'X'", target)
+    if how != "process_substitution":
+        cmd = f"cat '{wav}' | {cmd}"
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=60, env=streamd_env())
+    assert proc.returncode == 0, proc.stderr
+    final = _final_status(proc.stdout)
+    assert final["state"] == "finished" and final["counters"]["samples"] == 80000
+
+
+def test_flac_from_a_pipe_is_one_clear_line(known_clip, checkpoint):
+    cmd = " ".join(f"'{a}'" for a in streamd_command(_replay_args("-", checkpoint, "flacpipe")))
+    proc = subprocess.run(
+        ["bash", "-c", f"cat '{known_clip}' | {cmd}"],
+        capture_output=True, text=True, timeout=60, env=streamd_env(),
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "streamd: error: <stdin>: unsupported or unreadable audio file "
+        "(Error : flac decoder lost sync.; from a pipe use WAV, AIFF, AU or OGG)"
+    ]
+
+
+def test_a_writer_that_stalls_gets_a_stalled_status(tmp_path, wav, checkpoint):
+    fifo = tmp_path / "slow.wav"
+    os.mkfifo(fifo)
+    data = wav.read_bytes()
+    args = _replay_args(fifo, checkpoint, "stall")
+
+    def write() -> None:
+        with open(fifo, "wb") as f:
+            f.write(data[: len(data) // 2])
+            f.flush()
+            time.sleep(4.5)  # longer than the 3 s watchdog
+            f.write(data[len(data) // 2 :])
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    result = run_streamd(*args, timeout=60)
+    thread.join(10)
+    assert result.returncode == 0, result.describe()
+    statuses = [json.loads(x) for x in result.stdout.splitlines() if '"status"' in x]
+    stalled = [s for s in statuses if s["state"] == "stalled"]
+    assert stalled and "no audio from" in stalled[0]["message"] and "slow.wav" in stalled[0]["message"]
+    assert statuses[-1]["state"] == "finished" and statuses[-1]["counters"]["samples"] == 80000
+
+
+# -- 2. non-UTF-8 names ----------------------------------------------------------------------------------
+
+
+def test_non_utf8_names_replay_and_classify(tmp_path, known_clip, checkpoint, capsys):
+    odd = os.fsdecode(bytes(tmp_path) + b"/\xff\xfe.flac")
+    shutil.copyfile(known_clip, odd)
+    code = main(_replay_args(odd, checkpoint, "odd"))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert _final_status(out)["counters"]["samples"] == 80000
+    missing = os.fsdecode(bytes(tmp_path) + b"/\xff-missing.wav")
+    code = main(["classify", odd, missing, str(known_clip), "--checkpoint", str(checkpoint), "--json"])
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 1
+    assert [r["file"] for r in rows] == [f"{tmp_path}/\\xff\\xfe.flac", str(known_clip)]  # the good one too
+    assert rows[0]["labels"] == rows[1]["labels"]
+    assert f"streamd: error: {tmp_path}/\\xff-missing.wav: no such file" in err.splitlines()
+
+
+# -- 4. crafted checkpoint metadata ----------------------------------------------------------------------
+
+
+def _crafted(tmp_path: Path, checkpoint: Path, edit) -> Path:
+    with safe_open(str(checkpoint), framework="pt") as f:
+        meta = dict(f.metadata())
+    info = json.loads(meta["streamd"])
+    edit(info)
+    meta["streamd"] = json.dumps(info)
+    out = tmp_path / "crafted.safetensors"
+    save_file(load_file(str(checkpoint)), str(out), metadata=meta)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda i: i["labels"].__setitem__(3, "x" * 5000), "labels[3]: 5000 characters (at most 256)"),
+        (lambda i: i["normalization"].__setitem__("target_frames", 10**9), "normalization.target_frames"),
+        (lambda i: i["features"].__setitem__("sample_rate", 0), "features.sample_rate"),
+        (lambda i: i["normalization"].__setitem__("std", 0.0), "normalization.std"),
+        (lambda i: i["config"].__setitem__("channels", [8, 16, 32, 10**9]), "config.channels[3]"),
+        (lambda i: i["labels"].__setitem__(1, i["labels"][0]), "appears twice"),
+    ],
+)
+@pytest.mark.parametrize("command", ["replay", "classify"])
+def test_crafted_metadata_is_refused_at_load(tmp_path, checkpoint, known_clip, capsys, edit, field, command):
+    bad = _crafted(tmp_path, checkpoint, edit)
+    if command == "replay":
+        code = main(_replay_args(known_clip, bad, f"crafted-{command}"))
+    else:
+        code = main(["classify", str(known_clip), "--checkpoint", str(bad)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        f"streamd: error: {bad}: invalid metadata: " + err.split("metadata: ")[1].strip()
+    ]
+    assert field in err
+
+
+# -- 6. bounds ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "toml", "message"),
+    [
+        (["--window", "1000"], "", "command line: windows.window_s must be at most 60, got 1000.0"),
+        ([], "[capture]\nring_s = 1e12\n", "capture.ring_s must be at most 600, got 1000000000000.0"),
+        ([], "[events]\nthreshold = 7\n", "events.threshold must be a score in [0, 1], got 7"),
+        (
+            [],
+            "[events.thresholds]\ndgo = 0.5\n",
+            "events.thresholds: unknown label 'dgo' (did you mean dog?)",
+        ),
+        ([], '[events]\nallow = ["rooster", "chainsw"]\n', "events.allow: unknown label 'chainsw'"),
+        ([], '[events]\ndeny = ["zzz"]\n', "events.deny: unknown label 'zzz' (the model has 50 labels)"),
+    ],
+)
+def test_sizes_and_labels_are_bounded(tmp_path, checkpoint, known_clip, capsys, extra, toml, message):
+    args = _replay_args(known_clip, checkpoint, "bounds") + extra
+    if toml:
+        (tmp_path / "c.toml").write_text(toml)
+        args += ["--config", str(tmp_path / "c.toml")]
+    code = main(args)
+    out, err = capsys.readouterr()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert '"prediction"' not in out
+
+
+# -- 7. the small ones -------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_during_start_up_is_not_a_traceback(known_clip, checkpoint):
+    proc = StreamdProcess(_replay_args(known_clip, checkpoint, "ctrlc")).start()
+    with proc:
+        time.sleep(0.8)  # python has started, the command's module (and torch) is importing
+        proc.send_signal(signal.SIGINT)
+        result = proc.wait(30)
+    assert "Traceback" not in result.stderr and "KeyboardInterrupt" not in result.stderr, result.describe()
+    assert result.returncode == 130
+
+
+def test_a_busy_port_is_reported_before_the_model_loads(endpoint, known_clip, tmp_path):
+    holder = zmq.Context().socket(zmq.PUB)
+    holder.bind(endpoint)
+    try:  # the checkpoint does not exist: the port error wins because the port is bound first
+        result = run_streamd(
+            "replay", known_clip, "--checkpoint", tmp_path / "none.safetensors",
+            "--publish", endpoint, "--no-dashboard", timeout=60,
+        )  # fmt: skip
+    finally:
+        holder.close(0)
+    assert_clean_error(result, f"cannot bind {endpoint}: address already in use", exit_code=2)
+
+
+def test_a_blank_device_name_is_one_clear_line():
+    result = run_streamd("run", "--device", "  ", "--no-dashboard", timeout=60)
+    assert_clean_error(result, "--device: empty device name; use 'mic'", exit_code=2)
+
+
+def test_timeline_symbols_are_distinct_and_explained():
+    labels = ["cat", "clock_tick", "crying_baby", "crackling_fire", "dog", "cat"]
+    symbols = timeline_symbols(labels)
+    assert len(set(symbols.values())) == len(symbols) == 5
+    assert symbols["cat"] == "c" and symbols["clock_tick"] == "C" and symbols["dog"] == "d"
+    assert legend(symbols) == "c=cat C=clock_tick 0=crying_baby 1=crackling_fire d=dog"
