@@ -86,12 +86,7 @@ class ClipRecorder:
         self.saved = 0
         self.write_errors = 0
         self.truncated = 0  # clips that lost some of their start (event longer than max_clip_s)
-        self.dropped_speech = 0
-        self._privacy = None
-        if cfg.privacy == "drop_speech":
-            from streamd.speech_filter import SpeechFilter
-
-            self._privacy = SpeechFilter()
+        self._names: set[Path] = set()
         self._lock = threading.Lock()
         self._queue: queue.Queue[tuple[PendingClip, int, np.ndarray] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="streamd-clips", daemon=True)
@@ -114,12 +109,21 @@ class ClipRecorder:
         end = round((event["t_end"] + self.cfg.post_roll_s) * rate)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(event["wall_time"]))
         label = re.sub(r"[^A-Za-z0-9_-]+", "_", event["label"])
-        path = self.dir / f"{name}_{stamp}_{label}_{event['t_start']:.2f}s.flac"
+        path = self._unique(self.dir / f"{name}_{stamp}_{label}_{event['t_start']:.2f}s.flac")
         event = {**event, "clip": str(path)}
         with self._lock:
             self.pending.append(PendingClip(stream, start, end, path, event))
             self._cut_ready(stream)
         return event
+
+    def _unique(self, path: Path) -> Path:
+        """``path``, or ``path`` with ``-2``, ``-3``... when this run or an earlier one already used it."""
+        candidate, n = path, 2
+        while candidate in self._names or candidate.exists():
+            candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+            n += 1
+        self._names.add(candidate)
+        return candidate
 
     def _cut_ready(self, stream: int) -> None:
         history = self.history[stream]
@@ -165,9 +169,6 @@ class ClipRecorder:
 
         name, rate, _ = self.streams[clip.stream]
         if data.shape[0] == 0:
-            return
-        if self._privacy is not None and self._privacy.has_speech(data, rate):
-            self.dropped_speech += 1
             return
         clip.path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(clip.path, lambda tmp: sf.write(tmp, data, rate, format="FLAC", subtype=SUBTYPE))
@@ -221,5 +222,4 @@ class ClipRecorder:
             "clips_saved": self.saved,
             "clip_write_errors": self.write_errors,
             "clips_truncated": self.truncated,
-            "clips_dropped_speech": self.dropped_speech,
         }

@@ -116,7 +116,6 @@ class ClipsSection:
     max_bytes: int = 0
     max_age_s: float = 0.0
     max_clip_s: float = 60.0  # longest event kept whole (the audio held per stream)
-    privacy: str = "none"  # "none" | "drop_speech" (discard clips with speech; needs silero-vad)
 
 
 @dataclass
@@ -154,7 +153,6 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "engine.overload": ("auto", "drop_oldest", "block"),
     "mqtt.qos": (0, 1, 2),
     "clips.format": ("flac",),
-    "clips.privacy": ("none", "drop_speech"),
 }
 _POSITIVE = {
     "windows.window_s",
