@@ -76,6 +76,50 @@ class PublishSection:
 
 
 @dataclass
+class MqttSection:
+    """MQTT sink (off unless ``url`` is set): see ``streamd.mqtt_sink``."""
+
+    url: str = ""  # mqtt://HOST:PORT[/PREFIX] or mqtts://...; empty: off
+    prefix: str = "streamd"  # topics PREFIX/<stream>/{prediction,event,status} (a path in the url wins)
+    username: str = ""
+    password: str = ""
+    tls: bool = False  # also implied by mqtts://
+    ca_file: str = ""  # CA certificates for TLS (empty: the system's)
+    qos: int = 0
+    retain: bool = False
+    client_id: str = ""  # empty: streamd-<host>
+    types: list[str] = field(default_factory=lambda: ["prediction", "event", "status"])
+    prediction_interval_s: float = 0.0  # at most one prediction per stream this often (0: all)
+    discovery: bool = True  # Home Assistant MQTT discovery
+    discovery_prefix: str = "homeassistant"
+    binary_sensors: list[str] = field(default_factory=list)  # labels (empty: [events] allow)
+    queue_size: int = 1000  # messages waiting for the MQTT thread; more are dropped and counted
+    reconnect_max_s: float = 30.0  # reconnect backoff cap
+
+
+@dataclass
+class MetricsSection:
+    """Prometheus endpoint (off unless ``listen`` is set): see ``streamd.metrics``."""
+
+    listen: str = ""  # HOST:PORT or PORT (bind 127.0.0.1); empty: off
+
+
+@dataclass
+class ClipsSection:
+    """Event clips (off unless ``dir`` is set): see ``streamd.clips``."""
+
+    dir: str = ""
+    pre_roll_s: float = 2.0
+    post_roll_s: float = 2.0
+    format: str = "flac"
+    labels: list[str] = field(default_factory=list)  # labels to save (empty: all)
+    max_files: int = 0  # retention (0: no limit)
+    max_bytes: int = 0
+    max_age_s: float = 0.0
+    max_clip_s: float = 60.0  # longest event kept whole (the audio held per stream)
+
+
+@dataclass
 class DaemonConfig:
     """Everything the daemon needs besides its sources."""
 
@@ -85,6 +129,9 @@ class DaemonConfig:
     capture: CaptureSection = field(default_factory=CaptureSection)
     publish: PublishSection = field(default_factory=PublishSection)
     events: EventConfig = field(default_factory=EventConfig)
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+    clips: ClipsSection = field(default_factory=ClipsSection)
 
     def overload_policy(self, live: bool) -> str:
         """The explicit policy: ``auto`` resolves to drop_oldest for live capture, block for replay."""
@@ -105,6 +152,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "model.compute": ("auto", "cpu", "cuda"),
     "model.precision": ("auto", "fp32", "bf16", "int8"),
     "engine.overload": ("auto", "drop_oldest", "block"),
+    "mqtt.qos": (0, 1, 2),
+    "clips.format": ("flac",),
 }
 _POSITIVE = {
     "windows.window_s",
@@ -118,6 +167,9 @@ _POSITIVE = {
     "publish.status_interval_s",
     "publish.queue_size",
     "publish.sndhwm",
+    "mqtt.queue_size",
+    "mqtt.reconnect_max_s",
+    "clips.max_clip_s",
 }
 
 
@@ -193,6 +245,8 @@ def _build(cls: type, values: dict[str, Any]) -> Any:
 
 
 _NON_NEGATIVE = {"engine.queue_size", "engine.threads", "publish.wait_for_subscriber_s"}
+_NON_NEGATIVE |= {"mqtt.prediction_interval_s", "clips.pre_roll_s", "clips.post_roll_s"}
+_NON_NEGATIVE |= {"clips.max_files", "clips.max_bytes", "clips.max_age_s"}
 # Upper bounds: every size and duration is finite and small enough to allocate.
 _MAXIMUM: dict[str, float] = {
     "windows.window_s": 60.0,
@@ -209,6 +263,12 @@ _MAXIMUM: dict[str, float] = {
     "publish.queue_size": 1_000_000,
     "publish.sndhwm": 1_000_000,
     "publish.wait_for_subscriber_s": 3600.0,
+    "mqtt.queue_size": 1_000_000,
+    "mqtt.reconnect_max_s": 3600.0,
+    "mqtt.prediction_interval_s": 3600.0,
+    "clips.pre_roll_s": 60.0,
+    "clips.post_roll_s": 60.0,
+    "clips.max_clip_s": 600.0,
 }
 
 
@@ -340,6 +400,9 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="wait up to S seconds for a subscriber before starting",
     )
+    parser.add_argument("--mqtt", metavar="URL", help="also publish to MQTT: mqtt://HOST:PORT[/PREFIX]")
+    parser.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics (host 127.0.0.1)")
+    parser.add_argument("--save-clips", metavar="DIR", help="save each event's audio (FLAC) in DIR")
     parser.add_argument("--no-dashboard", action="store_true", help="do not show the terminal dashboard")
     parser.add_argument("--json", action="store_true", help="print every published message as a JSON line")
 
@@ -356,6 +419,9 @@ _FLAGS: dict[str, str] = {
     "max_batch": "engine.max_batch",
     "status_interval": "publish.status_interval_s",
     "wait_subscriber": "publish.wait_for_subscriber_s",
+    "mqtt": "mqtt.url",
+    "metrics": "metrics.listen",
+    "save_clips": "clips.dir",
 }
 
 

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +39,9 @@ from streamd.sources import FileSource, Source
 JOIN_TIMEOUT_S = 1.0
 RETRY_FIRST_S = 0.25  # first wait between reopen attempts of a failed device (then doubling)
 LATENCY_HISTORY = 4096
+
+AudioTap = Callable[[int, int, np.ndarray], None]  # (stream index, first sample index, source-rate audio)
+EventHook = Callable[[int, dict[str, Any]], dict[str, Any]]  # (stream index, event) -> event to publish
 
 
 class PublisherLike(Protocol):
@@ -140,6 +143,8 @@ class Daemon:
         self._threads_before = torch.get_num_threads()
         self._started = 0.0
         self.errors: list[str] = []
+        self.audio_taps: list[AudioTap] = []  # see every block of source audio (feature thread)
+        self.event_hooks: list[EventHook] = []  # may extend an event message before it is published
 
     def _stream(self, index: int, name: str, source: Source) -> Stream:
         source.ring.on_write = self._data_ready
@@ -253,7 +258,7 @@ class Daemon:
         for stream in self.streams:
             t_end = stream.front.samples / self.model.info.features.sample_rate
             for msg in stream.events.flush(t_end):
-                self.publisher.publish(msg)
+                self.publisher.publish(self._hooked(stream, msg))
             state = final_state
             if stream.source.error:
                 state = "device_error"
@@ -298,6 +303,8 @@ class Daemon:
         got = ring.read()
         windows: list[Window] = []
         if got.data.shape[0]:
+            for tap in self.audio_taps:
+                tap(stream.index, got.start, got.data)
             mono = downmix(got.data)
             if not np.isfinite(mono).all():  # a device gone wrong: silence instead, counted
                 bad = ~np.isfinite(mono)
@@ -360,7 +367,12 @@ class Daemon:
                 stream.late_results += 1
             scores_by_label = dict(zip(self.labels, row, strict=True))
             for event in stream.events.update(window.t_start, window.t_end, scores_by_label, wall_time=wall):
-                self.publisher.publish(event)
+                self.publisher.publish(self._hooked(stream, event))
+
+    def _hooked(self, stream: Stream, event: dict[str, Any]) -> dict[str, Any]:
+        for hook in self.event_hooks:
+            event = hook(stream.index, event)
+        return event
 
     # -- supervision (main thread) ---------------------------------------------------------------------
 

@@ -200,6 +200,7 @@ class Engine:
         self.model_errors = 0
         self.batches = 0
         self.busy_s = 0.0
+        self.on_model_time: Callable[[float], None] | None = None  # seconds of each model call
         self.last_error: str | None = None  # the latest model error
         self.failure: str | None = None  # why the worker stopped early, if it did
 
@@ -295,7 +296,10 @@ class Engine:
             self._model_error(jobs, f"{type(exc).__name__}: {exc}")
             return
         finally:
-            self.busy_s += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            self.busy_s += elapsed
+            if self.on_model_time is not None:
+                self.on_model_time(elapsed)
         self.batches += 1
         finite = torch.isfinite(scores).all(dim=1)
         if not bool(finite.all()):

@@ -13,7 +13,9 @@ from collections.abc import Callable
 
 from streamd.config import DaemonConfig, add_daemon_arguments, config_from_args
 from streamd.daemon import Daemon, print_errors
+from streamd.integrations import attach as attach_integrations
 from streamd.model_loading import resolve_model, window_warning
+from streamd.network_source import NetworkSource, is_url
 from streamd.security import add_security_arguments, security_from_args
 from streamd.signals import stop_on_signals
 from streamd.sources import DeviceSource, Source
@@ -26,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--device",
         action="append",
         metavar="DEVICE",
-        help="'mic' (the default input), a device index, or part of its name; repeat for several streams",
+        help="'mic' (the default input), a device index, part of its name, or a URL (rtsp://, http://, "
+        "tcp://, ...); repeat for several streams",
     )
     add_daemon_arguments(parser)
     add_security_arguments(parser)
@@ -56,6 +59,7 @@ def execute(
     except BaseException:
         publisher.stop(timeout=0.0)
         raise
+    integrations = attach_integrations(cfg, daemon, publisher)
     if args.json:
         from streamd.sinks import JsonLinesSink
 
@@ -79,13 +83,20 @@ def execute(
     finally:
         if dashboard is not None:
             dashboard.stop()
+        integrations.close()
     print_errors(daemon.errors)
     return 1 if daemon.errors else 0
 
 
 def _device_sources(devices: list[str]) -> Callable[[DaemonConfig], list[Source]]:
     def make(cfg: DaemonConfig) -> list[Source]:
-        return [DeviceSource(d, block_s=cfg.capture.block_s, ring_s=cfg.capture.ring_s) for d in devices]
+        c = cfg.capture
+        return [
+            NetworkSource(d, block_s=c.block_s, ring_s=c.ring_s, watchdog_s=c.watchdog_s)
+            if is_url(d)
+            else DeviceSource(d, block_s=c.block_s, ring_s=c.ring_s)
+            for d in devices
+        ]
 
     return make
 

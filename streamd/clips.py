@@ -1,0 +1,225 @@
+"""Event clips (``--save-clips DIR``, ``[clips]``): the source audio of each ended event, saved as FLAC.
+
+The daemon hands this module every block of source audio (at the source's rate and channel count, before
+downmixing) and every event message. Each stream keeps the last ``pre_roll_s + max_clip_s + post_roll_s``
+seconds in a ring of its own. An event's ``end`` message gains ``clip`` (the path the clip will have) at
+once; the clip itself, ``[t_start - pre_roll_s, t_end + post_roll_s]`` at the source rate, is cut once
+the post-roll has arrived (or the stream has ended) and written by a thread of its own: FLAC (24-bit)
+written atomically, then a JSON sidecar (the event message, stream, times, rate). Retention (max files,
+bytes, age) is enforced after each write. A write that fails (disk full, unwritable directory) is counted
+and logged once; the daemon goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamd.config import ClipsSection
+
+log = logging.getLogger(__name__)
+
+SUBTYPE = "PCM_24"
+
+
+class AudioHistory:
+    """The newest ``capacity`` frames of one stream, addressed by absolute sample index."""
+
+    def __init__(self, capacity: int, channels: int) -> None:
+        self.capacity = max(1, capacity)
+        self._buf = np.zeros((self.capacity, channels), dtype=np.float32)
+        self.end = 0  # absolute index after the newest sample
+
+    def write(self, start: int, data: np.ndarray) -> None:
+        """Append ``data`` whose first sample has index ``start`` (overlap with what is held is skipped)."""
+        if start > self.end:  # a gap (the ring's indices never have one): keep indices honest with silence
+            self.write(self.end, np.zeros((start - self.end, self._buf.shape[1]), np.float32))
+        data = data[self.end - start :]
+        n = data.shape[0]
+        if n == 0:
+            return
+        kept = data[-self.capacity :]
+        base = self.end + n - kept.shape[0]
+        self._buf[np.arange(base, base + kept.shape[0]) % self.capacity] = kept
+        self.end += n
+
+    def read(self, start: int, end: int) -> tuple[int, np.ndarray]:
+        """Samples ``[max(start, oldest held), min(end, newest))`` and the index of the first one."""
+        first = max(start, self.end - self.capacity, 0)
+        last = min(end, self.end)
+        if last <= first:
+            return first, np.zeros((0, self._buf.shape[1]), np.float32)
+        return first, self._buf[np.arange(first, last) % self.capacity].copy()
+
+
+@dataclass
+class PendingClip:
+    stream: int
+    start: int  # source sample indices
+    end: int
+    path: Path
+    event: dict[str, Any]
+
+
+class ClipRecorder:
+    """Cuts and writes event clips; ``tap`` and ``on_event`` are daemon hooks, ``close`` ends it."""
+
+    def __init__(self, cfg: ClipsSection, streams: list[tuple[str, int, int]]) -> None:
+        """``streams``: (name, sample rate, channels) of each stream, in the daemon's order."""
+        self.cfg = cfg
+        self.dir = Path(cfg.dir).expanduser()
+        self.streams = streams
+        hold_s = cfg.pre_roll_s + cfg.max_clip_s + cfg.post_roll_s
+        self.history = [AudioHistory(math.ceil(hold_s * rate), ch) for _, rate, ch in streams]
+        self.ended = [False] * len(streams)
+        self.pending: list[PendingClip] = []
+        self.saved = 0
+        self.write_errors = 0
+        self.truncated = 0  # clips that lost some of their start (event longer than max_clip_s)
+        self._names: set[Path] = set()
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[tuple[PendingClip, int, np.ndarray] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="streamd-clips", daemon=True)
+        self._thread.start()
+
+    # -- daemon hooks --------------------------------------------------------------------------------
+
+    def tap(self, stream: int, start: int, data: np.ndarray) -> None:
+        """Feature thread: keep the block, then cut every clip whose post-roll has arrived."""
+        with self._lock:
+            self.history[stream].write(start, data)
+            self._cut_ready(stream)
+
+    def on_event(self, stream: int, event: dict[str, Any]) -> dict[str, Any]:
+        """Engine thread: an ``end`` of a label to save gets a clip path and is queued for cutting."""
+        if event["state"] != "end" or (self.cfg.labels and event["label"] not in self.cfg.labels):
+            return event
+        name, rate, _ = self.streams[stream]
+        start = max(0, round((event["t_start"] - self.cfg.pre_roll_s) * rate))
+        end = round((event["t_end"] + self.cfg.post_roll_s) * rate)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(event["wall_time"]))
+        label = re.sub(r"[^A-Za-z0-9_-]+", "_", event["label"])
+        path = self._unique(self.dir / f"{name}_{stamp}_{label}_{event['t_start']:.2f}s.flac")
+        event = {**event, "clip": str(path)}
+        with self._lock:
+            self.pending.append(PendingClip(stream, start, end, path, event))
+            self._cut_ready(stream)
+        return event
+
+    def _unique(self, path: Path) -> Path:
+        """``path``, or ``path`` with ``-2``, ``-3``... when this run or an earlier one already used it."""
+        candidate, n = path, 2
+        while candidate in self._names or candidate.exists():
+            candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+            n += 1
+        self._names.add(candidate)
+        return candidate
+
+    def _cut_ready(self, stream: int) -> None:
+        history = self.history[stream]
+        keep = []
+        for clip in self.pending:
+            if clip.stream == stream and (history.end >= clip.end or self.ended[stream]):
+                first, data = history.read(clip.start, clip.end)
+                if first > clip.start:
+                    self.truncated += 1
+                self._queue.put((clip, first, data))
+            else:
+                keep.append(clip)
+        self.pending = keep
+
+    def close(self, timeout: float = 10.0) -> None:
+        """The streams have ended: cut what is pending with the audio there is, write it, stop."""
+        with self._lock:
+            for i in range(len(self.streams)):
+                self.ended[i] = True
+                self._cut_ready(i)
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    # -- writer thread -----------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            clip, first, data = item
+            try:
+                self._write(clip, first, data)
+            except Exception as exc:  # disk full, unwritable directory, a codec error: count, go on
+                self.write_errors += 1
+                if self.write_errors == 1:
+                    log.error("cannot save clip %s (%s); further failures are only counted", clip.path, exc)
+
+    def _write(self, clip: PendingClip, first: int, data: np.ndarray) -> None:
+        import soundfile as sf
+
+        from models.atomic_write import write_atomically
+
+        name, rate, _ = self.streams[clip.stream]
+        if data.shape[0] == 0:
+            return
+        clip.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(clip.path, lambda tmp: sf.write(tmp, data, rate, format="FLAC", subtype=SUBTYPE))
+        sidecar = {
+            "event": clip.event,
+            "stream": name,
+            "sample_rate": rate,
+            "channels": int(data.shape[1]),
+            "first_sample": first,
+            "clip_start_s": first / rate,
+            "clip_end_s": (first + data.shape[0]) / rate,
+            "pre_roll_s": self.cfg.pre_roll_s,
+            "post_roll_s": self.cfg.post_roll_s,
+        }
+        text = json.dumps(sidecar, indent=2, allow_nan=False)
+        write_atomically(clip.path.with_suffix(".json"), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        self.saved += 1
+        self._enforce_retention()
+
+    def _enforce_retention(self) -> None:
+        """Delete the oldest clips (and their sidecars) beyond max files, max bytes or max age."""
+        cfg = self.cfg
+        if not (cfg.max_files or cfg.max_bytes or cfg.max_age_s):
+            return
+        clips = []
+        for path in self.dir.glob("*.flac"):
+            if path.name.startswith("."):
+                continue
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            clips.append((st.st_mtime, path.name, path, st.st_size))
+        clips.sort()
+        total = sum(size for *_, size in clips)
+        now = time.time()
+        for i, (mtime, _, path, size) in enumerate(clips):
+            remaining = len(clips) - i
+            too_many = bool(cfg.max_files) and remaining > cfg.max_files
+            too_big = bool(cfg.max_bytes) and total > cfg.max_bytes
+            too_old = bool(cfg.max_age_s) and now - mtime > cfg.max_age_s
+            if not (too_many or too_big or too_old):
+                continue
+            path.unlink(missing_ok=True)
+            path.with_suffix(".json").unlink(missing_ok=True)
+            total -= size
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return {
+            "clips_saved": self.saved,
+            "clip_write_errors": self.write_errors,
+            "clips_truncated": self.truncated,
+        }

@@ -1,0 +1,68 @@
+"""Wiring of the optional integrations (MQTT, Prometheus metrics, event clips) into a built daemon.
+
+Each is off unless its section sets it (``--mqtt``, ``--metrics``, ``--save-clips``); its module (and
+its library) is imported only then. ``attach`` hooks them to the publisher and daemon; ``close`` ends
+them once the daemon has stopped (clips still pending are written first).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamd.config import DaemonConfig
+
+
+class Integrations:
+    """The integrations that are on, and how to end them."""
+
+    def __init__(self) -> None:
+        self.metrics: Any = None
+        self.mqtt: Any = None
+        self.clips: Any = None
+
+    def close(self) -> None:
+        if self.clips is not None:
+            self.clips.close()
+        if self.mqtt is not None:
+            self.mqtt.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
+
+    @property
+    def counters(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for part in (self.mqtt, self.clips):
+            if part is not None:
+                out.update(part.counters)
+        return out
+
+
+def attach(cfg: DaemonConfig, daemon: Any, publisher: Any) -> Integrations:
+    """Start what ``cfg`` turns on and hook it in (``daemon``: a ``streamd.daemon.Daemon``)."""
+    out = Integrations()
+    try:
+        if cfg.metrics.listen:
+            from streamd.metrics import Metrics
+
+            out.metrics = Metrics(cfg.metrics.listen)
+            out.metrics.start()
+            publisher.add_sink(out.metrics)
+            daemon.engine.on_model_time = out.metrics.observe_model_time
+        if cfg.mqtt.url:
+            from streamd.mqtt_sink import MqttSink
+
+            labels = cfg.mqtt.binary_sensors or cfg.events.allow
+            out.mqtt = MqttSink(cfg.mqtt, [s.name for s in daemon.streams], list(labels))
+            out.mqtt.start()
+            publisher.add_sink(out.mqtt)
+        if cfg.clips.dir:
+            from streamd.clips import ClipRecorder
+
+            streams = [(s.name, s.source.sample_rate, s.source.channels) for s in daemon.streams]
+            out.clips = ClipRecorder(cfg.clips, streams)
+            daemon.audio_taps.append(out.clips.tap)
+            daemon.event_hooks.append(out.clips.on_event)
+    except BaseException:
+        out.close()
+        raise
+    return out

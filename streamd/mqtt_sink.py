@@ -1,0 +1,266 @@
+"""MQTT sink (``--mqtt mqtt://HOST:PORT[/PREFIX]``, ``[mqtt]``), with Home Assistant discovery.
+
+Every message goes out with the same JSON body as on ZeroMQ, on ``PREFIX/<stream>/<type>``. The client
+announces ``online`` on ``PREFIX/availability`` (retained) and leaves ``offline`` as its last will. With
+discovery on it publishes, retained, a sensor per stream (state: the top label; attribute: its score) and a
+binary sensor per configured label and stream, whose state topic ``PREFIX/<stream>/active/<label>`` gets
+``ON`` at the event's start and ``OFF`` at its end.
+
+The sink never stalls the pipeline: the publisher thread only puts a message on a bounded queue (full:
+dropped and counted); this module's own thread hands it to paho, whose network thread reconnects with a
+doubling backoff. What could not be handed over (not connected, paho's queue full) is counted as
+``undelivered``. paho is imported only when MQTT is on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from streamd import messages
+from streamd.config import MqttSection
+from streamd.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = {"mqtt": 1883, "mqtts": 8883}
+PAHO_QUEUE = 1000  # messages paho may hold (QoS > 0) while disconnected
+KEEPALIVE_S = 30
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+    prefix: str | None  # from the URL path, if any
+
+
+def parse_url(url: str) -> BrokerAddress:
+    """``mqtt://HOST[:PORT][/PREFIX]`` or ``mqtts://...``; ConfigError when malformed."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in DEFAULT_PORT or not parts.hostname:
+        raise ConfigError(f"--mqtt: expected mqtt://HOST:PORT[/PREFIX], got {url!r}")
+    try:
+        port = parts.port or DEFAULT_PORT[parts.scheme]
+    except ValueError:
+        raise ConfigError(f"--mqtt: invalid port in {url!r}") from None
+    prefix = parts.path.strip("/") or None
+    return BrokerAddress(parts.hostname, port, parts.scheme == "mqtts", prefix)
+
+
+def slug(text: str) -> str:
+    """A topic- and id-safe form of a label (``Crying baby`` -> ``crying_baby``)."""
+    return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_") or "label"
+
+
+def discovery_payloads(
+    prefix: str, discovery_prefix: str, node: str, streams: list[str], labels: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Home Assistant discovery config topics -> payloads: a sensor per stream, a binary sensor per
+    stream and label."""
+    device = {"identifiers": [node], "name": f"streamd ({node})", "manufacturer": "streamd"}
+    availability = f"{prefix}/availability"
+    out: dict[str, dict[str, Any]] = {}
+    for stream in streams:
+        uid = f"{node}_{stream}_top_label"
+        out[f"{discovery_prefix}/sensor/{node}/{slug(stream)}_top_label/config"] = {
+            "name": f"{stream} sound",
+            "unique_id": uid,
+            "object_id": uid,
+            "state_topic": f"{prefix}/{stream}/prediction",
+            "value_template": "{{ value_json.labels[0].label }}",
+            "json_attributes_topic": f"{prefix}/{stream}/prediction",
+            "json_attributes_template": (
+                '{{ {"score": value_json.labels[0].score, "t_end": value_json.t_end} | tojson }}'
+            ),
+            "availability_topic": availability,
+            "icon": "mdi:waveform",
+            "device": device,
+        }
+        for label in labels:
+            uid = f"{node}_{stream}_{slug(label)}"
+            out[f"{discovery_prefix}/binary_sensor/{node}/{slug(stream)}_{slug(label)}/config"] = {
+                "name": f"{stream} {label}",
+                "unique_id": uid,
+                "object_id": uid,
+                "state_topic": f"{prefix}/{stream}/active/{slug(label)}",
+                "payload_on": "ON",
+                "payload_off": "OFF",
+                "device_class": "sound",
+                "availability_topic": availability,
+                "device": device,
+            }
+    return out
+
+
+class MqttSink:
+    """A publisher sink that forwards messages to an MQTT broker from its own thread."""
+
+    def __init__(self, cfg: MqttSection, streams: list[str], labels: list[str]) -> None:
+        import paho.mqtt.client as mqtt
+
+        self._mqtt = mqtt
+        address = parse_url(cfg.url)
+        self.cfg = cfg
+        self.address = address
+        self.prefix = (address.prefix or cfg.prefix).strip("/")
+        self.node = slug(cfg.client_id or f"streamd-{socket.gethostname()}")
+        self.streams = streams
+        self.labels = labels
+        self.types = set(cfg.types)
+        unknown = self.types - set(messages.MESSAGE_TYPES)
+        if unknown:
+            raise ConfigError(f"mqtt.types: unknown message types {sorted(unknown)}")
+        self.availability = f"{self.prefix}/availability"
+        self.delivered = 0
+        self.undelivered = 0
+        self._warned = False
+        self._last_prediction: dict[str, float] = {}
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=cfg.queue_size)
+        self._connected = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.client = self._client()
+
+    def _client(self) -> Any:
+        mqtt = self._mqtt
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=self.cfg.client_id or self.node, clean_session=True
+        )
+        if self.cfg.username:
+            client.username_pw_set(self.cfg.username, self.cfg.password or None)
+        if self.cfg.tls or self.address.tls:
+            client.tls_set(ca_certs=self.cfg.ca_file or None)
+        client.will_set(self.availability, "offline", qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=max(1, round(self.cfg.reconnect_max_s)))
+        client.max_queued_messages_set(PAHO_QUEUE)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        return client
+
+    # -- paho callbacks (its network thread) -----------------------------------------------------------
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            log.warning("MQTT broker %s refused the connection: %s", self.address.host, reason)
+            return
+        client.publish(self.availability, "online", qos=1, retain=True)
+        if self.cfg.discovery:
+            labels = self.labels
+            for topic, payload in discovery_payloads(
+                self.prefix, self.cfg.discovery_prefix, self.node, self.streams, labels
+            ).items():
+                client.publish(topic, json.dumps(payload), qos=1, retain=True)
+        self._connected.set()
+        log.info("MQTT connected to %s:%d", self.address.host, self.address.port)
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self._connected.clear()
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background (a broker that is down is retried with backoff) and start the thread."""
+        self.client.connect_async(self.address.host, self.address.port, keepalive=KEEPALIVE_S)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, name="streamd-mqtt", daemon=True)
+        self._thread.start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Send what is queued (bounded), say ``offline``, disconnect."""
+        if self._thread is not None:
+            deadline = time.monotonic() + timeout
+            while self._thread.is_alive():
+                try:
+                    self._queue.put(None, timeout=0.05)
+                    break
+                except queue.Full:
+                    if time.monotonic() > deadline:
+                        break
+            self._thread.join(max(0.1, deadline - time.monotonic()))
+        if self._connected.is_set():
+            info = self.client.publish(self.availability, "offline", qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(timeout=1.0)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._count_unsent()
+
+    # -- sink (publisher thread) -----------------------------------------------------------------------
+
+    def __call__(self, msg: dict[str, Any]) -> None:
+        if msg["type"] not in self.types and not (msg["type"] == "event" and self.cfg.discovery):
+            return
+        try:
+            self._queue.put_nowait(msg)
+        except queue.Full:
+            self._lost("the MQTT queue is full")
+
+    # -- own thread --------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            msg = self._queue.get()
+            if msg is None:
+                return
+            try:
+                self._forward(msg)
+            except Exception:  # a bug here must not end the thread silently
+                log.exception("MQTT sink failed on a message")
+                self._lost("an internal error")
+
+    def _forward(self, msg: dict[str, Any]) -> None:
+        kind, stream = msg["type"], msg["stream"]
+        if kind == "event" and self.cfg.discovery and msg["label"] in self.labels:
+            state = "ON" if msg["state"] == "start" else "OFF"
+            self._publish(f"{self.prefix}/{stream}/active/{slug(msg['label'])}", state, retain=True)
+        if kind not in self.types:
+            return
+        if kind == "prediction" and self.cfg.prediction_interval_s > 0:
+            now = time.monotonic()
+            if now - self._last_prediction.get(stream, -1e18) < self.cfg.prediction_interval_s:
+                return
+            self._last_prediction[stream] = now
+        body = messages.encode(msg)[1]
+        self._publish(f"{self.prefix}/{stream}/{kind}", body, retain=self.cfg.retain)
+
+    def _publish(self, topic: str, payload: str | bytes, *, retain: bool) -> None:
+        if not self._connected.is_set():
+            self._lost("the broker is not connected")
+            return
+        info = self.client.publish(topic, payload, qos=self.cfg.qos, retain=retain)
+        if info.rc == self._mqtt.MQTT_ERR_SUCCESS:
+            self.delivered += 1
+        else:
+            self._lost(self._mqtt.error_string(info.rc))
+
+    def _lost(self, why: str) -> None:
+        self.undelivered += 1
+        if not self._warned:
+            self._warned = True
+            log.warning("MQTT: a message was not delivered (%s); further losses are only counted", why)
+
+    def _count_unsent(self) -> None:
+        while True:
+            try:
+                msg = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if msg is not None:
+                self.undelivered += 1
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return {"mqtt_delivered": self.delivered, "mqtt_undelivered": self.undelivered}

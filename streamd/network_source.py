@@ -1,0 +1,216 @@
+"""Network audio sources: ``--device URL`` (rtsp://, http(s)://, tcp://, udp://, anything FFmpeg opens).
+
+PyAV (FFmpeg) opens the URL and decodes its first audio track; a thread of the source writes the decoded
+samples (float32, at most two channels, at the stream's own rate) into the source's ``SampleRing``, paced
+to real time so a server that sends faster than real time (a file over HTTP) does not overrun the ring.
+From the ring on everything is the device pipeline: the daemon downmixes and resamples.
+
+A source that fails (cannot connect, connection lost, stream ended) sets ``error``; a source that stalls
+trips the daemon's watchdog. Either way the daemon reports it and calls ``restart`` with its doubling
+backoff, exactly as for a device. After a reconnect the time the stream was away is written as silence,
+so stream time keeps step with wall time, and recorded in ``outages`` as ``(start_s, end_s)`` of stream
+time (``outage_samples`` counts them). If the server comes back at another rate, the project's resampler
+brings it to the first rate. PyAV is imported only when a URL is given.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from audio_core.resample import StreamingResampler, downmix
+from streamd.errors import AudioInputError
+from streamd.ring import SampleRing
+from streamd.sources import Source
+
+log = logging.getLogger(__name__)
+
+OPEN_TIMEOUT_S = 5.0
+# Look at little of a live stream before starting (FFmpeg's defaults read seconds of it first).
+PROBE_OPTIONS = {"probesize": "32768", "analyzeduration": "500000"}
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+def is_url(spec: str) -> bool:
+    """True for ``scheme://...`` (a network source), False for a device name or index."""
+    return bool(_URL_RE.match(str(spec)))
+
+
+def _av() -> Any:
+    try:
+        import av
+    except ImportError as exc:
+        raise AudioInputError(f"network sources need PyAV (pip install av): {exc}") from None
+    return av
+
+
+def _short(url: str) -> str:
+    """The URL without credentials, for messages."""
+    return re.sub(r"://[^/@]*@", "://", url)
+
+
+class NetworkSource(Source):
+    """A live source reading a URL through PyAV (see the module docstring)."""
+
+    live = True
+    device_overflows = 0
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        block_s: float = 0.02,
+        ring_s: float = 10.0,
+        watchdog_s: float = 3.0,
+        name: str | None = None,
+    ) -> None:
+        self.url = url
+        self.read_timeout_s = max(0.5, watchdog_s)
+        self.name = name or re.sub(r"^[a-z0-9+.\-]+://", "", _short(url), flags=re.I)
+        self._first: Any = None
+        self.sample_rate, self.channels = self._probe()
+        self.block = max(1, round(block_s * self.sample_rate))
+        self.ring = SampleRing(round(ring_s * self.sample_rate), self.channels)
+        self.error: str | None = None
+        self.restarts = 0
+        self.outages: list[tuple[float, float]] = []
+        self.outage_samples = 0
+        self._stop = threading.Event()
+        self._reopen = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0: float | None = None  # monotonic time of stream time 0 (the first connection)
+
+    # -- connection ------------------------------------------------------------------------------------
+
+    def _open(self) -> Any:
+        av = _av()
+        try:
+            return av.open(self.url, options=PROBE_OPTIONS, timeout=(OPEN_TIMEOUT_S, self.read_timeout_s))
+        except (av.error.FFmpegError, OSError) as exc:
+            raise AudioInputError(f"cannot open {_short(self.url)}: {exc}") from None
+
+    def _probe(self) -> tuple[int, int]:
+        """The first audio track's rate and channels (at most two); AudioInputError if there is none.
+        The connection stays open for the reader thread (a live server may serve one client at a time)."""
+        container = self._open()
+        try:
+            if not container.streams.audio:
+                raise AudioInputError(f"{_short(self.url)} has no audio track")
+            ctx = container.streams.audio[0].codec_context
+            rate, channels = int(ctx.sample_rate or 0), int(ctx.layout.nb_channels or 0)
+            if rate <= 0 or channels <= 0:
+                raise AudioInputError(f"{_short(self.url)}: unknown sample rate or channel count")
+        except BaseException:
+            container.close()
+            raise
+        self._first = container
+        return rate, min(channels, 2)
+
+    # -- Source interface --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"streamd-net-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._reopen.set()
+        if self._thread is None and self._first is not None:
+            self._first.close()
+            self._first = None
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    def restart(self) -> None:
+        """Reconnect (called by the daemon's watchdog, with its backoff); the connecting is done by the
+        source's thread, so this never blocks."""
+        self.restarts += 1
+        self._reopen.set()
+
+    # -- reader thread -----------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._reopen.clear()
+                try:
+                    container, self._first = self._first or self._open(), None
+                except AudioInputError as exc:
+                    self.error = str(exc)
+                    self._reopen.wait()
+                    continue
+                self._reopen.clear()  # a request made while we were connecting is answered
+                try:
+                    self._connected(container)
+                except Exception as exc:  # FFmpeg read errors, timeouts, a decoder giving up
+                    self.error = f"{_short(self.url)}: connection lost ({type(exc).__name__}: {exc})"
+                finally:
+                    container.close()
+                self._reopen.wait()
+        finally:
+            self.ring.close()
+
+    def _connected(self, container: Any) -> None:
+        av = _av()
+        if not container.streams.audio:
+            raise AudioInputError("the stream has no audio track any more")
+        layout = "mono" if self.channels == 1 else "stereo"
+        converter = av.AudioResampler(format="flt", layout=layout)  # sample format and layout only
+        rate_fix: StreamingResampler | None = None
+        first = True
+        for frame in container.decode(audio=0):
+            if self._stop.is_set() or self._reopen.is_set():
+                return
+            if first:
+                first = False
+                self._mark_outage()
+                self.error = None
+                if frame.sample_rate != self.sample_rate:
+                    rate_fix = StreamingResampler(frame.sample_rate, self.sample_rate)
+            for out in converter.resample(frame):
+                data = out.to_ndarray().reshape(-1, self.channels)
+                if rate_fix is not None:
+                    mono = rate_fix.process(downmix(data))
+                    data = np.repeat(mono[:, None], self.channels, axis=1)
+                self._write(np.ascontiguousarray(data, dtype=np.float32))
+        if not self._stop.is_set() and not self._reopen.is_set():
+            self.error = f"{_short(self.url)}: the stream ended"
+
+    def _write(self, data: np.ndarray) -> None:
+        """Write in real time: wait until the wall clock reaches the end of what is already written."""
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        ahead = self._t0 + self.ring.write_index / self.sample_rate - time.monotonic()
+        if ahead > 0:
+            self._stop.wait(ahead)
+        self.ring.write(data)
+
+    def _mark_outage(self) -> None:
+        """After a reconnect: silence for the time the stream was away, recorded in ``outages``."""
+        if self._t0 is None:
+            return
+        missing = round((time.monotonic() - self._t0) * self.sample_rate) - self.ring.write_index
+        if missing <= self.block:
+            return
+        start = self.ring.write_index
+        chunk = max(1, self.ring.capacity // 4)
+        left = missing
+        while left > 0 and not self._stop.is_set():
+            n = min(left, chunk)
+            while self.ring.free() < n and not self._stop.wait(0.01):
+                pass
+            self.ring.write(np.zeros((n, self.channels), np.float32))
+            left -= n
+        self.outage_samples += missing
+        span = (start / self.sample_rate, (start + missing) / self.sample_rate)
+        self.outages.append(span)
+        log.warning("%s: outage %.2f-%.2f s (stream time) filled with silence", self.name, *span)

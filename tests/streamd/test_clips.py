@@ -1,0 +1,166 @@
+"""Event clips: sample-exact against the source audio (streamed in blocks and through the daemon),
+the JSON sidecar, retention, and writes that fail (disk full, unwritable) counted while the run goes on."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from pipeline_helpers import Pipeline
+
+from streamd import messages
+from streamd.clips import AudioHistory, ClipRecorder
+from streamd.config import ClipsSection, DaemonConfig
+from streamd.model_loading import load_model
+from streamd.sources import FileSource
+
+RATE = 16000
+
+
+def _audio(clips: list[Path]) -> np.ndarray:
+    return np.concatenate([sf.read(str(p), dtype="float32", always_2d=True)[0] for p in clips])
+
+
+def _feed(recorder: ClipRecorder, audio: np.ndarray, upto: int, start: int = 0, seed: int = 0) -> None:
+    """Stream ``audio[start:upto]`` into stream 0 in random block sizes, as the feature thread does."""
+    rng = np.random.default_rng(seed)
+    pos = start
+    while pos < upto:
+        n = min(int(rng.integers(1, 4000)), upto - pos)
+        recorder.tap(0, pos, audio[pos : pos + n])
+        pos += n
+
+
+def _event(t_start: float, t_end: float, label: str = "dog") -> dict:
+    return messages.event("s", label, "end", t_start, t_end, 0.9)
+
+
+def test_history_streamed_equals_the_whole_signal() -> None:
+    rng = np.random.default_rng(1)
+    audio = rng.standard_normal((50_000, 2)).astype(np.float32)
+    history = AudioHistory(12_345, 2)
+    pos = 0
+    while pos < audio.shape[0]:
+        n = min(int(rng.integers(1, 20_000)), audio.shape[0] - pos)
+        history.write(pos, audio[pos : pos + n])
+        pos += n
+        first, got = history.read(0, pos)
+        assert first == max(0, pos - 12_345)
+        np.testing.assert_array_equal(got, audio[first:pos])
+
+
+def test_clips_are_sample_exact_with_pre_and_post_roll(tmp_path: Path, clips: list[Path]) -> None:
+    audio = _audio(clips)  # 15 s of real audio
+    cfg = ClipsSection(dir=str(tmp_path / "clips"), pre_roll_s=1.5, post_roll_s=0.75, labels=["dog"])
+    recorder = ClipRecorder(cfg, [("s", RATE, 1)])
+    _feed(recorder, audio, 6 * RATE)
+    msg = recorder.on_event(0, _event(3.0, 5.0))
+    other = recorder.on_event(0, _event(3.0, 5.0, label="rain"))  # not a label to save
+    start_msg = recorder.on_event(0, messages.event("s", "dog", "start", 9.0, 10.0, 0.9))
+    assert "clip" not in other and "clip" not in start_msg
+    early = recorder.on_event(0, _event(0.5, 1.0))  # pre-roll clamped at the stream start
+    _feed(recorder, audio, audio.shape[0], start=6 * RATE, seed=2)
+    late = recorder.on_event(0, _event(13.5, 14.8))  # post-roll cut by the end of the stream
+    recorder.close()
+    assert recorder.counters["clips_saved"] == 3 and recorder.write_errors == 0
+    for event, (a, b) in ((msg, (1.5, 5.75)), (early, (0.0, 1.75)), (late, (12.0, 15.0))):
+        path = Path(event["clip"])
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        assert rate == RATE
+        expected = audio[round(a * RATE) : round(b * RATE)]
+        assert data.shape == expected.shape
+        np.testing.assert_array_equal(data, expected)  # 16-bit source audio survives 24-bit FLAC exactly
+        side = json.loads(path.with_suffix(".json").read_text())
+        assert side["event"] == event and side["first_sample"] == round(a * RATE)
+        assert side["sample_rate"] == RATE and side["stream"] == "s"
+        messages.encode(event)  # still a valid message with its clip path
+    assert not list((tmp_path / "clips").glob(".*"))  # no temporary left behind
+
+
+def test_retention_keeps_the_newest_files(tmp_path: Path, clips: list[Path]) -> None:
+    audio = _audio(clips)
+    cfg = ClipsSection(dir=str(tmp_path / "c"), pre_roll_s=0, post_roll_s=0, max_files=2)
+    recorder = ClipRecorder(cfg, [("s", RATE, 1)])
+    _feed(recorder, audio, audio.shape[0])
+    paths = [Path(recorder.on_event(0, _event(t, t + 1.0))["clip"]) for t in (1.0, 4.0, 7.0, 10.0)]
+    recorder.close()
+    assert recorder.saved == 4
+    assert sorted((tmp_path / "c").glob("*.flac")) == sorted(paths[2:])
+    assert len(list((tmp_path / "c").glob("*.json"))) == 2
+    sizes = {p: p.stat().st_size for p in paths[2:]}
+    limit = max(sizes.values()) + 1  # room for one clip of these sizes, not two
+    cfg2 = ClipsSection(dir=str(tmp_path / "c"), pre_roll_s=0, post_roll_s=0, max_bytes=limit)
+    recorder = ClipRecorder(cfg2, [("s", RATE, 1)])
+    _feed(recorder, audio, audio.shape[0])
+    newest = Path(recorder.on_event(0, _event(10.0, 11.0))["clip"])  # the audio of paths[3] again
+    recorder.close()
+    assert newest not in paths  # a name of its own
+    left = sorted((tmp_path / "c").glob("*.flac"))
+    assert sum(p.stat().st_size for p in left) <= limit
+    assert newest in left and paths[2] not in left  # the oldest went first
+
+
+@contextlib.contextmanager
+def _tiny_tmpfs(path: Path) -> Iterator[Path]:
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=False)
+
+
+@pytest.mark.parametrize("where", ["disk_full", "not_a_directory"])
+def test_failed_writes_are_counted_and_the_run_goes_on(
+    tmp_path: Path, clips: list[Path], small_checkpoint: Path, where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with contextlib.ExitStack() as stack:
+        if where == "disk_full":
+            target = stack.enter_context(_tiny_tmpfs(tmp_path / "full"))
+        else:
+            (tmp_path / "file").write_text("x")
+            target = tmp_path / "file" / "clips"  # a file where a directory should be: unwritable
+        cfg = ClipsSection(dir=str(target), pre_roll_s=0, post_roll_s=0)
+        recorder = ClipRecorder(cfg, [("s", RATE, 1)])
+        audio = _audio(clips)
+        _feed(recorder, audio, audio.shape[0])
+        events = [recorder.on_event(0, _event(t, t + 3.0)) for t in (1.0, 4.0, 7.0, 10.0, 11.5)]
+        recorder.close()
+        assert recorder.saved + recorder.write_errors == len(events)
+        assert recorder.write_errors >= (2 if where == "disk_full" else len(events))
+        assert sum("cannot save clip" in r.message for r in caplog.records) == 1  # logged once
+        if where == "disk_full":
+            left = sorted(target.iterdir())
+            assert not [p for p in left if p.name.startswith(".")]  # failed temporaries are removed
+            for event in events:  # what is there is complete
+                if Path(event["clip"]).exists():
+                    assert sf.info(event["clip"]).frames == 3 * RATE
+
+
+def test_daemon_replay_saves_the_event_clip(
+    tmp_path: Path, clips: list[Path], small_checkpoint: Path
+) -> None:
+    cfg = DaemonConfig()
+    cfg.events.allow = ["dog"]
+    cfg.events.threshold = 0.0
+    cfg.events.min_hits = 1
+    cfg.clips.dir = str(tmp_path / "clips")
+    source = FileSource(clips[1], speed=None)
+    pipe = Pipeline(cfg, [source], load_model(small_checkpoint, compute="cpu"))
+    pipe.run_to_end()
+    ends = [e for e in pipe.of("event") if e["state"] == "end"]
+    assert len(ends) == 1 and ends[0]["clip"]
+    data, rate = sf.read(ends[0]["clip"], dtype="float32", always_2d=True)
+    audio = sf.read(str(clips[1]), dtype="float32", always_2d=True)[0]
+    first = max(0, round((ends[0]["t_start"] - 2.0) * rate))
+    last = min(audio.shape[0], round((ends[0]["t_end"] + 2.0) * rate))
+    np.testing.assert_array_equal(data, audio[first:last])
+    assert pipe.integrations.counters["clips_saved"] == 1

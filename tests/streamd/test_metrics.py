@@ -1,0 +1,107 @@
+"""Prometheus endpoint: a real HTTP scrape during a replay shows exactly the status counters."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from pipeline_helpers import Pipeline
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamd.config import DaemonConfig
+from streamd.errors import ConfigError
+from streamd.metrics import COUNTERS, GAUGES, parse_listen
+from streamd.model_loading import load_model
+from streamd.sources import FileSource
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_scrapes_during_a_replay_equal_the_status_counters(
+    tmp_path: Path, clips: list[Path], small_checkpoint: Path
+) -> None:
+    audio = np.concatenate([sf.read(str(p), dtype="float32")[0] for p in clips])
+    path = tmp_path / "three.flac"
+    sf.write(path, audio, 16000)
+    cfg = DaemonConfig()
+    cfg.publish.status_interval_s = 0.2
+    cfg.events.allow = ["dog"]
+    cfg.events.threshold = 0.0
+    cfg.events.min_hits = 1
+    cfg.metrics.listen = "127.0.0.1:0"
+    model = load_model(small_checkpoint, compute="cpu")
+    source = FileSource(path, speed=4.0)
+    pipe = Pipeline(cfg, [source], model)
+    port = pipe.integrations.metrics.port
+    scrapes = []
+    done = threading.Event()
+
+    def scrape_loop() -> None:
+        while not done.is_set():
+            scrapes.append(_scrape(port))
+            time.sleep(0.15)
+
+    scraper = threading.Thread(target=scrape_loop)
+    scraper.start()
+    try:
+        pipe.daemon.run_until_done()
+    finally:
+        done.set()
+        scraper.join(10)
+    final = _scrape(port)
+    pipe.integrations.close()
+    with pytest.raises(OSError):
+        _scrape(port)
+
+    stream = pipe.daemon.streams[0].name
+    label = (("stream", stream),)
+    statuses = pipe.of("status")
+    checked = 0
+    for scrape in [*scrapes, final]:
+        key = ("streamd_status_t_end_seconds", label)
+        if key not in scrape:
+            continue
+        same_time = [m for m in statuses if m["t_end"] == scrape[key]]
+        assert same_time, "a scrape shows a status message that was never published"
+
+        def matches(msg: dict, scrape: dict = scrape) -> bool:
+            counters = msg["counters"]
+            return all(
+                scrape[(f"{name}_total", label)] == counters[k] for k, (name, _) in COUNTERS.items()
+            ) and all(scrape[(name, label)] == counters[k] for k, (name, _) in GAUGES.items())
+
+        assert any(matches(m) for m in same_time)
+        checked += 1
+    assert checked >= 5, f"only {checked} scrapes had counters"
+    last = statuses[-1]
+    assert last["state"] == "finished"
+    assert final[("streamd_windows_total", label)] == last["counters"]["windows"] > 0
+    assert final[("streamd_device_state", (("state", "finished"), ("stream", stream)))] == 1.0
+    predictions = pipe.of("prediction")
+    assert final[("streamd_window_to_publish_seconds_count", label)] == len(predictions)
+    assert final[("streamd_model_seconds_count", ())] == last["counters"]["batches"]
+    starts = [e for e in pipe.of("event") if e["state"] == "start"]
+    assert final[("streamd_events_total", (("label", "dog"), ("stream", stream)))] == len(starts) == 1
+    assert final[("streamd_level_dbfs", label)] == predictions[-1]["level_dbfs"]
+
+
+def test_listen_addresses() -> None:
+    assert parse_listen("9109") == ("127.0.0.1", 9109)
+    assert parse_listen("0.0.0.0:9109") == ("0.0.0.0", 9109)
+    assert parse_listen("[::1]:9109") == ("::1", 9109)
+    for bad in ("x", "host:", ":9109", "1.2.3.4:70000"):
+        with pytest.raises(ConfigError):
+            parse_listen(bad)

@@ -1,0 +1,179 @@
+"""MQTT sink against a real mosquitto broker: topics, bodies, Home Assistant discovery, last will,
+reconnect after the broker restarts, and a pipeline that never waits for a broker that is gone."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+from support.mosquitto import Broker, Subscriber
+from support.process import StreamdProcess, run_streamd
+
+from streamd import messages
+from streamd.config import MqttSection
+from streamd.errors import ConfigError
+from streamd.mqtt_sink import MqttSink, discovery_payloads, parse_url, slug
+
+LABEL = "dog"
+
+
+@pytest.fixture()
+def broker(tmp_path: Path):
+    b = Broker(tmp_path)
+    b.start()
+    yield b
+    b.stop()
+
+
+def _config(tmp_path: Path) -> Path:
+    path = tmp_path / "daemon.toml"
+    path.write_text(
+        f'[events]\nallow = ["{LABEL}"]\nthreshold = 0.0\nmin_hits = 1\n\n'
+        '[mqtt]\nclient_id = "streamd-test"\nqos = 1\n'
+    )
+    return path
+
+
+def test_replay_publishes_bodies_discovery_and_availability(
+    broker: Broker, tmp_path: Path, clips: list[Path], small_checkpoint: Path, free_port: int
+) -> None:
+    sub = Subscriber(broker.port)
+    try:
+        result = run_streamd(
+            *[
+                "replay",
+                clips[0],
+                "--speed",
+                "max",
+                "--checkpoint",
+                small_checkpoint,
+                "--no-dashboard",
+                "--config",
+                _config(tmp_path),
+                "--publish",
+                f"tcp://127.0.0.1:{free_port}",
+                "--mqtt",
+                f"mqtt://127.0.0.1:{broker.port}/home/sound",
+            ],
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert sub.wait_for("home/sound/availability", b"offline")
+        time.sleep(0.3)
+    finally:
+        sub.close()
+    stream = clips[0].stem.replace(".", "_")
+    schema = messages.load_schema()
+    bodies = {
+        kind: [json.loads(p) for p in sub.on(f"home/sound/{stream}/{kind}")]
+        for kind in messages.MESSAGE_TYPES
+    }
+    for kind, items in bodies.items():
+        assert items, f"no {kind} messages on MQTT"
+        for body in items:
+            jsonschema.validate(body, schema)
+            assert body["type"] == kind and body["stream"] == stream
+    final = bodies["status"][-1]
+    assert final["state"] == "finished"
+    assert len(bodies["prediction"]) == final["counters"]["windows"]
+    assert [e["state"] for e in bodies["event"]] == ["start", "end"]
+    assert sub.on("home/sound/availability") == [b"online", b"offline"]
+    assert sub.on(f"home/sound/{stream}/active/{LABEL}") == [b"ON", b"OFF"]
+    node = "streamd_test"
+    sensor = json.loads(sub.on(f"homeassistant/sensor/{node}/{slug(stream)}_top_label/config")[0])
+    assert sensor["state_topic"] == f"home/sound/{stream}/prediction"
+    assert sensor["availability_topic"] == "home/sound/availability"
+    binary = json.loads(sub.on(f"homeassistant/binary_sensor/{node}/{slug(stream)}_{LABEL}/config")[0])
+    assert binary["state_topic"] == f"home/sound/{stream}/active/{LABEL}"
+    assert (binary["payload_on"], binary["payload_off"]) == ("ON", "OFF")
+    assert binary["unique_id"] != sensor["unique_id"]
+
+
+def test_last_will_when_the_daemon_is_killed(
+    broker: Broker, tmp_path: Path, clips: list[Path], small_checkpoint: Path, free_port: int
+) -> None:
+    sub = Subscriber(broker.port)
+    proc = StreamdProcess(
+        [
+            "replay",
+            clips[0],
+            "--speed",
+            "1",
+            "--checkpoint",
+            small_checkpoint,
+            "--no-dashboard",
+            "--config",
+            _config(tmp_path),
+            "--publish",
+            f"tcp://127.0.0.1:{free_port}",
+            "--mqtt",
+            f"mqtt://127.0.0.1:{broker.port}",
+        ],
+    ).start()
+    try:
+        stream = clips[0].stem.replace(".", "_")
+        assert sub.wait_for(f"streamd/{stream}/prediction", timeout=60), proc.stderr_text()
+        assert sub.on("streamd/availability") == [b"online"]
+        proc.send_signal(signal.SIGKILL)
+        assert sub.wait_for("streamd/availability", b"offline", timeout=10)
+    finally:
+        proc.kill()
+        sub.close()
+
+
+def _prediction(stream: str, t: float) -> dict:
+    return messages.prediction(stream, t, t + 1.0, "m", [("dog", 0.9)], 1.0)
+
+
+def test_reconnects_after_the_broker_restarts_and_counts_losses(broker: Broker) -> None:
+    cfg = MqttSection(url=f"mqtt://127.0.0.1:{broker.port}", reconnect_max_s=1.0, discovery=False)
+    sink = MqttSink(cfg, ["s1"], [])
+    sink.start()
+    sub = Subscriber(broker.port)
+    try:
+        assert sink.wait_connected(10)
+        sink(_prediction("s1", 0.0))
+        assert sub.wait_for("streamd/s1/prediction")
+        sub.close()
+        broker.stop()
+        deadline = time.monotonic() + 10
+        while sink._connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        started = time.perf_counter()
+        for i in range(5000):  # far more than the queue holds: the caller never waits
+            sink(_prediction("s1", float(i)))
+        assert time.perf_counter() - started < 2.0
+        deadline = time.monotonic() + 10
+        while sink.undelivered < 5000 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sink.undelivered == 5000
+        broker.start()
+        assert sink.wait_connected(15), "did not reconnect"
+        sub = Subscriber(broker.port)
+        sink(_prediction("s1", 9999.0))
+        assert sub.wait_for("streamd/s1/prediction")
+        body = json.loads(sub.on("streamd/s1/prediction")[-1])
+        assert body["t_start"] == 9999.0
+        assert sink.delivered == 2
+    finally:
+        sink.stop()
+        sub.close()
+
+
+def test_bad_urls_are_config_errors() -> None:
+    for bad in ("http://x", "mqtt://", "mqtt://host:99999"):
+        with pytest.raises(ConfigError):
+            parse_url(bad)
+    assert parse_url("mqtts://broker/a/b").port == 8883
+    assert parse_url("mqtt://h:1884/a/b/").prefix == "a/b"
+
+
+def test_discovery_one_sensor_per_stream_one_binary_sensor_per_label() -> None:
+    out = discovery_payloads("p", "homeassistant", "n", ["s1", "s2"], ["dog", "Crying baby"])
+    assert sum("/sensor/" in t for t in out) == 2
+    assert sum("/binary_sensor/" in t for t in out) == 4
+    assert "homeassistant/binary_sensor/n/s2_crying_baby/config" in out

@@ -1,0 +1,112 @@
+"""Network sources through the daemon: a live server on 127.0.0.1 (HTTP serving a WAV, TCP MPEG-TS written
+with PyAV) killed and restarted mid-run; the daemon reports it, reconnects, and marks the outage in time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from pipeline_helpers import Pipeline
+from support.fixtures import free_tcp_port
+from support.net import wait_for_sockets
+from support.stream_server import BURST_S
+
+from streamd.config import DaemonConfig
+from streamd.errors import AudioInputError
+from streamd.model_loading import load_model
+from streamd.network_source import NetworkSource, is_url
+
+SERVER = Path(__file__).resolve().parents[1] / "support" / "stream_server.py"
+RATE = 16000
+
+
+class Server:
+    def __init__(self, mode: str, wav: Path) -> None:
+        self.mode, self.wav, self.port = mode, wav, free_tcp_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return (
+            f"http://127.0.0.1:{self.port}/live.wav"
+            if self.mode == "http"
+            else f"tcp://127.0.0.1:{self.port}"
+        )
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(SERVER), self.mode, str(self.port), str(self.wav)])
+        assert wait_for_sockets(self.port, "listen", 1, 20), "the test server did not listen"
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture()
+def wav(tmp_path: Path, clips: list[Path]) -> Path:
+    audio = np.concatenate([sf.read(str(p), dtype="int16")[0] for p in clips] * 2)  # 30 s
+    path = tmp_path / "live.wav"
+    sf.write(path, audio, RATE, subtype="PCM_16")
+    return path
+
+
+@pytest.mark.parametrize("mode", ["http", "tcp"])
+def test_server_killed_and_restarted_mid_run(mode: str, wav: Path, small_checkpoint: Path) -> None:
+    server = Server(mode, wav)
+    server.start()
+    try:
+        cfg = DaemonConfig()
+        cfg.publish.status_interval_s = 0.25
+        cfg.capture.watchdog_s = 1.0
+        source = NetworkSource(server.url, watchdog_s=cfg.capture.watchdog_s)
+        assert (source.sample_rate, source.channels) == (RATE, 1)
+        pipe = Pipeline(cfg, [source], load_model(small_checkpoint, compute="cpu"))
+        tapped: list[np.ndarray] = []
+        pipe.daemon.audio_taps.append(lambda i, start, data: tapped.append(data.copy()))
+        started = time.monotonic()
+        pipe.start_live()
+        time.sleep(3.0)
+        server.kill()
+        killed = time.monotonic()
+        time.sleep(2.0)
+        server.start()
+        deadline = time.monotonic() + 20
+        while not source.outages and time.monotonic() < deadline:
+            time.sleep(0.05)
+        windows_at_return = pipe.daemon.engine.windows.get(0, 0)
+        time.sleep(3.0)
+        pipe.stop_live()
+        elapsed = time.monotonic() - started
+    finally:
+        server.kill()
+    states = [m["state"] for m in pipe.of("status")]
+    assert "device_error" in states or "stalled" in states
+    assert states[-1] == "stopped" and source.restarts >= 1
+    assert len(source.outages) == 1, source.outages
+    start_s, end_s = source.outages[0]
+    assert end_s - start_s >= 1.5  # the server was away for 2 s (plus the reconnect)
+    ahead = BURST_S if mode == "http" else 0.2  # what the server sent ahead, still read after the kill
+    assert 2.5 <= start_s <= killed - started + ahead + 0.5
+    assert source.outage_samples == round((end_s - start_s) * RATE)
+    assert pipe.daemon.engine.windows.get(0, 0) > windows_at_return  # classified again after the outage
+    samples = sum(len(t) for t in tapped)
+    assert abs(samples / RATE - elapsed) < 3.0  # stream time kept step with wall time
+    if mode == "http":  # PCM over HTTP: the first seconds are the file's samples exactly
+        audio = np.concatenate(tapped)[: 2 * RATE, 0]
+        expected = sf.read(str(wav), dtype="float32")[0][: 2 * RATE]
+        np.testing.assert_array_equal(audio, expected)
+
+
+def test_urls_and_unreachable_servers() -> None:
+    assert is_url("rtsp://cam/stream") and is_url("http://x/a.mp3") and not is_url("mic")
+    assert not is_url("USB Audio: 1")
+    port = free_tcp_port()
+    with pytest.raises(AudioInputError, match="cannot open"):
+        NetworkSource(f"http://127.0.0.1:{port}/none.wav")
