@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per line: {file, labels}")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    from streamd.window_classify import add_window_arguments
+
+    add_window_arguments(parser)
 
 
 def resolve_model(model: str, checkpoint: Path | None) -> LoadedModel:
@@ -80,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.windows:
+        from streamd.window_classify import run_windows
+
+        return run_windows(args)
     loaded = resolve_model(args.model, args.checkpoint)
     labels_shown = min(args.top_k, len(loaded.info.labels))
     failed = 0
