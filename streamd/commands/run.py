@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterator
 
 from streamd.config import DaemonConfig, add_daemon_arguments, config_from_args
 from streamd.daemon import Daemon, print_errors
+from streamd.fanin import add_fanin_arguments
 from streamd.model_loading import load_configured_model
-from streamd.security import add_security_arguments, security_from_args
+from streamd.security import add_security_arguments
 from streamd.sources import DeviceSource, Source
 
 HELP = "classify live audio from input devices and publish every result"
@@ -31,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_daemon_arguments(parser)
     add_security_arguments(parser)
+    add_fanin_arguments(parser)
 
 
 @contextlib.contextmanager
@@ -53,14 +55,13 @@ def execute(
     args: argparse.Namespace, make_sources: Callable[[DaemonConfig], list[Source]], *, live: bool
 ) -> int:
     """Build everything from the arguments and run until done (replay) or stopped (live)."""
-    from streamd.publisher import Publisher
+    from streamd.fanin import apply_stream_prefix, make_publisher
 
     cfg = config_from_args(args)
     sources = make_sources(cfg)
+    apply_stream_prefix(args, sources)
     model = load_configured_model(cfg.model)
-    publisher = Publisher(
-        cfg.publish.endpoint, security=security_from_args(args), queue_size=cfg.publish.queue_size
-    )
+    publisher = make_publisher(args, cfg.publish.endpoint, cfg.publish.queue_size)
     daemon = Daemon(cfg, sources, model, publisher)
     if args.json:
         from streamd.sinks import JsonLinesSink
