@@ -158,14 +158,13 @@ def group_rows(rows: Iterator[dict[str, Any]]) -> Iterator[FileResult]:
             windows = []
 
 
-def ray_results(args: argparse.Namespace, paths: list[str]) -> Iterator[FileResult]:
+def ray_results(args: argparse.Namespace, plan: WindowPlan, paths: list[str]) -> Iterator[FileResult]:
     """Classify ``paths`` on Ray (``args.ray``: 'local' or a cluster address), file by file, in order."""
-    from streamd.commands.classify import resolve_model
-    from streamd.window_scoring import window_plan
-
-    plan = window_plan(resolve_model(args.model, args.checkpoint), args.window_s, args.hop_s)
     ray = _connect(args.ray)
     try:
         yield from group_rows(_dataset(ray, args, paths, plan).iter_rows())
+    except ray.exceptions.RayError as exc:  # e.g. the model cannot be loaded on a node
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StreamdError(f"the Ray run failed: {first}") from None
     finally:
         ray.shutdown()

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from streamd.errors import ConfigError
+from streamd.model_loading import LoadedModel
 from streamd.window_output import FORMATS, WindowOutput, raven_table_name
 from streamd.window_scoring import FileResult
+from streamd.windows import WindowPlan
 
 DEFAULT_WINDOW_S = 5.0
 
@@ -78,14 +80,13 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def local_results(args: argparse.Namespace, paths: list[str]) -> Iterator[FileResult]:
+def local_results(
+    args: argparse.Namespace, loaded: LoadedModel, plan: WindowPlan, paths: list[str]
+) -> Iterator[FileResult]:
     """Classify ``paths`` one after another in this process."""
-    from streamd.commands.classify import resolve_model
     from streamd.engine import ModelRunner
-    from streamd.window_scoring import classify_file, window_plan
+    from streamd.window_scoring import classify_file
 
-    loaded = resolve_model(args.model, args.checkpoint)
-    plan = window_plan(loaded, args.window_s, args.hop_s)
     runner = ModelRunner(loaded)
     for path in paths:
         yield classify_file(runner, path, plan, args.top_k, args.min_score)
@@ -142,10 +143,14 @@ class _Progress:
 
 def run_windows(args: argparse.Namespace) -> int:
     """Classify every window of ``args.paths`` into ``args.out``; 1 if any file failed."""
+    from streamd.commands.classify import resolve_model
+    from streamd.window_scoring import window_plan
+
     _check(args)
     started = time.monotonic()
-    model_rate_nyquist = 8000.0  # 16 kHz models (DESIGN: every shipped feature config)
-    output = WindowOutput(args.out, args.format, settings(args), model_rate_nyquist)
+    loaded = resolve_model(args.model, args.checkpoint)
+    plan = window_plan(loaded, args.window_s, args.hop_s)
+    output = WindowOutput(args.out, args.format, settings(args), plan.features.sample_rate / 2)
     paths = [str(p) for p in args.paths]
     todo = [p for p in paths if p not in output.done]
     skipped = len(paths) - len(todo)
@@ -160,9 +165,9 @@ def run_windows(args: argparse.Namespace) -> int:
         elif args.ray is not None:
             from streamd.ray_classify import ray_results
 
-            results = ray_results(args, todo)
+            results = ray_results(args, plan, todo)
         else:
-            results = local_results(args, todo)
+            results = local_results(args, loaded, plan, todo)
         for result in results:
             if result.error is not None:
                 failed += 1
