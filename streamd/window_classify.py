@@ -54,6 +54,8 @@ def add_window_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
+    if not args.windows:
+        raise ConfigError("--out and --ray go with --windows (window-level output)")
     if args.out is None:
         raise ConfigError("--windows needs --out PATH (a file for csv / jsonl, a directory for raven)")
     if not 0.0 <= args.min_score <= 1.0:

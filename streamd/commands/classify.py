@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.windows:
+    if args.windows or args.out is not None or args.ray is not None:
         from streamd.window_classify import run_windows
 
         return run_windows(args)

@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from streamd.commands.run import stop_on_signals
+from streamd.commands.listen import stop_on_signals
 from streamd.proxy import Proxy
 from streamd.security import add_security_arguments, security_from_args
 
