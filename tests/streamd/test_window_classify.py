@@ -139,3 +139,13 @@ def test_without_ray_nothing_imports_ray(tmp_path, archive, small_checkpoint):
     )
     done = subprocess.run([sys.executable, "-c", code], env=streamd_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_window_options_need_windows(tmp_path, archive, small_checkpoint, capsys):
+    args = ["classify", "--checkpoint", str(small_checkpoint), str(archive[1])]
+    assert main([*args, "--ray"]) == 2
+    assert main([*args, "--out", str(tmp_path / "o.csv")]) == 2
+    assert main([*args, "--windows"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("streamd: error:")]
+    assert len(errors) == 3 and "go with --windows" in errors[0] and "needs --out" in errors[2]
+    assert not (tmp_path / "o.csv").exists()
