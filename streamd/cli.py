@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("streamd.commands.train", "train (or k-fold cross-validate) a model from a TOML experiment"),
     "evaluate": ("streamd.commands.evaluate", "evaluate a checkpoint: clip metrics or streaming accuracy"),
     "keys": ("streamd.commands.keys", "create a CURVE key pair for authenticated publishing and listening"),
+    "proxy": ("streamd.commands.proxy", "forward many daemons' messages to many subscribers (XSUB/XPUB)"),
 }
 
 

@@ -21,6 +21,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -31,6 +32,7 @@ from streamd.security import (
     Security,
     check_bind_allowed,
     check_curve_config,
+    secure_client_socket,
     secure_server_socket,
 )
 from streamd.sequence import SequenceStamper
@@ -83,7 +85,11 @@ class Publisher:
         security: Security | None = None,
         sndhwm: int = 10000,
         queue_size: int = 10000,
+        connect: bool = False,
+        client_keys: tuple[Path, Path] | None = None,
     ) -> None:
+        """``connect``: connect to ``endpoint`` (a ``streamd proxy`` frontend) instead of binding it, as a
+        CURVE client when ``client_keys`` (server public key file, own secret key file) are given."""
         if sndhwm < 1 or queue_size < 1:
             raise ValueError("sndhwm and queue_size must be >= 1")
         self._requested_endpoint = endpoint
@@ -102,6 +108,8 @@ class Publisher:
         self._sink_errors = 0
         self._invalid = 0
         self._seq = SequenceStamper()
+        self._connect = connect
+        self._client_keys = client_keys
 
     @property
     def endpoint(self) -> str:
@@ -140,8 +148,9 @@ class Publisher:
         if self._thread is not None:
             return  # already bound (a command binds before loading its model): nothing to do
         check_endpoint(self._requested_endpoint)
-        check_bind_allowed(self._requested_endpoint, self._security)
-        check_curve_config(self._security)
+        if not self._connect:
+            check_bind_allowed(self._requested_endpoint, self._security)
+            check_curve_config(self._security)
         context = zmq.Context()
         sock = context.socket(zmq.XPUB)
         auth = None
@@ -149,8 +158,13 @@ class Publisher:
             sock.sndhwm = self._sndhwm
             sock.linger = 0
             sock.ipv6 = "://[" in self._requested_endpoint  # an IPv6 literal such as tcp://[::1]:5556
-            auth = secure_server_socket(context, sock, self._security)
-            sock.bind(self._requested_endpoint)
+            if self._connect:
+                if self._client_keys is not None:
+                    secure_client_socket(sock, *self._client_keys)
+                sock.connect(self._requested_endpoint)
+            else:
+                auth = secure_server_socket(context, sock, self._security)
+                sock.bind(self._requested_endpoint)
         except BaseException as exc:
             sock.close(linger=0)
             if auth is not None:
@@ -158,7 +172,8 @@ class Publisher:
             context.term()
             if isinstance(exc, zmq.ZMQError):
                 reason = _BIND_ERRORS.get(exc.errno) or os.strerror(exc.errno)
-                raise PublishError(f"cannot bind {self._requested_endpoint}: {reason}") from None
+                verb = "connect to" if self._connect else "bind"
+                raise PublishError(f"cannot {verb} {self._requested_endpoint}: {reason}") from None
             raise
         self._endpoint = sock.last_endpoint.decode()
         self._thread = threading.Thread(

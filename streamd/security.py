@@ -173,16 +173,23 @@ def secure_server_socket(
     if not security.curve:
         return None
     check_curve_config(security)
-    assert security.server_secret_key is not None and security.allowed_clients_dir is not None
-    public, secret = load_secret_key(security.server_secret_key)
+    assert security.allowed_clients_dir is not None
+    apply_server_keys(socket, security)
     load_allowed_clients(security.allowed_clients_dir)
     auth = ThreadAuthenticator(context)
     auth.start()
     auth.configure_curve(domain="*", location=str(security.allowed_clients_dir))
+    return auth
+
+
+def apply_server_keys(socket: zmq.Socket, security: Security) -> None:
+    """Make ``socket`` a CURVE server with the configured key (another socket of a context whose
+    authenticator ``secure_server_socket`` already started; call before bind)."""
+    assert security.server_secret_key is not None
+    public, secret = load_secret_key(security.server_secret_key)
     socket.curve_secretkey = secret
     socket.curve_publickey = public
     socket.curve_server = True
-    return auth
 
 
 def secure_client_socket(socket: zmq.Socket, server_public_key: Path, client_secret_key: Path) -> None:

@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per line: {file, labels}")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    from streamd.window_classify import add_window_arguments
+
+    add_window_arguments(parser)
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -76,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.windows or args.out is not None or args.ray is not None:
+        from streamd.window_classify import run_windows
+
+        return run_windows(args)
     loaded = resolve_model(args, compute="cpu")
     try:
         checkpoint_plan(loaded.info, args.hop_s)  # the hop rule of every command

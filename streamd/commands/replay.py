@@ -8,6 +8,7 @@ from pathlib import Path
 
 from streamd.commands.run import execute
 from streamd.config import DaemonConfig, add_daemon_arguments
+from streamd.fanin import add_fanin_arguments
 from streamd.security import add_security_arguments
 from streamd.sources import FileSource, Source
 
@@ -44,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_daemon_arguments(parser)
     add_security_arguments(parser)
+    add_fanin_arguments(parser)
 
 
 def _file_sources(paths: list[Path], speed: float | None) -> Callable[[DaemonConfig], list[Source]]:

@@ -13,10 +13,11 @@ from collections.abc import Callable
 
 from streamd.config import DaemonConfig, add_daemon_arguments, config_from_args
 from streamd.daemon import Daemon, print_errors
+from streamd.fanin import add_fanin_arguments
 from streamd.integrations import attach as attach_integrations
 from streamd.model_loading import resolve_model, window_warning
 from streamd.network_source import NetworkSource, is_url
-from streamd.security import add_security_arguments, security_from_args
+from streamd.security import add_security_arguments
 from streamd.signals import stop_on_signals
 from streamd.sources import DeviceSource, Source
 
@@ -33,22 +34,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_daemon_arguments(parser)
     add_security_arguments(parser)
+    add_fanin_arguments(parser)
 
 
 def execute(
     args: argparse.Namespace, make_sources: Callable[[DaemonConfig], list[Source]], *, live: bool
 ) -> int:
     """Build everything from the arguments and run until done (replay) or stopped (live)."""
-    from streamd.publisher import Publisher
+    from streamd.fanin import apply_stream_prefix, make_publisher
 
     cfg = config_from_args(args)
     sources = make_sources(cfg)
-    publisher = Publisher(
-        cfg.publish.endpoint,
-        security=security_from_args(args),
-        queue_size=cfg.publish.queue_size,
-        sndhwm=cfg.publish.sndhwm,
-    )
+    apply_stream_prefix(args, sources)
+    publisher = make_publisher(args, cfg.publish.endpoint, cfg.publish.queue_size, cfg.publish.sndhwm)
     publisher.start()  # bind first: a busy port is reported before the model loads
     try:
         model = resolve_model(args, daemon_config=True)

@@ -1,0 +1,173 @@
+"""Fan-in: ZeroMQ's own XSUB/XPUB proxy (``zmq.proxy_steerable``) between many daemons and their subscribers.
+
+    daemons (PUB, connect) -> frontend (XSUB, bind) ==zmq proxy== backend (XPUB, bind) <- subscribers (SUB)
+
+Messages flow frontend -> backend and subscriptions backend -> frontend, so a daemon waiting for a
+subscriber (``--wait-subscriber``) sees one through the proxy. CURVE, when configured, guards both sides
+with one server key and one directory of allowed client keys (daemons and subscribers alike), checked by
+one ZAP authenticator (``streamd.security``). The optional capture writes every message that passes, as
+the JSON line of its body (what ``streamd listen`` prints), from a thread of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import TextIO
+
+import zmq
+
+from streamd import messages
+from streamd.errors import StreamdError
+from streamd.publisher import PublishError, check_endpoint
+from streamd.security import (
+    Security,
+    apply_server_keys,
+    check_bind_allowed,
+    check_curve_config,
+    secure_server_socket,
+)
+from streamd.sinks import JsonLinesSink
+
+SNDHWM = 100000  # messages per subscriber the backend holds before it drops for a slow one
+CONTROL = "inproc://streamd-proxy-control"
+CAPTURE = "inproc://streamd-proxy-capture"
+POLL_MS = 100
+
+log = logging.getLogger(__name__)
+
+
+class Proxy:
+    """Binds ``frontend`` (daemons connect) and ``backend`` (subscribers connect); forwards between them."""
+
+    def __init__(
+        self, frontend: str, backend: str, *, security: Security | None = None, capture: Path | None = None
+    ) -> None:
+        self.frontend, self.backend = frontend, backend
+        self.security = security or Security()
+        self.capture = capture
+        self.captured = 0
+        self.malformed = 0
+        self._threads: list[threading.Thread] = []
+        self._context: zmq.Context | None = None
+        self._auth = None
+        self._capture_file: TextIO | None = None
+        self._capture_stop = threading.Event()
+        self._steer: zmq.Socket | None = None
+        self.endpoints: tuple[str, str] = (frontend, backend)
+
+    def start(self) -> None:
+        """Bind both sides (errors raise here, one line each) and start forwarding in a thread."""
+        for endpoint in (self.frontend, self.backend):
+            check_endpoint(endpoint)
+            check_bind_allowed(endpoint, self.security)
+        check_curve_config(self.security)
+        self._context = context = zmq.Context()
+        xsub, xpub = context.socket(zmq.XSUB), context.socket(zmq.XPUB)
+        control = context.socket(zmq.PAIR)
+        capture = context.socket(zmq.PUSH) if self.capture else None
+        try:
+            if capture is not None:
+                capture.sndhwm = SNDHWM  # the proxy waits, rather than drop, when the writer falls behind
+            xpub.sndhwm = SNDHWM
+            self._auth = secure_server_socket(context, xsub, self.security)
+            if self._auth is not None:
+                apply_server_keys(xpub, self.security)
+            self._bind(xsub, self.frontend)
+            self._bind(xpub, self.backend)
+            control.bind(CONTROL)
+            self._steer = context.socket(zmq.PAIR)
+            self._steer.connect(CONTROL)
+            if capture is not None:
+                capture.bind(CAPTURE)
+                self._start_capture(context)
+        except BaseException:
+            for sock in (xsub, xpub, control, capture, self._steer):
+                if sock is not None:
+                    sock.close(linger=0)
+            self._steer = None
+            self._close()
+            raise
+        self.endpoints = (xsub.last_endpoint.decode(), xpub.last_endpoint.decode())
+        thread = threading.Thread(target=self._forward, args=(xsub, xpub, control, capture), daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    @staticmethod
+    def _bind(sock: zmq.Socket, endpoint: str) -> None:
+        sock.ipv6 = "://[" in endpoint
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            raise PublishError(f"cannot bind {endpoint}: {exc.strerror}") from None
+
+    def _forward(
+        self, xsub: zmq.Socket, xpub: zmq.Socket, control: zmq.Socket, capture: zmq.Socket | None
+    ) -> None:
+        try:
+            zmq.proxy_steerable(xsub, xpub, capture, control)
+        except zmq.ContextTerminated:
+            pass
+        except zmq.ZMQError as exc:
+            log.error("the proxy stopped: %s", exc)
+        finally:
+            for sock in (xsub, xpub, control, capture):
+                if sock is not None:
+                    sock.close(linger=0)
+
+    def _start_capture(self, context: zmq.Context) -> None:
+        assert self.capture is not None
+        try:
+            self._capture_file = self.capture.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise StreamdError(f"cannot write the capture file {self.capture}: {exc.strerror}") from None
+        pull = context.socket(zmq.PULL)
+        pull.connect(CAPTURE)
+        thread = threading.Thread(
+            target=self._record, args=(pull, JsonLinesSink(self._capture_file)), daemon=True
+        )
+        thread.start()
+        self._threads.append(thread)
+
+    def _record(self, pull: zmq.Socket, sink: JsonLinesSink) -> None:
+        """Write captured messages; subscription frames (one frame, 0/1 first byte) are not messages."""
+        try:
+            while not self._capture_stop.is_set() or pull.poll(0):
+                if not pull.poll(POLL_MS):
+                    continue
+                frames = pull.recv_multipart()
+                if len(frames) == 1 and frames[0][:1] in (b"\x00", b"\x01"):
+                    continue
+                try:
+                    msg = messages.decode(frames)
+                except ValueError:
+                    self.malformed += 1
+                    continue
+                sink(msg)
+                self.captured += 1
+        finally:
+            pull.close(linger=0)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop forwarding, write what was captured, close everything."""
+        steer, self._steer = self._steer, None
+        if steer is not None:
+            steer.send(b"TERMINATE")
+        self._capture_stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        if steer is not None:
+            steer.close(linger=0)
+        self._close()
+
+    def _close(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+        if self._context is not None:
+            self._context.term()
+            self._context = None
+        if self._capture_file is not None:
+            self._capture_file.close()
+            self._capture_file = None

@@ -1,0 +1,197 @@
+"""``streamd classify --windows``: every window's top-k for many files, locally or on Ray (``--ray``).
+
+Files already recorded in the output's progress list are skipped; a file that cannot be read is reported
+on stderr (one line) and the rest are still classified, with exit status 1 at the end. A progress bar on
+stderr counts files and hours of audio; the last line says how fast it went (audio hours per minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from audio_core.windows import WindowPlan
+from streamd.errors import ConfigError
+from streamd.model_loading import LoadedModel
+from streamd.window_output import FORMATS, WindowOutput, raven_table_name
+from streamd.window_scoring import FileResult
+
+
+def add_window_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``classify --windows`` (and ``--ray``)."""
+    group = parser.add_argument_group("window-level output (--windows)")
+    group.add_argument("--windows", action="store_true", help="write every window's top-k to --out")
+    group.add_argument(
+        "--out", type=Path, metavar="PATH", help="output file (csv, jsonl) or directory (raven)"
+    )
+    group.add_argument("--format", choices=FORMATS, default="csv", help="output format (default csv)")
+    group.add_argument(
+        "--window-s",
+        type=float,
+        default=None,
+        help="window length in seconds (default: the window the model was trained on)",
+    )
+    group.add_argument("--min-score", type=float, default=0.0, help="leave out labels scoring below this")
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    group.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run on Ray Data: a cluster address ('auto', ray://HOST:PORT) or none for a local instance",
+    )
+    group.add_argument("--ray-actors", type=int, default=1, metavar="N", help="model actors (default 1)")
+    group.add_argument(
+        "--ray-gpus", type=float, default=0.0, metavar="G", help="GPUs per model actor (default 0)"
+    )
+    group.add_argument(
+        "--ray-batch", type=int, default=16, metavar="N", help="windows per actor call (default 16)"
+    )
+
+
+def _check(args: argparse.Namespace) -> None:
+    if not args.windows:
+        raise ConfigError("--out and --ray go with --windows (window-level output)")
+    if args.out is None:
+        raise ConfigError("--windows needs --out PATH (a file for csv / jsonl, a directory for raven)")
+    if not 0.0 <= args.min_score <= 1.0:
+        raise ConfigError(f"--min-score must be within [0, 1], got {args.min_score}")
+    if args.ray_actors < 1 or args.ray_batch < 1 or args.ray_gpus < 0:
+        raise ConfigError("--ray-actors and --ray-batch must be >= 1, --ray-gpus >= 0")
+    if args.format == "raven":
+        names: dict[str, str] = {}
+        for path in map(str, args.paths):
+            other = names.setdefault(raven_table_name(path), path)
+            if other != path:
+                raise ConfigError(f"{other} and {path} would share one Raven table: rename one")
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What the output depends on (a resumed run must use the same)."""
+    return {
+        "model": str(args.checkpoint or args.model),
+        "window_s": args.window_s,
+        "hop_s": args.hop_s,
+        "top_k": args.top_k,
+        "min_score": args.min_score,
+        "format": args.format,
+    }
+
+
+def local_results(
+    args: argparse.Namespace, loaded: LoadedModel, plan: WindowPlan, paths: list[str]
+) -> Iterator[FileResult]:
+    """Classify ``paths`` one after another in this process."""
+    from streamd.engine import ModelRunner
+    from streamd.window_scoring import classify_file
+
+    runner = ModelRunner(loaded)
+    for path in paths:
+        yield classify_file(runner, path, plan, args.top_k, args.min_score)
+
+
+def _total_seconds(paths: list[str]) -> float:
+    """Audio length of the files, from their headers (unreadable ones count 0)."""
+    from audio_core.audio_file import probe_audio
+    from streamd.errors import AudioInputError
+
+    total = 0.0
+    for path in paths:
+        with contextlib.suppress(AudioInputError):
+            total += probe_audio(path).duration_s
+    return total
+
+
+class _Progress:
+    """A rich progress bar over files and audio hours on stderr (or nothing)."""
+
+    def __init__(self, files: int, seconds: float, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed:.2f}/{task.total:.2f}"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            )
+            self.files = self.bar.add_task("files", total=files)
+            self.hours = self.bar.add_task("audio hours", total=seconds / 3600)
+            self.bar.start()
+
+    def advance(self, seconds: float) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.files, 1)
+            self.bar.advance(self.hours, seconds / 3600)
+
+    def note(self, line: str) -> None:
+        """A line on stderr above the bar."""
+        if self.bar is not None:
+            self.bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def run_windows(args: argparse.Namespace) -> int:
+    """Classify every window of ``args.paths`` into ``args.out``; 1 if any file failed."""
+    from streamd.model_loading import resolve_model
+    from streamd.window_scoring import window_plan
+
+    _check(args)
+    started = time.monotonic()
+    loaded = resolve_model(args, compute="cpu")
+    plan = window_plan(loaded, args.window_s, args.hop_s)
+    output = WindowOutput(args.out, args.format, settings(args), plan.features.sample_rate / 2)
+    paths = [str(p) for p in args.paths]
+    todo = [p for p in paths if p not in output.done]
+    skipped = len(paths) - len(todo)
+    if skipped:
+        print(f"streamd: {skipped} file(s) already done in {args.out}: skipped", file=sys.stderr, flush=True)
+    progress = _Progress(len(todo), _total_seconds(todo), not args.no_progress and bool(todo))
+    failed = done = 0
+    seconds = 0.0
+    try:
+        if not todo:
+            results: Iterator[FileResult] = iter(())
+        elif args.ray is not None:
+            from streamd.ray_classify import ray_results
+
+            results = ray_results(args, plan, todo)
+        else:
+            results = local_results(args, loaded, plan, todo)
+        for result in results:
+            if result.error is not None:
+                failed += 1
+                progress.note(f"streamd: error: {result.error}")
+            else:
+                output.write(result)
+                done += 1
+                seconds += result.duration_s
+            progress.advance(result.duration_s)
+    finally:
+        progress.stop()
+        output.close()
+    elapsed = time.monotonic() - started
+    rate = seconds / 3600 / (elapsed / 60) if elapsed > 0 else 0.0
+    print(
+        f"streamd: {done} file(s), {seconds / 3600:.4f} h of audio, in {elapsed:.1f} s: "
+        f"{rate:.3f} audio hours per minute",
+        file=sys.stderr,
+        flush=True,
+    )
+    if failed:
+        print(f"streamd: {failed} of {len(todo)} file(s) could not be classified", file=sys.stderr)
+        return 1
+    return 0

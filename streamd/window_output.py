@@ -1,0 +1,188 @@
+"""Writers of window-level results (``classify --windows``): CSV, JSON lines, Raven selection tables.
+
+A file's rows are committed together, then recorded in a progress list (JSON lines: a first line with the
+settings, then one ``{"file", "bytes", "windows", "duration_s"}`` line per finished file). A rerun with the
+same output and settings skips the files listed, and cuts a CSV / JSON-lines output back to the last
+recorded size, so rows of a file interrupted half-way are never kept twice. Failed files are not
+recorded: a rerun tries them again.
+
+- ``csv``: one file; a row per (window, label): file, window, begin_s, end_s, rank, label, score.
+- ``jsonl``: one file; an object per window with at least one label: file, window, t_start, t_end, labels.
+- ``raven``: a directory; one tab-separated selection table per audio file
+  (``<stem>.streamd.selection.table.txt``), a row per (window, label), the header Raven and BirdNET use.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from streamd.errors import ConfigError, StreamdError
+from streamd.window_scoring import FileResult
+
+FORMATS = ("csv", "jsonl", "raven")
+CSV_HEADER = ("file", "window", "begin_s", "end_s", "rank", "label", "score")
+RAVEN_HEADER = (
+    "Selection",
+    "View",
+    "Channel",
+    "Begin Time (s)",
+    "End Time (s)",
+    "Low Freq (Hz)",
+    "High Freq (Hz)",
+    "Label",
+    "Confidence",
+)
+RAVEN_VIEW = "Spectrogram 1"
+RAVEN_SUFFIX = ".streamd.selection.table.txt"
+PROGRESS_NAME = "streamd.progress.jsonl"
+
+
+def raven_table_name(audio: str | Path) -> str:
+    """The selection table's file name for an audio file."""
+    return Path(audio).stem + RAVEN_SUFFIX
+
+
+def progress_path(out: Path, fmt: str) -> Path:
+    """Where the progress list of an output lives."""
+    return out / PROGRESS_NAME if fmt == "raven" else out.with_name(out.name + ".progress.jsonl")
+
+
+def csv_text(result: FileResult) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    for w in result.windows:
+        for rank, item in enumerate(w.labels, 1):
+            writer.writerow(
+                [
+                    result.file,
+                    w.index,
+                    f"{w.t_start:.3f}",
+                    f"{w.t_end:.3f}",
+                    rank,
+                    item["label"],
+                    item["score"],
+                ]
+            )
+    return buf.getvalue()
+
+
+def jsonl_text(result: FileResult) -> str:
+    lines = [
+        json.dumps(
+            {
+                "file": result.file,
+                "window": w.index,
+                "t_start": w.t_start,
+                "t_end": w.t_end,
+                "labels": w.labels,
+            }
+        )
+        for w in result.windows
+        if w.labels
+    ]
+    return "".join(line + "\n" for line in lines)
+
+
+def raven_text(result: FileResult, high_freq_hz: float) -> str:
+    rows = ["\t".join(RAVEN_HEADER)]
+    selection = 0
+    for w in result.windows:
+        for item in w.labels:
+            selection += 1
+            cells = (selection, RAVEN_VIEW, 1, f"{w.t_start:.3f}", f"{w.t_end:.3f}", "0.0")
+            rows.append("\t".join(map(str, (*cells, f"{high_freq_hz:.1f}", item["label"], item["score"]))))
+    return "\n".join(rows) + "\n"
+
+
+def read_raven_table(path: Path) -> list[dict[str, str]]:
+    """The rows of a selection table as dicts keyed by its header."""
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+class WindowOutput:
+    """Commits ``FileResult``s to ``out`` in format ``fmt``; knows which files a previous run finished."""
+
+    def __init__(self, out: Path, fmt: str, settings: dict[str, Any], high_freq_hz: float) -> None:
+        if fmt not in FORMATS:
+            raise ConfigError(f"unknown output format {fmt!r}; expected one of {', '.join(FORMATS)}")
+        self.out, self.fmt, self.high_freq_hz = Path(out), fmt, high_freq_hz
+        self.progress = progress_path(self.out, fmt)
+        self.done: dict[str, dict[str, Any]] = {}
+        try:
+            self._open(settings)
+        except OSError as exc:
+            raise StreamdError(f"cannot write {self.out}: {exc.strerror or exc}") from None
+
+    def _open(self, settings: dict[str, Any]) -> None:
+        if self.fmt == "raven":
+            if self.out.exists() and not self.out.is_dir():
+                raise ConfigError(f"{self.out}: Raven tables go into a directory; this is a file")
+            self.out.mkdir(parents=True, exist_ok=True)
+        elif self.out.is_dir():
+            raise ConfigError(f"{self.out} is a directory; {self.fmt} output is one file")
+        if self.progress.exists():
+            self._resume(settings)
+        else:
+            if self.fmt != "raven" and self.out.exists() and self.out.stat().st_size:
+                raise ConfigError(f"{self.out} exists without a progress list: remove it or choose another")
+            self._write_progress({"settings": settings}, mode="w")
+        self._stream = None if self.fmt == "raven" else self._open_stream()
+
+    def _resume(self, settings: dict[str, Any]) -> None:
+        lines = [json.loads(line) for line in self.progress.read_text().splitlines() if line.strip()]
+        if not lines or lines[0].get("settings") != settings:
+            before = lines[0].get("settings") if lines else None
+            raise ConfigError(
+                f"{self.out} was written with other settings ({before}); choose another output to change them"
+            )
+        self.done = {entry["file"]: entry for entry in lines[1:]}
+
+    def _open_stream(self) -> io.TextIOWrapper:
+        size = max((entry["bytes"] for entry in self.done.values()), default=0)
+        stream = open(self.out, "a+", newline="")  # noqa: SIM115 (kept open until close)
+        stream.truncate(size)  # rows of a file interrupted half-way go
+        stream.seek(size)
+        if size == 0 and self.fmt == "csv":
+            stream.write(",".join(CSV_HEADER) + "\n")
+        return stream
+
+    def _write_progress(self, entry: dict[str, Any], mode: str = "a") -> None:
+        with self.progress.open(mode) as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def write(self, result: FileResult) -> None:
+        """Commit a classified file (all its rows), then record it as done."""
+        assert result.error is None
+        if self.fmt == "raven":
+            table = self.out / raven_table_name(result.file)
+            temporary = table.with_name(table.name + ".part")
+            temporary.write_text(raven_text(result, self.high_freq_hz))
+            os.replace(temporary, table)
+            size = 0
+        else:
+            assert self._stream is not None
+            self._stream.write(csv_text(result) if self.fmt == "csv" else jsonl_text(result))
+            self._stream.flush()
+            os.fsync(self._stream.fileno())
+            size = self._stream.tell()
+        entry = {
+            "file": result.file,
+            "bytes": size,
+            "windows": len(result.windows),
+            "duration_s": result.duration_s,
+        }
+        self._write_progress(entry)
+        self.done[result.file] = entry
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None

@@ -1,0 +1,124 @@
+"""Window-level scores of audio files, by the daemon's own rules: the adapter that ``classify --windows``
+(local and on Ray) goes through.
+
+Windows are placed as the daemon places them (``audio_core.windows`` plans and
+``FeatureFrontEnd``: a window every hop, an end-aligned tail window, a file shorter than one window padded
+to one); the file is read as ``audio_core.audio_file.read_chunks`` reads it, and windows are scored by the
+engine's ``ModelRunner``. Nothing here places or scores windows itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audio_core.audio_file import READ_BLOCK_S, read_chunks
+from audio_core.scoring import top_k as best_labels
+from audio_core.windows import FeatureFrontEnd, Window, WindowPlan, checkpoint_plan
+from streamd.clip_scoring import BATCH_SIZE
+from streamd.engine import ModelRunner
+from streamd.errors import AudioInputError, ConfigError
+from streamd.model_loading import LoadedModel
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """One window of one file: its span and its top-k labels at or above the minimum score."""
+
+    index: int
+    t_start: float
+    t_end: float
+    labels: list[dict[str, Any]]  # [{"label", "score"}], best first
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """Every window of a file (committed together), or why the file could not be classified."""
+
+    file: str
+    windows: list[WindowResult]
+    duration_s: float = 0.0
+    error: str | None = None
+
+
+def window_plan(loaded: LoadedModel, window_s: float | None, hop_s: float) -> WindowPlan:
+    """The daemon's window plan for ``loaded`` (``window_s`` None: the checkpoint's own window);
+    ConfigError for recurrent models or bad spans."""
+    if loaded.recurrent:
+        raise ConfigError("--windows needs a windowed model (recurrent models step per column)")
+    try:
+        if window_s is None:
+            return checkpoint_plan(loaded.info, hop_s)
+        return WindowPlan.from_seconds(window_s, hop_s, loaded.info.features)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def file_windows(path: str | Path, front: FeatureFrontEnd, block_s: float = READ_BLOCK_S) -> Iterator[Window]:
+    """The windows of ``path`` in order, as the daemon emits them, through ``front`` (a fresh
+    ``FeatureFrontEnd``; afterwards ``front.samples`` is the file's length at the model rate).
+
+    Raises ``AudioInputError`` (naming the file) when it cannot be read; windows yielded before a read
+    error mid-file are then incomplete, so callers commit a file only once this generator is exhausted.
+    """
+    for chunk in read_chunks(path, front.cfg.sample_rate, block_s):
+        yield from front.accept(chunk)
+    yield from front.finish()
+
+
+def duration_s(front: FeatureFrontEnd) -> float:
+    """Seconds of real (unpadded) audio ``front`` has taken."""
+    return front.samples / front.cfg.sample_rate
+
+
+def window_labels(
+    scores: np.ndarray, labels: Sequence[str], top_k: int, min_score: float
+) -> list[dict[str, Any]]:
+    """The ``top_k`` best labels of one window, only those scoring at least ``min_score``."""
+    best = best_labels(scores, labels, top_k)
+    return [{"label": label, "score": score} for label, score in best if score >= min_score]
+
+
+def score_batch(runner: ModelRunner, features: list[Any]) -> np.ndarray:
+    """Class scores ``(B, C)`` of windows' features ``[(T, F)] * B`` in one model call."""
+    return runner.score_windows(features).numpy()
+
+
+def classify_file(
+    runner: ModelRunner,
+    path: str | Path,
+    plan: WindowPlan,
+    top_k: int,
+    min_score: float,
+    batch_size: int = BATCH_SIZE,
+) -> FileResult:
+    """Every window of ``path`` with its labels; a file that cannot be read gives ``error`` instead."""
+    labels = runner.loaded.info.labels
+    out: list[WindowResult] = []
+    pending: list[Window] = []
+    front = FeatureFrontEnd(plan)
+
+    def flush() -> None:
+        scores = score_batch(runner, [w.features for w in pending])
+        for window, row in zip(pending, scores, strict=True):
+            out.append(
+                WindowResult(
+                    window.index, window.t_start, window.t_end, window_labels(row, labels, top_k, min_score)
+                )
+            )
+        pending.clear()
+
+    try:
+        for window in file_windows(path, front):
+            pending.append(window)
+            if len(pending) >= batch_size:
+                flush()
+    except AudioInputError as exc:
+        return FileResult(str(path), [], error=str(exc))
+    if pending:
+        flush()
+    return FileResult(str(path), out, duration_s(front))

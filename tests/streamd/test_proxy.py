@@ -1,0 +1,167 @@
+"""Fan-in through ``streamd proxy``: three daemons replaying real audio into one proxy, one subscriber hearing
+every stream under a unique name (subscriptions forwarded: the daemons wait for it through the proxy), the
+capture file, and CURVE through the proxy (good and bad keys on both sides)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from support.fixtures import free_tcp_port
+from support.process import StreamdProcess
+from zmq_helpers import Collector, collect
+
+from streamd import messages
+from streamd.errors import ConfigError
+from streamd.fanin import make_publisher, prefixed, stream_prefix
+from streamd.proxy import Proxy
+from streamd.publisher import Publisher, PublishError
+from streamd.security import Security, SecurityError, create_key_pair
+
+SR = 16000
+
+
+def endpoint() -> str:
+    return f"tcp://127.0.0.1:{free_tcp_port()}"
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory, esc50) -> Path:
+    """About 9 s of two real clips: five windows of 5 s every 1 s."""
+    wave = np.concatenate([esc50.read_mono(p) for p in esc50.clips(2)])[: 9 * SR]
+    path = tmp_path_factory.mktemp("audio") / "field.wav"
+    sf.write(path, wave, SR, subtype="FLOAT")
+    return path
+
+
+@pytest.mark.slow
+def test_three_daemons_one_subscriber_unique_names(tmp_path, recording, small_checkpoint):
+    frontend, backend, capture = endpoint(), endpoint(), tmp_path / "capture.jsonl"
+    proxy_args = ["proxy", "--frontend", frontend, "--backend", backend, "--capture", capture]
+    prefixes = ["north", "south", None]  # the third takes the default: this host's name
+    with StreamdProcess(proxy_args) as proxy:
+        proxy.start()
+        assert proxy.wait_for(lambda p: "subscribers ->" in p.stderr_text(), 30), proxy.stderr_text()
+        collector = Collector(backend, seconds=240).start()
+        daemons = []
+        for prefix in prefixes:
+            args = ["replay", recording, "--speed", "max", "--connect-proxy", frontend, "--no-dashboard"]
+            args += ["--checkpoint", small_checkpoint, "--wait-subscriber", "60", "--status-interval", "60"]
+            daemons.append(StreamdProcess([*args, *(["--stream-prefix", prefix] if prefix else [])]).start())
+        for daemon in daemons:
+            result = daemon.wait(240)
+            assert result.returncode == 0, result.describe()
+        host = messages.stream_name(socket.gethostname().split(".")[0])
+        names = {f"north-{recording.stem}", f"south-{recording.stem}", f"{host}-{recording.stem}"}
+
+        def finished(msgs: list[dict]) -> bool:
+            return {m["stream"] for m in msgs if m.get("state") == "finished"} == names
+
+        assert collector.wait_for(finished, 30)
+        received = collector.stop()
+        proxy.send_signal()
+        proxy_result = proxy.wait(30)
+    assert proxy_result.returncode == 0, proxy_result.describe()
+    assert {m["stream"] for m in received} == names
+    for name in names:
+        windows = [
+            (m["t_start"], m["t_end"]) for m in received if m["stream"] == name and m["type"] == "prediction"
+        ]
+        assert windows == [(float(k), k + 5.0) for k in range(5)], name
+    captured = [json.loads(line) for line in capture.read_text().splitlines()]
+    assert sorted(map(json.dumps, captured)) == sorted(map(json.dumps, received))
+    assert f"captured {len(captured)} message(s)" in proxy_result.stderr
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, Path]:
+    """The proxy's key pair, an allowed client ('good', daemons and subscribers alike) and a stranger."""
+    allow = tmp_path / "allowed"
+    for name in ("proxy", "good", "bad"):
+        create_key_pair(tmp_path, name)
+    allow.mkdir()
+    shutil.copy(tmp_path / "good.key", allow / "good.key")
+    return {"allow": allow, **{p.name.replace(".", "_"): p for p in tmp_path.glob("*.key*")}}
+
+
+def _publish_until_heard(publisher: Publisher, backend: str, curve: tuple[Path, Path], n: int) -> list[dict]:
+    """Publish ``n`` events every 50 ms while a subscriber listens for 3 s; what it heard."""
+    bodies = [messages.event("north-mic", "dog", "start", i, i + 5, 0.9) for i in range(n)]
+    out: list[dict] = []
+    publisher.start()
+    try:
+        collector = Collector(backend, seconds=10, curve=curve).start()
+        time.sleep(0.5)
+        for body in bodies:
+            publisher.publish(body)
+            time.sleep(0.05)
+        time.sleep(1.0)
+        out = collector.stop()
+    finally:
+        publisher.stop()
+    return out
+
+
+def test_curve_through_the_proxy(keys):
+    frontend, backend = endpoint(), endpoint()
+    security = Security(server_secret_key=keys["proxy_key_secret"], allowed_clients_dir=keys["allow"])
+    proxy = Proxy(frontend, backend, security=security)
+    proxy.start()
+    try:
+        good_client = (keys["proxy_key"], keys["good_key_secret"])
+        bad_client = (keys["proxy_key"], keys["bad_key_secret"])
+        heard = _publish_until_heard(
+            Publisher(frontend, connect=True, client_keys=good_client), backend, good_client, 5
+        )
+        assert [m["t_start"] for m in heard] == [0.0, 1.0, 2.0, 3.0, 4.0]
+        # A daemon whose key the proxy does not allow is never forwarded.
+        assert (
+            _publish_until_heard(
+                Publisher(frontend, connect=True, client_keys=bad_client), backend, good_client, 5
+            )
+            == []
+        )
+        # A subscriber whose key the proxy does not allow hears nothing.
+        assert collect(backend, 1.0, curve=bad_client) == []
+        # Plain text is refused on both sides.
+        assert _publish_until_heard(Publisher(frontend, connect=True), backend, good_client, 3) == []
+    finally:
+        proxy.stop()
+
+
+def test_stream_prefix_rules(monkeypatch):
+    class Args:
+        connect_proxy = "tcp://127.0.0.1:5557"
+        stream_prefix = None
+        curve_server_key = None
+        curve_secret_key = None
+        curve_allow_dir = None
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "field-unit.example.org")
+    assert stream_prefix(Args()) == "field-unit"
+    assert prefixed("mic", stream_prefix(Args())) == "field-unit-mic"
+    Args.stream_prefix = "site 4/b"
+    assert prefixed("mic", stream_prefix(Args())) == "site_4_b-mic"
+    Args.connect_proxy, Args.stream_prefix = None, None
+    assert stream_prefix(Args()) is None and prefixed("mic", None) == "mic"
+    Args.connect_proxy, Args.curve_server_key = "tcp://127.0.0.1:5557", Path("proxy.key")
+    with pytest.raises(ConfigError, match="go together"):
+        make_publisher(Args(), "tcp://127.0.0.1:5556", 10)
+
+
+def test_proxy_bind_errors():
+    first = Proxy(endpoint(), endpoint())
+    first.start()
+    try:
+        with pytest.raises(PublishError, match=r"cannot bind .*in use"):
+            Proxy(first.endpoints[0], endpoint()).start()
+    finally:
+        first.stop()
+    with pytest.raises(SecurityError, match="refusing to bind"):
+        Proxy("tcp://0.0.0.0:5599", endpoint()).start()

@@ -1,0 +1,151 @@
+"""``streamd classify --windows``: the daemon's windows and scores, written as CSV, JSON lines and Raven
+selection tables (parsed back), resumable, a corrupt file reported while the rest are written, and Ray
+never imported without ``--ray``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from support.process import streamd_env
+
+from streamd.cli import main
+from streamd.daemon import replay_collect
+from streamd.model_loading import load_model
+from streamd.window_output import RAVEN_HEADER, RAVEN_VIEW, raven_table_name, read_raven_table
+
+SR = 16000
+WINDOW_S, HOP_S = 5.0, 2.5
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory, esc50) -> list[Path]:
+    """A 12.3-s file of three real clips (so a tail window), two real clips, a file shorter than a window."""
+    folder = tmp_path_factory.mktemp("archive")
+    clips = esc50.clips(4)
+    long_wave = np.concatenate([esc50.read_mono(p) for p in clips[:3]])[: round(12.3 * SR)]
+    sf.write(folder / "long.wav", long_wave, SR, subtype="FLOAT")
+    sf.write(folder / "short.wav", esc50.read_mono(clips[3])[: round(1.7 * SR)], SR, subtype="FLOAT")
+    return [folder / "long.wav", clips[0], clips[3], folder / "short.wav"]
+
+
+def classify(out: Path, paths: list[Path], checkpoint: Path, *extra: str) -> int:
+    args = ["classify", "--windows", "--out", str(out), "--checkpoint", str(checkpoint), "--no-progress"]
+    args += ["--window-s", str(WINDOW_S), "--hop-s", str(HOP_S), *extra, *map(str, paths)]
+    return main(args)
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_windows_and_scores_are_the_daemons(tmp_path, archive, small_checkpoint, esc50):
+    out = tmp_path / "w.jsonl"
+    k = len(esc50.labels)
+    assert classify(out, archive, small_checkpoint, "--format", "jsonl", "--top-k", str(k)) == 0
+    rows = jsonl(out)
+    loaded = load_model(small_checkpoint, compute="cpu")
+    for path in archive:
+        mine = [r for r in rows if r["file"] == str(path)]
+        daemon = [
+            m for m in replay_collect([path], loaded, WINDOW_S, HOP_S, top_k=k) if m["type"] == "prediction"
+        ]
+        assert [(r["t_start"], r["t_end"]) for r in mine] == [(m["t_start"], m["t_end"]) for m in daemon]
+        for r, m in zip(mine, daemon, strict=True):
+            theirs = {item["label"]: item["score"] for item in m["labels"]}
+            assert len(r["labels"]) == k
+            assert max(abs(item["score"] - theirs[item["label"]]) for item in r["labels"]) <= TOLERANCE
+    spans = [(r["t_start"], r["t_end"]) for r in rows if r["file"] == str(archive[0])]
+    assert spans == [(0.0, 5.0), (2.5, 7.5), (5.0, 10.0), (7.3, 12.3)]  # the tail window ends with the file
+    assert [(r["t_start"], r["t_end"]) for r in rows if r["file"] == str(archive[3])] == [(0.0, 5.0)]
+
+
+def test_raven_tables_parse_back(tmp_path, archive, small_checkpoint):
+    tables = tmp_path / "raven"
+    assert classify(tables, archive, small_checkpoint, "--format", "raven", "--top-k", "3") == 0
+    reference = tmp_path / "ref.jsonl"
+    assert classify(reference, archive, small_checkpoint, "--format", "jsonl", "--top-k", "3") == 0
+    rows = jsonl(reference)
+    for path in archive:
+        table = tables / raven_table_name(path)
+        assert table.read_text().splitlines()[0].split("\t") == list(RAVEN_HEADER)
+        parsed = read_raven_table(table)
+        expected = [(r, item) for r in rows if r["file"] == str(path) for item in r["labels"]]
+        assert len(parsed) == len(expected) == 3 * sum(r["file"] == str(path) for r in rows)
+        for n, (row, (window, item)) in enumerate(zip(parsed, expected, strict=True), 1):
+            assert int(row["Selection"]) == n and row["View"] == RAVEN_VIEW and row["Channel"] == "1"
+            assert float(row["Begin Time (s)"]) == pytest.approx(window["t_start"], abs=1e-3)
+            assert float(row["End Time (s)"]) == pytest.approx(window["t_end"], abs=1e-3)
+            assert float(row["Low Freq (Hz)"]) == 0.0 and float(row["High Freq (Hz)"]) == 8000.0
+            assert row["Label"] == item["label"] and float(row["Confidence"]) == item["score"]
+
+
+def test_min_score_and_csv(tmp_path, archive, small_checkpoint):
+    everything, kept = tmp_path / "all.csv", tmp_path / "kept.csv"
+    assert classify(everything, archive, small_checkpoint, "--top-k", "5") == 0
+    with everything.open() as f:
+        all_rows = list(csv.DictReader(f))
+    least = float(np.median([float(r["score"]) for r in all_rows]))
+    assert classify(kept, archive, small_checkpoint, "--top-k", "5", "--min-score", repr(least)) == 0
+    with kept.open() as f:
+        kept_rows = list(csv.DictReader(f))
+    assert all(float(r["score"]) >= least for r in kept_rows)
+    assert kept_rows == [r for r in all_rows if float(r["score"]) >= least]
+    assert 0 < len(kept_rows) < len(all_rows)
+
+
+def test_corrupt_file_reported_others_written_and_resumed(tmp_path, archive, small_checkpoint, capsys):
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 8)
+    out = tmp_path / "w.jsonl"
+    paths = [archive[1], corrupt, archive[2]]
+    assert classify(out, paths, small_checkpoint, "--format", "jsonl") == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("streamd: error:")]
+    assert len(errors) == 1 and str(corrupt) in errors[0]
+    first = out.read_text()
+    assert {r["file"] for r in jsonl(out)} == {str(archive[1]), str(archive[2])}
+    # An interrupted run leaves half a file's rows behind: the rerun cuts them and adds what was missing.
+    with out.open("a") as f:
+        f.write('{"file": "half-written"')
+    assert classify(out, [*paths, archive[0]], small_checkpoint, "--format", "jsonl") == 1
+    err = capsys.readouterr().err
+    assert "2 file(s) already done" in err
+    assert out.read_text().startswith(first) and "half-written" not in out.read_text()
+    assert [r["file"] for r in jsonl(out)].count(str(archive[1])) == 1
+    assert str(archive[0]) in {r["file"] for r in jsonl(out)}
+
+
+def test_resume_refuses_other_settings(tmp_path, archive, small_checkpoint, capsys):
+    out = tmp_path / "w.csv"
+    assert classify(out, archive[1:2], small_checkpoint) == 0
+    assert classify(out, archive[1:2], small_checkpoint, "--top-k", "2") == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_without_ray_nothing_imports_ray(tmp_path, archive, small_checkpoint):
+    code = (
+        "import sys; from streamd.cli import main\n"
+        f"rc = main(['classify', '--windows', '--no-progress', '--out', {str(tmp_path / 'o.csv')!r},"
+        f" '--checkpoint', {str(small_checkpoint)!r}, {str(archive[1])!r}])\n"
+        "assert rc == 0, rc\n"
+        "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')], 'ray imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=streamd_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_window_options_need_windows(tmp_path, archive, small_checkpoint, capsys):
+    args = ["classify", "--checkpoint", str(small_checkpoint), str(archive[1])]
+    assert main([*args, "--ray"]) == 2
+    assert main([*args, "--out", str(tmp_path / "o.csv")]) == 2
+    assert main([*args, "--windows"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("streamd: error:")]
+    assert len(errors) == 3 and "go with --windows" in errors[0] and "needs --out" in errors[2]
+    assert not (tmp_path / "o.csv").exists()
