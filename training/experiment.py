@@ -92,7 +92,10 @@ def _check_value(source: str, key: str, value: Any, expected: Any) -> Any:
     kind = expected if isinstance(expected, type) else type(expected)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if kind in (list, tuple) and isinstance(value, list):
+    if kind in (list, tuple):
+        if not isinstance(value, list):
+            example = "" if isinstance(expected, type) else f", e.g. {list(expected)!r}"
+            raise _fail(source, key, f"must be a list{example}, got {value!r}")
         return value
     if kind is bool and not isinstance(value, bool):
         raise _fail(source, key, f"must be true or false, got {value!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -29,6 +30,7 @@ from models.bf16 import bf16_autocast, resolve_auto
 from models.checkpoint import save_checkpoint
 from models.common import ModelInfo
 from training.augment import AugmentConfig, mixup, random_gain, random_time_shift, spec_augment
+from training.resume import check_resume, fingerprint, incompatible
 from training.sequences import SequenceBuilder, SequenceConfig, cycle_permutations, noise_bank
 
 
@@ -47,6 +49,7 @@ class TrainConfig:
     num_threads: int = 0
     seed: int = 0
     eval_every: int = 5
+    background: float = 0.0  # background examples (no-class target) per clip: training.background
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     sequences: SequenceConfig = field(default_factory=SequenceConfig)  # recurrent models: train on streams
 
@@ -74,18 +77,28 @@ def lr_at(step: int, total: int, warmup: int, base: float, min_ratio: float) -> 
     return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+NO_CLASS = -1  # class index of a background example: its target row is all zeros
+
+
 def soft_targets(y: torch.Tensor, num_classes: int, multi_label: bool) -> torch.Tensor:
+    """One-hot rows (``NO_CLASS``: an all-zero row), or the multi-hot targets as they are."""
     if multi_label:
         return y.float()
-    return F.one_hot(y, num_classes).float()
+    return F.one_hot(y.clamp(min=0), num_classes).float() * (y >= 0).unsqueeze(1)
 
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor, multi_label: bool, smoothing: float) -> torch.Tensor:
-    """Cross-entropy on soft targets (single-label, with label smoothing) or BCE (multi-label)."""
+    """Cross-entropy on soft targets (single-label, with label smoothing) or BCE (multi-label).
+
+    Single-label: a target row summing to less than 1 (the all-zero row of a background example, or a
+    clip mixed with one) has its missing mass spread evenly over the classes: "no class" is the uniform
+    distribution, the least confident answer a softmax can give.
+    """
     logits = logits.float()
     if multi_label:
         return F.binary_cross_entropy_with_logits(logits, target)
     c = logits.shape[1]
+    target = target + (1 - target.sum(dim=1, keepdim=True)).clamp(min=0) / c
     target = target * (1 - smoothing) + smoothing / c
     return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
@@ -163,6 +176,10 @@ def train_model(
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     x_train, y_train = train
+    if cfg.background > 0 and not cfg.sequences.enabled:
+        from training.background import with_background
+
+        x_train, y_train = with_background(x_train, y_train, cfg.background, info.features, cfg.seed)
     n = len(x_train)
     streams = _sequence_builder(model, train, cfg, info) if cfg.sequences.enabled else None
     steps_per_epoch = streams.steps_per_epoch(cfg.batch_size) if streams else max(1, n // cfg.batch_size)
@@ -173,8 +190,12 @@ def train_model(
     history: list[dict[str, float]] = []
     start_epoch, step, elapsed = 0, 0, 0.0
     state_path = out_dir / "train_state.safetensors"
+    config = fingerprint(cfg, info)
     if resume and state_path.exists():
-        start_epoch, step, elapsed, history = _load_state(state_path, model, ema, opt, gen)
+        start_epoch, step, elapsed, history = _load_state(state_path, model, ema, opt, gen, config)
+        if progress:
+            print(f"resuming from epoch {start_epoch} of {cfg.epochs} ({state_path}; --fresh starts over)")
+    tty = progress and sys.stdout.isatty()
 
     columns = [
         TextColumn("[bold]{task.description}"),
@@ -184,14 +205,16 @@ def train_model(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    with Progress(*columns, disable=not tty, transient=False) as bar:
         task = bar.add_task(out_dir.name, total=cfg.epochs, completed=start_epoch, stats="")
+        batches = bar.add_task("  batches", total=steps_per_epoch, stats="")
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.time()
             model.train()
             order = torch.randperm(n, generator=gen)
             clip_stream = cycle_permutations(n, gen)  # lazy: draws nothing unless streams use it
             loss_sum, correct, seen, skipped = 0.0, 0.0, 0, 0
+            bar.reset(batches, total=steps_per_epoch)
             for b in range(steps_per_epoch):
                 for group in opt.param_groups:
                     group["lr"] = lr_at(step, total, warmup, cfg.lr, cfg.min_lr_ratio)
@@ -212,8 +235,9 @@ def train_model(
                 ema.update(model, step)
                 step += 1
                 loss_sum += loss.item() * len(logits)
-                correct += float((logits.argmax(1) == yb.argmax(1)).sum())
+                correct += float(((logits.argmax(1) == yb.argmax(1)) & (yb.sum(1) > 0)).sum())
                 seen += len(logits)
+                bar.update(batches, completed=b + 1, stats=f"loss {loss_sum / max(seen, 1):.3f}")
             elapsed += time.time() - t0
             record = {
                 "epoch": epoch + 1,
@@ -233,7 +257,9 @@ def train_model(
             if "val_acc" in record:
                 stats += f" val {record['val_acc']:.3f}"
             bar.update(task, completed=epoch + 1, stats=stats)
-            _save_state(state_path, model, ema, opt, gen, epoch + 1, step, elapsed, history)
+            _save_state(state_path, model, ema, opt, gen, epoch + 1, step, elapsed, history, config)
+            if progress and not tty:  # redirected: one plain line per epoch, written at once
+                print(f"{out_dir.name} epoch {epoch + 1}/{cfg.epochs} {stats} {elapsed:.0f}s", flush=True)
 
     info.extra = {**info.extra, "train_config": asdict(cfg), "history": history[-1:] if history else []}
     ckpt = save_checkpoint(out_dir / "model.safetensors", ema.model, info)
@@ -332,6 +358,7 @@ def _save_state(
     step: int,
     elapsed: float,
     history: list[dict[str, float]],
+    config: dict[str, Any] | None = None,
 ) -> None:
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
@@ -349,17 +376,28 @@ def _save_state(
     tensors["rng.generator"] = gen.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {"epoch": epoch, "step": step, "elapsed": elapsed, "history": history, "opt_scalars": scalars}
+    meta["config"] = config
     write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)}))
 
 
 def _load_state(
-    path: Path, model: nn.Module, ema: _Ema, opt: torch.optim.Optimizer, gen: torch.Generator
+    path: Path,
+    model: nn.Module,
+    ema: _Ema,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    config: dict[str, Any] | None = None,
 ) -> tuple[int, int, float, list[dict[str, float]]]:
     tensors = load_file(str(path))
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads((f.metadata() or {})["state"])
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    ema.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    if config is not None:
+        check_resume(path, meta.get("config"), config)
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        ema.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    except RuntimeError as exc:
+        raise incompatible(path, exc) from None
     opt_state = opt.state_dict()
     state: dict[int, dict[str, Any]] = {}
     for k, v in tensors.items():

@@ -144,9 +144,18 @@ def classification_report(
     }
 
 
-def plot_confusion_matrix(matrix: np.ndarray, labels: list[str], path: str | Path, title: str = "") -> Path:
-    """Draw a row-normalised confusion matrix with counts to a PNG (matplotlib's Agg backend)."""
-    import matplotlib
+def plot_confusion_matrix(
+    matrix: np.ndarray, labels: list[str], path: str | Path, title: str = ""
+) -> Path | None:
+    """Draw a row-normalised confusion matrix with counts to a PNG (matplotlib's Agg backend).
+
+    Without matplotlib the PNG is skipped with one line (None returned): never a crash after training.
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"{path}: skipped (matplotlib is not installed: pip install 'streamd[train]')", flush=True)
+        return None
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt

@@ -202,3 +202,17 @@ def reader_options(reader: str) -> list[str]:
     if reader not in READERS:
         raise DatasetError(f"unknown dataset reader {reader!r}; known: {', '.join(READERS)}")
     return list(inspect.signature(READERS[reader]).parameters)
+
+
+def read_own(root: str | Path, holdout_frac: float = 0.1) -> ClipSet:
+    """A user's own data: class folders, train/val/test folders or a path,label[,split] CSV
+    (``training.own_data``); splits become folds train 1, val 2, test 3, carved held-out part 4."""
+    from training.own_data import read_own_data
+
+    data = read_own_data(root, holdout_frac)
+    for problem in data.problems:
+        print(f"warning: {problem}", flush=True)
+    return data.clip_set
+
+
+READERS["own"] = read_own

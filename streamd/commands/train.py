@@ -7,11 +7,14 @@ from pathlib import Path
 
 from streamd.errors import CheckpointError, ConfigError
 
-HELP = "train (or k-fold cross-validate) a model from a TOML experiment config (see configs/train/)"
+HELP = (
+    "train (or k-fold cross-validate) a model from a TOML experiment config (see configs/train/), "
+    "or on your own data with --data DIR"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", type=Path, metavar="CONFIG.toml", help="experiment config")
+    parser.add_argument("config", type=Path, nargs="?", metavar="CONFIG.toml", help="experiment config")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -24,13 +27,86 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="override experiment.output_dir")
     parser.add_argument("--fresh", action="store_true", help="ignore saved training state (default: resume)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_own_data_arguments(parser)
+
+
+def add_own_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data DIR`` and the few options it takes (see docs/your-own-data.md)."""
+    own = parser.add_argument_group("your own data (no config: everything else is derived)")
+    own.add_argument("--data", type=Path, metavar="DIR", help="class folders, split folders or a CSV")
+    own.add_argument("--recipe", choices=("cnn", "recurrent", "ast"), default="cnn", help="default cnn")
+    own.add_argument("--window", type=float, metavar="S", help="window length (default: from clip durations)")
+    budget = own.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, metavar="M", help="training time budget (default 15)")
+    budget.add_argument("--epochs", type=int, metavar="N", help="train exactly N epochs")
+    own.add_argument("--print-config", action="store_true", help="print the equivalent TOML and stop")
+    own.add_argument("--no-background", action="store_true", help="no background (no-class) examples")
+
+
+def run_own_data(args: argparse.Namespace) -> int:
+    """``streamd train --data DIR``."""
+    from training.own_train import OwnOptions, run_own_data
+
+    for name in ("window", "minutes", "epochs"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"--{name} must be positive, got {value}")
+    opts = OwnOptions(
+        data=args.data,
+        out=args.out,
+        recipe=args.recipe,
+        window_s=args.window,
+        minutes=args.minutes,
+        epochs=args.epochs,
+        background=not args.no_background,
+        print_config=args.print_config,
+        resume=not args.fresh,
+        progress=not args.no_progress,
+    )
+    run_own_data(opts)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        from training.resume import interrupted_line
+
+        print(interrupted_line(_output_dir(args)), flush=True)
+        return 130
+
+
+def _output_dir(args: argparse.Namespace) -> Path | None:
+    """Where this command saves training state (for the Ctrl-C message)."""
+    from training.experiment import ExperimentConfigError, load_experiment
+
+    if args.out:
+        return args.out
+    if args.data:
+        return Path("runs") / (args.data.stem if args.data.is_file() else args.data.resolve().name)
+    try:
+        return load_experiment(args.config).output_dir if args.config else None
+    except (ExperimentConfigError, OSError):
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
     from models.checkpoint import CheckpointLoadError
     from training.experiment import ExperimentConfigError, load_experiment, run_experiment, summary_markdown
     from training.readers import DatasetError
 
+    if args.data is not None:
+        if args.config is not None:
+            raise ConfigError("give either CONFIG.toml or --data DIR, not both")
+        try:
+            return run_own_data(args)
+        except (ExperimentConfigError, DatasetError, ValueError) as exc:
+            raise ConfigError(str(exc)) from None
+        except CheckpointLoadError as exc:
+            raise CheckpointError(str(exc)) from None
+    if args.config is None:
+        raise ConfigError("streamd train needs CONFIG.toml or --data DIR (see docs/your-own-data.md)")
     overrides = list(args.overrides)
     if args.mode:
         overrides.append(f'experiment.mode="{args.mode}"')

@@ -1,0 +1,221 @@
+"""``streamd train --data DIR``: layouts, derived settings, the fixed split, background, resume messages."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.common import FeatureConfig, ModelInfo, Normalization
+from models.registry import build_model
+from streamd.events import EventConfig
+from tests.support.paths import ESC50, REPO, esc50_rows
+from training.background import KINDS, background_wave, with_background
+from training.derive import derive_window, feature_stats
+from training.evaluate import waveform_scores
+from training.experiment import parse_experiment
+from training.loop import NO_CLASS, TrainConfig, loss_fn, soft_targets, train_model
+from training.own_data import SPLIT_FOLDS, read_own_data
+from training.resume import ResumeMismatch, interrupted_line
+
+_spec = importlib.util.spec_from_file_location("make_short_clips", REPO / "scripts" / "make_short_clips.py")
+short_clips = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(short_clips)
+
+CLASSES = ("dog", "rooster", "crying_baby")
+
+
+def _rows(per_class: int) -> dict[str, list[dict[str, str]]]:
+    out: dict[str, list[dict[str, str]]] = {c: [] for c in CLASSES}
+    for row in esc50_rows():
+        if row["category"] in out and len(out[row["category"]]) < per_class:
+            out[row["category"]].append(row)
+    return out
+
+
+def _split_folders(root: Path, train: int, test: int, seconds: float = 0.5) -> Path:
+    for rows in _rows(train + test).values():
+        short_clips.write_split(rows[:train], ESC50 / "audio", root, "train", seconds)
+        short_clips.write_split(rows[train:], ESC50 / "audio", root, "test", seconds)
+    return root
+
+
+@pytest.fixture(scope="module")
+def split_data(tmp_path_factory) -> Path:
+    return _split_folders(tmp_path_factory.mktemp("own") / "short", train=6, test=2)
+
+
+def test_split_folders_keep_the_fixed_split(split_data: Path) -> None:
+    data = read_own_data(split_data)
+    assert data.layout == "split folders" and data.held_out == "test"
+    assert data.clip_set.labels == sorted(CLASSES)
+    train = {Path(c.path) for c in data.clip_set.clips if c.fold == SPLIT_FOLDS["train"]}
+    test = {Path(c.path) for c in data.clip_set.clips if c.fold == SPLIT_FOLDS["test"]}
+    assert len(train) == 18 and len(test) == 6 and not train & test
+    assert all("/test/" in str(p) for p in test) and all("/train/" in str(p) for p in train)
+    assert data.counts()["test"] == {c: 2 for c in CLASSES}
+
+
+def test_class_folders_carve_a_named_held_out_part(split_data: Path) -> None:
+    data = read_own_data(split_data / "train", holdout_frac=0.34)
+    assert data.layout == "class folders" and data.held_out == "holdout"
+    counts = data.counts()
+    assert counts["holdout"] == {c: 2 for c in CLASSES} and counts["train"] == {c: 4 for c in CLASSES}
+
+
+def test_csv_with_split_column(split_data: Path, tmp_path: Path) -> None:
+    files = sorted(split_data.rglob("*.wav"))
+    table = tmp_path / "clips.csv"
+    with table.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "split"])
+        for p in files:
+            w.writerow([str(p), p.parent.name, p.parent.parent.name])
+    data = read_own_data(table)
+    assert data.layout == "csv" and data.held_out == "test"
+    test = [c for c in data.clip_set.clips if c.fold == SPLIT_FOLDS["test"]]
+    assert {Path(c.path).parent.parent.name for c in test} == {"test"} and len(test) == 6
+
+
+def test_broken_files_and_empty_classes_are_reported(split_data: Path, tmp_path: Path) -> None:
+    root = tmp_path / "classes"
+    root.mkdir()
+    for label in CLASSES:
+        (root / label).symlink_to(split_data / "train" / label, target_is_directory=True)
+    (root / "ghost").mkdir()
+    (root / "ghost" / "a.wav").symlink_to(tmp_path / "nowhere.wav")
+    (root / "empty").mkdir()
+    data = read_own_data(root)
+    assert "ghost" not in data.clip_set.labels and "empty" not in data.clip_set.labels
+    text = "\n".join(data.problems)
+    assert "broken link" in text and "class 'ghost'" in text and "empty: no audio files" in text
+
+
+def test_window_and_statistics_are_derived() -> None:
+    assert derive_window([0.3] * 5 + [0.8] * 95) == 0.8
+    assert derive_window([0.61] * 10) == 0.7
+    assert derive_window([0.1] * 10) == 0.5 and derive_window([30.0] * 10) == 10.0
+    rng = np.random.default_rng(0)
+    parts = [rng.normal(-8, 5, (n, 4)) for n in (3, 10, 7)]
+    mean, std = feature_stats(parts)
+    everything = np.concatenate(parts)
+    assert mean == pytest.approx(everything.mean()) and std == pytest.approx(everything.std())
+
+
+def test_no_class_target_is_the_uniform_distribution() -> None:
+    y = torch.tensor([2, NO_CLASS])
+    target = soft_targets(y, 4, multi_label=False)
+    assert target.tolist() == [[0, 0, 1, 0], [0, 0, 0, 0]]
+    logits = torch.randn(2, 4)
+    uniform = torch.tensor([[0, 0, 1, 0], [0.25] * 4])
+    assert loss_fn(logits, target, False, 0.0) == pytest.approx(float(loss_fn(logits, uniform, False, 0.0)))
+
+
+def test_print_config_is_a_valid_experiment_with_the_fixed_split(split_data: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "streamd", "train", "--data", str(split_data), "--epochs", "2"]
+    result = subprocess.run(
+        [*cmd, "--print-config"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "window: 0.5 s = 48 frames" in result.stdout and "held out: test" in result.stdout
+    doc = tomllib.loads(result.stdout[result.stdout.index("# streamd train") :])
+    assert doc["data"]["folds"] == [1, 3] and doc["data"]["val_folds"] == [3]
+    exp = parse_experiment(doc)
+    assert exp.normalization.target_frames == 48 and exp.train.background > 0
+    assert exp.train.augment.time_mask == 5
+
+
+def test_bad_data_folder_is_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "streamd", "train", "--data", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "no such data folder" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def _arrays(data, fold: int, features: FeatureConfig, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    from training.cache import cached_fbanks
+
+    clips = [c for c in data.clip_set.clips if c.fold == fold]
+    x = cached_fbanks(clips, features, None, frames)
+    return x, np.array([c.targets[0] for c in clips], dtype=np.int64)
+
+
+def _info(data, features: FeatureConfig, frames: int, mean: float, std: float) -> ModelInfo:
+    config = {"num_classes": 3, "num_mel_bins": features.num_mel_bins, "channels": [8, 16]}
+    return ModelInfo(
+        "resnet_cnn", config, list(data.clip_set.labels), features, Normalization(mean, std, frames)
+    )
+
+
+def test_background_target_keeps_scores_low_on_noise(split_data: Path, tmp_path: Path) -> None:
+    features = FeatureConfig(num_mel_bins=32)
+    data = read_own_data(split_data)
+    x, y = _arrays(data, 1, features, 48)
+    mean, std = feature_stats(list(x))
+    info = _info(data, features, 48, mean, std)
+    torch.manual_seed(0)
+    model = build_model("resnet_cnn", info.config)
+    cfg = TrainConfig(
+        epochs=30, batch_size=8, lr=3e-3, warmup_epochs=1, ema_decay=0.9, precision="fp32", background=1.0
+    )
+    train_model(model, (x, y), None, cfg, info, tmp_path / "bg", progress=False)
+    from models.checkpoint import load_checkpoint
+
+    trained, trained_info = load_checkpoint(tmp_path / "bg" / "model.safetensors")
+    threshold = EventConfig().threshold
+    rng = np.random.default_rng(1)
+    for kind in KINDS:
+        for level in (-60.0, -40.0):
+            wave = background_wave(kind, 3 * 16000, 16000, level, rng)
+            scores = waveform_scores(trained, trained_info, wave, hop_s=0.25)
+            assert scores.max() < threshold, (kind, level, scores)
+    xb, yb = with_background(x, y, 0.5, features)
+    assert len(xb) == len(x) + 9 and (yb[len(x) :] == NO_CLASS).all()
+
+
+def test_resume_is_announced_and_a_changed_config_refused(split_data: Path, tmp_path: Path, capsys) -> None:
+    features = FeatureConfig(num_mel_bins=32)
+    data = read_own_data(split_data)
+    x, y = _arrays(data, 1, features, 48)
+    info = _info(data, features, 48, -5.0, 5.0)
+    cfg = TrainConfig(epochs=1, batch_size=8, precision="fp32")
+    out = tmp_path / "run"
+    train_model(build_model("resnet_cnn", info.config), (x, y), None, cfg, info, out, progress=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("run epoch 1/1 loss") for line in lines)  # not a TTY: a plain line per epoch
+    cfg.epochs = 2
+    train_model(build_model("resnet_cnn", info.config), (x, y), None, cfg, info, out, progress=True)
+    assert "resuming from epoch 1 of 2" in capsys.readouterr().out
+    changed = _info(data, features, 48, -6.0, 5.0)
+    with pytest.raises(ResumeMismatch, match=r"normalization.mean: -5.0 -> -6.0.*--fresh"):
+        train_model(
+            build_model("resnet_cnn", changed.config), (x, y), None, cfg, changed, out, progress=False
+        )
+    assert "after epoch 2 is saved in" in interrupted_line(out)
+    assert "no training state" in interrupted_line(tmp_path / "elsewhere")
+
+
+def test_channels_must_be_a_list() -> None:
+    from training.experiment import ExperimentConfigError
+
+    doc = {
+        "data": {"reader": "esc50", "csv_path": "x.csv", "val_folds": [1]},
+        "model": {"arch": "resnet_cnn", "config": {"channels": 64}},
+    }
+    with pytest.raises(ExperimentConfigError, match=r"model.config.channels: must be a list, e.g. \[32"):
+        parse_experiment(doc)

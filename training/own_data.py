@@ -1,0 +1,193 @@
+"""A user's own data set, found as it lies on disk: class folders, split folders or a CSV.
+
+Layouts of ``DIR`` (or a CSV file given directly):
+
+- class folders: ``DIR/<class>/**/<audio>``; no fixed split, so a held-out part of train is carved
+  (``holdout_frac`` of each class, every k-th file in name order) and named ``holdout``;
+- split folders: ``DIR/train/<class>/...`` plus ``DIR/val/<class>/...`` and/or ``DIR/test/<class>/...``;
+- a CSV (``DIR/*.csv`` when DIR holds exactly one and no class folders, or the file itself): rows
+  ``path,label[,split]`` (a header row ``path,label[,split]`` is optional; paths relative to the CSV's
+  folder; split one of train / val / test, empty = train).
+
+The clips of each split get a fold: train 1, val 2, test 3, carved held-out part 4, so that the
+experiment machinery (``data.folds`` / ``data.val_folds``) expresses the fixed split exactly. The
+held-out split (what the report is on) is test, else val, else the carved part. Every file is checked
+(an unreadable file or a broken link is reported and left out); a class with no usable training clip is
+an error naming it.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import soundfile as sf
+
+from training.clips import Clip, ClipSet
+from training.readers import AUDIO_EXTENSIONS, DatasetError
+
+SPLIT_FOLDS = {"train": 1, "val": 2, "test": 3, "holdout": 4}
+SPLIT_NAMES = {fold: name for name, fold in SPLIT_FOLDS.items()}
+_SPLIT_ALIASES = {"": "train", "train": "train", "training": "train", "val": "val", "valid": "val"}
+_SPLIT_ALIASES |= {"validation": "val", "dev": "val", "test": "test", "eval": "test", "testing": "test"}
+
+
+@dataclass
+class OwnData:
+    """What was found: the clips (folds = splits), the layout, and every problem met on the way."""
+
+    clip_set: ClipSet
+    layout: str
+    held_out: str
+    durations: dict[Path, float]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def held_out_fold(self) -> int:
+        return SPLIT_FOLDS[self.held_out]
+
+    def counts(self) -> dict[str, Counter]:
+        """Clips per class, per split name."""
+        out: dict[str, Counter] = {}
+        for clip in self.clip_set.clips:
+            out.setdefault(SPLIT_NAMES[clip.fold], Counter())[self.clip_set.labels[clip.targets[0]]] += 1
+        return out
+
+
+def _audio_files(folder: Path) -> list[Path]:
+    """Audio files below ``folder`` by extension, broken links included (so they can be reported)."""
+    suffixes = set(AUDIO_EXTENSIONS)
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and not p.is_dir())
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def duration_s(path: Path) -> float | str:
+    """The file's duration in seconds from its header, or why it cannot be used."""
+    if not path.is_file():
+        return "missing file or broken link"
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        return f"cannot read audio ({str(exc).strip().splitlines()[0]})"
+    if info.frames <= 0 or info.samplerate <= 0:
+        return "contains no samples"
+    return info.frames / info.samplerate
+
+
+def _from_folders(root: Path, splits: dict[str, Path]) -> tuple[list[tuple[Path, str, str]], list[str]]:
+    entries, problems = [], []
+    for split, folder in splits.items():
+        for class_dir in _class_dirs(folder):
+            files = _audio_files(class_dir)
+            if not files:
+                problems.append(f"{class_dir}: no audio files ({', '.join(AUDIO_EXTENSIONS)}); left out")
+            entries += [(f, class_dir.name, split) for f in files]
+    return entries, problems
+
+
+def _from_csv(path: Path) -> list[tuple[Path, str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    if rows and rows[0][0].strip().lower() == "path":
+        rows = rows[1:]
+    entries = []
+    for line, row in enumerate(rows, start=1):
+        cells = [c.strip() for c in row]
+        if len(cells) < 2 or not cells[0] or not cells[1]:
+            raise DatasetError(f"{path}: row {line}: expected path,label[,split], got {','.join(cells)!r}")
+        split = _SPLIT_ALIASES.get(cells[2].lower() if len(cells) > 2 else "")
+        if split is None:
+            raise DatasetError(f"{path}: row {line}: split must be train, val or test, got {cells[2]!r}")
+        file = Path(cells[0])
+        entries.append((file if file.is_absolute() else path.parent / file, cells[1], split))
+    if not entries:
+        raise DatasetError(f"{path}: no rows (expected path,label[,split])")
+    return entries
+
+
+def detect_layout(root: Path) -> tuple[str, list[tuple[Path, str, str]], list[str]]:
+    """(layout name, ``(file, label, split)`` entries, problems) of ``root`` (a folder or a CSV file)."""
+    if root.is_file():
+        if root.suffix.lower() != ".csv":
+            raise DatasetError(f"{root}: expected a folder or a .csv file of path,label[,split] rows")
+        return "csv", _from_csv(root), []
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such data folder")
+    subdirs = {p.name.lower(): p for p in _class_dirs(root)}
+    if "train" in subdirs:
+        splits = {s: subdirs[s] for s in ("train", "val", "test") if s in subdirs}
+        entries, problems = _from_folders(root, splits)
+        return "split folders", entries, problems
+    csvs = sorted(root.glob("*.csv"))
+    if len(csvs) == 1 and not any(_audio_files(d) for d in subdirs.values()):
+        return "csv", _from_csv(csvs[0]), []
+    entries, problems = _from_folders(root, {"train": root})
+    if not entries:
+        raise DatasetError(
+            f"{root}: no audio found: expected one folder per class, train/ val/ test/ folders of class "
+            "folders, or a CSV of path,label[,split]"
+        )
+    return "class folders", entries, problems
+
+
+def _carve(clips: list[Clip], holdout_frac: float) -> list[Clip]:
+    """Move every k-th training clip of each class (k = 1 / holdout_frac) to the held-out fold."""
+    step = max(2, round(1 / holdout_frac))
+    seen: Counter = Counter()
+    out = []
+    for clip in clips:
+        if clip.fold == SPLIT_FOLDS["train"]:
+            seen[clip.targets] += 1
+            if seen[clip.targets] % step == 0:
+                clip = Clip(clip.path, clip.targets, SPLIT_FOLDS["holdout"])
+        out.append(clip)
+    return out
+
+
+def read_own_data(root: str | Path, holdout_frac: float = 0.1) -> OwnData:
+    """Find the layout of ``root``, check every file, and build the clip set (see the module doc)."""
+    root = Path(root)
+    if not 0 < holdout_frac < 1:
+        raise DatasetError(f"holdout_frac must be between 0 and 1, got {holdout_frac}")
+    layout, entries, problems = detect_layout(root)
+    durations: dict[Path, float] = {}
+    usable: list[tuple[Path, str, str]] = []
+    broken: list[str] = []
+    for file, label, split in entries:
+        d = duration_s(file)
+        if isinstance(d, str):
+            broken.append(f"{file}: {d}")
+        else:
+            durations[file] = d
+            usable.append((file, label, split))
+    if broken:
+        problems.append(f"{len(broken)} unusable file(s) left out, e.g. {broken[0]}")
+    for label, n in Counter(label for _, label, _ in entries).items():
+        if not any(lab == label for _, lab, _ in usable):
+            problems.append(f"class {label!r}: none of its {n} file(s) is usable; left out")
+    labels = sorted({label for _, label, _ in usable})
+    train_labels = {label for _, label, split in usable if split == "train"}
+    untrained = [label for label in labels if label not in train_labels]
+    if untrained:
+        raise DatasetError(f"{root}: class(es) {untrained[:5]} have no usable training clip")
+    if not usable:
+        raise DatasetError(f"{root}: no usable audio files")
+    index = {label: i for i, label in enumerate(labels)}
+    clips = [Clip(f, (index[label],), SPLIT_FOLDS[split]) for f, label, split in usable]
+    present = {c.fold for c in clips}
+    if SPLIT_FOLDS["test"] in present:
+        held_out = "test"
+    elif SPLIT_FOLDS["val"] in present:
+        held_out = "val"
+    else:
+        held_out = "holdout"
+        clips = _carve(clips, holdout_frac)
+    name = root.stem if root.is_file() else root.resolve().name
+    return OwnData(
+        ClipSet(clips, labels, multi_label=False, name=name), layout, held_out, durations, problems
+    )

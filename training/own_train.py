@@ -1,0 +1,258 @@
+"""``streamd train --data DIR``: train on a user's own data with nothing to configure.
+
+It finds the layout (``training.own_data``), prints a start summary, derives the window, the features'
+statistics, the augmentation and the schedule (``training.derive``), builds the equivalent experiment
+config (``--print-config`` writes it as TOML and stops), trains through the experiment machinery on the
+training split with background examples, and prints the held-out report. Everything it chose is printed
+and stored in the checkpoint (``extra.derived``); the model is named after the data set.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.common import FeatureConfig
+from models.registry import build_model
+from training import derive
+from training.cache import clip_fbank
+from training.experiment import Experiment, parse_experiment, run_one
+from training.own_data import SPLIT_FOLDS, SPLIT_NAMES, OwnData, read_own_data
+
+CHOICES_FILE = "choices.json"
+
+
+@dataclass
+class OwnOptions:
+    data: Path
+    out: Path | None = None
+    recipe: str = "cnn"
+    window_s: float | None = None
+    minutes: float | None = None
+    epochs: int | None = None
+    background: bool = True
+    print_config: bool = False
+    resume: bool = True
+    progress: bool = True
+    cache_dir: Path | None = Path(".cache/fbank")
+    default_minutes: float = 15.0
+
+
+def start_summary(data: OwnData) -> str:
+    """Layout, classes and clips per class and split, and any problems met."""
+    counts = data.counts()
+    splits = [s for s in ("train", "val", "test", "holdout") if s in counts]
+    width = max(len(label) for label in data.clip_set.labels)
+    lines = [
+        f"data set {data.clip_set.name!r}: {data.layout}, {len(data.clip_set.labels)} classes, "
+        f"{len(data.clip_set.clips)} clips; held out: {data.held_out}",
+        f"  {'class':<{width}}  " + "  ".join(f"{s:>7}" for s in splits),
+    ]
+    for label in data.clip_set.labels:
+        lines.append(f"  {label:<{width}}  " + "  ".join(f"{counts[s][label]:>7}" for s in splits))
+    lines += [f"warning: {p}" for p in data.problems]
+    return "\n".join(lines)
+
+
+def _fbanks(data: OwnData, fold: int, features: FeatureConfig, cache_dir: Path | None) -> list[np.ndarray]:
+    return [clip_fbank(Path(c.path), features, cache_dir) for c in data.clip_set.clips if c.fold == fold]
+
+
+def _cached_count(cache_dir: Path | None) -> int:
+    return len(list(cache_dir.glob("*.npy"))) if cache_dir is not None and cache_dir.is_dir() else 0
+
+
+def experiment_doc(
+    opts: OwnOptions, data: OwnData, out: Path, features: FeatureConfig, choices: dict[str, Any]
+) -> dict[str, Any]:
+    """The experiment config equivalent to this run (``training.experiment`` tables)."""
+    held = data.held_out_fold
+    return {
+        "experiment": {
+            "name": data.clip_set.name,
+            "output_dir": str(out),
+            "cache_dir": str(opts.cache_dir) if opts.cache_dir else "",
+            "mode": "single",
+        },
+        "data": {
+            "reader": "own",
+            "root": str(opts.data),
+            "folds": [SPLIT_FOLDS["train"], held],
+            "val_folds": [held],
+        },
+        "features": {"num_mel_bins": features.num_mel_bins},
+        "normalization": {
+            "mean": choices["mean"],
+            "std": choices["std"],
+            "target_frames": choices["frames"],
+        },
+        "model": {"arch": choices["arch"], "config": choices["model_config"]},
+        "train": {
+            "epochs": choices["epochs"],
+            **choices["train"],
+            "background": choices["background"],
+            "augment": choices["augment"],
+        },
+    }
+
+
+NOTES = {
+    "data.folds": "train (1) and the held-out split (val 2, test 3, carved 4)",
+    "data.val_folds": "the held-out split the report is on",
+    "normalization.mean": "mean of the training clips' log-mel values",
+    "normalization.std": "their standard deviation",
+    "normalization.target_frames": "the window: covers 90 % of the clips (max 10 s)",
+    "train.epochs": "as many as fit the time budget at the measured step time",
+    "train.background": "background examples (no-class target) per training clip",
+    "train.augment.time_mask": "a tenth of the window",
+    "train.augment.time_shift_frac": "as far as the clips leave room in the window",
+}
+
+
+def derive_choices(opts: OwnOptions, data: OwnData, features: FeatureConfig, saved: dict | None) -> dict:
+    """Every derived setting, with the measurements behind them."""
+    cache = opts.cache_dir
+    t0 = time.time()
+    before = _cached_count(cache)
+    train_fbanks = _fbanks(data, SPLIT_FOLDS["train"], features, cache)
+    held_fbanks = _fbanks(data, data.held_out_fold, features, cache)
+    computed = _cached_count(cache) - before
+    total = len(train_fbanks) + len(held_fbanks)
+    print(
+        f"features: {features.num_mel_bins}-bin log-mel of {total} clips "
+        f"({computed} computed, {total - computed} from the cache {cache}) in {time.time() - t0:.0f} s",
+        flush=True,
+    )
+    train_durations = [data.durations[Path(c.path)] for c in data.clip_set.clips if c.fold == 1]
+    window_s = opts.window_s if opts.window_s else derive.derive_window(data.durations.values())
+    frames = features.num_frames(round(window_s * features.sample_rate))
+    mean, std = derive.feature_stats(train_fbanks)
+    arch, model_config, train = derive.recipe_model(opts.recipe, frames)
+    median = float(np.median(train_durations))
+    augment = derive.derive_augment(frames, features.num_mel_bins, median, window_s)
+    n_train = len(train_fbanks)
+    background = 0.0 if not opts.background else round(max(0.1, 1.0 / len(data.clip_set.labels)), 3)
+    choices: dict[str, Any] = {
+        "recipe": opts.recipe,
+        "arch": arch,
+        "model_config": model_config,
+        "window_s": round(window_s, 3),
+        "window_from": "--window" if opts.window_s else "90 % of clip durations",
+        "frames": frames,
+        "clip_seconds_median": round(median, 3),
+        "mean": round(mean, 5),
+        "std": round(std, 5),
+        "augment": derive.augment_dict(augment),
+        "background": background,
+        "held_out": data.held_out,
+    }
+    train = {**train, "warmup_epochs": 0.0, "precision": "fp32", "eval_every": 5, "seed": 0}
+    if opts.epochs:
+        epochs, how = opts.epochs, "--epochs"
+    elif saved and opts.resume and not opts.minutes:
+        epochs, how = int(saved["epochs"]), "as in the saved run being resumed"
+        choices["step_seconds"] = saved.get("step_seconds")
+    else:
+        minutes = opts.minutes or opts.default_minutes
+        cfg = {
+            **model_config,
+            "num_classes": len(data.clip_set.labels),
+            "num_mel_bins": features.num_mel_bins,
+        }
+        if arch == "ast":
+            cfg["target_frames"] = frames
+        step = derive.time_step_s(build_model(arch, cfg), train["batch_size"], frames, features.num_mel_bins)
+        spent = time.time() - t0
+        examples = round(n_train * (1 + background))
+        epochs = derive.derive_epochs(step, examples, train["batch_size"], minutes * 60 - spent)
+        how = f"{minutes:g}-minute budget at {step:.2f} s per step of {train['batch_size']}"
+        choices["step_seconds"] = round(step, 4)
+    train["warmup_epochs"] = derive.warmup_epochs(epochs)
+    choices.update({"epochs": epochs, "epochs_from": how, "train": train})
+    return choices
+
+
+def describe(choices: dict[str, Any], features: FeatureConfig) -> str:
+    aug = choices["augment"]
+    return "\n".join(
+        [
+            f"window: {choices['window_s']:g} s = {choices['frames']} frames ({choices['window_from']}; "
+            f"median clip {choices['clip_seconds_median']:g} s)",
+            f"normalisation: mean {choices['mean']:.4f}, std {choices['std']:.4f} "
+            f"(the training clips' {features.num_mel_bins}-bin log-mel)",
+            f"augmentation: shift up to {aug['time_shift_frac']:g} of the window, 2 time masks < "
+            f"{aug['time_mask']} frames, 2 frequency masks < {aug['freq_mask']} bins, mixup "
+            f"{aug['mixup_prob']:g}, gain ±{aug['gain_db']:g} dB",
+            f"background: {choices['background']:g} examples per clip, target no class"
+            if choices["background"]
+            else "background: off (--no-background)",
+            f"model: {choices['recipe']} recipe ({choices['arch']} {json.dumps(choices['model_config'])})",
+            f"schedule: {choices['epochs']} epochs ({choices['epochs_from']}), warm-up "
+            f"{choices['train']['warmup_epochs']:g}, batch {choices['train']['batch_size']}, "
+            f"lr {choices['train']['lr']:g}",
+        ]
+    )
+
+
+def run_own_data(opts: OwnOptions) -> dict[str, Any]:
+    """The whole command; returns the held-out report (or {} with ``print_config``)."""
+    data = read_own_data(opts.data)
+    out = opts.out or Path("runs") / data.clip_set.name
+    print(start_summary(data), flush=True)
+    features = FeatureConfig(num_mel_bins=derive.NUM_MEL_BINS)
+    saved_path = out / CHOICES_FILE
+    saved = json.loads(saved_path.read_text()) if saved_path.is_file() and opts.resume else None
+    if saved is not None and not (out / "train_state.safetensors").exists():
+        saved = None
+    choices = derive_choices(opts, data, features, saved)
+    print(describe(choices, features), flush=True)
+    doc = experiment_doc(opts, data, out, features, choices)
+    if opts.print_config:
+        header = (
+            f"streamd train --data {opts.data}: the equivalent experiment config.\n"
+            f"Run it with:  streamd train THIS.toml"
+        )
+        print(derive.toml_text(doc, NOTES, header), end="")
+        return {}
+    exp: Experiment = parse_experiment(doc, f"--data {opts.data}")
+    clip_set = data.clip_set.subset(folds=[SPLIT_FOLDS["train"], data.held_out_fold])
+    out.mkdir(parents=True, exist_ok=True)
+    saved_path.write_text(json.dumps(choices, indent=1))
+    entry = run_one(exp, clip_set, "", [data.held_out_fold], opts.resume, opts.progress)
+    _store_choices(Path(entry["checkpoint"]), data, choices)
+    report = entry["report"]
+    print(held_out_report(report, data, entry, out, choices))
+    return report
+
+
+def _store_choices(path: Path, data: OwnData, choices: dict[str, Any]) -> None:
+    """Name the model after the data set and keep every choice in the checkpoint."""
+    model, info = load_checkpoint(path)
+    info.extra = {**info.extra, "name": data.clip_set.name, "derived": choices}
+    save_checkpoint(path, model, info)
+
+
+def held_out_report(
+    report: dict[str, Any], data: OwnData, entry: dict[str, Any], out: Path, choices: dict[str, Any]
+) -> str:
+    fold = data.held_out_fold
+    n = sum(1 for c in data.clip_set.clips if c.fold == fold)
+    lines = [
+        f"held-out report on {SPLIT_NAMES[fold]} ({n} clips): accuracy {report['accuracy']:.4f}, "
+        f"macro-F1 {report['macro_f1']:.4f} (training {entry['train_seconds']:.0f} s)",
+    ]
+    for label, acc in report["per_class_accuracy"].items():
+        lines.append(f"  {label}: {'n/a' if acc is None else f'{acc:.3f}'}")
+    hop = max(0.1, round(choices["window_s"] / 4, 1))
+    lines += [
+        f"model: {entry['checkpoint']} (named {data.clip_set.name!r}); report in {out / 'eval'}",
+        f"run it live: streamd run --checkpoint {entry['checkpoint']} --window {choices['window_s']:g} "
+        f"--hop {hop:g}",
+    ]
+    return "\n".join(lines)

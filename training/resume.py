@@ -1,0 +1,97 @@
+"""Resuming training safely: what a saved training state was made with, and refusing a different setup.
+
+A training state (``train_state.safetensors``) records a fingerprint of the run's configuration: the model
+(architecture, its config, labels), the features, the normalisation and the training settings that shape
+the weights. Resuming under a different fingerprint would silently continue incompatible weights (or die
+in ``load_state_dict``); instead it is refused with one line naming what changed and pointing to
+``--fresh``. The number of epochs, evaluation cadence and thread count may change between runs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from models.common import ModelInfo
+
+FREE_KEYS = ("epochs", "eval_every", "num_threads")
+
+
+class ResumeMismatch(ValueError):
+    """Saved training state does not match the configuration being trained."""
+
+
+def fingerprint(cfg: Any, info: ModelInfo) -> dict[str, Any]:
+    """The parts of a run that the saved weights and optimiser state depend on, as plain JSON values."""
+    train = {k: v for k, v in asdict(cfg).items() if k not in FREE_KEYS}
+    return json.loads(
+        json.dumps(
+            {
+                "arch": info.arch,
+                "model": info.config,
+                "labels": list(info.labels),
+                "features": info.features.to_dict(),
+                "normalization": info.normalization.to_dict(),
+                "train": train,
+            },
+            default=str,
+        )
+    )
+
+
+def _differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
+    if isinstance(saved, dict) and isinstance(current, dict):
+        out = []
+        for key in sorted(set(saved) | set(current), key=str):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in saved or key not in current:
+                out.append(name)
+            else:
+                out += _differences(saved[key], current[key], name)
+        return out
+    if saved != current:
+        if isinstance(saved, list) and len(saved) > 6:
+            return [f"{prefix} (changed)"]
+        return [f"{prefix}: {saved!r} -> {current!r}"]
+    return []
+
+
+def check_resume(path: Path, saved: dict[str, Any] | None, current: dict[str, Any]) -> None:
+    """Raise ``ResumeMismatch`` (one line) when ``saved`` (a state's fingerprint) differs from ``current``."""
+    if saved is None:  # a state from before fingerprints: the weights' shapes are still checked on load
+        return
+    changed = _differences(saved, current)
+    if changed:
+        shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
+        raise ResumeMismatch(
+            f"{path}: saved training state was made with a different configuration ({shown}); "
+            "start over with --fresh (or use another output folder)"
+        )
+
+
+def incompatible(path: Path, exc: Exception) -> ResumeMismatch:
+    """The one-line error for saved weights that do not fit the model (``load_state_dict`` failed)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ResumeMismatch(
+        f"{path}: saved training state does not fit this model ({first}); start over with --fresh"
+    )
+
+
+def interrupted_line(out_dir: Path | None) -> str:
+    """What Ctrl-C leaves behind: the newest training state under ``out_dir`` and its epoch, or nothing."""
+    from safetensors import safe_open
+
+    states = (
+        sorted(out_dir.rglob("train_state.safetensors"), key=lambda p: p.stat().st_mtime) if out_dir else []
+    )
+    if not states:
+        return "interrupted: no training state was saved yet (one is saved at the end of every epoch)"
+    state = states[-1]
+    with safe_open(str(state), framework="pt") as f:
+        epoch = json.loads((f.metadata() or {})["state"])["epoch"]
+    return (
+        f"interrupted: training state after epoch {epoch} is saved in {state}; "
+        "run the same command again to resume (--fresh starts over)"
+    )
