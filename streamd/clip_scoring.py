@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from audio_core.audio_file import READ_BLOCK_S, read_chunks
+from audio_core.front_end import front_end
 from audio_core.scoring import State
-from audio_core.windows import ColumnPlan, FeatureFrontEnd, Window, WindowPlan, checkpoint_plan
+from audio_core.windows import ColumnPlan, Window, WindowPlan, checkpoint_plan
 from streamd.engine import ModelRunner
 from streamd.model_loading import LoadedModel
 
@@ -123,7 +124,7 @@ def score_file(
     cfg = info.features
     plan = checkpoint_plan(info, hop_s)
     runner = ModelRunner(loaded)
-    front = FeatureFrontEnd(ColumnPlan(loaded.column_frames, cfg) if loaded.recurrent else plan)
+    front = front_end(ColumnPlan(loaded.column_frames, cfg) if loaded.recurrent else plan)
     steps = _StepMeans(runner, plan, loaded.column_frames) if loaded.recurrent else None
     windows = None if loaded.recurrent else _WindowMeans(runner, batch_size)
     for chunk in read_chunks(path, cfg.sample_rate, block_s):

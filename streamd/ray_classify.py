@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from audio_core.windows import FeatureFrontEnd, WindowPlan
+from audio_core.front_end import front_end
+from audio_core.windows import WindowPlan
 from streamd.errors import AudioInputError, ConfigError, StreamdError
 from streamd.window_scoring import FileResult, WindowResult, duration_s, file_windows
 
@@ -51,7 +52,7 @@ class FileWindows:
 
     def __call__(self, item: dict[str, Any]) -> Iterator[dict[str, Any]]:
         path = str(item["name"])  # as given; read as an absolute path (workers run elsewhere)
-        front = FeatureFrontEnd(self.plan)
+        front = front_end(self.plan)
         try:
             for w in file_windows(str(item["path"]), front):
                 values = {"index": w.index, "t_start": w.t_start, "t_end": w.t_end}

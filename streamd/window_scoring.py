@@ -2,7 +2,7 @@
 (local and on Ray) goes through.
 
 Windows are placed as the daemon places them (``audio_core.windows`` plans and
-``FeatureFrontEnd``: a window every hop, an end-aligned tail window, a file shorter than one window padded
+``WindowFrontEnd``: a window every hop, an end-aligned tail window, a file shorter than one window padded
 to one); the file is read as ``audio_core.audio_file.read_chunks`` reads it, and windows are scored by the
 engine's ``ModelRunner``. Nothing here places or scores windows itself.
 """
@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from audio_core.audio_file import READ_BLOCK_S, read_chunks
+from audio_core.front_end import FrontEnd, front_end
 from audio_core.scoring import top_k as best_labels
-from audio_core.windows import FeatureFrontEnd, Window, WindowPlan, checkpoint_plan
+from audio_core.windows import Window, WindowPlan, checkpoint_plan
 from streamd.clip_scoring import BATCH_SIZE
 from streamd.engine import ModelRunner
 from streamd.errors import AudioInputError, ConfigError
@@ -58,9 +59,9 @@ def window_plan(loaded: LoadedModel, window_s: float | None, hop_s: float) -> Wi
         raise ConfigError(str(exc)) from None
 
 
-def file_windows(path: str | Path, front: FeatureFrontEnd, block_s: float = READ_BLOCK_S) -> Iterator[Window]:
+def file_windows(path: str | Path, front: FrontEnd, block_s: float = READ_BLOCK_S) -> Iterator[Window]:
     """The windows of ``path`` in order, as the daemon emits them, through ``front`` (a fresh
-    ``FeatureFrontEnd``; afterwards ``front.samples`` is the file's length at the model rate).
+    ``WindowFrontEnd``; afterwards ``front.samples`` is the file's length at the model rate).
 
     Raises ``AudioInputError`` (naming the file) when it cannot be read; windows yielded before a read
     error mid-file are then incomplete, so callers commit a file only once this generator is exhausted.
@@ -70,7 +71,7 @@ def file_windows(path: str | Path, front: FeatureFrontEnd, block_s: float = READ
     yield from front.finish()
 
 
-def duration_s(front: FeatureFrontEnd) -> float:
+def duration_s(front: FrontEnd) -> float:
     """Seconds of real (unpadded) audio ``front`` has taken."""
     return front.samples / front.cfg.sample_rate
 
@@ -100,7 +101,7 @@ def classify_file(
     labels = runner.loaded.info.labels
     out: list[WindowResult] = []
     pending: list[Window] = []
-    front = FeatureFrontEnd(plan)
+    front = front_end(plan)
 
     def flush() -> None:
         scores = score_batch(runner, [w.features for w in pending])

@@ -14,7 +14,7 @@ from support.fixtures import free_tcp_port
 
 from models.checkpoint import load_checkpoint
 from streamd.cli import main
-from streamd.daemon import replay_collect
+from streamd.collect import replay_collect
 from training.clips import Clip, ClipSet
 from training.evaluate import clip_scores
 

@@ -106,7 +106,7 @@ def _print_stream_table(results: list[dict[str, Any]]) -> None:
 
 def _replay(loaded: LoadedModel):
     """The daemon's own replay of one file, as ``training.streaming_eval`` wants it."""
-    from streamd.daemon import replay_collect
+    from streamd.collect import replay_collect
     from training.soundscape import predictions_from_messages
 
     def replay(path: Path, window_s: float | None, hop_s: float):

@@ -7,14 +7,15 @@ import pytest
 import torch
 
 from audio_core.fbank import compute_fbank
-from audio_core.windows import ColumnPlan, FeatureFrontEnd, WindowPlan
+from audio_core.front_end import FrontEnd, front_end
+from audio_core.windows import ColumnPlan, WindowPlan
 from models.common import FeatureConfig
 
 CFG = FeatureConfig(num_mel_bins=64)
 RATE = CFG.sample_rate
 
 
-def _feed(front: FeatureFrontEnd, wave: np.ndarray, seed: int, finish: bool = True):
+def _feed(front: FrontEnd, wave: np.ndarray, seed: int, finish: bool = True):
     rng = np.random.default_rng(seed)
     out, i = [], 0
     while i < wave.size:
@@ -45,7 +46,7 @@ def test_plan_validation():
 def test_streaming_windows_equal_offline_fbank_of_their_samples(esc50, window_s, hop_s):
     wave = _real_audio(esc50, 3)[: 14 * RATE + 1234]  # 14.08 s: the last hop leaves a tail
     plan = WindowPlan.from_seconds(window_s, hop_s, CFG)
-    windows = _feed(FeatureFrontEnd(plan), wave, seed=0)
+    windows = _feed(front_end(plan), wave, seed=0)
     regular = [w for w in windows if not w.tail]
     expected = (wave.size - plan.window_samples) // plan.hop_samples + 1
     assert [w.index for w in regular] == list(range(expected))
@@ -64,7 +65,7 @@ def test_streaming_windows_equal_offline_fbank_of_their_samples(esc50, window_s,
 def test_the_tail_window_is_aligned_to_the_end_on_the_frame_grid(esc50):
     wave = _real_audio(esc50, 2)[: 7 * RATE + 555]
     plan = WindowPlan.from_seconds(5.0, 1.0, CFG)
-    windows = _feed(FeatureFrontEnd(plan), wave, seed=1)
+    windows = _feed(front_end(plan), wave, seed=1)
     assert [w.t_start for w in windows[:-1]] == [0.0, 1.0, 2.0]
     tail = windows[-1]
     start = round(tail.t_start * RATE)
@@ -78,14 +79,14 @@ def test_the_tail_window_is_aligned_to_the_end_on_the_frame_grid(esc50):
 
 def test_no_tail_when_the_last_window_reaches_the_end(esc50):
     wave = _real_audio(esc50, 2)[: 7 * RATE]
-    windows = _feed(FeatureFrontEnd(WindowPlan.from_seconds(5.0, 1.0, CFG)), wave, seed=2)
+    windows = _feed(front_end(WindowPlan.from_seconds(5.0, 1.0, CFG)), wave, seed=2)
     assert [w.t_start for w in windows] == [0.0, 1.0, 2.0] and not any(w.tail for w in windows)
 
 
 def test_a_stream_shorter_than_a_window_is_padded_with_silence(esc50):
     wave = esc50.read_mono(esc50.clips(1)[0])[: int(2.3 * RATE)]
     plan = WindowPlan.from_seconds(5.0, 1.0, CFG)
-    front = FeatureFrontEnd(plan)
+    front = front_end(plan)
     assert _feed(front, wave, seed=3, finish=False) == []
     (window,) = front.finish()
     assert (window.t_start, window.t_end, window.index) == (0.0, 5.0, 0)
@@ -93,7 +94,7 @@ def test_a_stream_shorter_than_a_window_is_padded_with_silence(esc50):
     padded = np.concatenate([wave, np.zeros(plan.window_samples - wave.size, np.float32)])
     torch.testing.assert_close(window.features, compute_fbank(padded, CFG), atol=1e-5, rtol=0)
     assert front.finish() == []  # already flushed
-    assert FeatureFrontEnd(plan).finish() == []  # nothing heard, nothing to classify
+    assert front_end(plan).finish() == []  # nothing heard, nothing to classify
 
 
 def test_level_is_the_rms_of_the_window_in_dbfs():
@@ -101,15 +102,15 @@ def test_level_is_the_rms_of_the_window_in_dbfs():
     sine = np.sin(2 * np.pi * 1000 * t).astype(np.float32)  # full scale: -3.01 dBFS
     quiet = np.concatenate([np.zeros(RATE, np.float32), 0.01 * sine[: 2 * RATE]])
     plan = WindowPlan.from_seconds(1.0, 1.0, CFG)
-    loud = _feed(FeatureFrontEnd(plan), sine, seed=4)
+    loud = _feed(front_end(plan), sine, seed=4)
     assert [round(w.level_dbfs, 2) for w in loud] == [-3.01] * 3
-    levels = [w.level_dbfs for w in _feed(FeatureFrontEnd(plan), quiet, seed=5)]
+    levels = [w.level_dbfs for w in _feed(front_end(plan), quiet, seed=5)]
     assert levels[0] == -120.0 and levels[1] == pytest.approx(-43.01, abs=0.01)
 
 
 def test_memory_stays_flat_on_a_long_stream():
     rng = np.random.default_rng(6)
-    front = FeatureFrontEnd(WindowPlan.from_seconds(5.0, 1.0, CFG))
+    front = front_end(WindowPlan.from_seconds(5.0, 1.0, CFG))
     sizes = []
     for _ in range(120):  # two minutes, one second at a time
         front.accept((0.1 * rng.standard_normal(RATE)).astype(np.float32))
@@ -121,7 +122,7 @@ def test_memory_stays_flat_on_a_long_stream():
 def test_recurrent_columns_equal_offline_frames_and_the_last_is_completed_with_silence(esc50):
     wave = _real_audio(esc50, 1)[: 3 * RATE + 777]
     plan = ColumnPlan(16, CFG)
-    columns = _feed(FeatureFrontEnd(plan), wave, seed=7)
+    columns = _feed(front_end(plan), wave, seed=7)
     frames = CFG.num_frames(wave.size)
     assert len(columns) == -(-frames // 16)
     padded_len = (len(columns) * 16 - 1) * CFG.frame_shift + CFG.frame_length
@@ -137,7 +138,7 @@ def test_recurrent_columns_equal_offline_frames_and_the_last_is_completed_with_s
 
 
 def test_a_very_short_stream_still_gives_one_column():
-    front = FeatureFrontEnd(ColumnPlan(16, CFG))
+    front = front_end(ColumnPlan(16, CFG))
     assert front.accept(np.full(100, 0.1, np.float32)) == []
     (col,) = front.finish()
     assert col.index == 0 and col.features.shape == (16, 64)

@@ -24,8 +24,9 @@ from support.faults import (
     wrapped,
 )
 
+from streamd.collect import replay_collect
 from streamd.config import DaemonConfig, with_windows
-from streamd.daemon import Daemon, replay_collect
+from streamd.daemon import Daemon
 from streamd.model_loading import LoadedModel, load_model
 from streamd.sources import FileSource
 

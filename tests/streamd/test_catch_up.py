@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from audio_core.fbank import compute_fbank
-from audio_core.windows import ColumnPlan, FeatureFrontEnd
+from audio_core.front_end import front_end
+from audio_core.windows import ColumnPlan
 from models.checkpoint import save_checkpoint
 from models.common import FeatureConfig, ModelInfo, Normalization
 from models.streaming_mamba import StreamingMamba, StreamingMambaConfig
@@ -34,7 +35,7 @@ def test_catch_up_equals_stepping_one_result_per_column(tmp_path, esc50):
     cfg = loaded.info.features
     columns = []
     for path, seconds in zip(esc50.clips(3), (2.0, 2.0, 1.0), strict=True):
-        front = FeatureFrontEnd(ColumnPlan(loaded.column_frames, cfg))
+        front = front_end(ColumnPlan(loaded.column_frames, cfg))
         columns.append(front.accept(esc50.read_mono(path)[: int(seconds * 16000)]) + front.finish())
     jobs = [Job(s, c, time.monotonic()) for s, cols in enumerate(columns) for c in cols]
     results: list[tuple[Job, torch.Tensor]] = []

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from audio_core.fbank import compute_fbank
-from audio_core.windows import ColumnPlan, FeatureFrontEnd, Window
+from audio_core.front_end import front_end
+from audio_core.windows import ColumnPlan, Window
 from streamd.engine import Engine, Job, JobQueue, ModelRunner, model_threads, score_one_by_one
 from streamd.model_loading import load_model
 
@@ -194,7 +195,7 @@ def test_recurrent_streams_keep_their_own_state_and_share_model_calls(tiny_recur
     waves = [esc50.read_mono(p)[:16000] for p in esc50.clips(2)]
     columns = []
     for wave in waves:
-        front = FeatureFrontEnd(ColumnPlan(tiny_recurrent.column_frames, cfg))
+        front = front_end(ColumnPlan(tiny_recurrent.column_frames, cfg))
         columns.append(front.accept(wave) + front.finish())
     jobs = [Job(s, columns[s][k], time.monotonic()) for k in range(len(columns[0])) for s in (0, 1)]
     engine, results = _run_engine(tiny_recurrent, jobs, queue_size=1000, max_batch=64, policy="block")

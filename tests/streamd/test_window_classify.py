@@ -16,7 +16,7 @@ import soundfile as sf
 from support.process import streamd_env
 
 from streamd.cli import main
-from streamd.daemon import replay_collect
+from streamd.collect import replay_collect
 from streamd.model_loading import load_model
 from streamd.window_output import RAVEN_HEADER, RAVEN_VIEW, raven_table_name, read_raven_table
 

@@ -16,7 +16,7 @@ from audio_core.windows import checkpoint_plan
 from models.checkpoint import save_checkpoint
 from models.common import FeatureConfig, ModelInfo, Normalization
 from models.registry import build_model
-from streamd.daemon import replay_collect
+from streamd.collect import replay_collect
 from training.evaluate import offline_stream_predictions, waveform_scores, window_scores
 from training.soundscape import predictions_from_messages
 

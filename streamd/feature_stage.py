@@ -1,0 +1,119 @@
+"""The feature stage (its own thread): ring -> downmix -> resample -> front end -> engine queue.
+
+Each pass reads what every stream's ring holds, shows it to the audio taps (integrations such as event
+clips), replaces non-finite samples by silence (counted), and turns it into windows or recurrent columns
+(``audio_core.front_end``); each is submitted to the engine with the time its last real sample reached the
+ring (for latency). At a stream's end the front end pads and flushes. Under the ``block`` policy it takes
+no more audio than the engine has room for. When every stream has ended, or the stop event is set, it
+closes the engine's input.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from audio_core.resample import downmix
+from audio_core.windows import Window
+from streamd.engine import Engine, Job
+from streamd.stages import ThreadStage
+from streamd.status import Status
+from streamd.streams import Stream
+
+AudioTap = Callable[[int, int, np.ndarray], None]  # (stream index, first sample index, source-rate audio)
+
+
+class FeatureStage(ThreadStage):
+    """Feeds the engine from the streams' rings."""
+
+    name = "features"
+
+    def __init__(
+        self,
+        streams: list[Stream],
+        engine: Engine,
+        status: Status,
+        stop_event: threading.Event,
+        audio_taps: list[AudioTap],
+        errors: list[str],
+    ) -> None:
+        super().__init__()
+        self.streams = streams
+        self.engine = engine
+        self.status = status
+        self.stop_event = stop_event
+        self.audio_taps = audio_taps  # shared with the daemon: integrations append to it
+        self.errors = errors
+        self.data = threading.Event()  # set by the rings on every write
+        for stream in streams:
+            stream.source.ring.on_write = self.data.set
+
+    # -- stage -----------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self.data.set()  # wake it: it ends at once if the stop event is set, else once the streams end
+
+    # -- work ------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self.stop_event.is_set():
+                if self.engine.queue.policy == "block" and not self.engine.queue.wait_for_room(0.05):
+                    continue  # take no more audio than the engine can use now
+                self.data.clear()
+                busy = False
+                for stream in self.streams:
+                    if not stream.finished:
+                        busy |= self.pump(stream)
+                if all(s.finished for s in self.streams):
+                    break
+                if not busy:
+                    self.data.wait(0.05)
+        except Exception as exc:  # a bug must end the run visibly, not hang it
+            self.errors.append(f"feature stage failed: {type(exc).__name__}: {exc}")
+            self.engine.abandon()
+        finally:
+            self.engine.close()
+
+    def pump(self, stream: Stream) -> bool:
+        """Move what the ring holds through the stream's front end into the engine; True if it did work."""
+        ring = stream.source.ring
+        got = ring.read()
+        windows: list[Window] = []
+        if got.data.shape[0]:
+            for tap in self.audio_taps:
+                tap(stream.index, got.start, got.data)
+            mono = downmix(got.data)
+            if not np.isfinite(mono).all():  # a device gone wrong: silence instead, counted
+                bad = ~np.isfinite(mono)
+                stream.nonfinite_samples += int(bad.sum())
+                mono = np.where(bad, np.float32(0.0), mono)
+            windows = stream.front.accept(stream.resampler.process(mono))
+        ended = ring.exhausted()
+        if ended:
+            windows += stream.front.accept(stream.resampler.process(np.zeros(0, np.float32), last=True))
+            windows += stream.front.finish()
+            if stream.front.short_padding_s > 0:
+                self._note_padding(stream)
+        for window in windows:
+            self.engine.submit(Job(stream.index, window, self._ready_time(stream, window)))
+        stream.finished = ended
+        return got.data.shape[0] > 0 or ended
+
+    def _note_padding(self, stream: Stream) -> None:
+        """Say so in a status message when a stream shorter than one window was padded with silence."""
+        real = stream.front.samples / stream.front.cfg.sample_rate
+        pad = stream.front.short_padding_s
+        note = f"audio shorter than one window ({real:.3f} s): padded with {pad:.3f} s of silence"
+        self.status.publish(stream, "running", note)
+
+    @staticmethod
+    def _ready_time(stream: Stream, window: Window) -> float:
+        """When the window's last real sample was written to the ring (native-rate index)."""
+        ring = stream.source.ring
+        index = min(stream.resampler.input_index(window.end_sample) - 1, ring.write_index - 1)
+        written = ring.time_of(max(index, 0))
+        return time.monotonic() if written is None else written

@@ -1,0 +1,75 @@
+"""Status messages and the counters they carry (``streamd.messages.STATUS_COUNTERS``).
+
+Any stage may publish a status (the feature stage for a padded short stream, the supervisor for the
+watchdog and the periodic report, the daemon at start and end); the counters are read from the stages'
+own tallies (engine, ring, source, stream, publisher) at that moment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from streamd import messages
+from streamd.engine import Engine
+from streamd.streams import Stream
+
+
+class PublisherLike(Protocol):
+    """What the daemon needs from ``streamd.publisher.Publisher``."""
+
+    def start(self) -> None: ...
+    def publish(self, msg: dict[str, Any]) -> None: ...
+    def stop(self, timeout: float = 1.0) -> None: ...
+    @property
+    def counters(self) -> dict[str, int]: ...
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else 0.0
+
+
+class Status:
+    """Builds and publishes the status messages of every stream."""
+
+    def __init__(self, publisher: PublisherLike, engine: Engine, sample_rate: int) -> None:
+        self.publisher = publisher
+        self.engine = engine
+        self.sample_rate = sample_rate
+        self.started = 0.0  # monotonic time the pipeline started (0: not yet)
+
+    def counters(self, stream: Stream) -> dict[str, int | float]:
+        """Every status counter of ``stream``."""
+        ring = stream.source.ring
+        wall = max(time.monotonic() - self.started, 1e-9) if self.started else 0.0
+        audio_s = stream.front.samples / self.sample_rate
+        latencies = list(stream.latencies_ms)
+        pub = self.publisher.counters
+        return {
+            **self.engine.counters(stream.index),
+            "samples": stream.front.samples,
+            "overruns": ring.overruns + stream.source.device_overflows,
+            "rtf": audio_s / wall if wall else 0.0,
+            "late_results": stream.late_results,
+            "published": pub.get("published", 0),
+            "publish_dropped": pub.get("publish_dropped", 0),
+            "restarts": stream.source.restarts,
+            "lost_samples": ring.lost_samples,
+            "nonfinite_samples": stream.nonfinite_samples,
+            "batches": self.engine.batches,
+            "latency_p50_ms": _percentile(latencies, 50),
+            "latency_p99_ms": _percentile(latencies, 99),
+        }
+
+    def publish(self, stream: Stream, state: str, message: str | None = None) -> None:
+        """Publish a status of ``stream`` covering the stream time since its last one."""
+        t_end = stream.front.samples / self.sample_rate
+        t_start = min(stream.status_t, t_end)
+        stream.status_t = t_end
+        text = None if message is None else message[: messages.MAX_STATUS_MESSAGE_CHARS]
+        self.publisher.publish(
+            messages.status(stream.name, t_start, t_end, self.counters(stream), state, message=text)
+        )

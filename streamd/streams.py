@@ -1,0 +1,57 @@
+"""One audio stream through the daemon: its source and the state each stage keeps for it.
+
+Each field is written by one stage only (named in the comments); the status module reads them all.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from audio_core.front_end import ColumnFrontEnd, WindowFrontEnd
+from audio_core.resample import StreamingResampler
+from streamd import messages
+from streamd.events import EventDetector
+from streamd.sources import Source
+
+LATENCY_HISTORY = 4096
+
+
+@dataclass
+class Stream:
+    """Per-stream state, grouped by the stage that owns it."""
+
+    index: int
+    name: str
+    source: Source
+    # feature stage
+    resampler: StreamingResampler
+    front: WindowFrontEnd | ColumnFrontEnd
+    events: EventDetector  # result stage
+    finished: bool = False
+    nonfinite_samples: int = 0  # NaN / inf samples from the source, replaced by silence
+    # result stage
+    late_results: int = 0
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_HISTORY))
+    # supervisor
+    last_write: tuple[int, float] = (0, 0.0)  # (ring write index, monotonic time) for the watchdog
+    alarm: str | None = None  # "stalled" / "device_error" while the watchdog is handling it
+    retry_at: float = 0.0  # monotonic time of the next reopen attempt
+    retry_delay_s: float = 0.0  # wait before the attempt after that (doubles, capped)
+    # status
+    status_t: float = 0.0  # stream time of the last status message
+    dropped_seen: int = 0  # dropped windows at the last status message
+
+
+def unique_stream_names(names: Sequence[str]) -> list[str]:
+    """Valid, distinct stream names (``a``, ``a-2``, ...)."""
+    out: list[str] = []
+    for raw in names:
+        base = messages.stream_name(raw)
+        name, n = base, 2
+        while name in out:
+            name = f"{base[: messages.MAX_STREAM_CHARS - 4]}-{n}"
+            n += 1
+        out.append(name)
+    return out
