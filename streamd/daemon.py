@@ -218,7 +218,9 @@ class Daemon:
         return self.status.counters(stream)
 
 
-def print_errors(errors: Sequence[str]) -> None:
-    """One line per error on stderr (what a command shows after a run)."""
+def print_errors(errors: Sequence[str], warnings: Sequence[str] = ()) -> None:
+    """One line per warning, then per error, on stderr (what a command shows after a run)."""
+    for warning in warnings:
+        print(f"streamd: warning: {warning}", file=sys.stderr)
     for error in errors:
         print(f"streamd: error: {error}", file=sys.stderr)

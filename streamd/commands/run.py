@@ -82,7 +82,7 @@ def execute(
         if dashboard is not None:
             dashboard.stop()
         integrations.close()
-    print_errors(daemon.errors)
+    print_errors(daemon.errors, daemon.warnings)
     return 1 if daemon.errors else 0
 
 
