@@ -25,12 +25,13 @@ import numpy as np
 import torch
 
 from audio_core.resample import StreamingResampler, downmix
-from audio_core.windows import ColumnPlan, FeatureFrontEnd, Window, WindowPlan, checkpoint_window_s
+from audio_core.windows import ColumnPlan, Window, WindowPlan, checkpoint_window_s
 from streamd import messages
 from streamd.config import DaemonConfig, with_windows
 from streamd.engine import Engine, Job, catch_up_queue_factor, model_threads
 from streamd.errors import ConfigError, StreamdError
 from streamd.events import EventConfig, EventDetector
+from streamd.gaps import SegmentedFrontEnd, gap_status
 from streamd.input_watch import pipe_stall
 from streamd.label_check import check_event_labels
 from streamd.model_loading import LoadedModel, load_model
@@ -62,7 +63,7 @@ class Stream:
     name: str
     source: Source
     resampler: StreamingResampler
-    front: FeatureFrontEnd
+    front: SegmentedFrontEnd  # one FeatureFrontEnd per stretch of audio between device outages
     events: EventDetector
     finished: bool = False
     late_results: int = 0
@@ -153,7 +154,7 @@ class Daemon:
             name=name,
             source=source,
             resampler=StreamingResampler(source.sample_rate, self.model.info.features.sample_rate),
-            front=FeatureFrontEnd(self.plan),
+            front=SegmentedFrontEnd(self.plan),
             events=EventDetector(self.config.events, name),
         )
 
@@ -310,7 +311,12 @@ class Daemon:
                 bad = ~np.isfinite(mono)
                 stream.nonfinite_samples += int(bad.sum())
                 mono = np.where(bad, np.float32(0.0), mono)
-            windows = stream.front.accept(stream.resampler.process(mono))
+            src = stream.source
+            windows = stream.front.accept_chunk(
+                got.start, mono, stream.resampler.process, src.take_gaps(), src.sample_rate
+            )
+            for interval in stream.front.take_intervals():  # a device outage: say so, once
+                self.publisher.publish(gap_status(stream.name, interval, self.counters(stream)))
         ended = ring.exhausted()
         if ended:
             windows += stream.front.accept(stream.resampler.process(np.zeros(0, np.float32), last=True))
@@ -447,6 +453,7 @@ class Daemon:
             "batches": self.engine.batches,
             "latency_p50_ms": _percentile(latencies, 50),
             "latency_p99_ms": _percentile(latencies, 99),
+            **stream.front.counters(),  # real samples, and the stream time lost to device outages
         }
 
     def _publish_status(self, stream: Stream, state: str, message: str | None = None) -> None:
