@@ -19,6 +19,7 @@ import torch
 
 from audio_core.fbank import StreamingFbank
 from audio_core.windows import ColumnPlan, Window, WindowPlan
+from models.common import FeatureConfig
 
 _SILENCE_DBFS = -120.0
 
@@ -27,6 +28,7 @@ class FrontEnd(Protocol):
     """What a stream's front end offers (see ``front_end``)."""
 
     plan: WindowPlan | ColumnPlan
+    cfg: FeatureConfig
     samples: int  # real model-rate samples accepted so far
     short_padding_s: float  # seconds of silence added to a stream shorter than one window, else 0
 

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 
 import torch
 
-from audio_core.front_end import front_end
 from audio_core.resample import StreamingResampler
 from audio_core.windows import checkpoint_window_s, stream_plan
 from streamd.config import DaemonConfig
@@ -32,6 +31,7 @@ from streamd.engine import Engine, catch_up_queue_factor, model_threads
 from streamd.errors import ConfigError
 from streamd.events import EventDetector
 from streamd.feature_stage import AudioTap, FeatureStage
+from streamd.gaps import SegmentedFrontEnd
 from streamd.label_check import check_event_labels
 from streamd.model_loading import LoadedModel
 from streamd.result_stage import EventHook, ResultStage
@@ -72,7 +72,7 @@ class Daemon:
                 name=name,
                 source=src,
                 resampler=StreamingResampler(src.sample_rate, features.sample_rate),
-                front=front_end(self.plan),
+                front=SegmentedFrontEnd(self.plan),
                 events=EventDetector(config.events, name),
             )
             for i, (name, src) in enumerate(zip(names, sources, strict=True))

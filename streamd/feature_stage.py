@@ -2,7 +2,8 @@
 
 Each pass reads what every stream's ring holds, shows it to the audio taps (integrations such as event
 clips), replaces non-finite samples by silence (counted), and turns it into windows or recurrent columns
-(``audio_core.front_end``); each is submitted to the engine with the time its last real sample reached the
+(``audio_core.front_end``, one per stretch between device outages: ``streamd.gaps``, whose lost
+intervals are announced once); each is submitted to the engine with the time its last real sample reached the
 ring (for latency). At a stream's end the front end pads and flushes. Under the ``block`` policy it takes
 no more audio than the engine has room for. When every stream has ended, or the stop event is set, it
 closes the engine's input.
@@ -91,7 +92,12 @@ class FeatureStage(ThreadStage):
                 bad = ~np.isfinite(mono)
                 stream.nonfinite_samples += int(bad.sum())
                 mono = np.where(bad, np.float32(0.0), mono)
-            windows = stream.front.accept(stream.resampler.process(mono))
+            src = stream.source
+            windows = stream.front.accept_chunk(
+                got.start, mono, stream.resampler.process, src.take_gaps(), src.sample_rate
+            )
+            for interval in stream.front.take_intervals():  # a device outage: say so, once
+                self.status.publish_gap(stream, interval)
         ended = ring.exhausted()
         if ended:
             windows += stream.front.accept(stream.resampler.process(np.zeros(0, np.float32), last=True))
@@ -105,7 +111,7 @@ class FeatureStage(ThreadStage):
 
     def _note_padding(self, stream: Stream) -> None:
         """Say so in a status message when a stream shorter than one window was padded with silence."""
-        real = stream.front.samples / stream.front.cfg.sample_rate
+        real = stream.front.samples / stream.front.rate
         pad = stream.front.short_padding_s
         note = f"audio shorter than one window ({real:.3f} s): padded with {pad:.3f} s of silence"
         self.status.publish(stream, "running", note)

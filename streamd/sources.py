@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from streamd.errors import AudioInputError
 from streamd.ring import SampleRing
 
 MAX_DEVICE_CHANNELS = 2  # capture at most this many channels; they are averaged anyway
+MIN_GAP_S = 0.1  # after a reopen, audio this much later than the clock says is a gap (an outage)
 
 
 def _sounddevice() -> Any:
@@ -147,6 +149,10 @@ class Source:
 
     def restart(self) -> None:
         """Reopen a live input after an error or a stall (files do not restart)."""
+
+    def take_gaps(self) -> list[tuple[int, int]]:
+        """Outages seen since the last call: ``(ring index where audio resumed, native samples lost)``."""
+        return []
 
 
 class FileSource(Source):
@@ -270,13 +276,36 @@ class DeviceSource(Source):
         self.callbacks = 0
         self.restarts = 0
         self.device_overflows = 0
+        self._last_block_at: float | None = None  # monotonic time of the last block's arrival
+        self._reopened = False  # the next block is the first after a reopen
+        self._gaps: deque[tuple[int, int]] = deque()
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
-        # Runs in PortAudio's thread: copy into the ring and nothing else.
+        # Runs in PortAudio's thread: copy into the ring (and note an outage's length) and nothing else.
+        now = time.monotonic()
         if status.input_overflow:
             self.device_overflows += 1
-        self.ring.write(indata)
+        if self._reopened:
+            self._reopened = False
+            self._note_gap(now, frames)
+        self.ring.write(indata, now)
+        self._last_block_at = now
         self.callbacks += 1
+
+    def _note_gap(self, now: float, frames: int) -> None:
+        """The first block after a reopen arrived ``late_s`` after the last block's audio would have been
+        followed by it: that much audio was never captured (the device was gone or silent)."""
+        if self._last_block_at is None:
+            return
+        late_s = now - self._last_block_at - frames / self.sample_rate
+        if late_s >= MIN_GAP_S:
+            self._gaps.append((self.ring.write_index, round(late_s * self.sample_rate)))
+
+    def take_gaps(self) -> list[tuple[int, int]]:
+        out = []
+        while self._gaps:
+            out.append(self._gaps.popleft())
+        return out
 
     def _finished(self) -> None:
         if not self._stopping:
@@ -321,6 +350,7 @@ class DeviceSource(Source):
                 stream.abort()
                 stream.close()
         self.restarts += 1
+        self._reopened = True
         try:
             self.start()
         except AudioInputError as exc:

@@ -15,6 +15,7 @@ import numpy as np
 
 from streamd import messages
 from streamd.engine import Engine
+from streamd.gaps import LostInterval, gap_status
 from streamd.streams import Stream
 
 
@@ -62,6 +63,7 @@ class Status:
             "batches": self.engine.batches,
             "latency_p50_ms": _percentile(latencies, 50),
             "latency_p99_ms": _percentile(latencies, 99),
+            **stream.front.counters(),  # real samples, and the stream time lost to device outages
         }
 
     def publish(self, stream: Stream, state: str, message: str | None = None) -> None:
@@ -73,3 +75,7 @@ class Status:
         self.publisher.publish(
             messages.status(stream.name, t_start, t_end, self.counters(stream), state, message=text)
         )
+
+    def publish_gap(self, stream: Stream, interval: LostInterval) -> None:
+        """Announce a device outage of ``stream`` (the status spans the lost interval itself)."""
+        self.publisher.publish(gap_status(stream.name, interval, self.counters(stream)))

@@ -9,10 +9,10 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from audio_core.front_end import ColumnFrontEnd, WindowFrontEnd
 from audio_core.resample import StreamingResampler
 from streamd import messages
 from streamd.events import EventDetector
+from streamd.gaps import SegmentedFrontEnd
 from streamd.sources import Source
 
 LATENCY_HISTORY = 4096
@@ -27,7 +27,7 @@ class Stream:
     source: Source
     # feature stage
     resampler: StreamingResampler
-    front: WindowFrontEnd | ColumnFrontEnd
+    front: SegmentedFrontEnd  # one front end per stretch of audio between device outages
     events: EventDetector  # result stage
     finished: bool = False
     nonfinite_samples: int = 0  # NaN / inf samples from the source, replaced by silence

@@ -196,3 +196,24 @@ def test_overload_drops_counted_windows_in_bounded_queues_and_says_so(
     assert max(s["counters"]["queue_depth"] for s in statuses) <= queue_size
     # Capture never waited for the model: every sample arrived, none overwritten.
     assert final["samples"] == len(known_audio) and final["overruns"] == 0 and final["lost_samples"] == 0
+
+
+def test_periodic_status_says_device_error_while_the_source_has_failed(
+    loaded: LoadedModel, known_audio: np.ndarray
+) -> None:
+    outage = Outage(at_s=1.0, duration_s=2.0, kind="error")
+    source = FlakySource(known_audio, RATE, [outage], speed=2.0)
+    publisher, sent = collecting_publisher()
+    cfg = config(watchdog_s=0.5)
+    cfg.publish.status_interval_s = 0.2
+    daemon = Daemon(cfg, [source], loaded, publisher)
+    run_live(daemon)
+
+    statuses = by_type(sent, "status")
+    states = [s["state"] for s in statuses]
+    first_error = states.index("device_error")
+    back = states.index("running", first_error)
+    periodic = [s for s in statuses[first_error:back] if "reopening" not in s["message"]]
+    assert len(periodic) >= 3, states[first_error:back]  # 2 s away, a status every 0.2 s
+    assert all(s["state"] == "device_error" and INJECTED in s["message"] for s in periodic)
+    assert not any(s["state"] == "running" and INJECTED in (s.get("message") or "") for s in statuses)
