@@ -2,7 +2,8 @@
 
 Layers, later ones winning: built-in defaults, ``--config FILE.toml``, ``--model MODEL.toml`` (a file of
 the same shape whose ``[model]`` table names a checkpoint), then explicit command line options. Unknown
-keys and wrong types are rejected with a ``ConfigError`` naming the file and the key. Relative checkpoint
+keys and wrong types are rejected with a ``ConfigError`` naming the file and the key (the TOML loader
+and the typed check are ``audio_core.toml_config``, shared with the experiment config). Relative checkpoint
 paths in a TOML file are relative to that file.
 """
 
@@ -10,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import tomllib
-import types
 import typing
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from audio_core.toml_config import check_table, load_toml
 from streamd.errors import ConfigError, StreamdError
 from streamd.events import EventConfig
 
@@ -173,61 +173,6 @@ _POSITIVE = {
 }
 
 
-# -- type checking of TOML values ----------------------------------------------------------------------
-
-
-def _type_name(hint: Any) -> str:
-    """The type a TOML value must have (``None`` cannot be written in TOML, so it is not named)."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in typing.get_args(hint) if a is not type(None))
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-
-
-def _check_value(value: Any, hint: Any, where: str) -> Any:
-    """Return ``value`` if it fits ``hint`` (ints accepted for floats), else raise ConfigError."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(hint):
-            if option is type(None):
-                continue
-            try:
-                return _check_value(value, option, where)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{where}: expected {_type_name(hint)}, got {type(value).__name__} {value!r}")
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
-        (item,) = typing.get_args(hint)
-        return [_check_value(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
-        _, item = typing.get_args(hint)
-        return {str(k): _check_value(v, item, f"{where}.{k}") for k, v in value.items()}
-    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, str, bool) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
-        return value
-    raise ConfigError(f"{where}: expected {_type_name(hint)}, got {type(value).__name__} {value!r}")
-
-
-def _check_table(cls: type, table: Any, where: str) -> dict[str, Any]:
-    """Check a TOML table against dataclass ``cls``: known keys, right types; nested tables recurse."""
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: expected a table, got {type(table).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
-    out: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in names:
-            raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(sorted(names))})".lstrip("."))
-        hint = hints[key]
-        sub = f"{where}.{key}".lstrip(".")
-        out[key] = _check_table(hint, value, sub) if is_dataclass(hint) else _check_value(value, hint, sub)
-    return out
-
-
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in top.items():
@@ -308,17 +253,9 @@ def _validate(cfg: DaemonConfig, source: str) -> DaemonConfig:
 def read_toml(path: str | Path) -> dict[str, Any]:
     """A TOML file checked against ``DaemonConfig`` (relative checkpoint paths made absolute)."""
     path = Path(path)
+    data = load_toml(path, ConfigError)
     try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config file ({exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML ({exc})") from None
-    try:
-        table = _check_table(DaemonConfig, data, "")
+        table = check_table(DaemonConfig, data, "", ConfigError)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     checkpoint = table.get("model", {}).get("checkpoint")

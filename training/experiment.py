@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from audio_core.toml_config import load_toml
 from models.common import FeatureConfig, ModelInfo, Normalization
 from models.registry import available_archs, build_model, config_class, config_to_dict, make_config
 from training import metrics
@@ -252,12 +253,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "-
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
     """Read and validate a TOML experiment file (with optional ``KEY=VALUE`` overrides)."""
     path = Path(path)
-    if not path.is_file():
-        raise ExperimentConfigError(f"{path}: no such config file")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ExperimentConfigError(f"{path}: not valid TOML ({exc})") from None
+    data = load_toml(path, ExperimentConfigError)
     if overrides:
         data = apply_overrides(data, overrides)
     return parse_experiment(data, str(path))

@@ -112,7 +112,7 @@ def test_invalid_configs_name_file_and_key(tiny_config: Path, edit: tuple[str, s
 def test_missing_and_broken_files(tmp_path: Path) -> None:
     with pytest.raises(ExperimentConfigError, match="no such config file"):
         load_experiment(tmp_path / "absent.toml")
-    with pytest.raises(ExperimentConfigError, match="not valid TOML"):
+    with pytest.raises(ExperimentConfigError, match="invalid TOML"):
         load_experiment(_write(tmp_path / "bad.toml", "[train\nepochs = "))
 
 

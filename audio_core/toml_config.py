@@ -1,0 +1,84 @@
+"""The one TOML loader of the daemon config (``streamd.config``) and the experiment config
+(``training.experiment``), and the typed check of a TOML table against a dataclass.
+
+Every message names the file (``load_toml``) or the dotted key (``check_table``); the caller's own error
+class is raised, so each config keeps its exception type. Pure module: no threads, sockets or devices.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import types
+import typing
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+
+def load_toml(path: str | Path, error: type[Exception]) -> dict[str, Any]:
+    """The table in ``path``; a missing, unreadable or invalid file is ``error("<path>: ...")``."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except (FileNotFoundError, IsADirectoryError):
+        raise error(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read config file ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: invalid TOML ({exc})") from None
+
+
+def type_name(hint: Any) -> str:
+    """The type a TOML value must have (``None`` cannot be written in TOML, so it is not named)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in typing.get_args(hint) if a is not type(None))
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def check_value(value: Any, hint: Any, where: str, error: type[Exception]) -> Any:
+    """``value`` if it fits the type ``hint`` (ints accepted for floats), else ``error`` naming ``where``."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            if option is type(None):
+                continue
+            try:
+                return check_value(value, option, where, error)
+            except error:
+                pass
+        raise error(f"{where}: expected {type_name(hint)}, got {type(value).__name__} {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise error(f"{where}: expected a list, got {type(value).__name__}")
+        (item,) = typing.get_args(hint)
+        return [check_value(v, item, f"{where}[{i}]", error) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise error(f"{where}: expected a table, got {type(value).__name__}")
+        _, item = typing.get_args(hint)
+        return {str(k): check_value(v, item, f"{where}.{k}", error) for k, v in value.items()}
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, str, bool) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+        return value
+    raise error(f"{where}: expected {type_name(hint)}, got {type(value).__name__} {value!r}")
+
+
+def check_table(cls: type, table: Any, where: str, error: type[Exception]) -> dict[str, Any]:
+    """Check a TOML table against dataclass ``cls``: known keys, right types; nested tables recurse."""
+    if not isinstance(table, dict):
+        raise error(f"{where}: expected a table, got {type(table).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in names:
+            raise error(f"{where}.{key}: unknown key (known: {', '.join(sorted(names))})".lstrip("."))
+        hint = hints[key]
+        sub = f"{where}.{key}".lstrip(".")
+        if is_dataclass(hint):
+            out[key] = check_table(hint, value, sub, error)  # type: ignore[arg-type]
+        else:
+            out[key] = check_value(value, hint, sub, error)
+    return out
