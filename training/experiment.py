@@ -38,6 +38,8 @@ from training.augment import AugmentConfig
 from training.cache import cached_fbanks
 from training.clips import ClipSet
 from training.evaluate import evaluate_clip_set
+from training.finetune_recipe import with_init
+from training.init_from import init_settings, load_init_weights, resolve_init
 from training.loop import TrainConfig, train_model
 from training.readers import read_dataset, reader_options
 from training.sequences import SequenceConfig
@@ -69,6 +71,8 @@ class Experiment:
     model_config: dict[str, Any]
     train: TrainConfig
     raw: dict[str, Any] = field(default_factory=dict)
+    init: Path | None = None  # fine-tuning: the checkpoint the weights start from (training.init_from)
+    init_notes: list[str] = field(default_factory=list)  # what the fine-tuning recipe changed
 
 
 _EXPERIMENT_KEYS = {"name": str, "output_dir": str, "cache_dir": str, "mode": str}
@@ -184,14 +188,22 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
     normalization = Normalization(**norm_values)
 
     model = dict(_table(source, data, "model"))
+    init = _init_path(source, model.pop("init", None))
     arch = model.pop("arch", None)
-    if arch not in available_archs():
-        raise _fail(source, "model.arch", f"must be one of {', '.join(available_archs())}, got {arch!r}")
     model_config = model.pop("config", {})
     if model:
-        raise _fail(source, f"model.{next(iter(model))}", "unknown key (known: arch, config)")
+        raise _fail(source, f"model.{next(iter(model))}", "unknown key (known: arch, config, init)")
     if not isinstance(model_config, dict):
         raise _fail(source, "model.config", "must be a table")
+    if init is not None:
+        try:
+            settings = init_settings(init, data)
+        except ValueError as exc:
+            raise _fail(source, "model.init", str(exc)) from None
+        arch, model_config = settings.arch, settings.model_config
+        features, normalization = settings.features, settings.normalization
+    if arch not in available_archs():
+        raise _fail(source, "model.arch", f"must be one of {', '.join(available_archs())}, got {arch!r}")
     _dataclass_values(source, "model.config", config_class(arch), model_config)
 
     train_table = dict(_table(source, data, "train"))
@@ -225,7 +237,20 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
         model_config=dict(model_config),
         train=TrainConfig(augment=aug, sequences=seq, **train_values),
         raw=data,
+        init=init,
     )
+
+
+def _init_path(source: str, value: Any) -> Path | None:
+    """``[model] init``: a checkpoint file or a shipped model's name."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _fail(source, "model.init", f"must be a checkpoint path or a model name, got {value!r}")
+    path = resolve_init(value)
+    if not path.is_file():
+        raise _fail(source, "model.init", f"{value}: no such checkpoint file")
+    return path
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "--set") -> dict[str, Any]:
@@ -249,8 +274,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "-
     return out
 
 
-def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
-    """Read and validate a TOML experiment file (with optional ``KEY=VALUE`` overrides)."""
+def load_experiment(
+    path: str | Path, overrides: list[str] | None = None, init: str | None = None
+) -> Experiment:
+    """Read and validate a TOML experiment file (with optional ``KEY=VALUE`` overrides and an init
+    checkpoint that starts it as fine-tuning, see ``training.finetune_recipe``)."""
     path = Path(path)
     if not path.is_file():
         raise ExperimentConfigError(f"{path}: no such config file")
@@ -258,9 +286,12 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ExperimentConfigError(f"{path}: not valid TOML ({exc})") from None
+    data, notes = with_init(data, init, {item.partition("=")[0].strip() for item in overrides or []})
     if overrides:
         data = apply_overrides(data, overrides)
-    return parse_experiment(data, str(path))
+    exp = parse_experiment(data, str(path))
+    exp.init_notes = notes
+    return exp
 
 
 def load_clip_set(exp: Experiment) -> ClipSet:
@@ -344,6 +375,9 @@ def run_one(
     info.extra.update({"run": run_name, "train_folds": train_set.folds(), "val_folds": held_out or []})
     torch.manual_seed(exp.train.seed)  # the initial weights are part of what a seed reproduces
     model = build_model(exp.arch, model_config)
+    if exp.init is not None:
+        info.extra["init"] = load_init_weights(model, exp.init, list(clip_set.labels))
+        print(f"{run_name}: {info.extra['init']}", flush=True)
     val = _arrays(exp, val_set) if val_set is not None else None
     result = train_model(model, _arrays(exp, train_set), val, exp.train, info, out_dir, resume, progress)
     entry: dict[str, Any] = {
@@ -353,6 +387,8 @@ def run_one(
         "train_seconds": result.train_seconds,
         "final_loss": result.history[-1]["loss"] if result.history else None,
     }
+    if "init" in info.extra:
+        entry["init"] = info.extra["init"]
     if val_set is not None:
         from models.checkpoint import load_checkpoint
 

@@ -30,6 +30,7 @@ from models.bf16 import bf16_autocast, resolve_auto
 from models.checkpoint import save_checkpoint
 from models.common import ModelInfo
 from training.augment import AugmentConfig, mixup, random_gain, random_time_shift, spec_augment
+from training.param_groups import param_groups, set_backbone_frozen
 from training.resume import check_resume, fingerprint, incompatible
 from training.sequences import SequenceBuilder, SequenceConfig, cycle_permutations, noise_bank
 
@@ -50,6 +51,9 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 5
     background: float = 0.0  # background examples (no-class target) per clip: training.background
+    backbone_lr_scale: float = 1.0  # fine-tuning: the backbone's lr relative to the head's
+    layer_decay: float = 1.0  # fine-tuning transformers/Mamba: lr × decay^(depth - block)
+    freeze_backbone_epochs: int = 0  # fine-tuning: train only the head for this many epochs
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     sequences: SequenceConfig = field(default_factory=SequenceConfig)  # recurrent models: train on streams
 
@@ -185,7 +189,8 @@ def train_model(
     steps_per_epoch = streams.steps_per_epoch(cfg.batch_size) if streams else max(1, n // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    groups = param_groups(model, cfg.weight_decay, cfg.backbone_lr_scale, cfg.layer_decay)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr)
     ema = _Ema(model, cfg.ema_decay)
     history: list[dict[str, float]] = []
     start_epoch, step, elapsed = 0, 0, 0.0
@@ -211,13 +216,15 @@ def train_model(
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.time()
             model.train()
+            if cfg.freeze_backbone_epochs:
+                set_backbone_frozen(model, epoch < cfg.freeze_backbone_epochs)
             order = torch.randperm(n, generator=gen)
             clip_stream = cycle_permutations(n, gen)  # lazy: draws nothing unless streams use it
             loss_sum, correct, seen, skipped = 0.0, 0.0, 0, 0
             bar.reset(batches, total=steps_per_epoch)
             for b in range(steps_per_epoch):
                 for group in opt.param_groups:
-                    group["lr"] = lr_at(step, total, warmup, cfg.lr, cfg.min_lr_ratio)
+                    group["lr"] = lr_at(step, total, warmup, cfg.lr, cfg.min_lr_ratio) * group["lr_scale"]
                 if streams is not None:
                     result = _stream_step(model, streams, clip_stream, cfg, gen, info)
                     if result is None:  # background only (silent clips): nothing to learn, no empty loss
@@ -336,16 +343,6 @@ def _augment_stream(
     return spec_augment(
         x, aug.freq_mask, aug.time_mask, aug.num_freq_masks, aug.num_time_masks * per_window, gen
     )
-
-
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on biases, norms, embeddings-like 1-D tensors and tokens."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 or name.endswith(("token", "pos_embed")) else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def _save_state(
