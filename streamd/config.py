@@ -116,6 +116,9 @@ class ClipsSection:
     max_bytes: int = 0
     max_age_s: float = 0.0
     max_clip_s: float = 60.0  # longest event kept whole (the audio held per stream)
+    privacy: str = "off"  # "drop_speech": clips with speech are not saved (streamd.privacy)
+    speech_threshold: float = 0.5  # speech probability of a 32 ms frame that counts as speech
+    min_speech_s: float = 0.4  # consecutive speech that makes a clip one with speech
 
 
 @dataclass
@@ -153,6 +156,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "engine.overload": ("auto", "drop_oldest", "block"),
     "mqtt.qos": (0, 1, 2),
     "clips.format": ("flac",),
+    "clips.privacy": ("off", "drop_speech"),
 }
 _POSITIVE = {
     "windows.window_s",
@@ -168,6 +172,8 @@ _POSITIVE = {
     "mqtt.queue_size",
     "mqtt.reconnect_max_s",
     "clips.max_clip_s",
+    "clips.speech_threshold",
+    "clips.min_speech_s",
 }
 
 
@@ -242,6 +248,7 @@ def _build(cls: type, values: dict[str, Any]) -> Any:
 _NON_NEGATIVE = {"engine.queue_size", "engine.threads", "publish.wait_for_subscriber_s"}
 _NON_NEGATIVE |= {"mqtt.prediction_interval_s", "clips.pre_roll_s", "clips.post_roll_s"}
 _NON_NEGATIVE |= {"clips.max_files", "clips.max_bytes", "clips.max_age_s"}
+_AT_MOST_ONE = {"clips.speech_threshold"}
 
 
 def _check_values(table: dict[str, Any], source: str) -> None:
@@ -252,12 +259,14 @@ def _check_values(table: dict[str, Any], source: str) -> None:
         for key, value in values.items():
             dotted = f"{section}.{key}"
             if dotted in _CHOICES and value not in _CHOICES[dotted]:
-                choices = ", ".join(_CHOICES[dotted])
+                choices = ", ".join(str(c) for c in _CHOICES[dotted])
                 raise ConfigError(f"{source}: {dotted} must be one of {choices}, got {value!r}")
             if dotted in _POSITIVE and not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{source}: {dotted} must be positive, got {value!r}")
             if dotted in _NON_NEGATIVE and not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{source}: {dotted} must be >= 0, got {value!r}")
+            if dotted in _AT_MOST_ONE and not value <= 1:
+                raise ConfigError(f"{source}: {dotted} must be <= 1, got {value!r}")
     if isinstance(table.get("events"), dict):
         try:
             EventConfig(**table["events"])
