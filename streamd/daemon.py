@@ -43,6 +43,7 @@ LATENCY_HISTORY = 4096
 
 AudioTap = Callable[[int, int, np.ndarray], None]  # (stream index, first sample index, source-rate audio)
 EventHook = Callable[[int, dict[str, Any]], dict[str, Any]]  # (stream index, event) -> event to publish
+CounterHook = Callable[[int], dict[str, int | float]]  # stream index -> extra status counters
 
 
 class PublisherLike(Protocol):
@@ -146,6 +147,7 @@ class Daemon:
         self.errors: list[str] = []
         self.audio_taps: list[AudioTap] = []  # see every block of source audio (feature thread)
         self.event_hooks: list[EventHook] = []  # may extend an event message before it is published
+        self.counter_hooks: list[CounterHook] = []  # more status counters of a stream
 
     def _stream(self, index: int, name: str, source: Source) -> Stream:
         source.ring.on_write = self._data_ready
@@ -439,7 +441,11 @@ class Daemon:
         audio_s = stream.front.samples / rate
         latencies = list(stream.latencies_ms)
         pub = self.publisher.counters
+        extra: dict[str, int | float] = {}
+        for hook in self.counter_hooks:
+            extra.update(hook(stream.index))
         return {
+            **extra,
             **self.engine.counters(stream.index),
             "samples": stream.front.samples,
             "overruns": ring.overruns + stream.source.device_overflows,

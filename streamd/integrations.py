@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from streamd.config import DaemonConfig
+from streamd.network_source import NetworkSource
 
 
 class Integrations:
@@ -19,6 +20,7 @@ class Integrations:
         self.metrics: Any = None
         self.mqtt: Any = None
         self.clips: Any = None
+        self.streams: list[tuple[str, Any]] = []  # (name, source) of each stream
 
     def close(self) -> None:
         if self.clips is not None:
@@ -36,10 +38,24 @@ class Integrations:
                 out.update(part.counters)
         return out
 
+    def stream_counters(self, index: int) -> dict[str, int | float]:
+        """Status counters of stream ``index``: MQTT, clips, and a network source's outages."""
+        name, source = self.streams[index]
+        out: dict[str, int | float] = {}
+        if self.mqtt is not None:
+            out.update(self.mqtt.counters_for(name))
+        if self.clips is not None:
+            out.update(self.clips.counters_for(index))
+        if isinstance(source, NetworkSource):
+            out.update(source.counters)
+        return out
+
 
 def attach(cfg: DaemonConfig, daemon: Any, publisher: Any) -> Integrations:
     """Start what ``cfg`` turns on and hook it in (``daemon``: a ``streamd.daemon.Daemon``)."""
     out = Integrations()
+    out.streams = [(s.name, s.source) for s in daemon.streams]
+    daemon.counter_hooks.append(out.stream_counters)
     try:
         if cfg.metrics.listen:
             from streamd.metrics import Metrics

@@ -185,6 +185,11 @@ class NetworkSource(Source):
         if not self._stop.is_set() and not self._reopen.is_set():
             self.error = f"{_short(self.url)}: the stream ended"
 
+    @property
+    def counters(self) -> dict[str, int | float]:
+        """Outages after a reconnect and the stream seconds they were filled with silence."""
+        return {"outages": len(self.outages), "outage_s": self.outage_samples / self.sample_rate}
+
     def _write(self, data: np.ndarray) -> None:
         """Write in real time: wait until the wall clock reaches the end of what is already written."""
         if self._t0 is None:
