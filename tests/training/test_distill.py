@@ -187,11 +187,15 @@ def test_distilled_ast_trains_both_tokens(trained_checkpoint: Path, clips, tmp_p
 def test_streams_learn_teacher_targets_at_every_step_over_a_clip(
     trained_checkpoint: Path, clips, tmp_path
 ) -> None:
-    """Weight 1: the steps over clips learn only their clip's teacher probabilities, and do."""
+    """Steps over clips learn their clip's teacher probabilities: the distilled stream student ends
+    closer to the teacher than the same student trained on the labels alone, and still learns the labels."""
     config = {"num_classes": 3, "num_mel_bins": 32, "d_model": 32, "n_layers": 1, "dropout": 0.0}
     sequences = SequenceConfig(length_s=9.0, gap_min_s=0.2, gap_max_s=1.0)
-    history = _train("streaming_mamba", config, clips, trained_checkpoint, tmp_path, 1.0, sequences=sequences)
-    assert history[-1]["teacher_loss"] < 0.8 * history[0]["teacher_loss"]
+    run = {"sequences": sequences, "epochs": 12, "lr": 5e-3}
+    distilled = _train("streaming_mamba", config, clips, trained_checkpoint, tmp_path, 0.5, **run)
+    labels_only = _train("streaming_mamba", config, clips, trained_checkpoint, tmp_path, 0.0, **run)
+    assert distilled[-1]["label_loss"] < 0.8 * distilled[0]["label_loss"]
+    assert distilled[-1]["teacher_loss"] < 0.8 * labels_only[-1]["teacher_loss"]
 
 
 def test_fold_teachers_are_substituted_and_dishonest_ones_refused(trained_checkpoint: Path) -> None:
