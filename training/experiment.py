@@ -12,8 +12,9 @@ and the key):
 - ``[features]`` ``FeatureConfig`` fields; ``[normalization]`` ``Normalization`` fields;
 - ``[model]`` ``arch`` (required) and ``[model.config]`` (the arch's config fields; ``num_classes``,
   ``num_mel_bins`` and ``target_frames`` are filled in from the data when the config has them);
-- ``[train]`` ``TrainConfig`` fields, ``[train.augment]`` ``AugmentConfig`` fields and ``[train.sequences]``
-  ``SequenceConfig`` fields (recurrent models trained on streams of clips).
+- ``[train]`` ``TrainConfig`` fields, ``[train.augment]`` ``AugmentConfig`` fields, ``[train.sequences]``
+  ``SequenceConfig`` fields (recurrent models trained on streams of clips) and ``[train.distill]``
+  ``DistillConfig`` fields (teachers; ``training.distill``).
 
 Relative paths are resolved against the current directory. Each run writes
 ``<output_dir>/<run>/model.safetensors`` (run = ``fold<k>`` in cv, else ``single`` / ``full``), its
@@ -37,6 +38,7 @@ from training import metrics
 from training.augment import AugmentConfig
 from training.cache import cached_fbanks
 from training.clips import ClipSet
+from training.distill import DistillConfig, build_teacher, vet_teachers
 from training.evaluate import evaluate_clip_set
 from training.finetune_recipe import with_init
 from training.init_from import init_settings, load_init_weights, resolve_init
@@ -213,8 +215,19 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
     sequences = train_table.pop("sequences", {})
     if not isinstance(sequences, dict):
         raise _fail(source, "train.sequences", "must be a table")
-    train_values = _dataclass_values(source, "train", TrainConfig, train_table, skip=("augment", "sequences"))
-    aug = AugmentConfig(**_dataclass_values(source, "train.augment", AugmentConfig, augment))
+    distill = train_table.pop("distill", {})
+    if not isinstance(distill, dict):
+        raise _fail(source, "train.distill", "must be a table")
+    skip = ("augment", "sequences", "distill")
+    train_values = _dataclass_values(source, "train", TrainConfig, train_table, skip=skip)
+    try:
+        aug = AugmentConfig(**_dataclass_values(source, "train.augment", AugmentConfig, augment))
+    except ValueError as exc:
+        raise _fail(source, "train.augment", str(exc)) from None
+    try:
+        dist = DistillConfig(**_dataclass_values(source, "train.distill", DistillConfig, distill))
+    except ValueError as exc:
+        raise _fail(source, "train.distill", str(exc)) from None
     try:
         seq = SequenceConfig(**_dataclass_values(source, "train.sequences", SequenceConfig, sequences))
     except ValueError as exc:
@@ -235,7 +248,7 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
         normalization=normalization,
         arch=arch,
         model_config=dict(model_config),
-        train=TrainConfig(augment=aug, sequences=seq, **train_values),
+        train=TrainConfig(augment=aug, sequences=seq, distill=dist, **train_values),
         raw=data,
         init=init,
     )
@@ -379,7 +392,13 @@ def run_one(
         info.extra["init"] = load_init_weights(model, exp.init, list(clip_set.labels))
         print(f"{run_name}: {info.extra['init']}", flush=True)
     val = _arrays(exp, val_set) if val_set is not None else None
-    result = train_model(model, _arrays(exp, train_set), val, exp.train, info, out_dir, resume, progress)
+    teacher = None
+    if exp.train.distill.enabled:
+        streams = exp.train.sequences.enabled
+        teacher = build_teacher(exp.train.distill, train_set.clips, held_out, info, exp.cache_dir, streams)
+        info.extra["distill"] = {"teachers": [str(p) for p in teacher.paths], "online": teacher.online}
+    train = _arrays(exp, train_set)
+    result = train_model(model, train, val, exp.train, info, out_dir, resume, progress, teacher)
     entry: dict[str, Any] = {
         "run": run_name,
         "checkpoint": str(result.checkpoint),
@@ -465,6 +484,8 @@ def run_experiment(exp: Experiment, resume: bool = True, progress: bool = True) 
     """Run every training the experiment asks for; write and return the summary."""
     clip_set = load_clip_set(exp)
     plan = run_plan(exp, clip_set)
+    if exp.train.distill.enabled:  # refuse a dishonest or unusable teacher before any run trains
+        vet_teachers(exp.train.distill, [held_out for _, held_out in plan], clip_set.labels)
     exp.output_dir.mkdir(parents=True, exist_ok=True)
     (exp.output_dir / "config.json").write_text(json.dumps(exp.raw, indent=1, default=str))
     entries = [run_one(exp, clip_set, name, held_out, resume, progress) for name, held_out in plan]
