@@ -127,7 +127,7 @@ def a_weighting_db(freq_hz: torch.Tensor) -> torch.Tensor:
 
 def mel_a_weights(features: FeatureConfig) -> torch.Tensor:
     """A-weighting as a power factor per mel bin ``(F,)``: each triangle's weighted mean over its FFT bins."""
-    from streamd.features import mel_banks, padded_window_size
+    from audio_core.fbank import mel_banks, padded_window_size
 
     n_fft = padded_window_size(features.frame_length)
     banks = mel_banks(
