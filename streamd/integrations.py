@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from streamd.config import DaemonConfig
-from streamd.network_source import NetworkSource
 
 
 class Integrations:
@@ -39,15 +38,14 @@ class Integrations:
         return out
 
     def stream_counters(self, index: int) -> dict[str, int | float]:
-        """Status counters of stream ``index``: MQTT, clips, and a network source's outages."""
-        name, source = self.streams[index]
+        """Status counters of stream ``index``: MQTT and clips (outages of any live source, a network one
+        included, are the daemon's own ``outages``/``outage_s``)."""
+        name, _ = self.streams[index]
         out: dict[str, int | float] = {}
         if self.mqtt is not None:
             out.update(self.mqtt.counters_for(name))
         if self.clips is not None:
             out.update(self.clips.counters_for(index))
-        if isinstance(source, NetworkSource):
-            out.update(source.counters)
         return out
 
 
