@@ -229,7 +229,7 @@ def train_model(
                 set_backbone_frozen(model, epoch < cfg.freeze_backbone_epochs)
             order = torch.randperm(n, generator=gen)
             clip_stream = cycle_permutations(n, gen)  # lazy: draws nothing unless streams use it
-            loss_sum, correct, seen, skipped = 0.0, 0.0, 0, 0
+            loss_sum, correct, seen, labelled, skipped = 0.0, 0.0, 0, 0, 0
             bar.reset(batches, total=steps_per_epoch)
             part_sums: dict[str, float] = {}
             for b in range(steps_per_epoch):
@@ -252,7 +252,9 @@ def train_model(
                 ema.update(model, step)
                 step += 1
                 loss_sum += loss.item() * len(logits)
-                correct += float(((logits.argmax(1) == yb.argmax(1)) & (yb.sum(1) > 0)).sum())
+                has_label = yb.sum(1) > 0  # background rows ("no class") have none: not in the accuracy
+                correct += float(((logits.argmax(1) == yb.argmax(1)) & has_label).sum())
+                labelled += int(has_label.sum())
                 seen += len(logits)
                 bar.update(batches, completed=b + 1, stats=f"loss {loss_sum / max(seen, 1):.3f}")
                 for key, value in parts.items():
@@ -261,7 +263,7 @@ def train_model(
             record = {
                 "epoch": epoch + 1,
                 "loss": loss_sum / max(seen, 1),
-                "train_acc": correct / max(seen, 1),
+                "train_acc": correct / max(labelled, 1),
                 "seconds": elapsed,
             }
             record.update({key: value / max(seen, 1) for key, value in part_sums.items()})
@@ -371,16 +373,25 @@ def _stream_step(
     teacher: Teacher | None = None,
 ) -> Step | None:
     """Forward a batch of streams; the loss is over the steps that have a target (None if none has).
-    With a teacher, a step over a clip also learns that clip's teacher probabilities."""
+    With a teacher, a step over a clip also learns that clip's teacher probabilities. Steps over the
+    background between clips have no target, or (``background_steps = "no_class"``) learn "nothing": an
+    all-zero label row (``loss_fn`` makes it uniform) and a uniform teacher row."""
     xb, yb, mask = streams.batch(cfg.batch_size, clips, gen)
     if not bool(mask.any()):
         return None
     xb = _augment_stream(xb, cfg.augment, gen, info, streams.frames)
     with bf16_autocast("cpu", enabled=cfg.precision == "bf16"):
         logits = model.forward_steps(xb)
-    logits, yb = logits[mask], yb[mask]  # steps over background have no target
+    if cfg.sequences.background_steps == "no_class":
+        background = ~mask.reshape(-1)
+        logits, yb = logits.reshape(-1, logits.shape[-1]), yb.reshape(-1, yb.shape[-1]).clone()
+    else:
+        background = None
+        logits, yb = logits[mask], yb[mask]  # steps over background have no target
     if teacher is not None:  # targets carry [labels | teacher probabilities] per step
         c = logits.shape[1]
+        if background is not None:
+            yb[background, c:] = 1.0 / c
         loss, parts = distill_loss(logits, yb[:, :c], yb[:, c:], cfg.distill, cfg.label_smoothing)
         return loss, logits, yb[:, :c], parts
     return loss_fn(logits, yb, info.multi_label, cfg.label_smoothing), logits, yb, {}
