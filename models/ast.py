@@ -186,6 +186,17 @@ class AST(WindowedClassifier):
 
     def embed(self, fbank: torch.Tensor) -> torch.Tensor:
         """Pooled clip embedding ``(B, D)``: mean of the cls and distillation outputs."""
+        tokens = self.token_outputs(fbank)
+        return (tokens[:, 0] + tokens[:, 1]) / 2
+
+    def forward_tokens(self, fbank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(B, C)`` of the cls and of the distillation token through the head, each on its own
+        (training with a teacher, DeiT-style: cls learns the labels, dist the teacher)."""
+        logits = self.head(self.head_norm(self.token_outputs(fbank)))  # (B, 2, C)
+        return logits[:, 0], logits[:, 1]
+
+    def token_outputs(self, fbank: torch.Tensor) -> torch.Tensor:
+        """The final LayerNorm's cls and distillation outputs ``(B, 2, D)``."""
         batch, frames, bins = fbank.shape
         if bins != self.cfg.num_mel_bins:
             raise ValueError(f"expected {self.cfg.num_mel_bins} mel bins, got {bins}")
@@ -197,8 +208,7 @@ class AST(WindowedClassifier):
         x = self.pos_drop(x)
         for block in self.blocks:
             x = block(x)
-        x = self.norm(x)
-        return (x[:, 0] + x[:, 1]) / 2
+        return self.norm(x[:, :2])
 
     def forward(self, fbank: torch.Tensor) -> torch.Tensor:
         return self.head(self.head_norm(self.embed(fbank)))

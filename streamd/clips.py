@@ -7,7 +7,10 @@ once; the clip itself, ``[t_start - pre_roll_s, t_end + post_roll_s]`` at the so
 the post-roll has arrived (or the stream has ended) and written by a thread of its own: FLAC (24-bit)
 written atomically, then a JSON sidecar (the event message, stream, times, rate). Retention (max files,
 bytes, age) is enforced after each write. A write that fails (disk full, unwritable directory) is counted
-and logged once; the daemon goes on.
+and logged once; the daemon goes on. With ``privacy = "drop_speech"`` a clip in which the voice-activity
+detector (``streamd.privacy``) finds speech is not written but counted (``clips_dropped_speech``); while
+the detector cannot be loaded, clips are not written either (fail closed) and counted as
+``clips_unchecked``. Counters are kept per stream (``counters_for``) and in total (``counters``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import queue
 import re
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +30,18 @@ from typing import Any
 import numpy as np
 
 from streamd.config import ClipsSection
+from streamd.privacy import SpeechDetector
 
 log = logging.getLogger(__name__)
 
 SUBTYPE = "PCM_24"
+COUNTERS = (
+    "clips_saved",
+    "clip_write_errors",
+    "clips_truncated",
+    "clips_dropped_speech",
+    "clips_unchecked",
+)
 
 
 class AudioHistory:
@@ -83,9 +95,12 @@ class ClipRecorder:
         self.history = [AudioHistory(math.ceil(hold_s * rate), ch) for _, rate, ch in streams]
         self.ended = [False] * len(streams)
         self.pending: list[PendingClip] = []
-        self.saved = 0
-        self.write_errors = 0
-        self.truncated = 0  # clips that lost some of their start (event longer than max_clip_s)
+        # per stream: clips_saved, clip_write_errors, clips_truncated (an event longer than max_clip_s lost
+        # its start), clips_dropped_speech, clips_unchecked (see the module docstring)
+        self._counts = [Counter[str]() for _ in streams]
+        self.speech = (
+            SpeechDetector(cfg.speech_threshold, cfg.min_speech_s) if cfg.privacy == "drop_speech" else None
+        )
         self._names: set[Path] = set()
         self._lock = threading.Lock()
         self._queue: queue.Queue[tuple[PendingClip, int, np.ndarray] | None] = queue.Queue()
@@ -132,7 +147,7 @@ class ClipRecorder:
             if clip.stream == stream and (history.end >= clip.end or self.ended[stream]):
                 first, data = history.read(clip.start, clip.end)
                 if first > clip.start:
-                    self.truncated += 1
+                    self._counts[stream]["clips_truncated"] += 1
                 self._queue.put((clip, first, data))
             else:
                 keep.append(clip)
@@ -158,7 +173,7 @@ class ClipRecorder:
             try:
                 self._write(clip, first, data)
             except Exception as exc:  # disk full, unwritable directory, a codec error: count, go on
-                self.write_errors += 1
+                self._counts[clip.stream]["clip_write_errors"] += 1
                 if self.write_errors == 1:
                     log.error("cannot save clip %s (%s); further failures are only counted", clip.path, exc)
 
@@ -168,7 +183,7 @@ class ClipRecorder:
         from models.atomic_write import write_atomically
 
         name, rate, _ = self.streams[clip.stream]
-        if data.shape[0] == 0:
+        if data.shape[0] == 0 or not self._passes_privacy(clip, data, rate):
             return
         clip.path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(clip.path, lambda tmp: sf.write(tmp, data, rate, format="FLAC", subtype=SUBTYPE))
@@ -185,8 +200,21 @@ class ClipRecorder:
         }
         text = json.dumps(sidecar, indent=2, allow_nan=False)
         write_atomically(clip.path.with_suffix(".json"), lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        self.saved += 1
+        self._counts[clip.stream]["clips_saved"] += 1
         self._enforce_retention()
+
+    def _passes_privacy(self, clip: PendingClip, data: np.ndarray, rate: int) -> bool:
+        """False (counted) for a clip the privacy filter drops or, while it cannot be loaded, cannot check."""
+        if self.speech is None:
+            return True
+        if not self.speech.available():
+            self._counts[clip.stream]["clips_unchecked"] += 1
+            return False
+        if self.speech.has_speech(data, rate):
+            self._counts[clip.stream]["clips_dropped_speech"] += 1
+            log.info("clip %s not saved: it contains speech", clip.path.name)
+            return False
+        return True
 
     def _enforce_retention(self) -> None:
         """Delete the oldest clips (and their sidecars) beyond max files, max bytes or max age."""
@@ -216,10 +244,24 @@ class ClipRecorder:
             path.with_suffix(".json").unlink(missing_ok=True)
             total -= size
 
+    def counters_for(self, stream: int) -> dict[str, int]:
+        """The counters of one stream (see ``COUNTERS``)."""
+        counts = self._counts[stream]
+        return {name: counts[name] for name in COUNTERS}
+
     @property
     def counters(self) -> dict[str, int]:
-        return {
-            "clips_saved": self.saved,
-            "clip_write_errors": self.write_errors,
-            "clips_truncated": self.truncated,
-        }
+        """The counters summed over the streams."""
+        return {name: sum(c[name] for c in self._counts) for name in COUNTERS}
+
+    @property
+    def saved(self) -> int:
+        return self.counters["clips_saved"]
+
+    @property
+    def write_errors(self) -> int:
+        return self.counters["clip_write_errors"]
+
+    @property
+    def truncated(self) -> int:
+        return self.counters["clips_truncated"]

@@ -117,6 +117,9 @@ class ClipsSection:
     max_bytes: int = 0
     max_age_s: float = 0.0
     max_clip_s: float = 60.0  # longest event kept whole (the audio held per stream)
+    privacy: str = "off"  # "drop_speech": clips with speech are not saved (streamd.privacy)
+    speech_threshold: float = 0.5  # speech probability of a 32 ms frame that counts as speech
+    min_speech_s: float = 0.4  # consecutive speech that makes a clip one with speech
 
 
 @dataclass
@@ -154,6 +157,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "engine.overload": ("auto", "drop_oldest", "block"),
     "mqtt.qos": (0, 1, 2),
     "clips.format": ("flac",),
+    "clips.privacy": ("off", "drop_speech"),
 }
 _POSITIVE = {
     "windows.window_s",
@@ -170,6 +174,8 @@ _POSITIVE = {
     "mqtt.queue_size",
     "mqtt.reconnect_max_s",
     "clips.max_clip_s",
+    "clips.speech_threshold",
+    "clips.min_speech_s",
 }
 
 
@@ -215,6 +221,7 @@ _MAXIMUM: dict[str, float] = {
     "clips.post_roll_s": 60.0,
     "clips.max_clip_s": 600.0,
 }
+_AT_MOST_ONE = {"clips.speech_threshold"}
 
 
 def _check_values(table: dict[str, Any], source: str) -> None:
@@ -225,7 +232,7 @@ def _check_values(table: dict[str, Any], source: str) -> None:
         for key, value in values.items():
             dotted = f"{section}.{key}"
             if dotted in _CHOICES and value not in _CHOICES[dotted]:
-                choices = ", ".join(_CHOICES[dotted])
+                choices = ", ".join(str(c) for c in _CHOICES[dotted])
                 raise ConfigError(f"{source}: {dotted} must be one of {choices}, got {value!r}")
             if value is None:
                 continue
@@ -235,6 +242,8 @@ def _check_values(table: dict[str, Any], source: str) -> None:
                 raise ConfigError(f"{source}: {dotted} must be >= 0, got {value!r}")
             if dotted in _MAXIMUM and value > _MAXIMUM[dotted]:
                 raise ConfigError(f"{source}: {dotted} must be at most {_MAXIMUM[dotted]:g}, got {value!r}")
+            if dotted in _AT_MOST_ONE and not value <= 1:
+                raise ConfigError(f"{source}: {dotted} must be <= 1, got {value!r}")
     if isinstance(table.get("events"), dict):
         try:
             EventConfig(**table["events"])

@@ -11,8 +11,8 @@ supervisor (``streamd.supervisor``: watchdog, reopen with backoff, periodic stat
 ``streamd.collect.replay_collect`` runs files through this same pipeline and returns every message.
 
 Who owns what: ``feature_stage``, ``result_stage``, ``supervisor``, ``status`` (counters and status
-messages), ``streams`` (per-stream state); integrations hook in through ``audio_taps`` and
-``event_hooks`` (see ``streamd.integrations``).
+messages), ``streams`` (per-stream state); integrations hook in through ``audio_taps``,
+``event_hooks`` and ``counter_hooks`` (see ``streamd.integrations``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from streamd.model_loading import LoadedModel
 from streamd.result_stage import EventHook, ResultStage
 from streamd.sources import Source
 from streamd.stages import EngineStage, SourcesStage, Stages
-from streamd.status import PublisherLike, Status
+from streamd.status import CounterHook, PublisherLike, Status
 from streamd.streams import Stream, unique_stream_names
 from streamd.supervisor import Supervisor
 
@@ -81,6 +81,7 @@ class Daemon:
         self.warnings: list[str] = []  # e.g. a stage that did not stop in time
         self.audio_taps: list[AudioTap] = []  # see every block of source audio (feature thread)
         self.event_hooks: list[EventHook] = []  # may extend an event message before it is published
+        self.counter_hooks: list[CounterHook] = []  # more status counters of a stream
         self._stop = threading.Event()  # the one stop event of every stage
         self.policy = config.overload_policy(self.live)
         self.results = ResultStage(
@@ -102,7 +103,7 @@ class Daemon:
             policy=self.policy,
             stream_names=names,
         )
-        self.status = Status(publisher, self.engine, features.sample_rate)
+        self.status = Status(publisher, self.engine, features.sample_rate, self.counter_hooks)
         self.features = FeatureStage(
             self.streams, self.engine, self.status, self._stop, self.audio_taps, self.errors
         )

@@ -19,6 +19,7 @@ class Integrations:
         self.metrics: Any = None
         self.mqtt: Any = None
         self.clips: Any = None
+        self.streams: list[tuple[str, Any]] = []  # (name, source) of each stream
 
     def close(self) -> None:
         if self.clips is not None:
@@ -36,10 +37,23 @@ class Integrations:
                 out.update(part.counters)
         return out
 
+    def stream_counters(self, index: int) -> dict[str, int | float]:
+        """Status counters of stream ``index``: MQTT and clips (outages of any live source, a network one
+        included, are the daemon's own ``outages``/``outage_s``)."""
+        name, _ = self.streams[index]
+        out: dict[str, int | float] = {}
+        if self.mqtt is not None:
+            out.update(self.mqtt.counters_for(name))
+        if self.clips is not None:
+            out.update(self.clips.counters_for(index))
+        return out
+
 
 def attach(cfg: DaemonConfig, daemon: Any, publisher: Any) -> Integrations:
     """Start what ``cfg`` turns on and hook it in (``daemon``: a ``streamd.daemon.Daemon``)."""
     out = Integrations()
+    out.streams = [(s.name, s.source) for s in daemon.streams]
+    daemon.counter_hooks.append(out.stream_counters)
     try:
         if cfg.metrics.listen:
             from streamd.metrics import Metrics

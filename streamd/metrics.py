@@ -31,6 +31,16 @@ COUNTERS = {
     "lost_samples": ("streamd_lost_samples", "Source samples overwritten before they were read"),
     "late_results": ("streamd_late_results", "Results later than one hop"),
     "restarts": ("streamd_restarts", "Reopens of the input"),
+    # integrations (present while they are on; a network source's outages)
+    "mqtt_delivered": ("streamd_mqtt_delivered", "Messages handed to the MQTT broker"),
+    "mqtt_undelivered": ("streamd_mqtt_undelivered", "Messages that could not go to the MQTT broker"),
+    "clips_saved": ("streamd_clips_saved", "Event clips written"),
+    "clip_write_errors": ("streamd_clip_write_errors", "Event clips that could not be written"),
+    "clips_truncated": ("streamd_clips_truncated", "Event clips that lost their start (event too long)"),
+    "clips_dropped_speech": ("streamd_clips_dropped_speech", "Event clips not saved: speech found"),
+    "clips_unchecked": ("streamd_clips_unchecked", "Event clips not saved: privacy filter unavailable"),
+    "outages": ("streamd_outages", "Outages of a network source (after each reconnect)"),
+    "outage_s": ("streamd_outage_seconds", "Stream seconds of network-source outages filled with silence"),
 }
 GAUGES = {
     "rtf": ("streamd_realtime_factor", "Audio seconds processed per wall second"),

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from audio_core.shipped_models import MODELS_DIR
+from audio_core.shipped_models import shipped_model_path as shipped_path
 from audio_core.windows import checkpoint_window_s
 from models.checkpoint import CheckpointLoadError, load_checkpoint
 from models.common import ModelInfo
@@ -21,11 +23,7 @@ from streamd.config import ModelSection
 from streamd.errors import CheckpointError, ConfigError
 from streamd.precision import PRECISIONS, choose_precision
 
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "default_models"
-SHIPPED_MODELS: dict[str, str] = {
-    "default": "default.safetensors",
-    "recurrent": "default_recurrent.safetensors",
-}
+DEFAULT_MODELS_DIR = MODELS_DIR  # a module attribute, so that tests can point it elsewhere
 
 
 @dataclass
@@ -51,9 +49,10 @@ class LoadedModel:
 
 def shipped_model_path(name: str) -> Path:
     """Path of a shipped model by name (it may not be installed)."""
-    if name not in SHIPPED_MODELS:
-        raise ConfigError(f"unknown model {name!r}: use {', '.join(SHIPPED_MODELS)} or a .toml model config")
-    return DEFAULT_MODELS_DIR / SHIPPED_MODELS[name]
+    try:
+        return shipped_path(name, DEFAULT_MODELS_DIR)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def resolve_device(compute: str) -> torch.device:

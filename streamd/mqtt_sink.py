@@ -22,6 +22,7 @@ import re
 import socket
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -124,6 +125,7 @@ class MqttSink:
         self.availability = f"{self.prefix}/availability"
         self.delivered = 0
         self.undelivered = 0
+        self._by_stream: dict[str, Counter[str]] = {s: Counter() for s in streams}
         self._warned = False
         self._last_prediction: dict[str, float] = {}
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=cfg.queue_size)
@@ -206,7 +208,7 @@ class MqttSink:
         try:
             self._queue.put_nowait(msg)
         except queue.Full:
-            self._lost("the MQTT queue is full")
+            self._lost("the MQTT queue is full", msg["stream"])
 
     # -- own thread --------------------------------------------------------------------------------------
 
@@ -219,13 +221,13 @@ class MqttSink:
                 self._forward(msg)
             except Exception:  # a bug here must not end the thread silently
                 log.exception("MQTT sink failed on a message")
-                self._lost("an internal error")
+                self._lost("an internal error", msg["stream"])
 
     def _forward(self, msg: dict[str, Any]) -> None:
         kind, stream = msg["type"], msg["stream"]
         if kind == "event" and self.cfg.discovery and msg["label"] in self.labels:
             state = "ON" if msg["state"] == "start" else "OFF"
-            self._publish(f"{self.prefix}/{stream}/active/{slug(msg['label'])}", state, retain=True)
+            self._publish(f"{self.prefix}/{stream}/active/{slug(msg['label'])}", state, stream, retain=True)
         if kind not in self.types:
             return
         if kind == "prediction" and self.cfg.prediction_interval_s > 0:
@@ -234,20 +236,22 @@ class MqttSink:
                 return
             self._last_prediction[stream] = now
         body = messages.encode(msg)[1]
-        self._publish(f"{self.prefix}/{stream}/{kind}", body, retain=self.cfg.retain)
+        self._publish(f"{self.prefix}/{stream}/{kind}", body, stream, retain=self.cfg.retain)
 
-    def _publish(self, topic: str, payload: str | bytes, *, retain: bool) -> None:
+    def _publish(self, topic: str, payload: str | bytes, stream: str, *, retain: bool) -> None:
         if not self._connected.is_set():
-            self._lost("the broker is not connected")
+            self._lost("the broker is not connected", stream)
             return
         info = self.client.publish(topic, payload, qos=self.cfg.qos, retain=retain)
         if info.rc == self._mqtt.MQTT_ERR_SUCCESS:
             self.delivered += 1
+            self._by_stream.setdefault(stream, Counter())["mqtt_delivered"] += 1
         else:
-            self._lost(self._mqtt.error_string(info.rc))
+            self._lost(self._mqtt.error_string(info.rc), stream)
 
-    def _lost(self, why: str) -> None:
+    def _lost(self, why: str, stream: str) -> None:
         self.undelivered += 1
+        self._by_stream.setdefault(stream, Counter())["mqtt_undelivered"] += 1
         if not self._warned:
             self._warned = True
             log.warning("MQTT: a message was not delivered (%s); further losses are only counted", why)
@@ -260,7 +264,14 @@ class MqttSink:
                 return
             if msg is not None:
                 self.undelivered += 1
+                self._by_stream.setdefault(msg["stream"], Counter())["mqtt_undelivered"] += 1
 
     @property
     def counters(self) -> dict[str, int]:
+        """Messages handed to the broker and messages lost, over all streams."""
         return {"mqtt_delivered": self.delivered, "mqtt_undelivered": self.undelivered}
+
+    def counters_for(self, stream: str) -> dict[str, int]:
+        """The same counts for the messages of one stream."""
+        counts = self._by_stream.get(stream, Counter())
+        return {"mqtt_delivered": counts["mqtt_delivered"], "mqtt_undelivered": counts["mqtt_undelivered"]}

@@ -7,9 +7,10 @@ From the ring on everything is the device pipeline: the daemon downmixes and res
 
 A source that fails (cannot connect, connection lost, stream ended) sets ``error``; a source that stalls
 trips the daemon's watchdog. Either way the daemon reports it and calls ``restart`` with its doubling
-backoff, exactly as for a device. After a reconnect the time the stream was away is written as silence,
-so stream time keeps step with wall time, and recorded in ``outages`` as ``(start_s, end_s)`` of stream
-time (``outage_samples`` counts them). If the server comes back at another rate, the project's resampler
+backoff, exactly as for a device. After a reconnect the time the stream was away is reported as a gap
+(``take_gaps``, as the device source does), so the daemon marks it and stream time keeps step with wall
+time; it is recorded in ``outages`` as ``(start_s, end_s)`` of stream time (``outage_samples`` counts
+them). If the server comes back at another rate, the project's resampler
 brings it to the first rate. PyAV is imported only when a URL is given.
 """
 
@@ -19,6 +20,7 @@ import logging
 import re
 import threading
 import time
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -80,6 +82,7 @@ class NetworkSource(Source):
         self.restarts = 0
         self.outages: list[tuple[float, float]] = []
         self.outage_samples = 0
+        self._gaps: deque[tuple[int, int]] = deque()
         self._stop = threading.Event()
         self._reopen = threading.Event()
         self._thread: threading.Thread | None = None
@@ -189,28 +192,30 @@ class NetworkSource(Source):
         """Write in real time: wait until the wall clock reaches the end of what is already written."""
         if self._t0 is None:
             self._t0 = time.monotonic()
-        ahead = self._t0 + self.ring.write_index / self.sample_rate - time.monotonic()
+        ahead = self._t0 + (self.ring.write_index + self.outage_samples) / self.sample_rate - time.monotonic()
         if ahead > 0:
             self._stop.wait(ahead)
         self.ring.write(data)
 
     def _mark_outage(self) -> None:
-        """After a reconnect: silence for the time the stream was away, recorded in ``outages``."""
+        """After a reconnect: the time the stream was away becomes a gap (``take_gaps``), the one rule of
+        every live source: the daemon advances the stream clock by it and starts fresh features after it.
+        Recorded in ``outages`` as ``(start_s, end_s)`` of stream time."""
         if self._t0 is None:
             return
-        missing = round((time.monotonic() - self._t0) * self.sample_rate) - self.ring.write_index
+        stream_index = self.ring.write_index + self.outage_samples  # stream time so far, in samples
+        missing = round((time.monotonic() - self._t0) * self.sample_rate) - stream_index
         if missing <= self.block:
             return
-        start = self.ring.write_index
-        chunk = max(1, self.ring.capacity // 4)
-        left = missing
-        while left > 0 and not self._stop.is_set():
-            n = min(left, chunk)
-            while self.ring.free() < n and not self._stop.wait(0.01):
-                pass
-            self.ring.write(np.zeros((n, self.channels), np.float32))
-            left -= n
+        self._gaps.append((self.ring.write_index, missing))
         self.outage_samples += missing
-        span = (start / self.sample_rate, (start + missing) / self.sample_rate)
+        span = (stream_index / self.sample_rate, (stream_index + missing) / self.sample_rate)
         self.outages.append(span)
-        log.warning("%s: outage %.2f-%.2f s (stream time) filled with silence", self.name, *span)
+        log.warning("%s: outage %.2f-%.2f s (stream time) marked as a gap", self.name, *span)
+
+    def take_gaps(self) -> list[tuple[int, int]]:
+        """Outages since the last call: ``(ring index where audio resumed, native samples lost)``."""
+        out = []
+        while self._gaps:
+            out.append(self._gaps.popleft())
+        return out

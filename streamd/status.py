@@ -8,7 +8,7 @@ own tallies (engine, ring, source, stream, publisher) at that moment.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -17,6 +17,8 @@ from streamd import messages
 from streamd.engine import Engine
 from streamd.gaps import LostInterval, gap_status
 from streamd.streams import Stream
+
+CounterHook = Callable[[int], dict[str, int | float]]  # stream index -> extra status counters
 
 
 class PublisherLike(Protocol):
@@ -36,8 +38,11 @@ def _percentile(values: Sequence[float], q: float) -> float:
 class Status:
     """Builds and publishes the status messages of every stream."""
 
-    def __init__(self, publisher: PublisherLike, engine: Engine, sample_rate: int) -> None:
+    def __init__(
+        self, publisher: PublisherLike, engine: Engine, sample_rate: int, counter_hooks: list[CounterHook]
+    ) -> None:
         self.publisher = publisher
+        self.counter_hooks = counter_hooks  # shared with the daemon: integrations append to it
         self.engine = engine
         self.sample_rate = sample_rate
         self.started = 0.0  # monotonic time the pipeline started (0: not yet)
@@ -49,7 +54,11 @@ class Status:
         audio_s = stream.front.samples / self.sample_rate
         latencies = list(stream.latencies_ms)
         pub = self.publisher.counters
+        extra: dict[str, int | float] = {}
+        for hook in self.counter_hooks:
+            extra.update(hook(stream.index))
         return {
+            **extra,
             **self.engine.counters(stream.index),
             "samples": stream.front.samples,
             "overruns": ring.overruns + stream.source.device_overflows,

@@ -1,7 +1,9 @@
-"""Batch augmentations on log-mel fbanks ``(B, T, F)``: time shift, gain, mixup, SpecAugment.
+"""Batch augmentations on log-mel fbanks ``(B, T, F)``: time shift, gain, mixup or between-class mixing,
+SpecAugment.
 
-Shift, gain and mixup act on un-normalised log energies (mixup mixes in the power domain, as mixing
+Shift, gain and mixing act on un-normalised log energies (mixing in the power domain, as mixing
 waveforms would); SpecAugment masks act on normalised features (masked to 0, the normalised mean).
+``mixing = "bc"`` selects between-class learning (Tokozume et al. 2018) instead of mixup.
 All randomness comes from the ``torch.Generator`` passed in, so a seed reproduces a run.
 """
 
@@ -12,17 +14,26 @@ from dataclasses import dataclass
 
 import torch
 
+from models.common import FeatureConfig
+
+MIXINGS = ("mixup", "bc")
+
 
 @dataclass
 class AugmentConfig:
     time_shift_frac: float = 0.5
     gain_db: float = 6.0
     mixup_alpha: float = 0.5
-    mixup_prob: float = 0.8
+    mixup_prob: float = 0.8  # the share of clips mixed (mixup or between-class)
+    mixing: str = "mixup"  # mixup | bc (between-class: partners of another class, ratio r ~ U(0, 1))
     freq_mask: int = 16
     time_mask: int = 48
     num_freq_masks: int = 2
     num_time_masks: int = 2
+
+    def __post_init__(self) -> None:
+        if self.mixing not in MIXINGS:
+            raise ValueError(f"mixing must be one of {', '.join(MIXINGS)}, got {self.mixing!r}")
 
 
 def random_time_shift(x: torch.Tensor, max_frac: float, gen: torch.Generator) -> torch.Tensor:
@@ -89,3 +100,76 @@ def spec_augment(
         hit = (span >= start.unsqueeze(1)) & (span < (start + width).unsqueeze(1))  # (B, T)
         keep &= ~hit.unsqueeze(2)
     return x * keep
+
+
+def mix_clips(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    aug: AugmentConfig,
+    gen: torch.Generator,
+    features: FeatureConfig,
+    c: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The configured mixing; ``y[:, :c]`` are the labels (any further columns are mixed alike)."""
+    if aug.mixing == "bc":
+        return between_class(x, y, y[:, :c].argmax(1), aug.mixup_prob, gen, features)
+    return mixup(x, y, aug.mixup_alpha, aug.mixup_prob, gen)
+
+
+def a_weighting_db(freq_hz: torch.Tensor) -> torch.Tensor:
+    """IEC 61672 A-weighting in dB (0 dB at 1 kHz)."""
+    f2 = freq_hz.double() ** 2
+    ra = (12194.0**2 * f2**2) / (
+        (f2 + 20.6**2) * torch.sqrt((f2 + 107.7**2) * (f2 + 737.9**2)) * (f2 + 12194.0**2)
+    )
+    return (20 * torch.log10(ra.clamp_min(1e-20)) + 2.0).float()
+
+
+def mel_a_weights(features: FeatureConfig) -> torch.Tensor:
+    """A-weighting as a power factor per mel bin ``(F,)``: each triangle's weighted mean over its FFT bins."""
+    from audio_core.fbank import mel_banks, padded_window_size
+
+    n_fft = padded_window_size(features.frame_length)
+    banks = mel_banks(
+        features.num_mel_bins, n_fft, features.sample_rate, features.low_freq, features.high_freq
+    )
+    freqs = torch.arange(banks.shape[1]) * features.sample_rate / n_fft
+    power = 10 ** (a_weighting_db(freqs) / 10)
+    return (banks @ power) / banks.sum(1).clamp_min(1e-12)
+
+
+def clip_gain_db(x: torch.Tensor, features: FeatureConfig) -> torch.Tensor:
+    """BC learning's gain: the loudest frame's A-weighted power in dB, per clip ``(B, T, F) -> (B,)``."""
+    log_w = torch.log(mel_a_weights(features))
+    frame_power = torch.logsumexp(x + log_w, dim=2)  # (B, T) natural log of power
+    return frame_power.max(dim=1).values * 10 / math.log(10)
+
+
+def between_class(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    classes: torch.Tensor,
+    prob: float,
+    gen: torch.Generator,
+    features: FeatureConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Between-class mixing: each clip (with probability ``prob``) is mixed with a partner of another
+    class at r ~ U(0, 1), the gains balanced as in BC learning, in the power domain; target
+    ``r * y1 + (1 - r) * y2``. A clip with no partner of another class in the batch stays as it is."""
+    b = x.shape[0]
+    if prob <= 0 or b < 2:
+        return x, y
+    other = classes.unsqueeze(0) != classes.unsqueeze(1)  # (B, B)
+    pick = torch.where(other, torch.rand(b, b, generator=gen), torch.full((b, b), -1.0))
+    partner = pick.argmax(1)
+    r = torch.rand(b, generator=gen).clamp(1e-3, 1 - 1e-3)
+    apply = (torch.rand(b, generator=gen) < prob) & other.any(1)
+    gain = clip_gain_db(x, features)
+    p = 1 / (1 + 10 ** ((gain - gain[partner]) / 20) * (1 - r) / r)  # amplitude share of clip 1
+    scale = p**2 + (1 - p) ** 2  # waveform mix divided by sqrt(scale): power p², (1 - p)², normalised
+    lp = (torch.log(p**2) - torch.log(scale)).view(-1, 1, 1)
+    lq = (torch.log((1 - p) ** 2) - torch.log(scale)).view(-1, 1, 1)
+    mixed = torch.logaddexp(x + lp, x[partner] + lq)
+    mixed = torch.where(apply.view(-1, 1, 1), mixed, x)
+    ratio = torch.where(apply, r, torch.ones_like(r)).view(-1, 1)
+    return mixed, ratio * y + (1 - ratio) * y[partner]

@@ -12,8 +12,9 @@ and the key):
 - ``[features]`` ``FeatureConfig`` fields; ``[normalization]`` ``Normalization`` fields;
 - ``[model]`` ``arch`` (required) and ``[model.config]`` (the arch's config fields; ``num_classes``,
   ``num_mel_bins`` and ``target_frames`` are filled in from the data when the config has them);
-- ``[train]`` ``TrainConfig`` fields, ``[train.augment]`` ``AugmentConfig`` fields and ``[train.sequences]``
-  ``SequenceConfig`` fields (recurrent models trained on streams of clips).
+- ``[train]`` ``TrainConfig`` fields, ``[train.augment]`` ``AugmentConfig`` fields, ``[train.sequences]``
+  ``SequenceConfig`` fields (recurrent models trained on streams of clips) and ``[train.distill]``
+  ``DistillConfig`` fields (teachers; ``training.distill``).
 
 Relative paths are resolved against the current directory. Each run writes
 ``<output_dir>/<run>/model.safetensors`` (run = ``fold<k>`` in cv, else ``single`` / ``full``), its
@@ -38,7 +39,10 @@ from training import metrics
 from training.augment import AugmentConfig
 from training.cache import cached_fbanks
 from training.clips import ClipSet
+from training.distill import DistillConfig, build_teacher, vet_teachers
 from training.evaluate import evaluate_clip_set
+from training.finetune_recipe import with_init
+from training.init_from import init_settings, load_init_weights, resolve_init
 from training.loop import TrainConfig, train_model
 from training.readers import read_dataset, reader_options
 from training.sequences import SequenceConfig
@@ -70,6 +74,8 @@ class Experiment:
     model_config: dict[str, Any]
     train: TrainConfig
     raw: dict[str, Any] = field(default_factory=dict)
+    init: Path | None = None  # fine-tuning: the checkpoint the weights start from (training.init_from)
+    init_notes: list[str] = field(default_factory=list)  # what the fine-tuning recipe changed
 
 
 _EXPERIMENT_KEYS = {"name": str, "output_dir": str, "cache_dir": str, "mode": str}
@@ -185,14 +191,22 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
     normalization = Normalization(**norm_values)
 
     model = dict(_table(source, data, "model"))
+    init = _init_path(source, model.pop("init", None))
     arch = model.pop("arch", None)
-    if arch not in available_archs():
-        raise _fail(source, "model.arch", f"must be one of {', '.join(available_archs())}, got {arch!r}")
     model_config = model.pop("config", {})
     if model:
-        raise _fail(source, f"model.{next(iter(model))}", "unknown key (known: arch, config)")
+        raise _fail(source, f"model.{next(iter(model))}", "unknown key (known: arch, config, init)")
     if not isinstance(model_config, dict):
         raise _fail(source, "model.config", "must be a table")
+    if init is not None:
+        try:
+            settings = init_settings(init, data)
+        except ValueError as exc:
+            raise _fail(source, "model.init", str(exc)) from None
+        arch, model_config = settings.arch, settings.model_config
+        features, normalization = settings.features, settings.normalization
+    if arch not in available_archs():
+        raise _fail(source, "model.arch", f"must be one of {', '.join(available_archs())}, got {arch!r}")
     _dataclass_values(source, "model.config", config_class(arch), model_config)
 
     train_table = dict(_table(source, data, "train"))
@@ -202,8 +216,19 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
     sequences = train_table.pop("sequences", {})
     if not isinstance(sequences, dict):
         raise _fail(source, "train.sequences", "must be a table")
-    train_values = _dataclass_values(source, "train", TrainConfig, train_table, skip=("augment", "sequences"))
-    aug = AugmentConfig(**_dataclass_values(source, "train.augment", AugmentConfig, augment))
+    distill = train_table.pop("distill", {})
+    if not isinstance(distill, dict):
+        raise _fail(source, "train.distill", "must be a table")
+    skip = ("augment", "sequences", "distill")
+    train_values = _dataclass_values(source, "train", TrainConfig, train_table, skip=skip)
+    try:
+        aug = AugmentConfig(**_dataclass_values(source, "train.augment", AugmentConfig, augment))
+    except ValueError as exc:
+        raise _fail(source, "train.augment", str(exc)) from None
+    try:
+        dist = DistillConfig(**_dataclass_values(source, "train.distill", DistillConfig, distill))
+    except ValueError as exc:
+        raise _fail(source, "train.distill", str(exc)) from None
     try:
         seq = SequenceConfig(**_dataclass_values(source, "train.sequences", SequenceConfig, sequences))
     except ValueError as exc:
@@ -224,9 +249,22 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
         normalization=normalization,
         arch=arch,
         model_config=dict(model_config),
-        train=TrainConfig(augment=aug, sequences=seq, **train_values),
+        train=TrainConfig(augment=aug, sequences=seq, distill=dist, **train_values),
         raw=data,
+        init=init,
     )
+
+
+def _init_path(source: str, value: Any) -> Path | None:
+    """``[model] init``: a checkpoint file or a shipped model's name."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _fail(source, "model.init", f"must be a checkpoint path or a model name, got {value!r}")
+    path = resolve_init(value)
+    if not path.is_file():
+        raise _fail(source, "model.init", f"{value}: no such checkpoint file")
+    return path
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "--set") -> dict[str, Any]:
@@ -250,13 +288,19 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "-
     return out
 
 
-def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
-    """Read and validate a TOML experiment file (with optional ``KEY=VALUE`` overrides)."""
+def load_experiment(
+    path: str | Path, overrides: list[str] | None = None, init: str | None = None
+) -> Experiment:
+    """Read and validate a TOML experiment file (with optional ``KEY=VALUE`` overrides and an init
+    checkpoint that starts it as fine-tuning, see ``training.finetune_recipe``)."""
     path = Path(path)
     data = load_toml(path, ExperimentConfigError)
+    data, notes = with_init(data, init, {item.partition("=")[0].strip() for item in overrides or []})
     if overrides:
         data = apply_overrides(data, overrides)
-    return parse_experiment(data, str(path))
+    exp = parse_experiment(data, str(path))
+    exp.init_notes = notes
+    return exp
 
 
 def load_clip_set(exp: Experiment) -> ClipSet:
@@ -340,8 +384,17 @@ def run_one(
     info.extra.update({"run": run_name, "train_folds": train_set.folds(), "val_folds": held_out or []})
     torch.manual_seed(exp.train.seed)  # the initial weights are part of what a seed reproduces
     model = build_model(exp.arch, model_config)
+    if exp.init is not None:
+        info.extra["init"] = load_init_weights(model, exp.init, list(clip_set.labels))
+        print(f"{run_name}: {info.extra['init']}", flush=True)
     val = _arrays(exp, val_set) if val_set is not None else None
-    result = train_model(model, _arrays(exp, train_set), val, exp.train, info, out_dir, resume, progress)
+    teacher = None
+    if exp.train.distill.enabled:
+        streams = exp.train.sequences.enabled
+        teacher = build_teacher(exp.train.distill, train_set.clips, held_out, info, exp.cache_dir, streams)
+        info.extra["distill"] = {"teachers": [str(p) for p in teacher.paths], "online": teacher.online}
+    train = _arrays(exp, train_set)
+    result = train_model(model, train, val, exp.train, info, out_dir, resume, progress, teacher)
     entry: dict[str, Any] = {
         "run": run_name,
         "checkpoint": str(result.checkpoint),
@@ -349,6 +402,8 @@ def run_one(
         "train_seconds": result.train_seconds,
         "final_loss": result.history[-1]["loss"] if result.history else None,
     }
+    if "init" in info.extra:
+        entry["init"] = info.extra["init"]
     if val_set is not None:
         from models.checkpoint import load_checkpoint
 
@@ -425,6 +480,8 @@ def run_experiment(exp: Experiment, resume: bool = True, progress: bool = True) 
     """Run every training the experiment asks for; write and return the summary."""
     clip_set = load_clip_set(exp)
     plan = run_plan(exp, clip_set)
+    if exp.train.distill.enabled:  # refuse a dishonest or unusable teacher before any run trains
+        vet_teachers(exp.train.distill, [held_out for _, held_out in plan], clip_set.labels)
     exp.output_dir.mkdir(parents=True, exist_ok=True)
     (exp.output_dir / "config.json").write_text(json.dumps(exp.raw, indent=1, default=str))
     entries = [run_one(exp, clip_set, name, held_out, resume, progress) for name, held_out in plan]

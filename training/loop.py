@@ -29,7 +29,9 @@ from models.atomic_write import write_atomically
 from models.bf16 import bf16_autocast, resolve_auto
 from models.checkpoint import save_checkpoint
 from models.common import ModelInfo
-from training.augment import AugmentConfig, mixup, random_gain, random_time_shift, spec_augment
+from training.augment import AugmentConfig, mix_clips, random_gain, random_time_shift, spec_augment
+from training.distill import DistillConfig, Teacher, distill_loss, flatten_steps
+from training.param_groups import param_groups, set_backbone_frozen
 from training.resume import check_resume, fingerprint, incompatible
 from training.sequences import SequenceBuilder, SequenceConfig, cycle_permutations, noise_bank
 
@@ -50,15 +52,20 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 5
     background: float = 0.0  # background examples (no-class target) per clip: training.background
+    backbone_lr_scale: float = 1.0  # fine-tuning: the backbone's lr relative to the head's
+    layer_decay: float = 1.0  # fine-tuning transformers/Mamba: lr × decay^(depth - block)
+    freeze_backbone_epochs: int = 0  # fine-tuning: train only the head for this many epochs
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     sequences: SequenceConfig = field(default_factory=SequenceConfig)  # recurrent models: train on streams
+    distill: DistillConfig = field(default_factory=DistillConfig)  # teacher targets (training.distill)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         data = dict(data)
         aug = AugmentConfig(**data.pop("augment", {}))
         seq = SequenceConfig(**data.pop("sequences", {}))
-        return cls(augment=aug, sequences=seq, **data)
+        distill = DistillConfig(**data.pop("distill", {}))
+        return cls(augment=aug, sequences=seq, distill=distill, **data)
 
 
 @dataclass
@@ -166,8 +173,14 @@ def train_model(
     out_dir: str | Path,
     resume: bool = True,
     progress: bool = True,
+    teacher: Teacher | None = None,
 ) -> TrainResult:
-    """Train ``model`` and write ``out_dir/model.safetensors`` (EMA weights) plus a training log."""
+    """Train ``model`` and write ``out_dir/model.safetensors`` (EMA weights) plus a training log;
+    with ``cfg.distill`` on, ``teacher`` holds the training clips' teacher targets."""
+    if cfg.distill.enabled and teacher is None:
+        raise ValueError("train.distill names teachers but no teacher targets were given")
+    if cfg.distill.enabled and cfg.background > 0:
+        raise ValueError("train.background and train.distill together are not supported (no teacher targets)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = replace(cfg, precision=resolve_auto(cfg.precision))  # emulated bf16 is many times slower
@@ -181,11 +194,12 @@ def train_model(
 
         x_train, y_train = with_background(x_train, y_train, cfg.background, info.features, cfg.seed)
     n = len(x_train)
-    streams = _sequence_builder(model, train, cfg, info) if cfg.sequences.enabled else None
+    streams = _sequence_builder(model, train, cfg, info, teacher) if cfg.sequences.enabled else None
     steps_per_epoch = streams.steps_per_epoch(cfg.batch_size) if streams else max(1, n // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    groups = param_groups(model, cfg.weight_decay, cfg.backbone_lr_scale, cfg.layer_decay)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr)
     ema = _Ema(model, cfg.ema_decay)
     history: list[dict[str, float]] = []
     start_epoch, step, elapsed = 0, 0, 0.0
@@ -211,22 +225,25 @@ def train_model(
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.time()
             model.train()
+            if cfg.freeze_backbone_epochs:
+                set_backbone_frozen(model, epoch < cfg.freeze_backbone_epochs)
             order = torch.randperm(n, generator=gen)
             clip_stream = cycle_permutations(n, gen)  # lazy: draws nothing unless streams use it
-            loss_sum, correct, seen, skipped = 0.0, 0.0, 0, 0
+            loss_sum, correct, seen, labelled, skipped = 0.0, 0.0, 0, 0, 0
             bar.reset(batches, total=steps_per_epoch)
+            part_sums: dict[str, float] = {}
             for b in range(steps_per_epoch):
                 for group in opt.param_groups:
-                    group["lr"] = lr_at(step, total, warmup, cfg.lr, cfg.min_lr_ratio)
+                    group["lr"] = lr_at(step, total, warmup, cfg.lr, cfg.min_lr_ratio) * group["lr_scale"]
                 if streams is not None:
-                    result = _stream_step(model, streams, clip_stream, cfg, gen, info)
+                    result = _stream_step(model, streams, clip_stream, cfg, gen, info, teacher)
                     if result is None:  # background only (silent clips): nothing to learn, no empty loss
                         skipped += 1
                         continue
                 else:
                     idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size].numpy()
-                    result = _clip_step(model, x_train[idx], y_train[idx], cfg, gen, info)
-                loss, logits, yb = result
+                    result = _clip_step(model, x_train[idx], y_train[idx], cfg, gen, info, teacher, idx)
+                loss, logits, yb, parts = result
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
@@ -235,16 +252,21 @@ def train_model(
                 ema.update(model, step)
                 step += 1
                 loss_sum += loss.item() * len(logits)
-                correct += float(((logits.argmax(1) == yb.argmax(1)) & (yb.sum(1) > 0)).sum())
+                has_label = yb.sum(1) > 0  # background rows ("no class") have none: not in the accuracy
+                correct += float(((logits.argmax(1) == yb.argmax(1)) & has_label).sum())
+                labelled += int(has_label.sum())
                 seen += len(logits)
                 bar.update(batches, completed=b + 1, stats=f"loss {loss_sum / max(seen, 1):.3f}")
+                for key, value in parts.items():
+                    part_sums[key] = part_sums.get(key, 0.0) + value * len(logits)
             elapsed += time.time() - t0
             record = {
                 "epoch": epoch + 1,
                 "loss": loss_sum / max(seen, 1),
-                "train_acc": correct / max(seen, 1),
+                "train_acc": correct / max(labelled, 1),
                 "seconds": elapsed,
             }
+            record.update({key: value / max(seen, 1) for key, value in part_sums.items()})
             if skipped:
                 record["skipped_batches"] = skipped
             last = epoch + 1 == cfg.epochs
@@ -271,27 +293,74 @@ def train_model(
 def _augment(
     x: torch.Tensor, y: torch.Tensor, aug: AugmentConfig, gen: torch.Generator, info: ModelInfo
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = _mix(x, y, aug, gen, info)
+    return _mask(x, aug, gen, info), y
+
+
+def _mix(
+    x: torch.Tensor, y: torch.Tensor, aug: AugmentConfig, gen: torch.Generator, info: ModelInfo
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shift, gain and mixing (mixup or between-class) on un-normalised fbanks; ``y`` mixes alike."""
     x = random_time_shift(x, aug.time_shift_frac, gen)
     x = random_gain(x, aug.gain_db, gen)
-    x, y = mixup(x, y, aug.mixup_alpha, aug.mixup_prob, gen)
+    return mix_clips(x, y, aug, gen, info.features, len(info.labels))
+
+
+def _mask(x: torch.Tensor, aug: AugmentConfig, gen: torch.Generator, info: ModelInfo) -> torch.Tensor:
     x = info.normalization.apply(x)
-    x = spec_augment(x, aug.freq_mask, aug.time_mask, aug.num_freq_masks, aug.num_time_masks, gen)
-    return x, y
+    return spec_augment(x, aug.freq_mask, aug.time_mask, aug.num_freq_masks, aug.num_time_masks, gen)
 
 
-Step = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # loss, logits (N, C), targets (N, C)
+Step = tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, float]]  # loss, logits, targets, loss parts
 
 
 def _clip_step(
-    model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, gen: torch.Generator, info: ModelInfo
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: TrainConfig,
+    gen: torch.Generator,
+    info: ModelInfo,
+    teacher: Teacher | None = None,
+    idx: np.ndarray | None = None,
 ) -> Step:
     """Forward a batch of clips (a recurrent model: over its last steps, averaged for the statistics)."""
     yb = soft_targets(torch.from_numpy(y), len(info.labels), info.multi_label)
+    if teacher is not None:
+        return _distilled_clip_step(model, torch.from_numpy(x), yb, cfg, gen, info, teacher, idx)
     xb, yb = _augment(torch.from_numpy(x), yb, cfg.augment, gen, info)
     with bf16_autocast("cpu", enabled=cfg.precision == "bf16"):
         logits = training_logits(model, xb)
     loss = sequence_loss(logits, yb, info.multi_label, cfg.label_smoothing)
-    return loss, logits.mean(dim=1) if logits.ndim == 3 else logits, yb
+    return loss, logits.mean(dim=1) if logits.ndim == 3 else logits, yb, {}
+
+
+def _distilled_clip_step(
+    model: nn.Module,
+    x: torch.Tensor,
+    yb: torch.Tensor,
+    cfg: TrainConfig,
+    gen: torch.Generator,
+    info: ModelInfo,
+    teacher: Teacher,
+    idx: np.ndarray | None,
+) -> Step:
+    """A clip batch against labels and teacher: cached probabilities ride along the labels through the
+    mixing (same partner, same ratio); online, the teacher scores the mixed input before the masks."""
+    c = yb.shape[1]
+    if not teacher.online:
+        yb = torch.cat([yb, teacher.clip_probs[torch.as_tensor(idx)]], dim=1)
+    xm, yb = _mix(x, yb, cfg.augment, gen, info)
+    yb, tb = (yb, teacher.probs_of(xm)) if teacher.online else (yb[:, :c], yb[:, c:])
+    xb = _mask(xm, cfg.augment, gen, info)
+    tokens = getattr(model, "forward_tokens", None)
+    with bf16_autocast("cpu", enabled=cfg.precision == "bf16"):
+        logits = tokens(xb) if callable(tokens) else training_logits(model, xb)
+    flat, labels, probs = flatten_steps(logits, yb, tb)
+    loss, parts = distill_loss(flat, labels, probs, cfg.distill, cfg.label_smoothing)
+    if isinstance(logits, tuple):
+        logits = (logits[0] + logits[1]) / 2
+    return loss, logits.mean(dim=1) if logits.ndim == 3 else logits, yb, parts
 
 
 def _stream_step(
@@ -301,26 +370,47 @@ def _stream_step(
     cfg: TrainConfig,
     gen: torch.Generator,
     info: ModelInfo,
+    teacher: Teacher | None = None,
 ) -> Step | None:
-    """Forward a batch of streams; the loss is over the steps that have a target (None if none has)."""
+    """Forward a batch of streams; the loss is over the steps that have a target (None if none has).
+    With a teacher, a step over a clip also learns that clip's teacher probabilities. Steps over the
+    background between clips have no target, or (``background_steps = "no_class"``) learn "nothing": an
+    all-zero label row (``loss_fn`` makes it uniform) and a uniform teacher row."""
     xb, yb, mask = streams.batch(cfg.batch_size, clips, gen)
     if not bool(mask.any()):
         return None
     xb = _augment_stream(xb, cfg.augment, gen, info, streams.frames)
     with bf16_autocast("cpu", enabled=cfg.precision == "bf16"):
         logits = model.forward_steps(xb)
-    logits, yb = logits[mask], yb[mask]  # steps over background have no target
-    return loss_fn(logits, yb, info.multi_label, cfg.label_smoothing), logits, yb
+    if cfg.sequences.background_steps == "no_class":
+        background = ~mask.reshape(-1)
+        logits, yb = logits.reshape(-1, logits.shape[-1]), yb.reshape(-1, yb.shape[-1]).clone()
+    else:
+        background = None
+        logits, yb = logits[mask], yb[mask]  # steps over background have no target
+    if teacher is not None:  # targets carry [labels | teacher probabilities] per step
+        c = logits.shape[1]
+        if background is not None:
+            yb[background, c:] = 1.0 / c
+        loss, parts = distill_loss(logits, yb[:, :c], yb[:, c:], cfg.distill, cfg.label_smoothing)
+        return loss, logits, yb[:, :c], parts
+    return loss_fn(logits, yb, info.multi_label, cfg.label_smoothing), logits, yb, {}
 
 
 def _sequence_builder(
-    model: nn.Module, train: tuple[np.ndarray, np.ndarray], cfg: TrainConfig, info: ModelInfo
+    model: nn.Module,
+    train: tuple[np.ndarray, np.ndarray],
+    cfg: TrainConfig,
+    info: ModelInfo,
+    teacher: Teacher | None = None,
 ) -> SequenceBuilder:
     column = getattr(model, "column_frames", None)
     if column is None or not callable(getattr(model, "forward_steps", None)):
         raise ValueError("train.sequences is for recurrent models (one result per column)")
     features = info.features
     targets = soft_targets(torch.from_numpy(train[1]), len(info.labels), info.multi_label)
+    if teacher is not None:  # each clip's teacher probabilities ride along its labels onto its steps
+        targets = torch.cat([targets, teacher.clip_probs], dim=1)
     frame_rate = features.sample_rate / features.frame_shift
     noise = noise_bank(features, seed=cfg.seed)
     return SequenceBuilder(train[0], targets, cfg.sequences, column, frame_rate, noise, cfg.augment.gain_db)
@@ -336,16 +426,6 @@ def _augment_stream(
     return spec_augment(
         x, aug.freq_mask, aug.time_mask, aug.num_freq_masks, aug.num_time_masks * per_window, gen
     )
-
-
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on biases, norms, embeddings-like 1-D tensors and tokens."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 or name.endswith(("token", "pos_embed")) else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def _save_state(

@@ -56,17 +56,23 @@ def _check_exists(clips: list[Clip], source: Path) -> None:
 
 
 def read_esc50(
-    csv_path: str | Path, audio_dir: str | Path | None = None, folds: Sequence[int] | None = None
+    csv_path: str | Path,
+    audio_dir: str | Path | None = None,
+    folds: Sequence[int] | None = None,
+    categories: Sequence[str] | None = None,
+    exclude_categories: Sequence[str] | None = None,
 ) -> ClipSet:
     """ESC-50-style CSV; ``audio_dir`` defaults to ``<csv folder>/../audio``; ``folds`` keeps only those.
 
-    Labels are the categories ordered by their ``target`` number (so the full ESC-50 CSV keeps its
-    numbering; a CSV with only some targets gets compact indices in the same order).
+    ``categories`` keeps only those classes, ``exclude_categories`` drops those (a name not in the CSV is
+    an error). Labels are the categories ordered by their ``target`` number (so the full ESC-50 CSV keeps
+    its numbering; a CSV or a filter with only some targets gets compact indices in the same order).
     """
     path = Path(csv_path)
     rows = _read_csv(path, ["filename", "fold", "target", "category"])
     if not rows:
         raise DatasetError(f"{path}: no rows")
+    rows = _filter_categories(path, rows, categories, exclude_categories)
     audio = Path(audio_dir) if audio_dir is not None else path.parent.parent / "audio"
     names: dict[int, str] = {}
     entries: list[tuple[Path, int, int]] = []
@@ -85,6 +91,28 @@ def read_esc50(
         clips = [c for c in clips if c.fold in set(folds)]
     _check_exists(clips, path)
     return ClipSet(clips, labels, multi_label=False, name=path.stem)
+
+
+def _filter_categories(
+    path: Path,
+    rows: list[dict[str, str]],
+    keep: Sequence[str] | None,
+    drop: Sequence[str] | None,
+) -> list[dict[str, str]]:
+    """The rows whose category is in ``keep`` (when given) and not in ``drop``."""
+    known = {row["category"] for row in rows}
+    for option, names in (("categories", keep), ("exclude_categories", drop)):
+        unknown = sorted(set(names or ()) - known)
+        if unknown:
+            raise DatasetError(f"{path}: {option}: unknown categor(ies) {unknown}")
+    out = [
+        row
+        for row in rows
+        if (keep is None or row["category"] in keep) and row["category"] not in (drop or ())
+    ]
+    if not out:
+        raise DatasetError(f"{path}: no rows left after the category filter")
+    return out
 
 
 def read_class_folders(

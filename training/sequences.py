@@ -35,8 +35,11 @@ class SequenceConfig:
     background_min_dbfs: float = -65.0
     background_max_dbfs: float = -40.0
     audible_db: float = 35.0
+    background_steps: str = "ignore"  # "ignore": no target; "no_class": learn the uniform "nothing" there
 
     def __post_init__(self) -> None:
+        if self.background_steps not in ("ignore", "no_class"):
+            raise ValueError(f"background_steps must be ignore or no_class, got {self.background_steps!r}")
         if self.length_s < 0 or not 0 <= self.gap_min_s <= self.gap_max_s:
             raise ValueError("need length_s >= 0 and 0 <= gap_min_s <= gap_max_s")
         if self.background_min_dbfs > self.background_max_dbfs:

@@ -16,7 +16,10 @@ from typing import Any
 
 from streamd.errors import CheckpointError, ConfigError
 
-HELP = "convert an official AST .pth, a Hugging Face AST directory or an AuM .pth to a streamd checkpoint"
+HELP = (
+    "convert an official AST .pth, a Hugging Face AST directory or an AuM .pth to a streamd checkpoint, "
+    "or an ImageNet ViT/DeiT (timm .pth/.safetensors, Hugging Face directory) to an AST initialisation"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -162,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
         raise CheckpointError(f"{args.src}: no such file or directory")
     if args.target_frames is not None and args.target_frames < 16:
         raise ConfigError(f"--target-frames must be at least 16, got {args.target_frames}")
+    if _convert_image_model(args):
+        return 0
     try:
         source, config, model, labels, pre = (
             _convert_hf_dir(args) if args.src.is_dir() else _convert_pth(args)
@@ -193,3 +198,44 @@ def run(args: argparse.Namespace) -> int:
         f"{path}: {arch} ({source}), {len(labels)} labels, window {frames} frames, mean {mean:g}, std {std:g}"
     )
     return 0
+
+
+def _convert_image_model(args: argparse.Namespace) -> bool:
+    """An ImageNet ViT/DeiT -> an AST initialisation for ``streamd train --init`` (``models.convert_vit``);
+    False when ``args.src`` is not an image model."""
+    from dataclasses import asdict
+
+    from models import convert_vit
+    from models.checkpoint import save_checkpoint
+    from models.common import FeatureConfig, ModelInfo, Normalization
+
+    try:
+        image = convert_vit.read_image_model(args.src)
+        if image is None:
+            return False
+        state, hf = image
+        features = FeatureConfig()
+        mean, std, frames = _normalization(args, {}, 0)
+        if not frames:
+            raise ConfigError("an ImageNet model has no audio window: give --target-frames or --dataset")
+        strides = {"fstride": args.fstride or 10, "tstride": args.tstride or 10}
+        model = convert_vit.to_ast(state, hf, features.num_mel_bins, frames, **strides)
+        config = model.cfg
+    except ValueError as exc:
+        raise CheckpointError(f"{args.src}: {exc}") from None
+    info = ModelInfo(
+        arch="ast",
+        config=asdict(config),
+        labels=["untrained"],  # the head is fresh: --init re-initialises it for the new labels
+        features=features,
+        normalization=Normalization(mean=mean, std=std, target_frames=frames),
+        extra={"converted_from": "imagenet-" + (hf.get("model_type") or "timm"), "source": args.src.name},
+    )
+    path = save_checkpoint(args.out, model, info)
+    f_dim, t_dim = config.grid(frames)
+    print(
+        f"{path}: ast initialisation from an ImageNet {config.size} model ({config.depth} blocks of "
+        f"{config.embed_dim}), patch grid {f_dim}x{t_dim}, window {frames} frames, mean {mean:g}, "
+        f"std {std:g}; use it with streamd train --init (its head is untrained)"
+    )
+    return True

@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=("single", "cv", "full"), help="override experiment.mode")
     parser.add_argument("--out", type=Path, help="override experiment.output_dir")
     parser.add_argument("--fresh", action="store_true", help="ignore saved training state (default: resume)")
+    parser.add_argument(
+        "--init",
+        metavar="CHECKPOINT|NAME",
+        help="fine-tune: start from a streamd checkpoint or a shipped model's name (default, recurrent)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_own_data_arguments(parser)
 
@@ -111,7 +116,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.mode:
         overrides.append(f'experiment.mode="{args.mode}"')
     try:
-        exp = load_experiment(args.config, overrides)
+        exp = load_experiment(args.config, overrides, init=args.init)
+        if exp.init_notes:
+            print(f"fine-tuning recipe: {', '.join(exp.init_notes)} (--set train.KEY=VALUE to change)")
         if args.out:
             exp.output_dir = args.out
         summary = run_experiment(exp, resume=not args.fresh, progress=not args.no_progress)

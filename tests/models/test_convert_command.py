@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from model_audio import ESC50_CSV, clip_paths, fbank_of, load_wave
 
+from audio_core.windows import pad_with_silence, window_samples_for_frames
 from models.ast import AST, ASTConfig
 from models.aum import AuM, AuMConfig
 from models.checkpoint import load_checkpoint, read_info
@@ -64,8 +64,12 @@ def test_hugging_face_ast_through_classify_scores_as_transformers(tmp_path, caps
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [Path(r["file"]).name for r in rows] == [c.name for c in clips]
     for clip, row in zip(clips, rows, strict=True):
-        fbank = fbank_of(load_wave(clip))  # 498 frames, zero-padded to the 512-frame window as AST does
-        x = info.normalization.apply(F.pad(fbank, (0, 0, 0, 512 - fbank.shape[0]))).unsqueeze(0)
+        # a 5-s clip is shorter than the 512-frame window: streamd's one rule pads the audio with silence
+        # to one window before the fbank (audio_core.windows.pad_with_silence), for every model
+        wave = pad_with_silence(load_wave(clip), window_samples_for_frames(512, info.features))
+        fbank = fbank_of(wave)
+        assert fbank.shape[0] == 512
+        x = info.normalization.apply(fbank).unsqueeze(0)
         with torch.no_grad():
             expected = torch.softmax(hf(input_values=x).logits[0], dim=-1)
         got = {item["label"]: item["score"] for item in row["labels"]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import urllib.request
 import uuid
 from typing import Any
 
@@ -12,6 +13,19 @@ from streamd.integrations import Integrations, attach
 from streamd.model_loading import LoadedModel
 from streamd.publisher import Publisher
 from streamd.sources import Source
+
+
+def scrape_metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """One HTTP scrape of the metrics endpoint: (sample name, sorted labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
 
 
 class Pipeline:

@@ -17,13 +17,15 @@ from audio_core.fbank import compute_fbank
 from audio_core.resample import resample_offline
 from models import FeatureConfig, ModelInfo, build_model
 from models.checkpoint import save_checkpoint
+from streamd.collect import replay_collect
 from streamd.config import DaemonConfig, with_windows
-from streamd.daemon import Daemon, replay_collect, unique_stream_names
+from streamd.daemon import Daemon
 from streamd.errors import ConfigError, StreamdError
 from streamd.events import EventConfig, find_events
 from streamd.model_loading import LoadedModel, load_model
 from streamd.publisher import Publisher
 from streamd.sources import FileSource
+from streamd.streams import unique_stream_names
 
 RATE = 16000
 

@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 from pipeline_helpers import Pipeline
-from prometheus_client.parser import text_string_to_metric_families
+from pipeline_helpers import scrape_metrics as _scrape
 
 from streamd.config import DaemonConfig
 from streamd.errors import ConfigError
 from streamd.metrics import COUNTERS, GAUGES, parse_listen
 from streamd.model_loading import load_model
 from streamd.sources import FileSource
-
-
-def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
 
 
 def test_scrapes_during_a_replay_equal_the_status_counters(
@@ -42,6 +31,7 @@ def test_scrapes_during_a_replay_equal_the_status_counters(
     cfg.events.threshold = 0.0
     cfg.events.min_hits = 1
     cfg.metrics.listen = "127.0.0.1:0"
+    cfg.clips.dir = str(tmp_path / "clips")  # its counters join the status and the scrape
     model = load_model(small_checkpoint, compute="cpu")
     source = FileSource(path, speed=4.0)
     pipe = Pipeline(cfg, [source], model)
@@ -80,7 +70,7 @@ def test_scrapes_during_a_replay_equal_the_status_counters(
         def matches(msg: dict, scrape: dict = scrape) -> bool:
             counters = msg["counters"]
             return all(
-                scrape[(f"{name}_total", label)] == counters[k] for k, (name, _) in COUNTERS.items()
+                scrape.get((f"{name}_total", label)) == counters.get(k) for k, (name, _) in COUNTERS.items()
             ) and all(scrape[(name, label)] == counters[k] for k, (name, _) in GAUGES.items())
 
         assert any(matches(m) for m in same_time)
@@ -89,6 +79,9 @@ def test_scrapes_during_a_replay_equal_the_status_counters(
     last = statuses[-1]
     assert last["state"] == "finished"
     assert final[("streamd_windows_total", label)] == last["counters"]["windows"] > 0
+    clip_counters = ("clips_saved", "clip_write_errors", "clips_dropped_speech", "clips_unchecked")
+    assert all(final[(f"{COUNTERS[k][0]}_total", label)] == last["counters"][k] for k in clip_counters)
+    assert ("streamd_mqtt_delivered_total", label) not in final  # MQTT is off: no such series
     assert final[("streamd_device_state", (("state", "finished"), ("stream", stream)))] == 1.0
     predictions = pipe.of("prediction")
     assert final[("streamd_window_to_publish_seconds_count", label)] == len(predictions)

@@ -80,6 +80,10 @@ def test_replay_publishes_bodies_discovery_and_availability(
     final = bodies["status"][-1]
     assert final["state"] == "finished"
     assert len(bodies["prediction"]) == final["counters"]["windows"]
+    # the status counts what went to the broker before it (the MQTT thread may lag, never lead)
+    sent_before = sum(len(items) for items in bodies.values()) - 1 + 2  # + the ON/OFF states
+    assert 0 < final["counters"]["mqtt_delivered"] <= sent_before
+    assert final["counters"]["mqtt_undelivered"] == 0
     assert [e["state"] for e in bodies["event"]] == ["start", "end"]
     assert sub.on("home/sound/availability") == [b"online", b"offline"]
     assert sub.on(f"home/sound/{stream}/active/{LABEL}") == [b"ON", b"OFF"]
@@ -151,6 +155,7 @@ def test_reconnects_after_the_broker_restarts_and_counts_losses(broker: Broker) 
         while sink.undelivered < 5000 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert sink.undelivered == 5000
+        assert sink.counters_for("s1") == {"mqtt_delivered": 1, "mqtt_undelivered": 5000}
         broker.start()
         assert sink.wait_connected(15), "did not reconnect"
         sub = Subscriber(broker.port)

@@ -27,10 +27,13 @@ CurveKeys = tuple[Path, Path]  # (server public key file, client secret key file
 
 
 def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
-    """The schema with every local ``{"$ref": "#/$defs/x"}`` replaced by its target (same meaning, faster)."""
+    """The schema with every local ``{"$ref": "#/$defs/x", ...}`` replaced by its target (annotations such as
+    ``description`` kept beside it: same meaning, faster)."""
     if isinstance(node, dict):
-        if set(node) == {"$ref"} and node["$ref"].startswith("#/$defs/"):
-            return _inline_refs(defs[node["$ref"].removeprefix("#/$defs/")], defs)
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            others = {key: value for key, value in node.items() if key != "$ref"}
+            return {**_inline_refs(defs[ref.removeprefix("#/$defs/")], defs), **others}
         return {key: _inline_refs(value, defs) for key, value in node.items() if key != "$defs"}
     if isinstance(node, list):
         return [_inline_refs(value, defs) for value in node]

@@ -49,6 +49,20 @@ def test_esc50_reader_fold_filter_keeps_label_indices(tmp_path: Path, esc50_root
         assert clip_set.labels[clip.targets[0]] == by_path[clip.path]
 
 
+def test_esc50_reader_category_filters(esc50_root: Path) -> None:
+    csv_path = esc50_root / "meta" / "esc50.csv"
+    kept = read_esc50(csv_path, categories=["cat", "dog", "rain"])
+    assert kept.labels == ["dog", "cat", "rain"]  # ESC-50 targets 0, 5, 10 in their order
+    assert len(kept.clips) == 3 * 32  # 8 clips per class and fold, folds 1-4
+    dropped = read_esc50(csv_path, exclude_categories=["cat", "dog"])
+    assert len(dropped.labels) == 48 and not {"cat", "dog"} & set(dropped.labels)
+    assert len(dropped.clips) == 48 * 32
+    with pytest.raises(DatasetError, match=r"categories: unknown categor\(ies\) \['kat'\]"):
+        read_esc50(csv_path, categories=["kat"])
+    with pytest.raises(DatasetError, match="no rows left"):
+        read_esc50(csv_path, categories=["dog"], exclude_categories=["dog"])
+
+
 def test_esc50_reader_errors(tmp_path: Path, esc50_root: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("filename,fold,category\nx.flac,1,dog\n")

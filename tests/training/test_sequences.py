@@ -131,3 +131,49 @@ def test_streams_of_silent_clips_leave_the_model_untouched(tmp_path: Path) -> No
     assert result.history[-1]["skipped_batches"] > 0  # counted, not silently dropped
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, before[key])
+
+
+def _stream_trained(
+    esc50_root: Path, tmp_path: Path, background_steps: str
+) -> tuple[object, ModelInfo, float]:
+    rows = small_esc50_rows(tuple(LABELS), 3, (1,))
+    clips = [Clip(esc50_root / "audio" / r["filename"], (LABELS.index(r["category"]),), 1) for r in rows]
+    norm = Normalization(mean=-6.0, std=5.5, target_frames=300)
+    x = cached_fbanks(clips, FEATURES, None, norm.target_frames)
+    y = np.array([c.targets[0] for c in clips])
+    config = {"num_classes": 3, "num_mel_bins": 32, "d_model": 32, "n_layers": 1, "dropout": 0.0}
+    torch.manual_seed(0)
+    model = build_model("streaming_mamba", config)
+    info = ModelInfo("streaming_mamba", config, LABELS, FEATURES, norm)
+    sequences = SequenceConfig(length_s=9.0, gap_min_s=0.5, gap_max_s=2.0, background_steps=background_steps)
+    cfg = TrainConfig(
+        epochs=12,
+        batch_size=4,
+        lr=5e-3,
+        warmup_epochs=1.0,
+        precision="fp32",
+        eval_every=0,
+        label_smoothing=0.0,
+        augment=AugmentConfig(mixup_prob=0.0, gain_db=3.0, freq_mask=4, time_mask=10),
+        sequences=sequences,
+    )
+    result = train_model(model, (x, y), None, cfg, info, tmp_path / background_steps, progress=False)
+    return model, info, result.history[-1]["train_acc"]
+
+
+def test_background_steps_learn_no_class_on_quiet_noise(esc50_root: Path, tmp_path: Path) -> None:
+    """With ``background_steps = "no_class"`` the gaps between clips teach "nothing": on a stream of quiet
+    pink noise alone the model stays far from any class (no events), while still learning the clips."""
+    rng = np.random.default_rng(0)
+    noise = pink_noise(12 * 16000, rng) * 10 ** (-50 / 20)  # 12 s at -50 dBFS
+    fbank = compute_fbank(noise.astype(np.float32), FEATURES)
+    top = {}
+    for mode in ("ignore", "no_class"):
+        model, info, train_acc = _stream_trained(esc50_root, tmp_path, mode)
+        assert train_acc > 0.5, (mode, train_acc)
+        model.eval()
+        with torch.no_grad():
+            probs = torch.softmax(model.forward_steps(info.normalization.apply(fbank).unsqueeze(0))[0], -1)
+        top[mode] = float(probs[5:].max())  # after the first second
+    assert top["no_class"] < 0.5 <= top["ignore"] or top["no_class"] < 0.6 * top["ignore"], top
+    assert top["no_class"] < 0.5, top

@@ -1,0 +1,255 @@
+"""Distillation on real ESC-50 clips: the loss (ensemble, temperature, dist token), cached vs online
+teacher targets, distilled training of a CNN, a streamed recurrent model and an AST, honest per-fold
+teachers, and between-class mixing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from esc50_subset import small_esc50_rows, write_esc50_subset
+
+from models.checkpoint import load_checkpoint, read_info
+from models.common import FeatureConfig, ModelInfo, Normalization
+from models.registry import build_model
+from streamd.cli import main
+from training.augment import AugmentConfig, between_class, clip_gain_db
+from training.cache import cached_fbanks
+from training.clips import Clip
+from training.distill import (
+    DistillConfig,
+    TeacherError,
+    build_teacher,
+    dist_token_target,
+    distill_loss,
+    ensemble_probs,
+    kd_loss,
+    teacher_logits,
+    teacher_paths,
+    vet_teachers,
+)
+from training.loop import TrainConfig, train_model
+from training.sequences import SequenceConfig
+
+LABELS = ["dog", "rooster", "rain"]
+STUDENT_FEATURES = FeatureConfig(num_mel_bins=32)  # the teacher (fixture) has 128 bins
+STUDENT_NORM = Normalization(mean=-6.0, std=5.5, target_frames=300)
+
+
+@pytest.fixture(scope="module")
+def clips(esc50_root: Path) -> list[Clip]:
+    rows = small_esc50_rows(tuple(LABELS), 2, (1, 2))  # the teacher's own training clips
+    return [
+        Clip(esc50_root / "audio" / r["filename"], (LABELS.index(r["category"]),), int(r["fold"]))
+        for r in rows
+    ]
+
+
+@pytest.fixture(scope="module")
+def teacher_inputs(
+    trained_checkpoint: Path, clips: list[Clip]
+) -> tuple[torch.nn.Module, ModelInfo, torch.Tensor]:
+    model, info = load_checkpoint(trained_checkpoint)
+    x = cached_fbanks(clips, info.features, None, info.normalization.target_frames)
+    return model, info, torch.from_numpy(x)
+
+
+def _student_info(arch: str, config: dict) -> ModelInfo:
+    return ModelInfo(arch, config, LABELS, STUDENT_FEATURES, STUDENT_NORM)
+
+
+def test_ensemble_averages_tempered_probabilities(teacher_inputs) -> None:
+    model, info, x = teacher_inputs
+    trained = teacher_logits(model, info, x)
+    torch.manual_seed(1)
+    untrained = teacher_logits(build_model(info.arch, info.config).eval(), info, x)
+    for t in (1.0, 4.0):
+        expected = (torch.softmax(trained / t, 1) + torch.softmax(untrained / t, 1)) / 2
+        torch.testing.assert_close(ensemble_probs([trained, untrained], t), expected)
+    entropy = [-(p * p.log()).sum(1).mean() for p in (ensemble_probs([trained], t) for t in (1.0, 4.0))]
+    assert entropy[1] > entropy[0]  # a higher temperature softens the targets
+
+
+def test_kd_loss_is_t_squared_kl(teacher_inputs) -> None:
+    model, info, x = teacher_inputs
+    teacher = ensemble_probs([teacher_logits(model, info, x)], 3.0)
+    student = torch.randn(len(x), 3, generator=torch.Generator().manual_seed(0))
+    reference = F.kl_div(F.log_softmax(student / 3.0, 1), teacher, reduction="batchmean") * 9.0
+    torch.testing.assert_close(kd_loss(student, teacher, 3.0), reference)
+    same = teacher_logits(model, info, x)
+    assert float(kd_loss(same, ensemble_probs([same], 3.0), 3.0)) < 1e-5  # the teacher itself: no loss
+
+
+def test_dist_token_learns_the_teacher_and_cls_the_labels(teacher_inputs) -> None:
+    model, info, x = teacher_inputs
+    probs = ensemble_probs([teacher_logits(model, info, x)], 2.0)
+    hard = dist_token_target(probs, "hard")
+    assert torch.equal(hard.argmax(1), probs.argmax(1)) and torch.equal(hard.sum(1), torch.ones(len(x)))
+    labels = F.one_hot(torch.tensor([0, 1, 2]).repeat(len(x) // 3), 3).float()
+    for target in ("hard", "soft"):
+        cfg = DistillConfig(teachers=["t"], temperature=2.0, weight=0.5, dist_target=target)
+        cls = torch.randn(len(x), 3, requires_grad=True)
+        dist = torch.randn(len(x), 3, requires_grad=True)
+        loss, parts = distill_loss((cls, dist), labels, probs, cfg, 0.0)
+        g_cls, g_dist = torch.autograd.grad(parts_loss := loss, (cls, dist))
+        label_only = F.cross_entropy(cls, labels.argmax(1))
+        assert parts["label_loss"] == pytest.approx(float(label_only.detach()), rel=1e-5)
+        expected = F.cross_entropy(dist, probs.argmax(1)) if target == "hard" else kd_loss(dist, probs, 2.0)
+        assert parts["teacher_loss"] == pytest.approx(float(expected.detach()), rel=1e-5)
+        torch.testing.assert_close(g_cls, torch.autograd.grad(0.5 * label_only, cls)[0])
+        torch.testing.assert_close(g_dist, torch.autograd.grad(0.5 * expected, dist)[0])
+        assert float(parts_loss.detach()) > 0
+
+
+def test_ast_tokens_average_to_the_unchanged_forward(teacher_inputs) -> None:
+    config = {"num_classes": 3, "num_mel_bins": 32, "target_frames": 300, "size": "custom", "embed_dim": 48}
+    config |= {"depth": 2, "num_heads": 3, "fstride": 16, "tstride": 16}
+    torch.manual_seed(0)
+    ast = build_model("ast", config).eval()
+    x = torch.randn(2, 300, 32)
+    cls, dist = ast.forward_tokens(x)
+    tokens = ast.token_outputs(x)
+    torch.testing.assert_close(ast(x), ast.head(ast.head_norm(tokens.mean(1))))
+    torch.testing.assert_close(cls, ast.head(ast.head_norm(tokens[:, 0])))
+    torch.testing.assert_close(dist, ast.head(ast.head_norm(tokens[:, 1])))
+
+
+def test_cached_and_online_teachers_agree_on_an_unaugmented_clip(trained_checkpoint: Path, clips) -> None:
+    info = read_info(trained_checkpoint)
+    student = ModelInfo("resnet_cnn", {}, LABELS, info.features, info.normalization)  # the teacher's input
+    cfg = DistillConfig(teachers=[str(trained_checkpoint)] * 2, mode="online", temperature=2.0)
+    teacher = build_teacher(cfg, clips, None, student, None, streams=False)
+    assert teacher.online
+    x = cached_fbanks(clips, info.features, None, info.normalization.target_frames)
+    torch.testing.assert_close(teacher.probs_of(torch.from_numpy(x)), teacher.clip_probs)
+
+
+def test_online_falls_back_to_cached_when_features_differ(trained_checkpoint: Path, clips) -> None:
+    lines: list[str] = []
+    cfg = DistillConfig(teachers=[str(trained_checkpoint)], mode="online")
+    student = _student_info("resnet_cnn", {})
+    from training.distill import Teacher, load_teachers
+
+    teachers = load_teachers(cfg, None, LABELS)
+    inputs = [cached_fbanks(clips, i.features, None, i.normalization.target_frames) for _, i in teachers]
+    teacher = Teacher(cfg, teachers, inputs, student, log=lines.append)
+    assert not teacher.online and lines == [lines[0]] and "falls back to cached" in lines[0]
+
+
+def _train(
+    arch: str, config: dict, clips, trained_checkpoint: Path, tmp_path: Path, weight: float, **changes
+):
+    x = cached_fbanks(clips, STUDENT_FEATURES, None, STUDENT_NORM.target_frames)
+    y = np.array([c.targets[0] for c in clips])
+    info = _student_info(arch, config)
+    torch.manual_seed(0)
+    model = build_model(arch, config)
+    distill = DistillConfig(teachers=[str(trained_checkpoint)], temperature=2.0, weight=weight)
+    base = {
+        "epochs": 8,
+        "batch_size": 4,
+        "lr": 3e-3,
+        "warmup_epochs": 1.0,
+        "precision": "fp32",
+        "eval_every": 0,
+        "label_smoothing": 0.0,
+        "augment": AugmentConfig(mixup_prob=0.0, time_shift_frac=0.0, gain_db=0.0, freq_mask=0, time_mask=0),
+        "distill": distill,
+    }
+    cfg = TrainConfig(**{**base, **changes})
+    teacher = build_teacher(distill, clips, None, info, None, streams=cfg.sequences.enabled)
+    out = tmp_path / f"w{weight}"
+    return train_model(model, (x, y), None, cfg, info, out, progress=False, teacher=teacher).history
+
+
+def test_distilled_training_lowers_label_and_teacher_loss(trained_checkpoint: Path, clips, tmp_path) -> None:
+    """The student starts near uniform, close to a soft teacher at T = 2: the teacher loss is judged
+    against the same student trained on the labels alone (weight 0, the teacher loss only measured)."""
+    config = {"num_classes": 3, "num_mel_bins": 32, "channels": [8, 16], "dropout": 0.0}
+    distilled = _train("resnet_cnn", config, clips, trained_checkpoint, tmp_path, 0.5)
+    labels_only = _train("resnet_cnn", config, clips, trained_checkpoint, tmp_path, 0.0)
+    assert distilled[-1]["label_loss"] < 0.8 * distilled[0]["label_loss"]
+    assert distilled[-1]["teacher_loss"] < 0.8 * labels_only[-1]["teacher_loss"]
+
+
+def test_distilled_ast_trains_both_tokens(trained_checkpoint: Path, clips, tmp_path) -> None:
+    """DeiT's hard distillation: the dist token learns the teacher's argmax, the cls token the labels."""
+    config = {"num_classes": 3, "num_mel_bins": 32, "target_frames": 300, "size": "custom", "embed_dim": 48}
+    config |= {"depth": 2, "num_heads": 3, "fstride": 16, "tstride": 16}
+    history = _train("ast", config, clips, trained_checkpoint, tmp_path, 0.5, epochs=10, lr=1e-3)
+    assert history[-1]["label_loss"] < 0.8 * history[0]["label_loss"]
+    assert history[-1]["teacher_loss"] < 0.8 * history[0]["teacher_loss"]
+
+
+def test_streams_learn_teacher_targets_at_every_step_over_a_clip(
+    trained_checkpoint: Path, clips, tmp_path
+) -> None:
+    """Steps over clips learn their clip's teacher probabilities: the distilled stream student ends
+    closer to the teacher than the same student trained on the labels alone, and still learns the labels."""
+    config = {"num_classes": 3, "num_mel_bins": 32, "d_model": 32, "n_layers": 1, "dropout": 0.0}
+    sequences = SequenceConfig(length_s=9.0, gap_min_s=0.2, gap_max_s=1.0)
+    run = {"sequences": sequences, "epochs": 12, "lr": 5e-3}
+    distilled = _train("streaming_mamba", config, clips, trained_checkpoint, tmp_path, 0.5, **run)
+    labels_only = _train("streaming_mamba", config, clips, trained_checkpoint, tmp_path, 0.0, **run)
+    assert distilled[-1]["label_loss"] < 0.8 * distilled[0]["label_loss"]
+    assert distilled[-1]["teacher_loss"] < 0.8 * labels_only[-1]["teacher_loss"]
+
+
+def test_fold_teachers_are_substituted_and_dishonest_ones_refused(trained_checkpoint: Path) -> None:
+    cfg = DistillConfig(teachers=["runs/t_f{fold}/single/model.safetensors", "a.safetensors"])
+    assert teacher_paths(cfg, [4]) == [Path("runs/t_f4/single/model.safetensors"), Path("a.safetensors")]
+    with pytest.raises(TeacherError, match="exactly one held-out fold"):
+        teacher_paths(cfg, None)
+    honest = DistillConfig(teachers=[str(trained_checkpoint)])  # trained on folds 1 and 2
+    vet_teachers(honest, [None, [3]], LABELS)  # full mode, or a fold it never saw: fine
+    with pytest.raises(TeacherError, match=r"trained on held-out fold\(s\) \[2\]: refused"):
+        vet_teachers(honest, [[3], [2]], LABELS)
+
+
+def test_train_command_refuses_a_teacher_that_saw_the_held_out_fold(
+    trained_checkpoint: Path, esc50_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv_path = write_esc50_subset(tmp_path, tuple(LABELS), 1, (1, 2))
+    config = tmp_path / "distill.toml"
+    config.write_text(
+        f"""
+[experiment]
+output_dir = "{tmp_path / "run"}"
+mode = "cv"
+[data]
+reader = "esc50"
+csv_path = "{csv_path}"
+audio_dir = "{esc50_root / "audio"}"
+[model]
+arch = "resnet_cnn"
+[train.distill]
+teachers = "{trained_checkpoint}"
+"""
+    )
+    code = main(["train", str(config), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "trained on held-out fold(s) [1]: refused" in err
+    assert not (tmp_path / "run" / "fold1").exists()  # refused before any training
+
+
+def test_between_class_mixing_pairs_clips_of_different_classes(teacher_inputs, clips) -> None:
+    _, info, x = teacher_inputs
+    classes = torch.tensor([c.targets[0] for c in clips])
+    y = F.one_hot(classes, 3).float()
+    mixed, target = between_class(x, y, classes, 1.0, torch.Generator().manual_seed(0), info.features)
+    assert torch.equal((target > 0).sum(1), torch.full((len(x),), 2))  # two classes in every target
+    torch.testing.assert_close(target.sum(1), torch.ones(len(x)))
+    assert not torch.equal(mixed, x)
+    same = torch.zeros(len(x), dtype=torch.long)  # one class only: no partner, nothing mixed
+    alone, target_alone = between_class(x, y, same, 1.0, torch.Generator().manual_seed(0), info.features)
+    assert torch.equal(alone, x) and torch.equal(target_alone, y)
+
+
+def test_between_class_gain_is_the_loudest_a_weighted_frame(teacher_inputs) -> None:
+    _, info, x = teacher_inputs
+    louder = clip_gain_db(x + np.log(10.0), info.features)  # +10 dB power on every bin
+    torch.testing.assert_close(louder, clip_gain_db(x, info.features) + 10.0)

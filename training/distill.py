@@ -1,0 +1,277 @@
+"""Knowledge distillation: teacher checkpoints, their soft targets, and the distillation loss.
+
+``[train.distill]`` names one teacher checkpoint or several (an ensemble: their tempered probabilities
+are averaged), a temperature ``T`` and a ``weight`` w; the student's loss is
+``(1 - w) * label loss + w * T² * KL(teacher_T ‖ softmax(student / T))`` (Hinton et al. 2015).
+
+Two modes:
+
+- ``cached``: every training clip is scored once, un-augmented, on the teacher's own features (its mel
+  bins, normalisation and window length, from the fbank cache); mixup and between-class mixing mix these
+  probabilities with the clip's labels at the same ratio. Streams of a recurrent model give every step
+  over a clip that clip's probabilities.
+- ``online``: the teacher scores the very input the student sees after shift, gain and mixing (before
+  SpecAugment's masks), so the soft target follows the augmentation. This needs the teacher's features and
+  window to be the student's; otherwise, and for streams, the run falls back to ``cached`` and says so.
+
+A model with a distillation token (``forward_tokens``: AST) learns the labels with its cls output and the
+teacher with its dist output: its argmax (``dist_target = "hard"``, DeiT's hard distillation) or its
+tempered probabilities (``"soft"``). Inference is unchanged (the tokens are averaged).
+
+Honest teachers: a teacher path may hold ``{fold}``, replaced by the held-out fold of a single / cv run;
+a teacher whose recorded training folds include a held-out fold is refused.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.checkpoint import load_checkpoint
+from models.common import ModelInfo
+
+MODES = ("cached", "online")
+DIST_TARGETS = ("hard", "soft")
+
+
+@dataclass
+class DistillConfig:
+    teachers: list[str] = field(
+        default_factory=list
+    )  # checkpoint paths ({fold}: the held-out fold); empty: off
+    temperature: float = 2.0
+    weight: float = 0.5  # share of the teacher loss; the label loss gets 1 - weight
+    mode: str = "cached"  # cached | online
+    dist_target: str = "hard"  # models with a distillation token: hard (argmax) | soft
+
+    def __post_init__(self) -> None:
+        if isinstance(self.teachers, str):
+            self.teachers = [self.teachers]
+        if not all(isinstance(t, str) and t for t in self.teachers):
+            raise ValueError("teachers must be a checkpoint path or a list of them")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.dist_target not in DIST_TARGETS:
+            raise ValueError(
+                f"dist_target must be one of {', '.join(DIST_TARGETS)}, got {self.dist_target!r}"
+            )
+        if self.temperature <= 0 or not 0.0 <= self.weight <= 1.0:
+            raise ValueError("need temperature > 0 and 0 <= weight <= 1")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.teachers)
+
+
+class TeacherError(ValueError):
+    """A teacher cannot be used for this run; the message is one line."""
+
+
+def teacher_paths(cfg: DistillConfig, held_out: list[int] | None) -> list[Path]:
+    """The teachers' checkpoint paths for a run holding out ``held_out`` (None: full mode)."""
+    paths = []
+    for template in cfg.teachers:
+        if "{fold}" in template:
+            if not held_out or len(held_out) != 1:
+                raise TeacherError(f"teacher {template}: {{fold}} needs exactly one held-out fold")
+            template = template.replace("{fold}", str(held_out[0]))
+        paths.append(Path(template))
+    return paths
+
+
+def check_honest(path: Path, info: ModelInfo, held_out: list[int] | None) -> None:
+    """Refuse a teacher that saw a held-out fold (or does not say which folds it saw)."""
+    if not held_out:
+        return
+    seen = info.extra.get("train_folds")
+    if seen is None:
+        raise TeacherError(
+            f"teacher {path} records no train_folds; cannot show it never saw fold(s) {held_out}"
+        )
+    leaked = sorted(set(seen) & set(held_out))
+    if leaked:
+        raise TeacherError(f"teacher {path} was trained on held-out fold(s) {leaked}: refused")
+
+
+def load_teachers(
+    cfg: DistillConfig, held_out: list[int] | None, labels: list[str]
+) -> list[tuple[nn.Module, ModelInfo]]:
+    """Load and vet the teachers of a run: honest folds, the student's labels in the same order."""
+    from models.checkpoint import CheckpointLoadError
+
+    teachers = []
+    for path in teacher_paths(cfg, held_out):
+        try:
+            model, info = load_checkpoint(path)
+        except CheckpointLoadError as exc:
+            raise TeacherError(f"teacher: {exc}") from None
+        check_teacher(path, info, held_out, labels)
+        teachers.append((model, info))
+    return teachers
+
+
+def check_teacher(path: Path, info: ModelInfo, held_out: list[int] | None, labels: list[str]) -> None:
+    """An honest teacher with the student's labels in the same order, single-label."""
+    check_honest(path, info, held_out)
+    if info.labels != labels:
+        raise TeacherError(
+            f"teacher {path} has other labels than the data ({len(info.labels)} vs {len(labels)})"
+        )
+    if info.multi_label:
+        raise TeacherError(f"teacher {path} is multi-label; distillation here is for single-label data")
+
+
+@torch.no_grad()
+def teacher_logits(
+    model: nn.Module, info: ModelInfo, fbank: torch.Tensor, batch_size: int = 64
+) -> torch.Tensor:
+    """Logits ``(N, C)`` of a teacher for un-normalised fbanks ``(N, T, F)`` on its own features (fp32)."""
+    model.eval()
+    out = [
+        model(info.normalization.apply(fbank[i : i + batch_size])).float()
+        for i in range(0, len(fbank), batch_size)
+    ]
+    return torch.cat(out)
+
+
+def ensemble_probs(logits: list[torch.Tensor], temperature: float) -> torch.Tensor:
+    """The mean over teachers of ``softmax(logits / T)``: ``[(N, C), ...] -> (N, C)``."""
+    return torch.stack([torch.softmax(z.float() / temperature, dim=-1) for z in logits]).mean(0)
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``T² * KL(teacher ‖ softmax(student / T))``, mean over rows ``(N, C)``."""
+    log_q = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    p = teacher_probs.float()
+    kl = (p * (torch.log(p.clamp_min(1e-12)) - log_q)).sum(-1)
+    return temperature**2 * kl.mean()
+
+
+def dist_token_target(teacher_probs: torch.Tensor, dist_target: str) -> torch.Tensor:
+    """What a distillation token learns: the teacher's argmax as one-hot (hard) or its probabilities."""
+    if dist_target == "hard":
+        return F.one_hot(teacher_probs.argmax(-1), teacher_probs.shape[-1]).float()
+    return teacher_probs.float()
+
+
+def distill_loss(
+    logits: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+    labels: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    cfg: DistillConfig,
+    smoothing: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The distilled loss and its parts for ``(N, C)`` logits (or a ``(cls, dist)`` pair of them).
+
+    ``labels`` and ``teacher_probs`` are ``(N, C)`` soft targets. With a pair, the cls logits learn the
+    labels and the dist logits the teacher (hard: cross-entropy with its argmax; soft: ``T² * KL``).
+    """
+    from training.loop import loss_fn
+
+    w = cfg.weight
+    if isinstance(logits, tuple):
+        cls_logits, dist_logits = logits
+        label_part = loss_fn(cls_logits, labels, False, smoothing)
+        if cfg.dist_target == "hard":
+            teacher_part = loss_fn(dist_logits, dist_token_target(teacher_probs, "hard"), False, 0.0)
+        else:
+            teacher_part = kd_loss(dist_logits, teacher_probs, cfg.temperature)
+    else:
+        label_part = loss_fn(logits, labels, False, smoothing)
+        teacher_part = kd_loss(logits, teacher_probs, cfg.temperature)
+    total = (1 - w) * label_part + w * teacher_part
+    return total, {"label_loss": float(label_part.detach()), "teacher_loss": float(teacher_part.detach())}
+
+
+def flatten_steps(
+    logits: torch.Tensor | tuple[torch.Tensor, torch.Tensor], *targets: torch.Tensor
+) -> tuple[torch.Tensor | tuple[torch.Tensor, torch.Tensor], ...]:
+    """``(B, S, C)`` logits over a recurrent model's last steps -> ``(B*S, C)``, each clip target repeated."""
+    if isinstance(logits, tuple) or logits.ndim == 2:
+        return (logits, *targets)
+    b, s, c = logits.shape
+    repeated = [t.unsqueeze(1).expand(b, s, t.shape[-1]).reshape(b * s, -1) for t in targets]
+    return (logits.reshape(b * s, c), *repeated)
+
+
+class Teacher:
+    """The teachers of one run: clip-level tempered probabilities of the training clips, and (online) the
+    models that score augmented batches."""
+
+    def __init__(
+        self,
+        cfg: DistillConfig,
+        teachers: list[tuple[nn.Module, ModelInfo]],
+        inputs: list[np.ndarray],
+        student: ModelInfo,
+        streams: bool = False,
+        paths: list[Path] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        """``inputs[k]``: the training clips' un-normalised fbanks on teacher k's own features."""
+        self.cfg = cfg
+        self.paths = paths or []
+        self.models = teachers
+        logits = [
+            teacher_logits(m, i, torch.from_numpy(x)) for (m, i), x in zip(teachers, inputs, strict=True)
+        ]
+        self.clip_probs = ensemble_probs(logits, cfg.temperature)  # (N, C)
+        self.online = cfg.mode == "online"
+        say = log or (lambda line: print(line, file=sys.stderr))
+        if self.online and streams:
+            self.online = False
+            say("distill: online mode falls back to cached: streams use clip-level teacher targets")
+        elif self.online and not all(_same_input(i, student) for _, i in teachers):
+            self.online = False
+            say("distill: online falls back to cached: a teacher's features or window are not the student's")
+
+    @torch.no_grad()
+    def probs_of(self, fbank: torch.Tensor) -> torch.Tensor:
+        """Online: the ensemble's tempered probabilities ``(B, C)`` for un-normalised fbanks ``(B, T, F)``."""
+        logits = [teacher_logits(m, i, fbank) for m, i in self.models]
+        return ensemble_probs(logits, self.cfg.temperature)
+
+
+def _same_input(teacher: ModelInfo, student: ModelInfo) -> bool:
+    return (
+        teacher.features == student.features
+        and teacher.normalization.target_frames == student.normalization.target_frames
+    )
+
+
+def vet_teachers(cfg: DistillConfig, held_outs: list[list[int] | None], labels: list[str]) -> None:
+    """Check every run's teachers (metadata only) before any training starts."""
+    from models.checkpoint import CheckpointLoadError, read_info
+
+    for held_out in held_outs:
+        for path in teacher_paths(cfg, held_out):
+            try:
+                info = read_info(path)
+            except CheckpointLoadError as exc:
+                raise TeacherError(f"teacher: {exc}") from None
+            check_teacher(path, info, held_out, labels)
+
+
+def build_teacher(
+    cfg: DistillConfig,
+    clips: list,
+    held_out: list[int] | None,
+    student: ModelInfo,
+    cache_dir: Path | None,
+    streams: bool,
+) -> Teacher:
+    """Load a run's teachers and score its training ``clips`` (``training.clips.Clip``) on each teacher's
+    own features, from the fbank cache."""
+    from training.cache import cached_fbanks
+
+    teachers = load_teachers(cfg, held_out, student.labels)
+    inputs = [cached_fbanks(clips, i.features, cache_dir, i.normalization.target_frames) for _, i in teachers]
+    paths = teacher_paths(cfg, held_out)
+    return Teacher(cfg, teachers, inputs, student, streams=streams, paths=paths)
