@@ -226,6 +226,8 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
     except ValueError as exc:
         raise _fail(source, "train.augment", str(exc)) from None
     try:
+        if isinstance(distill.get("teachers"), str):  # one teacher may be named without a list
+            distill = {**distill, "teachers": [distill["teachers"]]}
         dist = DistillConfig(**_dataclass_values(source, "train.distill", DistillConfig, distill))
     except ValueError as exc:
         raise _fail(source, "train.distill", str(exc)) from None
