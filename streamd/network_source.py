@@ -127,12 +127,6 @@ class NetworkSource(Source):
             self._first.close()
             self._first = None
 
-    def join(self, timeout: float | None = None) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
-
     def restart(self) -> None:
         """Reconnect (called by the daemon's watchdog, with its backoff); the connecting is done by the
         source's thread, so this never blocks."""

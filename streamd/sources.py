@@ -145,6 +145,11 @@ class Source:
         raise NotImplementedError
 
     def join(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` for the source's reader thread (``_thread``), if it has one."""
+        thread = getattr(self, "_thread", None)
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
         return True
 
     def restart(self) -> None:
@@ -201,12 +206,6 @@ class FileSource(Source):
     def stop(self) -> None:
         self._stop.set()
         self._space.set()
-
-    def join(self, timeout: float | None = None) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
 
     def _run(self) -> None:
         try:

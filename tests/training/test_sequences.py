@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -82,28 +83,8 @@ def test_step_targets_follow_the_soundscape_truth_rule() -> None:
 
 
 def test_a_recurrent_model_learns_from_streams_of_real_clips(esc50_root: Path, tmp_path: Path) -> None:
-    rows = small_esc50_rows(tuple(LABELS), 3, (1,))
-    clips = [Clip(esc50_root / "audio" / r["filename"], (LABELS.index(r["category"]),), 1) for r in rows]
-    norm = Normalization(mean=-6.0, std=5.5, target_frames=300)
-    x = cached_fbanks(clips, FEATURES, None, norm.target_frames)
-    y = np.array([c.targets[0] for c in clips])
-    config = {"num_classes": 3, "num_mel_bins": 32, "d_model": 32, "n_layers": 1, "dropout": 0.0}
-    torch.manual_seed(0)
-    model = build_model("streaming_mamba", config)
-    info = ModelInfo("streaming_mamba", config, LABELS, FEATURES, norm)
-    augment = AugmentConfig(mixup_prob=0.0, gain_db=3.0, freq_mask=4, time_mask=10)
-    cfg = TrainConfig(
-        epochs=12,
-        batch_size=4,
-        lr=5e-3,
-        warmup_epochs=1.0,
-        precision="fp32",
-        eval_every=0,
-        label_smoothing=0.0,
-        augment=augment,
-        sequences=SequenceConfig(length_s=9.0, gap_min_s=0.2, gap_max_s=1.0),
-    )
-    result = train_model(model, (x, y), None, cfg, info, tmp_path, progress=False)
+    sequences = SequenceConfig(length_s=9.0, gap_min_s=0.2, gap_max_s=1.0)
+    _, _, result = _stream_trained(esc50_root, tmp_path, sequences)
     losses = [h["loss"] for h in result.history]
     assert losses[-1] < 0.7 * losses[0]
     assert result.history[-1]["train_acc"] > 0.6
@@ -134,8 +115,9 @@ def test_streams_of_silent_clips_leave_the_model_untouched(tmp_path: Path) -> No
 
 
 def _stream_trained(
-    esc50_root: Path, tmp_path: Path, background_steps: str
-) -> tuple[object, ModelInfo, float]:
+    esc50_root: Path, tmp_path: Path, sequences: SequenceConfig
+) -> tuple[Any, ModelInfo, Any]:
+    """A small streaming Mamba trained 12 epochs on streams of nine real clips (three classes)."""
     rows = small_esc50_rows(tuple(LABELS), 3, (1,))
     clips = [Clip(esc50_root / "audio" / r["filename"], (LABELS.index(r["category"]),), 1) for r in rows]
     norm = Normalization(mean=-6.0, std=5.5, target_frames=300)
@@ -145,7 +127,6 @@ def _stream_trained(
     torch.manual_seed(0)
     model = build_model("streaming_mamba", config)
     info = ModelInfo("streaming_mamba", config, LABELS, FEATURES, norm)
-    sequences = SequenceConfig(length_s=9.0, gap_min_s=0.5, gap_max_s=2.0, background_steps=background_steps)
     cfg = TrainConfig(
         epochs=12,
         batch_size=4,
@@ -157,8 +138,8 @@ def _stream_trained(
         augment=AugmentConfig(mixup_prob=0.0, gain_db=3.0, freq_mask=4, time_mask=10),
         sequences=sequences,
     )
-    result = train_model(model, (x, y), None, cfg, info, tmp_path / background_steps, progress=False)
-    return model, info, result.history[-1]["train_acc"]
+    out = tmp_path / sequences.background_steps
+    return model, info, train_model(model, (x, y), None, cfg, info, out, progress=False)
 
 
 def test_background_steps_learn_no_class_on_quiet_noise(esc50_root: Path, tmp_path: Path) -> None:
@@ -169,7 +150,9 @@ def test_background_steps_learn_no_class_on_quiet_noise(esc50_root: Path, tmp_pa
     fbank = compute_fbank(noise.astype(np.float32), FEATURES)
     top = {}
     for mode in ("ignore", "no_class"):
-        model, info, train_acc = _stream_trained(esc50_root, tmp_path, mode)
+        sequences = SequenceConfig(length_s=9.0, gap_min_s=0.5, gap_max_s=2.0, background_steps=mode)
+        model, info, result = _stream_trained(esc50_root, tmp_path, sequences)
+        train_acc = result.history[-1]["train_acc"]
         assert train_acc > 0.5, (mode, train_acc)
         model.eval()
         with torch.no_grad():
