@@ -5,9 +5,10 @@ order as a recurrent audio tagger (the patch-column tokens of AST/Audio-Mamba, w
 
 Design:
 
-- token: a linear projection of one patch column, ``column_frames`` = 16 frames × F mel bins (160 ms at
-  10-ms frames), so the model is causal by construction and costs the same per second of audio whatever
-  the hop of the caller;
+- token: one patch column, ``column_frames`` = 16 frames × F mel bins (160 ms at 10-ms frames), embedded
+  on its own — by a linear projection (``stem = "linear"``) or by a small 2-D CNN over the column's
+  time-frequency patch (``stem = "conv"``: local spectro-temporal features, as a CNN sees them) — so the
+  model is causal by construction and costs the same per second of audio whatever the hop of the caller;
 - ``n_layers`` pre-norm residual Mamba blocks (RMSNorm, mixer) — unidirectional, so each has a constant
   size state: ``conv_state (B, d_inner, d_conv)`` and ``ssm_state (B, d_inner, d_state)``;
 - a classifier (RMSNorm + Linear) on the last layer's output at every step: the running state's answer to
@@ -49,10 +50,47 @@ class StreamingMambaConfig:
     clip_steps: int = 16
     dropout: float = 0.1
     norm_eps: float = 1e-5
+    stem: str = "linear"  # "linear" or "conv" (ColumnConvStem)
+    stem_channels: int = 32
 
     def __post_init__(self) -> None:
         if self.d_model < 1 or self.n_layers < 1 or self.clip_steps < 1:
             raise ValueError("d_model, n_layers and clip_steps must be positive")
+        if self.stem not in ("linear", "conv"):
+            raise ValueError(f"stem must be 'linear' or 'conv', got {self.stem!r}")
+        if self.stem == "conv" and (self.num_mel_bins % 4 or self.stem_channels < 1):
+            raise ValueError("a conv stem needs num_mel_bins divisible by 4 and stem_channels >= 1")
+
+
+def _conv_unit(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.GELU())
+
+
+class ColumnConvStem(nn.Module):
+    """Embeds each 16 × F patch column on its own with a small CNN: ``(..., 16 * F)`` -> ``(..., d_model)``.
+
+    Three 3×3 conv units (c, 2c, 2c channels; 2×2 average pooling after the first two), a mean over the
+    column's 4 remaining time rows, then a linear map of the (2c × F/4) frequency profile to ``d_model``.
+    Each column is embedded independently, so the stem adds no look-ahead and no state.
+    """
+
+    def __init__(self, num_mel_bins: int, d_model: int, channels: int) -> None:
+        super().__init__()
+        self.num_mel_bins = num_mel_bins
+        self.convs = nn.Sequential(
+            _conv_unit(1, channels),
+            nn.AvgPool2d(2),
+            _conv_unit(channels, 2 * channels),
+            nn.AvgPool2d(2),
+            _conv_unit(2 * channels, 2 * channels),
+        )
+        self.proj = nn.Linear(2 * channels * (num_mel_bins // 4), d_model)
+
+    def forward(self, columns: torch.Tensor) -> torch.Tensor:
+        lead = columns.shape[:-1]
+        x = columns.reshape(-1, 1, COLUMN_FRAMES, self.num_mel_bins)
+        x = self.convs(x).mean(dim=2)  # (N, 2c, F/4): average over the column's time rows
+        return self.proj(x.flatten(1)).reshape(*lead, -1)
 
 
 class StreamingMamba(RecurrentClassifier):
@@ -64,7 +102,11 @@ class StreamingMamba(RecurrentClassifier):
         super().__init__()
         self.cfg = cfg
         self.num_classes = cfg.num_classes
-        self.embed = nn.Linear(COLUMN_FRAMES * cfg.num_mel_bins, cfg.d_model)
+        self.embed: nn.Module = (
+            ColumnConvStem(cfg.num_mel_bins, cfg.d_model, cfg.stem_channels)
+            if cfg.stem == "conv"
+            else nn.Linear(COLUMN_FRAMES * cfg.num_mel_bins, cfg.d_model)
+        )
         self.layers = nn.ModuleList(
             MambaBlock(
                 cfg.d_model,

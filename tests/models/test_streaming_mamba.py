@@ -105,3 +105,33 @@ def test_learns_clip_labels_from_the_last_steps(real_windows):
     with torch.no_grad():
         assert float(loss()) < 0.5 * first
         assert (model(real_windows).argmax(-1) == labels).all()
+
+
+def test_conv_stem_steps_equal_the_full_forward_and_stay_causal(real_minute):
+    """The per-column CNN stem keeps both promises of the linear one: step == forward_steps, no look-ahead."""
+    model = small_model(4, stem="conv", stem_channels=8)
+    with torch.no_grad():
+        for p in model.parameters():  # trained-looking weights, BatchNorm statistics included
+            p.add_(torch.randn_like(p) * 0.02)
+        for buffer in model.buffers():
+            if buffer.is_floating_point():
+                buffer.add_(torch.rand_like(buffer) * 0.1)
+        x = real_minute[:, :1600]
+        full = model.forward_steps(x)
+        state, steps = model.init_state(1), []
+        for s in range(full.shape[1]):
+            logits, state = model.step(x[:, s * COLUMN_FRAMES : (s + 1) * COLUMN_FRAMES], state)
+            steps.append(logits)
+        changed = x.clone()
+        changed[:, 800:] = torch.randn(1, 800, 128)
+        altered = model.forward_steps(changed)
+    assert (torch.stack(steps, dim=1) - full).abs().max() <= 1e-4 and full.abs().max() > 0.05
+    torch.testing.assert_close(altered[:, :50], full[:, :50])
+    assert (altered[:, 50:] - full[:, 50:]).abs().max() > 1e-3
+
+
+def test_conv_stem_settings_are_checked():
+    with pytest.raises(ValueError, match="stem must be"):
+        StreamingMambaConfig(stem="mlp")
+    with pytest.raises(ValueError, match="divisible by 4"):
+        StreamingMambaConfig(stem="conv", num_mel_bins=66)
