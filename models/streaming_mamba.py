@@ -51,7 +51,7 @@ class StreamingMambaConfig:
     dropout: float = 0.1
     norm_eps: float = 1e-5
     stem: str = "linear"  # "linear" or "conv" (ColumnConvStem)
-    stem_channels: int = 32
+    stem_channels: int = 16
 
     def __post_init__(self) -> None:
         if self.d_model < 1 or self.n_layers < 1 or self.clip_steps < 1:
@@ -62,14 +62,15 @@ class StreamingMambaConfig:
             raise ValueError("a conv stem needs num_mel_bins divisible by 4 and stem_channels >= 1")
 
 
-def _conv_unit(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.GELU())
+def _conv_unit(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+    return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.GELU())
 
 
 class ColumnConvStem(nn.Module):
     """Embeds each 16 × F patch column on its own with a small CNN: ``(..., 16 * F)`` -> ``(..., d_model)``.
 
-    Three 3×3 conv units (c, 2c, 2c channels; 2×2 average pooling after the first two), a mean over the
+    Three 3×3 conv units (c channels at stride 2, then 2c, 2×2 average pooling, 2c), a mean over the
     column's 4 remaining time rows, then a linear map of the (2c × F/4) frequency profile to ``d_model``.
     Each column is embedded independently, so the stem adds no look-ahead and no state.
     """
@@ -78,8 +79,7 @@ class ColumnConvStem(nn.Module):
         super().__init__()
         self.num_mel_bins = num_mel_bins
         self.convs = nn.Sequential(
-            _conv_unit(1, channels),
-            nn.AvgPool2d(2),
+            _conv_unit(1, channels, stride=2),
             _conv_unit(channels, 2 * channels),
             nn.AvgPool2d(2),
             _conv_unit(2 * channels, 2 * channels),
