@@ -5,6 +5,11 @@ statistics, the augmentation and the schedule (``training.derive``), builds the 
 config (``--print-config`` writes it as TOML and stops), trains through the experiment machinery on the
 training split with background examples, and prints the held-out report. Everything it chose is printed
 and stored in the checkpoint (``extra.derived``); the model is named after the data set.
+
+With ``--init CHECKPOINT|NAME`` it fine-tunes: the architecture, its config, the feature settings and the
+normalisation statistics come from the init checkpoint (its weights were trained on them), the window
+still comes from the data, and the fine-tuning recipe (``training.finetune_recipe``) adjusts the derived
+schedule exactly as it does for a TOML experiment started with ``--init``.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from models.checkpoint import load_checkpoint, save_checkpoint
-from models.common import FeatureConfig
+from models.checkpoint import load_checkpoint, read_info, save_checkpoint
+from models.common import FeatureConfig, ModelInfo
 from models.registry import build_model
 from training import derive
 from training.cache import clip_fbank
 from training.experiment import Experiment, parse_experiment, run_one
+from training.finetune_recipe import with_init
+from training.init_from import resolve_init
 from training.own_data import SPLIT_FOLDS, SPLIT_NAMES, OwnData, read_own_data
 
 CHOICES_FILE = "choices.json"
@@ -32,7 +39,7 @@ CHOICES_FILE = "choices.json"
 class OwnOptions:
     data: Path
     out: Path | None = None
-    recipe: str = "cnn"
+    recipe: str | None = None  # None: "cnn", or the init checkpoint's architecture
     window_s: float | None = None
     minutes: float | None = None
     epochs: int | None = None
@@ -42,6 +49,30 @@ class OwnOptions:
     progress: bool = True
     cache_dir: Path | None = Path(".cache/fbank")
     default_minutes: float = 15.0
+    init: str | None = None  # fine-tune from this checkpoint (a path or a shipped model's name)
+
+
+ARCH_RECIPES = {"resnet_cnn": "cnn", "streaming_mamba": "recurrent", "ast": "ast"}
+
+
+def init_info(opts: OwnOptions) -> ModelInfo | None:
+    """The init checkpoint's metadata (``--init``), checked against ``--recipe``; None without one."""
+    if opts.init is None:
+        return None
+    path = resolve_init(opts.init)
+    if not path.is_file():
+        raise ValueError(f"--init {opts.init}: no such checkpoint file")
+    info = read_info(path)
+    recipe = ARCH_RECIPES.get(info.arch)
+    if recipe is None:
+        raise ValueError(
+            f"--init {opts.init}: a {info.arch} checkpoint; --data fine-tunes {', '.join(ARCH_RECIPES)}"
+        )
+    if opts.recipe is not None and opts.recipe != recipe:
+        raise ValueError(
+            f"--recipe {opts.recipe} contradicts --init {opts.init}, a {recipe} model ({info.arch})"
+        )
+    return info
 
 
 def start_summary(data: OwnData) -> str:
@@ -71,7 +102,27 @@ def _cached_count(cache_dir: Path | None) -> int:
 def experiment_doc(
     opts: OwnOptions, data: OwnData, out: Path, features: FeatureConfig, choices: dict[str, Any]
 ) -> dict[str, Any]:
-    """The experiment config equivalent to this run (``training.experiment`` tables)."""
+    """The experiment config equivalent to this run (``training.experiment`` tables); with ``--init``,
+    the model, features and statistics are the init checkpoint's and the fine-tuning recipe applies."""
+    doc = _plain_doc(opts, data, out, features, choices)
+    if opts.init is None:
+        return doc
+    doc["model"] = {}
+    doc["features"] = {}
+    doc["normalization"] = {"target_frames": choices["frames"]}
+    keep = {"train.epochs"} if opts.epochs else set()
+    doc, notes = with_init(doc, opts.init, keep)
+    choices["init_notes"] = notes
+    choices["epochs"] = doc["train"]["epochs"]
+    for key in ("lr", "warmup_epochs", "backbone_lr_scale"):
+        if key in doc["train"]:
+            choices["train"][key] = doc["train"][key]
+    return doc
+
+
+def _plain_doc(
+    opts: OwnOptions, data: OwnData, out: Path, features: FeatureConfig, choices: dict[str, Any]
+) -> dict[str, Any]:
     held = data.held_out_fold
     return {
         "experiment": {
@@ -115,8 +166,14 @@ NOTES = {
 }
 
 
-def derive_choices(opts: OwnOptions, data: OwnData, features: FeatureConfig, saved: dict | None) -> dict:
-    """Every derived setting, with the measurements behind them."""
+def derive_choices(
+    opts: OwnOptions,
+    data: OwnData,
+    features: FeatureConfig,
+    saved: dict | None,
+    init: ModelInfo | None = None,
+) -> dict:
+    """Every derived setting, with the measurements behind them (``init``: the checkpoint fine-tuned)."""
     cache = opts.cache_dir
     t0 = time.time()
     before = _cached_count(cache)
@@ -133,13 +190,18 @@ def derive_choices(opts: OwnOptions, data: OwnData, features: FeatureConfig, sav
     window_s = opts.window_s if opts.window_s else derive.derive_window(data.durations.values())
     frames = features.num_frames(round(window_s * features.sample_rate))
     mean, std = derive.feature_stats(train_fbanks)
-    arch, model_config, train = derive.recipe_model(opts.recipe, frames)
+    recipe = ARCH_RECIPES[init.arch] if init is not None else opts.recipe or "cnn"
+    arch, model_config, train = derive.recipe_model(recipe, frames)
+    if init is not None:  # the checkpoint's model, trained on its own statistics
+        arch = init.arch
+        model_config = {k: v for k, v in init.config.items() if k not in ("num_classes", "num_mel_bins")}
+        mean, std = init.normalization.mean, init.normalization.std
     median = float(np.median(train_durations))
     augment = derive.derive_augment(frames, features.num_mel_bins, median, window_s)
     n_train = len(train_fbanks)
     background = 0.0 if not opts.background else round(max(0.1, 1.0 / len(data.clip_set.labels)), 3)
     choices: dict[str, Any] = {
-        "recipe": opts.recipe,
+        "recipe": recipe,
         "arch": arch,
         "model_config": model_config,
         "window_s": round(window_s, 3),
@@ -152,6 +214,8 @@ def derive_choices(opts: OwnOptions, data: OwnData, features: FeatureConfig, sav
         "background": background,
         "held_out": data.held_out,
     }
+    if opts.init is not None:
+        choices["init"] = str(opts.init)
     train = {**train, "warmup_epochs": 0.0, "precision": "fp32", "eval_every": 5, "seed": 0}
     if opts.epochs:
         epochs, how = opts.epochs, "--epochs"
@@ -185,14 +249,19 @@ def describe(choices: dict[str, Any], features: FeatureConfig) -> str:
             f"window: {choices['window_s']:g} s = {choices['frames']} frames ({choices['window_from']}; "
             f"median clip {choices['clip_seconds_median']:g} s)",
             f"normalisation: mean {choices['mean']:.4f}, std {choices['std']:.4f} "
-            f"(the training clips' {features.num_mel_bins}-bin log-mel)",
+            + (
+                f"(the init checkpoint's, {features.num_mel_bins}-bin log-mel)"
+                if "init" in choices
+                else f"(the training clips' {features.num_mel_bins}-bin log-mel)"
+            ),
             f"augmentation: shift up to {aug['time_shift_frac']:g} of the window, 2 time masks < "
             f"{aug['time_mask']} frames, 2 frequency masks < {aug['freq_mask']} bins, mixup "
             f"{aug['mixup_prob']:g}, gain ±{aug['gain_db']:g} dB",
             f"background: {choices['background']:g} examples per clip, target no class"
             if choices["background"]
             else "background: off (--no-background)",
-            f"model: {choices['recipe']} recipe ({choices['arch']} {json.dumps(choices['model_config'])})",
+            f"model: {choices['recipe']} recipe ({choices['arch']} {json.dumps(choices['model_config'])})"
+            + (f", fine-tuned from {choices['init']}" if "init" in choices else ""),
             f"schedule: {choices['epochs']} epochs ({choices['epochs_from']}), warm-up "
             f"{choices['train']['warmup_epochs']:g}, batch {choices['train']['batch_size']}, "
             f"lr {choices['train']['lr']:g}",
@@ -205,14 +274,17 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
     data = read_own_data(opts.data)
     out = opts.out or Path("runs") / data.clip_set.name
     print(start_summary(data), flush=True)
-    features = FeatureConfig(num_mel_bins=derive.NUM_MEL_BINS)
+    init = init_info(opts)
+    features = init.features if init is not None else FeatureConfig(num_mel_bins=derive.NUM_MEL_BINS)
     saved_path = out / CHOICES_FILE
     saved = json.loads(saved_path.read_text()) if saved_path.is_file() and opts.resume else None
     if saved is not None and not (out / "train_state.safetensors").exists():
         saved = None
-    choices = derive_choices(opts, data, features, saved)
-    print(describe(choices, features), flush=True)
+    choices = derive_choices(opts, data, features, saved, init)
     doc = experiment_doc(opts, data, out, features, choices)
+    print(describe(choices, features), flush=True)
+    if choices.get("init_notes"):
+        print(f"fine-tuning recipe: {', '.join(choices['init_notes'])} (as for any --init)", flush=True)
     if opts.print_config:
         header = (
             f"streamd train --data {opts.data}: the equivalent experiment config.\n"

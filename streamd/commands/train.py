@@ -39,7 +39,9 @@ def add_own_data_arguments(parser: argparse.ArgumentParser) -> None:
     """``--data DIR`` and the few options it takes (see docs/your-own-data.md)."""
     own = parser.add_argument_group("your own data (no config: everything else is derived)")
     own.add_argument("--data", type=Path, metavar="DIR", help="class folders, split folders or a CSV")
-    own.add_argument("--recipe", choices=("cnn", "recurrent", "ast"), default="cnn", help="default cnn")
+    own.add_argument(
+        "--recipe", choices=("cnn", "recurrent", "ast"), help="default cnn (with --init: the init model's)"
+    )
     own.add_argument("--window", type=float, metavar="S", help="window length (default: from clip durations)")
     budget = own.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, metavar="M", help="training time budget (default 15)")
@@ -60,6 +62,7 @@ def run_own_data(args: argparse.Namespace) -> int:
         data=args.data,
         out=args.out,
         recipe=args.recipe,
+        init=args.init,
         window_s=args.window,
         minutes=args.minutes,
         epochs=args.epochs,

@@ -219,3 +219,40 @@ def test_channels_must_be_a_list() -> None:
     }
     with pytest.raises(ExperimentConfigError, match=r"model.config.channels: must be a list, e.g. \[32"):
         parse_experiment(doc)
+
+
+def test_init_fine_tunes_the_shipped_model_on_own_data(split_data: Path, tmp_path: Path) -> None:
+    """``--data DIR --init default``: the model, features and statistics are the checkpoint's, its weights
+    start the run, the fine-tuning recipe applies, and the head is re-initialised for the new labels."""
+    from audio_core.shipped_models import shipped_model_path
+    from models.checkpoint import read_info
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = tmp_path / "ft"
+    cmd = [sys.executable, "-m", "streamd", "train", "--data", str(split_data), "--init", "default"]
+    result = subprocess.run(
+        [*cmd, "--epochs", "1", "--no-progress", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "fine-tuned from default" in result.stdout and "fine-tuning recipe:" in result.stdout
+    assert "backbone_lr_scale 1 -> 0.25" in result.stdout
+    shipped = read_info(shipped_model_path("default"))
+    trained = read_info(out / "model.safetensors")
+    assert trained.arch == shipped.arch and trained.features == shipped.features
+    assert (trained.normalization.mean, trained.normalization.std) == (
+        shipped.normalization.mean,
+        shipped.normalization.std,
+    )
+    assert set(trained.labels) == set(CLASSES)
+    assert "head re-initialised (50 labels -> 3 new)" in trained.extra["init"]
+
+    bad = subprocess.run(
+        [*cmd, "--recipe", "ast", "--epochs", "1"], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert bad.returncode != 0 and "contradicts --init default" in bad.stderr
+    assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
