@@ -31,9 +31,9 @@ from models.checkpoint import save_checkpoint  # noqa: E402
 from streamd.config import DaemonConfig, with_windows  # noqa: E402
 from streamd.daemon import Daemon  # noqa: E402
 from streamd.engine import model_threads  # noqa: E402
+from streamd.file_source import FileSource  # noqa: E402
 from streamd.model_loading import LoadedModel, load_model, shipped_model_path  # noqa: E402
 from streamd.publisher import Publisher  # noqa: E402
-from streamd.sources import FileSource  # noqa: E402
 
 ESC50 = REPO / ".." / "shared" / "data" / "esc50"
 

@@ -17,8 +17,8 @@ from pipeline_helpers import Pipeline
 from streamd import messages
 from streamd.clips import AudioHistory, ClipRecorder
 from streamd.config import ClipsSection, DaemonConfig
+from streamd.file_source import FileSource
 from streamd.model_loading import load_model
-from streamd.sources import FileSource
 
 RATE = 16000
 
