@@ -11,7 +11,8 @@ import sys
 import threading
 from collections.abc import Callable
 
-from streamd.config import DaemonConfig, add_daemon_arguments, config_from_args
+from streamd.config import DaemonConfig
+from streamd.config_cli import add_daemon_arguments, config_from_args
 from streamd.daemon import Daemon, print_errors
 from streamd.device_source import DeviceSource
 from streamd.fanin import add_fanin_arguments
