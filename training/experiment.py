@@ -43,9 +43,10 @@ from training.distill import DistillConfig, build_teacher, vet_teachers
 from training.evaluate import evaluate_clip_set
 from training.finetune_recipe import with_init
 from training.init_from import init_settings, load_init_weights, resolve_init
-from training.loop import TrainConfig, train_model
+from training.loop import train_model
 from training.readers import read_dataset, reader_options
 from training.sequences import SequenceConfig
+from training.train_config import TrainConfig
 
 MODES = ("single", "cv", "full")
 FILLED_FROM_DATA = ("num_classes", "num_mel_bins", "target_frames")
