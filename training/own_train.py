@@ -22,7 +22,8 @@ from models.common import FeatureConfig
 from models.registry import build_model
 from training import derive
 from training.cache import clip_fbank
-from training.experiment import Experiment, parse_experiment, run_one
+from training.experiment import run_one
+from training.experiment_spec import Experiment, parse_experiment
 from training.own_data import SPLIT_FOLDS, SPLIT_NAMES, OwnData, read_own_data
 
 CHOICES_FILE = "choices.json"
@@ -71,7 +72,7 @@ def _cached_count(cache_dir: Path | None) -> int:
 def experiment_doc(
     opts: OwnOptions, data: OwnData, out: Path, features: FeatureConfig, choices: dict[str, Any]
 ) -> dict[str, Any]:
-    """The experiment config equivalent to this run (``training.experiment`` tables)."""
+    """The experiment config equivalent to this run (``training.experiment_spec`` tables)."""
     held = data.held_out_fold
     return {
         "experiment": {
