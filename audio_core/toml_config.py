@@ -1,5 +1,5 @@
 """The one TOML loader of the daemon config (``streamd.config``) and the experiment config
-(``training.experiment``), and the typed check of a TOML table against a dataclass.
+(``training.experiment_spec``), and the typed check of a TOML table against a dataclass.
 
 Every message names the file (``load_toml``) or the dotted key (``check_table``); the caller's own error
 class is raised, so each config keeps its exception type. Pure module: no threads, sockets or devices.

@@ -30,10 +30,10 @@ from models import FeatureConfig, ModelInfo, build_model  # noqa: E402
 from models.checkpoint import save_checkpoint  # noqa: E402
 from streamd.config import DaemonConfig, with_windows  # noqa: E402
 from streamd.daemon import Daemon  # noqa: E402
-from streamd.engine import model_threads  # noqa: E402
+from streamd.file_source import FileSource  # noqa: E402
 from streamd.model_loading import LoadedModel, load_model, shipped_model_path  # noqa: E402
+from streamd.model_runner import model_threads  # noqa: E402
 from streamd.publisher import Publisher  # noqa: E402
-from streamd.sources import FileSource  # noqa: E402
 
 ESC50 = REPO / ".." / "shared" / "data" / "esc50"
 
@@ -81,7 +81,7 @@ def default_model(checkpoint: Path | None, precision: str, tmp: Path) -> tuple[L
 
 def model_alone_ms(loaded: LoadedModel, frames: int, repeats: int = 60) -> float:
     """Median milliseconds per window of the bare model (batch 1, same precision and threads)."""
-    from streamd.engine import ModelRunner
+    from streamd.model_runner import ModelRunner
 
     runner = ModelRunner(loaded)
     window = torch.zeros(frames, loaded.info.features.num_mel_bins)

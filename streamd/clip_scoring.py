@@ -24,8 +24,8 @@ from audio_core.audio_file import READ_BLOCK_S, read_chunks
 from audio_core.front_end import front_end
 from audio_core.scoring import State
 from audio_core.windows import ColumnPlan, Window, WindowPlan, checkpoint_plan
-from streamd.engine import ModelRunner
 from streamd.model_loading import LoadedModel
+from streamd.model_runner import ModelRunner
 
 BATCH_SIZE = 4  # windows per model call: as fast as 16 on CPU, with a quarter of the activations
 

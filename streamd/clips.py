@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from streamd.config import ClipsSection
+from streamd.config_sections import ClipsSection
 from streamd.privacy import SpeechDetector
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,9 @@ from streamd.config import DaemonConfig, with_windows
 from streamd.daemon import Daemon
 from streamd.errors import StreamdError
 from streamd.events import EventConfig
+from streamd.file_source import FileSource
 from streamd.model_loading import LoadedModel, load_model
-from streamd.sources import FileSource, Source
+from streamd.sources import Source
 
 
 class _SinkOnlyPublisher:

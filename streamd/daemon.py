@@ -27,13 +27,14 @@ import torch
 from audio_core.resample import StreamingResampler
 from audio_core.windows import checkpoint_window_s, stream_plan
 from streamd.config import DaemonConfig
-from streamd.engine import Engine, catch_up_queue_factor, model_threads
+from streamd.engine import Engine, catch_up_queue_factor
 from streamd.errors import ConfigError
 from streamd.events import EventDetector
 from streamd.feature_stage import AudioTap, FeatureStage
 from streamd.gaps import SegmentedFrontEnd
 from streamd.label_check import check_event_labels
 from streamd.model_loading import LoadedModel
+from streamd.model_runner import model_threads
 from streamd.result_stage import EventHook, ResultStage
 from streamd.sources import Source
 from streamd.stages import EngineStage, SourcesStage, Stages

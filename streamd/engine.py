@@ -1,173 +1,26 @@
 """Inference engine: one worker thread owns the model and classifies the windows that are ready, batched.
 
-Windows from every stream share one bounded queue. When the queue is full the overload policy decides:
-``drop_oldest`` discards the oldest queued window (live capture must never wait) and ``block`` makes the
-producer wait (replay at full speed). Every discarded window is counted, per stream. A recurrent model
+Windows from every stream share one bounded ``JobQueue`` (``streamd.job_queue``; its overload policy
+decides what happens when it is full). Every discarded window is counted, per stream. A recurrent model
 gets one column per stream per model call, with each stream's state kept here and stacked along the batch.
-
-``ModelRunner`` is the part without threads: it normalises, batches and scores; ``score_one_by_one`` is
-its plain reference.
+The model itself is run by ``streamd.model_runner.ModelRunner``, the part without threads.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
-from audio_core.scoring import State, chunk_scores, scores, step_scores
-from audio_core.windows import Window
+from audio_core.scoring import State
+from streamd.job_queue import Job, JobQueue
 from streamd.model_loading import LoadedModel
+from streamd.model_runner import ModelRunner
 
-POLICIES = ("drop_oldest", "block")
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Job:
-    """A window of one stream, and the monotonic time its last sample was written to the ring."""
-
-    stream: int
-    window: Window
-    ready_time: float
-
-
-def model_threads(requested: int, device: torch.device) -> int:
-    """Torch threads for the model: ``requested`` if set; on CPU otherwise one per core but one, so that
-    capture, features and publishing keep a core (measured on 2 cores: 1 model thread replays ~30 % faster
-    than 2, at lower latency); elsewhere torch's own default."""
-    if requested > 0:
-        return requested
-    if device.type != "cpu":
-        return torch.get_num_threads()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(torch.get_num_threads(), cores - 1))
-
-
-class ModelRunner:
-    """Runs a ``LoadedModel`` on batches of windows (or columns) and returns class scores ``(B, C)``.
-
-    Scoring itself is ``audio_core.scoring`` (normalise, autocast, softmax/sigmoid); this adds the device
-    and the stacking of per-stream states.
-    """
-
-    def __init__(self, loaded: LoadedModel) -> None:
-        self.loaded = loaded
-        self.model = loaded.model
-        self.info = loaded.info
-        self.device = loaded.device
-        self.precision = loaded.precision
-
-    def _stack(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(features).to(self.device, non_blocking=True)  # (B, T, F)
-
-    def score_windows(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """Scores of windows ``[(T, F)] * B`` -> ``(B, C)`` in one model call."""
-        return scores(self.model, self.info, self._stack(features), precision=self.precision)
-
-    def init_state(self) -> State:
-        return self.model.init_state(1, device=self.device)
-
-    def score_columns(
-        self, columns: list[torch.Tensor], states: list[State]
-    ) -> tuple[torch.Tensor, list[State]]:
-        """One step for B streams: columns ``[(c, F)] * B`` and their states -> scores, new states."""
-        stacked = {key: torch.cat([s[key] for s in states], dim=0) for key in states[0]}
-        out, new = step_scores(self.model, self.info, self._stack(columns), stacked, precision=self.precision)
-        split = [{key: value[i : i + 1] for key, value in new.items()} for i in range(len(columns))]
-        return out, split
-
-    @property
-    def can_catch_up(self) -> bool:
-        """Whether the model runs several columns of a stream in one call (``forward_chunk``)."""
-        return callable(getattr(self.model, "forward_chunk", None))
-
-    def score_column_runs(
-        self, runs: list[list[torch.Tensor]], states: list[State]
-    ) -> tuple[torch.Tensor, list[State]]:
-        """Catch-up: ``k`` consecutive columns of each of B streams in one call -> scores ``(B * k, C)``
-        (stream-major, in column order) and the new states; equal to ``k`` calls of ``score_columns``."""
-        stacked = {key: torch.cat([s[key] for s in states], dim=0) for key in states[0]}
-        chunks = self._stack([torch.cat(run) for run in runs])  # (B, k * c, F)
-        out, new = chunk_scores(self.model, self.info, chunks, stacked, precision=self.precision)
-        split = [{key: value[i : i + 1] for key, value in new.items()} for i in range(len(runs))]
-        return out, split
-
-
-def score_one_by_one(runner: ModelRunner, features: list[torch.Tensor]) -> torch.Tensor:
-    """Reference for ``score_windows``: each window alone."""
-    return torch.cat([runner.score_windows([f]) for f in features])
-
-
-class JobQueue:
-    """Bounded FIFO shared by the producer(s) and the engine thread."""
-
-    def __init__(self, maxsize: int, policy: str) -> None:
-        if maxsize <= 0:
-            raise ValueError("queue size must be positive")
-        if policy not in POLICIES:
-            raise ValueError(f"overload policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-        self.maxsize = maxsize
-        self.policy = policy
-        self._items: deque[Job] = deque()
-        self._cond = threading.Condition()
-        self._closed = False
-        self._abandoned = False
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put(self, job: Job) -> Job | None:
-        """Enqueue; returns the job that was dropped to make room (possibly ``job`` itself), else None."""
-        with self._cond:
-            while self.policy == "block" and len(self._items) >= self.maxsize and not self._abandoned:
-                self._cond.wait(0.1)
-            if self._closed or self._abandoned:
-                return job
-            dropped = self._items.popleft() if len(self._items) >= self.maxsize else None
-            self._items.append(job)
-            self._cond.notify_all()
-            return dropped
-
-    def wait_for_room(self, timeout: float) -> bool:
-        """Wait until a job can be queued without waiting or dropping; False on timeout."""
-        with self._cond:
-            if len(self._items) >= self.maxsize and not self._abandoned:
-                self._cond.wait(timeout)
-            return len(self._items) < self.maxsize or self._abandoned
-
-    def get_batch(self, max_items: int, timeout: float) -> list[Job] | None:
-        """Up to ``max_items`` jobs (waiting at most ``timeout`` for one); None once closed and empty."""
-        with self._cond:
-            if not self._items and not self._closed:
-                self._cond.wait(timeout)
-            if not self._items:
-                return None if self._closed else []
-            batch = [self._items.popleft() for _ in range(min(max_items, len(self._items)))]
-            self._cond.notify_all()
-            return batch
-
-    def close(self) -> None:
-        """No more jobs will come; the consumer drains what is queued."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def abandon(self) -> list[Job]:
-        """Stop now: release blocked producers and return what was still queued."""
-        with self._cond:
-            self._closed = True
-            self._abandoned = True
-            left = list(self._items)
-            self._items.clear()
-            self._cond.notify_all()
-            return left
 
 
 ResultCallback = Callable[[list[Job], torch.Tensor], None]

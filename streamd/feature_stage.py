@@ -19,7 +19,8 @@ import numpy as np
 
 from audio_core.resample import downmix
 from audio_core.windows import Window
-from streamd.engine import Engine, Job
+from streamd.engine import Engine
+from streamd.job_queue import Job
 from streamd.stages import ThreadStage
 from streamd.status import Status
 from streamd.streams import Stream

@@ -19,7 +19,7 @@ from audio_core.windows import checkpoint_window_s
 from models.checkpoint import CheckpointLoadError, load_checkpoint
 from models.common import ModelInfo
 from models.inference import prepare_for_inference
-from streamd.config import ModelSection
+from streamd.config_sections import ModelSection
 from streamd.errors import CheckpointError, ConfigError
 from streamd.precision import PRECISIONS, choose_precision
 
@@ -116,7 +116,7 @@ def resolve_model(
     daemon config is: the one rule of run, replay, classify and evaluate. ``compute`` replaces the
     configured device unless ``--compute`` is given.
     """
-    from streamd.config import config_from_args
+    from streamd.config_cli import config_from_args
 
     keys = ("model", "checkpoint", "compute", "precision") + (("config",) if daemon_config else ())
     section = config_from_args(argparse.Namespace(**{k: getattr(args, k, None) for k in keys})).model

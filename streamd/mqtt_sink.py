@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from streamd import messages
-from streamd.config import MqttSection
+from streamd.config_sections import MqttSection
 from streamd.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -72,8 +72,8 @@ class WindowClassifier:
 
         import torch
 
-        from streamd.engine import ModelRunner
         from streamd.model_loading import resolve_model
+        from streamd.model_runner import ModelRunner
 
         names = argparse.Namespace(model=model, checkpoint=None if checkpoint is None else Path(checkpoint))
         loaded = resolve_model(names, compute="cpu")

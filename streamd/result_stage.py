@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from streamd import messages
-from streamd.engine import Job
+from streamd.job_queue import Job
 from streamd.stages import ThreadStage
 from streamd.status import PublisherLike
 from streamd.streams import Stream

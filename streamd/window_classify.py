@@ -87,7 +87,7 @@ def local_results(
     args: argparse.Namespace, loaded: LoadedModel, plan: WindowPlan, paths: list[str]
 ) -> Iterator[FileResult]:
     """Classify ``paths`` one after another in this process."""
-    from streamd.engine import ModelRunner
+    from streamd.model_runner import ModelRunner
     from streamd.window_scoring import classify_file
 
     runner = ModelRunner(loaded)

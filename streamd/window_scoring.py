@@ -21,9 +21,9 @@ from audio_core.front_end import FrontEnd, front_end
 from audio_core.scoring import top_k as best_labels
 from audio_core.windows import Window, WindowPlan, checkpoint_plan
 from streamd.clip_scoring import BATCH_SIZE
-from streamd.engine import ModelRunner
 from streamd.errors import AudioInputError, ConfigError
 from streamd.model_loading import LoadedModel
+from streamd.model_runner import ModelRunner
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Kinds: digital silence, white / pink / brown noise and 50 / 60 Hz mains hum (with its odd harmonics), each
 at a quiet random level (``level_min_dbfs``..``level_max_dbfs`` RMS), and the data's own quiet stretches
 (the frames of training clips more than ``quiet_db`` below the clip's loudest frame). Training gives them
-the all-zero target (``training.loop.NO_CLASS``): for a softmax model the loss spreads a target's missing
+the all-zero target (``training.losses.NO_CLASS``): for a softmax model the loss spreads a target's missing
 mass evenly over the classes, so on background every score tends to ``1 / num_classes``; for a sigmoid
 (multi-label) model every score tends to 0.
 
@@ -115,7 +115,7 @@ def with_background(
     x: np.ndarray, y: np.ndarray, fraction: float, features: FeatureConfig, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Training arrays plus ``round(fraction * N)`` background examples with the no-class target."""
-    from training.loop import NO_CLASS
+    from training.losses import NO_CLASS
 
     count = round(fraction * len(x))
     if count <= 0:

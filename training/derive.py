@@ -90,7 +90,7 @@ def recipe_model(recipe: str, frames: int) -> tuple[str, dict[str, Any], dict[st
 
 def time_step_s(model: torch.nn.Module, batch: int, frames: int, bins: int, steps: int = 2) -> float:
     """Seconds one training step (forward, backward, AdamW) takes here, timed after one warm-up step."""
-    from training.loop import training_logits
+    from training.losses import training_logits
 
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)

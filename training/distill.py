@@ -173,7 +173,7 @@ def distill_loss(
     ``labels`` and ``teacher_probs`` are ``(N, C)`` soft targets. With a pair, the cls logits learn the
     labels and the dist logits the teacher (hard: cross-entropy with its argmax; soft: ``T² * KL``).
     """
-    from training.loop import loss_fn
+    from training.losses import loss_fn
 
     w = cfg.weight
     if isinstance(logits, tuple):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.loop import TrainConfig
+from training.train_config import TrainConfig
 
 MAX_EPOCHS = 20
 LR_FACTOR = 0.5

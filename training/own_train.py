@@ -27,7 +27,8 @@ from models.common import FeatureConfig, ModelInfo
 from models.registry import build_model
 from training import derive
 from training.cache import clip_fbank
-from training.experiment import Experiment, parse_experiment, run_one
+from training.experiment import run_one
+from training.experiment_spec import Experiment, parse_experiment
 from training.finetune_recipe import with_init
 from training.init_from import resolve_init
 from training.own_data import SPLIT_FOLDS, SPLIT_NAMES, OwnData, read_own_data
@@ -102,7 +103,7 @@ def _cached_count(cache_dir: Path | None) -> int:
 def experiment_doc(
     opts: OwnOptions, data: OwnData, out: Path, features: FeatureConfig, choices: dict[str, Any]
 ) -> dict[str, Any]:
-    """The experiment config equivalent to this run (``training.experiment`` tables); with ``--init``,
+    """The experiment config equivalent to this run (``training.experiment_spec`` tables); with ``--init``,
     the model, features and statistics are the init checkpoint's and the fine-tuning recipe applies."""
     doc = _plain_doc(opts, data, out, features, choices)
     if opts.init is None:

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 
 from streamd.errors import AudioInputError
-from streamd.sources import list_input_devices
+from streamd.input_devices import list_input_devices
 
 HELP = "list audio input devices (index, name, channels, default rate)"
 

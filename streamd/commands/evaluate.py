@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _dataset(args: argparse.Namespace):
-    from training.experiment import load_experiment
+    from training.experiment_spec import load_experiment
     from training.readers import read_dataset
 
     chosen = [name for name in ("config", "esc50", "folders", "datafiles") if getattr(args, name)]
@@ -118,7 +118,7 @@ def _replay(loaded: LoadedModel):
 def run(args: argparse.Namespace) -> int:
     from audio_core.windows import hop_samples
     from training.evaluate import evaluate_clip_set, report_markdown
-    from training.experiment import ExperimentConfigError
+    from training.experiment_spec import ExperimentConfigError
     from training.readers import DatasetError
     from training.streaming_eval import streaming_evaluation
 

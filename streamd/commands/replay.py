@@ -7,10 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from streamd.commands.run import execute
-from streamd.config import DaemonConfig, add_daemon_arguments
+from streamd.config import DaemonConfig
+from streamd.config_cli import add_daemon_arguments
 from streamd.fanin import add_fanin_arguments
+from streamd.file_source import FileSource
 from streamd.security import add_security_arguments
-from streamd.sources import FileSource, Source
+from streamd.sources import Source
 
 HELP = "replay audio files through the live pipeline (real time, faster, or --speed max)"
 

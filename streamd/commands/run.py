@@ -11,15 +11,17 @@ import sys
 import threading
 from collections.abc import Callable
 
-from streamd.config import DaemonConfig, add_daemon_arguments, config_from_args
+from streamd.config import DaemonConfig
+from streamd.config_cli import add_daemon_arguments, config_from_args
 from streamd.daemon import Daemon, print_errors
+from streamd.device_source import DeviceSource
 from streamd.fanin import add_fanin_arguments
 from streamd.integrations import attach as attach_integrations
 from streamd.model_loading import resolve_model, window_warning
 from streamd.network_source import NetworkSource, is_url
 from streamd.security import add_security_arguments
 from streamd.signals import stop_on_signals
-from streamd.sources import DeviceSource, Source
+from streamd.sources import Source
 
 HELP = "classify live audio from input devices and publish every result"
 

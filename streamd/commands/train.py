@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _output_dir(args: argparse.Namespace) -> Path | None:
     """Where this command saves training state (for the Ctrl-C message)."""
-    from training.experiment import ExperimentConfigError, load_experiment
+    from training.experiment_spec import ExperimentConfigError, load_experiment
 
     if args.out:
         return args.out
@@ -101,7 +101,9 @@ def _output_dir(args: argparse.Namespace) -> Path | None:
 
 def _run(args: argparse.Namespace) -> int:
     from models.checkpoint import CheckpointLoadError
-    from training.experiment import ExperimentConfigError, load_experiment, run_experiment, summary_markdown
+    from training.experiment import run_experiment
+    from training.experiment_spec import ExperimentConfigError, load_experiment
+    from training.experiment_summary import summary_markdown
     from training.readers import DatasetError
 
     if args.data is not None:

@@ -27,8 +27,8 @@ from support.faults import (
 from streamd.collect import replay_collect
 from streamd.config import DaemonConfig, with_windows
 from streamd.daemon import Daemon
+from streamd.file_source import FileSource
 from streamd.model_loading import LoadedModel, load_model
-from streamd.sources import FileSource
 
 RATE = 16000
 WINDOW_S = 1.0

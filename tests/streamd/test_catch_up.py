@@ -14,8 +14,10 @@ from audio_core.windows import ColumnPlan
 from models.checkpoint import save_checkpoint
 from models.common import FeatureConfig, ModelInfo, Normalization
 from models.streaming_mamba import StreamingMamba, StreamingMambaConfig
-from streamd.engine import Engine, Job, ModelRunner
+from streamd.engine import Engine
+from streamd.job_queue import Job
 from streamd.model_loading import load_model
+from streamd.model_runner import ModelRunner
 
 
 def _mamba_checkpoint(path, labels):

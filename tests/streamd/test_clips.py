@@ -16,9 +16,10 @@ from pipeline_helpers import Pipeline
 
 from streamd import messages
 from streamd.clips import AudioHistory, ClipRecorder
-from streamd.config import ClipsSection, DaemonConfig
+from streamd.config import DaemonConfig
+from streamd.config_sections import ClipsSection
+from streamd.file_source import FileSource
 from streamd.model_loading import load_model
-from streamd.sources import FileSource
 
 RATE = 16000
 

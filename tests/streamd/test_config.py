@@ -7,14 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from streamd.config import (
-    DaemonConfig,
-    add_daemon_arguments,
-    config_from_args,
-    load_config,
-    load_model_toml,
-    with_windows,
-)
+from streamd.config import DaemonConfig, load_config, load_model_toml, with_windows
+from streamd.config_cli import add_daemon_arguments, config_from_args
 from streamd.errors import CheckpointError, ConfigError
 from streamd.events import EventConfig
 from streamd.model_loading import load_configured_model, load_named_model, resolve_device

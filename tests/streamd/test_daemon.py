@@ -22,9 +22,9 @@ from streamd.config import DaemonConfig, with_windows
 from streamd.daemon import Daemon
 from streamd.errors import ConfigError, StreamdError
 from streamd.events import EventConfig, find_events
+from streamd.file_source import FileSource
 from streamd.model_loading import LoadedModel, load_model
 from streamd.publisher import Publisher
-from streamd.sources import FileSource
 from streamd.streams import unique_stream_names
 
 RATE = 16000

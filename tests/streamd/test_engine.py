@@ -13,8 +13,10 @@ import torch
 from audio_core.fbank import compute_fbank
 from audio_core.front_end import front_end
 from audio_core.windows import ColumnPlan, Window
-from streamd.engine import Engine, Job, JobQueue, ModelRunner, model_threads, score_one_by_one
+from streamd.engine import Engine
+from streamd.job_queue import Job, JobQueue
 from streamd.model_loading import load_model
+from streamd.model_runner import ModelRunner, model_threads, score_one_by_one
 
 
 def _window(features: torch.Tensor, index: int = 0) -> Window:

@@ -14,9 +14,9 @@ from pipeline_helpers import scrape_metrics as _scrape
 
 from streamd.config import DaemonConfig
 from streamd.errors import ConfigError
+from streamd.file_source import FileSource
 from streamd.metrics import COUNTERS, GAUGES, parse_listen
 from streamd.model_loading import load_model
-from streamd.sources import FileSource
 
 
 def test_scrapes_during_a_replay_equal_the_status_counters(

@@ -14,7 +14,7 @@ from support.mosquitto import Broker, Subscriber
 from support.process import StreamdProcess, run_streamd
 
 from streamd import messages
-from streamd.config import MqttSection
+from streamd.config_sections import MqttSection
 from streamd.errors import ConfigError
 from streamd.mqtt_sink import MqttSink, discovery_payloads, parse_url, slug
 

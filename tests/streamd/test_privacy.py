@@ -16,7 +16,8 @@ import soundfile as sf
 from audio_core.resample import resample_offline
 from streamd import messages, privacy
 from streamd.clips import ClipRecorder
-from streamd.config import ClipsSection, load_config
+from streamd.config import load_config
+from streamd.config_sections import ClipsSection
 from streamd.errors import ConfigError
 from streamd.privacy import SpeechDetector, longest_run
 
@@ -113,7 +114,7 @@ def test_a_filter_that_cannot_load_is_logged_once_and_saves_nothing(
     ("line", "error"),
     [
         ('privacy = "blur"', "clips.privacy must be one of off, drop_speech"),
-        ("speech_threshold = 1.5", "clips.speech_threshold must be <= 1"),
+        ("speech_threshold = 1.5", "clips.speech_threshold must be at most 1"),
         ("min_speech_s = 0", "clips.min_speech_s must be positive"),
     ],
 )

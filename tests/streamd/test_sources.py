@@ -13,9 +13,11 @@ import soundfile as sf
 
 from audio_core.audio_file import open_audio, probe_audio
 from audio_core.resample import StreamingResampler, downmix
+from streamd.device_source import DeviceSource
 from streamd.errors import AudioInputError
+from streamd.file_source import FileSource
+from streamd.input_devices import list_input_devices, resolve_input_device
 from streamd.ring import SampleRing
-from streamd.sources import DeviceSource, FileSource, list_input_devices, resolve_input_device
 
 
 def _drain(ring: SampleRing, delay_s: float = 0.0, timeout_s: float = 20.0) -> np.ndarray:

@@ -11,9 +11,9 @@ import soundfile as sf
 
 from streamd.config import DaemonConfig, with_windows
 from streamd.daemon import Daemon
+from streamd.file_source import FileSource
 from streamd.model_loading import LoadedModel, load_model
 from streamd.publisher import Publisher
-from streamd.sources import FileSource
 from streamd.stages import Stages, ThreadStage
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from audio_core.fbank import compute_fbank
-from streamd.engine import ModelRunner
 from streamd.model_loading import load_model
+from streamd.model_runner import ModelRunner
 
 SILENCE_DBFS = -120.0
 

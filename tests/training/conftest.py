@@ -20,7 +20,8 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory, esc50_root: Pat
     """A small residual CNN trained for a few epochs on 12 real clips of dog, rooster and rain (folds 1-2)."""
     from esc50_subset import write_esc50_subset
 
-    from training.experiment import load_experiment, run_experiment
+    from training.experiment import run_experiment
+    from training.experiment_spec import load_experiment
 
     root = tmp_path_factory.mktemp("trained")
     csv_path = write_esc50_subset(root, ("dog", "rooster", "rain"), 2, (1, 2))

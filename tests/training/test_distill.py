@@ -31,8 +31,9 @@ from training.distill import (
     teacher_paths,
     vet_teachers,
 )
-from training.loop import TrainConfig, train_model
+from training.loop import train_model
 from training.sequences import SequenceConfig
+from training.train_config import TrainConfig
 
 LABELS = ["dog", "rooster", "rain"]
 STUDENT_FEATURES = FeatureConfig(num_mel_bins=32)  # the teacher (fixture) has 128 bins

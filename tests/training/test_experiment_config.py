@@ -12,7 +12,8 @@ from safetensors.numpy import load_file
 
 from models.checkpoint import load_checkpoint
 from streamd.cli import main
-from training.experiment import ExperimentConfigError, apply_overrides, load_experiment, run_experiment
+from training.experiment import run_experiment
+from training.experiment_spec import ExperimentConfigError, apply_overrides, load_experiment
 
 CATEGORIES = ("dog", "rooster", "rain")  # ESC-50 targets 0, 1, 10: the label order
 

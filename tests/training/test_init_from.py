@@ -16,11 +16,13 @@ from esc50_subset import write_esc50_subset
 from models.checkpoint import save_checkpoint
 from models.common import FeatureConfig, ModelInfo, Normalization
 from models.registry import build_model, config_to_dict, make_config
-from training.experiment import ExperimentConfigError, load_experiment, run_experiment
+from training.experiment import run_experiment
+from training.experiment_spec import ExperimentConfigError, load_experiment
 from training.finetune_recipe import with_init
 from training.init_from import load_init_weights
-from training.loop import TrainConfig, train_model
+from training.loop import train_model
 from training.param_groups import param_groups
+from training.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 CNN = {"num_mel_bins": 64, "channels": [8, 16], "dropout": 0.0}

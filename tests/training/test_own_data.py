@@ -21,10 +21,12 @@ from tests.support.paths import ESC50, REPO, esc50_rows
 from training.background import KINDS, background_wave, with_background
 from training.derive import derive_window, feature_stats
 from training.evaluate import waveform_scores
-from training.experiment import parse_experiment
-from training.loop import NO_CLASS, TrainConfig, loss_fn, soft_targets, train_model
+from training.experiment_spec import parse_experiment
+from training.loop import train_model
+from training.losses import NO_CLASS, loss_fn, soft_targets
 from training.own_data import SPLIT_FOLDS, read_own_data
 from training.resume import ResumeMismatch, interrupted_line
+from training.train_config import TrainConfig
 
 _spec = importlib.util.spec_from_file_location("make_short_clips", REPO / "scripts" / "make_short_clips.py")
 short_clips = importlib.util.module_from_spec(_spec)
@@ -211,7 +213,7 @@ def test_resume_is_announced_and_a_changed_config_refused(split_data: Path, tmp_
 
 
 def test_channels_must_be_a_list() -> None:
-    from training.experiment import ExperimentConfigError
+    from training.experiment_spec import ExperimentConfigError
 
     doc = {
         "data": {"reader": "esc50", "csv_path": "x.csv", "val_folds": [1]},

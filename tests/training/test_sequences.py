@@ -17,7 +17,7 @@ from models.registry import build_model
 from training.augment import AugmentConfig
 from training.cache import cached_fbanks
 from training.clips import Clip
-from training.loop import TrainConfig, train_model
+from training.loop import train_model
 from training.sequences import (
     LOG_FLOOR,
     SequenceBuilder,
@@ -28,6 +28,7 @@ from training.sequences import (
     noise_bank,
 )
 from training.soundscape import Event, pink_noise, window_truth
+from training.train_config import TrainConfig
 
 FEATURES = FeatureConfig(num_mel_bins=32)
 LABELS = ["dog", "rooster", "rain"]

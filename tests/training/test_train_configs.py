@@ -9,7 +9,8 @@ import torch
 
 from models.registry import build_model
 from training.clips import ClipSet
-from training.experiment import filled_model_config, load_experiment
+from training.experiment import filled_model_config
+from training.experiment_spec import load_experiment
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "train").glob("*.toml"))
 FAMILIES = {"resnet_cnn", "piczak_cnn", "ast", "aum", "streaming_mamba"}

@@ -21,7 +21,11 @@ from training import loop
 from training.augment import AugmentConfig
 from training.cache import cached_fbanks
 from training.clips import Clip
-from training.loop import TrainConfig, loss_fn, lr_at, predict_scores, train_model
+from training.loop import train_model
+from training.losses import loss_fn
+from training.predict import predict_scores
+from training.schedule import lr_at
+from training.train_config import TrainConfig
 
 FEATURES = FeatureConfig(num_mel_bins=64)
 NORM = Normalization(target_frames=300)
@@ -114,17 +118,17 @@ def test_resume_after_a_crash_continues_exactly(
     x, y = data
     straight = train_model(_model(), (x, y), None, _config(epochs=4), _info(), tmp_path / "a", progress=False)
 
-    real_save = loop._save_state
+    real_save = loop.save_state
 
     def save_then_crash(path, model, ema, opt, gen, epoch, *rest):
         real_save(path, model, ema, opt, gen, epoch, *rest)
         if epoch == 2:
             raise _Crash
 
-    monkeypatch.setattr(loop, "_save_state", save_then_crash)
+    monkeypatch.setattr(loop, "save_state", save_then_crash)
     with pytest.raises(_Crash):
         train_model(_model(), (x, y), None, _config(epochs=4), _info(), tmp_path / "b", progress=False)
-    monkeypatch.setattr(loop, "_save_state", real_save)
+    monkeypatch.setattr(loop, "save_state", real_save)
     assert not (tmp_path / "b" / "model.safetensors").exists()
     # a differently initialised model: the saved weights, optimiser and RNG state must replace everything
     resumed = train_model(

@@ -1,0 +1,75 @@
+"""An experiment's summary: per-run metrics, their mean and std, the pooled confusion matrix (cv), and the
+same as a markdown table."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from training import metrics
+from training.experiment_spec import Experiment
+
+
+def _mean_std(values: list[float | None]) -> dict[str, float | None]:
+    present = [v for v in values if v is not None]
+    if not present:
+        return {"mean": None, "std": None}
+    return {"mean": float(np.mean(present)), "std": float(np.std(present))}
+
+
+def summarize(exp: Experiment, entries: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
+    """Per-run metrics, their mean and std, and (cv) the pooled confusion matrix over all folds."""
+    summary: dict[str, Any] = {
+        "experiment": exp.name,
+        "mode": exp.mode,
+        "arch": exp.arch,
+        "train": asdict(exp.train),
+        "runs": [{k: v for k, v in e.items() if k != "report"} for e in entries],
+    }
+    reports = [e["report"] for e in entries if "report" in e]
+    for e in summary["runs"]:
+        report = next((x["report"] for x in entries if x["run"] == e["run"] and "report" in x), None)
+        if report is not None:
+            e.update({k: report[k] for k in ("accuracy", "macro_f1", "mAP")})
+    if reports:
+        summary["metrics"] = {k: _mean_std([r[k] for r in reports]) for k in ("accuracy", "macro_f1", "mAP")}
+        pooled = np.sum([np.array(r["confusion_matrix"]) for r in reports], axis=0)
+        summary["pooled_confusion_matrix"] = pooled.tolist()
+        summary["pooled_per_class_accuracy"] = dict(
+            zip(
+                labels,
+                [None if np.isnan(v) else float(v) for v in metrics.per_class_accuracy(pooled)],
+                strict=True,
+            )
+        )
+    return summary
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The summary as a markdown table (runs, then mean ± std)."""
+
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    lines = [
+        f"# {summary['experiment']} ({summary['arch']}, mode {summary['mode']})",
+        "",
+        "| run | held-out folds | clips | accuracy | macro-F1 | mAP | train s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in summary["runs"]:
+        folds = ",".join(str(f) for f in run.get("val_folds") or []) or "-"
+        lines.append(
+            f"| {run['run']} | {folds} | {run.get('val_clips', '-')} | {fmt(run.get('accuracy'))} | "
+            f"{fmt(run.get('macro_f1'))} | {fmt(run.get('mAP'))} | {run['train_seconds']:.0f} |"
+        )
+    if "metrics" in summary:
+        m = summary["metrics"]
+        cells = " | ".join(
+            "n/a" if m[k]["mean"] is None else f"{m[k]['mean']:.4f} ± {m[k]['std']:.4f}"
+            for k in ("accuracy", "macro_f1", "mAP")
+        )
+        lines += ["", f"Mean ± std over runs: accuracy | macro-F1 | mAP = {cells}"]
+    return "\n".join(lines) + "\n"

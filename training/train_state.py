@@ -1,0 +1,84 @@
+"""The resumable training state (safetensors: model, EMA, optimiser tensors; JSON header: epoch, step,
+RNG, history, the config fingerprint). Nothing is pickled."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from models.atomic_write import write_atomically
+from training.ema import Ema
+from training.resume import check_resume, incompatible
+
+
+def save_state(
+    path: Path,
+    model: nn.Module,
+    ema: Ema,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    epoch: int,
+    step: int,
+    elapsed: float,
+    history: list[dict[str, float]],
+    config: dict[str, Any] | None = None,
+) -> None:
+    """Write a resumable training state: model, EMA and optimiser tensors, RNG, and a JSON header."""
+    tensors: dict[str, torch.Tensor] = {}
+    for k, v in model.state_dict().items():
+        tensors[f"model.{k}"] = v.detach().contiguous()
+    for k, v in ema.model.state_dict().items():
+        tensors[f"ema.{k}"] = v.detach().contiguous()
+    opt_state = opt.state_dict()
+    scalars: dict[str, dict[str, float]] = {}
+    for pid, st in opt_state["state"].items():
+        for key, val in st.items():
+            if torch.is_tensor(val) and val.ndim > 0:
+                tensors[f"opt.{pid}.{key}"] = val.contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[key] = float(val)
+    tensors["rng.generator"] = gen.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {"epoch": epoch, "step": step, "elapsed": elapsed, "history": history, "opt_scalars": scalars}
+    meta["config"] = config
+    write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)}))
+
+
+def load_state(
+    path: Path,
+    model: nn.Module,
+    ema: Ema,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    config: dict[str, Any] | None = None,
+) -> tuple[int, int, float, list[dict[str, float]]]:
+    """Restore a state written by ``save_state``; returns (epoch, step, elapsed seconds, history)."""
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads((f.metadata() or {})["state"])
+    if config is not None:
+        check_resume(path, meta.get("config"), config)
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        ema.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    except RuntimeError as exc:
+        raise incompatible(path, exc) from None
+    opt_state = opt.state_dict()
+    state: dict[int, dict[str, Any]] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, pid, key = k.split(".", 2)
+            state.setdefault(int(pid), {})[key] = v
+    for pid, sc in meta["opt_scalars"].items():
+        for key, val in sc.items():
+            state.setdefault(int(pid), {})[key] = torch.tensor(val)
+    opt_state["state"] = state
+    opt.load_state_dict(opt_state)
+    gen.set_state(tensors["rng.generator"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return int(meta["epoch"]), int(meta["step"]), float(meta["elapsed"]), list(meta["history"])

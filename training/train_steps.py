@@ -1,0 +1,156 @@
+"""One training step: a batch of clips (augmented, optionally distilled) or of streams of clips for a
+recurrent model, forward and loss. Returns ``Step`` (loss, logits, targets, loss parts)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.bf16 import bf16_autocast
+from models.common import ModelInfo
+from training.augment import AugmentConfig, mix_clips, random_gain, random_time_shift, spec_augment
+from training.distill import Teacher, distill_loss, flatten_steps
+from training.losses import loss_fn, sequence_loss, soft_targets, training_logits
+from training.sequences import SequenceBuilder, noise_bank
+from training.train_config import TrainConfig
+
+
+def _augment(
+    x: torch.Tensor, y: torch.Tensor, aug: AugmentConfig, gen: torch.Generator, info: ModelInfo
+) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = _mix(x, y, aug, gen, info)
+    return _mask(x, aug, gen, info), y
+
+
+def _mix(
+    x: torch.Tensor, y: torch.Tensor, aug: AugmentConfig, gen: torch.Generator, info: ModelInfo
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shift, gain and mixing (mixup or between-class) on un-normalised fbanks; ``y`` mixes alike."""
+    x = random_time_shift(x, aug.time_shift_frac, gen)
+    x = random_gain(x, aug.gain_db, gen)
+    return mix_clips(x, y, aug, gen, info.features, len(info.labels))
+
+
+def _mask(x: torch.Tensor, aug: AugmentConfig, gen: torch.Generator, info: ModelInfo) -> torch.Tensor:
+    x = info.normalization.apply(x)
+    return spec_augment(x, aug.freq_mask, aug.time_mask, aug.num_freq_masks, aug.num_time_masks, gen)
+
+
+Step = tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, float]]  # loss, logits, targets, loss parts
+
+
+def clip_step(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: TrainConfig,
+    gen: torch.Generator,
+    info: ModelInfo,
+    teacher: Teacher | None = None,
+    idx: np.ndarray | None = None,
+) -> Step:
+    """Forward a batch of clips (a recurrent model: over its last steps, averaged for the statistics)."""
+    yb = soft_targets(torch.from_numpy(y), len(info.labels), info.multi_label)
+    if teacher is not None:
+        return _distilled_clip_step(model, torch.from_numpy(x), yb, cfg, gen, info, teacher, idx)
+    xb, yb = _augment(torch.from_numpy(x), yb, cfg.augment, gen, info)
+    with bf16_autocast("cpu", enabled=cfg.precision == "bf16"):
+        logits = training_logits(model, xb)
+    loss = sequence_loss(logits, yb, info.multi_label, cfg.label_smoothing)
+    return loss, logits.mean(dim=1) if logits.ndim == 3 else logits, yb, {}
+
+
+def _distilled_clip_step(
+    model: nn.Module,
+    x: torch.Tensor,
+    yb: torch.Tensor,
+    cfg: TrainConfig,
+    gen: torch.Generator,
+    info: ModelInfo,
+    teacher: Teacher,
+    idx: np.ndarray | None,
+) -> Step:
+    """A clip batch against labels and teacher: cached probabilities ride along the labels through the
+    mixing (same partner, same ratio); online, the teacher scores the mixed input before the masks."""
+    c = yb.shape[1]
+    if not teacher.online:
+        yb = torch.cat([yb, teacher.clip_probs[torch.as_tensor(idx)]], dim=1)
+    xm, yb = _mix(x, yb, cfg.augment, gen, info)
+    yb, tb = (yb, teacher.probs_of(xm)) if teacher.online else (yb[:, :c], yb[:, c:])
+    xb = _mask(xm, cfg.augment, gen, info)
+    tokens = getattr(model, "forward_tokens", None)
+    with bf16_autocast("cpu", enabled=cfg.precision == "bf16"):
+        logits = tokens(xb) if callable(tokens) else training_logits(model, xb)
+    flat, labels, probs = flatten_steps(logits, yb, tb)
+    loss, parts = distill_loss(flat, labels, probs, cfg.distill, cfg.label_smoothing)
+    if isinstance(logits, tuple):
+        logits = (logits[0] + logits[1]) / 2
+    return loss, logits.mean(dim=1) if logits.ndim == 3 else logits, yb, parts
+
+
+def stream_step(
+    model: nn.Module,
+    streams: SequenceBuilder,
+    clips: Iterator[int],
+    cfg: TrainConfig,
+    gen: torch.Generator,
+    info: ModelInfo,
+    teacher: Teacher | None = None,
+) -> Step | None:
+    """Forward a batch of streams; the loss is over the steps that have a target (None if none has).
+    With a teacher, a step over a clip also learns that clip's teacher probabilities. Steps over the
+    background between clips have no target, or (``background_steps = "no_class"``) learn "nothing": an
+    all-zero label row (``loss_fn`` makes it uniform) and a uniform teacher row."""
+    xb, yb, mask = streams.batch(cfg.batch_size, clips, gen)
+    if not bool(mask.any()):
+        return None
+    xb = _augment_stream(xb, cfg.augment, gen, info, streams.frames)
+    with bf16_autocast("cpu", enabled=cfg.precision == "bf16"):
+        logits = model.forward_steps(xb)
+    if cfg.sequences.background_steps == "no_class":
+        background = ~mask.reshape(-1)
+        logits, yb = logits.reshape(-1, logits.shape[-1]), yb.reshape(-1, yb.shape[-1]).clone()
+    else:
+        background = None
+        logits, yb = logits[mask], yb[mask]  # steps over background have no target
+    if teacher is not None:  # targets carry [labels | teacher probabilities] per step
+        c = logits.shape[1]
+        if background is not None:
+            yb[background, c:] = 1.0 / c
+        loss, parts = distill_loss(logits, yb[:, :c], yb[:, c:], cfg.distill, cfg.label_smoothing)
+        return loss, logits, yb[:, :c], parts
+    return loss_fn(logits, yb, info.multi_label, cfg.label_smoothing), logits, yb, {}
+
+
+def sequence_builder(
+    model: nn.Module,
+    train: tuple[np.ndarray, np.ndarray],
+    cfg: TrainConfig,
+    info: ModelInfo,
+    teacher: Teacher | None = None,
+) -> SequenceBuilder:
+    column = getattr(model, "column_frames", None)
+    if column is None or not callable(getattr(model, "forward_steps", None)):
+        raise ValueError("train.sequences is for recurrent models (one result per column)")
+    features = info.features
+    targets = soft_targets(torch.from_numpy(train[1]), len(info.labels), info.multi_label)
+    if teacher is not None:  # each clip's teacher probabilities ride along its labels onto its steps
+        targets = torch.cat([targets, teacher.clip_probs], dim=1)
+    frame_rate = features.sample_rate / features.frame_shift
+    noise = noise_bank(features, seed=cfg.seed)
+    return SequenceBuilder(train[0], targets, cfg.sequences, column, frame_rate, noise, cfg.augment.gain_db)
+
+
+def _augment_stream(
+    x: torch.Tensor, aug: AugmentConfig, gen: torch.Generator, info: ModelInfo, frames: int
+) -> torch.Tensor:
+    """Streams: clips got their gain and place when built; normalise, then SpecAugment as many time
+    masks per window length as clips get."""
+    x = info.normalization.apply(x)
+    per_window = max(1, round(frames / info.normalization.target_frames))
+    return spec_augment(
+        x, aug.freq_mask, aug.time_mask, aug.num_freq_masks, aug.num_time_masks * per_window, gen
+    )
