@@ -22,16 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from models.checkpoint import load_checkpoint, read_info, save_checkpoint
+from models.checkpoint import load_checkpoint, save_checkpoint
 from models.common import FeatureConfig, ModelInfo
 from models.registry import build_model
 from training import derive
 from training.cache import clip_fbank
 from training.experiment import run_one
 from training.experiment_spec import Experiment, parse_experiment
-from training.finetune_recipe import with_init
-from training.init_from import resolve_init
-from training.own_data import SPLIT_FOLDS, SPLIT_NAMES, OwnData, read_own_data
+from training.own_data import SPLIT_FOLDS, OwnData, read_own_data
+from training.own_init import ARCH_RECIPES, fine_tuning_doc, init_info
+from training.own_report import describe, held_out_report
 
 CHOICES_FILE = "choices.json"
 
@@ -51,29 +51,6 @@ class OwnOptions:
     cache_dir: Path | None = Path(".cache/fbank")
     default_minutes: float = 15.0
     init: str | None = None  # fine-tune from this checkpoint (a path or a shipped model's name)
-
-
-ARCH_RECIPES = {"resnet_cnn": "cnn", "streaming_mamba": "recurrent", "ast": "ast"}
-
-
-def init_info(opts: OwnOptions) -> ModelInfo | None:
-    """The init checkpoint's metadata (``--init``), checked against ``--recipe``; None without one."""
-    if opts.init is None:
-        return None
-    path = resolve_init(opts.init)
-    if not path.is_file():
-        raise ValueError(f"--init {opts.init}: no such checkpoint file")
-    info = read_info(path)
-    recipe = ARCH_RECIPES.get(info.arch)
-    if recipe is None:
-        raise ValueError(
-            f"--init {opts.init}: a {info.arch} checkpoint; --data fine-tunes {', '.join(ARCH_RECIPES)}"
-        )
-    if opts.recipe is not None and opts.recipe != recipe:
-        raise ValueError(
-            f"--recipe {opts.recipe} contradicts --init {opts.init}, a {recipe} model ({info.arch})"
-        )
-    return info
 
 
 def start_summary(data: OwnData) -> str:
@@ -103,27 +80,7 @@ def _cached_count(cache_dir: Path | None) -> int:
 def experiment_doc(
     opts: OwnOptions, data: OwnData, out: Path, features: FeatureConfig, choices: dict[str, Any]
 ) -> dict[str, Any]:
-    """The experiment config equivalent to this run (``training.experiment_spec`` tables); with ``--init``,
-    the model, features and statistics are the init checkpoint's and the fine-tuning recipe applies."""
-    doc = _plain_doc(opts, data, out, features, choices)
-    if opts.init is None:
-        return doc
-    doc["model"] = {}
-    doc["features"] = {}
-    doc["normalization"] = {"target_frames": choices["frames"]}
-    keep = {"train.epochs"} if opts.epochs else set()
-    doc, notes = with_init(doc, opts.init, keep)
-    choices["init_notes"] = notes
-    choices["epochs"] = doc["train"]["epochs"]
-    for key in ("lr", "warmup_epochs", "backbone_lr_scale"):
-        if key in doc["train"]:
-            choices["train"][key] = doc["train"][key]
-    return doc
-
-
-def _plain_doc(
-    opts: OwnOptions, data: OwnData, out: Path, features: FeatureConfig, choices: dict[str, Any]
-) -> dict[str, Any]:
+    """The experiment config equivalent to this run from scratch (``training.experiment_spec`` tables)."""
     held = data.held_out_fold
     return {
         "experiment": {
@@ -243,39 +200,12 @@ def derive_choices(
     return choices
 
 
-def describe(choices: dict[str, Any], features: FeatureConfig) -> str:
-    aug = choices["augment"]
-    return "\n".join(
-        [
-            f"window: {choices['window_s']:g} s = {choices['frames']} frames ({choices['window_from']}; "
-            f"median clip {choices['clip_seconds_median']:g} s)",
-            f"normalisation: mean {choices['mean']:.4f}, std {choices['std']:.4f} "
-            + (
-                f"(the init checkpoint's, {features.num_mel_bins}-bin log-mel)"
-                if "init" in choices
-                else f"(the training clips' {features.num_mel_bins}-bin log-mel)"
-            ),
-            f"augmentation: shift up to {aug['time_shift_frac']:g} of the window, 2 time masks < "
-            f"{aug['time_mask']} frames, 2 frequency masks < {aug['freq_mask']} bins, mixup "
-            f"{aug['mixup_prob']:g}, gain ±{aug['gain_db']:g} dB",
-            f"background: {choices['background']:g} examples per clip, target no class"
-            if choices["background"]
-            else "background: off (--no-background)",
-            f"model: {choices['recipe']} recipe ({choices['arch']} {json.dumps(choices['model_config'])})"
-            + (f", fine-tuned from {choices['init']}" if "init" in choices else ""),
-            f"schedule: {choices['epochs']} epochs ({choices['epochs_from']}), warm-up "
-            f"{choices['train']['warmup_epochs']:g}, batch {choices['train']['batch_size']}, "
-            f"lr {choices['train']['lr']:g}",
-        ]
-    )
-
-
 def run_own_data(opts: OwnOptions) -> dict[str, Any]:
     """The whole command; returns the held-out report (or {} with ``print_config``)."""
     data = read_own_data(opts.data)
     out = opts.out or Path("runs") / data.clip_set.name
     print(start_summary(data), flush=True)
-    init = init_info(opts)
+    init = init_info(opts.init, opts.recipe)
     features = init.features if init is not None else FeatureConfig(num_mel_bins=derive.NUM_MEL_BINS)
     saved_path = out / CHOICES_FILE
     saved = json.loads(saved_path.read_text()) if saved_path.is_file() and opts.resume else None
@@ -283,6 +213,8 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
         saved = None
     choices = derive_choices(opts, data, features, saved, init)
     doc = experiment_doc(opts, data, out, features, choices)
+    if opts.init is not None:
+        doc = fine_tuning_doc(doc, opts.init, opts.epochs is not None, choices)
     print(describe(choices, features), flush=True)
     if choices.get("init_notes"):
         print(f"fine-tuning recipe: {', '.join(choices['init_notes'])} (as for any --init)", flush=True)
@@ -309,23 +241,3 @@ def _store_choices(path: Path, data: OwnData, choices: dict[str, Any]) -> None:
     model, info = load_checkpoint(path)
     info.extra = {**info.extra, "name": data.clip_set.name, "derived": choices}
     save_checkpoint(path, model, info)
-
-
-def held_out_report(
-    report: dict[str, Any], data: OwnData, entry: dict[str, Any], out: Path, choices: dict[str, Any]
-) -> str:
-    fold = data.held_out_fold
-    n = sum(1 for c in data.clip_set.clips if c.fold == fold)
-    lines = [
-        f"held-out report on {SPLIT_NAMES[fold]} ({n} clips): accuracy {report['accuracy']:.4f}, "
-        f"macro-F1 {report['macro_f1']:.4f} (training {entry['train_seconds']:.0f} s)",
-    ]
-    for label, acc in report["per_class_accuracy"].items():
-        lines.append(f"  {label}: {'n/a' if acc is None else f'{acc:.3f}'}")
-    hop = max(0.1, round(choices["window_s"] / 4, 1))
-    lines += [
-        f"model: {entry['checkpoint']} (named {data.clip_set.name!r}); report in {out / 'eval'}",
-        f"run it live: streamd run --checkpoint {entry['checkpoint']} --window {choices['window_s']:g} "
-        f"--hop {hop:g}",
-    ]
-    return "\n".join(lines)

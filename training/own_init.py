@@ -1,0 +1,48 @@
+"""``streamd train --data DIR --init CHECKPOINT|NAME``: what fine-tuning changes in a zero-config run.
+
+The architecture, its config, the feature settings and the normalisation statistics come from the init
+checkpoint (its weights were trained on them); the window still comes from the data; the fine-tuning
+recipe (``training.finetune_recipe``) adjusts the derived schedule as it does for any ``--init``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.checkpoint import read_info
+from models.common import ModelInfo
+from training.finetune_recipe import with_init
+from training.init_from import resolve_init
+
+ARCH_RECIPES = {"resnet_cnn": "cnn", "streaming_mamba": "recurrent", "ast": "ast"}
+
+
+def init_info(init: str | None, recipe: str | None) -> ModelInfo | None:
+    """The init checkpoint's metadata, checked against ``--recipe``; None without ``--init``."""
+    if init is None:
+        return None
+    path = resolve_init(init)
+    if not path.is_file():
+        raise ValueError(f"--init {init}: no such checkpoint file")
+    info = read_info(path)
+    own = ARCH_RECIPES.get(info.arch)
+    if own is None:
+        known = ", ".join(ARCH_RECIPES)
+        raise ValueError(f"--init {init}: a {info.arch} checkpoint; --data fine-tunes {known}")
+    if recipe is not None and recipe != own:
+        raise ValueError(f"--recipe {recipe} contradicts --init {init}, a {own} model ({info.arch})")
+    return info
+
+
+def fine_tuning_doc(
+    doc: dict[str, Any], init: str, epochs_given: bool, choices: dict[str, Any]
+) -> dict[str, Any]:
+    """The zero-config experiment ``doc`` turned into a fine-tuning one; ``choices`` gets what changed."""
+    doc = {**doc, "model": {}, "features": {}, "normalization": {"target_frames": choices["frames"]}}
+    doc, notes = with_init(doc, init, {"train.epochs"} if epochs_given else set())
+    choices["init_notes"] = notes
+    choices["epochs"] = doc["train"]["epochs"]
+    for key in ("lr", "warmup_epochs", "backbone_lr_scale"):
+        if key in doc["train"]:
+            choices["train"][key] = doc["train"][key]
+    return doc
