@@ -14,8 +14,13 @@ from audio_core.windows import ColumnPlan
 from models.checkpoint import save_checkpoint
 from models.common import FeatureConfig, ModelInfo, Normalization
 from models.streaming_mamba import StreamingMamba, StreamingMambaConfig
+from streamd.catch_up import REPLAY_CATCH_UP_COLUMNS, catch_up_columns
+from streamd.config import DaemonConfig
+from streamd.daemon import Daemon
 from streamd.engine import Engine, Job, ModelRunner
 from streamd.model_loading import load_model
+from streamd.publisher import Publisher
+from streamd.sources import FileSource
 
 
 def _mamba_checkpoint(path, labels):
@@ -81,3 +86,48 @@ def test_forward_chunk_equals_steps_from_any_state(esc50):
         outs.append(out)
     assert float((torch.cat(outs, 1) - torch.stack(steps, 1)).abs().max()) <= 1e-4
     assert all(float((state[k] - chunked_state[k]).abs().max()) <= 1e-4 for k in state)
+
+
+def test_replay_catches_up_deeper_than_live(tmp_path, esc50, small_checkpoint):
+    loaded = load_model(_mamba_checkpoint(tmp_path / "m.safetensors", esc50.labels), compute="cpu")
+    assert catch_up_columns(loaded, 8, 0, "block") == REPLAY_CATCH_UP_COLUMNS
+    assert catch_up_columns(loaded, 8, 0, "drop_oldest") == 8  # live: a stall leaves no long backlog
+    assert catch_up_columns(loaded, 8, 5, "block") == 1  # an explicit queue size is kept as it is
+    windowed = load_model(small_checkpoint, compute="cpu")
+    assert catch_up_columns(windowed, 8, 0, "block") == 1
+    daemon = Daemon(
+        DaemonConfig(), [FileSource(esc50.clips(1)[0], speed=None)], loaded, Publisher("inproc://cu")
+    )
+    assert daemon.engine.take == 8 * REPLAY_CATCH_UP_COLUMNS
+    assert daemon.engine.queue.maxsize == REPLAY_CATCH_UP_COLUMNS
+
+
+def test_one_call_takes_up_to_the_catch_up_depth_and_equals_stepping(tmp_path, esc50):
+    loaded = load_model(
+        _mamba_checkpoint(tmp_path / "m.safetensors", esc50.labels), compute="cpu", precision="fp32"
+    )
+    front = front_end(ColumnPlan(loaded.column_frames, loaded.info.features))
+    wave = np.concatenate([esc50.read_mono(p) for p in esc50.clips(4)])[: 16 * 16000]
+    columns = front.accept(wave) + front.finish()
+    assert len(columns) == 100
+    results: list[tuple[Job, torch.Tensor]] = []
+    engine = Engine(
+        loaded,
+        lambda b, sc: results.extend(zip(b, sc, strict=True)),
+        queue_size=1000,
+        max_batch=1,
+        policy="block",
+        columns_per_stream=64,
+    )
+    for column in columns:
+        engine.submit(Job(0, column, time.monotonic()))
+    engine.start()
+    engine.close()
+    assert engine.join(30.0)
+    assert engine.batches == 2  # 64 columns, then the other 36
+    assert [job.window.index for job, _ in results] == [c.index for c in columns]
+    runner = ModelRunner(loaded)
+    state = runner.init_state()
+    for (_, score), column in zip(results, columns, strict=True):
+        step, (state,) = runner.score_columns([column.features], [state])
+        assert float((score - step[0]).abs().max()) <= 1e-4
