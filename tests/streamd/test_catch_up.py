@@ -33,6 +33,24 @@ def _mamba_checkpoint(path, labels):
     return save_checkpoint(path, model, info)
 
 
+def _run_all(loaded, jobs: list[Job], **engine_args) -> tuple[Engine, list[tuple[Job, torch.Tensor]]]:
+    """Queue every job, then let an engine classify them all; its results in order."""
+    results: list[tuple[Job, torch.Tensor]] = []
+    engine = Engine(
+        loaded,
+        lambda b, sc: results.extend(zip(b, sc, strict=True)),
+        queue_size=1000,
+        policy="block",
+        **engine_args,
+    )
+    for job in jobs:
+        engine.submit(job)
+    engine.start()
+    engine.close()
+    assert engine.join(30.0)
+    return engine, results
+
+
 def test_catch_up_equals_stepping_one_result_per_column(tmp_path, esc50):
     loaded = load_model(
         _mamba_checkpoint(tmp_path / "m.safetensors", esc50.labels), compute="cpu", precision="fp32"
@@ -43,19 +61,7 @@ def test_catch_up_equals_stepping_one_result_per_column(tmp_path, esc50):
         front = front_end(ColumnPlan(loaded.column_frames, cfg))
         columns.append(front.accept(esc50.read_mono(path)[: int(seconds * 16000)]) + front.finish())
     jobs = [Job(s, c, time.monotonic()) for s, cols in enumerate(columns) for c in cols]
-    results: list[tuple[Job, torch.Tensor]] = []
-    engine = Engine(
-        loaded,
-        lambda b, sc: results.extend(zip(b, sc, strict=True)),
-        queue_size=1000,
-        max_batch=64,
-        policy="block",
-    )
-    for job in jobs:
-        engine.submit(job)
-    engine.start()
-    engine.close()
-    assert engine.join(30.0)
+    engine, results = _run_all(loaded, jobs, max_batch=64)
     assert engine.batches == 2  # streams 0 and 1 (same depth) share a call, stream 2 has its own
     runner = ModelRunner(loaded)
     for s, cols in enumerate(columns):
@@ -110,20 +116,8 @@ def test_one_call_takes_up_to_the_catch_up_depth_and_equals_stepping(tmp_path, e
     wave = np.concatenate([esc50.read_mono(p) for p in esc50.clips(4)])[: 16 * 16000]
     columns = front.accept(wave) + front.finish()
     assert len(columns) == 100
-    results: list[tuple[Job, torch.Tensor]] = []
-    engine = Engine(
-        loaded,
-        lambda b, sc: results.extend(zip(b, sc, strict=True)),
-        queue_size=1000,
-        max_batch=1,
-        policy="block",
-        columns_per_stream=64,
-    )
-    for column in columns:
-        engine.submit(Job(0, column, time.monotonic()))
-    engine.start()
-    engine.close()
-    assert engine.join(30.0)
+    jobs = [Job(0, column, time.monotonic()) for column in columns]
+    engine, results = _run_all(loaded, jobs, max_batch=1, columns_per_stream=64)
     assert engine.batches == 2  # 64 columns, then the other 36
     assert [job.window.index for job, _ in results] == [c.index for c in columns]
     runner = ModelRunner(loaded)
