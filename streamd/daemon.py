@@ -26,8 +26,9 @@ import torch
 
 from audio_core.resample import StreamingResampler
 from audio_core.windows import checkpoint_window_s, stream_plan
+from streamd.catch_up import catch_up_columns
 from streamd.config import DaemonConfig
-from streamd.engine import Engine, catch_up_queue_factor
+from streamd.engine import Engine
 from streamd.errors import ConfigError
 from streamd.events import EventDetector
 from streamd.feature_stage import AudioTap, FeatureStage
@@ -95,14 +96,15 @@ class Daemon:
             features.sample_rate,
             self.event_hooks,
         )
+        columns = catch_up_columns(model, config.engine.max_batch, config.engine.queue_size, self.policy)
         self.engine = Engine(
             model,
             self.results.submit,
-            queue_size=config.queue_size(len(sources), self.policy)
-            * catch_up_queue_factor(model, config.engine.max_batch, config.engine.queue_size),
+            queue_size=config.queue_size(len(sources), self.policy) * columns,
             max_batch=config.engine.max_batch,
             policy=self.policy,
             stream_names=names,
+            columns_per_stream=columns,
         )
         self.status = Status(publisher, self.engine, features.sample_rate, self.counter_hooks)
         self.features = FeatureStage(

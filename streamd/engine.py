@@ -38,12 +38,14 @@ class Engine:
         max_batch: int = 8,
         policy: str = "drop_oldest",
         stream_names: list[str] | None = None,
+        columns_per_stream: int = 1,
     ) -> None:
         self.runner = ModelRunner(loaded)
         self.recurrent = loaded.recurrent
         self.on_results = on_results
         self.stream_names = list(stream_names or [])
         self.max_batch = max(1, max_batch)
+        self.take = self.max_batch * max(1, columns_per_stream)  # jobs per queue read (catch-up: columns)
         self.queue = JobQueue(queue_size, policy)
         self._states: dict[int, State] = {}
         self._thread: threading.Thread | None = None
@@ -103,7 +105,7 @@ class Engine:
     def _loop(self) -> None:
         try:
             while True:
-                batch = self.queue.get_batch(self.max_batch, timeout=0.1)
+                batch = self.queue.get_batch(self.take, timeout=0.1)
                 if batch is None:
                     return
                 if batch:

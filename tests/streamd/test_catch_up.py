@@ -14,10 +14,15 @@ from audio_core.windows import ColumnPlan
 from models.checkpoint import save_checkpoint
 from models.common import FeatureConfig, ModelInfo, Normalization
 from models.streaming_mamba import StreamingMamba, StreamingMambaConfig
+from streamd.catch_up import REPLAY_CATCH_UP_COLUMNS, catch_up_columns
+from streamd.config import DaemonConfig
+from streamd.daemon import Daemon
 from streamd.engine import Engine
+from streamd.file_source import FileSource
 from streamd.job_queue import Job
 from streamd.model_loading import load_model
 from streamd.model_runner import ModelRunner
+from streamd.publisher import Publisher
 
 
 def _mamba_checkpoint(path, labels):
@@ -30,6 +35,24 @@ def _mamba_checkpoint(path, labels):
     return save_checkpoint(path, model, info)
 
 
+def _run_all(loaded, jobs: list[Job], **engine_args) -> tuple[Engine, list[tuple[Job, torch.Tensor]]]:
+    """Queue every job, then let an engine classify them all; its results in order."""
+    results: list[tuple[Job, torch.Tensor]] = []
+    engine = Engine(
+        loaded,
+        lambda b, sc: results.extend(zip(b, sc, strict=True)),
+        queue_size=1000,
+        policy="block",
+        **engine_args,
+    )
+    for job in jobs:
+        engine.submit(job)
+    engine.start()
+    engine.close()
+    assert engine.join(30.0)
+    return engine, results
+
+
 def test_catch_up_equals_stepping_one_result_per_column(tmp_path, esc50):
     loaded = load_model(
         _mamba_checkpoint(tmp_path / "m.safetensors", esc50.labels), compute="cpu", precision="fp32"
@@ -40,19 +63,7 @@ def test_catch_up_equals_stepping_one_result_per_column(tmp_path, esc50):
         front = front_end(ColumnPlan(loaded.column_frames, cfg))
         columns.append(front.accept(esc50.read_mono(path)[: int(seconds * 16000)]) + front.finish())
     jobs = [Job(s, c, time.monotonic()) for s, cols in enumerate(columns) for c in cols]
-    results: list[tuple[Job, torch.Tensor]] = []
-    engine = Engine(
-        loaded,
-        lambda b, sc: results.extend(zip(b, sc, strict=True)),
-        queue_size=1000,
-        max_batch=64,
-        policy="block",
-    )
-    for job in jobs:
-        engine.submit(job)
-    engine.start()
-    engine.close()
-    assert engine.join(30.0)
+    engine, results = _run_all(loaded, jobs, max_batch=64)
     assert engine.batches == 2  # streams 0 and 1 (same depth) share a call, stream 2 has its own
     runner = ModelRunner(loaded)
     for s, cols in enumerate(columns):
@@ -83,3 +94,36 @@ def test_forward_chunk_equals_steps_from_any_state(esc50):
         outs.append(out)
     assert float((torch.cat(outs, 1) - torch.stack(steps, 1)).abs().max()) <= 1e-4
     assert all(float((state[k] - chunked_state[k]).abs().max()) <= 1e-4 for k in state)
+
+
+def test_replay_catches_up_deeper_than_live(tmp_path, esc50, small_checkpoint):
+    loaded = load_model(_mamba_checkpoint(tmp_path / "m.safetensors", esc50.labels), compute="cpu")
+    assert catch_up_columns(loaded, 8, 0, "block") == REPLAY_CATCH_UP_COLUMNS
+    assert catch_up_columns(loaded, 8, 0, "drop_oldest") == 8  # live: a stall leaves no long backlog
+    assert catch_up_columns(loaded, 8, 5, "block") == 1  # an explicit queue size is kept as it is
+    windowed = load_model(small_checkpoint, compute="cpu")
+    assert catch_up_columns(windowed, 8, 0, "block") == 1
+    daemon = Daemon(
+        DaemonConfig(), [FileSource(esc50.clips(1)[0], speed=None)], loaded, Publisher("inproc://cu")
+    )
+    assert daemon.engine.take == 8 * REPLAY_CATCH_UP_COLUMNS
+    assert daemon.engine.queue.maxsize == REPLAY_CATCH_UP_COLUMNS
+
+
+def test_one_call_takes_up_to_the_catch_up_depth_and_equals_stepping(tmp_path, esc50):
+    loaded = load_model(
+        _mamba_checkpoint(tmp_path / "m.safetensors", esc50.labels), compute="cpu", precision="fp32"
+    )
+    front = front_end(ColumnPlan(loaded.column_frames, loaded.info.features))
+    wave = np.concatenate([esc50.read_mono(p) for p in esc50.clips(4)])[: 16 * 16000]
+    columns = front.accept(wave) + front.finish()
+    assert len(columns) == 100
+    jobs = [Job(0, column, time.monotonic()) for column in columns]
+    engine, results = _run_all(loaded, jobs, max_batch=1, columns_per_stream=64)
+    assert engine.batches == 2  # 64 columns, then the other 36
+    assert [job.window.index for job, _ in results] == [c.index for c in columns]
+    runner = ModelRunner(loaded)
+    state = runner.init_state()
+    for (_, score), column in zip(results, columns, strict=True):
+        step, (state,) = runner.score_columns([column.features], [state])
+        assert float((score - step[0]).abs().max()) <= 1e-4
