@@ -219,3 +219,20 @@ def test_channels_must_be_a_list() -> None:
     }
     with pytest.raises(ExperimentConfigError, match=r"model.config.channels: must be a list, e.g. \[32"):
         parse_experiment(doc)
+
+
+def test_the_recurrent_recipe_learns_nothing_from_background_clips(split_data: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "streamd", "train", "--data", str(split_data), "--recipe", "recurrent"]
+    result = subprocess.run(
+        [*cmd, "--epochs", "2", "--print-config"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    exp = parse_experiment(tomllib.loads(result.stdout[result.stdout.index("# streamd train") :]))
+    # Trained on clips (not streams), so the background examples apply: the "nothing" target is learnt.
+    assert exp.arch == "streaming_mamba" and not exp.train.sequences.enabled and exp.train.background > 0
