@@ -100,6 +100,7 @@ class NativeStderr:
         self.lines = 0
         self._lock = threading.Lock()
         self._installed = False
+        self._piped = False
         self._alsa: Any = None
         self._libc: Any = None
         self._handler: Any = None  # the ctypes callback: kept referenced while ALSA may call it
@@ -231,7 +232,12 @@ class NativeStderr:
         if self._installed:
             return
         self._install_alsa()
-        self._install_pipe()
+        try:
+            self._install_pipe()
+        except OSError:  # no fd 2 to redirect (closed) or no pipe to be had: ALSA's handler alone
+            self._piped = False
+        else:
+            self._piped = True
         self._installed = True
 
     def restore(self) -> None:
@@ -240,7 +246,8 @@ class NativeStderr:
             return
         self._installed = False
         self._restore_alsa()
-        self._restore_pipe()
+        if self._piped:
+            self._restore_pipe()
 
 
 def _all_handlers() -> list[logging.Handler]:

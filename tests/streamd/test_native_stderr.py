@@ -122,3 +122,21 @@ def test_format_alsa_formats_one_safe_argument_only() -> None:
     assert format_alsa(b"rate %.1f", 0, libc) == "rate %.1f"
     assert format_alsa(b"100%% of %*d", 3, libc) == "100% of %*d"
     assert format_alsa(None, None, libc) == ""
+
+
+CLOSED_FD2 = textwrap.dedent(
+    """
+    import os
+    from streamd.native_stderr import NativeStderr
+    os.close(2)
+    routed = NativeStderr()
+    routed.install()
+    routed.restore()
+    print("ok", routed.installed)
+    """
+)
+
+
+def test_a_closed_stderr_is_left_alone() -> None:
+    done = subprocess.run([sys.executable, "-c", CLOSED_FD2], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok False", done
