@@ -36,6 +36,7 @@ from streamd.gaps import SegmentedFrontEnd
 from streamd.label_check import check_event_labels
 from streamd.model_loading import LoadedModel
 from streamd.model_runner import model_threads
+from streamd.native_stderr import native_stderr_for
 from streamd.result_stage import EventHook, ResultStage
 from streamd.sources import Source
 from streamd.stages import EngineStage, SourcesStage, Stages
@@ -84,6 +85,9 @@ class Daemon:
         self.audio_taps: list[AudioTap] = []  # see every block of source audio (feature thread)
         self.event_hooks: list[EventHook] = []  # may extend an event message before it is published
         self.counter_hooks: list[CounterHook] = []  # more status counters of a stream
+        self.native_stderr = native_stderr_for(sources)  # ALSA/PortAudio prints -> the logger
+        if self.native_stderr:
+            self.counter_hooks.append(self.native_stderr.counters)
         self._stop = threading.Event()  # the one stop event of every stage
         self.policy = config.overload_policy(self.live)
         self.results = ResultStage(
@@ -127,6 +131,8 @@ class Daemon:
         torch.set_num_threads(model_threads(self.config.engine.threads, self.model.device))
         self.publisher.start()  # binds now: a port in use fails before any audio is touched
         try:
+            if self.native_stderr:
+                self.native_stderr.install()
             wait_s = self.config.publish.wait_for_subscriber_s
             if wait_s > 0 and hasattr(self.publisher, "wait_for_subscriber"):
                 self.publisher.wait_for_subscriber(wait_s)
@@ -207,6 +213,8 @@ class Daemon:
             self.status.publish(stream, state, stream.source.error)
         self.publisher.stop(timeout=1.0)
         torch.set_num_threads(self._threads_before)
+        if self.native_stderr:
+            self.native_stderr.restore()
 
     def _run_failures(self) -> list[str]:
         """What makes the run a failure besides a source error: a stopped engine or result stage, or no

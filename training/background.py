@@ -126,3 +126,14 @@ def with_background(
     else:
         y_bg = np.full(count, NO_CLASS, dtype=y.dtype)
     return np.concatenate([x, bg]), np.concatenate([y, y_bg])
+
+
+def check_stream_background(background: float, on_streams: bool) -> None:
+    """Refuse ``train.background`` with stream training, where it would do nothing: there the background
+    between the clips is what learns "nothing" (``[train.sequences] background_steps = "no_class"``)."""
+    if background > 0 and on_streams:
+        raise ValueError(
+            f"train.background = {background:g} adds background clips to training on clips; training on "
+            "streams ([train.sequences] length_s > 0) has background between its clips instead: set "
+            'train.sequences.background_steps = "no_class" to learn "nothing" there, and train.background = 0'
+        )

@@ -60,6 +60,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for run in summary["runs"]:
+        if "val_folds" not in run:  # mode full: nothing held out, so nothing measured (not "n/a")
+            lines.append(no_held_out_row(run))
+            continue
         folds = ",".join(str(f) for f in run.get("val_folds") or []) or "-"
         lines.append(
             f"| {run['run']} | {folds} | {run.get('val_clips', '-')} | {fmt(run.get('accuracy'))} | "
@@ -72,4 +75,20 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             for k in ("accuracy", "macro_f1", "mAP")
         )
         lines += ["", f"Mean ± std over runs: accuracy | macro-F1 | mAP = {cells}"]
+    if summary["mode"] == "full":
+        lines += ["", FULL_MODE_NOTE]
     return "\n".join(lines) + "\n"
+
+
+FULL_MODE_NOTE = (
+    "Mode full trains on every clip and holds none out, so it measures no accuracy: the figures of this "
+    "recipe are those of its single or cv runs; score the checkpoint on other data with `streamd evaluate`."
+)
+
+
+def no_held_out_row(run: dict[str, Any]) -> str:
+    """The summary row of a run that held nothing out (mode full): its training clips, no figures."""
+    return (
+        f"| {run['run']} | none (trained on all {run.get('train_clips', '?')} clips) | 0 | not measured | "
+        f"not measured | not measured | {run['train_seconds']:.0f} |"
+    )

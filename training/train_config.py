@@ -34,6 +34,11 @@ class TrainConfig:
     sequences: SequenceConfig = field(default_factory=SequenceConfig)  # recurrent models: train on streams
     distill: DistillConfig = field(default_factory=DistillConfig)  # teacher targets (training.distill)
 
+    def __post_init__(self) -> None:
+        from training.background import check_stream_background
+
+        check_stream_background(self.background, self.sequences.enabled)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         data = dict(data)

@@ -258,3 +258,20 @@ def test_init_fine_tunes_the_shipped_model_on_own_data(split_data: Path, tmp_pat
     )
     assert bad.returncode != 0 and "contradicts --init default" in bad.stderr
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_the_recurrent_recipe_learns_nothing_from_background_clips(split_data: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "streamd", "train", "--data", str(split_data), "--recipe", "recurrent"]
+    result = subprocess.run(
+        [*cmd, "--epochs", "2", "--print-config"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    exp = parse_experiment(tomllib.loads(result.stdout[result.stdout.index("# streamd train") :]))
+    # Trained on clips (not streams), so the background examples apply: the "nothing" target is learnt.
+    assert exp.arch == "streaming_mamba" and not exp.train.sequences.enabled and exp.train.background > 0
