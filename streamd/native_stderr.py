@@ -261,6 +261,6 @@ def _all_handlers() -> list[logging.Handler]:
 
 def native_stderr_for(sources: Sequence[object]) -> NativeStderr | None:
     """A ``NativeStderr`` when any of ``sources`` is an input device (PortAudio), else None."""
-    from streamd.sources import DeviceSource
+    from streamd.device_source import DeviceSource
 
     return NativeStderr() if any(isinstance(s, DeviceSource) for s in sources) else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from training.experiment import FULL_MODE_NOTE
+from training.experiment_summary import FULL_MODE_NOTE
 
 
 def test_full_mode_summary_says_nothing_was_held_out(trained_checkpoint: Path) -> None:
