@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ class SequenceConfig:
     background_max_dbfs: float = -40.0
     audible_db: float = 35.0
     background_steps: str = "ignore"  # "ignore": no target; "no_class": learn the uniform "nothing" there
+    background_kinds: list[str] = field(default_factory=lambda: ["pink"])  # training.background.KINDS
 
     def __post_init__(self) -> None:
         if self.background_steps not in ("ignore", "no_class"):
@@ -44,6 +45,9 @@ class SequenceConfig:
             raise ValueError("need length_s >= 0 and 0 <= gap_min_s <= gap_max_s")
         if self.background_min_dbfs > self.background_max_dbfs:
             raise ValueError("background_min_dbfs must not exceed background_max_dbfs")
+        noises = ("white", "pink", "brown", "hum50", "hum60")  # scalable by level: not digital silence
+        if not self.background_kinds or any(kind not in noises for kind in self.background_kinds):
+            raise ValueError(f"background_kinds must be a non-empty list of {', '.join(noises)}")
 
     @property
     def enabled(self) -> bool:
@@ -60,12 +64,21 @@ def audible_frames(fbank: np.ndarray, audible_db: float) -> tuple[int, int]:
     return int(loud[0]), int(loud[-1]) + 1
 
 
-def noise_bank(features: FeatureConfig, seconds: float = 30.0, seed: int = 0) -> np.ndarray:
-    """Fbank frames of unit-RMS (0 dBFS) pink noise; a level ``L`` dBFS adds ``L ln(10) / 10``."""
+def noise_bank(
+    features: FeatureConfig, seconds: float = 30.0, seed: int = 0, kinds: tuple[str, ...] = ("pink",)
+) -> np.ndarray:
+    """Fbank frames of unit-RMS (0 dBFS) noise, ``seconds`` of each of ``kinds`` back to back (kinds of
+    ``training.background``); a level ``L`` dBFS adds ``L ln(10) / 10``."""
     from audio_core.fbank import compute_fbank
+    from training.background import background_wave
 
-    wave = pink_noise(round(seconds * features.sample_rate), np.random.default_rng(seed))
-    return compute_fbank(wave.astype(np.float32), features).numpy()
+    rng = np.random.default_rng(seed)
+    n = round(seconds * features.sample_rate)
+    parts = [
+        pink_noise(n, rng) if kind == "pink" else background_wave(kind, n, features.sample_rate, 0.0, rng)
+        for kind in kinds
+    ]
+    return np.concatenate([compute_fbank(p.astype(np.float32), features).numpy() for p in parts])
 
 
 class SequenceBuilder:

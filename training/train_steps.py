@@ -140,7 +140,7 @@ def sequence_builder(
     if teacher is not None:  # each clip's teacher probabilities ride along its labels onto its steps
         targets = torch.cat([targets, teacher.clip_probs], dim=1)
     frame_rate = features.sample_rate / features.frame_shift
-    noise = noise_bank(features, seed=cfg.seed)
+    noise = noise_bank(features, seed=cfg.seed, kinds=tuple(cfg.sequences.background_kinds))
     return SequenceBuilder(train[0], targets, cfg.sequences, column, frame_rate, noise, cfg.augment.gain_db)
 
 

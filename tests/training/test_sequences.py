@@ -55,6 +55,26 @@ def test_the_noise_bank_is_pink_noise_at_0_dbfs() -> None:
     np.testing.assert_allclose(bank + level * math.log(10) / 10, direct, atol=2e-3)
 
 
+def test_the_noise_bank_holds_each_background_kind_at_0_dbfs() -> None:
+    """White, pink and brown back to back, each equal to ``training.background``'s wave at a level."""
+    from training.background import background_wave
+
+    bank = noise_bank(FEATURES, seconds=2.0, seed=3, kinds=("white", "pink", "brown"))
+    frames = len(bank) // 3
+    rng, level = np.random.default_rng(3), -20.0  # loud enough that no bin reaches the log floor
+    white = background_wave("white", 32000, 16000, level, rng)
+    pink = pink_noise(32000, rng) * 10 ** (level / 20)
+    brown = background_wave("brown", 32000, 16000, level, rng)
+    for i, wave in enumerate((white, pink, brown)):
+        direct = compute_fbank(wave.astype(np.float32), FEATURES).numpy()
+        part = bank[i * frames : (i + 1) * frames] + level * math.log(10) / 10
+        np.testing.assert_allclose(part, direct, atol=2e-3)
+    tilt = [float(part[:, :8].mean() - part[:, -8:].mean()) for part in np.split(bank, 3)]
+    assert tilt[0] < tilt[1] < tilt[2]  # white, pink, brown: ever more energy low than high
+    with pytest.raises(ValueError, match="background_kinds"):
+        SequenceConfig(length_s=30.0, background_kinds=["silence"])
+
+
 def test_majority_owner_needs_half_the_column() -> None:
     columns = torch.tensor([[3, 3, 3, -1], [3, 3, -1, -1], [3, -1, -1, -1], [-1, -1, -1, -1], [1, 1, 2, 2]])
     assert majority_owner(columns).tolist() == [3, 3, -1, -1, 1]
