@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from audio_core.checks import check_fields, rule
 from models.common import FeatureConfig
 from training.soundscape import pink_noise
 
@@ -29,21 +30,25 @@ LOG_FLOOR = math.log(np.finfo(np.float32).eps)  # the fbank's floor: log(eps)
 
 @dataclass
 class SequenceConfig:
-    length_s: float = 0.0  # 0: train on single clips; else on streams of this length
-    gap_min_s: float = 0.2
-    gap_max_s: float = 3.0
-    background_min_dbfs: float = -65.0
-    background_max_dbfs: float = -40.0
-    audible_db: float = 35.0
-    background_steps: str = "ignore"  # "ignore": no target; "no_class": learn the uniform "nothing" there
+    """The ``[train.sequences]`` table; each field's bounds and choices sit next to it."""
+
+    length_s: float = rule(0.0, ge=0)  # 0: train on single clips; else on streams of this length
+    gap_min_s: float = rule(0.2, ge=0)
+    gap_max_s: float = rule(3.0, ge=0)
+    background_min_dbfs: float = rule(-65.0, le=0)
+    background_max_dbfs: float = rule(-40.0, le=0)
+    audible_db: float = rule(35.0, gt=0)
+    # "ignore": no target; "no_class": learn the uniform "nothing" there
+    background_steps: str = rule("ignore", choices=("ignore", "no_class"))
 
     def __post_init__(self) -> None:
-        if self.background_steps not in ("ignore", "no_class"):
-            raise ValueError(f"background_steps must be ignore or no_class, got {self.background_steps!r}")
-        if self.length_s < 0 or not 0 <= self.gap_min_s <= self.gap_max_s:
-            raise ValueError("need length_s >= 0 and 0 <= gap_min_s <= gap_max_s")
-        if self.background_min_dbfs > self.background_max_dbfs:
-            raise ValueError("background_min_dbfs must not exceed background_max_dbfs")
+        check_fields(self, "train.sequences", ValueError)
+        for low, high in (("gap_min_s", "gap_max_s"), ("background_min_dbfs", "background_max_dbfs")):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(
+                    f"train.sequences.{low} must not exceed {high}, got {getattr(self, low)!r} > "
+                    f"{getattr(self, high)!r}"
+                )
 
     @property
     def enabled(self) -> bool:
