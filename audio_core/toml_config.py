@@ -37,7 +37,8 @@ def type_name(hint: Any) -> str:
 
 
 def check_value(value: Any, hint: Any, where: str, error: type[Exception]) -> Any:
-    """``value`` if it fits the type ``hint`` (ints accepted for floats), else ``error`` naming ``where``."""
+    """``value`` if it fits the type ``hint`` (ints accepted for floats; a list for a ``tuple[...]``,
+    returned as a tuple), else ``error`` naming ``where``."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in typing.get_args(hint):  # from JSON (a checkpoint), never TOML

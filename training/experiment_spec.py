@@ -16,7 +16,11 @@ and the key):
   ``SequenceConfig`` fields (recurrent models trained on streams of clips) and ``[train.distill]``
   ``DistillConfig`` fields (teachers; ``training.distill``).
 
-Relative paths are resolved against the current directory. Running it is ``training.experiment``.
+Types are checked by the one TOML checker (``audio_core.toml_config.check_table``); bounds and choices by
+each section itself (``TrainConfig``, ``AugmentConfig``, ``SequenceConfig``, ``DistillConfig``,
+``ExperimentSection``: rules next to their fields, ``audio_core.checks``). Every error is one line naming
+the file and the key. Relative paths are resolved against the current directory. Running it is
+``training.experiment``.
 """
 
 from __future__ import annotations
