@@ -2,8 +2,8 @@
 
 A config section (the daemon's ``[model]``, ``[windows]``, ...; the experiment's ``[train]``,
 ``[train.augment]``, ...) declares each rule on its field with ``rule(default, choices=..., gt=..., ge=...,
-le=...)`` and calls ``check_fields(self, "section", ErrorClass)`` in ``__post_init__``; the section is then
-valid whenever it exists. Every message is one line naming the dotted key: ``section.key must be ...``.
+lt=..., le=...)`` and calls ``check_fields(self, "section", ErrorClass)`` in ``__post_init__``; the section is
+then valid whenever it exists. Every message is one line naming the dotted key: ``section.key must be ...``.
 Pure module: no threads, sockets or devices.
 """
 
@@ -22,10 +22,12 @@ def rule(
     choices: Sequence[Any] | None = None,
     gt: float | None = None,
     ge: float | None = None,
+    lt: float | None = None,
     le: float | None = None,
 ) -> Any:
     """A dataclass field whose value must be one of ``choices`` and/or within the bounds (``None`` skips)."""
-    metadata = {"choices": tuple(choices) if choices is not None else None, "gt": gt, "ge": ge, "le": le}
+    choice = tuple(choices) if choices is not None else None
+    metadata = {"choices": choice, "gt": gt, "ge": ge, "lt": lt, "le": le}
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -45,9 +47,11 @@ def check_range(
     *,
     gt: float | None = None,
     ge: float | None = None,
+    lt: float | None = None,
     le: float | None = None,
 ) -> None:
-    """``error`` naming ``key`` unless ``value`` is a finite number ``> gt``, ``>= ge`` and ``<= le``."""
+    """``error`` naming ``key`` unless ``value`` is a finite number ``> gt``, ``>= ge``, ``< lt`` and
+    ``<= le``."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise error(f"{key} must be a number, got {value!r}")
     finite = math.isfinite(value)
@@ -55,6 +59,8 @@ def check_range(
         raise error(f"{key} must be {'positive' if gt == 0 else f'> {gt:g}'}, got {value!r}")
     if ge is not None and not (finite and value >= ge):
         raise error(f"{key} must be >= {ge:g}, got {value!r}")
+    if lt is not None and not value < lt:
+        raise error(f"{key} must be below {lt:g}, got {value!r}")
     if le is not None and not value <= le:
         raise error(f"{key} must be at most {le:g}, got {value!r}")
     if not finite:
@@ -73,8 +79,9 @@ def check_fields(obj: Any, section: str, error: type[Exception] = ValueError) ->
         key = f"{section}.{f.name}"
         if meta["choices"] is not None:
             check_choice(value, meta["choices"], key, error)
-        if any(meta[bound] is not None for bound in ("gt", "ge", "le")):
-            check_range(value, key, error, gt=meta["gt"], ge=meta["ge"], le=meta["le"])
+        bounds = {bound: meta.get(bound) for bound in ("gt", "ge", "lt", "le")}
+        if any(b is not None for b in bounds.values()):
+            check_range(value, key, error, **bounds)
 
 
 def choices_of(cls: type, name: str) -> tuple[Any, ...]:

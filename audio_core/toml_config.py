@@ -37,9 +37,12 @@ def type_name(hint: Any) -> str:
 
 
 def check_value(value: Any, hint: Any, where: str, error: type[Exception]) -> Any:
-    """``value`` if it fits the type ``hint`` (ints accepted for floats), else ``error`` naming ``where``."""
+    """``value`` if it fits the type ``hint`` (ints accepted for floats; a list for a ``tuple[...]``,
+    returned as a tuple), else ``error`` naming ``where``."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):  # from JSON (a checkpoint), never TOML
+            return None
         for option in typing.get_args(hint):
             if option is type(None):
                 continue
@@ -53,6 +56,8 @@ def check_value(value: Any, hint: Any, where: str, error: type[Exception]) -> An
             raise error(f"{where}: expected a list, got {type(value).__name__}")
         (item,) = typing.get_args(hint)
         return [check_value(v, item, f"{where}[{i}]", error) for i, v in enumerate(value)]
+    if origin is tuple:
+        return _check_tuple(value, typing.get_args(hint), where, error)
     if origin is dict:
         if not isinstance(value, dict):
             raise error(f"{where}: expected a table, got {type(value).__name__}")
@@ -63,6 +68,18 @@ def check_value(value: Any, hint: Any, where: str, error: type[Exception]) -> An
     if hint in (int, str, bool) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
         return value
     raise error(f"{where}: expected {type_name(hint)}, got {type(value).__name__} {value!r}")
+
+
+def _check_tuple(value: Any, items: tuple[Any, ...], where: str, error: type[Exception]) -> tuple[Any, ...]:
+    """A TOML array as a tuple: ``tuple[int, ...]`` any length, ``tuple[int, str]`` exactly that many."""
+    if not isinstance(value, list):
+        raise error(f"{where}: expected a list, got {type(value).__name__}")
+    if len(items) == 2 and items[1] is Ellipsis:
+        items = (items[0],) * len(value)
+    elif len(value) != len(items):
+        raise error(f"{where}: expected a list of {len(items)} items, got {len(value)}")
+    pairs = enumerate(zip(value, items, strict=True))
+    return tuple(check_value(v, item, f"{where}[{i}]", error) for i, (v, item) in pairs)
 
 
 def check_table(cls: type, table: Any, where: str, error: type[Exception]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from audio_core.checks import check_fields, rule
 from models.common import FeatureConfig
 
 MIXINGS = ("mixup", "bc")
@@ -21,19 +22,21 @@ MIXINGS = ("mixup", "bc")
 
 @dataclass
 class AugmentConfig:
-    time_shift_frac: float = 0.5
-    gain_db: float = 6.0
-    mixup_alpha: float = 0.5
-    mixup_prob: float = 0.8  # the share of clips mixed (mixup or between-class)
-    mixing: str = "mixup"  # mixup | bc (between-class: partners of another class, ratio r ~ U(0, 1))
-    freq_mask: int = 16
-    time_mask: int = 48
-    num_freq_masks: int = 2
-    num_time_masks: int = 2
+    """The ``[train.augment]`` table; each field's bounds and choices sit next to it."""
+
+    time_shift_frac: float = rule(0.5, ge=0, le=1)  # circular shift by up to this share of the clip
+    gain_db: float = rule(6.0, ge=0)
+    mixup_alpha: float = rule(0.5, ge=0)  # 0: no mixing
+    mixup_prob: float = rule(0.8, ge=0, le=1)  # the share of clips mixed (mixup or between-class)
+    # mixup | bc (between-class: partners of another class, ratio r ~ U(0, 1))
+    mixing: str = rule("mixup", choices=MIXINGS)
+    freq_mask: int = rule(16, ge=0)
+    time_mask: int = rule(48, ge=0)
+    num_freq_masks: int = rule(2, ge=0)
+    num_time_masks: int = rule(2, ge=0)
 
     def __post_init__(self) -> None:
-        if self.mixing not in MIXINGS:
-            raise ValueError(f"mixing must be one of {', '.join(MIXINGS)}, got {self.mixing!r}")
+        check_fields(self, "train.augment", ValueError)
 
 
 def random_time_shift(x: torch.Tensor, max_frac: float, gen: torch.Generator) -> torch.Tensor:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audio_core.checks import check_fields, rule
 from models.checkpoint import load_checkpoint
 from models.common import ModelInfo
 
@@ -43,27 +44,22 @@ DIST_TARGETS = ("hard", "soft")
 
 @dataclass
 class DistillConfig:
-    teachers: list[str] = field(
-        default_factory=list
-    )  # checkpoint paths ({fold}: the held-out fold); empty: off
-    temperature: float = 2.0
-    weight: float = 0.5  # share of the teacher loss; the label loss gets 1 - weight
-    mode: str = "cached"  # cached | online
-    dist_target: str = "hard"  # models with a distillation token: hard (argmax) | soft
+    """The ``[train.distill]`` table; each field's bounds and choices sit next to it."""
+
+    # checkpoint paths ({fold}: the held-out fold); empty: off
+    teachers: list[str] = field(default_factory=list)
+    temperature: float = rule(2.0, gt=0)
+    weight: float = rule(0.5, ge=0, le=1)  # share of the teacher loss; the label loss gets 1 - weight
+    mode: str = rule("cached", choices=MODES)
+    # models with a distillation token: hard (argmax) | soft
+    dist_target: str = rule("hard", choices=DIST_TARGETS)
 
     def __post_init__(self) -> None:
         if isinstance(self.teachers, str):
             self.teachers = [self.teachers]
         if not all(isinstance(t, str) and t for t in self.teachers):
-            raise ValueError("teachers must be a checkpoint path or a list of them")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.dist_target not in DIST_TARGETS:
-            raise ValueError(
-                f"dist_target must be one of {', '.join(DIST_TARGETS)}, got {self.dist_target!r}"
-            )
-        if self.temperature <= 0 or not 0.0 <= self.weight <= 1.0:
-            raise ValueError("need temperature > 0 and 0 <= weight <= 1")
+            raise ValueError("train.distill.teachers must be a checkpoint path or a list of them")
+        check_fields(self, "train.distill", ValueError)
 
     @property
     def enabled(self) -> bool:

@@ -16,26 +16,29 @@ and the key):
   ``SequenceConfig`` fields (recurrent models trained on streams of clips) and ``[train.distill]``
   ``DistillConfig`` fields (teachers; ``training.distill``).
 
-Relative paths are resolved against the current directory. Running it is ``training.experiment``.
+Types are checked by the one TOML checker (``audio_core.toml_config.check_table``); bounds and choices by
+each section itself (``TrainConfig``, ``AugmentConfig``, ``SequenceConfig``, ``DistillConfig``,
+``ExperimentSection``: rules next to their fields, ``audio_core.checks``). Every error is one line naming
+the file and the key. Relative paths are resolved against the current directory. Running it is
+``training.experiment``.
 """
 
 from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import MISSING, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audio_core.toml_config import load_toml
+from audio_core.checks import check_fields, rule
+from audio_core.toml_config import check_table, load_toml
 from models.common import FeatureConfig, Normalization
 from models.registry import available_archs, config_class
-from training.augment import AugmentConfig
-from training.distill import DistillConfig
 from training.finetune_recipe import with_init
 from training.init_from import init_settings, resolve_init
 from training.readers import reader_options
-from training.sequences import SequenceConfig
 from training.train_config import TrainConfig
 
 MODES = ("single", "cv", "full")
@@ -68,7 +71,19 @@ class Experiment:
     init_notes: list[str] = field(default_factory=list)  # what the fine-tuning recipe changed
 
 
-_EXPERIMENT_KEYS = {"name": str, "output_dir": str, "cache_dir": str, "mode": str}
+@dataclass
+class ExperimentSection:
+    """The ``[experiment]`` table; ``mode``'s choices sit next to it and are checked on creation."""
+
+    name: str | None = None  # default: the config file's stem
+    output_dir: str | None = None  # default: runs/<name>
+    cache_dir: str = ".cache/fbank"  # empty: no fbank cache
+    mode: str = rule("single", choices=MODES)
+
+    def __post_init__(self) -> None:
+        check_fields(self, "experiment", ExperimentConfigError)
+
+
 _PATH_OPTIONS = {"csv_path", "audio_dir", "root", "datafiles", "label_csv"}
 
 
@@ -83,43 +98,14 @@ def _table(source: str, data: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
-def _check_value(source: str, key: str, value: Any, expected: Any) -> Any:
-    """Check ``value`` against the type of a default (or a type); ints are accepted for floats."""
-    kind = expected if isinstance(expected, type) else type(expected)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind in (list, tuple):
-        if not isinstance(value, list):
-            example = "" if isinstance(expected, type) else f", e.g. {list(expected)!r}"
-            raise _fail(source, key, f"must be a list{example}, got {value!r}")
-        return value
-    if kind is bool and not isinstance(value, bool):
-        raise _fail(source, key, f"must be true or false, got {value!r}")
-    if kind in (int, float, str) and (not isinstance(value, kind) or isinstance(value, bool)):
-        raise _fail(source, key, f"must be {kind.__name__}, got {value!r}")
-    return value
-
-
-def _dataclass_values(source: str, prefix: str, cls: type, values: dict[str, Any], skip=()) -> dict[str, Any]:
-    """Validate ``values`` for dataclass ``cls``: unknown keys and wrong scalar types are errors."""
-    known = {f.name: f for f in fields(cls) if f.name not in skip}
-    out = {}
-    for key, value in values.items():
-        if key not in known:
-            raise _fail(source, f"{prefix}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
-        f = known[key]
-        default = f.default if f.default is not MISSING else None
-        if default is None and f.default_factory is not MISSING:
-            default = f.default_factory()
-        out[key] = value if default is None else _check_value(source, f"{prefix}.{key}", value, default)
-    return out
-
-
-def _check_keys(source: str, prefix: str, values: dict[str, Any], allowed: dict[str, type]) -> None:
-    for key, value in values.items():
-        if key not in allowed:
-            raise _fail(source, f"{prefix}.{key}", f"unknown key (known: {', '.join(sorted(allowed))})")
-        _check_value(source, f"{prefix}.{key}", value, allowed[key])
+def _section(source: str, cls: type, table: Any, where: str, build: Callable[..., Any] | None = None) -> Any:
+    """Dataclass ``cls`` (or ``build(values)``) from a TOML table: its types checked by the shared checker,
+    then its own rules by the section itself; an error is one line naming the file and the key."""
+    try:
+        values = check_table(cls, table, where, ValueError)
+        return build(values) if build is not None else cls(**values)
+    except ValueError as exc:
+        raise ExperimentConfigError(f"{source}: {exc}") from None
 
 
 def _folds(source: str, key: str, value: Any) -> list[int]:
@@ -142,12 +128,9 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
     for key in data:
         if key not in allowed:
             raise _fail(source, key, f"unknown table (known: {', '.join(allowed)})")
-    exp = _table(source, data, "experiment")
-    _check_keys(source, "experiment", exp, _EXPERIMENT_KEYS)
-    name = exp.get("name", Path(source).stem)
-    mode = exp.get("mode", "single")
-    if mode not in MODES:
-        raise _fail(source, "experiment.mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
+    exp = _section(source, ExperimentSection, data.get("experiment", {}), "experiment")
+    name = exp.name or Path(source).stem
+    mode = exp.mode
 
     data_table = dict(_table(source, data, "data"))
     reader = data_table.pop("reader", None)
@@ -171,13 +154,8 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
             source, "data.val_folds", 'required with mode "single" (use mode "full" to train on all folds)'
         )
 
-    features = FeatureConfig(
-        **_dataclass_values(source, "features", FeatureConfig, _table(source, data, "features"))
-    )
-    norm_values = _dataclass_values(
-        source, "normalization", Normalization, _table(source, data, "normalization")
-    )
-    normalization = Normalization(**norm_values)
+    features = _section(source, FeatureConfig, data.get("features", {}), "features")
+    normalization = _section(source, Normalization, data.get("normalization", {}), "normalization")
 
     model = dict(_table(source, data, "model"))
     init = _init_path(source, model.pop("init", None))
@@ -196,36 +174,12 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
         features, normalization = settings.features, settings.normalization
     if arch not in available_archs():
         raise _fail(source, "model.arch", f"must be one of {', '.join(available_archs())}, got {arch!r}")
-    _dataclass_values(source, "model.config", config_class(arch), model_config)
+    _section(source, config_class(arch), model_config, "model.config", build=dict)  # the types only
 
-    train_table = dict(_table(source, data, "train"))
-    augment = train_table.pop("augment", {})
-    if not isinstance(augment, dict):
-        raise _fail(source, "train.augment", "must be a table")
-    sequences = train_table.pop("sequences", {})
-    if not isinstance(sequences, dict):
-        raise _fail(source, "train.sequences", "must be a table")
-    distill = train_table.pop("distill", {})
-    if not isinstance(distill, dict):
-        raise _fail(source, "train.distill", "must be a table")
-    skip = ("augment", "sequences", "distill")
-    train_values = _dataclass_values(source, "train", TrainConfig, train_table, skip=skip)
-    try:
-        aug = AugmentConfig(**_dataclass_values(source, "train.augment", AugmentConfig, augment))
-    except ValueError as exc:
-        raise _fail(source, "train.augment", str(exc)) from None
-    try:
-        if isinstance(distill.get("teachers"), str):  # one teacher may be named without a list
-            distill = {**distill, "teachers": [distill["teachers"]]}
-        dist = DistillConfig(**_dataclass_values(source, "train.distill", DistillConfig, distill))
-    except ValueError as exc:
-        raise _fail(source, "train.distill", str(exc)) from None
-    try:
-        seq = SequenceConfig(**_dataclass_values(source, "train.sequences", SequenceConfig, sequences))
-    except ValueError as exc:
-        raise _fail(source, "train.sequences", str(exc)) from None
-    output_dir = Path(exp.get("output_dir", f"runs/{name}"))
-    cache = exp.get("cache_dir", ".cache/fbank")
+    train_table = _one_teacher_as_list(data.get("train", {}))
+    train = _section(source, TrainConfig, train_table, "train", build=TrainConfig.from_dict)
+    output_dir = Path(exp.output_dir or f"runs/{name}")
+    cache = exp.cache_dir
     return Experiment(
         source=source,
         name=name,
@@ -240,10 +194,18 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
         normalization=normalization,
         arch=arch,
         model_config=dict(model_config),
-        train=TrainConfig(augment=aug, sequences=seq, distill=dist, **train_values),
+        train=train,
         raw=data,
         init=init,
     )
+
+
+def _one_teacher_as_list(train: Any) -> Any:
+    """``[train.distill] teachers = "PATH"``: one teacher may be named without a list."""
+    distill = train.get("distill") if isinstance(train, dict) else None
+    if isinstance(distill, dict) and isinstance(distill.get("teachers"), str):
+        return {**train, "distill": {**distill, "teachers": [distill["teachers"]]}}
+    return train
 
 
 def _init_path(source: str, value: Any) -> Path | None:

@@ -21,33 +21,43 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from audio_core.checks import check_fields, rule
 from models.common import FeatureConfig
 from training.soundscape import pink_noise
 
 LOG_FLOOR = math.log(np.finfo(np.float32).eps)  # the fbank's floor: log(eps)
 
 
+NOISE_KINDS = ("white", "pink", "brown", "hum50", "hum60")  # training.background kinds a level scales
+
+
 @dataclass
 class SequenceConfig:
-    length_s: float = 0.0  # 0: train on single clips; else on streams of this length
-    gap_min_s: float = 0.2
-    gap_max_s: float = 3.0
-    background_min_dbfs: float = -65.0
-    background_max_dbfs: float = -40.0
-    audible_db: float = 35.0
-    background_steps: str = "ignore"  # "ignore": no target; "no_class": learn the uniform "nothing" there
-    background_kinds: list[str] = field(default_factory=lambda: ["pink"])  # training.background.KINDS
+    """The ``[train.sequences]`` table; each field's bounds and choices sit next to it."""
+
+    length_s: float = rule(0.0, ge=0)  # 0: train on single clips; else on streams of this length
+    gap_min_s: float = rule(0.2, ge=0)
+    gap_max_s: float = rule(3.0, ge=0)
+    background_min_dbfs: float = rule(-65.0, le=0)
+    background_max_dbfs: float = rule(-40.0, le=0)
+    audible_db: float = rule(35.0, gt=0)
+    # "ignore": no target; "no_class": learn the uniform "nothing" there
+    background_steps: str = rule("ignore", choices=("ignore", "no_class"))
+    background_kinds: list[str] = field(default_factory=lambda: ["pink"])  # the gaps' noises, of NOISE_KINDS
 
     def __post_init__(self) -> None:
-        if self.background_steps not in ("ignore", "no_class"):
-            raise ValueError(f"background_steps must be ignore or no_class, got {self.background_steps!r}")
-        if self.length_s < 0 or not 0 <= self.gap_min_s <= self.gap_max_s:
-            raise ValueError("need length_s >= 0 and 0 <= gap_min_s <= gap_max_s")
-        if self.background_min_dbfs > self.background_max_dbfs:
-            raise ValueError("background_min_dbfs must not exceed background_max_dbfs")
-        noises = ("white", "pink", "brown", "hum50", "hum60")  # scalable by level: not digital silence
-        if not self.background_kinds or any(kind not in noises for kind in self.background_kinds):
-            raise ValueError(f"background_kinds must be a non-empty list of {', '.join(noises)}")
+        check_fields(self, "train.sequences", ValueError)
+        for low, high in (("gap_min_s", "gap_max_s"), ("background_min_dbfs", "background_max_dbfs")):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(
+                    f"train.sequences.{low} must not exceed {high}, got {getattr(self, low)!r} > "
+                    f"{getattr(self, high)!r}"
+                )
+        if not self.background_kinds or any(kind not in NOISE_KINDS for kind in self.background_kinds):
+            raise ValueError(
+                f"train.sequences.background_kinds must be a non-empty list of {', '.join(NOISE_KINDS)}, "
+                f"got {self.background_kinds!r}"
+            )
 
     @property
     def enabled(self) -> bool:

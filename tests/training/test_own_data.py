@@ -219,7 +219,7 @@ def test_channels_must_be_a_list() -> None:
         "data": {"reader": "esc50", "csv_path": "x.csv", "val_folds": [1]},
         "model": {"arch": "resnet_cnn", "config": {"channels": 64}},
     }
-    with pytest.raises(ExperimentConfigError, match=r"model.config.channels: must be a list, e.g. \[32"):
+    with pytest.raises(ExperimentConfigError, match=r"model.config.channels: expected a list, got int"):
         parse_experiment(doc)
 
 

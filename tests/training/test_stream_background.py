@@ -32,5 +32,5 @@ def test_the_command_says_so_in_one_line_before_training(tmp_path: Path) -> None
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("streamd: error: train.background = 0.1"), lines
+    assert len(lines) == 1 and lines[0].startswith(f"streamd: error: {config}: train.background = 0.1"), lines
     assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
