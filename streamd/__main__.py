@@ -1,5 +1,8 @@
 """``python -m streamd`` runs the command line."""
 
-from streamd.cli import main
+try:
+    from streamd.cli import main
+except KeyboardInterrupt:  # Ctrl-C before the command line could take it: no traceback
+    raise SystemExit(130) from None
 
 raise SystemExit(main())

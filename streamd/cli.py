@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from streamd import __version__
@@ -63,10 +65,29 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
+def _start_up(argv: list[str]) -> argparse.Namespace | None:
+    """Parse ``argv`` with Ctrl-C held back until the command's module and numpy are imported: an import
+    cut in half leaves a broken module behind (later failing as, e.g., a read error). None: interrupted."""
+    interrupted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        return build_parser(argv).parse_args(argv)
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: interrupted.append(signum))
+    try:
+        parser = build_parser(argv)
+        import numpy  # noqa: F401  (every command that handles audio needs it; imported whole, here)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        return None
+    return parser.parse_args(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser(argv).parse_args(argv)  # inside: Ctrl-C while torch imports is no traceback
+        args = _start_up(argv)  # Ctrl-C while torch imports later is a KeyboardInterrupt: no traceback
+        if args is None:
+            return 130
         return int(args._run(args) or 0)
     except StreamdError as exc:
         print(f"streamd: error: {exc}", file=sys.stderr)
