@@ -31,7 +31,7 @@ from models.common import ModelInfo
 from training import metrics
 from training.cache import cached_fbanks
 from training.clips import ClipSet
-from training.soundscape import WindowPrediction
+from training.soundscape_scoring import WindowPrediction
 
 
 def _window_frames(info: ModelInfo, wave: np.ndarray, plan: WindowPlan) -> tuple:

@@ -7,7 +7,7 @@ by random gaps, over a quiet pink-noise background at a random level — built i
 (log-mel power adds as ``logaddexp``), as ``training.soundscape`` builds soundscapes from waveforms.
 
 The target of a step (one column of ``column_frames`` frames) is the label of the clip whose audible part
-covers at least half of the column — the rule ``training.soundscape.window_truth`` scores a recurrent
+covers at least half of the column — the rule ``training.soundscape_scoring.window_truth`` scores a recurrent
 model's steps by; steps over background have no target and no loss. A clip's audible part runs from its
 first to its last frame within ``audible_db`` of its loudest frame (frame power: the sum over mel bins).
 """

@@ -21,14 +21,8 @@ from audio_core.windows import checkpoint_window_s
 from models.common import ModelInfo
 from training.clips import ClipSet
 from training.evaluate import offline_stream_predictions
-from training.soundscape import (
-    WindowPrediction,
-    build_soundscape,
-    load_clips,
-    pick_clips,
-    pool_reports,
-    score_stream,
-)
+from training.soundscape import build_soundscape, load_clips, pick_clips
+from training.soundscape_scoring import WindowPrediction, pool_reports, score_stream
 
 # (soundscape file, window_s or None for the checkpoint's, hop_s) -> the stream's predictions
 Replay = Callable[[Path, float | None, float], list[WindowPrediction]]

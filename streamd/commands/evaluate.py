@@ -107,7 +107,7 @@ def _print_stream_table(results: list[dict[str, Any]]) -> None:
 def _replay(loaded: LoadedModel):
     """The daemon's own replay of one file, as ``training.streaming_eval`` wants it."""
     from streamd.collect import replay_collect
-    from training.soundscape import predictions_from_messages
+    from training.soundscape_scoring import predictions_from_messages
 
     def replay(path: Path, window_s: float | None, hop_s: float):
         return predictions_from_messages(replay_collect([path], loaded, window_s, hop_s, top_k=1))

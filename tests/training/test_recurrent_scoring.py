@@ -18,7 +18,7 @@ from models.common import FeatureConfig, ModelInfo, Normalization
 from models.registry import build_model
 from streamd.collect import replay_collect
 from training.evaluate import offline_stream_predictions, waveform_scores, window_scores
-from training.soundscape import predictions_from_messages
+from training.soundscape_scoring import predictions_from_messages
 
 LABELS = ["dog", "rooster", "rain"]
 

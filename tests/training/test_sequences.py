@@ -27,7 +27,8 @@ from training.sequences import (
     majority_owner,
     noise_bank,
 )
-from training.soundscape import Event, pink_noise, window_truth
+from training.soundscape import Event, pink_noise
+from training.soundscape_scoring import window_truth
 from training.train_config import TrainConfig
 
 FEATURES = FeatureConfig(num_mel_bins=32)

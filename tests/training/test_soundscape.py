@@ -11,12 +11,14 @@ from esc50_subset import small_esc50_rows
 
 from training.soundscape import (
     Event,
-    WindowPrediction,
     audible_span,
     build_soundscape,
     load_clips,
     order_without_repeats,
     pick_clips,
+)
+from training.soundscape_scoring import (
+    WindowPrediction,
     pool_reports,
     predictions_from_messages,
     score_stream,
