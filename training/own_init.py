@@ -35,11 +35,12 @@ def init_info(init: str | None, recipe: str | None) -> ModelInfo | None:
 
 
 def fine_tuning_doc(
-    doc: dict[str, Any], init: str, epochs_given: bool, choices: dict[str, Any]
+    doc: dict[str, Any], init: str, keep: set[str], choices: dict[str, Any]
 ) -> dict[str, Any]:
-    """The zero-config experiment ``doc`` turned into a fine-tuning one; ``choices`` gets what changed."""
+    """The zero-config experiment ``doc`` turned into a fine-tuning one, the recipe leaving the keys in
+    ``keep`` (``train.epochs``, ...: what the user set) alone; ``choices`` gets what changed."""
     doc = {**doc, "model": {}, "features": {}, "normalization": {"target_frames": choices["frames"]}}
-    doc, notes = with_init(doc, init, {"train.epochs"} if epochs_given else set())
+    doc, notes = with_init(doc, init, keep)
     choices["init_notes"] = notes
     choices["epochs"] = doc["train"]["epochs"]
     for key in ("lr", "warmup_epochs", "backbone_lr_scale"):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from models.registry import build_model
 from training import derive
 from training.cache import clip_fbank
 from training.experiment import run_one
-from training.experiment_spec import Experiment, parse_experiment
+from training.experiment_spec import Experiment, apply_overrides, parse_experiment
 from training.own_data import SPLIT_FOLDS, OwnData, read_own_data
 from training.own_init import ARCH_RECIPES, fine_tuning_doc, init_info
 from training.own_report import describe, held_out_report
@@ -51,6 +51,7 @@ class OwnOptions:
     cache_dir: Path | None = Path(".cache/fbank")
     default_minutes: float = 15.0
     init: str | None = None  # fine-tune from this checkpoint (a path or a shipped model's name)
+    overrides: list[str] = field(default_factory=list)  # --set KEY=VALUE, applied to the derived config
 
 
 def start_summary(data: OwnData) -> str:
@@ -214,10 +215,16 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
     choices = derive_choices(opts, data, features, saved, init)
     doc = experiment_doc(opts, data, out, features, choices)
     if opts.init is not None:
-        doc = fine_tuning_doc(doc, opts.init, opts.epochs is not None, choices)
+        keep = {item.partition("=")[0].strip() for item in opts.overrides}
+        doc = fine_tuning_doc(doc, opts.init, keep | ({"train.epochs"} if opts.epochs else set()), choices)
+    if opts.overrides:  # --set wins over what was derived, as it does over a TOML
+        doc = apply_overrides(doc, opts.overrides)
     print(describe(choices, features), flush=True)
     if choices.get("init_notes"):
         print(f"fine-tuning recipe: {', '.join(choices['init_notes'])} (as for any --init)", flush=True)
+    if opts.overrides:
+        print(f"--set: {', '.join(opts.overrides)} (over the derived settings)", flush=True)
+    exp: Experiment = parse_experiment(doc, f"--data {opts.data}")  # checked before printed or run
     if opts.print_config:
         header = (
             f"streamd train --data {opts.data}: the equivalent experiment config.\n"
@@ -225,7 +232,6 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
         )
         print(derive.toml_text(doc, NOTES, header), end="")
         return {}
-    exp: Experiment = parse_experiment(doc, f"--data {opts.data}")
     clip_set = data.clip_set.subset(folds=[SPLIT_FOLDS["train"], data.held_out_fold])
     out.mkdir(parents=True, exist_ok=True)
     saved_path.write_text(json.dumps(choices, indent=1))

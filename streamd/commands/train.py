@@ -63,6 +63,7 @@ def run_own_data(args: argparse.Namespace) -> int:
         out=args.out,
         recipe=args.recipe,
         init=args.init,
+        overrides=list(args.overrides),
         window_s=args.window,
         minutes=args.minutes,
         epochs=args.epochs,

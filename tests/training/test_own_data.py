@@ -275,3 +275,19 @@ def test_the_recurrent_recipe_learns_nothing_from_background_clips(split_data: P
     exp = parse_experiment(tomllib.loads(result.stdout[result.stdout.index("# streamd train") :]))
     # Trained on clips (not streams), so the background examples apply: the "nothing" target is learnt.
     assert exp.arch == "streaming_mamba" and not exp.train.sequences.enabled and exp.train.background > 0
+
+
+def test_set_overrides_the_derived_settings(split_data: Path, tmp_path: Path) -> None:
+    """``--set KEY=VALUE`` applies to what ``--data`` derives (it was silently ignored), and a bad key is
+    one line naming it."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "streamd", "train", "--data", str(split_data), "--epochs", "2"]
+    run = {"capture_output": True, "text": True, "cwd": tmp_path, "env": env, "timeout": 300}
+    result = subprocess.run([*cmd, "--set", "train.seed=7", "--print-config"], **run)
+    assert result.returncode == 0, result.stderr
+    assert "--set: train.seed=7" in result.stdout
+    doc = tomllib.loads(result.stdout[result.stdout.index("# streamd train") :])
+    assert parse_experiment(doc).train.seed == 7
+    bad = subprocess.run([*cmd, "--set", "train.nope=1", "--print-config"], **run)
+    assert bad.returncode == 2 and "train.nope: unknown key" in bad.stderr
+    assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
