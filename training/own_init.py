@@ -11,10 +11,12 @@ from typing import Any
 
 from models.checkpoint import read_info
 from models.common import ModelInfo
+from training.derive import RECIPES, recipe_model
 from training.finetune_recipe import with_init
 from training.init_from import resolve_init
 
-ARCH_RECIPES = {"resnet_cnn": "cnn", "streaming_mamba": "recurrent", "ast": "ast"}
+# each zero-config recipe's architecture, as training.derive.recipe_model builds it (one owner of the names)
+ARCH_RECIPES = {recipe_model(recipe, 100)[0]: recipe for recipe in RECIPES}
 
 
 def init_info(init: str | None, recipe: str | None) -> ModelInfo | None:

@@ -23,7 +23,6 @@ import torch
 
 from audio_core.checks import check_fields, rule
 from models.common import FeatureConfig
-from training.soundscape import pink_noise
 
 LOG_FLOOR = math.log(np.finfo(np.float32).eps)  # the fbank's floor: log(eps)
 
@@ -84,10 +83,7 @@ def noise_bank(
 
     rng = np.random.default_rng(seed)
     n = round(seconds * features.sample_rate)
-    parts = [
-        pink_noise(n, rng) if kind == "pink" else background_wave(kind, n, features.sample_rate, 0.0, rng)
-        for kind in kinds
-    ]
+    parts = [background_wave(kind, n, features.sample_rate, 0.0, rng) for kind in kinds]
     return np.concatenate([compute_fbank(p.astype(np.float32), features).numpy() for p in parts])
 
 
