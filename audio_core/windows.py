@@ -4,7 +4,9 @@ Frames are computed once, as samples arrive (``StreamingFbank``), and kept by ab
 window is a slice of them. Frame ``f`` covers samples ``[f*shift, f*shift + length)``.
 
 Windowed models: window ``k`` covers samples ``[k*hop, k*hop + window)`` (``t_start = k*hop_s``,
-``t_end = t_start + window_s``) and holds the frames fully inside it. The hop must be a whole number of
+``t_end = t_start + window_s``) and holds the frames fully inside it. A plan may carry a phase (the daemon
+staggers live streams, ``WindowPlan.staggered``): window 0 still starts at 0, window ``k >= 1`` at
+``k*hop + phase``. The hop must be a whole number of
 frame shifts, so those frames are exactly ``compute_fbank`` of the window's samples. At the end of a stream
 a file shorter than one window is padded with silence to one window, and a last window aligned to the end
 (start rounded down to the frame grid) classifies the tail.
@@ -19,7 +21,7 @@ Pure module: no threads, sockets or devices.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -48,6 +50,14 @@ class WindowPlan:
     window_samples: int
     hop_samples: int
     features: FeatureConfig
+    phase_samples: int = 0  # windows after the first start this much later (0 <= phase < hop)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.phase_samples < self.hop_samples or self.phase_samples % self.features.frame_shift:
+            raise ValueError(
+                "a window phase must be a whole number of frame shifts below the hop, "
+                f"got {self.phase_samples} samples"
+            )
 
     @classmethod
     def from_seconds(cls, window_s: float, hop_s: float, features: FeatureConfig) -> WindowPlan:
@@ -74,7 +84,9 @@ class WindowPlan:
         """Start samples of the windows over a stream of ``num_samples`` (padded to one window if shorter):
         every hop, plus one flush with the end when the hops leave a tail."""
         total = max(num_samples, self.window_samples)
-        starts = list(range(0, total - self.window_samples + 1, self.hop_samples))
+        starts = [0]
+        while self.start_sample(len(starts)) + self.window_samples <= total:
+            starts.append(self.start_sample(len(starts)))
         if self.tail_start(total) > starts[-1]:
             starts.append(self.tail_start(total))
         return starts
@@ -94,10 +106,20 @@ class WindowPlan:
         return self.hop_s
 
     def describe(self) -> str:
-        return f"window {self.window_s:g} s, hop {self.hop_s:g} s"
+        phase = self.phase_samples / self.features.sample_rate
+        staggered = f" (staggered: after the first, {phase:g} s past the hop grid)" if phase else ""
+        return f"window {self.window_s:g} s, hop {self.hop_s:g} s{staggered}"
 
     def start_sample(self, k: int) -> int:
-        return k * self.hop_samples
+        return k * self.hop_samples + (self.phase_samples if k else 0)
+
+    def staggered(self, position: int, count: int) -> WindowPlan:
+        """This plan for stream ``position`` of ``count`` streams that deliver at the same pace: its
+        windows after the first start ``position / count`` of a hop later (rounded down to the frame
+        grid), so that the streams' windows reach the model spread over the hop instead of all at once."""
+        shift = self.features.frame_shift
+        phase = (self.hop_samples * position // max(count, 1)) // shift * shift
+        return replace(self, phase_samples=phase)
 
     def tail_start(self, total_samples: int) -> int:
         """Start of the end-aligned window over ``total_samples`` (on the frame grid, fully inside)."""

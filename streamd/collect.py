@@ -1,4 +1,4 @@
-"""Programmatic replay: files through the daemon's whole pipeline at full speed, every message returned."""
+"""Programmatic replay: files through the daemon's whole pipeline (flat out or paced), every message returned."""
 
 from __future__ import annotations
 
@@ -52,8 +52,10 @@ def replay_collect(
     compute: str = "cpu",
     precision: str = "fp32",
     config: DaemonConfig | None = None,
+    speed: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Replay files through the whole pipeline at full speed and return every message, in publish order.
+    """Replay files through the whole pipeline and return every message, in publish order; at full speed
+    unless ``speed`` paces it (a multiple of real time, as ``streamd replay --speed``).
 
     ``model`` is a checkpoint path or an already loaded model; ``window_s`` None: the checkpoint's window.
     Use ``top_k=len(labels)`` for all scores.
@@ -67,7 +69,7 @@ def replay_collect(
         model if isinstance(model, LoadedModel) else load_model(model, compute=compute, precision=precision)
     )
     sources: list[Source] = [
-        FileSource(p, speed=None, block_s=cfg.capture.block_s, max_block_s=cfg.capture.max_block_s)
+        FileSource(p, speed=speed, block_s=cfg.capture.block_s, max_block_s=cfg.capture.max_block_s)
         for p in paths
     ]
     publisher = _SinkOnlyPublisher()

@@ -137,4 +137,4 @@ def load_model_toml(path: str | Path) -> dict[str, Any]:
 def with_windows(cfg: DaemonConfig, window_s: float | None, hop_s: float) -> DaemonConfig:
     """A copy with other window settings (validated; ``window_s`` None: the checkpoint's own)."""
     window = None if window_s is None else float(window_s)
-    return replace(cfg, windows=WindowSection(window_s=window, hop_s=float(hop_s)))
+    return replace(cfg, windows=replace(cfg.windows, window_s=window, hop_s=float(hop_s)))

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import torch
 
 from audio_core.resample import StreamingResampler
-from audio_core.windows import checkpoint_window_s, stream_plan
+from audio_core.windows import ColumnPlan, WindowPlan, checkpoint_window_s, stream_plan
 from streamd.catch_up import catch_up_columns
 from streamd.config import DaemonConfig
 from streamd.engine import Engine
@@ -75,7 +75,7 @@ class Daemon:
                 name=name,
                 source=src,
                 resampler=StreamingResampler(src.sample_rate, features.sample_rate),
-                front=SegmentedFrontEnd(self.plan),
+                front=SegmentedFrontEnd(self._stream_plan(i, sources)),
                 events=EventDetector(config.events, name),
             )
             for i, (name, src) in enumerate(zip(names, sources, strict=True))
@@ -124,6 +124,13 @@ class Daemon:
         self.stages = Stages(JOIN_TIMEOUT_S)
         self._threads_before = torch.get_num_threads()
 
+    def _stream_plan(self, position: int, sources: list[Source]) -> WindowPlan | ColumnPlan:
+        """The plan of one stream: staggered when it is one of several paced windowed streams."""
+        stagger = self.config.windows.stagger and len(sources) > 1 and sources[position].paced
+        if stagger and isinstance(self.plan, WindowPlan):
+            return self.plan.staggered(position, len(sources))
+        return self.plan
+
     # -- lifecycle -------------------------------------------------------------------------------------
 
     def _start(self) -> None:
@@ -154,7 +161,7 @@ class Daemon:
         return (
             f"{src.sample_rate} Hz x{src.channels} -> {self.model.info.features.sample_rate} Hz mono; "
             f"model {self.model.name} on {self.model.device.type} "
-            f"({self.model.precision}, {self.model.precision_reason}); {self.plan.describe()}; "
+            f"({self.model.precision}, {self.model.precision_reason}); {stream.front.plan.describe()}; "
             f"overload policy {self.policy}, queue {self.engine.queue.maxsize}, "
             f"batch <= {self.engine.max_batch}"
         ) + (f"; {note}" if (note := getattr(self.publisher, "loss_note", "")) else "")

@@ -67,6 +67,11 @@ class FileSource(Source):
         self._thread: threading.Thread | None = None
         self._empty_reads_seen = 0
 
+    @property
+    def paced(self) -> bool:
+        """Paced to real time (or a multiple of it); ``--speed max`` is not."""
+        return self.speed is not None
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"streamd-file-{self.name}", daemon=True)
         self._thread.start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -142,3 +144,30 @@ def test_a_very_short_stream_still_gives_one_column():
     assert front.accept(np.full(100, 0.1, np.float32)) == []
     (col,) = front.finish()
     assert col.index == 0 and col.features.shape == (16, 64)
+
+
+@pytest.mark.parametrize(("hop_s", "position", "count"), [(1.0, 1, 2), (1.0, 3, 16), (0.5, 2, 3)])
+def test_staggered_windows_stream_equal_offline_and_keep_the_first_at_zero(esc50, hop_s, position, count):
+    wave = _real_audio(esc50, 3)[: 12 * RATE + 777]
+    base = WindowPlan.from_seconds(5.0, hop_s, CFG)
+    plan = base.staggered(position, count)
+    phase = plan.phase_samples
+    assert 0 < phase < plan.hop_samples and phase % CFG.frame_shift == 0
+    assert phase == (base.hop_samples * position // count) // CFG.frame_shift * CFG.frame_shift
+    windows = _feed(front_end(plan), wave, seed=position)
+    starts = [round(w.t_start * RATE) for w in windows]
+    assert starts == plan.starts(wave.size)  # streaming equals the offline placement
+    assert starts[0] == 0 and starts[1] == plan.hop_samples + phase
+    regular = [s for s, w in zip(starts, windows, strict=True) if not w.tail]
+    assert all(b - a == plan.hop_samples for a, b in itertools.pairwise(regular[1:]))
+    for w, start in zip(windows, starts, strict=True):
+        reference = compute_fbank(wave[start : start + plan.window_samples], CFG)
+        torch.testing.assert_close(w.features, reference, atol=1e-5, rtol=0)
+    assert base.staggered(0, count) == base and "staggered" in plan.describe()
+
+
+def test_a_phase_must_lie_on_the_frame_grid_below_the_hop():
+    plan = WindowPlan.from_seconds(5.0, 1.0, CFG)
+    for bad in (-CFG.frame_shift, plan.hop_samples, CFG.frame_shift + 1):
+        with pytest.raises(ValueError, match="phase"):
+            WindowPlan(plan.window_samples, plan.hop_samples, CFG, phase_samples=bad)

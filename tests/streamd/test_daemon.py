@@ -290,3 +290,26 @@ def test_settings_the_model_cannot_use_are_config_errors(loaded, long_file):
 
 def test_stream_names_are_valid_and_distinct():
     assert unique_stream_names(["a b", "a b", "a_b", "???"]) == ["a_b", "a_b-2", "a_b-3", "stream"]
+
+
+def test_paced_streams_are_staggered_over_the_hop_each_window_equal_to_offline(loaded, long_file, long_wave):
+    msgs = replay_collect([long_file, long_file], loaded, 5.0, 1.0, top_k=50, speed=20.0)
+    first, second = (_by_type(msgs, "prediction", name) for name in ("scene", "scene-2"))
+    assert [p["t_start"] for p in first] == [float(k) for k in range(9)] + [8.5]
+    assert [p["t_start"] for p in second] == [0.0] + [k + 0.5 for k in range(1, 9)]  # 8.5 is a regular one
+    for p in first + second:
+        offline = _offline_scores(loaded, long_wave, p["t_start"], 5.0)
+        torch.testing.assert_close(_scores(p, loaded.info.labels), offline, atol=1e-5, rtol=1e-4)
+    starting = [m["message"] for m in _by_type(msgs, "status") if m["state"] == "starting"]
+    assert "staggered" not in starting[0] and "0.5 s past the hop grid" in starting[1]
+
+
+def test_no_stagger_at_full_speed_or_when_turned_off(loaded, long_file):
+    grid = [float(k) for k in range(9)] + [8.5]
+    flat_out = replay_collect([long_file, long_file], loaded, 5.0, 1.0)
+    off = DaemonConfig()
+    off.windows.stagger = False
+    paced_off = replay_collect([long_file, long_file], loaded, 5.0, 1.0, speed=20.0, config=off)
+    for msgs in (flat_out, paced_off):
+        for name in ("scene", "scene-2"):
+            assert [p["t_start"] for p in _by_type(msgs, "prediction", name)] == grid
