@@ -1,4 +1,4 @@
-"""Programmatic replay: files through the daemon's whole pipeline (flat out or paced), every message returned."""
+"""Programmatic replay: files through the whole daemon pipeline, flat out or paced; every message returned."""
 
 from __future__ import annotations
 

@@ -98,3 +98,13 @@ def test_listen_addresses() -> None:
     for bad in ("x", "host:", ":9109", "1.2.3.4:70000"):
         with pytest.raises(ConfigError):
             parse_listen(bad)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 4096])
+def test_status_percentiles_equal_numpys_linear_percentile(n):
+    from streamd.status import percentile
+
+    values = np.random.default_rng(n).exponential(40.0, size=n).tolist()
+    for q in (0, 1, 50, 99, 100):
+        assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)), rel=1e-12, abs=1e-12)
+    assert percentile([], 99) == 0.0
