@@ -26,6 +26,7 @@ class Source:
         """Audio arrives at the pace of a clock (a device, a network stream, a paced replay): the daemon
         may stagger such streams' windows (``[windows] stagger``)."""
         return self.live
+
     pipe: bool = False  # a non-seekable input: the watchdog reports a stalled writer
     error: str | None = None  # set when the source failed (file read error, device gone)
     device_overflows = 0  # input overflows the device itself reported
