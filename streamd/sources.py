@@ -20,17 +20,16 @@ class Source:
     channels: int
     ring: SampleRing
     live: bool = False
+    pipe: bool = False  # a non-seekable input: the watchdog reports a stalled writer
+    error: str | None = None  # set when the source failed (file read error, device gone)
+    device_overflows = 0  # input overflows the device itself reported
+    restarts = 0
 
     @property
     def paced(self) -> bool:
         """Audio arrives at the pace of a clock (a device, a network stream, a paced replay): the daemon
         may stagger such streams' windows (``[windows] stagger``)."""
         return self.live
-
-    pipe: bool = False  # a non-seekable input: the watchdog reports a stalled writer
-    error: str | None = None  # set when the source failed (file read error, device gone)
-    device_overflows = 0  # input overflows the device itself reported
-    restarts = 0
 
     def start(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError
