@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import pytest
+import soundfile as sf
 from support.mosquitto import Broker, Subscriber
 from support.process import StreamdProcess, run_streamd
 
@@ -101,10 +103,16 @@ def test_last_will_when_the_daemon_is_killed(
     broker: Broker, tmp_path: Path, clips: list[Path], small_checkpoint: Path, free_port: int
 ) -> None:
     sub = Subscriber(broker.port)
+    long = tmp_path / "long.wav"  # 15 s at speed 1: the daemon is still running when it is killed
+    sf.write(
+        long,
+        np.concatenate([sf.read(c, dtype="float32")[0] for c in clips[:4]]),
+        sf.info(clips[0]).samplerate,
+    )
     proc = StreamdProcess(
         [
             "replay",
-            clips[0],
+            long,
             "--speed",
             "1",
             "--checkpoint",
@@ -119,8 +127,7 @@ def test_last_will_when_the_daemon_is_killed(
         ],
     ).start()
     try:
-        stream = clips[0].stem.replace(".", "_")
-        assert sub.wait_for(f"streamd/{stream}/prediction", timeout=60), proc.stderr_text()
+        assert sub.wait_for("streamd/long/prediction", timeout=60), proc.stderr_text()
         assert sub.on("streamd/availability") == [b"online"]
         proc.send_signal(signal.SIGKILL)
         assert sub.wait_for("streamd/availability", b"offline", timeout=10)
