@@ -102,6 +102,11 @@ class DeviceSource(Source):
 
     def stop(self) -> None:
         """Abort (never waits for pending buffers: a stalled device must not hang us) and close."""
+        self._drop_stream()
+        self.ring.close()
+
+    def _drop_stream(self) -> None:
+        """Abort and close the PortAudio stream, if open; errors of a device already gone are ignored."""
         self._stopping = True
         stream, self._stream = self._stream, None
         if stream is not None:
@@ -109,16 +114,10 @@ class DeviceSource(Source):
                 stream.abort()
             with contextlib.suppress(Exception):
                 stream.close()
-        self.ring.close()
 
     def restart(self) -> None:
         """Reopen the device after an error or a stall; the sample index (stream time) continues."""
-        self._stopping = True
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.abort()
-                stream.close()
+        self._drop_stream()
         self.restarts += 1
         self._reopened = True
         try:
