@@ -109,6 +109,7 @@ class Daemon:
             policy=self.policy,
             stream_names=names,
             columns_per_stream=columns,
+            threads=model_threads(config.engine.threads, model.device),
         )
         self.status = Status(publisher, self.engine, features.sample_rate, self.counter_hooks)
         self.features = FeatureStage(

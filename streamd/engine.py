@@ -19,6 +19,7 @@ from audio_core.scoring import State
 from streamd.job_queue import Job, JobQueue
 from streamd.model_loading import LoadedModel
 from streamd.model_runner import ModelRunner
+from streamd.split_scoring import SplitScorer
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,11 @@ class Engine:
         policy: str = "drop_oldest",
         stream_names: list[str] | None = None,
         columns_per_stream: int = 1,
+        threads: int = 0,
     ) -> None:
         self.runner = ModelRunner(loaded)
+        self.threads = threads
+        self._split = SplitScorer(self.runner.score_windows, threads if loaded.device.type == "cpu" else 1)
         self.recurrent = loaded.recurrent
         self.on_results = on_results
         self.stream_names = list(stream_names or [])
@@ -103,6 +107,8 @@ class Engine:
     # -- worker ----------------------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        if self.threads > 0:  # per thread: a setting made in another thread does not reach this one
+            torch.set_num_threads(self.threads)
         try:
             while True:
                 batch = self.queue.get_batch(self.take, timeout=0.1)
@@ -115,6 +121,8 @@ class Engine:
             log.exception("the engine stopped")
             self.failure = f"engine stopped: {type(exc).__name__}: {exc}"
             self.abandon()
+        finally:
+            self._split.close()
 
     def _state(self, stream: int) -> State:
         if stream not in self._states:
@@ -171,7 +179,7 @@ class Engine:
     def _score(self, jobs: list[Job]) -> torch.Tensor:
         features = [job.window.features for job in jobs]
         if not self.recurrent:
-            return self.runner.score_windows(features)
+            return self._split(features)
         streams = list(dict.fromkeys(job.stream for job in jobs))
         if len(streams) < len(jobs):  # catch-up: several columns per stream (see _recurrent_groups)
             depth = len(jobs) // len(streams)

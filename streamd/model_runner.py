@@ -16,9 +16,10 @@ from streamd.model_loading import LoadedModel
 
 
 def model_threads(requested: int, device: torch.device) -> int:
-    """Torch threads for the model: ``requested`` if set; on CPU otherwise one per core but one, so that
-    capture, features and publishing keep a core (measured on 2 cores: 1 model thread replays ~30 % faster
-    than 2, at lower latency); elsewhere torch's own default."""
+    """Model threads: ``requested`` if set; on CPU otherwise one per core but one, so that capture,
+    features and publishing keep a core (measured on 2 cores with the default CNN: 2 model threads replay
+    10 minutes in 16.1 s against 18.9 s, but 16 live streams' steady p99 latency was 133 ms against 86 ms);
+    elsewhere torch's own default."""
     if requested > 0:
         return requested
     if device.type != "cpu":

@@ -36,7 +36,8 @@ def test_defaults_match_the_issue():
     assert (cfg.model.compute, cfg.model.precision) == ("auto", "auto")
     assert isinstance(cfg.events, EventConfig)
     assert cfg.overload_policy(live=True) == "drop_oldest" and cfg.overload_policy(live=False) == "block"
-    assert cfg.queue_size(3, "block") == 3 and cfg.queue_size(3, "drop_oldest") == 12
+    assert cfg.queue_size(3, "block") == 8 and cfg.queue_size(3, "drop_oldest") == 12
+    assert cfg.queue_size(20, "block") == 20  # one window per stream, at least one full batch (8)
     cfg.engine.queue_size = 5
     assert cfg.queue_size(3, "block") == 5
 

@@ -247,3 +247,12 @@ def test_model_threads_leave_a_core_for_the_pipeline_on_cpu() -> None:
     assert auto == max(1, min(torch.get_num_threads(), cores - 1))
     assert 1 <= auto <= max(1, cores - 1)
     assert model_threads(0, torch.device("cuda")) == torch.get_num_threads()
+
+
+def test_engine_with_two_threads_splits_batches_and_equals_one_by_one(loaded, real_windows):
+    jobs = [_job(0, i, f) for i, f in enumerate(real_windows)]
+    engine, results = _run_engine(loaded, jobs, queue_size=8, max_batch=8, policy="block", threads=2)
+    assert [j.window.index for j, _ in results] == [0, 1, 2, 3, 4]
+    assert engine.batches == 1  # one call of five windows, scored as two chunks side by side
+    expected = score_one_by_one(ModelRunner(loaded), real_windows)
+    torch.testing.assert_close(torch.stack([s for _, s in results]), expected, atol=1e-5, rtol=1e-4)

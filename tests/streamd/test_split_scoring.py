@@ -1,0 +1,102 @@
+"""SplitScorer: a batch scored in chunks on several threads equals scoring each window alone, in order."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import pytest
+import torch
+
+from audio_core.fbank import compute_fbank
+from streamd.model_loading import load_model
+from streamd.model_runner import ModelRunner, score_one_by_one
+from streamd.split_scoring import SplitScorer, chunk_bounds
+
+
+@pytest.fixture(scope="module")
+def runner(small_checkpoint):
+    return ModelRunner(load_model(small_checkpoint, compute="cpu", precision="fp32"))
+
+
+@pytest.fixture(scope="module")
+def real_windows(runner, clips, esc50):
+    """Seven 2-s fbank windows of real clips."""
+    cfg = runner.info.features
+    out = []
+    for path in clips:
+        wave = esc50.read_mono(path)
+        out += [compute_fbank(wave[s : s + 32000], cfg) for s in (0, 16000, 32000)]
+    return out[:7]
+
+
+def test_chunk_bounds_cover_the_batch_in_order():
+    assert chunk_bounds(5, 2) == [(0, 3), (3, 5)]
+    assert chunk_bounds(7, 3) == [(0, 3), (3, 5), (5, 7)]
+    assert chunk_bounds(2, 4) == [(0, 1), (1, 2)]  # never an empty chunk
+    assert chunk_bounds(1, 1) == [(0, 1)]
+    for count in range(1, 12):
+        for parts in range(1, 6):
+            bounds = chunk_bounds(count, parts)
+            assert bounds[0][0] == 0 and bounds[-1][1] == count
+            assert all(a < b for a, b in bounds)
+            assert all(b == c for (_, b), (c, _) in itertools.pairwise(bounds))
+            sizes = [b - a for a, b in bounds]
+            assert max(sizes) - min(sizes) <= 1 and len(bounds) == min(count, parts)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_split_batches_equal_each_window_scored_alone(runner, real_windows, workers):
+    split = SplitScorer(runner.score_windows, workers)
+    try:
+        expected = score_one_by_one(runner, real_windows)
+        for size in (1, 2, 5, 7):
+            got = split(real_windows[:size])
+            assert got.shape == (size, expected.shape[1])
+            torch.testing.assert_close(got, expected[:size], atol=1e-5, rtol=1e-4)
+    finally:
+        split.close()
+
+
+def test_chunks_run_on_helper_threads_with_their_share_of_torch_threads(real_windows):
+    seen: list[tuple[str, int, int]] = []
+    lock = threading.Lock()
+
+    def score_chunk(chunk: list[torch.Tensor]) -> torch.Tensor:
+        with lock:
+            seen.append((threading.current_thread().name, len(chunk), torch.get_num_threads()))
+        return torch.stack([w.mean(dim=(0, 1), keepdim=True).squeeze(0) for w in chunk])
+
+    before = torch.get_num_threads()
+    split = SplitScorer(score_chunk, 2)
+    try:
+        out = split(real_windows[:5])
+        assert torch.equal(out.flatten(), torch.stack([w.mean() for w in real_windows[:5]]))
+        assert sorted((n, t) for _, n, t in seen) == [(2, 1), (3, 1)]  # two chunks, one torch thread each
+        caller = threading.current_thread().name
+        assert {name for name, _, _ in seen} == {caller, next(n for n, _, _ in seen if n != caller)}
+        assert any(name.startswith("streamd-model") for name, _, _ in seen)
+        seen.clear()
+        split(real_windows[:1])  # a single window keeps both threads, on the calling thread
+        assert seen == [(caller, 1, 2)]
+    finally:
+        split.close()
+        torch.set_num_threads(before)
+
+
+def test_one_worker_leaves_the_callers_torch_setting(real_windows):
+    before = torch.get_num_threads()
+    calls: list[int] = []
+
+    def score_chunk(chunk: list[torch.Tensor]) -> torch.Tensor:
+        calls.append(len(chunk))
+        return torch.zeros(len(chunk), 3)
+
+    torch.set_num_threads(2)
+    try:
+        split = SplitScorer(score_chunk, 1)
+        assert split(real_windows[:4]).shape == (4, 3) and calls == [4]
+        assert torch.get_num_threads() == 2
+        split.close()
+    finally:
+        torch.set_num_threads(before)
