@@ -1,7 +1,8 @@
 """``streamd run``: classify live audio from one or more input devices until Ctrl-C / SIGTERM.
 
 ``execute`` is shared with ``streamd replay``: config, model, publisher with its sinks (dashboard,
-``--json`` printer), signal handling, and the daemon itself.
+``--json`` printer), signal handling, and the daemon itself. torch (the daemon, the model) is imported
+only once the config and the inputs have been checked, so a bad argument is reported at once.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ from collections.abc import Callable
 
 from streamd.config import DaemonConfig
 from streamd.config_cli import add_daemon_arguments, config_from_args
-from streamd.daemon import Daemon, print_errors
 from streamd.device_source import DeviceSource
 from streamd.fanin import add_fanin_arguments
 from streamd.integrations import attach as attach_integrations
-from streamd.model_loading import resolve_model, window_warning
 from streamd.network_source import NetworkSource, is_url
 from streamd.security import add_security_arguments
 from streamd.signals import stop_on_signals
@@ -51,6 +50,9 @@ def execute(
     publisher = make_publisher(args, cfg.publish.endpoint, cfg.publish.queue_size, cfg.publish.sndhwm)
     publisher.start()  # bind first: a busy port is reported before the model loads
     try:
+        from streamd.daemon import Daemon
+        from streamd.model_loading import resolve_model, window_warning
+
         model = resolve_model(args, daemon_config=True)
         warning = window_warning(cfg.windows.window_s, model)
         if warning:
@@ -84,6 +86,8 @@ def execute(
         if dashboard is not None:
             dashboard.stop()
         integrations.close()
+    from streamd.daemon import print_errors
+
     print_errors(daemon.errors, daemon.warnings)
     return 1 if daemon.errors else 0
 
