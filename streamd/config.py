@@ -50,17 +50,18 @@ class DaemonConfig:
             return self.engine.overload
         return "drop_oldest" if live else "block"
 
-    def queue_size(self, streams: int, policy: str) -> int:
-        """The engine queue bound. Automatic (0): under ``block`` (replay) one window per stream but at
-        least one full batch, so that the engine takes whole batches while the producers compute the next
-        windows (replay of 10 minutes at --speed max on 2 cores: 17.0-18.0 s, against 20.3-22.3 s when the
-        queue held one window and the two sides took turns); under ``drop_oldest`` four per stream, so a short
-        hiccup does not cost windows."""
+    def queue_size(self, streams: int, policy: str, *, batch_floor: bool = False) -> int:
+        """The engine queue bound. Automatic (0): under ``block`` one window per stream, so a producer
+        waits as soon as the engine is one round behind, and with ``batch_floor`` (the daemon's choice
+        for windowed models replaying files) at least one full batch, so that the engine takes whole
+        batches while the producers compute the next windows (10 minutes at --speed max on 2 cores:
+        17.0-18.0 s, against 20.3-22.3 s when the queue held one window and the two sides took turns);
+        under ``drop_oldest`` four per stream, so a short hiccup does not cost windows."""
         if self.engine.queue_size:
             return self.engine.queue_size
-        if policy == "block":
-            return max(streams, self.engine.max_batch)
-        return streams * 4
+        if policy != "block":
+            return streams * 4
+        return max(streams, self.engine.max_batch) if batch_floor else streams
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -53,7 +53,7 @@ class EngineSection:
     max_batch: int = rule(8, gt=0, le=1024)
     # "drop_oldest" | "block" | "auto" (drop_oldest live, block for replay)
     overload: str = rule("auto", choices=("auto", "drop_oldest", "block"))
-    threads: int = rule(0, ge=0, le=1024)  # model threads (split_scoring); 0: on CPU one per core but one
+    threads: int = rule(0, ge=0, le=1024)  # model workers (split_scoring); 0: on CPU one per core
 
     def __post_init__(self) -> None:
         check_fields(self, "engine", ConfigError)

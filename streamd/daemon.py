@@ -35,7 +35,7 @@ from streamd.feature_stage import AudioTap, FeatureStage
 from streamd.gaps import SegmentedFrontEnd
 from streamd.label_check import check_event_labels
 from streamd.model_loading import LoadedModel
-from streamd.model_runner import model_threads
+from streamd.model_runner import intra_op_threads, model_threads
 from streamd.native_stderr import native_stderr_for
 from streamd.result_stage import EventHook, ResultStage
 from streamd.sources import Source
@@ -104,7 +104,10 @@ class Daemon:
         self.engine = Engine(
             model,
             self.results.submit,
-            queue_size=config.queue_size(len(sources), self.policy) * columns,
+            queue_size=config.queue_size(
+                len(sources), self.policy, batch_floor=columns == 1 and not any(s.live for s in sources)
+            )
+            * columns,
             max_batch=config.engine.max_batch,
             policy=self.policy,
             stream_names=names,
@@ -136,7 +139,7 @@ class Daemon:
 
     def _start(self) -> None:
         self._threads_before = torch.get_num_threads()
-        torch.set_num_threads(model_threads(self.config.engine.threads, self.model.device))
+        torch.set_num_threads(intra_op_threads(model_threads(self.config.engine.threads, self.model.device)))
         self.publisher.start()  # binds now: a port in use fails before any audio is touched
         try:
             if self.native_stderr:

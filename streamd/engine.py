@@ -18,7 +18,7 @@ import torch
 from audio_core.scoring import State
 from streamd.job_queue import Job, JobQueue
 from streamd.model_loading import LoadedModel
-from streamd.model_runner import ModelRunner
+from streamd.model_runner import ModelRunner, intra_op_threads
 from streamd.split_scoring import SplitScorer
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,9 @@ class Engine:
         threads: int = 0,
     ) -> None:
         self.runner = ModelRunner(loaded)
-        self.threads = threads
-        self._split = SplitScorer(self.runner.score_windows, threads if loaded.device.type == "cpu" else 1)
+        self.threads = threads  # model workers (streamd.model_runner.model_threads); 0: torch's setting
+        workers = threads if loaded.device.type == "cpu" and not loaded.recurrent else 1
+        self._split = SplitScorer(self.runner.score_windows, workers)
         self.recurrent = loaded.recurrent
         self.on_results = on_results
         self.stream_names = list(stream_names or [])
@@ -107,8 +108,9 @@ class Engine:
     # -- worker ----------------------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        before = torch.get_num_threads()
         if self.threads > 0:  # per thread: a setting made in another thread does not reach this one
-            torch.set_num_threads(self.threads)
+            torch.set_num_threads(intra_op_threads(self.threads))
         try:
             while True:
                 batch = self.queue.get_batch(self.take, timeout=0.1)
@@ -123,6 +125,7 @@ class Engine:
             self.abandon()
         finally:
             self._split.close()
+            torch.set_num_threads(before)
 
     def _state(self, stream: int) -> State:
         if stream not in self._states:

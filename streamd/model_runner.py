@@ -2,7 +2,8 @@
 
 ``ModelRunner`` puts batches on the model's device and stacks per-stream recurrent states; scoring itself
 (normalise, autocast, softmax/sigmoid) is ``audio_core.scoring``. ``score_one_by_one`` is its plain
-reference; ``model_threads`` is how many torch threads the model gets.
+reference; ``model_threads`` is how many workers the model gets, ``intra_op_threads`` how many torch
+threads one call of it gets.
 """
 
 from __future__ import annotations
@@ -16,16 +17,22 @@ from streamd.model_loading import LoadedModel
 
 
 def model_threads(requested: int, device: torch.device) -> int:
-    """Model threads: ``requested`` if set; on CPU otherwise one per core but one, so that capture,
-    features and publishing keep a core (measured on 2 cores with the default CNN: 2 model threads replay
-    10 minutes in 16.1 s against 18.9 s, but 16 live streams' steady p99 latency was 133 ms against 86 ms);
+    """Model workers: ``requested`` if set; on CPU otherwise one per core (a batch of windows is split
+    over them, ``streamd.split_scoring``; a single window or a recurrent step gets ``intra_op_threads``);
     elsewhere torch's own default."""
     if requested > 0:
         return requested
     if device.type != "cpu":
         return torch.get_num_threads()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(torch.get_num_threads(), cores - 1))
+    return max(1, cores)
+
+
+def intra_op_threads(workers: int) -> int:
+    """Torch threads for one model call that has the workers to itself: all but one, so that capture,
+    features and publishing keep a core (an intra-op call waits for its slowest thread, so a core taken
+    by another stage stalls it; on 2 cores one thread measured faster than two)."""
+    return max(1, workers - 1)
 
 
 class ModelRunner:

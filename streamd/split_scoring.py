@@ -1,19 +1,25 @@
 """Windows of one batch scored side by side on CPU threads.
 
-Torch's intra-op threads split one model call; a batch of several windows splits better by window: on
-2 cores, two threads each scoring their own windows with one torch thread gave the residual CNN 12.9 ms
-per window against 20.6 ms on one thread, where two intra-op threads inside a worker thread gained
-little. ``SplitScorer`` cuts a batch into contiguous chunks, one per worker (the calling thread scores
-the first, helper threads the rest), gives each chunk ``workers // chunks`` torch threads (so a single
-window still gets them all), and returns the scores in the batch's order, each window's equal to scoring
-it alone.
+A batch of several windows splits better by window than by torch's intra-op threads: the chunks need no
+barrier between them, so a core taken for a moment by the feature or capture thread delays one chunk, not
+every operation of the call. Measured on 2 cores with the default CNN (10 minutes replayed at --speed max;
+16 live streams' steady p99 latency; three runs against three): two workers each scoring their own
+windows with one torch thread, 12.2-16.3 s and 79-107 ms, against 16.3-17.7 s and 86-122 ms on one
+thread; one run with the two threads as torch's intra-op threads of each call: 16.1 s and 133 ms.
+
+``SplitScorer`` cuts a batch into contiguous chunks, one per worker (the calling thread scores the first,
+helper threads the rest), gives each chunk ``(workers - 1) // chunks`` torch threads but at least one (a
+single window gets all but one: barrier-synchronised work keeps a core free for the other stages), and
+returns the scores in the batch's order, each window's equal to scoring it alone. Helpers are daemon
+threads, like the engine's own.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, wait
 
 import torch
 
@@ -33,35 +39,67 @@ def chunk_bounds(count: int, parts: int) -> list[tuple[int, int]]:
     return bounds
 
 
+def chunk_threads(workers: int, chunks: int) -> int:
+    """Torch threads for each of ``chunks`` chunks scored at once by ``workers`` workers."""
+    return max(1, (workers - 1) // max(1, chunks))
+
+
 class SplitScorer:
     """``score(features) -> (B, C)``: ``score_chunk`` over chunks of the batch on ``workers`` threads."""
 
     def __init__(self, score_chunk: Score, workers: int) -> None:
         self.score_chunk = score_chunk
         self.workers = max(1, workers)
-        self._threads = threading.local()  # the torch threads each thread last set for itself
-        self._pool: ThreadPoolExecutor | None = None
-        if self.workers > 1:
-            self._pool = ThreadPoolExecutor(self.workers - 1, thread_name_prefix="streamd-model")
+        self._local = threading.local()  # the torch threads each thread last set for itself
+        self._tasks: queue.SimpleQueue[tuple[Future, list[torch.Tensor], int] | None] = queue.SimpleQueue()
+        self._helpers: list[threading.Thread] = []
 
     def __call__(self, features: list[torch.Tensor]) -> torch.Tensor:
-        if self._pool is None:  # one worker: the caller's own torch setting
+        if self.workers == 1:  # one worker: the caller's own torch setting
             return self.score_chunk(features)
         bounds = chunk_bounds(len(features), self.workers)
-        threads = max(1, self.workers // len(bounds))
+        threads = chunk_threads(self.workers, len(bounds))
         if len(bounds) == 1:
             return self._score(features, threads)
-        futures = [self._pool.submit(self._score, features[a:b], threads) for a, b in bounds[1:]]
-        first = self._score(features[bounds[0][0] : bounds[0][1]], threads)
+        self._start_helpers()
+        futures: list[Future] = []
+        for a, b in bounds[1:]:
+            future: Future = Future()
+            self._tasks.put((future, features[a:b], threads))
+            futures.append(future)
+        try:
+            first = self._score(features[bounds[0][0] : bounds[0][1]], threads)
+        finally:
+            wait(futures)  # no chunk of this batch may still run when the next batch starts
         return torch.cat([first, *(f.result() for f in futures)])
 
     def _score(self, chunk: list[torch.Tensor], threads: int) -> torch.Tensor:
-        if getattr(self._threads, "count", None) != threads:  # the setting is per thread (OpenMP)
+        if getattr(self._local, "threads", None) != threads:  # the setting is per thread (OpenMP)
             torch.set_num_threads(threads)
-            self._threads.count = threads
+            self._local.threads = threads
         return self.score_chunk(chunk)
 
-    def close(self) -> None:
-        """Stop the helper threads (after the chunks they are scoring)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+    def _start_helpers(self) -> None:
+        while len(self._helpers) < self.workers - 1:
+            helper = threading.Thread(
+                target=self._serve, name=f"streamd-model-{len(self._helpers) + 1}", daemon=True
+            )
+            helper.start()
+            self._helpers.append(helper)
+
+    def _serve(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            future, chunk, threads = task
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(self._score(chunk, threads))
+                except BaseException as exc:  # handed to the caller, which counts it as a model error
+                    future.set_exception(exc)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the helper threads once they finish what they are scoring; a later call starts new ones."""
+        helpers, self._helpers = self._helpers, []
+        for _ in helpers:
+            self._tasks.put(None)
+        for helper in helpers:
+            helper.join(timeout)

@@ -107,7 +107,7 @@ def test_replay_catches_up_deeper_than_live(tmp_path, esc50, small_checkpoint):
         DaemonConfig(), [FileSource(esc50.clips(1)[0], speed=None)], loaded, Publisher("inproc://cu")
     )
     assert daemon.engine.take == 8 * REPLAY_CATCH_UP_COLUMNS
-    assert daemon.engine.queue.maxsize == 8 * REPLAY_CATCH_UP_COLUMNS  # replay: at least a batch of streams
+    assert daemon.engine.queue.maxsize == REPLAY_CATCH_UP_COLUMNS
 
 
 def test_one_call_takes_up_to_the_catch_up_depth_and_equals_stepping(tmp_path, esc50):

@@ -36,8 +36,10 @@ def test_defaults_match_the_issue():
     assert (cfg.model.compute, cfg.model.precision) == ("auto", "auto")
     assert isinstance(cfg.events, EventConfig)
     assert cfg.overload_policy(live=True) == "drop_oldest" and cfg.overload_policy(live=False) == "block"
-    assert cfg.queue_size(3, "block") == 8 and cfg.queue_size(3, "drop_oldest") == 12
-    assert cfg.queue_size(20, "block") == 20  # one window per stream, at least one full batch (8)
+    assert cfg.queue_size(3, "block") == 3 and cfg.queue_size(3, "drop_oldest") == 12
+    assert cfg.queue_size(3, "block", batch_floor=True) == 8  # replayed files: at least a full batch
+    assert cfg.queue_size(20, "block", batch_floor=True) == 20
+    assert cfg.queue_size(3, "drop_oldest", batch_floor=True) == 12
     cfg.engine.queue_size = 5
     assert cfg.queue_size(3, "block") == 5
 

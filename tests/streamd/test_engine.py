@@ -16,7 +16,7 @@ from audio_core.windows import ColumnPlan, Window
 from streamd.engine import Engine
 from streamd.job_queue import Job, JobQueue
 from streamd.model_loading import load_model
-from streamd.model_runner import ModelRunner, model_threads, score_one_by_one
+from streamd.model_runner import ModelRunner, intra_op_threads, model_threads, score_one_by_one
 
 
 def _window(features: torch.Tensor, index: int = 0) -> Window:
@@ -239,20 +239,30 @@ def test_cuda_scores_equal_cpu_scores(small_checkpoint, real_windows):
     assert (bf16 - cpu).abs().max() < 0.02
 
 
-def test_model_threads_leave_a_core_for_the_pipeline_on_cpu() -> None:
+def test_model_workers_are_the_cores_and_one_call_leaves_a_core_for_the_pipeline() -> None:
     cpu = torch.device("cpu")
     assert model_threads(3, cpu) == 3  # an explicit request wins
-    cores = len(os.sched_getaffinity(0))
-    auto = model_threads(0, cpu)
-    assert auto == max(1, min(torch.get_num_threads(), cores - 1))
-    assert 1 <= auto <= max(1, cores - 1)
+    assert model_threads(0, cpu) == len(os.sched_getaffinity(0))
     assert model_threads(0, torch.device("cuda")) == torch.get_num_threads()
+    assert [intra_op_threads(w) for w in (1, 2, 3, 16)] == [1, 1, 2, 15]
 
 
-def test_engine_with_two_threads_splits_batches_and_equals_one_by_one(loaded, real_windows):
+def test_engine_with_two_threads_splits_batches_and_equals_one_by_one(loaded, real_windows, monkeypatch):
+    calls: list[tuple[str, int]] = []
+    score_windows = ModelRunner.score_windows
+
+    def spy(runner, features):
+        calls.append((threading.current_thread().name, len(features)))
+        return score_windows(runner, features)
+
+    monkeypatch.setattr(ModelRunner, "score_windows", spy)
+    before = torch.get_num_threads()
     jobs = [_job(0, i, f) for i, f in enumerate(real_windows)]
     engine, results = _run_engine(loaded, jobs, queue_size=8, max_batch=8, policy="block", threads=2)
     assert [j.window.index for j, _ in results] == [0, 1, 2, 3, 4]
     assert engine.batches == 1  # one call of five windows, scored as two chunks side by side
+    assert sorted(calls) == [("streamd-engine", 3), ("streamd-model-1", 2)]
     expected = score_one_by_one(ModelRunner(loaded), real_windows)
     torch.testing.assert_close(torch.stack([s for _, s in results]), expected, atol=1e-5, rtol=1e-4)
+    assert not [t for t in threading.enumerate() if t.name.startswith("streamd-model")]  # helpers gone
+    assert torch.get_num_threads() == before  # the engine gave back the setting it changed

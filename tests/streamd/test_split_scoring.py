@@ -11,7 +11,7 @@ import torch
 from audio_core.fbank import compute_fbank
 from streamd.model_loading import load_model
 from streamd.model_runner import ModelRunner, score_one_by_one
-from streamd.split_scoring import SplitScorer, chunk_bounds
+from streamd.split_scoring import SplitScorer, chunk_bounds, chunk_threads
 
 
 @pytest.fixture(scope="module")
@@ -58,29 +58,86 @@ def test_split_batches_equal_each_window_scored_alone(runner, real_windows, work
         split.close()
 
 
-def test_chunks_run_on_helper_threads_with_their_share_of_torch_threads(real_windows):
-    seen: list[tuple[str, int, int]] = []
+def _mean_scorer(seen: list[tuple[str, int, int]]):
     lock = threading.Lock()
 
     def score_chunk(chunk: list[torch.Tensor]) -> torch.Tensor:
         with lock:
             seen.append((threading.current_thread().name, len(chunk), torch.get_num_threads()))
-        return torch.stack([w.mean(dim=(0, 1), keepdim=True).squeeze(0) for w in chunk])
+        return torch.stack([w.mean().reshape(1) for w in chunk])
 
+    return score_chunk
+
+
+def test_chunks_run_on_helper_threads_with_their_share_of_torch_threads(real_windows):
+    seen: list[tuple[str, int, int]] = []
     before = torch.get_num_threads()
-    split = SplitScorer(score_chunk, 2)
+    caller = threading.current_thread().name
     try:
+        split = SplitScorer(_mean_scorer(seen), 2)
         out = split(real_windows[:5])
         assert torch.equal(out.flatten(), torch.stack([w.mean() for w in real_windows[:5]]))
-        assert sorted((n, t) for _, n, t in seen) == [(2, 1), (3, 1)]  # two chunks, one torch thread each
-        caller = threading.current_thread().name
-        assert {name for name, _, _ in seen} == {caller, next(n for n, _, _ in seen if n != caller)}
-        assert any(name.startswith("streamd-model") for name, _, _ in seen)
+        assert sorted(seen) == [(caller, 3, 1), ("streamd-model-1", 2, 1)]  # two chunks, one thread each
         seen.clear()
-        split(real_windows[:1])  # a single window keeps both threads, on the calling thread
-        assert seen == [(caller, 1, 2)]
-    finally:
+        split(real_windows[:1])  # a single window on the calling thread, all threads but one
+        assert seen == [(caller, 1, 1)]
         split.close()
+        seen.clear()
+        split = SplitScorer(_mean_scorer(seen), 3)
+        split(real_windows[:1])
+        assert seen == [(caller, 1, 2)]
+        seen.clear()
+        split(real_windows[:2])
+        assert sorted(seen) == [(caller, 1, 1), ("streamd-model-1", 1, 1)]
+        split.close()
+    finally:
+        torch.set_num_threads(before)
+    assert [chunk_threads(w, c) for w, c in ((2, 1), (2, 2), (3, 1), (3, 3), (16, 2), (16, 16))] == [
+        1,
+        1,
+        2,
+        1,
+        7,
+        1,
+    ]
+
+
+def test_a_failing_chunk_fails_the_batch_after_every_chunk_has_finished(real_windows):
+    finished: list[int] = []
+    slow_done = threading.Event()
+
+    def score_chunk(chunk: list[torch.Tensor]) -> torch.Tensor:
+        if threading.current_thread().name == "streamd-model-1":
+            slow_done.wait(5.0)  # the helper's chunk is still running when the caller's fails
+            finished.append(len(chunk))
+            return torch.zeros(len(chunk), 1)
+        raise RuntimeError("the model failed")
+
+    split = SplitScorer(score_chunk, 2)
+    timer = threading.Timer(0.3, slow_done.set)
+    timer.start()
+    try:
+        with pytest.raises(RuntimeError, match="the model failed"):
+            split(real_windows[:4])
+        assert finished == [2]  # the other chunk was waited for before the error reached the caller
+    finally:
+        timer.cancel()
+        split.close()
+
+
+def test_close_stops_the_helpers_and_a_later_batch_starts_new_ones(real_windows):
+    seen: list[tuple[str, int, int]] = []
+    before = torch.get_num_threads()
+    split = SplitScorer(_mean_scorer(seen), 2)
+    try:
+        split(real_windows[:2])
+        split.close(timeout=5.0)
+        assert not [t for t in threading.enumerate() if t.name.startswith("streamd-model")]
+        assert split(real_windows[:2]).shape == (2, 1)  # usable again (an engine restarted)
+        helpers = [t for t in threading.enumerate() if t.name.startswith("streamd-model")]
+        assert helpers and all(t.daemon for t in helpers)
+    finally:
+        split.close(timeout=5.0)
         torch.set_num_threads(before)
 
 
