@@ -44,8 +44,9 @@ class Engine:
     ) -> None:
         self.runner = ModelRunner(loaded)
         self.threads = threads  # model workers (streamd.model_runner.model_threads); 0: torch's setting
-        workers = threads if loaded.device.type == "cpu" and not loaded.recurrent else 1
-        self._split = SplitScorer(self.runner.score_windows, workers)
+        cpu = loaded.device.type == "cpu"
+        workers = threads if cpu and not loaded.recurrent else 1
+        self._split = SplitScorer(self.runner.score_windows, workers, per_window=cpu)
         self.recurrent = loaded.recurrent
         self.on_results = on_results
         self.stream_names = list(stream_names or [])

@@ -58,6 +58,17 @@ def test_split_batches_equal_each_window_scored_alone(runner, real_windows, work
         split.close()
 
 
+def test_per_window_scores_are_bit_for_bit_those_of_each_window_alone(runner, real_windows):
+    expected = score_one_by_one(runner, real_windows)
+    for workers in (1, 2):
+        split = SplitScorer(runner.score_windows, workers, per_window=True)
+        try:
+            for size in (1, 3, 7):
+                assert torch.equal(split(real_windows[:size]), expected[:size])
+        finally:
+            split.close()
+
+
 def _mean_scorer(seen: list[tuple[str, int, int]]):
     lock = threading.Lock()
 
