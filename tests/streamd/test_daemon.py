@@ -313,3 +313,9 @@ def test_no_stagger_at_full_speed_or_when_turned_off(loaded, long_file):
     for msgs in (flat_out, paced_off):
         for name in ("scene", "scene-2"):
             assert [p["t_start"] for p in _by_type(msgs, "prediction", name)] == grid
+
+
+def test_replayed_files_queue_a_full_batch(loaded, long_file):
+    for speed in (None, 1.0):
+        daemon = Daemon(DaemonConfig(), [FileSource(long_file, speed=speed)], loaded, Publisher("inproc://q"))
+        assert daemon.policy == "block" and daemon.engine.queue.maxsize == DaemonConfig().engine.max_batch

@@ -124,3 +124,20 @@ def test_urls_and_unreachable_servers() -> None:
     port = free_tcp_port()
     with pytest.raises(AudioInputError, match="cannot open"):
         NetworkSource(f"http://127.0.0.1:{port}/none.wav")
+
+
+def test_a_live_source_under_block_keeps_one_window_per_stream(wav: Path, small_checkpoint: Path) -> None:
+    from streamd.daemon import Daemon
+    from streamd.publisher import Publisher
+
+    server = Server("http", wav)
+    server.start()
+    try:
+        cfg = DaemonConfig()
+        cfg.engine.overload = "block"  # a user's choice for a live source: no batch floor (latency)
+        source = NetworkSource(server.url)
+        daemon = Daemon(cfg, [source], load_model(small_checkpoint, compute="cpu"), Publisher("inproc://q3"))
+        assert daemon.policy == "block" and daemon.engine.queue.maxsize == 1
+        source.stop()
+    finally:
+        server.kill()
