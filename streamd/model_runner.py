@@ -17,15 +17,16 @@ from streamd.model_loading import LoadedModel
 
 
 def model_threads(requested: int, device: torch.device) -> int:
-    """Model workers: ``requested`` if set; on CPU otherwise one per core (a batch of windows is split
-    over them, ``streamd.split_scoring``; a single window or a recurrent step gets ``intra_op_threads``);
-    elsewhere torch's own default."""
+    """Model workers: ``requested`` if set; on CPU otherwise one per core, but no more than torch's own
+    thread count (which follows OMP_NUM_THREADS) (a batch of windows is split over them,
+    ``streamd.split_scoring``; a single window or a recurrent step gets ``intra_op_threads``); elsewhere
+    torch's own default."""
     if requested > 0:
         return requested
     if device.type != "cpu":
         return torch.get_num_threads()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores)
+    return max(1, min(torch.get_num_threads(), cores))
 
 
 def intra_op_threads(workers: int) -> int:

@@ -69,18 +69,32 @@ def test_per_window_scores_are_bit_for_bit_those_of_each_window_alone(runner, re
             split.close()
 
 
+_asked = threading.local()  # the torch threads this thread last asked for (torch's own count is global)
+
+
+@pytest.fixture()
+def record_thread_settings(monkeypatch):
+    set_num_threads = torch.set_num_threads
+
+    def record(n: int) -> None:
+        _asked.threads = n
+        set_num_threads(n)
+
+    monkeypatch.setattr(torch, "set_num_threads", record)
+
+
 def _mean_scorer(seen: list[tuple[str, int, int]]):
     lock = threading.Lock()
 
     def score_chunk(chunk: list[torch.Tensor]) -> torch.Tensor:
         with lock:
-            seen.append((threading.current_thread().name, len(chunk), torch.get_num_threads()))
+            seen.append((threading.current_thread().name, len(chunk), getattr(_asked, "threads", 0)))
         return torch.stack([w.mean().reshape(1) for w in chunk])
 
     return score_chunk
 
 
-def test_chunks_run_on_helper_threads_with_their_share_of_torch_threads(real_windows):
+def test_chunks_run_on_helper_threads_with_their_share_of_torch_threads(real_windows, record_thread_settings):
     seen: list[tuple[str, int, int]] = []
     before = torch.get_num_threads()
     caller = threading.current_thread().name
@@ -137,6 +151,7 @@ def test_a_failing_chunk_fails_the_batch_after_every_chunk_has_finished(real_win
 
 
 def test_close_stops_the_helpers_and_a_later_batch_starts_new_ones(real_windows):
+    assert not [t for t in threading.enumerate() if t.name.startswith("streamd-model")]  # none left over
     seen: list[tuple[str, int, int]] = []
     before = torch.get_num_threads()
     split = SplitScorer(_mean_scorer(seen), 2)
