@@ -20,6 +20,41 @@ from streamd.sources import Source
 
 MAX_DEVICE_CHANNELS = 2  # capture at most this many channels; they are averaged anyway
 MIN_GAP_S = 0.1  # after a reopen, audio this much later than the clock says is a gap (an outage)
+SETTLE_S = 0.2  # after a reopen, audio arriving at its own pace this long ends the estimate of the gap
+MAX_SETTLE_S = 2.0  # ... and no more audio than this is held back for it
+MIN_IMPROVEMENT_S = 0.002  # a block that lowers the estimate by less than this is arrival jitter
+
+
+class OutageEstimate:
+    """How much audio a reopened device never delivered, from the arrival times of its first blocks.
+
+    Each block after the reopen bounds the gap from above: ``arrival - last_arrival - audio_so_far``
+    (the audio it ends could not have been captured later than it arrived). The first block alone
+    overshoots when the device hands over a backlog in a burst (PulseAudio does: half a second of audio
+    in one go); the smallest bound, once blocks arrive at their own pace for ``SETTLE_S``, does not.
+    Pure: the caller passes arrival times.
+    """
+
+    def __init__(self, last_arrival: float, sample_rate: int) -> None:
+        self.last_arrival = last_arrival
+        self.sample_rate = sample_rate
+        self.audio_s = 0.0  # audio delivered since the reopen
+        self.best_s = float("inf")  # the smallest bound so far
+        self._lowered_at_s = 0.0  # ``audio_s`` when ``best_s`` last fell by more than jitter
+
+    def add(self, arrival: float, frames: int) -> bool:
+        """Account one block; True once the estimate is settled (``lost_s``)."""
+        self.audio_s += frames / self.sample_rate
+        bound = arrival - self.last_arrival - self.audio_s
+        if bound < self.best_s - MIN_IMPROVEMENT_S:
+            self._lowered_at_s = self.audio_s
+        self.best_s = min(self.best_s, bound)
+        return self.audio_s - self._lowered_at_s >= SETTLE_S or self.audio_s >= MAX_SETTLE_S
+
+    @property
+    def lost_s(self) -> float:
+        """The estimated lost audio in seconds (0 when the blocks came in time)."""
+        return max(0.0, self.best_s)
 
 
 class DeviceSource(Source):
@@ -48,28 +83,42 @@ class DeviceSource(Source):
         self.device_overflows = 0
         self._last_block_at: float | None = None  # monotonic time of the last block's arrival
         self._reopened = False  # the next block is the first after a reopen
+        self._settling: OutageEstimate | None = None  # after a reopen, until the gap is known
+        self._held: list[tuple[np.ndarray, float]] = []  # blocks held back meanwhile, with arrival times
         self._gaps: deque[tuple[int, int]] = deque()
+        self.clock = time.monotonic  # arrival times of blocks (a test may drive its own)
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
-        # Runs in PortAudio's thread: copy into the ring (and note an outage's length) and nothing else.
-        now = time.monotonic()
+        # Runs in PortAudio's thread: copy into the ring (after a reopen, first measure the outage).
+        now = self.clock()
         if status.input_overflow:
             self.device_overflows += 1
+        self.callbacks += 1
         if self._reopened:
             self._reopened = False
-            self._note_gap(now, frames)
+            if self._last_block_at is not None:
+                self._settling = OutageEstimate(self._last_block_at, self.sample_rate)
+        if self._settling is not None:
+            self._held.append((indata.copy(), now))
+            if self._settling.add(now, frames):
+                self._release_held()
+            return
         self.ring.write(indata, now)
         self._last_block_at = now
-        self.callbacks += 1
 
-    def _note_gap(self, now: float, frames: int) -> None:
-        """The first block after a reopen arrived ``late_s`` after the last block's audio would have been
-        followed by it: that much audio was never captured (the device was gone or silent)."""
-        if self._last_block_at is None:
-            return
-        late_s = now - self._last_block_at - frames / self.sample_rate
-        if late_s >= MIN_GAP_S:
-            self._gaps.append((self.ring.write_index, round(late_s * self.sample_rate)))
+    @property
+    def delivered(self) -> int:
+        return self.ring.write_index + sum(block.shape[0] for block, _ in list(self._held))
+
+    def _release_held(self) -> None:
+        """The outage is measured: note it as a gap (when long enough), then pass the held blocks on."""
+        estimate, self._settling = self._settling, None
+        if estimate is not None and estimate.lost_s >= MIN_GAP_S:
+            self._gaps.append((self.ring.write_index, round(estimate.lost_s * self.sample_rate)))
+        held, self._held = self._held, []
+        for block, arrival in held:
+            self.ring.write(block, arrival)
+            self._last_block_at = arrival
 
     def take_gaps(self) -> list[tuple[int, int]]:
         out = []
@@ -103,6 +152,7 @@ class DeviceSource(Source):
     def stop(self) -> None:
         """Abort (never waits for pending buffers: a stalled device must not hang us) and close."""
         self._drop_stream()
+        self._release_held()
         self.ring.close()
 
     def _drop_stream(self) -> None:
@@ -118,6 +168,7 @@ class DeviceSource(Source):
     def restart(self) -> None:
         """Reopen the device after an error or a stall; the sample index (stream time) continues."""
         self._drop_stream()
+        self._release_held()  # a reopen that failed again while its gap was being measured
         self.restarts += 1
         self._reopened = True
         try:

@@ -45,6 +45,12 @@ class Source:
             return not thread.is_alive()
         return True
 
+    @property
+    def delivered(self) -> int:
+        """Samples the input has delivered so far, the ones not yet in the ring included (the watchdog's
+        sign of life)."""
+        return self.ring.write_index
+
     def restart(self) -> None:
         """Reopen a live input after an error or a stall (files do not restart)."""
 

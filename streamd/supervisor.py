@@ -66,7 +66,7 @@ class Supervisor:
 
     def _watch(self, stream: Stream, now: float) -> None:
         source = stream.source
-        written = source.ring.write_index
+        written = source.delivered
         if written != stream.last_write[0]:
             stream.last_write = (written, now)
             stream.alarm = None
