@@ -28,7 +28,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory, esc50) -> Path:
 
 
 def _classify(path: Path, checkpoint: Path, labels: list[str], capsys) -> np.ndarray:
-    code = main(["classify", str(path), "--checkpoint", str(checkpoint), "--json", "--top-k", "50"])
+    argv = ["classify", str(path), "--checkpoint", str(checkpoint), "--json", "--top-k", "50"]
+    code = main([*argv, "--precision", "fp32"])  # replay_collect and evaluate score in fp32
     out = capsys.readouterr()
     assert code == 0, out.err
     scores = {item["label"]: item["score"] for item in json.loads(out.out)["labels"]}

@@ -30,7 +30,9 @@ TOLERANCE = 2e-5
 def windowed(tmp_path_factory: pytest.TempPathFactory, esc50) -> LoadedModel:
     """A small residual CNN whose (seeded, random) scores depend visibly on the audio."""
     path = tmp_path_factory.mktemp("ckpt") / "gain.safetensors"
-    return load_model(small_resnet_checkpoint(path, esc50.labels, seed=3, head_gain=40.0), compute="cpu")
+    return load_model(
+        small_resnet_checkpoint(path, esc50.labels, seed=3, head_gain=40.0), compute="cpu", precision="fp32"
+    )
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ RATE = 16000
 
 @pytest.fixture(scope="module")
 def loaded(small_checkpoint) -> LoadedModel:
-    return load_model(small_checkpoint, compute="cpu")
+    return load_model(small_checkpoint, compute="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")

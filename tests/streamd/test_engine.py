@@ -25,7 +25,7 @@ def _window(features: torch.Tensor, index: int = 0) -> Window:
 
 @pytest.fixture(scope="module")
 def loaded(small_checkpoint):
-    return load_model(small_checkpoint, compute="cpu")
+    return load_model(small_checkpoint, compute="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,9 @@ def test_scores_apply_the_models_normalisation(loaded, real_windows):
 
 
 def test_bf16_autocast_stays_close_to_fp32(small_checkpoint, real_windows):
-    fp32 = ModelRunner(load_model(small_checkpoint, compute="cpu")).score_windows(real_windows)
+    fp32 = ModelRunner(load_model(small_checkpoint, compute="cpu", precision="fp32")).score_windows(
+        real_windows
+    )
     bf16 = ModelRunner(load_model(small_checkpoint, compute="cpu", precision="bf16")).score_windows(
         real_windows
     )
@@ -227,7 +229,9 @@ def test_rounds_put_one_column_per_stream_in_each_call():
 def test_cuda_scores_equal_cpu_scores(small_checkpoint, real_windows):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    cpu = ModelRunner(load_model(small_checkpoint, compute="cpu")).score_windows(real_windows)
+    cpu = ModelRunner(load_model(small_checkpoint, compute="cpu", precision="fp32")).score_windows(
+        real_windows
+    )
     gpu_loaded = load_model(small_checkpoint, compute="cuda")
     assert gpu_loaded.device.type == "cuda"
     gpu = ModelRunner(gpu_loaded).score_windows(real_windows)
