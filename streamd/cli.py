@@ -82,6 +82,13 @@ def _start_up(argv: list[str]) -> argparse.Namespace | None:
     return parser.parse_args(argv)
 
 
+def entry() -> None:
+    """The ``streamd`` console command: ``main`` on ``sys.argv``, then a quick exit (``process_exit``)."""
+    from streamd.process_exit import finish
+
+    finish(main())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
