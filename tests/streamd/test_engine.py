@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from audio_core.fbank import compute_fbank
 from audio_core.front_end import front_end
 from audio_core.windows import ColumnPlan, Window
 from streamd.engine import Engine
@@ -31,12 +30,7 @@ def loaded(small_checkpoint):
 @pytest.fixture(scope="module")
 def real_windows(loaded, clips, esc50):
     """Five 2-s fbank windows of real clips."""
-    cfg = loaded.info.features
-    out = []
-    for path in clips:
-        wave = esc50.read_mono(path)
-        out += [compute_fbank(wave[s : s + 32000], cfg) for s in (0, 24000)]
-    return out[:5]
+    return esc50.fbank_windows(clips, loaded.info.features, (0, 24000), 5)
 
 
 def test_batched_scores_equal_one_by_one(loaded, real_windows):

@@ -8,7 +8,6 @@ import threading
 import pytest
 import torch
 
-from audio_core.fbank import compute_fbank
 from streamd.model_loading import load_model
 from streamd.model_runner import ModelRunner, score_one_by_one
 from streamd.split_scoring import SplitScorer, chunk_bounds, chunk_threads
@@ -22,12 +21,7 @@ def runner(small_checkpoint):
 @pytest.fixture(scope="module")
 def real_windows(runner, clips, esc50):
     """Seven 2-s fbank windows of real clips."""
-    cfg = runner.info.features
-    out = []
-    for path in clips:
-        wave = esc50.read_mono(path)
-        out += [compute_fbank(wave[s : s + 32000], cfg) for s in (0, 16000, 32000)]
-    return out[:7]
+    return esc50.fbank_windows(clips, runner.info.features, (0, 16000, 32000), 7)
 
 
 def test_chunk_bounds_cover_the_batch_in_order():

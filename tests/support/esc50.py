@@ -6,7 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
 
+from audio_core.fbank import compute_fbank
+from models.common import FeatureConfig
 from support.paths import esc10_clips, esc50_labels
 
 
@@ -26,3 +29,13 @@ class Esc50:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
         assert rate == 16000
         return data.mean(axis=1)
+
+    def fbank_windows(
+        self, clips: list[Path], features: FeatureConfig, starts: tuple[int, ...], count: int
+    ) -> list[torch.Tensor]:
+        """The first ``count`` 2-s fbank windows of ``clips``, cut at ``starts`` (samples) of each clip."""
+        out: list[torch.Tensor] = []
+        for path in clips:
+            wave = self.read_mono(path)
+            out += [compute_fbank(wave[s : s + 32000], features) for s in starts]
+        return out[:count]
