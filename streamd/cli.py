@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 
 from streamd import __version__
 from streamd.errors import StreamdError
+from streamd.held_interrupts import held_interrupts
 
 # name -> (module, one-line help); a command's module (and torch with it) is imported only when it runs.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -68,15 +67,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 def _start_up(argv: list[str]) -> argparse.Namespace | None:
     """Parse ``argv`` with Ctrl-C held back until the command's module and numpy are imported: an import
     cut in half leaves a broken module behind (later failing as, e.g., a read error). None: interrupted."""
-    interrupted: list[int] = []
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-        return build_parser(argv).parse_args(argv)
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: interrupted.append(signum))
-    try:
+    with held_interrupts() as interrupted:
         parser = build_parser(argv)
         import numpy  # noqa: F401  (every command that handles audio needs it; imported whole, here)
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if interrupted:
         return None
     return parser.parse_args(argv)

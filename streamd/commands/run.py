@@ -16,6 +16,7 @@ from streamd.config import DaemonConfig
 from streamd.config_cli import add_daemon_arguments, config_from_args
 from streamd.device_source import DeviceSource
 from streamd.fanin import add_fanin_arguments
+from streamd.held_interrupts import import_then_honour_interrupts
 from streamd.integrations import attach as attach_integrations
 from streamd.network_source import NetworkSource, is_url
 from streamd.security import add_security_arguments
@@ -50,6 +51,7 @@ def execute(
     publisher = make_publisher(args, cfg.publish.endpoint, cfg.publish.queue_size, cfg.publish.sndhwm)
     publisher.start()  # bind first: a busy port is reported before the model loads
     try:
+        import_then_honour_interrupts("torch")  # Ctrl-C inside torch's start-up would kill the process
         from streamd.daemon import Daemon
         from streamd.model_loading import resolve_model, window_warning
 
