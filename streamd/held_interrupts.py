@@ -5,6 +5,7 @@ inside torch's native start-up can kill the process outright (measured: exit by 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import signal
 import threading
 from collections.abc import Iterator
@@ -26,8 +27,6 @@ def held_interrupts() -> Iterator[list[int]]:
 
 def import_then_honour_interrupts(*modules: str) -> None:
     """Import ``modules`` with Ctrl-C held back; a Ctrl-C that came meanwhile is raised afterwards."""
-    import importlib
-
     with held_interrupts() as interrupted:
         for name in modules:
             importlib.import_module(name)

@@ -4,8 +4,7 @@ With torch imported, Python's own shutdown (module finalisers, torch's operator 
 a second on a 2-core machine, a visible share of a short ``replay`` or ``classify``. A command returns
 only after it has closed what it opened (sockets, with their linger; files; its threads), so the command
 line then flushes the standard streams and the logging handlers and leaves with ``os._exit``. Without
-torch, after Ctrl-C, with a non-daemon thread still running, or with ``STREAMD_DEBUG`` set, it exits the
-normal way.
+torch, with a non-daemon thread still running, or with ``STREAMD_DEBUG`` set, it exits the normal way.
 """
 
 from __future__ import annotations
@@ -25,13 +24,9 @@ def fast_exit_allowed() -> bool:
     return not any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate())
 
 
-INTERRUPTED = 130  # Ctrl-C: it may have cut torch's import short, whose native state then needs the
-# interpreter's own exit (a quick exit there was measured dying of SIGINT in 2 of 30 tries)
-
-
 def finish(code: int) -> NoReturn:
     """Leave the process with ``code``: everything written is flushed first."""
-    if code == INTERRUPTED or not fast_exit_allowed():
+    if not fast_exit_allowed():
         raise SystemExit(code)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

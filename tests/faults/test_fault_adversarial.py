@@ -26,9 +26,9 @@ from streamd.cli import main
 from streamd.timeline_legend import legend, timeline_symbols
 
 
-def _replay_args(path: str | Path, checkpoint: Path, name: str) -> list[str]:
+def _replay_args(path: str | Path, checkpoint: Path, name: str, speed: str = "max") -> list[str]:
     return [
-        "replay", str(path), "--speed", "max", "--checkpoint", str(checkpoint),
+        "replay", str(path), "--speed", speed, "--checkpoint", str(checkpoint),
         "--publish", f"inproc://adv-{name}", "--no-dashboard", "--json",
     ]  # fmt: skip
 
@@ -217,9 +217,7 @@ def test_ctrl_c_during_start_up_is_not_a_traceback(known_clip, checkpoint, delay
     has started (its "starting" status is out), a clean stop."""
     # --speed 1: the 5-s clip keeps the command running past the last delay (at max speed a quick start-up
     # and exit finish the whole replay within 1.2 s, before the signal is sent)
-    args = _replay_args(known_clip, checkpoint, f"ctrlc{delay_s}")
-    args[args.index("max")] = "1"
-    proc = StreamdProcess(args).start()
+    proc = StreamdProcess(_replay_args(known_clip, checkpoint, f"ctrlc{delay_s}", speed="1")).start()
     with proc:
         time.sleep(delay_s)  # python has started; the command's modules (numpy, torch) are importing
         proc.send_signal(signal.SIGINT)
