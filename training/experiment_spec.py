@@ -246,11 +246,19 @@ def load_experiment(
 ) -> Experiment:
     """Read and validate a TOML experiment file (with optional ``KEY=VALUE`` overrides and an init
     checkpoint that starts it as fine-tuning, see ``training.finetune_recipe``)."""
-    path = Path(path)
-    data = load_toml(path, ExperimentConfigError)
-    data, notes = with_init(data, init, {item.partition("=")[0].strip() for item in overrides or []})
-    if overrides:
-        data = apply_overrides(data, overrides)
+    data, notes = resolved_document(path, overrides, init)
     exp = parse_experiment(data, str(path))
     exp.init_notes = notes
     return exp
+
+
+def resolved_document(
+    path: str | Path, overrides: list[str] | None = None, init: str | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """The TOML document of an experiment file after ``init``'s fine-tuning recipe and the overrides,
+    unchecked, with the notes the recipe made (``load_experiment`` parses it)."""
+    data = load_toml(Path(path), ExperimentConfigError)
+    data, notes = with_init(data, init, {item.partition("=")[0].strip() for item in overrides or []})
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return data, notes

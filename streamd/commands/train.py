@@ -46,7 +46,11 @@ def add_own_data_arguments(parser: argparse.ArgumentParser) -> None:
     budget = own.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, metavar="M", help="training time budget (default 15)")
     budget.add_argument("--epochs", type=int, metavar="N", help="train exactly N epochs")
-    own.add_argument("--print-config", action="store_true", help="print the equivalent TOML and stop")
+    own.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the equivalent TOML and stop (with CONFIG.toml: it after --init, --set, --mode, --out)",
+    )
     own.add_argument("--no-background", action="store_true", help="no background (no-class) examples")
 
 
@@ -118,9 +122,12 @@ def _run(args: argparse.Namespace) -> int:
             raise CheckpointError(str(exc)) from None
     if args.config is None:
         raise ConfigError("streamd train needs CONFIG.toml or --data DIR (see docs/your-own-data.md)")
+    _refuse_own_data_options(args)
     overrides = list(args.overrides)
     if args.mode:
         overrides.append(f'experiment.mode="{args.mode}"')
+    if args.print_config:
+        return print_resolved_config(args.config, overrides, args.init, args.out)
     try:
         exp = load_experiment(args.config, overrides, init=args.init)
         if exp.init_notes:
@@ -136,4 +143,41 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     print(summary_markdown(summary), end="")
     print(f"results in {exp.output_dir}")
+    return 0
+
+
+OWN_DATA_ONLY = {
+    "recipe": "--recipe",
+    "window": "--window",
+    "minutes": "--minutes",
+    "epochs": "--epochs",
+    "no_background": "--no-background",
+}
+
+
+def _refuse_own_data_options(args: argparse.Namespace) -> None:
+    """Options that only ``--data`` reads are refused with a config, never silently ignored."""
+    given = [flag for name, flag in OWN_DATA_ONLY.items() if getattr(args, name) not in (None, False)]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)} only {'applies' if len(given) == 1 else 'apply'} to --data DIR; "
+            "with CONFIG.toml set keys instead, "
+            "e.g. --set train.epochs=30"
+        )
+
+
+def print_resolved_config(config: Path, overrides: list[str], init: str | None, out: Path | None) -> int:
+    """``streamd train CONFIG.toml --print-config``: the checked config as it would run, as TOML."""
+    from training.derive import toml_text
+    from training.experiment_spec import ExperimentConfigError, parse_experiment, resolved_document
+
+    try:
+        doc, _ = resolved_document(config, overrides, init)
+        if out is not None:
+            doc.setdefault("experiment", {})["output_dir"] = str(out)
+        parse_experiment(doc, str(config))  # checked before printed
+    except ExperimentConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    header = f"{config} as it would run (--init, --set, --mode and --out applied)"
+    print(toml_text(doc, header=header), end="")
     return 0

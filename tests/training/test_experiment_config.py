@@ -189,3 +189,37 @@ def test_train_command(tiny_config: Path, tmp_path: Path, capsys: pytest.Capture
     code = main(["train", str(tiny_config), "--set", "train.epochz=1"])
     assert code == 2
     assert "train.epochz: unknown key" in capsys.readouterr().err
+
+
+def test_print_config_shows_the_config_as_it_would_run(
+    tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With CONFIG.toml, --print-config prints the checked config after --set, --mode and --out and trains
+    nothing; printed and read back, it is the same experiment."""
+    out = tmp_path / "printed_run"
+    sets = ["--set", "train.epochs=9", "--set", "data.val_folds=[2]"]
+    args = ["train", str(tiny_config), "--mode", "single", *sets, "--out", str(out)]
+    code = main([*args, "--print-config"])
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert code == 0, captured.err
+    assert not out.exists()
+    again = load_experiment(_write(tmp_path / "printed.toml", printed))
+    assert (again.mode, again.train.epochs, again.output_dir) == ("single", 9, out)
+    assert again.train == load_experiment(tiny_config, ["train.epochs=9"]).train
+    assert again.val_folds == [2]
+    assert main(["train", str(tiny_config), "--set", "train.epochz=1", "--print-config"]) == 2
+    assert "train.epochz: unknown key" in capsys.readouterr().err
+
+
+OWN_DATA_OPTIONS = [["--epochs", "3"], ["--window", "2"], ["--recipe", "ast"], ["--no-background"]]
+
+
+@pytest.mark.parametrize("option", OWN_DATA_OPTIONS)
+def test_options_of_own_data_are_refused_with_a_config(
+    tiny_config: Path, option: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", str(tiny_config), *option]) == 2
+    err = capsys.readouterr().err
+    assert f"{option[0]} only applies to --data DIR" in err
+    assert len(err.strip().splitlines()) == 1
