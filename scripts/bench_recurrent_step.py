@@ -1,0 +1,81 @@
+"""Benchmark a recurrent checkpoint's per-column cost in fp32 and bf16 autocast: ``step`` at several
+batch sizes (live streams) and ``forward_chunk`` (catch-up), on the CPU; the figures behind
+``--precision auto`` keeping recurrent models in fp32 on a CPU (``streamd/precision.py``).
+
+    python scripts/bench_recurrent_step.py streamd/default_models/default_recurrent.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from models.checkpoint import load_checkpoint  # noqa: E402
+from models.streaming_mamba import COLUMN_FRAMES  # noqa: E402
+
+
+def per_call_ms(fn: Callable[[], object], calls: int, repeats: int) -> float:
+    """Median over ``repeats`` of the mean milliseconds per call over ``calls`` calls (after a warm-up)."""
+    for _ in range(5):
+        fn()
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        runs.append((time.perf_counter() - start) / calls * 1000)
+    return statistics.median(runs)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--threads", default="1,2", help="torch thread counts")
+    parser.add_argument("--batches", default="1,4,16", help="streams per step call")
+    parser.add_argument("--chunk", type=int, default=64, help="columns per catch-up call")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    model, info = load_checkpoint(args.checkpoint)
+    model.eval()
+    bins = info.features.num_mel_bins
+    print(f"torch {torch.__version__}; {args.checkpoint.name}; ms per call (fp32 / bf16 autocast)")
+    for threads in (int(t) for t in args.threads.split(",")):
+        torch.set_num_threads(threads)
+        rows = [
+            (f"step, batch {b}", torch.randn(b, COLUMN_FRAMES, bins), 100)
+            for b in map(int, args.batches.split(","))
+        ]
+        rows.append(
+            (
+                f"chunk of {args.chunk} columns, per column",
+                torch.randn(1, args.chunk * COLUMN_FRAMES, bins),
+                5,
+            )
+        )
+        for name, x, calls in rows:
+            figures = []
+            for bf16 in (False, True):
+                state = model.init_state(x.shape[0])
+                call = (
+                    (lambda x=x, s=state: model.step(x, s))
+                    if "step" in name
+                    else (lambda x=x, s=state: model.forward_chunk(x, s))
+                )
+                with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    ms = per_call_ms(call, calls, args.repeats)
+                figures.append(ms / (args.chunk if "chunk" in name else 1))
+            print(f"{threads} thread(s)  {name:<34} {figures[0]:.3f} / {figures[1]:.3f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
