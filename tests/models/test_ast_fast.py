@@ -98,3 +98,22 @@ def test_other_models_get_int8_linear_layers_only_when_asked():
     assert prepare_for_inference(model, "fp32") is model
     quantized = prepare_for_inference(model, "int8")
     assert is_quantized_linear(quantized[0]) and not is_quantized_linear(model[0])
+
+
+def test_int8_weights_are_packed_for_the_cpus_best_engine_and_the_global_setting_is_kept(real_windows):
+    """oneDNN where the CPU has AMX int8, torch's default elsewhere; both give the same model to within
+    int8's error, and quantising leaves torch's global engine as it was."""
+    from models.quantize import int8_engine, quantize_int8
+
+    default = torch.backends.quantized.engine
+    assert int8_engine({"avx2", "avx512_vnni"}) == default
+    if "onednn" in torch.backends.quantized.supported_engines:
+        assert int8_engine({"avx512f", "amx_tile", "amx_int8"}) == "onednn"
+    model = torch.nn.Sequential(torch.nn.Linear(128, 64), torch.nn.GELU(), torch.nn.Linear(64, 10)).eval()
+    x = real_windows[0, :50]
+    with torch.inference_mode():
+        reference = model(x)
+        for engine in dict.fromkeys([default, int8_engine({"amx_int8"})]):
+            out = quantize_int8(model, engine)(x)
+            assert torch.backends.quantized.engine == default
+            assert float((out - reference).abs().max()) <= 0.05 * float(reference.abs().max())
