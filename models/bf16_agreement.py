@@ -13,12 +13,13 @@ from torch import nn
 
 from models.bf16 import bf16_autocast
 from models.checkpoint import load_checkpoint, update_extra
+from models.common import is_recurrent
 
 
 @torch.no_grad()
 def bf16_agreement(model: nn.Module, windows: torch.Tensor) -> float:
     """Top-1 agreement of bf16 autocast with fp32 on normalised fbanks ``windows (B, T, F)``."""
-    run = model.forward_steps if getattr(model, "recurrent", False) else model.forward
+    run = model.forward_steps if is_recurrent(model) else model.forward
     reference = run(windows).float().reshape(-1, model.num_classes)
     with bf16_autocast(windows.device.type):
         low = run(windows).float().reshape(-1, model.num_classes)

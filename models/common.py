@@ -152,6 +152,12 @@ class RecurrentClassifier(WindowedClassifier):
         return self.forward_steps(fbank)[:, -1]
 
 
+def is_recurrent(model: nn.Module) -> bool:
+    """Whether ``model`` runs column by column with state (a ``RecurrentClassifier``, or a wrapper that
+    says so through its ``recurrent`` attribute)."""
+    return bool(getattr(model, "recurrent", False))
+
+
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """Keep only keys that are fields of dataclass ``cls``; reject unknown ones loudly."""
     names = {f.name for f in fields(cls)}

@@ -50,29 +50,20 @@ def main() -> int:
     print(f"torch {torch.__version__}; {args.checkpoint.name}; ms per call (fp32 / bf16 autocast)")
     for threads in (int(t) for t in args.threads.split(",")):
         torch.set_num_threads(threads)
+        # (name, input, calls per timing, columns per call, how to call the model)
         rows = [
-            (f"step, batch {b}", torch.randn(b, COLUMN_FRAMES, bins), 100)
+            (f"step, batch {b}", torch.randn(b, COLUMN_FRAMES, bins), 100, 1, model.step)
             for b in map(int, args.batches.split(","))
         ]
-        rows.append(
-            (
-                f"chunk of {args.chunk} columns, per column",
-                torch.randn(1, args.chunk * COLUMN_FRAMES, bins),
-                5,
-            )
-        )
-        for name, x, calls in rows:
+        chunk = torch.randn(1, args.chunk * COLUMN_FRAMES, bins)
+        rows.append((f"chunk of {args.chunk} columns, per column", chunk, 5, args.chunk, model.forward_chunk))
+        for name, x, calls, columns, run in rows:
             figures = []
             for bf16 in (False, True):
                 state = model.init_state(x.shape[0])
-                call = (
-                    (lambda x=x, s=state: model.step(x, s))
-                    if "step" in name
-                    else (lambda x=x, s=state: model.forward_chunk(x, s))
-                )
                 with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    ms = per_call_ms(call, calls, args.repeats)
-                figures.append(ms / (args.chunk if "chunk" in name else 1))
+                    ms = per_call_ms(lambda run=run, x=x, s=state: run(x, s), calls, args.repeats)
+                figures.append(ms / columns)
             print(f"{threads} thread(s)  {name:<34} {figures[0]:.3f} / {figures[1]:.3f} ms")
     return 0
 

@@ -17,7 +17,7 @@ from audio_core.shipped_models import MODELS_DIR
 from audio_core.shipped_models import shipped_model_path as shipped_path
 from audio_core.windows import checkpoint_window_s
 from models.checkpoint import CheckpointLoadError, load_checkpoint
-from models.common import ModelInfo
+from models.common import ModelInfo, is_recurrent
 from models.inference import prepare_for_inference
 from streamd.config_sections import ModelSection
 from streamd.errors import CheckpointError, ConfigError
@@ -40,7 +40,7 @@ class LoadedModel:
 
     @property
     def recurrent(self) -> bool:
-        return bool(getattr(self.model, "recurrent", False))
+        return is_recurrent(self.model)
 
     @property
     def column_frames(self) -> int:
@@ -83,8 +83,7 @@ def load_model(
     if not info.labels:
         raise CheckpointError(f"{path}: the checkpoint has no labels")
     try:
-        recurrent = bool(getattr(model, "recurrent", False))
-        choice = choose_precision(precision, device.type, info.extra, recurrent=recurrent)
+        choice = choose_precision(precision, device.type, info.extra, recurrent=is_recurrent(model))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     model = prepare_for_inference(model, choice.precision)

@@ -27,7 +27,7 @@ from torch import nn
 from audio_core.fbank import compute_fbank
 from audio_core.scoring import scores, sequence_scores
 from audio_core.windows import WindowPlan, checkpoint_plan, pad_with_silence
-from models.common import ModelInfo
+from models.common import ModelInfo, is_recurrent
 from training import metrics
 from training.cache import cached_fbanks
 from training.clips import ClipSet
@@ -54,7 +54,7 @@ def window_scores(
     """
     fbank, starts, firsts = _window_frames(info, wave, plan)
     width = plan.frames_per_window
-    if getattr(model, "recurrent", False):
+    if is_recurrent(model):
         steps = sequence_scores(model, info, fbank)  # (S, C)
         column = int(model.column_frames)
         index = [min((f + width) // column - 1, steps.shape[0] - 1) for f in firsts]
@@ -172,7 +172,7 @@ def offline_stream_predictions(
     cfg = info.features
     rate, shift = cfg.sample_rate, cfg.frame_shift
     wave = np.asarray(wave, dtype=np.float32)
-    if getattr(model, "recurrent", False):
+    if is_recurrent(model):
         column = int(model.column_frames)
         frames = cfg.num_frames(wave.size)
         target = max(column, -(-frames // column) * column)

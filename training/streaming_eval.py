@@ -18,7 +18,7 @@ from torch import nn
 
 from audio_core.audio_file import read_audio
 from audio_core.windows import checkpoint_window_s
-from models.common import ModelInfo
+from models.common import ModelInfo, is_recurrent
 from training.clips import ClipSet
 from training.evaluate import offline_stream_predictions
 from training.soundscape import build_soundscape, load_clips, pick_clips
@@ -57,7 +57,7 @@ def streaming_evaluation(
     if unknown:
         raise ValueError(f"the model does not know the label(s) {unknown[:5]}")
     rate = info.features.sample_rate
-    hops = [0.0] if getattr(model, "recurrent", False) else hops
+    hops = [0.0] if is_recurrent(model) else hops
     reports: dict[float, list[dict[str, Any]]] = {hop: [] for hop in hops}
     with tempfile.TemporaryDirectory() as tmp:
         folder = out if out is not None else Path(tmp)

@@ -161,8 +161,7 @@ def _refuse_own_data_options(args: argparse.Namespace) -> None:
     if given:
         raise ConfigError(
             f"{', '.join(given)} only {'applies' if len(given) == 1 else 'apply'} to --data DIR; "
-            "with CONFIG.toml set keys instead, "
-            "e.g. --set train.epochs=30"
+            "with CONFIG.toml set keys instead, e.g. --set train.epochs=30"
         )
 
 
