@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from audio_core.checks import choices_of
+from audio_core.shipped_models import MODEL_HELP
 from streamd.config import DaemonConfig, config_from_layers, load_model_toml, read_toml
 from streamd.config_sections import DEFAULT_ENDPOINT, EngineSection, ModelSection
 
@@ -20,9 +21,7 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", type=Path, metavar="FILE.toml", help="daemon config (see configs/daemon.toml)"
     )
-    parser.add_argument(
-        "--model", metavar="NAME|FILE.toml", help="'default' (windowed), 'recurrent', or a model config TOML"
-    )
+    parser.add_argument("--model", metavar="NAME|FILE.toml", help=MODEL_HELP)
     parser.add_argument(
         "--checkpoint", type=Path, metavar="PATH", help="a .safetensors checkpoint (overrides --model)"
     )

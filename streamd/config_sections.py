@@ -20,7 +20,7 @@ DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 class ModelSection:
     """Which classifier to run, where and how."""
 
-    name: str = "default"  # a shipped model: "default" (windowed) or "recurrent"
+    name: str = "default"  # a shipped model: audio_core.shipped_models.SHIPPED_MODELS
     checkpoint: str | None = None  # a .safetensors checkpoint; overrides ``name``
     compute: str = rule("auto", choices=("auto", "cpu", "cuda"))
     precision: str = rule("auto", choices=("auto", "fp32", "bf16", "int8"))  # see ``streamd.precision``

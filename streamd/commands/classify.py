@@ -17,6 +17,7 @@ import torch
 
 from audio_core.audio_file import display_path
 from audio_core.scoring import top_k
+from audio_core.shipped_models import MODEL_HELP
 from audio_core.windows import checkpoint_plan
 from streamd.clip_scoring import FileScores, score_file
 from streamd.errors import AudioInputError, ConfigError
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         metavar="NAME|FILE.toml",
         default="default",
-        help="'default' (windowed), 'recurrent', or a model config TOML (as for run/replay)",
+        help=MODEL_HELP,
     )
     parser.add_argument(
         "--checkpoint", type=Path, metavar="PATH", help="a .safetensors checkpoint (overrides --model)"

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from audio_core.shipped_models import MODEL_HELP
 from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel, resolve_model
 
@@ -20,9 +21,7 @@ HELP = "evaluate a checkpoint: clip metrics + confusion matrix, or streaming acc
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model", metavar="NAME|FILE.toml", default="default", help="'default', 'recurrent' or a model TOML"
-    )
+    parser.add_argument("--model", metavar="NAME|FILE.toml", default="default", help=MODEL_HELP)
     parser.add_argument(
         "--checkpoint", type=Path, metavar="PATH", help="a .safetensors checkpoint (overrides --model)"
     )

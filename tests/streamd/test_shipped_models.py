@@ -1,0 +1,48 @@
+"""Every shipped model (``audio_core.shipped_models``) is installed, small, self-describing and working.
+
+Working means `streamd classify --model NAME` names most of 20 real ESC-50 clips of 20 classes (training
+clips of the shipped models: this checks that the file and its features, normalisation and labels fit
+together, not held-out accuracy, which `docs/training.md` reports). Chance is 1 in 50.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from support.paths import ESC50, esc50_rows
+
+from audio_core.shipped_models import SHIPPED_MODELS, shipped_model_path
+from models.checkpoint import read_info
+from streamd.cli import main
+
+MAX_BYTES = 25 * 1024 * 1024
+MIN_RIGHT = 10  # of 20 training clips
+
+
+def first_clip_per_class(n: int, fold: int = 1) -> dict[str, str]:
+    """File -> label for the first clip (by name) of each of the first ``n`` classes of one fold."""
+    first: dict[int, tuple[str, str]] = {}
+    for row in sorted(esc50_rows(), key=lambda r: r["filename"]):
+        if row["fold"] == str(fold):
+            first.setdefault(int(row["target"]), (row["filename"], row["category"]))
+    return {str(ESC50 / "audio" / name): label for _, (name, label) in sorted(first.items())[:n]}
+
+
+@pytest.mark.parametrize("name", list(SHIPPED_MODELS))
+def test_the_shipped_model_is_installed_small_and_records_its_bf16_agreement(name):
+    path = shipped_model_path(name)
+    assert path.exists(), f"{name}: {path.name} is not in streamd/default_models"
+    assert path.stat().st_size <= MAX_BYTES
+    info = read_info(path)
+    assert len(info.labels) == 50 and info.normalization is not None
+    assert 0.0 <= float(info.extra["bf16_agreement"]) <= 1.0
+
+
+@pytest.mark.parametrize("name", list(SHIPPED_MODELS))
+def test_the_shipped_model_names_real_clips(name, esc50_dir, capsys):
+    clips = first_clip_per_class(20)
+    assert main(["classify", *clips, "--model", name, "--json", "--top-k", "1", "--precision", "fp32"]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    right = sum(a["labels"][0]["label"] == clips[a["file"]] for a in answers)
+    assert len(answers) == 20 and right >= MIN_RIGHT, (name, right)
