@@ -13,7 +13,7 @@ SHIPPED_MODELS: dict[str, str] = {
     "default": "default.safetensors",
     "recurrent": "default_recurrent.safetensors",
 }
-MODEL_HELP = "'default' (windowed CNN), 'recurrent' (causal streaming Mamba), or a model config TOML"
+MODEL_HELP = f"a shipped model ({', '.join(map(repr, SHIPPED_MODELS))}) or a model config TOML"
 
 
 def is_shipped_name(name: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from support.paths import ESC50, esc50_rows
+from support.paths import clip_paths, esc50_labels
 
 from audio_core.shipped_models import SHIPPED_MODELS, shipped_model_path
 from models.checkpoint import read_info
@@ -20,13 +20,10 @@ MAX_BYTES = 25 * 1024 * 1024
 MIN_RIGHT = 10  # of 20 training clips
 
 
-def first_clip_per_class(n: int, fold: int = 1) -> dict[str, str]:
-    """File -> label for the first clip (by name) of each of the first ``n`` classes of one fold."""
-    first: dict[int, tuple[str, str]] = {}
-    for row in sorted(esc50_rows(), key=lambda r: r["filename"]):
-        if row["fold"] == str(fold):
-            first.setdefault(int(row["target"]), (row["filename"], row["category"]))
-    return {str(ESC50 / "audio" / name): label for _, (name, label) in sorted(first.items())[:n]}
+def first_clip_per_class(n: int) -> dict[str, str]:
+    """File -> label for the first clip of each of the first ``n`` classes of fold 1."""
+    labels = esc50_labels()
+    return {str(path): labels[int(path.stem.rsplit("-", 1)[1])] for path in clip_paths(n)}
 
 
 @pytest.mark.parametrize("name", list(SHIPPED_MODELS))

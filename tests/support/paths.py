@@ -31,3 +31,12 @@ def esc10_clips(n: int, fold: int = 1) -> list[Path]:
         key=lambda r: r["filename"],
     )
     return [ESC50 / "audio" / r["filename"] for r in rows[:n]]
+
+
+def clip_paths(n: int, fold: int = 1) -> list[Path]:
+    """The first clip (by file name) of each of the first ``n`` classes in one fold."""
+    first: dict[int, str] = {}
+    for r in sorted(esc50_rows(), key=lambda r: r["filename"]):
+        if r["fold"] == str(fold):
+            first.setdefault(int(r["target"]), r["filename"])
+    return [ESC50 / "audio" / first[target] for target in sorted(first)[:n]]
