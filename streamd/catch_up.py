@@ -5,6 +5,8 @@ with the carried state (``streamd.engine``). The deeper the chunk, the less per-
 (measured on 2 cores: 8 columns per call ~5 ms per column, 64 columns ~1.8 ms). Replay (the ``block``
 policy) therefore lets a stream queue and take ``REPLAY_CATCH_UP_COLUMNS`` (10.24 s of audio) at once; live
 capture keeps the shallower ``catch_up_queue_factor``, so a stall is not followed by a long backlog.
+At ``--speed max`` the engine also waits briefly for a deep chunk to gather (``catch_up_fill_s``), since
+otherwise it takes the few columns the features have just made and runs many shallow calls.
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ from streamd.model_loading import LoadedModel
 
 REPLAY_CATCH_UP_COLUMNS = 64
 
+# How long the engine of an unpaced replay waits, once a column is queued, for the rest of a deep chunk
+# (``JobQueue.get_batch``): one chunk of 64 columns measured a quarter of the cost per column of chunks
+# of 3, and the features of 64 columns (10 s of audio) take a few milliseconds.
+CATCH_UP_FILL_S = 0.05
+
 
 def catch_up_columns(loaded: LoadedModel, max_batch: int, queue_size_setting: int, policy: str) -> int:
     """Columns per stream the engine's queue holds and one model call takes (1: no catch-up); an
@@ -22,3 +29,9 @@ def catch_up_columns(loaded: LoadedModel, max_batch: int, queue_size_setting: in
     if live_depth == 1 or policy != "block":
         return live_depth
     return max(live_depth, REPLAY_CATCH_UP_COLUMNS)
+
+
+def catch_up_fill_s(columns: int, paced: bool) -> float:
+    """The engine's fill wait: only when it catches up (``columns`` > 1) on audio that arrives flat out
+    (``--speed max``); a paced or live column goes to the model as soon as it is there."""
+    return CATCH_UP_FILL_S if columns > 1 and not paced else 0.0

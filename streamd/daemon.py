@@ -26,7 +26,7 @@ import torch
 
 from audio_core.resample import StreamingResampler
 from audio_core.windows import ColumnPlan, WindowPlan, checkpoint_window_s, stream_plan
-from streamd.catch_up import catch_up_columns
+from streamd.catch_up import catch_up_columns, catch_up_fill_s
 from streamd.config import DaemonConfig
 from streamd.engine import Engine
 from streamd.errors import ConfigError
@@ -112,6 +112,7 @@ class Daemon:
             policy=self.policy,
             stream_names=names,
             columns_per_stream=columns,
+            fill_s=catch_up_fill_s(columns, any(s.paced for s in sources)),
             threads=model_threads(config.engine.threads, model.device),
         )
         self.status = Status(publisher, self.engine, features.sample_rate, self.counter_hooks)

@@ -41,6 +41,7 @@ class Engine:
         stream_names: list[str] | None = None,
         columns_per_stream: int = 1,
         threads: int = 0,
+        fill_s: float = 0.0,
     ) -> None:
         self.runner = ModelRunner(loaded)
         self.threads = threads  # model workers (streamd.model_runner.model_threads); 0: torch's setting
@@ -52,6 +53,7 @@ class Engine:
         self.stream_names = list(stream_names or [])
         self.max_batch = max(1, max_batch)
         self.take = self.max_batch * max(1, columns_per_stream)  # jobs per queue read (catch-up: columns)
+        self.fill_s = fill_s  # once a job is queued, how long to wait for a full take (JobQueue.get_batch)
         self.queue = JobQueue(queue_size, policy)
         self._states: dict[int, State] = {}
         self._thread: threading.Thread | None = None
@@ -114,7 +116,7 @@ class Engine:
             torch.set_num_threads(intra_op_threads(self.threads))
         try:
             while True:
-                batch = self.queue.get_batch(self.take, timeout=0.1)
+                batch = self.queue.get_batch(self.take, timeout=0.1, fill_s=self.fill_s)
                 if batch is None:
                     return
                 if batch:

@@ -8,6 +8,7 @@ capture must never wait) and ``block`` makes the producer wait (replay at full s
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -62,16 +63,31 @@ class JobQueue:
                 self._cond.wait(timeout)
             return len(self._items) < self.maxsize or self._abandoned
 
-    def get_batch(self, max_items: int, timeout: float) -> list[Job] | None:
-        """Up to ``max_items`` jobs (waiting at most ``timeout`` for one); None once closed and empty."""
+    def get_batch(self, max_items: int, timeout: float, fill_s: float = 0.0) -> list[Job] | None:
+        """Up to ``max_items`` jobs (waiting at most ``timeout`` for one); None once closed and empty.
+
+        ``fill_s`` > 0: once a job is there, wait up to that long more for ``max_items`` (or a full queue,
+        where a ``block`` producer waits anyway, or the end), so that a fast producer's jobs come in one
+        batch rather than a few at a time (recurrent catch-up: one deep chunk instead of many shallow)."""
         with self._cond:
             if not self._items and not self._closed:
                 self._cond.wait(timeout)
             if not self._items:
                 return None if self._closed else []
+            if fill_s > 0:
+                self._fill(min(max_items, self.maxsize), fill_s)
             batch = [self._items.popleft() for _ in range(min(max_items, len(self._items)))]
             self._cond.notify_all()
             return batch
+
+    def _fill(self, wanted: int, fill_s: float) -> None:
+        """Wait (holding the lock) until ``wanted`` jobs are queued, the queue ends or ``fill_s`` passes."""
+        deadline = time.monotonic() + fill_s
+        while len(self._items) < wanted and not self._closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
 
     def close(self) -> None:
         """No more jobs will come; the consumer drains what is queued."""

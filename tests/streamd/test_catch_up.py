@@ -108,6 +108,11 @@ def test_replay_catches_up_deeper_than_live(tmp_path, esc50, small_checkpoint):
     )
     assert daemon.engine.take == 8 * REPLAY_CATCH_UP_COLUMNS
     assert daemon.engine.queue.maxsize == REPLAY_CATCH_UP_COLUMNS
+    assert daemon.engine.fill_s > 0  # replay waits for a deep chunk
+    live = Daemon(
+        DaemonConfig(), [FileSource(esc50.clips(1)[0], speed=1.0)], loaded, Publisher("inproc://cu2")
+    )
+    assert live.engine.fill_s == 0.0  # paced: each column goes as soon as it is there
 
 
 def test_one_call_takes_up_to_the_catch_up_depth_and_equals_stepping(tmp_path, esc50):

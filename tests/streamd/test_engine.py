@@ -114,6 +114,33 @@ def test_abandon_releases_a_blocked_producer():
     assert [j.window.index for j in left] == [0] and result[0].window.index == 1
 
 
+def test_get_batch_fills_a_deep_batch_from_a_trickling_producer():
+    q = JobQueue(8, "block")
+
+    def trickle(n: int, every_s: float) -> None:
+        for k in range(n):
+            q.put(_job(0, k))
+            time.sleep(every_s)
+
+    threading.Thread(target=trickle, args=(8, 0.005), daemon=True).start()
+    started = time.monotonic()
+    batch = q.get_batch(20, 1.0, fill_s=5.0)  # waits for a full queue, not for the 5 s
+    assert [j.window.index for j in batch] == list(range(8)) and time.monotonic() - started < 4.0
+    threading.Thread(target=trickle, args=(3, 0.005), daemon=True).start()
+    assert len(q.get_batch(20, 1.0)) < 3  # without fill: whatever is there at once
+    time.sleep(0.1)
+    q.get_batch(20, 0.0)
+    threading.Thread(target=trickle, args=(2, 0.3), daemon=True).start()
+    started = time.monotonic()
+    assert len(q.get_batch(20, 1.0, fill_s=0.1)) == 1 and time.monotonic() - started < 0.3  # gives up
+    time.sleep(0.4)
+    assert len(q.get_batch(20, 0.0)) == 1  # the trickle's second job
+    q.put(_job(0, 9))
+    threading.Timer(0.1, q.close).start()
+    started = time.monotonic()
+    assert len(q.get_batch(20, 1.0, fill_s=5.0)) == 1 and time.monotonic() - started < 4.0  # the end
+
+
 def test_bad_queue_settings():
     with pytest.raises(ValueError):
         JobQueue(0, "block")
