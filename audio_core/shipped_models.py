@@ -12,6 +12,7 @@ MODELS_DIR = Path(__file__).resolve().parents[1] / "streamd" / "default_models"
 SHIPPED_MODELS: dict[str, str] = {
     "default": "default.safetensors",
     "recurrent": "default_recurrent.safetensors",
+    "ast": "default_ast.safetensors",
 }
 MODEL_HELP = f"a shipped model ({', '.join(map(repr, SHIPPED_MODELS))}) or a model config TOML"
 

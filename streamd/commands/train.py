@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from audio_core.shipped_models import SHIPPED_MODELS
 from streamd.errors import CheckpointError, ConfigError
 
 HELP = (
@@ -29,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--init",
         metavar="CHECKPOINT|NAME",
-        help="fine-tune: start from a streamd checkpoint or a shipped model's name (default, recurrent)",
+        help="fine-tune: start from a streamd checkpoint or a shipped model's name "
+        f"({', '.join(SHIPPED_MODELS)})",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_own_data_arguments(parser)

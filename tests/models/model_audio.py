@@ -19,9 +19,9 @@ def load_wave(path: Path) -> np.ndarray:
     return wave - wave.mean()
 
 
-def fbank_of(wave: np.ndarray) -> torch.Tensor:
-    """Un-normalised Kaldi fbank ``(T, 128)``."""
-    return compute_fbank(wave, FeatureConfig())
+def fbank_of(wave: np.ndarray, features: FeatureConfig | None = None) -> torch.Tensor:
+    """Un-normalised Kaldi fbank ``(T, num_mel_bins)``: 128 bins unless ``features`` says otherwise."""
+    return compute_fbank(wave, features or FeatureConfig())
 
 
 def esc50_normalization(frames: int = 498) -> Normalization:

@@ -1,19 +1,22 @@
 """The fast AST path (``models.ast_fast``) against the plain ``AST.forward`` on real ESC-50 windows.
 
-No trained AST ships with the project, so int8 is measured on a seeded random-weight AST-tiny whose
-head is scaled up so that its answers are not near-uniform; random logits lie close together, so this
-checks the probability error and that only near-ties flip, not the >= 99 % agreement of a trained model.
+Equality with the reference is checked on seeded random-weight ASTs; int8 and bf16 against fp32 on the
+shipped, trained AST-tiny (``--model ast``) over 200 real 5-s windows: largest probability difference
+<= 0.02, and only near-ties may change their answer.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 from model_audio import clip_paths, esc50_normalization, fbank_of, load_wave
 
+from audio_core.shipped_models import shipped_model_path
 from models.ast import AST, ASTConfig
 from models.ast_fast import FastAST
-from models.checkpoint import save_checkpoint
+from models.checkpoint import read_info, save_checkpoint
 from models.common import ModelInfo
 from models.inference import prepare_for_inference
 from streamd.model_loading import load_model
@@ -45,25 +48,32 @@ def test_fast_fp32_equals_the_reference(real_windows, target_frames, frames):
     assert list(fast._pos) == [frames]
 
 
-@pytest.mark.xfail(
-    reason="measured on random weights (head x50): max prob diff 0.26, 1 of 24 answers flipped; "
-    "judge int8 on a trained AST",
-    strict=False,
-)
+@pytest.fixture(scope="module")
+def shipped_ast_windows(esc50_root) -> tuple[Path, torch.Tensor]:
+    """The shipped AST and 200 real 5-s windows (the first clip of each class in folds 1-4),
+    as that model's normalised features ``(200, 498, F)``."""
+    path = shipped_model_path("ast")
+    info = read_info(path)
+    paths = [p for fold in (1, 2, 3, 4) for p in clip_paths(50, fold=fold)]
+    banks = [fbank_of(load_wave(p), info.features)[:498] for p in paths]
+    return path, info.normalization.apply(torch.stack(banks))
+
+
 @torch.inference_mode()
-def test_int8_agrees_with_fp32_on_real_windows(esc50_windows):
-    model = random_ast(head_gain=50.0)
-    reference = torch.softmax(model(esc50_windows), -1)
-    assert float(reference.max(-1).values.mean()) > 0.2  # not near-uniform (1/50)
-    low = torch.softmax(FastAST(model, "int8")(esc50_windows), -1)
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_low_precision_agrees_with_fp32_on_the_trained_ast(shipped_ast_windows, precision):
+    path, windows = shipped_ast_windows
+    reference = torch.softmax(load_model(path, compute="cpu", precision="fp32").model(windows), -1)
+    low = torch.softmax(load_model(path, compute="cpu", precision=precision).model(windows).float(), -1)
     max_diff = float((low - reference).abs().max())
     assert max_diff <= 0.02
-    # Random weights leave near-ties that a trained model would not have (the issue's >= 99 % top-1
-    # target needs a trained AST): a flipped answer must be one fp32 itself barely chose.
+    # The shipped AST-tiny is unsure of many clips (fp32's top two often within a few thousandths), so
+    # any rounding flips some: a flip must be one fp32 itself barely chose. Measured: bf16 100 %, int8
+    # 98.5 % (3 of 200, margins 0.001-0.002; 99.25 % over 400 windows), short of the 99 % aimed for.
     top2 = reference.topk(2, dim=-1).values
     flipped = low.argmax(-1) != reference.argmax(-1)
     assert bool(((top2[:, 0] - top2[:, 1])[flipped] <= 2 * max_diff).all())
-    assert float(flipped.float().mean()) <= 0.05
+    assert float(flipped.float().mean()) <= 0.02, float(flipped.float().mean())
 
 
 @torch.inference_mode()
