@@ -12,7 +12,7 @@ import torch
 
 from audio_core.front_end import front_end
 from audio_core.windows import ColumnPlan, Window
-from streamd.engine import Engine
+from streamd.engine import WARM_UP_CALLS, Engine
 from streamd.job_queue import Job, JobQueue
 from streamd.model_loading import load_model
 from streamd.model_runner import ModelRunner, intra_op_threads, model_threads, score_one_by_one
@@ -291,3 +291,22 @@ def test_engine_with_two_threads_splits_batches_and_equals_one_by_one(loaded, re
     assert torch.equal(torch.stack([s for _, s in results]), expected)  # bit for bit: no batch effects
     assert not [t for t in threading.enumerate() if t.name.startswith("streamd-model")]  # helpers gone
     assert torch.get_num_threads() == before  # the engine gave back the setting it changed
+
+
+def test_warm_up_calls_the_model_on_every_worker_before_the_first_window(loaded, monkeypatch):
+    calls: list[str] = []
+    score_windows = ModelRunner.score_windows
+
+    def spy(runner, features):
+        calls.append(threading.current_thread().name)
+        return score_windows(runner, features)
+
+    monkeypatch.setattr(ModelRunner, "score_windows", spy)
+    engine = Engine(loaded, lambda jobs, scores: None, threads=2)
+    engine.warm_up(torch.zeros(498, loaded.info.features.num_mel_bins))
+    assert len(calls) == 2 * WARM_UP_CALLS  # one window per worker per round
+    assert calls.count("streamd-model-1") == WARM_UP_CALLS  # the helper is up and warmed too
+    engine.start()
+    engine.close()
+    assert engine.join(10.0) and engine.batches == 0  # warming published nothing
+    assert not [t for t in threading.enumerate() if t.name.startswith("streamd-model")]
