@@ -8,10 +8,12 @@ What it saves per call, with the same weights and the same result (fp32: ≤ 1e-
   of autocast casting ~all parameters on every call; LayerNorms, the residual stream and the logits stay
   fp32, attention (fused qkv, ``scaled_dot_product_attention``) runs in bf16;
 - int8: the linear layers of every block but the first are torch's dynamic int8 ones
-  (``models.quantize``); the first block, the head and the rest run in fp32. On the shipped AST-tiny
-  (400 real 5-s windows) quantising all blocks left a largest probability difference of 0.019-0.020
-  against fp32, at the 0.02 bar; keeping the first block in fp32 halves it (0.009) for a few percent of
-  the int8 time (``INT8_FP32_BLOCKS``).
+  (``models.quantize``). On a CPU with native bf16 the first block's linear layers hold bf16 weights and
+  attention runs in bf16 (in int8 mode fp32 attention was a third of AST-base's time); elsewhere both
+  stay fp32. The head and the rest run in fp32. Measured on the shipped AST-tiny (400 real 5-s windows):
+  all blocks int8 with fp32 attention left a largest probability difference of 0.019-0.020 against
+  fp32, at the 0.02 bar; the first block kept out of int8 halves it (0.008-0.009). On AST-base (2
+  threads) the bf16 variant took 166-176 ms against 204-218 ms for all-int8 with fp32 attention.
 """
 
 from __future__ import annotations
@@ -22,18 +24,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import bf16 as bf16_info
 from models.ast import AST, Block
 from models.common import WindowedClassifier
 from models.quantize import quantize_int8
 
 FAST_PRECISIONS = ("fp32", "bf16", "int8")
-INT8_FP32_BLOCKS = 1  # int8: the first blocks that stay fp32 (their inputs quantise worst)
+INT8_KEPT_BLOCKS = 1  # int8: the first blocks kept out of int8 (their inputs quantise worst)
 
 
 class FastAST(WindowedClassifier):
     """``forward(fbank (B, T, F) normalised) -> logits (B, C)`` equal to ``AST.forward`` (see module doc)."""
 
-    def __init__(self, model: AST, precision: str = "fp32") -> None:
+    def __init__(self, model: AST, precision: str = "fp32", native_bf16: bool | None = None) -> None:
+        """``native_bf16`` (int8 only): whether this CPU runs bf16 natively (None: ask its flags)."""
         super().__init__()
         if precision not in FAST_PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(FAST_PRECISIONS)}, got {precision!r}")
@@ -42,9 +46,16 @@ class FastAST(WindowedClassifier):
         self.precision = precision
         self.reference = model.eval()  # positional embeddings of new window lengths come from here
         body = copy.deepcopy(model).eval()
-        if precision == "int8":  # the later transformer blocks; the first and the small head stay fp32
-            kept = list(body.blocks[:INT8_FP32_BLOCKS])
-            body.blocks = nn.ModuleList(kept + list(quantize_int8(body.blocks[INT8_FP32_BLOCKS:])))
+        if native_bf16 is None:
+            native_bf16 = precision == "int8" and bf16_info.native_bf16("cpu")[0]
+        self.attention_dtype = torch.bfloat16 if precision == "bf16" or native_bf16 else torch.float32
+        if precision == "int8":  # the later transformer blocks; the first ones and the small head do not
+            kept = list(body.blocks[:INT8_KEPT_BLOCKS])
+            if native_bf16:
+                for module in nn.ModuleList(kept).modules():
+                    if isinstance(module, nn.Linear):
+                        module.to(torch.bfloat16)
+            body.blocks = nn.ModuleList(kept + list(quantize_int8(body.blocks[INT8_KEPT_BLOCKS:])))
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         if precision == "bf16":
             for module in body.modules():
@@ -66,13 +77,14 @@ class FastAST(WindowedClassifier):
         return self._pos[frames]
 
     def _linear(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return layer(x.to(self.dtype))
+        weight = getattr(layer, "weight", None)  # a dynamic int8 layer's is a method: fp32 input
+        return layer(x.to(weight.dtype if isinstance(weight, torch.Tensor) else torch.float32))
 
     def _attention(self, block: Block, x: torch.Tensor) -> torch.Tensor:
         attn = block.attn
         batch, tokens, dim = x.shape
         qkv = self._linear(attn.qkv, x).reshape(batch, tokens, 3, attn.num_heads, dim // attn.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.to(self.attention_dtype).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(q, k, v)
         return self._linear(attn.proj, out.transpose(1, 2).reshape(batch, tokens, dim)).float()
 
