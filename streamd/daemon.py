@@ -46,6 +46,7 @@ from streamd.supervisor import Supervisor
 
 JOIN_TIMEOUT_S = 1.0
 POLL_S = 0.05
+WARM_UP_WAIT_S = 10.0  # at most this long for the engine's warm-up calls before audio starts
 
 
 class Daemon:
@@ -151,6 +152,7 @@ class Daemon:
             self.engine.warm_up(torch.zeros(self.plan.input_frames, self.model.info.features.num_mel_bins))
             self.stages.start(self.results)
             self.stages.start(EngineStage(self.engine))
+            self.engine.warmed.wait(WARM_UP_WAIT_S)  # the model is warm before any audio comes in
             self.status.started = time.monotonic()
             for stream in self.streams:
                 self.status.publish(stream, "starting", self._start_message(stream))

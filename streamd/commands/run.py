@@ -77,6 +77,9 @@ def execute(
         dashboard = Dashboard(console=Console(stderr=args.json), top_k=cfg.publish.top_k)
         publisher.add_sink(dashboard.sink)
         dashboard.start()
+    from streamd.start_up_gc import freeze_start_up_objects
+
+    freeze_start_up_objects()
     stop = threading.Event()
     try:
         with stop_on_signals(stop):

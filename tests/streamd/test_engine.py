@@ -304,9 +304,21 @@ def test_warm_up_calls_the_model_on_every_worker_before_the_first_window(loaded,
     monkeypatch.setattr(ModelRunner, "score_windows", spy)
     engine = Engine(loaded, lambda jobs, scores: None, threads=2)
     engine.warm_up(torch.zeros(498, loaded.info.features.num_mel_bins))
-    assert len(calls) == 2 * WARM_UP_CALLS  # one window per worker per round
-    assert calls.count("streamd-model-1") == WARM_UP_CALLS  # the helper is up and warmed too
+    assert not calls and not engine.warmed.is_set()  # the worker warms itself, in its own thread
     engine.start()
+    assert engine.warmed.wait(10.0)
+    assert sorted(calls) == ["streamd-engine"] * WARM_UP_CALLS + ["streamd-model-1"] * WARM_UP_CALLS
     engine.close()
     assert engine.join(10.0) and engine.batches == 0  # warming published nothing
     assert not [t for t in threading.enumerate() if t.name.startswith("streamd-model")]
+
+
+def test_a_failing_warm_up_is_logged_and_the_engine_goes_on(loaded, real_windows, caplog):
+    engine = Engine(loaded, lambda jobs, scores: None)
+    engine.warm_up(torch.zeros(3, 5))  # not a shape the model takes
+    engine.start()
+    assert engine.warmed.wait(10.0)
+    engine.submit(_job(0, 0, real_windows[0]))
+    engine.close()
+    assert engine.join(10.0) and engine.batches == 1 and engine.failure is None
+    assert "model warm-up failed" in caplog.text
