@@ -95,6 +95,11 @@ class Engine:
         starts and warms its helper threads."""
         self._warm_example = example
 
+    @property
+    def warm_up_calls(self) -> int:
+        """Model calls the warm-up makes: ``WARM_UP_CALLS`` rounds of one call per worker."""
+        return WARM_UP_CALLS * (1 if self.recurrent else self._split.workers)
+
     def _warm(self) -> None:
         example, self._warm_example = self._warm_example, None
         try:

@@ -141,10 +141,11 @@ def test_stalled_device_trips_the_watchdog_and_capture_restarts(
 def test_model_error_is_logged_with_its_window_counted_and_the_daemon_goes_on(
     loaded: LoadedModel, clip_wav: Path, reference: list[dict], caplog: pytest.LogCaptureFixture
 ) -> None:
-    failing = {2, 5}  # window indices; model call 0 is the warm-up, so window k is call k + 1
-    model = wrapped(loaded, lambda inner: FailingModel(inner, {k + 1 for k in failing}))
+    failing = {2, 5}  # window indices: after the warm-up calls, window k is call k
+    model = wrapped(loaded, lambda inner: FailingModel(inner, failing))
     publisher, sent = collecting_publisher()
     daemon = Daemon(config(), [FileSource(clip_wav, speed=None)], model, publisher)
+    model.model.skip = daemon.engine.warm_up_calls
     with caplog.at_level(logging.WARNING):
         daemon.run_until_done()
 
@@ -166,6 +167,7 @@ def test_model_that_fails_on_every_window_makes_the_run_fail(loaded: LoadedModel
     model = wrapped(loaded, lambda inner: FailingModel(inner, AfterWarmUp()))
     publisher, sent = collecting_publisher()
     daemon = Daemon(config(), [FileSource(clip_wav, speed=None)], model, publisher)
+    model.model.skip = daemon.engine.warm_up_calls
     daemon.run_until_done()
     assert by_type(sent, "prediction") == []
     assert by_type(sent, "status")[-1]["counters"]["model_errors"] > 0

@@ -308,6 +308,7 @@ def test_warm_up_calls_the_model_on_every_worker_before_the_first_window(loaded,
     engine.start()
     assert engine.warmed.wait(10.0)
     assert sorted(calls) == ["streamd-engine"] * WARM_UP_CALLS + ["streamd-model-1"] * WARM_UP_CALLS
+    assert engine.warm_up_calls == len(calls)
     engine.close()
     assert engine.join(10.0) and engine.batches == 0  # warming published nothing
     assert not [t for t in threading.enumerate() if t.name.startswith("streamd-model")]

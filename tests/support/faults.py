@@ -151,26 +151,29 @@ class SlowModel(WindowedClassifier):
 
 
 class FailingModel(WindowedClassifier):
-    """``inner`` that raises ``RuntimeError`` on the model calls numbered in ``fail_calls`` (0-based)."""
+    """``inner`` that raises ``RuntimeError`` on the model calls numbered in ``fail_calls``, counted from 0
+    after the first ``skip`` calls (set it to the engine's ``warm_up_calls``: then call k is window k of a
+    single stream scored one window per call)."""
 
-    def __init__(self, inner: torch.nn.Module, fail_calls: Container[int]) -> None:
+    def __init__(self, inner: torch.nn.Module, fail_calls: Container[int], skip: int = 0) -> None:
         super().__init__()
         self.inner = inner
         self.fail_calls = fail_calls
+        self.skip = skip
         self.calls = 0
 
     def forward(self, fbank: torch.Tensor) -> torch.Tensor:
-        call, self.calls = self.calls, self.calls + 1
-        if call in self.fail_calls:
+        call, self.calls = self.calls - self.skip, self.calls + 1
+        if call >= 0 and call in self.fail_calls:
             raise RuntimeError(f"{INJECTED} in model call {call}")
         return self.inner(fbank)
 
 
 class AfterWarmUp(Container[int]):
-    """Every model call but the first (the daemon's warm-up): a model that fails on every window."""
+    """Every call after the skipped ones (the daemon's warm-up): a model that fails on every window."""
 
     def __contains__(self, item: object) -> bool:
-        return isinstance(item, int) and item > 0
+        return isinstance(item, int) and item >= 0
 
 
 def wrapped(loaded: LoadedModel, make: Callable[[torch.nn.Module], torch.nn.Module]) -> LoadedModel:
