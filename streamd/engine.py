@@ -88,10 +88,10 @@ class Engine:
     def warm_up(self, example: torch.Tensor) -> None:
         """Have the worker make a few calls on an example input ``(T, F)`` when it starts, before it
         takes any window (``warmed`` is set once done), so that the first real windows do not pay for
-        lazy setup. That setup is partly per thread: with the calls made in the calling thread, the first
-        window of a live stream still took 62 ms from its last sample to its result against 7 ms for the
-        next ones; made in the worker, 7 ms. The default CNN's first three bf16 calls took 16.9, 8.7 and
-        4.2 ms against 3.7 ms after. Windowed models are warmed through the batch split, which also
+        lazy setup. That setup is partly per thread: with the calls made in the calling thread, the
+        worker's first real call (model and hand-off) still took 18 ms against 7 ms for the next ones;
+        made in the worker, 7 ms. The default CNN's first three bf16 calls took 16.9, 8.7 and 4.2 ms
+        against 3.7 ms after. Windowed models are warmed through the batch split, which also
         starts and warms its helper threads."""
         self._warm_example = example
 
