@@ -107,9 +107,11 @@ def test_chunks_run_on_helper_threads_with_their_share_of_torch_threads(real_win
         assert seen == [(caller, 1, 2)]
         seen.clear()
         split(real_windows[:2])
-        assert sorted(seen) == [(caller, 1, 1), ("streamd-model-1", 1, 1)]
-        split.close()
+        first, helper = sorted(seen)  # two helpers wait on one task queue: either may take the chunk
+        assert first == (caller, 1, 1) and helper[1:] == (1, 1)
+        assert helper[0] in ("streamd-model-1", "streamd-model-2")
     finally:
+        split.close()
         torch.set_num_threads(before)
     assert [chunk_threads(w, c) for w, c in ((2, 1), (2, 2), (3, 1), (3, 3), (16, 2), (16, 16))] == [
         1,
