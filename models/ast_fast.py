@@ -46,9 +46,10 @@ class FastAST(WindowedClassifier):
         self.precision = precision
         self.reference = model.eval()  # positional embeddings of new window lengths come from here
         body = copy.deepcopy(model).eval()
-        if native_bf16 is None:
+        if precision != "int8":
+            native_bf16 = False  # fp32 and bf16 do not depend on it
+        elif native_bf16 is None:
             native_bf16 = bf16_info.native_bf16("cpu")[0]
-        native_bf16 = precision == "int8" and native_bf16  # fp32 and bf16 do not depend on it
         self.attention_dtype = torch.bfloat16 if precision == "bf16" or native_bf16 else torch.float32
         if precision == "int8":  # the later transformer blocks; the first ones and the small head do not
             kept = list(body.blocks[:INT8_KEPT_BLOCKS])

@@ -103,15 +103,20 @@ class Engine:
     def _warm(self) -> None:
         example, self._warm_example = self._warm_example, None
         try:
-            for _ in range(WARM_UP_CALLS if example is not None else 0):
-                if self.recurrent:
-                    self.runner.score_columns([example], [self.runner.init_state()])
-                else:
-                    self._split([example] * self._split.workers)
+            if example is not None:
+                for _ in range(WARM_UP_CALLS):
+                    self._warm_call(example)
         except Exception as exc:  # the real windows will show it (as counted model errors)
             log.warning("model warm-up failed: %s: %s", type(exc).__name__, exc)
         finally:
             self.warmed.set()
+
+    def _warm_call(self, example: torch.Tensor) -> None:
+        """One warm-up round: one column, or one window per worker (``warm_up_calls`` counts these)."""
+        if self.recurrent:
+            self.runner.score_columns([example], [self.runner.init_state()])
+        else:
+            self._split([example] * self._split.workers)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="streamd-engine", daemon=True)
