@@ -71,10 +71,41 @@ def mixup(
     lam = torch.where(apply, lam, torch.ones_like(lam))
     perm = torch.randperm(b, generator=gen)
     lx = lam.view(-1, 1, 1)
-    mixed = torch.logaddexp(x + torch.log(lx), x[perm] + torch.log1p(-lx + 1e-12))
-    mixed = torch.where(lx >= 1.0, x, mixed)
+    mixed = torch.where(lx >= 1.0, x, power_mix(x, x[perm], *mixup_log_shares(lx)))
     y_mixed = lam.view(-1, 1) * y + (1 - lam.view(-1, 1)) * y[perm]
     return mixed, y_mixed
+
+
+def mixup_log_shares(lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup's power shares of the two clips, as logs: ``λ`` and ``1 - λ`` (the label shares)."""
+    return torch.log(lam), torch.log1p(-lam + 1e-12)
+
+
+def bc_log_shares(
+    r: torch.Tensor, gain1_db: torch.Tensor, gain2_db: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Between-class learning's power shares, as logs, for label share ``r`` of clip 1 and the clips'
+    loudest-frame gains (``clip_gain_db``): the amplitude share ``p`` balances the gains, and the waveform
+    mix is divided by ``sqrt(p² + (1 - p)²)`` (Tokozume et al. 2018)."""
+    p = 1 / (1 + 10 ** ((gain1_db - gain2_db) / 20) * (1 - r) / r)  # amplitude share of clip 1
+    scale = p**2 + (1 - p) ** 2
+    return torch.log(p**2) - torch.log(scale), torch.log((1 - p) ** 2) - torch.log(scale)
+
+
+def power_mix(
+    x1: torch.Tensor, x2: torch.Tensor, log_share1: torch.Tensor, log_share2: torch.Tensor
+) -> torch.Tensor:
+    """Two log-mel fbanks mixed in the power domain with the given log power shares."""
+    return torch.logaddexp(x1 + log_share1, x2 + log_share2)
+
+
+def pair_label_share(mixing: str, alpha: float, gen: torch.Generator) -> torch.Tensor:
+    """The first clip's label share for one pair, drawn as the batch functions draw it: mixup
+    ``max(λ, 1 - λ)`` with ``λ ~ Beta(α, α)``; between-class ``r ~ U(0, 1)``."""
+    if mixing == "bc":
+        return torch.rand(1, generator=gen).clamp(1e-3, 1 - 1e-3)
+    lam = _beta(alpha, 1, gen)
+    return torch.maximum(lam, 1 - lam)
 
 
 def _beta(alpha: float, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -168,11 +199,8 @@ def between_class(
     r = torch.rand(b, generator=gen).clamp(1e-3, 1 - 1e-3)
     apply = (torch.rand(b, generator=gen) < prob) & other.any(1)
     gain = clip_gain_db(x, features)
-    p = 1 / (1 + 10 ** ((gain - gain[partner]) / 20) * (1 - r) / r)  # amplitude share of clip 1
-    scale = p**2 + (1 - p) ** 2  # waveform mix divided by sqrt(scale): power p², (1 - p)², normalised
-    lp = (torch.log(p**2) - torch.log(scale)).view(-1, 1, 1)
-    lq = (torch.log((1 - p) ** 2) - torch.log(scale)).view(-1, 1, 1)
-    mixed = torch.logaddexp(x + lp, x[partner] + lq)
+    lp, lq = bc_log_shares(r, gain, gain[partner])
+    mixed = power_mix(x, x[partner], lp.view(-1, 1, 1), lq.view(-1, 1, 1))
     mixed = torch.where(apply.view(-1, 1, 1), mixed, x)
     ratio = torch.where(apply, r, torch.ones_like(r)).view(-1, 1)
     return mixed, ratio * y + (1 - ratio) * y[partner]

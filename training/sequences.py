@@ -6,6 +6,11 @@ sound. Here each training example is a stream: clips from the training set one a
 by random gaps, over a quiet pink-noise background at a random level — built in the feature domain
 (log-mel power adds as ``logaddexp``), as ``training.soundscape`` builds soundscapes from waveforms.
 
+With ``mixing`` (``StreamMixing``, from ``[train.augment]``'s ``mixing``, ``mixup_prob`` and ``mixup_alpha``)
+a clip placed in a stream is, at that rate, first mixed with a partner clip from the whole training set
+(between-class: of another class) by the rule the clip batches use (``training.augment``), and its steps
+learn the mixed target ``r · t1 + (1 − r) · t2`` — labels and teacher probabilities alike.
+
 The target of a step (one column of ``column_frames`` frames) is the label of the clip whose audible part
 covers at least half of the column — the rule ``training.soundscape_scoring.window_truth`` scores a recurrent
 model's steps by; steps over background have no target and no loss. A clip's audible part runs from its
@@ -23,6 +28,7 @@ import torch
 
 from audio_core.checks import check_fields, rule
 from models.common import FeatureConfig
+from training.augment import bc_log_shares, mixup_log_shares, pair_label_share, power_mix
 
 LOG_FLOOR = math.log(np.finfo(np.float32).eps)  # the fbank's floor: log(eps)
 
@@ -87,6 +93,19 @@ def noise_bank(
     return np.concatenate([compute_fbank(p.astype(np.float32), features).numpy() for p in parts])
 
 
+@dataclass(frozen=True)
+class StreamMixing:
+    """How clips are mixed before they are placed in a stream: ``kind`` "mixup" or "bc", the share
+    ``prob`` of clips mixed, mixup's ``alpha``; ``classes`` (N,) per clip, ``gains_db`` (N,) per clip
+    (``training.augment.clip_gain_db``; between-class only)."""
+
+    kind: str
+    prob: float
+    alpha: float
+    classes: np.ndarray
+    gains_db: np.ndarray | None = None
+
+
 class SequenceBuilder:
     """Makes batches of training streams from clips' un-normalised fbanks ``(N, T, F)``."""
 
@@ -99,6 +118,7 @@ class SequenceBuilder:
         frame_rate: float,
         noise: np.ndarray,
         gain_db: float = 0.0,
+        mixing: StreamMixing | None = None,
     ) -> None:
         self.x = x
         self.targets = targets  # (N, C) soft / multi-hot targets per clip
@@ -110,6 +130,8 @@ class SequenceBuilder:
         self.noise = noise
         self.gain_db = gain_db
         self.spans = [audible_frames(clip, cfg.audible_db) for clip in x]
+        self.mixing = mixing if mixing is not None and mixing.prob > 0 else None
+        self._mixed_targets: list[torch.Tensor] = []  # this batch's mixed clips' target rows
 
     def clips_per_sequence(self) -> float:
         """The mean number of clips a sequence holds."""
@@ -125,14 +147,41 @@ class SequenceBuilder:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``size`` sequences drawing clips from ``clips`` -> fbank ``(B, T, F)`` (un-normalised),
         per-step targets ``(B, S, C)`` and a mask ``(B, S)`` of the steps that have one."""
+        self._mixed_targets = []
         fbanks, owners = zip(*(self._sequence(clips, gen) for _ in range(size)), strict=True)
         x = torch.from_numpy(np.stack(fbanks))
-        owner = torch.from_numpy(np.stack(owners))  # (B, T): clip index per frame, -1 for background
+        owner = torch.from_numpy(np.stack(owners))  # (B, T): target row per frame, -1 for background
         step_owner = majority_owner(owner.view(size, self.steps, self.column))
         mask = step_owner >= 0
+        table = torch.cat([self.targets, *[row.unsqueeze(0) for row in self._mixed_targets]])
         y = torch.zeros(size, self.steps, self.targets.shape[1])
-        y[mask] = self.targets[step_owner[mask]]
+        y[mask] = table[step_owner[mask]]
         return x, y, mask
+
+    def _placed_clip(self, index: int, gen: torch.Generator) -> tuple[np.ndarray, int, tuple[int, int]]:
+        """Clip ``index`` as placed: ``(fbank, target row, audible span)``; mixed with a partner at the
+        mixing rate, its target row then one of this batch's mixed rows (after the clips' own)."""
+        mixing = self.mixing
+        if mixing is None or float(torch.rand((), generator=gen)) >= mixing.prob:
+            return self.x[index], index, self.spans[index]
+        if mixing.kind == "bc":
+            others = np.flatnonzero(mixing.classes != mixing.classes[index])
+        else:
+            others = np.flatnonzero(np.arange(len(self.x)) != index)
+        if others.size == 0:
+            return self.x[index], index, self.spans[index]
+        partner = int(others[int(torch.randint(0, others.size, (), generator=gen))])
+        share = pair_label_share(mixing.kind, mixing.alpha, gen)
+        if mixing.kind == "bc" and mixing.gains_db is not None:
+            gains = torch.from_numpy(mixing.gains_db.astype(np.float32))
+            log_shares = bc_log_shares(share, gains[index], gains[partner])
+        else:
+            log_shares = mixup_log_shares(share)
+        first, second = torch.from_numpy(self.x[index]), torch.from_numpy(self.x[partner])
+        clip = power_mix(first, second, *log_shares).numpy()
+        self._mixed_targets.append(share * self.targets[index] + (1 - share) * self.targets[partner])
+        row = len(self.targets) + len(self._mixed_targets) - 1
+        return clip, row, audible_frames(clip, self.cfg.audible_db)
 
     def _uniform(self, low: float, high: float, gen: torch.Generator) -> float:
         return low + (high - low) * float(torch.rand((), generator=gen))
@@ -146,13 +195,11 @@ class SequenceBuilder:
         owner = np.full(self.frames, -1, dtype=np.int64)
         cursor = round(self._uniform(0.0, cfg.gap_max_s, gen) * self.frame_rate)  # the stream's lead
         while cursor < self.frames:
-            index = next(clips)
-            clip = self.x[index]
+            clip, row, (first, end) = self._placed_clip(next(clips), gen)
             gain = self._uniform(-self.gain_db, self.gain_db, gen) * math.log(10) / 10
             n = min(len(clip), self.frames - cursor)
             seq[cursor : cursor + n] = np.logaddexp(seq[cursor : cursor + n], clip[:n] + gain)
-            first, end = self.spans[index]
-            owner[cursor + first : cursor + min(end, n)] = index
+            owner[cursor + first : cursor + min(end, n)] = row
             gap = self._uniform(cfg.gap_min_s, cfg.gap_max_s, gen)
             cursor += len(clip) + round(gap * self.frame_rate)
         return np.maximum(seq, LOG_FLOOR).astype(np.float32), owner

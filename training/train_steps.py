@@ -10,11 +10,18 @@ import torch
 from torch import nn
 
 from models.bf16 import bf16_autocast
-from models.common import ModelInfo
-from training.augment import AugmentConfig, mix_clips, random_gain, random_time_shift, spec_augment
+from models.common import FeatureConfig, ModelInfo
+from training.augment import (
+    AugmentConfig,
+    clip_gain_db,
+    mix_clips,
+    random_gain,
+    random_time_shift,
+    spec_augment,
+)
 from training.distill import Teacher, distill_loss, flatten_steps
 from training.losses import loss_fn, sequence_loss, soft_targets, training_logits
-from training.sequences import SequenceBuilder, noise_bank
+from training.sequences import SequenceBuilder, StreamMixing, noise_bank
 from training.train_config import TrainConfig
 
 
@@ -141,7 +148,25 @@ def sequence_builder(
         targets = torch.cat([targets, teacher.clip_probs], dim=1)
     frame_rate = features.sample_rate / features.frame_shift
     noise = noise_bank(features, seed=cfg.seed, kinds=tuple(cfg.sequences.background_kinds))
-    return SequenceBuilder(train[0], targets, cfg.sequences, column, frame_rate, noise, cfg.augment.gain_db)
+    mixing = stream_mixing(train[0], targets[:, : len(info.labels)], cfg.augment, features)
+    return SequenceBuilder(
+        train[0], targets, cfg.sequences, column, frame_rate, noise, cfg.augment.gain_db, mixing
+    )
+
+
+def stream_mixing(
+    x: np.ndarray, labels: torch.Tensor, aug: AugmentConfig, features: FeatureConfig
+) -> StreamMixing | None:
+    """``[train.augment]``'s mixing for clips placed in streams, or None when it mixes nothing."""
+    if aug.mixup_prob <= 0 or (aug.mixing == "mixup" and aug.mixup_alpha <= 0):
+        return None
+    gains = None
+    if aug.mixing == "bc":  # each clip's loudest A-weighted frame, in slices to bound the memory
+        gains = np.concatenate(
+            [clip_gain_db(torch.from_numpy(x[i : i + 256]), features).numpy() for i in range(0, len(x), 256)]
+        )
+    classes = labels.argmax(1).numpy()
+    return StreamMixing(aug.mixing, aug.mixup_prob, aug.mixup_alpha, classes, gains)
 
 
 def _augment_stream(

@@ -22,6 +22,7 @@ from training.sequences import (
     LOG_FLOOR,
     SequenceBuilder,
     SequenceConfig,
+    StreamMixing,
     audible_frames,
     cycle_permutations,
     majority_owner,
@@ -137,9 +138,13 @@ def test_streams_of_silent_clips_leave_the_model_untouched(tmp_path: Path) -> No
 
 
 def _stream_trained(
-    esc50_root: Path, tmp_path: Path, sequences: SequenceConfig
+    esc50_root: Path,
+    tmp_path: Path,
+    sequences: SequenceConfig,
+    augment: AugmentConfig | None = None,
+    epochs: int = 12,
 ) -> tuple[Any, ModelInfo, Any]:
-    """A small streaming Mamba trained 12 epochs on streams of nine real clips (three classes)."""
+    """A small streaming Mamba trained ``epochs`` on streams of nine real clips (three classes)."""
     rows = small_esc50_rows(tuple(LABELS), 3, (1,))
     clips = [Clip(esc50_root / "audio" / r["filename"], (LABELS.index(r["category"]),), 1) for r in rows]
     norm = Normalization(mean=-6.0, std=5.5, target_frames=300)
@@ -150,14 +155,14 @@ def _stream_trained(
     model = build_model("streaming_mamba", config)
     info = ModelInfo("streaming_mamba", config, LABELS, FEATURES, norm)
     cfg = TrainConfig(
-        epochs=12,
+        epochs=epochs,
         batch_size=4,
         lr=5e-3,
         warmup_epochs=1.0,
         precision="fp32",
         eval_every=0,
         label_smoothing=0.0,
-        augment=AugmentConfig(mixup_prob=0.0, gain_db=3.0, freq_mask=4, time_mask=10),
+        augment=augment or AugmentConfig(mixup_prob=0.0, gain_db=3.0, freq_mask=4, time_mask=10),
         sequences=sequences,
     )
     out = tmp_path / sequences.background_steps
@@ -182,3 +187,64 @@ def test_background_steps_learn_no_class_on_quiet_noise(esc50_root: Path, tmp_pa
         top[mode] = float(probs[5:].max())  # after the first second
     assert top["no_class"] < 0.5 <= top["ignore"] or top["no_class"] < 0.6 * top["ignore"], top
     assert top["no_class"] < 0.5, top
+
+
+def _mixing_builder(kind: str, prob: float) -> SequenceBuilder:
+    """Three clips of three classes, each loud over a different stretch, and one-hot targets."""
+    x = np.stack([_silence_with_sound(30, 170), _silence_with_sound(10, 60), _silence_with_sound(0, 200)])
+    x[1] += 2.0  # clip 1 is louder: between-class mixing balances the gains
+    classes = np.arange(3)
+    gains = np.array([0.0, 8.7, 0.0]) if kind == "bc" else None
+    mixing = StreamMixing(kind, prob, 0.5, classes, gains)
+    cfg = SequenceConfig(length_s=12.0, gap_min_s=0.3, gap_max_s=1.5)
+    return SequenceBuilder(x, torch.eye(3), cfg, 16, 100.0, noise_bank(FEATURES, 5.0), 0.0, mixing)
+
+
+@pytest.mark.parametrize("kind", ["mixup", "bc"])
+def test_mixed_clips_in_streams_carry_the_mixed_target(kind: str) -> None:
+    """Every clip mixed (prob 1): each step over a clip learns two classes whose shares sum to one, and
+    a mixup clip's power is the target-weighted sum of its two clips' powers."""
+    builder = _mixing_builder(kind, 1.0)
+    gen = torch.Generator().manual_seed(2)
+    _, y, mask = builder.batch(3, cycle_permutations(3, gen), gen)
+    rows = y[mask]
+    assert rows.shape[0] > 0
+    torch.testing.assert_close(rows.sum(1), torch.ones(rows.shape[0]))
+    assert bool(((rows > 0).sum(1) == 2).all())  # a partner of another class, always
+    gen = torch.Generator().manual_seed(5)
+    clip, row, span = builder._placed_clip(0, gen)
+    target = builder._mixed_targets[row - 3]
+    share, partner = float(target[0]), int(torch.topk(target, 2).indices[1])
+    assert partner in (1, 2) and span == audible_frames(clip, 35.0)
+    if kind == "mixup":
+        assert share >= 0.5
+        expected = share * np.exp(builder.x[0]) + (1 - share) * np.exp(builder.x[partner])
+        np.testing.assert_allclose(np.exp(clip), expected, rtol=1e-4)
+
+
+def test_streams_without_mixing_draw_as_before() -> None:
+    """A mixing rate of 0 draws nothing more: the batch equals that of a builder with no mixing."""
+    plain = _mixing_builder("mixup", 1.0)
+    plain.mixing = None
+    batches = []
+    for builder in (plain, _mixing_builder("bc", 0.0)):
+        gen = torch.Generator().manual_seed(3)
+        batches.append(builder.batch(2, cycle_permutations(3, gen), gen))
+    for a, b in zip(*batches, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_a_recurrent_model_learns_from_mixed_streams(esc50_root: Path, tmp_path: Path) -> None:
+    sequences = SequenceConfig(length_s=9.0, gap_min_s=0.2, gap_max_s=1.0)
+    augment = AugmentConfig(mixing="bc", mixup_prob=0.5, gain_db=3.0, freq_mask=4, time_mask=10)
+    model, info, result = _stream_trained(esc50_root, tmp_path, sequences, augment, epochs=24)
+    losses = [h["loss"] for h in result.history]
+    assert np.mean(losses[-3:]) < 0.9 * losses[0]  # soft mixed targets: the loss has a floor above zero
+    rows = small_esc50_rows(tuple(LABELS), 3, (1,))
+    clips = [Clip(esc50_root / "audio" / r["filename"], (LABELS.index(r["category"]),), 1) for r in rows]
+    x = cached_fbanks(clips, FEATURES, None, info.normalization.target_frames)
+    model.eval()
+    with torch.no_grad():
+        last = model.forward_steps(info.normalization.apply(torch.from_numpy(x)))[:, -1].argmax(1)
+    right = int((last == torch.tensor([c.targets[0] for c in clips])).sum())
+    assert right >= 6, right  # of the nine unmixed clips, each at the last step
