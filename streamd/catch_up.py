@@ -2,9 +2,11 @@
 
 A recurrent model that has ``forward_chunk`` runs a stream's pending 160-ms columns in one chunked call
 with the carried state (``streamd.engine``). The deeper the chunk, the less per-call overhead per column
-(measured on 2 cores: 8 columns per call ~5 ms per column, 64 columns ~1.8 ms). Replay (the ``block``
-policy) therefore lets a stream queue and take ``REPLAY_CATCH_UP_COLUMNS`` (10.24 s of audio) at once; live
-capture keeps the shallower ``catch_up_queue_factor``, so a stall is not followed by a long backlog.
+(measured on 2 cores: 8 columns per call ~5 ms per column, 64 columns ~1.8 ms; a 10-minute replay at
+``--speed max`` ran at 367-383x real time with 64 columns per call, 422-437x with 128 and 469-491x with 256).
+Replay (the ``block`` policy) therefore lets a stream queue and take ``REPLAY_CATCH_UP_COLUMNS`` (41 s of
+audio) at once; live capture keeps the shallower ``catch_up_queue_factor``, so a stall is not followed by
+a long backlog.
 At ``--speed max`` the engine also waits briefly for a deep chunk to gather (``catch_up_fill_s``), since
 otherwise it takes the few columns the features have just made and runs many shallow calls.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 from streamd.engine import catch_up_queue_factor
 from streamd.model_loading import LoadedModel
 
-REPLAY_CATCH_UP_COLUMNS = 64
+REPLAY_CATCH_UP_COLUMNS = 256
 
 # How long the engine of an unpaced replay waits, once a column is queued, for the rest of a deep chunk
 # (``JobQueue.get_batch``): one chunk of 64 columns measured a quarter of the cost per column of chunks

@@ -23,6 +23,7 @@ from audio_core.audio_file import (
     open_audio,
     read_frames,
 )
+from streamd.config_sections import MAX_SPEED_BLOCK_S
 from streamd.errors import AudioInputError
 from streamd.ring import SampleRing
 from streamd.sources import Source
@@ -37,7 +38,7 @@ class FileSource(Source):
         *,
         speed: float | None = 1.0,
         block_s: float = 0.02,
-        max_block_s: float = 0.5,
+        max_block_s: float = MAX_SPEED_BLOCK_S,
         ring_s: float = 10.0,
         name: str | None = None,
         wait_s: float = PIPE_WAIT_S,
