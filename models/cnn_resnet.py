@@ -43,10 +43,11 @@ class ResidualBlock(nn.Module):
         self.proj = nn.Conv2d(c_in, c_out, 1, bias=False) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # in-place ReLUs and sum: each acts on a tensor made just before (autograd allows it)
+        # in-place ReLUs: each acts on a tensor made just before (autograd allows it); the sum stays out of
+        # place, so that under bf16 autocast the residual stream keeps its float32 (type promotion)
         h = self.conv1(F.relu(self.bn1(x), inplace=True))
         h = self.conv2(F.relu(self.bn2(h), inplace=True))
-        return h.add_(self.proj(x))
+        return self.proj(x) + h
 
     def fold_batch_norm(self) -> None:
         """Inference only: ``bn2`` (after ``conv1``) folded into ``conv1`` (``models.batch_norm_folding``);

@@ -3,6 +3,7 @@ disagrees with fp32 in bf16; the choice is what the loaded model runs and says."
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from audio_core.fbank import compute_fbank
 from models import bf16 as precision_module
 from models.bf16_agreement import bf16_agreement, record_bf16_agreement
 from models.checkpoint import load_checkpoint, read_info, update_extra
+from models.inference import prepare_for_inference
 from streamd.errors import ConfigError
 from streamd.model_loading import load_model
 from streamd.precision import choose_precision, cpu_flags, native_bf16
@@ -92,7 +94,8 @@ def test_recorded_agreement_is_measured_on_real_windows_and_weights_stay(small_c
     for (name, a), (_, b) in zip(before.state_dict().items(), after.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     windows = info.normalization.apply(torch.stack([f[:frames] for f in fbanks]))
-    assert bf16_agreement(before, windows) == agreement
+    served = prepare_for_inference(copy.deepcopy(before), "bf16")  # what the daemon runs in bf16
+    assert bf16_agreement(before, windows, served) == agreement
 
 
 def _mono(path: Path) -> np.ndarray:
