@@ -91,6 +91,8 @@ def fbank_frames(frames: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     The fast path of ``fbank_frames_reference`` (the same steps; they agree to float32 round-off): blocks of
     ``FBANK_BLOCK_FRAMES`` frames, pre-emphasis without a shifted copy, the power spectrum folded into the
     mel product."""
+    if frames.shape[0] == 0:
+        return torch.zeros(0, cfg.num_mel_bins)
     if frames.shape[0] <= FBANK_BLOCK_FRAMES:
         return _fbank_block(frames, cfg)
     return torch.cat(
@@ -107,8 +109,8 @@ def _fbank_block(frames: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
         x = x - x.mean(dim=1, keepdim=True)
     if cfg.preemphasis != 0.0:  # y[t] = x[t] - p x[t-1], and y[0] = x[0] - p x[0]
         y = torch.empty_like(x)
-        torch.sub(x[:, 1:], x[:, :-1], alpha=cfg.preemphasis, out=y[:, 1:])
-        torch.mul(x[:, :1], 1.0 - cfg.preemphasis, out=y[:, :1])
+        y[:, 1:] = torch.sub(x[:, 1:], x[:, :-1], alpha=cfg.preemphasis)
+        y[:, :1] = x[:, :1] * (1.0 - cfg.preemphasis)
         x = y
     x = x * frame_window(cfg.window_type, cfg.frame_length)
     n_fft = padded_window_size(cfg.frame_length)

@@ -10,39 +10,17 @@ from __future__ import annotations
 
 import itertools
 
-import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
-@torch.no_grad()
 def folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A new convolution equal to ``bn(conv(x))`` with ``bn`` in eval mode (its running statistics)."""
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("a batch norm without running statistics cannot be folded")
-    scale = bn.running_var.add(bn.eps).rsqrt()
-    if bn.weight is not None:
-        scale = scale * bn.weight
-    shift = -bn.running_mean * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias
-    fused = nn.Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,  # type: ignore[arg-type]
-        stride=conv.stride,  # type: ignore[arg-type]
-        padding=conv.padding,  # type: ignore[arg-type]
-        dilation=conv.dilation,  # type: ignore[arg-type]
-        groups=conv.groups,
-        bias=True,
-        padding_mode=conv.padding_mode,
-    ).to(conv.weight.device)
-    fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-    bias = shift if conv.bias is None else conv.bias * scale + shift
-    assert fused.bias is not None
-    fused.bias.copy_(bias)
-    if conv.weight.is_contiguous(memory_format=torch.channels_last):
-        fused.to(memory_format=torch.channels_last)
-    return fused.eval()
+    """A new convolution equal to ``bn(conv(x))``; both must be in eval mode (the running statistics are
+    what is folded). torch's own fusion (``fuse_conv_bn_eval``: a copy of the conv, no random
+    initialisation) keeps the weights' memory format."""
+    if conv.training or bn.training:
+        raise ValueError("batch norms are folded for inference only: put the model in eval mode first")
+    return fuse_conv_bn_eval(conv, bn)
 
 
 def fold_sequential_batch_norms(module: nn.Module) -> int:

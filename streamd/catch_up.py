@@ -18,9 +18,10 @@ from streamd.model_loading import LoadedModel
 
 REPLAY_CATCH_UP_COLUMNS = 256
 
-# How long the engine of an unpaced replay waits, once a column is queued, for the rest of a deep chunk
-# (``JobQueue.get_batch``): one chunk of 64 columns measured a quarter of the cost per column of chunks
-# of 3, and the features of 64 columns (10 s of audio) take a few milliseconds.
+# How long the engine of an unpaced replay waits at most, once a column is queued, for the rest of a deep
+# chunk (``JobQueue.get_batch``): one chunk of 64 columns measured a quarter of the cost per column of
+# chunks of 3. The features of 256 columns (41 s of audio) take tens of milliseconds, so a call often
+# starts before its chunk is full; the 256-column figures above were measured with this wait.
 CATCH_UP_FILL_S = 0.05
 
 

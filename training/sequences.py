@@ -6,7 +6,7 @@ sound. Here each training example is a stream: clips from the training set one a
 by random gaps, over a quiet pink-noise background at a random level — built in the feature domain
 (log-mel power adds as ``logaddexp``), as ``training.soundscape`` builds soundscapes from waveforms.
 
-With ``mixing`` (``StreamMixing``, from ``[train.augment]``'s ``mixing``, ``mixup_prob`` and ``mixup_alpha``)
+With ``mix_prob`` > 0 (``StreamMixing``: that share, and ``[train.augment]``'s ``mixing`` and ``mixup_alpha``)
 a clip placed in a stream is, at that rate, first mixed with a partner clip from the whole training set
 (between-class: of another class) by the rule the clip batches use (``training.augment``), and its steps
 learn the mixed target ``r · t1 + (1 − r) · t2`` — labels and teacher probabilities alike.
@@ -49,6 +49,9 @@ class SequenceConfig:
     # "ignore": no target; "no_class": learn the uniform "nothing" there
     background_steps: str = rule("ignore", choices=("ignore", "no_class"))
     background_kinds: list[str] = field(default_factory=lambda: ["pink"])  # the gaps' noises, of NOISE_KINDS
+    # share of clips mixed with a partner before they are placed ([train.augment] mixing and mixup_alpha say
+    # how; its mixup_prob is for clip batches): opt-in, as streams ignored [train.augment]'s mixing before
+    mix_prob: float = rule(0.0, ge=0, le=1)
 
     def __post_init__(self) -> None:
         check_fields(self, "train.sequences", ValueError)

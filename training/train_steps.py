@@ -148,17 +148,19 @@ def sequence_builder(
         targets = torch.cat([targets, teacher.clip_probs], dim=1)
     frame_rate = features.sample_rate / features.frame_shift
     noise = noise_bank(features, seed=cfg.seed, kinds=tuple(cfg.sequences.background_kinds))
-    mixing = stream_mixing(train[0], targets[:, : len(info.labels)], cfg.augment, features)
+    labels = targets[:, : len(info.labels)]
+    mixing = stream_mixing(train[0], labels, cfg.sequences.mix_prob, cfg.augment, features)
     return SequenceBuilder(
         train[0], targets, cfg.sequences, column, frame_rate, noise, cfg.augment.gain_db, mixing
     )
 
 
 def stream_mixing(
-    x: np.ndarray, labels: torch.Tensor, aug: AugmentConfig, features: FeatureConfig
+    x: np.ndarray, labels: torch.Tensor, prob: float, aug: AugmentConfig, features: FeatureConfig
 ) -> StreamMixing | None:
-    """``[train.augment]``'s mixing for clips placed in streams, or None when it mixes nothing."""
-    if aug.mixup_prob <= 0 or (aug.mixing == "mixup" and aug.mixup_alpha <= 0):
+    """Mixing of a share ``prob`` of the clips placed in streams (``[train.sequences] mix_prob``) by
+    ``[train.augment]``'s ``mixing`` and ``mixup_alpha``, or None when it mixes nothing."""
+    if prob <= 0 or (aug.mixing == "mixup" and aug.mixup_alpha <= 0):
         return None
     gains = None
     if aug.mixing == "bc":  # each clip's loudest A-weighted frame, in slices to bound the memory
@@ -166,7 +168,7 @@ def stream_mixing(
             [clip_gain_db(torch.from_numpy(x[i : i + 256]), features).numpy() for i in range(0, len(x), 256)]
         )
     classes = labels.argmax(1).numpy()
-    return StreamMixing(aug.mixing, aug.mixup_prob, aug.mixup_alpha, classes, gains)
+    return StreamMixing(aug.mixing, prob, aug.mixup_alpha, classes, gains)
 
 
 def _augment_stream(

@@ -81,3 +81,12 @@ def _after_conv(model: nn.Module, module: nn.Module) -> bool:
             if cur is module and isinstance(prev, nn.Conv2d):
                 return True
     return False
+
+
+def test_folding_is_for_eval_mode_only_and_leaves_the_random_state() -> None:
+    conv, bn = nn.Conv2d(2, 4, 3).eval(), _trained_bn(4, 2)
+    state = torch.get_rng_state()
+    folded_conv(conv, bn)
+    assert torch.equal(torch.get_rng_state(), state)  # no random initialisation on loading a model
+    with pytest.raises(ValueError, match="eval mode"):
+        folded_conv(conv.train(), bn)

@@ -235,8 +235,8 @@ def test_streams_without_mixing_draw_as_before() -> None:
 
 
 def test_a_recurrent_model_learns_from_mixed_streams(esc50_root: Path, tmp_path: Path) -> None:
-    sequences = SequenceConfig(length_s=9.0, gap_min_s=0.2, gap_max_s=1.0)
-    augment = AugmentConfig(mixing="bc", mixup_prob=0.5, gain_db=3.0, freq_mask=4, time_mask=10)
+    sequences = SequenceConfig(length_s=9.0, gap_min_s=0.2, gap_max_s=1.0, mix_prob=0.5)
+    augment = AugmentConfig(mixing="bc", mixup_prob=0.0, gain_db=3.0, freq_mask=4, time_mask=10)
     model, info, result = _stream_trained(esc50_root, tmp_path, sequences, augment, epochs=24)
     losses = [h["loss"] for h in result.history]
     assert np.mean(losses[-3:]) < 0.9 * losses[0]  # soft mixed targets: the loss has a floor above zero
@@ -248,3 +248,20 @@ def test_a_recurrent_model_learns_from_mixed_streams(esc50_root: Path, tmp_path:
         last = model.forward_steps(info.normalization.apply(torch.from_numpy(x)))[:, -1].argmax(1)
     right = int((last == torch.tensor([c.targets[0] for c in clips])).sum())
     assert right >= 6, right  # of the nine unmixed clips, each at the last step
+
+
+def test_streams_mix_only_when_asked() -> None:
+    """Streams mix at ``[train.sequences] mix_prob`` (default 0), never at ``[train.augment] mixup_prob``
+    (the clip batches' rate, 0.8 by default), so a stream config written before mixing trains as before."""
+    from training.train_steps import stream_mixing
+
+    x = np.stack([_silence_with_sound(30, 170), _silence_with_sound(10, 60), _silence_with_sound(0, 200)])
+    labels = torch.eye(3)
+    assert SequenceConfig().mix_prob == 0.0 and AugmentConfig().mixup_prob > 0
+    assert stream_mixing(x, labels, SequenceConfig().mix_prob, AugmentConfig(), FEATURES) is None
+    mixing = stream_mixing(x, labels, 0.5, AugmentConfig(mixing="bc"), FEATURES)
+    assert mixing is not None and (mixing.kind, mixing.prob) == ("bc", 0.5)
+    assert mixing.gains_db is not None and mixing.gains_db.shape == (3,)
+    assert mixing.classes.tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="mix_prob"):
+        SequenceConfig(length_s=30.0, mix_prob=1.5)
