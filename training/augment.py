@@ -65,8 +65,7 @@ def mixup(
     if alpha <= 0 or prob <= 0:
         return x, y
     b = x.shape[0]
-    lam = _beta(alpha, b, gen)
-    lam = torch.maximum(lam, 1 - lam)
+    lam = label_shares("mixup", alpha, b, gen)
     apply = torch.rand(b, generator=gen) < prob
     lam = torch.where(apply, lam, torch.ones_like(lam))
     perm = torch.randperm(b, generator=gen)
@@ -99,12 +98,12 @@ def power_mix(
     return torch.logaddexp(x1 + log_share1, x2 + log_share2)
 
 
-def pair_label_share(mixing: str, alpha: float, gen: torch.Generator) -> torch.Tensor:
-    """The first clip's label share for one pair, drawn as the batch functions draw it: mixup
-    ``max(λ, 1 - λ)`` with ``λ ~ Beta(α, α)``; between-class ``r ~ U(0, 1)``."""
+def label_shares(mixing: str, alpha: float, n: int, gen: torch.Generator) -> torch.Tensor:
+    """The first clips' label shares ``(n,)`` for ``n`` pairs: mixup ``max(λ, 1 - λ)`` with
+    ``λ ~ Beta(α, α)``; between-class ``r ~ U(0, 1)`` (kept off 0 and 1)."""
     if mixing == "bc":
-        return torch.rand(1, generator=gen).clamp(1e-3, 1 - 1e-3)
-    lam = _beta(alpha, 1, gen)
+        return torch.rand(n, generator=gen).clamp(1e-3, 1 - 1e-3)
+    lam = _beta(alpha, n, gen)
     return torch.maximum(lam, 1 - lam)
 
 
@@ -196,7 +195,7 @@ def between_class(
     other = classes.unsqueeze(0) != classes.unsqueeze(1)  # (B, B)
     pick = torch.where(other, torch.rand(b, b, generator=gen), torch.full((b, b), -1.0))
     partner = pick.argmax(1)
-    r = torch.rand(b, generator=gen).clamp(1e-3, 1 - 1e-3)
+    r = label_shares("bc", 0.0, b, gen)
     apply = (torch.rand(b, generator=gen) < prob) & other.any(1)
     gain = clip_gain_db(x, features)
     lp, lq = bc_log_shares(r, gain, gain[partner])

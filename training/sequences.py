@@ -28,7 +28,7 @@ import torch
 
 from audio_core.checks import check_fields, rule
 from models.common import FeatureConfig
-from training.augment import bc_log_shares, mixup_log_shares, pair_label_share, power_mix
+from training.augment import bc_log_shares, label_shares, mixup_log_shares, power_mix
 
 LOG_FLOOR = math.log(np.finfo(np.float32).eps)  # the fbank's floor: log(eps)
 
@@ -106,7 +106,7 @@ class StreamMixing:
     prob: float
     alpha: float
     classes: np.ndarray
-    gains_db: np.ndarray | None = None
+    gains_db: torch.Tensor | None = None
 
 
 class SequenceBuilder:
@@ -174,10 +174,9 @@ class SequenceBuilder:
         if others.size == 0:
             return self.x[index], index, self.spans[index]
         partner = int(others[int(torch.randint(0, others.size, (), generator=gen))])
-        share = pair_label_share(mixing.kind, mixing.alpha, gen)
+        share = label_shares(mixing.kind, mixing.alpha, 1, gen)
         if mixing.kind == "bc" and mixing.gains_db is not None:
-            gains = torch.from_numpy(mixing.gains_db.astype(np.float32))
-            log_shares = bc_log_shares(share, gains[index], gains[partner])
+            log_shares = bc_log_shares(share, mixing.gains_db[index], mixing.gains_db[partner])
         else:
             log_shares = mixup_log_shares(share)
         first, second = torch.from_numpy(self.x[index]), torch.from_numpy(self.x[partner])

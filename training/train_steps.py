@@ -164,8 +164,8 @@ def stream_mixing(
         return None
     gains = None
     if aug.mixing == "bc":  # each clip's loudest A-weighted frame, in slices to bound the memory
-        gains = np.concatenate(
-            [clip_gain_db(torch.from_numpy(x[i : i + 256]), features).numpy() for i in range(0, len(x), 256)]
+        gains = torch.cat(
+            [clip_gain_db(torch.from_numpy(x[i : i + 256]), features) for i in range(0, len(x), 256)]
         )
     classes = labels.argmax(1).numpy()
     return StreamMixing(aug.mixing, prob, aug.mixup_alpha, classes, gains)

@@ -194,7 +194,7 @@ def _mixing_builder(kind: str, prob: float) -> SequenceBuilder:
     x = np.stack([_silence_with_sound(30, 170), _silence_with_sound(10, 60), _silence_with_sound(0, 200)])
     x[1] += 2.0  # clip 1 is louder: between-class mixing balances the gains
     classes = np.arange(3)
-    gains = np.array([0.0, 8.7, 0.0]) if kind == "bc" else None
+    gains = torch.tensor([0.0, 8.7, 0.0]) if kind == "bc" else None
     mixing = StreamMixing(kind, prob, 0.5, classes, gains)
     cfg = SequenceConfig(length_s=12.0, gap_min_s=0.3, gap_max_s=1.5)
     return SequenceBuilder(x, torch.eye(3), cfg, 16, 100.0, noise_bank(FEATURES, 5.0), 0.0, mixing)
