@@ -91,9 +91,13 @@ def read_image_model(src: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             return None
         return from_hf_image(read_hf_weights(src), model_type), hf
     if src.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        state = load_file(str(src))
+        try:
+            state = load_file(str(src))
+        except (SafetensorError, OSError) as exc:
+            raise ValueError(f"{src}: not a readable safetensors file ({exc})") from None
     else:
         state = load_torch_state(src)
     return (from_timm(state), {}) if is_timm_layout(state) else None

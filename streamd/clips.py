@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from streamd.config_sections import ClipsSection
+from streamd.output_folders import writable_folder
 from streamd.privacy import SpeechDetector
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class ClipRecorder:
     def __init__(self, cfg: ClipsSection, streams: list[tuple[str, int, int]]) -> None:
         """``streams``: (name, sample rate, channels) of each stream, in the daemon's order."""
         self.cfg = cfg
-        self.dir = Path(cfg.dir).expanduser()
+        self.dir = writable_folder(cfg.dir, "--save-clips")  # a bad folder is an error at start-up
         self.streams = streams
         hold_s = cfg.pre_roll_s + cfg.max_clip_s + cfg.post_roll_s
         self.history = [AudioHistory(math.ceil(hold_s * rate), ch) for _, rate, ch in streams]

@@ -99,6 +99,8 @@ class FileSource(Source):
         while not self._stop.is_set():
             n = read_frames(handle, self.path, self.block, out=block).shape[0]
             if n == 0:
+                if written == 0:  # a pipe's length is known only now; a file's was checked on opening
+                    raise AudioInputError(f"{self.display}: contains no audio samples")
                 return
             end = written + n
             if self.speed is not None:

@@ -222,7 +222,10 @@ def _convert_image_model(args: argparse.Namespace) -> bool:
         model = convert_vit.to_ast(state, hf, features.num_mel_bins, frames, **strides)
         config = model.cfg
     except ValueError as exc:
-        raise CheckpointError(f"{args.src}: {exc}") from None
+        message = str(exc)  # readers name the file themselves
+        raise CheckpointError(
+            message if message.startswith(str(args.src)) else f"{args.src}: {message}"
+        ) from None
     info = ModelInfo(
         arch="ast",
         config=asdict(config),

@@ -125,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--clips and --soundscapes must be at least 1")
     if any(h <= 0 for h in args.hops) or args.gap_s[0] < 0 or args.gap_s[1] < args.gap_s[0]:
         raise ConfigError("--hops must be positive and --gap-s MIN MAX with 0 <= MIN <= MAX")
+    if args.out is not None:
+        from streamd.output_folders import writable_folder
+
+        writable_folder(args.out, "--out")
     loaded = resolve_model(args, compute="cpu")
     try:
         for hop in args.hops:

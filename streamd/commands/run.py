@@ -60,10 +60,10 @@ def execute(
         if warning:
             print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
         daemon = Daemon(cfg, sources, model, publisher)
+        integrations = attach_integrations(cfg, daemon, publisher)  # a bad --save-clips folder fails here
     except BaseException:
         publisher.stop(timeout=0.0)
         raise
-    integrations = attach_integrations(cfg, daemon, publisher)
     if args.json:
         from streamd.sinks import JsonLinesSink
 

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import zmq
@@ -79,6 +80,23 @@ def test_stdin_and_pipes_replay_whole(how, wav, checkpoint):
     assert proc.returncode == 0, proc.stderr
     final = _final_status(proc.stdout)
     assert final["state"] == "finished" and final["counters"]["samples"] == 80000
+
+
+def test_an_empty_wav_from_a_pipe_is_an_error_as_from_a_file(tmp_path, checkpoint):
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype="float32"), 16000)
+    cmd = " ".join(f"'{a}'" for a in streamd_command(_replay_args("-", checkpoint, "emptypipe")))
+    proc = subprocess.run(
+        ["bash", "-c", f"cat '{empty}' | {cmd}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=streamd_env(),
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == ["streamd: error: <stdin>: contains no audio samples"]
+    by_path = run_streamd(*_replay_args(empty, checkpoint, "emptyfile"), timeout=60)
+    assert_clean_error(by_path, "empty.wav", "contains no audio samples", exit_code=2)
 
 
 def test_flac_from_a_pipe_is_one_clear_line(known_clip, checkpoint):

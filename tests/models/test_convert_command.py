@@ -132,7 +132,11 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys):
     torch.save({"weight": torch.zeros(2)}, tmp_path / "other.pth")
     one_line_error(capsys, ["convert", str(tmp_path / "other.pth"), out], "unknown layout")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    one_line_error(capsys, ["convert", str(tmp_path / "junk.pth"), out], "not a readable PyTorch")
+    junk = str(tmp_path / "junk.pth")
+    one_line_error(capsys, ["convert", junk, out], f"error: {junk}: not a readable PyTorch")
+    assert main(["convert", junk, out]) == 2 and capsys.readouterr().err.count(junk) == 1  # named once
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    one_line_error(capsys, ["convert", str(tmp_path / "junk.safetensors"), out], "not a readable safetensors")
     (tmp_path / "empty_dir").mkdir()
     one_line_error(capsys, ["convert", str(tmp_path / "empty_dir"), out], "no config.json")
     torch.manual_seed(3)

@@ -67,6 +67,8 @@ def test_replay_prints_and_publishes_the_same_valid_messages(clips, small_checkp
         (["replay", "{clip}", "--checkpoint", "{bad}"], "not a readable safetensors checkpoint"),
         (["replay", "{clip}", "--checkpoint", "{ckpt}", "--hop", "0.015"], "multiple of the frame shift"),
         (["run", "--device", "no-such-device-xyz"], "device"),
+        (["replay", "{clip}", "--checkpoint", "{ckpt}", "--save-clips", "{bad}"], "is not a folder"),
+        (["replay", "{clip}", "--checkpoint", "{ckpt}", "--save-clips", "{bad}/clips"], "cannot create"),
     ],
 )
 def test_bad_input_gives_one_line_and_a_nonzero_exit(
@@ -84,6 +86,14 @@ def test_bad_input_gives_one_line_and_a_nonzero_exit(
     assert code != 0
     assert err.startswith("streamd: error: ") and err.count("\n") == 1, err
     assert message in err and "Traceback" not in err
+
+
+def test_evaluate_refuses_an_out_folder_it_cannot_write_before_evaluating(tmp_path, small_checkpoint, capsys):
+    not_a_folder = _write(tmp_path / "report", "x")
+    code = main(["evaluate", "--checkpoint", str(small_checkpoint), "--folders", str(tmp_path / "none"),
+                 "--out", str(not_a_folder)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"streamd: error: --out {not_a_folder}: exists and is not a folder\n"
 
 
 def _write(path: Path, text: str) -> Path:

@@ -18,6 +18,7 @@ from streamd import messages
 from streamd.clips import AudioHistory, ClipRecorder
 from streamd.config import DaemonConfig
 from streamd.config_sections import ClipsSection
+from streamd.errors import ConfigError
 from streamd.file_source import FileSource
 from streamd.model_loading import load_model
 
@@ -119,7 +120,14 @@ def _tiny_tmpfs(path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(path)], check=False)
 
 
-@pytest.mark.parametrize("where", ["disk_full", "not_a_directory"])
+def test_a_folder_that_cannot_be_written_is_refused_at_start_up(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    for target, why in ((tmp_path / "file", "not a folder"), (tmp_path / "file" / "clips", "cannot create")):
+        with pytest.raises(ConfigError, match=f"--save-clips .*{why}"):
+            ClipRecorder(ClipsSection(dir=str(target)), [("s", RATE, 1)])
+
+
+@pytest.mark.parametrize("where", ["disk_full", "replaced_by_a_file"])
 def test_failed_writes_are_counted_and_the_run_goes_on(
     tmp_path: Path, clips: list[Path], small_checkpoint: Path, where: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -127,10 +135,12 @@ def test_failed_writes_are_counted_and_the_run_goes_on(
         if where == "disk_full":
             target = stack.enter_context(_tiny_tmpfs(tmp_path / "full"))
         else:
-            (tmp_path / "file").write_text("x")
-            target = tmp_path / "file" / "clips"  # a file where a directory should be: unwritable
+            target = tmp_path / "clips"
         cfg = ClipsSection(dir=str(target), pre_roll_s=0, post_roll_s=0)
         recorder = ClipRecorder(cfg, [("s", RATE, 1)])
+        if where == "replaced_by_a_file":  # the folder goes away while the daemon runs: unwritable
+            target.rmdir()
+            target.write_text("x")
         audio = _audio(clips)
         _feed(recorder, audio, audio.shape[0])
         events = [recorder.on_event(0, _event(t, t + 3.0)) for t in (1.0, 4.0, 7.0, 10.0, 11.5)]

@@ -1,0 +1,24 @@
+"""Folders a command writes into (``evaluate --out``, ``--save-clips``): checked before any work starts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from streamd.errors import ConfigError
+
+
+def writable_folder(path: str | Path, option: str) -> Path:
+    """Create ``path`` (with its parents) if missing and check that it is a folder this process may write
+    into; ``ConfigError`` naming ``option`` otherwise, so a bad folder is reported at start-up, not after
+    the work it was to hold."""
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{option} {folder}: exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{option} {folder}: cannot create the folder ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {folder}: the folder is not writable")
+    return folder
