@@ -9,14 +9,13 @@ confusion.png) and ``summary.json`` + ``summary.md``.
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
 import torch
 
 from models.common import ModelInfo
-from models.registry import build_model, config_class, config_to_dict, make_config
+from models.registry import build_model
 from training import metrics
 from training.cache import cached_fbanks
 from training.clips import ClipSet
@@ -26,9 +25,8 @@ from training.experiment_spec import Experiment, ExperimentConfigError
 from training.experiment_summary import summarize, summary_markdown
 from training.init_from import load_init_weights
 from training.loop import train_model
+from training.model_input import filled_config
 from training.readers import read_dataset
-
-FILLED_FROM_DATA = ("num_classes", "num_mel_bins", "target_frames")
 
 
 def load_clip_set(exp: Experiment) -> ClipSet:
@@ -72,18 +70,10 @@ def model_info(exp: Experiment, clip_set: ClipSet, model_config: dict[str, Any])
 
 def filled_model_config(exp: Experiment, clip_set: ClipSet) -> dict[str, Any]:
     """The arch's full config: the user's values, plus sizes taken from the data where the config has them."""
-    known = {f.name for f in fields(config_class(exp.arch))}
-    derived = {
-        "num_classes": len(clip_set.labels),
-        "num_mel_bins": exp.features.num_mel_bins,
-        "target_frames": exp.normalization.target_frames,
-    }
-    values = dict(exp.model_config)
-    for key in FILLED_FROM_DATA:
-        if key in known and key not in values:
-            values[key] = derived[key]
     try:
-        return config_to_dict(make_config(exp.arch, values))
+        return filled_config(
+            exp.arch, exp.model_config, len(clip_set.labels), exp.features, exp.normalization
+        )
     except (TypeError, ValueError) as exc:
         raise ExperimentConfigError(f"{exp.source}: model.config: {exc}") from None
 

@@ -18,9 +18,10 @@ and the key):
 
 Types are checked by the one TOML checker (``audio_core.toml_config.check_table``); bounds and choices by
 each section itself (``TrainConfig``, ``AugmentConfig``, ``SequenceConfig``, ``DistillConfig``,
-``ExperimentSection``: rules next to their fields, ``audio_core.checks``). Every error is one line naming
-the file and the key. Relative paths are resolved against the current directory. Running it is
-``training.experiment``.
+``ExperimentSection``, ``FeatureSection``, ``NormalizationSection``: rules next to their fields,
+``audio_core.checks``), and the model is run once on an empty window of the configured size
+(``training.model_input``). Every error is one line naming the file and the key. Relative paths are
+resolved against the current directory. Running it is ``training.experiment``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ from models.common import FeatureConfig, Normalization
 from models.registry import available_archs, config_class
 from training.finetune_recipe import with_init
 from training.init_from import init_settings, resolve_init
+from training.model_input import (
+    FeatureSection,
+    NormalizationSection,
+    check_model_input,
+    checked_features,
+    checked_normalization,
+)
 from training.readers import reader_options
 from training.train_config import TrainConfig
 
@@ -154,8 +162,10 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
             source, "data.val_folds", 'required with mode "single" (use mode "full" to train on all folds)'
         )
 
-    features = _section(source, FeatureConfig, data.get("features", {}), "features")
-    normalization = _section(source, Normalization, data.get("normalization", {}), "normalization")
+    features = parse_features(data.get("features", {}), source)
+    normalization = _section(
+        source, NormalizationSection, data.get("normalization", {}), "normalization", checked_normalization
+    )
 
     model = dict(_table(source, data, "model"))
     init = _init_path(source, model.pop("init", None))
@@ -175,6 +185,10 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
     if arch not in available_archs():
         raise _fail(source, "model.arch", f"must be one of {', '.join(available_archs())}, got {arch!r}")
     _section(source, config_class(arch), model_config, "model.config", build=dict)  # the types only
+    try:  # the window and the features, as the model will get them
+        check_model_input(arch, model_config, features, normalization)
+    except ValueError as exc:
+        raise ExperimentConfigError(f"{source}: {exc}") from None
 
     train_table = _one_teacher_as_list(data.get("train", {}))
     train = _section(source, TrainConfig, train_table, "train", build=TrainConfig.from_dict)
@@ -198,6 +212,11 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
         raw=data,
         init=init,
     )
+
+
+def parse_features(table: Any, source: str = "<config>") -> FeatureConfig:
+    """The ``[features]`` table, its types and the fbank's bounds checked (``training.model_input``)."""
+    return _section(source, FeatureSection, table, "features", checked_features)
 
 
 def _one_teacher_as_list(train: Any) -> Any:

@@ -3,7 +3,8 @@
 Layouts of ``DIR`` (or a CSV file given directly):
 
 - class folders: ``DIR/<class>/**/<audio>``; no fixed split, so a held-out part of train is carved
-  (``holdout_frac`` of each class, every k-th file in name order) and named ``holdout``;
+  (``holdout_frac`` of each class, every k-th file in name order, and at least the last file of a class
+  of two or more) and named ``holdout``; when no class has two usable files, that is an error;
 - split folders: ``DIR/train/<class>/...`` plus ``DIR/val/<class>/...`` and/or ``DIR/test/<class>/...``;
 - a CSV (``DIR/*.csv`` when DIR holds exactly one and no class folders, or the file itself): rows
   ``path,label[,split]`` (a header row ``path,label[,split]`` is optional; paths relative to the CSV's
@@ -12,8 +13,9 @@ Layouts of ``DIR`` (or a CSV file given directly):
 The clips of each split get a fold: train 1, val 2, test 3, carved held-out part 4, so that the
 experiment machinery (``data.folds`` / ``data.val_folds``) expresses the fixed split exactly. The
 held-out split (what the report is on) is test, else val, else the carved part. Every file is checked
-(an unreadable file or a broken link is reported and left out); a class with no usable training clip is
-an error naming it.
+by decoding it once (``duration_s``: an unreadable file, a broken link, a file without samples or with
+NaN or infinite samples is reported and left out); a class with no usable training clip is an error
+naming it.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import soundfile as sf
-
+from audio_core.audio_file import display_path, probe_audio, read_chunks
+from audio_core.errors import AudioInputError
 from training.clips import Clip, ClipSet
 from training.readers import AUDIO_EXTENSIONS, DatasetError
 
@@ -66,17 +68,20 @@ def _class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+SCAN_BLOCK_S = 10.0  # seconds decoded at a time by ``duration_s``
+
+
 def duration_s(path: Path) -> float | str:
-    """The file's duration in seconds from its header, or why it cannot be used."""
+    """The file's duration in seconds, or why it cannot be used: it is read through by the one audio reader
+    (``read_chunks``, at its own rate), so a file the features could not be computed from is found here."""
     if not path.is_file():
         return "missing file or broken link"
     try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        return f"cannot read audio ({str(exc).strip().splitlines()[0]})"
-    if info.frames <= 0 or info.samplerate <= 0:
-        return "contains no samples"
-    return info.frames / info.samplerate
+        rate = probe_audio(path).sample_rate
+        samples = sum(chunk.size for chunk in read_chunks(path, rate, SCAN_BLOCK_S))
+    except AudioInputError as exc:
+        return str(exc).removeprefix(f"{display_path(path)}: ")
+    return samples / rate
 
 
 def _from_folders(root: Path, splits: dict[str, Path]) -> tuple[list[tuple[Path, str, str]], list[str]]:
@@ -136,17 +141,18 @@ def detect_layout(root: Path) -> tuple[str, list[tuple[Path, str, str]], list[st
 
 
 def _carve(clips: list[Clip], holdout_frac: float) -> list[Clip]:
-    """Move every k-th training clip of each class (k = 1 / holdout_frac) to the held-out fold."""
+    """Move every k-th training clip of each class (k = 1 / holdout_frac, in name order) to the held-out
+    fold; a class of 2 to k - 1 clips gives its last one, a class of one clip keeps it for training."""
     step = max(2, round(1 / holdout_frac))
-    seen: Counter = Counter()
-    out = []
-    for clip in clips:
+    per_class: dict[tuple[int, ...], list[int]] = {}
+    for i, clip in enumerate(clips):
         if clip.fold == SPLIT_FOLDS["train"]:
-            seen[clip.targets] += 1
-            if seen[clip.targets] % step == 0:
-                clip = Clip(clip.path, clip.targets, SPLIT_FOLDS["holdout"])
-        out.append(clip)
-    return out
+            per_class.setdefault(clip.targets, []).append(i)
+    held: set[int] = set()
+    for indices in per_class.values():
+        if len(indices) >= 2:
+            held.update(indices[step - 1 :: step] or indices[-1:])
+    return [Clip(c.path, c.targets, SPLIT_FOLDS["holdout"]) if i in held else c for i, c in enumerate(clips)]
 
 
 def read_own_data(root: str | Path, holdout_frac: float = 0.1) -> OwnData:
@@ -187,7 +193,24 @@ def read_own_data(root: str | Path, holdout_frac: float = 0.1) -> OwnData:
     else:
         held_out = "holdout"
         clips = _carve(clips, holdout_frac)
+        problems += _carve_problems(root, clips, labels)
     name = root.stem if root.is_file() else root.resolve().name
     return OwnData(
         ClipSet(clips, labels, multi_label=False, name=name), layout, held_out, durations, problems
     )
+
+
+def _carve_problems(root: Path, clips: list[Clip], labels: list[str]) -> list[str]:
+    """The classes the carved held-out part leaves out (their only clip is trained on); none carved at
+    all is an error, raised before any features are computed."""
+    held = {c.targets[0] for c in clips if c.fold == SPLIT_FOLDS["holdout"]}
+    if not held:
+        raise DatasetError(
+            f"{root}: no class has two usable clips, so none can be held out for the report; give a class "
+            "at least two clips, or add a test/ folder (in a CSV: rows with split test)"
+        )
+    return [
+        f"class {label!r}: one usable clip, trained on; none held out, so the report has no clip of it"
+        for i, label in enumerate(labels)
+        if i not in held
+    ]

@@ -28,7 +28,7 @@ from models.registry import build_model
 from training import derive
 from training.cache import clip_fbank
 from training.experiment import run_one
-from training.experiment_spec import Experiment, apply_overrides, parse_experiment
+from training.experiment_spec import Experiment, apply_overrides, parse_experiment, parse_features
 from training.own_data import SPLIT_FOLDS, OwnData, read_own_data
 from training.own_init import ARCH_RECIPES, fine_tuning_doc, init_info
 from training.own_report import describe, held_out_report
@@ -59,9 +59,11 @@ def start_summary(data: OwnData) -> str:
     counts = data.counts()
     splits = [s for s in ("train", "val", "test", "holdout") if s in counts]
     width = max(len(label) for label in data.clip_set.labels)
+    held = sum(counts[data.held_out].values())
+    how = ", carved from the training clips" if data.held_out == "holdout" else ""
     lines = [
         f"data set {data.clip_set.name!r}: {data.layout}, {len(data.clip_set.labels)} classes, "
-        f"{len(data.clip_set.clips)} clips; held out: {data.held_out}",
+        f"{len(data.clip_set.clips)} clips; held out: {data.held_out} ({held} clips{how})",
         f"  {'class':<{width}}  " + "  ".join(f"{s:>7}" for s in splits),
     ]
     for label in data.clip_set.labels:
@@ -208,6 +210,7 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
     print(start_summary(data), flush=True)
     init = init_info(opts.init, opts.recipe)
     features = init.features if init is not None else FeatureConfig(num_mel_bins=derive.NUM_MEL_BINS)
+    features = _with_feature_overrides(features, opts)
     saved_path = out / CHOICES_FILE
     saved = json.loads(saved_path.read_text()) if saved_path.is_file() and opts.resume else None
     if saved is not None and not (out / "train_state.safetensors").exists():
@@ -230,7 +233,9 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
             f"streamd train --data {opts.data}: the equivalent experiment config.\n"
             f"Run it with:  streamd train THIS.toml"
         )
-        print(derive.toml_text(doc, NOTES, header), end="")
+        held = sum(data.counts()[data.held_out].values())
+        notes = {**NOTES, "data.val_folds": f"{NOTES['data.val_folds']} ({held} clips)"}
+        print(derive.toml_text(doc, notes, header), end="")
         return {}
     clip_set = data.clip_set.subset(folds=[SPLIT_FOLDS["train"], data.held_out_fold])
     out.mkdir(parents=True, exist_ok=True)
@@ -240,6 +245,16 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
     report = entry["report"]
     print(held_out_report(report, data, entry, out, choices))
     return report
+
+
+def _with_feature_overrides(features: FeatureConfig, opts: OwnOptions) -> FeatureConfig:
+    """``features`` with the ``--set features.KEY=VALUE`` overrides, checked as the config will be, before
+    any feature is computed: the window and the statistics are derived on the features trained on."""
+    mine = [item for item in opts.overrides if item.strip().startswith("features.")]
+    if not mine:
+        return features
+    table = apply_overrides({"features": features.to_dict()}, mine)["features"]
+    return parse_features(table, f"--data {opts.data}")
 
 
 def _store_choices(path: Path, data: OwnData, choices: dict[str, Any]) -> None:

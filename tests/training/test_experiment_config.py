@@ -223,3 +223,42 @@ def test_options_of_own_data_are_refused_with_a_config(
     err = capsys.readouterr().err
     assert f"{option[0]} only applies to --data DIR" in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("num_mel_bins = 64", "num_mel_bins = 0"), r"features.num_mel_bins must be > 3, got 0"),
+        (("num_mel_bins = 64", "sample_rate = 0"), r"features.sample_rate must be positive, got 0"),
+        (("num_mel_bins = 64", "frame_length_ms = 0.05"), r"features.frame_length_ms must hold 2 samples"),
+        (("num_mel_bins = 64", "frame_shift_ms = 0.0"), r"features.frame_shift_ms must be positive"),
+        (("num_mel_bins = 64", "frame_shift_ms = 0.01"), r"features.frame_shift_ms must hold a sample"),
+        (("num_mel_bins = 64", "window_type = 'triangle'"), r"features.window_type: unknown window_type"),
+        (("num_mel_bins = 64", "preemphasis = 1.5"), r"features.preemphasis must be at most 1, got 1.5"),
+        (("num_mel_bins = 64", "low_freq = -5.0"), r"features.low_freq must be >= 0, got -5.0"),
+        (("num_mel_bins = 64", "high_freq = 9000.0"), r"band within 0..8000 Hz .*, got 20..9000 Hz"),
+        (("num_mel_bins = 64", "high_freq = -7990.0"), r"features.low_freq..high_freq must be a band"),
+        (("target_frames = 200", "target_frames = 0"), r"normalization.target_frames must be positive"),
+        (("target_frames = 200", "std = 0.0"), r"normalization.std must be positive, got 0.0"),
+        (
+            ("target_frames = 200", "target_frames = 1"),
+            r"tiny.toml: normalization.target_frames = 1, features.num_mel_bins = 64: the resnet_cnn model "
+            r"cannot take windows of that size \(",
+        ),
+    ],
+)
+def test_impossible_features_and_windows_are_refused_by_the_config_check(
+    tiny_config: Path, edit: tuple[str, str], message: str
+) -> None:
+    """Values the fbank or the model cannot take are one line naming the key when the config is read (they
+    were accepted, and training failed later with a torch error)."""
+    text = tiny_config.read_text().replace(edit[0], edit[1], 1)
+    with pytest.raises(ExperimentConfigError, match=message):
+        load_experiment(_write(tiny_config, text))
+
+
+def test_set_impossible_mel_bins_is_one_line(tiny_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for extra in (["--print-config"], ["--no-progress"]):
+        assert main(["train", str(tiny_config), "--set", "features.num_mel_bins=0", *extra]) == 2
+        err = capsys.readouterr().err
+        assert "features.num_mel_bins must be > 3, got 0" in err and len(err.strip().splitlines()) == 1

@@ -291,3 +291,106 @@ def test_set_overrides_the_derived_settings(split_data: Path, tmp_path: Path) ->
     bad = subprocess.run([*cmd, "--set", "train.nope=1", "--print-config"], **run)
     assert bad.returncode == 2 and "train.nope: unknown key" in bad.stderr
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def small_classes(split_data: Path) -> Path:
+    """Class folders of 3 short clips per class (as a user's first try looks)."""
+    root = split_data.parent / "small"
+    for label in CLASSES:
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for clip in sorted((split_data / "train" / label).glob("*.wav"))[:3]:
+            (root / label / clip.name).symlink_to(clip)
+    return root
+
+
+def test_small_class_folders_hold_out_one_clip_of_each_class(small_classes: Path, tmp_path: Path) -> None:
+    """Fewer clips than every 10th: each class of two or more clips still gives its last clip (it gave none,
+    and training crashed at the end on the empty held-out split); a single-clip class is named."""
+    data = read_own_data(small_classes)
+    assert data.held_out == "holdout"
+    counts = data.counts()
+    assert counts["holdout"] == {c: 1 for c in CLASSES} and counts["train"] == {c: 2 for c in CLASSES}
+    held = {Path(c.path).name for c in data.clip_set.clips if c.fold == SPLIT_FOLDS["holdout"]}
+    assert held == {sorted(p.name for p in (small_classes / c).iterdir())[-1] for c in CLASSES}
+    assert read_own_data(small_classes).clip_set.clips == data.clip_set.clips  # deterministic
+    mixed = tmp_path / "mixed"
+    for label in CLASSES:
+        (mixed / label).mkdir(parents=True)
+        keep = 1 if label == "dog" else 2
+        for clip in sorted((small_classes / label).iterdir())[:keep]:
+            (mixed / label / clip.name).symlink_to(clip.resolve())
+    data = read_own_data(mixed)
+    assert data.counts()["holdout"] == {"rooster": 1, "crying_baby": 1} and data.counts()["train"]["dog"] == 1
+    assert any("class 'dog'" in p and "none held out" in p for p in data.problems)
+
+
+def test_small_class_folders_train_and_report(small_classes: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "streamd", "train", "--data", str(small_classes), "--out", str(out)]
+    run = {"capture_output": True, "text": True, "cwd": tmp_path, "env": env, "timeout": 600}
+    shown = subprocess.run([*cmd, "--epochs", "1", "--print-config"], **run)
+    assert shown.returncode == 0, shown.stderr
+    assert "held out: holdout (3 clips" in shown.stdout
+    assert "the held-out split the report is on (3 clips)" in shown.stdout
+    result = subprocess.run([*cmd, "--epochs", "1", "--no-progress"], **run)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and (out / "model.safetensors").is_file()
+    assert (out / "eval").is_dir()
+
+
+def test_one_clip_per_class_is_refused_before_any_work(small_classes: Path, tmp_path: Path) -> None:
+    root = tmp_path / "single"
+    for label in CLASSES:
+        (root / label).mkdir(parents=True)
+        clip = sorted((small_classes / label).iterdir())[0]
+        (root / label / clip.name).symlink_to(clip.resolve())
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "streamd", "train", "--data", str(root), "--epochs", "1", "--out", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert result.returncode == 2 and "none can be held out" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "features:" not in result.stdout and not out.exists()
+
+
+def test_a_file_with_nan_samples_is_left_out_and_counted(split_data: Path, tmp_path: Path) -> None:
+    """NaN or infinite samples make a file unusable like any unreadable one: left out, counted, named."""
+    import soundfile as sf
+
+    root = tmp_path / "classes"
+    root.mkdir()
+    for label in CLASSES:
+        (root / label).symlink_to(split_data / "train" / label, target_is_directory=True)
+    (root / "rain").mkdir()
+    wave = np.zeros(8000, dtype=np.float32)
+    sf.write(str(root / "rain" / "good.wav"), wave + 0.01, 16000)
+    sf.write(str(root / "rain" / "good2.wav"), wave - 0.01, 16000)
+    wave[4000] = np.nan
+    sf.write(str(root / "rain" / "nan.wav"), wave, 16000, subtype="FLOAT")
+    (root / "rain" / "notes.wav").write_text("not audio")
+    data = read_own_data(root)
+    paths = {Path(c.path).name for c in data.clip_set.clips}
+    assert "nan.wav" not in paths and {"good.wav", "good2.wav"} <= paths
+    (line,) = [p for p in data.problems if "left out" in p and "unusable" in p]
+    assert line.startswith("2 unusable file(s) left out")
+    assert "nan.wav: the audio holds NaN or infinite samples (at 0.250 s)" in line
+
+
+def test_set_impossible_features_with_data_is_refused_before_features(
+    small_classes: Path, tmp_path: Path
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "streamd", "train", "--data", str(small_classes), "--epochs", "1"]
+    result = subprocess.run(
+        [*cmd, "--set", "features.num_mel_bins=0", "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 2 and "features.num_mel_bins must be > 3, got 0" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "features:" not in result.stdout and not (tmp_path / "run").exists()
