@@ -73,8 +73,8 @@ def main() -> None:
             cluster.wait_for_nodes(timeout=120)
             for actors in (1, 2):
                 out = folder / f"ray{actors}.jsonl"
-                ray_args = ["--ray", cluster.address, "--ray-actors", str(actors), "--out", str(out)]
-                rows.append((f"Ray, 2 nodes, {actors} actor(s)", timed([*base, *ray_args], env)))
+                ray_args = ["--ray", "--ray-address", cluster.address, "--ray-actors", str(actors), "--out"]
+                rows.append((f"Ray, 2 nodes, {actors} actor(s)", timed([*base, *ray_args, str(out)], env)))
         finally:
             cluster.shutdown()
     print(f"{args.files} files x {args.minutes:g} min = {hours:.3f} h of audio, hop {args.hop_s:g} s\n")

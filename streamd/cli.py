@@ -94,6 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader of what was printed went away (``... | head``): not an error
+        from streamd.sinks import silence_stream
+
+        silence_stream(sys.stdout)
+        return 0
     except Exception as exc:  # last line of defence: never a traceback for the user
         if os.environ.get("STREAMD_DEBUG"):
             raise

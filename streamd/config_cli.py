@@ -80,9 +80,14 @@ _FLAGS: dict[str, str] = {
 }
 
 
-def config_from_args(args: argparse.Namespace) -> DaemonConfig:
-    """Defaults, then ``--config``, then a ``--model`` TOML, then explicit options."""
+def config_from_args(
+    args: argparse.Namespace, command_defaults: dict[str, Any] | None = None
+) -> DaemonConfig:
+    """Defaults (a command's own ``command_defaults`` over the built-in ones), then ``--config``, then a
+    ``--model`` TOML, then explicit options: the one layering of every command's settings."""
     layers: list[tuple[str, dict[str, Any]]] = []
+    if command_defaults:
+        layers.append(("defaults", command_defaults))
     if getattr(args, "config", None) is not None:
         layers.append((str(args.config), read_toml(args.config)))
     model = getattr(args, "model", None)

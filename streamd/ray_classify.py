@@ -162,8 +162,9 @@ def group_rows(rows: Iterator[dict[str, Any]]) -> Iterator[FileResult]:
 
 
 def ray_results(args: argparse.Namespace, plan: WindowPlan, paths: list[str]) -> Iterator[FileResult]:
-    """Classify ``paths`` on Ray (``args.ray``: 'local' or a cluster address), file by file, in order."""
-    ray = _connect(args.ray)
+    """Classify ``paths`` on Ray (``args.ray_address``: a cluster address, None for a local instance), file
+    by file, in order."""
+    ray = _connect(args.ray_address or "local")
     try:
         yield from group_rows(_dataset(ray, args, paths, plan).iter_rows())
     except ray.exceptions.RayError as exc:  # e.g. the model cannot be loaded on a node

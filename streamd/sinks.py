@@ -23,6 +23,18 @@ def silence_stream(stream: TextIO) -> None:
             os.close(null)
 
 
+def write_line(stream: TextIO, line: str) -> None:
+    """Write ``line`` and a newline, then flush, so pipes see it at once: the one rule of every command
+    printing lines to a pipe. When the reader has gone (``... | head -1``) the stream is silenced
+    (``silence_stream``) and ``BrokenPipeError`` raised: the caller stops writing and exits quietly."""
+    try:
+        stream.write(line + "\n")
+        stream.flush()
+    except BrokenPipeError:
+        silence_stream(stream)
+        raise
+
+
 class JsonLinesSink:
     """Writes every message as one JSON line (ASCII-safe) and flushes, so pipes see it at once.
 
@@ -41,9 +53,7 @@ class JsonLinesSink:
             if self.reader_gone:
                 return
             try:
-                self.stream.write(line + "\n")
-                self.stream.flush()
+                write_line(self.stream, line)
             except BrokenPipeError:
                 self.reader_gone = True
-                silence_stream(self.stream)
                 raise

@@ -16,10 +16,28 @@ from pathlib import Path
 from typing import Any
 
 from audio_core.windows import WindowPlan
+from streamd.config_sections import WindowSection
 from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel
 from streamd.window_output import FORMATS, WindowOutput, raven_table_name
 from streamd.window_scoring import FileResult
+
+# Options of --windows, and of --ray (dest: flag, default): each is refused without its switch, so that
+# none does nothing unseen; argparse leaves them None (False: a flag) so that "given" can be told.
+WINDOW_OPTIONS: dict[str, tuple[str, Any]] = {
+    "out": ("--out", None),
+    "format": ("--format", "csv"),
+    "window_s": ("--window-s", None),
+    "min_score": ("--min-score", 0.0),
+    "no_progress": ("--no-progress", False),
+    "ray": ("--ray", False),
+}
+RAY_OPTIONS: dict[str, tuple[str, Any]] = {
+    "ray_address": ("--ray-address", None),
+    "ray_actors": ("--ray-actors", 1),
+    "ray_gpus": ("--ray-gpus", 0.0),
+    "ray_batch": ("--ray-batch", 16),
+}
 
 
 def add_window_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,34 +47,53 @@ def add_window_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--out", type=Path, metavar="PATH", help="output file (csv, jsonl) or directory (raven)"
     )
-    group.add_argument("--format", choices=FORMATS, default="csv", help="output format (default csv)")
+    group.add_argument("--format", choices=FORMATS, help="output format (default csv; jsonl with --json)")
     group.add_argument(
         "--window-s",
         type=float,
-        default=None,
-        help="window length in seconds (default: the window the model was trained on)",
+        help="window length in seconds (default: the --model TOML's [windows] window_s, else the window "
+        "the model was trained on)",
     )
-    group.add_argument("--min-score", type=float, default=0.0, help="leave out labels scoring below this")
-    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    group.add_argument("--min-score", type=float, help="leave out labels scoring below this (default 0)")
+    group.add_argument("--no-progress", action="store_true", default=None, help="no progress bar")
     group.add_argument(
         "--ray",
-        nargs="?",
-        const="local",
-        metavar="ADDRESS",
-        help="run on Ray Data: a cluster address ('auto', ray://HOST:PORT) or none for a local instance",
-    )
-    group.add_argument("--ray-actors", type=int, default=1, metavar="N", help="model actors (default 1)")
-    group.add_argument(
-        "--ray-gpus", type=float, default=0.0, metavar="G", help="GPUs per model actor (default 0)"
+        action="store_true",
+        default=None,
+        help="run on Ray Data: a local Ray instance, or the cluster at --ray-address",
     )
     group.add_argument(
-        "--ray-batch", type=int, default=16, metavar="N", help="windows per actor call (default 16)"
+        "--ray-address", metavar="ADDRESS", help="the Ray cluster: 'auto', HOST:PORT or ray://HOST:PORT"
     )
+    group.add_argument("--ray-actors", type=int, metavar="N", help="model actors (default 1)")
+    group.add_argument("--ray-gpus", type=float, metavar="G", help="GPUs per model actor (default 0)")
+    group.add_argument("--ray-batch", type=int, metavar="N", help="windows per actor call (default 16)")
+
+
+def _refuse_without(args: argparse.Namespace, switch: str, options: dict[str, tuple[str, Any]]) -> None:
+    given = [flag for dest, (flag, _) in options.items() if getattr(args, dest) not in (None, False)]
+    if given:
+        verb = "needs" if len(given) == 1 else "need"
+        raise ConfigError(f"{', '.join(given)} {verb} {switch}")
+
+
+def check_window_options(args: argparse.Namespace) -> None:
+    """Refuse options of --windows without it (and of --ray without it), then fill in their defaults;
+    ``--json --windows`` writes JSON lines (``--format jsonl``)."""
+    if not args.windows:
+        _refuse_without(args, "--windows (window-level output)", WINDOW_OPTIONS)
+    if not args.ray:
+        _refuse_without(args, "--ray", RAY_OPTIONS)
+    if args.windows and args.json:
+        if args.format not in (None, "jsonl"):
+            raise ConfigError(f"--json writes JSON lines (--format jsonl), not --format {args.format}")
+        args.format = "jsonl"
+    for dest, (_, default) in {**WINDOW_OPTIONS, **RAY_OPTIONS}.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
 
 
 def _check(args: argparse.Namespace) -> None:
-    if not args.windows:
-        raise ConfigError("--out and --ray go with --windows (window-level output)")
     if args.out is None:
         raise ConfigError("--windows needs --out PATH (a file for csv / jsonl, a directory for raven)")
     if not 0.0 <= args.min_score <= 1.0:
@@ -71,12 +108,12 @@ def _check(args: argparse.Namespace) -> None:
                 raise ConfigError(f"{other} and {path} would share one Raven table: rename one")
 
 
-def settings(args: argparse.Namespace) -> dict[str, Any]:
+def settings(args: argparse.Namespace, windows: WindowSection) -> dict[str, Any]:
     """What the output depends on (a resumed run must use the same)."""
     return {
         "model": str(args.checkpoint or args.model),
-        "window_s": args.window_s,
-        "hop_s": args.hop_s,
+        "window_s": windows.window_s,
+        "hop_s": windows.hop_s,
         "top_k": args.top_k,
         "min_score": args.min_score,
         "format": args.format,
@@ -144,16 +181,22 @@ class _Progress:
             self.bar.stop()
 
 
-def run_windows(args: argparse.Namespace) -> int:
-    """Classify every window of ``args.paths`` into ``args.out``; 1 if any file failed."""
-    from streamd.model_loading import resolve_model
+def run_windows(args: argparse.Namespace, windows: WindowSection) -> int:
+    """Classify every window of ``args.paths`` into ``args.out`` with the window settings ``windows``
+    (``check_window_options`` has run); 1 if any file failed."""
+    from streamd.model_loading import resolve_model, window_warning
     from streamd.window_scoring import window_plan
 
     _check(args)
     started = time.monotonic()
     loaded = resolve_model(args, compute="cpu")
-    plan = window_plan(loaded, args.window_s, args.hop_s)
-    output = WindowOutput(args.out, args.format, settings(args), plan.features.sample_rate / 2)
+    plan = window_plan(loaded, windows.window_s, windows.hop_s)
+    warning = window_warning(windows.window_s, loaded)
+    if warning:
+        print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
+    output = WindowOutput(args.out, args.format, settings(args, windows), plan.features.sample_rate / 2)
+    if output.note:
+        print(f"streamd: note: {output.note}", file=sys.stderr, flush=True)
     paths = [str(p) for p in args.paths]
     todo = [p for p in paths if p not in output.done]
     skipped = len(paths) - len(todo)
@@ -165,7 +208,7 @@ def run_windows(args: argparse.Namespace) -> int:
     try:
         if not todo:
             results: Iterator[FileResult] = iter(())
-        elif args.ray is not None:
+        elif args.ray:
             from streamd.ray_classify import ray_results
 
             results = ray_results(args, plan, todo)

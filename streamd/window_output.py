@@ -4,7 +4,9 @@ A file's rows are committed together, then recorded in a progress list (JSON lin
 settings, then one ``{"file", "bytes", "windows", "duration_s"}`` line per finished file). A rerun with the
 same output and settings skips the files listed, and cuts a CSV / JSON-lines output back to the last
 recorded size, so rows of a file interrupted half-way are never kept twice. Failed files are not
-recorded: a rerun tries them again.
+recorded: a rerun tries them again. A progress list whose output is gone (a CSV / JSON-lines output
+missing or shorter than recorded, every recorded Raven table missing) is stale: the run starts over; Raven
+tables missing one by one are written again.
 
 - ``csv``: one file; a row per (window, label): file, window, begin_s, end_s, rank, label, score.
 - ``jsonl``: one file; an object per window with at least one label: file, window, t_start, t_end, labels.
@@ -114,6 +116,7 @@ class WindowOutput:
         self.out, self.fmt, self.high_freq_hz = Path(out), fmt, high_freq_hz
         self.progress = progress_path(self.out, fmt)
         self.done: dict[str, dict[str, Any]] = {}
+        self.note: str | None = None  # why recorded files are classified again (stale progress list)
         try:
             self._open(settings)
         except OSError as exc:
@@ -126,22 +129,43 @@ class WindowOutput:
             self.out.mkdir(parents=True, exist_ok=True)
         elif self.out.is_dir():
             raise ConfigError(f"{self.out} is a directory; {self.fmt} output is one file")
-        if self.progress.exists():
-            self._resume(settings)
-        else:
+        if not self.progress.exists():
             if self.fmt != "raven" and self.out.exists() and self.out.stat().st_size:
                 raise ConfigError(f"{self.out} exists without a progress list: remove it or choose another")
             self._write_progress({"settings": settings}, mode="w")
+        elif not self._resume(settings):
+            self._write_progress({"settings": settings}, mode="w")  # stale: start over
         self._stream = None if self.fmt == "raven" else self._open_stream()
 
-    def _resume(self, settings: dict[str, Any]) -> None:
+    def _resume(self, settings: dict[str, Any]) -> bool:
+        """Take the finished files from the progress list; False when none of them is left in the output
+        (the list is stale and the run starts over, whatever its settings)."""
         lines = [json.loads(line) for line in self.progress.read_text().splitlines() if line.strip()]
-        if not lines or lines[0].get("settings") != settings:
-            before = lines[0].get("settings") if lines else None
+        recorded = list({entry["file"]: entry for entry in lines[1:]}.values())  # a file's last record
+        present = self._present(recorded)
+        if not present:
+            if recorded:
+                held = f"{len(recorded)} file(s) its progress list records"
+                self.note = f"{self.out} no longer holds the {held}: starting over"
+            return False
+        if lines[0].get("settings") != settings:
             raise ConfigError(
-                f"{self.out} was written with other settings ({before}); choose another output to change them"
+                f"{self.out} was written with other settings ({lines[0].get('settings')}); "
+                "choose another output to change them"
             )
-        self.done = {entry["file"]: entry for entry in lines[1:]}
+        if len(present) < len(recorded):
+            missing = len(recorded) - len(present)
+            self.note = f"{missing} recorded table(s) missing in {self.out}: classified again"
+        self.done = {entry["file"]: entry for entry in present}
+        return True
+
+    def _present(self, recorded: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The recorded files whose rows the output still holds: for csv / jsonl all or none (none when the
+        output is missing or shorter than recorded), for raven those whose table exists."""
+        if self.fmt == "raven":
+            return [entry for entry in recorded if (self.out / raven_table_name(entry["file"])).is_file()]
+        size = self.out.stat().st_size if self.out.is_file() else -1
+        return recorded if size >= max((entry["bytes"] for entry in recorded), default=0) else []
 
     def _open_stream(self) -> io.TextIOWrapper:
         size = max((entry["bytes"] for entry in self.done.values()), default=0)

@@ -20,11 +20,17 @@ from audio_core.scoring import top_k
 from audio_core.shipped_models import MODEL_HELP
 from audio_core.windows import checkpoint_plan
 from streamd.clip_scoring import FileScores, score_file
+from streamd.config_cli import config_from_args
+from streamd.config_sections import WindowSection
 from streamd.errors import AudioInputError, ConfigError
 from streamd.model_loading import resolve_model
 from streamd.precision import PRECISIONS
+from streamd.sinks import write_line
 
 HELP = "classify audio files offline: top-k labels per file (long files window by window)"
+# classify's own default hop: the clip-level average of training and evaluate (``waveform_scores``);
+# replay's and run's 1.0 s is a live-latency choice
+DEFAULT_HOP_S = 2.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,10 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hop-s",
         type=float,
-        default=2.5,
-        help="hop between windows of long files, a multiple of 10 ms (default 2.5)",
+        help=f"hop between windows of long files, a multiple of 10 ms (default {DEFAULT_HOP_S:g}, the clip "
+        "average of training and evaluate; with --windows the --model TOML's [windows] hop_s if it sets one)",
     )
-    parser.add_argument("--json", action="store_true", help="one JSON object per line: {file, labels}")
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON object per line: {file, labels} (--windows: jsonl)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     from streamd.window_classify import add_window_arguments
 
@@ -65,9 +73,18 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--threads must be >= 0, got {args.threads}")
 
 
-def _print_text(path: str, labels: list[dict]) -> None:
+def window_settings(args: argparse.Namespace) -> WindowSection:
+    """``--window-s`` / ``--hop-s`` over the ``--model`` TOML's ``[windows]`` over classify's defaults:
+    layered and checked by the code behind replay's ``--window`` / ``--hop`` (same limits, same messages)."""
+    given = argparse.Namespace(
+        model=args.model, checkpoint=args.checkpoint, window=args.window_s, hop=args.hop_s
+    )
+    return config_from_args(given, {"windows": {"hop_s": DEFAULT_HOP_S}}).windows
+
+
+def _text_line(path: str, labels: list[dict]) -> str:
     best = "  ".join(f"{item['label']} {item['score']:.3f}" for item in labels)
-    print(f"{path}: {best}", flush=True)
+    return f"{path}: {best}"
 
 
 def _note_padding(path: str, result: FileScores) -> None:
@@ -77,23 +94,28 @@ def _note_padding(path: str, result: FileScores) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from streamd.window_classify import check_window_options, run_windows
+
     _check_options(args)
+    check_window_options(args)
+    windows = window_settings(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.windows or args.out is not None or args.ray is not None:
-        from streamd.window_classify import run_windows
-
-        return run_windows(args)
+    if args.windows:
+        return run_windows(args, windows)
     loaded = resolve_model(args, compute="cpu")
+    # a file's clip-level score is the clip average of training and evaluate: a model TOML's live hop
+    # does not change it, only --hop-s does
+    hop_s = windows.hop_s if args.hop_s is not None else DEFAULT_HOP_S
     try:
-        checkpoint_plan(loaded.info, args.hop_s)  # the hop rule of every command
+        checkpoint_plan(loaded.info, hop_s)  # the hop rule of every command
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     labels_shown = min(args.top_k, len(loaded.info.labels))
     failed = 0
     for path in args.paths:
         try:
-            result = score_file(loaded, path, args.hop_s)
+            result = score_file(loaded, path, hop_s)
         except AudioInputError as exc:
             failed += 1
             print(f"streamd: error: {exc}", file=sys.stderr, flush=True)
@@ -103,9 +125,13 @@ def run(args: argparse.Namespace) -> int:
         best = top_k(result.scores, loaded.info.labels, labels_shown)
         labels = [{"label": label, "score": score} for label, score in best]
         if args.json:
-            print(json.dumps({"file": display_path(path), "labels": labels}), flush=True)
+            line = json.dumps({"file": display_path(path), "labels": labels})
         else:
-            _print_text(display_path(path), labels)
+            line = _text_line(display_path(path), labels)
+        try:
+            write_line(sys.stdout, line)
+        except BrokenPipeError:  # the reader has gone (| head): stop quietly, as replay --json does
+            break
     if failed:
         print(f"streamd: {failed} of {len(args.paths)} file(s) could not be classified", file=sys.stderr)
         return 1

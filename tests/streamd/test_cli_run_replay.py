@@ -175,3 +175,19 @@ def test_sigterm_stops_a_real_time_replay_within_two_seconds(clips, small_checkp
         validate(msg)
     assert msgs[-1]["type"] == "status" and msgs[-1]["state"] == "stopped"
     assert 1 <= len([m for m in msgs if m["type"] == "prediction"]) <= 3  # real time: ~1.6 s of audio
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["train", str(REPO / "configs/train/esc50_resnet_cnn.toml"), "--print-config"]]
+)
+def test_printing_into_a_pipe_nobody_reads_is_not_an_error(argv):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the first line (``| head -0``)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "streamd", *argv], stdout=write_end, stderr=subprocess.PIPE, text=True,
+            timeout=60, cwd=REPO,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0 and "error" not in proc.stderr.lower(), proc.stderr

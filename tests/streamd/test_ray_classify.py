@@ -53,7 +53,9 @@ def test_ray_cluster_equals_local_run(tmp_path, cluster, esc50, small_checkpoint
     common += ["--hop-s", "1.0", "--top-k", "50", *paths]
     local = run_streamd(*common, "--out", tmp_path / "local.jsonl", timeout=300)
     on_ray = run_streamd(
-        *common, "--out", tmp_path / "ray.jsonl", "--ray", cluster.address, "--ray-actors", "2", timeout=300
+        *common,
+        *("--out", tmp_path / "ray.jsonl", "--ray", "--ray-address", cluster.address, "--ray-actors", "2"),
+        timeout=300,
     )
     for result in (local, on_ray):
         assert result.returncode == 1, result.describe()

@@ -147,5 +147,38 @@ def test_window_options_need_windows(tmp_path, archive, small_checkpoint, capsys
     assert main([*args, "--out", str(tmp_path / "o.csv")]) == 2
     assert main([*args, "--windows"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("streamd: error:")]
-    assert len(errors) == 3 and "go with --windows" in errors[0] and "needs --out" in errors[2]
+    assert len(errors) == 3 and "--ray needs --windows" in errors[0] and "--windows needs --out" in errors[2]
     assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_output_deleted_or_cut_short_starts_over(tmp_path, archive, small_checkpoint, capsys, fmt):
+    """A progress list whose output is gone (deleted, or shorter than it records) is stale: the rerun
+    starts over, with any settings, and writes a whole, proper output."""
+    out, reference = tmp_path / f"w.{fmt}", tmp_path / f"ref.{fmt}"
+    paths = archive[1:3]
+    assert classify(reference, paths, small_checkpoint, "--format", fmt, "--top-k", "2") == 0
+    assert classify(out, paths, small_checkpoint, "--format", fmt) == 0
+    out.unlink()
+    capsys.readouterr()
+    assert classify(out, paths, small_checkpoint, "--format", fmt, "--top-k", "2") == 0  # other settings
+    err = capsys.readouterr().err
+    assert "its progress list records: starting over" in err and "already done" not in err
+    assert out.read_bytes() == reference.read_bytes()
+    out.write_bytes(out.read_bytes()[:30])  # cut short (an interrupted copy, a full disk)
+    assert classify(out, paths, small_checkpoint, "--format", fmt, "--top-k", "2") == 0
+    assert "starting over" in capsys.readouterr().err
+    assert out.read_bytes() == reference.read_bytes()
+
+
+def test_a_deleted_raven_table_is_written_again(tmp_path, archive, small_checkpoint, capsys):
+    tables = tmp_path / "raven"
+    assert classify(tables, archive[1:3], small_checkpoint, "--format", "raven") == 0
+    gone, kept = (tables / raven_table_name(path) for path in archive[1:3])
+    text, kept_written = gone.read_text(), kept.stat().st_mtime_ns
+    gone.unlink()
+    capsys.readouterr()
+    assert classify(tables, archive[1:3], small_checkpoint, "--format", "raven") == 0
+    err = capsys.readouterr().err
+    assert "1 recorded table(s) missing" in err and "1 file(s) already done" in err
+    assert gone.read_text() == text and kept.stat().st_mtime_ns == kept_written
