@@ -169,8 +169,10 @@ def stream_plan(
 
 
 def _whole_samples(name: str, seconds: float, rate: int) -> int:
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{name} must be positive and finite, got {seconds!r}")
     n = round(seconds * rate)
-    if n <= 0 or not math.isfinite(seconds):
+    if n <= 0:
         raise ValueError(f"{name} must be positive, got {seconds!r}")
     if abs(n - seconds * rate) > 1e-6 * max(1.0, n):
         raise ValueError(f"{name} must be a whole number of samples at {rate} Hz, got {seconds!r}")

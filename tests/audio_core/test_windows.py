@@ -40,6 +40,11 @@ def test_plan_validation():
         WindowPlan.from_seconds(0.01, 0.01, CFG)
     with pytest.raises(ValueError, match="positive"):
         WindowPlan.from_seconds(5.0, 0.0, CFG)
+    for bad in (float("inf"), float("nan"), float("-inf")):  # never OverflowError from round()
+        with pytest.raises(ValueError, match="positive and finite"):
+            WindowPlan.from_seconds(5.0, bad, CFG)
+        with pytest.raises(ValueError, match="positive and finite"):
+            WindowPlan.from_seconds(bad, 1.0, CFG)
     with pytest.raises(ValueError, match="whole number of samples"):
         WindowPlan.from_seconds(5.00001, 1.0, CFG)
 
