@@ -47,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default="auto",
-        help="auto (bf16 where the hardware runs it natively, else fp32), fp32, bf16 or int8",
+        help="auto (default, or the --model TOML's: bf16 where the hardware runs it natively, else fp32), "
+        "fp32, bf16 or int8",
     )
     parser.add_argument("--top-k", type=int, default=5, help="labels to show per file (default 5)")
     parser.add_argument(

@@ -199,3 +199,16 @@ def test_ray_takes_no_path() -> None:
     argv = ["classify", "--windows", "--out", "o.csv", "--ray", "--ray-address", "auto", "a.wav", "b.wav"]
     args = build_parser(argv).parse_args(argv)
     assert args.ray and args.ray_address == "auto" and args.paths == ["a.wav", "b.wav"]
+
+
+def test_precision_comes_from_the_model_toml_unless_given(tmp_path: Path, small_checkpoint: Path) -> None:
+    from streamd.model_loading import resolve_model
+
+    toml = _write(tmp_path / "p.toml", f'[model]\ncheckpoint = "{small_checkpoint}"\nprecision = "int8"\n')
+
+    def precision(*extra: str) -> str:
+        args = build_parser(["classify"]).parse_args(["classify", "--model", str(toml), "x.wav", *extra])
+        return resolve_model(args, compute="cpu").precision
+
+    assert precision() == "int8"  # the TOML's, not a command-line default
+    assert precision("--precision", "fp32") == "fp32"
