@@ -140,7 +140,7 @@ class WindowOutput:
     def _resume(self, settings: dict[str, Any]) -> bool:
         """Take the finished files from the progress list; False when none of them is left in the output
         (the list is stale and the run starts over, whatever its settings)."""
-        lines = [json.loads(line) for line in self.progress.read_text().splitlines() if line.strip()]
+        lines = self._read_progress()
         recorded = list({entry["file"]: entry for entry in lines[1:]}.values())  # a file's last record
         present = self._present(recorded)
         if not present:
@@ -158,6 +158,28 @@ class WindowOutput:
             self.note = f"{missing} recorded table(s) missing in {self.out}: classified again"
         self.done = {entry["file"]: entry for entry in present}
         return True
+
+    def _read_progress(self) -> list[dict[str, Any]]:
+        """The progress list's entries. A last line cut short (the process died while writing it) is
+        dropped: its file is classified again. Any other unreadable line is a one-line error."""
+        texts = [line for line in self.progress.read_text(errors="replace").splitlines() if line.strip()]
+        entries: list[dict[str, Any]] = []
+        for number, text in enumerate(texts, start=1):
+            try:
+                entry = json.loads(text)
+                if not isinstance(entry, dict) or (
+                    "settings" not in entry if number == 1 else "file" not in entry
+                ):
+                    raise ValueError("not a progress entry")
+            except ValueError:
+                if number == len(texts) > 1:
+                    break
+                raise ConfigError(
+                    f"{self.progress}: line {number} is not a progress entry: remove it and {self.out} "
+                    "to start over"
+                ) from None
+            entries.append(entry)
+        return entries
 
     def _present(self, recorded: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The recorded files whose rows the output still holds: for csv / jsonl all or none (none when the

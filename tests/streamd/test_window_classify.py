@@ -18,7 +18,7 @@ from support.process import streamd_env
 from streamd.cli import main
 from streamd.collect import replay_collect
 from streamd.model_loading import load_model
-from streamd.window_output import RAVEN_HEADER, RAVEN_VIEW, raven_table_name, read_raven_table
+from streamd.window_output import RAVEN_HEADER, RAVEN_VIEW, progress_path, raven_table_name, read_raven_table
 
 SR = 16000
 WINDOW_S, HOP_S = 5.0, 2.5
@@ -182,3 +182,23 @@ def test_a_deleted_raven_table_is_written_again(tmp_path, archive, small_checkpo
     err = capsys.readouterr().err
     assert "1 recorded table(s) missing" in err and "1 file(s) already done" in err
     assert gone.read_text() == text and kept.stat().st_mtime_ns == kept_written
+
+
+def test_a_progress_line_cut_short_is_classified_again_and_a_corrupt_list_is_one_line(
+    tmp_path, archive, small_checkpoint, capsys
+):
+    out, reference = tmp_path / "w.csv", tmp_path / "ref.csv"
+    paths = archive[1:3]
+    assert classify(reference, paths, small_checkpoint) == 0
+    assert classify(out, paths, small_checkpoint) == 0
+    progress = progress_path(out, "csv")
+    lines = progress.read_text().splitlines()
+    progress.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:12])  # died while recording file 2
+    capsys.readouterr()
+    assert classify(out, paths, small_checkpoint) == 0
+    assert "1 file(s) already done" in capsys.readouterr().err
+    assert out.read_bytes() == reference.read_bytes()  # file 2's rows once, not twice
+    progress.write_text("{not json\n" + "\n".join(lines[1:]) + "\n")  # the settings line itself is broken
+    assert classify(out, paths, small_checkpoint) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "line 1 is not a progress entry" in err and "Traceback" not in err
