@@ -21,8 +21,10 @@ def load_toml(path: str | Path, error: type[Exception]) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
-    except (FileNotFoundError, IsADirectoryError):
+    except FileNotFoundError:
         raise error(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, not a config file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{path}: cannot read config file ({exc})") from None
     except tomllib.TOMLDecodeError as exc:

@@ -125,7 +125,7 @@ def read_class_folders(
     """
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"{root}: no such dataset folder")
+        raise DatasetError(f"{root}: {'is a file, not a' if root.exists() else 'no such'} dataset folder")
     if num_folds is not None and num_folds < 1:
         raise DatasetError(f"{root}: num_folds must be at least 1, got {num_folds}")
     suffixes = {e.lower() for e in extensions}

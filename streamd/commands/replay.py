@@ -26,7 +26,7 @@ def parse_speed(text: str) -> float | None:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or 'max', got {text!r}") from None
     if not speed > 0 or speed == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a positive finite number or 'max', got {text!r}")
     return speed
 
 

@@ -142,8 +142,8 @@ def test_devices_lists_inputs_or_says_there_are_none(capsys):
 def test_speed_parsing():
     assert parse_speed("max") is None and parse_speed("MAX") is None
     assert parse_speed("2.5") == 2.5
-    for bad in ("0", "-1", "fast", "inf"):
-        with pytest.raises(argparse.ArgumentTypeError):
+    for bad in ("0", "-1", "fast", "inf", "nan"):
+        with pytest.raises(argparse.ArgumentTypeError, match="number or 'max'"):
             parse_speed(bad)
 
 

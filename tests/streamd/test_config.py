@@ -89,6 +89,8 @@ def test_bad_files_name_the_file_and_the_key(tmp_path, text, message):
 def test_a_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="is a folder, not a config file"):
+        load_config(tmp_path)
 
 
 def test_model_toml_checkpoint_is_relative_to_the_file(tmp_path):

@@ -139,6 +139,9 @@ def test_fbank_cache_survives_parallel_writers(tmp_path: Path, esc50_root: Path)
 def test_class_folder_reader_errors(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="no such dataset folder"):
         read_class_folders(tmp_path / "absent")
+    (tmp_path / "a.wav").write_bytes(b"")
+    with pytest.raises(DatasetError, match="is a file, not a dataset folder"):
+        read_class_folders(tmp_path / "a.wav")
     (tmp_path / "empty" / "dog").mkdir(parents=True)
     with pytest.raises(DatasetError, match="no class folders with audio"):
         read_class_folders(tmp_path / "empty")
