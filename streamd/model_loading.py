@@ -87,7 +87,16 @@ def load_model(
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     model = prepare_for_inference(model, choice.precision)
-    return LoadedModel(model, info, name or path.stem, device, choice.precision, path, choice.reason)
+    return LoadedModel(
+        model, info, name or model_name(info, path), device, choice.precision, path, choice.reason
+    )
+
+
+def model_name(info: ModelInfo, path: Path) -> str:
+    """What messages call a checkpoint's model: the name training gave it (``extra.name``: ``streamd train
+    --data`` names it after the data set), else the file's stem."""
+    named = info.extra.get("name")
+    return named.strip() if isinstance(named, str) and named.strip() else path.stem
 
 
 def load_named_model(name: str, *, compute: str = "auto", precision: str = "auto") -> LoadedModel:

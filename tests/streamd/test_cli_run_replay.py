@@ -191,3 +191,15 @@ def test_printing_into_a_pipe_nobody_reads_is_not_an_error(argv):
     finally:
         os.close(write_end)
     assert proc.returncode == 0 and "error" not in proc.stderr.lower(), proc.stderr
+
+
+def test_messages_name_a_checkpoint_by_the_name_training_gave_it(clips, small_checkpoint, tmp_path, capsys):
+    from models.checkpoint import load_checkpoint, save_checkpoint
+
+    model, info = load_checkpoint(small_checkpoint)
+    info.extra = {**info.extra, "name": "garden_birds"}  # what ``streamd train --data garden_birds`` writes
+    named = save_checkpoint(tmp_path / "model.safetensors", model, info)
+    argv = ["replay", str(clips[0]), "--checkpoint", str(named), "--speed", "max", "--no-dashboard", "--json"]
+    assert main([*argv, "--publish", "inproc://named-model"]) == 0
+    predictions = [m for m in _lines(capsys.readouterr().out) if m["type"] == "prediction"]
+    assert predictions and {m["model"] for m in predictions} == {"garden_birds"}
