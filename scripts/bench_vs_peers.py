@@ -37,6 +37,7 @@ from models.bf16 import bf16_autocast  # noqa: E402
 from models.common import DATASET_STATS, FeatureConfig, Normalization  # noqa: E402
 
 esc50_norm = Normalization(*DATASET_STATS["esc50"])
+PARTS = ("ast", "replay", "recurrent", "streams")
 HF_SIZES = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}  # hidden size, heads (12 layers)
 
 
@@ -93,20 +94,23 @@ def replay_command(paths: list[Path], *extra: str) -> list[str]:
     return [sys.executable, "-m", "streamd", "replay", *map(str, paths), "--no-dashboard", "--json", *extra]
 
 
-def timed_replay(paths: list[Path], *extra: str) -> tuple[float, float | None, list[dict]]:
-    """Wall time of the whole command, time to its first prediction, and every prediction message."""
+def timed_replay(paths: list[Path], *extra: str) -> tuple[float, float | None, list[dict], dict]:
+    """Wall time of the whole command, time to its first prediction, every prediction message and the
+    last status message (its ``rtf``: audio seconds per wall second from the pipeline's start)."""
     start = time.perf_counter()
     proc = subprocess.Popen(replay_command(paths, *extra), stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert proc.stdout is not None
-    first, predictions = None, []
+    first, predictions, status = None, [], {}
     for line in proc.stdout:
         msg = json.loads(line)
         if msg.get("type") == "prediction":
             first = first if first is not None else time.perf_counter() - start
             predictions.append(msg)
+        elif msg.get("type") == "status":
+            status = msg
     if proc.wait() != 0:
         raise SystemExit(f"replay failed: {' '.join(replay_command(paths, *extra))}")
-    return time.perf_counter() - start, first, predictions
+    return time.perf_counter() - start, first, predictions, status
 
 
 def steady_latencies(predictions: list[dict]) -> list[float]:
@@ -132,7 +136,15 @@ def main() -> int:
     parser.add_argument("--streams", default="1,4,16", help="live-rate stream counts")
     parser.add_argument("--live-s", type=float, default=30.0, help="seconds of audio per live stream")
     parser.add_argument("--audio-dir", type=Path, default=ESC50)
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"what to measure, comma-separated (default: all of {', '.join(PARTS)})",
+    )
     args = parser.parse_args()
+    parts = {part.strip() for part in args.parts.split(",") if part.strip()}
+    if not parts or parts - set(PARTS):
+        parser.error(f"--parts takes some of {', '.join(PARTS)}, got {args.parts!r}")
     rows: list[tuple[str, str]] = [("torch", f"{torch.__version__}, AST threads {args.threads}")]
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
@@ -140,24 +152,29 @@ def main() -> int:
         wave, _ = sf.read(audio, dtype="float32", frames=16000 * 5)
         fbank = compute_fbank(wave, FeatureConfig())  # a real 5-s window, 128 mel bins
         torch.set_num_threads(args.threads)
-        rows += ast_rows(args.ast_size, args.frames, args.repeats, esc50_norm.apply(fbank))
-        wall, first, _ = timed_replay([audio], "--speed", "max")
-        rows.append(
-            (
-                f"replay {seconds / 60:.1f} min, defaults, --speed max",
-                f"{seconds / wall:.0f}x real time ({wall:.1f} s wall, first prediction {first:.2f} s)",
+        if "ast" in parts:
+            rows += ast_rows(args.ast_size, args.frames, args.repeats, esc50_norm.apply(fbank))
+        if "replay" in parts:
+            wall, first, _, _ = timed_replay([audio], "--speed", "max")
+            rows.append(
+                (
+                    f"replay {seconds / 60:.1f} min, defaults, --speed max",
+                    f"{seconds / wall:.0f}x real time ({wall:.1f} s wall, first prediction {first:.2f} s)",
+                )
             )
-        )
-        wall, first, _ = timed_replay([audio], "--speed", "max", "--model", "recurrent")
-        rows.append(
-            (
-                f"replay {seconds / 60:.1f} min, --model recurrent, --speed max",
-                f"{seconds / wall:.0f}x real time ({wall:.1f} s wall)",
+        if "recurrent" in parts:
+            wall, first, _, status = timed_replay([audio], "--speed", "max", "--model", "recurrent")
+            rtf = status.get("counters", {}).get("rtf", float("nan"))
+            rows.append(
+                (
+                    f"replay {seconds / 60:.1f} min, --model recurrent, --speed max",
+                    f"{seconds / wall:.0f}x real time ({wall:.1f} s wall); pipeline {rtf:.0f}x (the "
+                    "daemon's rtf, from its start to the last column)",
+                )
             )
-        )
         live, _ = build_audio(args.audio_dir, args.live_s / 60, tmp / "live.wav")
-        for n in (int(v) for v in args.streams.split(",")):
-            wall, _, preds = timed_replay([live] * n, "--speed", "1")
+        for n in (int(v) for v in args.streams.split(",")) if "streams" in parts else ():
+            wall, _, preds, _ = timed_replay([live] * n, "--speed", "1")
             lat, steady = [float(m["latency_ms"]) for m in preds], steady_latencies(preds)
             rows.append(
                 (
