@@ -11,8 +11,9 @@ frame shifts, so those frames are exactly ``compute_fbank`` of the window's samp
 a file shorter than one window is padded with silence to one window, and a last window aligned to the end
 (start rounded down to the frame grid) classifies the tail.
 
-Recurrent models: column ``k`` is frames ``[k*c, (k+1)*c)``; at the end the last partial column is
-completed with frames of silence.
+Recurrent models: column ``k`` is frames ``[k*c, (k+1)*c)``; a stream shorter than one column is
+completed with frames of silence to one, and in a longer one the frames after the last whole column are
+not classified (less than one step).
 
 The front ends that turn samples into these inputs live in ``audio_core.front_end``.
 Pure module: no threads, sockets or devices.

@@ -105,6 +105,8 @@ class FeatureStage(ThreadStage):
             windows += stream.front.finish()
             if stream.front.short_padding_s > 0:
                 self._note_padding(stream)
+            if stream.front.tail_s > 0:
+                self._note_tail(stream)
         for window in windows:
             self.engine.submit(Job(stream.index, window, self._ready_time(stream, window)))
         stream.finished = ended
@@ -115,6 +117,15 @@ class FeatureStage(ThreadStage):
         real = stream.front.samples / stream.front.rate
         pad = stream.front.short_padding_s
         note = f"audio shorter than one window ({real:.3f} s): padded with {pad:.3f} s of silence"
+        self.status.publish(stream, "running", note)
+
+    def _note_tail(self, stream: Stream) -> None:
+        """Say so in a status message when audio after the last whole recurrent step went unclassified."""
+        step = stream.front.plan.result_every_s
+        note = (
+            f"{stream.front.tail_s:.3f} s of audio after the last whole {step:g}-s step not classified "
+            "(a step of it padded with silence would be mostly silence)"
+        )
         self.status.publish(stream, "running", note)
 
     @staticmethod

@@ -52,6 +52,7 @@ class SegmentedFrontEnd:
         self._real_before = 0  # real samples of the closed stretches
         self._clock_before = 0  # stream-clock samples before the current stretch (real + lost)
         self._index_before = 0  # windows emitted by the closed stretches
+        self._tail_before = 0.0  # audio after the last whole column of the closed stretches
         self.lost_samples = 0
         self.intervals: list[LostInterval] = []
         self._new: list[LostInterval] = []
@@ -66,6 +67,12 @@ class SegmentedFrontEnd:
     def short_padding_s(self) -> float:
         """Silence added to a stream shorter than one window (its only stretch), else 0."""
         return self.front.short_padding_s
+
+    @property
+    def tail_s(self) -> float:
+        """Real audio left unclassified after the last whole recurrent column of each stretch (each less
+        than one step), else 0."""
+        return self._tail_before + self.front.tail_s
 
     @property
     def real_samples(self) -> int:
@@ -88,6 +95,7 @@ class SegmentedFrontEnd:
         start = self.samples
         self._real_before += self.front.samples
         self._index_before += self.front.next_index
+        self._tail_before += self.front.tail_s
         self._clock_before = start + lost
         self.front = front_end(self.plan)
         self.lost_samples += lost

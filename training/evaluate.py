@@ -165,9 +165,9 @@ def offline_stream_predictions(
     """What a stream predicts, computed offline from the whole file: the plain reference for a replay.
 
     Windowed models: the windows of ``WindowPlan.from_seconds(window_s, hop_s)`` over the file padded
-    with silence to one window (``window_scores``). Recurrent models: one prediction per column of
-    ``column_frames`` frames spanning that column's samples, the last column completed with silence
-    (``hop_s`` and ``window_s`` do not apply).
+    with silence to one window (``window_scores``). Recurrent models: one prediction per whole column of
+    ``column_frames`` frames spanning that column's samples; a file shorter than one column is completed
+    with silence to one (``hop_s`` and ``window_s`` do not apply).
     """
     cfg = info.features
     rate, shift = cfg.sample_rate, cfg.frame_shift
@@ -175,8 +175,8 @@ def offline_stream_predictions(
     if is_recurrent(model):
         column = int(model.column_frames)
         frames = cfg.num_frames(wave.size)
-        target = max(column, -(-frames // column) * column)
-        wave = pad_with_silence(wave, (target - 1) * shift + cfg.frame_length)
+        target = max(column, frames // column * column)
+        wave = pad_with_silence(wave, (target - 1) * shift + cfg.frame_length)  # only a file < one column
         per_step = sequence_scores(model, info, compute_fbank(wave, cfg)[:target])
         starts = [k * column * shift for k in range(target // column)]
         spans = [(a / rate, (a + (column - 1) * shift + cfg.frame_length) / rate) for a in starts]
