@@ -222,8 +222,8 @@ class ColumnFrontEnd(_FrontEndBase):
     """Recurrent columns of a ``ColumnPlan``, each emitted once its frames are complete. At the end a
     stream shorter than one column is completed with frames of silence to one column; in a longer one the
     audio after the last whole column (less than one step) is not classified: a column mostly of silence
-    would be the stream's last result, and on real 5-s clips that column was right far less often than
-    the last whole one. ``tail_s`` says how much audio that was."""
+    would be the stream's last result, and on real 5-s clips that column was right less often than the
+    last whole one (126 against 132 of 200 held-out clips). ``tail_s`` says how much audio that was."""
 
     def __init__(self, plan: ColumnPlan) -> None:
         super().__init__(plan)
