@@ -149,7 +149,7 @@ def train_model(
                 stats += f" val {record['val_acc']:.3f}"
             bar.update(task, completed=epoch + 1, stats=stats)
             save_state(state_path, model, ema, opt, gen, epoch + 1, step, elapsed, history, config)
-            if progress and not tty:  # redirected: one plain line per epoch, written at once
+            if not tty:  # redirected or --no-progress: one plain line per epoch, written at once
                 print(f"{out_dir.name} epoch {epoch + 1}/{cfg.epochs} {stats} {elapsed:.0f}s", flush=True)
 
     info.extra = {**info.extra, "train_config": asdict(cfg), "history": history[-1:] if history else []}

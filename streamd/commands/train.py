@@ -33,7 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fine-tune: start from a streamd checkpoint or a shipped model's name "
         f"({', '.join(SHIPPED_MODELS)})",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars: one plain line per epoch instead (as when the output is redirected)",
+    )
     add_own_data_arguments(parser)
 
 

@@ -90,11 +90,15 @@ def test_losses_match_torch() -> None:
     )
 
 
-def test_training_lowers_the_loss_and_the_checkpoint_round_trips(data, tmp_path: Path) -> None:
+def test_training_lowers_the_loss_and_the_checkpoint_round_trips(data, tmp_path: Path, capsys) -> None:
     x, y = data
     plain = AugmentConfig(mixup_prob=0.0, time_shift_frac=0.0, gain_db=0.0, freq_mask=0, time_mask=0)
     cfg = _config(epochs=8, label_smoothing=0.0, augment=plain)
     result = train_model(_model(), (x, y), (x, y), cfg, _info(), tmp_path, progress=False)
+    lines = capsys.readouterr().out.splitlines()  # no bars: a plain line per epoch, as when redirected
+    assert [line.split()[1:3] for line in lines] == [
+        ["epoch", f"{k}/{cfg.epochs}"] for k in range(1, cfg.epochs + 1)
+    ]
     losses = [h["loss"] for h in result.history]
     assert len(losses) == 8 and losses[-1] < 0.6 * losses[0]
     assert result.history[-1]["val_acc"] == result.val_accuracy
