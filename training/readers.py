@@ -27,9 +27,18 @@ class DatasetError(ValueError):
     """A dataset description is unusable; the message names the file and the problem."""
 
 
+def not_found(path: Path, what: str) -> DatasetError:
+    """``path: no such <what>``; for a relative path, from which directory it was looked up (configs name
+    their data relative to the current directory, not to the config file)."""
+    where = (
+        "" if path.is_absolute() else f" (relative paths are taken from the current directory, {Path.cwd()})"
+    )
+    return DatasetError(f"{path}: no such {what}{where}")
+
+
 def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     if not path.is_file():
-        raise DatasetError(f"{path}: no such metadata file")
+        raise not_found(path, "metadata file")
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         columns = [c.strip() for c in reader.fieldnames or []]
@@ -125,7 +134,11 @@ def read_class_folders(
     """
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"{root}: {'is a file, not a' if root.exists() else 'no such'} dataset folder")
+        raise (
+            DatasetError(f"{root}: is a file, not a dataset folder")
+            if root.exists()
+            else not_found(root, "dataset folder")
+        )
     if num_folds is not None and num_folds < 1:
         raise DatasetError(f"{root}: num_folds must be at least 1, got {num_folds}")
     suffixes = {e.lower() for e in extensions}
@@ -161,7 +174,7 @@ def read_label_indices(path: str | Path) -> tuple[list[str], dict[str, int]]:
 
 def _datafile_entries(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
-        raise DatasetError(f"{path}: no such datafile")
+        raise not_found(path, "datafile")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

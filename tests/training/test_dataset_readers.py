@@ -142,6 +142,8 @@ def test_class_folder_reader_errors(tmp_path: Path) -> None:
     (tmp_path / "a.wav").write_bytes(b"")
     with pytest.raises(DatasetError, match="is a file, not a dataset folder"):
         read_class_folders(tmp_path / "a.wav")
+    with pytest.raises(DatasetError, match="relative paths are taken from the current directory"):
+        read_class_folders(Path("no-such-folder-here"))  # says where a relative path was looked up
     (tmp_path / "empty" / "dog").mkdir(parents=True)
     with pytest.raises(DatasetError, match="no class folders with audio"):
         read_class_folders(tmp_path / "empty")
