@@ -174,7 +174,7 @@ def _whole_samples(name: str, seconds: float, rate: int) -> int:
         raise ValueError(f"{name} must be positive and finite, got {seconds!r}")
     n = round(seconds * rate)
     if n <= 0:
-        raise ValueError(f"{name} must be positive, got {seconds!r}")
+        raise ValueError(f"{name} must be at least one sample ({1 / rate:g} s at {rate} Hz), got {seconds!r}")
     if abs(n - seconds * rate) > 1e-6 * max(1.0, n):
         raise ValueError(f"{name} must be a whole number of samples at {rate} Hz, got {seconds!r}")
     return n

@@ -56,10 +56,10 @@ def execute(
         from streamd.model_loading import resolve_model, window_warning
 
         model = resolve_model(args, daemon_config=True)
+        daemon = Daemon(cfg, sources, model, publisher)  # checks the window plan: errors come first
         warning = window_warning(cfg.windows.window_s, model)
         if warning:
             print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
-        daemon = Daemon(cfg, sources, model, publisher)
         integrations = attach_integrations(cfg, daemon, publisher)  # a bad --save-clips folder fails here
     except BaseException:
         publisher.stop(timeout=0.0)
