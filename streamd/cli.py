@@ -94,11 +94,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # the reader of what was printed went away (``... | head``): not an error
-        from streamd.sinks import silence_stream
+    except BrokenPipeError as exc:
+        from streamd.sinks import reader_gone
 
-        silence_stream(sys.stdout)
-        return 0
+        if reader_gone(sys.stdout):  # the reader of what was printed went away (``... | head``): no error
+            return 0
+        print(f"streamd: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)  # another pipe
+        return 1
     except Exception as exc:  # last line of defence: never a traceback for the user
         if os.environ.get("STREAMD_DEBUG"):
             raise

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import select
 import sys
 import threading
 from typing import Any, TextIO
@@ -21,6 +22,27 @@ def silence_stream(stream: TextIO) -> None:
             os.dup2(null, fd)
         finally:
             os.close(null)
+
+
+def reader_gone(stream: TextIO) -> bool:
+    """Whether the reader of ``stream`` has gone (then the stream is silenced): a flush fails with a
+    broken pipe, its pipe reports an error (no reader), or ``silence_stream`` already pointed it at the
+    null device."""
+    try:
+        stream.flush()
+    except BrokenPipeError:
+        silence_stream(stream)
+        return True
+    with contextlib.suppress(io.UnsupportedOperation, AttributeError, ValueError, OSError):
+        fd = stream.fileno()
+        if os.path.samestat(os.fstat(fd), os.stat(os.devnull)):
+            return True
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        if any(events & select.POLLERR for _, events in poller.poll(0)):
+            silence_stream(stream)
+            return True
+    return False
 
 
 def write_line(stream: TextIO, line: str) -> None:

@@ -71,7 +71,11 @@ def add_window_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _refuse_without(args: argparse.Namespace, switch: str, options: dict[str, tuple[str, Any]]) -> None:
-    given = [flag for dest, (flag, _) in options.items() if getattr(args, dest) not in (None, False)]
+    given = [
+        flag
+        for dest, (flag, _) in options.items()
+        if getattr(args, dest) is not None and getattr(args, dest) is not False
+    ]
     if given:
         verb = "needs" if len(given) == 1 else "need"
         raise ConfigError(f"{', '.join(given)} {verb} {switch}")

@@ -141,6 +141,8 @@ class WindowOutput:
         """Take the finished files from the progress list; False when none of them is left in the output
         (the list is stale and the run starts over, whatever its settings)."""
         lines = self._read_progress()
+        if not lines:  # the settings line itself was cut short: nothing was recorded
+            return False
         recorded = list({entry["file"]: entry for entry in lines[1:]}.values())  # a file's last record
         present = self._present(recorded)
         if not present:
@@ -161,7 +163,8 @@ class WindowOutput:
 
     def _read_progress(self) -> list[dict[str, Any]]:
         """The progress list's entries. A last line cut short (the process died while writing it) is
-        dropped: its file is classified again. Any other unreadable line is a one-line error."""
+        dropped, and the list rewritten without it so that later records start on a line of their own:
+        its file is classified again. Any other unreadable line is a one-line error."""
         texts = [line for line in self.progress.read_text(errors="replace").splitlines() if line.strip()]
         entries: list[dict[str, Any]] = []
         for number, text in enumerate(texts, start=1):
@@ -172,7 +175,8 @@ class WindowOutput:
                 ):
                     raise ValueError("not a progress entry")
             except ValueError:
-                if number == len(texts) > 1:
+                if number == len(texts):
+                    self._rewrite_progress(entries)
                     break
                 raise ConfigError(
                     f"{self.progress}: line {number} is not a progress entry: remove it and {self.out} "
@@ -180,6 +184,15 @@ class WindowOutput:
                 ) from None
             entries.append(entry)
         return entries
+
+    def _rewrite_progress(self, entries: list[dict[str, Any]]) -> None:
+        """Replace the progress list by ``entries`` (written aside, then renamed over it)."""
+        temporary = self.progress.with_name(self.progress.name + ".part")
+        with temporary.open("w") as f:
+            f.write("".join(json.dumps(entry) + "\n" for entry in entries))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, self.progress)
 
     def _present(self, recorded: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The recorded files whose rows the output still holds: for csv / jsonl all or none (none when the

@@ -157,6 +157,7 @@ def test_a_window_other_than_the_models_is_warned_about(
     [
         ["--window-s", "3"],
         ["--min-score", "0.5"],
+        ["--min-score", "0"],  # a zero is given too
         ["--format", "jsonl"],
         ["--no-progress"],
         ["--out", "o.csv"],

@@ -204,3 +204,14 @@ def test_messages_name_a_checkpoint_by_the_name_training_gave_it(clips, small_ch
     assert main([*argv, "--publish", "inproc://named-model"]) == 0
     predictions = [m for m in _lines(capsys.readouterr().out) if m["type"] == "prediction"]
     assert predictions and {m["model"] for m in predictions} == {"garden_birds"}
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch, capsys):
+    from streamd.commands import devices
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")  # e.g. a helper process's pipe, while stdout is fine
+
+    monkeypatch.setattr(devices, "run", broken)
+    assert main(["devices"]) == 1
+    assert capsys.readouterr().err == "streamd: internal error: BrokenPipeError: [Errno 32] Broken pipe\n"

@@ -198,6 +198,13 @@ def test_a_progress_line_cut_short_is_classified_again_and_a_corrupt_list_is_one
     assert classify(out, paths, small_checkpoint) == 0
     assert "1 file(s) already done" in capsys.readouterr().err
     assert out.read_bytes() == reference.read_bytes()  # file 2's rows once, not twice
+    assert classify(out, [*paths, archive[3]], small_checkpoint) == 0  # later records stay readable
+    assert "2 file(s) already done" in capsys.readouterr().err
+    assert classify(out, [*paths, archive[3]], small_checkpoint) == 0
+    assert "3 file(s) already done" in capsys.readouterr().err
+    progress.write_text(lines[0][:10])  # died while writing the settings: nothing recorded, start over
+    assert classify(out, paths, small_checkpoint) == 0
+    assert "already done" not in capsys.readouterr().err and out.read_bytes() == reference.read_bytes()
     progress.write_text("{not json\n" + "\n".join(lines[1:]) + "\n")  # the settings line itself is broken
     assert classify(out, paths, small_checkpoint) == 2
     err = capsys.readouterr().err
