@@ -123,8 +123,9 @@ class FeatureStage(ThreadStage):
         """Say so in a status message when audio after the last whole recurrent step went unclassified."""
         step = stream.front.plan.result_every_s
         note = (
-            f"{stream.front.tail_s:.3f} s of audio after the last whole {step:g}-s step not classified "
-            "(a step of it padded with silence would be mostly silence)"
+            f"{stream.front.tail_s:.3f} s of audio after the last whole {step:g}-s step (of the stream, and "
+            "of each stretch before an outage) not classified: a step of it padded with silence would be "
+            "mostly silence"
         )
         self.status.publish(stream, "running", note)
 

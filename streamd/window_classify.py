@@ -88,6 +88,13 @@ def check_window_options(args: argparse.Namespace) -> None:
         _refuse_without(args, "--windows (window-level output)", WINDOW_OPTIONS)
     if not args.ray:
         _refuse_without(args, "--ray", RAY_OPTIONS)
+    else:
+        for path in args.paths:
+            text = str(path)
+            if not Path(text).exists() and (text in ("auto", "local") or text.startswith("ray://")):
+                raise ConfigError(
+                    f"{text!r} would be read as an audio file: a Ray cluster goes in --ray-address"
+                )
     if args.windows and args.json:
         if args.format not in (None, "jsonl"):
             raise ConfigError(f"--json writes JSON lines (--format jsonl), not --format {args.format}")

@@ -202,6 +202,14 @@ def test_ray_takes_no_path() -> None:
     assert args.ray and args.ray_address == "auto" and args.paths == ["a.wav", "b.wav"]
 
 
+def test_the_old_ray_address_form_is_one_line(capsys) -> None:
+    assert main(["classify", "--windows", "--out", "o.csv", "--ray", "auto", "a.wav"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == "streamd: error: 'auto' would be read as an audio file: a Ray cluster goes in --ray-address\n"
+    )
+
+
 def test_precision_comes_from_the_model_toml_unless_given(tmp_path: Path, small_checkpoint: Path) -> None:
     from streamd.model_loading import resolve_model
 
