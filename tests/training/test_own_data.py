@@ -87,11 +87,17 @@ def test_csv_with_split_column(split_data: Path, tmp_path: Path) -> None:
     assert {Path(c.path).parent.parent.name for c in test} == {"test"} and len(test) == 6
 
 
-def test_broken_files_and_empty_classes_are_reported(split_data: Path, tmp_path: Path) -> None:
+def _class_folders(split_data: Path, tmp_path: Path) -> Path:
+    """A class-folder layout whose classes are the split data's training folders (linked)."""
     root = tmp_path / "classes"
     root.mkdir()
     for label in CLASSES:
         (root / label).symlink_to(split_data / "train" / label, target_is_directory=True)
+    return root
+
+
+def test_broken_files_and_empty_classes_are_reported(split_data: Path, tmp_path: Path) -> None:
+    root = _class_folders(split_data, tmp_path)
     (root / "ghost").mkdir()
     (root / "ghost" / "a.wav").symlink_to(tmp_path / "nowhere.wav")
     (root / "empty").mkdir()
@@ -359,10 +365,7 @@ def test_a_file_with_nan_samples_is_left_out_and_counted(split_data: Path, tmp_p
     """NaN or infinite samples make a file unusable like any unreadable one: left out, counted, named."""
     import soundfile as sf
 
-    root = tmp_path / "classes"
-    root.mkdir()
-    for label in CLASSES:
-        (root / label).symlink_to(split_data / "train" / label, target_is_directory=True)
+    root = _class_folders(split_data, tmp_path)
     (root / "rain").mkdir()
     wave = np.zeros(8000, dtype=np.float32)
     sf.write(str(root / "rain" / "good.wav"), wave + 0.01, 16000)
