@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from models.atomic_write import write_atomically
 from streamd.errors import ConfigError, StreamdError
 from streamd.window_scoring import FileResult
 
@@ -186,13 +187,9 @@ class WindowOutput:
         return entries
 
     def _rewrite_progress(self, entries: list[dict[str, Any]]) -> None:
-        """Replace the progress list by ``entries`` (written aside, then renamed over it)."""
-        temporary = self.progress.with_name(self.progress.name + ".part")
-        with temporary.open("w") as f:
-            f.write("".join(json.dumps(entry) + "\n" for entry in entries))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, self.progress)
+        """Replace the progress list by ``entries`` (``write_atomically``: written aside, renamed over it)."""
+        text = "".join(json.dumps(entry) + "\n" for entry in entries)
+        write_atomically(self.progress, lambda tmp: tmp.write_text(text))
 
     def _present(self, recorded: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The recorded files whose rows the output still holds: for csv / jsonl all or none (none when the
