@@ -103,6 +103,7 @@ class _FrontEndBase:
         self.next_index = 0  # index of the next window / column to emit
         self.short_padding_s = 0.0
         self.tail_s = 0.0  # real audio after the last whole column, not classified (columns' ``finish``)
+        self.lead = 0  # samples of silence fed before the stream (a staggered plan's lead)
 
     def accept(self, samples: np.ndarray) -> list[Window]:
         """Feed real samples; return the windows / columns they completed."""
@@ -156,15 +157,17 @@ class _FrontEndBase:
     def _input(
         self, index: int, start: int, end: int, first_frame: int, frames: int, **extra: object
     ) -> Window:
-        rate = self.cfg.sample_rate
-        real_end = min(end, self.samples)
+        """The input over fed samples ``[start, end)`` (fed: the lead's silence first, then the stream)."""
+        rate, lead = self.cfg.sample_rate, self.lead
+        real_end = min(end, lead + self.samples)
         return Window(
             index=index,
-            t_start=start / rate,
-            t_end=end / rate,
+            t_start=max(start - lead, 0) / rate,
+            t_end=(end - lead) / rate,
             features=self._frames.rows(first_frame, first_frame + frames),
-            end_sample=real_end,
-            level_dbfs=self._level_dbfs(start, real_end),
+            end_sample=real_end - lead,
+            level_dbfs=self._level_dbfs(max(start, lead), real_end),
+            lead_s=max(lead - start, 0) / rate,
             **extra,  # type: ignore[arg-type]
         )
 
@@ -176,13 +179,20 @@ class WindowFrontEnd(_FrontEndBase):
     def __init__(self, plan: WindowPlan) -> None:
         super().__init__(plan)
         self.plan = plan
-        self._last_start = -1  # start sample of the last emitted window
+        self._last_start = -1  # fed-sample start of the last emitted window
+        if plan.lead_samples:  # the first window starts before the stream: silence there
+            self._feed(np.zeros(plan.lead_samples, dtype=np.float32))
+            self.lead = plan.lead_samples
+
+    def _start(self, k: int) -> int:
+        """Window ``k``'s first sample among the fed ones (lead's silence included)."""
+        return self.plan.start_sample(k) + self.lead
 
     def _ready(self) -> list[Window]:
         out: list[Window] = []
         plan = self.plan
-        while plan.start_sample(self.next_index) + plan.window_samples <= self.samples:
-            out.append(self._window(plan.start_sample(self.next_index)))
+        while self._start(self.next_index) + plan.window_samples <= self.lead + self.samples:
+            out.append(self._window(self._start(self.next_index)))
         if out:  # keep what the next window or an end-aligned tail window (after the last start) may need
             self._trim((self._last_start + self.cfg.frame_shift) // self.cfg.frame_shift)
         return out
@@ -208,11 +218,11 @@ class WindowFrontEnd(_FrontEndBase):
         if self.next_index == 0:
             if self.samples == 0:
                 return []
-            missing = plan.window_samples - self.samples
+            missing = plan.window_samples - self.lead - self.samples
             self._feed(np.zeros(missing, dtype=np.float32))  # the rule of pad_with_silence, streamed
             self.short_padding_s = missing / self.cfg.sample_rate
             return [self._window(0, padded_s=self.short_padding_s)]
-        start = plan.tail_start(self.samples)
+        start = plan.tail_start(self.samples) + self.lead
         if start <= self._last_start:
             return []
         return [self._window(start, tail=True)]

@@ -4,10 +4,12 @@ Frames are computed once, as samples arrive (``StreamingFbank``), and kept by ab
 window is a slice of them. Frame ``f`` covers samples ``[f*shift, f*shift + length)``.
 
 Windowed models: window ``k`` covers samples ``[k*hop, k*hop + window)`` (``t_start = k*hop_s``,
-``t_end = t_start + window_s``) and holds the frames fully inside it. A plan may carry a phase (the daemon
-staggers live streams, ``WindowPlan.staggered``): window 0 still starts at 0, window ``k >= 1`` at
-``k*hop + phase``. The hop must be a whole number of
-frame shifts, so those frames are exactly ``compute_fbank`` of the window's samples. At the end of a stream
+``t_end = t_start + window_s``) and holds the frames fully inside it. A plan may carry a lead (the daemon
+staggers live streams, ``WindowPlan.staggered``): every window starts ``lead`` earlier, window ``k`` at
+``k*hop - lead``, and the first one, which starts before the stream, holds ``lead`` of silence before
+the stream's first sample (its ``t_start`` is 0, its ``lead_s`` says how much silence). The hop must be a
+whole number of frame shifts, so those frames are exactly ``compute_fbank`` of the window's samples
+(silence included). At the end of a stream
 a file shorter than one window is padded with silence to one window, and a last window aligned to the end
 (start rounded down to the frame grid) classifies the tail.
 
@@ -41,6 +43,7 @@ class Window:
     end_sample: int  # one past the last real (not padded) model-rate sample it depends on
     level_dbfs: float
     padded_s: float = 0.0  # seconds of silence appended at the end of a short stream
+    lead_s: float = 0.0  # seconds of silence before the stream's start (a staggered stream's first window)
     tail: bool = False  # the extra end-aligned window of a flush
 
 
@@ -51,13 +54,13 @@ class WindowPlan:
     window_samples: int
     hop_samples: int
     features: FeatureConfig
-    phase_samples: int = 0  # windows after the first start this much later (0 <= phase < hop)
+    lead_samples: int = 0  # every window starts this much earlier (0 <= lead < hop); silence before 0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.phase_samples < self.hop_samples or self.phase_samples % self.features.frame_shift:
+        if not 0 <= self.lead_samples < self.hop_samples or self.lead_samples % self.features.frame_shift:
             raise ValueError(
-                "a window phase must be a whole number of frame shifts below the hop, "
-                f"got {self.phase_samples} samples"
+                "a window lead must be a whole number of frame shifts below the hop, "
+                f"got {self.lead_samples} samples"
             )
 
     @classmethod
@@ -83,9 +86,10 @@ class WindowPlan:
 
     def starts(self, num_samples: int) -> list[int]:
         """Start samples of the windows over a stream of ``num_samples`` (padded to one window if shorter):
-        every hop, plus one flush with the end when the hops leave a tail."""
-        total = max(num_samples, self.window_samples)
-        starts = [0]
+        every hop, plus one flush with the end when the hops leave a tail. With a lead the first start is
+        ``-lead`` (silence before the stream)."""
+        total = max(num_samples, self.window_samples - self.lead_samples)
+        starts = [self.start_sample(0)]
         while self.start_sample(len(starts)) + self.window_samples <= total:
             starts.append(self.start_sample(len(starts)))
         if self.tail_start(total) > starts[-1]:
@@ -107,20 +111,24 @@ class WindowPlan:
         return self.hop_s
 
     def describe(self) -> str:
-        phase = self.phase_samples / self.features.sample_rate
-        staggered = f" (staggered: after the first, {phase:g} s past the hop grid)" if phase else ""
-        return f"window {self.window_s:g} s, hop {self.hop_s:g} s{staggered}"
+        lead = self.lead_samples / self.features.sample_rate
+        text = f"window {self.window_s:g} s, hop {self.hop_s:g} s"
+        if not lead:
+            return text
+        return f"{text} (staggered: {lead:g} s ahead of the hop grid, led in by {lead:g} s of silence)"
 
     def start_sample(self, k: int) -> int:
-        return k * self.hop_samples + (self.phase_samples if k else 0)
+        """Start of window ``k`` in stream samples (negative for a led-in first window)."""
+        return k * self.hop_samples - self.lead_samples
 
     def staggered(self, position: int, count: int) -> WindowPlan:
         """This plan for stream ``position`` of ``count`` streams that deliver at the same pace: its
-        windows after the first start ``position / count`` of a hop later (rounded down to the frame
-        grid), so that the streams' windows reach the model spread over the hop instead of all at once."""
+        windows start ``position / count`` of a hop earlier (rounded down to the frame grid), the first
+        led in by that much silence, so that the streams' windows, the first ones included, reach the
+        model spread over the hop instead of all at once."""
         shift = self.features.frame_shift
-        phase = (self.hop_samples * position // max(count, 1)) // shift * shift
-        return replace(self, phase_samples=phase)
+        lead = (self.hop_samples * position // max(count, 1)) // shift * shift
+        return replace(self, lead_samples=lead)
 
     def tail_start(self, total_samples: int) -> int:
         """Start of the end-aligned window over ``total_samples`` (on the frame grid, fully inside)."""

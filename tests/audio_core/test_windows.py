@@ -150,27 +150,55 @@ def test_a_very_short_stream_still_gives_one_column():
 
 
 @pytest.mark.parametrize(("hop_s", "position", "count"), [(1.0, 1, 2), (1.0, 3, 16), (0.5, 2, 3)])
-def test_staggered_windows_stream_equal_offline_and_keep_the_first_at_zero(esc50, hop_s, position, count):
+def test_staggered_windows_stream_equal_offline_the_first_led_in_by_silence(esc50, hop_s, position, count):
     wave = _real_audio(esc50, 3)[: 12 * RATE + 777]
     base = WindowPlan.from_seconds(5.0, hop_s, CFG)
     plan = base.staggered(position, count)
-    phase = plan.phase_samples
-    assert 0 < phase < plan.hop_samples and phase % CFG.frame_shift == 0
-    assert phase == (base.hop_samples * position // count) // CFG.frame_shift * CFG.frame_shift
+    lead = plan.lead_samples
+    assert 0 < lead < plan.hop_samples and lead % CFG.frame_shift == 0
+    assert lead == (base.hop_samples * position // count) // CFG.frame_shift * CFG.frame_shift
     windows = _feed(front_end(plan), wave, seed=position)
-    starts = [round(w.t_start * RATE) for w in windows]
-    assert starts == plan.starts(wave.size)  # streaming equals the offline placement
-    assert starts[0] == 0 and starts[1] == plan.hop_samples + phase
+    starts = plan.starts(wave.size)  # the offline placement, the first one before the stream
+    assert starts[0] == -lead and starts[1] == plan.hop_samples - lead
+    assert [round(w.t_start * RATE) for w in windows] == [0, *starts[1:]]
+    assert windows[0].lead_s == lead / RATE and all(w.lead_s == 0 for w in windows[1:])
+    assert windows[0].t_end == (plan.window_samples - lead) / RATE
     regular = [s for s, w in zip(starts, windows, strict=True) if not w.tail]
-    assert all(b - a == plan.hop_samples for a, b in itertools.pairwise(regular[1:]))
+    assert all(b - a == plan.hop_samples for a, b in itertools.pairwise(regular))
+    led_in = np.concatenate([np.zeros(lead, np.float32), wave])  # what the stream's front end was fed
     for w, start in zip(windows, starts, strict=True):
-        reference = compute_fbank(wave[start : start + plan.window_samples], CFG)
+        reference = compute_fbank(led_in[start + lead : start + lead + plan.window_samples], CFG)
         torch.testing.assert_close(w.features, reference, atol=1e-5, rtol=0)
+        assert w.end_sample == min(start + plan.window_samples, wave.size)
     assert base.staggered(0, count) == base and "staggered" in plan.describe()
 
 
-def test_a_phase_must_lie_on_the_frame_grid_below_the_hop():
+def test_staggered_first_windows_end_spread_over_one_hop():
+    base = WindowPlan.from_seconds(5.0, 1.0, CFG)
+    ends = [base.staggered(p, 16).start_sample(0) + base.window_samples for p in range(16)]
+    assert ends[0] == base.window_samples and len(set(ends)) == 16
+    assert max(ends) - min(ends) < base.hop_samples
+
+
+@pytest.mark.parametrize(("seconds", "count"), [(3.0, 1), (4.7, 2)])
+def test_a_short_staggered_stream_is_led_in_and_padded_to_one_window(esc50, seconds, count):
+    wave = _real_audio(esc50, 1)[: int(seconds * RATE)]
+    plan = WindowPlan.from_seconds(5.0, 1.0, CFG).staggered(1, 2)  # lead 0.5 s
+    lead = plan.lead_samples
+    windows = _feed(front_end(plan), wave, seed=1)
+    starts = plan.starts(wave.size)
+    assert len(windows) == len(starts) == count  # 4.7 s: the led-in window ends at 4.5 s, a tail follows
+    missing = max(plan.window_samples - lead - wave.size, 0)
+    assert windows[0].lead_s == lead / RATE and windows[0].padded_s == missing / RATE
+    fed = np.concatenate([np.zeros(lead, np.float32), wave, np.zeros(missing, np.float32)])
+    for w, start in zip(windows, starts, strict=True):
+        assert w.lead_s == max(-start, 0) / RATE
+        reference = compute_fbank(fed[start + lead : start + lead + plan.window_samples], CFG)
+        torch.testing.assert_close(w.features, reference, atol=1e-5, rtol=0)
+
+
+def test_a_lead_must_lie_on_the_frame_grid_below_the_hop():
     plan = WindowPlan.from_seconds(5.0, 1.0, CFG)
     for bad in (-CFG.frame_shift, plan.hop_samples, CFG.frame_shift + 1):
-        with pytest.raises(ValueError, match="phase"):
-            WindowPlan(plan.window_samples, plan.hop_samples, CFG, phase_samples=bad)
+        with pytest.raises(ValueError, match="lead"):
+            WindowPlan(plan.window_samples, plan.hop_samples, CFG, lead_samples=bad)

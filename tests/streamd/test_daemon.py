@@ -48,9 +48,13 @@ def long_file(long_wave, tmp_path_factory) -> Path:
     return path
 
 
-def _offline_scores(loaded: LoadedModel, wave: np.ndarray, t_start: float, window_s: float) -> torch.Tensor:
-    start = round(t_start * RATE)
-    fbank = compute_fbank(wave[start : start + round(window_s * RATE)], loaded.info.features)
+def _offline_scores(
+    loaded: LoadedModel, wave: np.ndarray, t_start: float, window_s: float, lead_s: float = 0.0
+) -> torch.Tensor:
+    """The model on the window at ``t_start`` alone (``lead_s``: led in by that much silence)."""
+    start, lead = round(t_start * RATE), round(lead_s * RATE)
+    audio = np.concatenate([np.zeros(lead, np.float32), wave[start : start + round(window_s * RATE) - lead]])
+    fbank = compute_fbank(audio, loaded.info.features)
     with torch.inference_mode():
         logits = loaded.model(loaded.info.normalization.apply(fbank[None]))
     return torch.softmax(logits, -1)[0]
@@ -294,12 +298,15 @@ def test_paced_streams_are_staggered_over_the_hop_each_window_equal_to_offline(l
     msgs = replay_collect([long_file, long_file], loaded, 5.0, 1.0, top_k=50, speed=20.0)
     first, second = (_by_type(msgs, "prediction", name) for name in ("scene", "scene-2"))
     assert [p["t_start"] for p in first] == [float(k) for k in range(9)] + [8.5]
-    assert [p["t_start"] for p in second] == [0.0] + [k + 0.5 for k in range(1, 9)]  # 8.5 is a regular one
+    # the second starts half a hop earlier: its first window is led in by 0.5 s of silence; 8.5 is regular
+    assert [p["t_start"] for p in second] == [0.0] + [k + 0.5 for k in range(9)]
+    assert second[0]["t_end"] == 4.5 and first[0]["t_end"] == 5.0
     for p in first + second:
-        offline = _offline_scores(loaded, long_wave, p["t_start"], 5.0)
+        lead = 5.0 - (p["t_end"] - p["t_start"])
+        offline = _offline_scores(loaded, long_wave, p["t_start"], 5.0, lead_s=lead)
         torch.testing.assert_close(_scores(p, loaded.info.labels), offline, atol=1e-5, rtol=1e-4)
     starting = [m["message"] for m in _by_type(msgs, "status") if m["state"] == "starting"]
-    assert "staggered" not in starting[0] and "0.5 s past the hop grid" in starting[1]
+    assert "staggered" not in starting[0] and "0.5 s ahead of the hop grid" in starting[1]
 
 
 def test_no_stagger_at_full_speed_or_when_turned_off(loaded, long_file):
