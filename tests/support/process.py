@@ -40,12 +40,13 @@ def streamd_command(args: Sequence[str | Path], prefix: Sequence[str] = ()) -> l
     return [*prefix, sys.executable, "-m", "streamd", *map(str, args)]
 
 
-def rss_mb(pid: int) -> float | None:
-    """Resident memory of ``pid`` in MiB (from /proc), or None once it has exited."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float | None:
+    """Resident memory of ``pid`` in MiB (from /proc), or None once it has exited. ``field``: ``VmRSS``
+    (now) or ``VmHWM`` (the most it has held so far, peaks between two samples included)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) / 1024.0
     except (FileNotFoundError, ProcessLookupError, ValueError):
         return None
@@ -62,6 +63,7 @@ class Result:
     stderr: str
     duration_s: float
     rss_samples_mb: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, MiB)
+    high_water_mb: float = 0.0  # the largest resident memory the kernel recorded, at the last sample
 
     @property
     def stderr_lines(self) -> list[str]:
@@ -81,7 +83,9 @@ class Result:
 
     @property
     def peak_rss_mb(self) -> float:
-        return max((mb for _, mb in self.rss_samples_mb), default=0.0)
+        """The largest resident memory seen: the kernel's high-water mark, which also holds the peaks
+        that fell between two samples (a short command's may well), or the largest sample."""
+        return max(self.high_water_mb, max((mb for _, mb in self.rss_samples_mb), default=0.0))
 
     def describe(self) -> str:
         return (
@@ -109,6 +113,7 @@ class StreamdProcess:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.rss_samples_mb: list[tuple[float, float]] = []
+        self.high_water_mb = 0.0
         self.proc: subprocess.Popen[str] | None = None
         self.started = 0.0
 
@@ -142,11 +147,15 @@ class StreamdProcess:
                 sink.append(line)
 
     def _sample_rss(self) -> None:
+        """Sample until the process has exited (it is not reaped here: ``wait`` reaps it, with its usage)."""
         assert self.proc is not None
-        while self.proc.poll() is None:
-            mb = rss_mb(self.proc.pid)
-            if mb is not None:
-                self.rss_samples_mb.append((time.monotonic() - self.started, mb))
+        while self.proc.returncode is None:
+            mb, high = rss_mb(self.proc.pid), rss_mb(self.proc.pid, "VmHWM")
+            if mb is None:  # gone, or a zombie waiting to be reaped
+                return
+            self.rss_samples_mb.append((time.monotonic() - self.started, mb))
+            if high is not None:
+                self.high_water_mb = max(self.high_water_mb, high)
             time.sleep(RSS_SAMPLE_S)
 
     @property
@@ -201,14 +210,30 @@ class StreamdProcess:
     def wait(self, timeout: float) -> Result:
         """Wait for the exit; past ``timeout`` kill it and fail the test showing its output."""
         assert self.proc is not None
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(
-                f"streamd did not exit within {timeout} s\n{self._result().describe()}"
-            ) from None
+        deadline = time.monotonic() + timeout
+        while not self._reap():
+            if time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"streamd did not exit within {timeout} s\n{self._result().describe()}")
+            time.sleep(0.02)
         return self._result()
+
+    def _reap(self) -> bool:
+        """True once the process has exited; reaping it here also gives its peak resident memory (the
+        kernel's, exact, where sampling may miss a short command's last growth)."""
+        assert self.proc is not None
+        if self.proc.returncode is not None:  # already reaped (by ``running`` or ``kill``)
+            return True
+        try:
+            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped elsewhere in the meantime
+            self.proc.poll()
+            return True
+        if pid == 0:
+            return False
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        self.high_water_mb = max(self.high_water_mb, usage.ru_maxrss / 1024.0)  # Linux: KiB
+        return True
 
     def _result(self) -> Result:
         assert self.proc is not None
@@ -222,6 +247,7 @@ class StreamdProcess:
             self.stderr_text(),
             duration,
             list(self.rss_samples_mb),
+            self.high_water_mb,
         )
 
     def kill(self) -> None:
