@@ -16,16 +16,19 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_replay import ESC50  # noqa: E402
 
 from audio_core.audio_file import read_audio  # noqa: E402
 from audio_core.fbank import compute_fbank  # noqa: E402
 from audio_core.scoring import scores  # noqa: E402
-from audio_core.windows import window_samples_for_frames  # noqa: E402
+from audio_core.windows import pad_with_silence, window_samples_for_frames  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
 from training.evaluate import align_targets  # noqa: E402
 from training.readers import read_esc50  # noqa: E402
 
-ESC50_CSV = ROOT / ".." / "shared" / "data" / "esc50" / "meta" / "esc50.csv"
+ESC50_CSV = ESC50 / "meta" / "esc50.csv"
 
 
 def main() -> int:
@@ -46,7 +49,7 @@ def main() -> int:
     right = dict.fromkeys(names, 0)
     for clip, y in zip(clips.clips, targets, strict=True):
         wave = read_audio(clip.path, rate)
-        wave = np.pad(wave, (0, max(0, width - wave.size)))[:width]
+        wave = pad_with_silence(wave, width)[:width]  # ESC-50 clips are 5 s; a window of the model's length
         kept = wave[: width - lead]
         variants = (wave, np.concatenate([silence, kept]), np.concatenate([kept, silence]))
         for name, audio in zip(names, variants, strict=True):
