@@ -7,6 +7,13 @@ embeddings are added; pre-norm transformer blocks; the final LayerNorm's cls and
 averaged and classified by LayerNorm + Linear.
 
 Sizes: tiny 192 dims / 3 heads, small 384 / 6, base 768 / 12, all 12 layers with MLP ×4, or custom.
+
+``stem = "conv"`` (streamd's variant, not in the AST paper) replaces the 16×16 patch projection by a
+convolutional stem, as Xiao et al. (NeurIPS 2021, arXiv:2106.14881, "Early convolutions help transformers
+see better") did for ViT: four 3×3 conv units at stride 2 (``stem_channels`` c, 2c, 4c, 8c; batch norm,
+GELU) and a 1×1 projection to the embedding, one token per 16×16 area (the grid of stride 16, rounded
+up). Small-data training from scratch is what it is for; checkpoints of the official AST layout have the
+patch stem.
 Positional embeddings are built for ``target_frames``; for another window length the time axis of the
 grid is cut from the centre (shorter) or resized bilinearly (longer), as the AST recipes do.
 
@@ -18,6 +25,7 @@ See ``models.convert_ast`` for the official and Hugging Face layouts.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -25,8 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.common import WindowedClassifier
+from models.conv_units import conv_unit
 
 PATCH = 16
+STEMS = ("patch", "conv")
+CONV_STEM_UNITS = 4  # stride-2 units of the conv stem: 2**4 = PATCH
 SIZES: dict[str, tuple[int, int, int]] = {  # name -> (embed_dim, depth, num_heads)
     "tiny": (192, 12, 3),
     "small": (384, 12, 6),
@@ -49,6 +60,8 @@ class ASTConfig:
     layer_norm_eps: float = 1e-6  # timm's; Hugging Face checkpoints carry 1e-12
     qkv_bias: bool = True
     dropout: float = 0.0
+    stem: str = "patch"  # patch: AST's 16x16 patch projection; conv: the convolutional stem (see above)
+    stem_channels: int = 24  # conv stem: channels of its first unit, doubled by each next one
 
     def __post_init__(self) -> None:
         if self.size != "custom":
@@ -68,12 +81,27 @@ class ASTConfig:
         for stride in (self.fstride, self.tstride):
             if not 1 <= stride <= PATCH:
                 raise ValueError(f"AST strides must be in 1..{PATCH}, got {stride}")
+        if self.stem not in STEMS:
+            raise ValueError(f"AST stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
+        if self.stem == "conv" and (self.fstride, self.tstride) != (PATCH, PATCH):
+            raise ValueError(f"the conv stem's tokens are {PATCH} apart: set fstride = tstride = {PATCH}")
+        if self.stem == "conv" and self.stem_channels < 1:
+            raise ValueError(f"stem_channels must be positive, got {self.stem_channels}")
         if self.num_mel_bins < PATCH or self.target_frames < PATCH:
             raise ValueError(f"AST needs at least {PATCH} mel bins and {PATCH} target frames")
 
     def grid(self, frames: int) -> tuple[int, int]:
         """Patch grid (frequency, time) of a ``frames``-long input."""
+        if self.stem == "conv":
+            return _halved(self.num_mel_bins, CONV_STEM_UNITS), _halved(frames, CONV_STEM_UNITS)
         return (self.num_mel_bins - PATCH) // self.fstride + 1, (frames - PATCH) // self.tstride + 1
+
+
+def _halved(size: int, times: int) -> int:
+    """``size`` after ``times`` stride-2 convolutions of kernel 3 and padding 1 (each: ``⌈size / 2⌉``)."""
+    for _ in range(times):
+        size = (size + 1) // 2
+    return size
 
 
 def adapt_time_grid(pos: torch.Tensor, t_new: int) -> torch.Tensor:
@@ -145,6 +173,21 @@ class PatchEmbed(nn.Module):
         return self.proj(image).flatten(2).transpose(1, 2)
 
 
+class ConvPatchEmbed(nn.Module):
+    """The conv stem: ``CONV_STEM_UNITS`` 3×3 conv units at stride 2 and a 1×1 projection -> tokens
+    ``(B, f * t, D)``, frequency-major, ``(f, t) = ASTConfig.grid``."""
+
+    def __init__(self, dim: int, channels: int) -> None:
+        super().__init__()
+        widths = [1] + [channels * 2**i for i in range(CONV_STEM_UNITS)]
+        self.convs = nn.Sequential(*(conv_unit(a, b, stride=2) for a, b in itertools.pairwise(widths)))
+        self.out = nn.Conv2d(widths[-1], dim, kernel_size=1)
+
+    def forward(self, fbank: torch.Tensor) -> torch.Tensor:
+        image = fbank.transpose(1, 2).unsqueeze(1)  # (B, 1, F, T)
+        return self.out(self.convs(image)).flatten(2).transpose(1, 2)
+
+
 class AST(WindowedClassifier):
     """``forward(fbank (B, T, F) normalised) -> logits (B, C)`` for any T ≥ 16."""
 
@@ -154,7 +197,11 @@ class AST(WindowedClassifier):
         self.num_classes = cfg.num_classes
         dim = cfg.embed_dim
         self.grid = cfg.grid(cfg.target_frames)
-        self.patch_embed = PatchEmbed(dim, cfg.fstride, cfg.tstride)
+        self.patch_embed: nn.Module = (
+            ConvPatchEmbed(dim, cfg.stem_channels)
+            if cfg.stem == "conv"
+            else PatchEmbed(dim, cfg.fstride, cfg.tstride)
+        )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.dist_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 2 + self.grid[0] * self.grid[1], dim))

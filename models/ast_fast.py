@@ -4,6 +4,7 @@ What it saves per call, with the same weights and the same result (fp32: ≤ 1e-
 
 - the positional embedding for a window length is computed once and cached (the daemon's window is
   fixed), with the cls and distillation tokens already added to theirs;
+- a conv stem's batch norms are folded into its convolutions;
 - bf16: the linear layers and the patch projection hold bf16 copies of their weights, cast once, instead
   of autocast casting ~all parameters on every call; LayerNorms, the residual stream and the logits stay
   fp32, attention (fused qkv, ``scaled_dot_product_attention``) runs in bf16;
@@ -26,6 +27,7 @@ from torch import nn
 
 from models import bf16 as bf16_info
 from models.ast import AST, Block
+from models.batch_norm_folding import fold_sequential_batch_norms
 from models.common import WindowedClassifier
 from models.quantize import quantize_int8
 
@@ -46,6 +48,7 @@ class FastAST(WindowedClassifier):
         self.precision = precision
         self.reference = model.eval()  # positional embeddings of new window lengths come from here
         body = copy.deepcopy(model).eval()
+        fold_sequential_batch_norms(body.patch_embed)  # a conv stem's batch norms (a patch stem has none)
         if precision != "int8":
             native_bf16 = False  # fp32 and bf16 do not depend on it
         elif native_bf16 is None:
@@ -63,7 +66,7 @@ class FastAST(WindowedClassifier):
             for module in body.modules():
                 if isinstance(module, (nn.Linear, nn.Conv2d)):
                     module.to(torch.bfloat16)
-        self.patch = body.patch_embed.proj
+        self.patch_embed = body.patch_embed
         self.blocks = body.blocks
         self.norm, self.head_norm, self.head = body.norm, body.head_norm, body.head
         self._pos: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -98,8 +101,7 @@ class FastAST(WindowedClassifier):
         if bins != self.cfg.num_mel_bins or frames < 16:
             return self.reference(fbank)  # the reference raises its own clear error
         prefix, pos = self._positions(frames)
-        image = fbank.transpose(1, 2).unsqueeze(1).to(self.dtype)
-        x = self.patch(image).flatten(2).transpose(1, 2).float() + pos
+        x = self.patch_embed(fbank.to(self.dtype)).float() + pos
         x = torch.cat([prefix.expand(batch, -1, -1), x], dim=1)
         for block in self.blocks:
             x = x + self._attention(block, block.norm1(x))

@@ -33,6 +33,7 @@ from torch import nn
 
 from models.batch_norm_folding import fold_sequential_batch_norms
 from models.common import RecurrentClassifier
+from models.conv_units import conv_unit
 from models.mamba import MambaBlock, MambaMixer, rescale_out_proj
 
 COLUMN_FRAMES = 16
@@ -63,21 +64,6 @@ class StreamingMambaConfig:
             raise ValueError("a conv stem needs num_mel_bins divisible by 4 and stem_channels >= 1")
 
 
-class MemoryOrderGELU(nn.GELU):
-    """GELU over a channels-last tensor in its memory order (as ``(N, H, W, C)``): the same values, but
-    torch's GELU on a channels-last 4-d tensor measured about twice as slow as on a contiguous one."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-            return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        return super().forward(x)
-
-
-def _conv_unit(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-    return nn.Sequential(conv, nn.BatchNorm2d(cout), MemoryOrderGELU())
-
-
 class ColumnConvStem(nn.Module):
     """Embeds each 16 × F patch column on its own with a small CNN: ``(..., 16 * F)`` -> ``(..., d_model)``.
 
@@ -90,10 +76,10 @@ class ColumnConvStem(nn.Module):
         super().__init__()
         self.num_mel_bins = num_mel_bins
         self.convs = nn.Sequential(
-            _conv_unit(1, channels, stride=2),
-            _conv_unit(channels, 2 * channels),
+            conv_unit(1, channels, stride=2),
+            conv_unit(channels, 2 * channels),
             nn.AvgPool2d(2),
-            _conv_unit(2 * channels, 2 * channels),
+            conv_unit(2 * channels, 2 * channels),
         )
         self.proj = nn.Linear(2 * channels * (num_mel_bins // 4), d_model)
         self.channels_last = False

@@ -8,6 +8,7 @@ multiply-add = 2 FLOPs) plus, for Mamba, the scan's element-wise work counted by
 matrix product the counter sees).
 
     OMP_NUM_THREADS=2 python scripts/bench_models.py --threads 2
+    python scripts/bench_models.py --threads 1 --only "stride 16"      # some models only
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ MODELS: list[tuple[str, str, dict]] = [
     ("resnet_cnn", "residual CNN (default)", {}),
     ("ast", "AST tiny, stride 10", {"size": "tiny", "fstride": 10, "tstride": 10, "target_frames": 512}),
     ("ast", "AST tiny, stride 16", {"size": "tiny", "fstride": 16, "tstride": 16, "target_frames": 512}),
+    (
+        "ast",
+        "AST tiny, stride 16, conv stem",
+        {"size": "tiny", "fstride": 16, "tstride": 16, "stem": "conv", "target_frames": 512},
+    ),
     ("aum", "AuM tiny, Fo-Fo", {"size": "tiny", "variant": "Fo-Fo", "target_frames": 512}),
     ("aum", "AuM tiny, Fo-Bi", {"size": "tiny", "variant": "Fo-Bi", "target_frames": 512}),
     ("aum", "AuM tiny, Bi-Bi", {"size": "tiny", "variant": "Bi-Bi", "target_frames": 512}),
@@ -100,7 +106,7 @@ def real_window() -> torch.Tensor:
     return torch.randn(1, WINDOW_FRAMES, 128, generator=torch.Generator().manual_seed(0)) * 0.5
 
 
-def model_rows(repeats: int) -> list[str]:
+def model_rows(repeats: int, only: str = "") -> list[str]:
     x = real_window()
     rows = [
         "| model | params (M) | GFLOPs / window | fp32 ms / window | bf16 ms / window "
@@ -108,6 +114,8 @@ def model_rows(repeats: int) -> list[str]:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for arch, title, config in MODELS:
+        if only not in title:
+            continue
         torch.manual_seed(0)
         model = build_model(arch, {"num_classes": 50, **config}).eval()
         params = sum(p.numel() for p in model.parameters()) / 1e6
@@ -234,13 +242,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per measurement (median)")
+    parser.add_argument(
+        "--only", default="", help="only the models whose title has this text; no other table"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, window {WINDOW_FRAMES} frames (5 s)\n"
     )
-    for rows in (model_rows(args.repeats), streaming_rows(args.repeats), scan_rows(args.repeats)):
-        print("\n".join(rows), end="\n\n", flush=True)
+    print("\n".join(model_rows(args.repeats, args.only)), end="\n\n", flush=True)
+    if not args.only:
+        for rows in (streaming_rows(args.repeats), scan_rows(args.repeats)):
+            print("\n".join(rows), end="\n\n", flush=True)
 
 
 if __name__ == "__main__":
