@@ -8,14 +8,16 @@ averaged and classified by LayerNorm + Linear.
 
 Sizes: tiny 192 dims / 3 heads, small 384 / 6, base 768 / 12, all 12 layers with MLP ×4, or custom.
 
+Positional embeddings are built for ``target_frames``; for another window length the time axis of the
+grid is cut from the centre (shorter) or resized bilinearly (longer), as the AST recipes do.
+
 ``stem = "conv"`` (streamd's variant, not in the AST paper) replaces the 16×16 patch projection by a
 convolutional stem, as Xiao et al. (NeurIPS 2021, arXiv:2106.14881, "Early convolutions help transformers
 see better") did for ViT: four 3×3 conv units at stride 2 (``stem_channels`` c, 2c, 4c, 8c; batch norm,
 GELU) and a 1×1 projection to the embedding, one token per 16×16 area (the grid of stride 16, rounded
-up). Small-data training from scratch is what it is for; checkpoints of the official AST layout have the
-patch stem.
-Positional embeddings are built for ``target_frames``; for another window length the time axis of the
-grid is cut from the centre (shorter) or resized bilinearly (longer), as the AST recipes do.
+up); its parameters are ``patch_embed.convs.N.{0, 1}`` (conv, batch norm) and ``patch_embed.out``.
+Small-data training from scratch is what it is for; checkpoints of the official AST layout have the patch
+stem.
 
 Parameter names follow the official checkpoints without their ``module.v.`` prefix (``cls_token``,
 ``dist_token``, ``pos_embed``, ``patch_embed.proj``, ``blocks.N.{norm1, attn.qkv, attn.proj, norm2,
