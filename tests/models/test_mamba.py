@@ -3,6 +3,8 @@ and mamba-ssm's CUDA kernel == the torch path where both exist."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 
@@ -69,10 +71,11 @@ def test_initial_state_continues_a_split_sequence():
     torch.testing.assert_close(h2, h_all, rtol=1e-5, atol=1e-5)
 
 
-def test_chunked_scan_gradients_equal_reference():
+@pytest.mark.parametrize("chunk_size", [1, 7, 64])
+def test_chunked_scan_gradients_equal_reference(chunk_size):
     x = scan_inputs(2, 30, 8, 4, seed=3)
     grads = []
-    for fn in (selective_scan_ref, selective_scan_chunked):
+    for fn in (selective_scan_ref, partial(selective_scan_chunked, chunk_size=chunk_size)):
         leaves = {k: v.clone().requires_grad_(True) for k, v in x.items()}
         y, h = fn(**leaves)
         (y.square().sum() + h.sum()).backward()
