@@ -62,6 +62,7 @@ class ASTConfig:
     layer_norm_eps: float = 1e-6  # timm's; Hugging Face checkpoints carry 1e-12
     qkv_bias: bool = True
     dropout: float = 0.0
+    drop_path: float = 0.0  # stochastic depth of the last block (DeiT: 0.1), 0 at the first, linear between
     stem: str = "patch"  # patch: AST's 16x16 patch projection; conv: the convolutional stem (see above)
     stem_channels: int = 24  # conv stem: channels of its first unit, doubled by each next one
 
@@ -83,6 +84,8 @@ class ASTConfig:
         for stride in (self.fstride, self.tstride):
             if not 1 <= stride <= PATCH:
                 raise ValueError(f"AST strides must be in 1..{PATCH}, got {stride}")
+        if not 0.0 <= self.drop_path < 1.0:
+            raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path}")
         if self.stem not in STEMS:
             raise ValueError(f"AST stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
         if self.stem == "conv" and (self.fstride, self.tstride) != (PATCH, PATCH):
@@ -148,19 +151,29 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``."""
+    """Pre-norm transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``. In training, each
+    branch is dropped for a sample with probability ``drop_path`` (stochastic depth; the kept ones are
+    scaled by ``1 / (1 - drop_path)``); at inference both always count."""
 
-    def __init__(self, cfg: ASTConfig) -> None:
+    def __init__(self, cfg: ASTConfig, drop_path: float = 0.0) -> None:
         super().__init__()
         dim = cfg.embed_dim
         self.norm1 = nn.LayerNorm(dim, eps=cfg.layer_norm_eps)
         self.attn = Attention(dim, cfg.num_heads, cfg.qkv_bias, cfg.dropout)
         self.norm2 = nn.LayerNorm(dim, eps=cfg.layer_norm_eps)
         self.mlp = MLP(dim, int(dim * cfg.mlp_ratio), cfg.dropout)
+        self.drop_path = drop_path
+
+    def _branch(self, out: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.drop_path == 0.0:
+            return out
+        keep = 1.0 - self.drop_path
+        mask = out.new_empty(out.shape[0], *([1] * (out.dim() - 1))).bernoulli_(keep)
+        return out * mask / keep
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = x + self._branch(self.attn(self.norm1(x)))
+        return x + self._branch(self.mlp(self.norm2(x)))
 
 
 class PatchEmbed(nn.Module):
@@ -208,7 +221,8 @@ class AST(WindowedClassifier):
         self.dist_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 2 + self.grid[0] * self.grid[1], dim))
         self.pos_drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        rates = [cfg.drop_path * i / max(1, cfg.depth - 1) for i in range(cfg.depth)]
+        self.blocks = nn.ModuleList(Block(cfg, rate) for rate in rates)
         self.norm = nn.LayerNorm(dim, eps=cfg.layer_norm_eps)
         self.head_norm = nn.LayerNorm(dim, eps=cfg.layer_norm_eps)
         self.head = nn.Linear(dim, cfg.num_classes)

@@ -112,3 +112,21 @@ def test_it_learns_a_few_real_windows(real_windows):
         optimiser.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_drop_path_only_in_training(real_windows):
+    """Stochastic depth: rates rise linearly to ``drop_path`` at the last block; at inference the model
+    equals the same weights without it, in training a sample's branches are dropped at random."""
+    plain = conv_ast(seed=1)
+    dropped = conv_ast(seed=1, drop_path=0.5)
+    assert [b.drop_path for b in dropped.blocks] == [0.0, 0.5]
+    dropped.load_state_dict(plain.state_dict())
+    x = real_windows[:, :200]
+    with torch.no_grad():
+        assert torch.equal(dropped.eval()(x), plain(x))
+        dropped.train()
+        torch.manual_seed(0)
+        outputs = [dropped(x) for _ in range(6)]
+    assert any(not torch.equal(outputs[0], other) for other in outputs[1:])
+    with pytest.raises(ValueError, match="drop_path"):
+        ASTConfig(drop_path=1.0)
