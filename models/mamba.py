@@ -259,6 +259,7 @@ class MambaMixer(nn.Module):
         self.A_log = nn.Parameter(s4d_real_log(d_inner, d_state))
         self.D = nn.Parameter(torch.ones(d_inner))
         self.out_proj = nn.Linear(d_inner, d_model, bias=bias)
+        self.frozen = False  # freeze_for_inference: step's constants kept
 
     def scan(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Conv, input-dependent SSM parameters and selective scan: ``(B, L, d_inner)`` -> gated ``y``."""
@@ -277,10 +278,27 @@ class MambaMixer(nn.Module):
         ssm_state = torch.zeros(batch, self.d_inner, self.d_state, device=device)
         return conv_state, ssm_state
 
+    def freeze_for_inference(self) -> None:
+        """Eval only, in place: keep the per-token constants of ``step`` (the conv taps and bias, ``A =
+        -exp(A_log)``, ``D``, in float32) instead of deriving them on every call. The weights themselves and
+        the state dict are unchanged; training afterwards would leave these copies stale."""
+        bias = self.conv1d.bias
+        constants = {
+            "_conv_taps": self.conv1d.weight[:, 0, :],
+            "_conv_bias": self.D.new_zeros(self.d_inner) if bias is None else bias,
+            "_A": -torch.exp(self.A_log.float()),
+            "_D_fp32": self.D,
+        }
+        for name, value in constants.items():
+            self.register_buffer(name, value.detach().float().clone(), persistent=False)
+        self.frozen = True
+
     def step(
         self, hidden: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One token ``hidden (B, d_model)`` -> ``(out (B, d_model), conv_state, ssm_state)``, all new."""
+        if self.frozen and not torch.is_autocast_enabled(hidden.device.type):
+            return self._frozen_step(hidden, conv_state, ssm_state)
         x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (B, d_inner)
         conv_state = torch.cat([conv_state[:, :, 1:], x.unsqueeze(-1).to(conv_state.dtype)], dim=-1)
         with torch.autocast(hidden.device.type, enabled=False):
@@ -297,6 +315,21 @@ class MambaMixer(nn.Module):
             ssm_state = decay * ssm_state + (dt * xc).unsqueeze(-1) * B.float().unsqueeze(1)
             y = (ssm_state * C.float().unsqueeze(1)).sum(-1) + self.D.float() * xc
             y = y * F.silu(z.float())
+        return self.out_proj(y), conv_state, ssm_state
+
+    def _frozen_step(
+        self, hidden: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``step`` in float32 with the constants of ``freeze_for_inference`` and fused multiply-adds: the
+        same arithmetic in fewer calls (a live step is mostly per-call overhead)."""
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)
+        conv_state = torch.cat([conv_state[:, :, 1:], x.unsqueeze(-1).to(conv_state.dtype)], dim=-1)
+        xc = F.silu((conv_state * self._conv_taps).sum(-1) + self._conv_bias)
+        dt, B, C = torch.split(self.x_proj(xc), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.softplus(self.dt_proj(dt))
+        decay = torch.exp(dt.unsqueeze(-1) * self._A)
+        ssm_state = torch.addcmul((dt * xc).unsqueeze(-1) * B.unsqueeze(1), decay, ssm_state)
+        y = torch.addcmul((ssm_state * C.unsqueeze(1)).sum(-1), self._D_fp32, xc) * F.silu(z)
         return self.out_proj(y), conv_state, ssm_state
 
     def forward_chunk(

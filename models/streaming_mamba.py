@@ -129,10 +129,13 @@ class StreamingMamba(RecurrentClassifier):
         rescale_out_proj(self, cfg.n_layers)
 
     def optimise_for_inference(self) -> StreamingMamba:
-        """Eval only, in place: the conv stem's inference form (``ColumnConvStem.optimise_for_inference``);
-        a linear stem is left as it is."""
+        """Eval only, in place: the conv stem's inference form (``ColumnConvStem.optimise_for_inference``;
+        a linear stem is left as it is) and each mixer's step constants
+        (``MambaMixer.freeze_for_inference``)."""
         if isinstance(self.embed, ColumnConvStem):
             self.embed.optimise_for_inference()
+        for block in self.blocks():
+            cast(MambaMixer, block.mixer).freeze_for_inference()
         return self
 
     def blocks(self) -> list[MambaBlock]:

@@ -1,5 +1,6 @@
 """Benchmark a recurrent checkpoint's per-column cost in fp32 and bf16 autocast: ``step`` at several
-batch sizes (live streams) and ``forward_chunk`` (catch-up), on the CPU; the figures behind
+batch sizes (live streams) and ``forward_chunk`` (catch-up), on the CPU, of the model's inference form
+(``models.inference.prepare_for_inference``, what the daemon serves); the figures behind
 ``--precision auto`` keeping recurrent models in fp32 on a CPU (``streamd/precision.py``).
 
     python scripts/bench_recurrent_step.py streamd/default_models/default_recurrent.safetensors
@@ -20,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from models.checkpoint import load_checkpoint  # noqa: E402
+from models.inference import prepare_for_inference  # noqa: E402
 from models.streaming_mamba import COLUMN_FRAMES  # noqa: E402
 
 
@@ -45,7 +47,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     model, info = load_checkpoint(args.checkpoint)
-    model.eval()
+    model = prepare_for_inference(model.eval(), "fp32")  # the form the daemon serves
     bins = info.features.num_mel_bins
     print(f"torch {torch.__version__}; {args.checkpoint.name}; ms per call (fp32 / bf16 autocast)")
     for threads in (int(t) for t in args.threads.split(",")):

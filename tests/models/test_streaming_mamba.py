@@ -3,6 +3,8 @@ has a constant size, it is causal, and it learns from clip labels."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -135,3 +137,35 @@ def test_conv_stem_settings_are_checked():
         StreamingMambaConfig(stem="mlp")
     with pytest.raises(ValueError, match="divisible by 4"):
         StreamingMambaConfig(stem="conv", num_mel_bins=66)
+
+
+@pytest.mark.parametrize("stem", ["linear", "conv"])
+def test_inference_form_steps_equal_the_plain_model(real_minute, stem):
+    """``optimise_for_inference`` keeps each mixer's step constants and takes a fused float32 step; over a
+    minute of real columns its results and states equal the plain model's; under bf16 autocast it takes
+    the plain step; the state dict is unchanged."""
+    plain = small_model(seed=3, num_mel_bins=128, stem=stem)
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    served = copy.deepcopy(plain).optimise_for_inference()
+    assert all(block.mixer.frozen for block in served.blocks())
+    constants = ("_conv_taps", "_conv_bias", "_A", "_D_fp32")
+    assert not any(key.endswith(constants) for key in served.state_dict())  # checkpoints as before
+    unfrozen = copy.deepcopy(served)
+    for block in unfrozen.blocks():
+        block.mixer.frozen = False
+    columns = real_minute[:, : 40 * COLUMN_FRAMES].split(COLUMN_FRAMES, dim=1)
+    with torch.inference_mode():
+        a, b = plain.init_state(1), served.init_state(1)
+        for column in columns:
+            out_a, a = plain.step(column, a)
+            out_b, b = served.step(column, b)
+            torch.testing.assert_close(out_b, out_a, atol=1e-4, rtol=0)
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], atol=1e-4, rtol=1e-4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            state = served.init_state(1)
+            out_low, _ = served.step(columns[0], state)
+            out_ref, _ = unfrozen.step(columns[0], state)
+        assert torch.equal(out_low, out_ref)
