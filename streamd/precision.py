@@ -5,10 +5,10 @@
 checkpoint may carry its measured bf16 top-1 agreement with fp32 (``extra.bf16_agreement``, written by
 ``models.bf16_agreement``); ``auto`` keeps fp32 for a model whose agreement is below 99 %, and for a
 recurrent model on a CPU: live, its calls are one 160-ms column per stream, where autocast's casts cost
-more than bf16 saves (``scripts/bench_recurrent_step.py`` on the shipped streaming Mamba, one thread:
-1.1 ms per step in fp32 against 1.8 ms in bf16 at batch 1, 1.8 against 2.3 ms at batch 4), and the
-catch-up chunks of a replay differ little (0.20 against 0.17 ms per column; 3.6 minutes replayed at
-``--speed max``: 1.94-1.97 s either way), so fp32's exact scores cost nothing.
+more than bf16 saves (``scripts/bench_recurrent_step.py`` on the shipped streaming Mamba's served form,
+one thread: 1.0 ms per step in fp32 against 1.75 ms in bf16 at batch 1, 1.5 against 2.2 ms at batch 4),
+and the catch-up chunks of a replay differ little (0.17 against 0.15 ms per column in chunks of 64; 3.6
+minutes replayed at ``--speed max``: 1.94-1.97 s either way), so fp32's exact scores cost nothing.
 The explicit choices are taken as asked (``int8``: dynamic int8 linear layers, CPU only).
 """
 
