@@ -1,5 +1,5 @@
-"""Batch augmentations on log-mel fbanks ``(B, T, F)``: time shift, gain, mixup or between-class mixing,
-SpecAugment.
+"""Batch augmentations on log-mel fbanks ``(B, T, F)``: time stretch, frequency shift, time shift, gain,
+mixup or between-class mixing, SpecAugment.
 
 Shift, gain and mixing act on un-normalised log energies (mixing in the power domain, as mixing
 waveforms would); SpecAugment masks act on normalised features (masked to 0, the normalised mean).
@@ -24,6 +24,8 @@ MIXINGS = ("mixup", "bc")
 class AugmentConfig:
     """The ``[train.augment]`` table; each field's bounds and choices sit next to it."""
 
+    time_stretch: float = rule(0.0, ge=0, le=0.5)  # stretch time by a factor in [1 - s, 1 + s] (0: off)
+    freq_shift: int = rule(0, ge=0)  # shift the mel bins by up to this many either way, like a pitch shift
     time_shift_frac: float = rule(0.5, ge=0, le=1)  # circular shift by up to this share of the clip
     gain_db: float = rule(6.0, ge=0)
     mixup_alpha: float = rule(0.5, ge=0)  # 0: no mixing
@@ -48,6 +50,38 @@ def random_time_shift(x: torch.Tensor, max_frac: float, gen: torch.Generator) ->
     shifts = torch.randint(-limit, limit + 1, (b,), generator=gen)
     idx = (torch.arange(t).unsqueeze(0) - shifts.unsqueeze(1)) % t  # (B, T)
     return torch.gather(x, 1, idx.unsqueeze(-1).expand_as(x))
+
+
+def random_time_stretch(x: torch.Tensor, max_stretch: float, gen: torch.Generator) -> torch.Tensor:
+    """Play each clip faster or slower by a factor ``r ~ U(1 - max_stretch, 1 + max_stretch)`` about its
+    centre: frame ``t`` of the result is the clip at ``c + (t - c) / r`` (``c`` the centre; linear
+    interpolation between frames, circular beyond the ends, as the time shift). The length is kept."""
+    if max_stretch <= 0:
+        return x
+    b, t, _ = x.shape
+    rate = 1 + (torch.rand(b, generator=gen) * 2 - 1) * max_stretch
+    centre = (t - 1) / 2
+    pos = centre + (torch.arange(t, dtype=torch.float32).unsqueeze(0) - centre) / rate.unsqueeze(1)  # (B, T)
+    low = torch.floor(pos)
+    frac = (pos - low).unsqueeze(-1)
+    first = low.long() % t
+    second = (first + 1) % t
+
+    def frames(idx: torch.Tensor) -> torch.Tensor:
+        return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+
+    return frames(first) * (1 - frac) + frames(second) * frac
+
+
+def random_freq_shift(x: torch.Tensor, max_bins: int, gen: torch.Generator) -> torch.Tensor:
+    """Shift each clip's mel bins up or down by up to ``max_bins`` (an approximate pitch shift); the bins
+    shifted in repeat the edge bin."""
+    if max_bins <= 0:
+        return x
+    b, _, f = x.shape
+    shifts = torch.randint(-max_bins, max_bins + 1, (b,), generator=gen)
+    idx = (torch.arange(f).unsqueeze(0) - shifts.unsqueeze(1)).clamp(0, f - 1)  # (B, F)
+    return torch.gather(x, 2, idx.unsqueeze(1).expand_as(x))
 
 
 def random_gain(x: torch.Tensor, max_db: float, gen: torch.Generator) -> torch.Tensor:

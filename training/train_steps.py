@@ -15,8 +15,10 @@ from training.augment import (
     AugmentConfig,
     clip_gain_db,
     mix_clips,
+    random_freq_shift,
     random_gain,
     random_time_shift,
+    random_time_stretch,
     spec_augment,
 )
 from training.distill import Teacher, distill_loss, flatten_steps
@@ -35,7 +37,10 @@ def _augment(
 def _mix(
     x: torch.Tensor, y: torch.Tensor, aug: AugmentConfig, gen: torch.Generator, info: ModelInfo
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shift, gain and mixing (mixup or between-class) on un-normalised fbanks; ``y`` mixes alike."""
+    """Stretch, shifts, gain and mixing (mixup or between-class) on un-normalised fbanks; ``y`` mixes
+    alike. Stretch and frequency shift are off by default and draw nothing from ``gen`` when off."""
+    x = random_time_stretch(x, aug.time_stretch, gen)
+    x = random_freq_shift(x, aug.freq_shift, gen)
     x = random_time_shift(x, aug.time_shift_frac, gen)
     x = random_gain(x, aug.gain_db, gen)
     return mix_clips(x, y, aug, gen, info.features, len(info.labels))

@@ -11,7 +11,14 @@ import torch
 from esc50_subset import small_esc50_rows
 
 from models.common import FeatureConfig
-from training.augment import mixup, random_gain, random_time_shift, spec_augment
+from training.augment import (
+    mixup,
+    random_freq_shift,
+    random_gain,
+    random_time_shift,
+    random_time_stretch,
+    spec_augment,
+)
 from training.cache import cached_fbanks
 from training.clips import Clip
 
@@ -41,6 +48,41 @@ def test_time_shift_is_a_circular_roll_within_the_limit(fbanks) -> None:
     assert len(set(shifts)) > 1
     assert torch.equal(random_time_shift(x, 0.0, _gen()), x)
     assert torch.equal(random_time_shift(x, 0.2, _gen(5)), random_time_shift(x, 0.2, _gen(5)))
+
+
+def test_freq_shift_moves_the_mel_bins_and_repeats_the_edge(fbanks) -> None:
+    x, _ = fbanks
+    out = random_freq_shift(x, 4, _gen())
+    bins = x.shape[2]
+    shifts = []
+    for b in range(x.shape[0]):
+        found = []
+        for s in range(-4, 5):
+            idx = (torch.arange(bins) - s).clamp(0, bins - 1)
+            if torch.equal(x[b][:, idx], out[b]):
+                found.append(s)
+        assert found, f"clip {b} is not a shift of its bins"
+        shifts.append(found[0])
+    assert len(set(shifts)) > 1
+    generator = _gen(3)
+    assert random_freq_shift(x, 0, generator) is x
+    assert torch.equal(generator.get_state(), _gen(3).get_state())  # off: nothing drawn, recipes unchanged
+
+
+def test_time_stretch_resamples_about_the_centre(fbanks) -> None:
+    x, _ = fbanks
+    out = random_time_stretch(x, 0.2, _gen())
+    assert out.shape == x.shape
+    assert out.min() >= x.min() - 1e-5 and out.max() <= x.max() + 1e-5  # interpolation stays in range
+    assert not torch.allclose(out, x)
+    ramp = torch.arange(300, dtype=torch.float32).view(1, 300, 1).expand(2, 300, 3)
+    stretched = random_time_stretch(ramp, 0.2, _gen(1))[:, :, 0]  # frame t shows the clip at c + (t - c) / r
+    torch.testing.assert_close((stretched[:, 149] + stretched[:, 150]) / 2, torch.full((2,), 149.5))
+    slope = stretched[:, 140:160].diff(dim=1)  # 1 / r
+    assert bool(((slope > 1 / 1.2 - 1e-4) & (slope < 1 / 0.8 + 1e-4)).all())
+    generator = _gen(3)
+    assert random_time_stretch(x, 0.0, generator) is x
+    assert torch.equal(generator.get_state(), _gen(3).get_state())
 
 
 def test_gain_adds_one_log_power_offset_per_clip(fbanks) -> None:
