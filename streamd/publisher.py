@@ -275,7 +275,11 @@ class Publisher:
             self._seq.advance(msg["stream"])
         for sink in self._sinks:
             try:
-                sink(msg)
+                encoded = getattr(sink, "write_encoded", None)  # a printer of JSON lines: encoded once
+                if encoded is not None:
+                    encoded(msg, frames[1])
+                else:
+                    sink(msg)
             except BrokenPipeError:  # a printer whose reader went away (``--json | head -1``): not an error
                 self._sinks = tuple(s for s in self._sinks if s is not sink)
                 log.debug("a message sink's reader went away; the sink is dropped")

@@ -70,7 +70,18 @@ class JsonLinesSink:
         self.reader_gone = False
 
     def __call__(self, msg: dict[str, Any]) -> None:
-        line = json.dumps(msg, allow_nan=False, separators=(",", ":"))
+        self._write(json.dumps(msg, allow_nan=False, separators=(",", ":")))
+
+    def write_encoded(self, msg: dict[str, Any], body: bytes) -> None:
+        """``self(msg)`` for a message the publisher has already encoded (``messages.encode``: the same
+        JSON with the same separators, not ASCII-escaped): an ASCII body is that very line, written as it
+        is without encoding the message a second time; any other is encoded ASCII-safe."""
+        if body.isascii():
+            self._write(body.decode("ascii"))
+        else:
+            self(msg)
+
+    def _write(self, line: str) -> None:
         with self._lock:
             if self.reader_gone:
                 return

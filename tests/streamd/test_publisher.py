@@ -211,6 +211,10 @@ def test_json_lines_sink_prints_each_message_once(publisher) -> None:
     lines = out.getvalue().splitlines()
     assert [json.loads(line) for line in lines] == numbered(sent)
     assert lines[-1].isascii() and "\\u00f6" in lines[-1]  # safe on any terminal encoding
+    alone = io.StringIO()  # the publisher's once-encoded lines are exactly the sink's own
+    for msg in numbered(sent):
+        JsonLinesSink(alone)(msg)
+    assert alone.getvalue().splitlines() == lines
     for line in lines:
         validate(json.loads(line))
 
