@@ -36,6 +36,7 @@ from streamd.model_runner import model_threads  # noqa: E402
 from streamd.publisher import Publisher  # noqa: E402
 
 ESC50 = REPO / ".." / "shared" / "data" / "esc50"
+ESC50_CSV = ESC50 / "meta" / "esc50.csv"
 
 
 def rss_mib() -> float:

@@ -20,13 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_replay import ESC50  # noqa: E402
+from bench_replay import ESC50_CSV  # noqa: E402
 
 from models.checkpoint import load_checkpoint  # noqa: E402
 from training.evaluate import align_targets, clip_scores  # noqa: E402
 from training.readers import read_esc50  # noqa: E402
-
-ESC50_CSV = ESC50 / "meta" / "esc50.csv"
 
 
 def main() -> int:

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_replay import ESC50  # noqa: E402
+from bench_replay import ESC50_CSV  # noqa: E402
 
 from audio_core.audio_file import read_audio  # noqa: E402
 from audio_core.fbank import compute_fbank  # noqa: E402
@@ -27,8 +27,6 @@ from audio_core.windows import pad_with_silence, window_samples_for_frames  # no
 from models.checkpoint import load_checkpoint  # noqa: E402
 from training.evaluate import align_targets  # noqa: E402
 from training.readers import read_esc50  # noqa: E402
-
-ESC50_CSV = ESC50 / "meta" / "esc50.csv"
 
 
 def main() -> int:
