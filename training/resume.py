@@ -5,12 +5,16 @@ A training state (``train_state.safetensors``) records a fingerprint of the run'
 the weights. Resuming under a different fingerprint would silently continue incompatible weights (or die
 in ``load_state_dict``); instead it is refused with one line naming what changed and pointing to
 ``--fresh``. The number of epochs, evaluation cadence and thread count may change between runs.
+
+A setting added to streamd after a state was saved is absent from that state's fingerprint; the state
+was trained as that setting's default does, so resuming with the default is allowed and any other value
+is refused.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +45,44 @@ def fingerprint(cfg: Any, info: ModelInfo) -> dict[str, Any]:
     )
 
 
-def _differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
+def _field_defaults(cls: type) -> dict[str, Any]:
+    """Each field of dataclass ``cls`` that has a default, by name (nested dataclasses as dicts)."""
+    out: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.default is not MISSING:
+            value = f.default
+        elif f.default_factory is not MISSING:
+            value = f.default_factory()
+        else:
+            continue
+        out[f.name] = asdict(value) if is_dataclass(value) else value
+    return out
+
+
+def setting_defaults(cfg: Any, info: ModelInfo) -> dict[str, Any]:
+    """The defaults of the model's and training's settings, shaped like ``fingerprint``'s parts."""
+    from models.registry import config_class
+
+    model = _field_defaults(config_class(info.arch))
+    train = {k: v for k, v in _field_defaults(type(cfg)).items() if k not in FREE_KEYS}
+    return json.loads(json.dumps({"model": model, "train": train}, default=str))
+
+
+_NO_DEFAULT = object()
+
+
+def _differences(saved: Any, current: Any, prefix: str = "", defaults: Any = None) -> list[str]:
     if isinstance(saved, dict) and isinstance(current, dict):
         out = []
+        known = defaults if isinstance(defaults, dict) else {}
         for key in sorted(set(saved) | set(current), key=str):
             name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in saved and key in current and current[key] == known.get(key, _NO_DEFAULT):
+                continue  # a setting newer than the state, at the default the state was trained with
             if key not in saved or key not in current:
                 out.append(name)
             else:
-                out += _differences(saved[key], current[key], name)
+                out += _differences(saved[key], current[key], name, known.get(key))
         return out
     if saved != current:
         if isinstance(saved, list) and len(saved) > 6:
@@ -58,11 +91,19 @@ def _differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
     return []
 
 
-def check_resume(path: Path, saved: dict[str, Any] | None, current: dict[str, Any]) -> None:
-    """Raise ``ResumeMismatch`` (one line) when ``saved`` (a state's fingerprint) differs from ``current``."""
+def check_resume(
+    path: Path,
+    saved: dict[str, Any] | None,
+    current: dict[str, Any],
+    defaults: dict[str, Any] | None = None,
+) -> None:
+    """Raise ``ResumeMismatch`` (one line) when ``saved`` (a state's fingerprint) differs from ``current``.
+
+    ``defaults`` (``setting_defaults``) lets a state predating a setting resume with that setting's default.
+    """
     if saved is None:  # a state from before fingerprints: the weights' shapes are still checked on load
         return
-    changed = _differences(saved, current)
+    changed = _differences(saved, current, defaults=defaults)
     if changed:
         shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
         raise ResumeMismatch(
