@@ -77,7 +77,7 @@ def _differences(saved: Any, current: Any, prefix: str = "", defaults: Any = Non
         known = defaults if isinstance(defaults, dict) else {}
         for key in sorted(set(saved) | set(current), key=str):
             name = f"{prefix}.{key}" if prefix else str(key)
-            if key not in saved and key in current and current[key] == known.get(key, _NO_DEFAULT):
+            if key not in saved and current[key] == known.get(key, _NO_DEFAULT):
                 continue  # a setting newer than the state, at the default the state was trained with
             if key not in saved or key not in current:
                 out.append(name)
