@@ -269,8 +269,18 @@ class MambaMixer(nn.Module):
         return selective_scan(xc, dt, A, B, C, self.D, z, self.dt_proj.bias, True, self.scan_impl)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self._fp32_for_inference(hidden):
+            with torch.autocast(hidden.device.type, enabled=False):
+                return self.forward(hidden.float())
         x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (B, L, d_inner) each
         return self.out_proj(self.scan(x, z))
+
+    def _fp32_for_inference(self, hidden: torch.Tensor) -> bool:
+        """Whether this call leaves autocast: a frozen mixer (``freeze_for_inference``) computes in float32
+        even under bf16 autocast. Its matmuls are small (one token per stream and step, d_model wide), where
+        the casts cost more than bf16 saves, and the scans are float32 anyway; what bf16 speeds up in a
+        served recurrent model is its stem and head (``streamd.precision``)."""
+        return self.frozen and torch.is_autocast_enabled(hidden.device.type)
 
     def init_state(self, batch: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Zero ``(conv_state (B, d_inner, d_conv), ssm_state (B, d_inner, d_state))`` in float32."""
@@ -281,7 +291,8 @@ class MambaMixer(nn.Module):
     def freeze_for_inference(self) -> None:
         """Eval only, in place: keep the per-token constants of ``step`` (the conv taps and bias, ``A =
         -exp(A_log)``, ``D``, in float32) instead of deriving them on every call. The weights themselves and
-        the state dict are unchanged; training afterwards would leave these copies stale."""
+        the state dict are unchanged; training afterwards would leave these copies stale. From then on the
+        mixer computes in float32 under autocast too (``_fp32_for_inference``)."""
         bias = self.conv1d.bias
         constants = {
             "_conv_taps": self.conv1d.weight[:, 0, :],
@@ -297,7 +308,10 @@ class MambaMixer(nn.Module):
         self, hidden: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One token ``hidden (B, d_model)`` -> ``(out (B, d_model), conv_state, ssm_state)``, all new."""
-        if self.frozen and not torch.is_autocast_enabled(hidden.device.type):
+        if self.frozen:
+            if self._fp32_for_inference(hidden):
+                with torch.autocast(hidden.device.type, enabled=False):
+                    return self._frozen_step(hidden.float(), conv_state, ssm_state)
             return self._frozen_step(hidden, conv_state, ssm_state)
         x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (B, d_inner)
         conv_state = torch.cat([conv_state[:, :, 1:], x.unsqueeze(-1).to(conv_state.dtype)], dim=-1)
@@ -337,6 +351,9 @@ class MambaMixer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``L`` tokens ``hidden (B, L, d_model)`` from explicit state in one call: ``(out (B, L, d_model),
         conv_state, ssm_state)``, equal to ``L`` calls of ``step`` (the chunked scan carries the state)."""
+        if self._fp32_for_inference(hidden):
+            with torch.autocast(hidden.device.type, enabled=False):
+                return self.forward_chunk(hidden.float(), conv_state, ssm_state)
         x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (B, L, d_inner)
         with torch.autocast(hidden.device.type, enabled=False):
             seq = torch.cat([conv_state[:, :, 1:], x.transpose(1, 2).to(conv_state.dtype)], dim=-1)

@@ -83,7 +83,7 @@ def load_model(
     if not info.labels:
         raise CheckpointError(f"{path}: the checkpoint has no labels")
     try:
-        choice = choose_precision(precision, device.type, info.extra, recurrent=is_recurrent(model))
+        choice = choose_precision(precision, device.type, info.extra)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     model = prepare_for_inference(model, choice.precision)

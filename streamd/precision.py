@@ -3,12 +3,10 @@
 ``auto`` (the default) picks bf16 where the hardware runs it natively — a CPU with ``avx512_bf16`` or
 ``amx_bf16`` (from ``/proc/cpuinfo``), or a CUDA device with bf16 support — and fp32 elsewhere. A
 checkpoint may carry its measured bf16 top-1 agreement with fp32 (``extra.bf16_agreement``, written by
-``models.bf16_agreement``); ``auto`` keeps fp32 for a model whose agreement is below 99 %, and for a
-recurrent model on a CPU: live, its calls are one 160-ms column per stream, where autocast's casts cost
-more than bf16 saves (``scripts/bench_recurrent_step.py`` on the shipped streaming Mamba's served form,
-one thread: 1.0 ms per step in fp32 against 1.75 ms in bf16 at batch 1, 1.5 against 2.2 ms at batch 4),
-and the catch-up chunks of a replay differ little (0.17 against 0.15 ms per column in chunks of 64; 3.6
-minutes replayed at ``--speed max``: 1.94-1.97 s either way), so fp32's exact scores cost nothing.
+``models.bf16_agreement``); ``auto`` keeps fp32 for a model whose agreement is below 99 %.
+Recurrent models follow the same rule: their served form runs the Mamba mixers in float32 even under
+autocast (``models.mamba``; one token per stream and step, where casts cost more than bf16 saves), so
+bf16 speeds up the convolutional stem, the bulk of a catch-up chunk (``scripts/bench_recurrent_step.py``).
 The explicit choices are taken as asked (``int8``: dynamic int8 linear layers, CPU only).
 """
 
@@ -42,19 +40,14 @@ def choose_precision(
     device_type: str,
     extra: dict[str, Any],
     flags: Iterable[str] | None = None,
-    *,
-    recurrent: bool = False,
 ) -> PrecisionChoice:
-    """Resolve ``requested`` for a model on ``device_type`` whose checkpoint metadata is ``extra``
-    (``recurrent``: a model run column by column, see the module doc)."""
+    """Resolve ``requested`` for a model on ``device_type`` whose checkpoint metadata is ``extra``."""
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
     if requested == "int8" and device_type != "cpu":
         raise ValueError("--precision int8 runs on the CPU only (use --compute cpu)")
     if requested != "auto":
         return PrecisionChoice(requested, "asked for")
-    if recurrent and device_type == "cpu":
-        return PrecisionChoice("fp32", "auto: a recurrent model's column calls are faster in fp32 on a CPU")
     native, why = native_bf16(device_type, flags)
     if not native:
         return PrecisionChoice("fp32", f"auto: {why}")

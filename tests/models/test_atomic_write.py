@@ -36,3 +36,27 @@ def test_temporary_keeps_the_suffix_and_is_unique(tmp_path: Path) -> None:
     for _ in range(2):
         write_atomically(tmp_path / "x.npy", lambda tmp: (seen.append(tmp), tmp.write_text("x")))
     assert seen[0] != seen[1] and all(p.suffix == ".npy" and p.parent == tmp_path for p in seen)
+
+
+def test_keeps_the_replaced_files_permissions_and_gives_a_new_one_opens(tmp_path: Path) -> None:
+    """safetensors creates its file 0o600: a checkpoint rewritten in place (``update_extra``) keeps its
+    mode, and a new one gets what ``open`` would give (0o666 less the umask)."""
+    import os
+
+    import torch
+    from safetensors.torch import save_file
+
+    def save(tmp: Path) -> None:
+        save_file({"w": torch.zeros(2)}, str(tmp))
+
+    shared = tmp_path / "shared.safetensors"
+    shared.write_bytes(b"")
+    shared.chmod(0o640)
+    write_atomically(shared, save)
+    assert shared.stat().st_mode & 0o777 == 0o640
+    umask = os.umask(0o027)
+    try:
+        fresh = write_atomically(tmp_path / "fresh.safetensors", save)
+    finally:
+        os.umask(umask)
+    assert fresh.stat().st_mode & 0o777 == 0o640

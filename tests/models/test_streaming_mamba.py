@@ -164,8 +164,15 @@ def test_inference_form_steps_equal_the_plain_model(real_minute, stem):
             torch.testing.assert_close(out_b, out_a, atol=1e-4, rtol=0)
         for key in a:
             torch.testing.assert_close(b[key], a[key], atol=1e-4, rtol=1e-4)
+    mixer, plain_mixer = served.blocks()[0].mixer, unfrozen.blocks()[0].mixer
+    hidden = served.embed(torch.cat(columns[:8], dim=1).reshape(1, 8, -1)).detach()
+    conv, ssm = mixer.init_state(1)
+    with torch.inference_mode():
+        fp32 = (mixer(hidden), mixer.forward_chunk(hidden, conv, ssm), mixer.step(hidden[:, 0], conv, ssm))
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            state = served.init_state(1)
-            out_low, _ = served.step(columns[0], state)
-            out_ref, _ = unfrozen.step(columns[0], state)
-        assert torch.equal(out_low, out_ref)
+            low = (mixer(hidden), mixer.forward_chunk(hidden, conv, ssm), mixer.step(hidden[:, 0], conv, ssm))
+            plain_low = plain_mixer(hidden)
+    flat_low, flat_fp32 = [low[0], *low[1], *low[2]], [fp32[0], *fp32[1], *fp32[2]]
+    for a, b in zip(flat_low, flat_fp32, strict=True):
+        assert a.dtype == torch.float32 and torch.equal(a, b)  # a served mixer leaves autocast
+    assert plain_low.dtype == torch.bfloat16  # the training form keeps bf16 matmuls

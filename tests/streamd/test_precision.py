@@ -114,19 +114,16 @@ def test_training_resolves_auto_by_the_same_cpu_rule(monkeypatch):
     assert resolve_auto("bf16") == "bf16"  # an explicit choice is taken as asked
 
 
-def test_auto_keeps_a_recurrent_model_in_fp32_on_a_cpu(monkeypatch):
-    """Column-by-column calls run faster in fp32 on a CPU (see streamd.precision), whatever the flags;
-    asked-for bf16 is still bf16, and CUDA keeps the bf16 rule."""
+def test_auto_treats_a_recurrent_model_by_the_same_rule(monkeypatch):
+    """A recurrent model follows the same rule as a windowed one (bf16 on native hardware unless its
+    recorded agreement is below 99 %): its served form keeps the mixers in float32 under autocast."""
     from audio_core.shipped_models import shipped_model_path
 
-    monkeypatch.setattr(precision_module, "cpu_flags", lambda: AVX512_BF16)
-    choice = choose_precision("auto", "cpu", {}, recurrent=True)
-    assert choice.precision == "fp32" and "recurrent" in choice.reason
-    assert choose_precision("bf16", "cpu", {}, recurrent=True).precision == "bf16"
     path = shipped_model_path("recurrent")
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: AVX512_BF16)
     loaded = load_model(path, compute="cpu")
-    assert loaded.recurrent and loaded.precision == "fp32"
+    assert loaded.recurrent and loaded.precision == "bf16"
+    assert all(block.mixer.frozen for block in loaded.model.blocks())
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: AVX2_ONLY)
+    assert load_model(path, compute="cpu").precision == "fp32"
     assert load_model(path, compute="cpu", precision="bf16").precision == "bf16"
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # no CUDA here: the only mock
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert choose_precision("auto", "cuda", {}, recurrent=True).precision == "bf16"
