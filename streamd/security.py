@@ -252,3 +252,37 @@ def handshake_problem(event: int, value: int, endpoint: str, *, curve: bool) -> 
             hint += "(give --curve-server-key and --curve-secret-key)"
         return f"the handshake with the publisher at {endpoint} failed: {hint}"
     return None
+
+
+# A handshake that fails without detail (the connection closed during it) is what a publisher going away
+# or restarting looks like, as well as a CURVE peer refusing the keys: it is reported only once it keeps
+# failing, this many times in a row over at least this long, with no handshake succeeding in between.
+HANDSHAKE_RETRIES = 3
+HANDSHAKE_GRACE_S = 1.0
+
+
+class HandshakeWatch:
+    """Decides which handshake events a subscriber reports: a rejected key or a mechanism mismatch at
+    once, a failure without detail only when it persists (``HANDSHAKE_RETRIES``, ``HANDSHAKE_GRACE_S``)."""
+
+    EVENTS = HANDSHAKE_FAILURE_EVENTS | zmq.EVENT_HANDSHAKE_SUCCEEDED  # the socket monitor's mask
+
+    def __init__(self, endpoint: str, *, curve: bool) -> None:
+        self.endpoint = endpoint
+        self.curve = curve
+        self._failures = 0
+        self._first_failure = 0.0
+
+    def observe(self, event: int, value: int, now: float) -> str | None:
+        """The problem to report for this monitor event (seen at monotonic time ``now``), or None."""
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self._failures = 0
+            return None
+        problem = handshake_problem(event, value, self.endpoint, curve=self.curve)
+        if problem is None or event != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            return problem
+        if self._failures == 0:
+            self._first_failure = now
+        self._failures += 1
+        persists = now - self._first_failure >= HANDSHAKE_GRACE_S
+        return problem if self._failures >= HANDSHAKE_RETRIES and persists else None

@@ -25,7 +25,7 @@ from zmq.utils.monitor import recv_monitor_message
 from streamd import messages
 from streamd.errors import ConfigError, StreamdError
 from streamd.publisher import DEFAULT_ENDPOINT
-from streamd.security import HANDSHAKE_FAILURE_EVENTS, handshake_problem, secure_client_socket
+from streamd.security import HandshakeWatch, secure_client_socket
 from streamd.sequence import GapCounter
 from streamd.signals import stop_on_signals
 from streamd.sinks import JsonLinesSink
@@ -105,7 +105,7 @@ def _subscriber(context: zmq.Context, args: argparse.Namespace) -> tuple[zmq.Soc
         secure_client_socket(sock, args.curve_server_key, args.curve_secret_key)
     for prefix in args.topic or [messages.TOPIC_ROOT]:
         sock.subscribe(prefix.encode("utf-8"))
-    monitor = sock.get_monitor_socket(HANDSHAKE_FAILURE_EVENTS)
+    monitor = sock.get_monitor_socket(HandshakeWatch.EVENTS)
     try:
         sock.connect(args.connect)
     except zmq.ZMQError as exc:
@@ -113,10 +113,9 @@ def _subscriber(context: zmq.Context, args: argparse.Namespace) -> tuple[zmq.Soc
     return sock, monitor
 
 
-def _check_handshake(monitor: zmq.Socket, args: argparse.Namespace) -> None:
+def _check_handshake(monitor: zmq.Socket, watch: HandshakeWatch) -> None:
     event = recv_monitor_message(monitor)
-    curve = args.curve_server_key is not None
-    problem = handshake_problem(event["event"], event["value"], args.connect, curve=curve)
+    problem = watch.observe(event["event"], event["value"], time.monotonic())
     if problem is not None:
         raise StreamdError(problem)
 
@@ -130,8 +129,11 @@ def listen(
 ) -> tuple[int, int]:
     """Receive until stopped, ``--count`` or ``--seconds``; returns (messages, malformed).
 
-    A failed handshake with the publisher (rejected key, CURVE mismatch) raises StreamdError.
+    A failed handshake with the publisher (rejected key, CURVE mismatch) raises StreamdError; one that
+    fails without detail only when it keeps failing (``streamd.security.HandshakeWatch``): a publisher
+    that restarts or goes away closes connections mid-handshake, and ZeroMQ reconnects.
     """
+    watch = HandshakeWatch(args.connect, curve=args.curve_server_key is not None)
     deadline = None if args.seconds is None else time.monotonic() + args.seconds
     received = malformed = 0
     poller = zmq.Poller()
@@ -146,7 +148,7 @@ def listen(
             wait_ms = max(1, min(POLL_MS, int(remaining * 1000)))
         ready = dict(poller.poll(wait_ms))
         if monitor in ready:
-            _check_handshake(monitor, args)
+            _check_handshake(monitor, watch)
         if sock not in ready:
             continue
         frames = receive_frames(sock)

@@ -202,6 +202,61 @@ def test_plain_listener_on_curve_publisher_is_told_why(curve_publisher, capsys) 
     }
 
 
+def test_a_publisher_restarting_mid_handshake_is_waited_for(capsys: pytest.CaptureFixture[str]) -> None:
+    """A publisher that goes away closes connections during their handshake (ZeroMQ reports a failure
+    without detail, errno ECONNRESET): the listener keeps reconnecting and receives from the publisher
+    that comes back on the same port, instead of exiting with a CURVE hint."""
+    import socket
+
+    dying = socket.create_server(("127.0.0.1", 0))
+    port = dying.getsockname()[1]
+    closed = threading.Event()
+
+    def close_two_connections() -> None:
+        for _ in range(2):
+            conn, _ = dying.accept()
+            conn.recv(10)  # the listener's greeting has begun
+            conn.close()
+        dying.close()
+        closed.set()
+
+    closer = threading.Thread(target=close_two_connections, daemon=True)
+    closer.start()
+    result: list[int] = []
+    listener = threading.Thread(
+        target=lambda: result.append(
+            cli.main(["listen", "--connect", f"tcp://127.0.0.1:{port}", "--count", "3"])
+        )
+    )
+    listener.start()
+    assert closed.wait(5.0)
+    pub = Publisher(f"tcp://127.0.0.1:{port}")
+    pub.start()
+    try:
+        with Feeder(pub):
+            listener.join(10.0)
+    finally:
+        pub.stop()
+    assert result == [0]
+    assert len(_lines(capsys.readouterr().out)) == 3
+
+
+def test_handshake_watch_reports_only_failures_that_persist() -> None:
+    from streamd.security import HandshakeWatch
+
+    no_detail, reset = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, 104
+    watch = HandshakeWatch("tcp://127.0.0.1:5556", curve=False)
+    assert [watch.observe(no_detail, reset, t) for t in (0.0, 0.1, 0.2)] == [None, None, None]  # < 1 s
+    assert "probably requires CURVE" in watch.observe(no_detail, reset, 1.2)
+    watch = HandshakeWatch("tcp://127.0.0.1:5556", curve=True)
+    watch.observe(no_detail, reset, 0.0)
+    watch.observe(no_detail, reset, 0.5)
+    assert watch.observe(zmq.EVENT_HANDSHAKE_SUCCEEDED, 0, 0.9) is None  # a success starts the count again
+    assert watch.observe(no_detail, reset, 1.5) is None and watch.observe(no_detail, reset, 2.0) is None
+    assert "public key" in watch.observe(no_detail, reset, 2.6)
+    assert "rejected" in watch.observe(zmq.EVENT_HANDSHAKE_FAILED_AUTH, 400, 3.0)  # at once
+
+
 def test_malformed_messages_are_skipped_and_counted(capsys: pytest.CaptureFixture[str]) -> None:
     context = zmq.Context()
     raw = context.socket(zmq.PUB)
