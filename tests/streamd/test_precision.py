@@ -20,6 +20,7 @@ from streamd.errors import ConfigError
 from streamd.model_loading import load_model
 from streamd.precision import choose_precision, cpu_flags, native_bf16
 
+REPO = Path(__file__).resolve().parents[2]
 AVX512_BF16 = {"fpu", "avx2", "avx512f", "avx512_bf16"}
 AMX = {"fpu", "avx2", "amx_tile", "amx_bf16"}
 AVX2_ONLY = {"fpu", "sse4_2", "avx2", "fma"}
@@ -127,3 +128,25 @@ def test_auto_treats_a_recurrent_model_by_the_same_rule(monkeypatch):
     monkeypatch.setattr(precision_module, "cpu_flags", lambda: AVX2_ONLY)
     assert load_model(path, compute="cpu").precision == "fp32"
     assert load_model(path, compute="cpu", precision="bf16").precision == "bf16"
+
+
+def test_recurrent_catch_up_equals_step_by_step_in_bf16():
+    """In bf16 (the stem and head; the mixers stay fp32) a catch-up chunk of the shipped recurrent model
+    still equals its step-by-step results (<= 1e-4) on real audio, so a replay's results do not depend on
+    how its columns were grouped."""
+    from audio_core.audio_file import read_audio
+    from audio_core.scoring import chunk_scores, step_scores
+    from audio_core.shipped_models import shipped_model_path
+
+    loaded = load_model(shipped_model_path("recurrent"), compute="cpu", precision="bf16")
+    model, info, frames = loaded.model, loaded.info, loaded.model.column_frames
+    fbank = compute_fbank(read_audio(REPO / "examples" / "long.wav"), info.features)[: 64 * frames][None]
+    chunk, _ = chunk_scores(model, info, fbank, model.init_state(1), precision="bf16")
+    state, steps = model.init_state(1), []
+    for i in range(64):
+        scores, state = step_scores(
+            model, info, fbank[:, i * frames : (i + 1) * frames], state, precision="bf16"
+        )
+        steps.append(scores)
+    assert chunk.shape == (64, len(info.labels))
+    assert (chunk - torch.cat(steps)).abs().max() <= 1e-4
