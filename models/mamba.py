@@ -308,10 +308,10 @@ class MambaMixer(nn.Module):
         self, hidden: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One token ``hidden (B, d_model)`` -> ``(out (B, d_model), conv_state, ssm_state)``, all new."""
+        if self._fp32_for_inference(hidden):
+            with torch.autocast(hidden.device.type, enabled=False):
+                return self.step(hidden.float(), conv_state, ssm_state)
         if self.frozen:
-            if self._fp32_for_inference(hidden):
-                with torch.autocast(hidden.device.type, enabled=False):
-                    return self._frozen_step(hidden.float(), conv_state, ssm_state)
             return self._frozen_step(hidden, conv_state, ssm_state)
         x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (B, d_inner)
         conv_state = torch.cat([conv_state[:, :, 1:], x.unsqueeze(-1).to(conv_state.dtype)], dim=-1)

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -206,8 +207,6 @@ def test_a_publisher_restarting_mid_handshake_is_waited_for(capsys: pytest.Captu
     """A publisher that goes away closes connections during their handshake (ZeroMQ reports a failure
     without detail, errno ECONNRESET): the listener keeps reconnecting and receives from the publisher
     that comes back on the same port, instead of exiting with a CURVE hint."""
-    import socket
-
     dying = socket.create_server(("127.0.0.1", 0))
     port = dying.getsockname()[1]
     closed = threading.Event()
