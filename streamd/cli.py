@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "devices": ("streamd.commands.devices", "list audio input devices (index, name, channels, default rate)"),
     "classify": ("streamd.commands.classify", "classify audio files offline: top-k labels per file"),
-    "convert": ("streamd.commands.convert", "convert an AST (official or Hugging Face) or AuM checkpoint"),
+    "convert": ("streamd.commands.convert", "convert an AST, AuM or ImageNet ViT/DeiT checkpoint"),
     "train": ("streamd.commands.train", "train (or k-fold cross-validate) a model from a TOML experiment"),
     "evaluate": ("streamd.commands.evaluate", "evaluate a checkpoint: clip metrics or streaming accuracy"),
     "keys": ("streamd.commands.keys", "create a CURVE key pair for authenticated publishing and listening"),

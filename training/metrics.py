@@ -154,7 +154,7 @@ def plot_confusion_matrix(
     try:
         import matplotlib
     except ImportError:
-        print(f"{path}: skipped (matplotlib is not installed: pip install 'streamd[train]')", flush=True)
+        print(f"{path}: skipped (matplotlib is not installed: pip install -e '.[train]')", flush=True)
         return None
 
     matplotlib.use("Agg")

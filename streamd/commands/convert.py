@@ -26,7 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from models.common import DATASET_STATS
 
     parser.add_argument(
-        "src", type=Path, metavar="SRC", help="AST .pth, Hugging Face AST directory, or AuM .pth"
+        "src",
+        type=Path,
+        metavar="SRC",
+        help="AST .pth, Hugging Face AST directory, AuM .pth, or ViT/DeiT (timm file or HF directory)",
     )
     parser.add_argument("out", type=Path, metavar="OUT", help="streamd checkpoint to write (.safetensors)")
     parser.add_argument(
