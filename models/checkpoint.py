@@ -70,6 +70,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         state = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointLoadError(f"{path}: corrupt weights ({exc})") from None
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointLoadError(
+                f"{path}: weight {name} holds NaN or infinite values (from a training run that diverged?)"
+            )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -7,9 +7,12 @@ computed once; windows or recurrent columns) and the engine's ``ModelRunner``. T
 
 - windowed models: the mean probabilities of windows of ``target_frames`` frames every hop, plus one
   flush with the end of the file;
-- recurrent models: stepped column by column, the mean of the steps where those same windows end;
-- a file shorter than one window is padded with silence to one (``audio_core.windows.pad_with_silence``,
-  the rule of training, evaluate, replay and run), so a short file scores the same everywhere.
+- recurrent models: stepped column by column, the mean of the steps where those same windows end; a
+  file shorter than one window is scored at its last step (as its replay ends; a file shorter than one
+  column is completed with silence to one, ``audio_core.front_end.ColumnFrontEnd``);
+- for windowed models a file shorter than one window is padded with silence to one
+  (``audio_core.windows.pad_with_silence``, the rule of training, evaluate, replay and run), so a short
+  file scores the same everywhere.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class FileScores:
     scores: np.ndarray  # (C,)
     windows: int  # windows (windowed models) or window ends (recurrent models) averaged
     duration_s: float  # audio at the model rate
-    padded_s: float = 0.0  # > 0: the file was shorter than one window and padded to one
+    padded_s: float = 0.0  # > 0: silence added (windowed: to one window; recurrent: to one column)
 
 
 class _Mean:
@@ -106,9 +109,10 @@ class _StepMeans:
                 del self.held[step]
 
     def finish(self, frames: int) -> None:
-        """The end of the file at ``frames``: the window flush with the end, unless a window ended there."""
+        """The end of the file at ``frames``: the window flush with the end, unless a window ended there;
+        a file shorter than one window has only that end, its last step."""
         if self.last_end != frames:
-            self.mean.add(self.held[frames // self.column - 1][None])
+            self.mean.add(self.held[max(frames // self.column, 1) - 1][None])
 
 
 def score_file(
@@ -134,15 +138,12 @@ def score_file(
         elif windows is not None:
             windows.add(ready)
     duration_s = front.samples / cfg.sample_rate
-    padded_s = max(0, plan.window_samples - front.samples) / cfg.sample_rate
-    if steps is not None:
-        if padded_s:  # shorter than one window: padded with silence to one (pad_with_silence's rule)
-            silence = np.zeros(plan.window_samples - front.samples, dtype=np.float32)
-            steps.add(front.accept(silence), front.fbank.frames_emitted)
+    if steps is not None:  # no padding to a window: a short file is scored at its last step
+        last = front.finish()  # a file shorter than one column: that column, completed with silence
+        steps.add(last, front.fbank.frames_emitted)
         steps.finish(front.fbank.frames_emitted)
-        mean = steps.mean
-    else:
-        assert windows is not None
-        windows.add(front.finish(), last=True)  # pads a short file with silence to one window
-        mean = windows.mean
-    return FileScores(mean.value(), mean.count, duration_s, padded_s)
+        return FileScores(steps.mean.value(), steps.mean.count, duration_s, sum(w.padded_s for w in last))
+    assert windows is not None
+    padded_s = max(0, plan.window_samples - front.samples) / cfg.sample_rate
+    windows.add(front.finish(), last=True)  # pads a short file with silence to one window
+    return FileScores(windows.mean.value(), windows.mean.count, duration_s, padded_s)

@@ -50,15 +50,18 @@ def window_scores(
     """Per-window probabilities of a mono waveform: (start samples ``[W]``, ``(W, C)``).
 
     Windowed models score each window of ``plan``; recurrent models run ``forward_steps`` once and give,
-    per window, the step where the window ends (the step that has seen one window of audio).
+    per window, the step where the window ends (the step that has seen one window of audio). A recurrent
+    model is not padded to a window: a file shorter than one is scored at its last step
+    (``recurrent_steps``), as its replay ends, rather than after seconds of appended silence.
     """
-    fbank, starts, firsts = _window_frames(info, wave, plan)
     width = plan.frames_per_window
     if is_recurrent(model):
-        steps = sequence_scores(model, info, fbank)  # (S, C)
-        column = int(model.column_frames)
-        index = [min((f + width) // column - 1, steps.shape[0] - 1) for f in firsts]
+        steps = recurrent_steps(model, info, wave)  # (S, C)
+        column, shift = int(model.column_frames), info.features.frame_shift
+        starts = plan.starts(wave.size)
+        index = [min((s // shift + width) // column - 1, steps.shape[0] - 1) for s in starts]
         return starts, steps[torch.tensor(index)]
+    fbank, starts, firsts = _window_frames(info, wave, plan)
     out = []
     for i in range(0, len(firsts), batch_size):
         batch = torch.stack([fbank[f : f + width] for f in firsts[i : i + batch_size]])  # (B, width, F)
@@ -66,11 +69,24 @@ def window_scores(
     return starts, torch.cat(out)
 
 
+def recurrent_steps(model: nn.Module, info: ModelInfo, wave: np.ndarray) -> torch.Tensor:
+    """A recurrent model's probabilities ``(S, C)`` at each whole column of a mono waveform (the daemon's
+    ``ColumnFrontEnd``): frames after the last whole column are not classified, and a file shorter than
+    one column is completed with silence to one."""
+    cfg = info.features
+    column = int(model.column_frames)
+    frames = cfg.num_frames(wave.size)
+    target = max(column, frames // column * column)
+    wave = pad_with_silence(wave, (target - 1) * cfg.frame_shift + cfg.frame_length)  # a file < one column
+    return sequence_scores(model, info, compute_fbank(wave, cfg)[:target])
+
+
 def waveform_scores(
     model: nn.Module, info: ModelInfo, wave: np.ndarray, hop_s: float = 2.5, batch_size: int = 16
 ) -> np.ndarray:
     """Clip-level probabilities ``(C,)`` of a mono waveform at ``info.features.sample_rate``: the mean over
-    the checkpoint's own windows (``checkpoint_plan``), a file shorter than one padded with silence to one."""
+    the checkpoint's own windows (``checkpoint_plan``), a file shorter than one padded with silence to one
+    (a recurrent model: its last step, ``window_scores``)."""
     _, per_window = window_scores(model, info, wave, checkpoint_plan(info, hop_s), batch_size)
     return per_window.double().mean(dim=0).float().numpy()
 
@@ -174,11 +190,8 @@ def offline_stream_predictions(
     wave = np.asarray(wave, dtype=np.float32)
     if is_recurrent(model):
         column = int(model.column_frames)
-        frames = cfg.num_frames(wave.size)
-        target = max(column, frames // column * column)
-        wave = pad_with_silence(wave, (target - 1) * shift + cfg.frame_length)  # only a file < one column
-        per_step = sequence_scores(model, info, compute_fbank(wave, cfg)[:target])
-        starts = [k * column * shift for k in range(target // column)]
+        per_step = recurrent_steps(model, info, wave)
+        starts = [k * column * shift for k in range(per_step.shape[0])]
         spans = [(a / rate, (a + (column - 1) * shift + cfg.frame_length) / rate) for a in starts]
     else:
         plan = WindowPlan.from_seconds(window_s, hop_s, cfg)

@@ -87,9 +87,10 @@ def _text_line(path: str, labels: list[dict]) -> str:
     return f"{path}: {best}"
 
 
-def _note_padding(path: str, result: FileScores) -> None:
-    real_s, window_s = result.duration_s, result.duration_s + result.padded_s
-    note = f"audio shorter than one window ({real_s:.3f} s < {window_s:.3f} s): padded with silence to one"
+def _note_padding(path: str, result: FileScores, recurrent: bool) -> None:
+    real_s, padded_to_s = result.duration_s, result.duration_s + result.padded_s
+    unit = "step" if recurrent else "window"
+    note = f"audio shorter than one {unit} ({real_s:.4g} s < {padded_to_s:.4g} s): padded with silence to one"
     print(f"streamd: note: {path}: {note}", file=sys.stderr, flush=True)
 
 
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"streamd: error: {exc}", file=sys.stderr, flush=True)
             continue
         if result.padded_s > 0:
-            _note_padding(display_path(path), result)
+            _note_padding(display_path(path), result, loaded.recurrent)
         best = top_k(result.scores, loaded.info.labels, labels_shown)
         labels = [{"label": label, "score": score} for label, score in best]
         if args.json:

@@ -90,3 +90,15 @@ def test_truncated_checkpoint_is_reported(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointLoadError):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_by_name(tmp_path, bad):
+    """A checkpoint from a diverged run would score NaN everywhere: refused at load, naming the weight."""
+    model = build_model("resnet_cnn", SMALL).eval()
+    name, weight = next(iter(model.named_parameters()))
+    with torch.no_grad():
+        weight.view(-1)[3] = bad
+    path = save_checkpoint(tmp_path / "m.safetensors", model, _info())
+    with pytest.raises(CheckpointLoadError, match=f"weight {name} holds NaN or infinite values"):
+        load_checkpoint(path)
