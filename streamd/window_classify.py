@@ -119,10 +119,23 @@ def _check(args: argparse.Namespace) -> None:
                 raise ConfigError(f"{other} and {path} would share one Raven table: rename one")
 
 
-def settings(args: argparse.Namespace, windows: WindowSection) -> dict[str, Any]:
-    """What the output depends on (a resumed run must use the same)."""
+def file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (hex): the identity of the checkpoint an output was written with."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def settings(args: argparse.Namespace, windows: WindowSection, loaded: LoadedModel) -> dict[str, Any]:
+    """What the output depends on (a resumed run must use the same): the checkpoint by name and by
+    content, so that another model written over the same file is not mixed into the output."""
     return {
         "model": str(args.checkpoint or args.model),
+        "model_sha256": file_digest(loaded.path) if loaded.path is not None else None,
         "window_s": windows.window_s,
         "hop_s": windows.hop_s,
         "top_k": args.top_k,
@@ -144,14 +157,16 @@ def local_results(
 
 
 def _total_seconds(paths: list[str]) -> float:
-    """Audio length of the files, from their headers (unreadable ones count 0)."""
-    from audio_core.audio_file import probe_audio
+    """Audio length of the files, from their headers (unreadable ones and standard input, which can be
+    read only once, count 0)."""
+    from audio_core.audio_file import STDIN, probe_audio
     from streamd.errors import AudioInputError
 
     total = 0.0
     for path in paths:
-        with contextlib.suppress(AudioInputError):
-            total += probe_audio(path).duration_s
+        if path != STDIN:
+            with contextlib.suppress(AudioInputError):
+                total += probe_audio(path).duration_s
     return total
 
 
@@ -192,6 +207,28 @@ class _Progress:
             self.bar.stop()
 
 
+def _recheck_changed(output: WindowOutput, paths: list[str], args: argparse.Namespace) -> None:
+    """Finished files whose audio changed since: classified again into a Raven directory (a table per
+    file), a warning for a CSV / JSON-lines output (its rows cannot be taken back)."""
+    changed = [p for p in dict.fromkeys(paths) if p in output.done and output.changed(p)]
+    if changed and args.format == "raven":
+        for path in changed:
+            output.forget(path)
+        print(
+            f"streamd: note: {len(changed)} file(s) changed since they were classified: classified again",
+            file=sys.stderr,
+            flush=True,
+        )
+    elif changed:
+        print(
+            f"streamd: warning: {len(changed)} file(s) changed since they were classified into {args.out} "
+            f"(e.g. {changed[0]}): their rows there are of the earlier audio; "
+            "classify them into another output",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def run_windows(args: argparse.Namespace, windows: WindowSection) -> int:
     """Classify every window of ``args.paths`` into ``args.out`` with the window settings ``windows``
     (``check_window_options`` has run); 1 if any file failed."""
@@ -205,15 +242,19 @@ def run_windows(args: argparse.Namespace, windows: WindowSection) -> int:
     warning = window_warning(windows.window_s, loaded)
     if warning:
         print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
-    output = WindowOutput(args.out, args.format, settings(args, windows), plan.features.sample_rate / 2)
+    output = WindowOutput(
+        args.out, args.format, settings(args, windows, loaded), plan.features.sample_rate / 2
+    )
     if output.note:
         print(f"streamd: note: {output.note}", file=sys.stderr, flush=True)
     paths = [str(p) for p in args.paths]
+    _recheck_changed(output, paths, args)
     todo = [p for p in paths if p not in output.done]
     skipped = len(paths) - len(todo)
     if skipped:
         print(f"streamd: {skipped} file(s) already done in {args.out}: skipped", file=sys.stderr, flush=True)
-    progress = _Progress(len(todo), _total_seconds(todo), not args.no_progress and bool(todo))
+    show = not args.no_progress and bool(todo)
+    progress = _Progress(len(todo), _total_seconds(todo) if show else 0.0, show)
     failed = done = 0
     seconds = 0.0
     try:

@@ -1,9 +1,12 @@
 """Writers of window-level results (``classify --windows``): CSV, JSON lines, Raven selection tables.
 
 A file's rows are committed together, then recorded in a progress list (JSON lines: a first line with the
-settings, then one ``{"file", "bytes", "windows", "duration_s"}`` line per finished file). A rerun with the
-same output and settings skips the files listed, and cuts a CSV / JSON-lines output back to the last
-recorded size, so rows of a file interrupted half-way are never kept twice. Failed files are not
+settings, then one ``{"file", "bytes", "windows", "duration_s", "source"}`` line per finished file;
+``source`` is the audio file's size and modification time). A rerun with the same output and settings
+(the checkpoint's content included) skips the files listed, and cuts a CSV / JSON-lines output back to
+the last recorded size, so rows of a file interrupted half-way are never kept twice. A listed file whose audio
+changed since is classified again into a Raven directory (its table replaced); a CSV / JSON-lines output
+keeps its rows and the run says so. Failed files are not
 recorded: a rerun tries them again. A progress list whose output is gone (a CSV / JSON-lines output
 missing or shorter than recorded, every recorded Raven table missing) is stale: the run starts over; Raven
 tables missing one by one are written again.
@@ -23,6 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from audio_core.audio_file import STDIN
 from models.atomic_write import write_atomically
 from streamd.errors import ConfigError, StreamdError
 from streamd.window_scoring import FileResult
@@ -43,6 +47,17 @@ RAVEN_HEADER = (
 RAVEN_VIEW = "Spectrogram 1"
 RAVEN_SUFFIX = ".streamd.selection.table.txt"
 PROGRESS_NAME = "streamd.progress.jsonl"
+
+
+def source_stamp(path: str) -> list[int] | None:
+    """``[size, mtime_ns]`` of an audio file (None for standard input or a file that cannot be read)."""
+    if path == STDIN:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
 
 
 def raven_table_name(audio: str | Path) -> str:
@@ -234,9 +249,21 @@ class WindowOutput:
             "bytes": size,
             "windows": len(result.windows),
             "duration_s": result.duration_s,
+            "source": source_stamp(result.file),
         }
         self._write_progress(entry)
         self.done[result.file] = entry
+
+    def changed(self, path: str) -> bool:
+        """Whether a finished file's audio changed (size or modification time) since it was classified."""
+        recorded = self.done[path].get("source")
+        now = source_stamp(path)
+        return recorded is not None and now is not None and now != recorded
+
+    def forget(self, path: str) -> None:
+        """Classify ``path`` again (raven: its table is written anew)."""
+        assert self.fmt == "raven"
+        del self.done[path]
 
     def close(self) -> None:
         if self._stream is not None:

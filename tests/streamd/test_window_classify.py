@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from support.checkpoints import small_resnet_checkpoint
 from support.process import streamd_env
 
 from streamd.cli import main
@@ -209,3 +210,53 @@ def test_a_progress_line_cut_short_is_classified_again_and_a_corrupt_list_is_one
     assert classify(out, paths, small_checkpoint) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "line 1 is not a progress entry" in err and "Traceback" not in err
+
+
+def test_another_model_written_over_the_same_checkpoint_is_refused(tmp_path, archive, esc50, capsys):
+    """The output remembers the checkpoint's content, not only its path: retrained weights copied over
+    it do not mix into an output begun with the old ones."""
+    checkpoint = small_resnet_checkpoint(tmp_path / "m.safetensors", esc50.labels, seed=1)
+    out = tmp_path / "w.csv"
+    assert classify(out, archive[1:2], checkpoint) == 0
+    small_resnet_checkpoint(checkpoint, esc50.labels, seed=2)  # the same path, other weights
+    capsys.readouterr()
+    assert classify(out, archive[1:3], checkpoint) == 2
+    err = capsys.readouterr().err
+    assert "other settings" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("fmt", ["csv", "raven"])
+def test_audio_changed_since_it_was_classified(tmp_path, archive, small_checkpoint, capsys, fmt):
+    """Raven: the changed file is classified again (its table replaced); CSV: its rows stay and the rerun
+    says they are of the earlier audio."""
+    audio = tmp_path / "a.wav"
+    sf.write(audio, sf.read(archive[1])[0], SR, subtype="FLOAT")
+    out = tmp_path / ("raven" if fmt == "raven" else "w.csv")
+    assert classify(out, [audio, archive[2]], small_checkpoint, "--format", fmt) == 0
+    before = out.read_bytes() if fmt == "csv" else (out / raven_table_name(audio)).read_text()
+    sf.write(audio, sf.read(archive[2])[0], SR, subtype="FLOAT")  # other audio, same name
+    capsys.readouterr()
+    assert classify(out, [audio, archive[2]], small_checkpoint, "--format", fmt) == 0
+    err = capsys.readouterr().err
+    if fmt == "raven":
+        assert "1 file(s) changed since they were classified: classified again" in err
+        assert (out / raven_table_name(audio)).read_text() != before
+        assert "1 file(s) already done" in err
+    else:
+        assert "their rows there are of the earlier audio" in err and out.read_bytes() == before
+
+
+def test_standard_input_gives_the_rows_of_the_file(tmp_path, archive, small_checkpoint):
+    """The progress bar's sizing does not read standard input (it can be read only once)."""
+    wav = tmp_path / "clip.wav"
+    sf.write(wav, sf.read(archive[1])[0], SR, subtype="PCM_16")
+    from_file, from_pipe = tmp_path / "f.jsonl", tmp_path / "p.jsonl"
+    assert classify(from_file, [wav], small_checkpoint, "--format", "jsonl") == 0
+    command = [sys.executable, "-m", "streamd", "classify", "--windows", "--out", str(from_pipe)]
+    command += ["--checkpoint", str(small_checkpoint), "--window-s", str(WINDOW_S), "--hop-s", str(HOP_S)]
+    command += ["--format", "jsonl", "-"]  # the progress bar on: it must not probe "-"
+    done = subprocess.run(command, input=wav.read_bytes(), env=streamd_env(), capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    windows = [{k: v for k, v in row.items() if k != "file"} for row in jsonl(from_pipe)]
+    assert windows == [{k: v for k, v in row.items() if k != "file"} for row in jsonl(from_file)]
+    assert windows and {row["file"] for row in jsonl(from_pipe)} == {"-"}
