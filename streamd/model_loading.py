@@ -134,11 +134,24 @@ def resolve_model(
     return load_configured_model(section)
 
 
-def window_warning(window_s: float | None, loaded: LoadedModel) -> str | None:
-    """A warning when a window length is asked for that differs from the one the model was trained on."""
-    if window_s is None or loaded.recurrent:
-        return None
+def window_warnings(window_s: float | None, hop_s: float | None, loaded: LoadedModel) -> list[str]:
+    """Warnings about the windows asked for (``window_s`` None: the checkpoint's own): a length other than
+    the one the model was trained on, a hop longer than the window (audio between windows is never
+    classified), a window given to a recurrent model (it steps per column whatever the window)."""
+    if loaded.recurrent:
+        if window_s is None:
+            return []
+        features = loaded.info.features
+        column_s = loaded.column_frames * features.frame_shift / features.sample_rate
+        return [f"a window does not apply to the recurrent model {loaded.name}: a result each {column_s:g} s"]
+    out = []
     own = checkpoint_window_s(loaded.info)
-    if abs(window_s - own) < 0.5 / loaded.info.features.sample_rate:
-        return None
-    return f"window {window_s:g} s differs from the {own:g} s the model {loaded.name} was trained on"
+    window = own if window_s is None else window_s
+    if abs(window - own) >= 0.5 / loaded.info.features.sample_rate:
+        out.append(f"window {window:g} s differs from the {own:g} s the model {loaded.name} was trained on")
+    if hop_s is not None and hop_s > window:
+        out.append(
+            f"hop {hop_s:g} s is longer than the window {window:g} s: "
+            f"{hop_s - window:g} s of every hop is not classified"
+        )
+    return out

@@ -232,15 +232,14 @@ def _recheck_changed(output: WindowOutput, paths: list[str], args: argparse.Name
 def run_windows(args: argparse.Namespace, windows: WindowSection) -> int:
     """Classify every window of ``args.paths`` into ``args.out`` with the window settings ``windows``
     (``check_window_options`` has run); 1 if any file failed."""
-    from streamd.model_loading import resolve_model, window_warning
+    from streamd.model_loading import resolve_model, window_warnings
     from streamd.window_scoring import window_plan
 
     _check(args)
     started = time.monotonic()
     loaded = resolve_model(args, compute="cpu")
     plan = window_plan(loaded, windows.window_s, windows.hop_s)
-    warning = window_warning(windows.window_s, loaded)
-    if warning:
+    for warning in window_warnings(windows.window_s, windows.hop_s, loaded):
         print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
     output = WindowOutput(
         args.out, args.format, settings(args, windows, loaded), plan.features.sample_rate / 2

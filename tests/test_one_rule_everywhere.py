@@ -112,3 +112,24 @@ def test_replay_uses_the_checkpoints_own_window_by_default(tmp_path: Path, esc50
     code = main([*argv, "--publish", f"tcp://127.0.0.1:{port}", "--window", "2"])
     err = capsys.readouterr().err
     assert code == 0 and "warning: window 2 s differs from the 1 s the model one_s was trained on" in err
+
+
+def test_a_hop_longer_than_the_window_is_warned_about_by_every_command(
+    tmp_path: Path, checkpoint: Path, esc50, capsys
+) -> None:
+    """Audio between windows is never classified: each command says how much, in the same words."""
+    clip = str(esc50.clips(1)[0])
+    ckpt = ["--checkpoint", str(checkpoint)]
+    publish = ["--publish", f"tcp://127.0.0.1:{free_tcp_port()}"]
+    out = ["--out", str(tmp_path / "w.csv")]
+    argvs = {
+        "replay": ["replay", clip, *ckpt, "--hop", "8", "--speed", "max", "--no-dashboard", *publish],
+        "classify": ["classify", clip, *ckpt, "--hop-s", "8"],
+        "classify --windows": ["classify", "--windows", "--no-progress", *out, *ckpt, "--hop-s", "8", clip],
+    }
+    want = "warning: hop 8 s is longer than the window 5 s: 3 s of every hop is not classified"
+    for name, argv in argvs.items():
+        assert main(argv) == 0, name
+        assert want in capsys.readouterr().err, name
+    assert main(["classify", clip, *ckpt, "--hop-s", "5"]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -23,7 +23,7 @@ from streamd.clip_scoring import FileScores, score_file
 from streamd.config_cli import config_from_args
 from streamd.config_sections import WindowSection
 from streamd.errors import AudioInputError, ConfigError
-from streamd.model_loading import resolve_model
+from streamd.model_loading import resolve_model, window_warnings
 from streamd.precision import PRECISIONS
 from streamd.sinks import write_line
 
@@ -112,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_plan(loaded.info, hop_s)  # the hop rule of every command
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    for warning in window_warnings(None, hop_s, loaded):
+        print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
     labels_shown = min(args.top_k, len(loaded.info.labels))
     failed = 0
     for path in args.paths:

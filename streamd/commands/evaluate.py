@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from audio_core.shipped_models import MODEL_HELP
 from streamd.errors import ConfigError
-from streamd.model_loading import LoadedModel, resolve_model
+from streamd.model_loading import LoadedModel, resolve_model, window_warnings
 
 HELP = "evaluate a checkpoint: clip metrics + confusion matrix, or streaming accuracy and onset latency"
 
@@ -135,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
             hop_samples(hop, loaded.info.features)  # the hop rule of every command
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    for warning in window_warnings(None, max(args.hops), loaded) if args.streaming else []:
+        print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
     try:
         clip_set = _select_folds(_dataset(args), args.folds)
     except (ExperimentConfigError, DatasetError) as exc:

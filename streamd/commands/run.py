@@ -53,12 +53,11 @@ def execute(
     try:
         import_then_honour_interrupts("torch")  # Ctrl-C inside torch's start-up would kill the process
         from streamd.daemon import Daemon
-        from streamd.model_loading import resolve_model, window_warning
+        from streamd.model_loading import resolve_model, window_warnings
 
         model = resolve_model(args, daemon_config=True)
         daemon = Daemon(cfg, sources, model, publisher)  # checks the window plan: errors come first
-        warning = window_warning(cfg.windows.window_s, model)
-        if warning:
+        for warning in window_warnings(cfg.windows.window_s, cfg.windows.hop_s, model):
             print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
         integrations = attach_integrations(cfg, daemon, publisher)  # a bad --save-clips folder fails here
     except BaseException:

@@ -221,3 +221,14 @@ def test_precision_comes_from_the_model_toml_unless_given(tmp_path: Path, small_
 
     assert precision() == "int8"  # the TOML's, not a command-line default
     assert precision("--precision", "fp32") == "fp32"
+
+
+def test_window_warnings_of_a_recurrent_model(tiny_recurrent) -> None:
+    """A recurrent model steps per column whatever the window: a window asked for is warned about, the
+    hop (which only picks the steps a clip score averages) is not."""
+    from streamd.model_loading import window_warnings
+
+    assert window_warnings(None, 8.0, tiny_recurrent) == []
+    assert window_warnings(2.0, 1.0, tiny_recurrent) == [
+        "a window does not apply to the recurrent model tiny: a result each 0.04 s"
+    ]
