@@ -29,6 +29,12 @@ class ResNetConfig:
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
+        if not self.channels or min(self.channels) < 1:
+            raise ValueError(f"channels must be one or more positive widths, got {list(self.channels)}")
+        if self.blocks_per_stage < 1 or self.stem_stride < 1:
+            raise ValueError("blocks_per_stage and stem_stride must be at least 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 class ResidualBlock(nn.Module):

@@ -13,6 +13,7 @@ import os
 import torch
 
 from audio_core.scoring import State, chunk_scores, scores, step_scores
+from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel
 
 
@@ -34,6 +35,19 @@ def intra_op_threads(workers: int) -> int:
     features and publishing keep a core (an intra-op call waits for its slowest thread, so a core taken
     by another stage stalls it; on 2 cores one thread measured faster than two)."""
     return max(1, workers - 1)
+
+
+def check_window_size(loaded: LoadedModel, frames: int, window_s: float) -> None:
+    """``ConfigError`` (one line) unless the windowed model takes windows of ``frames`` frames: one call on
+    silence at start-up, for a window other than the checkpoint's own, instead of a model error per
+    window later."""
+    try:
+        ModelRunner(loaded).score_windows([torch.zeros(frames, loaded.info.features.num_mel_bins)])
+    except (RuntimeError, ValueError, IndexError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(
+            f"the model {loaded.name} cannot take windows of {window_s:g} s ({frames} frames): {reason}"
+        ) from None
 
 
 class ModelRunner:

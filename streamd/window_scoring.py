@@ -23,7 +23,7 @@ from audio_core.windows import Window, WindowPlan, checkpoint_plan
 from streamd.clip_scoring import BATCH_SIZE
 from streamd.errors import AudioInputError, ConfigError
 from streamd.model_loading import LoadedModel
-from streamd.model_runner import ModelRunner
+from streamd.model_runner import ModelRunner, check_window_size
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,11 @@ def window_plan(loaded: LoadedModel, window_s: float | None, hop_s: float) -> Wi
     try:
         if window_s is None:
             return checkpoint_plan(loaded.info, hop_s)
-        return WindowPlan.from_seconds(window_s, hop_s, loaded.info.features)
+        plan = WindowPlan.from_seconds(window_s, hop_s, loaded.info.features)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    check_window_size(loaded, plan.frames_per_window, window_s)
+    return plan
 
 
 def file_windows(path: str | Path, front: FrontEnd, block_s: float = READ_BLOCK_S) -> Iterator[Window]:

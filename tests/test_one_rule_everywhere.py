@@ -133,3 +133,23 @@ def test_a_hop_longer_than_the_window_is_warned_about_by_every_command(
         assert want in capsys.readouterr().err, name
     assert main(["classify", clip, *ckpt, "--hop-s", "5"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_window_the_model_cannot_take_is_one_line_at_start_up(
+    tmp_path: Path, checkpoint: Path, esc50, capsys
+) -> None:
+    """Too short for the network (0.1 s: 8 frames): refused before any audio, in the same words, instead
+    of a model error per window (replay) or an internal error (classify --windows)."""
+    clip = str(esc50.clips(1)[0])
+    ckpt = ["--checkpoint", str(checkpoint)]
+    publish = ["--publish", f"tcp://127.0.0.1:{free_tcp_port()}"]
+    out = ["--out", str(tmp_path / "w.csv")]
+    argvs = [
+        ["replay", clip, *ckpt, "--window", "0.1", "--speed", "max", "--no-dashboard", *publish],
+        ["classify", "--windows", "--no-progress", *out, *ckpt, "--window-s", "0.1", clip],
+    ]
+    for argv in argvs:
+        assert main(argv) == 2, argv[0]
+        err = capsys.readouterr().err
+        assert "cannot take windows of 0.1 s (8 frames)" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "w.csv").exists()

@@ -107,12 +107,21 @@ def check_model_input(
     except (TypeError, ValueError) as exc:
         raise ValueError(f"model.config: {exc}") from None
     frames, bins = normalization.target_frames, features.num_mel_bins
-    try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            build_model(arch, config).eval()(torch.zeros(1, frames, bins))
-    except (RuntimeError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(
-            f"normalization.target_frames = {frames}, features.num_mel_bins = {bins}: the {arch} model "
-            f"cannot take windows of that size ({reason})"
-        ) from None
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        try:
+            model = build_model(arch, config).eval()
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise ValueError(f"model.config: the {arch} model cannot be built ({_first_line(exc)})") from None
+        try:
+            model(torch.zeros(1, frames, bins))
+        except (RuntimeError, ValueError, IndexError) as exc:
+            reason = _first_line(exc)
+            raise ValueError(
+                f"normalization.target_frames = {frames}, features.num_mel_bins = {bins}: the {arch} model "
+                f"cannot take windows of that size ({reason})"
+            ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -20,7 +20,6 @@ naming it.
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 from audio_core.audio_file import display_path, probe_audio, read_chunks
 from audio_core.errors import AudioInputError
 from training.clips import Clip, ClipSet
-from training.readers import AUDIO_EXTENSIONS, DatasetError
+from training.readers import AUDIO_EXTENSIONS, DatasetError, csv_rows
 
 SPLIT_FOLDS = {"train": 1, "val": 2, "test": 3, "holdout": 4}
 SPLIT_NAMES = {fold: name for name, fold in SPLIT_FOLDS.items()}
@@ -96,8 +95,7 @@ def _from_folders(root: Path, splits: dict[str, Path]) -> tuple[list[tuple[Path,
 
 
 def _from_csv(path: Path) -> list[tuple[Path, str, str]]:
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    rows = [r for r in csv_rows(path, "list of clips") if r and any(c.strip() for c in r)]
     if rows and rows[0][0].strip().lower() == "path":
         rows = rows[1:]
     entries = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,16 +31,32 @@ class DatasetError(ValueError):
 def not_found(path: Path, what: str) -> DatasetError:
     """``path: no such <what>``; for a relative path, from which directory it was looked up (configs name
     their data relative to the current directory, not to the config file)."""
+    if path.is_dir():
+        return DatasetError(f"{path}: is a directory, not a {what}")
     where = (
         "" if path.is_absolute() else f" (relative paths are taken from the current directory, {Path.cwd()})"
     )
     return DatasetError(f"{path}: no such {what}{where}")
 
 
+def read_text(path: Path, what: str) -> str:
+    """A UTF-8 text file (a leading byte-order mark, as spreadsheet programs write one, is dropped);
+    ``DatasetError`` naming the file when it is not UTF-8 text."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not a UTF-8 text {what} (byte {exc.start} cannot be read)") from None
+
+
+def csv_rows(path: Path, what: str) -> list[list[str]]:
+    """The rows of a CSV file (``read_text``'s rules)."""
+    return list(csv.reader(io.StringIO(read_text(path, what), newline="")))
+
+
 def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     if not path.is_file():
         raise not_found(path, "metadata file")
-    with path.open(newline="", encoding="utf-8") as f:
+    with io.StringIO(read_text(path, "metadata file"), newline="") as f:
         reader = csv.DictReader(f)
         columns = [c.strip() for c in reader.fieldnames or []]
         missing = [c for c in required if c not in columns]
@@ -176,8 +193,8 @@ def _datafile_entries(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise not_found(path, "datafile")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(read_text(path, "datafile"))
+    except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise DatasetError(f'{path}: expected an object with a "data" list')

@@ -201,3 +201,25 @@ def test_read_dataset_dispatch(tmp_path: Path, esc50_root: Path) -> None:
         read_dataset("esc50", csv=csv_path)
     with pytest.raises(DatasetError, match=r"missing option\(s\) \['root'\]"):
         read_dataset("folders")
+
+
+def test_text_files_from_spreadsheets_and_binary_files(tmp_path: Path, esc50_root: Path) -> None:
+    """A byte-order mark (as spreadsheet programs write it) is dropped; a file that is not UTF-8 text,
+    a directory or a datafile of bytes are one line naming the file."""
+    csv_path = write_esc50_subset(tmp_path, CATEGORIES, 1, (1,))
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + csv_path.read_bytes())
+    plain = read_esc50(csv_path, audio_dir=esc50_root / "audio")
+    assert read_esc50(bom, audio_dir=esc50_root / "audio").clips == plain.clips
+    binary = tmp_path / "audio.csv"
+    binary.write_bytes(b"RIFF\x00\xff\xfe\x80" * 16)
+    with pytest.raises(DatasetError, match=r"audio.csv: not a UTF-8 text metadata file \(byte \d+"):
+        read_esc50(binary)
+    with pytest.raises(DatasetError, match="is a directory, not a metadata file"):
+        read_esc50(tmp_path)
+    datafile = tmp_path / "data.json"
+    datafile.write_bytes(b"\xff\xfe\x00{")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("index,mid,display_name\n0,/m/dog,dog\n")
+    with pytest.raises(DatasetError, match=r"data\.json: not a UTF-8 text datafile"):
+        read_json_datafiles([datafile], labels)

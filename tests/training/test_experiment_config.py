@@ -240,6 +240,9 @@ def test_options_of_own_data_are_refused_with_a_config(
         (("num_mel_bins = 64", "high_freq = -7990.0"), r"features.low_freq..high_freq must be a band"),
         (("target_frames = 200", "target_frames = 0"), r"normalization.target_frames must be positive"),
         (("target_frames = 200", "std = 0.0"), r"normalization.std must be positive, got 0.0"),
+        (("channels = [8, 16]", "channels = []"), r"model.config: channels must be one or more positive"),
+        (("channels = [8, 16]", "channels = [8, 0]"), r"model.config: channels must be one or more positive"),
+        (("dropout = 0.0", "dropout = 2.0"), r"model.config: dropout must be in \[0, 1\), got 2.0"),
         (
             ("target_frames = 200", "target_frames = 1"),
             r"tiny.toml: normalization.target_frames = 1, features.num_mel_bins = 64: the resnet_cnn model "
