@@ -116,7 +116,7 @@ class FeatureStage(ThreadStage):
         """Say so in a status message when a stream shorter than one window was padded with silence."""
         real = stream.front.samples / stream.front.rate
         pad = stream.front.short_padding_s
-        note = f"audio shorter than one window ({real:.3f} s): padded with {pad:.3f} s of silence"
+        note = f"audio shorter than one window ({real:.5g} s): padded with {pad:.5g} s of silence"
         self.status.publish(stream, "running", note)
 
     def _note_tail(self, stream: Stream) -> None:

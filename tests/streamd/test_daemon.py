@@ -121,7 +121,7 @@ def test_a_file_shorter_than_a_window_gives_one_padded_result(loaded, long_wave,
         _scores(pred, loaded.info.labels), _offline_scores(loaded, padded, 0.0, 5.0), atol=1e-5, rtol=1e-4
     )
     notes = [m.get("message", "") for m in _by_type(msgs, "status")]
-    assert any("padded with 3.300 s of silence" in n for n in notes)
+    assert any("padded with 3.3 s of silence" in n for n in notes)
 
 
 def test_the_daemon_gives_back_torch_threads_it_changed(loaded, long_wave, tmp_path):
