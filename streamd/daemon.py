@@ -35,7 +35,7 @@ from streamd.feature_stage import AudioTap, FeatureStage
 from streamd.gaps import SegmentedFrontEnd
 from streamd.label_check import check_event_labels
 from streamd.model_loading import LoadedModel
-from streamd.model_runner import check_window_size, intra_op_threads, model_threads
+from streamd.model_runner import intra_op_threads, model_threads
 from streamd.native_stderr import native_stderr_for
 from streamd.result_stage import EventHook, ResultStage
 from streamd.sources import Source
@@ -69,8 +69,6 @@ class Daemon:
             self.plan = stream_plan(features, model.column_frames, window_s, config.windows.hop_s)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        if config.windows.window_s and isinstance(self.plan, WindowPlan):  # a window of the user's own
-            check_window_size(model, self.plan.frames_per_window, window_s)
         names = unique_stream_names([s.name for s in sources])
         self.streams = [
             Stream(

@@ -54,8 +54,11 @@ def execute(
         import_then_honour_interrupts("torch")  # Ctrl-C inside torch's start-up would kill the process
         from streamd.daemon import Daemon
         from streamd.model_loading import resolve_model, window_warnings
+        from streamd.window_scoring import window_plan
 
         model = resolve_model(args, daemon_config=True)
+        if cfg.windows.window_s and not model.recurrent:  # a window of the user's own: can the model take it?
+            window_plan(model, cfg.windows.window_s, cfg.windows.hop_s)
         daemon = Daemon(cfg, sources, model, publisher)  # checks the window plan: errors come first
         for warning in window_warnings(cfg.windows.window_s, cfg.windows.hop_s, model):
             print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)

@@ -60,7 +60,8 @@ def test_three_hour_file_replays_flat_out_in_constant_memory(
     short = replay(known_clip, checkpoint, endpoint)
     assert short.returncode == 0, short.describe()
     result = replay(three_hours, checkpoint, endpoint)
-    assert result.returncode == 0 and result.stderr_lines == [], result.describe()
+    skipped = "streamd: warning: hop 60 s is longer than the window 5 s: 55 s of every hop is not classified"
+    assert result.returncode == 0 and result.stderr_lines == [skipped], result.describe()  # nothing else
     published = result.json_lines()
     final = published[-1]
     assert final["type"] == "status" and final["state"] == "finished"
