@@ -142,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
         clip_set = _select_folds(_dataset(args), args.folds)
     except (ExperimentConfigError, DatasetError) as exc:
         raise ConfigError(str(exc)) from None
+    if args.streaming and args.clips > len(clip_set.clips):
+        held = len(clip_set.clips)
+        note = f"--clips {args.clips}: the chosen folds hold {held} clips; each soundscape has them all"
+        print(f"streamd: note: {note}", file=sys.stderr, flush=True)
     try:
         if args.streaming:
             results = streaming_evaluation(

@@ -98,6 +98,10 @@ def test_streaming_replay_matches_offline_reference(
     assert truth["duration_s"] == pytest.approx(wave.size / rate)
     offline_wave, _ = sf.read(tmp_path / "offline" / "soundscape0.wav")
     np.testing.assert_array_equal(wave, offline_wave)  # the seed fixes the soundscape
+    held = len(read_esc50(held_out_csv, audio_dir=esc50_root / "audio").clips)
+    more = [*args[: args.index("--clips")], "--clips", str(held + 5), "--hops", "2.5", "--offline"]
+    assert main(more) == 0
+    assert f"--clips {held + 5}: the chosen folds hold {held} clips" in capsys.readouterr().err
 
 
 def _link_folders(root: Path, csv_path: Path, audio: Path) -> Path:
