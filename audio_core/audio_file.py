@@ -170,22 +170,30 @@ def read_chunks(
 ) -> Iterator[np.ndarray]:
     """Mono float32 chunks of ``path`` at ``sample_rate`` (downmixed, streaming soxr), ``block_s`` each.
 
-    One open: pipes and ``-`` work as well as regular files."""
+    One open: pipes and ``-`` work as well as regular files. A file with no samples, or too few to leave
+    one at ``sample_rate``, is an ``AudioInputError`` (raised once its samples are read)."""
     with open_audio(path) as handle:
         info = audio_info(handle, path)
         resampler = StreamingResampler(info.sample_rate, sample_rate)
         block = max(1, round(block_s * info.sample_rate))
-        read = 0
+        read = given = 0
         while True:
             data = read_frames(handle, path, block)
             if data.shape[0] == 0:
                 break
             check_finite(path, data, read, info.sample_rate)
             read += data.shape[0]
-            yield resampler.process(downmix(data))
+            chunk = resampler.process(downmix(data))
+            given += chunk.size
+            yield chunk
     if read == 0:
         raise AudioInputError(f"{display_path(path)}: contains no audio samples")
-    yield resampler.process(np.zeros(0, dtype=np.float32), last=True)
+    last = resampler.process(np.zeros(0, dtype=np.float32), last=True)
+    if given + last.size == 0:
+        raise AudioInputError(
+            f"{display_path(path)}: {read} sample(s) at {info.sample_rate} Hz leave none at {sample_rate} Hz"
+        )
+    yield last
 
 
 def read_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.ndarray:

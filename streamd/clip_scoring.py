@@ -87,6 +87,7 @@ class _StepMeans:
 
     def __init__(self, runner: ModelRunner, plan: WindowPlan, column_frames: int) -> None:
         self.runner = runner
+        self.plan = plan
         self.column = column_frames
         self.hop = plan.hop_samples // plan.features.frame_shift
         self.next_end = plan.frames_per_window  # end frame of the next sliding window
@@ -103,16 +104,22 @@ class _StepMeans:
         while self.next_end <= frames:
             self.mean.add(self.held[self.next_end // self.column - 1][None])
             self.last_end, self.next_end = self.next_end, self.next_end + self.hop
-        if self.held:
-            keep_from = min(self.next_end // self.column - 1, max(self.held))
+        if self.held:  # the end-aligned window may end one frame before the last frame: two steps kept
+            keep_from = min(self.next_end // self.column - 1, max(self.held) - 1)
             for step in [k for k in self.held if k < keep_from]:
                 del self.held[step]
 
-    def finish(self, frames: int) -> None:
-        """The end of the file at ``frames``: the window flush with the end, unless a window ended there;
-        a file shorter than one window has only that end, its last step."""
-        if self.last_end != frames:
+    def finish(self, samples: int, frames: int) -> None:
+        """The end of the file (``samples`` at the model rate, ``frames`` computed): the window aligned to
+        the end (``WindowPlan.tail_start``: on the frame grid, fully inside, as ``window_scores`` takes
+        it), unless a window ended there; a file shorter than one window has only its last step."""
+        width = self.plan.frames_per_window
+        if frames < width:
             self.mean.add(self.held[max(frames // self.column, 1) - 1][None])
+            return
+        end = self.plan.tail_start(samples) // self.plan.features.frame_shift + width
+        if end > self.last_end:
+            self.mean.add(self.held[end // self.column - 1][None])
 
 
 def score_file(
@@ -141,7 +148,7 @@ def score_file(
     if steps is not None:  # no padding to a window: a short file is scored at its last step
         last = front.finish()  # a file shorter than one column: that column, completed with silence
         steps.add(last, front.fbank.frames_emitted)
-        steps.finish(front.fbank.frames_emitted)
+        steps.finish(front.samples, front.fbank.frames_emitted)
         return FileScores(steps.mean.value(), steps.mean.count, duration_s, sum(w.padded_s for w in last))
     assert windows is not None
     padded_s = max(0, plan.window_samples - front.samples) / cfg.sample_rate

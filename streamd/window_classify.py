@@ -15,11 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from audio_core.audio_file import STDIN
 from audio_core.windows import WindowPlan
 from streamd.config_sections import WindowSection
 from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel
-from streamd.window_output import FORMATS, WindowOutput, raven_table_name
+from streamd.window_output import FORMATS, WindowOutput, raven_table_name, source_stamp
 from streamd.window_scoring import FileResult
 
 # Options of --windows, and of --ray (dest: flag, default): each is refused without its switch, so that
@@ -159,7 +160,7 @@ def local_results(
 def _total_seconds(paths: list[str]) -> float:
     """Audio length of the files, from their headers (unreadable ones and standard input, which can be
     read only once, count 0)."""
-    from audio_core.audio_file import STDIN, probe_audio
+    from audio_core.audio_file import probe_audio
     from streamd.errors import AudioInputError
 
     total = 0.0
@@ -246,9 +247,10 @@ def run_windows(args: argparse.Namespace, windows: WindowSection) -> int:
     )
     if output.note:
         print(f"streamd: note: {output.note}", file=sys.stderr, flush=True)
-    paths = [str(p) for p in args.paths]
+    paths = list(dict.fromkeys(str(p) for p in args.paths))  # a file named twice is classified once
     _recheck_changed(output, paths, args)
-    todo = [p for p in paths if p not in output.done]
+    todo = [p for p in paths if p not in output.done or p == STDIN]  # standard input is new audio each run
+    stamps = {p: source_stamp(p) for p in todo}
     skipped = len(paths) - len(todo)
     if skipped:
         print(f"streamd: {skipped} file(s) already done in {args.out}: skipped", file=sys.stderr, flush=True)
@@ -270,7 +272,7 @@ def run_windows(args: argparse.Namespace, windows: WindowSection) -> int:
                 failed += 1
                 progress.note(f"streamd: error: {result.error}")
             else:
-                output.write(result)
+                output.write(result, stamps.get(result.file))
                 done += 1
                 seconds += result.duration_s
             progress.advance(result.duration_s)

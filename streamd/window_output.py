@@ -166,7 +166,11 @@ class WindowOutput:
                 held = f"{len(recorded)} file(s) its progress list records"
                 self.note = f"{self.out} no longer holds the {held}: starting over"
             return False
-        if lines[0].get("settings") != settings:
+        recorded_settings = lines[0].get("settings")
+        if isinstance(recorded_settings, dict) and "model_sha256" not in recorded_settings:
+            settings = {k: v for k, v in settings.items() if k != "model_sha256"}  # an earlier streamd's list
+            self.note = f"{self.out} was begun before checkpoints were told apart by content: not checked"
+        if recorded_settings != settings:
             raise ConfigError(
                 f"{self.out} was written with other settings ({lines[0].get('settings')}); "
                 "choose another output to change them"
@@ -229,8 +233,9 @@ class WindowOutput:
             f.flush()
             os.fsync(f.fileno())
 
-    def write(self, result: FileResult) -> None:
-        """Commit a classified file (all its rows), then record it as done."""
+    def write(self, result: FileResult, source: list[int] | None) -> None:
+        """Commit a classified file (all its rows), then record it as done; ``source``: its
+        ``source_stamp`` taken before it was read (a file still growing counts as changed later)."""
         assert result.error is None
         if self.fmt == "raven":
             table = self.out / raven_table_name(result.file)
@@ -249,7 +254,7 @@ class WindowOutput:
             "bytes": size,
             "windows": len(result.windows),
             "duration_s": result.duration_s,
-            "source": source_stamp(result.file),
+            "source": source,
         }
         self._write_progress(entry)
         self.done[result.file] = entry

@@ -9,9 +9,10 @@ works for any checkpoint:
   (``audio_core.windows.pad_with_silence``, the rule of training and of every command); the last window is
   aligned to the end of the file so that its tail is covered; the file's scores are the mean of the
   windows' probabilities (softmax, or sigmoid for multi-label models);
-- recurrent models run ``forward_steps`` once over the whole file (padded with silence to one window
-  when shorter) and the same mean is taken over the steps that end where those windows end, i.e. each
-  aggregated step has seen at least one window of audio, the way the model was trained.
+- recurrent models run ``forward_steps`` once over the whole file and the same mean is taken over the
+  steps that end where those windows end, i.e. each aggregated step has seen at least one window of
+  audio, the way the model was trained; a file shorter than one window is not padded but scored at its
+  last step (after appended silence the model would answer "nothing").
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from audio_core.audio_file import read_audio
 from audio_core.fbank import compute_fbank
 from audio_core.scoring import scores, sequence_scores
 from audio_core.windows import WindowPlan, checkpoint_plan, pad_with_silence
 from models.common import ModelInfo, is_recurrent
 from training import metrics
-from training.cache import cached_fbanks
+from training.cache import cached_fbanks, clip_fbank
 from training.clips import ClipSet
 from training.soundscape_scoring import WindowPrediction
 
@@ -119,9 +121,17 @@ def fbank_clip_scores(model: nn.Module, info: ModelInfo, x: np.ndarray, batch_si
 def clip_scores(
     model: nn.Module, info: ModelInfo, clip_set: ClipSet, cache_dir: Path | None, batch_size: int = 32
 ) -> np.ndarray:
-    """Scores of every clip, each padded or cut to the model's ``target_frames`` as in training."""
-    x = cached_fbanks(clip_set.clips, info.features, cache_dir, info.normalization.target_frames)
-    return fbank_clip_scores(model, info, x, batch_size)
+    """Scores of every clip, each padded or cut to the model's ``target_frames`` as in training; a
+    recurrent model's clip shorter than that is scored at its own last step (``window_scores``' rule)."""
+    frames = info.normalization.target_frames
+    x = cached_fbanks(clip_set.clips, info.features, cache_dir, frames)
+    out = fbank_clip_scores(model, info, x, batch_size)
+    if is_recurrent(model):
+        for i, clip in enumerate(clip_set.clips):
+            if clip_fbank(Path(clip.path), info.features, cache_dir).shape[0] < frames:
+                wave = read_audio(clip.path, info.features.sample_rate)
+                out[i] = recurrent_steps(model, info, wave)[-1].numpy()
+    return out
 
 
 def evaluate_clip_set(

@@ -117,6 +117,7 @@ def _replay(loaded: LoadedModel):
 
 def run(args: argparse.Namespace) -> int:
     from audio_core.windows import hop_samples
+    from streamd.window_scoring import window_plan
     from training.evaluate import evaluate_clip_set, report_markdown
     from training.experiment_spec import ExperimentConfigError
     from training.readers import DatasetError
@@ -136,8 +137,12 @@ def run(args: argparse.Namespace) -> int:
             hop_samples(hop, loaded.info.features)  # the hop rule of every command
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    for warning in window_warnings(None, max(args.hops), loaded) if args.streaming else []:
-        print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
+    if args.streaming:
+        if args.window_s is not None and not loaded.recurrent:  # can the model take that window?
+            for hop in args.hops:
+                window_plan(loaded, args.window_s, hop)
+        for warning in window_warnings(args.window_s, max(args.hops), loaded):
+            print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
     try:
         clip_set = _select_folds(_dataset(args), args.folds)
     except (ExperimentConfigError, DatasetError) as exc:

@@ -126,6 +126,18 @@ def test_recurrent_long_file_equals_the_in_memory_reference(
     assert_matches_reference(tiny_recurrent, long_file, hop_s, block_s=block_s)
 
 
+@pytest.mark.parametrize("samples", [95000, 95080, 120100, 160100, 160159])
+def test_recurrent_end_aligned_window_is_the_references_whatever_the_length(
+    mamba: LoadedModel, esc50, tmp_path: Path, samples: int
+) -> None:
+    """The window flush with the end starts on the frame grid, so it may end one frame before the file's
+    last frame (lengths of 80-159 samples past a shift): the streamed score takes that same step."""
+    wave = np.concatenate([esc50.read_mono(p) for p in esc50.clips(3)])[:samples]
+    path = write_clip(tmp_path / "odd.wav", wave)
+    for hop_s in (2.5, 1.0):
+        assert_matches_reference(mamba, path, hop_s)
+
+
 def test_streaming_mamba_long_and_short_files_equal_the_reference(
     mamba: LoadedModel, long_file: Path, esc50, tmp_path: Path
 ) -> None:
@@ -157,7 +169,7 @@ def test_recurrent_short_file_is_scored_at_its_last_step_without_padding(
         want = torch.softmax(mamba.model(mamba.info.normalization.apply(fbank)[None]), dim=-1)[0].numpy()
     np.testing.assert_allclose(result.scores, want, atol=TOLERANCE)
     assert result.windows == 1
-    assert (result.padded_s > 0) == (seconds < 0.16)
+    assert (result.padded_s > 0) == (wave.size > round(seconds * SR))  # completed to one column
 
 
 def test_bad_files_raise_one_clear_error(windowed: LoadedModel, esc50, tmp_path: Path) -> None:
@@ -175,3 +187,15 @@ def test_bad_files_raise_one_clear_error(windowed: LoadedModel, esc50, tmp_path:
             score_file(windowed, path, 2.5)
         text = str(info.value)
         assert text.startswith(f"{path}: ") and message in text.lower() and "\n" not in text
+
+
+def test_a_file_that_leaves_no_sample_at_the_model_rate_is_one_clear_error(
+    windowed: LoadedModel, mamba: LoadedModel, tmp_path: Path
+) -> None:
+    """One sample at 48 kHz resamples to none at 16 kHz: an input error naming the file (it was an
+    internal assertion for recurrent models), not a score."""
+    path = tmp_path / "one.wav"
+    sf.write(path, np.array([0.5], dtype=np.float32), 48000)
+    for loaded in (windowed, mamba):
+        with pytest.raises(AudioInputError, match=r"1 sample\(s\) at 48000 Hz leave none at 16000 Hz"):
+            score_file(loaded, path, 1.0)

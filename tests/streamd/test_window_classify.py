@@ -260,3 +260,28 @@ def test_standard_input_gives_the_rows_of_the_file(tmp_path, archive, small_chec
     windows = [{k: v for k, v in row.items() if k != "file"} for row in jsonl(from_pipe)]
     assert windows == [{k: v for k, v in row.items() if k != "file"} for row in jsonl(from_file)]
     assert windows and {row["file"] for row in jsonl(from_pipe)} == {"-"}
+    again = subprocess.run(command, input=wav.read_bytes(), env=streamd_env(), capture_output=True)
+    assert again.returncode == 0 and b"already done" not in again.stderr  # new audio on every run
+    assert len(jsonl(from_pipe)) == 2 * len(windows)
+
+
+def test_a_file_named_twice_is_classified_once(tmp_path, archive, small_checkpoint):
+    once, twice = tmp_path / "once.csv", tmp_path / "twice.csv"
+    assert classify(once, archive[1:2], small_checkpoint) == 0
+    assert classify(twice, [archive[1], archive[1]], small_checkpoint) == 0
+    assert twice.read_bytes() == once.read_bytes()
+
+
+def test_a_progress_list_of_an_earlier_streamd_is_resumed(tmp_path, archive, small_checkpoint, capsys):
+    """Lists written before the checkpoint's digest was recorded resume (with a note), not refused."""
+    out = tmp_path / "w.csv"
+    assert classify(out, archive[1:2], small_checkpoint) == 0
+    progress = progress_path(out, "csv")
+    lines = progress.read_text().splitlines()
+    head = json.loads(lines[0])
+    del head["settings"]["model_sha256"]
+    progress.write_text("\n".join([json.dumps(head), *lines[1:]]) + "\n")
+    capsys.readouterr()
+    assert classify(out, archive[1:3], small_checkpoint) == 0
+    err = capsys.readouterr().err
+    assert "1 file(s) already done" in err and "not checked" in err

@@ -73,3 +73,22 @@ def test_daemon_replay_of_a_recurrent_model_equals_the_offline_reference(mamba, 
         assert (p.t_start, p.t_end) == pytest.approx((r.t_start, r.t_end))
         assert p.label == r.label
         assert p.score == pytest.approx(r.score, abs=1e-4)
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_evaluate_scores_a_short_clip_as_classify_does(mamba, wave, tmp_path: Path, cache: bool) -> None:
+    """Clip-level evaluate (the training-time clip scores) and classify's whole-file rule agree on a clip
+    shorter than one window: its last step; a whole 5-s clip is still its first window's last step."""
+    from training.clips import Clip, ClipSet
+    from training.evaluate import clip_scores
+
+    model, info = mamba
+    short, whole = tmp_path / "short.wav", tmp_path / "whole.wav"
+    sf.write(short, wave[:32000], 16000, subtype="FLOAT")  # 2 s
+    sf.write(whole, wave[80000:160000], 16000, subtype="FLOAT")  # 5 s
+    clips = ClipSet([Clip(short, (0,)), Clip(whole, (2,))], LABELS)
+    got = clip_scores(model, info, clips, tmp_path / "cache" if cache else None)
+    np.testing.assert_allclose(got[0], waveform_scores(model, info, read_audio(short), 1.0), atol=1e-5)
+    x = info.normalization.apply(compute_fbank(read_audio(whole), info.features))[None, :498]
+    with torch.no_grad():
+        np.testing.assert_allclose(got[1], torch.softmax(model(x), 1)[0].numpy(), atol=1e-5)
