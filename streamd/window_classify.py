@@ -211,7 +211,7 @@ class _Progress:
 def _recheck_changed(output: WindowOutput, paths: list[str], args: argparse.Namespace) -> None:
     """Finished files whose audio changed since: classified again into a Raven directory (a table per
     file), a warning for a CSV / JSON-lines output (its rows cannot be taken back)."""
-    changed = [p for p in dict.fromkeys(paths) if p in output.done and output.changed(p)]
+    changed = [p for p in paths if p in output.done and output.changed(p)]  # paths: each once
     if changed and args.format == "raven":
         for path in changed:
             output.forget(path)
