@@ -21,7 +21,7 @@ import fcntl
 import os
 import select
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +60,12 @@ def display_path(path: str | os.PathLike[str] | bytes) -> str:
     if str(path) == STDIN:
         return "<stdin>"
     return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+
+
+def refuse_stdin_twice(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """Standard input (``-``) can be read once: naming it twice is an error before anything is read."""
+    if sum(str(p) == STDIN for p in paths) > 1:
+        raise AudioInputError("- (standard input) is named more than once: it can be read only once")
 
 
 def _open_fd(path: Path) -> int:
@@ -110,6 +116,9 @@ def open_audio(path: str | os.PathLike[str], *, wait_s: float = PIPE_WAIT_S) -> 
         detail = getattr(exc, "error_string", None) or str(exc).split(": ")[-1]
         hint = "" if seekable else "; from a pipe use WAV, AIFF, AU or OGG"
         raise AudioInputError(f"{name}: unsupported or unreadable audio file ({detail}{hint})") from None
+    if not seekable and handle.format == "MP3":  # libsndfile seeks in MP3 while it decodes
+        handle.close()
+        raise AudioInputError(f"{name}: MP3 cannot be read from a pipe; use WAV, AIFF, AU or OGG")
     if handle.samplerate <= 0 or handle.channels <= 0:
         handle.close()
         raise AudioInputError(

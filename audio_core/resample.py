@@ -48,10 +48,13 @@ class StreamingResampler:
         self.samples_out = 0
 
     def process(self, mono: np.ndarray, last: bool = False) -> np.ndarray:
-        """Resample the next chunk; with ``last`` also flush what the filter still holds."""
+        """Resample the next chunk; with ``last`` also flush what the filter still holds (the end of a
+        stream, or of a stretch before a gap): a chunk after that starts afresh, with no history."""
         data = np.ascontiguousarray(mono, dtype=np.float32)
         self.samples_in += data.size
         out = data if self._stream is None else self._stream.resample_chunk(data, last=last)
+        if last and self._stream is not None:
+            self._stream.clear()
         self.samples_out += out.size
         return out
 

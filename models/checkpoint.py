@@ -6,6 +6,7 @@ normalisation). Loading never unpickles anything.
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -27,12 +28,19 @@ class CheckpointLoadError(ValueError):
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo) -> Path:
-    """Write ``model``'s weights and ``info`` to ``path`` (a .safetensors file)."""
+    """Write ``model``'s weights and ``info`` to ``path`` (a .safetensors file); ``ValueError`` for
+    metadata that loading would refuse (``models.metadata_check``), before anything is written."""
     path = Path(path)
+    problem = check_metadata(json.loads(json.dumps(info.to_dict())))
+    if problem:
+        raise ValueError(f"{path}: not saved: invalid metadata: {problem}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = {"format": FORMAT, "streamd": json.dumps(info.to_dict())}
-    return write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    try:
+        return write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    except SafetensorError as exc:  # the writer's I/O errors, as the OSError they are
+        raise OSError(errno.EIO, f"cannot write the checkpoint ({exc})", str(path)) from None
 
 
 def read_info(path: str | Path) -> ModelInfo:

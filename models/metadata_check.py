@@ -17,6 +17,7 @@ MAX_LABEL_CHARS = 256  # the longest label a published message may carry
 WINDOW_TYPES = ("hanning", "povey", "hamming", "rectangular", "blackman")
 MAX_CONFIG_INT = 1_000_000  # any integer of an architecture config (layers, widths, frames, ...)
 MAX_CONFIG_ABS_FLOAT = 1e6
+MAX_TARGET_FRAMES = 6000  # a model's own window: at most 60 s of 10-ms frames, the daemon's longest window
 
 # field -> (check, what it must be)
 _Check = Callable[[Any], bool]
@@ -49,7 +50,7 @@ _FEATURES: dict[str, tuple[_Check, str]] = {
 _NORMALIZATION: dict[str, tuple[_Check, str]] = {
     "mean": (_float_in(-1e4, 1e4), "a finite number in [-10000, 10000]"),
     "std": (_float_in(0.0, 1e4, lo_open=True), "in (0, 10000]"),
-    "target_frames": (_int_in(1, 100_000), "an integer in [1, 100000]"),
+    "target_frames": (_int_in(1, MAX_TARGET_FRAMES), f"an integer in [1, {MAX_TARGET_FRAMES}] (60 s)"),
 }
 
 

@@ -101,8 +101,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         print(f"streamd: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)  # another pipe
         return 1
-    except Exception as exc:  # last line of defence: never a traceback for the user
-        if os.environ.get("STREAMD_DEBUG"):
-            raise
-        print(f"streamd: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except OSError as exc:  # a path the command could not create, read or write: the user can mend it
+        if exc.filename is None:
+            return _internal_error(exc)
+        print(f"streamd: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # last line of defence: never a traceback for the user
+        return _internal_error(exc)
+
+
+def _internal_error(exc: Exception) -> int:
+    """One line for what no command expected (the traceback with ``STREAMD_DEBUG=1``)."""
+    if os.environ.get("STREAMD_DEBUG"):
+        raise exc
+    print(f"streamd: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return 1

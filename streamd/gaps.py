@@ -108,19 +108,22 @@ class SegmentedFrontEnd:
         self,
         start: int,
         mono: np.ndarray,
-        resample: Callable[[np.ndarray], np.ndarray],
+        resample: Callable[..., np.ndarray],
         gaps: Iterable[tuple[int, int]],
         native_rate: int,
     ) -> list[Window]:
         """Feed a native-rate chunk read from the ring at index ``start``, cut at the source's gaps
-        (``(ring index where audio resumes, native samples lost)``); later gaps wait for their chunk."""
+        (``(ring index where audio resumes, native samples lost)``); later gaps wait for their chunk.
+        ``resample(chunk, last=False)`` brings audio to the model rate; at a gap it is called with
+        ``last=True``, so the samples its filter holds end the stretch before the gap instead of being
+        lost, and the audio after the gap starts with a fresh filter."""
         self._waiting.extend(gaps)
         out: list[Window] = []
         pos, end = 0, start + mono.shape[0]
         while self._waiting and self._waiting[0][0] < end:
             index, lost_native = self._waiting.pop(0)
             cut = min(max(0, index - start), mono.shape[0])
-            out += self.accept(resample(mono[pos:cut]))
+            out += self.accept(resample(mono[pos:cut], last=True))
             out += self.gap(round(lost_native * self.rate / native_rate))
             pos = max(pos, cut)
         return out + self.accept(resample(mono[pos:]))

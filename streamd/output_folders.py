@@ -22,3 +22,21 @@ def writable_folder(path: str | Path, option: str) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"{option} {folder}: the folder is not writable")
     return folder
+
+
+def usable_folder_path(path: str | Path, option: str) -> Path:
+    """Check, creating nothing, that ``path`` is a folder or could be made one by this process (for a
+    command that refuses its input only later and must leave nothing behind then); ``ConfigError``
+    naming ``option`` otherwise."""
+    folder = Path(path).expanduser()
+    if folder.exists():
+        if not folder.is_dir():
+            raise ConfigError(f"{option} {folder}: exists and is not a folder")
+        existing = folder
+    else:
+        existing = next((p for p in folder.absolute().parents if p.exists()), Path("/"))
+        if not existing.is_dir():
+            raise ConfigError(f"{option} {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {folder}: {existing} is not writable")
+    return folder

@@ -48,10 +48,11 @@ def held_out_report(
     ]
     for label, acc in report["per_class_accuracy"].items():
         lines.append(f"  {label}: {'n/a' if acc is None else f'{acc:.3f}'}")
-    hop = max(0.1, round(choices["window_s"] / 4, 1))
+    live = f"streamd run --checkpoint {entry['checkpoint']}"  # the window is the checkpoint's own
+    if choices["recipe"] != "recurrent":  # a recurrent model gives one result per column: no hop
+        live += f" --hop {max(0.1, round(choices['window_s'] / 4, 1)):g}"
     lines += [
         f"model: {entry['checkpoint']} (named {data.clip_set.name!r}); report in {out / 'eval'}",
-        f"run it live: streamd run --checkpoint {entry['checkpoint']} --window {choices['window_s']:g} "
-        f"--hop {hop:g}",
+        f"run it live: {live}",
     ]
     return "\n".join(lines)

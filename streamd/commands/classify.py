@@ -95,9 +95,11 @@ def _note_padding(path: str, result: FileScores, recurrent: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from audio_core.audio_file import refuse_stdin_twice
     from streamd.window_classify import check_window_options, run_windows
 
     _check_options(args)
+    refuse_stdin_twice(args.paths)
     check_window_options(args)
     windows = window_settings(args)
     if args.threads:
@@ -114,6 +116,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     for warning in window_warnings(None, hop_s, loaded):
         print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
+    if windows.window_s is not None:  # only a model TOML sets it here (--window-s needs --windows)
+        print(
+            f"streamd: note: the model TOML's window ({windows.window_s:g} s) applies to --windows, run "
+            "and replay; a file's clip-level score uses the checkpoint's own window",
+            file=sys.stderr,
+            flush=True,
+        )
     labels_shown = min(args.top_k, len(loaded.info.labels))
     failed = 0
     for path in args.paths:

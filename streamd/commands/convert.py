@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 from pathlib import Path
 from typing import Any
 
@@ -104,8 +105,10 @@ def _normalization(
         mean, std = float(pre["mean"]), float(pre["std"])
     else:
         raise ConfigError("no normalisation statistics: give --dataset or --mean and --std")
-    if not std > 0:
-        raise ConfigError(f"--std must be positive, got {std}")
+    if not math.isfinite(mean):
+        raise ConfigError(f"--mean must be a finite number, got {mean}")
+    if not (std > 0 and math.isfinite(std)):
+        raise ConfigError(f"--std must be a positive finite number, got {std}")
     frames = args.target_frames or (preset[2] if preset else None) or pre.get("max_length") or model_frames
     return float(mean), float(std), int(frames)
 
@@ -131,6 +134,10 @@ def _convert_hf_dir(args: argparse.Namespace) -> tuple[str, Any, Any, list[str] 
     if not convert_ast.is_hf_layout(state):
         raise ValueError(f"{args.src}: weights are not a Hugging Face ASTForAudioClassification")
     _check_preprocessor(pre)
+    if args.fstride is not None or args.tstride is not None:
+        raise ConfigError(
+            f"{args.src}: a Hugging Face AST sets its strides in config.json: drop --fstride/--tstride"
+        )
     converted = convert_ast.from_hf(state)
     config = convert_ast.config_from_hf(hf, converted)
     return "hf-ast", config, convert_ast.build(config, converted), convert_ast.hf_labels(hf), pre
@@ -161,13 +168,11 @@ def _convert_pth(args: argparse.Namespace) -> tuple[str, Any, Any, list[str] | N
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from models.checkpoint import save_checkpoint
     from models.common import FeatureConfig, ModelInfo, Normalization
 
     if not args.src.exists():
         raise CheckpointError(f"{args.src}: no such file or directory")
-    if args.target_frames is not None and args.target_frames < 16:
-        raise ConfigError(f"--target-frames must be at least 16, got {args.target_frames}")
+    _check_options(args)
     if _convert_image_model(args):
         return 0
     try:
@@ -196,11 +201,38 @@ def run(args: argparse.Namespace) -> int:
         multi_label=bool(multi_label),
         extra={"converted_from": source, "source": args.src.name},
     )
-    path = save_checkpoint(args.out, model, info)
+    path = _save(args.out, model, info)
     print(
         f"{path}: {arch} ({source}), {len(labels)} labels, window {frames} frames, mean {mean:g}, std {std:g}"
     )
     return 0
+
+
+def _save(out: Path, model: Any, info: Any) -> Path:
+    """Write the checkpoint; metadata that loading would refuse is one line, nothing written."""
+    from models.checkpoint import save_checkpoint
+
+    try:
+        return save_checkpoint(out, model, info)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Options and the output path, checked before any weight is read."""
+    from models.metadata_check import MAX_TARGET_FRAMES
+    from streamd.output_folders import writable_folder
+
+    if args.target_frames is not None and not 16 <= args.target_frames <= MAX_TARGET_FRAMES:
+        raise ConfigError(
+            f"--target-frames must be in [16, {MAX_TARGET_FRAMES}] (60 s), got {args.target_frames}"
+        )
+    for name in ("fstride", "tstride"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ConfigError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.out.is_dir():
+        raise ConfigError(f"OUT {args.out}: is a folder; give the checkpoint file to write")
+    writable_folder(args.out.parent if str(args.out.parent) else Path("."), "OUT's folder")
 
 
 def _convert_image_model(args: argparse.Namespace) -> bool:
@@ -209,7 +241,6 @@ def _convert_image_model(args: argparse.Namespace) -> bool:
     from dataclasses import asdict
 
     from models import convert_vit
-    from models.checkpoint import save_checkpoint
     from models.common import FeatureConfig, ModelInfo, Normalization
 
     try:
@@ -237,7 +268,7 @@ def _convert_image_model(args: argparse.Namespace) -> bool:
         normalization=Normalization(mean=mean, std=std, target_frames=frames),
         extra={"converted_from": "imagenet-" + (hf.get("model_type") or "timm"), "source": args.src.name},
     )
-    path = save_checkpoint(args.out, model, info)
+    path = _save(args.out, model, info)
     f_dim, t_dim = config.grid(frames)
     print(
         f"{path}: ast initialisation from an ImageNet {config.size} model ({config.depth} blocks of "

@@ -61,6 +61,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+STREAMING_ONLY = (  # options of the streaming evaluation only
+    "hops",
+    "clips",
+    "soundscapes",
+    "gap_s",
+    "seed",
+    "window_s",
+    "offline",
+)
+
+
 def _dataset(args: argparse.Namespace):
     from training.experiment_spec import load_experiment
     from training.readers import read_dataset
@@ -123,14 +134,23 @@ def run(args: argparse.Namespace) -> int:
     from training.readers import DatasetError
     from training.streaming_eval import streaming_evaluation
 
+    if not args.streaming:  # never silently ignored
+        fresh = argparse.ArgumentParser()
+        add_arguments(fresh)
+        given = [
+            f"--{d.replace('_', '-')}" for d in STREAMING_ONLY if getattr(args, d) != fresh.get_default(d)
+        ]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --streaming")
     if args.clips < 1 or args.soundscapes < 1:
         raise ConfigError("--clips and --soundscapes must be at least 1")
     if any(h <= 0 for h in args.hops) or args.gap_s[0] < 0 or args.gap_s[1] < args.gap_s[0]:
         raise ConfigError("--hops must be positive and --gap-s MIN MAX with 0 <= MIN <= MAX")
-    if args.out is not None:
-        from streamd.output_folders import writable_folder
+    from streamd.output_folders import writable_folder
 
+    if args.out is not None:
         writable_folder(args.out, "--out")
+    writable_folder(args.cache_dir, "--cache-dir")
     loaded = resolve_model(args, compute="cpu")
     try:
         for hop in args.hops:

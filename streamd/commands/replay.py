@@ -69,4 +69,7 @@ def _file_sources(paths: list[Path], speed: float | None) -> Callable[[DaemonCon
 
 
 def run(args: argparse.Namespace) -> int:
+    from audio_core.audio_file import refuse_stdin_twice
+
+    refuse_stdin_twice(args.paths)
     return execute(args, _file_sources(args.paths, args.speed), live=False)

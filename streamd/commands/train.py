@@ -62,12 +62,15 @@ def add_own_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_own_data(args: argparse.Namespace) -> int:
     """``streamd train --data DIR``."""
+    from streamd.output_folders import usable_folder_path
     from training.own_train import OwnOptions, run_own_data
 
     for name in ("window", "minutes", "epochs"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise ConfigError(f"--{name} must be positive, got {value}")
+    if args.out is not None and not args.print_config:
+        usable_folder_path(args.out, "--out")
     opts = OwnOptions(
         data=args.data,
         out=args.out,
@@ -112,6 +115,7 @@ def _output_dir(args: argparse.Namespace) -> Path | None:
 
 def _run(args: argparse.Namespace) -> int:
     from models.checkpoint import CheckpointLoadError
+    from streamd.output_folders import usable_folder_path
     from training.experiment import run_experiment
     from training.experiment_spec import ExperimentConfigError, load_experiment
     from training.experiment_summary import summary_markdown
@@ -140,6 +144,9 @@ def _run(args: argparse.Namespace) -> int:
             print(f"fine-tuning recipe: {', '.join(exp.init_notes)} (--set train.KEY=VALUE to change)")
         if args.out:
             exp.output_dir = args.out
+        usable_folder_path(exp.output_dir, "--out" if args.out else "experiment.output_dir")
+        if exp.cache_dir is not None:
+            usable_folder_path(exp.cache_dir, "experiment.cache_dir")
         summary = run_experiment(exp, resume=not args.fresh, progress=not args.no_progress)
     except (ExperimentConfigError, DatasetError) as exc:
         raise ConfigError(str(exc)) from None

@@ -112,6 +112,29 @@ def test_flac_from_a_pipe_is_one_clear_line(known_clip, checkpoint):
     ]
 
 
+def test_mp3_from_a_pipe_is_refused_before_any_result(tmp_path, known_audio, checkpoint):
+    """libsndfile seeks while it decodes MP3: from a pipe that failed mid-file, after results."""
+    mp3 = tmp_path / "clip.mp3"
+    sf.write(mp3, known_audio, 16000, format="MP3")
+    cmd = " ".join(f"'{a}'" for a in streamd_command(_replay_args("-", checkpoint, "mp3pipe")))
+    proc = subprocess.run(
+        ["bash", "-c", f"cat '{mp3}' 2>/dev/null | {cmd}"],
+        capture_output=True, text=True, timeout=60, env=streamd_env(),
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "streamd: error: <stdin>: MP3 cannot be read from a pipe; use WAV, AIFF, AU or OGG"
+    ]
+    assert '"type":"prediction"' not in proc.stdout
+    assert run_streamd(*_replay_args(mp3, checkpoint, "mp3file"), timeout=60).returncode == 0  # a file plays
+
+
+@pytest.mark.parametrize("command", ["replay", "classify"])
+def test_standard_input_named_twice_is_refused_before_reading(command, wav, checkpoint):
+    result = run_streamd(command, "-", "-", "--checkpoint", checkpoint, timeout=60)
+    assert_clean_error(result, "named more than once", exit_code=2)
+
+
 def test_a_writer_that_stalls_gets_a_stalled_status(tmp_path, wav, checkpoint):
     fifo = tmp_path / "slow.wav"
     os.mkfifo(fifo)

@@ -151,3 +151,53 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys):
     one_line_error(capsys, argv, "no normalisation statistics")
     one_line_error(capsys, [*argv, "--mean", "-5"], "both --mean and --std")
     assert not Path(out).exists()
+
+
+def test_values_loading_would_refuse_are_refused_before_anything_is_written(tmp_path, capsys):
+    hf_directory(tmp_path / "hf", frames=128)
+    capsys.readouterr()  # transformers' own progress lines
+    out = tmp_path / "out.safetensors"
+    src = str(tmp_path / "hf")
+    one_line_error(
+        capsys, ["convert", src, str(out), "--mean", "nan", "--std", "4"], "--mean must be a finite"
+    )
+    one_line_error(
+        capsys, ["convert", src, str(out), "--mean", "-4", "--std", "inf"], "--std must be a positive"
+    )
+    one_line_error(capsys, ["convert", src, str(out), "--target-frames", "100000"], "[16, 6000]")
+    one_line_error(capsys, ["convert", src, str(out), "--fstride", "12"], "drop --fstride/--tstride")
+    one_line_error(capsys, ["convert", src, str(tmp_path)], "is a folder")
+    assert not out.exists()
+    assert main(["convert", src, "/proc/streamd-test.safetensors"]) == 1  # a write the system refuses
+    err = capsys.readouterr().err
+    assert err.startswith("streamd: error: /proc/streamd-test.safetensors: cannot write the checkpoint")
+    assert err.count("\n") == 1 and "internal error" not in err
+    assert main(["convert", src, str(out), "--target-frames", "6000"]) == 0  # the longest window loads
+    assert read_info(out).normalization.target_frames == 6000
+
+
+def test_a_checkpoint_is_not_written_with_metadata_loading_refuses(tmp_path):
+    from models.checkpoint import save_checkpoint
+    from models.common import FeatureConfig, ModelInfo, Normalization
+
+    model = AST(
+        ASTConfig(
+            num_classes=2,
+            num_mel_bins=128,
+            target_frames=128,
+            size="custom",
+            embed_dim=32,
+            depth=1,
+            num_heads=2,
+        )
+    )
+    info = ModelInfo(
+        arch="ast",
+        config={},
+        labels=["a", "b"],
+        features=FeatureConfig(),
+        normalization=Normalization(mean=float("nan"), std=1.0, target_frames=128),
+    )
+    with pytest.raises(ValueError, match=r"normalization\.mean"):
+        save_checkpoint(tmp_path / "x.safetensors", model, info)
+    assert not list(tmp_path.iterdir())

@@ -140,6 +140,11 @@ def test_windows_follow_the_model_toml_as_replay_does(
     assert main([*argv, "--out", str(tmp_path / "cli.jsonl"), "--hop-s", "1"]) == 0  # the command line wins
     rows = [json.loads(line) for line in (tmp_path / "cli.jsonl").read_text().splitlines()]
     assert [(r["t_start"], r["t_end"]) for r in rows] == [(0.0, 3.0), (1.0, 4.0), (2.0, 5.0)]
+    capsys.readouterr()
+    assert main(["classify", "--model", str(toml), str(clips[0])]) == 0  # clip level: the checkpoint's window
+    assert (
+        "note: the model TOML's window (3 s) applies to --windows, run and replay" in capsys.readouterr().err
+    )
 
 
 def test_a_window_other_than_the_models_is_warned_about(

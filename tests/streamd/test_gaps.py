@@ -9,6 +9,7 @@ from zmq_helpers import validate
 
 from audio_core.fbank import compute_fbank
 from audio_core.front_end import front_end
+from audio_core.resample import StreamingResampler, resample_offline
 from audio_core.windows import WindowPlan
 from models.common import FeatureConfig
 from streamd import messages
@@ -16,6 +17,10 @@ from streamd.gaps import LostInterval, SegmentedFrontEnd, gap_status
 
 CFG = FeatureConfig(num_mel_bins=64)
 RATE = CFG.sample_rate
+
+
+def _same_rate(chunk: np.ndarray, last: bool = False) -> np.ndarray:
+    return chunk
 
 
 def _offline(plan: WindowPlan, wave: np.ndarray) -> list:
@@ -35,7 +40,7 @@ def test_streaming_across_a_gap_equals_offline_on_each_stretch(esc50, window_s, 
     gaps = [(before.size, lost)]  # reported before the reader reaches it: it waits for its chunk
     while i < wave.size:
         n = int(rng.integers(1, 12000))
-        windows += front.accept_chunk(i, wave[i : i + n], lambda x: x, gaps, RATE)
+        windows += front.accept_chunk(i, wave[i : i + n], _same_rate, gaps, RATE)
         gaps = []
         i += n
     windows += front.finish()
@@ -80,9 +85,36 @@ def test_no_gap_changes_nothing(esc50) -> None:
     wave = esc50.read_mono(esc50.clips(1)[0])
     plan = WindowPlan.from_seconds(2.0, 0.5, CFG)
     front = SegmentedFrontEnd(plan)
-    got = front.accept_chunk(0, wave, lambda x: x, [], RATE) + front.gap(0) + front.finish()
+    got = front.accept_chunk(0, wave, _same_rate, [], RATE) + front.gap(0) + front.finish()
     want = _offline(plan, wave)
     assert [(w.index, w.t_start, w.end_sample) for w in got] == [
         (w.index, w.t_start, w.end_sample) for w in want
     ]
     assert front.counters() == {"samples": wave.size, "outage_s": 0.0, "outages": 0}
+
+
+def test_at_another_rate_the_audio_before_a_gap_is_classified_whole(esc50) -> None:
+    """The resampler's filter holds the last ~20 ms of what it was given: at a gap they end the stretch
+    (they used to be dropped, time shifting by that much at every reconnect), and the audio after the gap
+    is resampled afresh: each stretch as the offline resampling of it alone."""
+    native = 44100
+    wave = resample_offline(np.concatenate([esc50.read_mono(p) for p in esc50.clips(2)]), RATE, native)
+    before, after = wave[: 3 * native + 777], wave[3 * native + 777 :]
+    plan = WindowPlan.from_seconds(2.0, 0.5, CFG)
+    front, resampler = SegmentedFrontEnd(plan), StreamingResampler(native, RATE)
+    windows, i, gaps = [], 0, [(before.size, native)]  # one second lost
+    while i < wave.size:
+        windows += front.accept_chunk(i, wave[i : i + 4410], resampler.process, gaps, native)
+        gaps, i = [], i + 4410
+    windows += front.accept(resampler.process(np.zeros(0, np.float32), last=True)) + front.finish()
+    first, second = resample_offline(before, native, RATE), resample_offline(after, native, RATE)
+    assert front.counters()["samples"] == first.size + second.size  # nothing lost at the gap
+    want = _offline(plan, first) + _offline(plan, second)
+    assert [w.t_end for w in windows] == pytest.approx(
+        [
+            w.t_end + (1.0 + first.size / RATE if k >= len(_offline(plan, first)) else 0.0)
+            for k, w in enumerate(want)
+        ]
+    )
+    for got, ref in zip(windows, want, strict=True):
+        assert torch.allclose(got.features, ref.features, atol=1e-3)

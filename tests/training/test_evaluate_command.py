@@ -69,6 +69,12 @@ def test_evaluate_errors(
     other = write_esc50_subset(tmp_path, ("siren",), 1, (1,))
     assert main([*base, "--esc50", str(other)]) == 2
     assert "does not know the label(s) ['siren']" in capsys.readouterr().err
+    ok = [*base, "--esc50", str(held_out_csv)]
+    assert main([*ok, "--window-s", "0.5", "--seed", "3"]) == 2  # never silently ignored
+    assert capsys.readouterr().err.strip() == "streamd: error: --seed, --window-s: only with --streaming"
+    (tmp_path / "file").write_text("")
+    assert main([*ok, "--cache-dir", str(tmp_path / "file")]) == 2
+    assert f"--cache-dir {tmp_path / 'file'}: exists and is not a folder" in capsys.readouterr().err
 
 
 def test_streaming_replay_matches_offline_reference(

@@ -191,6 +191,24 @@ def test_train_command(tiny_config: Path, tmp_path: Path, capsys: pytest.Capture
     assert "train.epochz: unknown key" in capsys.readouterr().err
 
 
+def test_unusable_folders_and_one_class_are_one_line_before_training(
+    tiny_config: Path, tmp_path: Path, esc50_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("")
+    assert main(["train", str(tiny_config), "--out", str(tmp_path / "file")]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"streamd: error: --out {tmp_path / 'file'}: exists and is not a folder"
+    )
+    assert main(["train", str(tiny_config), "--set", f'experiment.cache_dir="{tmp_path / "file"}"']) == 2
+    assert "experiment.cache_dir" in capsys.readouterr().err
+    one = write_esc50_subset(tmp_path / "one", CATEGORIES[:1], 2, (1, 2))
+    assert main(["train", str(tiny_config), "--set", f'data.csv_path="{one}"']) == 2
+    err = capsys.readouterr().err
+    assert f"one class ('{CATEGORIES[0]}'): a classifier needs at least two" in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
+
+
 def test_print_config_shows_the_config_as_it_would_run(
     tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

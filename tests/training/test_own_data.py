@@ -155,6 +155,43 @@ def test_bad_data_folder_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def _train(*args: str | Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "streamd", "train", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_one_class_or_an_unusable_out_folder_is_one_line_before_training(
+    split_data: Path, tmp_path: Path
+) -> None:
+    one = tmp_path / "one"
+    for split in ("train", "test"):
+        (one / split).mkdir(parents=True)
+        (one / split / "dog").symlink_to(split_data / split / "dog")
+    result = _train("--data", one, "--epochs", "1", "--out", tmp_path / "o")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "one class ('dog'): a classifier needs at least two" in result.stderr
+    assert not (tmp_path / "o").exists()
+    (tmp_path / "taken").write_text("")
+    result = _train("--data", split_data, "--epochs", "1", "--out", tmp_path / "taken")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"streamd: error: --out {tmp_path / 'taken'}: exists and is not a folder"
+    ]
+
+
+@pytest.mark.parametrize(("recipe", "live"), [("cnn", " --hop 0.1"), ("recurrent", "")])
+def test_the_live_command_printed_after_training_takes_no_option_that_is_warned_about(
+    split_data: Path, recipe: str, live: str
+) -> None:
+    from training.own_report import held_out_report
+
+    data = read_own_data(split_data)
+    report = {"accuracy": 1.0, "macro_f1": 1.0, "per_class_accuracy": dict.fromkeys(CLASSES, 1.0)}
+    entry = {"checkpoint": "m.safetensors", "train_seconds": 1.0}
+    text = held_out_report(report, data, entry, Path("out"), {"recipe": recipe, "window_s": 0.5})
+    assert text.splitlines()[-1] == f"run it live: streamd run --checkpoint m.safetensors{live}"
+
+
 def _arrays(data, fold: int, features: FeatureConfig, frames: int) -> tuple[np.ndarray, np.ndarray]:
     from training.cache import cached_fbanks
 
