@@ -54,17 +54,16 @@ def check_range(
     ``<= le``."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise error(f"{key} must be a number, got {value!r}")
-    finite = math.isfinite(value)
-    if gt is not None and not (finite and value > gt):
+    if not math.isfinite(value):
+        raise error(f"{key} must be a finite number, got {value!r}")
+    if gt is not None and not value > gt:
         raise error(f"{key} must be {'positive' if gt == 0 else f'> {gt:g}'}, got {value!r}")
-    if ge is not None and not (finite and value >= ge):
+    if ge is not None and not value >= ge:
         raise error(f"{key} must be >= {ge:g}, got {value!r}")
     if lt is not None and not value < lt:
         raise error(f"{key} must be below {lt:g}, got {value!r}")
     if le is not None and not value <= le:
         raise error(f"{key} must be at most {le:g}, got {value!r}")
-    if not finite:
-        raise error(f"{key} must be a finite number, got {value!r}")
 
 
 def check_fields(obj: Any, section: str, error: type[Exception] = ValueError) -> None:

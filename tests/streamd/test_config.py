@@ -127,7 +127,7 @@ def test_bad_option_values_are_config_errors():
         config_from_args(_args("--hop", "0"))
     with pytest.raises(ConfigError, match=r"publish\.top_k must be positive"):
         config_from_args(_args("--top-k", "0"))
-    with pytest.raises(ConfigError, match=r"windows\.window_s must be positive"):
+    with pytest.raises(ConfigError, match=r"windows\.window_s must be a finite number, got nan"):
         with_windows(DaemonConfig(), float("nan"), 1.0)
 
 

@@ -84,7 +84,7 @@ def test_a_bad_value_in_each_section_is_one_line_naming_file_and_key(case: str, 
 def test_the_sections_check_themselves_without_a_file() -> None:
     for build, message in (
         (lambda: TrainConfig(ema_decay=1.0), r"train\.ema_decay must be below 1"),
-        (lambda: TrainConfig(lr=float("nan")), r"train\.lr must be positive, got nan"),
+        (lambda: TrainConfig(lr=float("nan")), r"train\.lr must be a finite number, got nan"),
         (lambda: TrainConfig(batch_size=-4), r"train\.batch_size must be positive"),
         (lambda: AugmentConfig(time_shift_frac=2.0), r"train\.augment\.time_shift_frac must be at most 1"),
         (lambda: DistillConfig(weight=1.5), r"train\.distill\.weight must be at most 1"),
