@@ -4,7 +4,9 @@ A live source reports where its audio stopped and how much of it never came (``S
 ``(ring index where the audio resumes, native samples lost)``). ``SegmentedFrontEnd`` keeps one front
 end (``audio_core.front_end``) per stretch of continuous audio: at a gap it closes the current stretch as if
 the stream ended there (its end-aligned tail window, exactly what offline classification of that stretch
-gives), advances the stream clock by the lost time and starts a fresh fbank and window state. Window
+gives; a stretch shorter than one window is padded with silence to one, and that window's ``t_end`` is
+where its audio ended), advances the stream clock by the lost time and starts a fresh fbank and window
+state. Window
 indices keep counting; ``t_start``/``t_end`` are stream time (lost time included); ``end_sample`` stays
 in real (captured) samples, which is what maps back to the ring.
 
@@ -91,8 +93,11 @@ class SegmentedFrontEnd:
         tail window, as at the end of a stream), advance the clock and start a fresh front end."""
         if lost <= 0:
             return []
-        out = self.finish() if self.front.samples else []
         start = self.samples
+        out = self.finish() if self.front.samples else []
+        # a stretch shorter than one window is padded with silence to one (as a short file is): that
+        # window ends where the audio did, not inside the lost time
+        out = [replace(w, t_end=min(w.t_end, start / self.rate)) if w.padded_s else w for w in out]
         self._real_before += self.front.samples
         self._index_before += self.front.next_index
         self._tail_before += self.front.tail_s

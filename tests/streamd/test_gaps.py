@@ -118,3 +118,17 @@ def test_at_another_rate_the_audio_before_a_gap_is_classified_whole(esc50) -> No
     )
     for got, ref in zip(windows, want, strict=True):
         assert torch.allclose(got.features, ref.features, atol=1e-3)
+
+
+def test_a_stretch_shorter_than_a_window_before_a_gap_ends_where_its_audio_did(esc50) -> None:
+    wave = esc50.read_mono(esc50.clips(1)[0])
+    short, after = wave[: RATE + 123], wave[RATE + 123 :]
+    plan = WindowPlan.from_seconds(2.0, 0.5, CFG)
+    front = SegmentedFrontEnd(plan)
+    windows = front.accept_chunk(0, wave, _same_rate, [(short.size, RATE // 2)], RATE) + front.finish()
+    gap_start, gap_end = short.size / RATE, (short.size + RATE // 2) / RATE
+    padded = windows[0]
+    assert padded.padded_s == pytest.approx(2.0 - gap_start) and padded.t_end == pytest.approx(gap_start)
+    assert torch.allclose(padded.features, _offline(plan, short)[0].features, atol=1e-4)  # padded as offline
+    assert all(w.t_end <= gap_start + 1e-9 or w.t_start >= gap_end - 1e-9 for w in windows)  # none spans it
+    assert len(windows) == 1 + len(_offline(plan, after))
