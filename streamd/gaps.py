@@ -6,9 +6,8 @@ end (``audio_core.front_end``) per stretch of continuous audio: at a gap it clos
 the stream ended there (its end-aligned tail window, exactly what offline classification of that stretch
 gives; a stretch shorter than one window is padded with silence to one, and that window's ``t_end`` is
 where its audio ended), advances the stream clock by the lost time and starts a fresh fbank and window
-state. Window
-indices keep counting; ``t_start``/``t_end`` are stream time (lost time included); ``end_sample`` stays
-in real (captured) samples, which is what maps back to the ring.
+state. Window indices keep counting; ``t_start``/``t_end`` are stream time (lost time included);
+``end_sample`` stays in real (captured) samples, which is what maps back to the ring.
 
 This module is pure: no threads, sockets or devices.
 """
