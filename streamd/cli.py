@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"streamd: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)  # another pipe
         return 1
     except OSError as exc:  # a path the command could not create, read or write: the user can mend it
-        if exc.filename is None:
+        if exc.filename is None or os.environ.get("STREAMD_DEBUG"):
             return _internal_error(exc)
         print(f"streamd: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -127,8 +127,9 @@ class SegmentedFrontEnd:
         while self._waiting and self._waiting[0][0] < end:
             index, lost_native = self._waiting.pop(0)
             cut = min(max(0, index - start), mono.shape[0])
-            out += self.accept(resample(mono[pos:cut], last=True))
-            out += self.gap(round(lost_native * self.rate / native_rate))
+            lost = round(lost_native * self.rate / native_rate)
+            out += self.accept(resample(mono[pos:cut], last=lost > 0))
+            out += self.gap(lost)
             pos = max(pos, cut)
         return out + self.accept(resample(mono[pos:]))
 

@@ -174,13 +174,18 @@ class NetworkSource(Source):
                 if frame.sample_rate != self.sample_rate:
                     rate_fix = StreamingResampler(frame.sample_rate, self.sample_rate)
             for out in converter.resample(frame):
-                data = out.to_ndarray().reshape(-1, self.channels)
-                if rate_fix is not None:
-                    mono = rate_fix.process(downmix(data))
-                    data = np.repeat(mono[:, None], self.channels, axis=1)
-                self._write(np.ascontiguousarray(data, dtype=np.float32))
+                self._emit(out.to_ndarray().reshape(-1, self.channels), rate_fix)
+        if rate_fix is not None:  # what its filter holds ends this connection's audio
+            self._emit(np.zeros((0, self.channels), np.float32), rate_fix, last=True)
         if not self._stop.is_set() and not self._reopen.is_set():
             self.error = f"{_short(self.url)}: the stream ended"
+
+    def _emit(self, data: np.ndarray, rate_fix: StreamingResampler | None, last: bool = False) -> None:
+        """Write decoded frames ``(n, channels)``, brought to the first connection's rate if need be."""
+        if rate_fix is not None:
+            mono = rate_fix.process(downmix(data), last=last)
+            data = np.repeat(mono[:, None], self.channels, axis=1)
+        self._write(np.ascontiguousarray(data, dtype=np.float32))
 
     def _write(self, data: np.ndarray) -> None:
         """Write in real time: wait until the wall clock reaches the end of what is already written."""

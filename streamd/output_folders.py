@@ -29,6 +29,8 @@ def usable_folder_path(path: str | Path, option: str) -> Path:
     command that refuses its input only later and must leave nothing behind then); ``ConfigError``
     naming ``option`` otherwise."""
     folder = Path(path).expanduser()
+    if folder.is_symlink() and not folder.exists():
+        raise ConfigError(f"{option} {folder}: a link to nothing")
     if folder.exists():
         if not folder.is_dir():
             raise ConfigError(f"{option} {folder}: exists and is not a folder")

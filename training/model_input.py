@@ -17,6 +17,7 @@ import torch
 from audio_core.checks import check_fields, rule
 from audio_core.fbank import frame_window
 from models.common import FeatureConfig, Normalization
+from models.metadata_check import MAX_TARGET_FRAMES
 from models.registry import build_model, config_class, config_to_dict, make_config
 
 FILLED_FROM_DATA = ("num_classes", "num_mel_bins", "target_frames")
@@ -59,7 +60,7 @@ class NormalizationSection(Normalization):
     """The ``[normalization]`` table: a positive spread and a window of at least one frame."""
 
     std: float = rule(Normalization.std, gt=0)
-    target_frames: int = rule(Normalization.target_frames, gt=0)
+    target_frames: int = rule(Normalization.target_frames, gt=0, le=MAX_TARGET_FRAMES)  # 60 s
 
     def __post_init__(self) -> None:
         check_fields(self, "normalization", ValueError)

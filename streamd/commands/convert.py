@@ -221,7 +221,7 @@ def _save(out: Path, model: Any, info: Any) -> Path:
 def _check_options(args: argparse.Namespace) -> None:
     """Options and the output path, checked before any weight is read."""
     from models.metadata_check import MAX_TARGET_FRAMES
-    from streamd.output_folders import writable_folder
+    from streamd.output_folders import usable_folder_path
 
     if args.target_frames is not None and not 16 <= args.target_frames <= MAX_TARGET_FRAMES:
         raise ConfigError(
@@ -232,7 +232,7 @@ def _check_options(args: argparse.Namespace) -> None:
             raise ConfigError(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.out.is_dir():
         raise ConfigError(f"OUT {args.out}: is a folder; give the checkpoint file to write")
-    writable_folder(args.out.parent if str(args.out.parent) else Path("."), "OUT's folder")
+    usable_folder_path(args.out.parent, "OUT's folder")  # created only when the checkpoint is written
 
 
 def _convert_image_model(args: argparse.Namespace) -> bool:

@@ -150,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         writable_folder(args.out, "--out")
-    writable_folder(args.cache_dir, "--cache-dir")
+    if not args.streaming:  # the clip-level path caches features; streaming replays audio
+        writable_folder(args.cache_dir, "--cache-dir")
     loaded = resolve_model(args, compute="cpu")
     try:
         for hop in args.hops:

@@ -102,6 +102,7 @@ def test_valid_config_parses(tiny_config: Path) -> None:
         (("epochs = 2", 'epochs = "two"'), r"train.epochs: expected int, got str 'two'"),
         (("folds = [1, 2]", 'folds = ["a"]'), r"data.folds: must be a list of integers"),
         (('mode = "cv"', 'mode = "single"'), r"data.val_folds: required"),
+        (("target_frames = 200", "target_frames = 8000"), r"target_frames must be at most 6000, got 8000"),
     ],
 )
 def test_invalid_configs_name_file_and_key(tiny_config: Path, edit: tuple[str, str], message: str) -> None:
