@@ -15,6 +15,7 @@ import math
 import operator
 import re
 import time
+import unicodedata
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
@@ -50,8 +51,10 @@ _COUNTER_RE = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def stream_name(text: str) -> str:
-    """Turn any text (a device name, a file stem) into a valid stream name: ``[A-Za-z0-9][A-Za-z0-9_-]*``."""
-    name = re.sub(r"[^A-Za-z0-9_\-]+", "_", text).strip("_-")
+    """Turn any text (a device name, a file stem) into a valid stream name: ``[A-Za-z0-9][A-Za-z0-9_-]*``;
+    accented letters keep their base letter (``Café`` -> ``Cafe``)."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    name = re.sub(r"[^A-Za-z0-9_\-]+", "_", ascii_text).strip("_-")
     return name[:MAX_STREAM_CHARS] or "stream"
 
 

@@ -99,6 +99,8 @@ def test_stream_name_makes_any_text_valid() -> None:
         assert messages.check_stream(name) == name
     assert messages.stream_name("USB Audio: hw(1,0)") == "USB_Audio_hw_1_0"
     assert messages.stream_name("mic") == "mic"
+    assert messages.stream_name("Café Mic (USB)") == "Cafe_Mic_USB"  # accents keep their letter
+    assert messages.stream_name("ñandú") == "nandu" and messages.stream_name("狗") == "stream"
 
 
 def test_encode_decode_round_trip(labels: list[str]) -> None:
