@@ -1,4 +1,5 @@
-"""Folders a command writes into (``evaluate --out``, ``--save-clips``): checked before any work starts."""
+"""Folders a command writes into (``evaluate --out``, ``--save-clips``, ``train --out``): checked before
+any work starts."""
 
 from __future__ import annotations
 
@@ -6,22 +7,6 @@ import os
 from pathlib import Path
 
 from streamd.errors import ConfigError
-
-
-def writable_folder(path: str | Path, option: str) -> Path:
-    """Create ``path`` (with its parents) if missing and check that it is a folder this process may write
-    into; ``ConfigError`` naming ``option`` otherwise, so a bad folder is reported at start-up, not after
-    the work it was to hold."""
-    folder = Path(path).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"{option} {folder}: exists and is not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"{option} {folder}: cannot create the folder ({exc.strerror or exc})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {folder}: the folder is not writable")
-    return folder
 
 
 def usable_folder_path(path: str | Path, option: str) -> Path:
@@ -34,11 +19,23 @@ def usable_folder_path(path: str | Path, option: str) -> Path:
     if folder.exists():
         if not folder.is_dir():
             raise ConfigError(f"{option} {folder}: exists and is not a folder")
-        existing = folder
-    else:
-        existing = next((p for p in folder.absolute().parents if p.exists()), Path("/"))
-        if not existing.is_dir():
-            raise ConfigError(f"{option} {folder}: {existing} is not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"{option} {folder}: the folder is not writable")
+        return folder
+    existing = next((p for p in folder.absolute().parents if p.exists()), Path("/"))
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {folder}: cannot create the folder ({existing} is not a folder)")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {folder}: {existing} is not writable")
+        raise ConfigError(f"{option} {folder}: cannot create the folder ({existing} is not writable)")
+    return folder
+
+
+def writable_folder(path: str | Path, option: str) -> Path:
+    """``usable_folder_path``, then create the folder (with its parents), so a bad folder is reported at
+    start-up, not after the work it was to hold."""
+    folder = usable_folder_path(path, option)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{option} {folder}: cannot create the folder ({exc.strerror or exc})") from None
     return folder

@@ -26,6 +26,13 @@ class ClipSet:
     multi_label: bool = False
     name: str = field(default="dataset")
 
+    def one_class_problem(self) -> str | None:
+        """Why this set cannot train a classifier (a single label: one softmax output scores 1.0 for any
+        input), or None."""
+        if len(self.labels) < 2 and not self.multi_label:
+            return f"one class ({self.labels[0]!r}): a classifier needs at least two"
+        return None
+
     def folds(self) -> list[int]:
         return sorted({c.fold for c in self.clips if c.fold is not None})
 

@@ -36,10 +36,8 @@ def load_clip_set(exp: Experiment) -> ClipSet:
         clip_set = clip_set.subset(folds=exp.folds)
     if not clip_set.clips:
         raise ExperimentConfigError(f"{exp.source}: data: no clips in folds {exp.folds}")
-    if len(clip_set.labels) < 2 and not clip_set.multi_label:  # one softmax output scores 1.0 for anything
-        raise ExperimentConfigError(
-            f"{exp.source}: data: one class ({clip_set.labels[0]!r}): a classifier needs at least two"
-        )
+    if problem := clip_set.one_class_problem():
+        raise ExperimentConfigError(f"{exp.source}: data: {problem}")
     return clip_set
 
 

@@ -181,13 +181,10 @@ def read_own_data(root: str | Path, holdout_frac: float = 0.1) -> OwnData:
         raise DatasetError(f"{root}: class(es) {untrained[:5]} have no usable training clip")
     if not usable:
         raise DatasetError(f"{root}: no usable audio files")
-    if len(labels) < 2:
-        raise DatasetError(
-            f"{root}: one class ({labels[0]!r}): a classifier needs at least two (add clips of the "
-            "other sounds it should tell apart)"
-        )
     index = {label: i for i, label in enumerate(labels)}
     clips = [Clip(f, (index[label],), SPLIT_FOLDS[split]) for f, label, split in usable]
+    if problem := ClipSet(clips, labels).one_class_problem():
+        raise DatasetError(f"{root}: {problem} (add clips of the other sounds it should tell apart)")
     present = {c.fold for c in clips}
     if SPLIT_FOLDS["test"] in present:
         held_out = "test"
