@@ -4,8 +4,11 @@ Stops on Ctrl-C / SIGTERM (exit 0), after ``--count`` messages or ``--seconds``.
 time with a per-frame size bound, and only JSON is decoded; malformed messages are skipped and counted on
 stderr. Every gap in a stream's ``seq`` (messages ZeroMQ dropped because this subscriber fell more than
 the publisher's high-water mark behind) is one line on stderr as it is seen (not with ``--dashboard``,
-which shows a "missed" figure) and a total at exit. ``--curve-server-key`` / ``--curve-secret-key``
-authenticate to a CURVE publisher.
+which shows a "missed" figure) and a total at exit. A frame over ``messages.MAX_MESSAGE_BYTES`` is a
+malformed message; one over ``MAX_FRAME_BYTES`` (a memory bound) makes ZeroMQ drop the connection and
+not reconnect, so the listener re-opens it. Every lost connection (that, or the publisher stopped) is one
+line on stderr as it happens (the first few) and a total at exit; what the publisher sends meanwhile is
+lost. ``--curve-server-key`` / ``--curve-secret-key`` authenticate to a CURVE publisher.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,18 @@ HELP = "subscribe to a streamd publisher and print messages as JSON lines"
 POLL_MS = 100
 MAX_FRAMES = 2
 MAX_REPORTED_PROBLEMS = 3
+MAX_FRAME_BYTES = 1 << 20  # per frame, checked by ZeroMQ before it buffers one
+RECONNECTING_EVENTS = zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CONNECT_DELAYED | zmq.EVENT_CONNECTED
+REOPEN_AFTER_S = 1.0
+
+
+@dataclass
+class ListenCounts:
+    """What one ``listen`` saw: messages passed on, malformed ones skipped, connections lost."""
+
+    received: int = 0
+    malformed: int = 0
+    disconnects: int = 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,13 +115,13 @@ def _subscriber(context: zmq.Context, args: argparse.Namespace) -> tuple[zmq.Soc
     sock = context.socket(zmq.SUB)
     sock.linger = 0
     sock.ipv6 = True  # lets tcp://[::1]:PORT connect; IPv4 endpoints work as before
-    sock.maxmsgsize = messages.MAX_MESSAGE_BYTES  # per frame: larger frames drop the connection
+    sock.maxmsgsize = MAX_FRAME_BYTES  # larger frames drop the connection; messages.decode bounds the rest
     sock.rcvhwm = args.hwm
     if args.curve_server_key is not None:
         secure_client_socket(sock, args.curve_server_key, args.curve_secret_key)
     for prefix in args.topic or [messages.TOPIC_ROOT]:
         sock.subscribe(prefix.encode("utf-8"))
-    monitor = sock.get_monitor_socket(HandshakeWatch.EVENTS)
+    monitor = sock.get_monitor_socket(ConnectionWatch.EVENTS)
     try:
         sock.connect(args.connect)
     except zmq.ZMQError as exc:
@@ -113,11 +129,55 @@ def _subscriber(context: zmq.Context, args: argparse.Namespace) -> tuple[zmq.Soc
     return sock, monitor
 
 
-def _check_handshake(monitor: zmq.Socket, watch: HandshakeWatch) -> None:
-    event = recv_monitor_message(monitor)
-    problem = watch.observe(event["event"], event["value"], time.monotonic())
-    if problem is not None:
-        raise StreamdError(problem)
+class ConnectionWatch:
+    """Turns the SUB socket's monitor events into actions: a handshake problem worth stopping on raises
+    StreamdError; an established connection that drops is counted and reported (the first few). ZeroMQ
+    reconnects by itself (it says so with a retry event) except after a protocol error such as a frame over
+    ``MAX_FRAME_BYTES``: when no retry follows within ``REOPEN_AFTER_S``, the connection is re-opened."""
+
+    EVENTS = HandshakeWatch.EVENTS | zmq.EVENT_DISCONNECTED | RECONNECTING_EVENTS
+
+    def __init__(self, sock: zmq.Socket, monitor: zmq.Socket, args: argparse.Namespace) -> None:
+        self.sock, self.monitor, self.endpoint = sock, monitor, args.connect
+        self.handshakes = HandshakeWatch(args.connect, curve=args.curve_server_key is not None)
+        self.report = not args.dashboard
+        self.established = False
+        self.lost_at: float | None = None
+
+    def on_event(self, counts: ListenCounts, now: float) -> None:
+        event = recv_monitor_message(self.monitor)
+        kind = event["event"]
+        if kind & RECONNECTING_EVENTS:
+            self.lost_at = None
+            return
+        if kind == zmq.EVENT_DISCONNECTED:
+            if self.established:  # a handshake that failed disconnects too; HandshakeWatch judges those
+                self.established = False
+                self.lost_at = now
+                self._report_lost(counts)
+            return
+        if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.established = True
+        problem = self.handshakes.observe(kind, event["value"], now)
+        if problem is not None:
+            raise StreamdError(problem)
+
+    def reopen_if_abandoned(self, now: float) -> None:
+        """Re-open a connection that ZeroMQ has given up on (no retry since it dropped)."""
+        if self.lost_at is not None and now - self.lost_at >= REOPEN_AFTER_S:
+            self.lost_at = None
+            self.sock.disconnect(self.endpoint)
+            self.sock.connect(self.endpoint)
+
+    def _report_lost(self, counts: ListenCounts) -> None:
+        counts.disconnects += 1
+        if self.report and counts.disconnects <= MAX_REPORTED_PROBLEMS:
+            print(
+                f"streamd listen: lost the connection to {self.endpoint} (the publisher stopped, or sent "
+                f"a frame over {MAX_FRAME_BYTES} bytes); reconnecting, messages sent meanwhile are lost",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def listen(
@@ -126,16 +186,16 @@ def listen(
     sink: Callable[[dict[str, Any]], None],
     stop: threading.Event,
     args: argparse.Namespace,
-) -> tuple[int, int]:
-    """Receive until stopped, ``--count`` or ``--seconds``; returns (messages, malformed).
+    counts: ListenCounts,
+) -> None:
+    """Receive until stopped, ``--count`` or ``--seconds``, counting into ``counts``.
 
     A failed handshake with the publisher (rejected key, CURVE mismatch) raises StreamdError; one that
     fails without detail only when it keeps failing (``streamd.security.HandshakeWatch``): a publisher
     that restarts or goes away closes connections mid-handshake, and ZeroMQ reconnects.
     """
-    watch = HandshakeWatch(args.connect, curve=args.curve_server_key is not None)
+    watch = ConnectionWatch(sock, monitor, args)
     deadline = None if args.seconds is None else time.monotonic() + args.seconds
-    received = malformed = 0
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
     poller.register(monitor, zmq.POLLIN)
@@ -147,8 +207,10 @@ def listen(
                 break
             wait_ms = max(1, min(POLL_MS, int(remaining * 1000)))
         ready = dict(poller.poll(wait_ms))
+        now = time.monotonic()
         if monitor in ready:
-            _check_handshake(monitor, watch)
+            watch.on_event(counts, now)
+        watch.reopen_if_abandoned(now)
         if sock not in ready:
             continue
         frames = receive_frames(sock)
@@ -157,15 +219,14 @@ def listen(
                 raise ValueError(f"more than {MAX_FRAMES} frames")
             msg = messages.decode(frames)
         except ValueError as exc:
-            malformed += 1
-            if malformed <= MAX_REPORTED_PROBLEMS:
+            counts.malformed += 1
+            if counts.malformed <= MAX_REPORTED_PROBLEMS:
                 print(f"streamd listen: skipping a malformed message: {exc}", file=sys.stderr)
             continue
         sink(msg)
-        received += 1
-        if args.count is not None and received >= args.count:
+        counts.received += 1
+        if args.count is not None and counts.received >= args.count:
             break
-    return received, malformed
 
 
 def run(args: argparse.Namespace) -> int:
@@ -173,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
     context = zmq.Context()
     stop = threading.Event()
     dashboard = None
+    counts = ListenCounts()
     try:
         sock, monitor = _subscriber(context, args)
         if args.dashboard:
@@ -185,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
             sink = JsonLinesSink(sys.stdout)
         sink = _gap_counting(sink, gaps := GapCounter(), report=not args.dashboard)
         with stop_on_signals(stop):
-            _, malformed = listen(sock, monitor, sink, stop, args)
+            listen(sock, monitor, sink, stop, args, counts)
     except BrokenPipeError:  # e.g. `streamd listen | head -1`: the reader is gone, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -193,8 +255,10 @@ def run(args: argparse.Namespace) -> int:
         if dashboard is not None:
             dashboard.stop()
         context.destroy(linger=0)
-    if malformed:
-        print(f"streamd listen: skipped {malformed} malformed message(s)", file=sys.stderr)
+    if counts.malformed:
+        print(f"streamd listen: skipped {counts.malformed} malformed message(s)", file=sys.stderr)
+    if counts.disconnects:
+        print(f"streamd listen: lost the connection {counts.disconnects} time(s)", file=sys.stderr)
     if gaps.missed:
         print(f"streamd listen: missed {gaps.missed} message(s) in {gaps.gaps} gap(s)", file=sys.stderr)
     return 0

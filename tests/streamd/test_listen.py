@@ -300,6 +300,48 @@ def test_malformed_messages_are_skipped_and_counted(capsys: pytest.CaptureFixtur
     assert skipped >= 6 and len(err) == 4  # 3 reasons shown, then one summary line
 
 
+def test_oversized_frames_are_skipped_or_survived(capsys: pytest.CaptureFixture[str]) -> None:
+    """A body over the message bound is a skipped malformed message; a frame over the memory bound makes
+    ZeroMQ drop the connection for good: the listener says so on stderr (the first few times, then a total
+    at exit), re-opens it and goes on receiving."""
+    from streamd.commands.listen import MAX_FRAME_BYTES
+
+    context = zmq.Context()
+    raw = context.socket(zmq.PUB)
+    raw.linger = 0
+    raw.bind("tcp://127.0.0.1:*")
+    endpoint = raw.last_endpoint.decode()
+    good = messages.encode(messages.event("mic", "dog", "start", 0, 5, 0.9, wall_time=WALL))
+    too_long = [b"streamd.mic.event", b"x" * (messages.MAX_MESSAGE_BYTES + 1)]
+    too_big = [b"streamd.mic.event", b"x" * (MAX_FRAME_BYTES + 1)]
+    stop = threading.Event()
+
+    def feed() -> None:
+        sent = 0
+        while not stop.is_set():
+            too_big_now = sent in (20, 90)  # the listener re-opens about 1 s (50 messages) after each
+            raw.send_multipart(too_big if too_big_now else too_long if sent % 10 == 3 else good)
+            sent += 1
+            time.sleep(0.02)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        assert cli.main(["listen", "--connect", endpoint, "--count", "50", "--seconds", "30"]) == 0
+    finally:
+        stop.set()
+        feeder.join(5.0)
+        raw.close()
+        context.term()
+    captured = capsys.readouterr()
+    assert _lines(captured.out) == [messages.decode(good)] * 50
+    err = captured.err.splitlines()
+    lost = [line for line in err if line.startswith("streamd listen: lost the connection to ")]
+    assert len(lost) == 2 and f"a frame over {MAX_FRAME_BYTES} bytes" in lost[0]
+    assert "streamd listen: skipping a malformed message: message of 65537 bytes exceeds" in captured.err
+    assert err[-1] == "streamd listen: lost the connection 2 time(s)"
+
+
 @pytest.mark.parametrize(
     ("argv", "error"),
     [
