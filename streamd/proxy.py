@@ -5,8 +5,9 @@
 Messages flow frontend -> backend and subscriptions backend -> frontend, so a daemon waiting for a
 subscriber (``--wait-subscriber``) sees one through the proxy. CURVE, when configured, guards both sides
 with one server key and one directory of allowed client keys (daemons and subscribers alike), checked by
-one ZAP authenticator (``streamd.security``). The optional capture writes every message that passes, as
-the JSON line of its body (what ``streamd listen`` prints), from a thread of its own.
+one ZAP authenticator (``streamd.security``). The optional capture appends every message that passes to a
+file, as the JSON line of its body (what ``streamd listen`` prints), from a thread of its own; a write
+error (a full disk) stops the capture, never the forwarding, and what it could not write is counted.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class Proxy:
         self.capture = capture
         self.captured = 0
         self.malformed = 0
+        self.not_captured = 0  # messages that passed after the capture failed
+        self.capture_error: str | None = None
         self._threads: list[threading.Thread] = []
         self._context: zmq.Context | None = None
         self._auth = None
@@ -119,7 +122,7 @@ class Proxy:
     def _start_capture(self, context: zmq.Context) -> None:
         assert self.capture is not None
         try:
-            self._capture_file = self.capture.open("w", encoding="utf-8")
+            self._capture_file = self.capture.open("a", encoding="utf-8")
         except OSError as exc:
             raise StreamdError(f"cannot write the capture file {self.capture}: {exc.strerror}") from None
         pull = context.socket(zmq.PULL)
@@ -144,10 +147,38 @@ class Proxy:
                 except ValueError:
                     self.malformed += 1
                     continue
-                sink(msg)
+                if self.capture_error is not None:
+                    self.not_captured += 1
+                    continue
+                try:
+                    sink(msg)
+                except OSError as exc:
+                    self._capture_failed(exc)
+                    self.not_captured += 1
+                    continue
                 self.captured += 1
         finally:
             pull.close(linger=0)
+
+    def _capture_failed(self, exc: OSError) -> None:
+        """Stop capturing (forwarding goes on; the capture thread keeps draining and counting)."""
+        self.capture_error = exc.strerror or str(exc)
+        log.error(
+            "cannot write the capture file %s: %s; capturing stopped, forwarding goes on",
+            self.capture,
+            self.capture_error,
+        )
+        self._close_capture_file()
+
+    def _close_capture_file(self) -> None:
+        file, self._capture_file = self._capture_file, None
+        if file is None:
+            return
+        try:
+            file.close()
+        except OSError as exc:  # what was buffered could not be flushed
+            if self.capture_error is None:
+                self.capture_error = exc.strerror or str(exc)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop forwarding, write what was captured, close everything."""
@@ -168,6 +199,4 @@ class Proxy:
         if self._context is not None:
             self._context.term()
             self._context = None
-        if self._capture_file is not None:
-            self._capture_file.close()
-            self._capture_file = None
+        self._close_capture_file()

@@ -2,7 +2,8 @@
 
 Daemons run with ``--connect-proxy FRONTEND`` (their stream names then start with ``--stream-prefix``,
 the host name by default); subscribers (``streamd listen --connect BACKEND``) hear every daemon. Runs until
-Ctrl-C / SIGTERM; ``--capture FILE`` records every message passing through as JSON lines.
+Ctrl-C / SIGTERM; ``--capture FILE`` appends every message passing through to FILE as JSON lines (exit 1
+if the capture failed on the way; forwarding never stops for it).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"where subscribers connect (default {DEFAULT_BACKEND}, the daemon's usual port)",
     )
     parser.add_argument(
-        "--capture", type=Path, metavar="FILE", help="write every message to FILE as JSON lines"
+        "--capture", type=Path, metavar="FILE", help="append every message to FILE as JSON lines"
     )
     add_security_arguments(parser)
 
@@ -52,7 +53,13 @@ def run(args: argparse.Namespace) -> int:
                 pass
     finally:
         proxy.stop()
-    if args.capture is not None:
-        note = f"; {proxy.malformed} malformed skipped" if proxy.malformed else ""
-        print(f"streamd proxy: captured {proxy.captured} message(s) to {args.capture}{note}", file=sys.stderr)
-    return 0
+    if args.capture is None:
+        return 0
+    note = f"; {proxy.malformed} malformed skipped" if proxy.malformed else ""
+    if proxy.capture_error is not None:
+        note += (
+            f"; the capture stopped at a write error ({proxy.capture_error}): "
+            f"{proxy.not_captured} message(s) not captured"
+        )
+    print(f"streamd proxy: captured {proxy.captured} message(s) to {args.capture}{note}", file=sys.stderr)
+    return 1 if proxy.capture_error is not None else 0

@@ -90,7 +90,9 @@ def keys(tmp_path: Path) -> dict[str, Path]:
     return {"allow": allow, **{p.name.replace(".", "_"): p for p in tmp_path.glob("*.key*")}}
 
 
-def _publish_until_heard(publisher: Publisher, backend: str, curve: tuple[Path, Path], n: int) -> list[dict]:
+def _publish_until_heard(
+    publisher: Publisher, backend: str, curve: tuple[Path, Path] | None, n: int
+) -> list[dict]:
     """Publish ``n`` events every 50 ms while a subscriber listens for 3 s; what it heard."""
     bodies = [messages.event("north-mic", "dog", "start", i, i + 5, 0.9) for i in range(n)]
     out: list[dict] = []
@@ -133,6 +135,37 @@ def test_curve_through_the_proxy(keys):
         assert _publish_until_heard(Publisher(frontend, connect=True), backend, good_client, 3) == []
     finally:
         proxy.stop()
+
+
+def _publish_through(proxy: Proxy, n: int) -> list[dict]:
+    """``n`` events published through ``proxy`` while a subscriber listens; what it heard."""
+    proxy.start()
+    try:
+        frontend, backend = proxy.endpoints
+        heard = _publish_until_heard(Publisher(frontend, connect=True), backend, None, n)
+    finally:
+        proxy.stop()
+    return heard
+
+
+def test_a_failing_capture_stops_capturing_not_forwarding() -> None:
+    """A full disk (``/dev/full``) under the capture file: every message is still forwarded, the capture
+    stops at the first write error with its reason, and what it could not write is counted."""
+    proxy = Proxy(endpoint(), endpoint(), capture=Path("/dev/full"))
+    heard = _publish_through(proxy, 5)
+    assert [m["t_start"] for m in heard] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert proxy.capture_error == "No space left on device"
+    assert (proxy.captured, proxy.not_captured) == (0, 5)
+
+
+def test_the_capture_file_is_appended_to(tmp_path: Path) -> None:
+    """A proxy restarted with the same capture file adds to it, keeping what earlier runs recorded."""
+    capture = tmp_path / "capture.jsonl"
+    for _ in range(2):
+        proxy = Proxy(endpoint(), endpoint(), capture=capture)
+        assert len(_publish_through(proxy, 3)) == 3
+        assert proxy.capture_error is None and proxy.captured == 3
+    assert [json.loads(line)["t_start"] for line in capture.read_text().splitlines()] == [0.0, 1.0, 2.0] * 2
 
 
 def test_stream_prefix_rules(monkeypatch):
