@@ -5,16 +5,19 @@ downmixing) and every event message. Each stream keeps the last ``pre_roll_s + m
 seconds in a ring of its own. An event's ``end`` message gains ``clip`` (the path the clip will have) at
 once; the clip itself, ``[t_start - pre_roll_s, t_end + post_roll_s]`` at the source rate, is cut once
 the post-roll has arrived (or the stream has ended) and written by a thread of its own: FLAC (24-bit)
-written atomically, then a JSON sidecar (the event message, stream, times, rate). Retention (max files,
-bytes, age) is enforced after each write. A write that fails (disk full, unwritable directory) is counted
-and logged once; the daemon goes on. With ``privacy = "drop_speech"`` a clip in which the voice-activity
-detector (``streamd.privacy``) finds speech is not written but counted (``clips_dropped_speech``); while
-the detector cannot be loaded, clips are not written either (fail closed) and counted as
-``clips_unchecked``. Counters are kept per stream (``counters_for``) and in total (``counters``).
+written atomically, then a JSON sidecar (the event message, stream, times, rate); if the sidecar cannot
+be written the FLAC is removed again. Retention (max files, bytes, age) is enforced after each write,
+over streamd's own clips only (``is_own_clip``: its name pattern with a sidecar beside it). A write that
+fails (disk full, unwritable directory) is counted and logged once; the daemon goes on. With
+``privacy = "drop_speech"`` a clip in which the voice-activity detector (``streamd.privacy``) finds
+speech is not written but counted (``clips_dropped_speech``); while the detector cannot be loaded, clips
+are not written either (fail closed) and counted as ``clips_unchecked``. Counters are kept per stream
+(``counters_for``) and in total (``counters``).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -75,6 +78,21 @@ class AudioHistory:
         return first, self._buf[np.arange(first, last) % self.capacity].copy()
 
 
+CLIP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*_\d{8}T\d{6}_[A-Za-z0-9_-]+_\d+\.\d{2}s(-\d+)?\.flac$")
+
+
+def clip_name(stream: str, wall_time: float, label: str, t_start: float) -> str:
+    """The file name of an event's clip: stream, local wall-clock time, label, offset in the stream."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(wall_time))
+    return f"{stream}_{stamp}_{re.sub(r'[^A-Za-z0-9_-]+', '_', label)}_{t_start:.2f}s.flac"
+
+
+def is_own_clip(path: Path) -> bool:
+    """A clip streamd wrote: its name is a ``clip_name`` (``-N`` added when taken) and its JSON sidecar
+    is beside it. Retention deletes only these, never a user's own recordings in the same folder."""
+    return bool(CLIP_NAME.match(path.name)) and path.with_suffix(".json").is_file()
+
+
 @dataclass
 class PendingClip:
     stream: int
@@ -123,9 +141,7 @@ class ClipRecorder:
         name, rate, _ = self.streams[stream]
         start = max(0, round((event["t_start"] - self.cfg.pre_roll_s) * rate))
         end = round((event["t_end"] + self.cfg.post_roll_s) * rate)
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(event["wall_time"]))
-        label = re.sub(r"[^A-Za-z0-9_-]+", "_", event["label"])
-        path = self._unique(self.dir / f"{name}_{stamp}_{label}_{event['t_start']:.2f}s.flac")
+        path = self._unique(self.dir / clip_name(name, event["wall_time"], event["label"], event["t_start"]))
         event = {**event, "clip": str(path)}
         with self._lock:
             self.pending.append(PendingClip(stream, start, end, path, event))
@@ -155,7 +171,10 @@ class ClipRecorder:
         self.pending = keep
 
     def close(self, timeout: float = 10.0) -> None:
-        """The streams have ended: cut what is pending with the audio there is, write it, stop."""
+        """The streams have ended: cut what is pending with the audio there is, write it, stop (once; a
+        second call does nothing)."""
+        if all(self.ended) and not self._thread.is_alive():
+            return
         with self._lock:
             for i in range(len(self.streams)):
                 self.ended[i] = True
@@ -187,7 +206,9 @@ class ClipRecorder:
         if data.shape[0] == 0 or not self._passes_privacy(clip, data, rate):
             return
         clip.path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(clip.path, lambda tmp: sf.write(tmp, data, rate, format="FLAC", subtype=SUBTYPE))
+        encoded = io.BytesIO()  # encoded in memory: a full disk is then an OSError that says so
+        sf.write(encoded, data, rate, format="FLAC", subtype=SUBTYPE)
+        flac = encoded.getvalue()
         sidecar = {
             "event": clip.event,
             "stream": name,
@@ -200,7 +221,12 @@ class ClipRecorder:
             "post_roll_s": self.cfg.post_roll_s,
         }
         text = json.dumps(sidecar, indent=2, allow_nan=False)
-        write_atomically(clip.path.with_suffix(".json"), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        write_atomically(clip.path, lambda tmp: tmp.write_bytes(flac))
+        try:
+            write_atomically(clip.path.with_suffix(".json"), lambda tmp: tmp.write_text(text, "utf-8"))
+        except BaseException:
+            clip.path.unlink(missing_ok=True)  # no clip without its sidecar (nor one retention cannot see)
+            raise
         self._counts[clip.stream]["clips_saved"] += 1
         self._enforce_retention()
 
@@ -218,13 +244,14 @@ class ClipRecorder:
         return True
 
     def _enforce_retention(self) -> None:
-        """Delete the oldest clips (and their sidecars) beyond max files, max bytes or max age."""
+        """Delete the oldest clips (and their sidecars) beyond max files, max bytes or max age; only clips
+        that streamd wrote (``is_own_clip``) count and are deleted."""
         cfg = self.cfg
         if not (cfg.max_files or cfg.max_bytes or cfg.max_age_s):
             return
         clips = []
         for path in self.dir.glob("*.flac"):
-            if path.name.startswith("."):
+            if not is_own_clip(path):  # files of anyone else in the folder are never touched
                 continue
             try:
                 st = path.stat()

@@ -12,7 +12,7 @@ supervisor (``streamd.supervisor``: watchdog, reopen with backoff, periodic stat
 
 Who owns what: ``feature_stage``, ``result_stage``, ``supervisor``, ``status`` (counters and status
 messages), ``streams`` (per-stream state); integrations hook in through ``audio_taps``,
-``event_hooks`` and ``counter_hooks`` (see ``streamd.integrations``).
+``event_hooks``, ``counter_hooks`` and ``finish_hooks`` (see ``streamd.integrations``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -86,6 +86,8 @@ class Daemon:
         self.audio_taps: list[AudioTap] = []  # see every block of source audio (feature thread)
         self.event_hooks: list[EventHook] = []  # may extend an event message before it is published
         self.counter_hooks: list[CounterHook] = []  # more status counters of a stream
+        # run once every stage has stopped, before the final status: work they finish there is counted in it
+        self.finish_hooks: list[Callable[[], None]] = []
         self.native_stderr = native_stderr_for(sources)  # ALSA/PortAudio prints -> the logger
         if self.native_stderr:
             self.counter_hooks.append(self.native_stderr.counters)
@@ -219,6 +221,8 @@ class Daemon:
             self.engine.abandon()  # blocked producers are freed and queued windows dropped (counted)
         self.warnings += self.stages.stop_all()
         self.errors += self._run_failures()
+        for finish in self.finish_hooks:
+            finish()
         for stream in self.streams:
             state = final_state
             if stream.source.error:

@@ -1,8 +1,9 @@
 """Wiring of the optional integrations (MQTT, Prometheus metrics, event clips) into a built daemon.
 
 Each is off unless its section sets it (``--mqtt``, ``--metrics``, ``--save-clips``); its module (and
-its library) is imported only then. ``attach`` hooks them to the publisher and daemon; ``close`` ends
-them once the daemon has stopped (clips still pending are written first).
+its library) is imported only then. ``attach`` hooks them to the publisher and daemon: clips still pending
+when the streams end are written before the daemon's final status, so that its counters include them;
+``close`` ends everything once the daemon has stopped.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def attach(cfg: DaemonConfig, daemon: Any, publisher: Any) -> Integrations:
             out.clips = ClipRecorder(cfg.clips, streams)
             daemon.audio_taps.append(out.clips.tap)
             daemon.event_hooks.append(out.clips.on_event)
+            daemon.finish_hooks.append(out.clips.close)  # pending clips written before the final status
     except BaseException:
         out.close()
         raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import soundfile as sf
 from pipeline_helpers import Pipeline
 
 from streamd import messages
-from streamd.clips import AudioHistory, ClipRecorder
+from streamd.clips import AudioHistory, ClipRecorder, is_own_clip
 from streamd.config import DaemonConfig
 from streamd.config_sections import ClipsSection
 from streamd.errors import ConfigError
@@ -108,6 +109,26 @@ def test_retention_keeps_the_newest_files(tmp_path: Path, clips: list[Path]) -> 
     assert newest in left and paths[2] not in left  # the oldest went first
 
 
+def test_retention_never_touches_files_streamd_did_not_write(tmp_path: Path, clips: list[Path]) -> None:
+    """A user's own recordings in the clip folder (however old, even named like a clip but without its
+    sidecar) are neither counted nor deleted by retention."""
+    folder = tmp_path / "c"
+    folder.mkdir()
+    foreign = [folder / "my_recording.flac", folder / "s_20200101T000000_dog_1.00s.flac"]
+    for path in foreign:
+        sf.write(path, np.zeros((RATE, 1), np.float32), RATE, format="FLAC")
+        os.utime(path, (0, 0))  # older than anything streamd writes
+    audio = _audio(clips)
+    recorder = ClipRecorder(
+        ClipsSection(dir=str(folder), pre_roll_s=0, post_roll_s=0, max_files=1), [("s", RATE, 1)]
+    )
+    _feed(recorder, audio, audio.shape[0])
+    paths = [Path(recorder.on_event(0, _event(t, t + 1.0))["clip"]) for t in (1.0, 4.0)]
+    recorder.close()
+    assert is_own_clip(paths[1]) and not any(is_own_clip(p) for p in foreign)
+    assert sorted(folder.glob("*.flac")) == sorted([*foreign, paths[1]])
+
+
 @contextlib.contextmanager
 def _tiny_tmpfs(path: Path) -> Iterator[Path]:
     path.mkdir()
@@ -149,8 +170,11 @@ def test_failed_writes_are_counted_and_the_run_goes_on(
         assert recorder.write_errors >= (2 if where == "disk_full" else len(events))
         assert sum("cannot save clip" in r.message for r in caplog.records) == 1  # logged once
         if where == "disk_full":
+            assert "No space left on device" in caplog.text  # the reason, not a codec's "System error."
             left = sorted(target.iterdir())
             assert not [p for p in left if p.name.startswith(".")]  # failed temporaries are removed
+            flacs = [p for p in left if p.suffix == ".flac"]
+            assert len(flacs) == recorder.saved and all(is_own_clip(p) for p in flacs)  # none orphaned
             for event in events:  # what is there is complete
                 if Path(event["clip"]).exists():
                     assert sf.info(event["clip"]).frames == 3 * RATE
@@ -175,3 +199,4 @@ def test_daemon_replay_saves_the_event_clip(
     last = min(audio.shape[0], round((ends[0]["t_end"] + 2.0) * rate))
     np.testing.assert_array_equal(data, audio[first:last])
     assert pipe.integrations.counters["clips_saved"] == 1
+    assert pipe.of("status")[-1]["counters"]["clips_saved"] == 1  # written before the final status
