@@ -14,6 +14,7 @@ from audio_core.checks import choices_of
 from audio_core.shipped_models import MODEL_HELP
 from streamd.config import DaemonConfig, config_from_layers, load_model_toml, read_toml
 from streamd.config_sections import DEFAULT_ENDPOINT, EngineSection, ModelSection
+from streamd.errors import ConfigError
 
 
 def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +81,9 @@ _FLAGS: dict[str, str] = {
 }
 
 
+_OFF_WHEN_EMPTY = ("mqtt", "metrics", "save_clips")
+
+
 def config_from_args(
     args: argparse.Namespace, command_defaults: dict[str, Any] | None = None
 ) -> DaemonConfig:
@@ -99,6 +103,9 @@ def config_from_args(
     cli: dict[str, Any] = {}
     for flag, dotted in _FLAGS.items():
         value = getattr(args, flag, None)
+        if flag in _OFF_WHEN_EMPTY and isinstance(value, str) and not value.strip():
+            # in a config file "" turns these off; on the command line it is an unset variable's doing
+            raise ConfigError(f"--{flag.replace('_', '-')} is empty (leave the option out to turn it off)")
         if value is not None:
             section, key = dotted.split(".")
             cli.setdefault(section, {})[key] = value

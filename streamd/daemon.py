@@ -33,7 +33,7 @@ from streamd.errors import ConfigError
 from streamd.events import EventDetector
 from streamd.feature_stage import AudioTap, FeatureStage
 from streamd.gaps import SegmentedFrontEnd
-from streamd.label_check import check_event_labels
+from streamd.label_check import check_daemon_labels
 from streamd.model_loading import LoadedModel
 from streamd.model_runner import intra_op_threads, model_threads
 from streamd.native_stderr import native_stderr_for
@@ -61,7 +61,7 @@ class Daemon:
         self.model = model
         self.publisher = publisher
         self.labels = list(model.info.labels)
-        check_event_labels(config.events, self.labels)
+        check_daemon_labels(config, self.labels)
         self.live = any(s.live for s in sources)
         features = model.info.features
         try:  # windows or recurrent columns: chosen here, once

@@ -38,6 +38,8 @@ def add_fanin_arguments(parser: argparse.ArgumentParser) -> None:
 def stream_prefix(args: argparse.Namespace) -> str | None:
     """The prefix to give stream names, or None."""
     prefix = getattr(args, "stream_prefix", None)
+    if prefix is not None and not messages.stream_name(prefix, fallback=""):
+        raise ConfigError(f"--stream-prefix {prefix!r} has no letter or digit to name streams with")
     if prefix is None and getattr(args, "connect_proxy", None):
         prefix = socket.gethostname().split(".")[0]
     return None if prefix is None else messages.stream_name(prefix)

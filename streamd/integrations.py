@@ -8,6 +8,7 @@ when the streams end are written before the daemon's final status, so that its c
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from streamd.config import DaemonConfig
@@ -57,10 +58,13 @@ def attach(cfg: DaemonConfig, daemon: Any, publisher: Any) -> Integrations:
     daemon.counter_hooks.append(out.stream_counters)
     try:
         if cfg.metrics.listen:
-            from streamd.metrics import Metrics
+            from streamd.metrics import Metrics, parse_listen
 
             out.metrics = Metrics(cfg.metrics.listen)
             out.metrics.start()
+            if parse_listen(cfg.metrics.listen)[1] == 0:  # a port of the system's choosing: say which
+                host = f"[{out.metrics.host}]" if ":" in out.metrics.host else out.metrics.host
+                print(f"streamd: metrics on http://{host}:{out.metrics.port}/metrics", file=sys.stderr)
             publisher.add_sink(out.metrics)
             daemon.engine.on_model_time = out.metrics.observe_model_time
         if cfg.mqtt.url:

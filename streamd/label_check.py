@@ -5,18 +5,36 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 
+from streamd.config import DaemonConfig
 from streamd.errors import ConfigError
 from streamd.events import EventConfig
 
 
 def check_event_labels(cfg: EventConfig, labels: Sequence[str]) -> None:
     """Raise ``ConfigError`` for the first label in thresholds/allow/deny the model lacks (near matches)."""
+    check_labels(
+        [
+            ("events.thresholds", list(cfg.thresholds)),
+            ("events.allow", list(cfg.allow)),
+            ("events.deny", list(cfg.deny)),
+        ],
+        labels,
+    )
+
+
+def check_daemon_labels(cfg: DaemonConfig, labels: Sequence[str]) -> None:
+    """Every label a daemon config names: the event rules', MQTT's binary sensors' and the clips' (a typo
+    there would leave a sensor that never turns on, or save no clip)."""
+    check_event_labels(cfg.events, labels)
+    check_labels(
+        [("mqtt.binary_sensors", cfg.mqtt.binary_sensors), ("clips.labels", cfg.clips.labels)], labels
+    )
+
+
+def check_labels(named: Sequence[tuple[str, Sequence[str]]], labels: Sequence[str]) -> None:
+    """Raise ``ConfigError`` for the first name (in ``(where, names)`` order) that is not in ``labels``."""
     known = set(labels)
-    for where, names in (
-        ("events.thresholds", list(cfg.thresholds)),
-        ("events.allow", list(cfg.allow)),
-        ("events.deny", list(cfg.deny)),
-    ):
+    for where, names in named:
         for name in names:
             if name not in known:
                 near = difflib.get_close_matches(name, list(labels), n=3, cutoff=0.6)

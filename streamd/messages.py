@@ -50,12 +50,12 @@ _STREAM_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]*")
 _COUNTER_RE = re.compile(r"[a-z][a-z0-9_]*")
 
 
-def stream_name(text: str) -> str:
+def stream_name(text: str, fallback: str = "stream") -> str:
     """Turn any text (a device name, a file stem) into a valid stream name: ``[A-Za-z0-9][A-Za-z0-9_-]*``;
-    accented letters keep their base letter (``Café`` -> ``Cafe``)."""
+    accented letters keep their base letter (``Café`` -> ``Cafe``); ``fallback`` when nothing is left."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     name = re.sub(r"[^A-Za-z0-9_\-]+", "_", ascii_text).strip("_-")
-    return name[:MAX_STREAM_CHARS] or "stream"
+    return name[:MAX_STREAM_CHARS] or fallback
 
 
 def check_stream(stream: str) -> str:

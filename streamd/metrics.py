@@ -26,8 +26,6 @@ COUNTERS = {
     "dropped_windows": ("streamd_dropped_windows", "Windows dropped when the engine fell behind"),
     "overruns": ("streamd_overruns", "Capture ring and device overruns"),
     "model_errors": ("streamd_model_errors", "Windows the model failed on"),
-    "published": ("streamd_published", "Messages published"),
-    "publish_dropped": ("streamd_publish_dropped", "Messages the publisher dropped"),
     "lost_samples": ("streamd_lost_samples", "Source samples overwritten before they were read"),
     "late_results": ("streamd_late_results", "Results later than one hop"),
     "restarts": ("streamd_restarts", "Reopens of the input"),
@@ -42,6 +40,12 @@ COUNTERS = {
     "outages": ("streamd_outages", "Outages of a network source (after each reconnect)"),
     "outage_s": ("streamd_outage_seconds", "Stream seconds of network-source outages filled with silence"),
 }
+# counters of the whole daemon (one publisher for every stream): exported once, without a stream label,
+# so that summing over streams cannot count them several times
+DAEMON_COUNTERS = {
+    "published": ("streamd_published", "Messages published (all streams)"),
+    "publish_dropped": ("streamd_publish_dropped", "Messages the publisher dropped (all streams)"),
+}
 GAUGES = {
     "rtf": ("streamd_realtime_factor", "Audio seconds processed per wall second"),
     "queue_depth": ("streamd_queue_depth", "Windows waiting for the model"),
@@ -53,8 +57,11 @@ MODEL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``PORT`` (host 127.0.0.1) -> (host, port); ConfigError when malformed."""
     host, sep, port = text.strip().rpartition(":")
-    host = host.strip("[]") if sep else DEFAULT_HOST
-    if not port.isdigit() or not 0 <= int(port) <= 65535 or (sep and not host):
+    bracketed = host.startswith("[") and host.endswith("]") and len(host) > 2  # an IPv6 literal, [::1]
+    if sep and not bracketed and (not host or any(c in host for c in ":[]")):
+        host = ""  # malformed: an unbracketed IPv6 address, an unclosed bracket
+    host = (host[1:-1] if bracketed else host) if sep else DEFAULT_HOST
+    if not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
         raise ConfigError(f"--metrics: expected HOST:PORT (e.g. 127.0.0.1:9109), got {text!r}")
     return host, int(port)
 
@@ -144,6 +151,10 @@ class _StatusCollector:
                 if key in msg["counters"]:
                     family.add_metric([stream], msg["counters"][key])
             yield family
+        for key, (name, doc) in DAEMON_COUNTERS.items():  # the latest of any stream's status messages
+            values = [msg["counters"][key] for msg in status.values() if key in msg["counters"]]
+            if values:
+                yield CounterMetricFamily(name, doc, value=max(values))
         for key, (name, doc) in GAUGES.items():
             family = GaugeMetricFamily(name, doc, labels=["stream"])
             for stream, msg in status.items():

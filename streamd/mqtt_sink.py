@@ -48,15 +48,30 @@ class BrokerAddress:
 
 def parse_url(url: str) -> BrokerAddress:
     """``mqtt://HOST[:PORT][/PREFIX]`` or ``mqtts://...``; ConfigError when malformed."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in DEFAULT_PORT or not parts.hostname:
-        raise ConfigError(f"--mqtt: expected mqtt://HOST:PORT[/PREFIX], got {url!r}")
     try:
-        port = parts.port or DEFAULT_PORT[parts.scheme]
-    except ValueError:
-        raise ConfigError(f"--mqtt: invalid port in {url!r}") from None
+        parts = urlsplit(url.strip())
+        hostname, port = parts.hostname, parts.port
+    except ValueError as exc:  # e.g. an unclosed [IPv6 bracket, a port out of range
+        raise ConfigError(f"--mqtt: {exc} in {url!r}") from None
+    if parts.scheme not in DEFAULT_PORT or not hostname:
+        raise ConfigError(f"--mqtt: expected mqtt://HOST:PORT[/PREFIX], got {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            "--mqtt: give the user name and password as [mqtt] username / password, not in the URL "
+            "(where process lists show them)"
+        )
+    if "#" in url or "?" in url:  # a URL's fragment or query: never part of the path the prefix is taken from
+        raise ConfigError(f"--mqtt: {url!r} holds '#' or '?': not a topic prefix one can publish to")
     prefix = parts.path.strip("/") or None
-    return BrokerAddress(parts.hostname, port, parts.scheme == "mqtts", prefix)
+    if prefix is not None:
+        check_topic_prefix("--mqtt (the URL's path)", prefix)
+    return BrokerAddress(hostname, port or DEFAULT_PORT[parts.scheme], parts.scheme == "mqtts", prefix)
+
+
+def check_topic_prefix(where: str, prefix: str) -> None:
+    """A topic prefix brokers accept for publishing: no wildcards (``+``, ``#``), no NUL, not empty."""
+    if not prefix.strip("/") or any(c in prefix for c in "+#\x00"):
+        raise ConfigError(f"{where}: {prefix!r} is not a topic prefix one can publish to (no +, # or empty)")
 
 
 def slug(text: str) -> str:
@@ -114,6 +129,9 @@ class MqttSink:
         address = parse_url(cfg.url)
         self.cfg = cfg
         self.address = address
+        if address.prefix is None:
+            check_topic_prefix("mqtt.prefix", cfg.prefix)
+        check_topic_prefix("mqtt.discovery_prefix", cfg.discovery_prefix)
         self.prefix = (address.prefix or cfg.prefix).strip("/")
         self.node = slug(cfg.client_id or f"streamd-{socket.gethostname()}")
         self.streams = streams
@@ -127,6 +145,7 @@ class MqttSink:
         self.undelivered = 0
         self._by_stream: dict[str, Counter[str]] = {s: Counter() for s in streams}
         self._warned = False
+        self.problem = "not connected yet"  # why the broker is not connected (paho callbacks set it)
         self._last_prediction: dict[str, float] = {}
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=cfg.queue_size)
         self._connected = threading.Event()
@@ -141,11 +160,16 @@ class MqttSink:
         if self.cfg.username:
             client.username_pw_set(self.cfg.username, self.cfg.password or None)
         if self.cfg.tls or self.address.tls:
-            client.tls_set(ca_certs=self.cfg.ca_file or None)
+            try:
+                client.tls_set(ca_certs=self.cfg.ca_file or None)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                what = f"mqtt.ca_file {self.cfg.ca_file}" if self.cfg.ca_file else "mqtt.tls"
+                raise ConfigError(f"{what}: {getattr(exc, 'strerror', None) or exc}") from None
         client.will_set(self.availability, "offline", qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=max(1, round(self.cfg.reconnect_max_s)))
         client.max_queued_messages_set(PAHO_QUEUE)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         return client
 
@@ -153,8 +177,10 @@ class MqttSink:
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
+            self.problem = f"it refused the connection: {reason}"
             log.warning("MQTT broker %s refused the connection: %s", self.address.host, reason)
             return
+        self.problem = "not connected yet"
         client.publish(self.availability, "online", qos=1, retain=True)
         if self.cfg.discovery:
             labels = self.labels
@@ -165,8 +191,12 @@ class MqttSink:
         self._connected.set()
         log.info("MQTT connected to %s:%d", self.address.host, self.address.port)
 
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        self.problem = "the connection failed (nothing listening there, a network error or a TLS mismatch)"
+
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self._connected.clear()
+        self.problem = f"disconnected: {reason}"
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -240,7 +270,8 @@ class MqttSink:
 
     def _publish(self, topic: str, payload: str | bytes, stream: str, *, retain: bool) -> None:
         if not self._connected.is_set():
-            self._lost("the broker is not connected", stream)
+            where = f"{self.address.host}:{self.address.port}"
+            self._lost(f"the broker at {where} is not connected; {self.problem}", stream)
             return
         info = self.client.publish(topic, payload, qos=self.cfg.qos, retain=retain)
         if info.rc == self._mqtt.MQTT_ERR_SUCCESS:

@@ -62,17 +62,18 @@ _BIND_ERRORS = {
 }
 
 
-def check_endpoint(endpoint: str) -> None:
-    """Raise PublishError unless ``endpoint`` is a bindable tcp (port or ``*``), ipc or inproc endpoint."""
+def check_endpoint(endpoint: str, action: str = "bind") -> None:
+    """Raise PublishError unless ``endpoint`` is a tcp (port or ``*``), ipc or inproc endpoint one can
+    ``action`` ("bind" or "connect to")."""
     transport, sep, rest = endpoint.partition("://")
     if not sep or not rest:
-        raise PublishError(f"cannot bind {endpoint}: {_BIND_ERRORS[errno.EINVAL]}")
+        raise PublishError(f"cannot {action} {endpoint}: {_BIND_ERRORS[errno.EINVAL]}")
     if transport not in BIND_TRANSPORTS:
-        raise PublishError(f"cannot bind {endpoint}: {_BIND_ERRORS[errno.EPROTONOSUPPORT]}")
+        raise PublishError(f"cannot {action} {endpoint}: {_BIND_ERRORS[errno.EPROTONOSUPPORT]}")
     if transport == "tcp":
         host, colon, port = rest.rpartition(":")
         if not (host and colon and (port == "*" or (port.isdigit() and int(port) <= 65535))):
-            raise PublishError(f"cannot bind {endpoint}: {_BIND_ERRORS[errno.EINVAL]}")
+            raise PublishError(f"cannot {action} {endpoint}: {_BIND_ERRORS[errno.EINVAL]}")
 
 
 class Publisher:
@@ -147,7 +148,7 @@ class Publisher:
         """Bind (in the caller's thread; PublishError/SecurityError on failure) and start the thread."""
         if self._thread is not None:
             return  # already bound (a command binds before loading its model): nothing to do
-        check_endpoint(self._requested_endpoint)
+        check_endpoint(self._requested_endpoint, "connect to" if self._connect else "bind")
         if not self._connect:
             check_bind_allowed(self._requested_endpoint, self._security)
             check_curve_config(self._security)

@@ -235,6 +235,17 @@ def test_crafted_metadata_is_refused_at_load(tmp_path, checkpoint, known_clip, c
         ),
         ([], '[events]\nallow = ["rooster", "chainsw"]\n', "events.allow: unknown label 'chainsw'"),
         ([], '[events]\ndeny = ["zzz"]\n', "events.deny: unknown label 'zzz' (the model has 50 labels)"),
+        (
+            [],
+            '[mqtt]\nbinary_sensors = ["dgo"]\n',
+            "mqtt.binary_sensors: unknown label 'dgo' (did you mean dog?)",
+        ),
+        ([], '[clips]\nlabels = ["notalabel"]\n', "clips.labels: unknown label 'notalabel'"),
+        (["--mqtt", ""], "", "--mqtt is empty (leave the option out to turn it off)"),
+        (["--metrics", " "], "", "--metrics is empty"),
+        (["--save-clips", ""], "", "--save-clips is empty"),
+        (["--stream-prefix", ""], "", "--stream-prefix '' has no letter or digit"),
+        (["--mqtt", "mqtt://[::1"], "", "--mqtt: Invalid IPv6 URL in 'mqtt://[::1'"),
     ],
 )
 def test_sizes_and_labels_are_bounded(tmp_path, checkpoint, known_clip, capsys, extra, toml, message):

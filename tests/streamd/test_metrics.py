@@ -86,6 +86,8 @@ def test_scrapes_during_a_replay_equal_the_status_counters(
     predictions = pipe.of("prediction")
     assert final[("streamd_window_to_publish_seconds_count", label)] == len(predictions)
     assert final[("streamd_model_seconds_count", ())] == last["counters"]["batches"]
+    assert final[("streamd_published_total", ())] == last["counters"]["published"]  # daemon-wide: no stream
+    assert ("streamd_published_total", label) not in final
     starts = [e for e in pipe.of("event") if e["state"] == "start"]
     assert final[("streamd_events_total", (("label", "dog"), ("stream", stream)))] == len(starts) == 1
     assert final[("streamd_level_dbfs", label)] == predictions[-1]["level_dbfs"]
@@ -95,7 +97,7 @@ def test_listen_addresses() -> None:
     assert parse_listen("9109") == ("127.0.0.1", 9109)
     assert parse_listen("0.0.0.0:9109") == ("0.0.0.0", 9109)
     assert parse_listen("[::1]:9109") == ("::1", 9109)
-    for bad in ("x", "host:", ":9109", "1.2.3.4:70000"):
+    for bad in ("x", "host:", ":9109", "1.2.3.4:70000", "[::1", "::1:9109", "[]:9109"):
         with pytest.raises(ConfigError):
             parse_listen(bad)
 

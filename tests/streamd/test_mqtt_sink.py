@@ -177,11 +177,55 @@ def test_reconnects_after_the_broker_restarts_and_counts_losses(broker: Broker) 
 
 
 def test_bad_urls_are_config_errors() -> None:
-    for bad in ("http://x", "mqtt://", "mqtt://host:99999"):
-        with pytest.raises(ConfigError):
+    for bad, why in (
+        ("http://x", "expected mqtt://"),
+        ("mqtt://", "expected mqtt://"),
+        ("mqtt://host:99999", "out of range"),
+        ("mqtt://[::1", "Invalid IPv6 URL"),
+        ("mqtt://user:pw@host", "not in the URL"),
+        ("mqtt://host/a/+/b", "not a topic prefix"),
+        ("mqtt://host/#", "not a topic prefix"),
+    ):
+        with pytest.raises(ConfigError, match=why):
             parse_url(bad)
     assert parse_url("mqtts://broker/a/b").port == 8883
     assert parse_url("mqtt://h:1884/a/b/").prefix == "a/b"
+    assert parse_url("mqtt://[::1]:1884").host == "::1"
+
+
+@pytest.mark.parametrize(
+    ("section", "why"),
+    [
+        (MqttSection(url="mqtt://127.0.0.1:1", prefix="a/+"), "mqtt.prefix: 'a/\\+' is not a topic prefix"),
+        (MqttSection(url="mqtt://127.0.0.1:1", discovery_prefix="#"), "mqtt.discovery_prefix"),
+        (
+            MqttSection(url="mqtt://127.0.0.1:1", tls=True, ca_file="/nonexistent.pem"),
+            "mqtt.ca_file /nonexistent.pem",
+        ),
+    ],
+)
+def test_bad_mqtt_settings_are_config_errors(section: MqttSection, why: str) -> None:
+    with pytest.raises(ConfigError, match=why):
+        MqttSink(section, ["s1"], [])
+
+
+def test_a_broker_that_cannot_be_reached_is_named_with_the_reason(caplog: pytest.LogCaptureFixture) -> None:
+    from support.fixtures import free_tcp_port
+
+    port = free_tcp_port()
+    sink = MqttSink(MqttSection(url=f"mqtt://127.0.0.1:{port}", discovery=False), ["s1"], [])
+    sink.start()
+    try:
+        deadline = time.monotonic() + 10
+        while sink.problem == "not connected yet" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        sink(_prediction("s1", 0.0))
+        while sink.undelivered < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        sink.stop()
+    assert sink.undelivered == 1
+    assert f"the broker at 127.0.0.1:{port} is not connected; the connection failed" in caplog.text
 
 
 def test_discovery_one_sensor_per_stream_one_binary_sensor_per_label() -> None:
