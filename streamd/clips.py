@@ -123,6 +123,7 @@ class ClipRecorder:
         self._names: set[Path] = set()
         self._lock = threading.Lock()
         self._queue: queue.Queue[tuple[PendingClip, int, np.ndarray] | None] = queue.Queue()
+        self._close_deadline: float | None = None  # set by the first close()
         self._thread = threading.Thread(target=self._run, name="streamd-clips", daemon=True)
         self._thread.start()
 
@@ -171,16 +172,16 @@ class ClipRecorder:
         self.pending = keep
 
     def close(self, timeout: float = 10.0) -> None:
-        """The streams have ended: cut what is pending with the audio there is, write it, stop (once; a
-        second call does nothing)."""
-        if all(self.ended) and not self._thread.is_alive():
-            return
-        with self._lock:
-            for i in range(len(self.streams)):
-                self.ended[i] = True
-                self._cut_ready(i)
-        self._queue.put(None)
-        self._thread.join(timeout)
+        """The streams have ended: cut what is pending with the audio there is, write it, stop. Waits at
+        most ``timeout`` for the writer; a later call only waits out what is left of that same time."""
+        if self._close_deadline is None:
+            self._close_deadline = time.monotonic() + timeout
+            with self._lock:
+                for i in range(len(self.streams)):
+                    self.ended[i] = True
+                    self._cut_ready(i)
+            self._queue.put(None)
+        self._thread.join(max(0.0, self._close_deadline - time.monotonic()))
 
     # -- writer thread -----------------------------------------------------------------------------------
 

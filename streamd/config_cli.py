@@ -56,9 +56,21 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="wait up to S seconds for a subscriber before starting",
     )
-    parser.add_argument("--mqtt", metavar="URL", help="also publish to MQTT: mqtt://HOST:PORT[/PREFIX]")
-    parser.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics (host 127.0.0.1)")
-    parser.add_argument("--save-clips", metavar="DIR", help="save each event's audio (FLAC) in DIR")
+    parser.add_argument(
+        "--mqtt",
+        metavar="URL",
+        help="also publish to MQTT: mqtt://HOST:PORT[/PREFIX] (off: not even if a config file says so)",
+    )
+    parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics (host 127.0.0.1; off: not even if a config file says so)",
+    )
+    parser.add_argument(
+        "--save-clips",
+        metavar="DIR",
+        help="save each event's audio (FLAC) in DIR (off: not even if a config file says so)",
+    )
     parser.add_argument("--no-dashboard", action="store_true", help="do not show the terminal dashboard")
     parser.add_argument("--json", action="store_true", help="print every published message as a JSON line")
 
@@ -103,9 +115,14 @@ def config_from_args(
     cli: dict[str, Any] = {}
     for flag, dotted in _FLAGS.items():
         value = getattr(args, flag, None)
-        if flag in _OFF_WHEN_EMPTY and isinstance(value, str) and not value.strip():
-            # in a config file "" turns these off; on the command line it is an unset variable's doing
-            raise ConfigError(f"--{flag.replace('_', '-')} is empty (leave the option out to turn it off)")
+        if flag in _OFF_WHEN_EMPTY and isinstance(value, str):
+            if value.strip().lower() == "off":  # turns off what a config file turns on
+                value = ""
+            elif not value.strip():  # in a config file "" turns it off; here it is an unset variable's doing
+                raise ConfigError(
+                    f"--{flag.replace('_', '-')} is empty (leave the option out, or give 'off' to turn off "
+                    "what a config file turns on)"
+                )
         if value is not None:
             section, key = dotted.split(".")
             cli.setdefault(section, {})[key] = value

@@ -222,7 +222,10 @@ class Daemon:
         self.warnings += self.stages.stop_all()
         self.errors += self._run_failures()
         for finish in self.finish_hooks:
-            finish()
+            try:
+                finish()
+            except Exception as exc:  # the final status and the publisher's stop must still happen
+                self.warnings.append(f"an integration failed to finish: {exc}")
         for stream in self.streams:
             state = final_state
             if stream.source.error:

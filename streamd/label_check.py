@@ -23,12 +23,15 @@ def check_event_labels(cfg: EventConfig, labels: Sequence[str]) -> None:
 
 
 def check_daemon_labels(cfg: DaemonConfig, labels: Sequence[str]) -> None:
-    """Every label a daemon config names: the event rules', MQTT's binary sensors' and the clips' (a typo
-    there would leave a sensor that never turns on, or save no clip)."""
+    """Every label a daemon config names: the event rules', and MQTT's binary sensors' and the clips'
+    while those are on (a typo there would leave a sensor that never turns on, or save no clip)."""
     check_event_labels(cfg.events, labels)
-    check_labels(
-        [("mqtt.binary_sensors", cfg.mqtt.binary_sensors), ("clips.labels", cfg.clips.labels)], labels
-    )
+    named = []
+    if cfg.mqtt.url:
+        named.append(("mqtt.binary_sensors", cfg.mqtt.binary_sensors))
+    if cfg.clips.dir:
+        named.append(("clips.labels", cfg.clips.labels))
+    check_labels(named, labels)
 
 
 def check_labels(named: Sequence[tuple[str, Sequence[str]]], labels: Sequence[str]) -> None:

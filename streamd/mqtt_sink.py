@@ -69,9 +69,9 @@ def parse_url(url: str) -> BrokerAddress:
 
 
 def check_topic_prefix(where: str, prefix: str) -> None:
-    """A topic prefix brokers accept for publishing: no wildcards (``+``, ``#``), no NUL, not empty."""
-    if not prefix.strip("/") or any(c in prefix for c in "+#\x00"):
-        raise ConfigError(f"{where}: {prefix!r} is not a topic prefix one can publish to (no +, # or empty)")
+    """A topic prefix brokers accept for publishing: no wildcards (``+``, ``#``), no NUL."""
+    if any(c in prefix for c in "+#\x00"):
+        raise ConfigError(f"{where}: {prefix!r} is not a topic prefix one can publish to (no + or #)")
 
 
 def slug(text: str) -> str:
@@ -270,7 +270,8 @@ class MqttSink:
 
     def _publish(self, topic: str, payload: str | bytes, stream: str, *, retain: bool) -> None:
         if not self._connected.is_set():
-            where = f"{self.address.host}:{self.address.port}"
+            host = f"[{self.address.host}]" if ":" in self.address.host else self.address.host
+            where = f"{host}:{self.address.port}"
             self._lost(f"the broker at {where} is not connected; {self.problem}", stream)
             return
         info = self.client.publish(topic, payload, qos=self.cfg.qos, retain=retain)

@@ -123,6 +123,8 @@ class Proxy:
         assert self.capture is not None
         try:
             self._capture_file = self.capture.open("a", encoding="utf-8")
+            if _ends_mid_line(self.capture):  # an earlier run stopped mid-write (a full disk)
+                self._capture_file.write("\n")
         except OSError as exc:
             raise StreamdError(f"cannot write the capture file {self.capture}: {exc.strerror}") from None
         pull = context.socket(zmq.PULL)
@@ -200,3 +202,16 @@ class Proxy:
             self._context.term()
             self._context = None
         self._close_capture_file()
+
+
+def _ends_mid_line(path: Path) -> bool:
+    """Whether ``path`` is a non-empty file whose last byte is not a newline."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, 2)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, 2)
+            return f.read(1) != b"\n"
+    except OSError:  # not seekable (a pipe, a device): nothing to mend
+        return False

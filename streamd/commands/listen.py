@@ -38,7 +38,8 @@ HELP = "subscribe to a streamd publisher and print messages as JSON lines"
 POLL_MS = 100
 MAX_FRAMES = 2
 MAX_REPORTED_PROBLEMS = 3
-MAX_FRAME_BYTES = 1 << 20  # per frame, checked by ZeroMQ before it buffers one
+# per frame, checked by ZeroMQ before it buffers one: with ``--hwm`` messages held, at most hwm x this
+MAX_FRAME_BYTES = 2 * messages.MAX_MESSAGE_BYTES
 RECONNECTING_EVENTS = zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CONNECT_DELAYED | zmq.EVENT_CONNECTED
 REOPEN_AFTER_S = 1.0
 
@@ -166,8 +167,11 @@ class ConnectionWatch:
         """Re-open a connection that ZeroMQ has given up on (no retry since it dropped)."""
         if self.lost_at is not None and now - self.lost_at >= REOPEN_AFTER_S:
             self.lost_at = None
-            self.sock.disconnect(self.endpoint)
-            self.sock.connect(self.endpoint)
+            try:
+                self.sock.disconnect(self.endpoint)
+                self.sock.connect(self.endpoint)
+            except zmq.ZMQError as exc:
+                raise StreamdError(f"cannot reconnect to {self.endpoint}: {exc.strerror}") from None
 
     def _report_lost(self, counts: ListenCounts) -> None:
         counts.disconnects += 1

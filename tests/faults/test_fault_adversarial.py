@@ -237,11 +237,15 @@ def test_crafted_metadata_is_refused_at_load(tmp_path, checkpoint, known_clip, c
         ([], '[events]\ndeny = ["zzz"]\n', "events.deny: unknown label 'zzz' (the model has 50 labels)"),
         (
             [],
-            '[mqtt]\nbinary_sensors = ["dgo"]\n',
+            '[mqtt]\nurl = "mqtt://127.0.0.1:1"\nbinary_sensors = ["dgo"]\n',  # checked while MQTT is on
             "mqtt.binary_sensors: unknown label 'dgo' (did you mean dog?)",
         ),
-        ([], '[clips]\nlabels = ["notalabel"]\n', "clips.labels: unknown label 'notalabel'"),
-        (["--mqtt", ""], "", "--mqtt is empty (leave the option out to turn it off)"),
+        (
+            [],
+            '[clips]\ndir = "/nonexistent/clips"\nlabels = ["notalabel"]\n',  # refused before the folder is
+            "clips.labels: unknown label 'notalabel'",
+        ),
+        (["--mqtt", ""], "", "--mqtt is empty (leave the option out, or give 'off'"),
         (["--metrics", " "], "", "--metrics is empty"),
         (["--save-clips", ""], "", "--save-clips is empty"),
         (["--stream-prefix", ""], "", "--stream-prefix '' has no letter or digit"),

@@ -122,6 +122,18 @@ def test_command_line_layers_win_in_order(tmp_path):
     assert (cfg.model.name, cfg.model.checkpoint) == ("recurrent", None)
 
 
+def test_off_on_the_command_line_turns_off_what_a_config_file_turns_on(tmp_path):
+    daemon = _toml(
+        tmp_path, '[mqtt]\nurl = "mqtt://127.0.0.1:1883"\n[metrics]\nlisten = "9109"\n[clips]\ndir = "c"\n'
+    )
+    cfg = config_from_args(_args("--config", str(daemon)))
+    assert (cfg.mqtt.url, cfg.metrics.listen, cfg.clips.dir) == ("mqtt://127.0.0.1:1883", "9109", "c")
+    cfg = config_from_args(
+        _args("--config", str(daemon), "--mqtt", "off", "--metrics", "OFF", "--save-clips", "off")
+    )
+    assert (cfg.mqtt.url, cfg.metrics.listen, cfg.clips.dir) == ("", "", "")
+
+
 def test_bad_option_values_are_config_errors():
     with pytest.raises(ConfigError, match=r"windows\.hop_s must be positive"):
         config_from_args(_args("--hop", "0"))
@@ -160,3 +172,17 @@ def test_compute_devices():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+def test_integration_labels_are_checked_only_while_the_integration_is_on():
+    from streamd.label_check import check_daemon_labels
+
+    cfg = DaemonConfig()
+    cfg.mqtt.binary_sensors, cfg.clips.labels = ["dgo"], ["ct"]
+    check_daemon_labels(cfg, ["dog", "cat"])  # MQTT and clips are off: their labels are not in use
+    cfg.clips.dir = "clips"
+    with pytest.raises(ConfigError, match=r"clips\.labels: unknown label 'ct' \(did you mean cat\?\)"):
+        check_daemon_labels(cfg, ["dog", "cat"])
+    cfg.clips.dir, cfg.mqtt.url = "", "mqtt://127.0.0.1:1883"
+    with pytest.raises(ConfigError, match=r"mqtt\.binary_sensors: unknown label 'dgo'"):
+        check_daemon_labels(cfg, ["dog", "cat"])

@@ -303,12 +303,14 @@ def test_malformed_messages_are_skipped_and_counted(capsys: pytest.CaptureFixtur
 def test_oversized_frames_are_skipped_or_survived(capsys: pytest.CaptureFixture[str]) -> None:
     """A body over the message bound is a skipped malformed message; a frame over the memory bound makes
     ZeroMQ drop the connection for good: the listener says so on stderr (the first few times, then a total
-    at exit), re-opens it and goes on receiving."""
+    at exit), re-opens it and goes on receiving. Each round starts once the listener is connected (the
+    publisher's own monitor says so), so no frame is sent into a gap."""
     from streamd.commands.listen import MAX_FRAME_BYTES
 
     context = zmq.Context()
     raw = context.socket(zmq.PUB)
     raw.linger = 0
+    monitor = raw.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
     raw.bind("tcp://127.0.0.1:*")
     endpoint = raw.last_endpoint.decode()
     good = messages.encode(messages.event("mic", "dog", "start", 0, 5, 0.9, wall_time=WALL))
@@ -316,25 +318,38 @@ def test_oversized_frames_are_skipped_or_survived(capsys: pytest.CaptureFixture[
     too_big = [b"streamd.mic.event", b"x" * (MAX_FRAME_BYTES + 1)]
     stop = threading.Event()
 
-    def feed() -> None:
-        sent = 0
+    def connected() -> bool:
         while not stop.is_set():
-            too_big_now = sent in (20, 90)  # the listener re-opens about 1 s (50 messages) after each
-            raw.send_multipart(too_big if too_big_now else too_long if sent % 10 == 3 else good)
-            sent += 1
-            time.sleep(0.02)
+            if monitor.poll(50):
+                monitor.recv_multipart()
+                time.sleep(0.2)  # the listener's subscription reaches the publisher
+                return True
+        return False
+
+    def feed() -> None:
+        for last in (too_big, too_big, None):  # two rounds that end in a connection dropped, then the rest
+            if not connected():
+                return
+            for i in range(10 if last is not None else 1000):
+                if stop.is_set():
+                    return
+                raw.send_multipart(too_long if i == 5 else good)
+                time.sleep(0.02)
+            if last is not None:
+                raw.send_multipart(last)
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
     try:
-        assert cli.main(["listen", "--connect", endpoint, "--count", "50", "--seconds", "30"]) == 0
+        assert cli.main(["listen", "--connect", endpoint, "--count", "30", "--seconds", "60"]) == 0
     finally:
         stop.set()
         feeder.join(5.0)
+        monitor.close()
         raw.close()
         context.term()
     captured = capsys.readouterr()
-    assert _lines(captured.out) == [messages.decode(good)] * 50
+    assert _lines(captured.out) == [messages.decode(good)] * 30  # 9 + 9 + 12: nothing lost between rounds
     err = captured.err.splitlines()
     lost = [line for line in err if line.startswith("streamd listen: lost the connection to ")]
     assert len(lost) == 2 and f"a frame over {MAX_FRAME_BYTES} bytes" in lost[0]

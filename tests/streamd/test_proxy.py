@@ -161,11 +161,14 @@ def test_a_failing_capture_stops_capturing_not_forwarding() -> None:
 def test_the_capture_file_is_appended_to(tmp_path: Path) -> None:
     """A proxy restarted with the same capture file adds to it, keeping what earlier runs recorded."""
     capture = tmp_path / "capture.jsonl"
+    capture.write_text('{"cut short by a full dis')  # an earlier run stopped mid-line: not merged into
     for _ in range(2):
         proxy = Proxy(endpoint(), endpoint(), capture=capture)
         assert len(_publish_through(proxy, 3)) == 3
         assert proxy.capture_error is None and proxy.captured == 3
-    assert [json.loads(line)["t_start"] for line in capture.read_text().splitlines()] == [0.0, 1.0, 2.0] * 2
+    lines = capture.read_text().splitlines()
+    assert lines[0] == '{"cut short by a full dis'
+    assert [json.loads(line)["t_start"] for line in lines[1:]] == [0.0, 1.0, 2.0] * 2
 
 
 def test_stream_prefix_rules(monkeypatch):
