@@ -25,7 +25,7 @@ from training.distill import Teacher
 from training.ema import Ema
 from training.param_groups import param_groups, set_backbone_frozen
 from training.predict import accuracy, predict_scores
-from training.resume import fingerprint, setting_defaults
+from training.resume import data_digest, fingerprint, setting_defaults
 from training.schedule import lr_at
 from training.sequences import cycle_permutations
 from training.train_config import TrainConfig, TrainResult
@@ -73,13 +73,12 @@ def train_model(
     history: list[dict[str, float]] = []
     start_epoch, step, elapsed = 0, 0, 0.0
     state_path = out_dir / "train_state.safetensors"
-    config = fingerprint(cfg, info)
+    config = {**fingerprint(cfg, info), "data": data_digest(*train)}
     if resume and state_path.exists():
         start_epoch, step, elapsed, history = load_state(
             state_path, model, ema, opt, gen, config, setting_defaults(cfg, info)
         )
-        if progress:
-            print(f"resuming from epoch {start_epoch} of {cfg.epochs} ({state_path}; --fresh starts over)")
+        print(f"resuming from epoch {start_epoch} of {cfg.epochs} ({state_path}; --fresh starts over)")
     tty = progress and sys.stdout.isatty()
 
     columns = [

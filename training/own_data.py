@@ -5,8 +5,11 @@ Layouts of ``DIR`` (or a CSV file given directly):
 - class folders: ``DIR/<class>/**/<audio>``; no fixed split, so a held-out part of train is carved
   (``holdout_frac`` of each class, every k-th file in name order, and at least the last file of a class
   of two or more) and named ``holdout``; when no class has two usable files, that is an error;
-- split folders: ``DIR/train/<class>/...`` plus ``DIR/val/<class>/...`` and/or ``DIR/test/<class>/...``;
-- a CSV (``DIR/*.csv`` when DIR holds exactly one and no class folders, or the file itself): rows
+- split folders: ``DIR/train/<class>/...`` plus ``DIR/val/<class>/...`` and/or ``DIR/test/<class>/...``
+  (only when every folder with audio in DIR is such a split folder of class folders: a class may be
+  called ``train``, as one of ESC-50's is);
+- a CSV (``DIR/*.csv`` when DIR holds exactly one and at most one folder with audio, e.g. ``DIR/audio/``,
+  or the file itself): rows
   ``path,label[,split]`` (a header row ``path,label[,split]`` is optional; paths relative to the CSV's
   folder; split one of train / val / test, empty = train).
 
@@ -61,6 +64,15 @@ def _audio_files(folder: Path) -> list[Path]:
     """Audio files below ``folder`` by extension, broken links included (so they can be reported)."""
     suffixes = set(AUDIO_EXTENSIONS)
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and not p.is_dir())
+
+
+def _holds_class_folders(folder: Path) -> bool:
+    """A split folder (``train/``...): sub-folders with audio and no audio of its own at the top (a class
+    folder named ``train``, like ESC-50's class, holds its audio directly)."""
+    suffixes = set(AUDIO_EXTENSIONS)
+    if any(p.suffix.lower() in suffixes for p in folder.iterdir() if not p.is_dir()):
+        return False
+    return any(_audio_files(d) for d in _class_dirs(folder))
 
 
 def _class_dirs(folder: Path) -> list[Path]:
@@ -122,12 +134,19 @@ def detect_layout(root: Path) -> tuple[str, list[tuple[Path, str, str]], list[st
     if not root.is_dir():
         raise DatasetError(f"{root}: no such data folder")
     subdirs = {p.name.lower(): p for p in _class_dirs(root)}
-    if "train" in subdirs:
-        splits = {s: subdirs[s] for s in ("train", "val", "test") if s in subdirs}
+    splits = {
+        s: subdirs[s] for s in ("train", "val", "test") if s in subdirs and _holds_class_folders(subdirs[s])
+    }
+    with_audio = [name for name, d in subdirs.items() if name not in splits and _audio_files(d)]
+    if splits and not with_audio:  # only split folders of class folders (a class may be named "train")
+        if "train" not in splits:
+            raise DatasetError(
+                f"{root}: {' and '.join(f'{s}/' for s in splits)} of class folders but no train/ folder"
+            )
         entries, problems = _from_folders(root, splits)
         return "split folders", entries, problems
     csvs = sorted(root.glob("*.csv"))
-    if len(csvs) == 1 and not any(_audio_files(d) for d in subdirs.values()):
+    if len(csvs) == 1 and len(with_audio) + len(splits) <= 1:  # one folder is no classes: e.g. DIR/audio/
         return "csv", _from_csv(csvs[0]), []
     entries, problems = _from_folders(root, {"train": root})
     if not entries:

@@ -180,11 +180,14 @@ def derive_choices(
     train = {**train, "warmup_epochs": 0.0, "precision": "fp32", "eval_every": 5, "seed": 0}
     if opts.epochs:
         epochs, how = opts.epochs, "--epochs"
-    elif saved and opts.resume and not opts.minutes:
+    elif saved and opts.resume and opts.minutes in (None, saved.get("minutes")):
         epochs, how = int(saved["epochs"]), "as in the saved run being resumed"
         choices["step_seconds"] = saved.get("step_seconds")
+        if "minutes" in saved:
+            choices["minutes"] = saved["minutes"]
     else:
         minutes = opts.minutes or opts.default_minutes
+        choices["minutes"] = minutes
         cfg = {
             **model_config,
             "num_classes": len(data.clip_set.labels),
@@ -198,7 +201,9 @@ def derive_choices(
         epochs = derive.derive_epochs(step, examples, train["batch_size"], minutes * 60 - spent)
         how = f"{minutes:g}-minute budget at {step:.2f} s per step of {train['batch_size']}"
         choices["step_seconds"] = round(step, 4)
-    train["warmup_epochs"] = derive.warmup_epochs(epochs)
+    resumed_train = saved.get("train", {}) if saved and opts.resume else {}
+    # a resumed run keeps its warm-up (part of what its saved state depends on) whatever its new length
+    train["warmup_epochs"] = resumed_train.get("warmup_epochs", derive.warmup_epochs(epochs))
     choices.update({"epochs": epochs, "epochs_from": how, "train": train})
     return choices
 

@@ -1,9 +1,11 @@
 """Resuming training safely: what a saved training state was made with, and refusing a different setup.
 
 A training state (``train_state.safetensors``) records a fingerprint of the run's configuration: the model
-(architecture, its config, labels), the features, the normalisation and the training settings that shape
-the weights. Resuming under a different fingerprint would silently continue incompatible weights (or die
-in ``load_state_dict``); instead it is refused with one line naming what changed and pointing to
+(architecture, its config, labels), the features, the normalisation, the training settings that shape
+the weights, and the training data (``data_digest``: the examples' count and a digest of their features
+and targets, so that other clips in the same output folder are not trained on as a continuation).
+Resuming under a different fingerprint would silently continue incompatible weights (or die in
+``load_state_dict``); instead it is refused with one line naming what changed and pointing to
 ``--fresh``. The number of epochs, evaluation cadence and thread count may change between runs.
 
 A setting added to streamd after a state was saved is absent from that state's fingerprint; the state
@@ -43,6 +45,21 @@ def fingerprint(cfg: Any, info: ModelInfo) -> dict[str, Any]:
             default=str,
         )
     )
+
+
+def data_digest(*arrays: Any) -> dict[str, Any]:
+    """What the training data is, for the fingerprint: the number of examples and a digest of their bytes
+    (features and targets), so that a run is not resumed on other clips under the same settings."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.blake2b(digest_size=8)
+    for array in arrays:
+        a = np.ascontiguousarray(array.numpy() if hasattr(array, "numpy") else np.asarray(array))
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return {"examples": len(arrays[0]), "digest": h.hexdigest()}
 
 
 def _field_defaults(cls: type) -> dict[str, Any]:
@@ -103,6 +120,8 @@ def check_resume(
     """
     if saved is None:  # a state from before fingerprints: the weights' shapes are still checked on load
         return
+    if "data" not in saved:  # a state from before the data was fingerprinted
+        current = {k: v for k, v in current.items() if k != "data"}
     changed = _differences(saved, current, defaults=defaults)
     if changed:
         shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from audio_core.shipped_models import SHIPPED_MODELS
@@ -62,13 +63,22 @@ def add_own_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_own_data(args: argparse.Namespace) -> int:
     """``streamd train --data DIR``."""
+    from models.metadata_check import MAX_TARGET_FRAMES
     from streamd.output_folders import usable_folder_path
+    from training.derive import MIN_WINDOW_S
     from training.own_train import OwnOptions, run_own_data
+
+    max_window_s = MAX_TARGET_FRAMES / 100  # 10-ms frames: the daemon's longest window
 
     for name in ("window", "minutes", "epochs"):
         value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise ConfigError(f"--{name} must be positive, got {value}")
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"--{name} must be a positive finite number, got {value}")
+    if args.window is not None and not MIN_WINDOW_S <= args.window <= max_window_s:
+        raise ConfigError(
+            f"--window must be between {MIN_WINDOW_S:g} s (the models' smallest input) and "
+            f"{max_window_s:g} s, got {args.window:g}"
+        )
     if args.out is not None and not args.print_config:
         usable_folder_path(args.out, "--out")
     opts = OwnOptions(

@@ -25,6 +25,7 @@ from training.experiment_spec import parse_experiment
 from training.loop import train_model
 from training.losses import NO_CLASS, loss_fn, soft_targets
 from training.own_data import SPLIT_FOLDS, read_own_data
+from training.readers import DatasetError
 from training.resume import ResumeMismatch, interrupted_line
 from training.train_config import TrainConfig
 
@@ -85,6 +86,38 @@ def test_csv_with_split_column(split_data: Path, tmp_path: Path) -> None:
     assert data.layout == "csv" and data.held_out == "test"
     test = [c for c in data.clip_set.clips if c.fold == SPLIT_FOLDS["test"]]
     assert {Path(c.path).parent.parent.name for c in test} == {"test"} and len(test) == 6
+
+
+def test_a_class_named_train_is_a_class_and_split_folders_need_train(
+    split_data: Path, tmp_path: Path
+) -> None:
+    """ESC-50 has a class called "train": a folder of that name holding audio (not class folders) is a
+    class like its siblings; val/ and test/ of class folders without train/ are one clear error."""
+    root = tmp_path / "with_train_class"
+    root.mkdir()
+    for label in CLASSES:
+        (root / label).symlink_to(split_data / "train" / label, target_is_directory=True)
+    (root / "train").symlink_to(split_data / "test" / "dog", target_is_directory=True)
+    data = read_own_data(root, holdout_frac=0.5)
+    assert data.layout == "class folders" and data.clip_set.labels == sorted([*CLASSES, "train"])
+    no_train = tmp_path / "no_train"
+    no_train.mkdir()
+    (no_train / "test").symlink_to(split_data / "test", target_is_directory=True)
+    with pytest.raises(DatasetError, match=r"test/ of class folders but no train/ folder"):
+        read_own_data(no_train)
+
+
+def test_a_csv_beside_its_audio_folder(split_data: Path, tmp_path: Path) -> None:
+    """DIR/clips.csv naming DIR/audio/*: the CSV is the layout (one folder of audio is no set of classes)."""
+    root = tmp_path / "csv_and_audio"
+    (root / "audio").mkdir(parents=True)
+    with (root / "clips.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        for p in sorted((split_data / "train").rglob("*.wav")):
+            (root / "audio" / f"{p.parent.name}_{p.name}").symlink_to(p)
+            w.writerow([f"audio/{p.parent.name}_{p.name}", p.parent.name])
+    data = read_own_data(root)
+    assert data.layout == "csv" and data.clip_set.labels == sorted(CLASSES) and len(data.clip_set.clips) == 18
 
 
 def _class_folders(split_data: Path, tmp_path: Path) -> Path:
@@ -153,6 +186,28 @@ def test_bad_data_folder_is_one_line(tmp_path: Path) -> None:
     )
     assert result.returncode != 0 and "no such data folder" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--minutes", "inf", "--minutes must be a positive finite number, got inf"),
+        ("--minutes", "nan", "--minutes must be a positive finite number, got nan"),
+        ("--window", "inf", "--window must be a positive finite number, got inf"),
+        (
+            "--window",
+            "0.05",
+            "--window must be between 0.5 s (the models' smallest input) and 60 s, got 0.05",
+        ),
+    ],
+)
+def test_budget_and_window_values_are_one_line_before_the_data_is_read(
+    capsys, option: str, value: str, message: str
+) -> None:
+    from streamd import cli
+
+    assert cli.main(["train", "--data", "/no/such/folder", option, value]) == 2  # refused before the scan
+    assert capsys.readouterr().err == f"streamd: error: {message}\n"
 
 
 def _train(*args: str | Path) -> subprocess.CompletedProcess:
@@ -244,12 +299,17 @@ def test_resume_is_announced_and_a_changed_config_refused(split_data: Path, tmp_
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("run epoch 1/1 loss") for line in lines)  # not a TTY: a plain line per epoch
     cfg.epochs = 2
-    train_model(build_model("resnet_cnn", info.config), (x, y), None, cfg, info, out, progress=True)
-    assert "resuming from epoch 1 of 2" in capsys.readouterr().out
+    train_model(build_model("resnet_cnn", info.config), (x, y), None, cfg, info, out, progress=False)
+    assert "resuming from epoch 1 of 2" in capsys.readouterr().out  # said without progress lines too
     changed = _info(data, features, 48, -6.0, 5.0)
     with pytest.raises(ResumeMismatch, match=r"normalization.mean: -5.0 -> -6.0.*--fresh"):
         train_model(
             build_model("resnet_cnn", changed.config), (x, y), None, cfg, changed, out, progress=False
+        )
+    cfg.epochs = 3  # other clips with the same settings: not a continuation of this run
+    with pytest.raises(ResumeMismatch, match=r"data.digest: .*; data.examples: 18 -> 17\).*--fresh"):
+        train_model(
+            build_model("resnet_cnn", info.config), (x[1:], y[1:]), None, cfg, info, out, progress=False
         )
     assert "after epoch 2 is saved in" in interrupted_line(out)
     assert "no training state" in interrupted_line(tmp_path / "elsewhere")
@@ -434,3 +494,22 @@ def test_set_impossible_features_with_data_is_refused_before_features(
     assert result.returncode == 2 and "features.num_mel_bins must be > 3, got 0" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "features:" not in result.stdout and not (tmp_path / "run").exists()
+
+
+def test_the_same_minutes_resume_the_saved_run(split_data: Path, tmp_path: Path) -> None:
+    """A run started with --minutes resumes with the same --minutes: its epochs and warm-up are the saved
+    ones, not re-derived from a fresh timing (the warm-up is part of what its saved state depends on);
+    other minutes re-derive the length and keep the warm-up."""
+    from training.own_train import OwnOptions, derive_choices
+
+    data = read_own_data(split_data)
+    features = FeatureConfig(num_mel_bins=32)
+    opts = OwnOptions(data=split_data, minutes=0.2, cache_dir=tmp_path / "cache")
+    first = derive_choices(opts, data, features, None)
+    saved = {**first, "epochs": first["epochs"] + 7, "train": {**first["train"], "warmup_epochs": 0.123}}
+    again = derive_choices(opts, data, features, saved)
+    assert again["epochs"] == saved["epochs"] and again["train"]["warmup_epochs"] == 0.123
+    longer = derive_choices(
+        OwnOptions(data=split_data, minutes=5.0, cache_dir=tmp_path / "cache"), data, features, saved
+    )
+    assert longer["epochs"] > saved["epochs"] and longer["train"]["warmup_epochs"] == 0.123
