@@ -215,6 +215,16 @@ def checkpoint_window_s(info: ModelInfo) -> float:
     )
 
 
+CLIP_HOP_S = 2.5  # the hop of clip-level scores of long files (half of a 5-s window)
+
+
+def clip_hop_s(info: ModelInfo) -> float:
+    """The hop of clip-level scores (classify, evaluate, training's reports): ``CLIP_HOP_S``, or half the
+    checkpoint's window if that is shorter, so that a short-window model still covers all of a long file."""
+    half = math.floor(checkpoint_window_s(info) / 2 * 100) / 100  # a multiple of 10 ms
+    return min(CLIP_HOP_S, max(0.01, half))
+
+
 def checkpoint_plan(info: ModelInfo, hop_s: float) -> WindowPlan:
     """Windows of the checkpoint's own ``target_frames`` every ``hop_s`` (ValueError for a bad hop)."""
     return WindowPlan.from_frames(info.normalization.target_frames, hop_s, info.features)

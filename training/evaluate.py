@@ -28,7 +28,7 @@ from torch import nn
 from audio_core.audio_file import read_audio
 from audio_core.fbank import compute_fbank
 from audio_core.scoring import scores, sequence_scores
-from audio_core.windows import WindowPlan, checkpoint_plan, pad_with_silence
+from audio_core.windows import WindowPlan, checkpoint_plan, clip_hop_s, pad_with_silence
 from models.common import ModelInfo, is_recurrent
 from training import metrics
 from training.cache import cached_fbanks, clip_fbank
@@ -84,11 +84,12 @@ def recurrent_steps(model: nn.Module, info: ModelInfo, wave: np.ndarray) -> torc
 
 
 def waveform_scores(
-    model: nn.Module, info: ModelInfo, wave: np.ndarray, hop_s: float = 2.5, batch_size: int = 16
+    model: nn.Module, info: ModelInfo, wave: np.ndarray, hop_s: float | None = None, batch_size: int = 16
 ) -> np.ndarray:
     """Clip-level probabilities ``(C,)`` of a mono waveform at ``info.features.sample_rate``: the mean over
-    the checkpoint's own windows (``checkpoint_plan``), a file shorter than one padded with silence to one
-    (a recurrent model: its last step, ``window_scores``)."""
+    the checkpoint's own windows (``checkpoint_plan``) every ``hop_s`` (default ``clip_hop_s``), a file
+    shorter than one padded with silence to one (a recurrent model: its last step, ``window_scores``)."""
+    hop_s = clip_hop_s(info) if hop_s is None else hop_s
     _, per_window = window_scores(model, info, wave, checkpoint_plan(info, hop_s), batch_size)
     return per_window.double().mean(dim=0).float().numpy()
 

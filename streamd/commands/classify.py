@@ -18,7 +18,7 @@ import torch
 from audio_core.audio_file import display_path
 from audio_core.scoring import top_k
 from audio_core.shipped_models import MODEL_HELP
-from audio_core.windows import checkpoint_plan
+from audio_core.windows import CLIP_HOP_S, checkpoint_plan, clip_hop_s
 from streamd.clip_scoring import FileScores, score_file
 from streamd.config_cli import config_from_args
 from streamd.config_sections import WindowSection
@@ -30,7 +30,7 @@ from streamd.sinks import write_line
 HELP = "classify audio files offline: top-k labels per file (long files window by window)"
 # classify's own default hop: the clip-level average of training and evaluate (``waveform_scores``);
 # replay's and run's 1.0 s is a live-latency choice
-DEFAULT_HOP_S = 2.5
+DEFAULT_HOP_S = CLIP_HOP_S
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,8 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hop-s",
         type=float,
-        help=f"hop between windows of long files, a multiple of 10 ms (default {DEFAULT_HOP_S:g}, the clip "
-        "average of training and evaluate; with --windows the --model TOML's [windows] hop_s if it sets one)",
+        help=f"hop between windows of long files, a multiple of 10 ms (default {DEFAULT_HOP_S:g}, or half "
+        "the model's window if shorter: the clip average of training and evaluate; with --windows the "
+        "--model TOML's [windows] hop_s if it sets one)",
     )
     parser.add_argument(
         "--json", action="store_true", help="one JSON object per line: {file, labels} (--windows: jsonl)"
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = resolve_model(args, compute="cpu")
     # a file's clip-level score is the clip average of training and evaluate: a model TOML's live hop
     # does not change it, only --hop-s does
-    hop_s = windows.hop_s if args.hop_s is not None else DEFAULT_HOP_S
+    hop_s = windows.hop_s if args.hop_s is not None else clip_hop_s(loaded.info)
     try:
         checkpoint_plan(loaded.info, hop_s)  # the hop rule of every command
     except ValueError as exc:

@@ -94,10 +94,31 @@ def _dataset(args: argparse.Namespace):
 def _select_folds(clip_set, folds: list[int] | None):
     if folds is None:
         return clip_set
+    if not clip_set.folds():
+        raise ConfigError("--folds: these class folders have no folds (give --num-folds to make some)")
     missing = sorted(set(folds) - set(clip_set.folds()))
     if missing:
         raise ConfigError(f"folds {missing} have no clips (the dataset has folds {clip_set.folds()})")
     return clip_set.subset(folds=folds)
+
+
+def _usable_clips(clip_set):
+    """Class folders hold whatever their owner put there: files that cannot be decoded are left out with a
+    warning, as ``streamd train --data`` leaves them out (``training.own_data.duration_s``)."""
+    from training.clips import ClipSet
+    from training.own_data import duration_s
+
+    checked = [(clip, duration_s(Path(clip.path))) for clip in clip_set.clips]
+    broken = [f"{clip.path}: {why}" for clip, why in checked if isinstance(why, str)]
+    if not broken:
+        return clip_set
+    print(
+        f"streamd: warning: {len(broken)} unusable file(s) left out, e.g. {broken[0]}",
+        file=sys.stderr,
+        flush=True,
+    )
+    kept = [clip for clip, why in checked if not isinstance(why, str)]
+    return ClipSet(kept, clip_set.labels, multi_label=clip_set.multi_label, name=clip_set.name)
 
 
 def _print_stream_table(results: list[dict[str, Any]]) -> None:
@@ -166,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
     try:
         clip_set = _select_folds(_dataset(args), args.folds)
+        if args.folders:
+            clip_set = _usable_clips(clip_set)
     except (ExperimentConfigError, DatasetError) as exc:
         raise ConfigError(str(exc)) from None
     if args.streaming and args.clips > len(clip_set.clips):

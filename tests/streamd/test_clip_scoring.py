@@ -199,3 +199,19 @@ def test_a_file_that_leaves_no_sample_at_the_model_rate_is_one_clear_error(
     for loaded in (windowed, mamba):
         with pytest.raises(AudioInputError, match=r"1 sample\(s\) at 48000 Hz leave none at 16000 Hz"):
             score_file(loaded, path, 1.0)
+
+
+def test_the_clip_hop_covers_a_short_window_models_whole_file() -> None:
+    """Clip-level scores step 2.5 s through a long file, or half the model's window when that is shorter
+    (a 0.5-s model at 2.5 s would skip 80 % of the file)."""
+    from audio_core.windows import checkpoint_window_s, clip_hop_s
+    from models.common import FeatureConfig, ModelInfo, Normalization
+
+    def info(frames: int) -> ModelInfo:
+        return ModelInfo(
+            "resnet_cnn", {}, ["a", "b"], FeatureConfig(num_mel_bins=32), Normalization(0.0, 1.0, frames)
+        )
+
+    assert clip_hop_s(info(498)) == 2.5  # ESC-50's 5-s window: as before
+    assert checkpoint_window_s(info(48)) == pytest.approx(0.5) and clip_hop_s(info(48)) == 0.25
+    assert clip_hop_s(info(1)) == 0.01  # never below one frame shift

@@ -186,3 +186,31 @@ def test_multi_label_evaluation(held_out_csv: Path, esc50_root: Path, tmp_path: 
     assert (tmp_path / "ml" / "confusion.png").exists()
     with pytest.raises(ValueError, match="is single-label, the model is not"):
         evaluate_clip_set(model, info, single)
+
+
+def test_class_folders_with_unusable_files_are_evaluated_without_them(
+    trained_checkpoint: Path, esc50_root: Path, tmp_path, capsys
+) -> None:
+    """As `train --data` does, evaluate --folders leaves out files that cannot be decoded (with a warning)
+    instead of stopping on the first; --folds without --num-folds is one clear line."""
+    rows = [r for r in read_esc50_rows(esc50_root) if r["category"] in ("dog", "rooster")][:6]
+    root = tmp_path / "folders"
+    for row in rows:
+        (root / row["category"]).mkdir(parents=True, exist_ok=True)
+        (root / row["category"] / row["filename"]).symlink_to(esc50_root / "audio" / row["filename"])
+    (root / "dog" / "empty.wav").write_bytes(b"")
+    (root / "rooster" / "notes.wav").write_text("not audio")
+    args = ["evaluate", "--checkpoint", str(trained_checkpoint), "--folders", str(root)]
+    assert main([*args, "--cache-dir", str(tmp_path / "c"), "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["num_examples"] == len(rows)
+    assert out.err.startswith("streamd: warning: 2 unusable file(s) left out, e.g. ")
+    assert main([*args, "--folds", "1"]) == 2
+    assert "--folds: these class folders have no folds (give --num-folds" in capsys.readouterr().err
+
+
+def read_esc50_rows(esc50_root: Path) -> list[dict[str, str]]:
+    import csv
+
+    with (esc50_root / "meta" / "esc50.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
