@@ -106,7 +106,7 @@ def run_one(
     model = build_model(exp.arch, model_config)
     if exp.init is not None:
         info.extra["init"] = load_init_weights(model, exp.init, list(clip_set.labels))
-        print(f"{run_name}: {info.extra['init']}", flush=True)
+        print(f"{run_name or exp.name}: {info.extra['init']}", flush=True)
     val = _arrays(exp, val_set) if val_set is not None else None
     teacher = None
     if exp.train.distill.enabled:

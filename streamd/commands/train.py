@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_own_data_arguments(parser: argparse.ArgumentParser) -> None:
     """``--data DIR`` and the few options it takes (see docs/your-own-data.md)."""
     own = parser.add_argument_group("your own data (no config: everything else is derived)")
-    own.add_argument("--data", type=Path, metavar="DIR", help="class folders, split folders or a CSV")
+    own.add_argument("--data", type=_data_path, metavar="DIR", help="class folders, split folders or a CSV")
     own.add_argument(
         "--recipe", choices=("cnn", "recurrent", "ast"), help="default cnn (with --init: the init model's)"
     )
@@ -59,6 +59,13 @@ def add_own_data_arguments(parser: argparse.ArgumentParser) -> None:
         help="print the equivalent TOML and stop (with CONFIG.toml: it after --init, --set, --mode, --out)",
     )
     own.add_argument("--no-background", action="store_true", help="no background (no-class) examples")
+
+
+def _data_path(text: str) -> Path:
+    """``--data``'s value: an empty one (an unset variable) is refused, not taken as the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty (give the data folder or CSV)")
+    return Path(text)
 
 
 def run_own_data(args: argparse.Namespace) -> int:

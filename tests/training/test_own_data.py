@@ -210,6 +210,17 @@ def test_budget_and_window_values_are_one_line_before_the_data_is_read(
     assert capsys.readouterr().err == f"streamd: error: {message}\n"
 
 
+def test_an_empty_data_path_is_refused_not_the_current_folder(capsys) -> None:
+    from streamd import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--data", ""])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "streamd train: error: argument --data: is empty (give the data folder or CSV)"
+    )
+
+
 def _train(*args: str | Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "streamd", "train", *map(str, args)]
