@@ -98,6 +98,8 @@ def duration_s(path: Path) -> float | str:
 def _from_folders(root: Path, splits: dict[str, Path]) -> tuple[list[tuple[Path, str, str]], list[str]]:
     entries, problems = [], []
     for split, folder in splits.items():
+        for link in sorted(p for p in folder.iterdir() if p.is_symlink() and not p.exists()):
+            problems.append(f"{link}: a broken link where a class folder was expected; left out")
         for class_dir in _class_dirs(folder):
             files = _audio_files(class_dir)
             if not files:
@@ -111,6 +113,7 @@ def _from_csv(path: Path) -> list[tuple[Path, str, str]]:
     if rows and rows[0][0].strip().lower() == "path":
         rows = rows[1:]
     entries = []
+    labels: dict[Path, str] = {}
     for line, row in enumerate(rows, start=1):
         cells = [c.strip() for c in row]
         if len(cells) < 2 or not cells[0] or not cells[1]:
@@ -119,7 +122,13 @@ def _from_csv(path: Path) -> list[tuple[Path, str, str]]:
         if split is None:
             raise DatasetError(f"{path}: row {line}: split must be train, val or test, got {cells[2]!r}")
         file = Path(cells[0])
-        entries.append((file if file.is_absolute() else path.parent / file, cells[1], split))
+        file = file if file.is_absolute() else path.parent / file
+        if labels.setdefault(file, cells[1]) != cells[1]:  # one label per clip: a second one is a mistake
+            raise DatasetError(
+                f"{path}: row {line}: {cells[0]} is listed again with another label ({cells[1]!r}; "
+                f"first {labels[file]!r}): one label per clip"
+            )
+        entries.append((file, cells[1], split))
     if not entries:
         raise DatasetError(f"{path}: no rows (expected path,label[,split])")
     return entries

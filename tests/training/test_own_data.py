@@ -524,3 +524,17 @@ def test_the_same_minutes_resume_the_saved_run(split_data: Path, tmp_path: Path)
         OwnOptions(data=split_data, minutes=5.0, cache_dir=tmp_path / "cache"), data, features, saved
     )
     assert longer["epochs"] > saved["epochs"] and longer["train"]["warmup_epochs"] == 0.123
+
+
+def test_a_clip_under_two_labels_and_a_broken_class_link_are_named(split_data: Path, tmp_path: Path) -> None:
+    clip = next((split_data / "train" / "dog").glob("*.wav"))
+    table = tmp_path / "clips.csv"
+    table.write_text(f"{clip},dog\n{clip},rooster\n")
+    with pytest.raises(
+        DatasetError, match=r"row 2: .* listed again with another label \('rooster'; first 'dog'\)"
+    ):
+        read_own_data(table)
+    root = _class_folders(split_data, tmp_path)
+    (root / "gone").symlink_to(tmp_path / "no_such_folder", target_is_directory=True)
+    data = read_own_data(root)
+    assert any("gone: a broken link where a class folder was expected" in p for p in data.problems)
