@@ -18,7 +18,8 @@ from support.process import StreamdProcess, run_streamd
 from streamd import messages
 from streamd.config_sections import MqttSection
 from streamd.errors import ConfigError
-from streamd.mqtt_sink import MqttSink, discovery_payloads, parse_url, slug
+from streamd.mqtt_address import parse_url
+from streamd.mqtt_sink import MqttSink, discovery_payloads, slug
 
 LABEL = "dog"
 

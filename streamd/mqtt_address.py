@@ -1,0 +1,48 @@
+"""Where an MQTT sink publishes: the broker URL (``mqtt://HOST[:PORT][/PREFIX]``, ``mqtts://...``) and the
+topic prefixes, checked at start-up so that settings that could never work are one line, not a broker that
+refuses every connection later."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from streamd.errors import ConfigError
+
+DEFAULT_PORT = {"mqtt": 1883, "mqtts": 8883}
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+    prefix: str | None  # from the URL path, if any
+
+
+def parse_url(url: str) -> BrokerAddress:
+    """``mqtt://HOST[:PORT][/PREFIX]`` or ``mqtts://...``; ConfigError when malformed."""
+    try:
+        parts = urlsplit(url.strip())
+        hostname, port = parts.hostname, parts.port
+    except ValueError as exc:  # e.g. an unclosed [IPv6 bracket, a port out of range
+        raise ConfigError(f"--mqtt: {exc} in {url!r}") from None
+    if parts.scheme not in DEFAULT_PORT or not hostname:
+        raise ConfigError(f"--mqtt: expected mqtt://HOST:PORT[/PREFIX], got {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            "--mqtt: give the user name and password as [mqtt] username / password, not in the URL "
+            "(where process lists show them)"
+        )
+    if "#" in url or "?" in url:  # a URL's fragment or query: never part of the path the prefix is taken from
+        raise ConfigError(f"--mqtt: {url!r} holds '#' or '?': not a topic prefix one can publish to")
+    prefix = parts.path.strip("/") or None
+    if prefix is not None:
+        check_topic_prefix("--mqtt (the URL's path)", prefix)
+    return BrokerAddress(hostname, port or DEFAULT_PORT[parts.scheme], parts.scheme == "mqtts", prefix)
+
+
+def check_topic_prefix(where: str, prefix: str) -> None:
+    """A topic prefix brokers accept for publishing: no wildcards (``+``, ``#``), no NUL."""
+    if any(c in prefix for c in "+#\x00"):
+        raise ConfigError(f"{where}: {prefix!r} is not a topic prefix one can publish to (no + or #)")
