@@ -240,6 +240,8 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
         )
         held = sum(data.counts()[data.held_out].values())
         notes = {**NOTES, "data.val_folds": f"{NOTES['data.val_folds']} ({held} clips)"}
+        if opts.window_s:
+            notes["normalization.target_frames"] = f"the window: --window {opts.window_s:g}"
         print(derive.toml_text(doc, notes, header), end="")
         return {}
     clip_set = data.clip_set.subset(folds=[SPLIT_FOLDS["train"], data.held_out_fold])

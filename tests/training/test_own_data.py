@@ -173,6 +173,11 @@ def test_print_config_is_a_valid_experiment_with_the_fixed_split(split_data: Pat
     exp = parse_experiment(doc)
     assert exp.normalization.target_frames == 48 and exp.train.background > 0
     assert exp.train.augment.time_mask == 5
+    assert "the window: covers 90 % of the clips" in result.stdout
+    given = subprocess.run(
+        [*cmd, "--window", "0.7", "--print-config"], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert "the window: --window 0.7" in given.stdout and "covers 90 %" not in given.stdout
 
 
 def test_bad_data_folder_is_one_line(tmp_path: Path) -> None:
