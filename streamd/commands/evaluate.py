@@ -102,14 +102,25 @@ def _select_folds(clip_set, folds: list[int] | None):
     return clip_set.subset(folds=folds)
 
 
-def _usable_clips(clip_set):
+def _usable_clips(clip_set, window_s: float | None = None):
     """Class folders hold whatever their owner put there: files that cannot be decoded are left out with a
-    warning, as ``streamd train --data`` leaves them out (``training.own_data.duration_s``)."""
+    warning, as ``streamd train --data`` leaves them out (``training.own_data.duration_s``); with
+    ``window_s``, clips longer than the model's window are counted in a note (scored on their first
+    window, the rule of training's reports)."""
     from training.clips import ClipSet
     from training.own_data import duration_s
 
     checked = [(clip, duration_s(Path(clip.path))) for clip in clip_set.clips]
     broken = [f"{clip.path}: {why}" for clip, why in checked if isinstance(why, str)]
+    longer = sum(1 for _, d in checked if not isinstance(d, str) and window_s and d > window_s + 0.01)
+    if longer:
+        print(
+            f"streamd: note: {longer} clip(s) are longer than the model's {window_s:g}-s window and are "
+            "scored on their first window, as training's reports are (streamd classify averages windows over "
+            "whole files)",
+            file=sys.stderr,
+            flush=True,
+        )
     if not broken:
         return clip_set
     print(
@@ -148,7 +159,7 @@ def _replay(loaded: LoadedModel):
 
 
 def run(args: argparse.Namespace) -> int:
-    from audio_core.windows import hop_samples
+    from audio_core.windows import checkpoint_window_s, hop_samples
     from streamd.window_scoring import window_plan
     from training.evaluate import evaluate_clip_set, report_markdown
     from training.experiment_spec import ExperimentConfigError
@@ -188,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         clip_set = _select_folds(_dataset(args), args.folds)
         if args.folders:
-            clip_set = _usable_clips(clip_set)
+            window_s = None if args.streaming else checkpoint_window_s(loaded.info)
+            clip_set = _usable_clips(clip_set, window_s)
     except (ExperimentConfigError, DatasetError) as exc:
         raise ConfigError(str(exc)) from None
     if args.streaming and args.clips > len(clip_set.clips):

@@ -204,7 +204,13 @@ def test_class_folders_with_unusable_files_are_evaluated_without_them(
     assert main([*args, "--cache-dir", str(tmp_path / "c"), "--json"]) == 0
     out = capsys.readouterr()
     assert json.loads(out.out)["num_examples"] == len(rows)
-    assert out.err.startswith("streamd: warning: 2 unusable file(s) left out, e.g. ")
+    assert "streamd: warning: 2 unusable file(s) left out, e.g. " in out.err
+    assert "note: " not in out.err  # 5-s clips, a 5-s model: nothing is cut
+    long_clip = root / "dog" / "long.wav"
+    sf.write(long_clip, np.zeros(16000 * 7, np.float32), 16000)
+    assert main([*args, "--cache-dir", str(tmp_path / "c"), "--json"]) == 0
+    assert "note: 1 clip(s) are longer than the model's 5-s window" in capsys.readouterr().err
+    long_clip.unlink()
     assert main([*args, "--folds", "1"]) == 2
     assert "--folds: these class folders have no folds (give --num-folds" in capsys.readouterr().err
 
