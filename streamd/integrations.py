@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from streamd.config import DaemonConfig
+from streamd.net_address import host_port
 
 
 class Integrations:
@@ -63,8 +64,8 @@ def attach(cfg: DaemonConfig, daemon: Any, publisher: Any) -> Integrations:
             out.metrics = Metrics(cfg.metrics.listen)
             out.metrics.start()
             if parse_listen(cfg.metrics.listen)[1] == 0:  # a port of the system's choosing: say which
-                host = f"[{out.metrics.host}]" if ":" in out.metrics.host else out.metrics.host
-                print(f"streamd: metrics on http://{host}:{out.metrics.port}/metrics", file=sys.stderr)
+                where = host_port(out.metrics.host, out.metrics.port)
+                print(f"streamd: metrics on http://{where}/metrics", file=sys.stderr)
             publisher.add_sink(out.metrics)
             daemon.engine.on_model_time = out.metrics.observe_model_time
         if cfg.mqtt.url:

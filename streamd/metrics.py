@@ -17,6 +17,7 @@ from typing import Any
 
 from streamd import messages
 from streamd.errors import ConfigError
+from streamd.net_address import host_port
 
 DEFAULT_HOST = "127.0.0.1"
 # status counter -> (metric name, help); Prometheus adds ``_total`` to counters.
@@ -102,7 +103,7 @@ class Metrics:
             self._server, _ = start_http_server(self.port, addr=self.host, registry=self.registry)
         except OSError as exc:
             raise ConfigError(
-                f"--metrics: cannot listen on {self.host}:{self.port} ({exc.strerror})"
+                f"--metrics: cannot listen on {host_port(self.host, self.port)} ({exc.strerror})"
             ) from None
         self.port = int(self._server.server_address[1])
 

@@ -29,6 +29,7 @@ from streamd import messages
 from streamd.config_sections import MqttSection
 from streamd.errors import ConfigError
 from streamd.mqtt_address import check_topic_prefix, parse_url
+from streamd.net_address import host_port
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class MqttSink:
             ).items():
                 client.publish(topic, json.dumps(payload), qos=1, retain=True)
         self._connected.set()
-        log.info("MQTT connected to %s:%d", self.address.host, self.address.port)
+        log.info("MQTT connected to %s", host_port(self.address.host, self.address.port))
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         self.problem = "the connection failed (nothing listening there, a network error or a TLS mismatch)"
@@ -232,8 +233,7 @@ class MqttSink:
 
     def _publish(self, topic: str, payload: str | bytes, stream: str, *, retain: bool) -> None:
         if not self._connected.is_set():
-            host = f"[{self.address.host}]" if ":" in self.address.host else self.address.host
-            where = f"{host}:{self.address.port}"
+            where = host_port(self.address.host, self.address.port)
             self._lost(f"the broker at {where} is not connected; {self.problem}", stream)
             return
         info = self.client.publish(topic, payload, qos=self.cfg.qos, retain=retain)

@@ -24,6 +24,7 @@ naming it.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,6 +94,25 @@ def duration_s(path: Path) -> float | str:
     except AudioInputError as exc:
         return str(exc).removeprefix(f"{display_path(path)}: ")
     return samples / rate
+
+
+def check_files(files: Iterable[Path]) -> tuple[dict[Path, float], list[str]]:
+    """Each file decoded once (``duration_s``): the durations of the usable ones, and ``"FILE: why"`` for
+    the others. The one check of ``train --data`` and ``evaluate --folders``."""
+    durations: dict[Path, float] = {}
+    broken: list[str] = []
+    for file in dict.fromkeys(files):
+        d = duration_s(file)
+        if isinstance(d, str):
+            broken.append(f"{file}: {d}")
+        else:
+            durations[file] = d
+    return durations, broken
+
+
+def left_out_note(broken: list[str]) -> str:
+    """The one line that reports the files ``check_files`` found unusable."""
+    return f"{len(broken)} unusable file(s) left out, e.g. {broken[0]}"
 
 
 def _from_folders(root: Path, splits: dict[str, Path]) -> tuple[list[tuple[Path, str, str]], list[str]]:
@@ -187,18 +207,10 @@ def read_own_data(root: str | Path, holdout_frac: float = 0.1) -> OwnData:
     if not 0 < holdout_frac < 1:
         raise DatasetError(f"holdout_frac must be between 0 and 1, got {holdout_frac}")
     layout, entries, problems = detect_layout(root)
-    durations: dict[Path, float] = {}
-    usable: list[tuple[Path, str, str]] = []
-    broken: list[str] = []
-    for file, label, split in entries:
-        d = duration_s(file)
-        if isinstance(d, str):
-            broken.append(f"{file}: {d}")
-        else:
-            durations[file] = d
-            usable.append((file, label, split))
+    durations, broken = check_files(file for file, _, _ in entries)
+    usable = [entry for entry in entries if entry[0] in durations]
     if broken:
-        problems.append(f"{len(broken)} unusable file(s) left out, e.g. {broken[0]}")
+        problems.append(left_out_note(broken))
     for label, n in Counter(label for _, label, _ in entries).items():
         if not any(lab == label for _, lab, _ in usable):
             problems.append(f"class {label!r}: none of its {n} file(s) is usable; left out")

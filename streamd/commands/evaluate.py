@@ -104,15 +104,14 @@ def _select_folds(clip_set, folds: list[int] | None):
 
 def _usable_clips(clip_set, window_s: float | None = None):
     """Class folders hold whatever their owner put there: files that cannot be decoded are left out with a
-    warning, as ``streamd train --data`` leaves them out (``training.own_data.duration_s``); with
+    warning, as ``streamd train --data`` leaves them out (``training.own_data.check_files``); with
     ``window_s``, clips longer than the model's window are counted in a note (scored on their first
     window, the rule of training's reports)."""
     from training.clips import ClipSet
-    from training.own_data import duration_s
+    from training.own_data import check_files, left_out_note
 
-    checked = [(clip, duration_s(Path(clip.path))) for clip in clip_set.clips]
-    broken = [f"{clip.path}: {why}" for clip, why in checked if isinstance(why, str)]
-    longer = sum(1 for _, d in checked if not isinstance(d, str) and window_s and d > window_s + 0.01)
+    durations, broken = check_files(Path(clip.path) for clip in clip_set.clips)
+    longer = sum(1 for d in durations.values() if window_s and d > window_s + 0.01)
     if longer:
         print(
             f"streamd: note: {longer} clip(s) are longer than the model's {window_s:g}-s window and are "
@@ -123,12 +122,8 @@ def _usable_clips(clip_set, window_s: float | None = None):
         )
     if not broken:
         return clip_set
-    print(
-        f"streamd: warning: {len(broken)} unusable file(s) left out, e.g. {broken[0]}",
-        file=sys.stderr,
-        flush=True,
-    )
-    kept = [clip for clip, why in checked if not isinstance(why, str)]
+    print(f"streamd: warning: {left_out_note(broken)}", file=sys.stderr, flush=True)
+    kept = [clip for clip in clip_set.clips if Path(clip.path) in durations]
     return ClipSet(kept, clip_set.labels, multi_label=clip_set.multi_label, name=clip_set.name)
 
 
