@@ -30,8 +30,9 @@ from pathlib import Path
 
 from audio_core.audio_file import display_path, probe_audio, read_chunks
 from audio_core.errors import AudioInputError
+from training.audio_folders import AUDIO_EXTENSIONS, audio_files, class_dirs
 from training.clips import Clip, ClipSet
-from training.readers import AUDIO_EXTENSIONS, DatasetError, csv_rows
+from training.readers import DatasetError, csv_rows
 
 SPLIT_FOLDS = {"train": 1, "val": 2, "test": 3, "holdout": 4}
 SPLIT_NAMES = {fold: name for name, fold in SPLIT_FOLDS.items()}
@@ -61,23 +62,14 @@ class OwnData:
         return out
 
 
-def _audio_files(folder: Path) -> list[Path]:
-    """Audio files below ``folder`` by extension, broken links included (so they can be reported)."""
-    suffixes = set(AUDIO_EXTENSIONS)
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and not p.is_dir())
-
-
 def _holds_class_folders(folder: Path) -> bool:
     """A split folder (``train/``...): sub-folders with audio and no audio of its own at the top (a class
     folder named ``train``, like ESC-50's class, holds its audio directly)."""
     suffixes = set(AUDIO_EXTENSIONS)
-    if any(p.suffix.lower() in suffixes for p in folder.iterdir() if not p.is_dir()):
+    tops = (p for p in folder.iterdir() if not p.name.startswith(".") and not p.is_dir())
+    if any(p.suffix.lower() in suffixes for p in tops):
         return False
-    return any(_audio_files(d) for d in _class_dirs(folder))
-
-
-def _class_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return any(audio_files(d) for d in class_dirs(folder))
 
 
 SCAN_BLOCK_S = 10.0  # seconds decoded at a time by ``duration_s``
@@ -120,8 +112,8 @@ def _from_folders(root: Path, splits: dict[str, Path]) -> tuple[list[tuple[Path,
     for split, folder in splits.items():
         for link in sorted(p for p in folder.iterdir() if p.is_symlink() and not p.exists()):
             problems.append(f"{link}: a broken link where a class folder was expected; left out")
-        for class_dir in _class_dirs(folder):
-            files = _audio_files(class_dir)
+        for class_dir in class_dirs(folder):
+            files = audio_files(class_dir)
             if not files:
                 problems.append(f"{class_dir}: no audio files ({', '.join(AUDIO_EXTENSIONS)}); left out")
             entries += [(f, class_dir.name, split) for f in files]
@@ -162,11 +154,11 @@ def detect_layout(root: Path) -> tuple[str, list[tuple[Path, str, str]], list[st
         return "csv", _from_csv(root), []
     if not root.is_dir():
         raise DatasetError(f"{root}: no such data folder")
-    subdirs = {p.name.lower(): p for p in _class_dirs(root)}
+    subdirs = {p.name.lower(): p for p in class_dirs(root)}
     splits = {
         s: subdirs[s] for s in ("train", "val", "test") if s in subdirs and _holds_class_folders(subdirs[s])
     }
-    with_audio = [name for name, d in subdirs.items() if name not in splits and _audio_files(d)]
+    with_audio = [name for name, d in subdirs.items() if name not in splits and audio_files(d)]
     if splits and not with_audio:  # only split folders of class folders (a class may be named "train")
         if "train" not in splits:
             raise DatasetError(

@@ -19,9 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from training.audio_folders import AUDIO_EXTENSIONS, audio_files, class_dirs
 from training.clips import Clip, ClipSet
-
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus")
 
 
 class DatasetError(ValueError):
@@ -144,7 +143,8 @@ def _filter_categories(
 def read_class_folders(
     root: str | Path, num_folds: int | None = None, extensions: Sequence[str] = AUDIO_EXTENSIONS
 ) -> ClipSet:
-    """One sub-folder per class (sorted names = labels); audio files found recursively inside each.
+    """One sub-folder per class (sorted names = labels); audio files found recursively inside each, as
+    ``training.audio_folders`` lists them (hidden names skipped, linked folders followed).
 
     With ``num_folds``, each class's files (sorted) get folds 1, 2, ..., num_folds, 1, ... so that every
     fold holds every class; without it, ``fold`` is None.
@@ -158,12 +158,10 @@ def read_class_folders(
         )
     if num_folds is not None and num_folds < 1:
         raise DatasetError(f"{root}: num_folds must be at least 1, got {num_folds}")
-    suffixes = {e.lower() for e in extensions}
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     clips: list[Clip] = []
     labels: list[str] = []
-    for class_dir in class_dirs:
-        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    for class_dir in class_dirs(root):
+        files = audio_files(class_dir, tuple(extensions))
         if not files:
             continue
         index = len(labels)
@@ -172,7 +170,8 @@ def read_class_folders(
             fold = None if num_folds is None else i % num_folds + 1
             clips.append(Clip(file, (index,), fold))
     if not clips:
-        raise DatasetError(f"{root}: no class folders with audio files ({', '.join(sorted(suffixes))})")
+        kinds = ", ".join(sorted(e.lower() for e in extensions))
+        raise DatasetError(f"{root}: no class folders with audio files ({kinds})")
     return ClipSet(clips, labels, multi_label=False, name=root.name)
 
 

@@ -1,0 +1,61 @@
+"""One lister of class folders: ``train --data`` and ``evaluate --folders`` see the same files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.support.paths import ESC50, esc50_rows
+from training.audio_folders import audio_files, class_dirs
+from training.own_data import read_own_data
+from training.readers import read_class_folders
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> Path:
+    """dog/ (two clips, one in a sub-folder, a hidden one, a link to an outside folder of one more clip,
+    a link back up to dog/ itself and a broken link) and rooster/ (two clips); .trash/ is hidden."""
+    rows = {c: [r for r in esc50_rows() if r["category"] == c][:4] for c in ("dog", "rooster")}
+    root = tmp_path / "data"
+    (root / "dog" / "night").mkdir(parents=True)
+    (root / "rooster").mkdir()
+    (root / ".trash").mkdir()
+    outside = tmp_path / "more_dogs"
+    outside.mkdir()
+    dog, rooster = rows["dog"], rows["rooster"]
+    shutil.copy(ESC50 / "audio" / dog[0]["filename"], root / "dog" / "a.flac")
+    shutil.copy(ESC50 / "audio" / dog[1]["filename"], root / "dog" / "night" / "b.flac")
+    shutil.copy(ESC50 / "audio" / dog[2]["filename"], outside / "c.flac")
+    shutil.copy(ESC50 / "audio" / dog[3]["filename"], root / "dog" / "._a.flac")
+    shutil.copy(ESC50 / "audio" / dog[3]["filename"], root / ".trash" / "d.flac")
+    (root / "dog" / "linked").symlink_to(outside, target_is_directory=True)
+    (root / "dog" / "night" / "up").symlink_to(root / "dog", target_is_directory=True)
+    (root / "dog" / "gone.flac").symlink_to(tmp_path / "absent.flac")
+    for i, row in enumerate(rooster[:2]):
+        shutil.copy(ESC50 / "audio" / row["filename"], root / "rooster" / f"r{i}.flac")
+    return root
+
+
+def test_hidden_names_skipped_linked_folders_followed_once_broken_links_listed(folders: Path) -> None:
+    assert [d.name for d in class_dirs(folders)] == ["dog", "rooster"]
+    dog = folders / "dog"
+    assert audio_files(dog) == [
+        dog / "a.flac",
+        dog / "gone.flac",
+        dog / "linked" / "c.flac",
+        dog / "night" / "b.flac",
+    ]
+
+
+def test_train_data_and_evaluate_folders_list_the_same_files(folders: Path) -> None:
+    listed = {Path(c.path) for c in read_class_folders(folders).clips}
+    own = read_own_data(folders)
+    kept = {Path(c.path) for c in own.clip_set.clips}
+    names = ["dog/a.flac", "dog/linked/c.flac", "dog/night/b.flac", "rooster/r0.flac", "rooster/r1.flac"]
+    assert kept == {folders / name for name in names}
+    assert listed == kept | {folders / "dog" / "gone.flac"}  # the broken link: listed, then left out
+    assert own.problems == [
+        f"1 unusable file(s) left out, e.g. {folders / 'dog' / 'gone.flac'}: missing file or broken link"
+    ]

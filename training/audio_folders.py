@@ -1,0 +1,41 @@
+"""The one way streamd lists class folders and the audio files below them.
+
+``streamd train --data``, ``streamd evaluate --folders`` and the ``folders`` reader of training configs
+all call these two functions, so that they agree on which files a folder holds:
+
+- names starting with ``.`` (hidden files and folders, e.g. macOS ``._x.wav`` companions) are skipped;
+- linked sub-folders are followed (each real folder once, so a link back up cannot loop);
+- audio is found by extension (``AUDIO_EXTENSIONS``); a broken link with an audio extension is listed, so
+  that the caller's file check reports it rather than losing it silently.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus")
+
+
+def class_dirs(folder: Path) -> list[Path]:
+    """The visible sub-folders of ``folder`` (links to folders included), sorted by name."""
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_dir())
+
+
+def audio_files(folder: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[Path]:
+    """Audio files anywhere below ``folder``, sorted; paths keep the names they were found under."""
+    suffixes = {e.lower() for e in extensions}
+    seen: set[Path] = set()
+    found: list[Path] = []
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        real = Path(top).resolve()
+        if real in seen:  # a link to a folder already listed (or to one of its parents)
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            path = Path(top) / name
+            if not name.startswith(".") and path.suffix.lower() in suffixes:
+                found.append(path)
+    return sorted(found)
