@@ -33,6 +33,9 @@ class _SinkOnlyPublisher:
     def publish(self, msg: dict[str, Any]) -> None:
         self._publisher.publish(msg)
 
+    def flush(self, timeout: float) -> bool:
+        return self._publisher.flush(timeout)
+
     def stop(self, timeout: float = 1.0) -> None:
         self._publisher.stop(timeout=max(timeout, 30.0))  # everything queued must reach the list
 

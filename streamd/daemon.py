@@ -46,6 +46,7 @@ from streamd.supervisor import Supervisor
 
 JOIN_TIMEOUT_S = 1.0
 POLL_S = 0.05
+FLUSH_S = 2.0  # at most this long for queued messages to be sent (and forwarded) before the final status
 WARM_UP_WAIT_S = 10.0  # at most this long for the engine's warm-up calls before audio starts
 
 
@@ -87,7 +88,8 @@ class Daemon:
         self.event_hooks: list[EventHook] = []  # may extend an event message before it is published
         self.counter_hooks: list[CounterHook] = []  # more status counters of a stream
         # run once every stage has stopped, before the final status: work they finish there is counted in it
-        self.finish_hooks: list[Callable[[], None]] = []
+        self.finish_hooks: list[Callable[[], object]] = []
+        self.flush_s = FLUSH_S
         self.native_stderr = native_stderr_for(sources)  # ALSA/PortAudio prints -> the logger
         if self.native_stderr:
             self.counter_hooks.append(self.native_stderr.counters)
@@ -221,6 +223,8 @@ class Daemon:
             self.engine.abandon()  # blocked producers are freed and queued windows dropped (counted)
         self.warnings += self.stages.stop_all()
         self.errors += self._run_failures()
+        # every message so far sent and handed to the sinks: the final status counts all before it
+        self.publisher.flush(timeout=self.flush_s)
         for finish in self.finish_hooks:
             try:
                 finish()

@@ -9,6 +9,7 @@ when the streams end are written before the daemon's final status, so that its c
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Any
 
 from streamd.config import DaemonConfig
@@ -75,6 +76,7 @@ def attach(cfg: DaemonConfig, daemon: Any, publisher: Any) -> Integrations:
             out.mqtt = MqttSink(cfg.mqtt, [s.name for s in daemon.streams], list(labels))
             out.mqtt.start()
             publisher.add_sink(out.mqtt)
+            daemon.finish_hooks.append(partial(out.mqtt.flush, daemon.flush_s))  # counted in the final status
         if cfg.clips.dir:
             from streamd.clips import ClipRecorder
 

@@ -30,6 +30,7 @@ from streamd.config_sections import MqttSection
 from streamd.errors import ConfigError
 from streamd.mqtt_address import check_topic_prefix, parse_url
 from streamd.net_address import host_port
+from streamd.publisher import wait_until_handled
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,13 @@ class MqttSink:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
+    def flush(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until every message queued so far is handed to the broker or
+        counted as undelivered, so that the final status counts them; False on timeout."""
+        if self._thread is None or not self._thread.is_alive():
+            return self._queue.unfinished_tasks == 0
+        return wait_until_handled(self._queue, timeout)
+
     def stop(self, timeout: float = 2.0) -> None:
         """Send what is queued (bounded), say ``offline``, disconnect."""
         if self._thread is not None:
@@ -209,12 +217,15 @@ class MqttSink:
         while True:
             msg = self._queue.get()
             if msg is None:
+                self._queue.task_done()
                 return
             try:
                 self._forward(msg)
             except Exception:  # a bug here must not end the thread silently
                 log.exception("MQTT sink failed on a message")
                 self._lost("an internal error", msg["stream"])
+            finally:
+                self._queue.task_done()
 
     def _forward(self, msg: dict[str, Any]) -> None:
         kind, stream = msg["type"], msg["stream"]
@@ -259,6 +270,7 @@ class MqttSink:
             if msg is not None:
                 self.undelivered += 1
                 self._by_stream.setdefault(msg["stream"], Counter())["mqtt_undelivered"] += 1
+            self._queue.task_done()
 
     @property
     def counters(self) -> dict[str, int]:

@@ -192,6 +192,13 @@ class Publisher:
         except queue.Full:
             self._count_drop()
 
+    def flush(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until every message queued so far has been sent and handed to the
+        sinks, so that counters read next include them (the daemon's final status); False on timeout."""
+        if self._thread is None or not self._thread.is_alive():
+            return self._queue.unfinished_tasks == 0
+        return wait_until_handled(self._queue, timeout)
+
     def wait_for_subscriber(self, timeout: float) -> bool:
         """Wait until at least one (authenticated) subscriber has subscribed; False on timeout."""
         return self._subscribed.wait(timeout)
@@ -233,12 +240,14 @@ class Publisher:
             except queue.Empty:
                 continue
             self._send(sock, msg)
+            self._queue.task_done()
             for _ in range(BATCH - 1):  # send a burst before looking at subscriptions again
                 try:
                     msg = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 self._send(sock, msg)
+                self._queue.task_done()
 
     def _read_subscriptions(self, sock: zmq.Socket, subscriptions: dict[bytes, int]) -> None:
         while sock.poll(0, zmq.POLLIN):
@@ -296,3 +305,16 @@ class Publisher:
             except queue.Empty:
                 return
             self._count_drop()
+            self._queue.task_done()
+
+
+def wait_until_handled(q: queue.Queue, timeout: float) -> bool:
+    """``q.join()`` bounded by ``timeout``: True once every item put has been marked done."""
+    deadline = time.monotonic() + max(0.0, timeout)
+    with q.all_tasks_done:
+        while q.unfinished_tasks:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            q.all_tasks_done.wait(left)
+    return True

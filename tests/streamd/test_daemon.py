@@ -152,6 +152,8 @@ def test_several_files_are_separate_streams_batched_in_one_engine(loaded, esc50)
     finals = [m for m in _by_type(together, "status") if m["state"] == "finished"]
     assert len(finals) == 3
     assert finals[-1]["counters"]["batches"] < 12  # 12 windows in fewer model calls
+    first_final = together.index(finals[0])  # everything before it was sent when it was counted
+    assert finals[0]["counters"]["published"] == first_final
 
 
 def test_a_recurrent_model_gets_one_result_per_column(tiny_recurrent, long_wave, tmp_path):

@@ -83,9 +83,9 @@ def test_replay_publishes_bodies_discovery_and_availability(
     final = bodies["status"][-1]
     assert final["state"] == "finished"
     assert len(bodies["prediction"]) == final["counters"]["windows"]
-    # the status counts what went to the broker before it (the MQTT thread may lag, never lead)
+    # the final status counts every message that went to the broker before it (its queue is flushed first)
     sent_before = sum(len(items) for items in bodies.values()) - 1 + 2  # + the ON/OFF states
-    assert 0 < final["counters"]["mqtt_delivered"] <= sent_before
+    assert final["counters"]["mqtt_delivered"] == sent_before
     assert final["counters"]["mqtt_undelivered"] == 0
     assert [e["state"] for e in bodies["event"]] == ["start", "end"]
     assert sub.on("home/sound/availability") == [b"online", b"offline"]
@@ -175,6 +175,19 @@ def test_reconnects_after_the_broker_restarts_and_counts_losses(broker: Broker) 
     finally:
         sink.stop()
         sub.close()
+
+
+def test_flush_counts_every_queued_message_before_it_returns(broker: Broker) -> None:
+    sink = MqttSink(MqttSection(url=f"mqtt://127.0.0.1:{broker.port}", discovery=False), ["s1"], [])
+    sink.start()
+    try:
+        assert sink.wait_connected(10)
+        for i in range(500):  # within the sink's queue (1000)
+            sink(_prediction("s1", float(i)))
+        assert sink.flush(10.0)
+        assert sink.counters_for("s1") == {"mqtt_delivered": 500, "mqtt_undelivered": 0}  # read at once
+    finally:
+        sink.stop()
 
 
 def test_bad_urls_are_config_errors() -> None:

@@ -180,6 +180,25 @@ def test_full_queue_drops_and_counts_exactly(publisher) -> None:
     assert pub.counters == {"published": 11, "publish_dropped": 90, "sink_errors": 0, "invalid_messages": 0}
 
 
+def test_flush_waits_until_every_queued_message_is_sent_and_seen(publisher) -> None:
+    release = threading.Event()
+    seen: list[int] = []
+
+    def slow_sink(msg: dict) -> None:
+        release.wait(10.0)
+        time.sleep(0.001)
+        seen.append(msg["window_index"])
+
+    pub = publisher()
+    pub.add_sink(slow_sink)
+    for i in range(200):
+        pub.publish(_prediction(i))
+    assert not pub.flush(0.1)  # the sink holds everything back: flush gives up at its timeout
+    release.set()
+    assert pub.flush(10.0)
+    assert seen == list(range(200)) and pub.counters["published"] == 200  # read at once: nothing pending
+
+
 def test_sinks_see_every_message_and_failures_are_counted(publisher) -> None:
     pub = publisher()
     got: list[dict] = []
