@@ -205,9 +205,12 @@ def config_from_hf(hf: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> 
         raise ValueError(f"only {PATCH}x{PATCH} patches are supported, got {hf.get('patch_size')}")
     if hf.get("hidden_act", "gelu") != "gelu":
         raise ValueError(f"only the exact GELU activation is supported, got {hf.get('hidden_act')!r}")
-    dim = int(hf.get("hidden_size", 768))
-    depth = int(hf.get("num_hidden_layers", 12))
-    heads = int(hf.get("num_attention_heads", 12))
+    dim, depth, heads = (
+        _positive_int(hf, key, default)
+        for key, default in (("hidden_size", 768), ("num_hidden_layers", 12), ("num_attention_heads", 12))
+    )
+    if "head.weight" not in state:
+        raise ValueError("the weights have no classifier (classifier.dense.*): not an audio classifier")
     preset = next((name for name, dims in SIZES.items() if dims == (dim, depth, heads)), None)
     return ASTConfig(
         num_classes=int(state["head.weight"].shape[0]),
@@ -225,14 +228,29 @@ def config_from_hf(hf: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> 
     )
 
 
+def _positive_int(hf: Mapping[str, Any], key: str, default: int) -> int:
+    value = hf.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"config.json {key} must be a positive whole number, got {value!r}")
+    return value
+
+
 def build(config: ASTConfig, state: Mapping[str, torch.Tensor]) -> AST:
     """An ``AST`` with ``state`` loaded strictly; a mismatch is a ``ValueError``."""
     model = AST(config)
     try:
         model.load_state_dict(dict(state), strict=True)
     except RuntimeError as exc:
-        raise ValueError(f"weights do not fit the AST they describe: {str(exc).splitlines()[0]}") from None
+        raise ValueError(f"weights do not fit the AST they describe: {load_problem(exc)}") from None
     return model.eval()
+
+
+def load_problem(exc: RuntimeError, limit: int = 300) -> str:
+    """PyTorch's ``load_state_dict`` error in one line: the keys missing, unexpected or of the wrong shape
+    (its first line only says that loading failed)."""
+    details = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+    text = " ".join(details) or str(exc).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def hf_labels(hf: Mapping[str, Any]) -> list[str] | None:
@@ -240,6 +258,8 @@ def hf_labels(hf: Mapping[str, Any]) -> list[str] | None:
     id2label = hf.get("id2label")
     if not id2label:
         return None
+    if not isinstance(id2label, dict) or not all(str(k).isdigit() for k in id2label):
+        raise ValueError("config.json id2label must map class indices to names")
     items = sorted((int(k), str(v)) for k, v in id2label.items())
     if [i for i, _ in items] != list(range(len(items))):
         raise ValueError("config.json id2label is not indexed 0..N-1")
@@ -252,26 +272,49 @@ def read_hf_dir(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise ValueError(f"{directory}: no config.json (not a Hugging Face model directory)")
-    hf = json.loads(config_path.read_text())
+    hf = read_json_object(config_path)
     pre_path = directory / "preprocessor_config.json"
-    pre = json.loads(pre_path.read_text()) if pre_path.is_file() else {}
+    pre = read_json_object(pre_path) if pre_path.is_file() else {}
     return read_hf_weights(directory), hf, pre
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding one object (a Hugging Face config); anything else is a ``ValueError`` naming it."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise ValueError(f"{path}: missing (named by the folder's weight index)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
 
 
 def read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
     """Weights of a Hugging Face directory: model.safetensors, sharded safetensors, or pytorch_model.bin."""
-    from safetensors.torch import load_file
-
     single = directory / "model.safetensors"
     index = directory / "model.safetensors.index.json"
     legacy = directory / "pytorch_model.bin"
     if single.is_file():
-        return load_file(str(single))
+        return _load_safetensors(single)
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        weight_map = read_json_object(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise ValueError(f"{index}: no weight_map of parameter names to shard files")
         state: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            state.update(load_file(str(directory / shard)))
+        for shard in sorted(set(weight_map.values())):
+            state.update(_load_safetensors(directory / shard))
         return state
     if legacy.is_file():
         return load_torch_state(legacy)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import torch
 
 from models.aum import SIZES, AuM, AuMConfig
-from models.convert_ast import infer_geometry
+from models.convert_ast import infer_geometry, load_problem
 
 
 def strip_module_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -88,5 +88,5 @@ def build(config: AuMConfig, state: Mapping[str, torch.Tensor]) -> AuM:
     try:
         model.load_state_dict(dict(state), strict=True)
     except RuntimeError as exc:
-        raise ValueError(f"weights do not fit the AuM they describe: {str(exc).splitlines()[0]}") from None
+        raise ValueError(f"weights do not fit the AuM they describe: {load_problem(exc)}") from None
     return model.eval()

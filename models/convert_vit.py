@@ -26,7 +26,6 @@ The rule, as AST's code applies it:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,6 +41,7 @@ from models.convert_ast import (
     from_hf,
     load_torch_state,
     read_hf_weights,
+    read_json_object,
 )
 
 _TIMM_DROPPED = ("head.", "head_dist.", "fc_norm.", "pre_logits.")
@@ -85,7 +85,7 @@ def read_image_model(src: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     src = Path(src)
     if src.is_dir():
         config_path = src / "config.json"
-        hf = json.loads(config_path.read_text()) if config_path.is_file() else {}
+        hf = read_json_object(config_path) if config_path.is_file() else {}
         model_type = hf.get("model_type")
         if model_type not in HF_TYPES:
             return None

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from streamd import __version__
@@ -64,15 +66,43 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
+# commands that need torch before they can say anything useful: it is imported with Ctrl-C held back
+# (run and replay import it themselves, after binding their port, so that a busy port is reported at once)
+TORCH_FIRST = frozenset({"train", "evaluate", "classify", "convert"})
+
+
 def _start_up(argv: list[str]) -> argparse.Namespace | None:
-    """Parse ``argv`` with Ctrl-C held back until the command's module and numpy are imported: an import
-    cut in half leaves a broken module behind (later failing as, e.g., a read error). None: interrupted."""
+    """Parse ``argv`` with Ctrl-C held back until the command's module and numpy (and torch, for the
+    commands in ``TORCH_FIRST``) are imported: an import cut in half leaves a broken module behind (later
+    failing as, e.g., an attribute error), and one cut inside torch's native start-up can abort the
+    process. None: interrupted."""
     with held_interrupts() as interrupted:
         parser = build_parser(argv)
         import numpy  # noqa: F401  (every command that handles audio needs it; imported whole, here)
+
+        if _chosen_command(argv) in TORCH_FIRST:
+            import torch  # noqa: F401
     if interrupted:
         return None
     return parser.parse_args(argv)
+
+
+class _Interrupts:
+    """Ctrl-C raises ``KeyboardInterrupt`` as usual and is also remembered: native code (torch's, say)
+    that meets the interrupt may turn it into an error of its own, which is then not reported."""
+
+    seen = False
+
+    @classmethod
+    def install(cls) -> None:
+        cls.seen = False
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, cls._handler)
+
+    @classmethod
+    def _handler(cls, signum: int, frame: object) -> None:
+        cls.seen = True
+        raise KeyboardInterrupt
 
 
 def entry() -> None:
@@ -84,12 +114,15 @@ def entry() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _Interrupts.install()
     try:
         args = _start_up(argv)  # Ctrl-C while torch imports later is a KeyboardInterrupt: no traceback
         if args is None:
             return 130
         return int(args._run(args) or 0)
     except StreamdError as exc:
+        if _Interrupts.seen:  # the error is what an interrupt became on its way out: say nothing
+            return 130
         print(f"streamd: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -102,12 +135,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"streamd: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)  # another pipe
         return 1
     except OSError as exc:  # a path the command could not create, read or write: the user can mend it
+        if _Interrupts.seen:
+            return 130
         if exc.filename is None or os.environ.get("STREAMD_DEBUG"):
             return _internal_error(exc)
         print(f"streamd: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # last line of defence: never a traceback for the user
-        return _internal_error(exc)
+        return 130 if _Interrupts.seen else _internal_error(exc)
 
 
 def _internal_error(exc: Exception) -> int:

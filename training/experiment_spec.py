@@ -233,10 +233,10 @@ def _init_path(source: str, value: Any) -> Path | None:
         return None
     if not isinstance(value, str):
         raise _fail(source, "model.init", f"must be a checkpoint path or a model name, got {value!r}")
-    path = resolve_init(value)
-    if not path.is_file():
-        raise _fail(source, "model.init", f"{value}: no such checkpoint file")
-    return path
+    try:
+        return resolve_init(value)
+    except ValueError as exc:
+        raise _fail(source, "model.init", str(exc)) from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "--set") -> dict[str, Any]:

@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from audio_core.shipped_models import is_shipped_name, shipped_model_path
+from audio_core.shipped_models import SHIPPED_MODELS, is_shipped_name, shipped_model_path
 from models.ast import adapt_time_grid
 from models.aum import resample_grid
 from models.checkpoint import read_info
@@ -154,5 +154,12 @@ def load_init_weights(model: nn.Module, path: str | Path, labels: list[str]) -> 
 
 
 def resolve_init(value: str | Path) -> Path:
-    """An init checkpoint's path: a file, or the name of a model streamd ships (``default``, ...)."""
-    return shipped_model_path(str(value)) if is_shipped_name(str(value)) else Path(value)
+    """An init checkpoint's path: a file, or the name of a model streamd ships (``default``, ...); a
+    ``ValueError`` saying what was found instead when there is no such file."""
+    path = shipped_model_path(str(value)) if is_shipped_name(str(value)) else Path(value)
+    if path.is_dir():
+        raise ValueError(f"{value}: is a folder, not a checkpoint file")
+    if not path.is_file():
+        names = ", ".join(SHIPPED_MODELS)
+        raise ValueError(f"{value}: no such checkpoint file (nor a shipped model's name: {names})")
+    return path

@@ -23,9 +23,10 @@ def init_info(init: str | None, recipe: str | None) -> ModelInfo | None:
     """The init checkpoint's metadata, checked against ``--recipe``; None without ``--init``."""
     if init is None:
         return None
-    path = resolve_init(init)
-    if not path.is_file():
-        raise ValueError(f"--init {init}: no such checkpoint file")
+    try:
+        path = resolve_init(init)
+    except ValueError as exc:
+        raise ValueError(f"--init {exc}") from None
     info = read_info(path)
     own = ARCH_RECIPES.get(info.arch)
     if own is None:

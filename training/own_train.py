@@ -15,6 +15,7 @@ schedule exactly as it does for a TOML experiment started with ``--init``.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,10 +143,10 @@ def derive_choices(
     held_fbanks = _fbanks(data, data.held_out_fold, features, cache)
     computed = _cached_count(cache) - before
     total = len(train_fbanks) + len(held_fbanks)
-    print(
+    _say(
+        opts,
         f"features: {features.num_mel_bins}-bin log-mel of {total} clips "
         f"({computed} computed, {total - computed} from the cache {cache}) in {time.time() - t0:.0f} s",
-        flush=True,
     )
     train_durations = [data.durations[Path(c.path)] for c in data.clip_set.clips if c.fold == 1]
     window_s = opts.window_s if opts.window_s else derive.derive_window(data.durations.values())
@@ -208,11 +209,17 @@ def derive_choices(
     return choices
 
 
+def _say(opts: OwnOptions, text: str) -> None:
+    """What was found and chosen: on stdout, or on stderr with ``--print-config``, whose stdout is the TOML
+    alone (``> mine.toml``)."""
+    print(text, file=sys.stderr if opts.print_config else sys.stdout, flush=True)
+
+
 def run_own_data(opts: OwnOptions) -> dict[str, Any]:
     """The whole command; returns the held-out report (or {} with ``print_config``)."""
     data = read_own_data(opts.data)
     out = opts.out or Path("runs") / data.clip_set.name
-    print(start_summary(data), flush=True)
+    _say(opts, start_summary(data))
     init = init_info(opts.init, opts.recipe)
     features = init.features if init is not None else FeatureConfig(num_mel_bins=derive.NUM_MEL_BINS)
     features = _with_feature_overrides(features, opts)
@@ -227,11 +234,11 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
         doc = fine_tuning_doc(doc, opts.init, keep | ({"train.epochs"} if opts.epochs else set()), choices)
     if opts.overrides:  # --set wins over what was derived, as it does over a TOML
         doc = apply_overrides(doc, opts.overrides)
-    print(describe(choices, features), flush=True)
+    _say(opts, describe(choices, features))
     if choices.get("init_notes"):
-        print(f"fine-tuning recipe: {', '.join(choices['init_notes'])} (as for any --init)", flush=True)
+        _say(opts, f"fine-tuning recipe: {', '.join(choices['init_notes'])} (as for any --init)")
     if opts.overrides:
-        print(f"--set: {', '.join(opts.overrides)} (over the derived settings)", flush=True)
+        _say(opts, f"--set: {', '.join(opts.overrides)} (over the derived settings)")
     exp: Experiment = parse_experiment(doc, f"--data {opts.data}")  # checked before printed or run
     if opts.print_config:
         header = (

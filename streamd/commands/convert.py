@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fstride", type=int, help="patch frequency stride (.pth: default from the recipes)")
     parser.add_argument("--tstride", type=int, help="patch time stride (.pth: default from the recipes)")
+    parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
     kind = parser.add_mutually_exclusive_group()
     kind.add_argument(
         "--multi-label", dest="multi_label", action="store_true", default=None, help="sigmoid scores"
@@ -113,10 +114,14 @@ def _normalization(
     return float(mean), float(std), int(frames)
 
 
-def _check_preprocessor(pre: dict[str, Any]) -> None:
+def _check_preprocessor(src: Path, pre: dict[str, Any]) -> None:
+    """The Hugging Face preprocessor's settings: streamd's features, numbers where numbers belong."""
     from models.common import FeatureConfig
 
     features = FeatureConfig()
+    for key in ("num_mel_bins", "sampling_rate", "max_length", "mean", "std"):
+        if key in pre and (isinstance(pre[key], bool) or not isinstance(pre[key], int | float)):
+            raise ConfigError(f"{src}/preprocessor_config.json: {key} must be a number, got {pre[key]!r}")
     if int(pre.get("num_mel_bins", features.num_mel_bins)) != features.num_mel_bins:
         raise CheckpointError(
             f"the model expects {pre['num_mel_bins']} mel bins; streamd computes {features.num_mel_bins}"
@@ -133,14 +138,18 @@ def _convert_hf_dir(args: argparse.Namespace) -> tuple[str, Any, Any, list[str] 
     state, hf, pre = convert_ast.read_hf_dir(args.src)
     if not convert_ast.is_hf_layout(state):
         raise ValueError(f"{args.src}: weights are not a Hugging Face ASTForAudioClassification")
-    _check_preprocessor(pre)
+    _check_preprocessor(args.src, pre)
     if args.fstride is not None or args.tstride is not None:
         raise ConfigError(
             f"{args.src}: a Hugging Face AST sets its strides in config.json: drop --fstride/--tstride"
         )
     converted = convert_ast.from_hf(state)
-    config = convert_ast.config_from_hf(hf, converted)
-    return "hf-ast", config, convert_ast.build(config, converted), convert_ast.hf_labels(hf), pre
+    try:
+        config = convert_ast.config_from_hf(hf, converted)
+        labels = convert_ast.hf_labels(hf)
+    except ValueError as exc:
+        raise ValueError(f"{args.src}: {exc}") from None
+    return "hf-ast", config, convert_ast.build(config, converted), labels, pre
 
 
 def _convert_pth(args: argparse.Namespace) -> tuple[str, Any, Any, list[str] | None, dict[str, Any]]:
@@ -162,7 +171,9 @@ def _convert_pth(args: argparse.Namespace) -> tuple[str, Any, Any, list[str] | N
         raise ValueError(
             f"{args.src}: Hugging Face weights: give the model directory (with config.json) instead"
         )
-    raise ValueError(f"{args.src}: unknown layout (neither official AST, Hugging Face AST nor Audio-Mamba)")
+    raise ValueError(
+        f"{args.src}: unknown layout (neither official AST, Hugging Face AST, Audio-Mamba nor ViT/DeiT)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -173,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.src.exists():
         raise CheckpointError(f"{args.src}: no such file or directory")
     _check_options(args)
+    if _is_streamd_checkpoint(args.src):
+        raise ConfigError(f"{args.src}: already a streamd checkpoint; use it as it is (--checkpoint, --init)")
     if _convert_image_model(args):
         return 0
     try:
@@ -218,6 +231,18 @@ def _save(out: Path, model: Any, info: Any) -> Path:
         raise CheckpointError(str(exc)) from None
 
 
+def _is_streamd_checkpoint(src: Path) -> bool:
+    from models.checkpoint import read_info
+
+    if not (src.is_file() and src.suffix == ".safetensors"):
+        return False
+    try:
+        read_info(src)
+    except ValueError:  # not one (or not a readable one): the conversion says what it is
+        return False
+    return True
+
+
 def _check_options(args: argparse.Namespace) -> None:
     """Options and the output path, checked before any weight is read."""
     from models.metadata_check import MAX_TARGET_FRAMES
@@ -232,6 +257,10 @@ def _check_options(args: argparse.Namespace) -> None:
             raise ConfigError(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.out.is_dir():
         raise ConfigError(f"OUT {args.out}: is a folder; give the checkpoint file to write")
+    if args.out.exists() and args.out.samefile(args.src):
+        raise ConfigError(f"OUT {args.out}: is SRC itself; write the converted checkpoint elsewhere")
+    if args.out.exists() and not args.force:
+        raise ConfigError(f"OUT {args.out}: exists; give --force to replace it")
     usable_folder_path(args.out.parent, "OUT's folder")  # created only when the checkpoint is written
 
 

@@ -288,6 +288,35 @@ def test_ctrl_c_during_start_up_is_not_a_traceback(known_clip, checkpoint, delay
         assert result.returncode == 130, result.describe()
 
 
+@pytest.fixture(scope="module")
+def own_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two class folders of three real ESC-50 clips each."""
+    from support.paths import ESC50, esc50_rows
+
+    root = tmp_path_factory.mktemp("own") / "data"
+    for category in ("dog", "rain"):
+        (root / category).mkdir(parents=True)
+        for row in [r for r in esc50_rows() if r["category"] == category][:3]:
+            shutil.copy(ESC50 / "audio" / row["filename"], root / category / row["filename"])
+    return root
+
+
+@pytest.mark.parametrize("delay_s", [0.3, 0.6, 0.9, 1.2, 1.6, 2.2])
+def test_ctrl_c_while_training_starts_is_exit_130_without_an_error(own_data, tmp_path, delay_s):
+    """Ctrl-C while ``train`` imports torch (which, cut in half, failed later as an attribute error or
+    aborted the process) or builds its data and model (torch may turn the interrupt into an error of its
+    own) is exit 130 and no error line."""
+    out = tmp_path / "out"
+    args = ["train", "--data", str(own_data), "--epochs", "3", "--no-progress", "--out", str(out)]
+    proc = StreamdProcess(args).start()
+    with proc:
+        time.sleep(delay_s)
+        proc.send_signal(signal.SIGINT)
+        result = proc.wait(60)
+    assert result.returncode == 130, result.describe()
+    assert "Traceback" not in result.stderr and "error" not in result.stderr, result.describe()
+
+
 def test_a_busy_port_is_reported_before_the_model_loads(endpoint, known_clip, tmp_path):
     holder = zmq.Context().socket(zmq.PUB)
     holder.bind(endpoint)

@@ -217,3 +217,116 @@ def test_a_write_the_file_system_refuses_is_one_line_naming_the_file(tmp_path, c
     err = capsys.readouterr().err
     assert err.startswith(f"streamd: error: {out}: cannot write the checkpoint (Error while serializing")
     assert err.count("\n") == 1 and "No space left" in err and not out.exists()
+
+
+def _broken_copy(src: Path, dst: Path, mend) -> str:
+    """A copy of the Hugging Face folder ``src`` with one thing broken by ``mend(dst)``."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    mend(dst)
+    return str(dst)
+
+
+def _edit_json(name: str, change) -> object:
+    def mend(folder: Path) -> None:
+        path = folder / name
+        path.write_text(json.dumps(change(json.loads(path.read_text()))))
+
+    return mend
+
+
+def test_malformed_hugging_face_folders_are_one_line_naming_the_file(tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    hf_directory(tmp_path / "hf", frames=128)
+    capsys.readouterr()
+    src, out = tmp_path / "hf", str(tmp_path / "out.safetensors")
+
+    def sharded(missing: bool, index: dict | None = None):
+        def mend(folder: Path) -> None:
+            state = load_file(str(folder / "model.safetensors"))
+            (folder / "model.safetensors").unlink()
+            if not missing:
+                save_file(state, str(folder / "model-1.safetensors"))
+            weight_map = {key: "model-1.safetensors" for key in state}
+            (folder / "model.safetensors.index.json").write_text(
+                json.dumps(index or {"weight_map": weight_map})
+            )
+
+        return mend
+
+    def without_head(folder: Path) -> None:
+        state = load_file(str(folder / "model.safetensors"))
+        save_file(
+            {k: v for k, v in state.items() if not k.startswith("classifier")},
+            str(folder / "model.safetensors"),
+        )
+
+    cases = [
+        (_edit_json("config.json", lambda c: [1, 2]), "config.json: expected a JSON object, got list"),
+        (
+            _edit_json("preprocessor_config.json", lambda c: [1]),
+            "preprocessor_config.json: expected a JSON object",
+        ),
+        (
+            _edit_json("preprocessor_config.json", lambda c: c | {"max_length": "abc"}),
+            "max_length must be a number",
+        ),
+        (
+            _edit_json("config.json", lambda c: c | {"hidden_size": 0}),
+            "hidden_size must be a positive whole number",
+        ),
+        (
+            _edit_json("config.json", lambda c: c | {"hidden_size": None}),
+            "hidden_size must be a positive whole",
+        ),
+        (_edit_json("config.json", lambda c: c | {"id2label": ["a"]}), "id2label must map class indices"),
+        (
+            lambda f: (f / "model.safetensors").write_bytes(b"x" * 64),
+            "model.safetensors: not a readable safetensors",
+        ),
+        (sharded(missing=True), "model-1.safetensors: missing (named by the folder's weight index)"),
+        (sharded(missing=False, index={"shards": 1}), "index.json: no weight_map"),
+        (without_head, "the weights have no classifier"),
+    ]
+    for i, (mend, needle) in enumerate(cases):
+        broken = _broken_copy(src, tmp_path / f"broken{i}", mend)
+        one_line_error(capsys, ["convert", broken, out], needle)
+    assert not Path(out).exists()
+
+
+def test_a_weight_mismatch_names_the_keys(tmp_path, capsys):
+    cfg = ASTConfig(num_classes=3, target_frames=128, size="custom", embed_dim=32, depth=1, num_heads=1)
+    state = {}
+    for key, value in AST(cfg).state_dict().items():  # the official layout, without the blocks' norm1
+        if key.startswith(("head_norm.", "head.")):
+            index = "0" if key.startswith("head_norm.") else "1"
+            state[f"module.mlp_head.{index}.{key.split('.', 1)[1]}"] = value
+        elif "norm1" not in key:
+            state[f"module.v.{key}"] = value
+    torch.save(state, tmp_path / "ast.pth")
+    (tmp_path / "three.csv").write_text("name\na\nb\nc\n")
+    argv = ["convert", str(tmp_path / "ast.pth"), str(tmp_path / "o.safetensors")]
+    assert main([*argv, "--labels", str(tmp_path / "three.csv"), "--dataset", "esc50"]) == 2
+    err = capsys.readouterr().err
+    assert 'Missing key(s) in state_dict: "blocks.0.norm1.weight"' in err and err.count("\n") == 1, err
+
+
+def test_out_is_never_src_nor_replaced_without_force(tmp_path, capsys):
+    hf_directory(tmp_path / "hf", frames=128)
+    capsys.readouterr()
+    out = tmp_path / "out.safetensors"
+    assert main(["convert", str(tmp_path / "hf"), str(out)]) == 0
+    first = out.read_bytes()
+    one_line_error(capsys, ["convert", str(tmp_path / "hf"), str(out)], "exists; give --force to replace it")
+    assert out.read_bytes() == first
+    assert main(["convert", str(tmp_path / "hf"), str(out), "--force", "--target-frames", "256"]) == 0
+    assert read_info(out).normalization.target_frames == 256
+    one_line_error(
+        capsys, ["convert", str(out), str(tmp_path / "again.safetensors")], "already a streamd checkpoint"
+    )
+    weights = tmp_path / "hf" / "model.safetensors"
+    before = weights.read_bytes()
+    one_line_error(capsys, ["convert", str(weights), str(weights), "--force"], "is SRC itself")
+    assert weights.read_bytes() == before

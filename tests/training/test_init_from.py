@@ -19,7 +19,7 @@ from models.registry import build_model, config_to_dict, make_config
 from training.experiment import run_experiment
 from training.experiment_spec import ExperimentConfigError, load_experiment
 from training.finetune_recipe import with_init
-from training.init_from import load_init_weights
+from training.init_from import load_init_weights, resolve_init
 from training.loop import train_model
 from training.param_groups import param_groups
 from training.train_config import TrainConfig
@@ -275,7 +275,15 @@ def test_train_command_refuses_in_one_line(tmp_path: Path, esc50_root: Path) -> 
     missing = [sys.executable, "-m", "streamd", "train", str(config), "--init", "nope.safetensors"]
     proc = subprocess.run(missing, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1
-    assert "nope.safetensors: no such checkpoint file" in proc.stderr
+    assert "nope.safetensors: no such checkpoint file (nor a shipped model's name: default," in proc.stderr
+
+
+def test_an_init_that_is_a_folder_or_no_name_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="is a folder, not a checkpoint file"):
+        resolve_init(tmp_path)
+    with pytest.raises(ValueError, match="nor a shipped model's name: default, recurrent, ast"):
+        resolve_init("defualt")
+    assert resolve_init("default").is_file()
 
 
 def test_train_command_fine_tunes_the_shipped_model(tmp_path: Path, esc50_root: Path) -> None:
