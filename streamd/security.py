@@ -135,6 +135,8 @@ def load_public_key(path: Path) -> bytes:
 
 def _load_certificate(path: Path) -> tuple[bytes, bytes | None]:
     path = Path(path)
+    if path.is_dir():
+        raise SecurityError(f"{path}: is a folder, not a key file")
     if not path.is_file():
         raise SecurityError(f"key file not found: {path}")
     try:
@@ -149,6 +151,8 @@ def _load_certificate(path: Path) -> tuple[bytes, bytes | None]:
 def load_allowed_clients(directory: Path) -> list[bytes]:
     """Public keys of every ``*.key`` file in ``directory``; SecurityError if none can be used."""
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise SecurityError(f"{directory}: is a file; give the folder of allowed clients' public keys")
     if not directory.is_dir():
         raise SecurityError(f"allowed client key directory not found: {directory}")
     keys = [load_public_key(path) for path in sorted(directory.glob("*.key"))]

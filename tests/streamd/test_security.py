@@ -205,6 +205,14 @@ def test_curve_configuration_errors(keys: dict[str, Path], tmp_path: Path) -> No
             Security(server_secret_key=keys["server_secret"], allowed_clients_dir=tmp_path / "x"),
             "allowed client key directory not found",
         ),
+        (
+            Security(server_secret_key=empty, allowed_clients_dir=keys["allow"]),
+            "is a folder, not a key file",
+        ),
+        (
+            Security(server_secret_key=keys["server_secret"], allowed_clients_dir=keys["server_public"]),
+            "is a file; give the folder of allowed clients' public keys",
+        ),
     ]
     for security, match in cases:
         with pytest.raises(SecurityError, match=match):
