@@ -94,10 +94,17 @@ class _Interrupts:
     seen = False
 
     @classmethod
-    def install(cls) -> None:
+    def install(cls) -> object:
+        """Install the handler; returns the one it replaces (None off the main thread)."""
         cls.seen = False
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, cls._handler)
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        return signal.signal(signal.SIGINT, cls._handler)
+
+    @classmethod
+    def restore(cls, previous: object) -> None:
+        if previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)
 
     @classmethod
     def _handler(cls, signum: int, frame: object) -> None:
@@ -114,7 +121,14 @@ def entry() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    _Interrupts.install()
+    previous = _Interrupts.install()
+    try:
+        return _main(argv)
+    finally:
+        _Interrupts.restore(previous)
+
+
+def _main(argv: list[str]) -> int:
     try:
         args = _start_up(argv)  # Ctrl-C while torch imports later is a KeyboardInterrupt: no traceback
         if args is None:

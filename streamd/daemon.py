@@ -143,16 +143,18 @@ class Daemon:
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
-    def _start(self) -> None:
+    def _start(self, stop_event: threading.Event) -> bool:
+        """Start every stage; False (everything stopped, final statuses out) when ``stop_event`` came
+        while waiting for a subscriber."""
         self._threads_before = torch.get_num_threads()
         torch.set_num_threads(intra_op_threads(model_threads(self.config.engine.threads, self.model.device)))
         self.publisher.start()  # binds now: a port in use fails before any audio is touched
         try:
             if self.native_stderr:
                 self.native_stderr.install()
-            wait_s = self.config.publish.wait_for_subscriber_s
-            if wait_s > 0 and hasattr(self.publisher, "wait_for_subscriber"):
-                self.publisher.wait_for_subscriber(wait_s)
+            if not self._wait_for_subscriber(stop_event):
+                self._shutdown("stopped", drain=False)
+                return False
             self.engine.warm_up(torch.zeros(self.plan.input_frames, self.model.info.features.num_mel_bins))
             self.stages.start(self.results)
             self.stages.start(EngineStage(self.engine))
@@ -166,6 +168,20 @@ class Daemon:
         except BaseException:
             self._shutdown("stopped", drain=False)
             raise
+        return True
+
+    def _wait_for_subscriber(self, stop_event: threading.Event) -> bool:
+        """``[publish] wait_for_subscriber_s``: up to that long for a subscriber, in short slices so that a
+        stop (Ctrl-C, SIGTERM) is honoured at once; False when stopped meanwhile."""
+        wait_s = self.config.publish.wait_for_subscriber_s
+        if wait_s <= 0 or not hasattr(self.publisher, "wait_for_subscriber"):
+            return not stop_event.is_set()
+        deadline = time.monotonic() + wait_s
+        while not stop_event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self.publisher.wait_for_subscriber(min(POLL_S, left)):
+                return True
+        return False
 
     def _start_message(self, stream: Stream) -> str:
         src = stream.source
@@ -187,8 +203,9 @@ class Daemon:
 
     def run_until_done(self, stop_event: threading.Event | None = None) -> None:
         """Replay: run until every source has ended and its last results are out (or ``stop_event``)."""
-        self._start()
         stop_event = stop_event or threading.Event()
+        if not self._start(stop_event):
+            return
         interrupted = False
         try:
             while not self._pipeline_done():
@@ -202,7 +219,8 @@ class Daemon:
 
     def run_forever(self, stop_event: threading.Event) -> None:
         """Live: run until ``stop_event`` is set (Ctrl-C / SIGTERM); stops within about a second."""
-        self._start()
+        if not self._start(stop_event):
+            return
         try:
             while not stop_event.wait(POLL_S):
                 self.supervisor.tick()

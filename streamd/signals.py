@@ -1,11 +1,20 @@
-"""SIGINT and SIGTERM as a stop event: the one way every long-running command is stopped."""
+"""SIGINT and SIGTERM as a stop event: the one way every long-running command is stopped.
+
+The Python-level handler does nothing: the signal number reaches a watcher thread through the
+interpreter's wakeup file descriptor (``signal.set_wakeup_fd``), and that thread sets the event. Setting
+it from the handler itself could deadlock: the handler runs on the main thread between two bytecodes,
+possibly while that thread is inside ``stop.wait()`` holding the event's internal lock.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 import threading
 from collections.abc import Iterator
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
@@ -14,9 +23,29 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    watcher = threading.Thread(target=_watch, args=(reader, stop), name="streamd-signals", daemon=True)
+    watcher.start()
+    previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    previous = {sig: signal.signal(sig, _noted_by_the_watcher) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        signal.set_wakeup_fd(previous_fd)
+        writer.close()  # the watcher reads the end of the stream and returns
+        watcher.join(1.0)
+        reader.close()
+
+
+def _noted_by_the_watcher(signum: int, frame: object) -> None:
+    """The Python-level handler: nothing to do here (see the module doc)."""
+
+
+def _watch(reader: socket.socket, stop: threading.Event) -> None:
+    """Watcher thread: each byte read is a signal number; a stop signal sets ``stop``."""
+    while data := reader.recv(64):
+        if any(byte in STOP_SIGNALS for byte in data):
+            stop.set()

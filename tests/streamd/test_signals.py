@@ -1,0 +1,55 @@
+"""SIGINT/SIGTERM as a stop event: never a deadlock, honoured while waiting for a subscriber."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from support.paths import REPO
+from support.process import StreamdProcess
+
+
+def test_a_signal_while_the_main_thread_holds_the_events_lock_does_not_deadlock() -> None:
+    """The main thread is inside the stop event's own lock (as within ``stop.wait()``) when the signal's
+    handler runs: setting the event there would wait for that lock forever."""
+    script = textwrap.dedent(
+        """
+        import os, signal, threading, time
+        from streamd.signals import stop_on_signals
+
+        stop = threading.Event()
+        with stop_on_signals(stop):
+            with stop._cond:  # what stop.wait() holds between its checks
+                os.kill(os.getpid(), signal.SIGTERM)
+                for _ in range(1000):  # bytecodes: the Python-level handler runs here
+                    pass
+            assert stop.wait(5.0), "the signal did not set the stop event"
+        print("stopped")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "stopped", result.stderr
+
+
+def test_sigterm_while_waiting_for_a_subscriber_stops_at_once(clips, small_checkpoint, free_port) -> None:
+    args = [
+        "replay", str(clips[0]), "--checkpoint", str(small_checkpoint), "--speed", "max", "--no-dashboard",
+        "--json", "--publish", f"tcp://127.0.0.1:{free_port}", "--wait-subscriber", "60",
+    ]  # fmt: skip
+    proc = StreamdProcess(args).start()
+    with proc:
+        time.sleep(4.0)  # started, loaded, waiting for a subscriber that never comes
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        result = proc.wait(30)
+        took = time.monotonic() - sent
+    assert result.returncode == 0, result.describe()
+    assert took < 3.0, f"stopped {took:.1f} s after SIGTERM"
+    messages = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [m["type"] for m in messages] == ["status"] and messages[0]["state"] == "stopped"
