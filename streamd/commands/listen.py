@@ -4,11 +4,13 @@ Stops on Ctrl-C / SIGTERM (exit 0), after ``--count`` messages or ``--seconds``.
 time with a per-frame size bound, and only JSON is decoded; malformed messages are skipped and counted on
 stderr. Every gap in a stream's ``seq`` (messages ZeroMQ dropped because this subscriber fell more than
 the publisher's high-water mark behind) is one line on stderr as it is seen (not with ``--dashboard``,
-which shows a "missed" figure) and a total at exit. A frame over ``messages.MAX_MESSAGE_BYTES`` is a
-malformed message; one over ``MAX_FRAME_BYTES`` (a memory bound) makes ZeroMQ drop the connection and
-not reconnect, so the listener re-opens it. Every lost connection (that, or the publisher stopped) is one
-line on stderr as it happens (the first few) and a total at exit; what the publisher sends meanwhile is
-lost. ``--curve-server-key`` / ``--curve-secret-key`` authenticate to a CURVE publisher.
+which shows a "missed" figure) and a total at exit; not with a ``--topic`` that selects message types
+(``seq`` counts every type, so the types left out would look lost). A frame over
+``messages.MAX_MESSAGE_BYTES`` is a malformed message; one over ``MAX_FRAME_BYTES`` (a memory bound)
+makes ZeroMQ drop the connection and not reconnect, so the listener re-opens it. Every lost connection
+(that, or the publisher stopped) is one line on stderr as it happens (the first few) and a total at
+exit; what the publisher sends meanwhile is lost. ``--curve-server-key`` / ``--curve-secret-key``
+authenticate to a CURVE publisher.
 """
 
 from __future__ import annotations
@@ -19,17 +21,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from streamd import messages
+from streamd.connection_watch import MAX_FRAME_BYTES, MAX_REPORTED_PROBLEMS, ConnectionWatch, ListenCounts
 from streamd.errors import ConfigError, StreamdError
-from streamd.publisher import DEFAULT_ENDPOINT
-from streamd.security import HandshakeWatch, secure_client_socket
+from streamd.publisher import DEFAULT_ENDPOINT, check_endpoint
+from streamd.security import secure_client_socket
 from streamd.sequence import GapCounter
 from streamd.signals import stop_on_signals
 from streamd.sinks import JsonLinesSink
@@ -37,20 +38,6 @@ from streamd.sinks import JsonLinesSink
 HELP = "subscribe to a streamd publisher and print messages as JSON lines"
 POLL_MS = 100
 MAX_FRAMES = 2
-MAX_REPORTED_PROBLEMS = 3
-# per frame, checked by ZeroMQ before it buffers one: with ``--hwm`` messages held, at most hwm x this
-MAX_FRAME_BYTES = 2 * messages.MAX_MESSAGE_BYTES
-RECONNECTING_EVENTS = zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CONNECT_DELAYED | zmq.EVENT_CONNECTED
-REOPEN_AFTER_S = 1.0
-
-
-@dataclass
-class ListenCounts:
-    """What one ``listen`` saw: messages passed on, malformed ones skipped, connections lost."""
-
-    received: int = 0
-    malformed: int = 0
-    disconnects: int = 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,6 +86,9 @@ def _check_args(args: argparse.Namespace) -> None:
     for prefix in args.topic or []:
         if not prefix or len(prefix.encode("utf-8")) > messages.MAX_TOPIC_BYTES:
             raise ConfigError(f"invalid --topic {prefix!r}")
+    check_endpoint(args.connect, "connect to")
+    if args.connect.startswith("tcp://") and not args.connect.rpartition(":")[2].isdigit():
+        raise ConfigError(f"--connect {args.connect}: give the publisher's port (e.g. tcp://127.0.0.1:5556)")
 
 
 def receive_frames(sock: zmq.Socket) -> list[bytes] | None:
@@ -128,60 +118,6 @@ def _subscriber(context: zmq.Context, args: argparse.Namespace) -> tuple[zmq.Soc
     except zmq.ZMQError as exc:
         raise StreamdError(f"cannot connect to {args.connect}: {os.strerror(exc.errno)}") from None
     return sock, monitor
-
-
-class ConnectionWatch:
-    """Turns the SUB socket's monitor events into actions: a handshake problem worth stopping on raises
-    StreamdError; an established connection that drops is counted and reported (the first few). ZeroMQ
-    reconnects by itself (it says so with a retry event) except after a protocol error such as a frame over
-    ``MAX_FRAME_BYTES``: when no retry follows within ``REOPEN_AFTER_S``, the connection is re-opened."""
-
-    EVENTS = HandshakeWatch.EVENTS | zmq.EVENT_DISCONNECTED | RECONNECTING_EVENTS
-
-    def __init__(self, sock: zmq.Socket, monitor: zmq.Socket, args: argparse.Namespace) -> None:
-        self.sock, self.monitor, self.endpoint = sock, monitor, args.connect
-        self.handshakes = HandshakeWatch(args.connect, curve=args.curve_server_key is not None)
-        self.report = not args.dashboard
-        self.established = False
-        self.lost_at: float | None = None
-
-    def on_event(self, counts: ListenCounts, now: float) -> None:
-        event = recv_monitor_message(self.monitor)
-        kind = event["event"]
-        if kind & RECONNECTING_EVENTS:
-            self.lost_at = None
-            return
-        if kind == zmq.EVENT_DISCONNECTED:
-            if self.established:  # a handshake that failed disconnects too; HandshakeWatch judges those
-                self.established = False
-                self.lost_at = now
-                self._report_lost(counts)
-            return
-        if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-            self.established = True
-        problem = self.handshakes.observe(kind, event["value"], now)
-        if problem is not None:
-            raise StreamdError(problem)
-
-    def reopen_if_abandoned(self, now: float) -> None:
-        """Re-open a connection that ZeroMQ has given up on (no retry since it dropped)."""
-        if self.lost_at is not None and now - self.lost_at >= REOPEN_AFTER_S:
-            self.lost_at = None
-            try:
-                self.sock.disconnect(self.endpoint)
-                self.sock.connect(self.endpoint)
-            except zmq.ZMQError as exc:
-                raise StreamdError(f"cannot reconnect to {self.endpoint}: {exc.strerror}") from None
-
-    def _report_lost(self, counts: ListenCounts) -> None:
-        counts.disconnects += 1
-        if self.report and counts.disconnects <= MAX_REPORTED_PROBLEMS:
-            print(
-                f"streamd listen: lost the connection to {self.endpoint} (the publisher stopped, or sent "
-                f"a frame over {MAX_FRAME_BYTES} bytes); reconnecting, messages sent meanwhile are lost",
-                file=sys.stderr,
-                flush=True,
-            )
 
 
 def listen(
@@ -215,6 +151,7 @@ def listen(
         if monitor in ready:
             watch.on_event(counts, now)
         watch.reopen_if_abandoned(now)
+        watch.note_no_publisher(now)
         if sock not in ready:
             continue
         frames = receive_frames(sock)
@@ -249,7 +186,15 @@ def run(args: argparse.Namespace) -> int:
             sink: Callable[[dict[str, Any]], None] = dashboard.sink
         else:
             sink = JsonLinesSink(sys.stdout)
-        sink = _gap_counting(sink, gaps := GapCounter(), report=not args.dashboard)
+        gaps = GapCounter()
+        if selects_types(args.topic or []):
+            print(
+                "streamd listen: --topic selects message types, so the messages left out are not gaps: "
+                "losses are not counted",
+                file=sys.stderr,
+            )
+        else:
+            sink = _gap_counting(sink, gaps, report=not args.dashboard)
         with stop_on_signals(stop):
             listen(sock, monitor, sink, stop, args, counts)
     except BrokenPipeError:  # e.g. `streamd listen | head -1`: the reader is gone, which is fine
@@ -266,6 +211,12 @@ def run(args: argparse.Namespace) -> int:
     if gaps.missed:
         print(f"streamd listen: missed {gaps.missed} message(s) in {gaps.gaps} gap(s)", file=sys.stderr)
     return 0
+
+
+def selects_types(prefixes: list[str]) -> bool:
+    """Whether a topic prefix keeps some message types of a stream and not others (``streamd.mic.event``,
+    ``streamd.mic.p``): ``seq`` numbers all of a stream's messages, so those left out would look lost."""
+    return any(len(parts := prefix.split(".", 2)) == 3 and parts[2] for prefix in prefixes)
 
 
 def _gap_counting(

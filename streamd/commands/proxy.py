@@ -13,9 +13,9 @@ import sys
 import threading
 from pathlib import Path
 
-from streamd.commands.listen import stop_on_signals
 from streamd.proxy import Proxy
 from streamd.security import add_security_arguments, security_from_args
+from streamd.signals import stop_on_signals
 
 HELP = "forward many daemons' messages to many subscribers (ZeroMQ XSUB/XPUB proxy)"
 DEFAULT_FRONTEND = "tcp://127.0.0.1:5557"

@@ -1,0 +1,101 @@
+"""``streamd listen``'s view of its connection: handshake problems, connections lost and re-opened, and a
+publisher that never answers. ZeroMQ reconnects by itself and says little; this turns its monitor events
+into stderr lines and counts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from streamd import messages
+from streamd.errors import StreamdError
+from streamd.security import HandshakeWatch
+
+MAX_REPORTED_PROBLEMS = 3
+# per frame, checked by ZeroMQ before it buffers one: with ``--hwm`` messages held, at most hwm x this
+MAX_FRAME_BYTES = 2 * messages.MAX_MESSAGE_BYTES
+RECONNECTING_EVENTS = zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CONNECT_DELAYED | zmq.EVENT_CONNECTED
+REOPEN_AFTER_S = 1.0
+NO_PUBLISHER_NOTE_S = 5.0
+
+
+@dataclass
+class ListenCounts:
+    """What one ``listen`` saw: messages passed on, malformed ones skipped, connections lost."""
+
+    received: int = 0
+    malformed: int = 0
+    disconnects: int = 0
+
+
+class ConnectionWatch:
+    """Turns the SUB socket's monitor events into actions: a handshake problem worth stopping on raises
+    StreamdError; an established connection that drops is counted and reported (the first few). ZeroMQ
+    reconnects by itself (it says so with a retry event) except after a protocol error such as a frame over
+    ``MAX_FRAME_BYTES``: when no retry follows within ``REOPEN_AFTER_S``, the connection is re-opened."""
+
+    EVENTS = HandshakeWatch.EVENTS | zmq.EVENT_DISCONNECTED | RECONNECTING_EVENTS
+
+    def __init__(self, sock: zmq.Socket, monitor: zmq.Socket, args: argparse.Namespace) -> None:
+        self.sock, self.monitor, self.endpoint = sock, monitor, args.connect
+        self.handshakes = HandshakeWatch(args.connect, curve=args.curve_server_key is not None)
+        self.report = not args.dashboard
+        self.established = False
+        self.ever_established = False
+        self.waiting_since = time.monotonic()
+        self.lost_at: float | None = None
+
+    def on_event(self, counts: ListenCounts, now: float) -> None:
+        event = recv_monitor_message(self.monitor)
+        kind = event["event"]
+        if kind & RECONNECTING_EVENTS:
+            self.lost_at = None
+            return
+        if kind == zmq.EVENT_DISCONNECTED:
+            if self.established:  # a handshake that failed disconnects too; HandshakeWatch judges those
+                self.established = False
+                self.lost_at = now
+                self._report_lost(counts)
+            return
+        if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.established = self.ever_established = True
+        problem = self.handshakes.observe(kind, event["value"], now)
+        if problem is not None:
+            raise StreamdError(problem)
+
+    def reopen_if_abandoned(self, now: float) -> None:
+        """Re-open a connection that ZeroMQ has given up on (no retry since it dropped)."""
+        if self.lost_at is not None and now - self.lost_at >= REOPEN_AFTER_S:
+            self.lost_at = None
+            try:
+                self.sock.disconnect(self.endpoint)
+                self.sock.connect(self.endpoint)
+            except zmq.ZMQError as exc:
+                raise StreamdError(f"cannot reconnect to {self.endpoint}: {exc.strerror}") from None
+
+    def note_no_publisher(self, now: float) -> None:
+        """One stderr line when no publisher has answered for ``NO_PUBLISHER_NOTE_S`` (a wrong address or
+        a daemon not running: ZeroMQ keeps trying without a word)."""
+        if self.report and not self.ever_established and now - self.waiting_since >= NO_PUBLISHER_NOTE_S:
+            self.waiting_since = float("inf")  # said once
+            print(
+                f"streamd listen: no publisher at {self.endpoint} yet (still trying: is a daemon running "
+                "there, and is the address right?)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def _report_lost(self, counts: ListenCounts) -> None:
+        counts.disconnects += 1
+        if self.report and counts.disconnects <= MAX_REPORTED_PROBLEMS:
+            print(
+                f"streamd listen: lost the connection to {self.endpoint} (the publisher stopped, or sent "
+                f"a frame over {MAX_FRAME_BYTES} bytes); reconnecting, messages sent meanwhile are lost",
+                file=sys.stderr,
+                flush=True,
+            )
