@@ -66,9 +66,7 @@ class WindowPlan:
     @classmethod
     def from_seconds(cls, window_s: float, hop_s: float, features: FeatureConfig) -> WindowPlan:
         """Validate and convert; raises ValueError with a message fit for the user."""
-        window_n = _whole_samples("window_s", window_s, features.sample_rate)
-        if window_n < features.frame_length:
-            raise ValueError(f"window_s must hold at least one frame ({features.frame_length_ms:g} ms)")
+        window_n = window_samples(window_s, features)
         return cls(window_n, hop_samples(hop_s, features), features)
 
     @classmethod
@@ -177,24 +175,29 @@ def stream_plan(
     return WindowPlan.from_seconds(window_s, hop_s, features)
 
 
-def _whole_samples(name: str, seconds: float, rate: int) -> int:
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ValueError(f"{name} must be positive and finite, got {seconds!r}")
-    n = round(seconds * rate)
-    if n <= 0:
-        raise ValueError(f"{name} must be at least one sample ({1 / rate:g} s at {rate} Hz), got {seconds!r}")
-    if abs(n - seconds * rate) > 1e-6 * max(1.0, n):
-        raise ValueError(f"{name} must be a whole number of samples at {rate} Hz, got {seconds!r}")
-    return n
-
-
 def hop_samples(hop_s: float, features: FeatureConfig) -> int:
     """The hop in samples: a whole number of frame shifts (the one hop rule of every command), else
     ValueError."""
-    n = _whole_samples("hop_s", hop_s, features.sample_rate)
-    if n % features.frame_shift:
+    return _frame_shifts("hop_s", hop_s, features)
+
+
+def window_samples(window_s: float, features: FeatureConfig) -> int:
+    """A window given in seconds, in samples: at least one frame and, as a checkpoint's window, a whole
+    number of frame shifts (so that window times, frames and the end-aligned last window agree)."""
+    n = _frame_shifts("window_s", window_s, features)
+    if n < features.frame_length:
+        frame_ms = features.frame_length_ms
+        raise ValueError(f"window_s must hold at least one frame ({frame_ms:g} ms), got {window_s:g}")
+    return n
+
+
+def _frame_shifts(name: str, seconds: float, features: FeatureConfig) -> int:
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{name} must be positive and finite, got {seconds!r}")
+    n = round(seconds * features.sample_rate)
+    if n == 0 or n % features.frame_shift or abs(n - seconds * features.sample_rate) > 1e-6 * max(1.0, n):
         raise ValueError(
-            f"hop_s must be a multiple of the frame shift ({features.frame_shift_ms:g} ms), got {hop_s:g}"
+            f"{name} must be a multiple of the frame shift ({features.frame_shift_ms:g} ms), got {seconds:g}"
         )
     return n
 

@@ -45,8 +45,9 @@ def test_plan_validation():
             WindowPlan.from_seconds(5.0, bad, CFG)
         with pytest.raises(ValueError, match="positive and finite"):
             WindowPlan.from_seconds(bad, 1.0, CFG)
-    with pytest.raises(ValueError, match="whole number of samples"):
-        WindowPlan.from_seconds(5.00001, 1.0, CFG)
+    for window_s in (5.00001, 4.999, 2.345):  # a window is whole frame shifts, as a checkpoint's is
+        with pytest.raises(ValueError, match="window_s must be a multiple of the frame shift"):
+            WindowPlan.from_seconds(window_s, 1.0, CFG)
 
 
 @pytest.mark.parametrize(("window_s", "hop_s"), [(5.0, 1.0), (2.0, 0.5), (1.0, 1.5)])
