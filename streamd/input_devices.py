@@ -5,10 +5,11 @@ sounddevice is imported lazily: without the PortAudio library it raises OSError 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from streamd.errors import AudioInputError
+from streamd.errors import AudioInputError, ConfigError
 
 
 def sounddevice_module() -> Any:
@@ -93,3 +94,17 @@ def resolve_input_device(spec: str | int) -> DeviceInfo:
             f"no input device matches {text!r}; input devices: {_device_list_text(devices)}"
         )
     raise AudioInputError(f"{text!r} matches several input devices: {_device_list_text(matches)}")
+
+
+def check_distinct_devices(specs: list[str], is_url: Callable[[str], bool]) -> None:
+    """Refuse two ``--device`` options that name one input (the same device by index, name or "mic", or
+    the same URL): it would be captured twice as two streams, each classified."""
+    seen: dict[object, str] = {}
+    for spec in specs:
+        key: object = ("url", spec) if is_url(spec) else resolve_input_device(spec).index
+        if key in seen:
+            what = spec if is_url(spec) else f"device {key}: {resolve_input_device(spec).name}"
+            raise ConfigError(
+                f"--device {seen[key]} and --device {spec} are the same input ({what}); give it once"
+            )
+        seen[key] = spec

@@ -17,6 +17,7 @@ from streamd.config_cli import add_daemon_arguments, config_from_args
 from streamd.device_source import DeviceSource
 from streamd.fanin import add_fanin_arguments
 from streamd.held_interrupts import import_then_honour_interrupts
+from streamd.input_devices import check_distinct_devices
 from streamd.integrations import attach as attach_integrations
 from streamd.network_source import NetworkSource, is_url
 from streamd.security import add_security_arguments
@@ -102,6 +103,7 @@ def execute(
 def _device_sources(devices: list[str]) -> Callable[[DaemonConfig], list[Source]]:
     def make(cfg: DaemonConfig) -> list[Source]:
         c = cfg.capture
+        check_distinct_devices(devices, is_url)
         return [
             NetworkSource(d, block_s=c.block_s, ring_s=c.ring_s, watchdog_s=c.watchdog_s)
             if is_url(d)

@@ -14,9 +14,10 @@ import soundfile as sf
 from audio_core.audio_file import open_audio, probe_audio
 from audio_core.resample import StreamingResampler, downmix
 from streamd.device_source import DeviceSource
-from streamd.errors import AudioInputError
+from streamd.errors import AudioInputError, ConfigError
 from streamd.file_source import FileSource
-from streamd.input_devices import list_input_devices, resolve_input_device
+from streamd.input_devices import check_distinct_devices, list_input_devices, resolve_input_device
+from streamd.network_source import is_url
 from streamd.ring import SampleRing
 
 
@@ -196,6 +197,12 @@ def test_device_names_are_resolved_or_listed():
     assert "input devices:" in str(err.value) and first.name in str(err.value)
     with pytest.raises(AudioInputError, match="no input device with index"):
         resolve_input_device("9999")
+    same = [str(first.index), first.name.upper()]  # one device by index and by name
+    with pytest.raises(ConfigError, match=rf"--device {first.index} and --device .* are the same input"):
+        check_distinct_devices(same, is_url)
+    with pytest.raises(ConfigError, match="same input"):
+        check_distinct_devices(["tcp://127.0.0.1:9/a", "tcp://127.0.0.1:9/a"], is_url)
+    check_distinct_devices([str(first.index), "tcp://127.0.0.1:9/a"], is_url)  # distinct: fine
 
 
 @pytest.mark.live
