@@ -263,5 +263,7 @@ class ColumnFrontEnd(_FrontEndBase):
             self.tail_s = max(0, self.samples - plan.span(self.next_index - 1)[1]) / self.cfg.sample_rate
             return []
         needed = (plan.column_frames - 1) * self.cfg.frame_shift + self.cfg.frame_length
-        self._feed(np.zeros(max(0, needed - self._fed), dtype=np.float32))
+        missing = max(0, needed - self._fed)
+        self._feed(np.zeros(missing, dtype=np.float32))
+        self.short_padding_s = missing / self.cfg.sample_rate
         return self._ready()

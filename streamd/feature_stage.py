@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from audio_core.resample import downmix
-from audio_core.windows import Window
+from audio_core.windows import ColumnPlan, Window
 from streamd.engine import Engine
 from streamd.job_queue import Job
 from streamd.stages import ThreadStage
@@ -113,10 +113,12 @@ class FeatureStage(ThreadStage):
         return got.data.shape[0] > 0 or ended
 
     def _note_padding(self, stream: Stream) -> None:
-        """Say so in a status message when a stream shorter than one window was padded with silence."""
+        """Say so in a status message when a stream shorter than one window (or, for a recurrent model,
+        one step) was padded with silence."""
         real = stream.front.samples / stream.front.rate
         pad = stream.front.short_padding_s
-        note = f"audio shorter than one window ({real:.5g} s): padded with {pad:.5g} s of silence"
+        unit = "one step" if isinstance(stream.front.plan, ColumnPlan) else "one window"
+        note = f"audio shorter than {unit} ({real:.5g} s): padded with {pad:.5g} s of silence"
         self.status.publish(stream, "running", note)
 
     def _note_tail(self, stream: Stream) -> None:

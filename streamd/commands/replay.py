@@ -17,6 +17,9 @@ from streamd.sources import Source
 HELP = "replay audio files through the live pipeline (real time, faster, or --speed max)"
 
 
+MIN_SPEED = 0.01  # slower is no replay: a 5-s file would take over 8 minutes
+
+
 def parse_speed(text: str) -> float | None:
     """``max`` -> None (as fast as the engine allows), else a positive multiple of real time."""
     if text.strip().lower() == "max":
@@ -27,6 +30,10 @@ def parse_speed(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected a number or 'max', got {text!r}") from None
     if not speed > 0 or speed == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive finite number or 'max', got {text!r}")
+    if speed < MIN_SPEED:
+        raise argparse.ArgumentTypeError(
+            f"must be at least {MIN_SPEED:g} (a hundredth of real time) or 'max', got {text!r}"
+        )
     return speed
 
 

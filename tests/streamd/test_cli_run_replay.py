@@ -149,6 +149,9 @@ def test_speed_parsing():
     for bad in ("0", "-1", "fast", "inf", "nan"):
         with pytest.raises(argparse.ArgumentTypeError, match="number or 'max'"):
             parse_speed(bad)
+    assert parse_speed("0.01") == 0.01
+    with pytest.raises(argparse.ArgumentTypeError, match=r"at least 0\.01"):
+        parse_speed("1e-9")
 
 
 def test_sigterm_stops_a_real_time_replay_within_two_seconds(clips, small_checkpoint, free_port):

@@ -173,6 +173,12 @@ def test_a_recurrent_model_gets_one_result_per_column(tiny_recurrent, long_wave,
     got = torch.stack([_scores(p, tiny_recurrent.info.labels) for p in preds])
     torch.testing.assert_close(got, reference, atol=1e-6, rtol=1e-5)
     assert preds[1]["t_start"] == pytest.approx(cf * 0.01)
+    short = tmp_path / "short.wav"  # shorter than one column: completed with silence, and said so
+    sf.write(short, wave[: (cf - 1) * 160], RATE, subtype="FLOAT")  # a column spans (cf - 1) * 160 + 400
+    msgs = replay_collect([short], tiny_recurrent, top_k=50)
+    assert len(_by_type(msgs, "prediction")) == 1
+    notes = [m.get("message", "") for m in _by_type(msgs, "status")]
+    assert any(n.startswith("audio shorter than one step") and "padded with 0.025 s" in n for n in notes), notes
 
 
 def test_the_streaming_mamba_checkpoint_replays_column_by_column(esc50, long_wave, tmp_path):
