@@ -178,7 +178,8 @@ def test_a_recurrent_model_gets_one_result_per_column(tiny_recurrent, long_wave,
     msgs = replay_collect([short], tiny_recurrent, top_k=50)
     assert len(_by_type(msgs, "prediction")) == 1
     notes = [m.get("message", "") for m in _by_type(msgs, "status")]
-    assert any(n.startswith("audio shorter than one step") and "padded with 0.025 s" in n for n in notes), notes
+    note = "audio shorter than one step (0.03 s): padded with 0.025 s of silence"
+    assert note in notes, notes
 
 
 def test_the_streaming_mamba_checkpoint_replays_column_by_column(esc50, long_wave, tmp_path):
