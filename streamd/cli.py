@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 from streamd import __version__
@@ -89,15 +90,20 @@ def _start_up(argv: list[str]) -> argparse.Namespace | None:
 
 class _Interrupts:
     """Ctrl-C raises ``KeyboardInterrupt`` as usual and is also remembered: native code (torch's, say)
-    that meets the interrupt may turn it into an error of its own, which is then not reported."""
+    that meets the interrupt may turn it into an error of its own at once, and an error that comes within
+    ``AS_ERROR_S`` of a Ctrl-C is taken for that and not reported. An inherited "ignore" (a job started in
+    the background by a shell script) is left as it is."""
 
-    seen = False
+    AS_ERROR_S = 1.0
+    last: float | None = None  # monotonic time of the last Ctrl-C
 
     @classmethod
     def install(cls) -> object:
-        """Install the handler; returns the one it replaces (None off the main thread)."""
-        cls.seen = False
+        """Install the handler; returns the one it replaces (None: nothing installed)."""
+        cls.last = None
         if threading.current_thread() is not threading.main_thread():
+            return None
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
             return None
         return signal.signal(signal.SIGINT, cls._handler)
 
@@ -107,8 +113,13 @@ class _Interrupts:
             signal.signal(signal.SIGINT, previous)
 
     @classmethod
+    def caused(cls) -> bool:
+        """Whether an error now is most likely what a Ctrl-C just became."""
+        return cls.last is not None and time.monotonic() - cls.last <= cls.AS_ERROR_S
+
+    @classmethod
     def _handler(cls, signum: int, frame: object) -> None:
-        cls.seen = True
+        cls.last = time.monotonic()
         raise KeyboardInterrupt
 
 
@@ -135,7 +146,7 @@ def _main(argv: list[str]) -> int:
             return 130
         return int(args._run(args) or 0)
     except StreamdError as exc:
-        if _Interrupts.seen:  # the error is what an interrupt became on its way out: say nothing
+        if _Interrupts.caused():  # the error is what an interrupt became on its way out: say nothing
             return 130
         print(f"streamd: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -149,14 +160,14 @@ def _main(argv: list[str]) -> int:
         print(f"streamd: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)  # another pipe
         return 1
     except OSError as exc:  # a path the command could not create, read or write: the user can mend it
-        if _Interrupts.seen:
+        if _Interrupts.caused():
             return 130
         if exc.filename is None or os.environ.get("STREAMD_DEBUG"):
             return _internal_error(exc)
         print(f"streamd: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # last line of defence: never a traceback for the user
-        return 130 if _Interrupts.seen else _internal_error(exc)
+        return 130 if _Interrupts.caused() else _internal_error(exc)
 
 
 def _internal_error(exc: Exception) -> int:

@@ -42,15 +42,6 @@ class WindowSection:
 
     def __post_init__(self) -> None:
         check_fields(self, "windows", ConfigError)
-        from audio_core.windows import hop_samples, window_samples  # the one rule, checked where read
-        from models.common import FeatureConfig
-
-        try:
-            hop_samples(self.hop_s, FeatureConfig())
-            if self.window_s is not None:
-                window_samples(self.window_s, FeatureConfig())
-        except ValueError as exc:
-            raise ConfigError(f"windows.{exc}") from None
 
 
 @dataclass

@@ -68,8 +68,11 @@ class Daemon:
         try:  # windows or recurrent columns: chosen here, once
             window_s = config.windows.window_s or checkpoint_window_s(model.info)
             self.plan = stream_plan(features, model.column_frames, window_s, config.windows.hop_s)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        except ValueError as exc:  # the frame-shift rule needs the model's features: checked here
+            message = str(exc)
+            raise ConfigError(
+                f"windows.{message}" if message.startswith(("hop_s", "window_s")) else message
+            ) from None
         names = unique_stream_names([s.name for s in sources])
         self.streams = [
             Stream(
@@ -152,9 +155,14 @@ class Daemon:
         try:
             if self.native_stderr:
                 self.native_stderr.install()
-            if not self._wait_for_subscriber(stop_event):
-                self._shutdown("stopped", drain=False)
-                return False
+            waited = self._wait_for_subscriber(stop_event)
+        except BaseException:
+            self._shutdown("stopped", drain=False)
+            raise
+        if not waited:  # stopped while waiting: nothing started, final statuses only
+            self._shutdown("stopped", drain=False)
+            return False
+        try:
             self.engine.warm_up(torch.zeros(self.plan.input_frames, self.model.info.features.num_mel_bins))
             self.stages.start(self.results)
             self.stages.start(EngineStage(self.engine))

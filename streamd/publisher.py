@@ -239,15 +239,20 @@ class Publisher:
                 msg = self._queue.get(timeout=IDLE_POLL_S)
             except queue.Empty:
                 continue
-            self._send(sock, msg)
-            self._queue.task_done()
+            self._send_one(sock, msg)
             for _ in range(BATCH - 1):  # send a burst before looking at subscriptions again
                 try:
                     msg = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                self._send(sock, msg)
-                self._queue.task_done()
+                self._send_one(sock, msg)
+
+    def _send_one(self, sock: zmq.Socket, msg: dict[str, Any]) -> None:
+        """``_send`` a message taken from the queue, marking it handled whatever happens (``flush``)."""
+        try:
+            self._send(sock, msg)
+        finally:
+            self._queue.task_done()
 
     def _read_subscriptions(self, sock: zmq.Socket, subscriptions: dict[bytes, int]) -> None:
         while sock.poll(0, zmq.POLLIN):

@@ -27,17 +27,23 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     writer.setblocking(False)
     watcher = threading.Thread(target=_watch, args=(reader, stop), name="streamd-signals", daemon=True)
     watcher.start()
-    previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-    previous = {sig: signal.signal(sig, _noted_by_the_watcher) for sig in STOP_SIGNALS}
-    try:
+    previous_fd: int | None = None
+    previous: dict[signal.Signals, object] = {}
+    try:  # every step taken is undone, even when a signal's old handler raises in between
+        previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        for sig in STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, _noted_by_the_watcher)
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        signal.set_wakeup_fd(previous_fd)
-        writer.close()  # the watcher reads the end of the stream and returns
-        watcher.join(1.0)
-        reader.close()
+        try:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)  # type: ignore[arg-type]
+        finally:
+            if previous_fd is not None:
+                signal.set_wakeup_fd(previous_fd)
+            writer.close()  # the watcher reads the end of the stream and returns
+            watcher.join(1.0)
+            reader.close()
 
 
 def _noted_by_the_watcher(signum: int, frame: object) -> None:

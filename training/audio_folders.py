@@ -33,7 +33,7 @@ def audio_files(folder: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) ->
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # the same names on every file system
         for name in files:
             path = Path(top) / name
             if not name.startswith(".") and path.suffix.lower() in suffixes:

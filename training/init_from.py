@@ -157,6 +157,8 @@ def resolve_init(value: str | Path) -> Path:
     """An init checkpoint's path: a file, or the name of a model streamd ships (``default``, ...); a
     ``ValueError`` saying what was found instead when there is no such file."""
     path = shipped_model_path(str(value)) if is_shipped_name(str(value)) else Path(value)
+    if is_shipped_name(str(value)) and not path.is_file():
+        raise ValueError(f"the shipped model {value!r} is not installed ({path} is missing)")
     if path.is_dir():
         raise ValueError(f"{value}: is a folder, not a checkpoint file")
     if not path.is_file():

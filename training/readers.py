@@ -144,11 +144,22 @@ def read_class_folders(
     root: str | Path, num_folds: int | None = None, extensions: Sequence[str] = AUDIO_EXTENSIONS
 ) -> ClipSet:
     """One sub-folder per class (sorted names = labels); audio files found recursively inside each, as
-    ``training.audio_folders`` lists them (hidden names skipped, linked folders followed).
+    ``training.audio_folders`` lists them (hidden names skipped, linked folders followed); a broken link is
+    a ``DatasetError`` naming it, as in the other readers.
 
     With ``num_folds``, each class's files (sorted) get folds 1, 2, ..., num_folds, 1, ... so that every
     fold holds every class; without it, ``fold`` is None.
     """
+    clip_set = read_class_folders_as_found(root, num_folds, extensions)
+    _check_exists(clip_set.clips, Path(root))
+    return clip_set
+
+
+def read_class_folders_as_found(
+    root: str | Path, num_folds: int | None = None, extensions: Sequence[str] = AUDIO_EXTENSIONS
+) -> ClipSet:
+    """``read_class_folders`` with broken links kept, for a caller that checks every file itself and leaves
+    the unusable ones out with a warning (``streamd evaluate --folders``, as ``train --data`` does)."""
     root = Path(root)
     if not root.is_dir():
         raise (

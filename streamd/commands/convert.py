@@ -120,8 +120,12 @@ def _check_preprocessor(src: Path, pre: dict[str, Any]) -> None:
 
     features = FeatureConfig()
     for key in ("num_mel_bins", "sampling_rate", "max_length", "mean", "std"):
-        if key in pre and (isinstance(pre[key], bool) or not isinstance(pre[key], int | float)):
-            raise ConfigError(f"{src}/preprocessor_config.json: {key} must be a number, got {pre[key]!r}")
+        value = pre.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ConfigError(f"{src}/preprocessor_config.json: {key} must be a finite number, got {value!r}")
+    for key in ("num_mel_bins", "sampling_rate", "max_length"):
+        if not (float(pre.get(key, 1)).is_integer() and pre.get(key, 1) >= 1):
+            raise ConfigError(f"{src}/preprocessor_config.json: {key} must be a positive whole number")
     if int(pre.get("num_mel_bins", features.num_mel_bins)) != features.num_mel_bins:
         raise CheckpointError(
             f"the model expects {pre['num_mel_bins']} mel bins; streamd computes {features.num_mel_bins}"
@@ -146,7 +150,7 @@ def _convert_hf_dir(args: argparse.Namespace) -> tuple[str, Any, Any, list[str] 
     converted = convert_ast.from_hf(state)
     try:
         config = convert_ast.config_from_hf(hf, converted)
-        labels = convert_ast.hf_labels(hf)
+        labels = convert_ast.hf_labels(hf) if args.labels is None else None  # --labels replaces them
     except ValueError as exc:
         raise ValueError(f"{args.src}: {exc}") from None
     return "hf-ast", config, convert_ast.build(config, converted), labels, pre
@@ -259,6 +263,10 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"OUT {args.out}: is a folder; give the checkpoint file to write")
     if args.out.exists() and args.out.samefile(args.src):
         raise ConfigError(f"OUT {args.out}: is SRC itself; write the converted checkpoint elsewhere")
+    if args.src.is_dir() and args.out.resolve().is_relative_to(args.src.resolve()):
+        raise ConfigError(
+            f"OUT {args.out}: is inside SRC {args.src}; write the converted checkpoint elsewhere"
+        )
     if args.out.exists() and not args.force:
         raise ConfigError(f"OUT {args.out}: exists; give --force to replace it")
     usable_folder_path(args.out.parent, "OUT's folder")  # created only when the checkpoint is written

@@ -84,8 +84,10 @@ def _dataset(args: argparse.Namespace):
         return read_dataset(exp.reader, **exp.reader_options)
     if args.esc50:
         return read_dataset("esc50", csv_path=args.esc50, audio_dir=args.audio_dir)
-    if args.folders:
-        return read_dataset("folders", root=args.folders, num_folds=args.num_folds)
+    if args.folders:  # every file is checked below, the unusable ones left out with a warning
+        from training.readers import read_class_folders_as_found
+
+        return read_class_folders_as_found(args.folders, num_folds=args.num_folds)
     if not args.label_csv:
         raise ConfigError("--datafiles needs --label-csv")
     return read_dataset("json", datafiles=args.datafiles, label_csv=args.label_csv)

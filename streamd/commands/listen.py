@@ -87,6 +87,8 @@ def _check_args(args: argparse.Namespace) -> None:
         if not prefix or len(prefix.encode("utf-8")) > messages.MAX_TOPIC_BYTES:
             raise ConfigError(f"invalid --topic {prefix!r}")
     check_endpoint(args.connect, "connect to")
+    if args.connect.startswith("inproc://"):
+        raise ConfigError(f"--connect {args.connect}: inproc:// is within one process; use tcp:// or ipc://")
     if args.connect.startswith("tcp://") and not args.connect.rpartition(":")[2].isdigit():
         raise ConfigError(f"--connect {args.connect}: give the publisher's port (e.g. tcp://127.0.0.1:5556)")
 

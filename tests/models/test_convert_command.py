@@ -271,7 +271,7 @@ def test_malformed_hugging_face_folders_are_one_line_naming_the_file(tmp_path, c
         ),
         (
             _edit_json("preprocessor_config.json", lambda c: c | {"max_length": "abc"}),
-            "max_length must be a number",
+            "max_length must be a finite number",
         ),
         (
             _edit_json("config.json", lambda c: c | {"hidden_size": 0}),
@@ -289,11 +289,24 @@ def test_malformed_hugging_face_folders_are_one_line_naming_the_file(tmp_path, c
         (sharded(missing=True), "model-1.safetensors: missing (named by the folder's weight index)"),
         (sharded(missing=False, index={"shards": 1}), "index.json: no weight_map"),
         (without_head, "the weights have no classifier"),
+        (
+            _edit_json("preprocessor_config.json", lambda c: c | {"mean": float("nan")}),
+            "mean must be a finite",
+        ),
+        (
+            _edit_json("preprocessor_config.json", lambda c: c | {"max_length": -5}),
+            "max_length must be a positive",
+        ),
     ]
     for i, (mend, needle) in enumerate(cases):
         broken = _broken_copy(src, tmp_path / f"broken{i}", mend)
         one_line_error(capsys, ["convert", broken, out], needle)
     assert not Path(out).exists()
+    relabelled = _broken_copy(
+        src, tmp_path / "relabel", _edit_json("config.json", lambda c: c | {"id2label": [1]})
+    )
+    (tmp_path / "labels.csv").write_text("name\n" + "\n".join(LABELS) + "\n")
+    assert main(["convert", relabelled, out, "--labels", str(tmp_path / "labels.csv")]) == 0  # replaced
 
 
 def test_a_weight_mismatch_names_the_keys(tmp_path, capsys):
@@ -329,4 +342,5 @@ def test_out_is_never_src_nor_replaced_without_force(tmp_path, capsys):
     weights = tmp_path / "hf" / "model.safetensors"
     before = weights.read_bytes()
     one_line_error(capsys, ["convert", str(weights), str(weights), "--force"], "is SRC itself")
+    one_line_error(capsys, ["convert", str(tmp_path / "hf"), str(weights), "--force"], "is inside SRC")
     assert weights.read_bytes() == before

@@ -68,7 +68,7 @@ def test_replay_prints_and_publishes_the_same_valid_messages(clips, small_checkp
         (["replay", "{clip}", "--checkpoint", "{ckpt}", "--hop", "0.015"], "multiple of the frame shift"),
         (
             ["replay", "{clip}", "--checkpoint", "{ckpt}", "--window", "0.00001"],
-            "windows.window_s must be a multiple of the frame shift (10 ms), got 1e-05",
+            "window_s must be a multiple of the frame shift (10 ms), got 1e-05",
         ),
         (["run", "--device", "no-such-device-xyz"], "device"),
         (["replay", "{clip}", "--checkpoint", "{ckpt}", "--save-clips", "{bad}"], "is not a folder"),

@@ -115,6 +115,7 @@ def test_no_publisher_is_said_once_and_a_bad_endpoint_is_refused(capsys: pytest.
         ("tcp://127.0.0.1:99999", "invalid endpoint"),
         ("udp://127.0.0.1:5", "unsupported transport"),
         ("tcp://127.0.0.1:*", "give the publisher's port"),
+        ("inproc://x", "inproc:// is within one process"),
     ]:
         assert cli.main(["listen", "--connect", endpoint, "--seconds", "1"]) == 2
         err = capsys.readouterr().err

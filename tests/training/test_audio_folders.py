@@ -10,7 +10,7 @@ import pytest
 from tests.support.paths import ESC50, esc50_rows
 from training.audio_folders import audio_files, class_dirs
 from training.own_data import read_own_data
-from training.readers import read_class_folders
+from training.readers import DatasetError, read_class_folders, read_class_folders_as_found
 
 
 @pytest.fixture
@@ -50,7 +50,9 @@ def test_hidden_names_skipped_linked_folders_followed_once_broken_links_listed(f
 
 
 def test_train_data_and_evaluate_folders_list_the_same_files(folders: Path) -> None:
-    listed = {Path(c.path) for c in read_class_folders(folders).clips}
+    listed = {Path(c.path) for c in read_class_folders_as_found(folders).clips}  # evaluate --folders
+    with pytest.raises(DatasetError, match=r"gone\.flac does not exist"):  # the folders reader of configs
+        read_class_folders(folders)
     own = read_own_data(folders)
     kept = {Path(c.path) for c in own.clip_set.clips}
     names = ["dog/a.flac", "dog/linked/c.flac", "dog/night/b.flac", "rooster/r0.flac", "rooster/r1.flac"]
