@@ -34,15 +34,8 @@ from typing import Any
 import torch
 
 from models.ast import AST, PATCH, ASTConfig, adapt_time_grid
-from models.convert_ast import (
-    HF_PREFIX,
-    build,
-    config_from_state,
-    from_hf,
-    load_torch_state,
-    read_hf_weights,
-    read_json_object,
-)
+from models.convert_ast import HF_PREFIX, build, config_from_state, from_hf
+from models.weight_files import load_torch_state, read_hf_weights, read_json_object
 
 _TIMM_DROPPED = ("head.", "head_dist.", "fc_norm.", "pre_logits.")
 _HF_DROPPED = (

@@ -28,9 +28,9 @@ from typing import Any
 from streamd import messages
 from streamd.config_sections import MqttSection
 from streamd.errors import ConfigError
+from streamd.handled_queue import wait_until_handled
 from streamd.mqtt_address import check_topic_prefix, parse_url
 from streamd.net_address import host_port
-from streamd.publisher import wait_until_handled
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from typing import TextIO
 import zmq
 
 from streamd import messages
+from streamd.endpoints import PublishError, check_endpoint
 from streamd.errors import StreamdError
-from streamd.publisher import PublishError, check_endpoint
 from streamd.security import (
     Security,
     apply_server_keys,

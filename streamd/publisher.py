@@ -14,7 +14,6 @@ would then starve all). So each subscriber counts its own losses from the gaps i
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import queue
@@ -27,7 +26,8 @@ from typing import Any
 import zmq
 
 from streamd import messages
-from streamd.errors import StreamdError
+from streamd.endpoints import BIND_ERRORS, PublishError, check_endpoint
+from streamd.handled_queue import wait_until_handled
 from streamd.security import (
     Security,
     check_bind_allowed,
@@ -38,7 +38,6 @@ from streamd.security import (
 from streamd.sequence import SequenceStamper
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
-BIND_TRANSPORTS = ("tcp", "ipc", "inproc")
 IDLE_POLL_S = 0.02
 BATCH = 256
 MAX_LINGER_S = 0.5
@@ -46,34 +45,6 @@ MAX_LINGER_S = 0.5
 log = logging.getLogger(__name__)
 
 Sink = Callable[[dict[str, Any]], None]
-
-
-class PublishError(StreamdError):
-    """The publisher cannot bind its endpoint."""
-
-
-_BIND_ERRORS = {
-    errno.EADDRINUSE: "address already in use (is another streamd running? choose another port)",
-    errno.EINVAL: "invalid endpoint (expected e.g. tcp://127.0.0.1:5556)",
-    errno.EPROTONOSUPPORT: "unsupported transport (use tcp://, ipc:// or inproc://)",
-    errno.ENODEV: "no such address or interface on this machine",
-    errno.EADDRNOTAVAIL: "address not available on this machine",
-    errno.EACCES: "permission denied (ports below 1024 need privileges)",
-}
-
-
-def check_endpoint(endpoint: str, action: str = "bind") -> None:
-    """Raise PublishError unless ``endpoint`` is a tcp (port or ``*``), ipc or inproc endpoint one can
-    ``action`` ("bind" or "connect to")."""
-    transport, sep, rest = endpoint.partition("://")
-    if not sep or not rest:
-        raise PublishError(f"cannot {action} {endpoint}: {_BIND_ERRORS[errno.EINVAL]}")
-    if transport not in BIND_TRANSPORTS:
-        raise PublishError(f"cannot {action} {endpoint}: {_BIND_ERRORS[errno.EPROTONOSUPPORT]}")
-    if transport == "tcp":
-        host, colon, port = rest.rpartition(":")
-        if not (host and colon and (port == "*" or (port.isdigit() and int(port) <= 65535))):
-            raise PublishError(f"cannot {action} {endpoint}: {_BIND_ERRORS[errno.EINVAL]}")
 
 
 class Publisher:
@@ -172,7 +143,7 @@ class Publisher:
                 auth.stop()
             context.term()
             if isinstance(exc, zmq.ZMQError):
-                reason = _BIND_ERRORS.get(exc.errno) or os.strerror(exc.errno)
+                reason = BIND_ERRORS.get(exc.errno) or os.strerror(exc.errno)
                 verb = "connect to" if self._connect else "bind"
                 raise PublishError(f"cannot {verb} {self._requested_endpoint}: {reason}") from None
             raise
@@ -311,15 +282,3 @@ class Publisher:
                 return
             self._count_drop()
             self._queue.task_done()
-
-
-def wait_until_handled(q: queue.Queue, timeout: float) -> bool:
-    """``q.join()`` bounded by ``timeout``: True once every item put has been marked done."""
-    deadline = time.monotonic() + max(0.0, timeout)
-    with q.all_tasks_done:
-        while q.unfinished_tasks:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            q.all_tasks_done.wait(left)
-    return True

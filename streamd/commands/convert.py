@@ -10,7 +10,6 @@ Labels come from ``--labels CSV`` (AudioSet ``class_labels_indices.csv``, ESC-50
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 from pathlib import Path
 from typing import Any
@@ -52,41 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--multi-label", dest="multi_label", action="store_true", default=None, help="sigmoid scores"
     )
     kind.add_argument("--single-label", dest="multi_label", action="store_false", help="softmax scores")
-
-
-def read_labels_csv(path: Path) -> list[str]:
-    """Class names in index order from a labels CSV (see the module docstring for the formats)."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such labels file")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = [
-            {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-            for row in csv.DictReader(f)
-        ]
-    if not rows:
-        raise ConfigError(f"{path}: no labels")
-    columns = set(rows[0])
-    try:
-        if "display_name" in columns:  # AudioSet: index,mid,display_name
-            ordered = sorted(rows, key=lambda r: int(r["index"])) if "index" in columns else rows
-            return [r["display_name"] for r in ordered]
-        if {"target", "category"} <= columns:  # ESC-50 meta: one row per clip
-            names: dict[int, str] = {}
-            for r in rows:
-                if names.setdefault(int(r["target"]), r["category"]) != r["category"]:
-                    raise ConfigError(f"{path}: target {r['target']} has two categories")
-            if sorted(names) != list(range(len(names))):
-                raise ConfigError(f"{path}: targets are not 0..N-1")
-            return [names[i] for i in range(len(names))]
-        for name in ("label", "name"):
-            if name in columns:
-                ordered = sorted(rows, key=lambda r: int(r["index"])) if "index" in columns else rows
-                return [r[name] for r in ordered]
-    except (KeyError, ValueError) as exc:
-        raise ConfigError(f"{path}: malformed labels CSV ({exc})") from None
-    raise ConfigError(
-        f"{path}: need a display_name, target+category, label or name column; got {sorted(columns)}"
-    )
 
 
 def _normalization(
@@ -137,9 +101,9 @@ def _check_preprocessor(src: Path, pre: dict[str, Any]) -> None:
 
 
 def _convert_hf_dir(args: argparse.Namespace) -> tuple[str, Any, Any, list[str] | None, dict[str, Any]]:
-    from models import convert_ast
+    from models import convert_ast, weight_files
 
-    state, hf, pre = convert_ast.read_hf_dir(args.src)
+    state, hf, pre = weight_files.read_hf_dir(args.src)
     if not convert_ast.is_hf_layout(state):
         raise ValueError(f"{args.src}: weights are not a Hugging Face ASTForAudioClassification")
     _check_preprocessor(args.src, pre)
@@ -157,9 +121,9 @@ def _convert_hf_dir(args: argparse.Namespace) -> tuple[str, Any, Any, list[str] 
 
 
 def _convert_pth(args: argparse.Namespace) -> tuple[str, Any, Any, list[str] | None, dict[str, Any]]:
-    from models import convert_ast, convert_aum
+    from models import convert_ast, convert_aum, weight_files
 
-    state = convert_ast.load_torch_state(args.src)
+    state = weight_files.load_torch_state(args.src)
     if convert_ast.is_official_layout(state):
         converted = convert_ast.from_official(state)
         ast_config = convert_ast.config_from_state(
@@ -199,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None
     if args.labels is not None:
+        from streamd.label_csv import read_labels_csv
+
         labels = read_labels_csv(args.labels)
     if labels is None:
         raise ConfigError(f"{args.src}: holds no label names: give --labels CSV")

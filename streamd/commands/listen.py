@@ -28,8 +28,9 @@ import zmq
 
 from streamd import messages
 from streamd.connection_watch import MAX_FRAME_BYTES, MAX_REPORTED_PROBLEMS, ConnectionWatch, ListenCounts
+from streamd.endpoints import check_endpoint
 from streamd.errors import ConfigError, StreamdError
-from streamd.publisher import DEFAULT_ENDPOINT, check_endpoint
+from streamd.publisher import DEFAULT_ENDPOINT
 from streamd.security import secure_client_socket
 from streamd.sequence import GapCounter
 from streamd.signals import stop_on_signals

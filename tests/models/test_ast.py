@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from models import convert_ast
+from models import convert_ast, weight_files
 from models.ast import AST, ASTConfig
 
 transformers = pytest.importorskip("transformers")
@@ -54,7 +54,7 @@ def hf_logits(model, x: torch.Tensor) -> torch.Tensor:
 
 
 def convert_dir(directory: Path) -> AST:
-    state, hf_config, _ = convert_ast.read_hf_dir(directory)
+    state, hf_config, _ = weight_files.read_hf_dir(directory)
     converted = convert_ast.from_hf(state)
     return convert_ast.build(convert_ast.config_from_hf(hf_config, converted), converted)
 
@@ -136,7 +136,7 @@ def test_official_pth_layout_loads_with_inferred_config(stride, frames, tmp_path
     assert "module.v.blocks.11.attn.qkv.weight" in names and "module.mlp_head.1.weight" in names
     torch.save(names, tmp_path / "esc50.pth")
 
-    state = convert_ast.load_torch_state(tmp_path / "esc50.pth")
+    state = weight_files.load_torch_state(tmp_path / "esc50.pth")
     assert convert_ast.is_official_layout(state) and not convert_ast.is_hf_layout(state)
     converted = convert_ast.from_official(state)
     config = convert_ast.config_from_state(converted)

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from models import convert_aum
 from models.aum import AuM, AuMConfig, resample_grid
-from models.convert_ast import load_torch_state
 from models.mamba import selective_scan_ref
+from models.weight_files import load_torch_state
 
 SMALL = {"num_classes": 6, "size": "custom", "embed_dim": 32, "depth": 3, "target_frames": 256}
 
