@@ -68,11 +68,8 @@ class Daemon:
         try:  # windows or recurrent columns: chosen here, once
             window_s = config.windows.window_s or checkpoint_window_s(model.info)
             self.plan = stream_plan(features, model.column_frames, window_s, config.windows.hop_s)
-        except ValueError as exc:  # the frame-shift rule needs the model's features: checked here
-            message = str(exc)
-            raise ConfigError(
-                f"windows.{message}" if message.startswith(("hop_s", "window_s")) else message
-            ) from None
+        except ValueError as exc:  # the frame-shift rule needs the model's features: checked here, in the
+            raise ConfigError(str(exc)) from None  # same words as every other command (one_rule_everywhere)
         names = unique_stream_names([s.name for s in sources])
         self.streams = [
             Stream(

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 from pipeline_helpers import Pipeline, scrape_metrics
 from support.fixtures import free_tcp_port
-from support.net import wait_for_sockets
+from support.net import tcp_sockets
 from support.stream_server import BURST_S
 
 from streamd.config import DaemonConfig
@@ -40,7 +40,12 @@ class Server:
 
     def start(self) -> None:
         self.proc = subprocess.Popen([sys.executable, str(SERVER), self.mode, str(self.port), str(self.wav)])
-        assert wait_for_sockets(self.port, "listen", 1, 20), "the test server did not listen"
+        # listening, or (TCP) already past it: FFmpeg's listener takes one client and closes, and the daemon's
+        # reconnect can take it between two polls for the listening socket
+        deadline = time.monotonic() + 60
+        while not (tcp_sockets(self.port, "listen") or tcp_sockets(self.port, "established")):
+            assert time.monotonic() < deadline, "the test server did not listen within 60 s"
+            time.sleep(0.02)
 
     def kill(self) -> None:
         if self.proc is not None:
