@@ -83,13 +83,13 @@ def _check_preprocessor(src: Path, pre: dict[str, Any]) -> None:
     from models.common import FeatureConfig
 
     features = FeatureConfig()
-    for key in ("num_mel_bins", "sampling_rate", "max_length", "mean", "std"):
-        value = pre.get(key, 1)
+    whole = ("num_mel_bins", "sampling_rate", "max_length")
+    for key in (k for k in (*whole, "mean", "std") if k in pre):
+        value, where = pre[key], f"{src}/preprocessor_config.json: {key}"
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ConfigError(f"{src}/preprocessor_config.json: {key} must be a finite number, got {value!r}")
-    for key in ("num_mel_bins", "sampling_rate", "max_length"):
-        if not (float(pre.get(key, 1)).is_integer() and pre.get(key, 1) >= 1):
-            raise ConfigError(f"{src}/preprocessor_config.json: {key} must be a positive whole number")
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
+        if key in whole and not (float(value).is_integer() and value >= 1):
+            raise ConfigError(f"{where} must be a positive whole number, got {value!r}")
     if int(pre.get("num_mel_bins", features.num_mel_bins)) != features.num_mel_bins:
         raise CheckpointError(
             f"the model expects {pre['num_mel_bins']} mel bins; streamd computes {features.num_mel_bins}"
