@@ -220,7 +220,18 @@ class Daemon:
                 self.supervisor.tick()
         except KeyboardInterrupt:
             interrupted = True
-        self._shutdown("stopped" if interrupted else "finished", drain=not interrupted)
+        complete = {s.index for s in self.streams if self._stream_complete(s)} if interrupted else set()
+        self._shutdown("stopped" if interrupted else "finished", drain=not interrupted, complete=complete)
+
+    def _stream_complete(self, stream: Stream) -> bool:
+        """True once ``stream``'s source has ended and every window of it is classified (or dropped or
+        failed, each counted) and published: a stop now takes nothing from it."""
+        classified = self.engine.counters(stream.index)["windows"]
+        return (
+            stream.finished
+            and self.engine.handled(stream.index) == stream.submitted_windows
+            and stream.published_windows == classified
+        )
 
     def run_forever(self, stop_event: threading.Event) -> None:
         """Live: run until ``stop_event`` is set (Ctrl-C / SIGTERM); stops within about a second."""
@@ -235,11 +246,13 @@ class Daemon:
             pass
         self._shutdown("stopped", drain=False)
 
-    def _shutdown(self, final_state: str, *, drain: bool) -> None:
+    def _shutdown(self, final_state: str, *, drain: bool, complete: set[int] | None = None) -> None:
         """Stop every stage in reverse order of start (each join bounded), then say goodbye.
 
         Without ``drain`` (Ctrl-C, SIGTERM) nothing more is classified: no tail window, queued windows are
-        dropped and counted. With it (the sources ended) every stage has already finished its work.
+        dropped and counted. With it (the sources ended) every stage has already finished its work. The
+        streams in ``complete`` (indices) had ended with every result out: their final state is
+        ``finished`` whatever ``final_state`` says.
         """
         if not drain:
             self._stop.set()  # every stage's thread sees it; the engine's queue is told at once:
@@ -254,7 +267,7 @@ class Daemon:
             except Exception as exc:  # the final status and the publisher's stop must still happen
                 self.warnings.append(f"an integration failed to finish: {exc}")
         for stream in self.streams:
-            state = final_state
+            state = "finished" if stream.index in (complete or ()) else final_state
             if stream.source.error:
                 state = "device_error"
                 self.errors.append(stream.source.error)

@@ -62,6 +62,7 @@ class Engine:
         self._lock = threading.Lock()
         self.windows: dict[int, int] = {}
         self.dropped: dict[int, int] = {}
+        self.failed: dict[int, int] = {}  # windows the model failed on, per stream
         self.model_errors = 0
         self.batches = 0
         self.busy_s = 0.0
@@ -234,6 +235,8 @@ class Engine:
         with self._lock:
             self.model_errors += len(jobs)
             self.last_error = reason
+            for job in jobs:
+                self.failed[job.stream] = self.failed.get(job.stream, 0) + 1
         for job in jobs:
             w = job.window
             name = self.stream_names[job.stream] if job.stream < len(self.stream_names) else job.stream
@@ -242,6 +245,11 @@ class Engine:
             )
 
     # -- counters --------------------------------------------------------------------------------------
+
+    def handled(self, stream: int) -> int:
+        """Windows of ``stream`` the engine is done with: classified, dropped or failed."""
+        with self._lock:
+            return sum(t.get(stream, 0) for t in (self.windows, self.dropped, self.failed))
 
     def counters(self, stream: int) -> dict[str, int]:
         with self._lock:

@@ -109,6 +109,7 @@ class FeatureStage(ThreadStage):
                 self._note_tail(stream)
         for window in windows:
             self.engine.submit(Job(stream.index, window, self._ready_time(stream, window)))
+            stream.submitted_windows += 1
         stream.finished = ended
         return got.data.shape[0] > 0 or ended
 

@@ -135,6 +135,7 @@ class ResultStage(ThreadStage):
                     wall_time=wall,
                 )
             )
+            stream.published_windows += 1
             stream.latencies_ms.append(latency_ms)
             if latency_ms > 1000.0 * self.late_after_s:
                 stream.late_results += 1

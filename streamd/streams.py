@@ -30,8 +30,10 @@ class Stream:
     front: SegmentedFrontEnd  # one front end per stretch of audio between device outages
     events: EventDetector  # result stage
     finished: bool = False
+    submitted_windows: int = 0  # windows handed to the engine
     nonfinite_samples: int = 0  # NaN / inf samples from the source, replaced by silence
     # result stage
+    published_windows: int = 0  # windows whose prediction is out
     late_results: int = 0
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_HISTORY))
     # supervisor

@@ -333,3 +333,26 @@ def test_replayed_files_queue_a_full_batch(loaded, long_file):
     for speed in (None, 1.0):
         daemon = Daemon(DaemonConfig(), [FileSource(long_file, speed=speed)], loaded, Publisher("inproc://q"))
         assert daemon.policy == "block" and daemon.engine.queue.maxsize == DaemonConfig().engine.max_batch
+
+
+def test_a_stopped_replay_says_finished_for_a_stream_that_had_ended(loaded, long_wave, long_file, tmp_path):
+    short = tmp_path / "short.wav"
+    sf.write(short, long_wave[: int(1.5 * RATE)], RATE, subtype="FLOAT")
+    publisher = Publisher("inproc://daemon-partly-finished")
+    got: list[dict] = []
+    publisher.add_sink(got.append)
+    sources = [FileSource(short, speed=1.0), FileSource(long_file, speed=1.0)]
+    daemon = Daemon(with_windows(DaemonConfig(), 1.0, 0.5), sources, loaded, publisher)
+    stop = threading.Event()
+    thread = threading.Thread(target=daemon.run_until_done, args=(stop,))
+    thread.start()
+    time.sleep(3.0)
+    stop.set()
+    thread.join(10.0)
+    assert not thread.is_alive()
+    names = unique_stream_names([short.stem, long_file.stem])
+    short_final = _by_type(got, "status", names[0])[-1]
+    long_final = _by_type(got, "status", names[1])[-1]
+    assert short_final["state"] == "finished"  # all of it classified before the stop
+    assert short_final["counters"]["windows"] == len(_by_type(got, "prediction", names[0])) == 2
+    assert long_final["state"] == "stopped"  # cut short: 13.5 s of audio, 3 s of it played
