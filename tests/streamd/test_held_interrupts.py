@@ -35,3 +35,26 @@ def test_an_import_interrupted_midway_completes_then_the_interrupt_is_raised(tmp
 
 def test_without_an_interrupt_nothing_is_raised():
     import_then_honour_interrupts("json")
+
+
+def test_ctrl_c_while_the_console_command_imports_its_command_line_is_exit_130():
+    """The console script's entry imports the command line itself: a Ctrl-C during that import (a real
+    SIGINT, sent from inside it) ends the process with 130 and no traceback."""
+    import subprocess
+
+    code = (
+        "import os, signal, sys, time\n"
+        "class Interrupting:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'streamd.cli':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "            time.sleep(0.05)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Interrupting())\n"
+        "from streamd.console import entry\n"
+        "entry()\n"
+    )
+    command = [sys.executable, "-c", code, "--version"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130
+    assert "Traceback" not in done.stderr and done.stdout == ""
