@@ -125,7 +125,7 @@ def _from_csv(path: Path) -> list[tuple[Path, str, str]]:
     if rows and rows[0][0].strip().lower() == "path":
         rows = rows[1:]
     entries = []
-    labels: dict[Path, str] = {}
+    first_row: dict[Path, tuple[int, str]] = {}  # the resolved file -> (row, label) of its first listing
     for line, row in enumerate(rows, start=1):
         cells = [c.strip() for c in row]
         if len(cells) < 2 or not cells[0] or not cells[1]:
@@ -135,10 +135,14 @@ def _from_csv(path: Path) -> list[tuple[Path, str, str]]:
             raise DatasetError(f"{path}: row {line}: split must be train, val or test, got {cells[2]!r}")
         file = Path(cells[0])
         file = file if file.is_absolute() else path.parent / file
-        if labels.setdefault(file, cells[1]) != cells[1]:  # one label per clip: a second one is a mistake
+        # one row per clip: a second label is a mistake, and a second split would put a training clip
+        # into the held-out report (a repeat in the same split would count it twice)
+        seen = first_row.setdefault(file.resolve(), (line, cells[1]))
+        if seen[0] != line:
+            other = "" if seen[1] == cells[1] else f" with another label ({cells[1]!r}; first {seen[1]!r})"
             raise DatasetError(
-                f"{path}: row {line}: {cells[0]} is listed again with another label ({cells[1]!r}; "
-                f"first {labels[file]!r}): one label per clip"
+                f"{path}: row {line}: {cells[0]} is listed again{other} (first in row {seen[0]}): "
+                "one row per clip"
             )
         entries.append((file, cells[1], split))
     if not entries:

@@ -27,7 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint", type=Path, metavar="PATH", help="a .safetensors checkpoint (overrides --model)"
     )
     data = parser.add_argument_group("data (one of)")
-    data.add_argument("--config", type=Path, metavar="CONFIG.toml", help="use an experiment config's [data]")
+    data.add_argument(
+        "--config",
+        type=Path,
+        metavar="CONFIG.toml",
+        help="use an experiment config's [data] (default folds: those the checkpoint was held out on)",
+    )
     data.add_argument("--esc50", type=Path, metavar="CSV", help="an ESC-50-style metadata CSV")
     data.add_argument("--audio-dir", type=Path, help="audio folder of --esc50 (default: CSV folder/../audio)")
     data.add_argument("--folders", type=Path, metavar="DIR", help="one sub-folder per class")
@@ -37,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument("--label-csv", type=Path, help="class_labels_indices.csv for --datafiles")
     parser.add_argument(
-        "--folds", type=int, nargs="+", metavar="K", help="evaluate on these folds (default: all)"
+        "--folds", type=int, nargs="+", metavar="K", help="score these folds (default: all; see --config)"
     )
     parser.add_argument("--out", type=Path, help="write report.json, report.md and confusion.png here")
     parser.add_argument(
@@ -72,7 +77,9 @@ STREAMING_ONLY = (  # options of the streaming evaluation only
 )
 
 
-def _dataset(args: argparse.Namespace):
+def _dataset(args: argparse.Namespace, loaded: LoadedModel):
+    """The clip set the data options name, its folds chosen (``--folds``, or for ``--config`` the folds
+    the checkpoint was held out on)."""
     from training.experiment_spec import load_experiment
     from training.readers import read_dataset
 
@@ -81,7 +88,33 @@ def _dataset(args: argparse.Namespace):
         raise ConfigError("give exactly one of --config, --esc50, --folders or --datafiles")
     if args.config:
         exp = load_experiment(args.config)
-        return read_dataset(exp.reader, **exp.reader_options)
+        clip_set = read_dataset(exp.reader, **exp.reader_options)
+        if exp.folds is not None:
+            clip_set = _select_folds(clip_set, exp.folds)
+        return _select_folds(clip_set, _config_folds(exp, clip_set, loaded, args.folds))
+    return _select_folds(_other_dataset(args, read_dataset), args.folds)
+
+
+def _config_folds(exp, clip_set, loaded: LoadedModel, chosen: list[int] | None) -> list[int] | None:
+    """The folds to score with ``--config``: ``chosen`` (``--folds``), else the ones the checkpoint records
+    as held out, else the config's ``val_folds`` (mode "single"), else all; a warning when the checkpoint
+    trained on any of them (it records its training folds)."""
+    extra = loaded.info.extra
+    recorded = list(extra.get("val_folds") or [])
+    folds = chosen or recorded or (exp.val_folds if exp.mode == "single" else None)
+    seen = sorted(set(extra.get("train_folds") or []) & set(folds or clip_set.folds()))
+    if seen:
+        note = f"the checkpoint trained on fold(s) {seen} of {exp.source}: these figures are not held out"
+        print(f"streamd: warning: {note}", file=sys.stderr, flush=True)
+    elif folds and not chosen:
+        whose = "the checkpoint's held-out" if recorded else "the config's val_folds:"
+        note = f"scoring {whose} fold(s) {folds} (--folds chooses others)"
+        print(f"streamd: note: {note}", file=sys.stderr, flush=True)
+    return folds
+
+
+def _other_dataset(args: argparse.Namespace, read_dataset):
+    """The clip set of ``--esc50``, ``--folders`` or ``--datafiles``."""
     if args.esc50:
         return read_dataset("esc50", csv_path=args.esc50, audio_dir=args.audio_dir)
     if args.folders:  # every file is checked below, the unusable ones left out with a warning
@@ -194,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
         for warning in window_warnings(args.window_s, max(args.hops), loaded):
             print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
     try:
-        clip_set = _select_folds(_dataset(args), args.folds)
+        clip_set = _dataset(args, loaded)
         if args.folders:
             window_s = None if args.streaming else checkpoint_window_s(loaded.info)
             clip_set = _usable_clips(clip_set, window_s)

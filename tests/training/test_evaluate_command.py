@@ -220,3 +220,33 @@ def read_esc50_rows(esc50_root: Path) -> list[dict[str, str]]:
 
     with (esc50_root / "meta" / "esc50.csv").open(newline="") as f:
         return list(csv.DictReader(f))
+
+
+def _data_config(path: Path, csv_path: Path, audio: Path, data: str, mode: str) -> Path:
+    path.write_text(
+        f'[experiment]\nmode = "{mode}"\n[data]\nreader = "esc50"\ncsv_path = "{csv_path}"\n'
+        f'audio_dir = "{audio}"\n{data}\n[model]\narch = "resnet_cnn"\n[model.config]\nchannels = [8, 16]\n'
+    )
+    return path
+
+
+def test_a_config_scores_its_own_folds_and_warns_of_clips_the_model_trained_on(
+    trained_checkpoint: Path, held_out_csv: Path, esc50_root: Path, tmp_path, capsys
+) -> None:
+    audio = esc50_root / "audio"
+    base = ["evaluate", "--checkpoint", str(trained_checkpoint), "--cache-dir", str(tmp_path / "c")]
+    single = _data_config(tmp_path / "single.toml", held_out_csv, audio, "val_folds = [4]", "single")
+    assert main([*base, "--config", str(single)]) == 0
+    out = capsys.readouterr()
+    assert "- examples: 6" in out.out  # fold 4 only: the config's held-out fold, not its 12 clips
+    assert "scoring the config's val_folds: fold(s) [4]" in out.err
+    three = _data_config(tmp_path / "three.toml", held_out_csv, audio, "folds = [3]", "full")
+    assert main([*base, "--config", str(three)]) == 0
+    assert "- examples: 6" in capsys.readouterr().out  # the config's [data] folds
+    assert main([*base, "--config", str(three), "--folds", "4"]) == 2
+    assert "folds [4] have no clips (the dataset has folds [3])" in capsys.readouterr().err
+    seen_csv = write_esc50_subset(tmp_path / "seen", CATEGORIES, 2, (1, 2))  # the checkpoint's own folds
+    seen = _data_config(tmp_path / "seen.toml", seen_csv, audio, "", "full")
+    assert main([*base, "--config", str(seen)]) == 0
+    err = capsys.readouterr().err
+    assert "the checkpoint trained on fold(s) [1, 2]" in err and "not held out" in err

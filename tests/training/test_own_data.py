@@ -541,6 +541,11 @@ def test_a_clip_under_two_labels_and_a_broken_class_link_are_named(split_data: P
         DatasetError, match=r"row 2: .* listed again with another label \('rooster'; first 'dog'\)"
     ):
         read_own_data(table)
+    for split in ("test", "train"):  # in both splits a training clip would be scored as held out
+        relative = clip.relative_to(split_data)
+        table.write_text(f"{clip},dog,train\n{split_data}/./{relative},dog,{split}\n")
+        with pytest.raises(DatasetError, match=r"row 2: .* is listed again \(first in row 1\): one row"):
+            read_own_data(table)
     root = _class_folders(split_data, tmp_path)
     (root / "gone").symlink_to(tmp_path / "no_such_folder", target_is_directory=True)
     data = read_own_data(root)
