@@ -39,3 +39,13 @@ def audio_files(folder: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) ->
             if not name.startswith(".") and path.suffix.lower() in suffixes:
                 found.append(path)
     return sorted(found)
+
+
+def empty_class_note(class_dir: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> str:
+    """The one line that reports a class folder holding no audio file (it is left out)."""
+    return f"{class_dir}: no audio files ({', '.join(extensions)}); left out"
+
+
+def unusable_class_note(label: str, files: int) -> str:
+    """The one line that reports a class none of whose files could be read (it is left out)."""
+    return f"class {label!r}: none of its {files} file(s) is usable; left out"

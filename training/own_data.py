@@ -30,7 +30,13 @@ from pathlib import Path
 
 from audio_core.audio_file import display_path, probe_audio, read_chunks
 from audio_core.errors import AudioInputError
-from training.audio_folders import AUDIO_EXTENSIONS, audio_files, class_dirs
+from training.audio_folders import (
+    AUDIO_EXTENSIONS,
+    audio_files,
+    class_dirs,
+    empty_class_note,
+    unusable_class_note,
+)
 from training.clips import Clip, ClipSet
 from training.readers import DatasetError, csv_rows
 
@@ -115,7 +121,7 @@ def _from_folders(root: Path, splits: dict[str, Path]) -> tuple[list[tuple[Path,
         for class_dir in class_dirs(folder):
             files = audio_files(class_dir)
             if not files:
-                problems.append(f"{class_dir}: no audio files ({', '.join(AUDIO_EXTENSIONS)}); left out")
+                problems.append(empty_class_note(class_dir))
             entries += [(f, class_dir.name, split) for f in files]
     return entries, problems
 
@@ -209,7 +215,7 @@ def read_own_data(root: str | Path, holdout_frac: float = 0.1) -> OwnData:
         problems.append(left_out_note(broken))
     for label, n in Counter(label for _, label, _ in entries).items():
         if not any(lab == label for _, lab, _ in usable):
-            problems.append(f"class {label!r}: none of its {n} file(s) is usable; left out")
+            problems.append(unusable_class_note(label, n))
     labels = sorted({label for _, label, _ in usable})
     train_labels = {label for _, label, split in usable if split == "train"}
     untrained = [label for label in labels if label not in train_labels]

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from training.audio_folders import AUDIO_EXTENSIONS, audio_files, class_dirs
+from training.audio_folders import AUDIO_EXTENSIONS, audio_files, class_dirs, empty_class_note
 from training.clips import Clip, ClipSet
 
 
@@ -156,10 +156,14 @@ def read_class_folders(
 
 
 def read_class_folders_as_found(
-    root: str | Path, num_folds: int | None = None, extensions: Sequence[str] = AUDIO_EXTENSIONS
+    root: str | Path,
+    num_folds: int | None = None,
+    extensions: Sequence[str] = AUDIO_EXTENSIONS,
+    problems: list[str] | None = None,
 ) -> ClipSet:
     """``read_class_folders`` with broken links kept, for a caller that checks every file itself and leaves
-    the unusable ones out with a warning (``streamd evaluate --folders``, as ``train --data`` does)."""
+    the unusable ones out with a warning (``streamd evaluate --folders``, as ``train --data`` does); a
+    class folder without audio files is left out, with a line in ``problems`` when given."""
     root = Path(root)
     if not root.is_dir():
         raise (
@@ -174,6 +178,8 @@ def read_class_folders_as_found(
     for class_dir in class_dirs(root):
         files = audio_files(class_dir, tuple(extensions))
         if not files:
+            if problems is not None:
+                problems.append(empty_class_note(class_dir, tuple(extensions)))
             continue
         index = len(labels)
         labels.append(class_dir.name)

@@ -120,7 +120,11 @@ def _other_dataset(args: argparse.Namespace, read_dataset):
     if args.folders:  # every file is checked below, the unusable ones left out with a warning
         from training.readers import read_class_folders_as_found
 
-        return read_class_folders_as_found(args.folders, num_folds=args.num_folds)
+        problems: list[str] = []
+        clip_set = read_class_folders_as_found(args.folders, num_folds=args.num_folds, problems=problems)
+        for problem in problems:  # the lines train --data prints for the same folders
+            print(f"streamd: warning: {problem}", file=sys.stderr, flush=True)
+        return clip_set
     if not args.label_csv:
         raise ConfigError("--datafiles needs --label-csv")
     return read_dataset("json", datafiles=args.datafiles, label_csv=args.label_csv)
@@ -142,7 +146,8 @@ def _usable_clips(clip_set, window_s: float | None = None):
     warning, as ``streamd train --data`` leaves them out (``training.own_data.check_files``); with
     ``window_s``, clips longer than the model's window are counted in a note (scored on their first
     window, the rule of training's reports)."""
-    from training.clips import ClipSet
+    from training.audio_folders import unusable_class_note
+    from training.clips import Clip, ClipSet
     from training.own_data import check_files, left_out_note
 
     durations, broken = check_files(Path(clip.path) for clip in clip_set.clips)
@@ -159,7 +164,17 @@ def _usable_clips(clip_set, window_s: float | None = None):
         return clip_set
     print(f"streamd: warning: {left_out_note(broken)}", file=sys.stderr, flush=True)
     kept = [clip for clip in clip_set.clips if Path(clip.path) in durations]
-    return ClipSet(kept, clip_set.labels, multi_label=clip_set.multi_label, name=clip_set.name)
+    if not kept:
+        raise ConfigError(f"{clip_set.name}: none of its {len(clip_set.clips)} file(s) is usable")
+    used = sorted({t for clip in kept for t in clip.targets})
+    for index, label in enumerate(clip_set.labels):  # a class left with no clip is left out, as in training
+        if index not in used:
+            files = sum(1 for clip in clip_set.clips if index in clip.targets)
+            print(f"streamd: warning: {unusable_class_note(label, files)}", file=sys.stderr, flush=True)
+    rank = {old: new for new, old in enumerate(used)}
+    kept = [Clip(c.path, tuple(rank[t] for t in c.targets), c.fold) for c in kept]
+    labels = [clip_set.labels[i] for i in used]
+    return ClipSet(kept, labels, multi_label=clip_set.multi_label, name=clip_set.name)
 
 
 def _print_stream_table(results: list[dict[str, Any]]) -> None:

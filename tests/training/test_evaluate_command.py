@@ -213,6 +213,20 @@ def test_class_folders_with_unusable_files_are_evaluated_without_them(
     long_clip.unlink()
     assert main([*args, "--folds", "1"]) == 2
     assert "--folds: these class folders have no folds (give --num-folds" in capsys.readouterr().err
+    (root / "rain").mkdir()  # a class whose only file is unusable, and one without audio: both left out,
+    (root / "rain" / "broken.wav").write_text("not audio")  # as train --data leaves them out
+    (root / "siren").mkdir()
+    (root / "siren" / "readme.txt").write_text("")
+    assert main([*args, "--cache-dir", str(tmp_path / "c"), "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["num_examples"] == len(rows)
+    assert "warning: class 'rain': none of its 1 file(s) is usable; left out" in out.err
+    assert f"warning: {root / 'siren'}: no audio files (" in out.err
+    for name in ("dog", "rooster"):
+        for clip in (root / name).iterdir():
+            clip.unlink()
+    assert main([*args, "--cache-dir", str(tmp_path / "c")]) == 2
+    assert "error: folders: none of its 1 file(s) is usable" in capsys.readouterr().err  # rain's
 
 
 def read_esc50_rows(esc50_root: Path) -> list[dict[str, str]]:
