@@ -66,6 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+MAX_GAP_S = 60.0  # background between two clips of a soundscape (held in memory): a minute at most
+
+SOURCE_OPTIONS = {"audio_dir": "esc50", "num_folds": "folders", "label_csv": "datafiles"}  # option: source
+
 STREAMING_ONLY = (  # options of the streaming evaluation only
     "hops",
     "clips",
@@ -86,6 +90,9 @@ def _dataset(args: argparse.Namespace, loaded: LoadedModel):
     chosen = [name for name in ("config", "esc50", "folders", "datafiles") if getattr(args, name)]
     if len(chosen) != 1:
         raise ConfigError("give exactly one of --config, --esc50, --folders or --datafiles")
+    for option, source in SOURCE_OPTIONS.items():  # never silently ignored
+        if getattr(args, option) is not None and source not in chosen:
+            raise ConfigError(f"--{option.replace('_', '-')}: only with --{source}")
     if args.config:
         exp = load_experiment(args.config)
         clip_set = read_dataset(exp.reader, **exp.reader_options)
@@ -221,8 +228,12 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{', '.join(given)}: only with --streaming")
     if args.clips < 1 or args.soundscapes < 1:
         raise ConfigError("--clips and --soundscapes must be at least 1")
-    if any(h <= 0 for h in args.hops) or args.gap_s[0] < 0 or args.gap_s[1] < args.gap_s[0]:
-        raise ConfigError("--hops must be positive and --gap-s MIN MAX with 0 <= MIN <= MAX")
+    if any(h <= 0 for h in args.hops):
+        raise ConfigError("--hops must be positive")
+    low, high = args.gap_s
+    if not 0 <= low <= high <= MAX_GAP_S:  # also false for nan
+        limits = f"0 <= MIN <= MAX <= {MAX_GAP_S:g}"
+        raise ConfigError(f"--gap-s MIN MAX: seconds with {limits}, got {low:g} {high:g}")
     from streamd.output_folders import writable_folder
 
     if args.out is not None:

@@ -72,6 +72,15 @@ def test_evaluate_errors(
     ok = [*base, "--esc50", str(held_out_csv)]
     assert main([*ok, "--window-s", "0.5", "--seed", "3"]) == 2  # never silently ignored
     assert capsys.readouterr().err.strip() == "streamd: error: --seed, --window-s: only with --streaming"
+    for extra, wrong in (("--num-folds", "--num-folds: only with --folders"), ("--label-csv", "--label-csv")):
+        assert main([*ok, extra, "3"]) == 2
+        assert wrong in capsys.readouterr().err
+    folders = ["evaluate", "--checkpoint", str(trained_checkpoint), "--folders", str(tmp_path)]
+    assert main([*folders, "--audio-dir", str(tmp_path)]) == 2
+    assert "--audio-dir: only with --esc50" in capsys.readouterr().err
+    for gap in (["nan", "nan"], ["0", "inf"], ["2", "1"], ["-1", "1"], ["1e5", "1e5"]):
+        assert main([*ok, "--streaming", "--gap-s", *gap]) == 2
+        assert "--gap-s MIN MAX: seconds with 0 <= MIN <= MAX <= 60, got" in capsys.readouterr().err
     (tmp_path / "file").write_text("")
     assert main([*ok, "--cache-dir", str(tmp_path / "file")]) == 2
     assert f"--cache-dir {tmp_path / 'file'}: exists and is not a folder" in capsys.readouterr().err
