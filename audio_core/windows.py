@@ -45,6 +45,7 @@ class Window:
     padded_s: float = 0.0  # seconds of silence appended at the end of a short stream
     lead_s: float = 0.0  # seconds of silence before the stream's start (a staggered stream's first window)
     tail: bool = False  # the extra end-aligned window of a flush
+    stretch: int = 0  # the stream's device outages before this window (streamd.gaps)
 
 
 @dataclass(frozen=True)

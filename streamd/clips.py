@@ -58,8 +58,10 @@ class AudioHistory:
 
     def write(self, start: int, data: np.ndarray) -> None:
         """Append ``data`` whose first sample has index ``start`` (overlap with what is held is skipped)."""
-        if start > self.end:  # a gap (the ring's indices never have one): keep indices honest with silence
-            self.write(self.end, np.zeros((start - self.end, self._buf.shape[1]), np.float32))
+        if start > self.end:  # an outage: silence where the audio never came (at most what is held)
+            held = min(start - self.end, self.capacity)
+            self.end = start - held
+            self.write(self.end, np.zeros((held, self._buf.shape[1]), np.float32))
         data = data[self.end - start :]
         n = data.shape[0]
         if n == 0:

@@ -25,7 +25,8 @@ from streamd.stages import ThreadStage
 from streamd.status import Status
 from streamd.streams import Stream
 
-AudioTap = Callable[[int, int, np.ndarray], None]  # (stream index, first sample index, source-rate audio)
+# (stream index, first sample's stream-time index at the source rate, source-rate audio)
+AudioTap = Callable[[int, int, np.ndarray], None]
 
 
 class FeatureStage(ThreadStage):
@@ -86,8 +87,11 @@ class FeatureStage(ThreadStage):
         got = ring.read()
         windows: list[Window] = []
         if got.data.shape[0]:
-            for tap in self.audio_taps:
-                tap(stream.index, got.start, got.data)
+            gaps = stream.source.take_gaps()
+            if self.audio_taps:  # taps see source audio at its stream time (outages skipped)
+                for at, piece in stream.timeline.place(got.start, got.data, gaps):
+                    for tap in self.audio_taps:
+                        tap(stream.index, at, piece)
             mono = downmix(got.data)
             if not np.isfinite(mono).all():  # a device gone wrong: silence instead, counted
                 bad = ~np.isfinite(mono)
@@ -95,7 +99,7 @@ class FeatureStage(ThreadStage):
                 mono = np.where(bad, np.float32(0.0), mono)
             src = stream.source
             windows = stream.front.accept_chunk(
-                got.start, mono, stream.resampler.process, src.take_gaps(), src.sample_rate
+                got.start, mono, stream.resampler.process, gaps, src.sample_rate
             )
             for interval in stream.front.take_intervals():  # a device outage: say so, once
                 self.status.publish_gap(stream, interval)

@@ -157,6 +157,7 @@ class SegmentedFrontEnd:
                 t_start=w.t_start + offset_s,
                 t_end=w.t_end + offset_s,
                 end_sample=w.end_sample + self._real_before,
+                stretch=len(self.intervals),
             )
             for w in windows
         ]
@@ -167,3 +168,33 @@ def gap_status(stream: str, interval: LostInterval, counters: Mapping[str, Any])
     return messages.status(
         stream, interval.start_s, interval.end_s, counters, "running", message=interval.describe()
     )
+
+
+class SourceTimeline:
+    """Ring indices of one source -> stream-time sample indices at the source's own rate: each outage
+    (``(ring index where audio resumes, native samples lost)``, as ``Source.take_gaps`` reports it) moves
+    what follows it on by the samples lost, so that source audio handed on (event clips) sits at the
+    stream time its windows and events report."""
+
+    def __init__(self) -> None:
+        self.lost = 0  # native samples lost before the audio placed so far
+        self._waiting: list[tuple[int, int]] = []
+
+    def place(
+        self, start: int, data: np.ndarray, gaps: Iterable[tuple[int, int]]
+    ) -> list[tuple[int, np.ndarray]]:
+        """The pieces of the chunk read at ring index ``start``, each with its stream-time index; a gap not
+        yet reached waits for its chunk (as ``SegmentedFrontEnd.accept_chunk`` does)."""
+        self._waiting.extend(gaps)
+        pieces: list[tuple[int, np.ndarray]] = []
+        pos, end = 0, start + data.shape[0]
+        while self._waiting and self._waiting[0][0] < end:
+            index, lost = self._waiting.pop(0)
+            cut = min(max(0, index - start), data.shape[0])
+            if cut > pos:
+                pieces.append((start + pos + self.lost, data[pos:cut]))
+            self.lost += lost
+            pos = max(pos, cut)
+        if pos < data.shape[0]:
+            pieces.append((start + pos + self.lost, data[pos:]))
+        return pieces

@@ -139,6 +139,10 @@ class ResultStage(ThreadStage):
             stream.latencies_ms.append(latency_ms)
             if latency_ms > 1000.0 * self.late_after_s:
                 stream.late_results += 1
+            if window.stretch > stream.stretch:  # an outage: no event runs across it
+                stream.stretch = window.stretch
+                for event in stream.events.flush(window.t_start, wall_time=wall):
+                    self.publisher.publish(self._hooked(stream, event))
             scores_by_label = dict(zip(self.labels, row, strict=True))
             for event in stream.events.update(window.t_start, window.t_end, scores_by_label, wall_time=wall):
                 self.publisher.publish(self._hooked(stream, event))

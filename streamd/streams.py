@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from audio_core.resample import StreamingResampler
 from streamd import messages
 from streamd.events import EventDetector
-from streamd.gaps import SegmentedFrontEnd
+from streamd.gaps import SegmentedFrontEnd, SourceTimeline
 from streamd.sources import Source
 
 LATENCY_HISTORY = 4096
@@ -30,10 +30,12 @@ class Stream:
     front: SegmentedFrontEnd  # one front end per stretch of audio between device outages
     events: EventDetector  # result stage
     finished: bool = False
+    timeline: SourceTimeline = field(default_factory=SourceTimeline)  # ring index -> stream-time index
     submitted_windows: int = 0  # windows handed to the engine
     nonfinite_samples: int = 0  # NaN / inf samples from the source, replaced by silence
     # result stage
     published_windows: int = 0  # windows whose prediction is out
+    stretch: int = 0  # outages before the last window published: a new one ends the open events
     late_results: int = 0
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_HISTORY))
     # supervisor

@@ -200,3 +200,51 @@ def test_daemon_replay_saves_the_event_clip(
     np.testing.assert_array_equal(data, audio[first:last])
     assert pipe.integrations.counters["clips_saved"] == 1
     assert pipe.of("status")[-1]["counters"]["clips_saved"] == 1  # written before the final status
+
+
+class _SourceWithAnOutage(FileSource):
+    """A file replayed whole, with one outage reported at ring index ``at``: ``lost`` samples never came."""
+
+    def __init__(self, path: Path, at: int, lost: int) -> None:
+        super().__init__(path, speed=None)
+        self._gaps = [(at, lost)]
+
+    def take_gaps(self) -> list[tuple[int, int]]:
+        gaps, self._gaps = self._gaps, []
+        return gaps
+
+
+def test_after_an_outage_clips_hold_the_audio_of_their_stream_time_and_no_event_spans_it(
+    tmp_path: Path, clips: list[Path], small_checkpoint: Path
+) -> None:
+    audio = _audio(clips)  # 15 s of real audio, 16 kHz
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, audio, RATE, subtype="FLOAT")
+    at, lost = 6 * RATE, 3 * RATE
+    timeline = np.concatenate([audio[:at], np.zeros((lost, 1), np.float32), audio[at:]])  # stream time
+    cfg = DaemonConfig()
+    loaded = load_model(small_checkpoint, compute="cpu", precision="fp32")
+    cfg.events.allow = [loaded.info.labels[0]]
+    cfg.events.threshold = 0.0  # every window is a hit: one event per stretch of audio
+    cfg.events.min_hits = 1
+    cfg.clips.dir = str(tmp_path / "clips")
+    pipe = Pipeline(cfg, [_SourceWithAnOutage(whole, at, lost)], loaded)
+    pipe.run_to_end()
+    ends = [e for e in pipe.of("event") if e["state"] == "end"]
+    assert [(e["t_start"], e["t_end"]) for e in ends] == [(0.0, 6.0), (9.0, 18.0)]
+    for event in ends:
+        data, rate = sf.read(event["clip"], dtype="float32", always_2d=True)
+        first = max(0, round((event["t_start"] - 2.0) * rate))
+        last = min(timeline.shape[0], round((event["t_end"] + 2.0) * rate))
+        np.testing.assert_allclose(data, timeline[first:last], atol=2**-22)  # 24-bit FLAC
+        sidecar = json.loads(Path(event["clip"]).with_suffix(".json").read_text())
+        assert sidecar["clip_start_s"] == pytest.approx(first / rate)
+    assert pipe.of("status")[-1]["counters"]["clips_saved"] == 2
+
+
+def test_a_long_outage_costs_the_history_no_more_than_it_holds() -> None:
+    history = AudioHistory(1000, 1)
+    history.write(0, np.ones((500, 1), np.float32))
+    history.write(10**12, np.full((10, 1), 2.0, np.float32))  # a 2-year outage at 16 kHz: no huge array
+    first, got = history.read(10**12 - 5, 10**12 + 10)
+    assert first == 10**12 - 5 and got[:5].sum() == 0 and (got[5:] == 2.0).all()
