@@ -5,9 +5,10 @@
 Messages flow frontend -> backend and subscriptions backend -> frontend, so a daemon waiting for a
 subscriber (``--wait-subscriber``) sees one through the proxy. CURVE, when configured, guards both sides
 with one server key and one directory of allowed client keys (daemons and subscribers alike), checked by
-one ZAP authenticator (``streamd.security``). The optional capture appends every message that passes to a
-file, as the JSON line of its body (what ``streamd listen`` prints), from a thread of its own; a write
-error (a full disk) stops the capture, never the forwarding, and what it could not write is counted.
+one ZAP authenticator (``streamd.security``). The optional capture appends every message the daemons send
+to a file, as the JSON line of its body (what ``streamd listen`` prints), from a thread of its own (the
+proxy subscribes to everything for it, so a daemon waiting for a subscriber counts the capture as one); a
+write error (a full disk) stops the capture, never the forwarding, and what it could not write is counted.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ class Proxy:
             if capture is not None:
                 capture.bind(CAPTURE)
                 self._start_capture(context)
+                # the capture is the full record whoever listens: the proxy subscribes to everything
+                # itself (XSUB counts subscriptions, so a subscriber's leaving does not end this one)
+                xsub.send(b"\x01")
         except BaseException:
             for sock in (xsub, xpub, control, capture, self._steer):
                 if sock is not None:

@@ -171,6 +171,32 @@ def test_the_capture_file_is_appended_to(tmp_path: Path) -> None:
     assert [json.loads(line)["t_start"] for line in lines[1:]] == [0.0, 1.0, 2.0] * 2
 
 
+def test_the_capture_records_every_message_whoever_listens(tmp_path: Path) -> None:
+    """The capture is the full record: with no subscriber at all, and after a subscriber of everything
+    has come and gone (its unsubscription must not end the proxy's own)."""
+    capture = tmp_path / "capture.jsonl"
+    proxy = Proxy(endpoint(), endpoint(), capture=capture)
+    proxy.start()
+    publisher = Publisher(proxy.endpoints[0], connect=True)
+    publisher.start()
+    try:
+        time.sleep(0.5)  # connected, the proxy's subscription passed on
+        for i in range(3):
+            publisher.publish(messages.event("north-mic", "dog", "start", i, i + 5, 0.9))
+        collector = Collector(proxy.endpoints[1], seconds=10).start()
+        time.sleep(0.5)
+        collector.stop()
+        time.sleep(0.5)  # its unsubscription reached the proxy
+        for i in range(3, 6):
+            publisher.publish(messages.event("north-mic", "dog", "start", i, i + 5, 0.9))
+        time.sleep(0.5)
+    finally:
+        publisher.stop()
+        proxy.stop()
+    assert proxy.captured == 6
+    assert [json.loads(line)["t_start"] for line in capture.read_text().splitlines()] == list(range(6))
+
+
 def test_stream_prefix_rules(monkeypatch):
     class Args:
         connect_proxy = "tcp://127.0.0.1:5557"
