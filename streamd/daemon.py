@@ -17,10 +17,9 @@ messages), ``streams`` (per-stream state); integrations hook in through ``audio_
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 
@@ -221,7 +220,8 @@ class Daemon:
         except KeyboardInterrupt:
             interrupted = True
         complete = {s.index for s in self.streams if self._stream_complete(s)} if interrupted else set()
-        self._shutdown("stopped" if interrupted else "finished", drain=not interrupted, complete=complete)
+        state = "stopped" if interrupted else "finished"
+        self._shutdown(state, drain=not interrupted, complete=complete, asked=interrupted)
 
     def _stream_complete(self, stream: Stream) -> bool:
         """True once ``stream``'s source has ended and every window of it is classified (or dropped or
@@ -243,16 +243,19 @@ class Daemon:
                 if self.results.failure or (self.engine.join(timeout=0) and not self.features.alive):
                     break  # every source ended (e.g. a replayed file) or a stage failed
         except KeyboardInterrupt:
-            pass
-        self._shutdown("stopped", drain=False)
+            stop_event.set()
+        self._shutdown("stopped", drain=False, asked=stop_event.is_set())
 
-    def _shutdown(self, final_state: str, *, drain: bool, complete: set[int] | None = None) -> None:
+    def _shutdown(
+        self, final_state: str, *, drain: bool, complete: set[int] | None = None, asked: bool = False
+    ) -> None:
         """Stop every stage in reverse order of start (each join bounded), then say goodbye.
 
         Without ``drain`` (Ctrl-C, SIGTERM) nothing more is classified: no tail window, queued windows are
         dropped and counted. With it (the sources ended) every stage has already finished its work. The
         streams in ``complete`` (indices) had ended with every result out: their final state is
-        ``finished`` whatever ``final_state`` says.
+        ``finished`` whatever ``final_state`` says. ``asked``: a stop signal ended the run; a live input
+        then being reopened after an error is a warning, not a failure of the run.
         """
         if not drain:
             self._stop.set()  # every stage's thread sees it; the engine's queue is told at once:
@@ -268,10 +271,14 @@ class Daemon:
                 self.warnings.append(f"an integration failed to finish: {exc}")
         for stream in self.streams:
             state = "finished" if stream.index in (complete or ()) else final_state
-            if stream.source.error:
+            note = stream.source.error
+            if note and asked and stream.source.live:  # the watchdog was reopening it: the user stopped
+                note = f"stopped while the input was unavailable ({note})"
+                self.warnings.append(f"{stream.name}: {note}")
+            elif note:
                 state = "device_error"
-                self.errors.append(stream.source.error)
-            self.status.publish(stream, state, stream.source.error)
+                self.errors.append(note)
+            self.status.publish(stream, state, note)
         self.publisher.stop(timeout=1.0)
         torch.set_num_threads(self._threads_before)
         if self.native_stderr:
@@ -289,11 +296,3 @@ class Daemon:
     def counters(self, stream: Stream) -> dict[str, int | float]:
         """Every status counter of ``stream`` (see ``streamd.messages.STATUS_COUNTERS``)."""
         return self.status.counters(stream)
-
-
-def print_errors(errors: Sequence[str], warnings: Sequence[str] = ()) -> None:
-    """One line per warning, then per error, on stderr (what a command shows after a run)."""
-    for warning in warnings:
-        print(f"streamd: warning: {warning}", file=sys.stderr)
-    for error in errors:
-        print(f"streamd: error: {error}", file=sys.stderr)

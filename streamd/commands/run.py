@@ -94,9 +94,10 @@ def execute(
         if dashboard is not None:
             dashboard.stop()
         integrations.close()
-    from streamd.daemon import print_errors
-
-    print_errors(daemon.errors, daemon.warnings)
+    for warning in daemon.warnings:  # one line each, warnings first, on stderr
+        print(f"streamd: warning: {warning}", file=sys.stderr)
+    for error in daemon.errors:
+        print(f"streamd: error: {error}", file=sys.stderr)
     return 1 if daemon.errors else 0
 
 

@@ -123,6 +123,35 @@ def test_server_killed_and_restarted_mid_run(mode: str, wav: Path, small_checkpo
         np.testing.assert_array_equal(audio, expected)
 
 
+def test_a_stop_while_the_input_is_being_reopened_is_a_clean_stop(wav: Path, small_checkpoint: Path) -> None:
+    """Ctrl-C / SIGTERM while the server is gone and the watchdog reopens it: the user stopped the run;
+    the final status is ``stopped`` with the input's problem, a warning, not a failed run."""
+    server = Server("tcp", wav)
+    server.start()
+    try:
+        cfg = DaemonConfig()
+        cfg.publish.status_interval_s = 0.25
+        cfg.capture.watchdog_s = 1.0
+        source = NetworkSource(server.url, watchdog_s=cfg.capture.watchdog_s)
+        pipe = Pipeline(cfg, [source], load_model(small_checkpoint, compute="cpu"))
+        pipe.start_live()
+        time.sleep(2.0)
+        server.kill()
+        deadline = time.monotonic() + 20
+        while (
+            not any(m["state"] == "device_error" for m in pipe.of("status")) and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        assert source.error, "the source did not notice the server had gone"
+        pipe.stop_live()
+    finally:
+        server.kill()
+    final = pipe.of("status")[-1]
+    assert final["state"] == "stopped" and "stopped while the input was unavailable" in final["message"]
+    assert pipe.daemon.errors == []
+    assert any("stopped while the input was unavailable" in w for w in pipe.daemon.warnings)
+
+
 def test_urls_and_unreachable_servers() -> None:
     assert is_url("rtsp://cam/stream") and is_url("http://x/a.mp3") and not is_url("mic")
     assert not is_url("USB Audio: 1")
