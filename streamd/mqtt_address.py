@@ -36,6 +36,8 @@ def parse_url(url: str) -> BrokerAddress:
         )
     if "#" in url or "?" in url:  # a URL's fragment or query: never part of the path the prefix is taken from
         raise ConfigError(f"--mqtt: {url!r} holds '#' or '?': not a topic prefix one can publish to")
+    if port == 0:  # a broker listens on a real port; 0 is not "the default"
+        raise ConfigError(f"--mqtt: port 0 in {url!r}: give the broker's port (default 1883, mqtts 8883)")
     prefix = parts.path.strip("/") or None
     if prefix is not None:
         check_topic_prefix("--mqtt (the URL's path)", prefix)

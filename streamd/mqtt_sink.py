@@ -17,8 +17,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import queue
-import re
+import secrets
 import socket
 import threading
 import time
@@ -30,57 +31,13 @@ from streamd.config_sections import MqttSection
 from streamd.errors import ConfigError
 from streamd.handled_queue import wait_until_handled
 from streamd.mqtt_address import check_topic_prefix, parse_url
+from streamd.mqtt_discovery import discovery_payloads, slug
 from streamd.net_address import host_port
 
 log = logging.getLogger(__name__)
 
 PAHO_QUEUE = 1000  # messages paho may hold (QoS > 0) while disconnected
 KEEPALIVE_S = 30
-
-
-def slug(text: str) -> str:
-    """A topic- and id-safe form of a label (``Crying baby`` -> ``crying_baby``)."""
-    return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_") or "label"
-
-
-def discovery_payloads(
-    prefix: str, discovery_prefix: str, node: str, streams: list[str], labels: list[str]
-) -> dict[str, dict[str, Any]]:
-    """Home Assistant discovery config topics -> payloads: a sensor per stream, a binary sensor per
-    stream and label."""
-    device = {"identifiers": [node], "name": f"streamd ({node})", "manufacturer": "streamd"}
-    availability = f"{prefix}/availability"
-    out: dict[str, dict[str, Any]] = {}
-    for stream in streams:
-        uid = f"{node}_{stream}_top_label"
-        out[f"{discovery_prefix}/sensor/{node}/{slug(stream)}_top_label/config"] = {
-            "name": f"{stream} sound",
-            "unique_id": uid,
-            "object_id": uid,
-            "state_topic": f"{prefix}/{stream}/prediction",
-            "value_template": "{{ value_json.labels[0].label }}",
-            "json_attributes_topic": f"{prefix}/{stream}/prediction",
-            "json_attributes_template": (
-                '{{ {"score": value_json.labels[0].score, "t_end": value_json.t_end} | tojson }}'
-            ),
-            "availability_topic": availability,
-            "icon": "mdi:waveform",
-            "device": device,
-        }
-        for label in labels:
-            uid = f"{node}_{stream}_{slug(label)}"
-            out[f"{discovery_prefix}/binary_sensor/{node}/{slug(stream)}_{slug(label)}/config"] = {
-                "name": f"{stream} {label}",
-                "unique_id": uid,
-                "object_id": uid,
-                "state_topic": f"{prefix}/{stream}/active/{slug(label)}",
-                "payload_on": "ON",
-                "payload_off": "OFF",
-                "device_class": "sound",
-                "availability_topic": availability,
-                "device": device,
-            }
-    return out
 
 
 class MqttSink:
@@ -98,6 +55,10 @@ class MqttSink:
         check_topic_prefix("mqtt.discovery_prefix", cfg.discovery_prefix)
         self.prefix = (address.prefix or cfg.prefix).strip("/")
         self.node = slug(cfg.client_id or f"streamd-{socket.gethostname()}")
+        # the broker lets one connection per client id: two daemons of a host must not share the default
+        self.client_id = cfg.client_id or f"{self.node}_{os.getpid()}_{secrets.token_hex(2)}"
+        self._active: set[tuple[str, str]] = set()  # (stream, label) of the open events of binary sensors
+        self._active_lock = threading.Lock()
         self.streams = streams
         self.labels = labels
         self.types = set(cfg.types)
@@ -118,9 +79,7 @@ class MqttSink:
 
     def _client(self) -> Any:
         mqtt = self._mqtt
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=self.cfg.client_id or self.node, clean_session=True
-        )
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
         if self.cfg.username:
             client.username_pw_set(self.cfg.username, self.cfg.password or None)
         if self.cfg.tls or self.address.tls:
@@ -152,6 +111,12 @@ class MqttSink:
                 self.prefix, self.cfg.discovery_prefix, self.node, self.streams, labels
             ).items():
                 client.publish(topic, json.dumps(payload), qos=1, retain=True)
+            with self._active_lock:  # retained states from before (a crash) must not say ON: the truth now
+                active = set(self._active)
+            for stream in self.streams:
+                for label in labels:
+                    state = "ON" if (stream, label) in active else "OFF"
+                    client.publish(self._active_topic(stream, label), state, qos=1, retain=True)
         self._connected.set()
         log.info("MQTT connected to %s", host_port(self.address.host, self.address.port))
 
@@ -159,8 +124,10 @@ class MqttSink:
         self.problem = "the connection failed (nothing listening there, a network error or a TLS mismatch)"
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        was_connected = self._connected.is_set()
         self._connected.clear()
-        self.problem = f"disconnected: {reason}"
+        if was_connected or not self.problem.startswith("it refused"):  # keep why it refused
+            self.problem = f"disconnected: {reason}"
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -230,8 +197,14 @@ class MqttSink:
     def _forward(self, msg: dict[str, Any]) -> None:
         kind, stream = msg["type"], msg["stream"]
         if kind == "event" and self.cfg.discovery and msg["label"] in self.labels:
+            key = (stream, msg["label"])
+            with self._active_lock:
+                if msg["state"] == "start":
+                    self._active.add(key)
+                else:
+                    self._active.discard(key)
             state = "ON" if msg["state"] == "start" else "OFF"
-            self._publish(f"{self.prefix}/{stream}/active/{slug(msg['label'])}", state, stream, retain=True)
+            self._publish(self._active_topic(stream, msg["label"]), state, stream, retain=True)
         if kind not in self.types:
             return
         if kind == "prediction" and self.cfg.prediction_interval_s > 0:
@@ -241,6 +214,10 @@ class MqttSink:
             self._last_prediction[stream] = now
         body = messages.encode(msg)[1]
         self._publish(f"{self.prefix}/{stream}/{kind}", body, stream, retain=self.cfg.retain)
+
+    def _active_topic(self, stream: str, label: str) -> str:
+        """The state topic of a binary sensor: ``ON`` while an event of ``label`` is open."""
+        return f"{self.prefix}/{stream}/active/{slug(label)}"
 
     def _publish(self, topic: str, payload: str | bytes, stream: str, *, retain: bool) -> None:
         if not self._connected.is_set():

@@ -19,7 +19,8 @@ from streamd import messages
 from streamd.config_sections import MqttSection
 from streamd.errors import ConfigError
 from streamd.mqtt_address import parse_url
-from streamd.mqtt_sink import MqttSink, discovery_payloads, slug
+from streamd.mqtt_discovery import discovery_payloads, slug
+from streamd.mqtt_sink import MqttSink
 
 LABEL = "dog"
 
@@ -89,7 +90,7 @@ def test_replay_publishes_bodies_discovery_and_availability(
     assert final["counters"]["mqtt_undelivered"] == 0
     assert [e["state"] for e in bodies["event"]] == ["start", "end"]
     assert sub.on("home/sound/availability") == [b"online", b"offline"]
-    assert sub.on(f"home/sound/{stream}/active/{LABEL}") == [b"ON", b"OFF"]
+    assert sub.on(f"home/sound/{stream}/active/{LABEL}") == [b"OFF", b"ON", b"OFF"]  # OFF on connect
     node = "streamd_test"
     sensor = json.loads(sub.on(f"homeassistant/sensor/{node}/{slug(stream)}_top_label/config")[0])
     assert sensor["state_topic"] == f"home/sound/{stream}/prediction"
@@ -195,6 +196,7 @@ def test_bad_urls_are_config_errors() -> None:
         ("http://x", "expected mqtt://"),
         ("mqtt://", "expected mqtt://"),
         ("mqtt://host:99999", "out of range"),
+        ("mqtt://127.0.0.1:0", "port 0 in"),
         ("mqtt://[::1", "Invalid IPv6 URL"),
         ("mqtt://user:pw@host", "not in the URL"),
         ("mqtt://host/a/+/b", "not a topic prefix"),
@@ -247,3 +249,49 @@ def test_discovery_one_sensor_per_stream_one_binary_sensor_per_label() -> None:
     assert sum("/sensor/" in t for t in out) == 2
     assert sum("/binary_sensor/" in t for t in out) == 4
     assert "homeassistant/binary_sensor/n/s2_crying_baby/config" in out
+    alike = discovery_payloads("p", "homeassistant", "n", ["x", "X", "a-b", "a_b"], ["dog"])
+    assert sum("/sensor/" in t for t in alike) == 4 and sum("/binary_sensor/" in t for t in alike) == 4
+    states = {payload["state_topic"] for payload in alike.values()}
+    assert {"p/x/prediction", "p/X/prediction", "p/a-b/active/dog", "p/a_b/active/dog"} <= states
+    assert len({payload["unique_id"] for payload in alike.values()}) == 8
+
+
+def test_binary_sensors_start_off_and_two_daemons_of_a_host_keep_their_connections(broker: Broker) -> None:
+    """A daemon that died with an event open left its binary sensor ON (retained): the next one sets every
+    binary sensor to what is true at connection (nothing open: OFF). Two sinks with the default client id
+    stay connected side by side (the broker lets one connection per id)."""
+    import paho.mqtt.client as mqtt
+
+    stale = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="stale-daemon")
+    stale.connect("127.0.0.1", broker.port)
+    stale.loop_start()
+    stale.publish("streamd/s1/active/dog", "ON", qos=1, retain=True).wait_for_publish(5)
+    stale.loop_stop()
+    stale.disconnect()
+    cfg = MqttSection(url=f"mqtt://127.0.0.1:{broker.port}", reconnect_max_s=1.0)
+    sinks = [MqttSink(cfg, ["s1"], ["dog"]), MqttSink(cfg, ["s2"], ["dog"])]
+    assert sinks[0].client_id != sinks[1].client_id
+    for sink in sinks:
+        sink.start()
+    sub = None
+    try:
+        assert all(sink.wait_connected(10) for sink in sinks)
+        sub = Subscriber(broker.port)  # retained states arrive on subscription
+        assert sub.wait_for("streamd/s1/active/dog")
+        assert sub.on("streamd/s1/active/dog")[-1] == b"OFF"
+        for i in range(20):
+            for sink, stream in zip(sinks, ("s1", "s2"), strict=True):
+                sink(_prediction(stream, float(i)))
+            time.sleep(0.02)
+        assert all(sink.flush(10.0) for sink in sinks)
+        time.sleep(0.5)
+        assert all(sink._connected.is_set() for sink in sinks)
+        assert [
+            sink.counters_for(s)["mqtt_delivered"] for sink, s in zip(sinks, ("s1", "s2"), strict=True)
+        ] == [20, 20]
+        assert len(sub.on("streamd/s1/prediction")) == len(sub.on("streamd/s2/prediction")) == 20
+    finally:
+        for sink in sinks:
+            sink.stop()
+        if sub is not None:
+            sub.close()
