@@ -47,7 +47,13 @@ def _window_frames(info: ModelInfo, wave: np.ndarray, plan: WindowPlan) -> tuple
 
 
 def window_scores(
-    model: nn.Module, info: ModelInfo, wave: np.ndarray, plan: WindowPlan, batch_size: int = 16
+    model: nn.Module,
+    info: ModelInfo,
+    wave: np.ndarray,
+    plan: WindowPlan,
+    batch_size: int = 16,
+    *,
+    precision: str = "fp32",
 ) -> tuple[list[int], torch.Tensor]:
     """Per-window probabilities of a mono waveform: (start samples ``[W]``, ``(W, C)``).
 
@@ -58,7 +64,7 @@ def window_scores(
     """
     width = plan.frames_per_window
     if is_recurrent(model):
-        steps = recurrent_steps(model, info, wave)  # (S, C)
+        steps = recurrent_steps(model, info, wave, precision=precision)  # (S, C)
         column, shift = int(model.column_frames), info.features.frame_shift
         starts = plan.starts(wave.size)
         index = [min((s // shift + width) // column - 1, steps.shape[0] - 1) for s in starts]
@@ -67,11 +73,13 @@ def window_scores(
     out = []
     for i in range(0, len(firsts), batch_size):
         batch = torch.stack([fbank[f : f + width] for f in firsts[i : i + batch_size]])  # (B, width, F)
-        out.append(scores(model, info, batch))
+        out.append(scores(model, info, batch, precision=precision))
     return starts, torch.cat(out)
 
 
-def recurrent_steps(model: nn.Module, info: ModelInfo, wave: np.ndarray) -> torch.Tensor:
+def recurrent_steps(
+    model: nn.Module, info: ModelInfo, wave: np.ndarray, *, precision: str = "fp32"
+) -> torch.Tensor:
     """A recurrent model's probabilities ``(S, C)`` at each whole column of a mono waveform (the daemon's
     ``ColumnFrontEnd``): frames after the last whole column are not classified, and a file shorter than
     one column is completed with silence to one."""
@@ -80,7 +88,7 @@ def recurrent_steps(model: nn.Module, info: ModelInfo, wave: np.ndarray) -> torc
     frames = cfg.num_frames(wave.size)
     target = max(column, frames // column * column)
     wave = pad_with_silence(wave, (target - 1) * cfg.frame_shift + cfg.frame_length)  # a file < one column
-    return sequence_scores(model, info, compute_fbank(wave, cfg)[:target])
+    return sequence_scores(model, info, compute_fbank(wave, cfg)[:target], precision=precision)
 
 
 def waveform_scores(
@@ -112,26 +120,38 @@ def align_targets(clip_set: ClipSet, info: ModelInfo) -> np.ndarray:
     return y
 
 
-def fbank_clip_scores(model: nn.Module, info: ModelInfo, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
+def fbank_clip_scores(
+    model: nn.Module, info: ModelInfo, x: np.ndarray, batch_size: int = 32, *, precision: str = "fp32"
+) -> np.ndarray:
     """Probabilities ``(N, C)`` of un-normalised fixed-length fbanks ``(N, T, F)`` (the training input)."""
     model.eval()
-    out = [scores(model, info, torch.from_numpy(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+    out = [
+        scores(model, info, torch.from_numpy(x[i : i + batch_size]), precision=precision)
+        for i in range(0, len(x), batch_size)
+    ]
     return torch.cat(out).numpy() if out else np.zeros((0, len(info.labels)), dtype=np.float32)
 
 
 def clip_scores(
-    model: nn.Module, info: ModelInfo, clip_set: ClipSet, cache_dir: Path | None, batch_size: int = 32
+    model: nn.Module,
+    info: ModelInfo,
+    clip_set: ClipSet,
+    cache_dir: Path | None,
+    batch_size: int = 32,
+    *,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Scores of every clip, each padded or cut to the model's ``target_frames`` as in training; a
-    recurrent model's clip shorter than that is scored at its own last step (``window_scores``' rule)."""
+    recurrent model's clip shorter than that is scored at its own last step (``window_scores``' rule).
+    ``precision``: as the commands that load a model choose it (``streamd.precision``)."""
     frames = info.normalization.target_frames
     x = cached_fbanks(clip_set.clips, info.features, cache_dir, frames)
-    out = fbank_clip_scores(model, info, x, batch_size)
+    out = fbank_clip_scores(model, info, x, batch_size, precision=precision)
     if is_recurrent(model):
         for i, clip in enumerate(clip_set.clips):
             if clip_fbank(Path(clip.path), info.features, cache_dir).shape[0] < frames:
                 wave = read_audio(clip.path, info.features.sample_rate)
-                out[i] = recurrent_steps(model, info, wave)[-1].numpy()
+                out[i] = recurrent_steps(model, info, wave, precision=precision)[-1].numpy()
     return out
 
 
@@ -142,12 +162,14 @@ def evaluate_clip_set(
     out_dir: Path | None = None,
     cache_dir: Path | None = None,
     title: str = "",
+    *,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Metrics of ``model`` on ``clip_set``; with ``out_dir``, also report.json, report.md, confusion.png."""
     if not clip_set.clips:
         raise ValueError(f"dataset {clip_set.name!r} has no clips to evaluate")
     targets = align_targets(clip_set, info)
-    scores = clip_scores(model, info, clip_set, cache_dir)
+    scores = clip_scores(model, info, clip_set, cache_dir, precision=precision)
     report = metrics.classification_report(targets, scores, info.labels, info.multi_label)
     if out_dir is not None:
         write_report(report, info.labels, Path(out_dir), title or clip_set.name)
@@ -187,7 +209,13 @@ def report_markdown(report: dict[str, Any], title: str) -> str:
 
 
 def offline_stream_predictions(
-    model: nn.Module, info: ModelInfo, wave: np.ndarray, hop_s: float, window_s: float = 5.0
+    model: nn.Module,
+    info: ModelInfo,
+    wave: np.ndarray,
+    hop_s: float,
+    window_s: float = 5.0,
+    *,
+    precision: str = "fp32",
 ) -> list[WindowPrediction]:
     """What a stream predicts, computed offline from the whole file: the plain reference for a replay.
 
@@ -201,12 +229,12 @@ def offline_stream_predictions(
     wave = np.asarray(wave, dtype=np.float32)
     if is_recurrent(model):
         column = int(model.column_frames)
-        per_step = recurrent_steps(model, info, wave)
+        per_step = recurrent_steps(model, info, wave, precision=precision)
         starts = [k * column * shift for k in range(per_step.shape[0])]
         spans = [(a / rate, (a + (column - 1) * shift + cfg.frame_length) / rate) for a in starts]
     else:
         plan = WindowPlan.from_seconds(window_s, hop_s, cfg)
-        starts, per_step = window_scores(model, info, wave, plan)
+        starts, per_step = window_scores(model, info, wave, plan, precision=precision)
         spans = [(a / rate, (a + plan.window_samples) / rate) for a in starts]
     best = per_step.argmax(dim=1)
     return [

@@ -46,11 +46,13 @@ def streaming_evaluation(
     seed: int,
     out: Path | None,
     window_s: float | None = None,
+    precision: str = "fp32",
 ) -> list[dict[str, Any]]:
     """Build soundscapes from ``clip_set``, replay each at every hop, and score them (one row per hop).
 
-    ``replay`` None: the offline reference. Recurrent models step per column whatever the hop, so they
-    get one row (``hop_s`` 0).
+    ``replay`` None: the offline reference (in ``precision``, as the replay's model runs). Recurrent models
+    step per column whatever the hop, so they get one row (``hop_s`` 0). With ``out``, soundscape files of
+    an earlier run there beyond this run's count are removed, so that the folder describes this run.
     """
     items = _soundscape_items(clip_set)
     unknown = sorted({label for _, label in items} - set(info.labels))
@@ -62,6 +64,7 @@ def streaming_evaluation(
     with tempfile.TemporaryDirectory() as tmp:
         folder = out if out is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
+        _remove_stale_soundscapes(folder, soundscapes)
         for index in range(soundscapes):
             rng = np.random.default_rng(seed + index)
             chosen = pick_clips(items, clips, rng)
@@ -73,7 +76,9 @@ def streaming_evaluation(
                 if replay is None:
                     wave = read_audio(path, rate)  # the very samples a replay reads
                     own = window_s if window_s is not None else checkpoint_window_s(info)
-                    preds = offline_stream_predictions(model, info, wave, hop or 1.0, own)
+                    preds = offline_stream_predictions(
+                        model, info, wave, hop or 1.0, own, precision=precision
+                    )
                 else:
                     preds = replay(path, window_s, hop or 1.0)
                 reports[hop].append(score_stream(preds, scape.events))
@@ -81,3 +86,11 @@ def streaming_evaluation(
     if out is not None:
         (out / "streaming.json").write_text(json.dumps(results, indent=1))
     return results
+
+
+def _remove_stale_soundscapes(folder: Path, keep: int) -> None:
+    """Remove ``soundscapeN.wav`` / ``.json`` with N >= ``keep`` (an earlier run's) from ``folder``."""
+    for path in folder.glob("soundscape*.*"):
+        number = path.stem[len("soundscape") :]
+        if path.suffix in (".wav", ".json") and number.isdigit() and int(number) >= keep:
+            path.unlink()

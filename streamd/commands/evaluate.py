@@ -17,6 +17,7 @@ from typing import Any
 from audio_core.shipped_models import MODEL_HELP
 from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel, resolve_model, window_warnings
+from streamd.precision import PRECISIONS
 
 HELP = "evaluate a checkpoint: clip metrics + confusion matrix, or streaming accuracy and onset latency"
 
@@ -25,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="NAME|FILE.toml", default="default", help=MODEL_HELP)
     parser.add_argument(
         "--checkpoint", type=Path, metavar="PATH", help="a .safetensors checkpoint (overrides --model)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="auto (default: bf16 where the hardware runs it natively, else fp32; as classify and replay), "
+        "fp32, bf16 or int8",
     )
     data = parser.add_argument_group("data (one of)")
     data.add_argument(
@@ -277,13 +284,16 @@ def run(args: argparse.Namespace) -> int:
                 args.seed,
                 args.out,
                 args.window_s,
+                loaded.precision,
             )
             if args.json:
                 print(json.dumps(results, indent=1))
             else:
                 _print_stream_table(results)
             return 0
-        report = evaluate_clip_set(loaded.model, loaded.info, clip_set, args.out, args.cache_dir)
+        report = evaluate_clip_set(
+            loaded.model, loaded.info, clip_set, args.out, args.cache_dir, precision=loaded.precision
+        )
     except ValueError as exc:  # unreadable audio, labels the model does not know
         raise ConfigError(str(exc)) from None
     print(json.dumps(report, indent=1) if args.json else report_markdown(report, clip_set.name), end="")

@@ -13,6 +13,7 @@ from esc50_subset import write_esc50_subset
 
 from models.checkpoint import load_checkpoint
 from streamd.cli import main
+from training import metrics
 from training.evaluate import clip_scores
 from training.readers import read_esc50
 
@@ -273,3 +274,24 @@ def test_a_config_scores_its_own_folds_and_warns_of_clips_the_model_trained_on(
     assert main([*base, "--config", str(seen)]) == 0
     err = capsys.readouterr().err
     assert "the checkpoint trained on fold(s) [1, 2]" in err and "not held out" in err
+
+
+def test_evaluate_scores_in_the_precision_every_command_chooses(
+    trained_checkpoint: Path, held_out_csv: Path, esc50_root: Path, tmp_path, capsys
+) -> None:
+    """evaluate loads its model as classify and replay do: `--precision` (default auto) decides how the
+    clips are scored, so the commands agree on the same files."""
+    audio = esc50_root / "audio"
+    base = ["evaluate", "--checkpoint", str(trained_checkpoint), "--esc50", str(held_out_csv)]
+    base += ["--audio-dir", str(audio), "--cache-dir", str(tmp_path / "c"), "--json"]
+    model, info = load_checkpoint(trained_checkpoint)
+    clips = read_esc50(held_out_csv, audio_dir=audio)
+    for precision in ("fp32", "bf16"):
+        assert main([*base, "--precision", precision]) == 0
+        report = json.loads(capsys.readouterr().out)
+        scores = clip_scores(model, info, clips, None, precision=precision)
+        expected = metrics.mean_average_precision(
+            np.eye(len(info.labels))[[info.labels.index(clips.labels[c.targets[0]]) for c in clips.clips]],
+            scores,
+        )
+        assert report["mAP"] == pytest.approx(expected, abs=1e-9), precision
