@@ -93,7 +93,16 @@ def test_streaming_replay_matches_offline_reference(
     args = ["evaluate", "--checkpoint", str(trained_checkpoint), "--esc50", str(held_out_csv), "--streaming"]
     args += ["--audio-dir", str(esc50_root / "audio")]
     args += ["--clips", "4", "--hops", "1.0", "2.5", "--gap-s", "1", "2", "--seed", "3", "--json"]
+    (tmp_path / "daemon").mkdir()
+    for stale in ("soundscape3.wav", "soundscape3.json", "notes.json"):  # an earlier run's, and the user's
+        (tmp_path / "daemon" / stale).write_text("{}")
     assert main([*args, "--out", str(tmp_path / "daemon")]) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "daemon").iterdir()) == [
+        "notes.json",
+        "soundscape0.json",
+        "soundscape0.wav",
+        "streaming.json",
+    ]
     daemon = json.loads(capsys.readouterr().out)
     assert main([*args, "--out", str(tmp_path / "offline"), "--offline"]) == 0
     offline = json.loads(capsys.readouterr().out)
