@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def held_out_report(
     ]
     for label, acc in report["per_class_accuracy"].items():
         lines.append(f"  {label}: {'n/a' if acc is None else f'{acc:.3f}'}")
-    live = f"streamd run --checkpoint {entry['checkpoint']}"  # the window is the checkpoint's own
+    live = f"streamd run --checkpoint {shlex.quote(str(entry['checkpoint']))}"  # its own window
     if choices["recipe"] != "recurrent":  # a recurrent model gives one result per column: no hop
         live += f" --hop {max(0.1, round(choices['window_s'] / 4, 1)):g}"
     lines += [

@@ -114,3 +114,12 @@ def test_confusion_matrix_png(tmp_path) -> None:
     pixels = image.imread(path)
     assert pixels.ndim == 3 and pixels.shape[0] >= 300 and pixels.shape[1] >= 300
     assert pixels[..., :3].std() > 0.05  # not a blank image
+
+
+def test_a_label_the_font_cannot_draw_gives_a_png_and_no_warning(tmp_path) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning (matplotlib's missing glyph) fails the test
+        path = metrics.plot_confusion_matrix(np.eye(2, dtype=int), ["雨", "dog"], tmp_path / "cm.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -263,6 +263,9 @@ def test_the_live_command_printed_after_training_takes_no_option_that_is_warned_
     entry = {"checkpoint": "m.safetensors", "train_seconds": 1.0}
     text = held_out_report(report, data, entry, Path("out"), {"recipe": recipe, "window_s": 0.5})
     assert text.splitlines()[-1] == f"run it live: streamd run --checkpoint m.safetensors{live}"
+    entry["checkpoint"] = "my runs/m.safetensors"  # pasted into a shell as printed
+    text = held_out_report(report, data, entry, Path("out"), {"recipe": recipe, "window_s": 0.5})
+    assert text.splitlines()[-1] == f"run it live: streamd run --checkpoint 'my runs/m.safetensors'{live}"
 
 
 def _arrays(data, fold: int, features: FeatureConfig, frames: int) -> tuple[np.ndarray, np.ndarray]:
