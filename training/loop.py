@@ -25,7 +25,7 @@ from training.distill import Teacher
 from training.ema import Ema
 from training.param_groups import param_groups, set_backbone_frozen
 from training.predict import accuracy, predict_scores
-from training.resume import data_digest, fingerprint, setting_defaults
+from training.resume import ResumeMismatch, data_digest, fingerprint, setting_defaults
 from training.schedule import lr_at
 from training.sequences import cycle_permutations
 from training.train_config import TrainConfig, TrainResult
@@ -78,6 +78,11 @@ def train_model(
         start_epoch, step, elapsed, history = load_state(
             state_path, model, ema, opt, gen, config, setting_defaults(cfg, info)
         )
+        if start_epoch > cfg.epochs:  # the model there is a longer run's: never report it as this one
+            raise ResumeMismatch(
+                f"{state_path}: already trained for {start_epoch} epochs, more than the {cfg.epochs} asked "
+                "for (--fresh starts over; or another --out)"
+            )
         print(f"resuming from epoch {start_epoch} of {cfg.epochs} ({state_path}; --fresh starts over)")
     tty = progress and sys.stdout.isatty()
 

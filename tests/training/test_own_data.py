@@ -334,6 +334,9 @@ def test_resume_is_announced_and_a_changed_config_refused(split_data: Path, tmp_
         )
     assert "after epoch 2 is saved in" in interrupted_line(out)
     assert "no training state" in interrupted_line(tmp_path / "elsewhere")
+    cfg.epochs = 1  # the 2-epoch model there must not be reported as a 1-epoch run
+    with pytest.raises(ResumeMismatch, match=r"already trained for 2 epochs, more than the 1 asked for"):
+        train_model(build_model("resnet_cnn", info.config), (x, y), None, cfg, info, out, progress=False)
 
 
 def test_channels_must_be_a_list() -> None:
