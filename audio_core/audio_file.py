@@ -34,6 +34,17 @@ from audio_core.resample import StreamingResampler, downmix, resample_offline
 STDIN = "-"
 READ_BLOCK_S = 1.0
 PIPE_WAIT_S = 3.0  # how long a non-seekable input may take to deliver its first bytes
+MIN_SAMPLE_RATE = 1000  # below this a header is wrong (telephone audio is 8 kHz): 1 Hz stalled a stream
+
+
+def format_problem(rate: int, channels: int) -> str | None:
+    """Why a stream of ``rate`` Hz and ``channels`` channels cannot be audio, or None: the one rule of
+    files and network streams."""
+    if rate <= 0 or channels <= 0:
+        return f"invalid audio header (rate {rate}, {channels} channels)"
+    if rate < MIN_SAMPLE_RATE:
+        return f"sample rate {rate} Hz is below {MIN_SAMPLE_RATE} Hz: not audio (a wrong header?)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -93,8 +104,11 @@ def _wait_readable(fd: int, name: str, wait_s: float) -> None:
     """Wait until a non-seekable input has bytes (or its writer closed); then make reads blocking."""
     poller = select.poll()
     poller.register(fd, select.POLLIN | select.POLLHUP)
-    if not poller.poll(max(0.0, wait_s) * 1000.0):
+    ready = poller.poll(max(0.0, wait_s) * 1000.0)
+    if not ready:
         raise AudioInputError(f"{name}: no data arrived within {wait_s:g} s (is anything writing to it?)")
+    if not ready[0][1] & select.POLLIN:  # the writer closed it without writing anything
+        raise AudioInputError(f"{name}: empty input (no bytes before the writer closed it)")
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
 
@@ -104,7 +118,10 @@ def open_audio(path: str | os.PathLike[str], *, wait_s: float = PIPE_WAIT_S) -> 
     name = display_path(path)
     fd = _open_fd(Path(path))
     try:
-        seekable = stat.S_ISREG(os.fstat(fd).st_mode)
+        st = os.fstat(fd)
+        seekable = stat.S_ISREG(st.st_mode)
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.stat(os.devnull).st_rdev:
+            raise AudioInputError(f"{name}: empty input ({os.devnull})")
         if not seekable:
             _wait_readable(fd, name, wait_s)
         handle = sf.SoundFile(fd, closefd=True)
@@ -119,11 +136,9 @@ def open_audio(path: str | os.PathLike[str], *, wait_s: float = PIPE_WAIT_S) -> 
     if not seekable and handle.format == "MP3":  # libsndfile seeks in MP3 while it decodes
         handle.close()
         raise AudioInputError(f"{name}: MP3 cannot be read from a pipe; use WAV, AIFF, AU or OGG")
-    if handle.samplerate <= 0 or handle.channels <= 0:
+    if problem := format_problem(handle.samplerate, handle.channels):
         handle.close()
-        raise AudioInputError(
-            f"{name}: invalid audio header (rate {handle.samplerate}, {handle.channels} channels)"
-        )
+        raise AudioInputError(f"{name}: {problem}")
     return handle
 
 

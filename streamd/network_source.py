@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from audio_core.audio_file import format_problem
 from audio_core.resample import StreamingResampler, downmix
 from streamd.errors import AudioInputError
 from streamd.ring import SampleRing
@@ -106,8 +107,8 @@ class NetworkSource(Source):
                 raise AudioInputError(f"{_short(self.url)} has no audio track")
             ctx = container.streams.audio[0].codec_context
             rate, channels = int(ctx.sample_rate or 0), int(ctx.layout.nb_channels or 0)
-            if rate <= 0 or channels <= 0:
-                raise AudioInputError(f"{_short(self.url)}: unknown sample rate or channel count")
+            if problem := format_problem(rate, channels):
+                raise AudioInputError(f"{_short(self.url)}: {problem}")
         except BaseException:
             container.close()
             raise

@@ -233,8 +233,8 @@ def run(args: argparse.Namespace) -> int:
         ]
         if given:
             raise ConfigError(f"{', '.join(given)}: only with --streaming")
-    if args.clips < 1 or args.soundscapes < 1:
-        raise ConfigError("--clips and --soundscapes must be at least 1")
+    if args.clips < 1 or args.soundscapes < 1 or args.seed < 0:
+        raise ConfigError("--clips and --soundscapes must be at least 1, --seed at least 0")
     if any(h <= 0 for h in args.hops):
         raise ConfigError("--hops must be positive")
     low, high = args.gap_s

@@ -97,6 +97,16 @@ def test_an_empty_wav_from_a_pipe_is_an_error_as_from_a_file(tmp_path, checkpoin
     assert proc.stderr.strip().splitlines() == ["streamd: error: <stdin>: contains no audio samples"]
     by_path = run_streamd(*_replay_args(empty, checkpoint, "emptyfile"), timeout=60)
     assert_clean_error(by_path, "empty.wav", "contains no audio samples", exit_code=2)
+    for source, why in ((": |", "no bytes before the writer closed it"), ("< /dev/null", "/dev/null")):
+        nothing = subprocess.run(  # not one byte: said so, not "format not recognised"
+            ["bash", "-c", f"{source} {cmd}" if "|" in source else f"{cmd} {source}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=streamd_env(),
+        )
+        assert nothing.returncode == 2
+        assert nothing.stderr.strip().splitlines() == [f"streamd: error: <stdin>: empty input ({why})"]
 
 
 def test_flac_from_a_pipe_is_one_clear_line(known_clip, checkpoint):

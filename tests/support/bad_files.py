@@ -172,6 +172,9 @@ _BAD = [
         write=_bytes(lambda a, r: _corrupt(b := _flac_bytes(a, r), len(b) // 2, 4096, 2)),
     ),
     CatalogueEntry("unsupported_container.m4a", False, "unreadable", write=_bytes(_mp4)),
+    CatalogueEntry(  # a header claiming 1 Hz: once accepted, a stream that never produced a window
+        "rate_1hz_header.wav", False, "below 1000 hz", write=_bytes(lambda a, r: _wav_bytes(a[:64000], 1))
+    ),
     CatalogueEntry("nan_inf_samples.wav", False, "nan", write=_soundfile(_with_nan, subtype="FLOAT")),
 ]
 

@@ -79,6 +79,8 @@ def test_evaluate_errors(
     folders = ["evaluate", "--checkpoint", str(trained_checkpoint), "--folders", str(tmp_path)]
     assert main([*folders, "--audio-dir", str(tmp_path)]) == 2
     assert "--audio-dir: only with --esc50" in capsys.readouterr().err
+    assert main([*ok, "--streaming", "--seed", "-1"]) == 2
+    assert "--seed at least 0" in capsys.readouterr().err
     for gap in (["nan", "nan"], ["0", "inf"], ["2", "1"], ["-1", "1"], ["1e5", "1e5"]):
         assert main([*ok, "--streaming", "--gap-s", *gap]) == 2
         assert "--gap-s MIN MAX: seconds with 0 <= MIN <= MAX <= 60, got" in capsys.readouterr().err
