@@ -96,7 +96,8 @@ class NetworkSource(Source):
         try:
             return av.open(self.url, options=PROBE_OPTIONS, timeout=(OPEN_TIMEOUT_S, self.read_timeout_s))
         except (av.error.FFmpegError, OSError) as exc:
-            raise AudioInputError(f"cannot open {_short(self.url)}: {exc}") from None
+            why = _timed_out(exc, OPEN_TIMEOUT_S, "no audio stream recognised") or exc.strerror or exc
+            raise AudioInputError(f"cannot open {_short(self.url)}: {why}") from None
 
     def _probe(self) -> tuple[int, int]:
         """The first audio track's rate and channels (at most two); AudioInputError if there is none.
@@ -150,7 +151,8 @@ class NetworkSource(Source):
                 try:
                     self._connected(container)
                 except Exception as exc:  # FFmpeg read errors, timeouts, a decoder giving up
-                    self.error = f"{_short(self.url)}: connection lost ({type(exc).__name__}: {exc})"
+                    why = _timed_out(exc, self.read_timeout_s, "no data") or f"{type(exc).__name__}: {exc}"
+                    self.error = f"{_short(self.url)}: connection lost ({why})"
                 finally:
                     container.close()
                 self._reopen.wait()
@@ -219,3 +221,10 @@ class NetworkSource(Source):
         while self._gaps:
             out.append(self._gaps.popleft())
         return out
+
+
+def _timed_out(exc: BaseException, seconds: float, what: str) -> str | None:
+    """FFmpeg's own words for its timeout ("Immediate exit requested") as a reason a user can act on."""
+    if isinstance(exc, _av().error.ExitError):
+        return f"{what} within {seconds:g} s: timed out"
+    return None

@@ -3,6 +3,7 @@ with PyAV) killed and restarted mid-run; the daemon reports it, reconnects, and 
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -158,6 +159,36 @@ def test_urls_and_unreachable_servers() -> None:
     port = free_tcp_port()
     with pytest.raises(AudioInputError, match="cannot open"):
         NetworkSource(f"http://127.0.0.1:{port}/none.wav")
+
+
+@pytest.mark.parametrize("garbage", [False, True], ids=["nothing", "garbage"])
+def test_a_server_that_sends_nothing_or_garbage_is_named_in_plain_words(garbage: bool) -> None:
+    """FFmpeg's own words for its timeout ("Immediate exit requested", an errno) become a reason."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    noise = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, contextlib.suppress(OSError):
+            while not stop.wait(0.01):
+                if garbage:
+                    conn.sendall(noise)
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with pytest.raises(AudioInputError) as caught:
+            NetworkSource(url)
+    finally:
+        stop.set()
+        listener.close()
+    why = "Invalid data found when processing input" if garbage else "no audio stream recognised within 5 s"
+    assert str(caught.value).startswith(f"cannot open {url}: {why}")
+    assert "Errno" not in str(caught.value) and "Immediate exit" not in str(caught.value)
 
 
 def test_a_live_source_under_block_keeps_one_window_per_stream(wav: Path, small_checkpoint: Path) -> None:
