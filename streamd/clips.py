@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from streamd.audio_history import AudioHistory
 from streamd.config_sections import ClipsSection
 from streamd.output_folders import writable_folder
 from streamd.privacy import SpeechDetector
@@ -46,38 +47,6 @@ COUNTERS = (
     "clips_dropped_speech",
     "clips_unchecked",
 )
-
-
-class AudioHistory:
-    """The newest ``capacity`` frames of one stream, addressed by absolute sample index."""
-
-    def __init__(self, capacity: int, channels: int) -> None:
-        self.capacity = max(1, capacity)
-        self._buf = np.zeros((self.capacity, channels), dtype=np.float32)
-        self.end = 0  # absolute index after the newest sample
-
-    def write(self, start: int, data: np.ndarray) -> None:
-        """Append ``data`` whose first sample has index ``start`` (overlap with what is held is skipped)."""
-        if start > self.end:  # an outage: silence where the audio never came (at most what is held)
-            held = min(start - self.end, self.capacity)
-            self.end = start - held
-            self.write(self.end, np.zeros((held, self._buf.shape[1]), np.float32))
-        data = data[self.end - start :]
-        n = data.shape[0]
-        if n == 0:
-            return
-        kept = data[-self.capacity :]
-        base = self.end + n - kept.shape[0]
-        self._buf[np.arange(base, base + kept.shape[0]) % self.capacity] = kept
-        self.end += n
-
-    def read(self, start: int, end: int) -> tuple[int, np.ndarray]:
-        """Samples ``[max(start, oldest held), min(end, newest))`` and the index of the first one."""
-        first = max(start, self.end - self.capacity, 0)
-        last = min(end, self.end)
-        if last <= first:
-            return first, np.zeros((0, self._buf.shape[1]), np.float32)
-        return first, self._buf[np.arange(first, last) % self.capacity].copy()
 
 
 CLIP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*_\d{8}T\d{6}_[A-Za-z0-9_-]+_\d+\.\d{2}s(-\d+)?\.flac$")

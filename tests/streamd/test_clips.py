@@ -16,7 +16,8 @@ import soundfile as sf
 from pipeline_helpers import Pipeline
 
 from streamd import messages
-from streamd.clips import AudioHistory, ClipRecorder, is_own_clip
+from streamd.audio_history import AudioHistory
+from streamd.clips import ClipRecorder, is_own_clip
 from streamd.config import DaemonConfig
 from streamd.config_sections import ClipsSection
 from streamd.errors import ConfigError
@@ -248,3 +249,50 @@ def test_a_long_outage_costs_the_history_no_more_than_it_holds() -> None:
     history.write(10**12, np.full((10, 1), 2.0, np.float32))  # a 2-year outage at 16 kHz: no huge array
     first, got = history.read(10**12 - 5, 10**12 + 10)
     assert first == 10**12 - 5 and got[:5].sum() == 0 and (got[5:] == 2.0).all()
+    first, got = history.read(490, 510)  # the audio before the outage is still held
+    assert first == 490 and (got[:10] == 1.0).all() and (got[10:] == 0.0).all() and got.shape[0] == 20
+
+
+def test_history_across_outages_equals_the_stream_timeline() -> None:
+    """Random blocks and outages: what is read equals the stream's timeline (silence for lost time), and
+    starts no later than the oldest real sample the ring still holds."""
+    rng = np.random.default_rng(3)
+    history = AudioHistory(5000, 2)
+    timeline: list[np.ndarray] = []
+    real_at: list[int] = []  # stream index of every real sample, in order
+    end = 0
+    for _ in range(300):
+        if rng.random() < 0.1:  # an outage
+            lost = int(rng.integers(1, 20_000))
+            timeline.append(np.zeros((lost, 2), np.float32))
+            end += lost
+        n = int(rng.integers(1, 900))
+        block = rng.standard_normal((n, 2)).astype(np.float32)
+        history.write(end, block)
+        timeline.append(block)
+        real_at.extend(range(end, end + n))
+        end += n
+        whole = np.concatenate(timeline)
+        oldest_held = real_at[max(0, len(real_at) - 5000)]
+        start = int(rng.integers(0, end))
+        stop = int(rng.integers(start, end + 10))
+        first, got = history.read(start, stop)
+        assert start <= first <= max(start, oldest_held)
+        np.testing.assert_array_equal(got, whole[first : min(stop, end)])
+
+
+def test_an_event_cut_off_by_a_long_outage_keeps_its_clip(tmp_path: Path, clips: list[Path]) -> None:
+    """The audio before an outage longer than the clip history stays held until the event's clip is cut."""
+    audio = _audio(clips)
+    cfg = ClipsSection(dir=str(tmp_path / "clips"), max_clip_s=10.0, labels=["dog"])
+    recorder = ClipRecorder(cfg, [("s", RATE, 1)])
+    _feed(recorder, audio, 6 * RATE)
+    after = 6 * RATE + 90 * RATE  # 90 s lost, against 14 s held
+    recorder.tap(0, after, audio[6 * RATE : 8 * RATE])
+    msg = recorder.on_event(0, _event(1.0, 6.0))  # ended by the outage: flushed after the audio resumed
+    recorder.tap(0, after + 2 * RATE, audio[8 * RATE : 10 * RATE])
+    recorder.close()
+    assert recorder.counters["clips_saved"] == 1 and recorder.counters["clips_truncated"] == 0
+    data, _ = sf.read(msg["clip"], dtype="float32", always_2d=True)
+    expected = np.concatenate([audio[0 : 6 * RATE], np.zeros((2 * RATE, 1), np.float32)])  # pre 1 s, post 2 s
+    np.testing.assert_allclose(data, expected, atol=2**-22)
