@@ -56,7 +56,8 @@ class MqttSink:
         self.prefix = (address.prefix or cfg.prefix).strip("/")
         self.node = slug(cfg.client_id or f"streamd-{socket.gethostname()}")
         # the broker lets one connection per client id: two daemons of a host must not share the default
-        self.client_id = cfg.client_id or f"{self.node}_{os.getpid()}_{secrets.token_hex(2)}"
+        # (at most 23 characters, the length every MQTT 3.1.1 broker must accept)
+        self.client_id = cfg.client_id or f"streamd_{os.getpid()}_{secrets.token_hex(3)}"[:23]
         self._active: set[tuple[str, str]] = set()  # (stream, label) of the open events of binary sensors
         self._active_lock = threading.Lock()
         self.streams = streams
@@ -90,7 +91,9 @@ class MqttSink:
                 raise ConfigError(f"{what}: {getattr(exc, 'strerror', None) or exc}") from None
         client.will_set(self.availability, "offline", qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=max(1, round(self.cfg.reconnect_max_s)))
-        client.max_queued_messages_set(PAHO_QUEUE)
+        # what a connection announces at once (availability, discovery, binary sensor states) on top
+        announced = 1 + len(self.streams) * (1 + 2 * len(self.labels)) if self.cfg.discovery else 1
+        client.max_queued_messages_set(PAHO_QUEUE + announced)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -104,20 +107,26 @@ class MqttSink:
             log.warning("MQTT broker %s refused the connection: %s", self.address.host, reason)
             return
         self.problem = "not connected yet"
-        client.publish(self.availability, "online", qos=1, retain=True)
-        if self.cfg.discovery:
-            labels = self.labels
-            for topic, payload in discovery_payloads(
-                self.prefix, self.cfg.discovery_prefix, self.node, self.streams, labels
-            ).items():
-                client.publish(topic, json.dumps(payload), qos=1, retain=True)
-            with self._active_lock:  # retained states from before (a crash) must not say ON: the truth now
-                active = set(self._active)
-            for stream in self.streams:
-                for label in labels:
-                    state = "ON" if (stream, label) in active else "OFF"
-                    client.publish(self._active_topic(stream, label), state, qos=1, retain=True)
-        self._connected.set()
+        sent = [client.publish(self.availability, "online", qos=1, retain=True)]
+        # under the lock until connected: an event's state is either in this snapshot or published after
+        with self._active_lock:
+            if self.cfg.discovery:
+                for topic, payload in discovery_payloads(
+                    self.prefix, self.cfg.discovery_prefix, self.node, self.streams, self.labels
+                ).items():
+                    sent.append(client.publish(topic, json.dumps(payload), qos=1, retain=True))
+                for stream in self.streams:  # retained states from before (a crash) must not say ON
+                    for label in self.labels:
+                        state = "ON" if (stream, label) in self._active else "OFF"
+                        sent.append(
+                            client.publish(self._active_topic(stream, label), state, qos=1, retain=True)
+                        )
+            self._connected.set()
+        failed = sum(1 for info in sent if info.rc != self._mqtt.MQTT_ERR_SUCCESS)
+        if failed:
+            log.warning(
+                "MQTT: %d of %d announcements (availability, discovery, states) not sent", failed, len(sent)
+            )
         log.info("MQTT connected to %s", host_port(self.address.host, self.address.port))
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
@@ -198,13 +207,13 @@ class MqttSink:
         kind, stream = msg["type"], msg["stream"]
         if kind == "event" and self.cfg.discovery and msg["label"] in self.labels:
             key = (stream, msg["label"])
-            with self._active_lock:
+            with self._active_lock:  # with the publish: never between a connection's snapshot and its states
                 if msg["state"] == "start":
                     self._active.add(key)
                 else:
                     self._active.discard(key)
-            state = "ON" if msg["state"] == "start" else "OFF"
-            self._publish(self._active_topic(stream, msg["label"]), state, stream, retain=True)
+                state = "ON" if msg["state"] == "start" else "OFF"
+                self._publish(self._active_topic(stream, msg["label"]), state, stream, retain=True)
         if kind not in self.types:
             return
         if kind == "prediction" and self.cfg.prediction_interval_s > 0:

@@ -295,3 +295,28 @@ def test_binary_sensors_start_off_and_two_daemons_of_a_host_keep_their_connectio
             sink.stop()
         if sub is not None:
             sub.close()
+
+
+def test_every_binary_sensor_state_is_announced_however_many(broker: Broker) -> None:
+    """10 streams x 60 labels: 1201 retained messages at once on connecting; paho's queue holds them all."""
+    streams, labels = [f"mic{i}" for i in range(10)], [f"label{j}" for j in range(60)]
+    sink = MqttSink(MqttSection(url=f"mqtt://127.0.0.1:{broker.port}"), streams, labels)
+    assert len(sink.client_id) <= 23  # what every MQTT 3.1.1 broker must accept
+    sink.start()
+    sub = None
+    try:
+        assert sink.wait_connected(10)
+        time.sleep(1.0)
+        sub = Subscriber(broker.port)  # the retained states arrive on subscription
+        deadline = time.monotonic() + 15
+        topics: set[str] = set()
+        while time.monotonic() < deadline:
+            topics = {t for t, _, _ in list(sub.received) if "/active/" in t}
+            if len(topics) == len(streams) * len(labels):
+                break
+            time.sleep(0.1)
+        assert len(topics) == len(streams) * len(labels)
+    finally:
+        sink.stop()
+        if sub is not None:
+            sub.close()
