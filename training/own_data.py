@@ -23,6 +23,7 @@ naming it.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -126,6 +127,15 @@ def _from_folders(root: Path, splits: dict[str, Path]) -> tuple[list[tuple[Path,
     return entries, problems
 
 
+def _identity(file: Path) -> Path:
+    """The file a row names, the same however the path is spelt (a link loop: its absolute spelling; the
+    file check reports it)."""
+    try:
+        return file.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
+        return Path(os.path.abspath(file))
+
+
 def _from_csv(path: Path) -> list[tuple[Path, str, str]]:
     rows = [r for r in csv_rows(path, "list of clips") if r and any(c.strip() for c in r)]
     if rows and rows[0][0].strip().lower() == "path":
@@ -143,7 +153,7 @@ def _from_csv(path: Path) -> list[tuple[Path, str, str]]:
         file = file if file.is_absolute() else path.parent / file
         # one row per clip: a second label is a mistake, and a second split would put a training clip
         # into the held-out report (a repeat in the same split would count it twice)
-        seen = first_row.setdefault(file.resolve(), (line, cells[1]))
+        seen = first_row.setdefault(_identity(file), (line, cells[1]))
         if seen[0] != line:
             other = "" if seen[1] == cells[1] else f" with another label ({cells[1]!r}; first {seen[1]!r})"
             raise DatasetError(

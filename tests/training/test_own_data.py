@@ -547,6 +547,15 @@ def test_a_clip_under_two_labels_and_a_broken_class_link_are_named(split_data: P
         DatasetError, match=r"row 2: .* listed again with another label \('rooster'; first 'dog'\)"
     ):
         read_own_data(table)
+    (tmp_path / "loop1.wav").symlink_to(tmp_path / "loop2.wav")  # a link loop: left out, not a crash
+    (tmp_path / "loop2.wav").symlink_to(tmp_path / "loop1.wav")
+    rows = [
+        f"{f},{f.parent.name}"
+        for name in ("dog", "rooster")
+        for f in (split_data / "train" / name).glob("*.wav")
+    ]
+    table.write_text("\n".join([*rows, f"{tmp_path / 'loop1.wav'},dog"]) + "\n")
+    assert any("loop1.wav" in problem for problem in read_own_data(table).problems)
     for split in ("test", "train"):  # in both splits a training clip would be scored as held out
         relative = clip.relative_to(split_data)
         table.write_text(f"{clip},dog,train\n{split_data}/./{relative},dog,{split}\n")
