@@ -58,6 +58,7 @@ class Engine:
         self.fill_s = fill_s  # once a job is queued, how long to wait for a full take (JobQueue.get_batch)
         self.queue = JobQueue(queue_size, policy)
         self._states: dict[int, State] = {}
+        self._stretch: dict[int, int] = {}  # the stretch (outages before it) each stream's state is of
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.windows: dict[int, int] = {}
@@ -162,9 +163,13 @@ class Engine:
             self._split.close()
             torch.set_num_threads(before)
 
-    def _state(self, stream: int) -> State:
-        if stream not in self._states:
+    def _state(self, job: Job) -> State:
+        """The recurrent state ``job`` continues: a stream's first, or the first after an outage (a new
+        stretch: ``streamd.gaps``), starts from the initial state, as that stretch alone would offline."""
+        stream, stretch = job.stream, job.window.stretch
+        if stream not in self._states or self._stretch.get(stream, 0) != stretch:
             self._states[stream] = self.runner.init_state()
+            self._stretch[stream] = stretch
         return self._states[stream]
 
     @staticmethod
@@ -181,13 +186,20 @@ class Engine:
         share one call (stream-major, columns in order); otherwise one column per stream per call."""
         if not self.runner.can_catch_up:
             return self._rounds(batch)
-        per_stream: dict[int, list[Job]] = {}
+        per_run: dict[tuple[int, int], list[Job]] = {}  # (stream, stretch): an outage starts a new run
         for job in batch:
-            per_stream.setdefault(job.stream, []).append(job)
-        by_depth: dict[int, list[Job]] = {}
-        for jobs in per_stream.values():
-            by_depth.setdefault(len(jobs), []).extend(jobs)
-        return list(by_depth.values())
+            per_run.setdefault((job.stream, job.window.stretch), []).append(job)
+        groups: list[list[Job]] = []
+        while per_run:  # each round takes every stream's earliest run; equal depths share a call
+            firsts: dict[int, tuple[int, int]] = {}
+            for key in per_run:
+                firsts.setdefault(key[0], key)
+            by_depth: dict[int, list[Job]] = {}
+            for key in firsts.values():
+                jobs = per_run.pop(key)
+                by_depth.setdefault(len(jobs), []).extend(jobs)
+            groups += by_depth.values()
+        return groups
 
     def _run(self, jobs: list[Job]) -> None:
         started = time.perf_counter()
@@ -222,10 +234,11 @@ class Engine:
         if len(streams) < len(jobs):  # catch-up: several columns per stream (see _recurrent_groups)
             depth = len(jobs) // len(streams)
             runs = [features[i * depth : (i + 1) * depth] for i in range(len(streams))]
-            scores, new_states = self.runner.score_column_runs(runs, [self._state(s) for s in streams])
+            states = [self._state(first) for first in jobs[::depth]]  # each run's first job
+            scores, new_states = self.runner.score_column_runs(runs, states)
             self._states.update(zip(streams, new_states, strict=True))
             return scores
-        states = [self._state(job.stream) for job in jobs]
+        states = [self._state(job) for job in jobs]
         scores, new_states = self.runner.score_columns(features, states)
         for job, state in zip(jobs, new_states, strict=True):
             self._states[job.stream] = state

@@ -132,3 +132,31 @@ def test_one_call_takes_up_to_the_catch_up_depth_and_equals_stepping(tmp_path, e
     for (_, score), column in zip(results, columns, strict=True):
         step, (state,) = runner.score_columns([column.features], [state])
         assert float((score - step[0]).abs().max()) <= 1e-4
+
+
+def test_after_an_outage_the_recurrent_state_starts_afresh(tmp_path, esc50):
+    """Columns after an outage (a new stretch) continue from the initial state, as that stretch alone would
+    offline: with catch-up (one call per run) and column by column alike."""
+    from dataclasses import replace
+
+    loaded = load_model(
+        _mamba_checkpoint(tmp_path / "m.safetensors", esc50.labels), compute="cpu", precision="fp32"
+    )
+    cfg = loaded.info.features
+    stretches = []
+    for path in esc50.clips(2):
+        front = front_end(ColumnPlan(loaded.column_frames, cfg))
+        stretches.append(front.accept(esc50.read_mono(path)[: int(1.5 * 16000)]) + front.finish())
+    first, second = stretches
+    second = [replace(w, index=w.index + len(first), stretch=1) for w in second]
+    runner = ModelRunner(loaded)
+    for max_batch in (64, 1):  # catch-up, and one column per call
+        jobs = [Job(0, w, time.monotonic()) for w in first + second]
+        _, results = _run_all(loaded, jobs, max_batch=max_batch)
+        assert [job.window.index for job, _ in results] == [w.index for w in first + second]
+        for stretch in (first, second):
+            state = runner.init_state()
+            got = [score for job, score in results if job.window.stretch == stretch[0].stretch]
+            for score, column in zip(got, stretch, strict=True):
+                step, (state,) = runner.score_columns([column.features], [state])
+                assert float((score - step[0]).abs().max()) <= 1e-4
