@@ -226,12 +226,10 @@ class Daemon:
     def _stream_complete(self, stream: Stream) -> bool:
         """True once ``stream``'s source has ended and every window of it is classified (or dropped or
         failed, each counted) and published: a stop now takes nothing from it."""
-        classified = self.engine.counters(stream.index)["windows"]
-        return (
-            stream.finished
-            and self.engine.handled(stream.index) == stream.submitted_windows
-            and stream.published_windows == classified
-        )
+        if not stream.finished:  # read first: every window of it was submitted before this was set
+            return False
+        classified, handled = self.engine.done_with(stream.index)  # then the engine's, then the results'
+        return handled == stream.submitted_windows and stream.published_windows == classified
 
     def run_forever(self, stop_event: threading.Event) -> None:
         """Live: run until ``stop_event`` is set (Ctrl-C / SIGTERM); stops within about a second."""

@@ -259,10 +259,12 @@ class Engine:
 
     # -- counters --------------------------------------------------------------------------------------
 
-    def handled(self, stream: int) -> int:
-        """Windows of ``stream`` the engine is done with: classified, dropped or failed."""
+    def done_with(self, stream: int) -> tuple[int, int]:
+        """(classified, handled) windows of ``stream``, read together: handled counts the classified,
+        dropped and failed ones."""
         with self._lock:
-            return sum(t.get(stream, 0) for t in (self.windows, self.dropped, self.failed))
+            classified = self.windows.get(stream, 0)
+            return classified, classified + self.dropped.get(stream, 0) + self.failed.get(stream, 0)
 
     def counters(self, stream: int) -> dict[str, int]:
         with self._lock:
