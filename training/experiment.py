@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.bf16 import resolve_auto
 from models.common import ModelInfo
 from models.registry import build_model
 from training import metrics
@@ -128,7 +129,11 @@ def run_one(
         from models.checkpoint import load_checkpoint
 
         trained, trained_info = load_checkpoint(result.checkpoint)
-        report = evaluate_clip_set(trained, trained_info, val_set, out_dir / "eval", exp.cache_dir, run_name)
+        # in the precision training validated in, which is what evaluate and the daemon choose (auto)
+        precision = resolve_auto(exp.train.precision)
+        report = evaluate_clip_set(
+            trained, trained_info, val_set, out_dir / "eval", exp.cache_dir, run_name, precision=precision
+        )
         entry.update({"val_folds": held_out, "val_clips": len(val_set.clips), "report": report})
     return entry
 

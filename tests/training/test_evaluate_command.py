@@ -288,7 +288,7 @@ def test_a_config_scores_its_own_folds_and_warns_of_clips_the_model_trained_on(
 
 
 def test_evaluate_scores_in_the_precision_every_command_chooses(
-    trained_checkpoint: Path, held_out_csv: Path, esc50_root: Path, tmp_path, capsys
+    trained_checkpoint: Path, held_out_csv: Path, esc50_root: Path, tmp_path, capsys, monkeypatch
 ) -> None:
     """evaluate loads its model as classify and replay do: `--precision` (default auto) decides how the
     clips are scored, so the commands agree on the same files."""
@@ -297,8 +297,16 @@ def test_evaluate_scores_in_the_precision_every_command_chooses(
     base += ["--audio-dir", str(audio), "--cache-dir", str(tmp_path / "c"), "--json"]
     model, info = load_checkpoint(trained_checkpoint)
     clips = read_esc50(held_out_csv, audio_dir=audio)
+    import training.evaluate
+
+    used: list[str] = []  # the precision each scoring ran in (the metrics alone may not tell them apart)
+    real = training.evaluate.clip_scores
+    monkeypatch.setattr(
+        training.evaluate, "clip_scores", lambda *a, **kw: used.append(kw["precision"]) or real(*a, **kw)
+    )
     for precision in ("fp32", "bf16"):
         assert main([*base, "--precision", precision]) == 0
+        assert used[-1] == precision
         report = json.loads(capsys.readouterr().out)
         scores = clip_scores(model, info, clips, None, precision=precision)
         expected = metrics.mean_average_precision(
@@ -306,3 +314,7 @@ def test_evaluate_scores_in_the_precision_every_command_chooses(
             scores,
         )
         assert report["mAP"] == pytest.approx(expected, abs=1e-9), precision
+    from streamd.precision import choose_precision
+
+    assert main(base) == 0  # default: auto, as classify and replay choose it on this machine
+    assert used[-1] == choose_precision("auto", "cpu", info.extra).precision

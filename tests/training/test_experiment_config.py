@@ -139,6 +139,8 @@ def test_cross_validation_writes_per_fold_checkpoints_and_summary(tiny_config: P
         assert info.extra["train_folds"] == [3 - held_out]
         report = json.loads((out / run / "eval" / "report.json").read_text())
         assert report["num_examples"] == 6 and 0.0 <= report["accuracy"] <= 1.0
+        history = json.loads((out / run / "history.json").read_text())
+        assert report["accuracy"] == history[-1]["val_acc"]  # the report is scored as training validated
         assert (out / run / "eval" / "confusion.png").stat().st_size > 1000
         assert (out / run / "train_state.safetensors").exists()
     pooled = np.array(summary["pooled_confusion_matrix"])
