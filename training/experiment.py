@@ -67,7 +67,7 @@ def model_info(exp: Experiment, clip_set: ClipSet, model_config: dict[str, Any])
         features=exp.features,
         normalization=exp.normalization,
         multi_label=clip_set.multi_label,
-        extra={"experiment": exp.name},
+        extra={"experiment": exp.name, "dataset": clip_set.name},  # whose folds train/val_folds are
     )
 
 

@@ -94,3 +94,23 @@ def _remove_stale_soundscapes(folder: Path, keep: int) -> None:
         number = path.stem[len("soundscape") :]
         if path.suffix in (".wav", ".json") and number.isdigit() and int(number) >= keep:
             path.unlink()
+
+
+def stream_table_markdown(results: list[dict[str, Any]]) -> str:
+    """The rows of ``streaming_evaluation`` as a markdown table (what ``evaluate --streaming`` prints)."""
+
+    def fmt(value: float | None, digits: int = 3) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    lines = [
+        "| hop s | windows | window accuracy | detected | onset latency median s | mean s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        hop = "per step" if r["hop_s"] == 0 else f"{r['hop_s']:g}"
+        lines.append(
+            f"| {hop} | {r['scored_windows']}/{r['windows']} | {fmt(r['window_accuracy'])} | "
+            f"{r['detected_events']}/{r['events']} | {fmt(r['onset_latency_median_s'], 2)} | "
+            f"{fmt(r['onset_latency_mean_s'], 2)} |"
+        )
+    return "\n".join(lines)

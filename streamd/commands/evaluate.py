@@ -12,7 +12,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from audio_core.shipped_models import MODEL_HELP
 from streamd.errors import ConfigError
@@ -114,6 +113,8 @@ def _config_folds(exp, clip_set, loaded: LoadedModel, chosen: list[int] | None) 
     as held out, else the config's ``val_folds`` (mode "single"), else all; a warning when the checkpoint
     trained on any of them (it records its training folds)."""
     extra = loaded.info.extra
+    if extra.get("dataset", clip_set.name) != clip_set.name:  # trained on other data: its folds are not these
+        return chosen or (exp.val_folds if exp.mode == "single" else None)
     recorded = list(extra.get("val_folds") or [])
     folds = chosen or recorded or (exp.val_folds if exp.mode == "single" else None)
     seen = sorted(set(extra.get("train_folds") or []) & set(folds or clip_set.folds()))
@@ -191,21 +192,6 @@ def _usable_clips(clip_set, window_s: float | None = None):
     return ClipSet(kept, labels, multi_label=clip_set.multi_label, name=clip_set.name)
 
 
-def _print_stream_table(results: list[dict[str, Any]]) -> None:
-    def fmt(value: float | None, digits: int = 3) -> str:
-        return "n/a" if value is None else f"{value:.{digits}f}"
-
-    print("| hop s | windows | window accuracy | detected | onset latency median s | mean s |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for r in results:
-        hop = "per step" if r["hop_s"] == 0 else f"{r['hop_s']:g}"
-        print(
-            f"| {hop} | {r['scored_windows']}/{r['windows']} | {fmt(r['window_accuracy'])} | "
-            f"{r['detected_events']}/{r['events']} | {fmt(r['onset_latency_median_s'], 2)} | "
-            f"{fmt(r['onset_latency_mean_s'], 2)} |"
-        )
-
-
 def _replay(loaded: LoadedModel):
     """The daemon's own replay of one file, as ``training.streaming_eval`` wants it."""
     from streamd.collect import replay_collect
@@ -223,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate_clip_set, report_markdown
     from training.experiment_spec import ExperimentConfigError
     from training.readers import DatasetError
-    from training.streaming_eval import streaming_evaluation
+    from training.streaming_eval import stream_table_markdown, streaming_evaluation
 
     if not args.streaming:  # never silently ignored
         fresh = argparse.ArgumentParser()
@@ -289,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(results, indent=1))
             else:
-                _print_stream_table(results)
+                print(stream_table_markdown(results))
             return 0
         report = evaluate_clip_set(
             loaded.model, loaded.info, clip_set, args.out, args.cache_dir, precision=loaded.precision

@@ -285,6 +285,12 @@ def test_a_config_scores_its_own_folds_and_warns_of_clips_the_model_trained_on(
     assert main([*base, "--config", str(seen)]) == 0
     err = capsys.readouterr().err
     assert "the checkpoint trained on fold(s) [1, 2]" in err and "not held out" in err
+    other_csv = seen_csv.with_name("other.csv")  # another data set whose folds share the numbers
+    other_csv.write_text(seen_csv.read_text())
+    other = _data_config(tmp_path / "other.toml", other_csv, audio, "", "full")
+    assert main([*base, "--config", str(other)]) == 0
+    out = capsys.readouterr()
+    assert "- examples: 12" in out.out and "warning" not in out.err  # its folds are not the checkpoint's
 
 
 def test_evaluate_scores_in_the_precision_every_command_chooses(
