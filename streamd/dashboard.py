@@ -1,21 +1,18 @@
 """Terminal dashboard: what each stream hears right now, and how the daemon keeps up.
 
 ``DashboardState.update(msg)`` folds published messages into a per-stream view; ``render_dashboard`` is a
-pure function of that state (tested by rendering into a string console). ``Dashboard`` wires them to a
-``rich.live.Live`` display: its ``sink`` only appends to a bounded deque (thread-safe, never blocks) and
-the refresh thread folds the pending messages in before each render.
+pure function of that state (tested by rendering into a string console): a panel per stream, or one line
+per stream when the panels do not fit the terminal. ``streamd.dashboard_live`` shows it live.
 """
 
 from __future__ import annotations
 
-import threading
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
+from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -215,9 +212,11 @@ def _events_line(view: StreamView) -> Text:
 def render_stream(view: StreamView, width: int = 100, timeline_rows: int = 6) -> Panel:
     """One stream's panel: top-k scores, level, latency, rtf, counters, events and the timeline."""
     inner = max(20, width - 4)
-    title = Text(view.name, style="bold").append(f"  {view.model or '?'}  t={view.t_end:.1f} s")
+    rest = f"  {view.model or '?'}  t={view.t_end:.1f} s"
+    state = f"  {view.state}" if view.state else ""
+    title = Text(fit(view.name, width - 6 - len(rest) - len(state)), style="bold").append(rest)
     if view.state:
-        title.append(f"  {view.state}", style="red" if view.state in TROUBLE_STATES else "green")
+        title.append(state, style="red" if view.state in TROUBLE_STATES else "green")
     body: list[RenderableType] = [
         _scores_table(view, inner),
         _level_line(view, inner),
@@ -233,45 +232,51 @@ def render_stream(view: StreamView, width: int = 100, timeline_rows: int = 6) ->
     return Panel(Group(*body), title=title, title_align="left", width=width)
 
 
-def render_dashboard(state: DashboardState, width: int = 100, timeline_rows: int = 6) -> RenderableType:
-    """The whole dashboard: one panel per stream, in the order streams appeared."""
+def fit(text: str, room: int) -> str:
+    """``text`` cut to ``room`` characters (at least 8), an ellipsis marking the cut."""
+    room = max(8, room)
+    return text if len(text) <= room else text[: room - 1] + "…"
+
+
+def panel_rows(state: DashboardState, timeline_rows: int) -> int:
+    """About how many terminal rows one stream's panel takes (borders, scores, lines, timeline)."""
+    return 2 + max(1, state.top_k) + 7 + timeline_rows
+
+
+def render_compact(state: DashboardState, width: int = 100) -> Table:
+    """One line per stream (when the panels do not fit the terminal): state, time, top label, speed."""
+    table = Table(box=None, padding=(0, 1), width=width, title="streamd", title_justify="left")
+    for name in ("stream", "state", "t s", "top label", "score", "rtf", "dropped", "events"):
+        table.add_column(name, no_wrap=True, overflow="ellipsis")
+    for view in state.streams.values():
+        label, score = view.labels[0] if view.labels else ("–", None)
+        dropped = sum(int(view.counters.get(key, 0)) for key in DROP_COUNTERS) + view.missed
+        rtf = view.counters.get("rtf")
+        table.add_row(
+            Text(fit(view.name, width // 4), style="bold"),
+            Text(view.state or "–", style="red" if view.state in TROUBLE_STATES else "green"),
+            f"{view.t_end:.1f}",
+            Text(label, style=label_color(label) if view.labels else "dim"),
+            "" if score is None else f"{score:.2f}",
+            "" if rtf is None else f"{rtf:.1f}x",
+            Text(str(dropped), style="yellow" if dropped else ""),
+            ", ".join(sorted(view.active_events)),
+        )
+    return table
+
+
+def render_dashboard(
+    state: DashboardState, width: int = 100, timeline_rows: int = 6, height: int | None = None
+) -> RenderableType:
+    """The whole dashboard: one panel per stream, in the order streams appeared; when those would not fit
+    ``height`` rows, panels without their timelines, and if even those do not fit, one line per stream
+    (``render_compact``), so that every stream's state stays in view."""
     if not state.streams:
         return Panel(Text("waiting for messages…", style="dim"), title="streamd", width=width)
+    n = len(state.streams)
+    if height is not None and n * panel_rows(state, timeline_rows) > height:
+        if n == 1 or n * panel_rows(state, 0) <= height:
+            timeline_rows = 0
+        else:
+            return render_compact(state, width)
     return Group(*(render_stream(view, width, timeline_rows) for view in state.streams.values()))
-
-
-class Dashboard:
-    """A live terminal dashboard fed by ``sink(msg)`` from any thread."""
-
-    def __init__(
-        self, console: Console | None = None, refresh_hz: float = 4, top_k: int = 5, max_pending: int = 10000
-    ) -> None:
-        self.console = console or Console()
-        self.refresh_hz = refresh_hz
-        self.state = DashboardState(top_k=top_k)
-        self._pending: deque[dict[str, Any]] = deque(maxlen=max_pending)
-        self._render_lock = threading.Lock()
-        self._live: Live | None = None
-
-    def sink(self, msg: dict[str, Any]) -> None:
-        """Queue a message for the next refresh; O(1), never blocks (the oldest pending one goes if full)."""
-        self._pending.append(msg)
-
-    def renderable(self) -> RenderableType:
-        """Fold pending messages into the state and render it at the console's width."""
-        with self._render_lock:
-            while self._pending:
-                self.state.update(self._pending.popleft())
-            return render_dashboard(self.state, width=self.console.width)
-
-    def start(self) -> None:
-        self._live = Live(
-            console=self.console, refresh_per_second=self.refresh_hz, get_renderable=self.renderable
-        )
-        self._live.start()
-
-    def stop(self) -> None:
-        """Stop refreshing after one last render of everything received."""
-        if self._live is not None:
-            self._live.stop()
-            self._live = None

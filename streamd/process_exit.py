@@ -30,6 +30,8 @@ def finish(code: int) -> NoReturn:
         raise SystemExit(code)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with that descriptor closed
+            continue
         try:
             stream.flush()
         except (OSError, ValueError):  # a reader that went away, or a stream already closed

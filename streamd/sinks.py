@@ -62,12 +62,16 @@ class JsonLinesSink:
 
     When the reader goes away (``streamd replay --json | head -1``) the first failed write silences the
     stream and raises ``BrokenPipeError`` once (the publisher then drops the sink); later calls do nothing.
+    Any other failure (a full disk, a closed standard output) is kept in ``failure`` and the lines from
+    then on are counted in ``unwritten``, for the command to report; the daemon goes on.
     """
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stdout
         self._lock = threading.Lock()
         self.reader_gone = False
+        self.failure: str | None = None  # why writing failed (then every later line is counted, not written)
+        self.unwritten = 0  # lines lost to that failure
 
     def __call__(self, msg: dict[str, Any]) -> None:
         self._write(json.dumps(msg, allow_nan=False, separators=(",", ":")))
@@ -85,8 +89,17 @@ class JsonLinesSink:
         with self._lock:
             if self.reader_gone:
                 return
+            if self.failure is not None:
+                self.unwritten += 1
+                return
             try:
                 write_line(self.stream, line)
             except BrokenPipeError:
                 self.reader_gone = True
                 raise
+            except (OSError, ValueError, AttributeError) as exc:  # a full disk, a closed or absent stdout
+                closed = self.stream is None or isinstance(exc, ValueError)
+                self.failure = "the output is closed" if closed else exc.strerror or str(exc)
+                self.unwritten += 1
+                if self.stream is not None:
+                    silence_stream(self.stream)  # what stays buffered must not fail again at exit

@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         sock, monitor = _subscriber(context, args)
         if args.dashboard:
-            from streamd.dashboard import Dashboard
+            from streamd.dashboard_live import Dashboard
 
             dashboard = Dashboard()
             dashboard.start()

@@ -11,6 +11,7 @@ import argparse
 import sys
 import threading
 from collections.abc import Callable
+from typing import TextIO
 
 from streamd.config import DaemonConfig
 from streamd.config_cli import add_daemon_arguments, config_from_args
@@ -67,17 +68,17 @@ def execute(
     except BaseException:
         publisher.stop(timeout=0.0)
         raise
+    json_sink = None
     if args.json:
         from streamd.sinks import JsonLinesSink
 
-        publisher.add_sink(JsonLinesSink(sys.stdout))
+        json_sink = JsonLinesSink(sys.stdout)
+        publisher.add_sink(json_sink)
     dashboard = None
-    if not args.no_dashboard:
-        from rich.console import Console
+    if not args.no_dashboard and not (args.json and _is_terminal(sys.stdout)):  # else JSON is drawn over
+        from streamd.dashboard_live import Dashboard
 
-        from streamd.dashboard import Dashboard
-
-        dashboard = Dashboard(console=Console(stderr=args.json), top_k=cfg.publish.top_k)
+        dashboard = Dashboard(stderr=args.json, top_k=cfg.publish.top_k)
         publisher.add_sink(dashboard.sink)
         dashboard.start()
     from streamd.start_up_gc import freeze_start_up_objects
@@ -94,6 +95,12 @@ def execute(
         if dashboard is not None:
             dashboard.stop()
         integrations.close()
+    if json_sink is not None and json_sink.failure:
+        daemon.errors.append(
+            f"--json output failed ({json_sink.failure}): {json_sink.unwritten} message(s) not written"
+        )
+    if dashboard is not None and dashboard.failure:  # the terminal went away or its disk filled
+        daemon.errors.append(f"the dashboard could not write its output: {dashboard.failure}")
     for warning in daemon.warnings:  # one line each, warnings first, on stderr
         print(f"streamd: warning: {warning}", file=sys.stderr)
     for error in daemon.errors:
@@ -117,3 +124,10 @@ def _device_sources(devices: list[str]) -> Callable[[DaemonConfig], list[Source]
 
 def run(args: argparse.Namespace) -> int:
     return execute(args, _device_sources(args.device or ["mic"]), live=True)
+
+
+def _is_terminal(stream: TextIO | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (OSError, ValueError):
+        return False

@@ -82,6 +82,31 @@ def test_stdin_and_pipes_replay_whole(how, wav, checkpoint):
     assert final["state"] == "finished" and final["counters"]["samples"] == 80000
 
 
+@pytest.mark.parametrize("output", ["json", "dashboard", "closed"])
+def test_output_that_cannot_be_written_is_one_error_line_and_exit_1(output, wav, checkpoint):
+    """--json lines or the dashboard to a full disk (or a closed stdout): the run goes on, the loss is
+    said in one line at the end (how many JSON lines), exit 1, never a traceback."""
+    args = _replay_args(wav, checkpoint, f"out-{output}")
+    if output == "dashboard":
+        args.remove("--no-dashboard")
+        args.remove("--json")
+    cmd = " ".join(f"'{a}'" for a in streamd_command(args))
+    redirect = ">&-" if output == "closed" else "> /dev/full"
+    proc = subprocess.run(
+        ["bash", "-c", f"{cmd} {redirect}"], capture_output=False, stderr=subprocess.PIPE, text=True,
+        timeout=60, env=streamd_env(),
+    )  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    if output == "dashboard":
+        assert lines[0] == "streamd: error: the dashboard could not write its output: No space left on device"
+    else:
+        why = "the output is closed" if output == "closed" else "No space left on device"
+        assert lines[0].startswith(f"streamd: error: --json output failed ({why}): ")
+        assert lines[0].endswith(" message(s) not written")
+
+
 def test_an_empty_wav_from_a_pipe_is_an_error_as_from_a_file(tmp_path, checkpoint):
     empty = tmp_path / "empty.wav"
     sf.write(empty, np.zeros(0, dtype="float32"), 16000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 import time
@@ -13,7 +14,8 @@ from rich.console import Console
 from zmq_helpers import SHARED, esc50_categories
 
 from streamd import messages
-from streamd.dashboard import PALETTE, Dashboard, DashboardState, bar, label_color, render_dashboard
+from streamd.dashboard import PALETTE, DashboardState, bar, label_color, render_dashboard
+from streamd.dashboard_live import Dashboard
 
 WALL = 1_700_000_000.0
 
@@ -161,3 +163,58 @@ def test_missed_counts_the_gaps_in_each_streams_seq() -> None:
     assert state.view("mic").missed == 3 and state.view("yard").missed == 0
     text = _text(render_dashboard(state, width=100), 100)
     assert "late 0 · model errors 0 · publish dropped 0 · missed 3" in text
+
+
+def _streams(names: list[str], state: str = "running") -> DashboardState:
+    out = DashboardState(top_k=5)
+    for name in names:
+        out.update(messages.prediction(name, 0.0, 5.0, "m", [("dog", 0.9)], 1.0, wall_time=WALL))
+        counters = {**dict.fromkeys(messages.STATUS_COUNTERS, 0), "windows": 1, "rtf": 2.0}
+        out.update(messages.status(name, 0.0, 5.0, counters, state, wall_time=WALL))
+    return out
+
+
+def test_streams_that_do_not_fit_the_terminal_get_one_line_each() -> None:
+    names = [f"stream{i}" for i in range(6)]
+    state = _streams(names, "stalled")
+    text = _text(render_dashboard(state, width=100, height=29), 100)
+    assert len(text.splitlines()) <= 29
+    for name in names:  # every stream and its state in view
+        assert any(name in line and "stalled" in line for line in text.splitlines())
+    few = _text(render_dashboard(_streams(names[:1]), width=100, height=29), 100)
+    assert "timeline" not in few or len(few.splitlines()) <= 29  # one stream: its panel, timeline cut first
+
+
+def test_a_long_stream_name_leaves_the_state_in_view() -> None:
+    text = _text(render_dashboard(_streams(["x" * 64], "device_error"), width=60), 60)
+    assert "device_error" in text.splitlines()[0] and "…" in text.splitlines()[0]
+
+
+def test_log_records_print_above_the_live_display_not_over_it() -> None:
+    import logging
+
+    console = Console(file=io.StringIO(), width=80, color_system=None, force_terminal=True)
+    dashboard = Dashboard(console=console, refresh_hz=20)
+    dashboard.start()
+    logging.getLogger("streamd.native_stderr").warning("portaudio: Expression 'x' failed")
+    dashboard.stop()
+    assert "portaudio: Expression 'x' failed" in console.file.getvalue()
+    assert all("ConsoleLogHandler" not in type(h).__name__ for h in logging.getLogger().handlers)
+
+
+def test_a_terminal_that_fails_stops_the_dashboard_output_not_the_run(monkeypatch) -> None:
+    import sys
+
+    full = open("/dev/full", "w")  # noqa: SIM115 - closed below
+    monkeypatch.setattr(sys, "stdout", full)
+    dashboard = Dashboard(refresh_hz=20)
+    try:
+        dashboard.start()
+        dashboard.sink(_prediction(0, {"dog": 0.9}))
+        time.sleep(0.2)
+        dashboard.stop()  # no exception: the failure is kept for the command to report
+    finally:
+        monkeypatch.undo()
+        with contextlib.suppress(OSError):
+            full.close()
+    assert dashboard.failure == "No space left on device"

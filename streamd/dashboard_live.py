@@ -1,0 +1,143 @@
+"""The live terminal dashboard: ``streamd.dashboard``'s rendering, refreshed by a ``rich.live.Live``.
+
+``Dashboard.sink`` only appends to a bounded deque (thread-safe, never blocks); the refresh thread folds
+the pending messages in before each render, at the terminal's width and height. While it runs:
+
+- log records (warnings, and the native libraries' lines that ``streamd.native_stderr`` logs) are printed
+  through the console, above the live display, instead of over it;
+- the console writes through ``TerminalFile``: its stream is looked up at each write (``sys.stdout`` or
+  ``sys.stderr``, whatever they point at by then), and a write that fails (a full disk, a closed
+  terminal) stops the dashboard's output, never the daemon; ``failure`` says why, for the command to
+  report at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections import deque
+from typing import Any
+
+from rich.console import Console, RenderableType
+from rich.live import Live
+from rich.text import Text
+
+from streamd.dashboard import DashboardState, render_dashboard
+
+
+class TerminalFile:
+    """A file for the dashboard's console: writes to the current ``sys.stdout`` / ``sys.stderr``; after a
+    failed write (not a reader gone: a broken pipe is the command line's), further output is dropped."""
+
+    def __init__(self, stderr: bool) -> None:
+        self.stderr = stderr
+        self.failure: str | None = None
+
+    def _target(self) -> Any:
+        stream = sys.stderr if self.stderr else sys.stdout
+        return getattr(stream, "rich_proxied_file", stream)  # under Live's redirection: the real one
+
+    def write(self, text: str) -> int:
+        if self.failure is None:
+            try:
+                self._target().write(text)
+            except BrokenPipeError:
+                raise
+            except (OSError, ValueError, AttributeError) as exc:  # ValueError: closed; None: no stream
+                self._failed(exc)
+        return len(text)
+
+    def _failed(self, exc: Exception) -> None:
+        closed = not isinstance(exc, OSError)
+        self.failure = "the output is closed" if closed else exc.strerror or str(exc)
+
+    def flush(self) -> None:
+        if self.failure is None:
+            try:
+                self._target().flush()
+            except BrokenPipeError:
+                raise
+            except (OSError, ValueError, AttributeError) as exc:
+                self._failed(exc)
+
+    def isatty(self) -> bool:
+        try:
+            return bool(self._target().isatty())
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def fileno(self) -> int:
+        return self._target().fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self._target(), "encoding", None) or "utf-8"
+
+
+class _ConsoleLogHandler(logging.Handler):
+    """Log records printed through the live console (above the display), as the default handler would."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(logging.WARNING)
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.print(Text(self.format(record), style="yellow"), soft_wrap=True)
+        except Exception:
+            self.handleError(record)
+
+
+class Dashboard:
+    """A live terminal dashboard fed by ``sink(msg)`` from any thread."""
+
+    def __init__(
+        self,
+        console: Console | None = None,
+        refresh_hz: float = 4,
+        top_k: int = 5,
+        max_pending: int = 10000,
+        stderr: bool = False,
+    ) -> None:
+        self.file = TerminalFile(stderr)
+        self.console = console or Console(file=self.file)  # type: ignore[arg-type]
+        self.refresh_hz = refresh_hz
+        self.state = DashboardState(top_k=top_k)
+        self._pending: deque[dict[str, Any]] = deque(maxlen=max_pending)
+        self._render_lock = threading.Lock()
+        self._live: Live | None = None
+        self._log_handler: logging.Handler | None = None
+
+    @property
+    def failure(self) -> str | None:
+        """Why the dashboard stopped writing to the terminal, if it did."""
+        return self.file.failure
+
+    def sink(self, msg: dict[str, Any]) -> None:
+        """Queue a message for the next refresh; O(1), never blocks (the oldest pending one goes if full)."""
+        self._pending.append(msg)
+
+    def renderable(self) -> RenderableType:
+        """Fold pending messages into the state and render it at the console's width and height."""
+        with self._render_lock:
+            while self._pending:
+                self.state.update(self._pending.popleft())
+            return render_dashboard(self.state, width=self.console.width, height=self.console.height - 1)
+
+    def start(self) -> None:
+        self._live = Live(
+            console=self.console, refresh_per_second=self.refresh_hz, get_renderable=self.renderable
+        )
+        self._live.start()
+        self._log_handler = _ConsoleLogHandler(self.console)
+        logging.getLogger().addHandler(self._log_handler)
+
+    def stop(self) -> None:
+        """Stop refreshing after one last render of everything received."""
+        if self._log_handler is not None:
+            logging.getLogger().removeHandler(self._log_handler)
+            self._log_handler = None
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
