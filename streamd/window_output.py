@@ -19,6 +19,7 @@ tables missing one by one are written again.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -228,27 +229,41 @@ class WindowOutput:
         return stream
 
     def _write_progress(self, entry: dict[str, Any], mode: str = "a") -> None:
-        with self.progress.open(mode) as f:
-            f.write(json.dumps(entry) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with self.progress.open(mode) as f:
+                f.write(json.dumps(entry) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:  # a full disk: one line naming the progress list
+            if exc.filename is not None:
+                raise
+            raise OSError(exc.errno, exc.strerror, str(self.progress)) from None
 
     def write(self, result: FileResult, source: list[int] | None) -> None:
         """Commit a classified file (all its rows), then record it as done; ``source``: its
         ``source_stamp`` taken before it was read (a file still growing counts as changed later)."""
         assert result.error is None
-        if self.fmt == "raven":
-            table = self.out / raven_table_name(result.file)
-            temporary = table.with_name(table.name + ".part")
-            temporary.write_text(raven_text(result, self.high_freq_hz))
-            os.replace(temporary, table)
-            size = 0
-        else:
-            assert self._stream is not None
-            self._stream.write(csv_text(result) if self.fmt == "csv" else jsonl_text(result))
-            self._stream.flush()
-            os.fsync(self._stream.fileno())
-            size = self._stream.tell()
+        where = self.out
+        try:
+            if self.fmt == "raven":
+                where = self.out / raven_table_name(result.file)
+                temporary = where.with_name(where.name + ".part")
+                try:
+                    temporary.write_text(raven_text(result, self.high_freq_hz))
+                    os.replace(temporary, where)
+                finally:
+                    temporary.unlink(missing_ok=True)
+                size = 0
+            else:
+                assert self._stream is not None
+                self._stream.write(csv_text(result) if self.fmt == "csv" else jsonl_text(result))
+                self._stream.flush()
+                os.fsync(self._stream.fileno())
+                size = self._stream.tell()
+        except OSError as exc:  # a disk that fills mid-run: one line naming the output (resume continues)
+            if exc.filename is not None:
+                raise
+            raise OSError(exc.errno, exc.strerror, str(where)) from None
         entry = {
             "file": result.file,
             "bytes": size,
@@ -272,5 +287,6 @@ class WindowOutput:
 
     def close(self) -> None:
         if self._stream is not None:
-            self._stream.close()
+            with contextlib.suppress(OSError):  # after a failed write: rows not yet done are redone on resume
+                self._stream.close()
             self._stream = None

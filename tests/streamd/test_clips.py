@@ -6,14 +6,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 from pipeline_helpers import Pipeline
+from support.tiny_disk import tiny_tmpfs
 
 from streamd import messages
 from streamd.audio_history import AudioHistory
@@ -130,18 +129,6 @@ def test_retention_never_touches_files_streamd_did_not_write(tmp_path: Path, cli
     assert sorted(folder.glob("*.flac")) == sorted([*foreign, paths[1]])
 
 
-@contextlib.contextmanager
-def _tiny_tmpfs(path: Path) -> Iterator[Path]:
-    path.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=False)
-
-
 def test_a_folder_that_cannot_be_written_is_refused_at_start_up(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     for target, why in ((tmp_path / "file", "not a folder"), (tmp_path / "file" / "clips", "cannot create")):
@@ -155,7 +142,7 @@ def test_failed_writes_are_counted_and_the_run_goes_on(
 ) -> None:
     with contextlib.ExitStack() as stack:
         if where == "disk_full":
-            target = stack.enter_context(_tiny_tmpfs(tmp_path / "full"))
+            target = stack.enter_context(tiny_tmpfs(tmp_path / "full"))
         else:
             target = tmp_path / "clips"
         cfg = ClipsSection(dir=str(target), pre_roll_s=0, post_roll_s=0)

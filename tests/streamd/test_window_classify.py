@@ -285,3 +285,37 @@ def test_a_progress_list_of_an_earlier_streamd_is_resumed(tmp_path, archive, sma
     assert classify(out, archive[1:3], small_checkpoint) == 0
     err = capsys.readouterr().err
     assert "1 file(s) already done" in err and "not checked" in err
+
+
+@pytest.mark.parametrize("fmt", ["csv", "raven"])
+def test_a_disk_that_fills_mid_run_is_one_line_and_the_rerun_completes(
+    tmp_path, archive, small_checkpoint, capsys, fmt
+):
+    from support.tiny_disk import tiny_tmpfs
+
+    paths = archive * 6  # named again: classified once; the output outgrows the disk
+    copies = []
+    for i, path in enumerate(paths):
+        copies.append(tmp_path / f"c{i}{path.suffix}")
+        copies[-1].symlink_to(path)
+    with tiny_tmpfs(tmp_path / "small", size="512k") as disk:
+        out = disk / ("o.csv" if fmt == "csv" else "tables")
+        (disk / "ballast").write_bytes(bytes(500 * 1024))  # about 12 KB left
+        assert classify(out, copies, small_checkpoint, "--format", fmt) == 1
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "internal error" not in err
+        assert [line for line in err.splitlines() if "No space left on device" in line] == [
+            next(line for line in err.splitlines() if line.startswith("streamd: error: "))
+        ]
+        assert not list(disk.rglob("*.part"))  # no half-written Raven table left
+        (disk / "ballast").unlink()  # space again: the rerun goes on from what was done
+        assert classify(out, copies, small_checkpoint, "--format", fmt) == 0, capsys.readouterr().err
+        whole = tmp_path / ("whole.csv" if fmt == "csv" else "whole")
+        assert classify(whole, copies, small_checkpoint, "--format", fmt) == 0
+        if fmt == "csv":
+            assert out.read_text() == whole.read_text()
+        else:
+            assert {p.name: p.read_text() for p in out.glob("*.txt")} == {
+                p.name: p.read_text() for p in whole.glob("*.txt")
+            }
+    capsys.readouterr()
