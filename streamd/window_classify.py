@@ -106,8 +106,8 @@ def check_window_options(args: argparse.Namespace) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.out is None:
-        raise ConfigError("--windows needs --out PATH (a file for csv / jsonl, a directory for raven)")
+    if args.out is None or str(args.out) == "-":  # the output is resumable: a real file, not stdout
+        raise ConfigError("--windows needs --out PATH (a file for csv / jsonl, a directory for raven; not -)")
     if not 0.0 <= args.min_score <= 1.0:
         raise ConfigError(f"--min-score must be within [0, 1], got {args.min_score}")
     if args.ray_actors < 1 or args.ray_batch < 1 or args.ray_gpus < 0:

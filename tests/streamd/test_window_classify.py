@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import pathlib
 import subprocess
 import sys
 from pathlib import Path
@@ -150,6 +151,8 @@ def test_window_options_need_windows(tmp_path, archive, small_checkpoint, capsys
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("streamd: error:")]
     assert len(errors) == 3 and "--ray needs --windows" in errors[0] and "--windows needs --out" in errors[2]
     assert not (tmp_path / "o.csv").exists()
+    assert main([*args, "--windows", "--out", "-"]) == 2  # not a file named "-"
+    assert "not -)" in capsys.readouterr().err and not pathlib.Path("-").exists()
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
