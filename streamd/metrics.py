@@ -18,6 +18,7 @@ from typing import Any
 from streamd import messages
 from streamd.errors import ConfigError
 from streamd.net_address import host_port
+from streamd.security import is_loopback_endpoint
 
 DEFAULT_HOST = "127.0.0.1"
 # status counter -> (metric name, help); Prometheus adds ``_total`` to counters.
@@ -65,6 +66,18 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
         raise ConfigError(f"--metrics: expected HOST:PORT (e.g. 127.0.0.1:9109), got {text!r}")
     return host, int(port)
+
+
+def check_metrics_exposure(listen: str, insecure: bool) -> None:
+    """The endpoint has no authentication: beyond loopback only with ``--insecure``, the rule of every
+    socket streamd binds (``streamd.security.check_bind_allowed``; CURVE cannot guard HTTP)."""
+    host, port = parse_listen(listen)
+    if insecure or is_loopback_endpoint(f"tcp://{host_port(host, port)}"):
+        return
+    raise ConfigError(
+        f"--metrics {listen}: refusing to serve metrics beyond this machine without authentication (they "
+        "name the sounds heard); keep a loopback address, or give --insecure"
+    )
 
 
 class Metrics:

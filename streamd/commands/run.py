@@ -48,6 +48,10 @@ def execute(
     from streamd.fanin import apply_stream_prefix, make_publisher
 
     cfg = config_from_args(args)
+    if cfg.metrics.listen:
+        from streamd.metrics import check_metrics_exposure
+
+        check_metrics_exposure(cfg.metrics.listen, bool(getattr(args, "insecure", False)))
     sources = make_sources(cfg)
     apply_stream_prefix(args, sources)
     publisher = make_publisher(args, cfg.publish.endpoint, cfg.publish.queue_size, cfg.publish.sndhwm)

@@ -15,7 +15,7 @@ from pipeline_helpers import scrape_metrics as _scrape
 from streamd.config import DaemonConfig
 from streamd.errors import ConfigError
 from streamd.file_source import FileSource
-from streamd.metrics import COUNTERS, GAUGES, parse_listen
+from streamd.metrics import COUNTERS, GAUGES, check_metrics_exposure, parse_listen
 from streamd.model_loading import load_model
 
 
@@ -100,6 +100,12 @@ def test_listen_addresses() -> None:
     for bad in ("x", "host:", ":9109", "1.2.3.4:70000", "[::1", "::1:9109", "[]:9109"):
         with pytest.raises(ConfigError):
             parse_listen(bad)
+    for local in ("9109", "127.0.0.1:9109", "[::1]:9109", "localhost:9109"):
+        check_metrics_exposure(local, insecure=False)
+    for wide in ("0.0.0.0:9109", "[::]:9109", "192.168.1.5:9109", "myhost:9109"):
+        with pytest.raises(ConfigError, match=r"without authentication.*--insecure"):
+            check_metrics_exposure(wide, insecure=False)
+        check_metrics_exposure(wide, insecure=True)  # the user's explicit choice
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 4096])
