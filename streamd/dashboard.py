@@ -212,7 +212,7 @@ def _events_line(view: StreamView) -> Text:
 def render_stream(view: StreamView, width: int = 100, timeline_rows: int = 6) -> Panel:
     """One stream's panel: top-k scores, level, latency, rtf, counters, events and the timeline."""
     inner = max(20, width - 4)
-    rest = f"  {view.model or '?'}  t={view.t_end:.1f} s"
+    rest = f"  {fit(view.model or '?', width // 4)}  t={view.t_end:.1f} s"
     state = f"  {view.state}" if view.state else ""
     title = Text(fit(view.name, width - 6 - len(rest) - len(state)), style="bold").append(rest)
     if view.state:

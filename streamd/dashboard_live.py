@@ -3,12 +3,13 @@
 ``Dashboard.sink`` only appends to a bounded deque (thread-safe, never blocks); the refresh thread folds
 the pending messages in before each render, at the terminal's width and height. While it runs:
 
-- log records (warnings, and the native libraries' lines that ``streamd.native_stderr`` logs) are printed
-  through the console, above the live display, instead of over it;
+- when the display and stderr are both the terminal, log records (warnings, and the native libraries'
+  lines that ``streamd.native_stderr`` logs) are printed through the console, above the live display,
+  instead of over it (stderr elsewhere, or the display stopped: they go to stderr as ever);
 - the console writes through ``TerminalFile``: its stream is looked up at each write (``sys.stdout`` or
   ``sys.stderr``, whatever they point at by then), and a write that fails (a full disk, a closed
   terminal) stops the dashboard's output, never the daemon; ``failure`` says why, for the command to
-  report at the end.
+  report at the end (a reader that went away, ``... | head``, only stops it).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from rich.live import Live
 from rich.text import Text
 
 from streamd.dashboard import DashboardState, render_dashboard
+from streamd.sinks import silence_stream
 
 
 class TerminalFile:
@@ -33,31 +35,37 @@ class TerminalFile:
     def __init__(self, stderr: bool) -> None:
         self.stderr = stderr
         self.failure: str | None = None
+        self.reader_gone = False
 
     def _target(self) -> Any:
         stream = sys.stderr if self.stderr else sys.stdout
         return getattr(stream, "rich_proxied_file", stream)  # under Live's redirection: the real one
 
     def write(self, text: str) -> int:
-        if self.failure is None:
+        if self.failure is None and not self.reader_gone:
             try:
                 self._target().write(text)
             except BrokenPipeError:
-                raise
+                self._reader_left()
             except (OSError, ValueError, AttributeError) as exc:  # ValueError: closed; None: no stream
                 self._failed(exc)
         return len(text)
+
+    def _reader_left(self) -> None:
+        """``... | head``: not a failure; nothing more is written, and the exit must not fail on it."""
+        self.reader_gone = True
+        silence_stream(self._target())
 
     def _failed(self, exc: Exception) -> None:
         closed = not isinstance(exc, OSError)
         self.failure = "the output is closed" if closed else exc.strerror or str(exc)
 
     def flush(self) -> None:
-        if self.failure is None:
+        if self.failure is None and not self.reader_gone:
             try:
                 self._target().flush()
             except BrokenPipeError:
-                raise
+                self._reader_left()
             except (OSError, ValueError, AttributeError) as exc:
                 self._failed(exc)
 
@@ -76,13 +84,19 @@ class TerminalFile:
 
 
 class _ConsoleLogHandler(logging.Handler):
-    """Log records printed through the live console (above the display), as the default handler would."""
+    """Log records printed through the live console (above the display) while it draws on the terminal
+    that is also stderr; once it stops writing, through Python's default handler (stderr) again."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, file: TerminalFile) -> None:
         super().__init__(logging.WARNING)
         self.console = console
+        self.file = file
 
     def emit(self, record: logging.LogRecord) -> None:
+        if self.file.failure is not None or self.file.reader_gone:
+            if logging.lastResort is not None:
+                logging.lastResort.handle(record)
+            return
         try:
             self.console.print(Text(self.format(record), style="yellow"), soft_wrap=True)
         except Exception:
@@ -130,8 +144,9 @@ class Dashboard:
             console=self.console, refresh_per_second=self.refresh_hz, get_renderable=self.renderable
         )
         self._live.start()
-        self._log_handler = _ConsoleLogHandler(self.console)
-        logging.getLogger().addHandler(self._log_handler)
+        if self.console.is_terminal and _is_terminal(sys.stderr):  # else log lines keep to stderr as ever
+            self._log_handler = _ConsoleLogHandler(self.console, self.file)
+            logging.getLogger().addHandler(self._log_handler)
 
     def stop(self) -> None:
         """Stop refreshing after one last render of everything received."""
@@ -141,3 +156,10 @@ class Dashboard:
         if self._live is not None:
             self._live.stop()
             self._live = None
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return stream is not None and bool(stream.isatty())
+    except (OSError, ValueError, AttributeError):
+        return False

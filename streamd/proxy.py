@@ -133,9 +133,8 @@ class Proxy:
             raise StreamdError(f"cannot write the capture file {self.capture}: {exc.strerror}") from None
         pull = context.socket(zmq.PULL)
         pull.connect(CAPTURE)
-        thread = threading.Thread(
-            target=self._record, args=(pull, JsonLinesSink(self._capture_file)), daemon=True
-        )
+        sink = JsonLinesSink(self._capture_file, raise_errors=True)  # a failed write stops the capture
+        thread = threading.Thread(target=self._record, args=(pull, sink), daemon=True)
         thread.start()
         self._threads.append(thread)
 

@@ -63,11 +63,13 @@ class JsonLinesSink:
     When the reader goes away (``streamd replay --json | head -1``) the first failed write silences the
     stream and raises ``BrokenPipeError`` once (the publisher then drops the sink); later calls do nothing.
     Any other failure (a full disk, a closed standard output) is kept in ``failure`` and the lines from
-    then on are counted in ``unwritten``, for the command to report; the daemon goes on.
+    then on are counted in ``unwritten``, for the command to report; the daemon goes on. With
+    ``raise_errors`` the failure is raised instead (the proxy's capture handles it itself).
     """
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, raise_errors: bool = False) -> None:
         self.stream = stream if stream is not None else sys.stdout
+        self.raise_errors = raise_errors  # a failed write raises (a caller that handles it: the proxy)
         self._lock = threading.Lock()
         self.reader_gone = False
         self.failure: str | None = None  # why writing failed (then every later line is counted, not written)
@@ -98,6 +100,8 @@ class JsonLinesSink:
                 self.reader_gone = True
                 raise
             except (OSError, ValueError, AttributeError) as exc:  # a full disk, a closed or absent stdout
+                if self.raise_errors:
+                    raise
                 closed = self.stream is None or isinstance(exc, ValueError)
                 self.failure = "the output is closed" if closed else exc.strerror or str(exc)
                 self.unwritten += 1

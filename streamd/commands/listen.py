@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
             dashboard.start()
             sink: Callable[[dict[str, Any]], None] = dashboard.sink
         else:
-            sink = JsonLinesSink(sys.stdout)
+            sink = _stopping_on_failure(JsonLinesSink(sys.stdout, raise_errors=True))
         gaps = GapCounter()
         if selects_types(args.topic or []):
             print(
@@ -203,10 +203,19 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # e.g. `streamd listen | head -1`: the reader is gone, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except _OutputFailed as exc:  # the listener's one job: it stops at once
+        print(f"streamd listen: error: cannot write the messages: {exc}", file=sys.stderr)
+        return 1
     finally:
         if dashboard is not None:
             dashboard.stop()
         context.destroy(linger=0)
+    if dashboard is not None and dashboard.failure:
+        print(
+            f"streamd listen: error: the dashboard could not write its output: {dashboard.failure}",
+            file=sys.stderr,
+        )
+        return 1
     if counts.malformed:
         print(f"streamd listen: skipped {counts.malformed} malformed message(s)", file=sys.stderr)
     if counts.disconnects:
@@ -234,3 +243,21 @@ def _gap_counting(
         sink(msg)
 
     return counted
+
+
+class _OutputFailed(Exception):
+    """Standard output could not take a message (a full disk, a closed descriptor)."""
+
+
+def _stopping_on_failure(sink: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """``sink`` whose write failures (other than a reader gone: that ends quietly) are ``_OutputFailed``."""
+
+    def write(msg: dict[str, Any]) -> None:
+        try:
+            sink(msg)
+        except BrokenPipeError:
+            raise
+        except (OSError, ValueError, AttributeError) as exc:
+            raise _OutputFailed(getattr(exc, "strerror", None) or "the output is closed") from None
+
+    return write

@@ -79,7 +79,8 @@ def execute(
         json_sink = JsonLinesSink(sys.stdout)
         publisher.add_sink(json_sink)
     dashboard = None
-    if not args.no_dashboard and not (args.json and _is_terminal(sys.stdout)):  # else JSON is drawn over
+    shown_on = sys.stderr if args.json else sys.stdout
+    if not args.no_dashboard and shown_on is not None and not (args.json and _is_terminal(sys.stdout)):
         from streamd.dashboard_live import Dashboard
 
         dashboard = Dashboard(stderr=args.json, top_k=cfg.publish.top_k)
@@ -105,10 +106,11 @@ def execute(
         )
     if dashboard is not None and dashboard.failure:  # the terminal went away or its disk filled
         daemon.errors.append(f"the dashboard could not write its output: {dashboard.failure}")
-    for warning in daemon.warnings:  # one line each, warnings first, on stderr
-        print(f"streamd: warning: {warning}", file=sys.stderr)
-    for error in daemon.errors:
-        print(f"streamd: error: {error}", file=sys.stderr)
+    if sys.stderr is not None:  # closed: nowhere to say it (never into stdout's JSON)
+        for warning in daemon.warnings:  # one line each, warnings first
+            print(f"streamd: warning: {warning}", file=sys.stderr)
+        for error in daemon.errors:
+            print(f"streamd: error: {error}", file=sys.stderr)
     return 1 if daemon.errors else 0
 
 
@@ -133,5 +135,5 @@ def run(args: argparse.Namespace) -> int:
 def _is_terminal(stream: TextIO | None) -> bool:
     try:
         return stream is not None and stream.isatty()
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         return False

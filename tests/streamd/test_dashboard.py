@@ -188,11 +188,18 @@ def test_streams_that_do_not_fit_the_terminal_get_one_line_each() -> None:
 def test_a_long_stream_name_leaves_the_state_in_view() -> None:
     text = _text(render_dashboard(_streams(["x" * 64], "device_error"), width=60), 60)
     assert "device_error" in text.splitlines()[0] and "…" in text.splitlines()[0]
+    state = _streams(["garden"], "device_error")
+    state.streams["garden"].model = "my_finetuned_birds_model_v2_final.safetensors"
+    title = _text(render_dashboard(state, width=60), 60).splitlines()[0]
+    assert "garden" in title and "device_error" in title
 
 
-def test_log_records_print_above_the_live_display_not_over_it() -> None:
+def test_log_records_print_above_the_live_display_not_over_it(monkeypatch) -> None:
     import logging
 
+    import streamd.dashboard_live
+
+    monkeypatch.setattr(streamd.dashboard_live, "_is_terminal", lambda stream: True)  # stderr: the terminal
     console = Console(file=io.StringIO(), width=80, color_system=None, force_terminal=True)
     dashboard = Dashboard(console=console, refresh_hz=20)
     dashboard.start()

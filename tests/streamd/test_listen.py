@@ -159,6 +159,22 @@ def test_sigterm_stops_the_process_with_exit_0(publisher: Publisher) -> None:
     _lines(out)
 
 
+@pytest.mark.parametrize("dashboard", [False, True], ids=["json", "dashboard"])
+def test_output_that_cannot_be_written_stops_the_listener_with_one_line(
+    publisher: Publisher, dashboard: bool
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "streamd", "listen", "--connect", publisher.endpoint, "--count", "5"]
+    argv += ["--dashboard"] if dashboard else []
+    with Feeder(publisher), open("/dev/full", "w") as full:
+        done = subprocess.run(
+            argv, cwd=REPO, env=env, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60
+        )
+    why = "the dashboard could not write its output" if dashboard else "cannot write the messages"
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [f"streamd listen: error: {why}: No space left on device"]
+
+
 def test_dashboard_mode_renders_the_labels(publisher: Publisher, capsys: pytest.CaptureFixture[str]) -> None:
     with Feeder(publisher):
         assert cli.main(["listen", "--connect", publisher.endpoint, "--dashboard", "--count", "20"]) == 0
