@@ -25,7 +25,7 @@ from rich.live import Live
 from rich.text import Text
 
 from streamd.dashboard import DashboardState, render_dashboard
-from streamd.sinks import silence_stream
+from streamd.sinks import is_terminal, silence_stream
 
 
 class TerminalFile:
@@ -144,7 +144,7 @@ class Dashboard:
             console=self.console, refresh_per_second=self.refresh_hz, get_renderable=self.renderable
         )
         self._live.start()
-        if self.console.is_terminal and _is_terminal(sys.stderr):  # else log lines keep to stderr as ever
+        if self.console.is_terminal and is_terminal(sys.stderr):  # else log lines keep to stderr as ever
             self._log_handler = _ConsoleLogHandler(self.console, self.file)
             logging.getLogger().addHandler(self._log_handler)
 
@@ -156,10 +156,3 @@ class Dashboard:
         if self._live is not None:
             self._live.stop()
             self._live = None
-
-
-def _is_terminal(stream: Any) -> bool:
-    try:
-        return stream is not None and bool(stream.isatty())
-    except (OSError, ValueError, AttributeError):
-        return False

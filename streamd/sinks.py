@@ -45,6 +45,14 @@ def reader_gone(stream: TextIO) -> bool:
     return False
 
 
+def is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal (False for None, a closed stream or one without ``isatty``)."""
+    try:
+        return stream is not None and bool(stream.isatty())
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def write_line(stream: TextIO, line: str) -> None:
     """Write ``line`` and a newline, then flush, so pipes see it at once: the one rule of every command
     printing lines to a pipe. When the reader has gone (``... | head -1``) the stream is silenced

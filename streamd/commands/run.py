@@ -11,7 +11,6 @@ import argparse
 import sys
 import threading
 from collections.abc import Callable
-from typing import TextIO
 
 from streamd.config import DaemonConfig
 from streamd.config_cli import add_daemon_arguments, config_from_args
@@ -23,6 +22,7 @@ from streamd.integrations import attach as attach_integrations
 from streamd.network_source import NetworkSource, is_url
 from streamd.security import add_security_arguments
 from streamd.signals import stop_on_signals
+from streamd.sinks import is_terminal
 from streamd.sources import Source
 
 HELP = "classify live audio from input devices and publish every result"
@@ -80,7 +80,7 @@ def execute(
         publisher.add_sink(json_sink)
     dashboard = None
     shown_on = sys.stderr if args.json else sys.stdout
-    if not args.no_dashboard and shown_on is not None and not (args.json and _is_terminal(sys.stdout)):
+    if not args.no_dashboard and shown_on is not None and not (args.json and is_terminal(sys.stdout)):
         from streamd.dashboard_live import Dashboard
 
         dashboard = Dashboard(stderr=args.json, top_k=cfg.publish.top_k)
@@ -130,10 +130,3 @@ def _device_sources(devices: list[str]) -> Callable[[DaemonConfig], list[Source]
 
 def run(args: argparse.Namespace) -> int:
     return execute(args, _device_sources(args.device or ["mic"]), live=True)
-
-
-def _is_terminal(stream: TextIO | None) -> bool:
-    try:
-        return stream is not None and stream.isatty()
-    except (OSError, ValueError, AttributeError):
-        return False

@@ -199,7 +199,7 @@ def test_log_records_print_above_the_live_display_not_over_it(monkeypatch) -> No
 
     import streamd.dashboard_live
 
-    monkeypatch.setattr(streamd.dashboard_live, "_is_terminal", lambda stream: True)  # stderr: the terminal
+    monkeypatch.setattr(streamd.dashboard_live, "is_terminal", lambda stream: True)  # stderr: the terminal
     console = Console(file=io.StringIO(), width=80, color_system=None, force_terminal=True)
     dashboard = Dashboard(console=console, refresh_hz=20)
     dashboard.start()
