@@ -132,11 +132,25 @@ def entry() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not _has_descriptor(sys.stderr):  # started with fd 2 closed: messages would go to stdout (for
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - a None stderr) or fail the exit (EBADF)
     previous = _Interrupts.install()
     try:
         return _main(argv)
     finally:
         _Interrupts.restore(previous)
+
+
+def _has_descriptor(stream: object) -> bool:
+    """Whether ``stream`` writes to an open, writable descriptor (fd 2 closed by the caller can be taken
+    by a file opened read-only at start-up: there writes fail with EBADF)."""
+    import fcntl
+
+    try:
+        mode = fcntl.fcntl(stream.fileno(), fcntl.F_GETFL) & os.O_ACCMODE  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):
+        return False
+    return mode in (os.O_WRONLY, os.O_RDWR)
 
 
 def _main(argv: list[str]) -> int:

@@ -107,6 +107,19 @@ def test_output_that_cannot_be_written_is_one_error_line_and_exit_1(output, wav,
         assert lines[0].endswith(" message(s) not written")
 
 
+def test_a_closed_stderr_keeps_stdout_json_and_the_exit_status(tmp_path, wav, checkpoint):
+    """Started with fd 2 closed (``2>&-``): messages meant for stderr never land in stdout's JSON, and the
+    exit status is the command's (a failed flush of stderr at exit had made every run exit 1)."""
+    for path, code in ((wav, 0), (tmp_path / "missing.wav", 2)):
+        cmd = " ".join(f"'{a}'" for a in streamd_command(_replay_args(path, checkpoint, f"closed-{code}")))
+        done = subprocess.run(
+            ["bash", "-c", f"{cmd} 2>&-"], capture_output=True, text=True, timeout=60, env=streamd_env()
+        )
+        assert done.returncode == code
+        assert all(line.startswith('{"schema"') for line in done.stdout.splitlines())
+        assert bool(done.stdout) == (code == 0)
+
+
 def test_an_empty_wav_from_a_pipe_is_an_error_as_from_a_file(tmp_path, checkpoint):
     empty = tmp_path / "empty.wav"
     sf.write(empty, np.zeros(0, dtype="float32"), 16000)
