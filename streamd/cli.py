@@ -142,13 +142,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _has_descriptor(stream: object) -> bool:
-    """Whether ``stream`` writes to an open, writable descriptor (fd 2 closed by the caller can be taken
-    by a file opened read-only at start-up: there writes fail with EBADF)."""
+    """False when ``stream`` is None or writes to a closed or read-only descriptor (fd 2 closed by the
+    caller can be taken by a file opened read-only at start-up: writes fail with EBADF); a stream
+    without a descriptor (an in-memory one, a test's capture) counts as usable."""
     import fcntl
+    import io
 
+    if stream is None:
+        return False
     try:
-        mode = fcntl.fcntl(stream.fileno(), fcntl.F_GETFL) & os.O_ACCMODE  # type: ignore[attr-defined]
-    except (OSError, ValueError, AttributeError):
+        fd = stream.fileno()  # type: ignore[attr-defined]
+    except (io.UnsupportedOperation, AttributeError, ValueError):
+        return True
+    try:
+        mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+    except OSError:
         return False
     return mode in (os.O_WRONLY, os.O_RDWR)
 
