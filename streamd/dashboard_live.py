@@ -30,7 +30,7 @@ from streamd.sinks import is_terminal, silence_stream
 
 class TerminalFile:
     """A file for the dashboard's console: writes to the current ``sys.stdout`` / ``sys.stderr``; after a
-    failed write (not a reader gone: a broken pipe is the command line's), further output is dropped."""
+    failed write, or once the reader has gone, further output is dropped."""
 
     def __init__(self, stderr: bool) -> None:
         self.stderr = stderr
@@ -42,38 +42,27 @@ class TerminalFile:
         return getattr(stream, "rich_proxied_file", stream)  # under Live's redirection: the real one
 
     def write(self, text: str) -> int:
-        if self.failure is None and not self.reader_gone:
-            try:
-                self._target().write(text)
-            except BrokenPipeError:
-                self._reader_left()
-            except (OSError, ValueError, AttributeError) as exc:  # ValueError: closed; None: no stream
-                self._failed(exc)
+        self._guarded(lambda target: target.write(text))
         return len(text)
 
-    def _reader_left(self) -> None:
-        """``... | head``: not a failure; nothing more is written, and the exit must not fail on it."""
-        self.reader_gone = True
-        silence_stream(self._target())
-
-    def _failed(self, exc: Exception) -> None:
-        closed = not isinstance(exc, OSError)
-        self.failure = "the output is closed" if closed else exc.strerror or str(exc)
-
     def flush(self) -> None:
-        if self.failure is None and not self.reader_gone:
-            try:
-                self._target().flush()
-            except BrokenPipeError:
-                self._reader_left()
-            except (OSError, ValueError, AttributeError) as exc:
-                self._failed(exc)
+        self._guarded(lambda target: target.flush())
+
+    def _guarded(self, call: Any) -> None:
+        """``call(target)`` unless writing has stopped; a failure stops it (a reader gone too, quietly)."""
+        if self.failure is not None or self.reader_gone:
+            return
+        try:
+            call(self._target())
+        except BrokenPipeError:  # ``... | head``: not a failure; the exit must not fail on it either
+            self.reader_gone = True
+            silence_stream(self._target())
+        except (OSError, ValueError, AttributeError) as exc:  # ValueError: closed; None: no stream
+            closed = not isinstance(exc, OSError)
+            self.failure = "the output is closed" if closed else exc.strerror or str(exc)
 
     def isatty(self) -> bool:
-        try:
-            return bool(self._target().isatty())
-        except (OSError, ValueError, AttributeError):
-            return False
+        return is_terminal(self._target())
 
     def fileno(self) -> int:
         return self._target().fileno()

@@ -28,6 +28,11 @@ def stream_ids(streams: list[str]) -> dict[str, str]:
     }
 
 
+def active_topic(prefix: str, stream: str, label: str) -> str:
+    """The state topic of a binary sensor: ``ON`` while an event of ``label`` is open on ``stream``."""
+    return f"{prefix}/{stream}/active/{slug(label)}"
+
+
 def discovery_payloads(
     prefix: str, discovery_prefix: str, node: str, streams: list[str], labels: list[str]
 ) -> dict[str, dict[str, Any]]:
@@ -59,7 +64,7 @@ def discovery_payloads(
                 "name": f"{stream} {label}",
                 "unique_id": uid,
                 "object_id": uid,
-                "state_topic": f"{prefix}/{stream}/active/{slug(label)}",
+                "state_topic": active_topic(prefix, stream, label),
                 "payload_on": "ON",
                 "payload_off": "OFF",
                 "device_class": "sound",

@@ -31,7 +31,7 @@ from streamd.config_sections import MqttSection
 from streamd.errors import ConfigError
 from streamd.handled_queue import wait_until_handled
 from streamd.mqtt_address import check_topic_prefix, parse_url
-from streamd.mqtt_discovery import discovery_payloads, slug
+from streamd.mqtt_discovery import active_topic, discovery_payloads, slug
 from streamd.net_address import host_port
 
 log = logging.getLogger(__name__)
@@ -118,9 +118,8 @@ class MqttSink:
                 for stream in self.streams:  # retained states from before (a crash) must not say ON
                     for label in self.labels:
                         state = "ON" if (stream, label) in self._active else "OFF"
-                        sent.append(
-                            client.publish(self._active_topic(stream, label), state, qos=1, retain=True)
-                        )
+                        topic = active_topic(self.prefix, stream, label)
+                        sent.append(client.publish(topic, state, qos=1, retain=True))
             self._connected.set()
         failed = sum(1 for info in sent if info.rc != self._mqtt.MQTT_ERR_SUCCESS)
         if failed:
@@ -213,7 +212,7 @@ class MqttSink:
                 else:
                     self._active.discard(key)
                 state = "ON" if msg["state"] == "start" else "OFF"
-                self._publish(self._active_topic(stream, msg["label"]), state, stream, retain=True)
+                self._publish(active_topic(self.prefix, stream, msg["label"]), state, stream, retain=True)
         if kind not in self.types:
             return
         if kind == "prediction" and self.cfg.prediction_interval_s > 0:
@@ -223,10 +222,6 @@ class MqttSink:
             self._last_prediction[stream] = now
         body = messages.encode(msg)[1]
         self._publish(f"{self.prefix}/{stream}/{kind}", body, stream, retain=self.cfg.retain)
-
-    def _active_topic(self, stream: str, label: str) -> str:
-        """The state topic of a binary sensor: ``ON`` while an event of ``label`` is open."""
-        return f"{self.prefix}/{stream}/active/{slug(label)}"
 
     def _publish(self, topic: str, payload: str | bytes, stream: str, *, retain: bool) -> None:
         if not self._connected.is_set():
