@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from audio_core.checks import check_fields, rule
+from audio_core.compute import COMPUTES
 from streamd.errors import ConfigError
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
@@ -22,7 +23,7 @@ class ModelSection:
 
     name: str = "default"  # a shipped model: audio_core.shipped_models.SHIPPED_MODELS
     checkpoint: str | None = None  # a .safetensors checkpoint; overrides ``name``
-    compute: str = rule("auto", choices=("auto", "cpu", "cuda"))
+    compute: str = rule("auto", choices=COMPUTES)
     precision: str = rule("auto", choices=("auto", "fp32", "bf16", "int8"))  # see ``streamd.precision``
 
     def __post_init__(self) -> None:

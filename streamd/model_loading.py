@@ -56,14 +56,14 @@ def shipped_model_path(name: str) -> Path:
 
 
 def resolve_device(compute: str) -> torch.device:
-    """``auto`` picks CUDA when available; asking for ``cuda`` without it is an error."""
-    if compute == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if compute == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--compute cuda: no CUDA device is available")
-    if compute not in ("cpu", "cuda"):
-        raise ConfigError(f"compute must be auto, cpu or cuda, got {compute!r}")
-    return torch.device(compute)
+    """``audio_core.compute``'s rule, its error a ``ConfigError`` (``cuda`` without a CUDA device)."""
+    from audio_core.compute import ComputeError
+    from audio_core.compute import resolve_device as device_for
+
+    try:
+        return device_for(compute)
+    except ComputeError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def load_model(

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audio_core.checks import check_fields, rule
+from audio_core.compute import device_of
 from models.checkpoint import load_checkpoint
 from models.common import ModelInfo
 
@@ -130,8 +131,9 @@ def teacher_logits(
 ) -> torch.Tensor:
     """Logits ``(N, C)`` of a teacher for un-normalised fbanks ``(N, T, F)`` on its own features (fp32)."""
     model.eval()
+    device = device_of(model)
     out = [
-        model(info.normalization.apply(fbank[i : i + batch_size])).float()
+        model(info.normalization.apply(fbank[i : i + batch_size].to(device))).float().cpu()
         for i in range(0, len(fbank), batch_size)
     ]
     return torch.cat(out)
@@ -227,6 +229,11 @@ class Teacher:
         elif self.online and not all(_same_input(i, student) for _, i in teachers):
             self.online = False
             say("distill: online falls back to cached: a teacher's features or window are not the student's")
+
+    def to(self, device: torch.device) -> None:
+        """Run the online teachers on ``device`` (the student's)."""
+        for model, _ in self.models:
+            model.to(device)
 
     @torch.no_grad()
     def probs_of(self, fbank: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from audio_core.compute import resolve_device
 from models.bf16 import resolve_auto
 from models.common import ModelInfo
 from models.registry import build_model
@@ -140,6 +141,7 @@ def run_one(
 
 def run_experiment(exp: Experiment, resume: bool = True, progress: bool = True) -> dict[str, Any]:
     """Run every training the experiment asks for; write and return the summary."""
+    resolve_device(exp.train.compute, "train.compute")  # a missing GPU is said before any feature is made
     clip_set = load_clip_set(exp)
     plan = run_plan(exp, clip_set)
     if exp.train.distill.enabled:  # refuse a dishonest or unusable teacher before any run trains

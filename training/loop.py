@@ -18,6 +18,7 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
+from audio_core.compute import describe_device, resolve_device
 from models.bf16 import resolve_auto
 from models.checkpoint import save_checkpoint
 from models.common import ModelInfo
@@ -52,7 +53,12 @@ def train_model(
         raise ValueError("train.background and train.distill together are not supported (no teacher targets)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg = replace(cfg, precision=resolve_auto(cfg.precision))  # emulated bf16 is many times slower
+    device = resolve_device(cfg.compute, "train.compute")
+    # emulated bf16 is many times slower: auto is bf16 only where the device runs it natively
+    cfg = replace(cfg, compute=device.type, precision=resolve_auto(cfg.precision, device.type))
+    model.to(device)  # before the optimiser and the EMA copy are made, so both live on the device
+    if teacher is not None and teacher.online:
+        teacher.to(device)
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
@@ -84,6 +90,7 @@ def train_model(
                 "for (--fresh starts over; or another --out)"
             )
         print(f"resuming from epoch {start_epoch} of {cfg.epochs} ({state_path}; --fresh starts over)")
+    print(f"{out_dir.name}: training on {describe_device(device)} in {cfg.precision}", flush=True)
     tty = progress and sys.stdout.isatty()
 
     columns = [
@@ -159,7 +166,7 @@ def train_model(
                 print(f"{out_dir.name} epoch {epoch + 1}/{cfg.epochs} {stats} {elapsed:.0f}s", flush=True)
 
     info.extra = {**info.extra, "train_config": asdict(cfg), "history": history[-1:] if history else []}
-    ckpt = save_checkpoint(out_dir / "model.safetensors", ema.model, info)
+    ckpt = save_checkpoint(out_dir / "model.safetensors", ema.model.cpu(), info)
     (out_dir / "history.json").write_text(json.dumps(history, indent=1))
     val_acc = history[-1].get("val_acc") if history else None
     return TrainResult(ckpt, history, val_acc, elapsed)

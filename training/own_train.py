@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from audio_core.compute import resolve_device
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.common import FeatureConfig, ModelInfo
 from models.registry import build_model
@@ -251,6 +252,7 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
             notes["normalization.target_frames"] = f"the window: --window {opts.window_s:g}"
         print(derive.toml_text(doc, notes, header), end="")
         return {}
+    resolve_device(exp.train.compute, "train.compute")  # a missing GPU is said before training starts
     clip_set = data.clip_set.subset(folds=[SPLIT_FOLDS["train"], data.held_out_fold])
     out.mkdir(parents=True, exist_ok=True)
     saved_path.write_text(json.dumps(choices, indent=1))

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from audio_core.compute import device_of
 from audio_core.scoring import scores
 from models.common import ModelInfo
 
@@ -15,8 +16,9 @@ def predict_scores(
 ) -> np.ndarray:
     """Class scores (softmax or sigmoid) for un-normalised fbanks ``(N, T, F)``."""
     model.eval()
+    device = device_of(model)
     out = [
-        scores(model, info, torch.from_numpy(x[i : i + batch_size]), precision=precision)
+        scores(model, info, torch.from_numpy(x[i : i + batch_size]).to(device), precision=precision)
         for i in range(0, len(x), batch_size)
     ]
     return torch.cat(out).numpy()

@@ -6,7 +6,8 @@ the weights, and the training data (``data_digest``: the examples' count and a d
 and targets, so that other clips in the same output folder are not trained on as a continuation).
 Resuming under a different fingerprint would silently continue incompatible weights (or die in
 ``load_state_dict``); instead it is refused with one line naming what changed and pointing to
-``--fresh``. The number of epochs, evaluation cadence and thread count may change between runs.
+``--fresh``. The number of epochs, evaluation cadence, thread count and device may change between runs
+(a run started on a GPU resumes on the CPU).
 
 A setting added to streamd after a state was saved is absent from that state's fingerprint; the state
 was trained as that setting's default does, so resuming with the default is allowed and any other value
@@ -22,7 +23,7 @@ from typing import Any
 
 from models.common import ModelInfo
 
-FREE_KEYS = ("epochs", "eval_every", "num_threads")
+FREE_KEYS = ("epochs", "eval_every", "num_threads", "compute")
 
 
 class ResumeMismatch(ValueError):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from audio_core.checks import check_fields, rule
+from audio_core.compute import COMPUTES
 from training.augment import AugmentConfig
 from training.distill import DistillConfig
 from training.sequences import SequenceConfig
@@ -30,6 +31,7 @@ class TrainConfig:
     # auto: bf16 where the CPU runs it natively (models.bf16), else fp32
     precision: str = rule("auto", choices=PRECISIONS)
     num_threads: int = rule(0, ge=0)  # 0: torch's default
+    compute: str = rule("auto", choices=COMPUTES)  # auto: a CUDA device when present (audio_core.compute)
     seed: int = 0
     eval_every: int = rule(5, ge=0)  # 0: validate after the last epoch only
     # background examples (no-class target) per clip: training.background

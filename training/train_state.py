@@ -31,19 +31,21 @@ def save_state(
     """Write a resumable training state: model, EMA and optimiser tensors, RNG, and a JSON header."""
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
-        tensors[f"model.{k}"] = v.detach().contiguous()
+        tensors[f"model.{k}"] = v.detach().cpu().contiguous()
     for k, v in ema.model.state_dict().items():
-        tensors[f"ema.{k}"] = v.detach().contiguous()
+        tensors[f"ema.{k}"] = v.detach().cpu().contiguous()
     opt_state = opt.state_dict()
     scalars: dict[str, dict[str, float]] = {}
     for pid, st in opt_state["state"].items():
         for key, val in st.items():
             if torch.is_tensor(val) and val.ndim > 0:
-                tensors[f"opt.{pid}.{key}"] = val.contiguous()
+                tensors[f"opt.{pid}.{key}"] = val.cpu().contiguous()
             else:
                 scalars.setdefault(str(pid), {})[key] = float(val)
     tensors["rng.generator"] = gen.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout on the GPU draws from its own
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
     meta = {"epoch": epoch, "step": step, "elapsed": elapsed, "history": history, "opt_scalars": scalars}
     meta["config"] = config
     write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)}))
@@ -85,4 +87,6 @@ def load_state(
     opt.load_state_dict(opt_state)
     gen.set_state(tensors["rng.generator"])
     torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():  # a GPU run resumed on the CPU has no use for it
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
     return int(meta["epoch"]), int(meta["step"]), float(meta["elapsed"]), list(meta["history"])

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from audio_core.compute import device_of
 from models.bf16 import bf16_autocast
 from models.common import FeatureConfig, ModelInfo
 from training.augment import (
@@ -51,6 +52,17 @@ def _mask(x: torch.Tensor, aug: AugmentConfig, gen: torch.Generator, info: Model
     return spec_augment(x, aug.freq_mask, aug.time_mask, aug.num_freq_masks, aug.num_time_masks, gen)
 
 
+def _on_device(model: nn.Module, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Batches are drawn and augmented on the CPU (one random stream whatever the device), then moved
+    to the model's device."""
+    device = device_of(model)
+    return tuple(t.to(device, non_blocking=True) for t in tensors)
+
+
+def _autocast(batch: torch.Tensor, cfg: TrainConfig):
+    return bf16_autocast(batch.device.type, enabled=cfg.precision == "bf16")
+
+
 Step = tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, float]]  # loss, logits, targets, loss parts
 
 
@@ -68,8 +80,8 @@ def clip_step(
     yb = soft_targets(torch.from_numpy(y), len(info.labels), info.multi_label)
     if teacher is not None:
         return _distilled_clip_step(model, torch.from_numpy(x), yb, cfg, gen, info, teacher, idx)
-    xb, yb = _augment(torch.from_numpy(x), yb, cfg.augment, gen, info)
-    with bf16_autocast("cpu", enabled=cfg.precision == "bf16"):
+    xb, yb = _on_device(model, *_augment(torch.from_numpy(x), yb, cfg.augment, gen, info))
+    with _autocast(xb, cfg):
         logits = training_logits(model, xb)
     loss = sequence_loss(logits, yb, info.multi_label, cfg.label_smoothing)
     return loss, logits.mean(dim=1) if logits.ndim == 3 else logits, yb, {}
@@ -92,9 +104,9 @@ def _distilled_clip_step(
         yb = torch.cat([yb, teacher.clip_probs[torch.as_tensor(idx)]], dim=1)
     xm, yb = _mix(x, yb, cfg.augment, gen, info)
     yb, tb = (yb, teacher.probs_of(xm)) if teacher.online else (yb[:, :c], yb[:, c:])
-    xb = _mask(xm, cfg.augment, gen, info)
+    xb, yb, tb = _on_device(model, _mask(xm, cfg.augment, gen, info), yb, tb)
     tokens = getattr(model, "forward_tokens", None)
-    with bf16_autocast("cpu", enabled=cfg.precision == "bf16"):
+    with _autocast(xb, cfg):
         logits = tokens(xb) if callable(tokens) else training_logits(model, xb)
     flat, labels, probs = flatten_steps(logits, yb, tb)
     loss, parts = distill_loss(flat, labels, probs, cfg.distill, cfg.label_smoothing)
@@ -120,7 +132,8 @@ def stream_step(
     if not bool(mask.any()):
         return None
     xb = _augment_stream(xb, cfg.augment, gen, info, streams.frames)
-    with bf16_autocast("cpu", enabled=cfg.precision == "bf16"):
+    xb, yb, mask = _on_device(model, xb, yb, mask)
+    with _autocast(xb, cfg):
         logits = model.forward_steps(xb)
     if cfg.sequences.background_steps == "no_class":
         background = ~mask.reshape(-1)

@@ -6,6 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
+from audio_core.compute import COMPUTES
 from audio_core.shipped_models import SHIPPED_MODELS
 from streamd.errors import CheckpointError, ConfigError
 
@@ -33,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="CHECKPOINT|NAME",
         help="fine-tune: start from a streamd checkpoint or a shipped model's name "
         f"({', '.join(SHIPPED_MODELS)})",
+    )
+    parser.add_argument(
+        "--compute",
+        choices=COMPUTES,
+        help="where training runs: auto (default: a CUDA device when present), cpu or cuda "
+        "(the same as --set train.compute=...)",
     )
     parser.add_argument(
         "--no-progress",
@@ -93,7 +100,7 @@ def run_own_data(args: argparse.Namespace) -> int:
         out=args.out,
         recipe=args.recipe,
         init=args.init,
-        overrides=list(args.overrides),
+        overrides=_overrides(args),
         window_s=args.window,
         minutes=args.minutes,
         epochs=args.epochs,
@@ -104,6 +111,14 @@ def run_own_data(args: argparse.Namespace) -> int:
     )
     run_own_data(opts)
     return 0
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` values, then ``--compute`` as the ``train.compute`` key it stands for."""
+    overrides = list(args.overrides)
+    if args.compute:
+        overrides.append(f'train.compute="{args.compute}"')
+    return overrides
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.config is None:
         raise ConfigError("streamd train needs CONFIG.toml or --data DIR (see docs/your-own-data.md)")
     _refuse_own_data_options(args)
-    overrides = list(args.overrides)
+    overrides = _overrides(args)
     if args.mode:
         overrides.append(f'experiment.mode="{args.mode}"')
     if args.print_config:

@@ -96,6 +96,7 @@ def test_training_lowers_the_loss_and_the_checkpoint_round_trips(data, tmp_path:
     cfg = _config(epochs=8, label_smoothing=0.0, augment=plain)
     result = train_model(_model(), (x, y), (x, y), cfg, _info(), tmp_path, progress=False)
     lines = capsys.readouterr().out.splitlines()  # no bars: a plain line per epoch, as when redirected
+    assert lines.pop(0) == f"{tmp_path.name}: training on cpu in fp32"  # where it runs, said first
     assert [line.split()[1:3] for line in lines] == [
         ["epoch", f"{k}/{cfg.epochs}"] for k in range(1, cfg.epochs + 1)
     ]
@@ -105,6 +106,7 @@ def test_training_lowers_the_loss_and_the_checkpoint_round_trips(data, tmp_path:
     model, info = load_checkpoint(result.checkpoint)
     assert info.labels == LABELS and info.features == FEATURES and info.normalization == NORM
     assert read_info(result.checkpoint).extra["train_config"]["epochs"] == 8
+    assert read_info(result.checkpoint).extra["train_config"]["compute"] == "cpu"  # auto, as resolved
     direct = predict_scores(model, x, info, precision="fp32")
     assert direct.shape == (len(x), 3)
     np.testing.assert_allclose(direct.sum(axis=1), 1.0, rtol=1e-5)
