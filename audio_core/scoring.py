@@ -36,7 +36,12 @@ def _autocast(batch: torch.Tensor, precision: str):
 def scores(
     model: nn.Module, info: ModelInfo, batch: torch.Tensor, *, precision: str = "fp32"
 ) -> torch.Tensor:
-    """Probabilities ``(B, C)`` of un-normalised windows ``(B, T, F)`` (on the model's device)."""
+    """Probabilities ``(B, C)`` of un-normalised windows ``(B, T, F)`` (on the model's device).
+
+    int8 scores each window alone: dynamic quantisation scales the activations of the whole call, so a
+    window batched with louder ones would score differently than alone (every command must agree)."""
+    if precision == "int8" and len(batch) > 1:
+        return torch.cat([scores(model, info, window[None], precision=precision) for window in batch])
     with torch.inference_mode(), _autocast(batch, precision):
         return probabilities(model(info.normalization.apply(batch)), info.multi_label).cpu()
 

@@ -105,6 +105,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     checkpoint = table.get("model", {}).get("checkpoint")
+    if checkpoint is not None and not checkpoint.strip():  # not the config's own folder
+        raise ConfigError(
+            f"{path}: model.checkpoint is empty (give a file, or leave the key out for [model] name)"
+        )
     if checkpoint is not None:
         table["model"]["checkpoint"] = str((path.parent / Path(checkpoint).expanduser()).resolve())
     return table

@@ -15,6 +15,7 @@ from audio_core.compute import COMPUTES
 from streamd.errors import ConfigError
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
+MAX_THREADS = 1024  # model threads of any command (torch crashes on some huge counts)
 
 
 @dataclass
@@ -54,7 +55,7 @@ class EngineSection:
     max_batch: int = rule(8, gt=0, le=1024)
     # "drop_oldest" | "block" | "auto" (drop_oldest live, block for replay)
     overload: str = rule("auto", choices=("auto", "drop_oldest", "block"))
-    threads: int = rule(0, ge=0, le=1024)  # model workers (split_scoring); 0: on CPU one per core
+    threads: int = rule(0, ge=0, le=MAX_THREADS)  # model workers (split_scoring); 0: on CPU one per core
 
     def __post_init__(self) -> None:
         check_fields(self, "engine", ConfigError)

@@ -57,8 +57,11 @@ def apply_stream_prefix(args: argparse.Namespace, sources: list[Any]) -> None:
         source.name = prefixed(source.name, prefix)
 
 
-def make_publisher(args: argparse.Namespace, endpoint: str, queue_size: int, sndhwm: int = 10_000) -> Any:
-    """The daemon's publisher: binding ``endpoint``, or connecting to ``--connect-proxy``."""
+def make_publisher(
+    args: argparse.Namespace, endpoint: str, queue_size: int, sndhwm: int = 10_000, block: bool = False
+) -> Any:
+    """The daemon's publisher: binding ``endpoint``, or connecting to ``--connect-proxy``; ``block``: it
+    waits for room rather than dropping (the ``block`` overload policy, a replay's)."""
     from streamd.publisher import Publisher
 
     proxy = getattr(args, "connect_proxy", None)
@@ -66,11 +69,12 @@ def make_publisher(args: argparse.Namespace, endpoint: str, queue_size: int, snd
     if proxy is None:
         if server_key is not None:
             raise ConfigError("--curve-server-key goes with --connect-proxy")
-        return Publisher(endpoint, security=security_from_args(args), queue_size=queue_size, sndhwm=sndhwm)
+        security = security_from_args(args)
+        return Publisher(endpoint, security=security, queue_size=queue_size, sndhwm=sndhwm, block=block)
     if getattr(args, "curve_allow_dir", None) is not None:
         raise ConfigError("--curve-allow-dir is for binding; with --connect-proxy the proxy checks keys")
     client_secret = getattr(args, "curve_secret_key", None)
     if (server_key is None) != (client_secret is None):
         raise ConfigError("with --connect-proxy, --curve-server-key and --curve-secret-key go together")
     keys = None if server_key is None else (server_key, client_secret)
-    return Publisher(proxy, queue_size=queue_size, sndhwm=sndhwm, connect=True, client_keys=keys)
+    return Publisher(proxy, queue_size=queue_size, sndhwm=sndhwm, connect=True, client_keys=keys, block=block)

@@ -107,11 +107,25 @@ class FileSource(Source):
                 delay = started + end / self.sample_rate / self.speed - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     return
+                if not self._wait_for_space(n):  # a file is never lost: behind the pace, it waits
+                    return
             elif not self._wait_for_demand():
                 return
             check_finite(self.path, block[:n], written, self.sample_rate)
             self.ring.write(block[:n])
             written = end
+
+    def _wait_for_space(self, n: int) -> bool:
+        """Paced: wait until ``n`` samples fit without overwriting unread ones (a consumer held up by a
+        blocking engine falls behind the pace; a file, unlike a device, can wait for it)."""
+        while self.ring.free() < n:
+            self._space.clear()
+            if self.ring.free() >= n:
+                break
+            self._space.wait(0.1)
+            if self._stop.is_set():
+                return False
+        return True
 
     def _wait_for_demand(self) -> bool:
         """Flat out, but on demand: write the next chunk once the consumer has taken everything and come

@@ -1,6 +1,7 @@
 """The publisher: one thread owns the ZeroMQ PUB socket and sends ``[topic, JSON]`` for every message.
 
-``publish`` only puts the message on a bounded queue (never blocks; a full queue drops and counts). The
+``publish`` only puts the message on a bounded queue (a full queue drops and counts; with ``block``, the
+overload policy of a replay, it waits for room instead: a file's results are never dropped). The
 publisher thread encodes, sends without blocking (the socket's SNDHWM makes ZeroMQ drop for slow or
 stalled subscribers instead of waiting for them) and then hands the message to each sink (dashboard,
 JSON-lines printer). The socket is an XPUB, which behaves as a PUB socket and also lets the thread see
@@ -59,9 +60,12 @@ class Publisher:
         queue_size: int = 10000,
         connect: bool = False,
         client_keys: tuple[Path, Path] | None = None,
+        block: bool = False,
     ) -> None:
         """``connect``: connect to ``endpoint`` (a ``streamd proxy`` frontend) instead of binding it, as a
-        CURVE client when ``client_keys`` (server public key file, own secret key file) are given."""
+        CURVE client when ``client_keys`` (server public key file, own secret key file) are given.
+        ``block``: ``publish`` waits for room in a full queue (until the publisher stops) instead of
+        dropping."""
         if sndhwm < 1 or queue_size < 1:
             raise ValueError("sndhwm and queue_size must be >= 1")
         self._requested_endpoint = endpoint
@@ -82,6 +86,7 @@ class Publisher:
         self._seq = SequenceStamper()
         self._connect = connect
         self._client_keys = client_keys
+        self._block = block
 
     @property
     def endpoint(self) -> str:
@@ -154,14 +159,16 @@ class Publisher:
         self._thread.start()
 
     def publish(self, msg: dict[str, Any]) -> None:
-        """Queue ``msg`` for sending; never blocks. A full queue, or a stopped publisher, drops and counts."""
-        if self._stopping.is_set():
-            self._count_drop()
-            return
-        try:
-            self._queue.put_nowait(msg)
-        except queue.Full:
-            self._count_drop()
+        """Queue ``msg`` for sending. A full queue drops and counts (``block``: waits for room); a stopped
+        publisher drops and counts."""
+        while not self._stopping.is_set():
+            try:
+                self._queue.put(msg, timeout=0.1) if self._block else self._queue.put_nowait(msg)
+                return
+            except queue.Full:
+                if not self._block:
+                    break
+        self._count_drop()
 
     def flush(self, timeout: float) -> bool:
         """Wait (at most ``timeout`` s) until every message queued so far has been sent and handed to the

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from audio_core.audio_file import STDIN
-from audio_core.windows import WindowPlan
+from audio_core.windows import WindowPlan, checkpoint_plan
 from streamd.config_sections import WindowSection
 from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel
@@ -131,13 +131,19 @@ def file_digest(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def settings(args: argparse.Namespace, windows: WindowSection, loaded: LoadedModel) -> dict[str, Any]:
+def settings(
+    args: argparse.Namespace, windows: WindowSection, loaded: LoadedModel, plan: WindowPlan
+) -> dict[str, Any]:
     """What the output depends on (a resumed run must use the same): the checkpoint by name and by
-    content, so that another model written over the same file is not mixed into the output."""
+    content, so that another model written over the same file is not mixed into the output; the window
+    as the windows come out (a window given that equals the checkpoint's own is the checkpoint's, None);
+    the precision the scores were computed in."""
+    own = plan == checkpoint_plan(loaded.info, windows.hop_s)
     return {
         "model": str(args.checkpoint or args.model),
         "model_sha256": file_digest(loaded.path) if loaded.path is not None else None,
-        "window_s": windows.window_s,
+        "precision": loaded.precision,
+        "window_s": None if own else windows.window_s,
         "hop_s": windows.hop_s,
         "top_k": args.top_k,
         "min_score": args.min_score,
@@ -243,7 +249,7 @@ def run_windows(args: argparse.Namespace, windows: WindowSection) -> int:
     for warning in window_warnings(windows.window_s, windows.hop_s, loaded):
         print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
     output = WindowOutput(
-        args.out, args.format, settings(args, windows, loaded), plan.features.sample_rate / 2
+        args.out, args.format, settings(args, windows, loaded, plan), plan.features.sample_rate / 2
     )
     if output.note:
         print(f"streamd: note: {output.note}", file=sys.stderr, flush=True)

@@ -171,6 +171,9 @@ class WindowOutput:
         if isinstance(recorded_settings, dict) and "model_sha256" not in recorded_settings:
             settings = {k: v for k, v in settings.items() if k != "model_sha256"}  # an earlier streamd's list
             self.note = f"{self.out} was begun before checkpoints were told apart by content: not checked"
+        if isinstance(recorded_settings, dict) and "precision" not in recorded_settings:
+            settings = {k: v for k, v in settings.items() if k != "precision"}  # an earlier streamd's list
+            self.note = f"{self.out} was begun before outputs recorded their precision: not checked"
         if recorded_settings != settings:
             raise ConfigError(
                 f"{self.out} was written with other settings ({lines[0].get('settings')}); "

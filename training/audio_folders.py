@@ -6,7 +6,8 @@ all call these two functions, so that they agree on which files a folder holds:
 - names starting with ``.`` (hidden files and folders, e.g. macOS ``._x.wav`` companions) are skipped;
 - linked sub-folders are followed (each real folder once, so a link back up cannot loop);
 - audio is found by extension (``AUDIO_EXTENSIONS``); a broken link with an audio extension is listed, so
-  that the caller's file check reports it rather than losing it silently.
+  that the caller's file check reports it rather than losing it silently; the other visible files are
+  counted (``other_files``), so that a caller can say what it left out.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus")
+AUDIO_EXTENSIONS = (
+    ".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".opus", ".w64", ".rf64", ".caf",
+)  # fmt: skip
 
 
 def class_dirs(folder: Path) -> list[Path]:
@@ -22,9 +25,8 @@ def class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_dir())
 
 
-def audio_files(folder: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[Path]:
-    """Audio files anywhere below ``folder``, sorted; paths keep the names they were found under."""
-    suffixes = {e.lower() for e in extensions}
+def _visible_files(folder: Path) -> list[Path]:
+    """Every visible file anywhere below ``folder``, sorted (each real folder walked once)."""
     seen: set[Path] = set()
     found: list[Path] = []
     for top, dirs, files in os.walk(folder, followlinks=True):
@@ -34,11 +36,28 @@ def audio_files(folder: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) ->
             continue
         seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # the same names on every file system
-        for name in files:
-            path = Path(top) / name
-            if not name.startswith(".") and path.suffix.lower() in suffixes:
-                found.append(path)
+        found += [Path(top) / name for name in files if not name.startswith(".")]
     return sorted(found)
+
+
+def audio_files(folder: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[Path]:
+    """Audio files anywhere below ``folder``, sorted; paths keep the names they were found under."""
+    suffixes = {e.lower() for e in extensions}
+    return [path for path in _visible_files(folder) if path.suffix.lower() in suffixes]
+
+
+def other_files(folder: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[Path]:
+    """The visible files below ``folder`` that ``audio_files`` does not list (not audio by extension)."""
+    suffixes = {e.lower() for e in extensions}
+    return [path for path in _visible_files(folder) if path.suffix.lower() not in suffixes]
+
+
+def other_files_note(files: list[Path]) -> str:
+    """The one line that reports files left out for their extension."""
+    return (
+        f"{len(files)} file(s) left out: not audio by their extension (e.g. {files[0]}; audio is "
+        f"{', '.join(AUDIO_EXTENSIONS)})"
+    )
 
 
 def empty_class_note(class_dir: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> str:

@@ -36,10 +36,12 @@ from training.audio_folders import (
     audio_files,
     class_dirs,
     empty_class_note,
+    other_files,
+    other_files_note,
     unusable_class_note,
 )
 from training.clips import Clip, ClipSet
-from training.readers import DatasetError, csv_rows
+from training.readers import DatasetError, csv_lines
 
 SPLIT_FOLDS = {"train": 1, "val": 2, "test": 3, "holdout": 4}
 SPLIT_NAMES = {fold: name for name, fold in SPLIT_FOLDS.items()}
@@ -115,15 +117,29 @@ def left_out_note(broken: list[str]) -> str:
 
 
 def _from_folders(root: Path, splits: dict[str, Path]) -> tuple[list[tuple[Path, str, str]], list[str]]:
-    entries, problems = [], []
+    entries, problems, others = [], [], []
+    first: dict[Path, Path] = {}  # the resolved file -> the path it was first found under
     for split, folder in splits.items():
         for link in sorted(p for p in folder.iterdir() if p.is_symlink() and not p.exists()):
             problems.append(f"{link}: a broken link where a class folder was expected; left out")
+        loose = [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()]
+        if loose and len(splits) == 1:
+            problems.append(f"{len(loose)} file(s) directly in {folder} belong to no class folder; left out")
         for class_dir in class_dirs(folder):
             files = audio_files(class_dir)
             if not files:
                 problems.append(empty_class_note(class_dir))
+            others += other_files(class_dir)
+            for file in files:  # one file per clip, as a CSV's rows: a link must not repeat a clip
+                seen = first.setdefault(_identity(file), file)
+                if seen != file:
+                    raise DatasetError(
+                        f"{file} is the same file as {seen} (a link?): one file per clip, or a training "
+                        "clip would be counted twice or held out too"
+                    )
             entries += [(f, class_dir.name, split) for f in files]
+    if others:
+        problems.append(other_files_note(others))
     return entries, problems
 
 
@@ -137,18 +153,18 @@ def _identity(file: Path) -> Path:
 
 
 def _from_csv(path: Path) -> list[tuple[Path, str, str]]:
-    rows = [r for r in csv_rows(path, "list of clips") if r and any(c.strip() for c in r)]
-    if rows and rows[0][0].strip().lower() == "path":
-        rows = rows[1:]
+    numbered = [(n, r) for n, r in csv_lines(path, "list of clips") if r and any(c.strip() for c in r)]
+    if numbered and numbered[0][1][0].strip().lower() == "path":
+        numbered = numbered[1:]
     entries = []
-    first_row: dict[Path, tuple[int, str]] = {}  # the resolved file -> (row, label) of its first listing
-    for line, row in enumerate(rows, start=1):
+    first_row: dict[Path, tuple[int, str]] = {}  # the resolved file -> (line, label) of its first listing
+    for line, row in numbered:
         cells = [c.strip() for c in row]
         if len(cells) < 2 or not cells[0] or not cells[1]:
-            raise DatasetError(f"{path}: row {line}: expected path,label[,split], got {','.join(cells)!r}")
+            raise DatasetError(f"{path}: line {line}: expected path,label[,split], got {','.join(cells)!r}")
         split = _SPLIT_ALIASES.get(cells[2].lower() if len(cells) > 2 else "")
         if split is None:
-            raise DatasetError(f"{path}: row {line}: split must be train, val or test, got {cells[2]!r}")
+            raise DatasetError(f"{path}: line {line}: split must be train, val or test, got {cells[2]!r}")
         file = Path(cells[0])
         file = file if file.is_absolute() else path.parent / file
         # one row per clip: a second label is a mistake, and a second split would put a training clip
@@ -157,7 +173,7 @@ def _from_csv(path: Path) -> list[tuple[Path, str, str]]:
         if seen[0] != line:
             other = "" if seen[1] == cells[1] else f" with another label ({cells[1]!r}; first {seen[1]!r})"
             raise DatasetError(
-                f"{path}: row {line}: {cells[0]} is listed again{other} (first in row {seen[0]}): "
+                f"{path}: line {line}: {cells[0]} is listed again{other} (first on line {seen[0]}): "
                 "one row per clip"
             )
         entries.append((file, cells[1], split))

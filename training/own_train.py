@@ -157,7 +157,8 @@ def derive_choices(
     arch, model_config, train = derive.recipe_model(recipe, frames)
     if init is not None:  # the checkpoint's model, trained on its own statistics
         arch = init.arch
-        model_config = {k: v for k, v in init.config.items() if k not in ("num_classes", "num_mel_bins")}
+        filled = ("num_classes", "num_mel_bins", "target_frames")  # from this data and its window
+        model_config = {k: v for k, v in init.config.items() if k not in filled}
         mean, std = init.normalization.mean, init.normalization.std
     median = float(np.median(train_durations))
     augment = derive.derive_augment(frames, features.num_mel_bins, median, window_s)
@@ -255,8 +256,12 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
     resolve_device(exp.train.compute, "train.compute")  # a missing GPU is said before training starts
     clip_set = data.clip_set.subset(folds=[SPLIT_FOLDS["train"], data.held_out_fold])
     out.mkdir(parents=True, exist_ok=True)
-    saved_path.write_text(json.dumps(choices, indent=1))
+    resuming = opts.resume and (out / "train_state.safetensors").exists()
+    if not resuming:  # a resumed run's choices are written once it was accepted: a refusal changes nothing
+        saved_path.write_text(json.dumps(choices, indent=1))
     entry = run_one(exp, clip_set, "", [data.held_out_fold], opts.resume, opts.progress)
+    if resuming:
+        saved_path.write_text(json.dumps(choices, indent=1))
     _store_choices(Path(entry["checkpoint"]), data, choices)
     report = entry["report"]
     print(held_out_report(report, data, entry, out, choices))

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from training import audio_folders as folders
 from training.audio_folders import AUDIO_EXTENSIONS, audio_files, class_dirs, empty_class_note
 from training.clips import Clip, ClipSet
 
@@ -47,9 +48,10 @@ def read_text(path: Path, what: str) -> str:
         raise DatasetError(f"{path}: not a UTF-8 text {what} (byte {exc.start} cannot be read)") from None
 
 
-def csv_rows(path: Path, what: str) -> list[list[str]]:
-    """The rows of a CSV file (``read_text``'s rules)."""
-    return list(csv.reader(io.StringIO(read_text(path, what), newline="")))
+def csv_lines(path: Path, what: str) -> list[tuple[int, list[str]]]:
+    """The rows of a CSV file (``read_text``'s rules), each with the (1-based) line it ends on."""
+    reader = csv.reader(io.StringIO(read_text(path, what), newline=""))
+    return [(reader.line_num, row) for row in reader]
 
 
 def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
@@ -175,8 +177,10 @@ def read_class_folders_as_found(
         raise DatasetError(f"{root}: num_folds must be at least 1, got {num_folds}")
     clips: list[Clip] = []
     labels: list[str] = []
+    others: list[Path] = []
     for class_dir in class_dirs(root):
         files = audio_files(class_dir, tuple(extensions))
+        others += folders.other_files(class_dir, tuple(extensions))
         if not files:
             if problems is not None:
                 problems.append(empty_class_note(class_dir, tuple(extensions)))
@@ -189,6 +193,8 @@ def read_class_folders_as_found(
     if not clips:
         kinds = ", ".join(sorted(e.lower() for e in extensions))
         raise DatasetError(f"{root}: no class folders with audio files ({kinds})")
+    if others and problems is not None:
+        problems.append(folders.other_files_note(others))
     return ClipSet(clips, labels, multi_label=False, name=root.name)
 
 

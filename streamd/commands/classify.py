@@ -21,7 +21,7 @@ from audio_core.shipped_models import MODEL_HELP
 from audio_core.windows import CLIP_HOP_S, checkpoint_plan, clip_hop_s
 from streamd.clip_scoring import FileScores, score_file
 from streamd.config_cli import config_from_args
-from streamd.config_sections import WindowSection
+from streamd.config_sections import MAX_THREADS, WindowSection
 from streamd.errors import AudioInputError, ConfigError
 from streamd.model_loading import resolve_model, window_warnings
 from streamd.precision import PRECISIONS
@@ -70,8 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_options(args: argparse.Namespace) -> None:
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {args.top_k}")
-    if args.threads < 0:
-        raise ConfigError(f"--threads must be >= 0, got {args.threads}")
+    if not 0 <= args.threads <= MAX_THREADS:  # torch crashes (a segfault) on some huge counts
+        raise ConfigError(f"--threads must be between 0 and {MAX_THREADS}, got {args.threads}")
 
 
 def window_settings(args: argparse.Namespace) -> WindowSection:

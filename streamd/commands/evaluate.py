@@ -175,16 +175,17 @@ def _usable_clips(clip_set, window_s: float | None = None):
             file=sys.stderr,
             flush=True,
         )
-    if not broken:
-        return clip_set
-    print(f"streamd: warning: {left_out_note(broken)}", file=sys.stderr, flush=True)
+    if broken:
+        print(f"streamd: warning: {left_out_note(broken)}", file=sys.stderr, flush=True)
     kept = [clip for clip in clip_set.clips if Path(clip.path) in durations]
     if not kept:
         raise ConfigError(f"{clip_set.name}: none of its {len(clip_set.clips)} file(s) is usable")
     used = sorted({t for clip in kept for t in clip.targets})
+    if not broken and len(used) == len(clip_set.labels):
+        return clip_set
     for index, label in enumerate(clip_set.labels):  # a class left with no clip is left out, as in training
-        if index not in used:
-            files = sum(1 for clip in clip_set.clips if index in clip.targets)
+        files = sum(1 for clip in clip_set.clips if index in clip.targets)
+        if index not in used and files:  # none in the chosen folds: nothing to say
             print(f"streamd: warning: {unusable_class_note(label, files)}", file=sys.stderr, flush=True)
     rank = {old: new for new, old in enumerate(used)}
     kept = [Clip(c.path, tuple(rank[t] for t in c.targets), c.fold) for c in kept]

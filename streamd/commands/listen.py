@@ -16,6 +16,7 @@ authenticate to a CURVE publisher.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import threading
@@ -80,8 +81,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--count must be >= 1, got {args.count}")
     if not 1 <= args.hwm <= 10_000_000:
         raise ConfigError(f"--hwm must be between 1 and 10000000, got {args.hwm}")
-    if args.seconds is not None and not args.seconds > 0:
-        raise ConfigError(f"--seconds must be > 0, got {args.seconds}")
+    if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise ConfigError(f"--seconds must be a finite number > 0, got {args.seconds}")
     if (args.curve_server_key is None) != (args.curve_secret_key is None):
         raise ConfigError("--curve-server-key and --curve-secret-key go together")
     for prefix in args.topic or []:

@@ -54,7 +54,8 @@ def execute(
         check_metrics_exposure(cfg.metrics.listen, bool(getattr(args, "insecure", False)))
     sources = make_sources(cfg)
     apply_stream_prefix(args, sources)
-    publisher = make_publisher(args, cfg.publish.endpoint, cfg.publish.queue_size, cfg.publish.sndhwm)
+    block = cfg.overload_policy(live) == "block"  # a replay's results wait for room, never dropped
+    publisher = make_publisher(args, cfg.publish.endpoint, cfg.publish.queue_size, cfg.publish.sndhwm, block)
     publisher.start()  # bind first: a busy port is reported before the model loads
     try:
         import_then_honour_interrupts("torch")  # Ctrl-C inside torch's start-up would kill the process

@@ -156,6 +156,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.data is not None:
         if args.config is not None:
             raise ConfigError("give either CONFIG.toml or --data DIR, not both")
+        if args.mode:  # never silently ignored
+            raise ConfigError("--mode is for CONFIG.toml; --data trains one model and reports held-out clips")
         try:
             return run_own_data(args)
         except (ExperimentConfigError, DatasetError, ValueError) as exc:

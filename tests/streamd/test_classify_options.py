@@ -237,3 +237,13 @@ def test_window_warnings_of_a_recurrent_model(tiny_recurrent) -> None:
     assert window_warnings(2.0, 1.0, tiny_recurrent) == [
         "a window does not apply to the recurrent model tiny: a result each 0.04 s"
     ]
+
+
+@pytest.mark.parametrize("threads", ["-1", "1025", "100000"])
+def test_thread_counts_beyond_the_daemons_bounds_are_one_line(
+    clips: list[Path], small_checkpoint: Path, capsys, threads: str
+) -> None:
+    """The daemon's bound (``[engine] threads <= 1024``): torch crashed on 100000 (a segfault)."""
+    assert main(["classify", str(clips[0]), "--checkpoint", str(small_checkpoint), "--threads", threads]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"streamd: error: --threads must be between 0 and 1024, got {threads}\n"

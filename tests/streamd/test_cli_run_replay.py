@@ -56,6 +56,23 @@ def test_replay_prints_and_publishes_the_same_valid_messages(clips, small_checkp
     assert received == printed  # the --json lines are exactly what went over ZMQ
 
 
+def test_a_replay_with_a_tiny_publish_queue_loses_no_message(
+    clips, small_checkpoint, free_port, tmp_path, capsys
+):
+    """A replay's overload policy is ``block``: a full publish queue holds results back, never drops
+    them (with ``queue_size = 1`` two streams lost most predictions and one its every status)."""
+    config = tmp_path / "tiny_queue.toml"
+    config.write_text("[publish]\nqueue_size = 1\n")
+    argv = _replay_args(clips[0], small_checkpoint, free_port, "--speed", "max", "--json", "--hop", "0.5")
+    assert main([*argv[:2], str(clips[1]), *argv[2:], "--window", "2", "--config", str(config)]) == 0
+    printed = _lines(capsys.readouterr().out)
+    for stream in (clips[0].stem, clips[1].stem):
+        mine = [m for m in printed if m["stream"] == stream]
+        assert sum(m["type"] == "prediction" for m in mine) == 7
+        assert [m["state"] for m in mine if m["type"] == "status"] == ["starting", "finished"]
+        assert mine[-1]["counters"]["publish_dropped"] == 0
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -104,6 +104,14 @@ def test_model_toml_checkpoint_is_relative_to_the_file(tmp_path):
         load_model_toml(_toml(tmp_path, "[windows]\nhop_s = 2.0\n"))
 
 
+@pytest.mark.parametrize("value", ['""', '"  "'])
+def test_an_empty_checkpoint_is_refused_not_taken_as_the_files_folder(tmp_path, value):
+    empty = _toml(tmp_path, f"[model]\ncheckpoint = {value}\n")
+    for read in (load_model_toml, load_config):
+        with pytest.raises(ConfigError, match=r"model\.checkpoint is empty"):
+            read(empty)
+
+
 def test_command_line_layers_win_in_order(tmp_path):
     daemon = _toml(tmp_path, '[windows]\nhop_s = 0.5\nwindow_s = 3.0\n[model]\nprecision = "bf16"\n')
     model = _toml(

@@ -41,6 +41,18 @@ def test_batched_scores_equal_one_by_one(loaded, real_windows):
     torch.testing.assert_close(batched.sum(dim=1), torch.ones(5))  # softmax: single-label model
 
 
+def test_int8_scores_a_window_the_same_in_any_batch(real_windows):
+    """Dynamic int8 scales activations per call: a batch is scored window by window, so classify's
+    batches and the daemon's single windows give the same scores (the shipped default and AST)."""
+    from streamd.model_loading import load_named_model
+
+    for name in ("default", "ast"):
+        runner = ModelRunner(load_named_model(name, compute="cpu", precision="int8"))
+        louder = [w + 4.0 for w in real_windows]  # louder windows beside the first: a wider activation range
+        batched = runner.score_windows([real_windows[0], *louder])
+        assert torch.equal(batched[:1], runner.score_windows(real_windows[:1])), name
+
+
 def test_scores_apply_the_models_normalisation(loaded, real_windows):
     runner = ModelRunner(loaded)
     norm = loaded.info.normalization

@@ -403,7 +403,8 @@ def test_oversized_frames_are_skipped_or_survived(capsys: pytest.CaptureFixture[
     ("argv", "error"),
     [
         (["--count", "0"], "--count must be >= 1, got 0"),
-        (["--seconds", "-1"], "--seconds must be > 0, got -1.0"),
+        (["--seconds", "-1"], "--seconds must be a finite number > 0, got -1.0"),
+        (["--seconds", "inf"], "--seconds must be a finite number > 0, got inf"),  # was an OverflowError
         (["--curve-server-key", "server.key"], "--curve-server-key and --curve-secret-key go together"),
         (
             ["--connect", "nonsense"],

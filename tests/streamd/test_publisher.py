@@ -180,6 +180,45 @@ def test_full_queue_drops_and_counts_exactly(publisher) -> None:
     assert pub.counters == {"published": 11, "publish_dropped": 90, "sink_errors": 0, "invalid_messages": 0}
 
 
+def test_a_blocking_publisher_waits_for_room_and_drops_nothing(publisher) -> None:
+    """The ``block`` overload policy (a replay): a full queue holds ``publish`` back instead of dropping;
+    once stopped, a publish still waiting is dropped and counted rather than hanging."""
+    release = threading.Event()
+    seen: list[int] = []
+    pub = publisher(queue_size=2, block=True)
+    pub.add_sink(lambda msg: (release.wait(10.0), seen.append(msg["window_index"])))
+    done = threading.Event()
+    producer = threading.Thread(target=lambda: ([pub.publish(_prediction(i)) for i in range(50)], done.set()))
+    producer.start()
+    assert not done.wait(0.5)  # held back by the full queue, not dropping
+    assert pub.counters["publish_dropped"] == 0
+    release.set()
+    assert done.wait(10.0)
+    pub.stop(timeout=5.0)
+    producer.join(5.0)
+    assert seen == list(range(50))
+    assert pub.counters == {"published": 50, "publish_dropped": 0, "sink_errors": 0, "invalid_messages": 0}
+
+
+def test_a_blocking_publisher_stopped_while_full_drops_and_counts(publisher) -> None:
+    stuck = threading.Event()
+    pub = publisher(queue_size=1, block=True)
+    pub.add_sink(lambda msg: stuck.wait(10.0))
+    pub.publish(_prediction(0))  # taken by the thread, stuck in the sink
+    time.sleep(0.2)
+    pub.publish(_prediction(1))  # fills the queue
+    waiting = threading.Thread(target=pub.publish, args=(_prediction(2),))
+    waiting.start()
+    time.sleep(0.3)
+    assert waiting.is_alive()  # held back
+    stopper = threading.Thread(target=pub.stop, kwargs={"timeout": 0.5})
+    stopper.start()
+    waiting.join(5.0)
+    assert not waiting.is_alive() and pub.counters["publish_dropped"] >= 1
+    stuck.set()
+    stopper.join(5.0)
+
+
 def test_flush_waits_until_every_queued_message_is_sent_and_seen(publisher) -> None:
     release = threading.Event()
     seen: list[int] = []

@@ -117,6 +117,19 @@ def test_a_slow_consumer_slows_a_flat_out_replay_instead_of_losing_audio(clips):
     assert data.shape[0] == 80000 and source.ring.overruns == 0 and source.ring.lost_samples == 0
 
 
+def test_a_paced_replay_ahead_of_its_consumer_waits_instead_of_losing_audio(clips):
+    """A consumer held up (a blocking engine) while a fast paced replay fills its 0.5-s ring: the file
+    waits for space, as a device cannot; every sample arrives, in order, none overwritten."""
+    source = FileSource(clips[0], speed=200.0, ring_s=0.5)
+    source.start()
+    time.sleep(0.3)  # 5 s of audio at 200x is due in 25 ms: the ring is full long before the first read
+    assert source.ring.available() == source.ring.capacity
+    data = _drain(source.ring)
+    assert source.join(2.0) and source.error is None
+    np.testing.assert_array_equal(data, sf.read(clips[0], dtype="float32", always_2d=True)[0])
+    assert source.ring.overruns == 0 and source.ring.lost_samples == 0
+
+
 def test_flat_out_replay_writes_only_when_the_consumer_comes_back_for_more(clips):
     source = FileSource(clips[0], speed=None, max_block_s=0.25)
     ring = source.ring

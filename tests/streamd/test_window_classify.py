@@ -131,6 +131,35 @@ def test_resume_refuses_other_settings(tmp_path, archive, small_checkpoint, caps
     assert "other settings" in capsys.readouterr().err
 
 
+def test_resume_refuses_another_precision(tmp_path, archive, small_checkpoint, capsys):
+    """Scores of one precision are not appended to an output written in another."""
+    out = tmp_path / "w.csv"
+    assert classify(out, archive[1:2], small_checkpoint, "--precision", "fp32") == 0
+    assert classify(out, archive[1:3], small_checkpoint, "--precision", "int8") == 2
+    assert "other settings" in capsys.readouterr().err
+    assert classify(out, archive[1:3], small_checkpoint, "--precision", "fp32") == 0
+
+
+def test_the_checkpoints_own_window_given_or_not_is_the_same_setting(
+    tmp_path, archive, small_checkpoint, capsys
+):
+    """``--window-s`` equal to the checkpoint's own window (5 s) resumes an output written without it."""
+    out = tmp_path / "w.csv"
+    base = [
+        "classify",
+        "--windows",
+        "--out",
+        str(out),
+        "--checkpoint",
+        str(small_checkpoint),
+        "--no-progress",
+    ]
+    assert main([*base, "--hop-s", str(HOP_S), str(archive[1])]) == 0
+    capsys.readouterr()
+    assert main([*base, "--hop-s", str(HOP_S), "--window-s", "5", str(archive[1]), str(archive[2])]) == 0
+    assert "1 file(s) already done" in capsys.readouterr().err
+
+
 def test_without_ray_nothing_imports_ray(tmp_path, archive, small_checkpoint):
     code = (
         "import sys; from streamd.cli import main\n"
@@ -282,7 +311,7 @@ def test_a_progress_list_of_an_earlier_streamd_is_resumed(tmp_path, archive, sma
     progress = progress_path(out, "csv")
     lines = progress.read_text().splitlines()
     head = json.loads(lines[0])
-    del head["settings"]["model_sha256"]
+    del head["settings"]["model_sha256"], head["settings"]["precision"]
     progress.write_text("\n".join([json.dumps(head), *lines[1:]]) + "\n")
     capsys.readouterr()
     assert classify(out, archive[1:3], small_checkpoint) == 0

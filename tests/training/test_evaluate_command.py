@@ -243,6 +243,11 @@ def test_class_folders_with_unusable_files_are_evaluated_without_them(
     assert json.loads(out.out)["num_examples"] == len(rows)
     assert "warning: class 'rain': none of its 1 file(s) is usable; left out" in out.err
     assert f"warning: {root / 'siren'}: no audio files (" in out.err
+    assert "warning: 1 file(s) left out: not audio by their extension (e.g." in out.err  # siren's readme
+    # rain's one (broken) file is in fold 1: in fold 3 the class has no clip, and is simply not there
+    fold_3 = ["--num-folds", "3", "--folds", "3", "--cache-dir", str(tmp_path / "c"), "--json"]
+    assert main([*args, *fold_3]) == 0
+    assert "rain" not in capsys.readouterr().err
     for name in ("dog", "rooster"):
         for clip in (root / name).iterdir():
             clip.unlink()

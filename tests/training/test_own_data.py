@@ -544,7 +544,7 @@ def test_a_clip_under_two_labels_and_a_broken_class_link_are_named(split_data: P
     table = tmp_path / "clips.csv"
     table.write_text(f"{clip},dog\n{clip},rooster\n")
     with pytest.raises(
-        DatasetError, match=r"row 2: .* listed again with another label \('rooster'; first 'dog'\)"
+        DatasetError, match=r"line 2: .* listed again with another label \('rooster'; first 'dog'\)"
     ):
         read_own_data(table)
     (tmp_path / "loop1.wav").symlink_to(tmp_path / "loop2.wav")  # a link loop: left out, not a crash
@@ -559,9 +559,85 @@ def test_a_clip_under_two_labels_and_a_broken_class_link_are_named(split_data: P
     for split in ("test", "train"):  # in both splits a training clip would be scored as held out
         relative = clip.relative_to(split_data)
         table.write_text(f"{clip},dog,train\n{split_data}/./{relative},dog,{split}\n")
-        with pytest.raises(DatasetError, match=r"row 2: .* is listed again \(first in row 1\): one row"):
+        with pytest.raises(DatasetError, match=r"line 2: .* is listed again \(first on line 1\): one row"):
             read_own_data(table)
     root = _class_folders(split_data, tmp_path)
     (root / "gone").symlink_to(tmp_path / "no_such_folder", target_is_directory=True)
     data = read_own_data(root)
     assert any("gone: a broken link where a class folder was expected" in p for p in data.problems)
+
+
+def test_a_file_linked_twice_in_folders_is_refused_as_in_a_csv(split_data: Path, tmp_path: Path) -> None:
+    """Class or split folders holding one file twice (a link) would count a training clip twice or hold
+    it out too: refused in one line, as a CSV listing it twice is."""
+    root = tmp_path / "layout"
+    for split in ("train", "test"):
+        for label in CLASSES:
+            (root / split / label).mkdir(parents=True)
+            for clip in (split_data / split / label).glob("*.wav"):
+                (root / split / label / clip.name).symlink_to(clip)
+    trained = next((root / "train" / "dog").glob("*.wav"))
+    read_own_data(root)  # as made: one file per clip
+    (root / "test" / "dog" / "again.wav").symlink_to(trained.resolve())
+    with pytest.raises(DatasetError, match=r"again\.wav is the same file as .*: one file per clip"):
+        read_own_data(root)
+    classes = _class_folders(split_data, tmp_path)
+    (classes / "rooster_too").mkdir()
+    (classes / "rooster_too" / "dogs").symlink_to(split_data / "train" / "dog", target_is_directory=True)
+    with pytest.raises(DatasetError, match=r"is the same file as"):
+        read_own_data(classes)
+
+
+def test_files_left_out_for_their_extension_or_place_are_counted(split_data: Path, tmp_path: Path) -> None:
+    import soundfile as sf
+
+    root = tmp_path / "classes"
+    for label in CLASSES:
+        (root / label).mkdir(parents=True)
+        for clip in (split_data / "train" / label).glob("*.wav"):
+            (root / label / clip.name).symlink_to(clip)
+    wave, rate = sf.read(next((split_data / "train" / "dog").glob("*.wav")), dtype="float32")
+    sf.write(root / "dog" / "more.w64", wave, rate, format="W64")  # libsndfile's: audio, kept
+    (root / "dog" / "notes.txt").write_text("recorded in the garden")
+    sf.write(root / "loose.wav", wave, rate)
+    data = read_own_data(root)
+    assert any(Path(c.path).name == "more.w64" for c in data.clip_set.clips)
+    text = "\n".join(data.problems)
+    assert "1 file(s) left out: not audio by their extension (e.g." in text and "notes.txt" in text
+    assert f"1 file(s) directly in {root} belong to no class folder; left out" in text
+
+
+def test_a_refused_rerun_leaves_the_saved_choices_as_they_were(split_data: Path, tmp_path: Path) -> None:
+    """``choices.json`` keeps the saved run's length: a rerun refused (another window) must not rewrite it,
+    or the original command would no longer resume the same run."""
+    from training.own_train import CHOICES_FILE, OwnOptions, run_own_data
+
+    out = tmp_path / "run"
+    base = {"data": split_data, "out": out, "cache_dir": tmp_path / "cache", "progress": False}
+    run_own_data(OwnOptions(**base, epochs=1))
+    saved = (out / CHOICES_FILE).read_text()
+    with pytest.raises(ResumeMismatch):
+        run_own_data(OwnOptions(**base, epochs=2, window_s=0.3))
+    assert (out / CHOICES_FILE).read_text() == saved
+
+
+def test_mode_with_data_is_refused(split_data: Path, capsys) -> None:
+    from streamd.cli import main
+
+    assert main(["train", "--data", str(split_data), "--mode", "cv", "--epochs", "1"]) == 2
+    assert capsys.readouterr().err == (
+        "streamd: error: --mode is for CONFIG.toml; --data trains one model and reports held-out clips\n"
+    )
+
+
+def test_an_init_models_window_is_not_kept_in_the_derived_config(split_data: Path, tmp_path: Path) -> None:
+    """``--init ast`` on clips of another length: the model is built for this data's window, and the
+    derived config says so (it said the shipped model's 498 frames)."""
+    from training.own_init import init_info
+    from training.own_train import OwnOptions, derive_choices
+
+    data = read_own_data(split_data)
+    init = init_info("ast", None)
+    opts = OwnOptions(data=split_data, init="ast", epochs=1, cache_dir=tmp_path / "cache")
+    choices = derive_choices(opts, data, init.features, None, init)
+    assert "target_frames" not in choices["model_config"] and choices["frames"] != 498
