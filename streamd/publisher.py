@@ -166,8 +166,8 @@ class Publisher:
                 self._queue.put(msg, timeout=0.1) if self._block else self._queue.put_nowait(msg)
                 return
             except queue.Full:
-                if not self._block:
-                    break
+                if not self._block or self._thread is None or not self._thread.is_alive():
+                    break  # nobody will make room: drop and count rather than wait forever
         self._count_drop()
 
     def flush(self, timeout: float) -> bool:
