@@ -134,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not _has_descriptor(sys.stderr):  # started with fd 2 closed: messages would go to stdout (for
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - a None stderr) or fail the exit (EBADF)
+    for stream in (sys.stdout, sys.stderr):
+        _block_writes(stream)
     previous = _Interrupts.install()
     try:
         return _main(argv)
@@ -159,6 +161,18 @@ def _has_descriptor(stream: object) -> bool:
     except OSError:
         return False
     return mode in (os.O_WRONLY, os.O_RDWR)
+
+
+def _block_writes(stream: object) -> None:
+    """An output left non-blocking by whoever started streamd (some runtimes do that to a shared pipe)
+    fails a write with ``BlockingIOError`` whenever its reader is slow, which would stop ``--json`` for
+    good: such a descriptor is made blocking, as a program's output is expected to be."""
+    try:
+        fd = stream.fileno()  # type: ignore[attr-defined]
+        if not os.get_blocking(fd):
+            os.set_blocking(fd, True)
+    except (OSError, ValueError, AttributeError):  # no descriptor (a test's capture: UnsupportedOperation)
+        pass
 
 
 def _main(argv: list[str]) -> int:

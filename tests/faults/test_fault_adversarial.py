@@ -120,6 +120,26 @@ def test_a_closed_stderr_keeps_stdout_json_and_the_exit_status(tmp_path, wav, ch
         assert bool(done.stdout) == (code == 0)
 
 
+def test_a_non_blocking_stdout_with_a_slow_reader_loses_no_line(tmp_path, wav, checkpoint):
+    """A pipe left non-blocking by the parent: once its 64 KB fill up, each write failed with
+    BlockingIOError, which stopped the --json output for good. streamd makes its outputs blocking."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    argv = [*_replay_args(wav, checkpoint, "nonblocking"), "--window", "1", "--hop", "0.01"]
+    proc = subprocess.Popen(
+        streamd_command(argv), stdout=write_end, stderr=subprocess.PIPE, env=streamd_env()
+    )
+    os.close(write_end)
+    time.sleep(3.0)  # the reader is late: the pipe fills while streamd writes
+    with os.fdopen(read_end, "rb") as reader:
+        out = reader.read()
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    lines = out.decode().splitlines()
+    assert len(out) > 65536 and all(json.loads(line)["schema"] == "streamd/1" for line in lines)
+    final = json.loads(lines[-1])
+    assert final["state"] == "finished" and final["counters"]["windows"] == len(lines) - 2
+
+
 def test_an_empty_wav_from_a_pipe_is_an_error_as_from_a_file(tmp_path, checkpoint):
     empty = tmp_path / "empty.wav"
     sf.write(empty, np.zeros(0, dtype="float32"), 16000)
