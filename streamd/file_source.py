@@ -67,6 +67,7 @@ class FileSource(Source):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._empty_reads_seen = 0
+        self._written = 0  # frames of the file put into the ring
 
     @property
     def paced(self) -> bool:
@@ -85,12 +86,19 @@ class FileSource(Source):
         try:
             with self._handle as handle:
                 self._pump(handle)
-        except AudioInputError as exc:
-            self.error = str(exc)
-        except Exception as exc:  # libsndfile errors mid-file: report, end the stream
-            self.error = f"{self.display}: read error ({type(exc).__name__}: {exc})"
+        except AudioInputError as exc:  # a read error mid-file among them: say how much was lost
+            self.error = f"{exc}{self._unread()}"
+        except Exception as exc:  # anything else libsndfile raises: report, end the stream
+            self.error = f"{self.display}: read error ({type(exc).__name__}: {exc}){self._unread()}"
         finally:
             self.ring.close()
+
+    def _unread(self) -> str:
+        """``; its last N s were not classified`` after a failure, when the file's length is known."""
+        left = self.info.frames - self._written
+        if not self.info.frames or left <= 0:
+            return ""
+        return f"; its last {left / self.sample_rate:.2f} s were not classified"
 
     def _pump(self, handle: Any) -> None:
         started = time.monotonic()
@@ -113,7 +121,7 @@ class FileSource(Source):
                 return
             check_finite(self.path, block[:n], written, self.sample_rate)
             self.ring.write(block[:n])
-            written = end
+            written = self._written = end
 
     def _wait_for_space(self, n: int) -> bool:
         """Paced: wait until ``n`` samples fit without overwriting unread ones (a consumer held up by a

@@ -130,6 +130,22 @@ def test_a_paced_replay_ahead_of_its_consumer_waits_instead_of_losing_audio(clip
     assert source.ring.overruns == 0 and source.ring.lost_samples == 0
 
 
+def test_a_file_cut_short_says_how_much_of_it_was_not_read(clips, tmp_path):
+    """A FLAC whose second half is missing: the samples before the damage arrive, and the error names
+    the seconds the header promised that were never read (nothing lost without being counted)."""
+    wave, rate = sf.read(clips[0], dtype="float32")
+    whole = tmp_path / "whole.flac"
+    sf.write(whole, np.concatenate([wave, wave, wave]), rate)
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    source = FileSource(cut, speed=None)
+    source.start()
+    data = _drain(source.ring)
+    assert source.join(2.0) and source.error is not None
+    missing = float(source.error.rsplit("its last ", 1)[1].split(" s were not classified")[0])
+    assert missing == pytest.approx(15.0 - data.shape[0] / rate, abs=0.01) and 0 < missing < 15.0
+
+
 def test_flat_out_replay_writes_only_when_the_consumer_comes_back_for_more(clips):
     source = FileSource(clips[0], speed=None, max_block_s=0.25)
     ring = source.ring
@@ -177,7 +193,9 @@ def test_a_file_with_nan_samples_is_refused_where_it_goes_wrong(tmp_path, esc50)
     source.start()
     data = _drain(source.ring)
     assert source.join(2.0)
-    assert source.error == f"{path}: the audio holds NaN or infinite samples (at 0.772 s)"
+    assert source.error == (
+        f"{path}: the audio holds NaN or infinite samples (at 0.772 s); its last 0.25 s were not classified"
+    )
     assert data.shape[0] == 12000 and np.isfinite(data).all()  # the chunks before it were delivered
 
 
