@@ -87,6 +87,7 @@ class Publisher:
         self._connect = connect
         self._client_keys = client_keys
         self._block = block
+        self._released = threading.Event()  # release(): a blocking publisher drops again
 
     @property
     def endpoint(self) -> str:
@@ -159,16 +160,22 @@ class Publisher:
         self._thread.start()
 
     def publish(self, msg: dict[str, Any]) -> None:
-        """Queue ``msg`` for sending. A full queue drops and counts (``block``: waits for room); a stopped
-        publisher drops and counts."""
+        """Queue ``msg`` for sending. A full queue drops and counts (``block``: waits for room, until
+        ``release``); a stopped publisher drops and counts."""
         while not self._stopping.is_set():
+            wait = self._block and not self._released.is_set()
             try:
-                self._queue.put(msg, timeout=0.1) if self._block else self._queue.put_nowait(msg)
+                self._queue.put(msg, timeout=0.1) if wait else self._queue.put_nowait(msg)
                 return
             except queue.Full:
-                if not self._block or self._thread is None or not self._thread.is_alive():
+                if not wait or self._thread is None or not self._thread.is_alive():
                     break  # nobody will make room: drop and count rather than wait forever
         self._count_drop()
+
+    def release(self) -> None:
+        """Stop waiting for room (a ``block`` publisher): from now on a full queue drops and counts, so
+        that a stop (Ctrl-C, SIGTERM) is not held up by a sink whose reader stopped reading."""
+        self._released.set()
 
     def flush(self, timeout: float) -> bool:
         """Wait (at most ``timeout`` s) until every message queued so far has been sent and handed to the

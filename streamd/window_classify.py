@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from audio_core.audio_file import STDIN
-from audio_core.windows import WindowPlan, checkpoint_plan
+from audio_core.windows import WindowPlan
 from streamd.config_sections import WindowSection
 from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel
 from streamd.window_output import FORMATS, WindowOutput, raven_table_name, source_stamp
 from streamd.window_scoring import FileResult
+from streamd.window_settings import settings as window_settings
 
 # Options of --windows, and of --ray (dest: flag, default): each is refused without its switch, so that
 # none does nothing unseen; argparse leaves them None (False: a flag) so that "given" can be told.
@@ -118,37 +119,6 @@ def _check(args: argparse.Namespace) -> None:
             other = names.setdefault(raven_table_name(path), path)
             if other != path:
                 raise ConfigError(f"{other} and {path} would share one Raven table: rename one")
-
-
-def file_digest(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes (hex): the identity of the checkpoint an output was written with."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def settings(
-    args: argparse.Namespace, windows: WindowSection, loaded: LoadedModel, plan: WindowPlan
-) -> dict[str, Any]:
-    """What the output depends on (a resumed run must use the same): the checkpoint by name and by
-    content, so that another model written over the same file is not mixed into the output; the window
-    as the windows come out (a window given that equals the checkpoint's own is the checkpoint's, None);
-    the precision the scores were computed in."""
-    own = plan == checkpoint_plan(loaded.info, windows.hop_s)
-    return {
-        "model": str(args.checkpoint or args.model),
-        "model_sha256": file_digest(loaded.path) if loaded.path is not None else None,
-        "precision": loaded.precision,
-        "window_s": None if own else windows.window_s,
-        "hop_s": windows.hop_s,
-        "top_k": args.top_k,
-        "min_score": args.min_score,
-        "format": args.format,
-    }
 
 
 def local_results(
@@ -249,7 +219,7 @@ def run_windows(args: argparse.Namespace, windows: WindowSection) -> int:
     for warning in window_warnings(windows.window_s, windows.hop_s, loaded):
         print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
     output = WindowOutput(
-        args.out, args.format, settings(args, windows, loaded, plan), plan.features.sample_rate / 2
+        args.out, args.format, window_settings(args, windows, loaded, plan), plan.features.sample_rate / 2
     )
     if output.note:
         print(f"streamd: note: {output.note}", file=sys.stderr, flush=True)

@@ -31,6 +31,7 @@ from audio_core.audio_file import STDIN
 from models.atomic_write import write_atomically
 from streamd.errors import ConfigError, StreamdError
 from streamd.window_scoring import FileResult
+from streamd.window_settings import as_recorded
 
 FORMATS = ("csv", "jsonl", "raven")
 CSV_HEADER = ("file", "window", "begin_s", "end_s", "rank", "label", "score")
@@ -167,13 +168,10 @@ class WindowOutput:
                 held = f"{len(recorded)} file(s) its progress list records"
                 self.note = f"{self.out} no longer holds the {held}: starting over"
             return False
-        recorded_settings = lines[0].get("settings")
-        if isinstance(recorded_settings, dict) and "model_sha256" not in recorded_settings:
-            settings = {k: v for k, v in settings.items() if k != "model_sha256"}  # an earlier streamd's list
-            self.note = f"{self.out} was begun before checkpoints were told apart by content: not checked"
-        if isinstance(recorded_settings, dict) and "precision" not in recorded_settings:
-            settings = {k: v for k, v in settings.items() if k != "precision"}  # an earlier streamd's list
-            self.note = f"{self.out} was begun before outputs recorded their precision: not checked"
+        recorded_settings, settings, unchecked = as_recorded(lines[0].get("settings"), settings)
+        if unchecked:
+            what = " and ".join(unchecked)
+            self.note = f"{self.out} was begun by an earlier streamd: its {what} not checked"
         if recorded_settings != settings:
             raise ConfigError(
                 f"{self.out} was written with other settings ({lines[0].get('settings')}); "

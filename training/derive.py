@@ -88,13 +88,22 @@ def recipe_model(recipe: str, frames: int) -> tuple[str, dict[str, Any], dict[st
     raise ValueError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
 
 
-def time_step_s(model: torch.nn.Module, batch: int, frames: int, bins: int, steps: int = 2) -> float:
-    """Seconds one training step (forward, backward, AdamW) takes here, timed after one warm-up step."""
+def time_step_s(
+    model: torch.nn.Module,
+    batch: int,
+    frames: int,
+    bins: int,
+    steps: int = 2,
+    device: torch.device | None = None,
+) -> float:
+    """Seconds one training step (forward, backward, AdamW) takes on ``device`` (the model's; the CPU by
+    default), timed after one warm-up step."""
     from training.losses import training_logits
 
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.randn(batch, frames, bins)
+    x = torch.randn(batch, frames, bins, device=device)
+    sync = torch.cuda.synchronize if device is not None and device.type == "cuda" else (lambda: None)
     elapsed = 0.0
     for i in range(steps + 1):
         t0 = time.perf_counter()
@@ -102,6 +111,7 @@ def time_step_s(model: torch.nn.Module, batch: int, frames: int, bins: int, step
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        sync()  # a GPU's work is queued: count it done
         if i:
             elapsed += time.perf_counter() - t0
     return elapsed / steps

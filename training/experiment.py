@@ -130,7 +130,7 @@ def run_one(
         from models.checkpoint import load_checkpoint
 
         trained, trained_info = load_checkpoint(result.checkpoint)
-        # in the precision training validated in, which is what evaluate and the daemon choose (auto)
+        # in the precision evaluate and the daemon choose on this machine's CPU (auto)
         precision = resolve_auto(exp.train.precision)
         report = evaluate_clip_set(
             trained, trained_info, val_set, out_dir / "eval", exp.cache_dir, run_name, precision=precision

@@ -119,12 +119,13 @@ def left_out_note(broken: list[str]) -> str:
 def _from_folders(root: Path, splits: dict[str, Path]) -> tuple[list[tuple[Path, str, str]], list[str]]:
     entries, problems, others = [], [], []
     first: dict[Path, Path] = {}  # the resolved file -> the path it was first found under
+    for folder in dict.fromkeys([root, *splits.values()]):  # files beside the class (or split) folders
+        loose = [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()]
+        if loose:
+            problems.append(f"{len(loose)} file(s) directly in {folder} belong to no class folder; left out")
     for split, folder in splits.items():
         for link in sorted(p for p in folder.iterdir() if p.is_symlink() and not p.exists()):
             problems.append(f"{link}: a broken link where a class folder was expected; left out")
-        loose = [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()]
-        if loose and len(splits) == 1:
-            problems.append(f"{len(loose)} file(s) directly in {folder} belong to no class folder; left out")
         for class_dir in class_dirs(folder):
             files = audio_files(class_dir)
             if not files:

@@ -54,6 +54,7 @@ class OwnOptions:
     default_minutes: float = 15.0
     init: str | None = None  # fine-tune from this checkpoint (a path or a shipped model's name)
     overrides: list[str] = field(default_factory=list)  # --set KEY=VALUE, applied to the derived config
+    compute: str = "auto"  # --compute: where the run trains (and its step is timed)
 
 
 def start_summary(data: OwnData) -> str:
@@ -112,6 +113,7 @@ def experiment_doc(
             **choices["train"],
             "background": choices["background"],
             "augment": choices["augment"],
+            **({"compute": opts.compute} if opts.compute != "auto" else {}),
         },
     }
 
@@ -198,7 +200,9 @@ def derive_choices(
         }
         if arch == "ast":
             cfg["target_frames"] = frames
-        step = derive.time_step_s(build_model(arch, cfg), train["batch_size"], frames, features.num_mel_bins)
+        device = resolve_device(opts.compute, "--compute")  # timed where it will train
+        model = build_model(arch, cfg).to(device)
+        step = derive.time_step_s(model, train["batch_size"], frames, features.num_mel_bins, device=device)
         spent = time.time() - t0
         examples = round(n_train * (1 + background))
         epochs = derive.derive_epochs(step, examples, train["batch_size"], minutes * 60 - spent)
@@ -219,6 +223,8 @@ def _say(opts: OwnOptions, text: str) -> None:
 
 def run_own_data(opts: OwnOptions) -> dict[str, Any]:
     """The whole command; returns the held-out report (or {} with ``print_config``)."""
+    if not opts.print_config:  # a missing GPU is said before any file is read
+        resolve_device(opts.compute, "--compute")
     data = read_own_data(opts.data)
     out = opts.out or Path("runs") / data.clip_set.name
     _say(opts, start_summary(data))
@@ -253,7 +259,7 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
             notes["normalization.target_frames"] = f"the window: --window {opts.window_s:g}"
         print(derive.toml_text(doc, notes, header), end="")
         return {}
-    resolve_device(exp.train.compute, "train.compute")  # a missing GPU is said before training starts
+    resolve_device(exp.train.compute, "train.compute")  # one --set asked for: said before training
     clip_set = data.clip_set.subset(folds=[SPLIT_FOLDS["train"], data.held_out_fold])
     out.mkdir(parents=True, exist_ok=True)
     resuming = opts.resume and (out / "train_state.safetensors").exists()

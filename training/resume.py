@@ -6,8 +6,8 @@ the weights, and the training data (``data_digest``: the examples' count and a d
 and targets, so that other clips in the same output folder are not trained on as a continuation).
 Resuming under a different fingerprint would silently continue incompatible weights (or die in
 ``load_state_dict``); instead it is refused with one line naming what changed and pointing to
-``--fresh``. The number of epochs, evaluation cadence, thread count and device may change between runs
-(a run started on a GPU resumes on the CPU).
+``--fresh``. The number of epochs, evaluation cadence, thread count, device and precision may change
+between runs (a run started on a GPU in bf16 resumes on a CPU in fp32).
 
 A setting added to streamd after a state was saved is absent from that state's fingerprint; the state
 was trained as that setting's default does, so resuming with the default is allowed and any other value
@@ -23,7 +23,9 @@ from typing import Any
 
 from models.common import ModelInfo
 
-FREE_KEYS = ("epochs", "eval_every", "num_threads", "compute")
+# free to change between runs: how long, how often validated, and where and in which precision it runs
+# (``auto`` resolves per device: a run started on a GPU in bf16 resumes on a CPU without native bf16)
+FREE_KEYS = ("epochs", "eval_every", "num_threads", "compute", "precision")
 
 
 class ResumeMismatch(ValueError):
@@ -123,6 +125,8 @@ def check_resume(
         return
     if "data" not in saved:  # a state from before the data was fingerprinted
         current = {k: v for k, v in current.items() if k != "data"}
+    if isinstance(saved.get("train"), dict):  # a key made free later is no difference in an older state
+        saved = {**saved, "train": {k: v for k, v in saved["train"].items() if k not in FREE_KEYS}}
     changed = _differences(saved, current, defaults=defaults)
     if changed:
         shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")

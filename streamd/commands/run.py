@@ -11,6 +11,7 @@ import argparse
 import sys
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from streamd.config import DaemonConfig
 from streamd.config_cli import add_daemon_arguments, config_from_args
@@ -24,6 +25,9 @@ from streamd.security import add_security_arguments
 from streamd.signals import stop_on_signals
 from streamd.sinks import is_terminal
 from streamd.sources import Source
+
+if TYPE_CHECKING:
+    from streamd.publisher import Publisher
 
 HELP = "classify live audio from input devices and publish every result"
 
@@ -91,6 +95,9 @@ def execute(
 
     freeze_start_up_objects()
     stop = threading.Event()
+    # a stop must not wait on a blocking publisher whose sink is stuck (a reader that stopped reading)
+    releaser = threading.Thread(target=_release_on_stop, args=(stop, publisher), daemon=True)
+    releaser.start()
     try:
         with stop_on_signals(stop):
             if live:
@@ -113,6 +120,12 @@ def execute(
         for error in daemon.errors:
             print(f"streamd: error: {error}", file=sys.stderr)
     return 1 if daemon.errors else 0
+
+
+def _release_on_stop(stop: threading.Event, publisher: Publisher) -> None:
+    """Once a stop is asked for, the publisher no longer waits for room (``Publisher.release``)."""
+    stop.wait()
+    publisher.release()
 
 
 def _device_sources(devices: list[str]) -> Callable[[DaemonConfig], list[Source]]:

@@ -21,6 +21,7 @@ import soundfile as sf
 import zmq
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from support.paths import REPO
 from support.process import StreamdProcess, assert_clean_error, run_streamd, streamd_command, streamd_env
 
 from streamd.cli import main
@@ -138,6 +139,33 @@ def test_a_non_blocking_stdout_with_a_slow_reader_loses_no_line(tmp_path, wav, c
     assert len(out) > 65536 and all(json.loads(line)["schema"] == "streamd/1" for line in lines)
     final = json.loads(lines[-1])
     assert final["state"] == "finished" and final["counters"]["windows"] == len(lines) - 2
+
+
+def test_sigterm_stops_a_replay_whose_json_reader_stopped_reading(tmp_path, checkpoint):
+    """A replay's publisher waits for room rather than drop a result; with the --json reader stalled
+    (``| less`` left open) everything waits on it. A stop must not: SIGTERM releases the publisher (what
+    it then drops is counted) and the command ends within seconds (it hung for good)."""
+    fifo = tmp_path / "stalled"
+    os.mkfifo(fifo)
+    config = tmp_path / "q.toml"
+    config.write_text("[publish]\nqueue_size = 2\n")
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # open, never read
+    try:
+        with open(fifo, "wb") as out:
+            argv = [*_replay_args(REPO / "examples" / "long.wav", checkpoint, "stalled"), "--hop", "0.05"]
+            proc = subprocess.Popen(
+                streamd_command([*argv, "--config", str(config)]), stdout=out, stderr=subprocess.PIPE,
+                env=streamd_env(),
+            )  # fmt: skip
+        time.sleep(8.0)  # started, the pipe's 64 KB full, the publish queue full: everything waits
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert "Traceback" not in proc.stderr.read().decode()
+    finally:
+        os.close(reader)
+        if proc.poll() is None:
+            proc.kill()
 
 
 def test_an_empty_wav_from_a_pipe_is_an_error_as_from_a_file(tmp_path, checkpoint):

@@ -311,12 +311,14 @@ def test_a_progress_list_of_an_earlier_streamd_is_resumed(tmp_path, archive, sma
     progress = progress_path(out, "csv")
     lines = progress.read_text().splitlines()
     head = json.loads(lines[0])
-    del head["settings"]["model_sha256"], head["settings"]["precision"]
+    del head["settings"]["model_sha256"], head["settings"]["precision"], head["settings"]["own_window_s"]
+    head["settings"]["window_s"] = WINDOW_S  # the window given, which it recorded as it was given
     progress.write_text("\n".join([json.dumps(head), *lines[1:]]) + "\n")
     capsys.readouterr()
     assert classify(out, archive[1:3], small_checkpoint) == 0
     err = capsys.readouterr().err
-    assert "1 file(s) already done" in err and "not checked" in err
+    assert "1 file(s) already done" in err
+    assert "begun by an earlier streamd: its checkpoint's content and precision not checked" in err
 
 
 @pytest.mark.parametrize("fmt", ["csv", "raven"])

@@ -605,6 +605,17 @@ def test_files_left_out_for_their_extension_or_place_are_counted(split_data: Pat
     text = "\n".join(data.problems)
     assert "1 file(s) left out: not audio by their extension (e.g." in text and "notes.txt" in text
     assert f"1 file(s) directly in {root} belong to no class folder; left out" in text
+    splits = tmp_path / "splits"  # split folders: beside them, and beside a split's class folders
+    for split in ("train", "test"):
+        for label in CLASSES:
+            (splits / split / label).mkdir(parents=True)
+            for clip in (split_data / split / label).glob("*.wav"):
+                (splits / split / label / clip.name).symlink_to(clip)
+    sf.write(splits / "stray.wav", wave, rate)
+    (splits / "train" / "labels.txt").write_text("dog rain rooster")  # (audio here: a class named train)
+    text = "\n".join(read_own_data(splits).problems)
+    for folder in (splits, splits / "train"):
+        assert f"1 file(s) directly in {folder} belong to no class folder; left out" in text
 
 
 def test_a_refused_rerun_leaves_the_saved_choices_as_they_were(split_data: Path, tmp_path: Path) -> None:

@@ -72,3 +72,14 @@ def test_model_settings_default_from_the_architecture() -> None:
             fingerprint(cfg, changed),
             setting_defaults(cfg, changed),
         )
+
+
+def test_device_and_precision_are_free_to_change_also_for_an_older_state() -> None:
+    """``auto`` resolves per device (bf16 on a GPU, fp32 on a CPU without native bf16): a run moves
+    between them; a state saved when the precision was still part of the fingerprint resumes too."""
+    info = _info()
+    gpu = fingerprint(TrainConfig(compute="cuda", precision="bf16"), info)
+    cpu = fingerprint(TrainConfig(compute="cpu", precision="fp32"), info)
+    check_resume(Path("state"), gpu, cpu, setting_defaults(TrainConfig(), info))
+    older = {**cpu, "train": {**cpu["train"], "precision": "bf16"}}  # as an earlier streamd saved it
+    check_resume(Path("state"), older, cpu, setting_defaults(TrainConfig(), info))

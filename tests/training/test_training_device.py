@@ -91,3 +91,15 @@ def test_a_cuda_run_equals_the_cpu_run_and_resumes_on_the_cpu(data, tmp_path: Pa
     )  # fmt: skip
     assert [h["epoch"] for h in more.history] == [1, 2, 3, 4, 5, 6]
     assert more.history[:4] == gpu.history
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_own_data_refuses_cuda_before_reading_the_data(tmp_path: Path) -> None:
+    """``train --data DIR --compute cuda`` without a GPU: said before any file is read (the folder given
+    does not even exist: its error would come first otherwise)."""
+    from audio_core.compute import ComputeError
+    from training.own_train import OwnOptions, run_own_data
+
+    with pytest.raises(ComputeError, match=r"^--compute cuda: no CUDA device is available$"):
+        run_own_data(OwnOptions(data=tmp_path / "not_there", compute="cuda", cache_dir=tmp_path / "c"))
+    assert not (tmp_path / "c").exists()

@@ -1,0 +1,67 @@
+"""What a ``classify --windows`` output depends on (its progress list's first line): ``settings`` of
+this run, and ``as_recorded``, which makes them comparable with the settings an earlier streamd recorded,
+so that a resumed run never mixes outputs of other settings into one file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from audio_core.windows import WindowPlan
+    from streamd.config_sections import WindowSection
+    from streamd.model_loading import LoadedModel
+
+
+def file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (hex): the identity of the checkpoint an output was written with."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def settings(
+    args: argparse.Namespace, windows: WindowSection, loaded: LoadedModel, plan: WindowPlan
+) -> dict[str, Any]:
+    """What the output depends on (a resumed run must use the same): the checkpoint by name and by
+    content, so that another model written over the same file is not mixed into the output; the window
+    as the windows come out (a window given that equals the checkpoint's own is the checkpoint's, None);
+    the precision the scores were computed in."""
+    from audio_core.windows import checkpoint_plan, checkpoint_window_s
+
+    own = plan == checkpoint_plan(loaded.info, windows.hop_s)
+    own_window_s = checkpoint_window_s(loaded.info)  # how an earlier streamd recorded it when given
+    return {
+        "model": str(args.checkpoint or args.model),
+        "model_sha256": file_digest(loaded.path) if loaded.path is not None else None,
+        "precision": loaded.precision,
+        "own_window_s": own_window_s,
+        "window_s": None if own else windows.window_s,
+        "hop_s": windows.hop_s,
+        "top_k": args.top_k,
+        "min_score": args.min_score,
+        "format": args.format,
+    }
+
+
+def as_recorded(recorded: Any, settings: dict[str, Any]) -> tuple[Any, dict[str, Any], list[str]]:
+    """``recorded`` and ``settings`` made comparable for a list an earlier streamd wrote: what it did not
+    record is left out (and named), and its window given as the checkpoint's own (``window_s`` 5.0, now
+    recorded as None) is the checkpoint's."""
+    unchecked: list[str] = []
+    if not isinstance(recorded, dict):
+        return recorded, settings, unchecked
+    if "model_sha256" not in recorded:
+        settings = {k: v for k, v in settings.items() if k != "model_sha256"}
+        unchecked.append("checkpoint's content")
+    if "precision" not in recorded:
+        if settings.get("window_s") is None and recorded.get("window_s") == settings.get("own_window_s"):
+            recorded = {**recorded, "window_s": None}
+        settings = {k: v for k, v in settings.items() if k not in ("precision", "own_window_s")}
+        unchecked.append("precision")
+    return recorded, settings, unchecked
