@@ -134,16 +134,21 @@ def resolve_model(
     return load_configured_model(section)
 
 
-def window_warnings(window_s: float | None, hop_s: float | None, loaded: LoadedModel) -> list[str]:
+def window_warnings(
+    window_s: float | None, hop_s: float | None, loaded: LoadedModel, *, hop_given: bool = False
+) -> list[str]:
     """Warnings about the windows asked for (``window_s`` None: the checkpoint's own): a length other than
     the one the model was trained on, a hop longer than the window (audio between windows is never
-    classified), a window given to a recurrent model (it steps per column whatever the window)."""
+    classified), a window given to a recurrent model (it steps per column), or a hop (``hop_given``:
+    the daemon's, which a recurrent model's one result per column ignores)."""
     if loaded.recurrent:
-        if window_s is None:
-            return []
         features = loaded.info.features
         column_s = loaded.column_frames * features.frame_shift / features.sample_rate
-        return [f"a window does not apply to the recurrent model {loaded.name}: a result each {column_s:g} s"]
+        given = [what for what, asked in (("window", window_s is not None), ("hop", hop_given)) if asked]
+        return [
+            f"a {what} does not apply to the recurrent model {loaded.name}: a result each {column_s:g} s"
+            for what in given
+        ]
     out = []
     own = checkpoint_window_s(loaded.info)
     window = own if window_s is None else window_s

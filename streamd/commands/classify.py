@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_plan(loaded.info, hop_s)  # the hop rule of every command
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    for warning in window_warnings(None, hop_s, loaded):
+    for warning in window_warnings(None, hop_s, loaded):  # a recurrent model's clip score: hop picks steps
         print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
     if windows.window_s is not None:  # only a model TOML sets it here (--window-s needs --windows)
         print(

@@ -237,6 +237,10 @@ def test_window_warnings_of_a_recurrent_model(tiny_recurrent) -> None:
     assert window_warnings(2.0, 1.0, tiny_recurrent) == [
         "a window does not apply to the recurrent model tiny: a result each 0.04 s"
     ]
+    # run / replay: one result per column whatever --hop (it was ignored without a word)
+    assert window_warnings(None, 7.0, tiny_recurrent, hop_given=True) == [
+        "a hop does not apply to the recurrent model tiny: a result each 0.04 s"
+    ]
 
 
 @pytest.mark.parametrize("threads", ["-1", "1025", "100000"])
