@@ -1,6 +1,6 @@
 """How often a model's bf16 answer is its fp32 answer, measured on real windows and kept in the checkpoint.
 
-``--precision auto`` reads ``extra.bf16_agreement`` (``streamd.precision``) and keeps fp32 below 99 %.
+``--precision auto`` reads ``extra.bf16_agreement`` (``models.precision``) and keeps fp32 below 99 %.
 Windowed models are compared window by window; recurrent models step by step (every column's answer).
 """
 

@@ -27,6 +27,17 @@ class CheckpointLoadError(ValueError):
     """A checkpoint file cannot be used; the message names the file and the problem."""
 
 
+def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (hex): a checkpoint's identity, whatever its name or place."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo) -> Path:
     """Write ``model``'s weights and ``info`` to ``path`` (a .safetensors file); ``ValueError`` for
     metadata that loading would refuse (``models.metadata_check``), before anything is written."""

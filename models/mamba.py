@@ -279,7 +279,7 @@ class MambaMixer(nn.Module):
         """Whether this call leaves autocast: a frozen mixer (``freeze_for_inference``) computes in float32
         even under bf16 autocast. Its matmuls are small (one token per stream and step, d_model wide), where
         the casts cost more than bf16 saves, and the scans are float32 anyway; what bf16 speeds up in a
-        served recurrent model is its stem and head (``streamd.precision``)."""
+        served recurrent model is its stem and head (``models.precision``)."""
         return self.frozen and torch.is_autocast_enabled(hidden.device.type)
 
     def init_state(self, batch: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,7 +25,7 @@ class ModelSection:
     name: str = "default"  # a shipped model: audio_core.shipped_models.SHIPPED_MODELS
     checkpoint: str | None = None  # a .safetensors checkpoint; overrides ``name``
     compute: str = rule("auto", choices=COMPUTES)
-    precision: str = rule("auto", choices=("auto", "fp32", "bf16", "int8"))  # see ``streamd.precision``
+    precision: str = rule("auto", choices=("auto", "fp32", "bf16", "int8"))  # see ``models.precision``
 
     def __post_init__(self) -> None:
         check_fields(self, "model", ConfigError)

@@ -19,9 +19,9 @@ from audio_core.windows import checkpoint_window_s
 from models.checkpoint import CheckpointLoadError, load_checkpoint
 from models.common import ModelInfo, is_recurrent
 from models.inference import prepare_for_inference
+from models.precision import PRECISIONS, choose_precision
 from streamd.config_sections import ModelSection
 from streamd.errors import CheckpointError, ConfigError
-from streamd.precision import PRECISIONS, choose_precision
 
 DEFAULT_MODELS_DIR = MODELS_DIR  # a module attribute, so that tests can point it elsewhere
 
@@ -36,7 +36,7 @@ class LoadedModel:
     device: torch.device
     precision: str = "fp32"  # "fp32" | "bf16" (autocast) | "int8" (dynamic int8 linear layers)
     path: Path | None = None
-    precision_reason: str = "asked for"  # why (``streamd.precision``): shown in status and dashboard
+    precision_reason: str = "asked for"  # why (``models.precision``): shown in status and dashboard
 
     @property
     def recurrent(self) -> bool:

@@ -5,24 +5,12 @@ so that a resumed run never mixes outputs of other settings into one file."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from audio_core.windows import WindowPlan
     from streamd.config_sections import WindowSection
     from streamd.model_loading import LoadedModel
-
-
-def file_digest(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes (hex): the identity of the checkpoint an output was written with."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def settings(
@@ -33,6 +21,7 @@ def settings(
     as the windows come out (a window given that equals the checkpoint's own is the checkpoint's, None);
     the precision the scores were computed in."""
     from audio_core.windows import checkpoint_plan, checkpoint_window_s
+    from models.checkpoint import file_digest
 
     own = plan == checkpoint_plan(loaded.info, windows.hop_s)
     own_window_s = checkpoint_window_s(loaded.info)  # how an earlier streamd recorded it when given

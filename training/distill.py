@@ -83,10 +83,17 @@ def teacher_paths(cfg: DistillConfig, held_out: list[int] | None) -> list[Path]:
     return paths
 
 
-def check_honest(path: Path, info: ModelInfo, held_out: list[int] | None) -> None:
-    """Refuse a teacher that saw a held-out fold (or does not say which folds it saw)."""
+def check_honest(path: Path, info: ModelInfo, held_out: list[int] | None, dataset: str | None = None) -> None:
+    """Refuse a teacher that saw a held-out fold (or does not say which folds it saw); its folds are those
+    of the data set it records (``extra.dataset``), which must be the student's ``dataset``."""
     if not held_out:
         return
+    trained_on = info.extra.get("dataset")
+    if dataset is not None and trained_on is not None and trained_on != dataset:
+        raise TeacherError(
+            f"teacher {path} was trained on data set {trained_on!r}, not {dataset!r}: its folds are not "
+            f"this data's, so it cannot be shown never to have seen fold(s) {held_out}"
+        )
     seen = info.extra.get("train_folds")
     if seen is None:
         raise TeacherError(
@@ -98,7 +105,7 @@ def check_honest(path: Path, info: ModelInfo, held_out: list[int] | None) -> Non
 
 
 def load_teachers(
-    cfg: DistillConfig, held_out: list[int] | None, labels: list[str]
+    cfg: DistillConfig, held_out: list[int] | None, labels: list[str], dataset: str | None = None
 ) -> list[tuple[nn.Module, ModelInfo]]:
     """Load and vet the teachers of a run: honest folds, the student's labels in the same order."""
     from models.checkpoint import CheckpointLoadError
@@ -109,20 +116,30 @@ def load_teachers(
             model, info = load_checkpoint(path)
         except CheckpointLoadError as exc:
             raise TeacherError(f"teacher: {exc}") from None
-        check_teacher(path, info, held_out, labels)
+        check_teacher(path, info, held_out, labels, dataset)
         teachers.append((model, info))
     return teachers
 
 
-def check_teacher(path: Path, info: ModelInfo, held_out: list[int] | None, labels: list[str]) -> None:
+def check_teacher(
+    path: Path, info: ModelInfo, held_out: list[int] | None, labels: list[str], dataset: str | None = None
+) -> None:
     """An honest teacher with the student's labels in the same order, single-label."""
-    check_honest(path, info, held_out)
+    check_honest(path, info, held_out, dataset)
     if info.labels != labels:
         raise TeacherError(
-            f"teacher {path} has other labels than the data ({len(info.labels)} vs {len(labels)})"
+            f"teacher {path} has other labels than the data, or in another order ({len(info.labels)} vs "
+            f"{len(labels)}; first difference: {_first_difference(info.labels, labels)})"
         )
     if info.multi_label:
         raise TeacherError(f"teacher {path} is multi-label; distillation here is for single-label data")
+
+
+def _first_difference(mine: list[str], theirs: list[str]) -> str:
+    for i, (a, b) in enumerate(zip(mine, theirs, strict=False)):
+        if a != b:
+            return f"#{i} {a!r} vs {b!r}"
+    return "one list is longer"
 
 
 @torch.no_grad()
@@ -249,7 +266,9 @@ def _same_input(teacher: ModelInfo, student: ModelInfo) -> bool:
     )
 
 
-def vet_teachers(cfg: DistillConfig, held_outs: list[list[int] | None], labels: list[str]) -> None:
+def vet_teachers(
+    cfg: DistillConfig, held_outs: list[list[int] | None], labels: list[str], dataset: str | None = None
+) -> None:
     """Check every run's teachers (metadata only) before any training starts."""
     from models.checkpoint import CheckpointLoadError, read_info
 
@@ -259,7 +278,7 @@ def vet_teachers(cfg: DistillConfig, held_outs: list[list[int] | None], labels: 
                 info = read_info(path)
             except CheckpointLoadError as exc:
                 raise TeacherError(f"teacher: {exc}") from None
-            check_teacher(path, info, held_out, labels)
+            check_teacher(path, info, held_out, labels, dataset)
 
 
 def build_teacher(
@@ -274,7 +293,7 @@ def build_teacher(
     own features, from the fbank cache."""
     from training.cache import cached_fbanks
 
-    teachers = load_teachers(cfg, held_out, student.labels)
+    teachers = load_teachers(cfg, held_out, student.labels, student.extra.get("dataset"))
     inputs = [cached_fbanks(clips, i.features, cache_dir, i.normalization.target_frames) for _, i in teachers]
     paths = teacher_paths(cfg, held_out)
     return Teacher(cfg, teachers, inputs, student, streams=streams, paths=paths)

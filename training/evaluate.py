@@ -143,7 +143,7 @@ def clip_scores(
 ) -> np.ndarray:
     """Scores of every clip, each padded or cut to the model's ``target_frames`` as in training; a
     recurrent model's clip shorter than that is scored at its own last step (``window_scores``' rule).
-    ``precision``: as the commands that load a model choose it (``streamd.precision``)."""
+    ``precision``: as the commands that load a model choose it (``models.precision``)."""
     frames = info.normalization.target_frames
     x = cached_fbanks(clip_set.clips, info.features, cache_dir, frames)
     out = fbank_clip_scores(model, info, x, batch_size, precision=precision)

@@ -9,13 +9,14 @@ confusion.png) and ``summary.json`` + ``summary.md``.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from audio_core.compute import resolve_device
-from models.bf16 import resolve_auto
+from models.checkpoint import file_digest, load_checkpoint
 from models.common import ModelInfo
 from models.registry import build_model
 from training import metrics
@@ -108,6 +109,8 @@ def run_one(
     model = build_model(exp.arch, model_config)
     if exp.init is not None:
         info.extra["init"] = load_init_weights(model, exp.init, list(clip_set.labels))
+        # what a resumed run must have started from (its name, to read; its bytes, to tell files apart)
+        info.extra["init_source"] = f"{Path(exp.init).name} sha256:{file_digest(exp.init)[:16]}"
         print(f"{run_name or exp.name}: {info.extra['init']}", flush=True)
     val = _arrays(exp, val_set) if val_set is not None else None
     teacher = None
@@ -127,11 +130,13 @@ def run_one(
     if "init" in info.extra:
         entry["init"] = info.extra["init"]
     if val_set is not None:
-        from models.checkpoint import load_checkpoint
+        from models.inference import prepare_for_inference
+        from models.precision import choose_precision
 
+        # the model as `streamd evaluate` and the daemon serve it on this CPU (their --precision auto)
         trained, trained_info = load_checkpoint(result.checkpoint)
-        # in the precision evaluate and the daemon choose on this machine's CPU (auto)
-        precision = resolve_auto(exp.train.precision)
+        precision = choose_precision("auto", "cpu", trained_info.extra).precision
+        trained = prepare_for_inference(trained.eval(), precision)
         report = evaluate_clip_set(
             trained, trained_info, val_set, out_dir / "eval", exp.cache_dir, run_name, precision=precision
         )
@@ -145,8 +150,9 @@ def run_experiment(exp: Experiment, resume: bool = True, progress: bool = True) 
     clip_set = load_clip_set(exp)
     plan = run_plan(exp, clip_set)
     if exp.train.distill.enabled:  # refuse a dishonest or unusable teacher before any run trains
-        vet_teachers(exp.train.distill, [held_out for _, held_out in plan], clip_set.labels)
+        vet_teachers(exp.train.distill, [held_out for _, held_out in plan], clip_set.labels, clip_set.name)
     exp.output_dir.mkdir(parents=True, exist_ok=True)
+    keep_other_modes_results(exp.output_dir, exp.mode)
     (exp.output_dir / "config.json").write_text(json.dumps(exp.raw, indent=1, default=str))
     entries = [run_one(exp, clip_set, name, held_out, resume, progress) for name, held_out in plan]
     summary = summarize(exp, entries, clip_set.labels)
@@ -158,3 +164,22 @@ def run_experiment(exp: Experiment, resume: bool = True, progress: bool = True) 
             pooled, clip_set.labels, exp.output_dir / "confusion.png", f"{exp.name} (all folds)"
         )
     return summary
+
+
+SUMMARY_FILES = ("summary.json", "summary.md", "config.json", "confusion.png")
+
+
+def keep_other_modes_results(out: Path, mode: str) -> None:
+    """Another mode's summary in ``out`` (cv, then ``--mode full`` into the same folder, as the configs
+    suggest) is renamed ``summary_<mode>.*`` (with its config and confusion matrix), not overwritten."""
+    try:
+        earlier = json.loads((out / "summary.json").read_text()).get("mode")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(earlier, str) or earlier == mode:
+        return
+    for name in SUMMARY_FILES:
+        path = out / name
+        if path.exists():
+            path.replace(out / f"{path.stem}_{earlier}{path.suffix}")
+    print(f"{out}: the earlier {earlier} run's summary is kept as summary_{earlier}.md", flush=True)

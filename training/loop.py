@@ -79,7 +79,7 @@ def train_model(
     history: list[dict[str, float]] = []
     start_epoch, step, elapsed = 0, 0, 0.0
     state_path = out_dir / "train_state.safetensors"
-    config = {**fingerprint(cfg, info), "data": data_digest(*train)}
+    config = {**fingerprint(cfg, info), "data": data_digest(*train), "init": info.extra.get("init_source")}
     if resume and state_path.exists():
         start_epoch, step, elapsed, history = load_state(
             state_path, model, ema, opt, gen, config, setting_defaults(cfg, info)

@@ -79,22 +79,30 @@ def checked_normalization(values: dict[str, Any]) -> Normalization:
 def filled_config(
     arch: str,
     model_config: dict[str, Any],
-    num_classes: int,
+    num_classes: int | None,
     features: FeatureConfig,
     normalization: Normalization,
 ) -> dict[str, Any]:
     """The arch's full config: ``model_config`` plus the sizes from the data where the config has them
-    (``TypeError`` or ``ValueError`` when the arch's config refuses a value)."""
+    (``TypeError`` or ``ValueError`` when the arch's config refuses a value, or when a size given in
+    ``model_config`` contradicts the data's; ``num_classes`` None: not known yet, 2 stands in)."""
     known = {f.name for f in fields(config_class(arch))}
     derived = {
-        "num_classes": num_classes,
-        "num_mel_bins": features.num_mel_bins,
-        "target_frames": normalization.target_frames,
+        "num_classes": (num_classes or 2, "the data's labels"),
+        "num_mel_bins": (features.num_mel_bins, "features.num_mel_bins"),
+        "target_frames": (normalization.target_frames, "normalization.target_frames"),
     }
     values = dict(model_config)
     for key in FILLED_FROM_DATA:
-        if key in known and key not in values:
-            values[key] = derived[key]
+        value, source = derived[key]
+        if key not in known:
+            continue
+        if key not in values:
+            values[key] = value
+        elif values[key] != value and (key != "num_classes" or num_classes is not None):
+            raise ValueError(
+                f"{key} = {values[key]!r} contradicts {source} ({value}): leave it out, it comes from there"
+            )
     return config_to_dict(make_config(arch, values))
 
 
@@ -104,7 +112,7 @@ def check_model_input(
     """``ValueError`` naming the keys unless the model takes a window of ``target_frames`` frames of
     ``num_mel_bins`` bins: one forward pass of zeros (eval mode, the global random state left as it was)."""
     try:
-        config = filled_config(arch, model_config, 2, features, normalization)
+        config = filled_config(arch, model_config, None, features, normalization)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"model.config: {exc}") from None
     frames, bins = normalization.target_frames, features.num_mel_bins

@@ -123,8 +123,9 @@ def check_resume(
     """
     if saved is None:  # a state from before fingerprints: the weights' shapes are still checked on load
         return
-    if "data" not in saved:  # a state from before the data was fingerprinted
-        current = {k: v for k, v in current.items() if k != "data"}
+    for key in ("data", "init"):  # a state from before the data / the init checkpoint was fingerprinted
+        if key not in saved:
+            current = {k: v for k, v in current.items() if k != key}
     if isinstance(saved.get("train"), dict):  # a key made free later is no difference in an older state
         saved = {**saved, "train": {k: v for k, v in saved["train"].items() if k not in FREE_KEYS}}
     changed = _differences(saved, current, defaults=defaults)

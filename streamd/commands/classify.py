@@ -19,12 +19,12 @@ from audio_core.audio_file import display_path
 from audio_core.scoring import top_k
 from audio_core.shipped_models import MODEL_HELP
 from audio_core.windows import CLIP_HOP_S, checkpoint_plan, clip_hop_s
+from models.precision import PRECISIONS
 from streamd.clip_scoring import FileScores, score_file
 from streamd.config_cli import config_from_args
 from streamd.config_sections import MAX_THREADS, WindowSection
 from streamd.errors import AudioInputError, ConfigError
 from streamd.model_loading import resolve_model, window_warnings
-from streamd.precision import PRECISIONS
 from streamd.sinks import write_line
 
 HELP = "classify audio files offline: top-k labels per file (long files window by window)"

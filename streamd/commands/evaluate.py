@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from audio_core.shipped_models import MODEL_HELP
+from models.precision import PRECISIONS
 from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel, resolve_model, window_warnings
-from streamd.precision import PRECISIONS
 
 HELP = "evaluate a checkpoint: clip metrics + confusion matrix, or streaming accuracy and onset latency"
 

@@ -16,9 +16,9 @@ from models import bf16 as precision_module
 from models.bf16_agreement import bf16_agreement, record_bf16_agreement
 from models.checkpoint import load_checkpoint, read_info, update_extra
 from models.inference import prepare_for_inference
+from models.precision import choose_precision, cpu_flags, native_bf16
 from streamd.errors import ConfigError
 from streamd.model_loading import load_model
-from streamd.precision import choose_precision, cpu_flags, native_bf16
 
 REPO = Path(__file__).resolve().parents[2]
 AVX512_BF16 = {"fpu", "avx2", "avx512f", "avx512_bf16"}

@@ -208,6 +208,12 @@ def test_fold_teachers_are_substituted_and_dishonest_ones_refused(trained_checkp
     vet_teachers(honest, [None, [3]], LABELS)  # full mode, or a fold it never saw: fine
     with pytest.raises(TeacherError, match=r"trained on held-out fold\(s\) \[2\]: refused"):
         vet_teachers(honest, [[3], [2]], LABELS)
+    # folds are a data set's own: a teacher of another data set (another split of the same audio) is
+    # refused whatever its fold numbers, one of the same data set is vetted as above
+    dataset = read_info(trained_checkpoint).extra["dataset"]
+    vet_teachers(honest, [[3]], LABELS, dataset)
+    with pytest.raises(TeacherError, match=r"was trained on data set .*, not 'resplit': its folds are not"):
+        vet_teachers(honest, [[3]], LABELS, "resplit")
 
 
 def test_train_command_refuses_a_teacher_that_saw_the_held_out_fold(

@@ -325,7 +325,7 @@ def test_evaluate_scores_in_the_precision_every_command_chooses(
             scores,
         )
         assert report["mAP"] == pytest.approx(expected, abs=1e-9), precision
-    from streamd.precision import choose_precision
+    from models.precision import choose_precision
 
     assert main(base) == 0  # default: auto, as classify and replay choose it on this machine
     assert used[-1] == choose_precision("auto", "cpu", info.extra).precision

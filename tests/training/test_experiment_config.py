@@ -139,8 +139,6 @@ def test_cross_validation_writes_per_fold_checkpoints_and_summary(tiny_config: P
         assert info.extra["train_folds"] == [3 - held_out]
         report = json.loads((out / run / "eval" / "report.json").read_text())
         assert report["num_examples"] == 6 and 0.0 <= report["accuracy"] <= 1.0
-        history = json.loads((out / run / "history.json").read_text())
-        assert report["accuracy"] == history[-1]["val_acc"]  # the report is scored as training validated
         assert (out / run / "eval" / "confusion.png").stat().st_size > 1000
         assert (out / run / "train_state.safetensors").exists()
     pooled = np.array(summary["pooled_confusion_matrix"])
@@ -286,3 +284,60 @@ def test_set_impossible_mel_bins_is_one_line(tiny_config: Path, capsys: pytest.C
         assert main(["train", str(tiny_config), "--set", "features.num_mel_bins=0", *extra]) == 2
         err = capsys.readouterr().err
         assert "features.num_mel_bins must be > 3, got 0" in err and len(err.strip().splitlines()) == 1
+
+
+def test_sizes_given_in_model_config_that_contradict_the_data_are_one_line(
+    tiny_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``num_classes`` (and the window, the mel bins) come from the data: a value of one's own that
+    contradicts it was an internal error (a tensor size mismatch) after the features were computed."""
+    assert main(["train", str(tiny_config), "--set", "model.config.num_classes=10", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"streamd: error: {tiny_config}: model.config: num_classes = 10 contradicts the data's labels "
+        f"({len(CATEGORIES)}): leave it out, it comes from there\n"
+    )
+    assert not (tiny_config.parent / "cache").exists()  # said before any feature is computed
+    text = tiny_config.read_text().replace("channels = [8, 16]", "channels = [8, 16]\nnum_mel_bins = 128")
+    with pytest.raises(
+        ExperimentConfigError, match=r"num_mel_bins = 128 contradicts features\.num_mel_bins \(64\)"
+    ):
+        load_experiment(_write(tiny_config, text))
+
+
+def test_the_held_out_report_is_what_evaluate_says_of_the_checkpoint(
+    tiny_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Training's report loads the checkpoint as `streamd evaluate` does (the served form: an AST's fast
+    path; the precision --precision auto picks): the two gave other scores for an AST."""
+    model = (
+        '[model]\narch = "ast"\n\n[model.config]\nsize = "custom"\nembed_dim = 32\ndepth = 2\n'
+        'num_heads = 2\nstem = "conv"\nstem_channels = 4\nfstride = 16\ntstride = 16\n'
+    )
+    text = tiny_config.read_text()
+    text = text[: text.index("[model]")] + model + text[text.index("[train]") :]
+    text = text.replace('mode = "cv"', 'mode = "single"').replace(
+        "folds = [1, 2]", "folds = [1, 2]\nval_folds = [2]"
+    )
+    config = _write(tiny_config, text)  # trained in fp32: the report is still in evaluate's (auto) precision
+    exp = load_experiment(config, ["train.epochs = 1"])
+    summary = run_experiment(exp, progress=False)
+    checkpoint = exp.output_dir / "single" / "model.safetensors"
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--config", str(config), "--folds", "2",
+                 "--cache-dir", str(exp.cache_dir), "--json"]) == 0  # fmt: skip
+    evaluated = json.loads(capsys.readouterr().out)
+    run = summary["runs"][0]
+    assert (run["accuracy"], run["mAP"]) == (evaluated["accuracy"], evaluated["mAP"])
+
+
+def test_another_mode_into_the_same_folder_keeps_the_earlier_summary(tiny_config: Path) -> None:
+    exp = load_experiment(tiny_config, ["train.epochs = 1"])
+    run_experiment(exp, progress=False)
+    cv = (exp.output_dir / "summary.md").read_text()
+    run_experiment(
+        load_experiment(tiny_config, ['experiment.mode = "full"', "train.epochs = 1"]), progress=False
+    )
+    assert (exp.output_dir / "summary_cv.md").read_text() == cv  # was overwritten by the full run's
+    assert (exp.output_dir / "confusion_cv.png").exists() and not (exp.output_dir / "confusion.png").exists()
+    assert json.loads((exp.output_dir / "summary.json").read_text())["mode"] == "full"

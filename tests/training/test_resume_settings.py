@@ -83,3 +83,9 @@ def test_device_and_precision_are_free_to_change_also_for_an_older_state() -> No
     check_resume(Path("state"), gpu, cpu, setting_defaults(TrainConfig(), info))
     older = {**cpu, "train": {**cpu["train"], "precision": "bf16"}}  # as an earlier streamd saved it
     check_resume(Path("state"), older, cpu, setting_defaults(TrainConfig(), info))
+
+
+def test_a_state_from_before_the_init_was_fingerprinted_resumes() -> None:
+    cfg, info = TrainConfig(), _info()
+    current = {**fingerprint(cfg, info), "init": "a.safetensors sha256:0123456789abcdef"}
+    check_resume(Path("state"), fingerprint(cfg, info), current, setting_defaults(cfg, info))

@@ -162,3 +162,22 @@ def test_multi_label_training_with_bce(data, tmp_path: Path) -> None:
     assert ((scores > 0) & (scores < 1)).all() and not np.allclose(
         scores.sum(axis=1), 1.0
     )  # sigmoid, not softmax
+
+
+def test_resuming_from_another_init_checkpoint_is_refused(data, tmp_path: Path) -> None:
+    """The weights a run started from are part of what its state depends on: ``--init`` another
+    checkpoint (or none, or one where there was none) over a saved run is refused, not silently resumed."""
+    from training.resume import ResumeMismatch
+
+    def run(init: str | None, epochs: int) -> None:
+        info = _info()
+        if init is not None:
+            info.extra["init_source"] = init
+        train_model(_model(), data, None, _config(epochs=epochs), info, tmp_path, progress=False)
+
+    run("a.safetensors sha256:0123456789abcdef", 1)
+    with pytest.raises(ResumeMismatch, match=r"init: 'a\.safetensors sha256:0123.*' -> 'b\.safetensors"):
+        run("b.safetensors sha256:fedcba9876543210", 2)
+    with pytest.raises(ResumeMismatch, match=r"init: 'a\.safetensors sha256:0123.*' -> None"):
+        run(None, 2)
+    run("a.safetensors sha256:0123456789abcdef", 2)  # the same init resumes

@@ -1,4 +1,5 @@
-"""Which numeric precision the daemon runs a model in: ``--precision auto|fp32|bf16|int8``.
+"""Which numeric precision a loaded model runs in: ``--precision auto|fp32|bf16|int8`` of every command,
+and the precision training's held-out reports are scored in (``auto``).
 
 ``auto`` (the default) picks bf16 where the hardware runs it natively — a CPU with ``avx512_bf16`` or
 ``amx_bf16`` (from ``/proc/cpuinfo``), or a CUDA device with bf16 support — and fp32 elsewhere. A
