@@ -1,7 +1,7 @@
 """Benchmark a recurrent checkpoint's per-column cost in fp32 and bf16 autocast: ``step`` at several
 batch sizes (live streams) and ``forward_chunk`` (catch-up), on the CPU, of the model's inference form
 (``models.inference.prepare_for_inference``, what the daemon serves: its mixers stay float32 under
-autocast, so bf16 speeds up the stem and head); the figures behind ``streamd/precision.py``.
+autocast, so bf16 speeds up the stem and head); the figures behind ``models/precision.py``.
 
     python scripts/bench_recurrent_step.py streamd/default_models/default_recurrent.safetensors
 """
