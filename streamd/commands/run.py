@@ -107,6 +107,7 @@ def execute(
             else:
                 daemon.run_until_done(stop)
     finally:
+        stop.set()  # the run is over: the releaser thread ends too
         if dashboard is not None:
             dashboard.stop()
         integrations.close()
