@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,33 +103,32 @@ class FileSource(Source):
 
     def _pump(self, handle: Any) -> None:
         started = time.monotonic()
-        written = 0
         block = np.empty((self.block, self.channels), dtype=np.float32)
         while not self._stop.is_set():
             n = read_frames(handle, self.path, self.block, out=block).shape[0]
             if n == 0:
-                if written == 0:  # a pipe's length is known only now; a file's was checked on opening
+                if self._written == 0:  # a pipe's length is known only now; a file's was checked on opening
                     raise AudioInputError(f"{self.display}: contains no audio samples")
                 return
-            end = written + n
+            end = self._written + n
             if self.speed is not None:
                 delay = started + end / self.sample_rate / self.speed - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     return
-                if not self._wait_for_space(n):  # a file is never lost: behind the pace, it waits
+                # a file is never lost: behind the pace (a blocking engine holds the reader), it waits
+                if not self._wait_until(lambda n=n: self.ring.free() >= n):
                     return
             elif not self._wait_for_demand():
                 return
-            check_finite(self.path, block[:n], written, self.sample_rate)
+            check_finite(self.path, block[:n], self._written, self.sample_rate)
             self.ring.write(block[:n])
-            written = self._written = end
+            self._written = end
 
-    def _wait_for_space(self, n: int) -> bool:
-        """Paced: wait until ``n`` samples fit without overwriting unread ones (a consumer held up by a
-        blocking engine falls behind the pace; a file, unlike a device, can wait for it)."""
-        while self.ring.free() < n:
+    def _wait_until(self, ready: Callable[[], bool]) -> bool:
+        """Wait until ``ready()`` (re-checked whenever the consumer reads); False when stopped first."""
+        while not ready():
             self._space.clear()
-            if self.ring.free() >= n:
+            if ready():
                 break
             self._space.wait(0.1)
             if self._stop.is_set():
@@ -138,12 +138,8 @@ class FileSource(Source):
     def _wait_for_demand(self) -> bool:
         """Flat out, but on demand: write the next chunk once the consumer has taken everything and come
         back for more, so no chunk waits in the ring while the engine is busy (latency stays honest)."""
-        while not (self.ring.available() == 0 and self.ring.empty_reads > self._empty_reads_seen):
-            self._space.clear()
-            if self.ring.available() == 0 and self.ring.empty_reads > self._empty_reads_seen:
-                break
-            self._space.wait(0.1)
-            if self._stop.is_set():
-                return False
-        self._empty_reads_seen = self.ring.empty_reads
+        ring = self.ring
+        if not self._wait_until(lambda: ring.available() == 0 and ring.empty_reads > self._empty_reads_seen):
+            return False
+        self._empty_reads_seen = ring.empty_reads
         return True

@@ -7,7 +7,7 @@ all call these two functions, so that they agree on which files a folder holds:
 - linked sub-folders are followed (each real folder once, so a link back up cannot loop);
 - audio is found by extension (``AUDIO_EXTENSIONS``); a broken link with an audio extension is listed, so
   that the caller's file check reports it rather than losing it silently; the other visible files are
-  counted (``other_files``), so that a caller can say what it left out.
+  counted (``split_files``), so that a caller can say what it left out.
 """
 
 from __future__ import annotations
@@ -42,14 +42,19 @@ def _visible_files(folder: Path) -> list[Path]:
 
 def audio_files(folder: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[Path]:
     """Audio files anywhere below ``folder``, sorted; paths keep the names they were found under."""
-    suffixes = {e.lower() for e in extensions}
-    return [path for path in _visible_files(folder) if path.suffix.lower() in suffixes]
+    return split_files(folder, extensions)[0]
 
 
-def other_files(folder: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[Path]:
-    """The visible files below ``folder`` that ``audio_files`` does not list (not audio by extension)."""
+def split_files(
+    folder: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS
+) -> tuple[list[Path], list[Path]]:
+    """The visible files below ``folder`` in one walk: (audio by extension, the others), each sorted."""
     suffixes = {e.lower() for e in extensions}
-    return [path for path in _visible_files(folder) if path.suffix.lower() not in suffixes]
+    audio: list[Path] = []
+    others: list[Path] = []
+    for path in _visible_files(folder):
+        (audio if path.suffix.lower() in suffixes else others).append(path)
+    return audio, others
 
 
 def other_files_note(files: list[Path]) -> str:

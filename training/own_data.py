@@ -36,8 +36,8 @@ from training.audio_folders import (
     audio_files,
     class_dirs,
     empty_class_note,
-    other_files,
     other_files_note,
+    split_files,
     unusable_class_note,
 )
 from training.clips import Clip, ClipSet
@@ -127,10 +127,10 @@ def _from_folders(root: Path, splits: dict[str, Path]) -> tuple[list[tuple[Path,
         for link in sorted(p for p in folder.iterdir() if p.is_symlink() and not p.exists()):
             problems.append(f"{link}: a broken link where a class folder was expected; left out")
         for class_dir in class_dirs(folder):
-            files = audio_files(class_dir)
+            files, other = split_files(class_dir)
             if not files:
                 problems.append(empty_class_note(class_dir))
-            others += other_files(class_dir)
+            others += other
             for file in files:  # one file per clip, as a CSV's rows: a link must not repeat a clip
                 seen = first.setdefault(_identity(file), file)
                 if seen != file:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from training import audio_folders as folders
-from training.audio_folders import AUDIO_EXTENSIONS, audio_files, class_dirs, empty_class_note
+from training.audio_folders import AUDIO_EXTENSIONS, class_dirs, empty_class_note
 from training.clips import Clip, ClipSet
 
 
@@ -179,8 +179,8 @@ def read_class_folders_as_found(
     labels: list[str] = []
     others: list[Path] = []
     for class_dir in class_dirs(root):
-        files = audio_files(class_dir, tuple(extensions))
-        others += folders.other_files(class_dir, tuple(extensions))
+        files, other = folders.split_files(class_dir, tuple(extensions))
+        others += other
         if not files:
             if problems is not None:
                 problems.append(empty_class_note(class_dir, tuple(extensions)))
