@@ -96,6 +96,18 @@ _FLAGS: dict[str, str] = {
 _OFF_WHEN_EMPTY = ("mqtt", "metrics", "save_clips")
 
 
+def hop_given(args: argparse.Namespace) -> bool:
+    """Whether the user asked for a hop: ``--hop``, or ``[windows] hop_s`` in ``--config`` or a ``--model``
+    TOML (a value equal to the default counts too: it was asked for)."""
+    if getattr(args, "hop", None) is not None:
+        return True
+    files = [getattr(args, "config", None)]
+    model = getattr(args, "model", None)
+    if model is not None and model.endswith(".toml"):
+        files.append(model)
+    return any("hop_s" in read_toml(path).get("windows", {}) for path in files if path is not None)
+
+
 def config_from_args(
     args: argparse.Namespace, command_defaults: dict[str, Any] | None = None
 ) -> DaemonConfig:

@@ -1,8 +1,8 @@
 """Home Assistant MQTT discovery: the retained config payloads that make each stream a sensor (its top
 label) and each configured label of each stream a binary sensor (on while an event of it is open).
 
-Topic and id parts are slugs of the stream and label names; two streams whose slugs would be the same
-(``x`` and ``X``) get a short hash of their exact name added, so that neither loses its sensors.
+Topic and id parts are slugs of the stream and label names; two streams (or labels) whose slugs would be
+the same (``x`` and ``X``) get a short hash of their exact name added, so that neither loses its sensors.
 """
 
 from __future__ import annotations
@@ -18,19 +18,20 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_") or "label"
 
 
-def stream_ids(streams: list[str]) -> dict[str, str]:
-    """Stream name -> its id in discovery topics: its ``slug``, with a short hash of the exact name where
-    two streams' slugs would be the same (``x`` and ``X``, ``a-b`` and ``a_b``)."""
-    counts = Counter(slug(s) for s in streams)
+def unique_slugs(names: list[str]) -> dict[str, str]:
+    """Name -> its id in topics: its ``slug``, with a short hash of the exact name where two names' slugs
+    would be the same (``x`` and ``X``, ``a-b`` and ``a_b``)."""
+    counts = Counter(slug(s) for s in names)
     return {
         s: slug(s) if counts[slug(s)] == 1 else f"{slug(s)}_{hashlib.sha1(s.encode()).hexdigest()[:6]}"
-        for s in streams
+        for s in names
     }
 
 
-def active_topic(prefix: str, stream: str, label: str) -> str:
-    """The state topic of a binary sensor: ``ON`` while an event of ``label`` is open on ``stream``."""
-    return f"{prefix}/{stream}/active/{slug(label)}"
+def active_topic(prefix: str, stream: str, label_id: str) -> str:
+    """The state topic of a binary sensor: ``ON`` while an event of the label whose ``unique_slugs`` id
+    is ``label_id`` is open on ``stream``."""
+    return f"{prefix}/{stream}/active/{label_id}"
 
 
 def discovery_payloads(
@@ -41,7 +42,8 @@ def discovery_payloads(
     device = {"identifiers": [node], "name": f"streamd ({node})", "manufacturer": "streamd"}
     availability = f"{prefix}/availability"
     out: dict[str, dict[str, Any]] = {}
-    ids = stream_ids(streams)
+    ids = unique_slugs(streams)
+    label_ids = unique_slugs(labels)
     for stream in streams:
         uid = f"{node}_{stream}_top_label"
         out[f"{discovery_prefix}/sensor/{node}/{ids[stream]}_top_label/config"] = {
@@ -59,12 +61,12 @@ def discovery_payloads(
             "device": device,
         }
         for label in labels:
-            uid = f"{node}_{stream}_{slug(label)}"
-            out[f"{discovery_prefix}/binary_sensor/{node}/{ids[stream]}_{slug(label)}/config"] = {
+            uid = f"{node}_{stream}_{label_ids[label]}"
+            out[f"{discovery_prefix}/binary_sensor/{node}/{ids[stream]}_{label_ids[label]}/config"] = {
                 "name": f"{stream} {label}",
                 "unique_id": uid,
                 "object_id": uid,
-                "state_topic": active_topic(prefix, stream, label),
+                "state_topic": active_topic(prefix, stream, label_ids[label]),
                 "payload_on": "ON",
                 "payload_off": "OFF",
                 "device_class": "sound",

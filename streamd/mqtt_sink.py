@@ -31,7 +31,7 @@ from streamd.config_sections import MqttSection
 from streamd.errors import ConfigError
 from streamd.handled_queue import wait_until_handled
 from streamd.mqtt_address import check_topic_prefix, parse_url
-from streamd.mqtt_discovery import active_topic, discovery_payloads, slug
+from streamd.mqtt_discovery import active_topic, discovery_payloads, slug, unique_slugs
 from streamd.net_address import host_port
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class MqttSink:
         self._active_lock = threading.Lock()
         self.streams = streams
         self.labels = labels
+        self.label_ids = unique_slugs(labels)  # labels differing only in case keep topics of their own
         self.types = set(cfg.types)
         unknown = self.types - set(messages.MESSAGE_TYPES)
         if unknown:
@@ -118,7 +119,7 @@ class MqttSink:
                 for stream in self.streams:  # retained states from before (a crash) must not say ON
                     for label in self.labels:
                         state = "ON" if (stream, label) in self._active else "OFF"
-                        topic = active_topic(self.prefix, stream, label)
+                        topic = active_topic(self.prefix, stream, self.label_ids[label])
                         sent.append(client.publish(topic, state, qos=1, retain=True))
             self._connected.set()
         failed = sum(1 for info in sent if info.rc != self._mqtt.MQTT_ERR_SUCCESS)
@@ -212,7 +213,8 @@ class MqttSink:
                 else:
                     self._active.discard(key)
                 state = "ON" if msg["state"] == "start" else "OFF"
-                self._publish(active_topic(self.prefix, stream, msg["label"]), state, stream, retain=True)
+                topic = active_topic(self.prefix, stream, self.label_ids[msg["label"]])
+                self._publish(topic, state, stream, retain=True)
         if kind not in self.types:
             return
         if kind == "prediction" and self.cfg.prediction_interval_s > 0:

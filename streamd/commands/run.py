@@ -14,8 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from streamd.config import DaemonConfig
-from streamd.config_cli import add_daemon_arguments, config_from_args
-from streamd.config_sections import WindowSection
+from streamd.config_cli import add_daemon_arguments, config_from_args, hop_given
 from streamd.device_source import DeviceSource
 from streamd.fanin import add_fanin_arguments
 from streamd.held_interrupts import import_then_honour_interrupts
@@ -72,8 +71,8 @@ def execute(
         if cfg.windows.window_s and not model.recurrent:  # a window of the user's own: can the model take it?
             window_plan(model, cfg.windows.window_s, cfg.windows.hop_s)
         daemon = Daemon(cfg, sources, model, publisher)  # checks the window plan: errors come first
-        hop_given = cfg.windows.hop_s != WindowSection().hop_s  # a recurrent model steps per column
-        for warning in window_warnings(cfg.windows.window_s, cfg.windows.hop_s, model, hop_given=hop_given):
+        asked = hop_given(args)  # a recurrent model steps per column
+        for warning in window_warnings(cfg.windows.window_s, cfg.windows.hop_s, model, hop_given=asked):
             print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
         integrations = attach_integrations(cfg, daemon, publisher)  # a bad --save-clips folder fails here
     except BaseException:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from streamd.config import DaemonConfig, load_config, load_model_toml, with_windows
-from streamd.config_cli import add_daemon_arguments, config_from_args
+from streamd.config_cli import add_daemon_arguments, config_from_args, hop_given
 from streamd.errors import CheckpointError, ConfigError
 from streamd.events import EventConfig
 from streamd.model_loading import load_configured_model, load_named_model, resolve_device
@@ -194,3 +194,16 @@ def test_integration_labels_are_checked_only_while_the_integration_is_on():
     cfg.clips.dir, cfg.mqtt.url = "", "mqtt://127.0.0.1:1883"
     with pytest.raises(ConfigError, match=r"mqtt\.binary_sensors: unknown label 'dgo'"):
         check_daemon_labels(cfg, ["dog", "cat"])
+
+
+def test_a_hop_is_given_by_the_command_line_or_a_file_even_at_the_default(tmp_path: Path) -> None:
+    """A recurrent model warns about any hop asked for, so one equal to the default counts too."""
+    assert not hop_given(_args())
+    assert hop_given(_args("--hop", "1.0"))
+    same = _toml(tmp_path, "[windows]\nhop_s = 1.0\n")
+    assert hop_given(_args("--config", str(same)))
+    other = _toml(tmp_path, "[publish]\ntop_k = 3\n", "other.toml")
+    assert not hop_given(_args("--config", str(other)))
+    model = _toml(tmp_path, '[model]\ncheckpoint = "m.safetensors"\n[windows]\nhop_s = 1.0\n', "m.toml")
+    assert hop_given(_args("--model", str(model)))
+    assert not hop_given(_args("--model", "recurrent"))

@@ -254,6 +254,28 @@ def test_discovery_one_sensor_per_stream_one_binary_sensor_per_label() -> None:
     states = {payload["state_topic"] for payload in alike.values()}
     assert {"p/x/prediction", "p/X/prediction", "p/a-b/active/dog", "p/a_b/active/dog"} <= states
     assert len({payload["unique_id"] for payload in alike.values()}) == 8
+    cased = discovery_payloads("p", "homeassistant", "n", ["s"], ["Dog", "dog", "crying-baby", "crying_baby"])
+    assert len({p["state_topic"] for t, p in cased.items() if "/binary_sensor/" in t}) == 4
+    assert len({p["unique_id"] for p in cased.values()}) == 5
+
+
+def test_labels_differing_only_in_case_keep_binary_sensors_of_their_own(broker: Broker) -> None:
+    """A model with labels ``Dog`` and ``dog``: an event of one turns on its own binary sensor only."""
+    sink = MqttSink(MqttSection(url=f"mqtt://127.0.0.1:{broker.port}"), ["s"], ["Dog", "dog"])
+    topics = {label: f"streamd/s/active/{sink.label_ids[label]}" for label in ("Dog", "dog")}
+    assert len(set(topics.values())) == 2
+    sink.start()
+    sub = Subscriber(broker.port)
+    try:
+        assert sink.wait_connected(10)
+        sink(messages.event("s", "Dog", "start", 0.0, 1.0, 0.9))
+        assert sink.flush(10.0)
+        assert sub.wait_for(topics["Dog"], b"ON")
+        time.sleep(0.3)
+        assert b"ON" not in sub.on(topics["dog"])
+    finally:
+        sink.stop()
+        sub.close()
 
 
 def test_binary_sensors_start_off_and_two_daemons_of_a_host_keep_their_connections(broker: Broker) -> None:
