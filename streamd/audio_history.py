@@ -1,8 +1,9 @@
 """The recent source audio of one stream, addressed by stream-time sample index (``streamd.clips``).
 
-Only real samples are stored: the newest ``capacity`` of them in a ring. A device outage (a write that
-starts after the last one ended) is remembered as a jump, not written as silence, so that a long outage
-costs no memory and never pushes the audio before it out of the ring; ``read`` gives silence for the
+Only real samples are stored, as the blocks that arrived: at most ``capacity`` of them (the oldest go
+first), and none before what the owner says it no longer needs (``forget_before``). A device outage (a
+write that starts after the last one ended) is remembered as a jump, not written as silence, so that a
+long outage costs no memory and never pushes the audio before it out; ``read`` gives silence for the
 lost time. Stream indices are the source's samples plus the lost ones (``streamd.gaps.SourceTimeline``).
 """
 
@@ -14,57 +15,75 @@ import numpy as np
 
 
 class AudioHistory:
-    """The newest ``capacity`` real frames of one stream and the outages between them."""
+    """The newest real frames of one stream (at most ``capacity``) and the outages between them."""
 
     def __init__(self, capacity: int, channels: int) -> None:
         self.capacity = max(1, capacity)
-        self._buf = np.zeros((self.capacity, channels), dtype=np.float32)
+        self.channels = channels
         self.end = 0  # stream index after the newest sample
-        self._stored = 0  # real samples ever stored (the ring's own index)
-        self._stretches: deque[tuple[int, int]] = deque([(0, 0)])  # (stream index, ring index) of each start
+        self._blocks: deque[tuple[int, np.ndarray]] = deque()  # (stream index of its first sample, audio)
+        self._held = 0  # real samples held
+        self._known = 0  # stream index from which the timeline is known (held audio or outages after it)
+
+    @property
+    def oldest(self) -> int:
+        """Stream index of the oldest sample still known (audio held, or an outage after it)."""
+        return self._known
 
     def write(self, start: int, data: np.ndarray) -> None:
         """Append ``data`` whose first sample has stream index ``start``: later than the end is an outage,
         earlier overlaps what is held (that part is skipped)."""
-        if start > self.end:
-            self._stretches.append((start, self._stored))
-            self.end = start
-        data = data[self.end - start :]
+        start = max(start, 0)
+        if start < self.end:
+            data = data[self.end - start :]
+            start = self.end
         n = data.shape[0]
         if n == 0:
             return
-        kept = data[-self.capacity :]
-        base = self._stored + n - kept.shape[0]
-        self._buf[np.arange(base, base + kept.shape[0]) % self.capacity] = kept
-        self._stored += n
-        self.end += n
-        oldest = self._stored - self.capacity
-        while len(self._stretches) > 1 and self._stretches[1][1] <= oldest:  # wholly overwritten
-            self._stretches.popleft()
+        block = np.array(data[-self.capacity :], dtype=np.float32, copy=True)  # the caller's buffer is reused
+        first = start + n - block.shape[0]
+        if not self._blocks:
+            self._known = max(self._known, first)
+        self._blocks.append((first, block))
+        self._held += block.shape[0]
+        self.end = start + n
+        self._forget(self._held - self.capacity)
+
+    def forget_before(self, index: int) -> None:
+        """Drop what lies before stream index ``index`` (the owner will never read it)."""
+        drop = 0
+        for first, block in self._blocks:
+            if first >= index:
+                break
+            drop += min(block.shape[0], index - first)
+        self._forget(drop)
+        self._known = max(self._known, min(index, self.end))
+
+    def _forget(self, samples: int) -> None:
+        """Drop the ``samples`` oldest real samples held."""
+        while samples > 0 and self._blocks:
+            first, block = self._blocks[0]
+            if block.shape[0] <= samples:
+                self._blocks.popleft()
+                samples -= block.shape[0]
+                self._held -= block.shape[0]
+                self._known = self._blocks[0][0] if self._blocks else self.end
+                continue
+            self._blocks[0] = (first + samples, block[samples:].copy())  # no view keeps the whole block
+            self._held -= samples
+            self._known = first + samples
+            samples = 0
 
     def read(self, start: int, end: int) -> tuple[int, np.ndarray]:
         """Stream samples ``[first, min(end, newest))`` with ``first`` >= ``start`` the earliest still known
         (held audio, or the silence of an outage after it), and ``first``."""
-        oldest = max(0, self._stored - self.capacity)
-        pieces: list[np.ndarray] = []
-        first: int | None = None
-        stretches = list(self._stretches)
-        for i, (s0, r0) in enumerate(stretches):
-            r1 = stretches[i + 1][1] if i + 1 < len(stretches) else self._stored
-            audio_end = s0 + r1 - r0
-            lost_end = stretches[i + 1][0] if i + 1 < len(stretches) else audio_end
-            lo, hi = max(start, s0), min(end, audio_end)  # this stretch's audio asked for
+        first = min(max(start, self._known), max(start, self.end))
+        stop = min(end, self.end)
+        if stop <= first:
+            return first, np.zeros((0, self.channels), np.float32)
+        out = np.zeros((stop - first, self.channels), np.float32)  # silence where nothing was written
+        for at, block in self._blocks:
+            lo, hi = max(first, at), min(stop, at + block.shape[0])
             if lo < hi:
-                held = max(lo, s0 + max(0, oldest - r0))
-                if held > lo:  # its start is no longer held: nothing before can join on
-                    pieces, first = [], None
-                if held < hi:
-                    first = held if first is None else first
-                    pieces.append(self._buf[np.arange(r0 + held - s0, r0 + hi - s0) % self.capacity])
-            lo, hi = max(start, audio_end), min(end, lost_end)  # the outage after it: silence
-            if lo < hi:
-                first = lo if first is None else first
-                pieces.append(np.zeros((hi - lo, self._buf.shape[1]), np.float32))
-        if first is None:
-            return max(start, min(end, self.end)), np.zeros((0, self._buf.shape[1]), np.float32)
-        return first, np.concatenate(pieces)
+                out[lo - first : hi - first] = block[lo - at : hi - at]
+        return first, out

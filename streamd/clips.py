@@ -1,18 +1,21 @@
 """Event clips (``--save-clips DIR``, ``[clips]``): the source audio of each ended event, saved as FLAC.
 
 The daemon hands this module every block of source audio (at the source's rate and channel count, before
-downmixing) and every event message. Each stream keeps the last ``pre_roll_s + max_clip_s + post_roll_s``
-seconds in a ring of its own. An event's ``end`` message gains ``clip`` (the path the clip will have) at
-once; the clip itself, ``[t_start - pre_roll_s, t_end + post_roll_s]`` at the source rate, is cut once
-the post-roll has arrived (or the stream has ended) and written by a thread of its own: FLAC (24-bit)
-written atomically, then a JSON sidecar (the event message, stream, times, rate); if the sidecar cannot
-be written the FLAC is removed again. Retention (max files, bytes, age) is enforced after each write,
-over streamd's own clips only (``is_own_clip``: its name pattern with a sidecar beside it). A write that
-fails (disk full, unwritable directory) is counted and logged once; the daemon goes on. With
-``privacy = "drop_speech"`` a clip in which the voice-activity detector (``streamd.privacy``) finds
-speech is not written but counted (``clips_dropped_speech``); while the detector cannot be loaded, clips
-are not written either (fail closed) and counted as ``clips_unchecked``. Counters are kept per stream
-(``counters_for``) and in total (``counters``).
+downmixing) as the feature stage reads it, every event as the result stage makes it, and every published
+message. Audio runs ahead of the results (by the queues between the stages: a minute or more in a replay
+at ``--speed max``), so the results set what a stream keeps (``AudioHistory.forget_before``): back from
+the newest published window as far as an unannounced event could start, from each open event's start
+(at most a clip back) and each clip waiting for its post-roll; at most ``HEADROOM_S`` more than a clip.
+An ``end`` message gains ``clip`` (the path the clip will have) at once, unless its audio is gone
+(``clips_lost``). The clip, ``[t_start - pre_roll_s, t_end + post_roll_s]`` at the source rate (of a
+longer event than ``max_clip_s`` its end: ``clips_truncated``), is cut once the post-roll has arrived
+(or the stream has ended) and written by a thread of its own: FLAC (24-bit) written atomically, then a
+JSON sidecar (the event message, stream, times, rate); if the sidecar cannot be written the FLAC is
+removed again. Retention: ``streamd.clip_files``. A write that fails (disk full, unwritable directory)
+is counted and logged once; the daemon goes on. With ``privacy = "drop_speech"`` a clip in which the
+voice-activity detector (``streamd.privacy``) finds speech is not written but counted
+(``clips_dropped_speech``); while the detector cannot be loaded, clips are not written either (fail
+closed) and counted as ``clips_unchecked``. Counters are per stream (``counters_for``) and in total.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import json
 import logging
 import math
 import queue
-import re
 import threading
 import time
 from collections import Counter
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from streamd.audio_history import AudioHistory
+from streamd.clip_files import clip_name, enforce_retention
 from streamd.config_sections import ClipsSection
 from streamd.output_folders import writable_folder
 from streamd.privacy import SpeechDetector
@@ -40,28 +43,15 @@ from streamd.privacy import SpeechDetector
 log = logging.getLogger(__name__)
 
 SUBTYPE = "PCM_24"
+HEADROOM_S = 120.0  # audio kept beyond a clip while results trail it; beyond, clips lose their start
 COUNTERS = (
     "clips_saved",
     "clip_write_errors",
     "clips_truncated",
+    "clips_lost",
     "clips_dropped_speech",
     "clips_unchecked",
 )
-
-
-CLIP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*_\d{8}T\d{6}_[A-Za-z0-9_-]+_\d+\.\d{2}s(-\d+)?\.flac$")
-
-
-def clip_name(stream: str, wall_time: float, label: str, t_start: float) -> str:
-    """The file name of an event's clip: stream, local wall-clock time, label, offset in the stream."""
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(wall_time))
-    return f"{stream}_{stamp}_{re.sub(r'[^A-Za-z0-9_-]+', '_', label)}_{t_start:.2f}s.flac"
-
-
-def is_own_clip(path: Path) -> bool:
-    """A clip streamd wrote: its name is a ``clip_name`` (``-N`` added when taken) and its JSON sidecar
-    is beside it. Retention deletes only these, never a user's own recordings in the same folder."""
-    return bool(CLIP_NAME.match(path.name)) and path.with_suffix(".json").is_file()
 
 
 @dataclass
@@ -71,22 +61,40 @@ class PendingClip:
     end: int
     path: Path
     event: dict[str, Any]
+    truncated: bool = False  # its start cut: an event longer than max_clip_s, or audio no longer held
 
 
 class ClipRecorder:
     """Cuts and writes event clips; ``tap`` and ``on_event`` are daemon hooks, ``close`` ends it."""
 
-    def __init__(self, cfg: ClipsSection, streams: list[tuple[str, int, int]]) -> None:
-        """``streams``: (name, sample rate, channels) of each stream, in the daemon's order."""
+    def __init__(
+        self,
+        cfg: ClipsSection,
+        streams: list[tuple[str, int, int]],
+        *,
+        lead_s: float = 0.0,
+        hold_s: float = 0.0,
+    ) -> None:
+        """``streams``: (name, sample rate, channels) of each stream, in the daemon's order; ``lead_s``: how
+        long before the newest published window's start an event not yet announced may start (``min_hits``
+        hops); ``hold_s``: how long an event stays open after its last hit (``[events] hold_s``)."""
         self.cfg = cfg
         self.dir = writable_folder(cfg.dir, "--save-clips")  # a bad folder is an error at start-up
         self.streams = streams
-        hold_s = cfg.pre_roll_s + cfg.max_clip_s + cfg.post_roll_s
-        self.history = [AudioHistory(math.ceil(hold_s * rate), ch) for _, rate, ch in streams]
+        self.lead_s = lead_s + 1.0  # a second to spare: rounding, a window's own start
+        self.hold_s = hold_s
+        self.clip_s = cfg.pre_roll_s + cfg.max_clip_s + cfg.post_roll_s  # the longest clip
+        most = self.clip_s + hold_s + self.lead_s + HEADROOM_S
+        self.history = [AudioHistory(math.ceil(most * rate), ch) for _, rate, ch in streams]
+        self.index = {name: i for i, (name, _, _) in enumerate(streams)}
+        self.published: list[tuple[float, float] | None] = [None] * len(streams)  # newest window's span
+        self.open: dict[tuple[int, str], float] = {}  # (stream, label) -> t_start of each open event
         self.ended = [False] * len(streams)
         self.pending: list[PendingClip] = []
-        # per stream: clips_saved, clip_write_errors, clips_truncated (an event longer than max_clip_s lost
-        # its start), clips_dropped_speech, clips_unchecked (see the module docstring)
+        self._warned_bytes = False
+        # per stream: clips_saved, clip_write_errors, clips_truncated (an event longer than max_clip_s, or
+        # one whose start was no longer held, lost its start), clips_lost (no audio left to save),
+        # clips_dropped_speech, clips_unchecked (see the module docstring)
         self._counts = [Counter[str]() for _ in streams]
         self.speech = (
             SpeechDetector(cfg.speech_threshold, cfg.min_speech_s) if cfg.privacy == "drop_speech" else None
@@ -101,24 +109,73 @@ class ClipRecorder:
     # -- daemon hooks --------------------------------------------------------------------------------
 
     def tap(self, stream: int, start: int, data: np.ndarray) -> None:
-        """Feature thread: keep the block, then cut every clip whose post-roll has arrived."""
+        """Feature thread: keep the block, cut every clip whose post-roll has arrived, forget what no clip
+        can need any more."""
         with self._lock:
             self.history[stream].write(start, data)
             self._cut_ready(stream)
+            self._forget(stream)
+
+    def __call__(self, msg: dict[str, Any]) -> None:
+        """Publisher sink: the newest published window of each stream (how far the results are)."""
+        if msg["type"] == "prediction" and (stream := self.index.get(msg["stream"])) is not None:
+            with self._lock:
+                self.published[stream] = (msg["t_start"], msg["t_end"])
 
     def on_event(self, stream: int, event: dict[str, Any]) -> dict[str, Any]:
-        """Engine thread: an ``end`` of a label to save gets a clip path and is queued for cutting."""
-        if event["state"] != "end" or (self.cfg.labels and event["label"] not in self.cfg.labels):
+        """Result stage: a ``start`` of a label to save is kept open; its ``end`` gets a clip path (unless
+        its audio is gone already: counted) and is queued for cutting."""
+        if self.cfg.labels and event["label"] not in self.cfg.labels:
+            return event
+        key = (stream, event["label"])
+        if event["state"] == "start":
+            with self._lock:
+                self.open[key] = event["t_start"]
             return event
         name, rate, _ = self.streams[stream]
         start = max(0, round((event["t_start"] - self.cfg.pre_roll_s) * rate))
         end = round((event["t_end"] + self.cfg.post_roll_s) * rate)
-        path = self._unique(self.dir / clip_name(name, event["wall_time"], event["label"], event["t_start"]))
-        event = {**event, "clip": str(path)}
+        longest = round(self.clip_s * rate)
         with self._lock:
-            self.pending.append(PendingClip(stream, start, end, path, event))
+            self.open.pop(key, None)
+            history = self.history[stream]
+            truncated = end - start > longest
+            if truncated:  # longer than max_clip_s: its last part
+                start = end - longest
+            if history.oldest >= end and history.end >= end:
+                self._counts[stream]["clips_lost"] += 1
+                log.warning(
+                    "event %s at %.2f s: its audio is no longer held, no clip",
+                    event["label"],
+                    event["t_start"],
+                )
+                return event
+            path = self._unique(
+                self.dir / clip_name(name, event["wall_time"], event["label"], event["t_start"])
+            )
+            event = {**event, "clip": str(path)}
+            self.pending.append(PendingClip(stream, start, end, path, event, truncated))
             self._cut_ready(stream)
         return event
+
+    def _forget(self, stream: int) -> None:
+        """Drop the audio of ``stream`` that no clip can need: before the newest published window (less the
+        lead an unannounced event may have), each open event's start (at most a clip back from the newest
+        window) and each clip waiting for its post-roll, less the pre-roll."""
+        published = self.published[stream]
+        if published is None:
+            return  # nothing published yet: keep what the history holds
+        rate = self.streams[stream][1]
+        newest_start, newest_end = published
+        keep = newest_start - self.lead_s
+        for (s, _), t_start in self.open.items():
+            if s == stream:  # its clip reaches back at most a clip from where its last hit may end
+                keep = min(keep, max(t_start, newest_end - self.hold_s - self.cfg.max_clip_s - self.lead_s))
+        first = math.floor((keep - self.cfg.pre_roll_s) * rate)
+        for clip in self.pending:
+            if clip.stream == stream:
+                first = min(first, clip.start)
+        self.history[stream].forget_before(first)
 
     def _unique(self, path: Path) -> Path:
         """``path``, or ``path`` with ``-2``, ``-3``... when this run or an earlier one already used it."""
@@ -135,7 +192,7 @@ class ClipRecorder:
         for clip in self.pending:
             if clip.stream == stream and (history.end >= clip.end or self.ended[stream]):
                 first, data = history.read(clip.start, clip.end)
-                if first > clip.start:
+                if (clip.truncated or first > clip.start) and data.shape[0]:
                     self._counts[stream]["clips_truncated"] += 1
                 self._queue.put((clip, first, data))
             else:
@@ -175,7 +232,10 @@ class ClipRecorder:
         from models.atomic_write import write_atomically
 
         name, rate, _ = self.streams[clip.stream]
-        if data.shape[0] == 0 or not self._passes_privacy(clip, data, rate):
+        if data.shape[0] == 0:  # the stream ended before the clip's start (an event at its very end)
+            self._counts[clip.stream]["clips_lost"] += 1
+            return
+        if not self._passes_privacy(clip, data, rate):
             return
         clip.path.parent.mkdir(parents=True, exist_ok=True)
         encoded = io.BytesIO()  # encoded in memory: a full disk is then an OSError that says so
@@ -200,7 +260,14 @@ class ClipRecorder:
             clip.path.unlink(missing_ok=True)  # no clip without its sidecar (nor one retention cannot see)
             raise
         self._counts[clip.stream]["clips_saved"] += 1
-        self._enforce_retention()
+        too_big = enforce_retention(self.dir, self.cfg, clip.path)
+        if too_big and not self._warned_bytes:
+            self._warned_bytes = True
+            log.warning(
+                "clips.max_bytes %d is less than one clip (%d bytes): the newest is kept",
+                self.cfg.max_bytes,
+                too_big,
+            )
 
     def _passes_privacy(self, clip: PendingClip, data: np.ndarray, rate: int) -> bool:
         """False (counted) for a clip the privacy filter drops or, while it cannot be loaded, cannot check."""
@@ -214,35 +281,6 @@ class ClipRecorder:
             log.info("clip %s not saved: it contains speech", clip.path.name)
             return False
         return True
-
-    def _enforce_retention(self) -> None:
-        """Delete the oldest clips (and their sidecars) beyond max files, max bytes or max age; only clips
-        that streamd wrote (``is_own_clip``) count and are deleted."""
-        cfg = self.cfg
-        if not (cfg.max_files or cfg.max_bytes or cfg.max_age_s):
-            return
-        clips = []
-        for path in self.dir.glob("*.flac"):
-            if not is_own_clip(path):  # files of anyone else in the folder are never touched
-                continue
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                continue
-            clips.append((st.st_mtime, path.name, path, st.st_size))
-        clips.sort()
-        total = sum(size for *_, size in clips)
-        now = time.time()
-        for i, (mtime, _, path, size) in enumerate(clips):
-            remaining = len(clips) - i
-            too_many = bool(cfg.max_files) and remaining > cfg.max_files
-            too_big = bool(cfg.max_bytes) and total > cfg.max_bytes
-            too_old = bool(cfg.max_age_s) and now - mtime > cfg.max_age_s
-            if not (too_many or too_big or too_old):
-                continue
-            path.unlink(missing_ok=True)
-            path.with_suffix(".json").unlink(missing_ok=True)
-            total -= size
 
     def counters_for(self, stream: int) -> dict[str, int]:
         """The counters of one stream (see ``COUNTERS``)."""

@@ -81,7 +81,11 @@ def attach(cfg: DaemonConfig, daemon: Any, publisher: Any) -> Integrations:
             from streamd.clips import ClipRecorder
 
             streams = [(s.name, s.source.sample_rate, s.source.channels) for s in daemon.streams]
-            out.clips = ClipRecorder(cfg.clips, streams)
+            lead_s = (
+                cfg.events.min_hits * daemon.plan.result_every_s
+            )  # an event's start before its announcing
+            out.clips = ClipRecorder(cfg.clips, streams, lead_s=lead_s, hold_s=cfg.events.hold_s)
+            publisher.add_sink(out.clips)  # how far the results are: the audio before them can go
             daemon.audio_taps.append(out.clips.tap)
             daemon.event_hooks.append(out.clips.on_event)
             daemon.finish_hooks.append(out.clips.close)  # pending clips written before the final status

@@ -37,6 +37,7 @@ COUNTERS = {
     "clips_saved": ("streamd_clips_saved", "Event clips written"),
     "clip_write_errors": ("streamd_clip_write_errors", "Event clips that could not be written"),
     "clips_truncated": ("streamd_clips_truncated", "Event clips that lost their start (event too long)"),
+    "clips_lost": ("streamd_clips_lost", "Ended events whose audio was gone before their clip was cut"),
     "clips_dropped_speech": ("streamd_clips_dropped_speech", "Event clips not saved: speech found"),
     "clips_unchecked": ("streamd_clips_unchecked", "Event clips not saved: privacy filter unavailable"),
     "outages": ("streamd_outages", "Outages of a network source (after each reconnect)"),

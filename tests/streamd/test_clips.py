@@ -16,7 +16,8 @@ from support.tiny_disk import tiny_tmpfs
 
 from streamd import messages
 from streamd.audio_history import AudioHistory
-from streamd.clips import ClipRecorder, is_own_clip
+from streamd.clip_files import is_own_clip
+from streamd.clips import ClipRecorder
 from streamd.config import DaemonConfig
 from streamd.config_sections import ClipsSection
 from streamd.errors import ConfigError
