@@ -1,8 +1,11 @@
 """Network audio sources: ``--device URL`` (rtsp://, http(s)://, tcp://, udp://, anything FFmpeg opens).
 
 PyAV (FFmpeg) opens the URL and decodes its first audio track; a thread of the source writes the decoded
-samples (float32, at most two channels, at the stream's own rate) into the source's ``SampleRing``, paced
-to real time so a server that sends faster than real time (a file over HTTP) does not overrun the ring.
+samples (float32, at most two channels, at the stream's own rate) into the source's ``SampleRing``. Stream
+time 0 is the first connection (made before the model loads): what a live server sent meanwhile is read
+at once, not kept as a delay. Writing waits only while the stream is more than ``AHEAD_S`` (plus
+``DRIFT`` of the time since, a sender's fast clock) ahead of the wall clock, so a server that sends
+faster than real time (a file over HTTP) does not overrun the ring.
 From the ring on everything is the device pipeline: the daemon downmixes and resamples.
 
 A source that fails (cannot connect, connection lost, stream ended) sets ``error``; a source that stalls
@@ -21,6 +24,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -34,6 +38,9 @@ from streamd.sources import Source
 log = logging.getLogger(__name__)
 
 OPEN_TIMEOUT_S = 5.0
+MAX_BAD_PACKETS = 50  # undecodable packets in a row that end a connection
+AHEAD_S = 3.0  # how far a stream may run ahead of the wall clock before writing waits (a server's burst)
+DRIFT = 1e-3  # and a sender's clock this much faster (real clocks: within 1e-4)
 # Look at little of a live stream before starting (FFmpeg's defaults read seconds of it first).
 PROBE_OPTIONS = {"probesize": "32768", "analyzeduration": "500000"}
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
@@ -77,6 +84,7 @@ class NetworkSource(Source):
         self.name = name or re.sub(r"^[a-z0-9+.\-]+://", "", _short(url), flags=re.I)
         self._first: Any = None
         self.sample_rate, self.channels = self._probe()
+        self._t0 = time.monotonic()  # stream time 0: the first connection (a live server sends from then)
         self.block = max(1, round(block_s * self.sample_rate))
         self.ring = SampleRing(round(ring_s * self.sample_rate), self.channels)
         self.error: str | None = None
@@ -87,7 +95,6 @@ class NetworkSource(Source):
         self._stop = threading.Event()
         self._reopen = threading.Event()
         self._thread: threading.Thread | None = None
-        self._t0: float | None = None  # monotonic time of stream time 0 (the first connection)
 
     # -- connection ------------------------------------------------------------------------------------
 
@@ -141,6 +148,7 @@ class NetworkSource(Source):
         try:
             while not self._stop.is_set():
                 self._reopen.clear()
+                probed = self._first is not None  # the connection made before the model loaded
                 try:
                     container, self._first = self._first or self._open(), None
                 except AudioInputError as exc:
@@ -149,7 +157,7 @@ class NetworkSource(Source):
                     continue
                 self._reopen.clear()  # a request made while we were connecting is answered
                 try:
-                    self._connected(container)
+                    self._connected(container, probed)
                 except Exception as exc:  # FFmpeg read errors, timeouts, a decoder giving up
                     why = _timed_out(exc, self.read_timeout_s, "no data") or f"{type(exc).__name__}: {exc}"
                     self.error = f"{_short(self.url)}: connection lost ({why})"
@@ -159,7 +167,7 @@ class NetworkSource(Source):
         finally:
             self.ring.close()
 
-    def _connected(self, container: Any) -> None:
+    def _connected(self, container: Any, probed: bool) -> None:
         av = _av()
         if not container.streams.audio:
             raise AudioInputError("the stream has no audio track any more")
@@ -167,21 +175,50 @@ class NetworkSource(Source):
         converter = av.AudioResampler(format="flt", layout=layout)  # sample format and layout only
         rate_fix: StreamingResampler | None = None
         first = True
-        for frame in container.decode(audio=0):
+        expected: float | None = None  # where the next frame should start (seconds of its own timestamps)
+        for frame in self._frames(container):
             if self._stop.is_set() or self._reopen.is_set():
                 return
             if first:
                 first = False
-                self._mark_outage()
+                if not probed:  # what a live server sent since the probe is buffered; after, time was lost
+                    self._mark_outage()
                 self.error = None
                 if frame.sample_rate != self.sample_rate:
                     rate_fix = StreamingResampler(frame.sample_rate, self.sample_rate)
+            if frame.pts is not None and frame.time_base is not None:
+                start = float(frame.pts * frame.time_base)
+                if expected is not None and start - expected <= self.read_timeout_s:  # not a discontinuity
+                    self._add_gap(round((start - expected) * self.sample_rate))  # packets lost in transit
+                expected = start + frame.samples / frame.sample_rate
             for out in converter.resample(frame):
                 self._emit(out.to_ndarray().reshape(-1, self.channels), rate_fix)
         if rate_fix is not None:  # what its filter holds ends this connection's audio
             self._emit(np.zeros((0, self.channels), np.float32), rate_fix, last=True)
         if not self._stop.is_set() and not self._reopen.is_set():
             self.error = f"{_short(self.url)}: the stream ended"
+
+    def _frames(self, container: Any) -> Iterator[Any]:
+        """The decoded audio frames of ``container``; a packet the decoder rejects (corrupt, or cut by
+        packets lost in transit) is skipped and counted in ``decode_errors``, unless every packet of the
+        last ``MAX_BAD_PACKETS`` was: then the stream is broken and the connection is dropped."""
+        av = _av()
+        bad = 0
+        for packet in container.demux(container.streams.audio[0]):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                self.decode_errors += 1
+                bad += 1
+                if self.decode_errors == 1:
+                    log.warning(
+                        "%s: a packet could not be decoded (skipped; further ones counted)", self.name
+                    )
+                if bad >= MAX_BAD_PACKETS:
+                    raise
+                continue
+            bad = 0
+            yield from frames
 
     def _emit(self, data: np.ndarray, rate_fix: StreamingResampler | None, last: bool = False) -> None:
         """Write decoded frames ``(n, channels)``, brought to the first connection's rate if need be."""
@@ -191,24 +228,27 @@ class NetworkSource(Source):
         self._write(np.ascontiguousarray(data, dtype=np.float32))
 
     def _write(self, data: np.ndarray) -> None:
-        """Write in real time: wait until the wall clock reaches the end of what is already written."""
-        if self._t0 is None:
-            self._t0 = time.monotonic()
-        ahead = self._t0 + (self.ring.write_index + self.outage_samples) / self.sample_rate - time.monotonic()
-        if ahead > 0:
-            self._stop.wait(ahead)
+        """Write at once, unless what is written already runs more than ``AHEAD_S`` (and ``DRIFT``) ahead
+        of the wall clock since the first connection: then wait until it does not."""
+        elapsed = time.monotonic() - self._t0
+        ahead = (self.ring.write_index + self.outage_samples) / self.sample_rate - elapsed
+        allowed = AHEAD_S + DRIFT * elapsed
+        if ahead > allowed:
+            self._stop.wait(ahead - allowed)
         self.ring.write(data)
 
     def _mark_outage(self) -> None:
         """After a reconnect: the time the stream was away becomes a gap (``take_gaps``), the one rule of
-        every live source: the daemon advances the stream clock by it and starts fresh features after it.
-        Recorded in ``outages`` as ``(start_s, end_s)`` of stream time."""
-        if self._t0 is None:
-            return
+        every live source: the daemon advances the stream clock by it and starts fresh features after it."""
         stream_index = self.ring.write_index + self.outage_samples  # stream time so far, in samples
-        missing = round((time.monotonic() - self._t0) * self.sample_rate) - stream_index
+        self._add_gap(round((time.monotonic() - self._t0) * self.sample_rate) - stream_index)
+
+    def _add_gap(self, missing: int) -> None:
+        """``missing`` samples lost here (ignored up to a block): a gap for the daemon, recorded in
+        ``outages`` as ``(start_s, end_s)`` of stream time."""
         if missing <= self.block:
             return
+        stream_index = self.ring.write_index + self.outage_samples
         self._gaps.append((self.ring.write_index, missing))
         self.outage_samples += missing
         span = (stream_index / self.sample_rate, (stream_index + missing) / self.sample_rate)

@@ -24,6 +24,7 @@ class Source:
     error: str | None = None  # set when the source failed (file read error, device gone)
     device_overflows = 0  # input overflows the device itself reported
     restarts = 0
+    decode_errors = 0  # packets of a network stream that could not be decoded (skipped)
 
     @property
     def paced(self) -> bool:

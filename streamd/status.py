@@ -75,6 +75,7 @@ class Status:
             "published": pub.get("published", 0),
             "publish_dropped": pub.get("publish_dropped", 0),
             "restarts": stream.source.restarts,
+            "decode_errors": stream.source.decode_errors,
             "lost_samples": ring.lost_samples,
             "nonfinite_samples": stream.nonfinite_samples,
             "batches": self.engine.batches,

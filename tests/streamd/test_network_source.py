@@ -206,3 +206,44 @@ def test_a_live_source_under_block_keeps_one_window_per_stream(wav: Path, small_
         source.stop()
     finally:
         server.kill()
+
+
+def test_what_a_live_server_sent_while_the_model_loaded_is_not_kept_as_a_delay(wav: Path) -> None:
+    """Stream time 0 is the connection made before the model loads: the audio a real-time server sent
+    meanwhile is read at once, so stream time keeps step with the wall clock (it lagged by the start-up
+    for the whole run, and every outage was marked that much too short)."""
+    server = Server("tcp", wav)
+    server.start()
+    try:
+        source = NetworkSource(server.url, watchdog_s=3.0)
+        connected = time.monotonic()
+        time.sleep(3.0)  # the model loading
+        source.start()
+        time.sleep(2.0)
+        stream_s = source.ring.write_index / source.sample_rate
+        wall_s = time.monotonic() - connected
+        source.stop()
+    finally:
+        server.kill()
+    assert source.outages == []  # the first connection's buffered audio is audio, not a gap
+    assert abs(stream_s - wall_s) < 1.0, (stream_s, wall_s)  # was about 3 s behind
+
+
+def test_packets_lost_in_transit_are_skipped_and_their_time_is_a_gap(wav: Path) -> None:
+    """1 s of MPEG-TS packets lost at 3 s, then damaged ones: the decoder's error ended the connection (a
+    reconnect, and a wrongly timed outage); now the bad packet is skipped (counted) and the time the lost
+    packets held, read from the frames' timestamps, is a gap of its length."""
+    server = Server("tslossy", wav)
+    server.start()
+    try:
+        source = NetworkSource(server.url, watchdog_s=3.0)
+        source.start()
+        time.sleep(6.0)
+        source.stop()
+    finally:
+        server.kill()
+    assert source.error is None and source.restarts == 0  # the connection held
+    assert source.decode_errors >= 1
+    assert len(source.outages) == 1, source.outages
+    start_s, end_s = source.outages[0]
+    assert 2.7 <= start_s <= 3.5 and 0.95 <= end_s - start_s <= 1.4  # the second lost and the damaged

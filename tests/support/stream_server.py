@@ -4,6 +4,9 @@
 (after a burst of ``BURST_S``).
 ``python stream_server.py tcp PORT FILE``: MPEG-TS (MP2 audio) written with PyAV to each client of a
 listening TCP socket, in real time, FILE looped. Prints ``ready`` once listening (HTTP) or started (TCP).
+``python stream_server.py tslossy PORT FILE``: FILE as MPEG-TS (MP2 audio) over plain TCP in real time,
+with the TS packets of 1 s lost in transit at 3 s and the 8 after them damaged (as a camera's network
+loses and garbles them).
 """
 
 from __future__ import annotations
@@ -88,6 +91,48 @@ def serve_tcp(port: int, path: Path) -> None:
                 out.close()
 
 
+def serve_lossy_ts(port: int, path: Path, lose_at_s: float = 3.0, lose_s: float = 1.0) -> None:
+    import io
+    import socket
+
+    import av
+
+    audio, rate = sf.read(str(path), dtype="int16", always_2d=True)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mpegts") as out:
+        stream = out.add_stream("mp2", rate=rate, layout="mono")
+        for pos in range(0, len(audio) - 1152, 1152):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(audio[pos : pos + 1152, 0][None, :]), format="s16", layout="mono"
+            )
+            frame.sample_rate, frame.pts = rate, pos
+            for packet in stream.encode(frame):
+                out.mux(packet)
+    data = buffer.getvalue()
+    per_s = len(data) / (len(audio) / rate)
+    server = socket.create_server(("127.0.0.1", port))
+    print("ready", flush=True)
+    while True:
+        client, _ = server.accept()
+        started, sent, lost = time.monotonic(), 0, False
+        step = 188 * 20
+        with contextlib.suppress(OSError):
+            while sent < len(data):
+                if not lost and sent >= lose_at_s * per_s:
+                    lost = True
+                    sent += int(lose_s * per_s) // 188 * 188
+                    for packet in range(sent, sent + 188 * 8, 188):  # then damaged payloads: undecodable
+                        client.sendall(data[packet : packet + 4] + bytes(range(7, 191)))
+                    sent += 188 * 8
+                client.sendall(data[sent : sent + step])
+                sent += step
+                delay = started + sent / per_s - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+        client.close()
+
+
 if __name__ == "__main__":
     mode, port_text, file_text = sys.argv[1:4]
-    (serve_http if mode == "http" else serve_tcp)(int(port_text), Path(file_text))
+    serve = {"http": serve_http, "tcp": serve_tcp, "tslossy": serve_lossy_ts}[mode]
+    serve(int(port_text), Path(file_text))
