@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import select
 import stat
 from collections.abc import Iterable, Iterator
@@ -32,9 +33,14 @@ from audio_core.errors import AudioInputError
 from audio_core.resample import StreamingResampler, downmix, resample_offline
 
 STDIN = "-"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # control characters: shown escaped in messages
 READ_BLOCK_S = 1.0
 PIPE_WAIT_S = 3.0  # how long a non-seekable input may take to deliver its first bytes
 MIN_SAMPLE_RATE = 1000  # below this a header is wrong (telephone audio is 8 kHz): 1 Hz stalled a stream
+MAX_SAMPLE_RATE = 768_000  # above this too (the highest rate audio is made at); 64 MHz cost GBs to read
+# beyond this a float sample is not audio scaled to +-1 (nor 16/24-bit integers stored as float): from
+# about 1e19 on the filter bank's power overflows to NaN; 1e17 gave scores of no meaning
+MAX_SAMPLE_MAGNITUDE = 1e6
 
 
 def format_problem(rate: int, channels: int) -> str | None:
@@ -44,6 +50,8 @@ def format_problem(rate: int, channels: int) -> str | None:
         return f"invalid audio header (rate {rate}, {channels} channels)"
     if rate < MIN_SAMPLE_RATE:
         return f"sample rate {rate} Hz is below {MIN_SAMPLE_RATE} Hz: not audio (a wrong header?)"
+    if rate > MAX_SAMPLE_RATE:
+        return f"sample rate {rate} Hz is above {MAX_SAMPLE_RATE} Hz: not audio (a wrong header?)"
     return None
 
 
@@ -70,7 +78,8 @@ def display_path(path: str | os.PathLike[str] | bytes) -> str:
     """``path`` as text for messages: undecodable bytes shown as ``\\xNN`` (never a lone surrogate)."""
     if str(path) == STDIN:
         return "<stdin>"
-    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+    text = os.fsencode(path).decode("utf-8", errors="backslashreplace")
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)  # a newline or escape code stays one line
 
 
 def refuse_stdin_twice(paths: Iterable[str | os.PathLike[str]]) -> None:
@@ -180,13 +189,28 @@ def read_frames(
 
 
 def check_finite(path: str | os.PathLike[str], data: np.ndarray, offset: int, sample_rate: int) -> None:
-    """NaN or infinite samples in ``data`` (starting at frame ``offset``) are an error naming the time."""
+    """NaN or infinite samples in ``data`` (starting at frame ``offset``), or samples beyond
+    ``MAX_SAMPLE_MAGNITUDE``, are an error naming the time."""
     finite = np.isfinite(data).all(axis=1)
     if not finite.all():
         at_s = (offset + int(np.argmin(finite))) / sample_rate
         raise AudioInputError(
             f"{display_path(path)}: the audio holds NaN or infinite samples (at {at_s:.3f} s)"
         )
+    huge = (np.abs(data) > MAX_SAMPLE_MAGNITUDE).any(axis=1)
+    if huge.any():
+        at_s = (offset + int(np.argmax(huge))) / sample_rate
+        raise AudioInputError(
+            f"{display_path(path)}: the audio holds samples beyond +-{MAX_SAMPLE_MAGNITUDE:g} "
+            f"(at {at_s:.3f} s): not audio"
+        )
+
+
+def _none_left(path: str | os.PathLike[str], read: int, rate: int, sample_rate: int) -> AudioInputError:
+    """The error of a file too short to leave one sample once resampled."""
+    return AudioInputError(
+        f"{display_path(path)}: {read} sample(s) at {rate} Hz leave none at {sample_rate} Hz"
+    )
 
 
 def read_chunks(
@@ -214,9 +238,7 @@ def read_chunks(
         raise AudioInputError(f"{display_path(path)}: contains no audio samples")
     last = resampler.process(np.zeros(0, dtype=np.float32), last=True)
     if given + last.size == 0:
-        raise AudioInputError(
-            f"{display_path(path)}: {read} sample(s) at {info.sample_rate} Hz leave none at {sample_rate} Hz"
-        )
+        raise _none_left(path, read, info.sample_rate, sample_rate)
     yield last
 
 
@@ -229,4 +251,6 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.nda
         raise AudioInputError(f"{display_path(path)}: contains no audio samples")
     check_finite(path, data, 0, info.sample_rate)
     mono = resample_offline(downmix(data), info.sample_rate, sample_rate)
+    if mono.size == 0:  # as read_chunks: not a clip of silence
+        raise _none_left(path, data.shape[0], info.sample_rate, sample_rate)
     return np.ascontiguousarray(mono, dtype=np.float32)

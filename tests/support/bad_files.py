@@ -109,6 +109,11 @@ def _with_nan(audio: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
     return out, rate
 
 
+def _far_too_loud(audio: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
+    """Finite float samples far beyond full scale: the filter bank's power overflowed to NaN scores."""
+    return audio * np.float32(1e20), rate
+
+
 def _same(audio: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
     return audio, rate
 
@@ -176,6 +181,15 @@ _BAD = [
         "rate_1hz_header.wav", False, "below 1000 hz", write=_bytes(lambda a, r: _wav_bytes(a[:64000], 1))
     ),
     CatalogueEntry("nan_inf_samples.wav", False, "nan", write=_soundfile(_with_nan, subtype="FLOAT")),
+    CatalogueEntry(
+        "far_too_loud.wav", False, "samples beyond", write=_soundfile(_far_too_loud, subtype="FLOAT")
+    ),
+    CatalogueEntry(  # a header claiming 64 MHz: replay took GBs of memory for a 5-s file
+        "rate_64mhz_header.wav",
+        False,
+        "above 768000 hz",
+        write=_bytes(lambda a, r: _wav_bytes(a, 64_000_000)),
+    ),
 ]
 
 _DEPTHS = {"u8": "PCM_U8", "s16": "PCM_16", "s24": "PCM_24", "s32": "PCM_32", "f32": "FLOAT", "f64": "DOUBLE"}
