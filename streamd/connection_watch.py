@@ -99,3 +99,25 @@ class ConnectionWatch:
                 file=sys.stderr,
                 flush=True,
             )
+
+
+class HandshakeMonitor:
+    """The handshakes of a connecting socket that is not a listener's (a daemon's publisher connected to a
+    ``peer`` proxy): ``problem`` says what ``HandshakeWatch`` reports from its monitor events."""
+
+    def __init__(self, sock: zmq.Socket, endpoint: str, curve: bool, peer: str) -> None:
+        self.sock = sock
+        self.watch = HandshakeWatch(endpoint, curve=curve, peer=peer)
+        self.monitor = sock.get_monitor_socket(HandshakeWatch.EVENTS)
+
+    def problem(self) -> str | None:
+        """The problem among the events so far (without waiting), or None."""
+        found = None
+        while self.monitor.poll(0, zmq.POLLIN):
+            event = recv_monitor_message(self.monitor)
+            found = found or self.watch.observe(event["event"], event["value"], time.monotonic())
+        return found
+
+    def close(self) -> None:
+        self.sock.disable_monitor()
+        self.monitor.close(linger=0)

@@ -7,8 +7,8 @@
 Stages (``streamd.stages``) start in the order publisher, results, engine, features, sources and stop in
 reverse, each joined with ``JOIN_TIMEOUT_S``; one stop event, set on Ctrl-C / SIGTERM, ends them all at
 once (without it, a replay drains: every stage finishes its input first). The main thread runs the
-supervisor (``streamd.supervisor``: watchdog, reopen with backoff, periodic status) until the end.
-``streamd.collect.replay_collect`` runs files through this same pipeline and returns every message.
+supervisor (``streamd.supervisor``: watchdog, reopen with backoff, periodic status) until the end, or
+until a stage fails for good. ``streamd.collect.replay_collect`` runs files through this pipeline too.
 
 Who owns what: ``feature_stage``, ``result_stage``, ``supervisor``, ``status`` (counters and status
 messages), ``streams`` (per-stream state); integrations hook in through ``audio_taps``,
@@ -181,7 +181,7 @@ class Daemon:
         if wait_s <= 0 or not hasattr(self.publisher, "wait_for_subscriber"):
             return not stop_event.is_set()
         deadline = time.monotonic() + wait_s
-        while not stop_event.is_set():
+        while not stop_event.is_set() and not self._failed():
             left = deadline - time.monotonic()
             if left <= 0 or self.publisher.wait_for_subscriber(min(POLL_S, left)):
                 return True
@@ -213,7 +213,7 @@ class Daemon:
         interrupted = False
         try:
             while not self._pipeline_done():
-                if stop_event.is_set():
+                if stop_event.is_set() or self._failed():
                     interrupted = True
                     break
                 self.supervisor.tick()
@@ -222,6 +222,10 @@ class Daemon:
         complete = {s.index for s in self.streams if self._stream_complete(s)} if interrupted else set()
         state = "stopped" if interrupted else "finished"
         self._shutdown(state, drain=not interrupted, complete=complete, asked=interrupted)
+
+    def _failed(self) -> str | None:
+        """What failed for good: the result stage, or the publisher (a proxy refusing its handshake)."""
+        return self.results.failure or getattr(self.publisher, "failure", None)
 
     def _stream_complete(self, stream: Stream) -> bool:
         """True once ``stream``'s source has ended and every window of it is classified (or dropped or
@@ -238,7 +242,7 @@ class Daemon:
         try:
             while not stop_event.wait(POLL_S):
                 self.supervisor.tick()
-                if self.results.failure or (self.engine.join(timeout=0) and not self.features.alive):
+                if self._failed() or (self.engine.join(timeout=0) and not self.features.alive):
                     break  # every source ended (e.g. a replayed file) or a stage failed
         except KeyboardInterrupt:
             stop_event.set()
@@ -285,7 +289,7 @@ class Daemon:
     def _run_failures(self) -> list[str]:
         """What makes the run a failure besides a source error: a stopped engine or result stage, or no
         window classified."""
-        out = [f for f in (self.engine.failure, self.results.failure) if f]
+        out = [f for f in (self.engine.failure, self._failed()) if f]
         classified = sum(self.engine.windows.values())
         if self.engine.model_errors and not classified:
             out.append(f"the model failed on every window ({self.engine.last_error})")

@@ -5,7 +5,8 @@ overload policy of a replay, it waits for room instead: a file's results are nev
 publisher thread encodes, sends without blocking (the socket's SNDHWM makes ZeroMQ drop for slow or
 stalled subscribers instead of waiting for them) and then hands the message to each sink (dashboard,
 JSON-lines printer). The socket is an XPUB, which behaves as a PUB socket and also lets the thread see
-subscriptions, so callers can wait until a subscriber is listening.
+subscriptions, so callers can wait until a subscriber is listening. Connected to a proxy, a handshake it
+refuses is the publisher's ``failure`` (the daemon ends the run on it).
 
 Every message sent carries ``seq`` (per stream, no holes; ``streamd.sequence``). What ZeroMQ drops past a
 subscriber's high-water mark is invisible here: libzmq has no per-subscriber drop count, and
@@ -27,6 +28,7 @@ from typing import Any
 import zmq
 
 from streamd import messages
+from streamd.connection_watch import HandshakeMonitor
 from streamd.endpoints import BIND_ERRORS, PublishError, check_endpoint
 from streamd.handled_queue import wait_until_handled
 from streamd.security import (
@@ -37,6 +39,7 @@ from streamd.security import (
     secure_server_socket,
 )
 from streamd.sequence import SequenceStamper
+from streamd.subscriptions import Subscriptions
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 IDLE_POLL_S = 0.02
@@ -75,7 +78,7 @@ class Publisher:
         self._sinks: tuple[Sink, ...] = ()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._subscribed = threading.Event()
+        self._subscriptions = Subscriptions()
         self._drop_lock = threading.Lock()
         self._drain_deadline = 0.0
         self._endpoint: str | None = None
@@ -88,6 +91,7 @@ class Publisher:
         self._client_keys = client_keys
         self._block = block
         self._released = threading.Event()  # release(): a blocking publisher drops again
+        self.failure: str | None = None  # connected to a proxy that refuses the handshake: nothing arrives
 
     @property
     def endpoint(self) -> str:
@@ -186,7 +190,7 @@ class Publisher:
 
     def wait_for_subscriber(self, timeout: float) -> bool:
         """Wait until at least one (authenticated) subscriber has subscribed; False on timeout."""
-        return self._subscribed.wait(timeout)
+        return self._subscriptions.any.wait(timeout)
 
     def stop(self, timeout: float = 1.0) -> None:
         """Send what is queued (within ``timeout``), close the socket (bounded linger), join the thread."""
@@ -202,11 +206,16 @@ class Publisher:
             self._dropped += 1
 
     def _run(self, context: zmq.Context, sock: zmq.Socket, auth: Any) -> None:
+        # connected to a proxy: one refusing this daemon's handshake would take every message silently
+        curve = self._client_keys is not None
+        watch = HandshakeMonitor(sock, self._requested_endpoint, curve, "proxy") if self._connect else None
         try:
-            self._loop(sock)
+            self._loop(sock, watch)
         except Exception:  # a bug here must not take the daemon down silently
             log.exception("publisher thread failed")
         finally:
+            if watch is not None:
+                watch.close()
             linger_s = min(MAX_LINGER_S, max(0.0, self._drain_deadline - time.monotonic()))
             sock.close(linger=int(linger_s * 1000))
             if auth is not None:
@@ -214,10 +223,12 @@ class Publisher:
             context.term()
             self._count_unsent()
 
-    def _loop(self, sock: zmq.Socket) -> None:
-        subscriptions: dict[bytes, int] = {}
+    def _loop(self, sock: zmq.Socket, watch: HandshakeMonitor | None) -> None:
         while True:
-            self._read_subscriptions(sock, subscriptions)
+            self._subscriptions.read(sock)
+            if watch is not None and self.failure is None and (problem := watch.problem()):
+                self.failure = problem  # the daemon ends the run on it
+                log.error("%s: nothing published reaches it", problem)
             if self._stopping.is_set() and (self._queue.empty() or time.monotonic() >= self._drain_deadline):
                 return
             try:
@@ -238,23 +249,6 @@ class Publisher:
             self._send(sock, msg)
         finally:
             self._queue.task_done()
-
-    def _read_subscriptions(self, sock: zmq.Socket, subscriptions: dict[bytes, int]) -> None:
-        while sock.poll(0, zmq.POLLIN):
-            frame = sock.recv()
-            if not frame:
-                continue
-            prefix = frame[1:]
-            if frame[0] == 1:
-                subscriptions[prefix] = subscriptions.get(prefix, 0) + 1
-            elif frame[0] == 0 and subscriptions.get(prefix, 0) > 0:
-                subscriptions[prefix] -= 1
-                if not subscriptions[prefix]:
-                    del subscriptions[prefix]
-            if subscriptions:
-                self._subscribed.set()
-            else:
-                self._subscribed.clear()
 
     def _send(self, sock: zmq.Socket, msg: dict[str, Any]) -> None:
         stream = msg.get("stream")

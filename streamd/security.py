@@ -237,15 +237,18 @@ HANDSHAKE_FAILURE_EVENTS = (
 )
 
 
-def handshake_problem(event: int, value: int, endpoint: str, *, curve: bool) -> str | None:
-    """A one-line explanation of a failed handshake seen by a subscriber's socket monitor, else None."""
+def handshake_problem(
+    event: int, value: int, endpoint: str, *, curve: bool, peer: str = "publisher"
+) -> str | None:
+    """A one-line explanation of a failed handshake seen by a connecting socket's monitor (a subscriber's,
+    or a daemon's connected to a ``peer`` "proxy"), else None."""
     if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-        return f"the publisher at {endpoint} rejected this client's key (CURVE authentication failed)"
+        return f"the {peer} at {endpoint} rejected this client's key (CURVE authentication failed)"
     if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
         if curve:
-            return f"the publisher at {endpoint} does not use CURVE: drop the --curve-* options"
+            return f"the {peer} at {endpoint} does not use CURVE: drop the --curve-* options"
         return (
-            f"the publisher at {endpoint} requires CURVE authentication: "
+            f"the {peer} at {endpoint} requires CURVE authentication: "
             "give --curve-server-key and --curve-secret-key"
         )
     if event in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
@@ -254,7 +257,7 @@ def handshake_problem(event: int, value: int, endpoint: str, *, curve: bool) -> 
         else:
             hint = "it probably requires CURVE authentication "
             hint += "(give --curve-server-key and --curve-secret-key)"
-        return f"the handshake with the publisher at {endpoint} failed: {hint}"
+        return f"the handshake with the {peer} at {endpoint} failed: {hint}"
     return None
 
 
@@ -266,14 +269,16 @@ HANDSHAKE_GRACE_S = 1.0
 
 
 class HandshakeWatch:
-    """Decides which handshake events a subscriber reports: a rejected key or a mechanism mismatch at
-    once, a failure without detail only when it persists (``HANDSHAKE_RETRIES``, ``HANDSHAKE_GRACE_S``)."""
+    """Decides which handshake events a connecting socket reports (a subscriber's, a daemon's connected to
+    a proxy): a rejected key or a mechanism mismatch at once, a failure without detail only when it
+    persists (``HANDSHAKE_RETRIES``, ``HANDSHAKE_GRACE_S``)."""
 
     EVENTS = HANDSHAKE_FAILURE_EVENTS | zmq.EVENT_HANDSHAKE_SUCCEEDED  # the socket monitor's mask
 
-    def __init__(self, endpoint: str, *, curve: bool) -> None:
+    def __init__(self, endpoint: str, *, curve: bool, peer: str = "publisher") -> None:
         self.endpoint = endpoint
         self.curve = curve
+        self.peer = peer
         self._failures = 0
         self._first_failure = 0.0
 
@@ -282,7 +287,7 @@ class HandshakeWatch:
         if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self._failures = 0
             return None
-        problem = handshake_problem(event, value, self.endpoint, curve=self.curve)
+        problem = handshake_problem(event, value, self.endpoint, curve=self.curve, peer=self.peer)
         if problem is None or event != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
             return problem
         if self._failures == 0:

@@ -118,23 +118,41 @@ def test_curve_through_the_proxy(keys):
     try:
         good_client = (keys["proxy_key"], keys["good_key_secret"])
         bad_client = (keys["proxy_key"], keys["bad_key_secret"])
-        heard = _publish_until_heard(
-            Publisher(frontend, connect=True, client_keys=good_client), backend, good_client, 5
-        )
-        assert [m["t_start"] for m in heard] == [0.0, 1.0, 2.0, 3.0, 4.0]
-        # A daemon whose key the proxy does not allow is never forwarded.
+        good = Publisher(frontend, connect=True, client_keys=good_client)
+        heard = _publish_until_heard(good, backend, good_client, 5)
+        assert [m["t_start"] for m in heard] == [0.0, 1.0, 2.0, 3.0, 4.0] and good.failure is None
+        # A daemon whose key the proxy does not allow is never forwarded, and its publisher says so.
+        bad = Publisher(frontend, connect=True, client_keys=bad_client)
+        assert _publish_until_heard(bad, backend, good_client, 5) == []
         assert (
-            _publish_until_heard(
-                Publisher(frontend, connect=True, client_keys=bad_client), backend, good_client, 5
-            )
-            == []
+            bad.failure == f"the proxy at {frontend} rejected this client's key (CURVE authentication failed)"
         )
         # A subscriber whose key the proxy does not allow hears nothing.
         assert collect(backend, 1.0, curve=bad_client) == []
         # Plain text is refused on both sides.
-        assert _publish_until_heard(Publisher(frontend, connect=True), backend, good_client, 3) == []
+        plain = Publisher(frontend, connect=True)
+        assert _publish_until_heard(plain, backend, good_client, 3) == []
+        assert plain.failure is not None and "requires CURVE" in plain.failure
     finally:
         proxy.stop()
+
+
+def test_a_daemon_whose_key_the_proxy_rejects_fails_in_one_line(keys, recording, small_checkpoint):
+    """It published into nothing for as long as it ran, exit 0: now one line and a non-zero exit."""
+    frontend, backend = endpoint(), endpoint()
+    security = Security(server_secret_key=keys["proxy_key_secret"], allowed_clients_dir=keys["allow"])
+    proxy = Proxy(frontend, backend, security=security)
+    proxy.start()
+    try:
+        args = ["replay", recording, "--connect-proxy", frontend, "--checkpoint", small_checkpoint]
+        args += ["--no-dashboard", "--curve-server-key", keys["proxy_key"]]
+        with StreamdProcess([*args, "--curve-secret-key", keys["bad_key_secret"]]) as daemon:
+            result = daemon.start().wait(60)
+    finally:
+        proxy.stop()
+    assert result.returncode == 1, result.describe()
+    assert f"streamd: error: the proxy at {frontend} rejected this client's key" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def _publish_through(proxy: Proxy, n: int) -> list[dict]:
