@@ -1,4 +1,5 @@
-"""What native audio libraries print on fd 2, routed through the logger while a device is in use.
+"""What native audio libraries print on fd 2, routed through the logger while a device (or an MP3 file,
+whose decoder mpg123 prints its notes there) is in use.
 
 PortAudio and ALSA write their own diagnostics ("ALSA lib pcm.c:...", "Expression '...' failed in
 'src/hostapi/alsa/...'") straight onto file descriptor 2, past Python: during a device outage some thirty
@@ -11,7 +12,8 @@ such lines corrupt the dashboard and the logs. ``NativeStderr.install``
   fd 2, so that everything Python writes still reaches the real stderr.
 
 ``restore`` undoes both after draining the pipe. Every message is counted (``lines``); the daemon reports
-the count as the status counter ``native_stderr_lines``. The daemon installs it only for device sources.
+the count as the status counter ``native_stderr_lines``. The daemon installs it for device sources and for
+MP3 files (their lines prefixed ``mpg123: ``); the dashboard shows such lines above its display.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import IO, Any
 log = logging.getLogger(__name__)
 
 PIPE_PREFIX = "portaudio: "
+DECODER_PREFIX = "mpg123: "
 ALSA_PREFIX = "alsa: "
 READ_POLL_S = 0.1
 COUNTER = "native_stderr_lines"
@@ -95,8 +98,9 @@ def _writes_fd2(stream: Any) -> bool:
 class NativeStderr:
     """Routes ALSA's error handler and whatever native code prints on fd 2 through ``logger``."""
 
-    def __init__(self, logger: logging.Logger = log) -> None:
+    def __init__(self, logger: logging.Logger = log, prefix: str = PIPE_PREFIX) -> None:
         self.logger = logger
+        self.prefix = prefix  # of the lines read from fd 2
         self.lines = 0
         self._lock = threading.Lock()
         self._installed = False
@@ -201,10 +205,10 @@ class NativeStderr:
         text = raw.decode("utf-8", "replace").rstrip("\r").strip()
         if not text:
             return
-        if text.startswith(PIPE_PREFIX) or text.startswith(ALSA_PREFIX):
+        if text.startswith((PIPE_PREFIX, DECODER_PREFIX, ALSA_PREFIX)):
             os.write(self._saved_fd, raw + b"\n")  # our own log line fed back through fd 2: pass it on
             return
-        self._emit(PIPE_PREFIX + text)
+        self._emit(self.prefix + text)
 
     def _restore_pipe(self) -> None:
         os.dup2(self._saved_fd, 2)  # the pipe's write end closes here (unless a child process holds it)
@@ -260,7 +264,12 @@ def _all_handlers() -> list[logging.Handler]:
 
 
 def native_stderr_for(sources: Sequence[object]) -> NativeStderr | None:
-    """A ``NativeStderr`` when any of ``sources`` is an input device (PortAudio), else None."""
+    """A ``NativeStderr`` when any of ``sources`` is an input device (PortAudio) or an MP3 file, else None."""
     from streamd.device_source import DeviceSource
+    from streamd.file_source import FileSource
 
-    return NativeStderr() if any(isinstance(s, DeviceSource) for s in sources) else None
+    if any(isinstance(s, DeviceSource) for s in sources):
+        return NativeStderr()
+    if any(isinstance(s, FileSource) and s.info.format.upper() in ("MP3", "MPEG") for s in sources):
+        return NativeStderr(prefix=DECODER_PREFIX)
+    return None

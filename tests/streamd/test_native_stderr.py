@@ -140,3 +140,36 @@ CLOSED_FD2 = textwrap.dedent(
 def test_a_closed_stderr_is_left_alone() -> None:
     done = subprocess.run([sys.executable, "-c", CLOSED_FD2], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "ok False", done
+
+
+def test_a_damaged_mp3s_decoder_notes_are_routed_through_the_log(tmp_path, esc50, small_checkpoint) -> None:
+    """mpg123 prints "Note: Illegal Audio-MPEG-Header ..." on fd 2, which broke a replay's dashboard: a
+    replay of an MP3 routes such lines through the logger (``mpg123:``) and counts them."""
+    import json
+
+    import soundfile as sf
+    from support.fixtures import free_tcp_port
+    from support.process import run_streamd
+
+    path = tmp_path / "damaged.mp3"
+    sf.write(path, esc50.read_mono(esc50.clips(1)[0]), 16000, format="MP3")
+    damaged = bytearray(path.read_bytes())
+    damaged[3000:3400] = b"\x55" * 400  # garbled frames: the decoder resyncs and says so
+    path.write_bytes(bytes(damaged))
+    result = run_streamd(
+        "replay",
+        path,
+        "--speed",
+        "max",
+        "--no-dashboard",
+        "--json",
+        "--checkpoint",
+        small_checkpoint,
+        "--publish",
+        f"tcp://127.0.0.1:{free_tcp_port()}",
+    )
+    assert result.returncode == 0, result.describe()
+    noted = [line for line in result.stderr.splitlines() if "Illegal Audio-MPEG-Header" in line]
+    assert noted and all(line.startswith("mpg123: ") for line in noted), result.stderr
+    final = [json.loads(line) for line in result.stdout.splitlines()][-1]
+    assert final["counters"][COUNTER] >= len(noted)
