@@ -38,9 +38,9 @@ READ_BLOCK_S = 1.0
 PIPE_WAIT_S = 3.0  # how long a non-seekable input may take to deliver its first bytes
 MIN_SAMPLE_RATE = 1000  # below this a header is wrong (telephone audio is 8 kHz): 1 Hz stalled a stream
 MAX_SAMPLE_RATE = 768_000  # above this too (the highest rate audio is made at); 64 MHz cost GBs to read
-# beyond this a float sample is not audio scaled to +-1 (nor 16/24-bit integers stored as float): from
-# about 1e19 on the filter bank's power overflows to NaN; 1e17 gave scores of no meaning
-MAX_SAMPLE_MAGNITUDE = 1e6
+# beyond this a float sample is not audio scaled to +-1, nor 16/24-bit integers stored as float (up to
+# 2^23): from about 1e19 on the filter bank's power overflows to NaN; 1e17 gave scores of no meaning
+MAX_SAMPLE_MAGNITUDE = 1e8
 
 
 def format_problem(rate: int, channels: int) -> str | None:

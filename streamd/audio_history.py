@@ -56,8 +56,10 @@ class AudioHistory:
             if first >= index:
                 break
             drop += min(block.shape[0], index - first)
+        known = self._known
         self._forget(drop)
-        self._known = max(self._known, min(index, self.end))
+        # from ``index`` on the timeline stays known, an outage there included (a pre-roll reaching into it)
+        self._known = max(known, min(index, self.end))
 
     def _forget(self, samples: int) -> None:
         """Drop the ``samples`` oldest real samples held."""

@@ -5,7 +5,7 @@ downmixing) as the feature stage reads it, every event as the result stage makes
 message. Audio runs ahead of the results (by the queues between the stages: a minute or more in a replay
 at ``--speed max``), so the results set what a stream keeps (``AudioHistory.forget_before``): back from
 the newest published window as far as an unannounced event could start, from each open event's start
-(at most a clip back) and each clip waiting for its post-roll; at most ``HEADROOM_S`` more than a clip.
+and each clip waiting for its post-roll; at most ``HEADROOM_S`` more than a clip.
 An ``end`` message gains ``clip`` (the path the clip will have) at once, unless its audio is gone
 (``clips_lost``). The clip, ``[t_start - pre_roll_s, t_end + post_roll_s]`` at the source rate (of a
 longer event than ``max_clip_s`` its end: ``clips_truncated``), is cut once the post-roll has arrived
@@ -43,6 +43,7 @@ from streamd.privacy import SpeechDetector
 log = logging.getLogger(__name__)
 
 SUBTYPE = "PCM_24"
+MAX_HOLD_KEPT_S = 60.0  # of [events] hold_s kept too (its end is announced that long after its last hit)
 HEADROOM_S = 120.0  # audio kept beyond a clip while results trail it; beyond, clips lose their start
 COUNTERS = (
     "clips_saved",
@@ -61,7 +62,7 @@ class PendingClip:
     end: int
     path: Path
     event: dict[str, Any]
-    truncated: bool = False  # its start cut: an event longer than max_clip_s, or audio no longer held
+    truncated: bool = False  # longer than max_clip_s: its start cut
 
 
 class ClipRecorder:
@@ -82,19 +83,16 @@ class ClipRecorder:
         self.dir = writable_folder(cfg.dir, "--save-clips")  # a bad folder is an error at start-up
         self.streams = streams
         self.lead_s = lead_s + 1.0  # a second to spare: rounding, a window's own start
-        self.hold_s = hold_s
         self.clip_s = cfg.pre_roll_s + cfg.max_clip_s + cfg.post_roll_s  # the longest clip
-        most = self.clip_s + hold_s + self.lead_s + HEADROOM_S
+        most = self.clip_s + min(hold_s, MAX_HOLD_KEPT_S) + self.lead_s + HEADROOM_S
         self.history = [AudioHistory(math.ceil(most * rate), ch) for _, rate, ch in streams]
         self.index = {name: i for i, (name, _, _) in enumerate(streams)}
-        self.published: list[tuple[float, float] | None] = [None] * len(streams)  # newest window's span
+        self.published: list[float | None] = [None] * len(streams)  # the newest published window's start
         self.open: dict[tuple[int, str], float] = {}  # (stream, label) -> t_start of each open event
         self.ended = [False] * len(streams)
         self.pending: list[PendingClip] = []
         self._warned_bytes = False
-        # per stream: clips_saved, clip_write_errors, clips_truncated (an event longer than max_clip_s, or
-        # one whose start was no longer held, lost its start), clips_lost (no audio left to save),
-        # clips_dropped_speech, clips_unchecked (see the module docstring)
+        # per stream: the COUNTERS (truncated: longer than max_clip_s or its start no longer held)
         self._counts = [Counter[str]() for _ in streams]
         self.speech = (
             SpeechDetector(cfg.speech_threshold, cfg.min_speech_s) if cfg.privacy == "drop_speech" else None
@@ -120,7 +118,7 @@ class ClipRecorder:
         """Publisher sink: the newest published window of each stream (how far the results are)."""
         if msg["type"] == "prediction" and (stream := self.index.get(msg["stream"])) is not None:
             with self._lock:
-                self.published[stream] = (msg["t_start"], msg["t_end"])
+                self.published[stream] = msg["t_start"]
 
     def on_event(self, stream: int, event: dict[str, Any]) -> dict[str, Any]:
         """Result stage: a ``start`` of a label to save is kept open; its ``end`` gets a clip path (unless
@@ -135,24 +133,21 @@ class ClipRecorder:
         name, rate, _ = self.streams[stream]
         start = max(0, round((event["t_start"] - self.cfg.pre_roll_s) * rate))
         end = round((event["t_end"] + self.cfg.post_roll_s) * rate)
-        longest = round(self.clip_s * rate)
+        truncated = end - start > round(self.clip_s * rate)
+        if truncated:  # longer than max_clip_s: its last part
+            start = end - round(self.clip_s * rate)
+        # named outside the lock (file-system calls must not hold up the feature and publisher threads);
+        # only the result stage calls this, so no other name can be taken meanwhile
+        path = self._unique(self.dir / clip_name(name, event["wall_time"], event["label"], event["t_start"]))
         with self._lock:
             self.open.pop(key, None)
             history = self.history[stream]
-            truncated = end - start > longest
-            if truncated:  # longer than max_clip_s: its last part
-                start = end - longest
             if history.oldest >= end and history.end >= end:
                 self._counts[stream]["clips_lost"] += 1
                 log.warning(
-                    "event %s at %.2f s: its audio is no longer held, no clip",
-                    event["label"],
-                    event["t_start"],
+                    "event %s at %.2f s: its audio is gone, no clip", event["label"], event["t_start"]
                 )
                 return event
-            path = self._unique(
-                self.dir / clip_name(name, event["wall_time"], event["label"], event["t_start"])
-            )
             event = {**event, "clip": str(path)}
             self.pending.append(PendingClip(stream, start, end, path, event, truncated))
             self._cut_ready(stream)
@@ -160,17 +155,16 @@ class ClipRecorder:
 
     def _forget(self, stream: int) -> None:
         """Drop the audio of ``stream`` that no clip can need: before the newest published window (less the
-        lead an unannounced event may have), each open event's start (at most a clip back from the newest
-        window) and each clip waiting for its post-roll, less the pre-roll."""
+        lead an unannounced event may have), each open event's start and each clip waiting for its
+        post-roll, less the pre-roll."""
         published = self.published[stream]
         if published is None:
             return  # nothing published yet: keep what the history holds
         rate = self.streams[stream][1]
-        newest_start, newest_end = published
-        keep = newest_start - self.lead_s
+        keep = published - self.lead_s
         for (s, _), t_start in self.open.items():
-            if s == stream:  # its clip reaches back at most a clip from where its last hit may end
-                keep = min(keep, max(t_start, newest_end - self.hold_s - self.cfg.max_clip_s - self.lead_s))
+            if s == stream:  # from its start: a long one is bounded by the history's capacity
+                keep = min(keep, t_start)
         first = math.floor((keep - self.cfg.pre_roll_s) * rate)
         for clip in self.pending:
             if clip.stream == stream:
@@ -222,7 +216,7 @@ class ClipRecorder:
             try:
                 self._write(clip, first, data)
             except Exception as exc:  # disk full, unwritable directory, a codec error: count, go on
-                self._counts[clip.stream]["clip_write_errors"] += 1
+                self._count(clip.stream, "clip_write_errors")
                 if self.write_errors == 1:
                     log.error("cannot save clip %s (%s); further failures are only counted", clip.path, exc)
 
@@ -233,7 +227,7 @@ class ClipRecorder:
 
         name, rate, _ = self.streams[clip.stream]
         if data.shape[0] == 0:  # the stream ended before the clip's start (an event at its very end)
-            self._counts[clip.stream]["clips_lost"] += 1
+            self._count(clip.stream, "clips_lost")
             return
         if not self._passes_privacy(clip, data, rate):
             return
@@ -259,7 +253,7 @@ class ClipRecorder:
         except BaseException:
             clip.path.unlink(missing_ok=True)  # no clip without its sidecar (nor one retention cannot see)
             raise
-        self._counts[clip.stream]["clips_saved"] += 1
+        self._count(clip.stream, "clips_saved")
         too_big = enforce_retention(self.dir, self.cfg, clip.path)
         if too_big and not self._warned_bytes:
             self._warned_bytes = True
@@ -274,13 +268,18 @@ class ClipRecorder:
         if self.speech is None:
             return True
         if not self.speech.available():
-            self._counts[clip.stream]["clips_unchecked"] += 1
+            self._count(clip.stream, "clips_unchecked")
             return False
         if self.speech.has_speech(data, rate):
-            self._counts[clip.stream]["clips_dropped_speech"] += 1
+            self._count(clip.stream, "clips_dropped_speech")
             log.info("clip %s not saved: it contains speech", clip.path.name)
             return False
         return True
+
+    def _count(self, stream: int, name: str) -> None:
+        """Count one for ``stream`` from the writer thread (the hooks count under the same lock)."""
+        with self._lock:
+            self._counts[stream][name] += 1
 
     def counters_for(self, stream: int) -> dict[str, int]:
         """The counters of one stream (see ``COUNTERS``)."""

@@ -20,10 +20,13 @@ def slug(text: str) -> str:
 
 def unique_slugs(names: list[str]) -> dict[str, str]:
     """Name -> its id in topics: its ``slug``, with a short hash of the exact name where two names' slugs
-    would be the same (``x`` and ``X``, ``a-b`` and ``a_b``)."""
+    would be the same (``x`` and ``X``, ``a-b`` and ``a_b``). A name that is its own slug keeps it even
+    then, so adding ``Dog`` beside ``dog`` does not rename ``dog``'s sensor."""
     counts = Counter(slug(s) for s in names)
     return {
-        s: slug(s) if counts[slug(s)] == 1 else f"{slug(s)}_{hashlib.sha1(s.encode()).hexdigest()[:6]}"
+        s: slug(s)
+        if counts[slug(s)] == 1 or s == slug(s)
+        else f"{slug(s)}_{hashlib.sha1(s.encode()).hexdigest()[:6]}"
         for s in names
     }
 

@@ -27,12 +27,12 @@ def test_whole_file_and_chunked_reading_refuse_the_same_files(tmp_path: Path) ->
     one = tmp_path / "one.wav"
     sf.write(one, np.full((1, 1), 0.5, np.float32), 44100, subtype="FLOAT")
     loud = tmp_path / "loud.wav"
-    sf.write(loud, np.full((4000, 1), 1e7, np.float32), 16000, subtype="FLOAT")
+    sf.write(loud, np.full((4000, 1), 1e9, np.float32), 16000, subtype="FLOAT")
     for path, message in ((one, "leave none at 16000 Hz"), (loud, "samples beyond")):
         with pytest.raises(AudioInputError, match=message):
             read_audio(path, 16000)
         with pytest.raises(AudioInputError, match=message):
             list(read_chunks(path, 16000))
     fine = tmp_path / "fine.wav"
-    sf.write(fine, np.full((4000, 1), 1000.0, np.float32), 16000, subtype="FLOAT")  # int16-scaled floats
+    sf.write(fine, np.full((4000, 1), 2.0**23, np.float32), 16000, subtype="FLOAT")  # 24-bit-scaled floats
     assert read_audio(fine, 16000).shape == (4000,)

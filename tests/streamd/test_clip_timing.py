@@ -137,7 +137,7 @@ def test_a_replay_at_full_speed_lets_go_of_audio_as_its_results_arrive(
     tmp_path: Path, clips: list[Path], small_checkpoint: Path
 ) -> None:
     """Through the daemon: the recorder hears the published results (a sink), so a 60-s event of a file
-    read far ahead of them keeps its last max_clip_s whole and the history lets the rest go."""
+    read far ahead of them keeps its last max_clip_s whole, and without events the history lets go."""
     from pipeline_helpers import Pipeline
 
     from streamd.config import DaemonConfig
@@ -160,4 +160,20 @@ def test_a_replay_at_full_speed_lets_go_of_audio_as_its_results_arrive(
     np.testing.assert_allclose(data, audio[53 * RATE :], atol=2**-22)
     counters = pipe.of("status")[-1]["counters"]
     assert counters["clips_truncated"] == 1 and counters["clips_lost"] == 0
-    assert pipe.integrations.clips.history[0].oldest > 30 * RATE  # let go as the results came
+    cfg.events.threshold = 1.0  # no event: the audio is let go as the results come
+    pipe = Pipeline(
+        cfg, [FileSource(tmp_path / "long.wav", speed=None)], load_model(small_checkpoint, compute="cpu")
+    )
+    pipe.run_to_end()
+    assert not pipe.of("event") and pipe.integrations.clips.history[0].oldest > 20 * RATE  # by the last read
+
+
+def test_forgetting_up_to_a_point_inside_an_outage_keeps_the_outage_known() -> None:
+    """A pre-roll reaching back into an outage: the silence from the forgotten point on is still read."""
+    history = AudioHistory(100_000, 1)
+    history.write(0, np.ones((1000, 1), np.float32))
+    history.write(5000, np.full((1000, 1), 2.0, np.float32))  # an outage 1000-5000
+    history.forget_before(3000)
+    first, got = history.read(2000, 6000)
+    assert first == 3000 == history.oldest
+    assert (got[:2000] == 0.0).all() and (got[2000:] == 2.0).all()

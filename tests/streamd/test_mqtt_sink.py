@@ -19,7 +19,7 @@ from streamd import messages
 from streamd.config_sections import MqttSection
 from streamd.errors import ConfigError
 from streamd.mqtt_address import parse_url
-from streamd.mqtt_discovery import discovery_payloads, slug
+from streamd.mqtt_discovery import discovery_payloads, slug, unique_slugs
 from streamd.mqtt_sink import MqttSink
 
 LABEL = "dog"
@@ -254,6 +254,7 @@ def test_discovery_one_sensor_per_stream_one_binary_sensor_per_label() -> None:
     states = {payload["state_topic"] for payload in alike.values()}
     assert {"p/x/prediction", "p/X/prediction", "p/a-b/active/dog", "p/a_b/active/dog"} <= states
     assert len({payload["unique_id"] for payload in alike.values()}) == 8
+    assert unique_slugs(["dog", "cat"])["dog"] == unique_slugs(["dog", "cat", "Dog"])["dog"] == "dog"
     cased = discovery_payloads("p", "homeassistant", "n", ["s"], ["Dog", "dog", "crying-baby", "crying_baby"])
     assert len({p["state_topic"] for t, p in cased.items() if "/binary_sensor/" in t}) == 4
     assert len({p["unique_id"] for p in cased.values()}) == 5
