@@ -5,6 +5,7 @@ into stderr lines and counts."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from zmq.utils.monitor import recv_monitor_message
 from streamd import messages
 from streamd.errors import StreamdError
 from streamd.security import HandshakeWatch
+
+log = logging.getLogger(__name__)
 
 MAX_REPORTED_PROBLEMS = 3
 # per frame, checked by ZeroMQ before it buffers one: with ``--hwm`` messages held, at most hwm x this
@@ -103,19 +106,36 @@ class ConnectionWatch:
 
 class HandshakeMonitor:
     """The handshakes of a connecting socket that is not a listener's (a daemon's publisher connected to a
-    ``peer`` proxy): ``problem`` says what ``HandshakeWatch`` reports from its monitor events."""
+    ``peer`` proxy): ``problem`` gives a definite refusal (a rejected key, CURVE on one side only). A
+    failure without detail is what a proxy restarting behind a TCP forwarder looks like too: it is logged
+    once it persists (``HandshakeWatch``), never fatal, and said again only after a handshake succeeded."""
 
     def __init__(self, sock: zmq.Socket, endpoint: str, curve: bool, peer: str) -> None:
         self.sock = sock
         self.watch = HandshakeWatch(endpoint, curve=curve, peer=peer)
         self.monitor = sock.get_monitor_socket(HandshakeWatch.EVENTS)
+        self.warned = False
 
     def problem(self) -> str | None:
-        """The problem among the events so far (without waiting), or None."""
+        """The definite refusal among the events so far (without waiting), or None."""
         found = None
         while self.monitor.poll(0, zmq.POLLIN):
             event = recv_monitor_message(self.monitor)
-            found = found or self.watch.observe(event["event"], event["value"], time.monotonic())
+            kind, value = event["event"], event["value"]
+            if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.warned = False
+            said = self.watch.observe(kind, value, time.monotonic())
+            if said is None:
+                continue
+            mismatch = (
+                kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+            )
+            if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH or mismatch:
+                found = found or said
+            elif not self.warned:
+                self.warned = True
+                log.warning("%s (still trying)", said)
         return found
 
     def close(self) -> None:

@@ -135,7 +135,7 @@ class Publisher:
             check_curve_config(self._security)
         context = zmq.Context()
         sock = context.socket(zmq.XPUB)
-        auth = None
+        auth = watch = None
         try:
             sock.sndhwm = self._sndhwm
             sock.linger = 0
@@ -143,11 +143,17 @@ class Publisher:
             if self._connect:
                 if self._client_keys is not None:
                     secure_client_socket(sock, *self._client_keys)
+                # watched before connecting: a proxy refusing the key says so once, at once
+                watch = HandshakeMonitor(
+                    sock, self._requested_endpoint, self._client_keys is not None, "proxy"
+                )
                 sock.connect(self._requested_endpoint)
             else:
                 auth = secure_server_socket(context, sock, self._security)
                 sock.bind(self._requested_endpoint)
         except BaseException as exc:
+            if watch is not None:
+                watch.close()
             sock.close(linger=0)
             if auth is not None:
                 auth.stop()
@@ -159,7 +165,7 @@ class Publisher:
             raise
         self._endpoint = sock.last_endpoint.decode()
         self._thread = threading.Thread(
-            target=self._run, args=(context, sock, auth), name="streamd-publisher", daemon=True
+            target=self._run, args=(context, sock, auth, watch), name="streamd-publisher", daemon=True
         )
         self._thread.start()
 
@@ -205,10 +211,9 @@ class Publisher:
         with self._drop_lock:
             self._dropped += 1
 
-    def _run(self, context: zmq.Context, sock: zmq.Socket, auth: Any) -> None:
-        # connected to a proxy: one refusing this daemon's handshake would take every message silently
-        curve = self._client_keys is not None
-        watch = HandshakeMonitor(sock, self._requested_endpoint, curve, "proxy") if self._connect else None
+    def _run(self, context: zmq.Context, sock: zmq.Socket, auth: Any, watch: HandshakeMonitor | None) -> None:
+        """``watch``: connected to a proxy, its handshakes (one refusing this daemon's would otherwise take
+        every message silently)."""
         try:
             self._loop(sock, watch)
         except Exception:  # a bug here must not take the daemon down silently

@@ -155,6 +155,40 @@ def test_a_daemon_whose_key_the_proxy_rejects_fails_in_one_line(keys, recording,
     assert "Traceback" not in result.stderr
 
 
+def test_a_proxy_behind_a_forwarder_that_is_down_is_not_fatal(caplog) -> None:
+    """A TCP forwarder (ssh -L, docker-proxy) accepts and closes while the proxy behind it is down: the
+    handshake fails without detail, over and over. That is said once, never ends the daemon's run."""
+    import logging
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    closing = threading.Event()
+
+    def accept_and_close() -> None:
+        listener.settimeout(0.1)
+        while not closing.is_set():
+            try:
+                listener.accept()[0].close()
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept_and_close, daemon=True)
+    thread.start()
+    publisher = Publisher(f"tcp://127.0.0.1:{port}", connect=True)
+    with caplog.at_level(logging.WARNING):
+        publisher.start()
+        try:
+            time.sleep(3.0)
+            assert publisher.failure is None
+        finally:
+            publisher.stop()
+            closing.set()
+            thread.join(5)
+            listener.close()
+    assert sum("still trying" in r.getMessage() for r in caplog.records) == 1, caplog.records
+
+
 def _publish_through(proxy: Proxy, n: int) -> list[dict]:
     """``n`` events published through ``proxy`` while a subscriber listens; what it heard."""
     proxy.start()
