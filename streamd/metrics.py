@@ -32,6 +32,10 @@ COUNTERS = {
     "late_results": ("streamd_late_results", "Results later than one hop"),
     "restarts": ("streamd_restarts", "Reopens of the input"),
     "decode_errors": ("streamd_decode_errors", "Packets of a network stream that could not be decoded"),
+    "filled_samples": (
+        "streamd_filled_samples",
+        "Samples of a network stream's short losses filled with silence",
+    ),
     # integrations (present while they are on; a network source's outages)
     "mqtt_delivered": ("streamd_mqtt_delivered", "Messages handed to the MQTT broker"),
     "mqtt_undelivered": ("streamd_mqtt_undelivered", "Messages that could not go to the MQTT broker"),

@@ -1,11 +1,11 @@
 """Network audio sources: ``--device URL`` (rtsp://, http(s)://, tcp://, udp://, anything FFmpeg opens).
 
 PyAV (FFmpeg) opens the URL and decodes its first audio track; a thread of the source writes the decoded
-samples (float32, at most two channels, at the stream's own rate) into the source's ``SampleRing``. Stream
-time 0 is the first connection (made before the model loads): what a live server sent meanwhile is read
-at once, not kept as a delay. Writing waits only while the stream is more than ``AHEAD_S`` (plus
-``DRIFT`` of the time since, a sender's fast clock) ahead of the wall clock, so a server that sends
-faster than real time (a file over HTTP) does not overrun the ring.
+samples (float32, at most two channels, at the stream's own rate) into the source's ``SampleRing``, kept
+in step with the wall clock by ``streamd.stream_clock`` (a server sending faster than real time does not
+overrun the ring; one sending only the present is not read late). A gap of up to ``SHORT_GAP_S`` in the
+frames' timestamps (packets lost in transit) is filled with silence (``filled_samples``); a longer one is
+an outage, as is the time a reconnect took.
 From the ring on everything is the device pipeline: the daemon downmixes and resamples.
 
 A source that fails (cannot connect, connection lost, stream ended) sets ``error``; a source that stalls
@@ -34,13 +34,13 @@ from audio_core.resample import StreamingResampler, downmix
 from streamd.errors import AudioInputError
 from streamd.ring import SampleRing
 from streamd.sources import Source
+from streamd.stream_clock import StreamClock
 
 log = logging.getLogger(__name__)
 
 OPEN_TIMEOUT_S = 5.0
 MAX_BAD_PACKETS = 50  # undecodable packets in a row that end a connection
-AHEAD_S = 3.0  # how far a stream may run ahead of the wall clock before writing waits (a server's burst)
-DRIFT = 1e-3  # and a sender's clock this much faster (real clocks: within 1e-4)
+SHORT_GAP_S = 0.5  # lost packets' time up to this is filled with silence; longer is an outage
 # Look at little of a live stream before starting (FFmpeg's defaults read seconds of it first).
 PROBE_OPTIONS = {"probesize": "32768", "analyzeduration": "500000"}
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
@@ -84,7 +84,7 @@ class NetworkSource(Source):
         self.name = name or re.sub(r"^[a-z0-9+.\-]+://", "", _short(url), flags=re.I)
         self._first: Any = None
         self.sample_rate, self.channels = self._probe()
-        self._t0 = time.monotonic()  # stream time 0: the first connection (a live server sends from then)
+        self.clock = StreamClock(self.sample_rate)  # stream time 0: the connection just made
         self.block = max(1, round(block_s * self.sample_rate))
         self.ring = SampleRing(round(ring_s * self.sample_rate), self.channels)
         self.error: str | None = None
@@ -126,6 +126,7 @@ class NetworkSource(Source):
     # -- Source interface --------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.clock.start()
         self._thread = threading.Thread(target=self._run, name=f"streamd-net-{self.name}", daemon=True)
         self._thread.start()
 
@@ -176,9 +177,12 @@ class NetworkSource(Source):
         rate_fix: StreamingResampler | None = None
         first = True
         expected: float | None = None  # where the next frame should start (seconds of its own timestamps)
-        for frame in self._frames(container):
+        for frame, waited in self._frames(container):
             if self._stop.is_set() or self._reopen.is_set():
                 return
+            duration = frame.samples / frame.sample_rate
+            if waited >= 0.5 * duration:  # the stream's live edge
+                self.clock.at_live_edge(self._position(), duration)
             if first:
                 first = False
                 if not probed:  # what a live server sent since the probe is buffered; after, time was lost
@@ -188,9 +192,14 @@ class NetworkSource(Source):
                     rate_fix = StreamingResampler(frame.sample_rate, self.sample_rate)
             if frame.pts is not None and frame.time_base is not None:
                 start = float(frame.pts * frame.time_base)
-                if expected is not None and start - expected <= self.read_timeout_s:  # not a discontinuity
-                    self._add_gap(round((start - expected) * self.sample_rate))  # packets lost in transit
-                expected = start + frame.samples / frame.sample_rate
+                lost = 0.0 if expected is None else start - expected  # packets lost in transit
+                if 0 < lost <= SHORT_GAP_S:
+                    silence = np.zeros((round(lost * frame.sample_rate), self.channels), np.float32)
+                    self._emit(silence, rate_fix)
+                    self.filled_samples += round(lost * self.sample_rate)
+                elif SHORT_GAP_S < lost <= self.read_timeout_s:  # an outage (beyond: a discontinuity)
+                    self._add_gap(round(lost * self.sample_rate))
+                expected = start + duration
             for out in converter.resample(frame):
                 self._emit(out.to_ndarray().reshape(-1, self.channels), rate_fix)
         if rate_fix is not None:  # what its filter holds ends this connection's audio
@@ -198,13 +207,20 @@ class NetworkSource(Source):
         if not self._stop.is_set() and not self._reopen.is_set():
             self.error = f"{_short(self.url)}: the stream ended"
 
-    def _frames(self, container: Any) -> Iterator[Any]:
-        """The decoded audio frames of ``container``; a packet the decoder rejects (corrupt, or cut by
-        packets lost in transit) is skipped and counted in ``decode_errors``, unless every packet of the
-        last ``MAX_BAD_PACKETS`` was: then the stream is broken and the connection is dropped."""
+    def _frames(self, container: Any) -> Iterator[tuple[Any, float]]:
+        """The decoded audio frames of ``container``, each with the seconds its packet was waited for; a
+        packet the decoder rejects (corrupt, or cut by packets lost in transit) is skipped and counted in
+        ``decode_errors``, unless every packet of the last ``MAX_BAD_PACKETS`` was: then the stream is
+        broken and the connection is dropped."""
         av = _av()
         bad = 0
-        for packet in container.demux(container.streams.audio[0]):
+        packets = container.demux(container.streams.audio[0])
+        while True:
+            asked = time.monotonic()
+            packet = next(packets, None)
+            if packet is None:
+                return
+            waited = time.monotonic() - asked
             try:
                 frames = packet.decode()
             except av.error.InvalidDataError:
@@ -218,7 +234,9 @@ class NetworkSource(Source):
                     raise
                 continue
             bad = 0
-            yield from frames
+            for frame in frames:
+                yield frame, waited
+                waited = 0.0
 
     def _emit(self, data: np.ndarray, rate_fix: StreamingResampler | None, last: bool = False) -> None:
         """Write decoded frames ``(n, channels)``, brought to the first connection's rate if need be."""
@@ -227,28 +245,28 @@ class NetworkSource(Source):
             data = np.repeat(mono[:, None], self.channels, axis=1)
         self._write(np.ascontiguousarray(data, dtype=np.float32))
 
+    def _position(self) -> int:
+        """Stream time so far, in samples: what was written and the outages."""
+        return self.ring.write_index + self.outage_samples
+
     def _write(self, data: np.ndarray) -> None:
-        """Write at once, unless what is written already runs more than ``AHEAD_S`` (and ``DRIFT``) ahead
-        of the wall clock since the first connection: then wait until it does not."""
-        elapsed = time.monotonic() - self._t0
-        ahead = (self.ring.write_index + self.outage_samples) / self.sample_rate - elapsed
-        allowed = AHEAD_S + DRIFT * elapsed
-        if ahead > allowed:
-            self._stop.wait(ahead - allowed)
+        """Write, once the stream is no further ahead of the wall clock than the clock allows."""
+        wait = self.clock.wait_s(self._position())
+        if wait > 0:
+            self._stop.wait(wait)
         self.ring.write(data)
 
     def _mark_outage(self) -> None:
         """After a reconnect: the time the stream was away becomes a gap (``take_gaps``), the one rule of
         every live source: the daemon advances the stream clock by it and starts fresh features after it."""
-        stream_index = self.ring.write_index + self.outage_samples  # stream time so far, in samples
-        self._add_gap(round((time.monotonic() - self._t0) * self.sample_rate) - stream_index)
+        self._add_gap(self.clock.missing(self._position()))
 
     def _add_gap(self, missing: int) -> None:
         """``missing`` samples lost here (ignored up to a block): a gap for the daemon, recorded in
         ``outages`` as ``(start_s, end_s)`` of stream time."""
         if missing <= self.block:
             return
-        stream_index = self.ring.write_index + self.outage_samples
+        stream_index = self._position()
         self._gaps.append((self.ring.write_index, missing))
         self.outage_samples += missing
         span = (stream_index / self.sample_rate, (stream_index + missing) / self.sample_rate)

@@ -25,6 +25,7 @@ class Source:
     device_overflows = 0  # input overflows the device itself reported
     restarts = 0
     decode_errors = 0  # packets of a network stream that could not be decoded (skipped)
+    filled_samples = 0  # a network stream's short losses (packets lost in transit) filled with silence
 
     @property
     def paced(self) -> bool:

@@ -76,6 +76,7 @@ class Status:
             "publish_dropped": pub.get("publish_dropped", 0),
             "restarts": stream.source.restarts,
             "decode_errors": stream.source.decode_errors,
+            "filled_samples": stream.source.filled_samples,
             "lost_samples": ring.lost_samples,
             "nonfinite_samples": stream.nonfinite_samples,
             "batches": self.engine.batches,

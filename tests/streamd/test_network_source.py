@@ -27,8 +27,8 @@ RATE = 16000
 
 
 class Server:
-    def __init__(self, mode: str, wav: Path) -> None:
-        self.mode, self.wav, self.port = mode, wav, free_tcp_port()
+    def __init__(self, mode: str, wav: Path, *extra: str) -> None:
+        self.mode, self.wav, self.port, self.extra = mode, wav, free_tcp_port(), extra
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -40,7 +40,9 @@ class Server:
         )
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(SERVER), self.mode, str(self.port), str(self.wav)])
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SERVER), self.mode, str(self.port), str(self.wav), *self.extra]
+        )
         # listening, or (TCP) already past it: FFmpeg's listener takes one client and closes, and the daemon's
         # reconnect can take it between two polls for the listening socket
         deadline = time.monotonic() + 60
@@ -72,12 +74,12 @@ def test_server_killed_and_restarted_mid_run(mode: str, wav: Path, small_checkpo
         cfg.publish.status_interval_s = 0.25
         cfg.capture.watchdog_s = 1.0
         cfg.metrics.listen = "127.0.0.1:0"
+        started = time.monotonic()  # stream time 0: the connection made here
         source = NetworkSource(server.url, watchdog_s=cfg.capture.watchdog_s)
         assert (source.sample_rate, source.channels) == (RATE, 1)
         pipe = Pipeline(cfg, [source], load_model(small_checkpoint, compute="cpu"))
         tapped: list[np.ndarray] = []
         pipe.daemon.audio_taps.append(lambda i, start, data: tapped.append(data.copy()))
-        started = time.monotonic()
         pipe.start_live()
         time.sleep(3.0)
         server.kill()
@@ -115,9 +117,10 @@ def test_server_killed_and_restarted_mid_run(mode: str, wav: Path, small_checkpo
     assert scrape[("streamd_outage_seconds_total", label)] == pytest.approx(end_s - start_s, abs=1e-6)
     assert pipe.daemon.engine.windows.get(0, 0) > windows_at_return  # classified again after the outage
     samples = sum(len(t) for t in tapped)
-    assert (
-        abs((samples + source.outage_samples) / RATE - elapsed) < 3.0
-    )  # stream time kept step with wall time
+    # stream time kept step with wall time, but for the server's bursts: on connecting and reconnecting it
+    # sends that much ahead of real time, audio that counts after the outage
+    lead = (samples + source.outage_samples) / RATE - elapsed
+    assert -1.5 < lead < 2 * ahead + 1.0, lead
     if mode == "http":  # PCM over HTTP: the first seconds are the file's samples exactly
         audio = np.concatenate(tapped)[: 2 * RATE, 0]
         expected = sf.read(str(wav), dtype="float32")[0][: 2 * RATE]
@@ -229,11 +232,13 @@ def test_what_a_live_server_sent_while_the_model_loaded_is_not_kept_as_a_delay(w
     assert abs(stream_s - wall_s) < 1.0, (stream_s, wall_s)  # was about 3 s behind
 
 
-def test_packets_lost_in_transit_are_skipped_and_their_time_is_a_gap(wav: Path) -> None:
-    """1 s of MPEG-TS packets lost at 3 s, then damaged ones: the decoder's error ended the connection (a
+@pytest.mark.parametrize("lost_s", [1.0, 0.2])
+def test_packets_lost_in_transit_are_skipped_and_their_time_kept(wav: Path, lost_s: float) -> None:
+    """MPEG-TS packets lost at 3 s, then damaged ones: the decoder's error ended the connection (a
     reconnect, and a wrongly timed outage); now the bad packet is skipped (counted) and the time the lost
-    packets held, read from the frames' timestamps, is a gap of its length."""
-    server = Server("tslossy", wav)
+    packets held, read from the frames' timestamps, is kept: a second as an outage of its length, a
+    fifth of one filled with silence (as an outage it restarted the windows and split events)."""
+    server = Server("tslossy", wav, str(lost_s))
     server.start()
     try:
         source = NetworkSource(server.url, watchdog_s=3.0)
@@ -244,6 +249,9 @@ def test_packets_lost_in_transit_are_skipped_and_their_time_is_a_gap(wav: Path) 
         server.kill()
     assert source.error is None and source.restarts == 0  # the connection held
     assert source.decode_errors >= 1
-    assert len(source.outages) == 1, source.outages
-    start_s, end_s = source.outages[0]
-    assert 2.7 <= start_s <= 3.5 and 0.95 <= end_s - start_s <= 1.4  # the second lost and the damaged
+    kept = sum(end - start for start, end in source.outages) + source.filled_samples / RATE
+    assert lost_s - 0.05 <= kept <= lost_s + 0.4, (source.outages, source.filled_samples)  # + the damaged
+    if lost_s > 0.5:
+        assert len(source.outages) == 1 and 2.7 <= source.outages[0][0] <= 3.5, source.outages
+    else:
+        assert source.outages == [] and source.filled_samples > 0

@@ -4,9 +4,9 @@
 (after a burst of ``BURST_S``).
 ``python stream_server.py tcp PORT FILE``: MPEG-TS (MP2 audio) written with PyAV to each client of a
 listening TCP socket, in real time, FILE looped. Prints ``ready`` once listening (HTTP) or started (TCP).
-``python stream_server.py tslossy PORT FILE``: FILE as MPEG-TS (MP2 audio) over plain TCP in real time,
-with the TS packets of 1 s lost in transit at 3 s and the 8 after them damaged (as a camera's network
-loses and garbles them).
+``python stream_server.py tslossy PORT FILE [LOSE_S]``: FILE as MPEG-TS (MP2 audio) over plain TCP in real
+time, with the TS packets of LOSE_S (default 1) s lost in transit at 3 s and the 8 after them damaged (as
+a camera's network loses and garbles them).
 """
 
 from __future__ import annotations
@@ -134,5 +134,9 @@ def serve_lossy_ts(port: int, path: Path, lose_at_s: float = 3.0, lose_s: float 
 
 if __name__ == "__main__":
     mode, port_text, file_text = sys.argv[1:4]
-    serve = {"http": serve_http, "tcp": serve_tcp, "tslossy": serve_lossy_ts}[mode]
-    serve(int(port_text), Path(file_text))
+    if mode == "tslossy":
+        serve_lossy_ts(
+            int(port_text), Path(file_text), lose_s=float(sys.argv[4]) if len(sys.argv) > 4 else 1.0
+        )
+    else:
+        (serve_http if mode == "http" else serve_tcp)(int(port_text), Path(file_text))
