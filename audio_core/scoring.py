@@ -49,7 +49,18 @@ def scores(
 def step_scores(
     model: nn.Module, info: ModelInfo, columns: torch.Tensor, state: State, *, precision: str = "fp32"
 ) -> tuple[torch.Tensor, State]:
-    """One recurrent step of B streams: columns ``(B, c, F)`` and their stacked state -> ``(B, C)``, state."""
+    """One recurrent step of B streams: columns ``(B, c, F)`` and their stacked state -> ``(B, C)``, state.
+
+    int8 steps each stream alone (as ``scores`` each window): a stream must not score differently beside
+    louder ones."""
+    if precision == "int8" and len(columns) > 1:
+        parts = [
+            step_scores(model, info, columns[b : b + 1], _row(state, b), precision=precision)
+            for b in range(len(columns))
+        ]
+        return torch.cat([out for out, _ in parts]), {
+            k: torch.cat([new[k] for _, new in parts]) for k in state
+        }
     with torch.inference_mode(), _autocast(columns, precision):
         logits, new_state = model.step(info.normalization.apply(columns), state)
     return probabilities(logits, info.multi_label).cpu(), new_state
@@ -59,7 +70,21 @@ def chunk_scores(
     model: nn.Module, info: ModelInfo, chunks: torch.Tensor, state: State, *, precision: str = "fp32"
 ) -> tuple[torch.Tensor, State]:
     """Several recurrent steps of B streams in one call (catch-up): un-normalised frames ``(B, k * c, F)``
-    and their stacked state -> per-column scores ``(B * k, C)`` (stream-major) and the new state."""
+    and their stacked state -> per-column scores ``(B * k, C)`` (stream-major) and the new state.
+
+    int8 takes the columns one step at a time (per stream), so that catching up equals stepping."""
+    if precision == "int8":
+        c = int(model.column_frames)
+        rows = []
+        for b in range(len(chunks)):
+            one, out = _row(state, b), []
+            for i in range(chunks.shape[1] // c):
+                scored, one = step_scores(
+                    model, info, chunks[b : b + 1, i * c : (i + 1) * c], one, precision="int8"
+                )
+                out.append(scored)
+            rows.append((torch.cat(out), one))
+        return torch.cat([out for out, _ in rows]), {k: torch.cat([new[k] for _, new in rows]) for k in state}
     with torch.inference_mode(), _autocast(chunks, precision):
         logits, new_state = model.forward_chunk(info.normalization.apply(chunks), state)
     return probabilities(logits.flatten(0, 1), info.multi_label).cpu(), new_state
@@ -68,10 +93,21 @@ def chunk_scores(
 def sequence_scores(
     model: nn.Module, info: ModelInfo, fbank: torch.Tensor, *, precision: str = "fp32"
 ) -> torch.Tensor:
-    """A recurrent model over a whole un-normalised fbank ``(T, F)`` at once: per-step scores ``(S, C)``."""
+    """A recurrent model over a whole un-normalised fbank ``(T, F)`` at once: per-step scores ``(S, C)``
+    (int8: step by step, as the daemon does)."""
+    if precision == "int8":
+        c = int(model.column_frames)
+        columns = fbank.shape[0] // c
+        state = model.init_state(1, fbank.device)
+        return chunk_scores(model, info, fbank[None, : columns * c], state, precision="int8")[0]
     with torch.inference_mode(), _autocast(fbank, precision):
         logits = model.forward_steps(info.normalization.apply(fbank).unsqueeze(0))[0]
     return probabilities(logits, info.multi_label).cpu()
+
+
+def _row(state: State, b: int) -> State:
+    """Stream ``b``'s part of a stacked state."""
+    return {k: v[b : b + 1] for k, v in state.items()}
 
 
 def top_k(row: np.ndarray | torch.Tensor, labels: Sequence[str], k: int) -> list[tuple[str, float]]:

@@ -207,6 +207,10 @@ def ssm_inputs(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Input-dependent ``(dt (before bias), B, C)`` from the conv output ``x (batch, L, d_inner)``."""
     dt, B, C = torch.split(x_proj(x), [dt_rank, d_state, d_state], dim=-1)
+    if callable(
+        dt_proj.weight
+    ):  # dynamically quantised (int8): its weight is a method; the layer, less its bias
+        return dt_proj(dt) - dt_proj.bias(), B, C
     return F.linear(dt, dt_proj.weight), B, C
 
 
@@ -266,7 +270,8 @@ class MambaMixer(nn.Module):
         xc = causal_conv_silu(x, self.conv1d)
         dt, B, C = ssm_inputs(xc, self.x_proj, self.dt_proj, self.dt_rank, self.d_state)
         A = -torch.exp(self.A_log.float())
-        return selective_scan(xc, dt, A, B, C, self.D, z, self.dt_proj.bias, True, self.scan_impl)
+        bias = self.dt_proj.bias() if callable(self.dt_proj.bias) else self.dt_proj.bias  # int8: a method
+        return selective_scan(xc, dt, A, B, C, self.D, z, bias, True, self.scan_impl)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         if self._fp32_for_inference(hidden):

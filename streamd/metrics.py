@@ -45,14 +45,15 @@ COUNTERS = {
     "clips_lost": ("streamd_clips_lost", "Ended events whose audio was gone before their clip was cut"),
     "clips_dropped_speech": ("streamd_clips_dropped_speech", "Event clips not saved: speech found"),
     "clips_unchecked": ("streamd_clips_unchecked", "Event clips not saved: privacy filter unavailable"),
-    "outages": ("streamd_outages", "Outages of a network source (after each reconnect)"),
-    "outage_s": ("streamd_outage_seconds", "Stream seconds of network-source outages filled with silence"),
+    "outages": ("streamd_outages", "Outages of a live input (device reopened, network source reconnected)"),
+    "outage_s": ("streamd_outage_seconds", "Stream seconds lost to outages (the stream clock skips them)"),
 }
 # counters of the whole daemon (one publisher for every stream): exported once, without a stream label,
 # so that summing over streams cannot count them several times
 DAEMON_COUNTERS = {
     "published": ("streamd_published", "Messages published (all streams)"),
     "publish_dropped": ("streamd_publish_dropped", "Messages the publisher dropped (all streams)"),
+    "native_stderr_lines": ("streamd_native_stderr_lines", "Lines native audio libraries printed (logged)"),
 }
 GAUGES = {
     "rtf": ("streamd_realtime_factor", "Audio seconds processed per wall second"),

@@ -135,7 +135,8 @@ class NativeStderr:
         self, file: bytes | None, line: int, func: bytes | None, err: int, fmt: bytes | None, arg: int | None
     ) -> None:
         try:
-            text = f"{ALSA_PREFIX}{_text(file)}:{line}:({_text(func)}) {format_alsa(fmt, arg, self._libc)}"
+            message = format_alsa(fmt, arg, self._libc).rstrip("\r\n")  # PulseAudio's plugin ends in one
+            text = f"{ALSA_PREFIX}{_text(file)}:{line}:({_text(func)}) {message}"
             if err:
                 self._alsa.snd_strerror.restype = ctypes.c_char_p
                 text += f": {_text(self._alsa.snd_strerror(ctypes.c_int(err)))}"

@@ -105,7 +105,10 @@ def _dataset(args: argparse.Namespace, loaded: LoadedModel):
         if exp.folds is not None:
             clip_set = _select_folds(clip_set, exp.folds)
         return _select_folds(clip_set, _config_folds(exp, clip_set, loaded, args.folds))
-    return _select_folds(_other_dataset(args, read_dataset), args.folds)
+    clip_set = _other_dataset(args, read_dataset)
+    if loaded.info.extra.get("dataset", clip_set.name) == clip_set.name:
+        _warn_if_trained_on(loaded, clip_set, args.folds, clip_set.name)
+    return _select_folds(clip_set, args.folds)
 
 
 def _config_folds(exp, clip_set, loaded: LoadedModel, chosen: list[int] | None) -> list[int] | None:
@@ -117,15 +120,20 @@ def _config_folds(exp, clip_set, loaded: LoadedModel, chosen: list[int] | None) 
         return chosen or (exp.val_folds if exp.mode == "single" else None)
     recorded = list(extra.get("val_folds") or [])
     folds = chosen or recorded or (exp.val_folds if exp.mode == "single" else None)
-    seen = sorted(set(extra.get("train_folds") or []) & set(folds or clip_set.folds()))
-    if seen:
-        note = f"the checkpoint trained on fold(s) {seen} of {exp.source}: these figures are not held out"
-        print(f"streamd: warning: {note}", file=sys.stderr, flush=True)
-    elif folds and not chosen:
+    if not _warn_if_trained_on(loaded, clip_set, folds, exp.source) and folds and not chosen:
         whose = "the checkpoint's held-out" if recorded else "the config's val_folds:"
         note = f"scoring {whose} fold(s) {folds} (--folds chooses others)"
         print(f"streamd: note: {note}", file=sys.stderr, flush=True)
     return folds
+
+
+def _warn_if_trained_on(loaded: LoadedModel, clip_set, folds: list[int] | None, source: str) -> bool:
+    """Warn (and True) when the checkpoint records training on any of ``folds`` (None: all) of this data."""
+    seen = sorted(set(loaded.info.extra.get("train_folds") or []) & set(folds or clip_set.folds()))
+    if seen:
+        note = f"the checkpoint trained on fold(s) {seen} of {source}: these figures are not held out"
+        print(f"streamd: warning: {note}", file=sys.stderr, flush=True)
+    return bool(seen)
 
 
 def _other_dataset(args: argparse.Namespace, read_dataset):

@@ -173,3 +173,13 @@ def test_a_damaged_mp3s_decoder_notes_are_routed_through_the_log(tmp_path, esc50
     assert noted and all(line.startswith("mpg123: ") for line in noted), result.stderr
     final = [json.loads(line) for line in result.stdout.splitlines()][-1]
     assert final["counters"][COUNTER] >= len(noted)
+
+
+def test_an_alsa_message_ending_in_a_newline_is_one_line(caplog) -> None:
+    """PulseAudio's ALSA plugin ends its messages in a newline: each was followed by a blank line."""
+    routed = NativeStderr()
+    with caplog.at_level(logging.WARNING):
+        routed._alsa_message(b"pulse.c", 242, b"pulse_connect", 0, b"PulseAudio: Unable to connect\n", None)
+    assert [r.getMessage() for r in caplog.records] == [
+        "alsa: pulse.c:242:(pulse_connect) PulseAudio: Unable to connect"
+    ]

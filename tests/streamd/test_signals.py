@@ -1,4 +1,4 @@
-"""SIGINT/SIGTERM as a stop event: never a deadlock, honoured while waiting for a subscriber."""
+"""SIGINT/SIGTERM/SIGHUP as a stop event: never a deadlock, honoured while waiting for a subscriber."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 
+import pytest
 from support.paths import REPO
 from support.process import StreamdProcess
 
@@ -37,7 +38,10 @@ def test_a_signal_while_the_main_thread_holds_the_events_lock_does_not_deadlock(
     assert result.returncode == 0 and result.stdout.strip() == "stopped", result.stderr
 
 
-def test_sigterm_while_waiting_for_a_subscriber_stops_at_once(clips, small_checkpoint, free_port) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])  # SIGHUP: its terminal closed
+def test_a_stop_signal_while_waiting_for_a_subscriber_stops_at_once(
+    clips, small_checkpoint, free_port, sig
+) -> None:
     args = [
         "replay", str(clips[0]), "--checkpoint", str(small_checkpoint), "--speed", "max", "--no-dashboard",
         "--json", "--publish", f"tcp://127.0.0.1:{free_port}", "--wait-subscriber", "60",
@@ -46,10 +50,10 @@ def test_sigterm_while_waiting_for_a_subscriber_stops_at_once(clips, small_check
     with proc:
         time.sleep(4.0)  # started, loaded, waiting for a subscriber that never comes
         sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         result = proc.wait(30)
         took = time.monotonic() - sent
     assert result.returncode == 0, result.describe()
-    assert took < 3.0, f"stopped {took:.1f} s after SIGTERM"
+    assert took < 3.0, f"stopped {took:.1f} s after {sig.name}"
     messages = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert [m["type"] for m in messages] == ["status"] and messages[0]["state"] == "stopped"

@@ -296,6 +296,11 @@ def test_a_config_scores_its_own_folds_and_warns_of_clips_the_model_trained_on(
     assert main([*base, "--config", str(other)]) == 0
     out = capsys.readouterr()
     assert "- examples: 12" in out.out and "warning" not in out.err  # its folds are not the checkpoint's
+    # the same warning for --esc50 (it was given only with --config): a shipped model on its own folds
+    assert main([*base, "--esc50", str(seen_csv), "--audio-dir", str(audio), "--folds", "2"]) == 0
+    assert "the checkpoint trained on fold(s) [2]" in capsys.readouterr().err
+    assert main([*base, "--esc50", str(other_csv), "--audio-dir", str(audio)]) == 0
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_evaluate_scores_in_the_precision_every_command_chooses(
