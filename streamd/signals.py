@@ -1,6 +1,6 @@
 """SIGINT, SIGTERM and SIGHUP as a stop event: the one way every long-running command is stopped (a
 daemon started from a terminal that closes gets SIGHUP: it stops as cleanly as on Ctrl-C, its final
-status said, instead of dying at once).
+status said, instead of dying at once; under ``nohup``, which ignores SIGHUP, it is left ignored).
 
 The Python-level handler does nothing: the signal number reaches a watcher thread through the
 interpreter's wakeup file descriptor (``signal.set_wakeup_fd``), and that thread sets the event. Setting
@@ -35,6 +35,8 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     try:  # every step taken is undone, even when a signal's old handler raises in between
         previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
         for sig in STOP_SIGNALS:
+            if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+                continue  # ``nohup streamd run``: the user asked to outlive the terminal
             previous[sig] = signal.signal(sig, _noted_by_the_watcher)
         yield
     finally:

@@ -57,3 +57,19 @@ def test_a_stop_signal_while_waiting_for_a_subscriber_stops_at_once(
     assert took < 3.0, f"stopped {took:.1f} s after {sig.name}"
     messages = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert [m["type"] for m in messages] == ["status"] and messages[0]["state"] == "stopped"
+
+
+def test_sighup_stays_ignored_under_nohup(clips, small_checkpoint, free_port) -> None:
+    """``nohup streamd run`` asks to outlive the terminal: an ignored SIGHUP is not made a stop signal."""
+    args = [
+        "replay", str(clips[0]), "--checkpoint", str(small_checkpoint), "--speed", "max", "--no-dashboard",
+        "--json", "--publish", f"tcp://127.0.0.1:{free_port}", "--wait-subscriber", "6",
+    ]  # fmt: skip
+    proc = StreamdProcess(args, prefix=["nohup"]).start()
+    with proc:
+        time.sleep(3.0)  # waiting for a subscriber
+        proc.send_signal(signal.SIGHUP)
+        result = proc.wait(30)
+    assert result.returncode == 0, result.describe()
+    messages = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert messages[-1]["state"] == "finished"  # waited its 6 s out and replayed the file
