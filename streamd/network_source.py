@@ -34,7 +34,7 @@ from audio_core.resample import StreamingResampler, downmix
 from streamd.errors import AudioInputError
 from streamd.ring import SampleRing
 from streamd.sources import Source
-from streamd.stream_clock import StreamClock
+from streamd.stream_clock import BACKLOG_RING_S, StreamClock
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class NetworkSource(Source):
         self.sample_rate, self.channels = self._probe()
         self.clock = StreamClock(self.sample_rate)  # stream time 0: the connection just made
         self.block = max(1, round(block_s * self.sample_rate))
-        self.ring = SampleRing(round(ring_s * self.sample_rate), self.channels)
+        self.ring = SampleRing(round(max(ring_s, BACKLOG_RING_S) * self.sample_rate), self.channels)
         self.error: str | None = None
         self.restarts = 0
         self.outages: list[tuple[float, float]] = []
@@ -126,7 +126,6 @@ class NetworkSource(Source):
     # -- Source interface --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.clock.start()
         self._thread = threading.Thread(target=self._run, name=f"streamd-net-{self.name}", daemon=True)
         self._thread.start()
 
@@ -181,8 +180,6 @@ class NetworkSource(Source):
             if self._stop.is_set() or self._reopen.is_set():
                 return
             duration = frame.samples / frame.sample_rate
-            if waited >= 0.5 * duration:  # the stream's live edge
-                self.clock.at_live_edge(self._position(), duration)
             if first:
                 first = False
                 if not probed:  # what a live server sent since the probe is buffered; after, time was lost
@@ -190,6 +187,7 @@ class NetworkSource(Source):
                 self.error = None
                 if frame.sample_rate != self.sample_rate:
                     rate_fix = StreamingResampler(frame.sample_rate, self.sample_rate)
+            self.clock.frame(self._position(), duration, waited)
             if frame.pts is not None and frame.time_base is not None:
                 start = float(frame.pts * frame.time_base)
                 lost = 0.0 if expected is None else start - expected  # packets lost in transit

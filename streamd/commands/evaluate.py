@@ -106,7 +106,8 @@ def _dataset(args: argparse.Namespace, loaded: LoadedModel):
             clip_set = _select_folds(clip_set, exp.folds)
         return _select_folds(clip_set, _config_folds(exp, clip_set, loaded, args.folds))
     clip_set = _other_dataset(args, read_dataset)
-    if loaded.info.extra.get("dataset", clip_set.name) == clip_set.name:
+    # a checkpoint that records no data set predates own-data training: it was trained on ESC-50
+    if (loaded.info.extra.get("dataset") or ("esc50" if args.esc50 else None)) == clip_set.name:
         _warn_if_trained_on(loaded, clip_set, args.folds, clip_set.name)
     return _select_folds(clip_set, args.folds)
 

@@ -220,7 +220,7 @@ def test_what_a_live_server_sent_while_the_model_loaded_is_not_kept_as_a_delay(w
     try:
         source = NetworkSource(server.url, watchdog_s=3.0)
         connected = time.monotonic()
-        time.sleep(3.0)  # the model loading
+        time.sleep(10.0)  # the model loading, and a wait for a subscriber: all of it is read at once
         source.start()
         time.sleep(2.0)
         stream_s = source.ring.write_index / source.sample_rate
@@ -229,7 +229,7 @@ def test_what_a_live_server_sent_while_the_model_loaded_is_not_kept_as_a_delay(w
     finally:
         server.kill()
     assert source.outages == []  # the first connection's buffered audio is audio, not a gap
-    assert abs(stream_s - wall_s) < 1.0, (stream_s, wall_s)  # was about 3 s behind
+    assert abs(stream_s - wall_s) < 1.0, (stream_s, wall_s)  # was 10 s behind (4 s with a 5-s catch-up cap)
 
 
 @pytest.mark.parametrize("lost_s", [1.0, 0.2])

@@ -91,9 +91,10 @@ def keys(tmp_path: Path) -> dict[str, Path]:
 
 
 def _publish_until_heard(
-    publisher: Publisher, backend: str, curve: tuple[Path, Path] | None, n: int
+    publisher: Publisher, backend: str, curve: tuple[Path, Path] | None, n: int, expect_failure: bool = False
 ) -> list[dict]:
-    """Publish ``n`` events every 50 ms while a subscriber listens for 3 s; what it heard."""
+    """Publish ``n`` events every 50 ms while a subscriber listens for 3 s; what it heard (with
+    ``expect_failure``, after up to 10 s more for the publisher's ``failure``)."""
     bodies = [messages.event("north-mic", "dog", "start", i, i + 5, 0.9) for i in range(n)]
     out: list[dict] = []
     publisher.start()
@@ -105,6 +106,9 @@ def _publish_until_heard(
             time.sleep(0.05)
         time.sleep(1.0)
         out = collector.stop()
+        deadline = time.monotonic() + 10.0  # a refusal may follow a few attempts without detail
+        while expect_failure and publisher.failure is None and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         publisher.stop()
     return out
@@ -123,7 +127,7 @@ def test_curve_through_the_proxy(keys):
         assert [m["t_start"] for m in heard] == [0.0, 1.0, 2.0, 3.0, 4.0] and good.failure is None
         # A daemon whose key the proxy does not allow is never forwarded, and its publisher says so.
         bad = Publisher(frontend, connect=True, client_keys=bad_client)
-        assert _publish_until_heard(bad, backend, good_client, 5) == []
+        assert _publish_until_heard(bad, backend, good_client, 5, expect_failure=True) == []
         assert (
             bad.failure == f"the proxy at {frontend} rejected this client's key (CURVE authentication failed)"
         )
@@ -131,7 +135,7 @@ def test_curve_through_the_proxy(keys):
         assert collect(backend, 1.0, curve=bad_client) == []
         # Plain text is refused on both sides.
         plain = Publisher(frontend, connect=True)
-        assert _publish_until_heard(plain, backend, good_client, 3) == []
+        assert _publish_until_heard(plain, backend, good_client, 3, expect_failure=True) == []
         assert plain.failure is not None and "requires CURVE" in plain.failure
     finally:
         proxy.stop()

@@ -1,13 +1,14 @@
-"""A live network stream's clock: catching up at start, pacing, and re-anchoring at the live edge."""
+"""A live network stream's clock: the start-up backlog, pacing, and re-anchoring at the live edge only."""
 
 from __future__ import annotations
 
 import pytest
 
 from streamd import stream_clock
-from streamd.stream_clock import AHEAD_S, START_BACKLOG_S, StreamClock
+from streamd.stream_clock import AHEAD_S, LIVE_EDGE_FRAMES, StreamClock
 
 RATE = 1000
+FRAME_S = 0.1
 
 
 class FakeTime:
@@ -25,35 +26,50 @@ def clock_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     return fake
 
 
-def test_the_start_up_backlog_is_read_at_once_up_to_its_cap(clock_time: FakeTime) -> None:
+def _live(clock: StreamClock, clock_time: FakeTime, position_s: float) -> float:
+    """Frames that each had to be waited for, from ``position_s``; the stream position after them."""
+    for _ in range(LIVE_EDGE_FRAMES):
+        clock_time.now += FRAME_S
+        clock.frame(round(position_s * RATE), FRAME_S, FRAME_S)
+        position_s += FRAME_S
+    return position_s
+
+
+def test_the_start_up_backlog_is_read_at_once_and_writing_waits_only_beyond_the_lead(
+    clock_time: FakeTime,
+) -> None:
     clock = StreamClock(RATE)  # connected at 100 s
-    clock_time.now = 103.0  # the model loaded in 3 s: all of it is caught up
-    clock.start()
-    assert clock.wait_s(3 * RATE) == 0 and clock.missing(0) == 3 * RATE
-    late = StreamClock(RATE)
-    clock_time.now = 120.0  # 17 s (a wait for a subscriber): at most START_BACKLOG_S of it
-    late.start()
-    assert late.missing(0) == START_BACKLOG_S * RATE
+    clock_time.now = 112.0  # 12 s of start-up (a wait for a subscriber): all of it read without waiting
+    assert clock.wait_s(0) == 0 and clock.wait_s(12 * RATE) == 0
+    assert clock.wait_s(round((12 + AHEAD_S + 2) * RATE)) == pytest.approx(2.0)
 
 
-def test_writing_waits_only_beyond_the_allowed_lead(clock_time: FakeTime) -> None:
-    clock = StreamClock(RATE)
-    assert clock.wait_s(round(AHEAD_S * RATE)) == 0
-    assert clock.wait_s(round((AHEAD_S + 2) * RATE)) == pytest.approx(2.0)
-
-
-def test_the_live_edge_re_anchors_ahead_always_and_behind_once(clock_time: FakeTime) -> None:
+def test_the_live_edge_re_anchors_ahead_always_and_behind_only_before_a_reconnect(
+    clock_time: FakeTime,
+) -> None:
     """A server that sends only the present skipped what it sent while the model loaded: at its first
     live edge the stream is behind and the clock follows it (a reconnect's outage would otherwise count
-    the start-up). Later, a stream ahead (a fast sender clock, a burst) moves the anchor; one behind does
+    the start-up). Later a stream ahead (a burst, a fast sender clock) moves the anchor; one behind does
     not (its lost time is an outage's to mark)."""
     clock = StreamClock(RATE)
     clock_time.now = 108.0  # 8 s of start-up; the server kept only 1 s of it
-    clock.at_live_edge(1 * RATE, 0.1)
-    assert clock.missing(round(1.1 * RATE)) == 0
+    end = _live(clock, clock_time, 1.0)
+    assert clock.missing(round(end * RATE)) == 0
     clock_time.now += 10.0
-    clock.at_live_edge(round(11.4 * RATE), 0.1)  # 0.4 s ahead: followed
-    assert clock.missing(round(11.5 * RATE)) == 0
+    end = _live(clock, clock_time, end + 10.0 + 0.4)  # 0.4 s ahead: followed
+    assert clock.missing(round(end * RATE)) == 0
     clock_time.now += 10.0
-    clock.at_live_edge(round(20.5 * RATE), 0.1)  # 0.9 s behind: kept
-    assert clock.missing(round(20.6 * RATE)) == round(0.9 * RATE)
+    end = _live(clock, clock_time, end + 10.0 - 0.9)  # 0.9 s behind: kept
+    assert clock.missing(round(end * RATE)) == round(0.9 * RATE)
+
+
+def test_a_paced_reader_is_never_at_the_live_edge(clock_time: FakeTime) -> None:
+    """A file served faster than real time is paced; a busy interpreter can make its reads take long,
+    which looked like the live edge and re-anchored the clock forward each time: the stream ran away."""
+    clock = StreamClock(RATE)
+    position = round((AHEAD_S + 1) * RATE)
+    for _ in range(20):
+        assert clock.wait_s(position) > 0  # paced
+        clock.frame(position, FRAME_S, 0.5)  # a slow read of a buffered frame
+    clock_time.now += 1.0
+    assert clock.wait_s(position) == pytest.approx(0.0)  # the anchor did not move
