@@ -20,7 +20,8 @@ from audio_core.windows import WindowPlan
 from streamd.config_sections import WindowSection
 from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel
-from streamd.window_output import FORMATS, WindowOutput, raven_table_name, source_stamp
+from streamd.window_formats import raven_table_name
+from streamd.window_output import FORMATS, WindowOutput, source_stamp
 from streamd.window_scoring import FileResult
 from streamd.window_settings import settings as window_settings
 
@@ -224,6 +225,9 @@ def run_windows(args: argparse.Namespace, windows: WindowSection) -> int:
     if output.note:
         print(f"streamd: note: {output.note}", file=sys.stderr, flush=True)
     paths = list(dict.fromkeys(str(p) for p in args.paths))  # a file named twice is classified once
+    if clash := output.table_clash(paths):
+        output.close()
+        raise ConfigError(clash)
     _recheck_changed(output, paths, args)
     todo = [p for p in paths if p not in output.done or p == STDIN]  # standard input is new audio each run
     stamps = {p: source_stamp(p) for p in todo}

@@ -20,7 +20,7 @@ tables missing one by one are written again.
 from __future__ import annotations
 
 import contextlib
-import csv
+import fcntl
 import io
 import json
 import os
@@ -30,24 +30,11 @@ from typing import Any
 from audio_core.audio_file import STDIN
 from models.atomic_write import write_atomically
 from streamd.errors import ConfigError, StreamdError
+from streamd.window_formats import CSV_HEADER, csv_text, jsonl_text, raven_table_name, raven_text
 from streamd.window_scoring import FileResult
 from streamd.window_settings import as_recorded
 
 FORMATS = ("csv", "jsonl", "raven")
-CSV_HEADER = ("file", "window", "begin_s", "end_s", "rank", "label", "score")
-RAVEN_HEADER = (
-    "Selection",
-    "View",
-    "Channel",
-    "Begin Time (s)",
-    "End Time (s)",
-    "Low Freq (Hz)",
-    "High Freq (Hz)",
-    "Label",
-    "Confidence",
-)
-RAVEN_VIEW = "Spectrogram 1"
-RAVEN_SUFFIX = ".streamd.selection.table.txt"
 PROGRESS_NAME = "streamd.progress.jsonl"
 
 
@@ -62,67 +49,9 @@ def source_stamp(path: str) -> list[int] | None:
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def raven_table_name(audio: str | Path) -> str:
-    """The selection table's file name for an audio file."""
-    return Path(audio).stem + RAVEN_SUFFIX
-
-
 def progress_path(out: Path, fmt: str) -> Path:
     """Where the progress list of an output lives."""
     return out / PROGRESS_NAME if fmt == "raven" else out.with_name(out.name + ".progress.jsonl")
-
-
-def csv_text(result: FileResult) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    for w in result.windows:
-        for rank, item in enumerate(w.labels, 1):
-            writer.writerow(
-                [
-                    result.file,
-                    w.index,
-                    f"{w.t_start:.3f}",
-                    f"{w.t_end:.3f}",
-                    rank,
-                    item["label"],
-                    item["score"],
-                ]
-            )
-    return buf.getvalue()
-
-
-def jsonl_text(result: FileResult) -> str:
-    lines = [
-        json.dumps(
-            {
-                "file": result.file,
-                "window": w.index,
-                "t_start": w.t_start,
-                "t_end": w.t_end,
-                "labels": w.labels,
-            }
-        )
-        for w in result.windows
-        if w.labels
-    ]
-    return "".join(line + "\n" for line in lines)
-
-
-def raven_text(result: FileResult, high_freq_hz: float) -> str:
-    rows = ["\t".join(RAVEN_HEADER)]
-    selection = 0
-    for w in result.windows:
-        for item in w.labels:
-            selection += 1
-            cells = (selection, RAVEN_VIEW, 1, f"{w.t_start:.3f}", f"{w.t_end:.3f}", "0.0")
-            rows.append("\t".join(map(str, (*cells, f"{high_freq_hz:.1f}", item["label"], item["score"]))))
-    return "\n".join(rows) + "\n"
-
-
-def read_raven_table(path: Path) -> list[dict[str, str]]:
-    """The rows of a selection table as dicts keyed by its header."""
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
 
 
 class WindowOutput:
@@ -147,13 +76,26 @@ class WindowOutput:
             self.out.mkdir(parents=True, exist_ok=True)
         elif self.out.is_dir():
             raise ConfigError(f"{self.out} is a directory; {self.fmt} output is one file")
-        if not self.progress.exists():
+        self._lock()
+        if not self.progress.stat().st_size:
             if self.fmt != "raven" and self.out.exists() and self.out.stat().st_size:
                 raise ConfigError(f"{self.out} exists without a progress list: remove it or choose another")
             self._write_progress({"settings": settings}, mode="w")
         elif not self._resume(settings):
             self._write_progress({"settings": settings}, mode="w")  # stale: start over
         self._stream = None if self.fmt == "raven" else self._open_stream()
+
+    def _lock(self) -> None:
+        """Hold the progress list (created empty if missing) for this run: a second run writing into the
+        same output at once would duplicate every file's rows."""
+        self._held = self.progress.open("a")
+        try:
+            fcntl.flock(self._held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._held.close()
+            raise ConfigError(
+                f"{self.out} is being written by another streamd run: wait for it, or choose another output"
+            ) from None
 
     def _resume(self, settings: dict[str, Any]) -> bool:
         """Take the finished files from the progress list; False when none of them is left in the output
@@ -275,6 +217,18 @@ class WindowOutput:
         self._write_progress(entry)
         self.done[result.file] = entry
 
+    def table_clash(self, paths: list[str]) -> str | None:
+        """Raven: the error when one of ``paths`` would take the table of a file an earlier run finished
+        (two folders' ``x.flac``), else None."""
+        if self.fmt != "raven":
+            return None
+        tables = {raven_table_name(done): done for done in self.done}
+        for path in paths:
+            other = tables.get(raven_table_name(path), path)
+            if other != path:
+                return f"{path} would replace the Raven table of {other} in {self.out}: rename one"
+        return None
+
     def changed(self, path: str) -> bool:
         """Whether a finished file's audio changed (size or modification time) since it was classified."""
         recorded = self.done[path].get("source")
@@ -291,3 +245,4 @@ class WindowOutput:
             with contextlib.suppress(OSError):  # after a failed write: rows not yet done are redone on resume
                 self._stream.close()
             self._stream = None
+        self._held.close()  # the lock goes with it

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -20,7 +21,8 @@ from support.process import streamd_env
 from streamd.cli import main
 from streamd.collect import replay_collect
 from streamd.model_loading import load_model
-from streamd.window_output import RAVEN_HEADER, RAVEN_VIEW, progress_path, raven_table_name, read_raven_table
+from streamd.window_formats import RAVEN_HEADER, RAVEN_VIEW, raven_table_name, read_raven_table
+from streamd.window_output import progress_path
 
 SR = 16000
 WINDOW_S, HOP_S = 5.0, 2.5
@@ -291,7 +293,7 @@ def test_standard_input_gives_the_rows_of_the_file(tmp_path, archive, small_chec
     assert done.returncode == 0, done.stderr.decode()
     windows = [{k: v for k, v in row.items() if k != "file"} for row in jsonl(from_pipe)]
     assert windows == [{k: v for k, v in row.items() if k != "file"} for row in jsonl(from_file)]
-    assert windows and {row["file"] for row in jsonl(from_pipe)} == {"-"}
+    assert windows and {row["file"] for row in jsonl(from_pipe)} == {"<stdin>"}  # as classify names it
     again = subprocess.run(command, input=wav.read_bytes(), env=streamd_env(), capture_output=True)
     assert again.returncode == 0 and b"already done" not in again.stderr  # new audio on every run
     assert len(jsonl(from_pipe)) == 2 * len(windows)
@@ -353,3 +355,46 @@ def test_a_disk_that_fills_mid_run_is_one_line_and_the_rerun_completes(
                 p.name: p.read_text() for p in whole.glob("*.txt")
             }
     capsys.readouterr()
+
+
+def test_a_file_of_the_same_name_in_another_folder_is_refused_across_runs(
+    tmp_path, archive, small_checkpoint, capsys
+):
+    """Refused within one run, it replaced the earlier run's Raven table while the progress list kept the
+    first file as done: its results were lost for good."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.flac").symlink_to(archive[1] if folder == "a" else archive[2])
+    out = tmp_path / "tables"
+    assert classify(out, [tmp_path / "a" / "x.flac"], small_checkpoint, "--format", "raven") == 0
+    first = (out / raven_table_name("x.flac")).read_text()
+    assert classify(out, [tmp_path / "b" / "x.flac"], small_checkpoint, "--format", "raven") == 2
+    assert "would replace the Raven table of" in capsys.readouterr().err
+    assert (out / raven_table_name("x.flac")).read_text() == first
+
+
+def test_names_that_are_not_utf8_are_written_escaped_in_every_format(tmp_path, archive, small_checkpoint):
+    """CSV output stopped with an internal error (the files after it never classified); JSON lines held
+    a lone surrogate. Outputs name the file as every command does: undecodable bytes as \\xNN."""
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/\xff.flac"))
+    odd.symlink_to(archive[1])
+    assert classify(tmp_path / "o.csv", [odd, archive[2]], small_checkpoint) == 0
+    with (tmp_path / "o.csv").open() as f:
+        names = {row["file"] for row in csv.DictReader(f)}
+    assert f"{tmp_path}/\\xff.flac" in names and str(archive[2]) in names
+    assert classify(tmp_path / "o.jsonl", [odd], small_checkpoint, "--format", "jsonl") == 0
+    (tmp_path / "o.jsonl").read_text(encoding="utf-8")  # strict: no lone surrogate
+    assert classify(tmp_path / "o.csv", [odd, archive[2]], small_checkpoint) == 0  # resumed: both done
+
+
+def test_a_second_run_into_the_same_output_at_once_is_refused(tmp_path, archive, small_checkpoint, capsys):
+    """Two runs at once (a run started twice, a leftover one) wrote every file's rows twice."""
+    from streamd.window_output import WindowOutput
+
+    out = tmp_path / "o.csv"
+    held = WindowOutput(out, "csv", {"x": 1}, 8000.0)  # another run holding the output
+    try:
+        assert classify(out, archive[1:2], small_checkpoint) == 2
+        assert "is being written by another streamd run" in capsys.readouterr().err
+    finally:
+        held.close()

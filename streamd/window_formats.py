@@ -1,0 +1,86 @@
+"""The text of window-level results (``classify --windows``) in each output format: CSV rows, JSON lines,
+Raven selection tables (the header Raven and BirdNET use). Files are named as every command names them
+(``display_path``)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from audio_core.audio_file import display_path
+from streamd.window_scoring import FileResult
+
+CSV_HEADER = ("file", "window", "begin_s", "end_s", "rank", "label", "score")
+RAVEN_HEADER = (
+    "Selection",
+    "View",
+    "Channel",
+    "Begin Time (s)",
+    "End Time (s)",
+    "Low Freq (Hz)",
+    "High Freq (Hz)",
+    "Label",
+    "Confidence",
+)
+RAVEN_VIEW = "Spectrogram 1"
+RAVEN_SUFFIX = ".streamd.selection.table.txt"
+
+
+def raven_table_name(audio: str | Path) -> str:
+    """The selection table's file name for an audio file."""
+    return Path(audio).stem + RAVEN_SUFFIX
+
+
+def csv_text(result: FileResult) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    for w in result.windows:
+        for rank, item in enumerate(w.labels, 1):
+            writer.writerow(
+                [
+                    display_path(result.file),  # as every command names a file (never a lone surrogate)
+                    w.index,
+                    f"{w.t_start:.3f}",
+                    f"{w.t_end:.3f}",
+                    rank,
+                    item["label"],
+                    item["score"],
+                ]
+            )
+    return buf.getvalue()
+
+
+def jsonl_text(result: FileResult) -> str:
+    lines = [
+        json.dumps(
+            {
+                "file": display_path(result.file),
+                "window": w.index,
+                "t_start": w.t_start,
+                "t_end": w.t_end,
+                "labels": w.labels,
+            }
+        )
+        for w in result.windows
+        if w.labels
+    ]
+    return "".join(line + "\n" for line in lines)
+
+
+def raven_text(result: FileResult, high_freq_hz: float) -> str:
+    rows = ["\t".join(RAVEN_HEADER)]
+    selection = 0
+    for w in result.windows:
+        for item in w.labels:
+            selection += 1
+            cells = (selection, RAVEN_VIEW, 1, f"{w.t_start:.3f}", f"{w.t_end:.3f}", "0.0")
+            rows.append("\t".join(map(str, (*cells, f"{high_freq_hz:.1f}", item["label"], item["score"]))))
+    return "\n".join(rows) + "\n"
+
+
+def read_raven_table(path: Path) -> list[dict[str, str]]:
+    """The rows of a selection table as dicts keyed by its header."""
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
