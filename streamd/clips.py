@@ -45,14 +45,8 @@ log = logging.getLogger(__name__)
 SUBTYPE = "PCM_24"
 MAX_HOLD_KEPT_S = 60.0  # of [events] hold_s kept too (its end is announced that long after its last hit)
 HEADROOM_S = 120.0  # audio kept beyond a clip while results trail it; beyond, clips lose their start
-COUNTERS = (
-    "clips_saved",
-    "clip_write_errors",
-    "clips_truncated",
-    "clips_lost",
-    "clips_dropped_speech",
-    "clips_unchecked",
-)
+COUNTERS = ("clips_saved", "clip_write_errors", "clips_truncated", "clips_lost", "clips_dropped_speech")
+COUNTERS += ("clips_unchecked",)
 
 
 @dataclass
