@@ -70,7 +70,7 @@ MAX_SPEED_BLOCK_S = 2.0
 class CaptureSection:
     """Audio input: ring size, block size, and the stall watchdog for live devices."""
 
-    ring_s: float = rule(10.0, gt=0, le=600.0)  # live capture ring (file replay uses a few blocks)
+    ring_s: float = rule(10.0, ge=0.5, le=600.0)  # live capture ring (file replay uses a few blocks)
     block_s: float = rule(0.02, gt=0, le=1.0)  # device block / file chunk
     max_block_s: float = rule(MAX_SPEED_BLOCK_S, gt=0, le=10.0)  # file chunk at --speed max
     watchdog_s: float = rule(3.0, gt=0, le=3600.0)  # no samples for this long from a live device: "stalled"

@@ -42,6 +42,7 @@ COUNTERS_SHOWN = (
     ("late_results", "late"),
     ("model_errors", "model errors"),
     ("publish_dropped", "publish dropped"),
+    ("outages", "outages"),  # a device or network input away: the stream clock skipped it
 )
 
 
@@ -233,9 +234,13 @@ def render_stream(view: StreamView, width: int = 100, timeline_rows: int = 6) ->
 
 
 def fit(text: str, room: int) -> str:
-    """``text`` cut to ``room`` characters (at least 8), an ellipsis marking the cut."""
+    """``text`` cut to ``room`` characters (at least 8), an ellipsis marking the cut in the middle: names
+    that differ only at their end (``...-left``, ``...-right``) stay apart."""
     room = max(8, room)
-    return text if len(text) <= room else text[: room - 1] + "…"
+    if len(text) <= room:
+        return text
+    tail = (room - 1) // 2
+    return text[: room - 1 - tail] + "…" + text[len(text) - tail :]
 
 
 def panel_rows(state: DashboardState, timeline_rows: int) -> int:
@@ -246,8 +251,10 @@ def panel_rows(state: DashboardState, timeline_rows: int) -> int:
 def render_compact(state: DashboardState, width: int = 100) -> Table:
     """One line per stream (when the panels do not fit the terminal): state, time, top label, speed."""
     table = Table(box=None, padding=(0, 1), width=width, title="streamd", title_justify="left")
+    # the state and the numbers are never cut (what is wrong, and how much): the names and labels give way
+    widths = {"stream": max(8, width // 4), "state": 12, "t s": 6, "score": 5, "rtf": 6, "dropped": 7}
     for name in ("stream", "state", "t s", "top label", "score", "rtf", "dropped", "events"):
-        table.add_column(name, no_wrap=True, overflow="ellipsis")
+        table.add_column(name, no_wrap=True, overflow="ellipsis", min_width=widths.get(name))
     for view in state.streams.values():
         label, score = view.labels[0] if view.labels else ("–", None)
         dropped = sum(int(view.counters.get(key, 0)) for key in DROP_COUNTERS) + view.missed

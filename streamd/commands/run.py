@@ -91,15 +91,16 @@ def execute(
 
         dashboard = Dashboard(stderr=args.json, top_k=cfg.publish.top_k)
         publisher.add_sink(dashboard.sink)
-        dashboard.start()
     from streamd.start_up_gc import freeze_start_up_objects
 
-    freeze_start_up_objects()
     stop = threading.Event()
     # a stop must not wait on a blocking publisher whose sink is stuck (a reader that stopped reading)
     releaser = threading.Thread(target=_release_on_stop, args=(stop, publisher), daemon=True)
-    releaser.start()
-    try:
+    try:  # from the dashboard's start: a Ctrl-C at any point still restores the terminal (its cursor)
+        if dashboard is not None:
+            dashboard.start()
+        freeze_start_up_objects()
+        releaser.start()
         with stop_on_signals(stop):
             if live:
                 daemon.run_forever(stop)

@@ -14,7 +14,7 @@ BAD = {
     "model": ('compute = "tpu"', "model.compute must be one of auto, cpu, cuda"),
     "windows": ("hop_s = 0", "windows.hop_s must be positive"),
     "engine": ("max_batch = 5000", "engine.max_batch must be at most 1024"),
-    "capture": ("ring_s = -1.0", "capture.ring_s must be positive"),
+    "capture": ("ring_s = 0.01", "capture.ring_s must be >= 0.5"),  # a tiny ring lost most of the audio
     "publish": ("top_k = 0", "publish.top_k must be positive"),
     "events": ("threshold = 2.0", "events.threshold"),
     "mqtt": ("qos = 3", "mqtt.qos must be one of 0, 1, 2"),

@@ -225,3 +225,23 @@ def test_a_terminal_that_fails_stops_the_dashboard_output_not_the_run(monkeypatc
         with contextlib.suppress(OSError):
             full.close()
     assert dashboard.failure == "No space left on device"
+
+
+def test_names_differing_at_their_end_stay_apart_and_states_are_never_cut() -> None:
+    """Two microphones of one array, named alike up to their last part, showed as one name twice, and a
+    narrow compact table cut their state to ``runn…``."""
+    from streamd.dashboard import fit, render_compact
+
+    assert fit("kitchen-microphone-array-left", 16) != fit("kitchen-microphone-array-right", 16)
+    assert len(fit("kitchen-microphone-array-left", 16)) == 16
+    names = ["kitchen-microphone-array-left-pulse", "kitchen-microphone-array-left-default"]
+    lines = _text(render_compact(_streams(names, "device_error"), 60), 60).splitlines()
+    rows = [line for line in lines if "device_error" in line]
+    assert len(rows) == 2 and "pulse" in rows[0] and "default" in rows[1]
+
+
+def test_outages_are_shown_among_the_counters() -> None:
+    state = _streams(["mic"])
+    counters = {**messages.empty_counters(), "outages": 2, "outage_s": 7.3}
+    state.update(messages.status("mic", 0.0, 20.0, counters, "running"))
+    assert "outages 2" in _text(render_dashboard(state, width=100), 100)
