@@ -191,7 +191,7 @@ class NetworkSource(Source):
             if frame.pts is not None and frame.time_base is not None:
                 start = float(frame.pts * frame.time_base)
                 lost = 0.0 if expected is None else start - expected  # packets lost in transit
-                if 0 < lost <= SHORT_GAP_S:
+                if 0.5 * duration <= lost <= SHORT_GAP_S:  # less: timestamps' rounding, nothing lost
                     silence = np.zeros((round(lost * frame.sample_rate), self.channels), np.float32)
                     self._emit(silence, rate_fix)
                     self.filled_samples += round(lost * self.sample_rate)
