@@ -251,8 +251,9 @@ def panel_rows(state: DashboardState, timeline_rows: int) -> int:
 def render_compact(state: DashboardState, width: int = 100) -> Table:
     """One line per stream (when the panels do not fit the terminal): state, time, top label, speed."""
     table = Table(box=None, padding=(0, 1), width=width, title="streamd", title_justify="left")
-    # the state and the numbers are never cut (what is wrong, and how much): the names and labels give way
-    widths = {"stream": max(8, width // 4), "state": 12, "t s": 6, "score": 5, "rtf": 6, "dropped": 7}
+    # the state is never cut (what is wrong); a stream's name, cut in the middle, gets the room it was cut to
+    names = [len(fit(view.name, width // 4)) for view in state.streams.values()]
+    widths = {"stream": min(max(names, default=8), width // 4), "state": 12}
     for name in ("stream", "state", "t s", "top label", "score", "rtf", "dropped", "events"):
         table.add_column(name, no_wrap=True, overflow="ellipsis", min_width=widths.get(name))
     for view in state.streams.values():

@@ -75,7 +75,8 @@ class DeviceSource(Source):
         self.sample_rate = round(self.device.default_samplerate)
         self.channels = min(self.device.channels, MAX_DEVICE_CHANNELS)
         self.block = max(1, round(block_s * self.sample_rate))
-        self.ring = SampleRing(round(ring_s * self.sample_rate), self.channels)
+        # at least two device blocks: a ring smaller than one lost part of every block
+        self.ring = SampleRing(max(round(ring_s * self.sample_rate), 2 * self.block), self.channels)
         self._stream: Any = None
         self._stopping = False
         self.callbacks = 0

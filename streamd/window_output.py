@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from audio_core.audio_file import STDIN
+from audio_core.audio_file import STDIN, display_path
 from models.atomic_write import write_atomically
 from streamd.errors import ConfigError, StreamdError
 from streamd.window_formats import CSV_HEADER, csv_text, jsonl_text, raven_table_name, raven_text
@@ -64,10 +64,16 @@ class WindowOutput:
         self.progress = progress_path(self.out, fmt)
         self.done: dict[str, dict[str, Any]] = {}
         self.note: str | None = None  # why recorded files are classified again (stale progress list)
+        self._held: Any = None
+        self._stream: io.TextIOWrapper | None = None
         try:
             self._open(settings)
         except OSError as exc:
+            self.close()
             raise StreamdError(f"cannot write {self.out}: {exc.strerror or exc}") from None
+        except BaseException:
+            self.close()  # the lock goes with it
+            raise
 
     def _open(self, settings: dict[str, Any]) -> None:
         if self.fmt == "raven":
@@ -77,7 +83,7 @@ class WindowOutput:
         elif self.out.is_dir():
             raise ConfigError(f"{self.out} is a directory; {self.fmt} output is one file")
         self._lock()
-        if not self.progress.stat().st_size:
+        if not self.progress.exists():
             if self.fmt != "raven" and self.out.exists() and self.out.stat().st_size:
                 raise ConfigError(f"{self.out} exists without a progress list: remove it or choose another")
             self._write_progress({"settings": settings}, mode="w")
@@ -86,16 +92,18 @@ class WindowOutput:
         self._stream = None if self.fmt == "raven" else self._open_stream()
 
     def _lock(self) -> None:
-        """Hold the progress list (created empty if missing) for this run: a second run writing into the
-        same output at once would duplicate every file's rows."""
-        self._held = self.progress.open("a")
+        """Hold ``<progress list>.lock`` (never renamed, unlike the list) for this run: a second run
+        writing into the same output at once would duplicate every file's rows. Where the file system
+        has no locks, a warning, and the run goes on."""
+        self._held = self.progress.with_name(self.progress.name + ".lock").open("a")
         try:
             fcntl.flock(self._held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._held.close()
             raise ConfigError(
                 f"{self.out} is being written by another streamd run: wait for it, or choose another output"
             ) from None
+        except OSError as exc:  # NFS without a lock daemon: ENOLCK
+            self.note = f"{self.out} cannot be locked ({exc.strerror}): do not start a second run into it"
 
     def _resume(self, settings: dict[str, Any]) -> bool:
         """Take the finished files from the progress list; False when none of them is left in the output
@@ -225,8 +233,9 @@ class WindowOutput:
         tables = {raven_table_name(done): done for done in self.done}
         for path in paths:
             other = tables.get(raven_table_name(path), path)
-            if other != path:
-                return f"{path} would replace the Raven table of {other} in {self.out}: rename one"
+            if other != path and os.path.realpath(other) != os.path.realpath(path):  # not the file itself
+                shown = (display_path(path), display_path(other))
+                return f"{shown[0]} would replace the Raven table of {shown[1]} in {self.out}: rename one"
         return None
 
     def changed(self, path: str) -> bool:
@@ -245,4 +254,6 @@ class WindowOutput:
             with contextlib.suppress(OSError):  # after a failed write: rows not yet done are redone on resume
                 self._stream.close()
             self._stream = None
-        self._held.close()  # the lock goes with it
+        if self._held is not None:
+            self._held.close()  # the lock goes with it
+            self._held = None

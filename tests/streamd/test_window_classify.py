@@ -371,6 +371,8 @@ def test_a_file_of_the_same_name_in_another_folder_is_refused_across_runs(
     assert classify(out, [tmp_path / "b" / "x.flac"], small_checkpoint, "--format", "raven") == 2
     assert "would replace the Raven table of" in capsys.readouterr().err
     assert (out / raven_table_name("x.flac")).read_text() == first
+    same = tmp_path / "a" / ".." / "a" / "x.flac"  # the finished file itself, named another way: not a clash
+    assert classify(out, [same], small_checkpoint, "--format", "raven") == 0
 
 
 def test_names_that_are_not_utf8_are_written_escaped_in_every_format(tmp_path, archive, small_checkpoint):
@@ -396,5 +398,15 @@ def test_a_second_run_into_the_same_output_at_once_is_refused(tmp_path, archive,
     try:
         assert classify(out, archive[1:2], small_checkpoint) == 2
         assert "is being written by another streamd run" in capsys.readouterr().err
+    finally:
+        held.close()
+    # a progress list whose last line was cut short is rewritten (renamed over) on opening: still locked
+    assert classify(out, archive[1:2], small_checkpoint) == 0
+    progress = progress_path(out, "csv")
+    progress.write_text(progress.read_text() + '{"file": "cut sh')
+    settings = json.loads(progress.read_text().splitlines()[0])["settings"]
+    held = WindowOutput(out, "csv", settings, 8000.0)
+    try:
+        assert classify(out, archive[1:2], small_checkpoint) == 2
     finally:
         held.close()
