@@ -9,7 +9,7 @@ changed since is classified again into a Raven directory (its table replaced); a
 keeps its rows and the run says so. Failed files are not
 recorded: a rerun tries them again. A progress list whose output is gone (a CSV / JSON-lines output
 missing or shorter than recorded, every recorded Raven table missing) is stale: the run starts over; Raven
-tables missing one by one are written again.
+tables missing one by one are written again. One run at a time writes an output (``<progress list>.lock``).
 
 - ``csv``: one file; a row per (window, label): file, window, begin_s, end_s, rank, label, score.
 - ``jsonl``: one file; an object per window with at least one label: file, window, t_start, t_end, labels.
