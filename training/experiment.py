@@ -95,6 +95,7 @@ def run_one(
     held_out: list[int] | None,
     resume: bool,
     progress: bool,
+    accept_data_change: bool = False,
 ) -> dict[str, Any]:
     """Train one run and evaluate it on its held-out folds; returns its summary entry."""
     out_dir = exp.output_dir / run_name
@@ -119,7 +120,9 @@ def run_one(
         teacher = build_teacher(exp.train.distill, train_set.clips, held_out, info, exp.cache_dir, streams)
         info.extra["distill"] = {"teachers": [str(p) for p in teacher.paths], "online": teacher.online}
     train = _arrays(exp, train_set)
-    result = train_model(model, train, val, exp.train, info, out_dir, resume, progress, teacher)
+    result = train_model(
+        model, train, val, exp.train, info, out_dir, resume, progress, teacher, accept_data_change
+    )
     entry: dict[str, Any] = {
         "run": run_name,
         "checkpoint": str(result.checkpoint),
@@ -144,7 +147,9 @@ def run_one(
     return entry
 
 
-def run_experiment(exp: Experiment, resume: bool = True, progress: bool = True) -> dict[str, Any]:
+def run_experiment(
+    exp: Experiment, resume: bool = True, progress: bool = True, accept_data_change: bool = False
+) -> dict[str, Any]:
     """Run every training the experiment asks for; write and return the summary."""
     resolve_device(exp.train.compute, "train.compute")  # a missing GPU is said before any feature is made
     clip_set = load_clip_set(exp)
@@ -154,7 +159,10 @@ def run_experiment(exp: Experiment, resume: bool = True, progress: bool = True) 
     exp.output_dir.mkdir(parents=True, exist_ok=True)
     keep_other_modes_results(exp.output_dir, exp.mode)
     (exp.output_dir / "config.json").write_text(json.dumps(exp.raw, indent=1, default=str))
-    entries = [run_one(exp, clip_set, name, held_out, resume, progress) for name, held_out in plan]
+    entries = [
+        run_one(exp, clip_set, name, held_out, resume, progress, accept_data_change)
+        for name, held_out in plan
+    ]
     summary = summarize(exp, entries, clip_set.labels)
     (exp.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     (exp.output_dir / "summary.md").write_text(summary_markdown(summary))

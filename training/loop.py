@@ -44,6 +44,7 @@ def train_model(
     resume: bool = True,
     progress: bool = True,
     teacher: Teacher | None = None,
+    accept_data_change: bool = False,
 ) -> TrainResult:
     """Train ``model`` and write ``out_dir/model.safetensors`` (EMA weights) plus a training log;
     with ``cfg.distill`` on, ``teacher`` holds the training clips' teacher targets."""
@@ -82,7 +83,7 @@ def train_model(
     config = {**fingerprint(cfg, info), "data": data_digest(*train), "init": info.extra.get("init_source")}
     if resume and state_path.exists():
         start_epoch, step, elapsed, history = load_state(
-            state_path, model, ema, opt, gen, config, setting_defaults(cfg, info)
+            state_path, model, ema, opt, gen, config, setting_defaults(cfg, info), accept_data_change
         )
         if start_epoch > cfg.epochs:  # the model there is a longer run's: never report it as this one
             raise ResumeMismatch(

@@ -51,8 +51,10 @@ def fingerprint(cfg: Any, info: ModelInfo) -> dict[str, Any]:
 
 
 def data_digest(*arrays: Any) -> dict[str, Any]:
-    """What the training data is, for the fingerprint: the number of examples and a digest of their bytes
-    (features and targets), so that a run is not resumed on other clips under the same settings."""
+    """What the training data is, for the fingerprint: the number of examples, a digest of their bytes
+    (features and targets), so that a run is not resumed on other clips under the same settings, and a
+    sketch (each example's feature mean and spread, plus a digest of the targets alone) that tells the
+    same clips' features recomputed elsewhere (another CPU rounds differently) from other clips."""
     import hashlib
 
     import numpy as np
@@ -62,7 +64,48 @@ def data_digest(*arrays: Any) -> dict[str, Any]:
         a = np.ascontiguousarray(array.numpy() if hasattr(array, "numpy") else np.asarray(array))
         h.update(f"{a.dtype}{a.shape}".encode())
         h.update(memoryview(a).cast("B"))
-    return {"examples": len(arrays[0]), "digest": h.hexdigest()}
+    out: dict[str, Any] = {"examples": len(arrays[0]), "digest": h.hexdigest()}
+    if len(arrays) >= 2:
+        x = np.asarray(arrays[0].numpy() if hasattr(arrays[0], "numpy") else arrays[0])
+        flat = x.reshape(len(x), -1)
+        t = hashlib.blake2b(digest_size=8)
+        for array in arrays[1:]:
+            a = np.ascontiguousarray(array.numpy() if hasattr(array, "numpy") else np.asarray(array))
+            t.update(f"{a.dtype}{a.shape}".encode())
+            t.update(memoryview(a).cast("B"))
+        out["sketch"] = {
+            "shape": list(x.shape),
+            "targets": t.hexdigest(),
+            "mean": [float(f"{v:.7g}") for v in flat.mean(axis=1, dtype=np.float64)],
+            "std": [float(f"{v:.7g}") for v in flat.std(axis=1, dtype=np.float64)],
+        }
+    return out
+
+
+# how far a recomputed example's feature mean and spread may move and still be the same clip: float
+# rounding across CPUs moves them by about 1e-6 of the features' scale; another clip by far more
+SKETCH_TOLERANCE = 1e-4
+
+
+def same_data(saved: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether ``saved`` and ``current`` (``data_digest`` values) describe the same training examples:
+    the same bytes, or (both sketched) the same count, shapes and targets with features equal up to
+    rounding."""
+    if saved == current or saved.get("digest") == current.get("digest"):
+        return saved.get("examples") == current.get("examples")
+    a, b = saved.get("sketch"), current.get("sketch")
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return False
+    if (a.get("shape"), a.get("targets")) != (b.get("shape"), b.get("targets")):
+        return False
+    import numpy as np
+
+    for key in ("mean", "std"):
+        x, y = np.asarray(a.get(key, []), dtype=np.float64), np.asarray(b.get(key, []), dtype=np.float64)
+        scale = max(1.0, float(np.abs(x).max(initial=0.0)))
+        if x.shape != y.shape or not np.all(np.abs(x - y) <= SKETCH_TOLERANCE * scale):
+            return False
+    return True
 
 
 def _field_defaults(cls: type) -> dict[str, Any]:
@@ -116,18 +159,45 @@ def check_resume(
     saved: dict[str, Any] | None,
     current: dict[str, Any],
     defaults: dict[str, Any] | None = None,
-) -> None:
+    accept_data_change: bool = False,
+) -> str | None:
     """Raise ``ResumeMismatch`` (one line) when ``saved`` (a state's fingerprint) differs from ``current``.
 
     ``defaults`` (``setting_defaults``) lets a state predating a setting resume with that setting's default.
+    Features recomputed on another machine (equal up to rounding) are the same data. With
+    ``accept_data_change`` a differing data digest is allowed (everything else must still match);
+    returns a note saying so, or None.
     """
     if saved is None:  # a state from before fingerprints: the weights' shapes are still checked on load
-        return
+        return None
     for key in ("data", "init"):  # a state from before the data / the init checkpoint was fingerprinted
         if key not in saved:
             current = {k: v for k, v in current.items() if k != key}
     if isinstance(saved.get("train"), dict):  # a key made free later is no difference in an older state
         saved = {**saved, "train": {k: v for k, v in saved["train"].items() if k not in FREE_KEYS}}
+    note = None
+    if isinstance(saved.get("data"), dict) and isinstance(current.get("data"), dict):
+        old, new = saved["data"], current["data"]
+        if same_data(old, new):
+            pass
+        elif accept_data_change:
+            note = (
+                f"resuming on different training data ({old.get('examples')} -> {new.get('examples')} "
+                "examples, or the same clips' features computed differently), as --accept-data-change asked"
+            )
+        else:
+            reason = "training data changed"
+            if "sketch" not in old and old.get("examples") == new.get("examples"):
+                reason += (
+                    " (a state saved before streamd told recomputed features from other clips: if the "
+                    "clips are the same, --accept-data-change resumes)"
+                )
+            raise ResumeMismatch(
+                f"{path}: saved training state was made with different data ({reason}); "
+                "start over with --fresh (or use another output folder)"
+            )
+        saved = {k: v for k, v in saved.items() if k != "data"}
+        current = {k: v for k, v in current.items() if k != "data"}
     changed = _differences(saved, current, defaults=defaults)
     if changed:
         shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
@@ -135,6 +205,7 @@ def check_resume(
             f"{path}: saved training state was made with a different configuration ({shown}); "
             "start over with --fresh (or use another output folder)"
         )
+    return note
 
 
 def incompatible(path: Path, exc: Exception) -> ResumeMismatch:

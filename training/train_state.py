@@ -59,16 +59,20 @@ def load_state(
     gen: torch.Generator,
     config: dict[str, Any] | None = None,
     defaults: dict[str, Any] | None = None,
+    accept_data_change: bool = False,
 ) -> tuple[int, int, float, list[dict[str, float]]]:
     """Restore a state written by ``save_state``; returns (epoch, step, elapsed seconds, history).
 
-    ``config`` is the run's fingerprint, checked against the saved one (``defaults``: see ``check_resume``).
+    ``config`` is the run's fingerprint, checked against the saved one (``defaults``, ``accept_data_change``:
+    see ``check_resume``).
     """
     tensors = load_file(str(path))
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads((f.metadata() or {})["state"])
     if config is not None:
-        check_resume(path, meta.get("config"), config, defaults)
+        note = check_resume(path, meta.get("config"), config, defaults, accept_data_change)
+        if note:
+            print(f"{path}: {note}", flush=True)
     try:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         ema.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})

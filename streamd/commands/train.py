@@ -30,6 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="override experiment.output_dir")
     parser.add_argument("--fresh", action="store_true", help="ignore saved training state (default: resume)")
     parser.add_argument(
+        "--accept-data-change",
+        action="store_true",
+        help="resume a saved state even though its training data's digest differs (the same clips' "
+        "features from an older streamd on another machine); model and settings must still match",
+    )
+    parser.add_argument(
         "--init",
         metavar="CHECKPOINT|NAME",
         help="fine-tune: start from a streamd checkpoint or a shipped model's name "
@@ -182,7 +188,12 @@ def _run(args: argparse.Namespace) -> int:
         usable_folder_path(exp.output_dir, "--out" if args.out else "experiment.output_dir")
         if exp.cache_dir is not None:
             usable_folder_path(exp.cache_dir, "experiment.cache_dir")
-        summary = run_experiment(exp, resume=not args.fresh, progress=not args.no_progress)
+        summary = run_experiment(
+            exp,
+            resume=not args.fresh,
+            progress=not args.no_progress,
+            accept_data_change=args.accept_data_change,
+        )
     except (ExperimentConfigError, DatasetError) as exc:
         raise ConfigError(str(exc)) from None
     except CheckpointLoadError as exc:

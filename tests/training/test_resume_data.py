@@ -1,0 +1,93 @@
+"""Resuming on the same clips whose features were computed elsewhere (rounded differently): allowed;
+resuming on other clips or other labels: refused, unless --accept-data-change asks for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from audio_core.audio_file import read_audio
+from audio_core.fbank import fbank_frames, fbank_frames_reference
+from models.common import FeatureConfig, ModelInfo, Normalization
+from support.paths import ESC50, clip_paths
+from training.resume import ResumeMismatch, check_resume, data_digest, fingerprint, same_data
+from training.train_config import TrainConfig
+
+CFG = FeatureConfig(num_mel_bins=64)
+
+
+def _features(paths: list[Path], fbank) -> np.ndarray:  # noqa: ANN001 - one of the two fbank paths
+    out = []
+    for path in paths:
+        samples = torch.from_numpy(read_audio(path))
+        n = CFG.num_frames(samples.numel())
+        out.append(fbank(samples.unfold(0, CFG.frame_length, CFG.frame_shift)[:n], CFG).numpy())
+    return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def clips() -> list[Path]:
+    if not ESC50.exists():
+        pytest.skip(f"ESC-50 not found at {ESC50}")
+    return clip_paths(7)
+
+
+@pytest.fixture(scope="module")
+def fast(clips: list[Path]) -> np.ndarray:
+    return _features(clips[:6], fbank_frames)
+
+
+@pytest.fixture(scope="module")
+def recomputed(clips: list[Path]) -> np.ndarray:
+    """The same clips through the plain fbank: other float operations, the same values up to rounding."""
+    return _features(clips[:6], fbank_frames_reference)
+
+
+LABELS = np.arange(6, dtype=np.int64)
+
+
+def test_the_same_clips_recomputed_are_the_same_data(fast: np.ndarray, recomputed: np.ndarray) -> None:
+    a, b = data_digest(fast, LABELS), data_digest(recomputed, LABELS)
+    assert a["digest"] != b["digest"]  # the bytes differ: the exact digest alone would refuse
+    assert same_data(a, b)
+
+
+def test_other_clips_or_labels_are_other_data(clips: list[Path], fast: np.ndarray) -> None:
+    other = fast.copy()
+    other[2] = _features([clips[6]], fbank_frames)[0]
+    assert not same_data(data_digest(fast, LABELS), data_digest(other, LABELS))
+    assert not same_data(data_digest(fast, LABELS), data_digest(fast, LABELS[::-1].copy()))
+    assert not same_data(data_digest(fast, LABELS), data_digest(fast[:5], LABELS[:5]))
+    slightly = fast.copy()
+    slightly[0] += 0.05  # a gain change, far above rounding
+    assert not same_data(data_digest(fast, LABELS), data_digest(slightly, LABELS))
+
+
+def _fingerprint(x: np.ndarray, y: np.ndarray) -> dict:
+    info = ModelInfo("resnet_cnn", {"num_classes": 6}, list("abcdef"), CFG, Normalization())
+    return {**fingerprint(TrainConfig(), info), "data": data_digest(x, y)}
+
+
+def test_check_resume_on_data(fast: np.ndarray, recomputed: np.ndarray) -> None:
+    saved = _fingerprint(fast, LABELS)
+    assert check_resume(Path("state"), saved, _fingerprint(recomputed, LABELS)) is None
+    changed = _fingerprint(fast, LABELS[::-1].copy())
+    with pytest.raises(ResumeMismatch, match=r"^state: .*different data.*--fresh"):
+        check_resume(Path("state"), saved, changed)
+    note = check_resume(Path("state"), saved, changed, accept_data_change=True)
+    assert note is not None and "--accept-data-change" in note
+    other_settings = _fingerprint(fast, LABELS[::-1].copy())
+    other_settings["train"]["lr"] = 1.0
+    with pytest.raises(ResumeMismatch, match=r"train\.lr"):  # the flag excuses the data only
+        check_resume(Path("state"), saved, other_settings, accept_data_change=True)
+
+
+def test_a_state_without_a_sketch_names_the_flag(fast: np.ndarray, recomputed: np.ndarray) -> None:
+    saved = _fingerprint(fast, LABELS)
+    del saved["data"]["sketch"]  # as saved by a streamd that fingerprinted the bytes only
+    with pytest.raises(ResumeMismatch, match=r"--accept-data-change resumes"):
+        check_resume(Path("state"), saved, _fingerprint(recomputed, LABELS))
+    assert check_resume(Path("state"), saved, _fingerprint(fast, LABELS)) is None
