@@ -49,6 +49,7 @@ class OwnOptions:
     background: bool = True
     print_config: bool = False
     resume: bool = True
+    accept_data_change: bool = False  # resume even though the training data's digest differs
     progress: bool = True
     cache_dir: Path | None = Path(".cache/fbank")
     default_minutes: float = 15.0
@@ -265,7 +266,9 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
     resuming = opts.resume and (out / "train_state.safetensors").exists()
     if not resuming:  # a resumed run's choices are written once it was accepted: a refusal changes nothing
         saved_path.write_text(json.dumps(choices, indent=1))
-    entry = run_one(exp, clip_set, "", [data.held_out_fold], opts.resume, opts.progress)
+    entry = run_one(
+        exp, clip_set, "", [data.held_out_fold], opts.resume, opts.progress, opts.accept_data_change
+    )
     if resuming:
         saved_path.write_text(json.dumps(choices, indent=1))
     _store_choices(Path(entry["checkpoint"]), data, choices)

@@ -186,7 +186,10 @@ def check_resume(
                 "examples, or the same clips' features computed differently), as --accept-data-change asked"
             )
         else:
-            reason = "training data changed"
+            if old.get("examples") != new.get("examples"):
+                reason = f"{old.get('examples')} -> {new.get('examples')} training examples"
+            else:
+                reason = f"other features or labels for the {new.get('examples')} training examples"
             if "sketch" not in old and old.get("examples") == new.get("examples"):
                 reason += (
                     " (a state saved before streamd told recomputed features from other clips: if the "

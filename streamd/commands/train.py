@@ -115,6 +115,7 @@ def run_own_data(args: argparse.Namespace) -> int:
         print_config=args.print_config,
         resume=not args.fresh,
         progress=not args.no_progress,
+        accept_data_change=args.accept_data_change,
     )
     run_own_data(opts)
     return 0

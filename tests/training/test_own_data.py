@@ -328,7 +328,7 @@ def test_resume_is_announced_and_a_changed_config_refused(split_data: Path, tmp_
             build_model("resnet_cnn", changed.config), (x, y), None, cfg, changed, out, progress=False
         )
     cfg.epochs = 3  # other clips with the same settings: not a continuation of this run
-    with pytest.raises(ResumeMismatch, match=r"data.digest: .*; data.examples: 18 -> 17\).*--fresh"):
+    with pytest.raises(ResumeMismatch, match=r"different data \(18 -> 17 training examples\).*--fresh"):
         train_model(
             build_model("resnet_cnn", info.config), (x[1:], y[1:]), None, cfg, info, out, progress=False
         )

@@ -3,23 +3,24 @@ resuming on other clips or other labels: refused, unless --accept-data-change as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from support.paths import ESC50, clip_paths
 
 from audio_core.audio_file import read_audio
 from audio_core.fbank import fbank_frames, fbank_frames_reference
 from models.common import FeatureConfig, ModelInfo, Normalization
-from support.paths import ESC50, clip_paths
 from training.resume import ResumeMismatch, check_resume, data_digest, fingerprint, same_data
 from training.train_config import TrainConfig
 
 CFG = FeatureConfig(num_mel_bins=64)
 
 
-def _features(paths: list[Path], fbank) -> np.ndarray:  # noqa: ANN001 - one of the two fbank paths
+def _features(paths: list[Path], fbank: Callable[..., torch.Tensor]) -> np.ndarray:
     out = []
     for path in paths:
         samples = torch.from_numpy(read_audio(path))
