@@ -95,19 +95,25 @@ def time_step_s(
     bins: int,
     steps: int = 2,
     device: torch.device | None = None,
+    precision: str = "fp32",
 ) -> float:
     """Seconds one training step (forward, backward, AdamW) takes on ``device`` (the model's; the CPU by
-    default), timed after one warm-up step."""
+    default) in ``precision`` (``auto`` resolved for that device, as training resolves it), timed after
+    one warm-up step."""
+    from models.bf16 import bf16_autocast, resolve_auto
     from training.losses import training_logits
 
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(batch, frames, bins, device=device)
+    kind = x.device.type
+    bf16 = resolve_auto(precision, kind) == "bf16"
     sync = torch.cuda.synchronize if device is not None and device.type == "cuda" else (lambda: None)
     elapsed = 0.0
     for i in range(steps + 1):
         t0 = time.perf_counter()
-        loss = training_logits(model, x).float().logsumexp(dim=-1).mean()
+        with bf16_autocast(kind, enabled=bf16):
+            loss = training_logits(model, x).float().logsumexp(dim=-1).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

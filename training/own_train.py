@@ -183,7 +183,7 @@ def derive_choices(
     }
     if opts.init is not None:
         choices["init"] = str(opts.init)
-    train = {**train, "warmup_epochs": 0.0, "precision": "fp32", "eval_every": 5, "seed": 0}
+    train = {**train, "warmup_epochs": 0.0, "precision": "auto", "eval_every": 5, "seed": 0}
     if opts.epochs:
         epochs, how = opts.epochs, "--epochs"
     elif saved and opts.resume and opts.minutes in (None, saved.get("minutes")):
@@ -203,7 +203,14 @@ def derive_choices(
             cfg["target_frames"] = frames
         device = resolve_device(opts.compute, "--compute")  # timed where it will train
         model = build_model(arch, cfg).to(device)
-        step = derive.time_step_s(model, train["batch_size"], frames, features.num_mel_bins, device=device)
+        step = derive.time_step_s(
+            model,
+            train["batch_size"],
+            frames,
+            features.num_mel_bins,
+            device=device,
+            precision=train["precision"],
+        )
         spent = time.time() - t0
         examples = round(n_train * (1 + background))
         epochs = derive.derive_epochs(step, examples, train["batch_size"], minutes * 60 - spent)

@@ -69,7 +69,8 @@ def add_own_data_arguments(parser: argparse.ArgumentParser) -> None:
     own.add_argument(
         "--print-config",
         action="store_true",
-        help="print the equivalent TOML and stop (with CONFIG.toml: it after --init, --set, --mode, --out)",
+        help="print the equivalent TOML and stop (with CONFIG.toml: it after --init, --set, --mode, --out; "
+        "with --data: after reading the clips, caching their features and, for --minutes, timing a step)",
     )
     own.add_argument("--no-background", action="store_true", help="no background (no-class) examples")
 
