@@ -91,6 +91,9 @@ def train_model(
                 "for (--fresh starts over; or another --out)"
             )
         print(f"resuming from epoch {start_epoch} of {cfg.epochs} ({state_path}; --fresh starts over)")
+    elif state_path.exists():  # --fresh: the old state goes now, so that Ctrl-C never points back to it
+        state_path.unlink()
+        print(f"starting over (--fresh): the saved training state {state_path} was removed", flush=True)
     print(f"{out_dir.name}: training on {describe_device(device)} in {cfg.precision}", flush=True)
     tty = progress and sys.stdout.isatty()
 

@@ -32,7 +32,9 @@ def describe(choices: dict[str, Any], features: FeatureConfig) -> str:
             f"model: {choices['recipe']} recipe ({choices['arch']} {json.dumps(choices['model_config'])})"
             + (f", fine-tuned from {choices['init']}" if "init" in choices else ""),
             f"schedule: {choices['epochs']} epochs ({choices['epochs_from']}), warm-up "
-            f"{choices['train']['warmup_epochs']:g}, batch {choices['train']['batch_size']}, "
+            f"{choices['train']['warmup_epochs']:g}"
+            + (f" ({choices['warmup_from']})" if "warmup_from" in choices else "")
+            + f", batch {choices['train']['batch_size']}, "
             f"lr {choices['train']['lr']:g}",
         ]
     )

@@ -175,40 +175,47 @@ def check_resume(
             current = {k: v for k, v in current.items() if k != key}
     if isinstance(saved.get("train"), dict):  # a key made free later is no difference in an older state
         saved = {**saved, "train": {k: v for k, v in saved["train"].items() if k not in FREE_KEYS}}
-    note = None
-    if isinstance(saved.get("data"), dict) and isinstance(current.get("data"), dict):
-        old, new = saved["data"], current["data"]
-        if same_data(old, new):
-            pass
-        elif accept_data_change:
-            note = (
-                f"resuming on different training data ({old.get('examples')} -> {new.get('examples')} "
-                "examples, or the same clips' features computed differently), as --accept-data-change asked"
-            )
-        else:
-            if old.get("examples") != new.get("examples"):
-                reason = f"{old.get('examples')} -> {new.get('examples')} training examples"
-            else:
-                reason = f"other features or labels for the {new.get('examples')} training examples"
-            if "sketch" not in old and old.get("examples") == new.get("examples"):
-                reason += (
-                    " (a state saved before streamd told recomputed features from other clips: if the "
-                    "clips are the same, --accept-data-change resumes)"
-                )
-            raise ResumeMismatch(
-                f"{path}: saved training state was made with different data ({reason}); "
-                "start over with --fresh (or use another output folder)"
-            )
-        saved = {k: v for k, v in saved.items() if k != "data"}
-        current = {k: v for k, v in current.items() if k != "data"}
-    changed = _differences(saved, current, defaults=defaults)
+    old, new = saved.get("data"), current.get("data")
+    saved = {k: v for k, v in saved.items() if k != "data"}
+    current = {k: v for k, v in current.items() if k != "data"}
+    data_known = isinstance(old, dict) and isinstance(new, dict)
+    changed = _differences(saved, current, defaults=defaults)  # settings first: they change the features too
     if changed:
-        shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
-        raise ResumeMismatch(
-            f"{path}: saved training state was made with a different configuration ({shown}); "
-            "start over with --fresh (or use another output folder)"
+        data = _data_change(old, new) if data_known and not same_data(old, new) else None
+        _refuse(path, changed, data)
+    if not data_known or same_data(old, new):
+        return None
+    if accept_data_change:
+        return (
+            f"resuming on different training data ({_data_change(old, new)}), as --accept-data-change asked"
         )
-    return note
+    reason = _data_change(old, new)
+    if "sketch" not in old and old.get("examples") == new.get("examples"):
+        reason += (
+            " (a state saved before streamd told recomputed features from other clips: if the "
+            "clips are the same, --accept-data-change resumes)"
+        )
+    raise ResumeMismatch(
+        f"{path}: saved training state was made with different data ({reason}); "
+        "start over with --fresh (or use another output folder)"
+    )
+
+
+def _data_change(old: dict[str, Any], new: dict[str, Any]) -> str:
+    if old.get("examples") != new.get("examples"):
+        return f"{old.get('examples')} -> {new.get('examples')} training examples"
+    return f"other features or labels for the {new.get('examples')} training examples"
+
+
+def _refuse(path: Path, changed: list[str], data: str | None = None) -> None:
+    """The one-line refusal naming the settings that changed (and the data, ``data``, when it did too)."""
+    shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
+    if data:
+        shown += f"; and the training data: {data}"
+    raise ResumeMismatch(
+        f"{path}: saved training state was made with a different configuration ({shown}); "
+        "start over with --fresh (or use another output folder)"
+    )
 
 
 def incompatible(path: Path, exc: Exception) -> ResumeMismatch:
@@ -219,8 +226,9 @@ def incompatible(path: Path, exc: Exception) -> ResumeMismatch:
     )
 
 
-def interrupted_line(out_dir: Path | None) -> str:
-    """What Ctrl-C leaves behind: the newest training state under ``out_dir`` and its epoch, or nothing."""
+def interrupted_line(out_dir: Path | None, fresh: bool = False) -> str:
+    """What Ctrl-C leaves behind: the newest training state under ``out_dir`` and its epoch, or nothing
+    (``fresh``: the command had ``--fresh``, which must be left out to resume)."""
     from safetensors import safe_open
 
     states = (
@@ -231,7 +239,8 @@ def interrupted_line(out_dir: Path | None) -> str:
     state = states[-1]
     with safe_open(str(state), framework="pt") as f:
         epoch = json.loads((f.metadata() or {})["state"])["epoch"]
-    return (
-        f"interrupted: training state after epoch {epoch} is saved in {state}; "
-        "run the same command again to resume (--fresh starts over)"
+    return f"interrupted: training state after epoch {epoch} is saved in {state}; " + (
+        "run the command again without --fresh to resume"
+        if fresh
+        else "run the same command again to resume (--fresh starts over)"
     )

@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         from training.resume import interrupted_line
 
-        print(interrupted_line(_output_dir(args)), flush=True)
+        print(interrupted_line(_output_dir(args), fresh=args.fresh), flush=True)
         return 130
 
 

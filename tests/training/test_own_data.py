@@ -21,10 +21,11 @@ from tests.support.paths import ESC50, REPO, esc50_rows
 from training.background import KINDS, background_wave, with_background
 from training.derive import derive_window, feature_stats
 from training.evaluate import waveform_scores
-from training.experiment_spec import parse_experiment
+from training.experiment_spec import ExperimentConfigError, parse_experiment
 from training.loop import train_model
 from training.losses import NO_CLASS, loss_fn, soft_targets
 from training.own_data import SPLIT_FOLDS, read_own_data
+from training.own_report import describe
 from training.readers import DatasetError
 from training.resume import ResumeMismatch, interrupted_line
 from training.train_config import TrainConfig
@@ -337,6 +338,16 @@ def test_resume_is_announced_and_a_changed_config_refused(split_data: Path, tmp_
     cfg.epochs = 1  # the 2-epoch model there must not be reported as a 1-epoch run
     with pytest.raises(ResumeMismatch, match=r"already trained for 2 epochs, more than the 1 asked for"):
         train_model(build_model("resnet_cnn", info.config), (x, y), None, cfg, info, out, progress=False)
+    assert "without --fresh to resume" in interrupted_line(out, fresh=True)
+    capsys.readouterr()
+    train_model(  # --fresh: the old state is removed at the start, and the run says so
+        build_model("resnet_cnn", info.config), (x, y), None, cfg, info, out, resume=False, progress=False
+    )
+    assert (
+        f"starting over (--fresh): the saved training state {out / 'train_state.safetensors'} was removed"
+        in (capsys.readouterr().out)
+    )
+    assert "after epoch 1 is saved in" in interrupted_line(out)
 
 
 def test_channels_must_be_a_list() -> None:
@@ -524,7 +535,7 @@ def test_the_same_minutes_resume_the_saved_run(split_data: Path, tmp_path: Path)
     """A run started with --minutes resumes with the same --minutes: its epochs and warm-up are the saved
     ones, not re-derived from a fresh timing (the warm-up is part of what its saved state depends on);
     other minutes re-derive the length and keep the warm-up."""
-    from training.own_train import OwnOptions, derive_choices
+    from training.own_choices import OwnOptions, derive_choices
 
     data = read_own_data(split_data)
     features = FeatureConfig(num_mel_bins=32)
@@ -537,6 +548,35 @@ def test_the_same_minutes_resume_the_saved_run(split_data: Path, tmp_path: Path)
         OwnOptions(data=split_data, minutes=5.0, cache_dir=tmp_path / "cache"), data, features, saved
     )
     assert longer["epochs"] > saved["epochs"] and longer["train"]["warmup_epochs"] == 0.123
+    assert "warmup_from" in longer and "warmup_from" not in first  # the summary says whose warm-up it is
+    assert "warm-up 0.123 (the saved run's)" in describe(longer, features)
+
+
+def test_epochs_set_are_the_schedule_and_a_second_source_is_refused(split_data: Path, tmp_path: Path) -> None:
+    """``--set train.epochs=N`` sizes the run as ``--epochs N`` does (the summary and the warm-up follow
+    it); giving both is refused."""
+    from training.derive import warmup_epochs
+    from training.own_choices import OwnOptions, derive_choices
+
+    data = read_own_data(split_data)
+    features = FeatureConfig(num_mel_bins=32)
+    opts = OwnOptions(data=split_data, overrides=["train.epochs = 4"], cache_dir=tmp_path / "cache")
+    choices = derive_choices(opts, data, features, None)
+    assert (choices["epochs"], choices["epochs_from"]) == (4, "--set train.epochs")
+    assert choices["train"]["warmup_epochs"] == warmup_epochs(4) and "step_timed" not in choices
+    both = OwnOptions(data=split_data, epochs=3, overrides=["train.epochs=2"], cache_dir=tmp_path / "cache")
+    with pytest.raises(ExperimentConfigError, match=r"--epochs and --set train\.epochs both given"):
+        derive_choices(both, data, features, None)
+
+
+def test_the_window_reason_names_the_bound_that_decided_it() -> None:
+    from training.own_choices import window_reason
+
+    assert window_reason([0.2] * 10) == (
+        "raised to the shortest window, 0.5 s; 90 % of the clips last 0.20 s or less"
+    )
+    assert window_reason([30.0] * 10).startswith("capped at the longest derived window, 10 s")
+    assert window_reason([1.0, 2.0, 3.0]) == "90 % of clip durations"
 
 
 def test_a_clip_under_two_labels_and_a_broken_class_link_are_named(split_data: Path, tmp_path: Path) -> None:
@@ -644,8 +684,8 @@ def test_mode_with_data_is_refused(split_data: Path, capsys) -> None:
 def test_an_init_models_window_is_not_kept_in_the_derived_config(split_data: Path, tmp_path: Path) -> None:
     """``--init ast`` on clips of another length: the model is built for this data's window, and the
     derived config says so (it said the shipped model's 498 frames)."""
+    from training.own_choices import OwnOptions, derive_choices
     from training.own_init import init_info
-    from training.own_train import OwnOptions, derive_choices
 
     data = read_own_data(split_data)
     init = init_info("ast", None)

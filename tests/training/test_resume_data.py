@@ -92,3 +92,20 @@ def test_a_state_without_a_sketch_names_the_flag(fast: np.ndarray, recomputed: n
     with pytest.raises(ResumeMismatch, match=r"--accept-data-change resumes"):
         check_resume(Path("state"), saved, _fingerprint(recomputed, LABELS))
     assert check_resume(Path("state"), saved, _fingerprint(fast, LABELS)) is None
+
+
+def test_changed_settings_are_named_before_the_data(fast: np.ndarray, recomputed: np.ndarray) -> None:
+    """A changed window or statistic changes the features too: the settings are what to name."""
+    saved = _fingerprint(fast, LABELS)
+    current = _fingerprint(fast[:5], LABELS[:5])
+    current["normalization"]["mean"] = -7.25
+    with pytest.raises(
+        ResumeMismatch,
+        match=r"configuration \(normalization\.mean: .*-> -7\.25; and the training "
+        r"data: 6 -> 5 training examples\)",
+    ):
+        check_resume(Path("state"), saved, current, accept_data_change=True)
+    same_clips = _fingerprint(recomputed, LABELS)
+    same_clips["normalization"]["mean"] = -7.25
+    with pytest.raises(ResumeMismatch, match=r"configuration \(normalization\.mean: [^;]*\); start over"):
+        check_resume(Path("state"), saved, same_clips)

@@ -1,0 +1,178 @@
+"""What ``streamd train --data`` chooses for a data set: its options (``OwnOptions``) and every derived
+setting (``derive_choices``: window, feature statistics, augmentation, background share, schedule), with
+the measurements behind them; the rules themselves are ``training.derive``'s."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audio_core.compute import resolve_device
+from models.common import FeatureConfig, ModelInfo
+from models.registry import build_model
+from training import derive
+from training.cache import clip_fbank
+from training.experiment_spec import ExperimentConfigError, apply_overrides
+from training.own_data import SPLIT_FOLDS, OwnData
+from training.own_init import ARCH_RECIPES
+
+
+@dataclass
+class OwnOptions:
+    data: Path
+    out: Path | None = None
+    recipe: str | None = None  # None: "cnn", or the init checkpoint's architecture
+    window_s: float | None = None
+    minutes: float | None = None
+    epochs: int | None = None
+    background: bool = True
+    print_config: bool = False
+    resume: bool = True
+    accept_data_change: bool = False  # resume even though the training data's digest differs
+    progress: bool = True
+    cache_dir: Path | None = Path(".cache/fbank")
+    default_minutes: float = 15.0
+    init: str | None = None  # fine-tune from this checkpoint (a path or a shipped model's name)
+    overrides: list[str] = field(default_factory=list)  # --set KEY=VALUE, applied to the derived config
+    compute: str = "auto"  # --compute: where the run trains (and its step is timed)
+
+
+def _fbanks(data: OwnData, fold: int, features: FeatureConfig, cache_dir: Path | None) -> list[np.ndarray]:
+    return [clip_fbank(Path(c.path), features, cache_dir) for c in data.clip_set.clips if c.fold == fold]
+
+
+def _cached_count(cache_dir: Path | None) -> int:
+    return len(list(cache_dir.glob("*.npy"))) if cache_dir is not None and cache_dir.is_dir() else 0
+
+
+def derive_choices(
+    opts: OwnOptions,
+    data: OwnData,
+    features: FeatureConfig,
+    saved: dict | None,
+    init: ModelInfo | None = None,
+) -> dict:
+    """Every derived setting, with the measurements behind them (``init``: the checkpoint fine-tuned)."""
+    cache = opts.cache_dir
+    t0 = time.time()
+    before = _cached_count(cache)
+    train_fbanks = _fbanks(data, SPLIT_FOLDS["train"], features, cache)
+    held_fbanks = _fbanks(data, data.held_out_fold, features, cache)
+    computed = _cached_count(cache) - before
+    total = len(train_fbanks) + len(held_fbanks)
+    say(
+        opts,
+        f"features: {features.num_mel_bins}-bin log-mel of {total} clips "
+        f"({computed} computed, {total - computed} from the cache {cache}) in {time.time() - t0:.0f} s",
+    )
+    train_durations = [data.durations[Path(c.path)] for c in data.clip_set.clips if c.fold == 1]
+    window_s = opts.window_s if opts.window_s else derive.derive_window(data.durations.values())
+    frames = features.num_frames(round(window_s * features.sample_rate))
+    mean, std = derive.feature_stats(train_fbanks)
+    recipe = ARCH_RECIPES[init.arch] if init is not None else opts.recipe or "cnn"
+    arch, model_config, train = derive.recipe_model(recipe, frames)
+    if init is not None:  # the checkpoint's model, trained on its own statistics
+        arch = init.arch
+        filled = ("num_classes", "num_mel_bins", "target_frames")  # from this data and its window
+        model_config = {k: v for k, v in init.config.items() if k not in filled}
+        mean, std = init.normalization.mean, init.normalization.std
+    median = float(np.median(train_durations))
+    augment = derive.derive_augment(frames, features.num_mel_bins, median, window_s)
+    n_train = len(train_fbanks)
+    background = 0.0 if not opts.background else round(max(0.1, 1.0 / len(data.clip_set.labels)), 3)
+    choices: dict[str, Any] = {
+        "recipe": recipe,
+        "arch": arch,
+        "model_config": model_config,
+        "window_s": round(window_s, 3),
+        "window_from": "--window" if opts.window_s else window_reason(data.durations.values()),
+        "frames": frames,
+        "clip_seconds_median": round(median, 3),
+        "mean": round(mean, 5),
+        "std": round(std, 5),
+        "augment": derive.augment_dict(augment),
+        "background": background,
+        "held_out": data.held_out,
+    }
+    if opts.init is not None:
+        choices["init"] = str(opts.init)
+    train = {**train, "warmup_epochs": 0.0, "precision": "auto", "eval_every": 5, "seed": 0}
+    set_epochs = _epochs_set(opts)
+    if opts.epochs and set_epochs is not None:
+        raise ExperimentConfigError("--epochs and --set train.epochs both given: give one of them")
+    if opts.epochs or set_epochs:
+        epochs, how = (opts.epochs, "--epochs") if opts.epochs else (set_epochs, "--set train.epochs")
+    elif saved and opts.resume and opts.minutes in (None, saved.get("minutes")):
+        epochs, how = int(saved["epochs"]), "as in the saved run being resumed"
+        choices["step_seconds"] = saved.get("step_seconds")
+        if "minutes" in saved:
+            choices["minutes"] = saved["minutes"]
+    else:
+        minutes = opts.minutes or opts.default_minutes
+        choices["minutes"] = minutes
+        cfg = {
+            **model_config,
+            "num_classes": len(data.clip_set.labels),
+            "num_mel_bins": features.num_mel_bins,
+        }
+        if arch == "ast":
+            cfg["target_frames"] = frames
+        device = resolve_device(opts.compute, "--compute")  # timed where it will train
+        model = build_model(arch, cfg).to(device)
+        step = derive.time_step_s(
+            model,
+            train["batch_size"],
+            frames,
+            features.num_mel_bins,
+            device=device,
+            precision=train["precision"],
+        )
+        spent = time.time() - t0
+        examples = round(n_train * (1 + background))
+        epochs = derive.derive_epochs(step, examples, train["batch_size"], minutes * 60 - spent)
+        how = f"{minutes:g}-minute budget at {step:.2f} s per step of {train['batch_size']}"
+        choices["step_seconds"] = round(step, 4)
+        choices["step_timed"] = True
+    resumed_train = saved.get("train", {}) if saved and opts.resume else {}
+    # a resumed run keeps its warm-up (part of what its saved state depends on) whatever its new length
+    train["warmup_epochs"] = resumed_train.get("warmup_epochs", derive.warmup_epochs(epochs))
+    if "warmup_epochs" in resumed_train:
+        choices["warmup_from"] = "the saved run's"
+    choices.update({"epochs": epochs, "epochs_from": how, "train": train})
+    return choices
+
+
+def window_reason(durations: Any) -> str:
+    """Why the derived window is what it is: it covers 90 % of the clips, or a bound decided it."""
+    q = float(np.quantile(np.fromiter(durations, dtype=np.float64), derive.WINDOW_QUANTILE))
+    if q < derive.MIN_WINDOW_S:
+        low = derive.MIN_WINDOW_S
+        return f"raised to the shortest window, {low:g} s; 90 % of the clips last {q:.2f} s or less"
+    if q > derive.MAX_WINDOW_S:
+        high = derive.MAX_WINDOW_S
+        return f"capped at the longest derived window, {high:g} s; 90 % of the clips need {q:.1f} s"
+    return "90 % of clip durations"
+
+
+def _epochs_set(opts: OwnOptions) -> int | None:
+    """The epochs a ``--set train.epochs=N`` asks for (a positive whole number), else None (a bad value
+    is refused with the rest of the config)."""
+    mine = [item for item in opts.overrides if item.partition("=")[0].strip() == "train.epochs"]
+    if not mine:
+        return None
+    try:
+        value = apply_overrides({"train": {}}, mine[-1:])["train"].get("epochs")
+    except ValueError:
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def say(opts: OwnOptions, text: str) -> None:
+    """What was found and chosen: on stdout, or on stderr with ``--print-config``, whose stdout is the TOML
+    alone (``> mine.toml``)."""
+    print(text, file=sys.stderr if opts.print_config else sys.stdout, flush=True)
