@@ -223,9 +223,15 @@ CLIP_HOP_S = 2.5  # the hop of clip-level scores of long files (half of a 5-s wi
 
 
 def clip_hop_s(info: ModelInfo) -> float:
-    """The hop of clip-level scores (classify, evaluate, training's reports): ``CLIP_HOP_S``, or half the
-    checkpoint's window if that is shorter, so that a short-window model still covers all of a long file."""
-    half = math.floor(checkpoint_window_s(info) / 2 * 100) / 100  # a multiple of 10 ms
+    """The hop of clip-level scores (classify, evaluate, training's reports): ``offline_hop_s`` of the
+    checkpoint's window."""
+    return offline_hop_s(checkpoint_window_s(info))
+
+
+def offline_hop_s(window_s: float) -> float:
+    """The default hop of offline scoring: ``CLIP_HOP_S``, or half of ``window_s`` if that is shorter, so
+    that a short window still covers all of a long file (a multiple of 10 ms)."""
+    half = math.floor(window_s / 2 * 100) / 100
     return min(CLIP_HOP_S, max(0.01, half))
 
 

@@ -38,8 +38,8 @@ class WindowSection:
     # None: the window the checkpoint was trained on (5.0 s for 498 frames)
     window_s: float | None = rule(None, gt=0, le=60.0)
     hop_s: float = rule(1.0, gt=0, le=60.0)
-    # several paced streams (devices, network, replay at a set speed): stream k of N starts its windows
-    # after the first k/N of a hop later, so their model calls spread over the hop instead of coinciding
+    # several paced streams (devices, network, replay at a set speed): stream k of N places its windows
+    # k/N of a hop earlier, so their model calls spread over the hop instead of coinciding
     stagger: bool = True
 
     def __post_init__(self) -> None:

@@ -12,11 +12,12 @@ import contextlib
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from audio_core.audio_file import STDIN
-from audio_core.windows import WindowPlan
+from audio_core.windows import WindowPlan, checkpoint_window_s, offline_hop_s
 from streamd.config_sections import WindowSection
 from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel
@@ -207,15 +208,19 @@ def _recheck_changed(output: WindowOutput, paths: list[str], args: argparse.Name
         )
 
 
-def run_windows(args: argparse.Namespace, windows: WindowSection) -> int:
+def run_windows(args: argparse.Namespace, windows: WindowSection, hop_given: bool = True) -> int:
     """Classify every window of ``args.paths`` into ``args.out`` with the window settings ``windows``
-    (``check_window_options`` has run); 1 if any file failed."""
+    (``check_window_options`` has run; without ``hop_given`` the hop is ``offline_hop_s`` of the window
+    used); 1 if any file failed."""
     from streamd.model_loading import resolve_model, window_warnings
     from streamd.window_scoring import window_plan
 
     _check(args)
     started = time.monotonic()
     loaded = resolve_model(args, compute="cpu")
+    if not hop_given:
+        window_s = windows.window_s if windows.window_s is not None else checkpoint_window_s(loaded.info)
+        windows = replace(windows, hop_s=offline_hop_s(window_s))
     plan = window_plan(loaded, windows.window_s, windows.hop_s)
     for warning in window_warnings(windows.window_s, windows.hop_s, loaded):
         print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)

@@ -21,6 +21,7 @@ from audio_core.shipped_models import MODEL_HELP
 from audio_core.windows import CLIP_HOP_S, checkpoint_plan, clip_hop_s
 from models.precision import PRECISIONS
 from streamd.clip_scoring import FileScores, score_file
+from streamd.config import load_model_toml
 from streamd.config_cli import config_from_args
 from streamd.config_sections import MAX_THREADS, WindowSection
 from streamd.errors import AudioInputError, ConfigError
@@ -55,8 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--hop-s",
         type=float,
         help=f"hop between windows of long files, a multiple of 10 ms (default {DEFAULT_HOP_S:g}, or half "
-        "the model's window if shorter: the clip average of training and evaluate; with --windows the "
-        "--model TOML's [windows] hop_s if it sets one)",
+        "the window if shorter (the model's own, or --window-s): the clip average of training and evaluate; "
+        "with --windows the --model TOML's [windows] hop_s if it sets one)",
     )
     parser.add_argument(
         "--json", action="store_true", help="one JSON object per line: {file, labels} (--windows: jsonl)"
@@ -74,13 +75,18 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--threads must be between 0 and {MAX_THREADS}, got {args.threads}")
 
 
-def window_settings(args: argparse.Namespace) -> WindowSection:
+def window_settings(args: argparse.Namespace) -> tuple[WindowSection, bool]:
     """``--window-s`` / ``--hop-s`` over the ``--model`` TOML's ``[windows]`` over classify's defaults:
-    layered and checked by the code behind replay's ``--window`` / ``--hop`` (same limits, same messages)."""
+    layered and checked by the code behind replay's ``--window`` / ``--hop`` (same limits, same messages);
+    and whether a hop was given (by ``--hop-s`` or the TOML; if not, the hop follows the window)."""
     given = argparse.Namespace(
         model=args.model, checkpoint=args.checkpoint, window=args.window_s, hop=args.hop_s
     )
-    return config_from_args(given, {"windows": {"hop_s": DEFAULT_HOP_S}}).windows
+    windows = config_from_args(given, {"windows": {"hop_s": DEFAULT_HOP_S}}).windows
+    hop_given = args.hop_s is not None
+    if not hop_given and args.model is not None and args.model.endswith(".toml"):
+        hop_given = "hop_s" in load_model_toml(args.model).get("windows", {})
+    return windows, hop_given
 
 
 def _text_line(path: str, labels: list[dict]) -> str:
@@ -102,11 +108,11 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     refuse_stdin_twice(args.paths)
     check_window_options(args)
-    windows = window_settings(args)
+    windows, hop_given = window_settings(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.windows:
-        return run_windows(args, windows)
+        return run_windows(args, windows, hop_given)
     loaded = resolve_model(args, compute="cpu")
     # a file's clip-level score is the clip average of training and evaluate: a model TOML's live hop
     # does not change it, only --hop-s does

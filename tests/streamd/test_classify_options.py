@@ -98,14 +98,15 @@ def test_window_settings_come_from_the_command_line_the_model_toml_or_the_defaul
         tmp_path / "m.toml", f'[model]\ncheckpoint = "{small_checkpoint}"\n[windows]\nhop_s = 2.0\n'
     )
 
-    def settings(**given: object) -> tuple[float | None, float]:
+    def settings(**given: object) -> tuple[float | None, float, bool]:
         names = {"model": "default", "checkpoint": None, "window_s": None, "hop_s": None, **given}
-        windows = window_settings(argparse.Namespace(**names))
-        return windows.window_s, windows.hop_s
+        windows, hop_given = window_settings(argparse.Namespace(**names))
+        return windows.window_s, windows.hop_s, hop_given
 
-    assert settings() == (None, DEFAULT_HOP_S)  # the checkpoint's own window, classify's own hop
-    assert settings(model=str(toml)) == (None, 2.0)
-    assert settings(model=str(toml), hop_s=0.5, window_s=3.0) == (3.0, 0.5)
+    assert settings() == (None, DEFAULT_HOP_S, False)  # the checkpoint's own window, classify's own hop
+    assert settings(model=str(toml)) == (None, 2.0, True)
+    assert settings(model=str(toml), hop_s=0.5, window_s=3.0) == (3.0, 0.5, True)
+    assert settings(window_s=3.0) == (3.0, DEFAULT_HOP_S, False)  # --windows then hops half the window
 
 
 def test_windows_follow_the_model_toml_as_replay_does(

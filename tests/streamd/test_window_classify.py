@@ -410,3 +410,22 @@ def test_a_second_run_into_the_same_output_at_once_is_refused(tmp_path, archive,
         assert classify(out, archive[1:2], small_checkpoint) == 2
     finally:
         held.close()
+
+
+def test_without_a_hop_a_short_window_hops_half_of_itself(tmp_path, archive, small_checkpoint, capsys):
+    """The help's default hop: 2.5 s, or half the window when that is shorter (a 2-s window: 1 s), so that
+    no part of a file goes unclassified (2.5 s had warned that 0.5 s of every hop was skipped)."""
+    out = tmp_path / "w.jsonl"
+    args = [
+        "classify",
+        "--windows",
+        "--out",
+        str(out),
+        "--checkpoint",
+        str(small_checkpoint),
+        "--no-progress",
+    ]
+    assert main([*args, "--format", "jsonl", "--window-s", "2", str(archive[0])]) == 0
+    spans = [(r["t_start"], r["t_end"]) for r in jsonl(out)]
+    assert spans[:3] == [(0.0, 2.0), (1.0, 3.0), (2.0, 4.0)] and spans[-1][1] == 12.3
+    assert "not classified" not in capsys.readouterr().err
