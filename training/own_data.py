@@ -9,7 +9,8 @@ Layouts of ``DIR`` (or a CSV file given directly):
   (only when every folder with audio in DIR is such a split folder of class folders: a class may be
   called ``train``, as one of ESC-50's is);
 - a CSV (``DIR/*.csv`` when DIR holds exactly one and at most one folder with audio, e.g. ``DIR/audio/``,
-  or the file itself): rows
+  or the file itself; a CSV beside several folders with audio, or several CSVs, is refused as
+  ambiguous): rows
   ``path,label[,split]`` (a header row ``path,label[,split]`` is optional; paths relative to the CSV's
   folder; split one of train / val / test, empty = train).
 
@@ -23,7 +24,6 @@ naming it.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,7 +32,6 @@ from pathlib import Path
 from audio_core.audio_file import display_path, probe_audio, read_chunks
 from audio_core.errors import AudioInputError
 from training.audio_folders import (
-    AUDIO_EXTENSIONS,
     audio_files,
     class_dirs,
     empty_class_note,
@@ -41,12 +40,11 @@ from training.audio_folders import (
     unusable_class_note,
 )
 from training.clips import Clip, ClipSet
-from training.readers import DatasetError, csv_lines
+from training.own_csv import csv_entries, identity
+from training.readers import DatasetError
 
 SPLIT_FOLDS = {"train": 1, "val": 2, "test": 3, "holdout": 4}
 SPLIT_NAMES = {fold: name for name, fold in SPLIT_FOLDS.items()}
-_SPLIT_ALIASES = {"": "train", "train": "train", "training": "train", "val": "val", "valid": "val"}
-_SPLIT_ALIASES |= {"validation": "val", "dev": "val", "test": "test", "eval": "test", "testing": "test"}
 
 
 @dataclass
@@ -72,12 +70,9 @@ class OwnData:
 
 
 def _holds_class_folders(folder: Path) -> bool:
-    """A split folder (``train/``...): sub-folders with audio and no audio of its own at the top (a class
-    folder named ``train``, like ESC-50's class, holds its audio directly)."""
-    suffixes = set(AUDIO_EXTENSIONS)
-    tops = (p for p in folder.iterdir() if not p.name.startswith(".") and not p.is_dir())
-    if any(p.suffix.lower() in suffixes for p in tops):
-        return False
+    """A split folder (``train/``...): sub-folders with audio (a class folder named ``train``, like
+    ESC-50's class, holds its audio directly; a stray file beside a split's class folders is left out
+    and said, not taken as a sign of a class)."""
     return any(audio_files(d) for d in class_dirs(folder))
 
 
@@ -132,7 +127,7 @@ def _from_folders(root: Path, splits: dict[str, Path]) -> tuple[list[tuple[Path,
                 problems.append(empty_class_note(class_dir))
             others += other
             for file in files:  # one file per clip, as a CSV's rows: a link must not repeat a clip
-                seen = first.setdefault(_identity(file), file)
+                seen = first.setdefault(identity(file), file)
                 if seen != file:
                     raise DatasetError(
                         f"{file} is the same file as {seen} (a link?): one file per clip, or a training "
@@ -144,51 +139,12 @@ def _from_folders(root: Path, splits: dict[str, Path]) -> tuple[list[tuple[Path,
     return entries, problems
 
 
-def _identity(file: Path) -> Path:
-    """The file a row names, the same however the path is spelt (a link loop: its absolute spelling; the
-    file check reports it)."""
-    try:
-        return file.resolve()
-    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
-        return Path(os.path.abspath(file))
-
-
-def _from_csv(path: Path) -> list[tuple[Path, str, str]]:
-    numbered = [(n, r) for n, r in csv_lines(path, "list of clips") if r and any(c.strip() for c in r)]
-    if numbered and numbered[0][1][0].strip().lower() == "path":
-        numbered = numbered[1:]
-    entries = []
-    first_row: dict[Path, tuple[int, str]] = {}  # the resolved file -> (line, label) of its first listing
-    for line, row in numbered:
-        cells = [c.strip() for c in row]
-        if len(cells) < 2 or not cells[0] or not cells[1]:
-            raise DatasetError(f"{path}: line {line}: expected path,label[,split], got {','.join(cells)!r}")
-        split = _SPLIT_ALIASES.get(cells[2].lower() if len(cells) > 2 else "")
-        if split is None:
-            raise DatasetError(f"{path}: line {line}: split must be train, val or test, got {cells[2]!r}")
-        file = Path(cells[0])
-        file = file if file.is_absolute() else path.parent / file
-        # one row per clip: a second label is a mistake, and a second split would put a training clip
-        # into the held-out report (a repeat in the same split would count it twice)
-        seen = first_row.setdefault(_identity(file), (line, cells[1]))
-        if seen[0] != line:
-            other = "" if seen[1] == cells[1] else f" with another label ({cells[1]!r}; first {seen[1]!r})"
-            raise DatasetError(
-                f"{path}: line {line}: {cells[0]} is listed again{other} (first on line {seen[0]}): "
-                "one row per clip"
-            )
-        entries.append((file, cells[1], split))
-    if not entries:
-        raise DatasetError(f"{path}: no rows (expected path,label[,split])")
-    return entries
-
-
 def detect_layout(root: Path) -> tuple[str, list[tuple[Path, str, str]], list[str]]:
     """(layout name, ``(file, label, split)`` entries, problems) of ``root`` (a folder or a CSV file)."""
     if root.is_file():
         if root.suffix.lower() != ".csv":
             raise DatasetError(f"{root}: expected a folder or a .csv file of path,label[,split] rows")
-        return "csv", _from_csv(root), []
+        return "csv", csv_entries(root), []
     if not root.is_dir():
         raise DatasetError(f"{root}: no such data folder")
     subdirs = {p.name.lower(): p for p in class_dirs(root)}
@@ -203,10 +159,25 @@ def detect_layout(root: Path) -> tuple[str, list[tuple[Path, str, str]], list[st
             )
         entries, problems = _from_folders(root, splits)
         return "split folders", entries, problems
-    csvs = sorted(root.glob("*.csv"))
-    if len(csvs) == 1 and len(with_audio) + len(splits) <= 1:  # one folder is no classes: e.g. DIR/audio/
-        return "csv", _from_csv(csvs[0]), []
+    csvs = sorted(p for p in root.glob("*.csv") if p.is_file())
+    folders = len(with_audio) + len(splits)
+    if len(csvs) == 1 and folders <= 1:  # one folder is no classes: e.g. DIR/audio/
+        return "csv", csv_entries(csvs[0]), []
+    if csvs:  # a list of clips beside folders of audio, or several lists: which was meant is not known
+        names = ", ".join(p.name for p in csvs[:3]) + (", ..." if len(csvs) > 3 else "")
+        where = f" beside {folders} folders with audio" if folders > 1 else ""
+        raise DatasetError(
+            f"{root}: CSV file(s) {names}{where}: give --data {root / csvs[0].name} (or another CSV) to "
+            "train on its list of clips, or move the CSV files out to use the folders as classes"
+        )
     entries, problems = _from_folders(root, {"train": root})
+    if splits:  # split folders beside class folders: read as classes named train / val / test
+        shown = ", ".join(f"{s}/" for s in splits)
+        problems.append(
+            f"{shown} hold class folders as split folders do, but {root} also has other folders with audio "
+            f"(e.g. {with_audio[0]}/): all read as class folders, so {shown} are classes (put every class "
+            "under train/ val/ test/, or none)"
+        )
     if not entries:
         raise DatasetError(
             f"{root}: no audio found: expected one folder per class, train/ val/ test/ folders of class "

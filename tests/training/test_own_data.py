@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from models.common import FeatureConfig, ModelInfo, Normalization
@@ -119,6 +120,84 @@ def test_a_csv_beside_its_audio_folder(split_data: Path, tmp_path: Path) -> None
             w.writerow([f"audio/{p.parent.name}_{p.name}", p.parent.name])
     data = read_own_data(root)
     assert data.layout == "csv" and data.clip_set.labels == sorted(CLASSES) and len(data.clip_set.clips) == 18
+
+
+def _linked_splits(split_data: Path, root: Path) -> Path:
+    """``root/train`` and ``root/test`` of class folders, the split data's (linked per class)."""
+    for split in ("train", "test"):
+        for label in CLASSES:
+            (root / split).mkdir(parents=True, exist_ok=True)
+            (root / split / label).symlink_to(split_data / split / label, target_is_directory=True)
+    return root
+
+
+def test_a_stray_file_in_a_split_folder_is_left_out_not_a_class(split_data: Path, tmp_path: Path) -> None:
+    """One audio file beside train/'s class folders had turned the split layout into classes named
+    train and test: the split layout stays and the file is left out, said."""
+    root = _linked_splits(split_data, tmp_path / "stray")
+    (root / "train" / "extra.wav").symlink_to(next((split_data / "train" / "dog").glob("*.wav")))
+    data = read_own_data(root)
+    assert data.layout == "split folders" and data.clip_set.labels == sorted(CLASSES)
+    assert any(
+        f"1 file(s) directly in {root / 'train'} belong to no class folder" in p for p in data.problems
+    )
+
+
+def test_split_folders_beside_a_class_folder_are_read_as_classes_and_said(
+    split_data: Path, tmp_path: Path
+) -> None:
+    root = _linked_splits(split_data, tmp_path / "mixed")
+    (root / "rooster").mkdir()
+    for i, clip in enumerate(sorted((split_data / "test" / "dog").glob("*.wav"))):  # other files, real audio
+        wave, rate = sf.read(clip, dtype="float32")
+        sf.write(root / "rooster" / f"r{i}.wav", 0.5 * wave, rate)
+    data = read_own_data(root, holdout_frac=0.5)
+    assert data.layout == "class folders" and set(data.clip_set.labels) == {"rooster", "test", "train"}
+    assert any("train/, test/ hold class folders as split folders do" in p for p in data.problems)
+
+
+def test_csv_beside_several_audio_folders_or_several_csvs_are_refused(
+    split_data: Path, tmp_path: Path
+) -> None:
+    """Which was meant is not known: the clips' list or the folders as classes (the CSV had been ignored
+    and the folder names taken as labels)."""
+    root = _class_folders(split_data, tmp_path)
+    (root / "clips.csv").write_text("path,label\n")
+    with pytest.raises(
+        DatasetError, match=r"CSV file\(s\) clips\.csv beside 3 folders with audio: give --data"
+    ):
+        read_own_data(root)
+    lists = tmp_path / "lists"
+    (lists / "audio").mkdir(parents=True)
+    (lists / "audio" / "a.wav").symlink_to(next((split_data / "train" / "dog").glob("*.wav")))
+    (lists / "a.csv").write_text("audio/a.wav,dog\n")
+    (lists / "b.csv").write_text("audio/a.wav,dog\n")
+    with pytest.raises(
+        DatasetError, match=r"CSV file\(s\) a\.csv, b\.csv: give --data .*a\.csv \(or another CSV\)"
+    ):
+        read_own_data(lists)
+
+
+def test_a_csv_header_names_its_columns_in_any_order(split_data: Path, tmp_path: Path) -> None:
+    """``file,class`` was read as a row (a missing file) and ``label,path`` as labels named after paths."""
+    files = sorted(split_data.rglob("*.wav"))
+    for header in (["file", "class", "split"], ["split", "label", "path"], ["Category", "Filename", "Set"]):
+        table = tmp_path / f"{'_'.join(header)}.csv"
+        with table.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            for p in files:
+                by_name = {"path": str(p), "label": p.parent.name, "split": p.parent.parent.name}
+                aliases = {"file": "path", "filename": "path", "class": "label", "category": "label"}
+                w.writerow(
+                    [
+                        by_name[aliases.get(h.lower(), "split" if h.lower() == "set" else h.lower())]
+                        for h in header
+                    ]
+                )
+        data = read_own_data(table)
+        assert data.clip_set.labels == sorted(CLASSES) and data.held_out == "test", header
+        assert len(data.clip_set.clips) == len(files)
 
 
 def _class_folders(split_data: Path, tmp_path: Path) -> Path:
@@ -495,7 +574,6 @@ def test_one_clip_per_class_is_refused_before_any_work(small_classes: Path, tmp_
 
 def test_a_file_with_nan_samples_is_left_out_and_counted(split_data: Path, tmp_path: Path) -> None:
     """NaN or infinite samples make a file unusable like any unreadable one: left out, counted, named."""
-    import soundfile as sf
 
     root = _class_folders(split_data, tmp_path)
     (root / "rain").mkdir()
@@ -629,7 +707,6 @@ def test_a_file_linked_twice_in_folders_is_refused_as_in_a_csv(split_data: Path,
 
 
 def test_files_left_out_for_their_extension_or_place_are_counted(split_data: Path, tmp_path: Path) -> None:
-    import soundfile as sf
 
     root = tmp_path / "classes"
     for label in CLASSES:

@@ -1,0 +1,81 @@
+"""The CSV layout of a user's own data (``streamd train --data clips.csv``): one row per clip,
+``path,label[,split]``, paths relative to the CSV's folder, split train / val / test (empty = train).
+
+A first row naming its columns is a header, and then the columns are found by name in any order (path:
+``path``, ``file``, ``filename``, ...; label: ``label``, ``class``, ``category``, ...; split: ``split``,
+``set``, ``subset``), so a table exported with other columns or another order reads as it says.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from training.readers import DatasetError, csv_lines
+
+SPLIT_ALIASES = {"": "train", "train": "train", "training": "train", "val": "val", "valid": "val"}
+SPLIT_ALIASES |= {"validation": "val", "dev": "val", "test": "test", "eval": "test", "testing": "test"}
+PATH_COLUMNS = ("path", "file", "filename", "file_name", "filepath", "file_path", "audio", "clip")
+LABEL_COLUMNS = ("label", "class", "class_name", "category", "target")
+SPLIT_COLUMNS = ("split", "set", "subset", "partition")
+
+
+def _columns(header: list[str]) -> tuple[int, int, int | None] | None:
+    """(path, label, split) column indices of a header row, or None when the row is not a header."""
+    names = [c.strip().lower().lstrip("\ufeff") for c in header]
+
+    def find(options: tuple[str, ...]) -> int | None:
+        return next((names.index(o) for o in options if o in names), None)
+
+    path, label, split = find(PATH_COLUMNS), find(LABEL_COLUMNS), find(SPLIT_COLUMNS)
+    if path is None or label is None:
+        return None
+    return path, label, split
+
+
+def csv_entries(path: Path) -> list[tuple[Path, str, str]]:
+    """``(file, label, split)`` of every row of the CSV at ``path`` (a DatasetError names a bad row)."""
+    numbered = [(n, r) for n, r in csv_lines(path, "list of clips") if r and any(c.strip() for c in r)]
+    columns = _columns(numbered[0][1]) if numbered else None
+    if columns is not None:
+        numbered = numbered[1:]
+    at_path, at_label, at_split = columns or (0, 1, 2)
+    entries = []
+    first_row: dict[Path, tuple[int, str]] = {}  # the resolved file -> (line, label) of its first listing
+    for line, row in numbered:
+        cells = [c.strip() for c in row]
+        given = [cells[i] if i < len(cells) else "" for i in (at_path, at_label)]
+        if not all(given):
+            expected = (
+                "path,label[,split]" if columns is None else "a path and a label in the header's columns"
+            )
+            raise DatasetError(f"{path}: line {line}: expected {expected}, got {','.join(cells)!r}")
+        name, label = given
+        text = cells[at_split] if at_split is not None and at_split < len(cells) else ""
+        split = SPLIT_ALIASES.get(text.lower())
+        if split is None:
+            raise DatasetError(f"{path}: line {line}: split must be train, val or test, got {text!r}")
+        file = Path(name)
+        file = file if file.is_absolute() else path.parent / file
+        # one row per clip: a second label is a mistake, and a second split would put a training clip
+        # into the held-out report (a repeat in the same split would count it twice)
+        seen = first_row.setdefault(identity(file), (line, label))
+        if seen[0] != line:
+            other = "" if seen[1] == label else f" with another label ({label!r}; first {seen[1]!r})"
+            raise DatasetError(
+                f"{path}: line {line}: {name} is listed again{other} (first on line {seen[0]}): "
+                "one row per clip"
+            )
+        entries.append((file, label, split))
+    if not entries:
+        raise DatasetError(f"{path}: no rows (expected path,label[,split])")
+    return entries
+
+
+def identity(file: Path) -> Path:
+    """The file a row names, the same however the path is spelt (a link loop: its absolute spelling; the
+    file check reports it)."""
+    try:
+        return file.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
+        return Path(os.path.abspath(file))
