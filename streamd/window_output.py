@@ -20,7 +20,6 @@ tables missing one by one are written again. One run at a time writes an output 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import json
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from audio_core.audio_file import STDIN, display_path
+from audio_core.output_lock import OutputBusy, lock_output
 from models.atomic_write import write_atomically
 from streamd.errors import ConfigError, StreamdError
 from streamd.window_formats import CSV_HEADER, csv_text, jsonl_text, raven_table_name, raven_text
@@ -95,15 +95,16 @@ class WindowOutput:
         """Hold ``<progress list>.lock`` (never renamed, unlike the list) for this run: a second run
         writing into the same output at once would duplicate every file's rows. Where the file system
         has no locks, a warning, and the run goes on."""
-        self._held = self.progress.with_name(self.progress.name + ".lock").open("a")
         try:
-            fcntl.flock(self._held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(
-                f"{self.out} is being written by another streamd run: wait for it, or choose another output"
-            ) from None
-        except OSError as exc:  # NFS without a lock daemon: ENOLCK
-            self.note = f"{self.out} cannot be locked ({exc.strerror}): do not start a second run into it"
+            self._held, note = lock_output(
+                self.progress.with_name(self.progress.name + ".lock"),
+                str(self.out),
+                f"{self.out} is being written by another streamd run: wait for it, or choose another output",
+            )
+        except OutputBusy as exc:
+            raise ConfigError(str(exc)) from None
+        if note:
+            self.note = note
 
     def _resume(self, settings: dict[str, Any]) -> bool:
         """Take the finished files from the progress list; False when none of them is left in the output

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from audio_core.compute import resolve_device
+from audio_core.output_lock import lock_output
 from models.checkpoint import file_digest, load_checkpoint
 from models.common import ModelInfo
 from models.registry import build_model
@@ -120,9 +121,18 @@ def run_one(
         teacher = build_teacher(exp.train.distill, train_set.clips, held_out, info, exp.cache_dir, streams)
         info.extra["distill"] = {"teachers": [str(p) for p in teacher.paths], "online": teacher.online}
     train = _arrays(exp, train_set)
-    result = train_model(
-        model, train, val, exp.train, info, out_dir, resume, progress, teacher, accept_data_change
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock, note = lock_output(
+        out_dir / "train.lock",
+        str(out_dir),
+        f"{out_dir} is being trained into by another streamd train: wait for it, or give another --out",
     )
+    with lock:
+        if note:
+            print(f"warning: {note}", flush=True)
+        result = train_model(
+            model, train, val, exp.train, info, out_dir, resume, progress, teacher, accept_data_change
+        )
     entry: dict[str, Any] = {
         "run": run_name,
         "checkpoint": str(result.checkpoint),

@@ -28,6 +28,7 @@ from training.own_choices import OwnOptions, derive_choices, say
 from training.own_data import SPLIT_FOLDS, OwnData, read_own_data
 from training.own_init import fine_tuning_doc, init_info
 from training.own_report import describe, held_out_report
+from training.readers import DatasetError
 
 CHOICES_FILE = "choices.json"
 
@@ -104,6 +105,7 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
         resolve_device(opts.compute, "--compute")
     data = read_own_data(opts.data)
     out = opts.out or Path("runs") / data.clip_set.name
+    _refuse_output_inside_data(out, Path(opts.data), given=opts.out is not None)
     say(opts, start_summary(data))
     init = init_info(opts.init, opts.recipe)
     features = init.features if init is not None else FeatureConfig(num_mel_bins=derive.NUM_MEL_BINS)
@@ -153,6 +155,20 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
     report = entry["report"]
     print(held_out_report(report, data, entry, out, choices))
     return report
+
+
+def _refuse_output_inside_data(out: Path, data: Path, given: bool) -> None:
+    """Training output inside a data folder would be read as data by the next run (its files left out
+    and warned about, or worse): refused in one line."""
+    if not data.is_dir():
+        return
+    root, target = data.resolve(), out.resolve()
+    if target == root or root in target.parents:
+        how = "--out" if given else "the default output (runs/<data set> under the working folder)"
+        raise DatasetError(
+            f"{how} {out} is inside the data folder {data}: the next run would read it as data; "
+            "give an --out outside the data folder"
+        )
 
 
 def _with_feature_overrides(features: FeatureConfig, opts: OwnOptions) -> FeatureConfig:

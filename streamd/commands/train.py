@@ -118,6 +118,10 @@ def run_own_data(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         accept_data_change=args.accept_data_change,
     )
+    if opts.cache_dir is not None:  # features are cached in the working folder: said before any is made
+        usable_folder_path(
+            opts.cache_dir, "the feature cache (in the working folder; run from a writable one)"
+        )
     run_own_data(opts)
     return 0
 

@@ -769,3 +769,32 @@ def test_an_init_models_window_is_not_kept_in_the_derived_config(split_data: Pat
     opts = OwnOptions(data=split_data, init="ast", epochs=1, cache_dir=tmp_path / "cache")
     choices = derive_choices(opts, data, init.features, None, init)
     assert "target_frames" not in choices["model_config"] and choices["frames"] != 498
+
+
+def test_an_output_inside_the_data_folder_is_refused(split_data: Path, tmp_path: Path) -> None:
+    """Its files would be read as data by the next run."""
+    from training.own_choices import OwnOptions
+    from training.own_train import run_own_data
+
+    root = _class_folders(split_data, tmp_path)
+    with pytest.raises(
+        DatasetError, match=r"^--out .*/classes/runs/x is inside the data folder .*give an --out"
+    ):
+        run_own_data(OwnOptions(data=root, out=root / "runs" / "x", epochs=1, cache_dir=tmp_path / "cache"))
+    assert not (root / "runs").exists()
+
+
+def test_an_unwritable_feature_cache_is_one_line_before_any_work(split_data: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / ".cache").write_text("not a folder")
+    result = subprocess.run(
+        [sys.executable, "-m", "streamd", "train", "--data", str(split_data), "--epochs", "1"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 2 and result.stderr.startswith("streamd: error: the feature cache")
+    assert len(result.stderr.splitlines()) == 1 and not (work / "runs").exists()
