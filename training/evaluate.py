@@ -107,7 +107,12 @@ def align_targets(clip_set: ClipSet, info: ModelInfo) -> np.ndarray:
     position = {name: i for i, name in enumerate(info.labels)}
     unknown = [name for name in clip_set.labels if name not in position]
     if unknown:
-        raise ValueError(f"the model does not know the label(s) {unknown[:5]} of dataset {clip_set.name!r}")
+        hint = ""
+        if set(unknown) <= {"train", "val", "test"} and not set(unknown) & set(info.labels):
+            hint = " (split folders read as classes? point at the split to score, e.g. DIR/test)"
+        raise ValueError(
+            f"the model does not know the label(s) {unknown[:5]} of dataset {clip_set.name!r}{hint}"
+        )
     if clip_set.multi_label != info.multi_label:
         kind = "multi-label" if clip_set.multi_label else "single-label"
         raise ValueError(f"dataset {clip_set.name!r} is {kind}, the model is not")

@@ -70,6 +70,17 @@ def test_evaluate_errors(
     other = write_esc50_subset(tmp_path, ("siren",), 1, (1,))
     assert main([*base, "--esc50", str(other)]) == 2
     assert "does not know the label(s) ['siren']" in capsys.readouterr().err
+    from models.checkpoint import load_checkpoint
+
+    known = load_checkpoint(trained_checkpoint)[1].labels[0]
+    clip = next(esc50_root.glob("audio/*"))
+    for split in ("train", "test"):  # split folders given whole: their names taken as classes
+        (tmp_path / "split" / split / known).mkdir(parents=True)
+        (tmp_path / "split" / split / known / clip.name).symlink_to(clip)
+    assert (
+        main(["evaluate", "--checkpoint", str(trained_checkpoint), "--folders", str(tmp_path / "split")]) == 2
+    )
+    assert "point at the split to score, e.g. DIR/test" in capsys.readouterr().err
     ok = [*base, "--esc50", str(held_out_csv)]
     assert main([*ok, "--window-s", "0.5", "--seed", "3"]) == 2  # never silently ignored
     assert capsys.readouterr().err.strip() == "streamd: error: --seed, --window-s: only with --streaming"
