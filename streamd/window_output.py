@@ -125,7 +125,7 @@ class WindowOutput:
             self.note = f"{self.out} was begun by an earlier streamd: its {what} not checked"
         if recorded_settings != settings:
             raise ConfigError(
-                f"{self.out} was written with other settings ({lines[0].get('settings')}); "
+                f"{self.out} was written with other settings ({_differing(recorded_settings, settings)}); "
                 "choose another output to change them"
             )
         if len(present) < len(recorded):
@@ -258,3 +258,25 @@ class WindowOutput:
         if self._held is not None:
             self._held.close()  # the lock goes with it
             self._held = None
+
+
+# the option that sets each recorded setting, to name in a refusal
+_OPTION_OF = {
+    "hop_s": "--hop-s",
+    "window_s": "--window-s",
+    "precision": "--precision",
+    "top_k": "--top-k",
+    "min_score": "--min-score",
+}
+
+
+def _differing(recorded: dict[str, Any], current: dict[str, Any]) -> str:
+    """The settings that differ, each as ``name: recorded (now current; OPTION recorded continues)``."""
+    parts = []
+    for key in sorted(set(recorded) | set(current)):
+        was, now = recorded.get(key), current.get(key)
+        if was != now:
+            option = _OPTION_OF.get(key)
+            again = f"; {option} {was} continues it" if option and was is not None else ""
+            parts.append(f"{key}: {was!r}, now {now!r}{again}")
+    return ", ".join(parts)

@@ -20,8 +20,12 @@ LABEL_COLUMNS = ("label", "class", "class_name", "category", "target")
 SPLIT_COLUMNS = ("split", "set", "subset", "partition")
 
 
-def _columns(header: list[str]) -> tuple[int, int, int | None] | None:
-    """(path, label, split) column indices of a header row, or None when the row is not a header."""
+def _columns(header: list[str]) -> tuple[int, int, int | None, list[str]] | None:
+    """(path, label, split column, ignored column names) of a header row, or None when the row is data.
+
+    A header either names its path and label columns (found by name, in any order; a split column only
+    by name) or starts with ``path`` (then label and split are the second and third columns, as in a
+    headerless file)."""
     names = [c.strip().lower().lstrip("\ufeff") for c in header]
 
     def find(options: tuple[str, ...]) -> int | None:
@@ -29,17 +33,28 @@ def _columns(header: list[str]) -> tuple[int, int, int | None] | None:
 
     path, label, split = find(PATH_COLUMNS), find(LABEL_COLUMNS), find(SPLIT_COLUMNS)
     if path is None or label is None:
-        return None
-    return path, label, split
+        if not names or names[0] != "path":
+            return None
+        path, label = 0, 1
+        split = 2 if len(names) > 2 else None
+    used = {path, label, split}
+    return path, label, split, [header[i].strip() for i in range(len(header)) if i not in used]
 
 
-def csv_entries(path: Path) -> list[tuple[Path, str, str]]:
-    """``(file, label, split)`` of every row of the CSV at ``path`` (a DatasetError names a bad row)."""
+def csv_entries(path: Path) -> tuple[list[tuple[Path, str, str]], list[str]]:
+    """``(file, label, split)`` of every row of the CSV at ``path``, and notes (columns left unread); a
+    DatasetError names a bad row."""
     numbered = [(n, r) for n, r in csv_lines(path, "list of clips") if r and any(c.strip() for c in r)]
     columns = _columns(numbered[0][1]) if numbered else None
+    notes = []
     if columns is not None:
         numbered = numbered[1:]
-    at_path, at_label, at_split = columns or (0, 1, 2)
+        if columns[3]:
+            notes.append(
+                f"{path}: column(s) {', '.join(columns[3])} not read (a split column is named "
+                f"{' / '.join(SPLIT_COLUMNS)})"
+            )
+    at_path, at_label, at_split = columns[:3] if columns else (0, 1, 2)
     entries = []
     first_row: dict[Path, tuple[int, str]] = {}  # the resolved file -> (line, label) of its first listing
     for line, row in numbered:
@@ -69,7 +84,7 @@ def csv_entries(path: Path) -> list[tuple[Path, str, str]]:
         entries.append((file, label, split))
     if not entries:
         raise DatasetError(f"{path}: no rows (expected path,label[,split])")
-    return entries
+    return entries, notes
 
 
 def identity(file: Path) -> Path:

@@ -144,7 +144,7 @@ def detect_layout(root: Path) -> tuple[str, list[tuple[Path, str, str]], list[st
     if root.is_file():
         if root.suffix.lower() != ".csv":
             raise DatasetError(f"{root}: expected a folder or a .csv file of path,label[,split] rows")
-        return "csv", csv_entries(root), []
+        return "csv", *csv_entries(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such data folder")
     subdirs = {p.name.lower(): p for p in class_dirs(root)}
@@ -162,15 +162,18 @@ def detect_layout(root: Path) -> tuple[str, list[tuple[Path, str, str]], list[st
     csvs = sorted(p for p in root.glob("*.csv") if p.is_file())
     folders = len(with_audio) + len(splits)
     if len(csvs) == 1 and folders <= 1:  # one folder is no classes: e.g. DIR/audio/
-        return "csv", csv_entries(csvs[0]), []
-    if csvs:  # a list of clips beside folders of audio, or several lists: which was meant is not known
-        names = ", ".join(p.name for p in csvs[:3]) + (", ..." if len(csvs) > 3 else "")
-        where = f" beside {folders} folders with audio" if folders > 1 else ""
+        return "csv", *csv_entries(csvs[0])
+    names = ", ".join(p.name for p in csvs[:3]) + (", ..." if len(csvs) > 3 else "")
+    if csvs and folders <= 1:  # several lists of clips: which was meant is not known
         raise DatasetError(
-            f"{root}: CSV file(s) {names}{where}: give --data {root / csvs[0].name} (or another CSV) to "
-            "train on its list of clips, or move the CSV files out to use the folders as classes"
+            f"{root}: several CSV files ({names}): give --data {root / csvs[0].name} (or another)"
         )
     entries, problems = _from_folders(root, {"train": root})
+    if csvs:  # class folders win; a list of clips beside them is said, with the way to use it instead
+        problems.append(
+            f"{names} beside the class folders: read as class folders (to train on a CSV's list of clips "
+            f"instead, give --data {root / csvs[0].name})"
+        )
     if splits:  # split folders beside class folders: read as classes named train / val / test
         shown = ", ".join(f"{s}/" for s in splits)
         problems.append(

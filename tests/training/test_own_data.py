@@ -156,25 +156,22 @@ def test_split_folders_beside_a_class_folder_are_read_as_classes_and_said(
     assert any("train/, test/ hold class folders as split folders do" in p for p in data.problems)
 
 
-def test_csv_beside_several_audio_folders_or_several_csvs_are_refused(
+def test_a_csv_beside_class_folders_is_said_and_several_csvs_are_refused(
     split_data: Path, tmp_path: Path
 ) -> None:
-    """Which was meant is not known: the clips' list or the folders as classes (the CSV had been ignored
-    and the folder names taken as labels)."""
+    """Class folders with a CSV beside them train as class folders, with a note naming the way to the CSV
+    (it had been left out unsaid); several CSVs beside one folder of audio are refused as ambiguous."""
     root = _class_folders(split_data, tmp_path)
-    (root / "clips.csv").write_text("path,label\n")
-    with pytest.raises(
-        DatasetError, match=r"CSV file\(s\) clips\.csv beside 3 folders with audio: give --data"
-    ):
-        read_own_data(root)
+    (root / "notes.csv").write_text("path,label\n")
+    data = read_own_data(root, holdout_frac=0.34)
+    assert data.layout == "class folders" and data.clip_set.labels == sorted(CLASSES)
+    assert any("notes.csv beside the class folders: read as class folders" in p for p in data.problems)
     lists = tmp_path / "lists"
     (lists / "audio").mkdir(parents=True)
     (lists / "audio" / "a.wav").symlink_to(next((split_data / "train" / "dog").glob("*.wav")))
     (lists / "a.csv").write_text("audio/a.wav,dog\n")
     (lists / "b.csv").write_text("audio/a.wav,dog\n")
-    with pytest.raises(
-        DatasetError, match=r"CSV file\(s\) a\.csv, b\.csv: give --data .*a\.csv \(or another CSV\)"
-    ):
+    with pytest.raises(DatasetError, match=r"several CSV files \(a\.csv, b\.csv\): give --data .*a\.csv"):
         read_own_data(lists)
 
 
@@ -198,6 +195,15 @@ def test_a_csv_header_names_its_columns_in_any_order(split_data: Path, tmp_path:
         data = read_own_data(table)
         assert data.clip_set.labels == sorted(CLASSES) and data.held_out == "test", header
         assert len(data.clip_set.clips) == len(files)
+    positional = tmp_path / "species.csv"  # a header starting with path: label and split by position
+    positional.write_text(
+        "path,species,split\n" + "".join(f"{p},{p.parent.name},{p.parent.parent.name}\n" for p in files)
+    )
+    assert read_own_data(positional).held_out == "test"
+    folds = tmp_path / "folds.csv"  # named columns: a column of another meaning is not read, and said
+    folds.write_text("path,label,fold\n" + "".join(f"{p},{p.parent.name},1\n" for p in files))
+    data = read_own_data(folds)
+    assert data.held_out == "holdout" and any("column(s) fold not read" in p for p in data.problems)
 
 
 def _class_folders(split_data: Path, tmp_path: Path) -> Path:
