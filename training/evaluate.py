@@ -108,7 +108,7 @@ def align_targets(clip_set: ClipSet, info: ModelInfo) -> np.ndarray:
     unknown = [name for name in clip_set.labels if name not in position]
     if unknown:
         hint = ""
-        if set(unknown) <= {"train", "val", "test"} and not set(unknown) & set(info.labels):
+        if set(unknown) <= {"train", "val", "test"}:
             hint = " (split folders read as classes? point at the split to score, e.g. DIR/test)"
         raise ValueError(
             f"the model does not know the label(s) {unknown[:5]} of dataset {clip_set.name!r}{hint}"

@@ -9,8 +9,8 @@ Layouts of ``DIR`` (or a CSV file given directly):
   (only when every folder with audio in DIR is such a split folder of class folders: a class may be
   called ``train``, as one of ESC-50's is);
 - a CSV (``DIR/*.csv`` when DIR holds exactly one and at most one folder with audio, e.g. ``DIR/audio/``,
-  or the file itself; a CSV beside several folders with audio, or several CSVs, is refused as
-  ambiguous): rows
+  or the file itself; beside several class folders a CSV is left out with a note, several CSVs beside
+  one folder are refused as ambiguous): rows
   ``path,label[,split]`` (a header row ``path,label[,split]`` is optional; paths relative to the CSV's
   folder; split one of train / val / test, empty = train).
 
