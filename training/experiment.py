@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from audio_core.compute import resolve_device
-from audio_core.output_lock import lock_output
 from models.checkpoint import file_digest, load_checkpoint
 from models.common import ModelInfo
 from models.registry import build_model
@@ -30,6 +29,7 @@ from training.experiment_summary import summarize, summary_markdown
 from training.init_from import load_init_weights
 from training.loop import train_model
 from training.model_input import filled_config
+from training.output_claim import claim_output
 from training.readers import read_dataset
 
 
@@ -121,18 +121,9 @@ def run_one(
         teacher = build_teacher(exp.train.distill, train_set.clips, held_out, info, exp.cache_dir, streams)
         info.extra["distill"] = {"teachers": [str(p) for p in teacher.paths], "online": teacher.online}
     train = _arrays(exp, train_set)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lock, note = lock_output(
-        out_dir / "train.lock",
-        str(out_dir),
-        f"{out_dir} is being trained into by another streamd train: wait for it, or give another --out",
+    result = train_model(
+        model, train, val, exp.train, info, out_dir, resume, progress, teacher, accept_data_change
     )
-    with lock:
-        if note:
-            print(f"warning: {note}", flush=True)
-        result = train_model(
-            model, train, val, exp.train, info, out_dir, resume, progress, teacher, accept_data_change
-        )
     entry: dict[str, Any] = {
         "run": run_name,
         "checkpoint": str(result.checkpoint),
@@ -166,7 +157,18 @@ def run_experiment(
     plan = run_plan(exp, clip_set)
     if exp.train.distill.enabled:  # refuse a dishonest or unusable teacher before any run trains
         vet_teachers(exp.train.distill, [held_out for _, held_out in plan], clip_set.labels, clip_set.name)
-    exp.output_dir.mkdir(parents=True, exist_ok=True)
+    with claim_output(exp.output_dir, resume):
+        return _run_all(exp, clip_set, plan, resume, progress, accept_data_change)
+
+
+def _run_all(
+    exp: Experiment,
+    clip_set: ClipSet,
+    plan: list[tuple[str, list[int] | None]],
+    resume: bool,
+    progress: bool,
+    accept_data_change: bool,
+) -> dict[str, Any]:
     keep_other_modes_results(exp.output_dir, exp.mode)
     (exp.output_dir / "config.json").write_text(json.dumps(exp.raw, indent=1, default=str))
     entries = [

@@ -20,6 +20,7 @@ from training.cache import clip_fbank
 from training.experiment_spec import ExperimentConfigError, apply_overrides
 from training.own_data import SPLIT_FOLDS, OwnData
 from training.own_init import ARCH_RECIPES
+from training.train_config import PRECISIONS
 
 
 @dataclass
@@ -102,9 +103,7 @@ def derive_choices(
     if opts.init is not None:
         choices["init"] = str(opts.init)
     train = {**train, "warmup_epochs": 0.0, "precision": "auto", "eval_every": 5, "seed": 0}
-    set_epochs = _epochs_set(opts)
-    if opts.epochs and set_epochs is not None:
-        raise ExperimentConfigError("--epochs and --set train.epochs both given: give one of them")
+    set_epochs = epochs_set(opts)
     if opts.epochs or set_epochs:
         epochs, how = (opts.epochs, "--epochs") if opts.epochs else (set_epochs, "--set train.epochs")
     elif saved and opts.resume and opts.minutes in (None, saved.get("minutes")):
@@ -124,18 +123,17 @@ def derive_choices(
             cfg["target_frames"] = frames
         device = resolve_device(opts.compute, "--compute")  # timed where it will train
         model = build_model(arch, cfg).to(device)
+        # as it will train: a --set batch size or precision is timed, not the derived one
+        batch = _positive_int(set_value(opts, "train.batch_size")) or train["batch_size"]
+        precision = set_value(opts, "train.precision")
+        precision = precision if precision in PRECISIONS else train["precision"]
         step = derive.time_step_s(
-            model,
-            train["batch_size"],
-            frames,
-            features.num_mel_bins,
-            device=device,
-            precision=train["precision"],
+            model, batch, frames, features.num_mel_bins, device=device, precision=precision
         )
         spent = time.time() - t0
         examples = round(n_train * (1 + background))
-        epochs = derive.derive_epochs(step, examples, train["batch_size"], minutes * 60 - spent)
-        how = f"{minutes:g}-minute budget at {step:.2f} s per step of {train['batch_size']}"
+        epochs = derive.derive_epochs(step, examples, batch, minutes * 60 - spent)
+        how = f"{minutes:g}-minute budget at {step:.2f} s per step of {batch}"
         choices["step_seconds"] = round(step, 4)
         choices["step_timed"] = True
     resumed_train = saved.get("train", {}) if saved and opts.resume else {}
@@ -159,17 +157,28 @@ def window_reason(durations: Any) -> str:
     return "90 % of clip durations"
 
 
-def _epochs_set(opts: OwnOptions) -> int | None:
+def epochs_set(opts: OwnOptions) -> int | None:
     """The epochs a ``--set train.epochs=N`` asks for (a positive whole number), else None (a bad value
-    is refused with the rest of the config)."""
-    mine = [item for item in opts.overrides if item.partition("=")[0].strip() == "train.epochs"]
+    is refused with the rest of the config); giving ``--epochs`` too is refused."""
+    value = set_value(opts, "train.epochs")
+    if value is not None and opts.epochs:
+        raise ExperimentConfigError("--epochs and --set train.epochs both given: give one of them")
+    return _positive_int(value)
+
+
+def _positive_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def set_value(opts: OwnOptions, key: str) -> Any:
+    """The value the last ``--set KEY=VALUE`` gives ``key`` (TOML), or None."""
+    mine = [item for item in opts.overrides if item.partition("=")[0].strip() == key]
     if not mine:
         return None
-    try:
-        value = apply_overrides({"train": {}}, mine[-1:])["train"].get("epochs")
-    except ValueError:
-        return None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    table: Any = apply_overrides({}, mine[-1:])
+    for part in key.split("."):
+        table = table.get(part) if isinstance(table, dict) else None
+    return table
 
 
 def say(opts: OwnOptions, text: str) -> None:

@@ -20,11 +20,12 @@ from typing import Any
 
 from audio_core.compute import resolve_device
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.common import FeatureConfig
+from models.common import FeatureConfig, ModelInfo
 from training import derive
 from training.experiment import run_one
 from training.experiment_spec import Experiment, apply_overrides, parse_experiment, parse_features
-from training.own_choices import OwnOptions, derive_choices, say
+from training.output_claim import claim_output
+from training.own_choices import OwnOptions, derive_choices, epochs_set, say
 from training.own_data import SPLIT_FOLDS, OwnData, read_own_data
 from training.own_init import fine_tuning_doc, init_info
 from training.own_report import describe, held_out_report
@@ -103,13 +104,25 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
     """The whole command; returns the held-out report (or {} with ``print_config``)."""
     if not opts.print_config:  # a missing GPU is said before any file is read
         resolve_device(opts.compute, "--compute")
+    epochs_set(opts)  # --epochs against --set train.epochs: said before any file is read
+    if opts.out is not None:
+        _refuse_output_inside_data(opts.out, Path(opts.data), given=True)
     data = read_own_data(opts.data)
     out = opts.out or Path("runs") / data.clip_set.name
     _refuse_output_inside_data(out, Path(opts.data), given=opts.out is not None)
     say(opts, start_summary(data))
     init = init_info(opts.init, opts.recipe)
     features = init.features if init is not None else FeatureConfig(num_mel_bins=derive.NUM_MEL_BINS)
-    features = _with_feature_overrides(features, opts)
+    features = _with_feature_overrides(features, opts)  # refused before the output folder is made
+    if opts.print_config:
+        return _derive_and_train(opts, data, out, features, init)
+    with claim_output(out, opts.resume):  # one run at a time, from before any feature is made
+        return _derive_and_train(opts, data, out, features, init)
+
+
+def _derive_and_train(
+    opts: OwnOptions, data: OwnData, out: Path, features: FeatureConfig, init: ModelInfo | None
+) -> dict[str, Any]:
     saved_path = out / CHOICES_FILE
     saved = json.loads(saved_path.read_text()) if saved_path.is_file() and opts.resume else None
     if saved is not None and not (out / "train_state.safetensors").exists():
@@ -142,7 +155,6 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
         return {}
     resolve_device(exp.train.compute, "train.compute")  # one --set asked for: said before training
     clip_set = data.clip_set.subset(folds=[SPLIT_FOLDS["train"], data.held_out_fold])
-    out.mkdir(parents=True, exist_ok=True)
     resuming = opts.resume and (out / "train_state.safetensors").exists()
     if not resuming:  # a resumed run's choices are written once it was accepted: a refusal changes nothing
         saved_path.write_text(json.dumps(choices, indent=1))

@@ -166,6 +166,8 @@ def _run(args: argparse.Namespace) -> int:
     from training.experiment_summary import summary_markdown
     from training.readers import DatasetError
 
+    if args.accept_data_change and args.fresh:  # never silently ignored
+        raise ConfigError("--accept-data-change resumes a saved state and --fresh starts over: give one")
     if args.data is not None:
         if args.config is not None:
             raise ConfigError("give either CONFIG.toml or --data DIR, not both")

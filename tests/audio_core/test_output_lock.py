@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from support.paths import clip_paths
-from support.process import assert_clean_error, run_streamd
+from support.process import streamd_env
 
 from audio_core.output_lock import OutputBusy, lock_output
 
@@ -52,11 +52,29 @@ def test_training_into_a_folder_another_run_holds_is_one_line(tmp_path: Path) ->
     out = tmp_path / "out"
     out.mkdir()
     proc = _holder(out / "train.lock")
-    try:
-        result = run_streamd(
-            "train", "--data", data, "--epochs", "1", "--out", out, "--no-progress", timeout=120
+    try:  # from a folder of its own: a feature cache made before the refusal would show there
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "streamd",
+                "train",
+                "--data",
+                str(data),
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=streamd_env(),
         )
     finally:
         proc.kill()
         proc.wait()
-    assert_clean_error(result, f"{out} is being trained into by another streamd train")
+    assert result.returncode != 0 and result.stderr.startswith(f"streamd: error: {out} is being trained into")
+    assert len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / ".cache").exists() and sorted(p.name for p in out.iterdir()) == ["train.lock"]

@@ -109,3 +109,29 @@ def test_changed_settings_are_named_before_the_data(fast: np.ndarray, recomputed
     same_clips["normalization"]["mean"] = -7.25
     with pytest.raises(ResumeMismatch, match=r"configuration \(normalization\.mean: [^;]*\); start over"):
         check_resume(Path("state"), saved, same_clips)
+
+
+def test_fresh_removes_every_saved_state_under_the_output_at_once(tmp_path: Path, capsys) -> None:
+    """``--fresh`` in cv: every fold's old state goes before any work, so neither a later fold nor a
+    Ctrl-C message can resume what was to be thrown away; without it the states stay."""
+    from training.output_claim import claim_output
+
+    states = [tmp_path / "out" / f"fold{k}" / "train_state.safetensors" for k in (1, 2)]
+    for state in states:
+        state.parent.mkdir(parents=True)
+        state.write_bytes(b"old")
+    with claim_output(tmp_path / "out", resume=True):
+        assert all(s.exists() for s in states)
+    with claim_output(tmp_path / "out", resume=False):
+        assert not any(s.exists() for s in states)
+    assert "2 saved training state(s) under" in capsys.readouterr().out
+    assert (tmp_path / "out" / "train.lock").exists()
+
+
+def test_fresh_and_accept_data_change_together_are_refused(tmp_path: Path) -> None:
+    from support.process import assert_clean_error, run_streamd
+
+    result = run_streamd("train", "--data", tmp_path, "--fresh", "--accept-data-change")
+    assert_clean_error(result, "--accept-data-change resumes a saved state and --fresh starts over")
+    both = run_streamd("train", "--data", tmp_path / "missing", "--epochs", "2", "--set", "train.epochs=3")
+    assert_clean_error(both, "--epochs and --set train.epochs both given")  # before the data is read
