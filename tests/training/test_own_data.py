@@ -653,6 +653,18 @@ def test_epochs_set_are_the_schedule_and_a_second_source_is_refused(split_data: 
         derive_choices(both, data, features, None)
 
 
+def test_a_set_batch_size_is_the_one_timed(split_data: Path, tmp_path: Path) -> None:
+    """The budget's step is timed as training will run it: a ``--set train.batch_size`` is timed."""
+    from training.own_choices import OwnOptions, derive_choices
+
+    data = read_own_data(split_data)
+    opts = OwnOptions(
+        data=split_data, minutes=0.2, overrides=["train.batch_size=4"], cache_dir=tmp_path / "cache"
+    )
+    choices = derive_choices(opts, data, FeatureConfig(num_mel_bins=32), None)
+    assert choices["epochs_from"].endswith("per step of 4")
+
+
 def test_the_window_reason_names_the_bound_that_decided_it() -> None:
     from training.own_choices import window_reason
 
