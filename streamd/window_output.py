@@ -124,9 +124,11 @@ class WindowOutput:
             what = " and ".join(unchecked)
             self.note = f"{self.out} was begun by an earlier streamd: its {what} not checked"
         if recorded_settings != settings:
+            changed, again = _differing(recorded_settings, settings)
             raise ConfigError(
-                f"{self.out} was written with other settings ({_differing(recorded_settings, settings)}); "
-                "choose another output to change them"
+                f"{self.out} was written with other settings ({changed}); "
+                + (f"to continue it: {again}; " if again else "")
+                + "choose another output to change them"
             )
         if len(present) < len(recorded):
             missing = len(recorded) - len(present)
@@ -270,13 +272,19 @@ _OPTION_OF = {
 }
 
 
-def _differing(recorded: dict[str, Any], current: dict[str, Any]) -> str:
-    """The settings that differ, each as ``name: recorded (now current; OPTION recorded continues)``."""
-    parts = []
+def _differing(recorded: dict[str, Any], current: dict[str, Any]) -> tuple[str, str]:
+    """``("key WAS -> NOW, ...", "the options that continue the output")``; None shows as ``unset``."""
+
+    def shown(value: Any) -> str:
+        return "unset" if value is None else str(value)
+
+    changed, again = [], []
     for key in sorted(set(recorded) | set(current)):
         was, now = recorded.get(key), current.get(key)
-        if was != now:
-            option = _OPTION_OF.get(key)
-            again = f"; {option} {was} continues it" if option and was is not None else ""
-            parts.append(f"{key}: {was!r}, now {now!r}{again}")
-    return ", ".join(parts)
+        if was == now:
+            continue
+        changed.append(f"{key} {shown(was)} -> {shown(now)}")
+        option = _OPTION_OF.get(key)
+        if option:
+            again.append(f"without {option}" if was is None else f"{option} {was}")
+    return ", ".join(changed), " ".join(again)

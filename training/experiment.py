@@ -8,6 +8,7 @@ confusion.png) and ``summary.json`` + ``summary.md``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -121,9 +122,11 @@ def run_one(
         teacher = build_teacher(exp.train.distill, train_set.clips, held_out, info, exp.cache_dir, streams)
         info.extra["distill"] = {"teachers": [str(p) for p in teacher.paths], "online": teacher.online}
     train = _arrays(exp, train_set)
-    result = train_model(
-        model, train, val, exp.train, info, out_dir, resume, progress, teacher, accept_data_change
-    )
+    # a run's own folder is locked too (own data's output is the experiment's, locked by its command)
+    with claim_output(out_dir) if run_name else contextlib.nullcontext():
+        result = train_model(
+            model, train, val, exp.train, info, out_dir, resume, progress, teacher, accept_data_change
+        )
     entry: dict[str, Any] = {
         "run": run_name,
         "checkpoint": str(result.checkpoint),
@@ -157,7 +160,7 @@ def run_experiment(
     plan = run_plan(exp, clip_set)
     if exp.train.distill.enabled:  # refuse a dishonest or unusable teacher before any run trains
         vet_teachers(exp.train.distill, [held_out for _, held_out in plan], clip_set.labels, clip_set.name)
-    with claim_output(exp.output_dir, resume):
+    with claim_output(exp.output_dir):
         return _run_all(exp, clip_set, plan, resume, progress, accept_data_change)
 
 

@@ -24,7 +24,6 @@ from models.checkpoint import save_checkpoint
 from models.common import ModelInfo
 from training.distill import Teacher
 from training.ema import Ema
-from training.output_claim import discard_states
 from training.param_groups import param_groups, set_backbone_frozen
 from training.predict import accuracy, predict_scores
 from training.resume import ResumeMismatch, data_digest, fingerprint, setting_defaults
@@ -92,8 +91,8 @@ def train_model(
                 "for (--fresh starts over; or another --out)"
             )
         print(f"resuming from epoch {start_epoch} of {cfg.epochs} ({state_path}; --fresh starts over)")
-    elif state_path.exists():  # --fresh, where the command had not removed it (see training.output_claim)
-        discard_states(out_dir)
+    elif state_path.exists():  # --fresh: this run's old state goes as the run starts (said)
+        state_path.unlink()
         print(f"starting over (--fresh): the saved training state {state_path} was removed", flush=True)
     print(f"{out_dir.name}: training on {describe_device(device)} in {cfg.precision}", flush=True)
     tty = progress and sys.stdout.isatty()

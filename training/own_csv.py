@@ -1,9 +1,11 @@
 """The CSV layout of a user's own data (``streamd train --data clips.csv``): one row per clip,
 ``path,label[,split]``, paths relative to the CSV's folder, split train / val / test (empty = train).
 
-A first row naming its columns is a header, and then the columns are found by name in any order (path:
-``path``, ``file``, ``filename``, ...; label: ``label``, ``class``, ``category``, ...; split: ``split``,
-``set``, ``subset``), so a table exported with other columns or another order reads as it says.
+A first row naming its path column is a header (``path``, ``file``, ``filename``, ...; unless a file of
+that name lies beside the CSV), and then the columns are found by name in any order: the label by name
+(``label``, ``class``, ``category``, ...) or else the first other column, the split only by name
+(``split``, ``set``, ``subset``); columns left unread are said. A table exported with other columns or in
+another order reads as it says.
 """
 
 from __future__ import annotations
@@ -20,40 +22,39 @@ LABEL_COLUMNS = ("label", "class", "class_name", "category", "target")
 SPLIT_COLUMNS = ("split", "set", "subset", "partition")
 
 
-def _columns(header: list[str]) -> tuple[int, int, int | None, list[str]] | None:
-    """(path, label, split column, ignored column names) of a header row, or None when the row is data.
+def _columns(header: list[str], folder: Path) -> tuple[int, int, int | None, list[str]] | None:
+    """(path, label, split column, unread column names) of a header row, or None when the row is data.
 
-    A header either names its path and label columns (found by name, in any order; a split column only
-    by name) or starts with ``path`` (then label and split are the second and third columns, as in a
-    headerless file)."""
+    A header names its path column (``PATH_COLUMNS``; a first row whose "path" is a file beside the CSV is
+    data); the label column is found by name, else it is the first other column that is not the split;
+    the split column only by name."""
     names = [c.strip().lower().lstrip("\ufeff") for c in header]
 
     def find(options: tuple[str, ...]) -> int | None:
         return next((names.index(o) for o in options if o in names), None)
 
     path, label, split = find(PATH_COLUMNS), find(LABEL_COLUMNS), find(SPLIT_COLUMNS)
-    if path is None or label is None:
-        if not names or names[0] != "path":
+    if path is None or (folder / header[path].strip()).exists():
+        return None
+    if label is None:
+        label = next((i for i in range(len(names)) if i not in (path, split)), None)
+        if label is None:
             return None
-        path, label = 0, 1
-        split = 2 if len(names) > 2 else None
-    used = {path, label, split}
-    return path, label, split, [header[i].strip() for i in range(len(header)) if i not in used]
+    unread = [header[i].strip() or "(unnamed)" for i in range(len(header)) if i not in (path, label, split)]
+    return path, label, split, unread
 
 
 def csv_entries(path: Path) -> tuple[list[tuple[Path, str, str]], list[str]]:
     """``(file, label, split)`` of every row of the CSV at ``path``, and notes (columns left unread); a
     DatasetError names a bad row."""
     numbered = [(n, r) for n, r in csv_lines(path, "list of clips") if r and any(c.strip() for c in r)]
-    columns = _columns(numbered[0][1]) if numbered else None
+    columns = _columns(numbered[0][1], path.parent) if numbered else None
     notes = []
     if columns is not None:
         numbered = numbered[1:]
         if columns[3]:
-            notes.append(
-                f"{path}: column(s) {', '.join(columns[3])} not read (a split column is named "
-                f"{' / '.join(SPLIT_COLUMNS)})"
-            )
+            hint = f" (a split column is named {' / '.join(SPLIT_COLUMNS)})" if columns[2] is None else ""
+            notes.append(f"{path}: column(s) {', '.join(columns[3])} not read{hint}")
     at_path, at_label, at_split = columns[:3] if columns else (0, 1, 2)
     entries = []
     first_row: dict[Path, tuple[int, str]] = {}  # the resolved file -> (line, label) of its first listing

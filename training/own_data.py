@@ -111,11 +111,14 @@ def left_out_note(broken: list[str]) -> str:
     return f"{len(broken)} unusable file(s) left out, e.g. {broken[0]}"
 
 
-def _from_folders(root: Path, splits: dict[str, Path]) -> tuple[list[tuple[Path, str, str]], list[str]]:
+def _from_folders(
+    root: Path, splits: dict[str, Path], said: tuple[Path, ...] = ()
+) -> tuple[list[tuple[Path, str, str]], list[str]]:
+    """Entries of class folders (in split folders), with problems; ``said``: files noted elsewhere."""
     entries, problems, others = [], [], []
     first: dict[Path, Path] = {}  # the resolved file -> the path it was first found under
     for folder in dict.fromkeys([root, *splits.values()]):  # files beside the class (or split) folders
-        loose = [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()]
+        loose = [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file() and p not in said]
         if loose:
             problems.append(f"{len(loose)} file(s) directly in {folder} belong to no class folder; left out")
     for split, folder in splits.items():
@@ -168,7 +171,7 @@ def detect_layout(root: Path) -> tuple[str, list[tuple[Path, str, str]], list[st
         raise DatasetError(
             f"{root}: several CSV files ({names}): give --data {root / csvs[0].name} (or another)"
         )
-    entries, problems = _from_folders(root, {"train": root})
+    entries, problems = _from_folders(root, {"train": root}, tuple(csvs))
     if csvs:  # class folders win; a list of clips beside them is said, with the way to use it instead
         problems.append(
             f"{names} beside the class folders: read as class folders (to train on a CSV's list of clips "

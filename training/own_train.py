@@ -23,9 +23,15 @@ from models.checkpoint import load_checkpoint, save_checkpoint
 from models.common import FeatureConfig, ModelInfo
 from training import derive
 from training.experiment import run_one
-from training.experiment_spec import Experiment, apply_overrides, parse_experiment, parse_features
+from training.experiment_spec import (
+    Experiment,
+    ExperimentConfigError,
+    apply_overrides,
+    parse_experiment,
+    parse_features,
+)
 from training.output_claim import claim_output
-from training.own_choices import OwnOptions, derive_choices, epochs_set, say
+from training.own_choices import OwnOptions, derive_choices, epochs_set, say, set_value
 from training.own_data import SPLIT_FOLDS, OwnData, read_own_data
 from training.own_init import fine_tuning_doc, init_info
 from training.own_report import describe, held_out_report
@@ -105,6 +111,8 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
     if not opts.print_config:  # a missing GPU is said before any file is read
         resolve_device(opts.compute, "--compute")
     epochs_set(opts)  # --epochs against --set train.epochs: said before any file is read
+    if set_value(opts, "experiment.output_dir") is not None:  # the output claimed is --out's
+        raise ExperimentConfigError("--set experiment.output_dir: with --data the output folder is --out")
     if opts.out is not None:
         _refuse_output_inside_data(opts.out, Path(opts.data), given=True)
     data = read_own_data(opts.data)
@@ -114,10 +122,7 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
     init = init_info(opts.init, opts.recipe)
     features = init.features if init is not None else FeatureConfig(num_mel_bins=derive.NUM_MEL_BINS)
     features = _with_feature_overrides(features, opts)  # refused before the output folder is made
-    if opts.print_config:
-        return _derive_and_train(opts, data, out, features, init)
-    with claim_output(out, opts.resume):  # one run at a time, from before any feature is made
-        return _derive_and_train(opts, data, out, features, init)
+    return _derive_and_train(opts, data, out, features, init)
 
 
 def _derive_and_train(
@@ -155,6 +160,14 @@ def _derive_and_train(
         return {}
     resolve_device(exp.train.compute, "train.compute")  # one --set asked for: said before training
     clip_set = data.clip_set.subset(folds=[SPLIT_FOLDS["train"], data.held_out_fold])
+    with claim_output(out):  # one command at a time, from here (everything checked) to the last file
+        return _train(opts, data, out, exp, clip_set, choices)
+
+
+def _train(
+    opts: OwnOptions, data: OwnData, out: Path, exp: Experiment, clip_set: Any, choices: dict[str, Any]
+) -> dict[str, Any]:
+    saved_path = out / CHOICES_FILE
     resuming = opts.resume and (out / "train_state.safetensors").exists()
     if not resuming:  # a resumed run's choices are written once it was accepted: a refusal changes nothing
         saved_path.write_text(json.dumps(choices, indent=1))

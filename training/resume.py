@@ -226,14 +226,17 @@ def incompatible(path: Path, exc: Exception) -> ResumeMismatch:
     )
 
 
-def interrupted_line(out_dir: Path | None, fresh: bool = False) -> str:
+def interrupted_line(out_dir: Path | None, fresh: bool = False, since: float | None = None) -> str:
     """What Ctrl-C leaves behind: the newest training state under ``out_dir`` and its epoch, or nothing
-    (``fresh``: the command had ``--fresh``, which must be left out to resume)."""
+    (``fresh``: the command had ``--fresh``, which must be left out to resume; ``since``: only states
+    written since then, the command's start, count — with ``--fresh`` older ones are being thrown away)."""
     from safetensors import safe_open
 
     states = (
         sorted(out_dir.rglob("train_state.safetensors"), key=lambda p: p.stat().st_mtime) if out_dir else []
     )
+    if since is not None:
+        states = [p for p in states if p.stat().st_mtime >= since]
     if not states:
         return "interrupted: no training state was saved yet (one is saved at the end of every epoch)"
     state = states[-1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 from pathlib import Path
 
 from audio_core.compute import COMPUTES
@@ -135,12 +136,14 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    started = time.time()
     try:
         return _run(args)
     except KeyboardInterrupt:
         from training.resume import interrupted_line
 
-        print(interrupted_line(_output_dir(args), fresh=args.fresh), flush=True)
+        since = started if args.fresh else None  # --fresh: the states from before it are not this run's
+        print(interrupted_line(_output_dir(args), fresh=args.fresh, since=since), flush=True)
         return 130
 
 

@@ -131,7 +131,7 @@ def test_resume_refuses_other_settings(tmp_path, archive, small_checkpoint, caps
     assert classify(out, archive[1:2], small_checkpoint) == 0
     assert classify(out, archive[1:2], small_checkpoint, "--top-k", "2") == 2
     err = capsys.readouterr().err  # names what differs and how to continue
-    assert "other settings (top_k: 5, now 2; --top-k 5 continues it)" in err
+    assert "other settings (top_k 5 -> 2); to continue it: --top-k 5; choose another output" in err
 
 
 def test_resume_refuses_another_precision(tmp_path, archive, small_checkpoint, capsys):

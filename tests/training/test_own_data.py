@@ -200,6 +200,13 @@ def test_a_csv_header_names_its_columns_in_any_order(split_data: Path, tmp_path:
         "path,species,split\n" + "".join(f"{p},{p.parent.name},{p.parent.parent.name}\n" for p in files)
     )
     assert read_own_data(positional).held_out == "test"
+    rows = "".join(f"{p.parent.parent.name},{p},{p.parent.name}\n" for p in files)
+    swapped = tmp_path / "swapped.csv"  # named split before an unnamed label column
+    swapped.write_text("split,file,species\n" + rows)
+    assert read_own_data(swapped).clip_set.labels == sorted(CLASSES)
+    indexed = tmp_path / "indexed.csv"  # a pandas index column, unnamed
+    indexed.write_text(",path,label\n" + "".join(f"{i},{p},{p.parent.name}\n" for i, p in enumerate(files)))
+    assert any("column(s) (unnamed) not read" in p for p in read_own_data(indexed).problems)
     folds = tmp_path / "folds.csv"  # named columns: a column of another meaning is not read, and said
     folds.write_text("path,label,fold\n" + "".join(f"{p},{p.parent.name},1\n" for p in files))
     data = read_own_data(folds)

@@ -111,21 +111,27 @@ def test_changed_settings_are_named_before_the_data(fast: np.ndarray, recomputed
         check_resume(Path("state"), saved, same_clips)
 
 
-def test_fresh_removes_every_saved_state_under_the_output_at_once(tmp_path: Path, capsys) -> None:
-    """``--fresh`` in cv: every fold's old state goes before any work, so neither a later fold nor a
-    Ctrl-C message can resume what was to be thrown away; without it the states stay."""
-    from training.output_claim import claim_output
+def test_after_fresh_ctrl_c_never_points_back_to_an_older_state(tmp_path: Path) -> None:
+    """``--fresh`` in cv: the other folds' states from before the command are not this run's, so the
+    Ctrl-C line names only states written since it started (or none)."""
+    import os
+    import time
 
-    states = [tmp_path / "out" / f"fold{k}" / "train_state.safetensors" for k in (1, 2)]
-    for state in states:
-        state.parent.mkdir(parents=True)
-        state.write_bytes(b"old")
-    with claim_output(tmp_path / "out", resume=True):
-        assert all(s.exists() for s in states)
-    with claim_output(tmp_path / "out", resume=False):
-        assert not any(s.exists() for s in states)
-    assert "2 saved training state(s) under" in capsys.readouterr().out
-    assert (tmp_path / "out" / "train.lock").exists()
+    from safetensors.torch import save_file
+
+    from training.resume import interrupted_line
+
+    old = tmp_path / "out" / "fold2" / "train_state.safetensors"
+    old.parent.mkdir(parents=True)
+    save_file({"x": torch.zeros(1)}, str(old), metadata={"state": '{"epoch": 30}'})
+    os.utime(old, (time.time() - 60, time.time() - 60))
+    started = time.time()
+    assert "no training state was saved yet" in interrupted_line(tmp_path / "out", fresh=True, since=started)
+    new = tmp_path / "out" / "fold1" / "train_state.safetensors"
+    new.parent.mkdir()
+    save_file({"x": torch.zeros(1)}, str(new), metadata={"state": '{"epoch": 2}'})
+    line = interrupted_line(tmp_path / "out", fresh=True, since=started)
+    assert f"after epoch 2 is saved in {new}; run the command again without --fresh" in line
 
 
 def test_fresh_and_accept_data_change_together_are_refused(tmp_path: Path) -> None:
@@ -135,3 +141,5 @@ def test_fresh_and_accept_data_change_together_are_refused(tmp_path: Path) -> No
     assert_clean_error(result, "--accept-data-change resumes a saved state and --fresh starts over")
     both = run_streamd("train", "--data", tmp_path / "missing", "--epochs", "2", "--set", "train.epochs=3")
     assert_clean_error(both, "--epochs and --set train.epochs both given")  # before the data is read
+    elsewhere = run_streamd("train", "--data", tmp_path, "--set", "experiment.output_dir='x'")
+    assert_clean_error(elsewhere, "--set experiment.output_dir: with --data the output folder is --out")
