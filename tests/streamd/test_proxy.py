@@ -114,7 +114,7 @@ def _publish_until_heard(
     return out
 
 
-def test_curve_through_the_proxy(keys):
+def test_curve_through_the_proxy(keys, caplog):
     frontend, backend = endpoint(), endpoint()
     security = Security(server_secret_key=keys["proxy_key_secret"], allowed_clients_dir=keys["allow"])
     proxy = Proxy(frontend, backend, security=security)
@@ -134,9 +134,14 @@ def test_curve_through_the_proxy(keys):
         # A subscriber whose key the proxy does not allow hears nothing.
         assert collect(backend, 1.0, curve=bad_client) == []
         # Plain text is refused on both sides.
+        caplog.clear()
         plain = Publisher(frontend, connect=True)
         assert _publish_until_heard(plain, backend, good_client, 3, expect_failure=True) == []
-        assert plain.failure is not None and "requires CURVE" in plain.failure
+        # libzmq names the mechanism mismatch (fatal), or on a loaded machine the proxy may drop the
+        # connection first, a failure without detail (warned, never fatal): either way CURVE is named
+        warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        said = [plain.failure or "", *warned]
+        assert any("requires CURVE" in line for line in said), said
     finally:
         proxy.stop()
 
