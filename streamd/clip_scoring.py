@@ -151,6 +151,9 @@ def score_file(
         steps.finish(front.samples, front.fbank.frames_emitted)
         return FileScores(steps.mean.value(), steps.mean.count, duration_s, sum(w.padded_s for w in last))
     assert windows is not None
-    padded_s = max(0, plan.window_samples - front.samples) / cfg.sample_rate
+    # silence that adds frames (a window is a whole number of frame shifts: a file as long as the window's
+    # frames is not short, though a few samples pad it to that length)
+    short = cfg.num_frames(front.samples) < cfg.num_frames(plan.window_samples)
+    padded_s = max(0, plan.window_samples - front.samples) / cfg.sample_rate if short else 0.0
     windows.add(front.finish(), last=True)  # pads a short file with silence to one window
     return FileScores(windows.mean.value(), windows.mean.count, duration_s, padded_s)

@@ -233,6 +233,8 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ConfigError(
             f"OUT {args.out}: is inside SRC {args.src}; write the converted checkpoint elsewhere"
         )
+    if args.out.exists() and not args.out.is_file():  # a device, a pipe, a socket: never replaced
+        raise ConfigError(f"OUT {args.out}: is not a regular file; give the checkpoint file to write")
     if args.out.exists() and not args.force:
         raise ConfigError(f"OUT {args.out}: exists; give --force to replace it")
     usable_folder_path(args.out.parent, "OUT's folder")  # created only when the checkpoint is written

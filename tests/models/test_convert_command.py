@@ -5,6 +5,7 @@ does on the same features; bad input is one clear line."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -344,3 +345,7 @@ def test_out_is_never_src_nor_replaced_without_force(tmp_path, capsys):
     one_line_error(capsys, ["convert", str(weights), str(weights), "--force"], "is SRC itself")
     one_line_error(capsys, ["convert", str(tmp_path / "hf"), str(weights), "--force"], "is inside SRC")
     assert weights.read_bytes() == before
+    fifo = tmp_path / "pipe"  # not a regular file: never replaced, even with --force (a device node alike)
+    os.mkfifo(fifo)
+    one_line_error(capsys, ["convert", str(tmp_path / "hf"), str(fifo), "--force"], "is not a regular file")
+    assert fifo.is_fifo()

@@ -118,6 +118,19 @@ def test_short_files_are_padded_to_one_window_and_say_so(
     assert result.padded_s == pytest.approx(5.0 - seconds)
 
 
+def test_a_file_holding_the_windows_frames_exactly_is_not_short(
+    windowed: LoadedModel, esc50, tmp_path: Path
+) -> None:
+    """498 frames need 4.985 s (the window is 5.00 s, a whole number of frame shifts): a file of that
+    length gets no "padded" note ("4.985 s < 5 s" had been said), one sample less does."""
+    samples = (498 - 1) * 160 + 400
+    wave = np.concatenate([esc50.read_mono(p) for p in esc50.clips(2)])
+    exact = score_file(windowed, write_clip(tmp_path / "exact.wav", wave[:samples]), 2.5)
+    assert exact.padded_s == 0.0 and exact.windows == 1
+    short = score_file(windowed, write_clip(tmp_path / "short.wav", wave[: samples - 1]), 2.5)
+    assert short.padded_s > 0
+
+
 @pytest.mark.parametrize(("hop_s", "block_s"), [(1.0, 1.0), (0.03, 0.29), (2.2, 0.5)])
 def test_recurrent_long_file_equals_the_in_memory_reference(
     tiny_recurrent: LoadedModel, long_file: Path, hop_s: float, block_s: float
