@@ -73,6 +73,10 @@ class Normalization:
 
 
 # Published dataset statistics (AST recipes): (mean, std, target_length).
+# the one label of an initialisation whose head was never trained (``streamd convert`` of an image model):
+# ``streamd train --init`` takes it, the classifying commands refuse it
+UNTRAINED_LABEL = "untrained"
+
 DATASET_STATS: dict[str, tuple[float, float, int]] = {
     "audioset": (-4.2677393, 4.5689974, 1024),
     "esc50": (-6.6268077, 5.358466, 512),

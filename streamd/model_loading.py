@@ -17,7 +17,7 @@ from audio_core.shipped_models import MODELS_DIR
 from audio_core.shipped_models import shipped_model_path as shipped_path
 from audio_core.windows import checkpoint_window_s
 from models.checkpoint import CheckpointLoadError, load_checkpoint
-from models.common import ModelInfo, is_recurrent
+from models.common import UNTRAINED_LABEL, ModelInfo, is_recurrent
 from models.inference import prepare_for_inference
 from models.precision import PRECISIONS, choose_precision
 from streamd.config_sections import ModelSection
@@ -82,6 +82,11 @@ def load_model(
         raise CheckpointError(str(exc)) from None
     if not info.labels:
         raise CheckpointError(f"{path}: the checkpoint has no labels")
+    if info.labels == [UNTRAINED_LABEL]:  # what `convert` makes of a model without a usable head
+        raise CheckpointError(
+            f"{path}: an initialisation with an untrained head (made by streamd convert), not a classifier: "
+            f"fine-tune it first (streamd train --init {path}, docs/fine-tuning.md)"
+        )
     try:
         choice = choose_precision(precision, device.type, info.extra)
     except ValueError as exc:

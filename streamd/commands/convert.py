@@ -246,7 +246,7 @@ def _convert_image_model(args: argparse.Namespace) -> bool:
     from dataclasses import asdict
 
     from models import convert_vit
-    from models.common import FeatureConfig, ModelInfo, Normalization
+    from models.common import UNTRAINED_LABEL, FeatureConfig, ModelInfo, Normalization
 
     try:
         image = convert_vit.read_image_model(args.src)
@@ -268,7 +268,7 @@ def _convert_image_model(args: argparse.Namespace) -> bool:
     info = ModelInfo(
         arch="ast",
         config=asdict(config),
-        labels=["untrained"],  # the head is fresh: --init re-initialises it for the new labels
+        labels=[UNTRAINED_LABEL],  # the head is fresh: --init re-initialises it for the new labels
         features=features,
         normalization=Normalization(mean=mean, std=std, target_frames=frames),
         extra={"converted_from": "imagenet-" + (hf.get("model_type") or "timm"), "source": args.src.name},

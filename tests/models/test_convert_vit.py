@@ -153,6 +153,13 @@ def test_the_initialisation_starts_fine_tuning(tmp_path: Path) -> None:
     model = build_model("ast", {**info.config, "num_classes": 3})
     report = load_init_weights(model, tmp_path / "ast.safetensors", ["a", "b", "c"])
     assert "head re-initialised (1 labels -> 3 new)" in report
+    from streamd.errors import CheckpointError
+    from streamd.model_loading import load_model
+
+    with pytest.raises(
+        CheckpointError, match=r"an initialisation with an untrained head .*streamd train --init"
+    ):
+        load_model(tmp_path / "ast.safetensors", compute="cpu")  # what classify/replay/run would serve
 
 
 def test_not_an_image_model_is_one_line(tmp_path: Path) -> None:
