@@ -356,6 +356,7 @@ def test_the_live_command_printed_after_training_takes_no_option_that_is_warned_
     entry = {"checkpoint": "m.safetensors", "train_seconds": 1.0}
     text = held_out_report(report, data, entry, Path("out"), {"recipe": recipe, "window_s": 0.5})
     assert text.splitlines()[-1] == f"run it live: streamd run --checkpoint m.safetensors{live}"
+    assert "  accuracy per class (its held-out clips classified right):" in text.splitlines()
     entry["checkpoint"] = "my runs/m.safetensors"  # pasted into a shell as printed
     text = held_out_report(report, data, entry, Path("out"), {"recipe": recipe, "window_s": 0.5})
     assert text.splitlines()[-1] == f"run it live: streamd run --checkpoint 'my runs/m.safetensors'{live}"
