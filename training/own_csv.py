@@ -34,7 +34,7 @@ def _columns(header: list[str], folder: Path) -> tuple[int, int, int | None, lis
         return next((names.index(o) for o in options if o in names), None)
 
     path, label, split = find(PATH_COLUMNS), find(LABEL_COLUMNS), find(SPLIT_COLUMNS)
-    if path is None or (folder / header[path].strip()).exists():
+    if path is None or (folder / header[path].strip()).is_file():
         return None
     if label is None:
         label = next((i for i in range(len(names)) if i not in (path, split)), None)
