@@ -44,6 +44,18 @@ def derive_window(durations: Iterable[float]) -> float:
     return float(min(MAX_WINDOW_S, max(MIN_WINDOW_S, math.ceil(q * 10 - 1e-6) / 10)))
 
 
+def window_reason(durations: Any) -> str:
+    """Why the derived window is what it is: it covers 90 % of the clips, or a bound decided it."""
+    q = float(np.quantile(np.fromiter(durations, dtype=np.float64), WINDOW_QUANTILE))
+    if q < MIN_WINDOW_S:
+        low = MIN_WINDOW_S
+        return f"raised to the shortest window, {low:g} s; 90 % of the clips last {q:.2f} s or less"
+    if q > MAX_WINDOW_S:
+        high = MAX_WINDOW_S
+        return f"capped at the longest derived window, {high:g} s; 90 % of the clips need {q:.1f} s"
+    return "90 % of clip durations"
+
+
 def feature_stats(fbanks: Iterable[np.ndarray]) -> tuple[float, float]:
     """Mean and standard deviation of every value of the given ``(T, F)`` fbanks (float64 sums)."""
     total, total_sq, count = 0.0, 0.0, 0

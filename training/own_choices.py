@@ -91,7 +91,7 @@ def derive_choices(
         "arch": arch,
         "model_config": model_config,
         "window_s": round(window_s, 3),
-        "window_from": "--window" if opts.window_s else window_reason(data.durations.values()),
+        "window_from": "--window" if opts.window_s else derive.window_reason(data.durations.values()),
         "frames": frames,
         "clip_seconds_median": round(median, 3),
         "mean": round(mean, 5),
@@ -143,18 +143,6 @@ def derive_choices(
         choices["warmup_from"] = "the saved run's"
     choices.update({"epochs": epochs, "epochs_from": how, "train": train})
     return choices
-
-
-def window_reason(durations: Any) -> str:
-    """Why the derived window is what it is: it covers 90 % of the clips, or a bound decided it."""
-    q = float(np.quantile(np.fromiter(durations, dtype=np.float64), derive.WINDOW_QUANTILE))
-    if q < derive.MIN_WINDOW_S:
-        low = derive.MIN_WINDOW_S
-        return f"raised to the shortest window, {low:g} s; 90 % of the clips last {q:.2f} s or less"
-    if q > derive.MAX_WINDOW_S:
-        high = derive.MAX_WINDOW_S
-        return f"capped at the longest derived window, {high:g} s; 90 % of the clips need {q:.1f} s"
-    return "90 % of clip durations"
 
 
 def epochs_set(opts: OwnOptions) -> int | None:

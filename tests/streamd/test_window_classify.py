@@ -40,8 +40,13 @@ def archive(tmp_path_factory: pytest.TempPathFactory, esc50) -> list[Path]:
     return [folder / "long.wav", clips[0], clips[3], folder / "short.wav"]
 
 
+def windows_args(out: Path, checkpoint: Path) -> list[str]:
+    """``classify --windows`` into ``out`` with ``checkpoint``, no window settings given."""
+    return ["classify", "--windows", "--out", str(out), "--checkpoint", str(checkpoint), "--no-progress"]
+
+
 def classify(out: Path, paths: list[Path], checkpoint: Path, *extra: str) -> int:
-    args = ["classify", "--windows", "--out", str(out), "--checkpoint", str(checkpoint), "--no-progress"]
+    args = windows_args(out, checkpoint)
     args += ["--window-s", str(WINDOW_S), "--hop-s", str(HOP_S), *extra, *map(str, paths)]
     return main(args)
 
@@ -148,15 +153,7 @@ def test_the_checkpoints_own_window_given_or_not_is_the_same_setting(
 ):
     """``--window-s`` equal to the checkpoint's own window (5 s) resumes an output written without it."""
     out = tmp_path / "w.csv"
-    base = [
-        "classify",
-        "--windows",
-        "--out",
-        str(out),
-        "--checkpoint",
-        str(small_checkpoint),
-        "--no-progress",
-    ]
+    base = windows_args(out, small_checkpoint)
     assert main([*base, "--hop-s", str(HOP_S), str(archive[1])]) == 0
     capsys.readouterr()
     assert main([*base, "--hop-s", str(HOP_S), "--window-s", "5", str(archive[1]), str(archive[2])]) == 0
@@ -417,15 +414,7 @@ def test_without_a_hop_a_short_window_hops_half_of_itself(tmp_path, archive, sma
     """The help's default hop: 2.5 s, or half the window when that is shorter (a 2-s window: 1 s), so that
     no part of a file goes unclassified (2.5 s had warned that 0.5 s of every hop was skipped)."""
     out = tmp_path / "w.jsonl"
-    args = [
-        "classify",
-        "--windows",
-        "--out",
-        str(out),
-        "--checkpoint",
-        str(small_checkpoint),
-        "--no-progress",
-    ]
+    args = windows_args(out, small_checkpoint)
     assert main([*args, "--format", "jsonl", "--window-s", "2", str(archive[0])]) == 0
     spans = [(r["t_start"], r["t_end"]) for r in jsonl(out)]
     assert spans[:3] == [(0.0, 2.0), (1.0, 3.0), (2.0, 4.0)] and spans[-1][1] == 12.3

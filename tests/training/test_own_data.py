@@ -674,7 +674,7 @@ def test_a_set_batch_size_is_the_one_timed(split_data: Path, tmp_path: Path) -> 
 
 
 def test_the_window_reason_names_the_bound_that_decided_it() -> None:
-    from training.own_choices import window_reason
+    from training.derive import window_reason
 
     assert window_reason([0.2] * 10) == (
         "raised to the shortest window, 0.5 s; 90 % of the clips last 0.20 s or less"
