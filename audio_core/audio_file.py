@@ -206,11 +206,9 @@ def check_finite(path: str | os.PathLike[str], data: np.ndarray, offset: int, sa
         )
 
 
-def _none_left(path: str | os.PathLike[str], read: int, rate: int, sample_rate: int) -> AudioInputError:
-    """The error of a file too short to leave one sample once resampled."""
-    return AudioInputError(
-        f"{display_path(path)}: {read} sample(s) at {rate} Hz leave none at {sample_rate} Hz"
-    )
+def none_left_message(path: str | os.PathLike[str], read: int, rate: int, sample_rate: int) -> str:
+    """What a file too short to leave one sample once resampled is told (read whole or streamed)."""
+    return f"{display_path(path)}: {read} sample(s) at {rate} Hz leave none at {sample_rate} Hz"
 
 
 def read_chunks(
@@ -238,7 +236,7 @@ def read_chunks(
         raise AudioInputError(f"{display_path(path)}: contains no audio samples")
     last = resampler.process(np.zeros(0, dtype=np.float32), last=True)
     if given + last.size == 0:
-        raise _none_left(path, read, info.sample_rate, sample_rate)
+        raise AudioInputError(none_left_message(path, read, info.sample_rate, sample_rate))
     yield last
 
 
@@ -252,5 +250,5 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.nda
     check_finite(path, data, 0, info.sample_rate)
     mono = resample_offline(downmix(data), info.sample_rate, sample_rate)
     if mono.size == 0:  # as read_chunks: not a clip of silence
-        raise _none_left(path, data.shape[0], info.sample_rate, sample_rate)
+        raise AudioInputError(none_left_message(path, data.shape[0], info.sample_rate, sample_rate))
     return np.ascontiguousarray(mono, dtype=np.float32)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from audio_core.audio_file import none_left_message
 from audio_core.resample import downmix
 from audio_core.windows import ColumnPlan, Window
 from streamd.engine import Engine
@@ -107,6 +108,7 @@ class FeatureStage(ThreadStage):
         if ended:
             windows += stream.front.accept(stream.resampler.process(np.zeros(0, np.float32), last=True))
             windows += stream.front.finish()
+            self._check_some_left(stream)
             if stream.front.short_padding_s > 0:
                 self._note_padding(stream)
             if stream.front.tail_s > 0:
@@ -116,6 +118,17 @@ class FeatureStage(ThreadStage):
             stream.submitted_windows += 1
         stream.finished = ended
         return got.data.shape[0] > 0 or ended
+
+    @staticmethod
+    def _check_some_left(stream: Stream) -> None:
+        """A stream that ended with samples read but none left at the model rate (e.g. one sample at
+        44.1 kHz) failed like ``classify`` says it fails: its source's error, so the run exits non-zero."""
+        resampler, source = stream.resampler, stream.source
+        if resampler.samples_in and not resampler.samples_out and source.error is None:
+            where = getattr(source, "display", stream.name)
+            source.error = none_left_message(
+                where, resampler.samples_in, resampler.in_rate, resampler.out_rate
+            )
 
     def _note_padding(self, stream: Stream) -> None:
         """Say so in a status message when a stream shorter than one window (or, for a recurrent model,

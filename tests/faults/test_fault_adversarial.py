@@ -195,6 +195,20 @@ def test_an_empty_wav_from_a_pipe_is_an_error_as_from_a_file(tmp_path, checkpoin
         assert nothing.stderr.strip().splitlines() == [f"streamd: error: <stdin>: empty input ({why})"]
 
 
+def test_a_file_too_short_to_resample_fails_in_replay_as_in_classify(tmp_path, checkpoint):
+    one = tmp_path / "one.wav"  # one sample at 44.1 kHz leaves none at 16 kHz
+    sf.write(one, np.full(1, 0.1, dtype="float32"), 44100)
+    said = "one.wav: 1 sample(s) at 44100 Hz leave none at 16000 Hz"
+    replayed = run_streamd(*_replay_args(one, checkpoint, "onesample"), timeout=60)
+    assert_clean_error(replayed, said, exit_code=1)
+    assert _final_status(replayed.stdout)["state"] == "device_error"
+    classified = run_streamd("classify", str(one), "--checkpoint", str(checkpoint), timeout=60)
+    assert_clean_error(classified, said, exit_code=1)
+    three = tmp_path / "three.wav"  # three leave one: padded to a window, classified
+    sf.write(three, np.full(3, 0.1, dtype="float32"), 44100)
+    assert run_streamd(*_replay_args(three, checkpoint, "threesamples"), timeout=60).returncode == 0
+
+
 def test_flac_from_a_pipe_is_one_clear_line(known_clip, checkpoint):
     cmd = " ".join(f"'{a}'" for a in streamd_command(_replay_args("-", checkpoint, "flacpipe")))
     proc = subprocess.run(
