@@ -6,6 +6,8 @@ the pending messages in before each render, at the terminal's width and height. 
 - when the display and stderr are both the terminal, log records (warnings, and the native libraries'
   lines that ``streamd.native_stderr`` logs) are printed through the console, above the live display,
   instead of over it (stderr elsewhere, or the display stopped: they go to stderr as ever);
+- on a terminal that cannot redraw (``TERM=dumb``) it prints changed plain lines instead
+  (``streamd.dashboard_plain``);
 - the console writes through ``TerminalFile``: its stream is looked up at each write (``sys.stdout`` or
   ``sys.stderr``, whatever they point at by then), and a write that fails (a full disk, a closed
   terminal) stops the dashboard's output, never the daemon; ``failure`` says why, for the command to
@@ -25,7 +27,10 @@ from rich.live import Live
 from rich.text import Text
 
 from streamd.dashboard import DashboardState, render_dashboard
+from streamd.dashboard_plain import PlainLines
 from streamd.sinks import is_terminal, silence_stream
+
+PLAIN_PERIOD_S = 1.0  # a terminal that cannot redraw gets a stream's changed line at most this often
 
 
 class TerminalFile:
@@ -110,6 +115,7 @@ class Dashboard:
         self._pending: deque[dict[str, Any]] = deque(maxlen=max_pending)
         self._render_lock = threading.Lock()
         self._live: Live | None = None
+        self._plain: PlainLines | None = None
         self._log_handler: logging.Handler | None = None
 
     @property
@@ -124,11 +130,26 @@ class Dashboard:
     def renderable(self) -> RenderableType:
         """Fold pending messages into the state and render it at the console's width and height."""
         with self._render_lock:
-            while self._pending:
-                self.state.update(self._pending.popleft())
+            self._fold()
             return render_dashboard(self.state, width=self.console.width, height=self.console.height - 1)
 
+    def _fold(self) -> DashboardState:
+        while self._pending:
+            self.state.update(self._pending.popleft())
+        return self.state
+
+    def _folded(self) -> DashboardState:
+        with self._render_lock:
+            return self._fold()
+
+    def _print_line(self, line: str) -> None:
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
     def start(self) -> None:
+        if self.console.is_terminal and self.console.is_dumb_terminal:  # cannot redraw: changed lines
+            self._plain = PlainLines(self._folded, self._print_line, PLAIN_PERIOD_S)
+            self._plain.start()
+            return
         self._live = Live(
             console=self.console, refresh_per_second=self.refresh_hz, get_renderable=self.renderable
         )
@@ -145,3 +166,6 @@ class Dashboard:
         if self._live is not None:
             self._live.stop()
             self._live = None
+        if self._plain is not None:
+            self._plain.stop()
+            self._plain = None
