@@ -7,7 +7,6 @@ Unset options leave the config file's value; ``config_from_args`` stacks default
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from audio_core.checks import choices_of
@@ -15,16 +14,17 @@ from audio_core.shipped_models import MODEL_HELP
 from streamd.config import DaemonConfig, config_from_layers, load_model_toml, read_toml
 from streamd.config_sections import DEFAULT_ENDPOINT, EngineSection, ModelSection
 from streamd.errors import ConfigError
+from streamd.path_args import path_arg
 
 
 def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``run`` and ``replay``; unset ones leave the config file's value."""
     parser.add_argument(
-        "--config", type=Path, metavar="FILE.toml", help="daemon config (see configs/daemon.toml)"
+        "--config", type=path_arg, metavar="FILE.toml", help="daemon config (see configs/daemon.toml)"
     )
     parser.add_argument("--model", metavar="NAME|FILE.toml", help=MODEL_HELP)
     parser.add_argument(
-        "--checkpoint", type=Path, metavar="PATH", help="a .safetensors checkpoint (overrides --model)"
+        "--checkpoint", type=path_arg, metavar="PATH", help="a .safetensors checkpoint (overrides --model)"
     )
     parser.add_argument(
         "--window", type=float, metavar="S", help="window length in seconds (default: the checkpoint's own)"

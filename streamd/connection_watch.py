@@ -108,13 +108,18 @@ class HandshakeMonitor:
     """The handshakes of a connecting socket that is not a listener's (a daemon's publisher connected to a
     ``peer`` proxy): ``problem`` gives a definite refusal (a rejected key, CURVE on one side only). A
     failure without detail is what a proxy restarting behind a TCP forwarder looks like too: it is logged
-    once it persists (``HandshakeWatch``), never fatal, and said again only after a handshake succeeded."""
+    once it persists (``HandshakeWatch``), never fatal, and said again only after a handshake succeeded.
+    A peer that has not answered at all after ``NO_PUBLISHER_NOTE_S`` (nothing listening there: ZeroMQ
+    keeps trying without a word) is logged once too: what is published meanwhile reaches no one."""
 
     def __init__(self, sock: zmq.Socket, endpoint: str, curve: bool, peer: str) -> None:
         self.sock = sock
+        self.endpoint, self.peer = endpoint, peer
         self.watch = HandshakeWatch(endpoint, curve=curve, peer=peer)
         self.monitor = sock.get_monitor_socket(HandshakeWatch.EVENTS)
         self.warned = False
+        self.started = time.monotonic()
+        self.answered = self.noted = self.refused = False
 
     def problem(self) -> str | None:
         """The definite refusal among the events so far (without waiting), or None."""
@@ -124,6 +129,7 @@ class HandshakeMonitor:
             kind, value = event["event"], event["value"]
             if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.warned = False
+                self.answered = True
             said = self.watch.observe(kind, value, time.monotonic())
             if said is None:
                 continue
@@ -136,8 +142,22 @@ class HandshakeMonitor:
             elif not self.warned:
                 self.warned = True
                 log.warning("%s (still trying)", said)
+        self.refused = self.refused or found is not None
+        silent = not (self.answered or self.noted or self.refused)
+        if silent and time.monotonic() - self.started >= NO_PUBLISHER_NOTE_S:
+            self.noted = True  # said once
+            log.warning(
+                "no %s has answered at %s yet (still trying: is it running there, and is the address "
+                "right?); what is published until it answers reaches no one",
+                self.peer,
+                self.endpoint,
+            )
         return found
 
     def close(self) -> None:
+        """Stop watching; a peer that never answered is said once more (a short run ends before the note)."""
+        self.problem()
+        if not (self.answered or self.refused):
+            log.warning("no %s ever answered at %s: nothing published reached it", self.peer, self.endpoint)
         self.sock.disable_monitor()
         self.monitor.close(linger=0)

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import argparse
 import socket
-from pathlib import Path
 from typing import Any
 
 from streamd import messages
 from streamd.errors import ConfigError
+from streamd.path_args import path_arg
 from streamd.security import security_from_args
 
 
@@ -29,7 +29,7 @@ def add_fanin_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--curve-server-key",
-        type=Path,
+        type=path_arg,
         metavar="PUBFILE",
         help="the proxy's public key (with --connect-proxy; --curve-secret-key is then this daemon's key)",
     )

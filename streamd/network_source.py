@@ -51,6 +51,17 @@ def is_url(spec: str) -> bool:
     return bool(_URL_RE.match(str(spec)))
 
 
+def check_url(url: str) -> None:
+    """Refuse at once what FFmpeg would only time out on: a port that is not a number in 0-65535."""
+    from urllib.parse import urlsplit
+
+    try:
+        urlsplit(url).port  # noqa: B018 - parsing it is the check
+    except ValueError as exc:  # a port that is not a number, or out of range; a broken IPv6 address
+        why = "a malformed IPv6 address" if "IPv6" in str(exc) else "its port is not a number from 0 to 65535"
+        raise AudioInputError(f"{_short(url)}: {why}") from None
+
+
 def _av() -> Any:
     try:
         import av
@@ -79,6 +90,7 @@ class NetworkSource(Source):
         watchdog_s: float = 3.0,
         name: str | None = None,
     ) -> None:
+        check_url(url)
         self.url = url
         self.read_timeout_s = max(0.5, watchdog_s)
         self.name = name or re.sub(r"^[a-z0-9+.\-]+://", "", _short(url), flags=re.I)

@@ -20,6 +20,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from streamd.errors import ConfigError, StreamdError
+from streamd.path_args import path_arg
 
 LOCAL_TRANSPORTS = ("ipc", "inproc")
 _KEY_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
@@ -53,13 +54,13 @@ def add_security_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--curve-secret-key",
-        type=Path,
+        type=path_arg,
         metavar="SECRETFILE",
         help="server secret key (NAME.key_secret from 'streamd keys'); enables CURVE",
     )
     group.add_argument(
         "--curve-allow-dir",
-        type=Path,
+        type=path_arg,
         metavar="DIR",
         help="directory of allowed client public keys (*.key); needed with --curve-secret-key",
     )

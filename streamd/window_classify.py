@@ -21,6 +21,7 @@ from audio_core.windows import WindowPlan, checkpoint_window_s, offline_hop_s
 from streamd.config_sections import WindowSection
 from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel
+from streamd.path_args import path_arg
 from streamd.window_formats import raven_table_name
 from streamd.window_output import FORMATS, WindowOutput, source_stamp
 from streamd.window_scoring import FileResult
@@ -49,7 +50,7 @@ def add_window_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("window-level output (--windows)")
     group.add_argument("--windows", action="store_true", help="write every window's top-k to --out")
     group.add_argument(
-        "--out", type=Path, metavar="PATH", help="output file (csv, jsonl) or directory (raven)"
+        "--out", type=path_arg, metavar="PATH", help="output file (csv, jsonl) or directory (raven)"
     )
     group.add_argument("--format", choices=FORMATS, help="output format (default csv; jsonl with --json)")
     group.add_argument(

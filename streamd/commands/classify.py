@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import torch
 
@@ -26,6 +25,7 @@ from streamd.config_cli import config_from_args
 from streamd.config_sections import MAX_THREADS, WindowSection
 from streamd.errors import AudioInputError, ConfigError
 from streamd.model_loading import resolve_model, window_warnings
+from streamd.path_args import path_arg
 from streamd.sinks import write_line
 
 HELP = "classify audio files offline: top-k labels per file (long files window by window)"
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=MODEL_HELP,
     )
     parser.add_argument(
-        "--checkpoint", type=Path, metavar="PATH", help="a .safetensors checkpoint (overrides --model)"
+        "--checkpoint", type=path_arg, metavar="PATH", help="a .safetensors checkpoint (overrides --model)"
     )
     parser.add_argument(
         "--precision",

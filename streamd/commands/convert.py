@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from streamd.errors import CheckpointError, ConfigError
+from streamd.path_args import path_arg
 
 HELP = (
     "convert an official AST .pth, a Hugging Face AST directory or an AuM .pth to a streamd checkpoint, "
@@ -27,13 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "src",
-        type=Path,
+        type=path_arg,
         metavar="SRC",
         help="AST .pth, Hugging Face AST directory, AuM .pth, or ViT/DeiT (timm file or HF directory)",
     )
-    parser.add_argument("out", type=Path, metavar="OUT", help="streamd checkpoint to write (.safetensors)")
     parser.add_argument(
-        "--labels", type=Path, metavar="CSV", help="class labels CSV (needed for .pth sources)"
+        "out", type=path_arg, metavar="OUT", help="streamd checkpoint to write (.safetensors)"
+    )
+    parser.add_argument(
+        "--labels", type=path_arg, metavar="CSV", help="class labels CSV (needed for .pth sources)"
     )
     parser.add_argument(
         "--dataset", choices=sorted(DATASET_STATS), help="normalisation and window of a dataset"

@@ -17,6 +17,7 @@ from audio_core.shipped_models import MODEL_HELP
 from models.precision import PRECISIONS
 from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel, resolve_model, window_warnings
+from streamd.path_args import path_arg
 
 HELP = "evaluate a checkpoint: clip metrics + confusion matrix, or streaming accuracy and onset latency"
 
@@ -24,7 +25,7 @@ HELP = "evaluate a checkpoint: clip metrics + confusion matrix, or streaming acc
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="NAME|FILE.toml", default="default", help=MODEL_HELP)
     parser.add_argument(
-        "--checkpoint", type=Path, metavar="PATH", help="a .safetensors checkpoint (overrides --model)"
+        "--checkpoint", type=path_arg, metavar="PATH", help="a .safetensors checkpoint (overrides --model)"
     )
     parser.add_argument(
         "--precision",
@@ -35,24 +36,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data (one of)")
     data.add_argument(
         "--config",
-        type=Path,
+        type=path_arg,
         metavar="CONFIG.toml",
         help="use an experiment config's [data] (default folds: those the checkpoint was held out on)",
     )
-    data.add_argument("--esc50", type=Path, metavar="CSV", help="an ESC-50-style metadata CSV")
-    data.add_argument("--audio-dir", type=Path, help="audio folder of --esc50 (default: CSV folder/../audio)")
-    data.add_argument("--folders", type=Path, metavar="DIR", help="one sub-folder per class")
+    data.add_argument("--esc50", type=path_arg, metavar="CSV", help="an ESC-50-style metadata CSV")
+    data.add_argument(
+        "--audio-dir", type=path_arg, help="audio folder of --esc50 (default: CSV folder/../audio)"
+    )
+    data.add_argument("--folders", type=path_arg, metavar="DIR", help="one sub-folder per class")
     data.add_argument("--num-folds", type=int, help="folds to split --folders into (round-robin per class)")
     data.add_argument(
-        "--datafiles", type=Path, nargs="+", metavar="JSON", help="AST/AuM datafiles (fold = position)"
+        "--datafiles", type=path_arg, nargs="+", metavar="JSON", help="AST/AuM datafiles (fold = position)"
     )
-    data.add_argument("--label-csv", type=Path, help="class_labels_indices.csv for --datafiles")
+    data.add_argument("--label-csv", type=path_arg, help="class_labels_indices.csv for --datafiles")
     parser.add_argument(
         "--folds", type=int, nargs="+", metavar="K", help="score these folds (default: all; see --config)"
     )
-    parser.add_argument("--out", type=Path, help="write report.json, report.md and confusion.png here")
+    parser.add_argument("--out", type=path_arg, help="write report.json, report.md and confusion.png here")
     parser.add_argument(
-        "--cache-dir", type=Path, default=Path(".cache/fbank"), help="fbank cache (default .cache/fbank)"
+        "--cache-dir", type=path_arg, default=Path(".cache/fbank"), help="fbank cache (default .cache/fbank)"
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     stream = parser.add_argument_group("streaming evaluation")

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from streamd.path_args import path_arg
 from streamd.security import create_key_pair, load_public_key
 
 HELP = "create a CURVE key pair for authenticated publishing and listening"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("directory", type=Path, metavar="DIR", help="where to write the key files")
+    parser.add_argument("directory", type=path_arg, metavar="DIR", help="where to write the key files")
     parser.add_argument("--name", default="streamd", help="file name stem (default: streamd)")
     parser.add_argument("--force", action="store_true", help="replace existing key files of that name")
 

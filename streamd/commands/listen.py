@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import zmq
@@ -31,6 +30,7 @@ from streamd import messages
 from streamd.connection_watch import MAX_FRAME_BYTES, MAX_REPORTED_PROBLEMS, ConnectionWatch, ListenCounts
 from streamd.endpoints import check_endpoint
 from streamd.errors import ConfigError, StreamdError
+from streamd.path_args import path_arg
 from streamd.publisher import DEFAULT_ENDPOINT
 from streamd.security import secure_client_socket
 from streamd.sequence import GapCounter
@@ -69,10 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     auth = parser.add_argument_group("authentication (CURVE)")
     auth.add_argument(
-        "--curve-server-key", type=Path, metavar="PUBFILE", help="the publisher's public key file"
+        "--curve-server-key", type=path_arg, metavar="PUBFILE", help="the publisher's public key file"
     )
     auth.add_argument(
-        "--curve-secret-key", type=Path, metavar="SECRETFILE", help="this client's secret key file"
+        "--curve-secret-key", type=path_arg, metavar="SECRETFILE", help="this client's secret key file"
     )
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from pathlib import Path
 
+from streamd.path_args import path_arg
 from streamd.proxy import Proxy
 from streamd.security import add_security_arguments, security_from_args
 from streamd.signals import stop_on_signals
@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"where subscribers connect (default {DEFAULT_BACKEND}, the daemon's usual port)",
     )
     parser.add_argument(
-        "--capture", type=Path, metavar="FILE", help="append every message to FILE as JSON lines"
+        "--capture", type=path_arg, metavar="FILE", help="append every message to FILE as JSON lines"
     )
     add_security_arguments(parser)
 

@@ -11,6 +11,7 @@ from streamd.config import DaemonConfig
 from streamd.config_cli import add_daemon_arguments
 from streamd.fanin import add_fanin_arguments
 from streamd.file_source import FileSource
+from streamd.path_args import path_arg
 from streamd.security import add_security_arguments
 from streamd.sources import Source
 
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "paths",
         nargs="+",
-        type=Path,
+        type=path_arg,
         metavar="PATH",
         help="audio files, FIFOs or pipes (one stream each); - reads standard input",
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 from audio_core.compute import COMPUTES
 from audio_core.shipped_models import SHIPPED_MODELS
 from streamd.errors import CheckpointError, ConfigError
+from streamd.path_args import path_arg
 
 HELP = (
     "train (or k-fold cross-validate) a model from a TOML experiment config (see configs/train/), "
@@ -18,7 +19,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", type=Path, nargs="?", metavar="CONFIG.toml", help="experiment config")
+    parser.add_argument("config", type=path_arg, nargs="?", metavar="CONFIG.toml", help="experiment config")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override a config key, e.g. --set train.epochs=2 (TOML value; repeatable)",
     )
     parser.add_argument("--mode", choices=("single", "cv", "full"), help="override experiment.mode")
-    parser.add_argument("--out", type=Path, help="override experiment.output_dir")
+    parser.add_argument("--out", type=path_arg, help="override experiment.output_dir")
     parser.add_argument("--fresh", action="store_true", help="ignore saved training state (default: resume)")
     parser.add_argument(
         "--accept-data-change",
@@ -59,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_own_data_arguments(parser: argparse.ArgumentParser) -> None:
     """``--data DIR`` and the few options it takes (see docs/your-own-data.md)."""
     own = parser.add_argument_group("your own data (no config: everything else is derived)")
-    own.add_argument("--data", type=_data_path, metavar="DIR", help="class folders, split folders or a CSV")
+    own.add_argument("--data", type=path_arg, metavar="DIR", help="class folders, split folders or a CSV")
     own.add_argument(
         "--recipe", choices=("cnn", "recurrent", "ast"), help="default cnn (with --init: the init model's)"
     )
@@ -74,13 +75,6 @@ def add_own_data_arguments(parser: argparse.ArgumentParser) -> None:
         "with --data: after reading the clips, caching their features and, for --minutes, timing a step)",
     )
     own.add_argument("--no-background", action="store_true", help="no background (no-class) examples")
-
-
-def _data_path(text: str) -> Path:
-    """``--data``'s value: an empty one (an unset variable) is refused, not taken as the current folder."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("is empty (give the data folder or CSV)")
-    return Path(text)
 
 
 def run_own_data(args: argparse.Namespace) -> int:

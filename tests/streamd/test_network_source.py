@@ -162,6 +162,16 @@ def test_urls_and_unreachable_servers() -> None:
     port = free_tcp_port()
     with pytest.raises(AudioInputError, match="cannot open"):
         NetworkSource(f"http://127.0.0.1:{port}/none.wav")
+    started = time.monotonic()  # said at once, not after FFmpeg's 5-s wait for a stream
+    for url, why in (
+        ("udp://127.0.0.1:abc", "udp://127.0.0.1:abc: its port is not a number from 0 to 65535"),
+        ("tcp://user:pw@h:99999/x", "tcp://h:99999/x: its port is not a number from 0 to 65535"),
+        ("udp://[::1", "udp://[::1: a malformed IPv6 address"),
+    ):
+        with pytest.raises(AudioInputError) as refused:
+            NetworkSource(url)
+        assert str(refused.value) == why
+    assert time.monotonic() - started < 2.0
 
 
 @pytest.mark.parametrize("garbage", [False, True], ids=["nothing", "garbage"])

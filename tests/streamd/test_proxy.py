@@ -198,6 +198,37 @@ def test_a_proxy_behind_a_forwarder_that_is_down_is_not_fatal(caplog) -> None:
     assert sum("still trying" in r.getMessage() for r in caplog.records) == 1, caplog.records
 
 
+def test_a_proxy_that_never_answers_is_said_while_waiting_and_at_the_end(monkeypatch, caplog) -> None:
+    """Nothing listening at --connect-proxy: ZeroMQ retries without a word and the run published into
+    nothing, exit 0, stderr empty. Now a note once it has waited, and a line at the end; none with a proxy."""
+    import logging
+
+    import streamd.connection_watch
+
+    monkeypatch.setattr(streamd.connection_watch, "NO_PUBLISHER_NOTE_S", 0.5)
+    nobody = endpoint()
+    with caplog.at_level(logging.WARNING):
+        publisher = Publisher(nobody, connect=True)
+        publisher.start()
+        time.sleep(1.5)
+        publisher.stop()
+    said = [r.getMessage() for r in caplog.records]
+    assert sum(f"no proxy has answered at {nobody} yet" in line for line in said) == 1, said
+    assert said.count(f"no proxy ever answered at {nobody}: nothing published reached it") == 1, said
+    caplog.clear()
+    proxy = Proxy(endpoint(), endpoint())
+    proxy.start()
+    try:
+        with caplog.at_level(logging.WARNING):
+            publisher = Publisher(proxy.endpoints[0], connect=True)
+            publisher.start()
+            time.sleep(1.5)
+            publisher.stop()
+    finally:
+        proxy.stop()
+    assert not [r for r in caplog.records if "answered" in r.getMessage()], caplog.records
+
+
 def _publish_through(proxy: Proxy, n: int) -> list[dict]:
     """``n`` events published through ``proxy`` while a subscriber listens; what it heard."""
     proxy.start()
