@@ -106,7 +106,7 @@ class MqttSection:
     password: str = ""
     tls: bool = False  # also implied by mqtts://
     ca_file: str = ""  # CA certificates for TLS (empty: the system's)
-    qos: int = rule(0, choices=(0, 1, 2))
+    qos: int = rule(1, choices=(0, 1, 2))  # 1, 2: mqtt_delivered is the broker's acknowledgement
     retain: bool = False
     client_id: str = ""  # empty: streamd-<host>
     types: list[str] = field(default_factory=lambda: ["prediction", "event", "status"])
@@ -115,7 +115,7 @@ class MqttSection:
     discovery: bool = True  # Home Assistant MQTT discovery
     discovery_prefix: str = "homeassistant"
     binary_sensors: list[str] = field(default_factory=list)  # labels (empty: [events] allow)
-    # messages waiting for the MQTT thread; more are dropped and counted
+    # messages waiting to be sent (while the broker is not connected too); full: the oldest is dropped
     queue_size: int = rule(1000, gt=0, le=1_000_000)
     reconnect_max_s: float = rule(30.0, gt=0, le=3600.0)  # reconnect backoff cap
 

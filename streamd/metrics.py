@@ -37,7 +37,10 @@ COUNTERS = {
         "Samples of a network stream's short losses filled with silence",
     ),
     # integrations (present while they are on; a network source's outages)
-    "mqtt_delivered": ("streamd_mqtt_delivered", "Messages handed to the MQTT broker"),
+    "mqtt_delivered": (
+        "streamd_mqtt_delivered",
+        "MQTT messages the broker acknowledged (QoS 1, 2; under QoS 0: written to the connection)",
+    ),
     "mqtt_undelivered": ("streamd_mqtt_undelivered", "Messages that could not go to the MQTT broker"),
     "clips_saved": ("streamd_clips_saved", "Event clips written"),
     "clip_write_errors": ("streamd_clip_write_errors", "Event clips that could not be written"),

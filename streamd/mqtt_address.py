@@ -1,12 +1,13 @@
-"""Where an MQTT sink publishes: the broker URL (``mqtt://HOST[:PORT][/PREFIX]``, ``mqtts://...``) and the
-topic prefixes, checked at start-up so that settings that could never work are one line, not a broker that
-refuses every connection later."""
+"""Where an MQTT sink publishes: the broker URL (``mqtt://HOST[:PORT][/PREFIX]``, ``mqtts://...``), the
+topic prefixes and the credentials, checked at start-up so that settings that could never work are one
+line, not a broker that refuses every connection (or drops every message) later."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from streamd.config_sections import MqttSection
 from streamd.errors import ConfigError
 
 DEFAULT_PORT = {"mqtt": 1883, "mqtts": 8883}
@@ -45,6 +46,19 @@ def parse_url(url: str) -> BrokerAddress:
 
 
 def check_topic_prefix(where: str, prefix: str) -> None:
-    """A topic prefix brokers accept for publishing: no wildcards (``+``, ``#``), no NUL."""
+    """A topic prefix brokers accept for publishing: no wildcards (``+``, ``#``), no NUL, not ``$...``."""
     if any(c in prefix for c in "+#\x00"):
         raise ConfigError(f"{where}: {prefix!r} is not a topic prefix one can publish to (no + or #)")
+    if prefix.strip("/").startswith("$"):  # $SYS/...: the broker drops what clients publish there
+        raise ConfigError(
+            f"{where}: {prefix!r} begins with '$': such topics are the broker's own, not for clients"
+        )
+
+
+def check_settings(cfg: MqttSection, address: BrokerAddress) -> None:
+    """The ``[mqtt]`` settings beside the URL: its topic prefixes and credentials."""
+    if address.prefix is None:  # the URL's path wins
+        check_topic_prefix("mqtt.prefix", cfg.prefix)
+    check_topic_prefix("mqtt.discovery_prefix", cfg.discovery_prefix)
+    if cfg.password and not cfg.username:  # MQTT sends a password only with a user name
+        raise ConfigError("mqtt.password is set without mqtt.username: MQTT sends a password only with one")

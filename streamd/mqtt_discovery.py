@@ -8,6 +8,7 @@ the same (``x`` and ``X``) get a short hash of their exact name added, so that n
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections import Counter
 from typing import Any
@@ -38,10 +39,16 @@ def active_topic(prefix: str, stream: str, label_id: str) -> str:
 
 
 def discovery_payloads(
-    prefix: str, discovery_prefix: str, node: str, streams: list[str], labels: list[str]
+    prefix: str,
+    discovery_prefix: str,
+    node: str,
+    streams: list[str],
+    labels: list[str],
+    *,
+    top_label: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """Home Assistant discovery config topics -> payloads: a sensor per stream, a binary sensor per
-    stream and label."""
+    """Home Assistant discovery config topics -> payloads: a sensor per stream (``top_label``: only when
+    predictions are published, its state), a binary sensor per stream and label."""
     device = {"identifiers": [node], "name": f"streamd ({node})", "manufacturer": "streamd"}
     availability = f"{prefix}/availability"
     out: dict[str, dict[str, Any]] = {}
@@ -49,7 +56,7 @@ def discovery_payloads(
     label_ids = unique_slugs(labels)
     for stream in streams:
         uid = f"{node}_{stream}_top_label"
-        out[f"{discovery_prefix}/sensor/{node}/{ids[stream]}_top_label/config"] = {
+        sensor = {
             "name": f"{stream} sound",
             "unique_id": uid,
             "object_id": uid,
@@ -63,6 +70,8 @@ def discovery_payloads(
             "icon": "mdi:waveform",
             "device": device,
         }
+        if top_label:
+            out[f"{discovery_prefix}/sensor/{node}/{ids[stream]}_top_label/config"] = sensor
         for label in labels:
             uid = f"{node}_{stream}_{label_ids[label]}"
             out[f"{discovery_prefix}/binary_sensor/{node}/{ids[stream]}_{label_ids[label]}/config"] = {
@@ -76,4 +85,32 @@ def discovery_payloads(
                 "availability_topic": availability,
                 "device": device,
             }
+    return out
+
+
+def announcements(
+    prefix: str,
+    discovery_prefix: str,
+    node: str,
+    streams: list[str],
+    labels: list[str],
+    active: set[tuple[str, str]],
+    *,
+    top_label: bool,
+    binary: bool,
+) -> list[tuple[str, str]]:
+    """(topic, payload) of what a connection publishes, retained: the discovery configs, empty for sensors
+    that would get no state (``top_label``, ``binary``: whether predictions, binary sensor states are
+    published), which removes any an earlier run announced; then each binary sensor's true state
+    (``active``: (stream, label) of the open events), so that one left ``ON`` by a daemon that died is not."""
+    every = discovery_payloads(prefix, discovery_prefix, node, streams, labels)
+    wanted = discovery_payloads(
+        prefix, discovery_prefix, node, streams, labels if binary else [], top_label=top_label
+    )
+    out = [(topic, json.dumps(wanted[topic]) if topic in wanted else "") for topic in every]
+    label_ids = unique_slugs(labels)
+    for stream in streams if binary else []:
+        for label in labels:
+            state = "ON" if (stream, label) in active else "OFF"
+            out.append((active_topic(prefix, stream, label_ids[label]), state))
     return out

@@ -2,20 +2,19 @@
 
 Every message goes out with the same JSON body as on ZeroMQ, on ``PREFIX/<stream>/<type>``. The client
 announces ``online`` on ``PREFIX/availability`` (retained) and leaves ``offline`` as its last will. With
-discovery on it publishes, retained, a sensor per stream (state: the top label; attribute: its score) and a
-binary sensor per configured label and stream, whose state topic ``PREFIX/<stream>/active/<label>`` gets
-``ON`` at the event's start and ``OFF`` at its end.
+discovery on it publishes, retained, a sensor per stream while predictions are published (state: the top
+label; attribute: its score) and a binary sensor per configured label and stream, whose state topic
+``PREFIX/<stream>/active/<label>`` gets ``ON`` at the event's start and ``OFF`` at its end.
 
-The sink never stalls the pipeline: the publisher thread only puts a message on a bounded queue (full:
-dropped and counted); this module's own thread hands it to paho, whose network thread reconnects with a
-doubling backoff. What could not be handed over (not connected, paho's queue full) is counted as
-``undelivered``. paho is imported only when MQTT is on.
+Store and forward, and the pipeline never waits: the publisher thread only puts a message on a bounded
+queue (full: the oldest is dropped and counted). This module's own thread sends the queue in order while
+the broker is connected and waits while it is not; paho's network thread reconnects with a doubling
+backoff. What counts as delivered: ``streamd.mqtt_delivery``. paho is imported only when MQTT is on.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -23,21 +22,23 @@ import secrets
 import socket
 import threading
 import time
-from collections import Counter
 from typing import Any
 
 from streamd import messages
 from streamd.config_sections import MqttSection
 from streamd.errors import ConfigError
 from streamd.handled_queue import wait_until_handled
-from streamd.mqtt_address import check_topic_prefix, parse_url
-from streamd.mqtt_discovery import active_topic, discovery_payloads, slug, unique_slugs
+from streamd.mqtt_address import check_settings, parse_url
+from streamd.mqtt_delivery import Deliveries, drain, put_back, put_newest
+from streamd.mqtt_discovery import active_topic, announcements, slug, unique_slugs
 from streamd.net_address import host_port
 
 log = logging.getLogger(__name__)
 
-PAHO_QUEUE = 1000  # messages paho may hold (QoS > 0) while disconnected
+PAHO_QUEUE = 1000  # messages handed to paho and not yet confirmed, at most (then the thread waits)
 KEEPALIVE_S = 30
+WAIT_S = 0.05  # how often a waiting thread looks again (the connection, confirmations, a stop)
+STOPPED = "the sink stopped before it was sent"
 
 
 class MqttSink:
@@ -47,12 +48,9 @@ class MqttSink:
         import paho.mqtt.client as mqtt
 
         self._mqtt = mqtt
-        address = parse_url(cfg.url)
         self.cfg = cfg
-        self.address = address
-        if address.prefix is None:
-            check_topic_prefix("mqtt.prefix", cfg.prefix)
-        check_topic_prefix("mqtt.discovery_prefix", cfg.discovery_prefix)
+        self.address = address = parse_url(cfg.url)
+        check_settings(cfg, address)
         self.prefix = (address.prefix or cfg.prefix).strip("/")
         self.node = slug(cfg.client_id or f"streamd-{socket.gethostname()}")
         # the broker lets one connection per client id: two daemons of a host must not share the default
@@ -68,14 +66,14 @@ class MqttSink:
         if unknown:
             raise ConfigError(f"mqtt.types: unknown message types {sorted(unknown)}")
         self.availability = f"{self.prefix}/availability"
-        self.delivered = 0
-        self.undelivered = 0
-        self._by_stream: dict[str, Counter[str]] = {s: Counter() for s in streams}
-        self._warned = False
+        self.deliveries = Deliveries(streams)
         self.problem = "not connected yet"  # why the broker is not connected (paho callbacks set it)
         self._last_prediction: dict[str, float] = {}
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=cfg.queue_size)
-        self._connected = threading.Event()
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=cfg.queue_size)
+        self._connected = threading.Event()  # and messages may go (see _on_connect)
+        self._online_mid: int | None = None
+        self._stopping = threading.Event()
+        self._stop_by = float("inf")
         self._thread: threading.Thread | None = None
         self.client = self._client()
 
@@ -98,7 +96,12 @@ class MqttSink:
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
         return client
+
+    def _forwards(self, kind: str) -> bool:
+        """Whether messages of ``kind`` go out (with discovery on, events drive the binary sensors)."""
+        return kind in self.types or (kind == "event" and self.cfg.discovery)
 
     # -- paho callbacks (its network thread) -----------------------------------------------------------
 
@@ -108,22 +111,24 @@ class MqttSink:
             log.warning("MQTT broker %s refused the connection: %s", self.address.host, reason)
             return
         self.problem = "not connected yet"
-        sent = [client.publish(self.availability, "online", qos=1, retain=True)]
+        online = client.publish(self.availability, "online", qos=1, retain=True)
+        sent = [online]
         # under the lock until connected: an event's state is either in this snapshot or published after
         with self._active_lock:
             if self.cfg.discovery:
-                for topic, payload in discovery_payloads(
-                    self.prefix, self.cfg.discovery_prefix, self.node, self.streams, self.labels
-                ).items():
-                    sent.append(client.publish(topic, json.dumps(payload), qos=1, retain=True))
-                for stream in self.streams:  # retained states from before (a crash) must not say ON
-                    for label in self.labels:
-                        state = "ON" if (stream, label) in self._active else "OFF"
-                        topic = active_topic(self.prefix, stream, self.label_ids[label])
-                        sent.append(client.publish(topic, state, qos=1, retain=True))
-            self._connected.set()
-        failed = sum(1 for info in sent if info.rc != self._mqtt.MQTT_ERR_SUCCESS)
-        if failed:
+                for topic, payload in announcements(
+                    *(self.prefix, self.cfg.discovery_prefix, self.node, self.streams, self.labels),
+                    self._active,
+                    top_label="prediction" in self.types,
+                    binary=self._forwards("event"),  # always with discovery on: events drive the sensors
+                ):
+                    sent.append(client.publish(topic, payload, qos=1, retain=True))
+            # messages go once "online" is acknowledged: after what paho re-sends on its own when this
+            # callback returns (what it held from the last connection), which newer states must follow
+            self._online_mid = online.mid if online.rc == self._mqtt.MQTT_ERR_SUCCESS else None
+            if self._online_mid is None:
+                self._connected.set()
+        if failed := sum(1 for info in sent if info.rc != self._mqtt.MQTT_ERR_SUCCESS):
             log.warning(
                 "MQTT: %d of %d announcements (availability, discovery, states) not sent", failed, len(sent)
             )
@@ -137,6 +142,13 @@ class MqttSink:
         self._connected.clear()
         if was_connected or not self.problem.startswith("it refused"):  # keep why it refused
             self.problem = f"disconnected: {reason}"
+        if self.cfg.qos == 0:  # paho drops the QoS 0 messages it had not written: never confirmed
+            self.deliveries.give_up(f"the connection was lost: {reason}")
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        if mid == self._online_mid:
+            self._connected.set()
+        self.deliveries.confirm(mid)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -151,70 +163,92 @@ class MqttSink:
         return self._connected.wait(timeout)
 
     def flush(self, timeout: float) -> bool:
-        """Wait (at most ``timeout`` s) until every message queued so far is handed to the broker or
-        counted as undelivered, so that the final status counts them; False on timeout."""
+        """Wait (at most ``timeout`` s) until every message queued so far is confirmed or counted as
+        undelivered, so that the final status counts them; False on timeout."""
+        deadline = time.monotonic() + timeout
         if self._thread is None or not self._thread.is_alive():
-            return self._queue.unfinished_tasks == 0
-        return wait_until_handled(self._queue, timeout)
+            handled = self._queue.unfinished_tasks == 0
+        else:
+            handled = wait_until_handled(self._queue, timeout)
+        return handled and self.deliveries.wait_settled(deadline)
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Send what is queued (bounded), say ``offline``, disconnect."""
+        """Send what is queued while connected (bounded), say ``offline``, disconnect; what is still queued
+        or unconfirmed then is counted as undelivered. Ends at once if the broker is not connected."""
+        deadline = time.monotonic() + timeout
+        self._stop_by = deadline
+        self._stopping.set()
         if self._thread is not None:
-            deadline = time.monotonic() + timeout
-            while self._thread.is_alive():
-                try:
-                    self._queue.put(None, timeout=0.05)
-                    break
-                except queue.Full:
-                    if time.monotonic() > deadline:
-                        break
-            self._thread.join(max(0.1, deadline - time.monotonic()))
+            self._thread.join(max(0.1, deadline - time.monotonic()) + WAIT_S)
         if self._connected.is_set():
+            self.deliveries.wait_settled(deadline)
             info = self.client.publish(self.availability, "offline", qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout=1.0)
         self.client.disconnect()
         self.client.loop_stop()
-        self._count_unsent()
+        self.deliveries.give_up(self._why("not confirmed by the broker when the sink stopped"))
+        for msg in drain(self._queue):
+            self.deliveries.lost(self._why(STOPPED), msg["stream"])
 
     # -- sink (publisher thread) -----------------------------------------------------------------------
 
     def __call__(self, msg: dict[str, Any]) -> None:
-        if msg["type"] not in self.types and not (msg["type"] == "event" and self.cfg.discovery):
+        if not self._forwards(msg["type"]):
             return
-        try:
-            self._queue.put_nowait(msg)
-        except queue.Full:
-            self._lost("the MQTT queue is full", msg["stream"])
+        for oldest in put_newest(self._queue, msg):  # the newest states survive a long outage
+            why = self._why("the MQTT queue is full (the broker confirms slower than messages come)")
+            self.deliveries.lost(why, oldest["stream"])
 
     # -- own thread --------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            msg = self._queue.get()
-            if msg is None:
-                self._queue.task_done()
-                return
+        while self._wait_sendable():
+            try:
+                msg = self._queue.get(timeout=WAIT_S)
+            except queue.Empty:
+                if self._stopping.is_set():
+                    return
+                continue
+            if not self._connected.is_set():  # lost while it waited: the message stays first in the queue
+                put_back(self._queue, msg)
+                continue
             try:
                 self._forward(msg)
             except Exception:  # a bug here must not end the thread silently
                 log.exception("MQTT sink failed on a message")
-                self._lost("an internal error", msg["stream"])
+                self.deliveries.lost("an internal error", msg["stream"])
             finally:
                 self._queue.task_done()
+
+    def _wait_sendable(self) -> bool:
+        """Wait until the broker is connected and paho has room; False once the sink stops (at once
+        without a connection, else at the stop's deadline)."""
+        while True:
+            connected = self._connected.is_set()
+            if self._stopping.is_set() and (not connected or time.monotonic() > self._stop_by):
+                return False
+            if not connected:
+                self._connected.wait(WAIT_S)
+                continue
+            self.deliveries.confirmed.clear()
+            if self.deliveries.outstanding() < PAHO_QUEUE:
+                return True
+            self.deliveries.confirmed.wait(WAIT_S)
 
     def _forward(self, msg: dict[str, Any]) -> None:
         kind, stream = msg["type"], msg["stream"]
         if kind == "event" and self.cfg.discovery and msg["label"] in self.labels:
             key = (stream, msg["label"])
+            sendable = self._wait_sendable()  # not under _active_lock: a connection's snapshot takes it
             with self._active_lock:  # with the publish: never between a connection's snapshot and its states
-                if msg["state"] == "start":
-                    self._active.add(key)
-                else:
-                    self._active.discard(key)
                 state = "ON" if msg["state"] == "start" else "OFF"
+                (self._active.add if state == "ON" else self._active.discard)(key)
                 topic = active_topic(self.prefix, stream, self.label_ids[msg["label"]])
-                self._publish(topic, state, stream, retain=True)
+                if sendable:
+                    self._send(topic, state, stream, retain=True, wait=False)
+            if not sendable:
+                self.deliveries.lost(self._why(STOPPED), stream)
         if kind not in self.types:
             return
         if kind == "prediction" and self.cfg.prediction_interval_s > 0:
@@ -223,44 +257,42 @@ class MqttSink:
                 return
             self._last_prediction[stream] = now
         body = messages.encode(msg)[1]
-        self._publish(f"{self.prefix}/{stream}/{kind}", body, stream, retain=self.cfg.retain)
+        self._send(f"{self.prefix}/{stream}/{kind}", body, stream, retain=self.cfg.retain)
 
-    def _publish(self, topic: str, payload: str | bytes, stream: str, *, retain: bool) -> None:
-        if not self._connected.is_set():
-            where = host_port(self.address.host, self.address.port)
-            self._lost(f"the broker at {where} is not connected; {self.problem}", stream)
-            return
-        info = self.client.publish(topic, payload, qos=self.cfg.qos, retain=retain)
-        if info.rc == self._mqtt.MQTT_ERR_SUCCESS:
-            self.delivered += 1
-            self._by_stream.setdefault(stream, Counter())["mqtt_delivered"] += 1
-        else:
-            self._lost(self._mqtt.error_string(info.rc), stream)
-
-    def _lost(self, why: str, stream: str) -> None:
-        self.undelivered += 1
-        self._by_stream.setdefault(stream, Counter())["mqtt_undelivered"] += 1
-        if not self._warned:
-            self._warned = True
-            log.warning("MQTT: a message was not delivered (%s); further losses are only counted", why)
-
-    def _count_unsent(self) -> None:
+    def _send(
+        self, topic: str, payload: str | bytes, stream: str, *, retain: bool, wait: bool = True
+    ) -> None:
+        """Hand one message to paho (``wait``: until the broker is connected, trying again if the
+        connection went meanwhile) and note its mid until paho confirms it."""
+        mqtt = self._mqtt
         while True:
-            try:
-                msg = self._queue.get_nowait()
-            except queue.Empty:
+            if wait and not self._wait_sendable():
+                self.deliveries.lost(self._why(STOPPED), stream)
                 return
-            if msg is not None:
-                self.undelivered += 1
-                self._by_stream.setdefault(msg["stream"], Counter())["mqtt_undelivered"] += 1
-            self._queue.task_done()
+            with self.deliveries.lock:  # see Deliveries: paho may confirm before publish() returns
+                info = self.client.publish(topic, payload, qos=self.cfg.qos, retain=retain)
+                # QoS > 0 without a connection: paho keeps it and sends it on reconnecting
+                if info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and self.cfg.qos):
+                    self.deliveries.note(info.mid, stream)
+                    return
+            if not wait or info.rc not in (mqtt.MQTT_ERR_NO_CONN, mqtt.MQTT_ERR_QUEUE_SIZE):
+                self.deliveries.lost(self._why(mqtt.error_string(info.rc)), stream)
+                return
+            self._stopping.wait(WAIT_S / 5)  # QoS 0 as the connection went, or paho full: send it again
+
+    # -- counting --------------------------------------------------------------------------------------
+
+    def _why(self, otherwise: str) -> str:
+        if self._connected.is_set():
+            return otherwise
+        where = host_port(self.address.host, self.address.port)
+        return f"the broker at {where} is not connected; {self.problem}"
 
     @property
     def counters(self) -> dict[str, int]:
-        """Messages handed to the broker and messages lost, over all streams."""
-        return {"mqtt_delivered": self.delivered, "mqtt_undelivered": self.undelivered}
+        """Messages confirmed (see ``streamd.mqtt_delivery``) and messages lost, over all streams."""
+        return self.deliveries.counters()
 
     def counters_for(self, stream: str) -> dict[str, int]:
         """The same counts for the messages of one stream."""
-        counts = self._by_stream.get(stream, Counter())
-        return {"mqtt_delivered": counts["mqtt_delivered"], "mqtt_undelivered": counts["mqtt_undelivered"]}
+        return self.deliveries.counters(stream)

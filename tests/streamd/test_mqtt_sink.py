@@ -1,10 +1,13 @@
 """MQTT sink against a real mosquitto broker: topics, bodies, Home Assistant discovery, last will,
-reconnect after the broker restarts, and a pipeline that never waits for a broker that is gone."""
+store and forward (before the first connection, across a broker restart), what counts as delivered (a
+frozen broker), and a pipeline that never waits for a broker that is gone."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -142,40 +145,184 @@ def _prediction(stream: str, t: float) -> dict:
     return messages.prediction(stream, t, t + 1.0, "m", [("dog", 0.9)], 1.0)
 
 
-def test_reconnects_after_the_broker_restarts_and_counts_losses(broker: Broker) -> None:
-    cfg = MqttSection(url=f"mqtt://127.0.0.1:{broker.port}", reconnect_max_s=1.0, discovery=False)
+def _gate_connections(sink: MqttSink, linger_s: float = 0.0) -> threading.Event:
+    """An event the sink's connections wait for (in paho's network thread) before the sink sees them up:
+    set it once a test subscriber listens, so that what the sink sends at once is seen. ``linger_s``: how
+    long paho's thread stays in the callback after the sink's own (before paho's own re-sending)."""
+    gate = threading.Event()
+    gate.set()
+    on_connect = sink.client.on_connect
+
+    def gated(*args: object) -> None:
+        assert gate.wait(20), "the test never opened the gate"
+        on_connect(*args)
+        time.sleep(linger_s)
+
+    sink.client.on_connect = gated
+    return gate
+
+
+def _times(sub: Subscriber, count: int, timeout: float = 10.0) -> list[float]:
+    """The ``t_start`` of the predictions ``sub`` got on stream s1, once it has ``count`` (or on timeout)."""
+    deadline = time.monotonic() + timeout
+    while len(sub.on("streamd/s1/prediction")) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)  # and no more
+    return [json.loads(p)["t_start"] for p in sub.on("streamd/s1/prediction")]
+
+
+@pytest.mark.parametrize("qos", [0, 1, 2])
+def test_messages_before_the_first_connection_are_sent_once_it_is_up(broker: Broker, qos: int) -> None:
+    """connect_async is asynchronous: what is sent before the connection is up waits in the queue."""
+    cfg = MqttSection(url=f"mqtt://127.0.0.1:{broker.port}", discovery=False, qos=qos)
     sink = MqttSink(cfg, ["s1"], [])
+    gate = _gate_connections(sink)
+    gate.clear()
+    sub = Subscriber(broker.port)
+    sink.start()
+    try:
+        for i in range(50):
+            sink(_prediction("s1", float(i)))
+        assert not sink.wait_connected(0.3)
+        gate.set()
+        assert sink.flush(10.0)
+        assert sink.counters_for("s1") == {"mqtt_delivered": 50, "mqtt_undelivered": 0}
+        assert _times(sub, 50) == [float(i) for i in range(50)]
+    finally:
+        sink.stop()
+        sub.close()
+
+
+def test_an_outage_keeps_the_newest_queue_size_messages_and_sends_them_on_reconnecting(
+    broker: Broker,
+) -> None:
+    """5000 messages while the broker is gone: the queue (1000) keeps the newest, the 4000 oldest are
+    counted undelivered at once, the caller never waits; after the broker is back the kept ones arrive in
+    order, newest last, and are counted delivered."""
+    cfg = MqttSection(url=f"mqtt://127.0.0.1:{broker.port}", reconnect_max_s=1.0, discovery=False)
+    assert cfg.queue_size == 1000
+    sink = MqttSink(cfg, ["s1"], [])
+    gate = _gate_connections(sink)
     sink.start()
     sub = Subscriber(broker.port)
     try:
         assert sink.wait_connected(10)
-        sink(_prediction("s1", 0.0))
+        sink(_prediction("s1", 9999.0))
+        assert sink.flush(10.0)
         assert sub.wait_for("streamd/s1/prediction")
         sub.close()
         broker.stop()
         deadline = time.monotonic() + 10
         while sink._connected.is_set() and time.monotonic() < deadline:
             time.sleep(0.02)
+        gate.clear()  # the next connection waits until a subscriber listens again
         started = time.perf_counter()
         for i in range(5000):  # far more than the queue holds: the caller never waits
             sink(_prediction("s1", float(i)))
         assert time.perf_counter() - started < 2.0
-        deadline = time.monotonic() + 10
-        while sink.undelivered < 5000 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert sink.undelivered == 5000
-        assert sink.counters_for("s1") == {"mqtt_delivered": 1, "mqtt_undelivered": 5000}
+        assert sink.counters_for("s1") == {"mqtt_delivered": 1, "mqtt_undelivered": 4000}
         broker.start()
-        assert sink.wait_connected(15), "did not reconnect"
         sub = Subscriber(broker.port)
-        sink(_prediction("s1", 9999.0))
-        assert sub.wait_for("streamd/s1/prediction")
-        body = json.loads(sub.on("streamd/s1/prediction")[-1])
-        assert body["t_start"] == 9999.0
-        assert sink.delivered == 2
+        gate.set()
+        assert sink.wait_connected(15), "did not reconnect"
+        assert sink.flush(20.0)
+        assert sink.counters_for("s1") == {"mqtt_delivered": 1001, "mqtt_undelivered": 4000}
+        assert _times(sub, 1000) == [float(i) for i in range(4000, 5000)]
     finally:
         sink.stop()
         sub.close()
+
+
+def test_a_frozen_broker_gets_nothing_counted_delivered_that_it_did_not_acknowledge(broker: Broker) -> None:
+    """QoS 1 (the default): messages written into the socket of a broker frozen with SIGSTOP are not
+    delivered until it acknowledges them; those still unacknowledged when the sink stops are undelivered.
+    Every message sent is counted once, and every one counted delivered reached the subscriber."""
+    assert broker.proc is not None
+    pid = broker.proc.pid
+    sink = MqttSink(MqttSection(url=f"mqtt://127.0.0.1:{broker.port}", discovery=False), ["s1"], [])
+    assert sink.cfg.qos == 1
+    sub = Subscriber(broker.port)
+    sink.start()
+    stopped = False
+    try:
+        assert sink.wait_connected(10)
+        for i in range(5):
+            sink(_prediction("s1", float(i)))
+        assert sink.flush(10.0)
+        os.kill(pid, signal.SIGSTOP)
+        for i in range(5, 25):
+            sink(_prediction("s1", float(i)))
+        assert not sink.flush(1.0)  # written to the connection, not acknowledged
+        assert sink.counters_for("s1") == {"mqtt_delivered": 5, "mqtt_undelivered": 0}
+        os.kill(pid, signal.SIGCONT)
+        assert sink.flush(10.0)
+        assert sink.counters_for("s1") == {"mqtt_delivered": 25, "mqtt_undelivered": 0}
+        assert _times(sub, 25) == [float(i) for i in range(25)]
+        os.kill(pid, signal.SIGSTOP)
+        for i in range(25, 45):
+            sink(_prediction("s1", float(i)))
+        started = time.monotonic()
+        sink.stop(timeout=1.0)
+        stopped = True
+        assert time.monotonic() - started < 5.0
+        broker.proc.kill()  # the frozen broker dies with what it was sent
+        broker.proc.wait(10)
+        broker.proc = None
+        assert sink.counters_for("s1") == {"mqtt_delivered": 25, "mqtt_undelivered": 20}
+        assert _times(sub, 26, timeout=0.5) == [float(i) for i in range(25)]
+    finally:
+        if broker.proc is not None:
+            os.kill(pid, signal.SIGCONT)
+        if not stopped:
+            sink.stop()
+        sub.close()
+
+
+def test_messages_in_flight_when_the_broker_dies_are_sent_again_and_states_stay_in_order(
+    broker: Broker,
+) -> None:
+    """QoS 1: what a frozen broker never acknowledged before it was killed is sent again after it restarts
+    and counted delivered then, once; an event that ended meanwhile leaves its binary sensor OFF (its ON,
+    sent again by paho on reconnecting, goes before the newer OFF)."""
+    assert broker.proc is not None
+    cfg = MqttSection(url=f"mqtt://127.0.0.1:{broker.port}", reconnect_max_s=1.0)
+    sink = MqttSink(cfg, ["s1"], ["dog"])
+    gate = _gate_connections(sink, linger_s=0.3)  # room for newer messages to overtake paho's re-sending
+    sink.start()
+    sub = None
+    try:
+        assert sink.wait_connected(10)
+        os.kill(broker.proc.pid, signal.SIGSTOP)
+        sink(messages.event("s1", "dog", "start", 0.0, 1.0, 0.9))  # its ON state and its body
+        for i in range(3):
+            sink(_prediction("s1", float(i)))
+        assert not sink.flush(0.5)
+        broker.proc.kill()
+        broker.proc.wait(10)
+        broker.proc = None
+        deadline = time.monotonic() + 10
+        while sink._connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        gate.clear()
+        sink(messages.event("s1", "dog", "end", 0.0, 2.0, 0.9))  # its OFF state and its body
+        broker.start()
+        sub = Subscriber(broker.port)
+        gate.set()
+        assert sink.flush(20.0)
+        assert sink.counters_for("s1") == {"mqtt_delivered": 7, "mqtt_undelivered": 0}
+        assert _times(sub, 3) == [0.0, 1.0, 2.0]
+        assert [json.loads(b)["state"] for b in sub.on("streamd/s1/event")] == ["start", "end"]
+        assert sub.on("streamd/s1/active/dog")[-1] == b"OFF"
+        sub.close()
+        sub = Subscriber(broker.port)  # what is retained
+        assert sub.wait_for("streamd/s1/active/dog")
+        assert sub.on("streamd/s1/active/dog") == [b"OFF"]
+    finally:
+        if broker.proc is not None:
+            os.kill(broker.proc.pid, signal.SIGCONT)  # for the fixture to stop it
+        sink.stop()
+        if sub is not None:
+            sub.close()
 
 
 def test_flush_counts_every_queued_message_before_it_returns(broker: Broker) -> None:
@@ -201,6 +348,7 @@ def test_bad_urls_are_config_errors() -> None:
         ("mqtt://user:pw@host", "not in the URL"),
         ("mqtt://host/a/+/b", "not a topic prefix"),
         ("mqtt://host/#", "not a topic prefix"),
+        ("mqtt://127.0.0.1:1883/$SYS", "begins with '\\$': such topics are the broker's own"),
     ):
         with pytest.raises(ConfigError, match=why):
             parse_url(bad)
@@ -218,6 +366,9 @@ def test_bad_urls_are_config_errors() -> None:
             MqttSection(url="mqtt://127.0.0.1:1", tls=True, ca_file="/nonexistent.pem"),
             "mqtt.ca_file /nonexistent.pem",
         ),
+        (MqttSection(url="mqtt://127.0.0.1:1", prefix="$foo"), "mqtt.prefix: '\\$foo' begins with '\\$'"),
+        (MqttSection(url="mqtt://127.0.0.1:1", discovery_prefix="/$SYS/ha"), "mqtt.discovery_prefix"),
+        (MqttSection(url="mqtt://127.0.0.1:1", password="pw"), "mqtt.password is set without mqtt.username"),
     ],
 )
 def test_bad_mqtt_settings_are_config_errors(section: MqttSection, why: str) -> None:
@@ -226,22 +377,29 @@ def test_bad_mqtt_settings_are_config_errors(section: MqttSection, why: str) -> 
 
 
 def test_a_broker_that_cannot_be_reached_is_named_with_the_reason(caplog: pytest.LogCaptureFixture) -> None:
+    """Messages wait for a broker that never comes; the queue (here 2) drops its oldest, counted and
+    warned about once with the reason, and the stop ends at once counting what was still queued."""
     from support.fixtures import free_tcp_port
 
     port = free_tcp_port()
-    sink = MqttSink(MqttSection(url=f"mqtt://127.0.0.1:{port}", discovery=False), ["s1"], [])
+    cfg = MqttSection(url=f"mqtt://127.0.0.1:{port}", discovery=False, queue_size=2)
+    sink = MqttSink(cfg, ["s1"], [])
     sink.start()
     try:
         deadline = time.monotonic() + 10
         while sink.problem == "not connected yet" and time.monotonic() < deadline:
             time.sleep(0.02)
-        sink(_prediction("s1", 0.0))
-        while sink.undelivered < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        for i in range(3):
+            sink(_prediction("s1", float(i)))
+        assert sink.counters_for("s1") == {"mqtt_delivered": 0, "mqtt_undelivered": 1}  # the oldest
+        assert f"the broker at 127.0.0.1:{port} is not connected; the connection failed" in caplog.text
     finally:
+        started = time.monotonic()
         sink.stop()
-    assert sink.undelivered == 1
-    assert f"the broker at 127.0.0.1:{port} is not connected; the connection failed" in caplog.text
+    assert time.monotonic() - started < 2.0  # paho's reconnect wait looks at its stop every second
+    assert sink.counters_for("s1") == {"mqtt_delivered": 0, "mqtt_undelivered": 3}
+    assert sink.flush(0.1)
+    assert caplog.text.count("further losses are only counted") == 1
 
 
 def test_discovery_one_sensor_per_stream_one_binary_sensor_per_label() -> None:
@@ -258,6 +416,43 @@ def test_discovery_one_sensor_per_stream_one_binary_sensor_per_label() -> None:
     cased = discovery_payloads("p", "homeassistant", "n", ["s"], ["Dog", "dog", "crying-baby", "crying_baby"])
     assert len({p["state_topic"] for t, p in cased.items() if "/binary_sensor/" in t}) == 4
     assert len({p["unique_id"] for p in cased.values()}) == 5
+
+
+def test_the_top_label_sensor_is_announced_only_while_predictions_are_published(broker: Broker) -> None:
+    """Its state topic is the predictions': without them (``types`` leaves them out) it is not announced,
+    and the one an earlier run announced (retained) is removed; the binary sensors stay (events drive
+    them with discovery on)."""
+    url = f"mqtt://127.0.0.1:{broker.port}"
+    earlier = MqttSink(MqttSection(url=url), ["s1"], ["dog"])
+    sensor = f"homeassistant/sensor/{earlier.node}/s1_top_label/config"
+    binary = f"homeassistant/binary_sensor/{earlier.node}/s1_dog/config"
+    earlier.start()
+    sub = Subscriber(broker.port)
+    try:
+        assert earlier.wait_connected(10) and sub.wait_for(sensor) and sub.wait_for(binary)
+    finally:
+        earlier.stop()
+    sink = MqttSink(MqttSection(url=url, types=["status"]), ["s1"], ["dog"])
+    sink.start()
+    try:
+        assert sink.wait_connected(10)
+        assert sub.wait_for(sensor, b"")  # the earlier run's config removed
+        sink(messages.event("s1", "dog", "start", 0.0, 1.0, 0.9))
+        sink(_prediction("s1", 0.0))  # not in types: not sent
+        assert sink.flush(10.0)
+        assert sub.wait_for("streamd/s1/active/dog", b"ON")
+        assert sub.on("streamd/s1/prediction") == [] and sub.on("streamd/s1/event") == []
+        sub.close()  # (one test subscriber at a time: they share a client id)
+        late = Subscriber(broker.port)  # what is retained now
+        try:
+            assert late.wait_for(binary) and late.wait_for("streamd/s1/active/dog", b"ON")
+            time.sleep(0.3)
+            assert late.on(sensor) == []
+        finally:
+            late.close()
+    finally:
+        sink.stop()
+        sub.close()
 
 
 def test_labels_differing_only_in_case_keep_binary_sensors_of_their_own(broker: Broker) -> None:
