@@ -154,10 +154,12 @@ class HandshakeMonitor:
             )
         return found
 
-    def close(self) -> None:
-        """Stop watching; a peer that never answered is said once more (a short run ends before the note)."""
-        self.problem()
+    def close(self) -> str | None:
+        """Stop watching; a peer that never answered is said once more (a short run ends before the note).
+        Returns a refusal only this last look found (the caller reports it as it reports ``problem``)."""
+        late = self.problem()
         if not (self.answered or self.refused):
             log.warning("no %s ever answered at %s: nothing published reached it", self.peer, self.endpoint)
         self.sock.disable_monitor()
         self.monitor.close(linger=0)
+        return late

@@ -228,8 +228,8 @@ class Daemon:
         return self.results.failure or getattr(self.publisher, "failure", None)
 
     def _stream_complete(self, stream: Stream) -> bool:
-        """True once ``stream``'s source has ended and every window of it is classified (or dropped or
-        failed, each counted) and published: a stop now takes nothing from it."""
+        """True once ``stream`` ended and each window was classified, dropped or failed (counted) and
+        published: a stop now takes nothing from it."""
         if not stream.finished:  # read first: every window of it was submitted before this was set
             return False
         classified, handled = self.engine.done_with(stream.index)  # then the engine's, then the results'
@@ -282,16 +282,16 @@ class Daemon:
                 self.errors.append(note)
             self.status.publish(stream, state, note)
         self.publisher.stop(timeout=1.0)
+        if (late := self._failed()) and late not in self.errors:  # a refusal seen only as it stopped
+            self.errors.append(late)
         torch.set_num_threads(self._threads_before)
         if self.native_stderr:
             self.native_stderr.restore()
 
     def _run_failures(self) -> list[str]:
-        """What makes the run a failure besides a source error: a stopped engine or result stage, or no
-        window classified."""
+        """What makes the run a failure besides a source error: a stage stopped, or no window classified."""
         out = [f for f in (self.engine.failure, self._failed()) if f]
-        classified = sum(self.engine.windows.values())
-        if self.engine.model_errors and not classified:
+        if self.engine.model_errors and not sum(self.engine.windows.values()):  # none classified
             out.append(f"the model failed on every window ({self.engine.last_error})")
         return out
 

@@ -248,6 +248,13 @@ def panel_rows(state: DashboardState, timeline_rows: int) -> int:
     return 2 + max(1, state.top_k) + 7 + timeline_rows
 
 
+def stream_summary(view: StreamView) -> tuple[str | None, float | None, float | None, int]:
+    """A stream's top label and its score, real-time factor, and losses (dropped or missed messages)."""
+    label, score = view.labels[0] if view.labels else (None, None)
+    dropped = sum(int(view.counters.get(key, 0)) for key in DROP_COUNTERS) + view.missed
+    return label, score, view.counters.get("rtf"), dropped
+
+
 def render_compact(state: DashboardState, width: int = 100) -> Table:
     """One line per stream (when the panels do not fit the terminal): state, time, top label, speed."""
     table = Table(box=None, padding=(0, 1), width=width, title="streamd", title_justify="left")
@@ -257,14 +264,12 @@ def render_compact(state: DashboardState, width: int = 100) -> Table:
     for name in ("stream", "state", "t s", "top label", "score", "rtf", "dropped", "events"):
         table.add_column(name, no_wrap=True, overflow="ellipsis", min_width=widths.get(name))
     for view in state.streams.values():
-        label, score = view.labels[0] if view.labels else ("–", None)
-        dropped = sum(int(view.counters.get(key, 0)) for key in DROP_COUNTERS) + view.missed
-        rtf = view.counters.get("rtf")
+        label, score, rtf, dropped = stream_summary(view)
         table.add_row(
             Text(fit(view.name, width // 4), style="bold"),
             Text(view.state or "–", style="red" if view.state in TROUBLE_STATES else "green"),
             f"{view.t_end:.1f}",
-            Text(label, style=label_color(label) if view.labels else "dim"),
+            Text(label, style=label_color(label)) if label is not None else Text("–", style="dim"),
             "" if score is None else f"{score:.2f}",
             "" if rtf is None else f"{rtf:.1f}x",
             Text(str(dropped), style="yellow" if dropped else ""),

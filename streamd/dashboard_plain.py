@@ -11,19 +11,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from streamd.dashboard import DROP_COUNTERS, DashboardState, StreamView
+from streamd.dashboard import DashboardState, StreamView, stream_summary
 
 
 def plain_line(view: StreamView) -> str:
     """One stream as one line of plain text (no colours, no cursor movement)."""
+    label, score, rtf, dropped = stream_summary(view)
     parts = [f"{view.name} {view.state or 'waiting'}", f"t={view.t_end:.1f} s"]
-    if view.labels:
-        label, score = view.labels[0]
+    if label is not None:
         parts.append(f"{label} {score:.2f}")
-    rtf = view.counters.get("rtf")
     if rtf is not None:
         parts.append(f"rtf {rtf:.1f}x")
-    dropped = sum(int(view.counters.get(key, 0)) for key in DROP_COUNTERS) + view.missed
     if dropped:
         parts.append(f"dropped {dropped}")
     if view.active_events:

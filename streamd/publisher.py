@@ -207,6 +207,10 @@ class Publisher:
             if self._thread.is_alive():
                 log.warning("publisher thread did not stop within %.1f s (a sink is blocking?)", timeout)
 
+    def _refused(self, problem: str) -> None:
+        self.failure = problem  # the daemon ends the run on it
+        log.error("%s: nothing published reaches it", problem)
+
     def _count_drop(self) -> None:
         with self._drop_lock:
             self._dropped += 1
@@ -219,8 +223,8 @@ class Publisher:
         except Exception:  # a bug here must not take the daemon down silently
             log.exception("publisher thread failed")
         finally:
-            if watch is not None:
-                watch.close()
+            if watch is not None and (late := watch.close()) and self.failure is None:
+                self._refused(late)  # seen only in the last look (a short run)
             linger_s = min(MAX_LINGER_S, max(0.0, self._drain_deadline - time.monotonic()))
             sock.close(linger=int(linger_s * 1000))
             if auth is not None:
@@ -232,8 +236,7 @@ class Publisher:
         while True:
             self._subscriptions.read(sock)
             if watch is not None and self.failure is None and (problem := watch.problem()):
-                self.failure = problem  # the daemon ends the run on it
-                log.error("%s: nothing published reaches it", problem)
+                self._refused(problem)
             if self._stopping.is_set() and (self._queue.empty() or time.monotonic() >= self._drain_deadline):
                 return
             try:
