@@ -76,7 +76,8 @@ def attach(cfg: DaemonConfig, daemon: Any, publisher: Any) -> Integrations:
             out.mqtt = MqttSink(cfg.mqtt, [s.name for s in daemon.streams], list(labels))
             out.mqtt.start()
             publisher.add_sink(out.mqtt)
-            daemon.finish_hooks.append(partial(out.mqtt.flush, daemon.flush_s))  # counted in the final status
+            # sent, or counted undelivered, before the final status: it counts every message before it
+            daemon.finish_hooks.append(partial(out.mqtt.finish, daemon.flush_s))
         if cfg.clips.dir:
             from streamd.clips import ClipRecorder
 

@@ -1,22 +1,34 @@
-"""What became of the messages of an MQTT sink, per stream and over all streams; its queue's rule.
+"""What became of the messages of an MQTT sink, per stream and over all streams; its queue (``Outbox``).
 
-A message is ``mqtt_delivered`` once paho confirms it (``on_publish``: under QoS 1 the broker's PUBACK,
-under QoS 2 its PUBCOMP, under QoS 0 only the write to the connection, which the broker never
-acknowledges), and ``mqtt_undelivered`` when it was dropped or is still unconfirmed when given up on.
+The unit is a message the sink accepted (one the publisher handed it that is to go out at all: of
+``[mqtt] types``, a prediction ``prediction_interval_s`` lets through, an event driving a binary sensor),
+counted once whatever it takes on the wire. It is ``mqtt_delivered`` once paho confirms its body (or, for
+an event not in ``types``, its binary-sensor state; an event's state sent before its body is not counted)
+(``on_publish``: under QoS 1 the broker's PUBACK, under QoS 2 its PUBCOMP, under QoS 0 only the write to
+the connection, which the broker never acknowledges), and ``mqtt_undelivered`` when it was dropped or was
+not confirmed when given up on (written off: at the daemon's finish, at stop). A written-off message that
+paho still confirms later stays undelivered: the final status already counted it, and counters only grow.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import queue
 import threading
 import time
 from collections import Counter, deque
 from typing import Any
 
+from streamd import messages
+from streamd.config_sections import MqttSection
+from streamd.errors import ConfigError
+
 log = logging.getLogger("streamd.mqtt_sink")
 
 DELIVERED, UNDELIVERED = "mqtt_delivered", "mqtt_undelivered"
+Item = tuple[int, dict[str, Any]]  # a message and its number (the order the sink accepted them in)
 
 
 class Deliveries:
@@ -30,6 +42,9 @@ class Deliveries:
     def __init__(self, streams: list[str]) -> None:
         self.lock = threading.RLock()
         self.confirmed = threading.Event()  # set on each confirmation
+        # messages accepted before it (by their number) are written off: counted, never sent (see write_off)
+        self.cutoff: float = 0
+        self.written_off_why = ""
         self._pending: dict[int, str] = {}  # mid -> stream
         self._confirmations: deque[int] = deque()
         self._counts_lock = threading.Lock()
@@ -68,6 +83,16 @@ class Deliveries:
                 return not self.outstanding()
             self.confirmed.wait(min(left, 0.05))
 
+    def written_off(self, number: int) -> bool:
+        """Whether message ``number`` was written off (then counted by whoever holds it, never sent)."""
+        return number < self.cutoff
+
+    def write_off(self, before: float, why: str) -> None:
+        """Messages numbered below ``before`` are undelivered: those unconfirmed now are counted here, any
+        other is counted where it is (queue, thread) instead of being sent. Call holding ``lock``."""
+        self.cutoff, self.written_off_why = max(self.cutoff, before), why
+        self.give_up(why)
+
     def give_up(self, why: str) -> None:
         """Count what is still unconfirmed (confirmations come no more) as undelivered."""
         with self.lock:
@@ -97,6 +122,92 @@ class Deliveries:
             return {DELIVERED: counts[DELIVERED], UNDELIVERED: counts[UNDELIVERED]}
 
 
+class Outbox:
+    """The sink's bounded queue of the messages it accepted, numbered, and the binary sensors' states,
+    which an event changes even when it is dropped (a connection's snapshot must not say ``ON`` again for
+    an event whose end was lost). Hold ``lock`` across a state's publish and across a snapshot."""
+
+    def __init__(self, cfg: MqttSection, labels: list[str], deliveries: Deliveries) -> None:
+        self.deliveries = deliveries
+        self.queue: queue.Queue[Item] = queue.Queue(maxsize=cfg.queue_size)
+        self.types = set(cfg.types)
+        if unknown := self.types - set(messages.MESSAGE_TYPES):
+            raise ConfigError(f"mqtt.types: unknown message types {sorted(unknown)}")
+        self.binary = set(labels) if cfg.discovery else set()  # labels whose events drive binary sensors
+        self.interval_s = cfg.prediction_interval_s
+        self.active: set[tuple[str, str]] = set()  # (stream, label) of the open events of binary sensors
+        self.lock = threading.RLock()
+        self._changed_by: dict[tuple[str, str], int] = {}  # the number of the event last applied
+        self._last_prediction: dict[str, float] = {}
+        self._numbers = itertools.count()
+
+    def accept(self, msg: dict[str, Any]) -> Item | None:
+        """``msg`` numbered, or None if it would never be sent (not in ``types`` nor driving a binary
+        sensor; a prediction within ``prediction_interval_s`` of its stream's last)."""
+        kind, stream = msg["type"], msg["stream"]
+        if kind == "prediction" and kind in self.types and self.interval_s > 0:
+            now = time.monotonic()
+            if now - self._last_prediction.get(stream, -1e18) < self.interval_s:
+                return None
+            self._last_prediction[stream] = now
+        elif kind not in self.types and not self.drives_sensor(msg):
+            return None
+        return self.number(), msg
+
+    def number(self) -> int:
+        """The next message's number (below it: every message accepted so far)."""
+        return next(self._numbers)
+
+    def drives_sensor(self, msg: dict[str, Any]) -> bool:
+        return msg["type"] == "event" and msg["label"] in self.binary
+
+    def apply(self, item: Item) -> bool:
+        """Put an event's change into ``active`` unless a newer one of its sensor is there; whether the
+        sensor is on now."""
+        number, msg = item
+        key = (msg["stream"], msg["label"])
+        with self.lock:
+            if number >= self._changed_by.get(key, -1):
+                self._changed_by[key] = number
+                (self.active.add if msg["state"] == "start" else self.active.discard)(key)
+            return key in self.active
+
+    def put(self, item: Item, full: str) -> None:
+        """Queue ``item`` (counted at once once stopped); a full queue drops its oldest (``full``: why)."""
+        if self.deliveries.cutoff == math.inf:
+            self.lose(item, "")
+            return
+        for oldest in put_newest(self.queue, item):  # the newest states survive a long outage
+            self.lose(oldest, full)
+
+    def put_back(self, item: Item, full: str) -> bool:
+        """Return ``item``, just taken, to the front of the queue; False once it is counted lost instead
+        (written off, or the queue filled meanwhile: it is the oldest)."""
+        with self.deliveries.lock:  # against write_off: either drained by it, or seen written off here
+            if not self.deliveries.written_off(item[0]) and put_back(self.queue, item):
+                return True
+        return self.lose(item, full)
+
+    def write_off(self, why: str, *, closed: bool) -> None:
+        """Count every message accepted so far (``closed``: and any later) and not confirmed as undelivered;
+        the one the sink's thread holds it counts itself, without sending it."""
+        with self.deliveries.lock:  # the thread publishes and puts back under it: each is counted once
+            self.deliveries.write_off(math.inf if closed else self.number(), why)
+            left = drain(self.queue)
+        for item in left:
+            self.lose(item, why)
+
+    def lose(self, item: Item, why: str) -> bool:
+        """Count ``item`` undelivered, for ``why`` or the reason it was written off; False. An event still
+        changes its sensor's state (for the next connection's snapshot)."""
+        if self.deliveries.written_off(item[0]):
+            why = self.deliveries.written_off_why
+        if self.drives_sensor(item[1]):
+            self.apply(item)
+        self.deliveries.lost(why, item[1]["stream"])
+        return False
+
+
 def put_newest(q: queue.Queue, item: Any) -> list[Any]:
     """Put ``item`` on ``q`` without waiting; if it is full, the oldest items make room: they are returned
     (and marked done, so that ``join`` and ``wait_until_handled`` do not wait for them)."""
@@ -114,12 +225,15 @@ def put_newest(q: queue.Queue, item: Any) -> list[Any]:
         q.task_done()
 
 
-def put_back(q: queue.Queue, item: Any) -> None:
-    """Return ``item``, just taken and not marked done, to the front of ``q`` (beyond its size if need be:
-    ``put_newest`` then drops it first, as the oldest)."""
+def put_back(q: queue.Queue, item: Any) -> bool:
+    """Return ``item``, just taken and not marked done, to the front of ``q``; False (``q`` unchanged) if
+    ``q`` is full meanwhile: ``item``, older than all on it, is the one to drop then."""
     with q.mutex:
+        if 0 < q.maxsize <= len(q.queue):
+            return False
         q.queue.appendleft(item)
         q.not_empty.notify()
+        return True
 
 
 def drain(q: queue.Queue) -> list[Any]:

@@ -9,7 +9,7 @@ label; attribute: its score) and a binary sensor per configured label and stream
 Store and forward, and the pipeline never waits: the publisher thread only puts a message on a bounded
 queue (full: the oldest is dropped and counted). This module's own thread sends the queue in order while
 the broker is connected and waits while it is not; paho's network thread reconnects with a doubling
-backoff. What counts as delivered: ``streamd.mqtt_delivery``. paho is imported only when MQTT is on.
+backoff. What counts, and when the rest is written off: ``streamd.mqtt_delivery``. paho: only if on.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from streamd.config_sections import MqttSection
 from streamd.errors import ConfigError
 from streamd.handled_queue import wait_until_handled
 from streamd.mqtt_address import check_settings, parse_url
-from streamd.mqtt_delivery import Deliveries, drain, put_back, put_newest
+from streamd.mqtt_delivery import Deliveries, Item, Outbox
 from streamd.mqtt_discovery import active_topic, announcements, slug, unique_slugs
 from streamd.net_address import host_port
 
@@ -39,6 +39,7 @@ PAHO_QUEUE = 1000  # messages handed to paho and not yet confirmed, at most (the
 KEEPALIVE_S = 30
 WAIT_S = 0.05  # how often a waiting thread looks again (the connection, confirmations, a stop)
 STOPPED = "the sink stopped before it was sent"
+FULL = "the MQTT queue is full (the broker confirms slower than messages come)"
 
 
 class MqttSink:
@@ -56,20 +57,13 @@ class MqttSink:
         # the broker lets one connection per client id: two daemons of a host must not share the default
         # (at most 23 characters, the length every MQTT 3.1.1 broker must accept)
         self.client_id = cfg.client_id or f"streamd_{os.getpid()}_{secrets.token_hex(3)}"[:23]
-        self._active: set[tuple[str, str]] = set()  # (stream, label) of the open events of binary sensors
-        self._active_lock = threading.Lock()
-        self.streams = streams
-        self.labels = labels
+        self.streams, self.labels = streams, labels
         self.label_ids = unique_slugs(labels)  # labels differing only in case keep topics of their own
-        self.types = set(cfg.types)
-        unknown = self.types - set(messages.MESSAGE_TYPES)
-        if unknown:
-            raise ConfigError(f"mqtt.types: unknown message types {sorted(unknown)}")
         self.availability = f"{self.prefix}/availability"
         self.deliveries = Deliveries(streams)
         self.problem = "not connected yet"  # why the broker is not connected (paho callbacks set it)
-        self._last_prediction: dict[str, float] = {}
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=cfg.queue_size)
+        self.outbox = Outbox(cfg, labels, self.deliveries)
+        self._queue = self.outbox.queue
         self._connected = threading.Event()  # and messages may go (see _on_connect)
         self._online_mid: int | None = None
         self._stopping = threading.Event()
@@ -99,10 +93,6 @@ class MqttSink:
         client.on_publish = self._on_publish
         return client
 
-    def _forwards(self, kind: str) -> bool:
-        """Whether messages of ``kind`` go out (with discovery on, events drive the binary sensors)."""
-        return kind in self.types or (kind == "event" and self.cfg.discovery)
-
     # -- paho callbacks (its network thread) -----------------------------------------------------------
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
@@ -114,13 +104,13 @@ class MqttSink:
         online = client.publish(self.availability, "online", qos=1, retain=True)
         sent = [online]
         # under the lock until connected: an event's state is either in this snapshot or published after
-        with self._active_lock:
+        with self.outbox.lock:
             if self.cfg.discovery:
                 for topic, payload in announcements(
                     *(self.prefix, self.cfg.discovery_prefix, self.node, self.streams, self.labels),
-                    self._active,
-                    top_label="prediction" in self.types,
-                    binary=self._forwards("event"),  # always with discovery on: events drive the sensors
+                    self.outbox.active,
+                    top_label="prediction" in self.outbox.types,
+                    binary=True,  # with discovery on, events drive the binary sensors
                 ):
                     sent.append(client.publish(topic, payload, qos=1, retain=True))
             # messages go once "online" is acknowledged: after what paho re-sends on its own when this
@@ -164,7 +154,7 @@ class MqttSink:
 
     def flush(self, timeout: float) -> bool:
         """Wait (at most ``timeout`` s) until every message queued so far is confirmed or counted as
-        undelivered, so that the final status counts them; False on timeout."""
+        undelivered; False on timeout."""
         deadline = time.monotonic() + timeout
         if self._thread is None or not self._thread.is_alive():
             handled = self._queue.unfinished_tasks == 0
@@ -172,61 +162,74 @@ class MqttSink:
             handled = wait_until_handled(self._queue, timeout)
         return handled and self.deliveries.wait_settled(deadline)
 
+    def finish(self, timeout: float) -> bool:
+        """The daemon's finish hook: ``flush``; what is still queued or unconfirmed after ``timeout`` is
+        counted undelivered now, so that the final status counts every message before it. The sink goes
+        on (the final status is sent as usual); a written-off message confirmed later stays undelivered."""
+        if self.flush(timeout):
+            return True
+        self.outbox.write_off(self._why("not sent or not confirmed when the daemon finished"), closed=False)
+        wait_until_handled(self._queue, 1.0)  # the thread counts the one in its hand (it looks every WAIT_S)
+        return False
+
     def stop(self, timeout: float = 2.0) -> None:
         """Send what is queued while connected (bounded), say ``offline``, disconnect; what is still queued
         or unconfirmed then is counted as undelivered. Ends at once if the broker is not connected."""
-        deadline = time.monotonic() + timeout
-        self._stop_by = deadline
+        self._stop_by = deadline = time.monotonic() + timeout
         self._stopping.set()
         if self._thread is not None:
-            self._thread.join(max(0.1, deadline - time.monotonic()) + WAIT_S)
+            self._thread.join(max(0.1, deadline - time.monotonic()))
         if self._connected.is_set():
             self.deliveries.wait_settled(deadline)
             info = self.client.publish(self.availability, "offline", qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout=1.0)
+        why = self._why("not sent or not confirmed when the sink stopped")  # before we disconnect
         self.client.disconnect()
         self.client.loop_stop()
-        self.deliveries.give_up(self._why("not confirmed by the broker when the sink stopped"))
-        for msg in drain(self._queue):
-            self.deliveries.lost(self._why(STOPPED), msg["stream"])
+        self.outbox.write_off(why, closed=True)  # from here the thread counts what it holds, sends nothing
+        if self._thread is not None:
+            self._thread.join(1.0)
+            if self._thread.is_alive():
+                log.warning("MQTT sink thread did not end within 1 s (what it holds is counted, never sent)")
+        self.outbox.write_off(why, closed=True)  # anything queued meanwhile
 
     # -- sink (publisher thread) -----------------------------------------------------------------------
 
     def __call__(self, msg: dict[str, Any]) -> None:
-        if not self._forwards(msg["type"]):
-            return
-        for oldest in put_newest(self._queue, msg):  # the newest states survive a long outage
-            why = self._why("the MQTT queue is full (the broker confirms slower than messages come)")
-            self.deliveries.lost(why, oldest["stream"])
+        if (item := self.outbox.accept(msg)) is not None:  # None: it would never be sent
+            self.outbox.put(item, self._why(FULL))
 
     # -- own thread --------------------------------------------------------------------------------------
 
     def _run(self) -> None:
         while self._wait_sendable():
             try:
-                msg = self._queue.get(timeout=WAIT_S)
+                item = self._queue.get(timeout=WAIT_S)
             except queue.Empty:
                 if self._stopping.is_set():
                     return
                 continue
-            if not self._connected.is_set():  # lost while it waited: the message stays first in the queue
-                put_back(self._queue, msg)
+            if not self._connected.is_set():  # lost while it waited: first again in the queue, or counted
+                if not self.outbox.put_back(item, self._why(FULL)):
+                    self._queue.task_done()
                 continue
             try:
-                self._forward(msg)
+                self._forward(item)
             except Exception:  # a bug here must not end the thread silently
                 log.exception("MQTT sink failed on a message")
-                self.deliveries.lost("an internal error", msg["stream"])
+                self.deliveries.lost("an internal error", item[1]["stream"])
             finally:
                 self._queue.task_done()
 
-    def _wait_sendable(self) -> bool:
+    def _wait_sendable(self, number: int | None = None) -> bool:
         """Wait until the broker is connected and paho has room; False once the sink stops (at once
-        without a connection, else at the stop's deadline)."""
+        without a connection, else at the stop's deadline) or message ``number`` is written off."""
         while True:
             connected = self._connected.is_set()
             if self._stopping.is_set() and (not connected or time.monotonic() > self._stop_by):
+                return False
+            if number is not None and self.deliveries.written_off(number):
                 return False
             if not connected:
                 self._connected.wait(WAIT_S)
@@ -236,48 +239,44 @@ class MqttSink:
                 return True
             self.deliveries.confirmed.wait(WAIT_S)
 
-    def _forward(self, msg: dict[str, Any]) -> None:
-        kind, stream = msg["type"], msg["stream"]
-        if kind == "event" and self.cfg.discovery and msg["label"] in self.labels:
-            key = (stream, msg["label"])
-            sendable = self._wait_sendable()  # not under _active_lock: a connection's snapshot takes it
-            with self._active_lock:  # with the publish: never between a connection's snapshot and its states
-                state = "ON" if msg["state"] == "start" else "OFF"
-                (self._active.add if state == "ON" else self._active.discard)(key)
-                topic = active_topic(self.prefix, stream, self.label_ids[msg["label"]])
-                if sendable:
-                    self._send(topic, state, stream, retain=True, wait=False)
-            if not sendable:
-                self.deliveries.lost(self._why(STOPPED), stream)
-        if kind not in self.types:
-            return
-        if kind == "prediction" and self.cfg.prediction_interval_s > 0:
-            now = time.monotonic()
-            if now - self._last_prediction.get(stream, -1e18) < self.cfg.prediction_interval_s:
+    def _forward(self, item: Item) -> None:
+        msg = item[1]
+        kind, stream, body = msg["type"], msg["stream"], msg["type"] in self.outbox.types
+        if self.outbox.drives_sensor(msg):
+            # wait not under the outbox's lock: a connection's snapshot takes it
+            if not self._wait_sendable(item[0]):
+                self.outbox.lose(item, self._why(STOPPED))
                 return
-            self._last_prediction[stream] = now
-        body = messages.encode(msg)[1]
-        self._send(f"{self.prefix}/{stream}/{kind}", body, stream, retain=self.cfg.retain)
+            with self.outbox.lock:  # with the publish: never between a connection's snapshot and its states
+                state = "ON" if self.outbox.apply(item) else "OFF"  # a newer change dropped meanwhile wins
+                topic = active_topic(self.prefix, stream, self.label_ids[msg["label"]])
+                if not self._send(item, topic, state, retain=True, wait=False, counts=not body):
+                    return
+        if body:
+            topic = f"{self.prefix}/{stream}/{kind}"
+            self._send(item, topic, messages.encode(msg)[1], retain=self.cfg.retain)
 
     def _send(
-        self, topic: str, payload: str | bytes, stream: str, *, retain: bool, wait: bool = True
-    ) -> None:
-        """Hand one message to paho (``wait``: until the broker is connected, trying again if the
-        connection went meanwhile) and note its mid until paho confirms it."""
+        self, item: Item, topic: str, payload: str, *, retain: bool, wait: bool = True, counts: bool = True
+    ) -> bool:
+        """Hand one part of ``item`` to paho (``wait``: until the broker is connected, trying again if the
+        connection went meanwhile); ``counts``: the part whose confirmation delivers it (its mid is noted).
+        False: the message is lost (counted), nothing more of it goes."""
         mqtt = self._mqtt
         while True:
-            if wait and not self._wait_sendable():
-                self.deliveries.lost(self._why(STOPPED), stream)
-                return
+            if wait and not self._wait_sendable(item[0]):
+                return self.outbox.lose(item, self._why(STOPPED))
             with self.deliveries.lock:  # see Deliveries: paho may confirm before publish() returns
+                if self.deliveries.written_off(item[0]):
+                    return self.outbox.lose(item, self._why(STOPPED))
                 info = self.client.publish(topic, payload, qos=self.cfg.qos, retain=retain)
                 # QoS > 0 without a connection: paho keeps it and sends it on reconnecting
                 if info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and self.cfg.qos):
-                    self.deliveries.note(info.mid, stream)
-                    return
+                    if counts:
+                        self.deliveries.note(info.mid, item[1]["stream"])
+                    return True
             if not wait or info.rc not in (mqtt.MQTT_ERR_NO_CONN, mqtt.MQTT_ERR_QUEUE_SIZE):
-                self.deliveries.lost(self._why(mqtt.error_string(info.rc)), stream)
-                return
+                return not counts or self.outbox.lose(item, self._why(mqtt.error_string(info.rc)))
             self._stopping.wait(WAIT_S / 5)  # QoS 0 as the connection went, or paho full: send it again
 
     # -- counting --------------------------------------------------------------------------------------
