@@ -50,8 +50,6 @@ def train_model(
     with ``cfg.distill`` on, ``teacher`` holds the training clips' teacher targets."""
     if cfg.distill.enabled and teacher is None:
         raise ValueError("train.distill names teachers but no teacher targets were given")
-    if cfg.distill.enabled and cfg.background > 0:
-        raise ValueError("train.background and train.distill together are not supported (no teacher targets)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.compute, "train.compute")

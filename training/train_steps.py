@@ -98,13 +98,18 @@ def _distilled_clip_step(
     idx: np.ndarray | None,
 ) -> Step:
     """A clip batch against labels and teacher: cached probabilities ride along the labels through the
-    mixing (same partner, same ratio); online, the teacher scores the mixed input before the masks."""
+    mixing (same partner, same ratio); online, the teacher scores the mixed input before the masks.
+    A background example (``train.background``: no class) has the uniform distribution as its teacher
+    target too, whatever the teachers say of the noise (they never learned "no class"): mixed, the
+    teacher target is blended with it by the example's share of background."""
     c = yb.shape[1]
-    if not teacher.online:
-        yb = torch.cat([yb, teacher.clip_probs[torch.as_tensor(idx)]], dim=1)
-    xm, yb = _mix(x, yb, cfg.augment, gen, info)
-    yb, tb = (yb, teacher.probs_of(xm)) if teacher.online else (yb[:, :c], yb[:, c:])
-    xb, yb, tb = _on_device(model, _mask(xm, cfg.augment, gen, info), yb, tb)
+    background = (yb.sum(dim=1, keepdim=True) == 0).float()  # rides along the mixing: its share
+    cached = [] if teacher.online else [teacher.clip_rows(torch.as_tensor(idx))]
+    xm, yb = _mix(x, torch.cat([yb, *cached, background], dim=1), cfg.augment, gen, info)
+    share = yb[:, -1:]
+    tb = teacher.probs_of(xm) if teacher.online else yb[:, c:-1]
+    tb = tb * (1 - share) + share / c
+    xb, yb, tb = _on_device(model, _mask(xm, cfg.augment, gen, info), yb[:, :c], tb)
     tokens = getattr(model, "forward_tokens", None)
     with _autocast(xb, cfg):
         logits = tokens(xb) if callable(tokens) else training_logits(model, xb)

@@ -128,6 +128,42 @@ def test_cached_and_online_teachers_agree_on_an_unaugmented_clip(trained_checkpo
     torch.testing.assert_close(teacher.probs_of(torch.from_numpy(x)), teacher.clip_probs)
 
 
+@pytest.mark.parametrize("mode", ["cached", "online"])
+def test_background_examples_learn_no_class_from_the_teacher_term_too(
+    trained_checkpoint: Path, clips, mode: str, monkeypatch
+) -> None:
+    """With train.background, a background example's teacher target is the uniform distribution (the
+    teachers never learned "no class"); a clip keeps its teacher's probabilities."""
+    import training.train_steps as steps
+    from training.losses import NO_CLASS
+    from training.train_steps import clip_step
+
+    info = read_info(trained_checkpoint)
+    student = ModelInfo("resnet_cnn", {}, LABELS, info.features, info.normalization)
+    cfg = DistillConfig(teachers=[str(trained_checkpoint)], mode=mode, temperature=2.0)
+    teacher = build_teacher(cfg, clips, None, student, None, streams=False)
+    assert teacher.online == (mode == "online")
+    x = cached_fbanks(clips, info.features, None, info.normalization.target_frames)
+    noise = np.random.default_rng(0).normal(-8.0, 2.0, size=(2, *x.shape[1:])).astype(np.float32)
+    xb = np.concatenate([x[:2], noise])  # two clips, then two background examples (indices past the clips)
+    yb = np.array([clips[0].targets[0], clips[1].targets[0], NO_CLASS, NO_CLASS])
+    seen: dict[str, torch.Tensor] = {}
+    real = steps.distill_loss
+
+    def spy(logits, labels, probs, distill, smoothing):
+        seen["probs"] = probs
+        return real(logits, labels, probs, distill, smoothing)
+
+    monkeypatch.setattr(steps, "distill_loss", spy)
+    still = AugmentConfig(mixup_prob=0.0, time_shift_frac=0.0, gain_db=0.0, freq_mask=0, time_mask=0)
+    train_cfg = TrainConfig(distill=cfg, augment=still, precision="fp32", label_smoothing=0.0)
+    model = build_model("resnet_cnn", {"num_classes": 3, "num_mel_bins": info.features.num_mel_bins})
+    idx = np.array([0, 1, len(x), len(x) + 1])
+    clip_step(model, xb, yb, train_cfg, torch.Generator().manual_seed(0), student, teacher, idx)
+    torch.testing.assert_close(seen["probs"][:2], teacher.clip_probs[:2])
+    torch.testing.assert_close(seen["probs"][2:], torch.full((2, 3), 1 / 3))
+
+
 def test_online_falls_back_to_cached_when_features_differ(trained_checkpoint: Path, clips) -> None:
     lines: list[str] = []
     cfg = DistillConfig(teachers=[str(trained_checkpoint)], mode="online")
