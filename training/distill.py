@@ -252,13 +252,6 @@ class Teacher:
         for model, _ in self.models:
             model.to(device)
 
-    def clip_rows(self, idx: torch.Tensor) -> torch.Tensor:
-        """Cached targets of training examples ``idx``; those past the clips (background examples, added
-        after them) get the uniform distribution, "no class"."""
-        n, c = self.clip_probs.shape
-        rows = self.clip_probs[idx.clamp(max=n - 1)]
-        return torch.where((idx >= n).unsqueeze(1), torch.full_like(rows, 1.0 / c), rows)
-
     @torch.no_grad()
     def probs_of(self, fbank: torch.Tensor) -> torch.Tensor:
         """Online: the ensemble's tempered probabilities ``(B, C)`` for un-normalised fbanks ``(B, T, F)``."""

@@ -104,7 +104,7 @@ def _distilled_clip_step(
     teacher target is blended with it by the example's share of background."""
     c = yb.shape[1]
     background = (yb.sum(dim=1, keepdim=True) == 0).float()  # rides along the mixing: its share
-    cached = [] if teacher.online else [teacher.clip_rows(torch.as_tensor(idx))]
+    cached = [] if teacher.online else [_cached_rows(teacher, torch.as_tensor(idx))]
     xm, yb = _mix(x, torch.cat([yb, *cached, background], dim=1), cfg.augment, gen, info)
     share = yb[:, -1:]
     tb = teacher.probs_of(xm) if teacher.online else yb[:, c:-1]
@@ -118,6 +118,14 @@ def _distilled_clip_step(
     if isinstance(logits, tuple):
         logits = (logits[0] + logits[1]) / 2
     return loss, logits.mean(dim=1) if logits.ndim == 3 else logits, yb, parts
+
+
+def _cached_rows(teacher: Teacher, idx: torch.Tensor) -> torch.Tensor:
+    """Cached teacher targets of training examples ``idx``; those past the clips (background examples,
+    added after them) get the uniform distribution, "no class"."""
+    n, c = teacher.clip_probs.shape
+    rows = teacher.clip_probs[idx.clamp(max=n - 1)]
+    return torch.where((idx >= n).unsqueeze(1), torch.full_like(rows, 1.0 / c), rows)
 
 
 def stream_step(
