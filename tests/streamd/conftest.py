@@ -1,4 +1,5 @@
-"""Fixtures for the pipeline tests: real ESC-50 clips, small seeded checkpoints, a tiny recurrent model."""
+"""Fixtures for the pipeline tests: real ESC-50 clips, small seeded checkpoints, a tiny recurrent model,
+a free port and an MQTT broker."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from support.checkpoints import NUM_MEL_BINS, small_resnet_checkpoint
 from support.esc50 import Esc50
 from support.fixtures import free_tcp_port
+from support.mosquitto import Broker
 from torch import nn
 
 from models import FeatureConfig, ModelInfo, RecurrentClassifier
@@ -70,3 +72,12 @@ def tiny_recurrent(esc50: Esc50) -> LoadedModel:
 def free_port() -> int:
     """A TCP port nobody listens on right now (on 127.0.0.1)."""
     return free_tcp_port()
+
+
+@pytest.fixture()
+def broker(tmp_path: Path):
+    """A mosquitto broker of the test's own on 127.0.0.1, stopped after it."""
+    b = Broker(tmp_path)
+    b.start()
+    yield b
+    b.stop()

@@ -23,14 +23,6 @@ from streamd.mqtt_delivery import Deliveries, Outbox
 from streamd.mqtt_sink import MqttSink
 
 
-@pytest.fixture()
-def broker(tmp_path: Path):
-    b = Broker(tmp_path)
-    b.start()
-    yield b
-    b.stop()
-
-
 def _prediction(stream: str, t: float) -> dict:
     return messages.prediction(stream, t, t + 1.0, "m", [("dog", 0.9)], 1.0)
 

@@ -28,14 +28,6 @@ from streamd.mqtt_sink import MqttSink
 LABEL = "dog"
 
 
-@pytest.fixture()
-def broker(tmp_path: Path):
-    b = Broker(tmp_path)
-    b.start()
-    yield b
-    b.stop()
-
-
 def _config(tmp_path: Path) -> Path:
     path = tmp_path / "daemon.toml"
     path.write_text(
