@@ -15,11 +15,10 @@ Two modes:
   window to be the student's; otherwise, and for streams, the run falls back to ``cached`` and says so.
 
 A model with a distillation token (``forward_tokens``: AST) learns the labels with its cls output and the
-teacher with its dist output: its argmax (``dist_target = "hard"``, DeiT's hard distillation) or its
-tempered probabilities (``"soft"``). Inference is unchanged (the tokens are averaged).
+teacher with its dist output: its argmax (``dist_target = "hard"``, DeiT's hard distillation; "no class",
+a uniform row, has none and stays) or its tempered probabilities (``"soft"``). Inference averages them.
 
-Honest teachers: a teacher path may hold ``{fold}``, replaced by the held-out fold of a single / cv run;
-a teacher whose recorded training folds include a held-out fold is refused.
+Honest teachers: ``{fold}`` in a path is a single / cv run's held-out fold; one trained on it is refused.
 """
 
 from __future__ import annotations
@@ -170,10 +169,12 @@ def kd_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperatu
 
 
 def dist_token_target(teacher_probs: torch.Tensor, dist_target: str) -> torch.Tensor:
-    """What a distillation token learns: the teacher's argmax as one-hot (hard) or its probabilities."""
+    """A dist token's target: the teacher's argmax one-hot (hard; a uniform row stays) or its probs."""
+    probs = teacher_probs.float()
     if dist_target == "hard":
-        return F.one_hot(teacher_probs.argmax(-1), teacher_probs.shape[-1]).float()
-    return teacher_probs.float()
+        uniform = (probs.amax(-1, keepdim=True) - probs.amin(-1, keepdim=True)) < 1e-6  # "no class"
+        return torch.where(uniform, probs, F.one_hot(probs.argmax(-1), probs.shape[-1]).float())
+    return probs
 
 
 def distill_loss(

@@ -107,8 +107,8 @@ def _distilled_clip_step(
     cached = [] if teacher.online else [_cached_rows(teacher, torch.as_tensor(idx))]
     xm, yb = _mix(x, torch.cat([yb, *cached, background], dim=1), cfg.augment, gen, info)
     share = yb[:, -1:]
-    tb = teacher.probs_of(xm) if teacher.online else yb[:, c:-1]
-    tb = tb * (1 - share) + share / c
+    # cached rows of background are already uniform and were mixed like the labels: blend online only
+    tb = teacher.probs_of(xm) * (1 - share) + share / c if teacher.online else yb[:, c:-1]
     xb, yb, tb = _on_device(model, _mask(xm, cfg.augment, gen, info), yb[:, :c], tb)
     tokens = getattr(model, "forward_tokens", None)
     with _autocast(xb, cfg):

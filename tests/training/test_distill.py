@@ -145,23 +145,37 @@ def test_background_examples_learn_no_class_from_the_teacher_term_too(
     assert teacher.online == (mode == "online")
     x = cached_fbanks(clips, info.features, None, info.normalization.target_frames)
     noise = np.random.default_rng(0).normal(-8.0, 2.0, size=(2, *x.shape[1:])).astype(np.float32)
-    xb = np.concatenate([x[:2], noise])  # two clips, then two background examples (indices past the clips)
-    yb = np.array([clips[0].targets[0], clips[1].targets[0], NO_CLASS, NO_CLASS])
+    picks = [next(i for i, clip in enumerate(clips) if clip.targets[0] == k) for k in (1, 2)]
+    xb = np.concatenate([x[picks], noise])  # two clips, then two background examples (indices past the clips)
+    yb = np.array([1, 2, NO_CLASS, NO_CLASS])
+    idx = np.array([*picks, len(x), len(x) + 1])
     seen: dict[str, torch.Tensor] = {}
     real = steps.distill_loss
 
     def spy(logits, labels, probs, distill, smoothing):
-        seen["probs"] = probs
+        seen["labels"], seen["probs"] = labels, probs
         return real(logits, labels, probs, distill, smoothing)
 
     monkeypatch.setattr(steps, "distill_loss", spy)
-    still = AugmentConfig(mixup_prob=0.0, time_shift_frac=0.0, gain_db=0.0, freq_mask=0, time_mask=0)
-    train_cfg = TrainConfig(distill=cfg, augment=still, precision="fp32", label_smoothing=0.0)
     model = build_model("resnet_cnn", {"num_classes": 3, "num_mel_bins": info.features.num_mel_bins})
-    idx = np.array([0, 1, len(x), len(x) + 1])
-    clip_step(model, xb, yb, train_cfg, torch.Generator().manual_seed(0), student, teacher, idx)
-    torch.testing.assert_close(seen["probs"][:2], teacher.clip_probs[:2])
-    torch.testing.assert_close(seen["probs"][2:], torch.full((2, 3), 1 / 3))
+
+    def step(augment: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
+        train_cfg = TrainConfig(distill=cfg, augment=augment, precision="fp32", label_smoothing=0.0)
+        clip_step(model, xb, yb, train_cfg, torch.Generator().manual_seed(0), student, teacher, idx)
+        return seen["labels"], seen["probs"]
+
+    quiet = {"time_shift_frac": 0.0, "gain_db": 0.0, "freq_mask": 0, "time_mask": 0}
+    _, probs = step(AugmentConfig(mixup_prob=0.0, **quiet))
+    torch.testing.assert_close(probs[:2], teacher.clip_probs[picks])
+    torch.testing.assert_close(probs[2:], torch.full((2, 3), 1 / 3))
+    if mode == "cached":  # mixed: the teacher rows mix like the labels, the background's share as "no class"
+        labels, probs = step(AugmentConfig(mixing="bc", mixup_prob=1.0, **quiet))
+        assert (labels.sum(1) < 0.999).any()  # some example was mixed with a background one
+        by_class = torch.zeros(3, 3)
+        by_class[1], by_class[2] = teacher.clip_probs[picks[0]], teacher.clip_probs[picks[1]]
+        torch.testing.assert_close(probs, labels @ by_class + (1 - labels.sum(1, keepdim=True)) / 3)
+    hard = dist_token_target(torch.tensor([[1 / 3] * 3, [0.2, 0.7, 0.1]]), "hard")  # an AST's dist token
+    torch.testing.assert_close(hard, torch.tensor([[1 / 3] * 3, [0.0, 1.0, 0.0]]))
 
 
 def test_online_falls_back_to_cached_when_features_differ(trained_checkpoint: Path, clips) -> None:
