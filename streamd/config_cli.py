@@ -73,6 +73,12 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-dashboard", action="store_true", help="do not show the terminal dashboard")
     parser.add_argument("--json", action="store_true", help="print every published message as a JSON line")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check the config, inputs, model, windows, endpoint and integrations, say what would run, and "
+        "exit without running (0: all is well)",
+    )
 
 
 _FLAGS: dict[str, str] = {

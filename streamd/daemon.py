@@ -165,7 +165,7 @@ class Daemon:
             self.engine.warmed.wait(WARM_UP_WAIT_S)  # the model is warm before any audio comes in
             self.status.started = time.monotonic()
             for stream in self.streams:
-                self.status.publish(stream, "starting", self._start_message(stream))
+                self.status.publish(stream, "starting", self.start_message(stream))
             self.stages.start(self.features)
             self.stages.start(SourcesStage([s.source for s in self.streams]))
             self.supervisor.begin()
@@ -187,7 +187,7 @@ class Daemon:
                 return True
         return False
 
-    def _start_message(self, stream: Stream) -> str:
+    def start_message(self, stream: Stream) -> str:
         src = stream.source
         return (
             f"{src.sample_rate} Hz x{src.channels} -> {self.model.info.features.sample_rate} Hz mono; "

@@ -53,8 +53,10 @@ class Integrations:
         return out
 
 
-def attach(cfg: DaemonConfig, daemon: Any, publisher: Any) -> Integrations:
-    """Start what ``cfg`` turns on and hook it in (``daemon``: a ``streamd.daemon.Daemon``)."""
+def attach(cfg: DaemonConfig, daemon: Any, publisher: Any, *, start: bool = True) -> Integrations:
+    """Start what ``cfg`` turns on and hook it in (``daemon``: a ``streamd.daemon.Daemon``). Without
+    ``start`` (``--check``) the metrics server and the MQTT sink are built (their settings checked) but
+    neither listens nor connects: a running service may hold the port or the broker's client id."""
     out = Integrations()
     out.streams = [(s.name, s.source) for s in daemon.streams]
     daemon.counter_hooks.append(out.stream_counters)
@@ -62,22 +64,26 @@ def attach(cfg: DaemonConfig, daemon: Any, publisher: Any) -> Integrations:
         if cfg.metrics.listen:
             from streamd.metrics import Metrics, parse_listen
 
-            out.metrics = Metrics(cfg.metrics.listen)
-            out.metrics.start()
-            if parse_listen(cfg.metrics.listen)[1] == 0:  # a port of the system's choosing: say which
-                where = host_port(out.metrics.host, out.metrics.port)
-                print(f"streamd: metrics on http://{where}/metrics", file=sys.stderr)
-            publisher.add_sink(out.metrics)
-            daemon.engine.on_model_time = out.metrics.observe_model_time
+            metrics = Metrics(cfg.metrics.listen)  # its address checked
+            if start:
+                out.metrics = metrics
+                metrics.start()
+                if parse_listen(cfg.metrics.listen)[1] == 0:  # a port of the system's choosing: say which
+                    print(f"streamd: metrics on http://{host_port(metrics.host, metrics.port)}/metrics",
+                          file=sys.stderr)  # fmt: skip
+                publisher.add_sink(metrics)
+                daemon.engine.on_model_time = metrics.observe_model_time
         if cfg.mqtt.url:
             from streamd.mqtt_sink import MqttSink
 
             labels = cfg.mqtt.binary_sensors or cfg.events.allow
-            out.mqtt = MqttSink(cfg.mqtt, [s.name for s in daemon.streams], list(labels))
-            out.mqtt.start()
-            publisher.add_sink(out.mqtt)
-            # sent, or counted undelivered, before the final status: it counts every message before it
-            daemon.finish_hooks.append(partial(out.mqtt.finish, daemon.flush_s))
+            mqtt = MqttSink(cfg.mqtt, [s.name for s in daemon.streams], list(labels))  # its settings checked
+            if start:
+                out.mqtt = mqtt
+                mqtt.start()
+                publisher.add_sink(mqtt)
+                # sent, or counted undelivered, before the final status: it counts every message before it
+                daemon.finish_hooks.append(partial(mqtt.finish, daemon.flush_s))
         if cfg.clips.dir:
             from streamd.clips import ClipRecorder
 

@@ -102,9 +102,14 @@ def _count(name: str, value: int) -> int:
     return number
 
 
+def stream_seconds(name: str, value: float) -> float:
+    """A stream time as messages carry it: >= 0, to the microsecond (no float noise such as 33.8952500001)."""
+    return round(_non_negative(name, value), 6)
+
+
 def _header(kind: str, stream: str, t_start: float, t_end: float, wall_time: float | None) -> dict[str, Any]:
-    start = _non_negative("t_start", t_start)
-    end = _non_negative("t_end", t_end)
+    start = stream_seconds("t_start", t_start)
+    end = stream_seconds("t_end", t_end)
     if end < start:
         raise ValueError(f"t_end ({end}) is before t_start ({start})")
     return {

@@ -122,6 +122,47 @@ class Deliveries:
             return {DELIVERED: counts[DELIVERED], UNDELIVERED: counts[UNDELIVERED]}
 
 
+class FrontQueue(queue.Queue):
+    """A FIFO queue of messages on their way to the broker that can also take one back at its front
+    (a message taken, not written, returned to go first once the broker is back)."""
+
+    def put_newest(self, item: Any) -> list[Any]:
+        """Put ``item`` without waiting; if full, the oldest items make room: they are returned (and
+        marked done, so that ``join`` and ``wait_until_handled`` do not wait for them)."""
+        dropped = []
+        while True:
+            try:
+                self.put_nowait(item)
+                return dropped
+            except queue.Full:
+                pass
+            try:
+                dropped.append(self.get_nowait())
+            except queue.Empty:
+                continue
+            self.task_done()
+
+    def put_back(self, item: Any) -> bool:
+        """Return ``item``, just taken and not marked done, to the front; False (nothing changed) if the
+        queue is full meanwhile: ``item``, older than all on it, is the one to drop then."""
+        with self.not_full:
+            if 0 < self.maxsize <= self._qsize():
+                return False
+            self.queue.appendleft(item)  # still counted as unfinished: it was never marked done
+            self.not_empty.notify()
+            return True
+
+    def drain(self) -> list[Any]:
+        """Take (and mark done) what is left."""
+        out = []
+        while True:
+            try:
+                out.append(self.get_nowait())
+            except queue.Empty:
+                return out
+            self.task_done()
+
+
 class Outbox:
     """The sink's bounded queue of the messages it accepted, numbered, and the binary sensors' states,
     which an event changes even when it is dropped (a connection's snapshot must not say ``ON`` again for
@@ -129,7 +170,7 @@ class Outbox:
 
     def __init__(self, cfg: MqttSection, labels: list[str], deliveries: Deliveries) -> None:
         self.deliveries = deliveries
-        self.queue: queue.Queue[Item] = queue.Queue(maxsize=cfg.queue_size)
+        self.queue = FrontQueue(maxsize=cfg.queue_size)
         self.types = set(cfg.types)
         if unknown := self.types - set(messages.MESSAGE_TYPES):
             raise ConfigError(f"mqtt.types: unknown message types {sorted(unknown)}")
@@ -177,14 +218,14 @@ class Outbox:
         if self.deliveries.cutoff == math.inf:
             self.lose(item, "")
             return
-        for oldest in put_newest(self.queue, item):  # the newest states survive a long outage
+        for oldest in self.queue.put_newest(item):  # the newest states survive a long outage
             self.lose(oldest, full)
 
     def put_back(self, item: Item, full: str) -> bool:
         """Return ``item``, just taken, to the front of the queue; False once it is counted lost instead
         (written off, or the queue filled meanwhile: it is the oldest)."""
         with self.deliveries.lock:  # against write_off: either drained by it, or seen written off here
-            if not self.deliveries.written_off(item[0]) and put_back(self.queue, item):
+            if not self.deliveries.written_off(item[0]) and self.queue.put_back(item):
                 return True
         return self.lose(item, full)
 
@@ -193,7 +234,7 @@ class Outbox:
         the one the sink's thread holds it counts itself, without sending it."""
         with self.deliveries.lock:  # the thread publishes and puts back under it: each is counted once
             self.deliveries.write_off(math.inf if closed else self.number(), why)
-            left = drain(self.queue)
+            left = self.queue.drain()
         for item in left:
             self.lose(item, why)
 
@@ -206,42 +247,3 @@ class Outbox:
             self.apply(item)
         self.deliveries.lost(why, item[1]["stream"])
         return False
-
-
-def put_newest(q: queue.Queue, item: Any) -> list[Any]:
-    """Put ``item`` on ``q`` without waiting; if it is full, the oldest items make room: they are returned
-    (and marked done, so that ``join`` and ``wait_until_handled`` do not wait for them)."""
-    dropped = []
-    while True:
-        try:
-            q.put_nowait(item)
-            return dropped
-        except queue.Full:
-            pass
-        try:
-            dropped.append(q.get_nowait())
-        except queue.Empty:
-            continue
-        q.task_done()
-
-
-def put_back(q: queue.Queue, item: Any) -> bool:
-    """Return ``item``, just taken and not marked done, to the front of ``q``; False (``q`` unchanged) if
-    ``q`` is full meanwhile: ``item``, older than all on it, is the one to drop then."""
-    with q.mutex:
-        if 0 < q.maxsize <= len(q.queue):
-            return False
-        q.queue.appendleft(item)
-        q.not_empty.notify()
-        return True
-
-
-def drain(q: queue.Queue) -> list[Any]:
-    """Take (and mark done) what is left on ``q``."""
-    out = []
-    while True:
-        try:
-            out.append(q.get_nowait())
-        except queue.Empty:
-            return out
-        q.task_done()

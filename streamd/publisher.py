@@ -82,10 +82,7 @@ class Publisher:
         self._drop_lock = threading.Lock()
         self._drain_deadline = 0.0
         self._endpoint: str | None = None
-        self._published = 0
-        self._dropped = 0
-        self._sink_errors = 0
-        self._invalid = 0
+        self._published = self._dropped = self._sink_errors = self._invalid = 0
         self._seq = SequenceStamper()
         self._connect = connect
         self._client_keys = client_keys
@@ -118,21 +115,22 @@ class Publisher:
         )
 
     def add_sink(self, fn: Sink) -> None:
-        """Call ``fn(msg)`` in the publisher thread for every valid message; it must not block or mutate.
-
-        A sink that raises ``BrokenPipeError`` (its reader went away) is dropped quietly; other errors are
-        counted in ``sink_errors``.
-        """
+        """Call ``fn(msg)`` in the publisher thread for every valid message (not blocking, not mutating);
+        one raising ``BrokenPipeError`` (its reader went away) is dropped quietly, other errors counted."""
         self._sinks = (*self._sinks, fn)
+
+    def check(self) -> None:
+        """``start``'s checks without binding: the endpoint's form, a bind's security settings."""
+        check_endpoint(self._requested_endpoint, "connect to" if self._connect else "bind")
+        if not self._connect:
+            check_bind_allowed(self._requested_endpoint, self._security)
+            check_curve_config(self._security)
 
     def start(self) -> None:
         """Bind (in the caller's thread; PublishError/SecurityError on failure) and start the thread."""
         if self._thread is not None:
             return  # already bound (a command binds before loading its model): nothing to do
-        check_endpoint(self._requested_endpoint, "connect to" if self._connect else "bind")
-        if not self._connect:
-            check_bind_allowed(self._requested_endpoint, self._security)
-            check_curve_config(self._security)
+        self.check()
         context = zmq.Context()
         sock = context.socket(zmq.XPUB)
         auth = watch = None

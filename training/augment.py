@@ -179,8 +179,15 @@ def mix_clips(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The configured mixing; ``y[:, :c]`` are the labels (any further columns are mixed alike)."""
     if aug.mixing == "bc":
-        return between_class(x, y, y[:, :c].argmax(1), aug.mixup_prob, gen, features)
+        return between_class(x, y, mixing_classes(y[:, :c]), aug.mixup_prob, gen, features)
     return mixup(x, y, aug.mixup_alpha, aug.mixup_prob, gen)
+
+
+def mixing_classes(labels: torch.Tensor) -> torch.Tensor:
+    """Each row's class for picking between-class partners: its strongest label, or -1 for a row with
+    none (background: "no class", a class of its own, so that it may partner with any labelled clip)."""
+    best = labels.argmax(1)
+    return torch.where(labels.sum(1) > 0, best, torch.full_like(best, -1))
 
 
 def a_weighting_db(freq_hz: torch.Tensor) -> torch.Tensor:

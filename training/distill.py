@@ -46,13 +46,11 @@ DIST_TARGETS = ("hard", "soft")
 class DistillConfig:
     """The ``[train.distill]`` table; each field's bounds and choices sit next to it."""
 
-    # checkpoint paths ({fold}: the held-out fold); empty: off
-    teachers: list[str] = field(default_factory=list)
+    teachers: list[str] = field(default_factory=list)  # checkpoints ({fold}: the held-out fold); empty: off
     temperature: float = rule(2.0, gt=0)
     weight: float = rule(0.5, ge=0, le=1)  # share of the teacher loss; the label loss gets 1 - weight
     mode: str = rule("cached", choices=MODES)
-    # models with a distillation token: hard (argmax) | soft
-    dist_target: str = rule("hard", choices=DIST_TARGETS)
+    dist_target: str = rule("hard", choices=DIST_TARGETS)  # a distillation token's: hard (argmax) | soft
 
     def __post_init__(self) -> None:
         if isinstance(self.teachers, str):
@@ -95,9 +93,7 @@ def check_honest(path: Path, info: ModelInfo, held_out: list[int] | None, datase
         )
     seen = info.extra.get("train_folds")
     if seen is None:
-        raise TeacherError(
-            f"teacher {path} records no train_folds; cannot show it never saw fold(s) {held_out}"
-        )
+        raise TeacherError(f"teacher {path} records no train_folds: cannot show it never saw {held_out}")
     leaked = sorted(set(seen) & set(held_out))
     if leaked:
         raise TeacherError(f"teacher {path} was trained on held-out fold(s) {leaked}: refused")
@@ -268,11 +264,14 @@ def _same_input(teacher: ModelInfo, student: ModelInfo) -> bool:
 
 
 def vet_teachers(
-    cfg: DistillConfig, held_outs: list[list[int] | None], labels: list[str], dataset: str | None = None
-) -> None:
-    """Check every run's teachers (metadata only) before any training starts."""
+    cfg: DistillConfig, held_outs: list[list[int] | None], labels: list[str], dataset: str | None = None,
+    multi_label: bool = False,
+) -> None:  # fmt: skip
+    """Check the data and every run's teachers (metadata only) before any training starts."""
     from models.checkpoint import CheckpointLoadError, read_info
 
+    if multi_label:
+        raise TeacherError(f"[train.distill] needs single-label data; {dataset or 'the data'} is multi-label")
     for held_out in held_outs:
         for path in teacher_paths(cfg, held_out):
             try:

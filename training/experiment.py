@@ -159,7 +159,8 @@ def run_experiment(
     clip_set = load_clip_set(exp)
     plan = run_plan(exp, clip_set)
     if exp.train.distill.enabled:  # refuse a dishonest or unusable teacher before any run trains
-        vet_teachers(exp.train.distill, [held_out for _, held_out in plan], clip_set.labels, clip_set.name)
+        held_outs = [held_out for _, held_out in plan]
+        vet_teachers(exp.train.distill, held_outs, clip_set.labels, clip_set.name, clip_set.multi_label)
     with claim_output(exp.output_dir):
         return _run_all(exp, clip_set, plan, resume, progress, accept_data_change)
 

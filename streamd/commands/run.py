@@ -27,6 +27,8 @@ from streamd.sinks import is_terminal
 from streamd.sources import Source
 
 if TYPE_CHECKING:
+    from streamd.daemon import Daemon
+    from streamd.integrations import Integrations
     from streamd.publisher import Publisher
 
 HELP = "classify live audio from input devices and publish every result"
@@ -60,7 +62,10 @@ def execute(
     apply_stream_prefix(args, sources)
     block = cfg.overload_policy(live) == "block"  # a replay's results wait for room, never dropped
     publisher = make_publisher(args, cfg.publish.endpoint, cfg.publish.queue_size, cfg.publish.sndhwm, block)
-    publisher.start()  # bind first: a busy port is reported before the model loads
+    if args.check:
+        publisher.check()  # the endpoint's form and security; a running service may hold its port
+    else:
+        publisher.start()  # bind first: a busy port is reported before the model loads
     try:
         import_then_honour_interrupts("torch")  # Ctrl-C inside torch's start-up would kill the process
         from streamd.daemon import Daemon
@@ -74,10 +79,13 @@ def execute(
         asked = hop_given(args)  # a recurrent model steps per column
         for warning in window_warnings(cfg.windows.window_s, cfg.windows.hop_s, model, hop_given=asked):
             print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
-        integrations = attach_integrations(cfg, daemon, publisher)  # a bad --save-clips folder fails here
+        # a bad --save-clips folder fails here
+        integrations = attach_integrations(cfg, daemon, publisher, start=not args.check)
     except BaseException:
         publisher.stop(timeout=0.0)
         raise
+    if args.check:
+        return _report_check(daemon, integrations, publisher, cfg.publish.endpoint)
     json_sink = None
     if args.json:
         from streamd.sinks import JsonLinesSink
@@ -123,6 +131,17 @@ def execute(
         for error in daemon.errors:
             print(f"streamd: error: {error}", file=sys.stderr)
     return 1 if daemon.errors else 0
+
+
+def _report_check(daemon: Daemon, integrations: Integrations, publisher: Publisher, endpoint: str) -> int:
+    """``--check``: everything was built without error; say what would run, release it all, exit 0.
+    Nothing was bound or connected (the endpoint, metrics and MQTT were checked, not opened)."""
+    for stream in daemon.streams:
+        print(f"streamd: check: {stream.name}: {daemon.start_message(stream)}")
+    integrations.close()
+    publisher.stop(timeout=0.0)
+    print(f"streamd: check passed: {len(daemon.streams)} stream(s), publishing on {endpoint}")
+    return 0
 
 
 def _release_on_stop(stop: threading.Event, publisher: Publisher) -> None:

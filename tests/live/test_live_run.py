@@ -145,3 +145,18 @@ def test_live_run_hears_the_recording_and_publishes_it_all(
     heard_messages = heard.json_lines()
     assert _predictions(heard_messages) == predictions
     assert heard_messages[-1] == statuses[-1]
+
+
+def test_run_check_opens_nothing_and_names_the_device_rate(
+    virtual_mic: VirtualMic, sharp_checkpoint: Path, endpoint: str
+) -> None:
+    """``run --check`` on the live microphone: the device is found and described, nothing is captured."""
+    args = ["run", "--device", "default", "--checkpoint", str(sharp_checkpoint), "--publish", endpoint]
+    check = StreamdProcess([*args, "--no-dashboard", "--check"], env=virtual_mic.env)
+    with check:
+        check.start()
+        result = check.wait(START_TIMEOUT_S)
+    assert result.returncode == 0, result.describe()
+    assert_no_traceback(result)
+    out = result.stdout
+    assert f"{virtual_mic.rate} Hz" in out and "check passed: 1 stream(s)" in out, result.describe()

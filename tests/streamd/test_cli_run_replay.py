@@ -6,12 +6,15 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from support.fixtures import free_tcp_port
 from zmq_helpers import Collector, validate
 
 from streamd import model_loading
@@ -73,6 +76,35 @@ def test_a_replay_with_a_tiny_publish_queue_loses_no_message(
         assert mine[-1]["counters"]["publish_dropped"] == 0
 
 
+def test_check_says_what_would_run_and_runs_nothing(clips, small_checkpoint, free_port, capsys):
+    collector = Collector(f"tcp://127.0.0.1:{free_port}", seconds=3.0).start()
+    argv = _replay_args(clips[0], small_checkpoint, free_port, "--speed", "max", "--json", "--hop", "0.5")
+    assert main([*argv[:2], str(clips[1]), *argv[2:], "--check"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[2].strip() for line in out[:2]] == [clips[0].stem, clips[1].stem]
+    assert "model small on cpu" in out[0] and "hop 0.5 s" in out[0]
+    assert out[-1] == f"streamd: check passed: 2 stream(s), publishing on tcp://127.0.0.1:{free_port}"
+    assert collector.stop() == []  # nothing was classified or published
+
+
+def test_check_binds_listens_and_connects_nothing(clips, small_checkpoint, free_port, tmp_path, capsys):
+    """A check beside the running service: its endpoint, metrics port and broker client id are taken."""
+    running = Publisher(f"tcp://127.0.0.1:{free_port}")
+    running.start()  # the service holds the endpoint
+    metrics_port = free_tcp_port()
+    try:
+        with socket.create_server(("127.0.0.1", metrics_port)):  # and its metrics port
+            metrics = f"127.0.0.1:{metrics_port}"
+            argv = _replay_args(clips[0], small_checkpoint, free_port, "--metrics", metrics)
+            # no broker listens here: a sink that connected would retry, never fail the check
+            argv += ["--mqtt", f"mqtt://127.0.0.1:{free_tcp_port()}", "--save-clips", str(tmp_path / "clips")]
+            assert main([*argv, "--check"]) == 0, capsys.readouterr().err
+    finally:
+        running.stop(timeout=0.0)
+    assert capsys.readouterr().out.splitlines()[-1].startswith("streamd: check passed: 1 stream(s)")
+    assert not [t.name for t in threading.enumerate() if "mqtt" in t.name.lower() or "paho" in t.name.lower()]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -90,6 +122,8 @@ def test_a_replay_with_a_tiny_publish_queue_loses_no_message(
         (["run", "--device", "no-such-device-xyz"], "device"),
         (["replay", "{clip}", "--checkpoint", "{ckpt}", "--save-clips", "{bad}"], "is not a folder"),
         (["replay", "{clip}", "--checkpoint", "{ckpt}", "--save-clips", "{bad}/clips"], "cannot create"),
+        (["replay", "{clip}", "--checkpoint", "{bad}", "--check"], "not a readable safetensors checkpoint"),
+        (["replay", "{clip}", "--checkpoint", "{ckpt}", "--hop", "0.015", "--check"], "frame shift"),
     ],
 )
 def test_bad_input_gives_one_line_and_a_nonzero_exit(

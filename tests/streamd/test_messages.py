@@ -37,6 +37,18 @@ def test_prediction_is_schema_valid_and_best_first(labels: list[str]) -> None:
     json.dumps(msg, allow_nan=False)  # numpy scalars were turned into plain numbers
 
 
+def test_stream_times_carry_no_float_noise_and_stay_within_a_sample() -> None:
+    noisy = 0.1 + 0.2  # 0.30000000000000004
+    msg = messages.event("mic", "dog", "end", noisy, 33.895250000000004, 0.9)
+    assert (msg["t_start"], msg["t_end"]) == (0.3, 33.89525)
+    assert json.dumps(msg["t_end"]) == "33.89525"
+    for rate in (8000, 22050, 44100, 48000, 96000):
+        for sample in (1, 12345, 10**9 + 7):  # up to months of audio
+            exact = sample / rate
+            got = messages.status("mic", 0.0, exact, messages.empty_counters(), "running")["t_end"]
+            assert abs(got - exact) < 0.5 / rate
+
+
 def test_top_k_matches_a_stable_argsort(labels: list[str]) -> None:
     for seed in range(5):
         scores = np.round(_scores(labels, seed), 1)  # rounding makes ties

@@ -16,7 +16,7 @@ from models.checkpoint import load_checkpoint, read_info
 from models.common import FeatureConfig, ModelInfo, Normalization
 from models.registry import build_model
 from streamd.cli import main
-from training.augment import AugmentConfig, between_class, clip_gain_db
+from training.augment import AugmentConfig, between_class, clip_gain_db, mixing_classes
 from training.cache import cached_fbanks
 from training.clips import Clip
 from training.distill import (
@@ -256,6 +256,8 @@ def test_fold_teachers_are_substituted_and_dishonest_ones_refused(trained_checkp
         teacher_paths(cfg, None)
     honest = DistillConfig(teachers=[str(trained_checkpoint)])  # trained on folds 1 and 2
     vet_teachers(honest, [None, [3]], LABELS)  # full mode, or a fold it never saw: fine
+    with pytest.raises(TeacherError, match="single-label data; mine is multi-label"):
+        vet_teachers(honest, [None], LABELS, "mine", multi_label=True)  # a multi-label student
     with pytest.raises(TeacherError, match=r"trained on held-out fold\(s\) \[2\]: refused"):
         vet_teachers(honest, [[3], [2]], LABELS)
     # folds are a data set's own: a teacher of another data set (another split of the same audio) is
@@ -304,6 +306,18 @@ def test_between_class_mixing_pairs_clips_of_different_classes(teacher_inputs, c
     same = torch.zeros(len(x), dtype=torch.long)  # one class only: no partner, nothing mixed
     alone, target_alone = between_class(x, y, same, 1.0, torch.Generator().manual_seed(0), info.features)
     assert torch.equal(alone, x) and torch.equal(target_alone, y)
+
+
+def test_background_rows_are_a_class_of_their_own_for_between_class_partners(teacher_inputs) -> None:
+    _, info, x = teacher_inputs
+    labels = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [0.0, 0.0]])  # class 0, bg, 1, bg
+    assert mixing_classes(labels).tolist() == [0, -1, 1, -1]
+    # a class-0 clip and a background row are partners (argmax alone had called both class 0)
+    y = labels[:2]
+    gen = torch.Generator().manual_seed(0)
+    mixed, target = between_class(x[:2], y, mixing_classes(y), 1.0, gen, info.features)
+    assert not torch.equal(mixed, x[:2])
+    assert 0.0 < float(target[1, 0]) < 1.0 and float(target[0, 0]) < 1.0  # each took a share of the other
 
 
 def test_between_class_gain_is_the_loudest_a_weighted_frame(teacher_inputs) -> None:
