@@ -92,13 +92,20 @@ def recurrent_steps(
 
 
 def waveform_scores(
-    model: nn.Module, info: ModelInfo, wave: np.ndarray, hop_s: float | None = None, batch_size: int = 16
+    model: nn.Module,
+    info: ModelInfo,
+    wave: np.ndarray,
+    hop_s: float | None = None,
+    batch_size: int = 16,
+    *,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Clip-level probabilities ``(C,)`` of a mono waveform at ``info.features.sample_rate``: the mean over
     the checkpoint's own windows (``checkpoint_plan``) every ``hop_s`` (default ``clip_hop_s``), a file
     shorter than one padded with silence to one (a recurrent model: its last step, ``window_scores``)."""
     hop_s = clip_hop_s(info) if hop_s is None else hop_s
-    _, per_window = window_scores(model, info, wave, checkpoint_plan(info, hop_s), batch_size)
+    plan = checkpoint_plan(info, hop_s)
+    _, per_window = window_scores(model, info, wave, plan, batch_size, precision=precision)
     return per_window.double().mean(dim=0).float().numpy()
 
 
@@ -146,17 +153,18 @@ def clip_scores(
     *,
     precision: str = "fp32",
 ) -> np.ndarray:
-    """Scores of every clip, each padded or cut to the model's ``target_frames`` as in training; a
-    recurrent model's clip shorter than that is scored at its own last step (``window_scores``' rule).
-    ``precision``: as the commands that load a model choose it (``models.precision``)."""
+    """Scores of every clip as ``streamd classify`` scores a file (``waveform_scores``, the one clip rule):
+    a clip of one window (padded to the model's ``target_frames`` as in training) in batches; a longer
+    clip by the mean of its windows every ``clip_hop_s``; a recurrent model's clip shorter than a window at
+    its own last step. ``precision``: as the commands that load a model choose it (``models.precision``)."""
     frames = info.normalization.target_frames
     x = cached_fbanks(clip_set.clips, info.features, cache_dir, frames)
     out = fbank_clip_scores(model, info, x, batch_size, precision=precision)
-    if is_recurrent(model):
-        for i, clip in enumerate(clip_set.clips):
-            if clip_fbank(Path(clip.path), info.features, cache_dir).shape[0] < frames:
-                wave = read_audio(clip.path, info.features.sample_rate)
-                out[i] = recurrent_steps(model, info, wave, precision=precision)[-1].numpy()
+    for i, clip in enumerate(clip_set.clips):
+        length = clip_fbank(Path(clip.path), info.features, cache_dir).shape[0]
+        if length > frames or (length < frames and is_recurrent(model)):
+            wave = read_audio(clip.path, info.features.sample_rate)
+            out[i] = waveform_scores(model, info, wave, precision=precision)
     return out
 
 

@@ -171,8 +171,8 @@ def _select_folds(clip_set, folds: list[int] | None):
 def _usable_clips(clip_set, window_s: float | None = None):
     """Class folders hold whatever their owner put there: files that cannot be decoded are left out with a
     warning, as ``streamd train --data`` leaves them out (``training.own_data.check_files``); with
-    ``window_s``, clips longer than the model's window are counted in a note (scored on their first
-    window, the rule of training's reports)."""
+    ``window_s``, clips longer than the model's window are counted in a note (scored by the mean of their
+    windows, as ``streamd classify`` and training's reports score them)."""
     from training.audio_folders import unusable_class_note
     from training.clips import Clip, ClipSet
     from training.own_data import check_files, left_out_note
@@ -181,9 +181,8 @@ def _usable_clips(clip_set, window_s: float | None = None):
     longer = sum(1 for d in durations.values() if window_s and d > window_s + 0.01)
     if longer:
         print(
-            f"streamd: note: {longer} clip(s) are longer than the model's {window_s:g}-s window and are "
-            "scored on their first window, as training's reports are (streamd classify averages windows over "
-            "whole files)",
+            f"streamd: note: {longer} clip(s) are longer than the model's {window_s:g}-s window: each is "
+            "scored by the mean of its windows, as streamd classify scores a file",
             file=sys.stderr,
             flush=True,
         )

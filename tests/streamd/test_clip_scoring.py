@@ -14,7 +14,7 @@ from support.checkpoints import NUM_MEL_BINS, small_resnet_checkpoint
 
 from audio_core.audio_file import read_audio, read_chunks
 from audio_core.fbank import compute_fbank
-from audio_core.windows import checkpoint_plan
+from audio_core.windows import checkpoint_plan, clip_hop_s
 from models.common import FeatureConfig, ModelInfo
 from models.registry import build_model
 from streamd.clip_scoring import score_file
@@ -228,3 +228,26 @@ def test_the_clip_hop_covers_a_short_window_models_whole_file() -> None:
     assert clip_hop_s(info(498)) == 2.5  # ESC-50's 5-s window: as before
     assert checkpoint_window_s(info(48)) == pytest.approx(0.5) and clip_hop_s(info(48)) == 0.25
     assert clip_hop_s(info(1)) == 0.01  # never below one frame shift
+
+
+@pytest.mark.parametrize("model", ["windowed", "mamba"])
+def test_evaluate_scores_every_clip_as_classify_scores_the_file(
+    model: str, request: pytest.FixtureRequest, long_file: Path, esc50, tmp_path: Path
+) -> None:
+    """One clip rule: ``evaluate`` / training's reports (``clip_scores``) and ``classify`` (``score_file``)
+    agree on a clip longer than the window (the mean of its windows, not its first), one of exactly one
+    window, and one shorter than a window."""
+    from training.clips import Clip, ClipSet
+    from training.evaluate import clip_scores
+
+    loaded: LoadedModel = request.getfixturevalue(model)
+    whole = esc50.clips(1)[0]
+    short = write_clip(tmp_path / "short.wav", esc50.read_mono(whole)[: 2 * SR])
+    paths = [long_file, whole, short]
+    clip_set = ClipSet([Clip(p, (0,)) for p in paths], loaded.info.labels)
+    got = clip_scores(loaded.model, loaded.info, clip_set, tmp_path / "cache")
+    hop_s = clip_hop_s(loaded.info)
+    for row, path in zip(got, paths, strict=True):
+        np.testing.assert_allclose(row, score_file(loaded, path, hop_s).scores, atol=TOLERANCE)
+    first_window = waveform_scores(loaded.model, loaded.info, read_audio(long_file)[: 5 * SR])
+    assert not np.allclose(got[0], first_window, atol=1e-3)  # the long file is not scored on its first window
