@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from audio_core.errors import AudioInputError
+from audio_core.errors import AudioInputError, TruncatedAudio
 from audio_core.resample import StreamingResampler, downmix, resample_offline
 
 STDIN = "-"
@@ -211,23 +211,43 @@ def none_left_message(path: str | os.PathLike[str], read: int, rate: int, sample
     return f"{display_path(path)}: {read} sample(s) at {rate} Hz leave none at {sample_rate} Hz"
 
 
+def unread_note(frames: int, read: int, rate: int) -> str:
+    """``; its last N s were not classified`` after a failure, when the file's length (``frames``) is
+    known: the one wording of replay and ``classify --windows``."""
+    left = frames - read
+    if not frames or left <= 0:
+        return ""
+    return f"; its last {left / rate:.2f} s were not classified"
+
+
 def read_chunks(
     path: str | os.PathLike[str], sample_rate: int, block_s: float = READ_BLOCK_S
 ) -> Iterator[np.ndarray]:
     """Mono float32 chunks of ``path`` at ``sample_rate`` (downmixed, streaming soxr), ``block_s`` each.
 
     One open: pipes and ``-`` work as well as regular files. A file with no samples, or too few to leave
-    one at ``sample_rate``, is an ``AudioInputError`` (raised once its samples are read)."""
+    one at ``sample_rate``, is an ``AudioInputError`` (raised once its samples are read). A failure after
+    some audio was read (a corrupt tail, NaN samples) is a ``TruncatedAudio``, raised once what came
+    before it has been yielded whole (the resampler flushed, as replay's stream ends)."""
     with open_audio(path) as handle:
         info = audio_info(handle, path)
         resampler = StreamingResampler(info.sample_rate, sample_rate)
         block = max(1, round(block_s * info.sample_rate))
         read = given = 0
         while True:
-            data = read_frames(handle, path, block)
+            try:
+                data = read_frames(handle, path, block)
+                check_finite(path, data, read, info.sample_rate)
+            except AudioInputError as exc:
+                if read == 0:
+                    raise
+                last = resampler.process(np.zeros(0, dtype=np.float32), last=True)
+                if last.size:
+                    yield last
+                unread = unread_note(info.frames, read, info.sample_rate)
+                raise TruncatedAudio(str(exc), read / info.sample_rate, unread) from None
             if data.shape[0] == 0:
                 break
-            check_finite(path, data, read, info.sample_rate)
             read += data.shape[0]
             chunk = resampler.process(downmix(data))
             given += chunk.size

@@ -20,3 +20,13 @@ class StreamdError(Exception):
 
 class AudioInputError(StreamdError, ValueError):
     """An audio file or device cannot be used (a ``ValueError`` too, for data-loading callers)."""
+
+
+class TruncatedAudio(AudioInputError):
+    """A file that failed part-way (a read error, NaN samples): the audio before the failure was delivered
+    whole (``read_s`` seconds of it); ``unread`` says how much was left as replay says it (``; its last
+    N s were not classified``; empty when the length is not known, as from a pipe)."""
+
+    def __init__(self, message: str, read_s: float, unread: str) -> None:
+        super().__init__(message)
+        self.read_s, self.unread = read_s, unread

@@ -123,6 +123,11 @@ class _Interrupts:
         raise KeyboardInterrupt
 
 
+def interrupted_just_now() -> bool:
+    """Whether an error now is most likely what a Ctrl-C just became (for a command's own last words)."""
+    return _Interrupts.caused()
+
+
 def entry() -> None:
     """The ``streamd`` console command: ``main`` on ``sys.argv``, then a quick exit (``process_exit``)."""
     from streamd.process_exit import finish

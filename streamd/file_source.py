@@ -23,6 +23,7 @@ from audio_core.audio_file import (
     display_path,
     open_audio,
     read_frames,
+    unread_note,
 )
 from streamd.config_sections import MAX_SPEED_BLOCK_S
 from streamd.errors import AudioInputError
@@ -96,10 +97,7 @@ class FileSource(Source):
 
     def _unread(self) -> str:
         """``; its last N s were not classified`` after a failure, when the file's length is known."""
-        left = self.info.frames - self._written
-        if not self.info.frames or left <= 0:
-            return ""
-        return f"; its last {left / self.sample_rate:.2f} s were not classified"
+        return unread_note(self.info.frames, self._written, self.sample_rate)
 
     def _pump(self, handle: Any) -> None:
         started = time.monotonic()

@@ -3,8 +3,9 @@
     file list -> flat_map (Ray tasks: decode, resample, fbank, windows) -> map_batches over an actor pool
     (each actor loads the model once) -> rows streamed back in order -> ``FileResult`` per file
 
-Rows carry a ``kind``: ``window`` (features to score), then ``end`` (the file's duration) or ``error`` (why
-the file could not be read; windows of it before the error are dropped). The driver groups rows by file,
+Rows carry a ``kind``: ``window`` (features to score), then ``end`` (the file's duration; with a ``message``
+when its end could not be read: the windows are those of its readable part) or ``error`` (why the file
+could not be read; windows of it before the error are dropped). The driver groups rows by file,
 so the writer sees exactly what the local run gives it. Execution streams (Ray Data's backpressure keeps
 memory bounded); order is preserved so a file's rows arrive together. Only this module imports Ray.
 """
@@ -20,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from audio_core.errors import TruncatedAudio
 from audio_core.front_end import front_end
 from audio_core.windows import WindowPlan
 from streamd.errors import AudioInputError, ConfigError, StreamdError
-from streamd.window_scoring import FileResult, WindowResult, duration_s, file_windows
+from streamd.window_scoring import FileResult, WindowResult, duration_s, file_windows, partial_result
 
 BLOCK_BYTES = 8 * 1024 * 1024  # Ray Data blocks of about 30 windows of 5 s
 
@@ -57,6 +59,10 @@ class FileWindows:
             for w in file_windows(str(item["path"]), front):
                 values = {"index": w.index, "t_start": w.t_start, "t_end": w.t_end}
                 yield _row(path, "window", self.shape, features=w.features.numpy(), **values)
+        except TruncatedAudio as exc:  # its readable part's windows are kept, as a local run keeps them
+            message = json.dumps([str(exc), exc.read_s, exc.unread])
+            yield _row(path, "end", self.shape, seconds=duration_s(front), message=message)
+            return
         except AudioInputError as exc:
             yield _row(path, "error", self.shape, message=str(exc))
             return
@@ -153,6 +159,10 @@ def group_rows(rows: Iterator[dict[str, Any]]) -> Iterator[FileResult]:
             windows.append(
                 WindowResult(int(row["index"]), float(row["t_start"]), float(row["t_end"]), labels)
             )
+        elif kind == "end" and row["message"]:
+            failure = TruncatedAudio(*json.loads(str(row["message"])))
+            yield partial_result(path, windows, float(row["seconds"]), failure)
+            windows = []
         elif kind == "end":
             yield FileResult(path, windows, float(row["seconds"]))
             windows = []

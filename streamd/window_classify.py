@@ -1,14 +1,16 @@
 """``streamd classify --windows``: every window's top-k for many files, locally or on Ray (``--ray``).
 
-Files already recorded in the output's progress list are skipped; a file that cannot be read is reported
-on stderr (one line) and the rest are still classified, with exit status 1 at the end. A progress bar on
-stderr counts files and hours of audio; the last line says how fast it went (audio hours per minute).
+Files already recorded in the output's progress list are skipped, whatever spelling names them
+(``streamd.window_files``); a file that cannot be read is reported on stderr (one line) and the rest are
+still classified, with exit status 1 at the end; one whose end cannot be read keeps the windows of its
+readable part, counts as done, and is reported the same way. A progress bar on stderr counts files and
+hours of audio; the last line says how fast it went (audio hours per minute). Ctrl-C says where the
+progress is kept: the same command resumes.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from collections.abc import Iterator
@@ -16,14 +18,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from audio_core.audio_file import STDIN
+from audio_core.audio_file import STDIN, display_path
 from audio_core.windows import WindowPlan, checkpoint_window_s, offline_hop_s
 from streamd.config_sections import WindowSection
 from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel
 from streamd.path_args import path_arg
+from streamd.window_files import AudioFile, source_stamp, unique_files
 from streamd.window_formats import raven_table_name
-from streamd.window_output import FORMATS, WindowOutput, source_stamp
+from streamd.window_output import FORMATS, WindowOutput
+from streamd.window_progress import Progress, total_seconds
 from streamd.window_scoring import FileResult
 from streamd.window_settings import settings as window_settings
 
@@ -59,7 +63,11 @@ def add_window_arguments(parser: argparse.ArgumentParser) -> None:
         help="window length in seconds (default: the --model TOML's [windows] window_s, else the window "
         "the model was trained on)",
     )
-    group.add_argument("--min-score", type=float, help="leave out labels scoring below this (default 0)")
+    group.add_argument(
+        "--min-score",
+        type=float,
+        help="leave out labels scoring below this (default 0); a window left with none keeps a row, no label",
+    )
     group.add_argument("--no-progress", action="store_true", default=None, help="no progress bar")
     group.add_argument(
         "--ray",
@@ -116,12 +124,20 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigError(f"--min-score must be within [0, 1], got {args.min_score}")
     if args.ray_actors < 1 or args.ray_batch < 1 or args.ray_gpus < 0:
         raise ConfigError("--ray-actors and --ray-batch must be >= 1, --ray-gpus >= 0")
+
+
+def _files(args: argparse.Namespace) -> list[AudioFile]:
+    """The files to classify, each once however often and however it is named; two files that would
+    share one Raven table are refused."""
+    files = unique_files(str(p) for p in args.paths)
     if args.format == "raven":
-        names: dict[str, str] = {}
-        for path in map(str, args.paths):
-            other = names.setdefault(raven_table_name(path), path)
-            if other != path:
-                raise ConfigError(f"{other} and {path} would share one Raven table: rename one")
+        names: dict[str, AudioFile] = {}
+        for file in files:
+            other = names.setdefault(raven_table_name(file.shown), file)
+            if other != file:
+                shown = f"{display_path(other.shown)} and {display_path(file.shown)}"
+                raise ConfigError(f"{shown} would share one Raven table: rename one")
+    return files
 
 
 def local_results(
@@ -136,87 +152,60 @@ def local_results(
         yield classify_file(runner, path, plan, args.top_k, args.min_score)
 
 
-def _total_seconds(paths: list[str]) -> float:
-    """Audio length of the files, from their headers (unreadable ones and standard input, which can be
-    read only once, count 0)."""
-    from audio_core.audio_file import probe_audio
-    from streamd.errors import AudioInputError
-
-    total = 0.0
-    for path in paths:
-        if path != STDIN:
-            with contextlib.suppress(AudioInputError):
-                total += probe_audio(path).duration_s
-    return total
-
-
-class _Progress:
-    """A rich progress bar over files and audio hours on stderr (or nothing)."""
-
-    def __init__(self, files: int, seconds: float, enabled: bool) -> None:
-        self.bar = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.completed:.2f}/{task.total:.2f}"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self.files = self.bar.add_task("files", total=files)
-            self.hours = self.bar.add_task("audio hours", total=seconds / 3600)
-            self.bar.start()
-
-    def advance(self, seconds: float) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.files, 1)
-            self.bar.advance(self.hours, seconds / 3600)
-
-    def note(self, line: str) -> None:
-        """A line on stderr above the bar."""
-        if self.bar is not None:
-            self.bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
-def _recheck_changed(output: WindowOutput, paths: list[str], args: argparse.Namespace) -> None:
+def _recheck_changed(output: WindowOutput, files: list[AudioFile], args: argparse.Namespace) -> None:
     """Finished files whose audio changed since: classified again into a Raven directory (a table per
     file), a warning for a CSV / JSON-lines output (its rows cannot be taken back)."""
-    changed = [p for p in paths if p in output.done and output.changed(p)]  # paths: each once
+    changed = [f for f in files if f.identity in output.done and output.changed(f.identity)]
     if changed and args.format == "raven":
-        for path in changed:
-            output.forget(path)
-        print(
-            f"streamd: note: {len(changed)} file(s) changed since they were classified: classified again",
-            file=sys.stderr,
-            flush=True,
-        )
+        for file in changed:
+            output.forget(file.identity)
+        _say(f"streamd: note: {len(changed)} file(s) changed since they were classified: classified again")
     elif changed:
-        print(
+        _say(
             f"streamd: warning: {len(changed)} file(s) changed since they were classified into {args.out} "
-            f"(e.g. {changed[0]}): their rows there are of the earlier audio; "
-            "classify them into another output",
-            file=sys.stderr,
-            flush=True,
+            f"(e.g. {display_path(changed[0].shown)}): their rows there are of the earlier audio; "
+            "classify them into another output"
         )
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _todo(output: WindowOutput, files: list[AudioFile], args: argparse.Namespace) -> list[AudioFile]:
+    """The files not yet done in ``output`` (said how many were); standard input into an output that
+    holds an earlier standard input's rows is refused (the two could not be told apart)."""
+    if any(f.identity == STDIN for f in files) and STDIN in output.done:
+        raise ConfigError(
+            f"{args.out} already holds the rows of an earlier run's standard input (<stdin>): another "
+            "one's could not be told apart from them; classify it into another output"
+        )
+    todo = [f for f in files if f.identity not in output.done]
+    if skipped := [output.done[f.identity] for f in files if f.identity in output.done]:
+        partial = sum("error" in entry for entry in skipped)
+        note = f" ({partial} of them only up to a read error, as reported then)" if partial else ""
+        _say(f"streamd: {len(skipped)} file(s) already done in {args.out}: skipped{note}")
+    return todo
+
+
+def _interrupted(output: WindowOutput, args: argparse.Namespace) -> str:
+    """The line Ctrl-C leaves: what is kept where, and that the same command resumes."""
+    return (
+        f"streamd: interrupted: {len(output.done)} finished file(s) are kept in {args.out}, recorded in "
+        f"{output.progress}; run the same command again to resume (a file cut off half-way is classified "
+        "again)"
+    )
 
 
 def run_windows(args: argparse.Namespace, windows: WindowSection, hop_given: bool = True) -> int:
     """Classify every window of ``args.paths`` into ``args.out`` with the window settings ``windows``
     (``check_window_options`` has run; without ``hop_given`` the hop is ``offline_hop_s`` of the window
-    used); 1 if any file failed."""
+    used); 1 if any file failed, in whole or in part."""
     from streamd.model_loading import resolve_model, window_warnings
     from streamd.window_scoring import window_plan
 
     _check(args)
+    files = _files(args)
     started = time.monotonic()
     loaded = resolve_model(args, compute="cpu")
     if not hop_given:
@@ -224,25 +213,26 @@ def run_windows(args: argparse.Namespace, windows: WindowSection, hop_given: boo
         windows = replace(windows, hop_s=offline_hop_s(window_s))
     plan = window_plan(loaded, windows.window_s, windows.hop_s)
     for warning in window_warnings(windows.window_s, windows.hop_s, loaded):
-        print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
+        _say(f"streamd: warning: {warning}")
     output = WindowOutput(
         args.out, args.format, window_settings(args, windows, loaded, plan), plan.features.sample_rate / 2
     )
-    if output.note:
-        print(f"streamd: note: {output.note}", file=sys.stderr, flush=True)
-    paths = list(dict.fromkeys(str(p) for p in args.paths))  # a file named twice is classified once
-    if clash := output.table_clash(paths):
+    for note in output.notes:
+        _say(f"streamd: note: {note}")
+    try:
+        if clash := output.table_clash(files):
+            raise ConfigError(clash)
+        _recheck_changed(output, files, args)
+        todo = _todo(output, files, args)
+    except BaseException:
         output.close()
-        raise ConfigError(clash)
-    _recheck_changed(output, paths, args)
-    todo = [p for p in paths if p not in output.done or p == STDIN]  # standard input is new audio each run
-    stamps = {p: source_stamp(p) for p in todo}
-    skipped = len(paths) - len(todo)
-    if skipped:
-        print(f"streamd: {skipped} file(s) already done in {args.out}: skipped", file=sys.stderr, flush=True)
+        raise
+    identities = {f.shown: f.identity for f in todo}
+    stamps = {f.shown: source_stamp(f.shown) for f in todo}
+    paths = [f.shown for f in todo]
     show = not args.no_progress and bool(todo)
-    progress = _Progress(len(todo), _total_seconds(todo) if show else 0.0, show)
-    failed = done = 0
+    progress = Progress(len(todo), total_seconds(paths) if show else 0.0, show)
+    failed = partial = done = 0
     seconds = 0.0
     try:
         if not todo:
@@ -250,30 +240,47 @@ def run_windows(args: argparse.Namespace, windows: WindowSection, hop_given: boo
         elif args.ray:
             from streamd.ray_classify import ray_results
 
-            results = ray_results(args, plan, todo)
+            results = ray_results(args, plan, paths)
         else:
-            results = local_results(args, loaded, plan, todo)
+            results = local_results(args, loaded, plan, paths)
         for result in results:
             if result.error is not None:
                 failed += 1
                 progress.note(f"streamd: error: {result.error}")
             else:
-                output.write(result, stamps.get(result.file))
+                output.write(result, identities[result.file], stamps.get(result.file))
                 done += 1
                 seconds += result.duration_s
+            if result.partial is not None:
+                partial += 1
+                progress.note(
+                    f"streamd: error: {result.partial}: the windows of its first {result.duration_s:.2f} s "
+                    f"are in {args.out}, and it counts as done (a rerun skips it)"
+                )
             progress.advance(result.duration_s)
+    except BaseException as exc:
+        progress.stop()
+        if isinstance(exc, KeyboardInterrupt) or _ctrl_c_just_now():
+            _say(_interrupted(output, args))
+        raise
     finally:
         progress.stop()
         output.close()
     elapsed = time.monotonic() - started
     rate = seconds / 3600 / (elapsed / 60) if elapsed > 0 else 0.0
-    print(
+    _say(
         f"streamd: {done} file(s), {seconds / 3600:.4f} h of audio, in {elapsed:.1f} s: "
-        f"{rate:.3f} audio hours per minute",
-        file=sys.stderr,
-        flush=True,
+        f"{rate:.3f} audio hours per minute"
     )
     if failed:
-        print(f"streamd: {failed} of {len(todo)} file(s) could not be classified", file=sys.stderr)
-        return 1
-    return 0
+        _say(f"streamd: {failed} of {len(todo)} file(s) could not be classified")
+    if partial:
+        _say(f"streamd: {partial} of {len(todo)} file(s) could not be read to the end: in part in {args.out}")
+    return 1 if failed or partial else 0
+
+
+def _ctrl_c_just_now() -> bool:
+    """Whether an error now is what a Ctrl-C became in native code (``streamd.cli``'s rule)."""
+    from streamd.cli import interrupted_just_now
+
+    return interrupted_just_now()

@@ -1,6 +1,9 @@
 """The text of window-level results (``classify --windows``) in each output format: CSV rows, JSON lines,
 Raven selection tables (the header Raven and BirdNET use). Files are named as every command names them
-(``display_path``)."""
+(``display_path``). Every window classified has a row in CSV and a line in JSON lines, also one with no
+label at or above ``--min-score`` (empty rank, label and score; ``labels: []``), so a window classified
+with nothing found is told from one never classified; a Raven table lists selections only (a file with
+none has a table with the header alone)."""
 
 from __future__ import annotations
 
@@ -36,19 +39,13 @@ def raven_table_name(audio: str | Path) -> str:
 def csv_text(result: FileResult) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
+    name = display_path(result.file)  # as every command names a file (never a lone surrogate)
     for w in result.windows:
+        span = [name, w.index, f"{w.t_start:.3f}", f"{w.t_end:.3f}"]
+        if not w.labels:  # classified, nothing at or above --min-score
+            writer.writerow([*span, "", "", ""])
         for rank, item in enumerate(w.labels, 1):
-            writer.writerow(
-                [
-                    display_path(result.file),  # as every command names a file (never a lone surrogate)
-                    w.index,
-                    f"{w.t_start:.3f}",
-                    f"{w.t_end:.3f}",
-                    rank,
-                    item["label"],
-                    item["score"],
-                ]
-            )
+            writer.writerow([*span, rank, item["label"], item["score"]])
     return buf.getvalue()
 
 
@@ -64,7 +61,6 @@ def jsonl_text(result: FileResult) -> str:
             }
         )
         for w in result.windows
-        if w.labels
     ]
     return "".join(line + "\n" for line in lines)
 

@@ -1,20 +1,26 @@
 """Writers of window-level results (``classify --windows``): CSV, JSON lines, Raven selection tables.
 
 A file's rows are committed together, then recorded in a progress list (JSON lines: a first line with the
-settings, then one ``{"file", "bytes", "windows", "duration_s", "source"}`` line per finished file;
-``source`` is the audio file's size and modification time). A rerun with the same output and settings
-(the checkpoint's content included) skips the files listed, and cuts a CSV / JSON-lines output back to
-the last recorded size, so rows of a file interrupted half-way are never kept twice. A listed file whose audio
+settings, then one ``{"file", "path", "bytes", "windows", "duration_s", "source"}`` line per finished
+file; ``file`` is its absolute path as the rows name it, ``path`` where it really is, which identifies it
+(``streamd.window_files``), ``source`` its size and modification time; a file whose end could not be read
+adds ``error``: its readable part is in the output and it counts as done). A rerun with the same output and
+settings (the checkpoint's content included) skips the files listed, whatever spelling names them, and
+cuts a CSV / JSON-lines output back to the last recorded size, so rows of a file interrupted half-way are
+never kept twice. A listed file whose audio
 changed since is classified again into a Raven directory (its table replaced); a CSV / JSON-lines output
 keeps its rows and the run says so. Failed files are not
 recorded: a rerun tries them again. A progress list whose output is gone (a CSV / JSON-lines output
 missing or shorter than recorded, every recorded Raven table missing) is stale: the run starts over; Raven
 tables missing one by one are written again. One run at a time writes an output (``<progress list>.lock``).
 
-- ``csv``: one file; a row per (window, label): file, window, begin_s, end_s, rank, label, score.
-- ``jsonl``: one file; an object per window with at least one label: file, window, t_start, t_end, labels.
+- ``csv``: one file; a row per (window, label): file, window, begin_s, end_s, rank, label, score; a window
+  with no label at or above ``--min-score`` has one row with rank, label and score empty.
+- ``jsonl``: one file; an object per window: file, window, t_start, t_end, labels (``[]`` when no label
+  reaches ``--min-score``).
 - ``raven``: a directory; one tab-separated selection table per audio file
-  (``<stem>.streamd.selection.table.txt``), a row per (window, label), the header Raven and BirdNET use.
+  (``<stem>.streamd.selection.table.txt``), a row per (window, label), the header Raven and BirdNET use
+  (a file with no label at or above ``--min-score`` has a table with the header alone).
 """
 
 from __future__ import annotations
@@ -26,27 +32,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from audio_core.audio_file import STDIN, display_path
+from audio_core.audio_file import display_path
 from audio_core.output_lock import OutputBusy, lock_output
 from models.atomic_write import write_atomically
 from streamd.errors import ConfigError, StreamdError
+from streamd.window_files import AudioFile, resolved_entries, source_stamp
 from streamd.window_formats import CSV_HEADER, csv_text, jsonl_text, raven_table_name, raven_text
 from streamd.window_scoring import FileResult
-from streamd.window_settings import as_recorded
+from streamd.window_settings import as_recorded, differing
 
 FORMATS = ("csv", "jsonl", "raven")
 PROGRESS_NAME = "streamd.progress.jsonl"
-
-
-def source_stamp(path: str) -> list[int] | None:
-    """``[size, mtime_ns]`` of an audio file (None for standard input or a file that cannot be read)."""
-    if path == STDIN:
-        return None
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return [stat.st_size, stat.st_mtime_ns]
 
 
 def progress_path(out: Path, fmt: str) -> Path:
@@ -62,8 +58,8 @@ class WindowOutput:
             raise ConfigError(f"unknown output format {fmt!r}; expected one of {', '.join(FORMATS)}")
         self.out, self.fmt, self.high_freq_hz = Path(out), fmt, high_freq_hz
         self.progress = progress_path(self.out, fmt)
-        self.done: dict[str, dict[str, Any]] = {}
-        self.note: str | None = None  # why recorded files are classified again (stale progress list)
+        self.done: dict[str, dict[str, Any]] = {}  # by the file's identity (``AudioFile.identity``)
+        self.notes: list[str] = []  # what the run is told on opening (stale list, files classified again)
         self._held: Any = None
         self._stream: io.TextIOWrapper | None = None
         try:
@@ -104,7 +100,7 @@ class WindowOutput:
         except OutputBusy as exc:
             raise ConfigError(str(exc)) from None
         if note:
-            self.note = note
+            self.notes.append(note)
 
     def _resume(self, settings: dict[str, Any]) -> bool:
         """Take the finished files from the progress list; False when none of them is left in the output
@@ -112,19 +108,20 @@ class WindowOutput:
         lines = self._read_progress()
         if not lines:  # the settings line itself was cut short: nothing was recorded
             return False
-        recorded = list({entry["file"]: entry for entry in lines[1:]}.values())  # a file's last record
+        by_file = {entry.get("path") or entry["file"]: entry for entry in lines[1:]}
+        recorded = list(by_file.values())  # a file's last record
         present = self._present(recorded)
         if not present:
             if recorded:
                 held = f"{len(recorded)} file(s) its progress list records"
-                self.note = f"{self.out} no longer holds the {held}: starting over"
+                self.notes.append(f"{self.out} no longer holds the {held}: starting over")
             return False
         recorded_settings, settings, unchecked = as_recorded(lines[0].get("settings"), settings)
         if unchecked:
             what = " and ".join(unchecked)
-            self.note = f"{self.out} was begun by an earlier streamd: its {what} not checked"
+            self.notes.append(f"{self.out} was begun by an earlier streamd: its {what} not checked")
         if recorded_settings != settings:
-            changed, again = _differing(recorded_settings, settings)
+            changed, again = differing(recorded_settings, settings)
             raise ConfigError(
                 f"{self.out} was written with other settings ({changed}); "
                 + (f"to continue it: {again}; " if again else "")
@@ -132,8 +129,16 @@ class WindowOutput:
             )
         if len(present) < len(recorded):
             missing = len(recorded) - len(present)
-            self.note = f"{missing} recorded table(s) missing in {self.out}: classified again"
-        self.done = {entry["file"]: entry for entry in present}
+            self.notes.append(f"{missing} recorded table(s) missing in {self.out}: classified again")
+        present, upgraded = resolved_entries(present, self.out)
+        if upgraded:  # recorded by name only: from now on by identity too, wherever the next run starts
+            self._rewrite_progress([lines[0], *present])
+            if self.fmt != "raven" and settings.get("min_score"):
+                self.notes.append(
+                    f"{self.out} was begun by an earlier streamd: its windows with no label at or above "
+                    "--min-score have no row there (those of this run have one, with no label)"
+                )
+        self.done = {entry["path"]: entry for entry in present}
         return True
 
     def _read_progress(self) -> list[dict[str, Any]]:
@@ -193,9 +198,9 @@ class WindowOutput:
                 raise
             raise OSError(exc.errno, exc.strerror, str(self.progress)) from None
 
-    def write(self, result: FileResult, source: list[int] | None) -> None:
-        """Commit a classified file (all its rows), then record it as done; ``source``: its
-        ``source_stamp`` taken before it was read (a file still growing counts as changed later)."""
+    def write(self, result: FileResult, identity: str, source: list[int] | None) -> None:
+        """Commit a classified file (all its rows), then record it as done under ``identity``; ``source``:
+        its ``source_stamp`` taken before it was read (a file still growing counts as changed later)."""
         assert result.error is None
         where = self.out
         try:
@@ -220,37 +225,40 @@ class WindowOutput:
             raise OSError(exc.errno, exc.strerror, str(where)) from None
         entry = {
             "file": result.file,
+            "path": identity,
             "bytes": size,
             "windows": len(result.windows),
             "duration_s": result.duration_s,
             "source": source,
         }
+        if result.partial is not None:
+            entry["error"] = result.partial
         self._write_progress(entry)
-        self.done[result.file] = entry
+        self.done[identity] = entry
 
-    def table_clash(self, paths: list[str]) -> str | None:
-        """Raven: the error when one of ``paths`` would take the table of a file an earlier run finished
-        (two folders' ``x.flac``), else None."""
+    def table_clash(self, files: list[AudioFile]) -> str | None:
+        """Raven: the error when one of ``files`` would take the table of another file an earlier run
+        finished (two folders' ``x.flac``), else None."""
         if self.fmt != "raven":
             return None
-        tables = {raven_table_name(done): done for done in self.done}
-        for path in paths:
-            other = tables.get(raven_table_name(path), path)
-            if other != path and os.path.realpath(other) != os.path.realpath(path):  # not the file itself
-                shown = (display_path(path), display_path(other))
+        tables = {raven_table_name(entry["file"]): entry for entry in self.done.values()}
+        for file in files:
+            other = tables.get(raven_table_name(file.shown))
+            if other is not None and other["path"] != file.identity:  # not the file itself
+                shown = (display_path(file.shown), display_path(other["file"]))
                 return f"{shown[0]} would replace the Raven table of {shown[1]} in {self.out}: rename one"
         return None
 
-    def changed(self, path: str) -> bool:
+    def changed(self, identity: str) -> bool:
         """Whether a finished file's audio changed (size or modification time) since it was classified."""
-        recorded = self.done[path].get("source")
-        now = source_stamp(path)
+        recorded = self.done[identity].get("source")
+        now = source_stamp(identity)
         return recorded is not None and now is not None and now != recorded
 
-    def forget(self, path: str) -> None:
-        """Classify ``path`` again (raven: its table is written anew)."""
+    def forget(self, identity: str) -> None:
+        """Classify the file ``identity`` again (raven: its table is written anew)."""
         assert self.fmt == "raven"
-        del self.done[path]
+        del self.done[identity]
 
     def close(self) -> None:
         if self._stream is not None:
@@ -260,31 +268,3 @@ class WindowOutput:
         if self._held is not None:
             self._held.close()  # the lock goes with it
             self._held = None
-
-
-# the option that sets each recorded setting, to name in a refusal
-_OPTION_OF = {
-    "hop_s": "--hop-s",
-    "window_s": "--window-s",
-    "precision": "--precision",
-    "top_k": "--top-k",
-    "min_score": "--min-score",
-}
-
-
-def _differing(recorded: dict[str, Any], current: dict[str, Any]) -> tuple[str, str]:
-    """``("key WAS -> NOW, ...", "the options that continue the output")``; None shows as ``unset``."""
-
-    def shown(value: Any) -> str:
-        return "unset" if value is None else str(value)
-
-    changed, again = [], []
-    for key in sorted(set(recorded) | set(current)):
-        was, now = recorded.get(key), current.get(key)
-        if was == now:
-            continue
-        changed.append(f"{key} {shown(was)} -> {shown(now)}")
-        option = _OPTION_OF.get(key)
-        if option:
-            again.append(f"without {option}" if was is None else f"{option} {was}")
-    return ", ".join(changed), " ".join(again)

@@ -4,7 +4,9 @@
 Windows are placed as the daemon places them (``audio_core.windows`` plans and
 ``WindowFrontEnd``: a window every hop, an end-aligned tail window, a file shorter than one window padded
 to one); the file is read as ``audio_core.audio_file.read_chunks`` reads it, and windows are scored by the
-engine's ``ModelRunner``. Nothing here places or scores windows itself.
+engine's ``ModelRunner``. Nothing here places or scores windows itself. A file that fails part-way (a
+corrupt tail) keeps the windows of its readable part, as its replay does, and says how much was not
+classified (``FileResult.partial``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from audio_core.audio_file import READ_BLOCK_S, read_chunks
+from audio_core.errors import TruncatedAudio
 from audio_core.front_end import FrontEnd, front_end
 from audio_core.scoring import top_k as best_labels
 from audio_core.windows import Window, WindowPlan, checkpoint_plan
@@ -43,7 +46,17 @@ class FileResult:
     file: str
     windows: list[WindowResult]
     duration_s: float = 0.0
-    error: str | None = None
+    error: str | None = None  # nothing of the file was classified
+    partial: str | None = None  # why its end was not: ``windows`` are those of its readable part
+
+
+def partial_result(file: str, windows: list[WindowResult], seconds: float, exc: TruncatedAudio) -> FileResult:
+    """A file that failed part-way: the windows of its readable part (``seconds`` long) and, in
+    ``partial``, the failure and how much was not classified (an error when no window was left)."""
+    unread = exc.unread or f"; what followed its first {exc.read_s:.2f} s was not classified"
+    if not windows:
+        return FileResult(file, [], error=str(exc))
+    return FileResult(file, windows, seconds, partial=f"{exc}{unread}")
 
 
 def window_plan(loaded: LoadedModel, window_s: float | None, hop_s: float) -> WindowPlan:
@@ -65,11 +78,16 @@ def file_windows(path: str | Path, front: FrontEnd, block_s: float = READ_BLOCK_
     """The windows of ``path`` in order, as the daemon emits them, through ``front`` (a fresh
     ``WindowFrontEnd``; afterwards ``front.samples`` is the file's length at the model rate).
 
-    Raises ``AudioInputError`` (naming the file) when it cannot be read; windows yielded before a read
-    error mid-file are then incomplete, so callers commit a file only once this generator is exhausted.
+    Raises ``AudioInputError`` (naming the file) when it cannot be read, so callers commit a file only once
+    this generator is exhausted; a ``TruncatedAudio`` (a failure part-way) comes after the windows of the
+    readable part, its tail window included: the stream ends there as its replay's does.
     """
-    for chunk in read_chunks(path, front.cfg.sample_rate, block_s):
-        yield from front.accept(chunk)
+    try:
+        for chunk in read_chunks(path, front.cfg.sample_rate, block_s):
+            yield from front.accept(chunk)
+    except TruncatedAudio:
+        yield from front.finish()
+        raise
     yield from front.finish()
 
 
@@ -120,6 +138,10 @@ def classify_file(
             pending.append(window)
             if len(pending) >= batch_size:
                 flush()
+    except TruncatedAudio as exc:
+        if pending:
+            flush()
+        return partial_result(str(path), out, duration_s(front), exc)
     except AudioInputError as exc:
         return FileResult(str(path), [], error=str(exc))
     if pending:

@@ -54,3 +54,31 @@ def as_recorded(recorded: Any, settings: dict[str, Any]) -> tuple[Any, dict[str,
         settings = {k: v for k, v in settings.items() if k not in ("precision", "own_window_s")}
         unchecked.append("precision")
     return recorded, settings, unchecked
+
+
+# the option that sets each recorded setting, to name in a refusal
+_OPTION_OF = {
+    "hop_s": "--hop-s",
+    "window_s": "--window-s",
+    "precision": "--precision",
+    "top_k": "--top-k",
+    "min_score": "--min-score",
+}
+
+
+def differing(recorded: dict[str, Any], current: dict[str, Any]) -> tuple[str, str]:
+    """``("key WAS -> NOW, ...", "the options that continue the output")``; None shows as ``unset``."""
+
+    def shown(value: Any) -> str:
+        return "unset" if value is None else str(value)
+
+    changed, again = [], []
+    for key in sorted(set(recorded) | set(current)):
+        was, now = recorded.get(key), current.get(key)
+        if was == now:
+            continue
+        changed.append(f"{key} {shown(was)} -> {shown(now)}")
+        option = _OPTION_OF.get(key)
+        if option:
+            again.append(f"without {option}" if was is None else f"{option} {was}")
+    return ", ".join(changed), " ".join(again)

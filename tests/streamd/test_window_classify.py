@@ -8,15 +8,18 @@ import csv
 import json
 import os
 import pathlib
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 from support.checkpoints import small_resnet_checkpoint
-from support.process import streamd_env
+from support.process import streamd_command, streamd_env
 
 from streamd.cli import main
 from streamd.collect import replay_collect
@@ -96,18 +99,60 @@ def test_raven_tables_parse_back(tmp_path, archive, small_checkpoint):
             assert row["Label"] == item["label"] and float(row["Confidence"]) == item["score"]
 
 
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def test_min_score_and_csv(tmp_path, archive, small_checkpoint):
+    """Labels below --min-score are left out; a window left with none keeps one row, its rank, label and
+    score empty (it was classified: nothing reached the threshold)."""
     everything, kept = tmp_path / "all.csv", tmp_path / "kept.csv"
     assert classify(everything, archive, small_checkpoint, "--top-k", "5") == 0
-    with everything.open() as f:
-        all_rows = list(csv.DictReader(f))
-    least = float(np.median([float(r["score"]) for r in all_rows]))
+    all_rows = csv_rows(everything)
+    least = float(np.median([float(r["score"]) for r in all_rows if r["rank"] == "1"]))
     assert classify(kept, archive, small_checkpoint, "--top-k", "5", "--min-score", repr(least)) == 0
-    with kept.open() as f:
-        kept_rows = list(csv.DictReader(f))
-    assert all(float(r["score"]) >= least for r in kept_rows)
-    assert kept_rows == [r for r in all_rows if float(r["score"]) >= least]
-    assert 0 < len(kept_rows) < len(all_rows)
+    kept_rows = csv_rows(kept)
+    labelled = [r for r in kept_rows if r["label"]]
+    assert all(float(r["score"]) >= least for r in labelled)
+    assert labelled == [r for r in all_rows if float(r["score"]) >= least]
+    assert 0 < len(labelled) < len(all_rows)
+    window = ("file", "window", "begin_s", "end_s")
+    empty = [tuple(r[k] for k in window) for r in kept_rows if not r["label"]]
+    assert all(r["rank"] == r["score"] == "" for r in kept_rows if not r["label"])
+    assert empty == [
+        tuple(r[k] for k in window) for r in all_rows if r["rank"] == "1" and float(r["score"]) < least
+    ]
+    assert empty and {tuple(r[k] for k in window) for r in kept_rows} == {
+        tuple(r[k] for k in window) for r in all_rows
+    }  # every window classified is in the output
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "raven"])
+def test_a_file_with_nothing_above_min_score_is_told_from_one_never_classified(
+    tmp_path, archive, small_checkpoint, fmt
+):
+    """``--min-score 1``: no label passes. CSV and JSON lines wrote nothing at all for such a file, as if
+    it had never been classified; each of its windows now has a row (no label) / a line (``labels: []``),
+    and a Raven directory has its table with the header alone."""
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(round(7.0 * SR), dtype=np.float32), SR)
+    out = tmp_path / ("tables" if fmt == "raven" else f"o.{fmt}")
+    assert classify(out, [silent, archive[1]], small_checkpoint, "--format", fmt, "--min-score", "1") == 0
+    spans = [(0.0, 5.0), (2.0, 7.0)]  # the silent file's windows: one every hop, the tail aligned to its end
+    if fmt == "raven":
+        for path in (silent, archive[1]):
+            assert (out / raven_table_name(path)).read_text().splitlines() == ["\t".join(RAVEN_HEADER)]
+    elif fmt == "jsonl":
+        rows = jsonl(out)
+        assert [(r["t_start"], r["t_end"]) for r in rows if r["file"] == str(silent)] == spans
+        assert {r["file"] for r in rows} == {str(silent), str(archive[1])}
+        assert all(r["labels"] == [] for r in rows)
+    else:
+        rows = csv_rows(out)
+        mine = [(float(r["begin_s"]), float(r["end_s"])) for r in rows if r["file"] == str(silent)]
+        assert mine == spans and {r["file"] for r in rows} == {str(silent), str(archive[1])}
+        assert all(r["rank"] == r["label"] == r["score"] == "" for r in rows)
 
 
 def test_corrupt_file_reported_others_written_and_resumed(tmp_path, archive, small_checkpoint, capsys):
@@ -279,7 +324,9 @@ def test_audio_changed_since_it_was_classified(tmp_path, archive, small_checkpoi
 
 
 def test_standard_input_gives_the_rows_of_the_file(tmp_path, archive, small_checkpoint):
-    """The progress bar's sizing does not read standard input (it can be read only once)."""
+    """The progress bar's sizing does not read standard input (it can be read only once). A second
+    standard input into the same output was appended under the same name ``<stdin>``, its windows
+    numbered from 0 again: rows of two recordings no one could tell apart. It is refused in one line."""
     wav = tmp_path / "clip.wav"
     sf.write(wav, sf.read(archive[1])[0], SR, subtype="PCM_16")
     from_file, from_pipe = tmp_path / "f.jsonl", tmp_path / "p.jsonl"
@@ -292,9 +339,15 @@ def test_standard_input_gives_the_rows_of_the_file(tmp_path, archive, small_chec
     windows = [{k: v for k, v in row.items() if k != "file"} for row in jsonl(from_pipe)]
     assert windows == [{k: v for k, v in row.items() if k != "file"} for row in jsonl(from_file)]
     assert windows and {row["file"] for row in jsonl(from_pipe)} == {"<stdin>"}  # as classify names it
+    before = from_pipe.read_bytes()
     again = subprocess.run(command, input=wav.read_bytes(), env=streamd_env(), capture_output=True)
-    assert again.returncode == 0 and b"already done" not in again.stderr  # new audio on every run
-    assert len(jsonl(from_pipe)) == 2 * len(windows)
+    err = again.stderr.decode()
+    assert again.returncode == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert (
+        err.startswith("streamd: error: ")
+        and "already holds the rows of an earlier run's standard input" in err
+    )
+    assert from_pipe.read_bytes() == before
 
 
 def test_a_file_named_twice_is_classified_once(tmp_path, archive, small_checkpoint):
@@ -313,7 +366,8 @@ def test_a_progress_list_of_an_earlier_streamd_is_resumed(tmp_path, archive, sma
     head = json.loads(lines[0])
     del head["settings"]["model_sha256"], head["settings"]["precision"], head["settings"]["own_window_s"]
     head["settings"]["window_s"] = WINDOW_S  # the window given, which it recorded as it was given
-    progress.write_text("\n".join([json.dumps(head), *lines[1:]]) + "\n")
+    entries = [{k: v for k, v in json.loads(line).items() if k != "path"} for line in lines[1:]]  # by name
+    progress.write_text("\n".join(map(json.dumps, [head, *entries])) + "\n")
     capsys.readouterr()
     assert classify(out, archive[1:3], small_checkpoint) == 0
     err = capsys.readouterr().err
@@ -327,11 +381,11 @@ def test_a_disk_that_fills_mid_run_is_one_line_and_the_rerun_completes(
 ):
     from support.tiny_disk import tiny_tmpfs
 
-    paths = archive * 6  # named again: classified once; the output outgrows the disk
+    paths = archive * 6  # copies of the files: files of their own (the output outgrows the disk)
     copies = []
     for i, path in enumerate(paths):
         copies.append(tmp_path / f"c{i}{path.suffix}")
-        copies[-1].symlink_to(path)
+        shutil.copyfile(path, copies[-1])
     with tiny_tmpfs(tmp_path / "small", size="512k") as disk:
         out = disk / ("o.csv" if fmt == "csv" else "tables")
         (disk / "ballast").write_bytes(bytes(500 * 1024))  # about 12 KB left
@@ -419,3 +473,197 @@ def test_without_a_hop_a_short_window_hops_half_of_itself(tmp_path, archive, sma
     spans = [(r["t_start"], r["t_end"]) for r in jsonl(out)]
     assert spans[:3] == [(0.0, 2.0), (1.0, 3.0), (2.0, 4.0)] and spans[-1][1] == 12.3
     assert "not classified" not in capsys.readouterr().err
+
+
+def _same_length_other_audio(folder: Path, source: Path, stamp_ns: int) -> Path:
+    """``folder/x.wav``: the audio of ``source`` (5 s, as every ESC-50 clip) as 16-bit WAV, so that its
+    size is the same whatever the audio, modified at ``stamp_ns``."""
+    folder.mkdir()
+    path = folder / "x.wav"
+    sf.write(path, esc50_mono(source), SR, subtype="PCM_16")
+    os.utime(path, ns=(stamp_ns, stamp_ns))
+    return path
+
+
+def esc50_mono(path: Path) -> np.ndarray:
+    return sf.read(path, dtype="float32")[0]
+
+
+def test_a_file_is_known_by_where_it_is_not_by_the_name_typed(
+    tmp_path, archive, small_checkpoint, capsys, monkeypatch
+):
+    """Resuming went by the text typed: ``x.wav`` of another folder (same name, size and time) was
+    skipped as done, and the same file typed ``many/f1.flac``, ``./many/f1.flac`` or in full was
+    classified again. A file is now known by its real path; rows name it by its absolute path."""
+    out = tmp_path / "o.csv"
+    first = _same_length_other_audio(tmp_path / "d3", archive[1], 1_700_000_000_000_000_000)
+    second = _same_length_other_audio(tmp_path / "d4", archive[2], 1_700_000_000_000_000_000)
+    assert first.stat().st_size == second.stat().st_size
+    monkeypatch.chdir(first.parent)
+    assert classify(out, [Path("x.wav")], small_checkpoint) == 0
+    monkeypatch.chdir(second.parent)
+    capsys.readouterr()
+    assert classify(out, [Path("x.wav")], small_checkpoint) == 0
+    err = capsys.readouterr().err
+    assert "already done" not in err and "changed since" not in err
+    rows = csv_rows(out)
+    first, second = Path(os.path.realpath(first)), Path(os.path.realpath(second))  # as os.getcwd() has it
+    assert [r["file"] for r in rows if r["rank"] == "1"] == [str(first), str(second)]  # one window each
+    assert {r["score"] for r in rows if r["file"] == str(first)} != {
+        r["score"] for r in rows if r["file"] == str(second)
+    }
+    (tmp_path / "many").mkdir()
+    f1 = Path(os.path.realpath(tmp_path)) / "many" / "f1.flac"
+    sf.write(f1, esc50_mono(archive[1]), SR, subtype="PCM_16")
+    monkeypatch.chdir(tmp_path)
+    assert classify(out, [Path("many/f1.flac")], small_checkpoint) == 0
+    written = out.read_bytes()
+    for spelling in ("./many/f1.flac", str(f1), "many/../many/f1.flac"):
+        capsys.readouterr()
+        assert main([*windows_args(out, small_checkpoint), "--hop-s", str(HOP_S), spelling]) == 0
+        assert "1 file(s) already done" in capsys.readouterr().err
+    assert out.read_bytes() == written
+    once = tmp_path / "once.jsonl"  # named three ways in one run: classified once, named in full
+    assert (
+        main(
+            [
+                *windows_args(once, small_checkpoint),
+                "--format",
+                "jsonl",
+                "many/f1.flac",
+                "./many/f1.flac",
+                str(f1),
+            ]
+        )
+        == 0
+    )
+    assert {r["file"] for r in jsonl(once)} == {str(f1)} and len(jsonl(once)) == 1
+
+
+def test_an_earlier_streamds_list_of_typed_names_resumes_only_where_it_can_tell_the_file(
+    tmp_path, archive, small_checkpoint, capsys, monkeypatch
+):
+    """A progress list an earlier streamd wrote records files by the names typed: a relative name is the
+    file it was only where this folder holds that very file (its size and time): it resumes there (and
+    the list learns where the file is), and is refused in one line anywhere else, never skipped."""
+    stamp = 1_700_000_000_000_000_000
+    first = _same_length_other_audio(tmp_path / "d3", archive[1], stamp)
+    second = _same_length_other_audio(tmp_path / "d4", archive[2], stamp + 1)
+    first, second = Path(os.path.realpath(first)), Path(os.path.realpath(second))  # as os.getcwd() has it
+    out = tmp_path / "o.csv"
+    progress = progress_path(out, "csv")
+
+    monkeypatch.chdir(first.parent)  # begun here by an earlier streamd:
+    assert classify(out, [Path("x.wav")], small_checkpoint) == 0
+    lines = progress.read_text().splitlines()
+    entries = [{**json.loads(line), "file": "x.wav"} for line in lines[1:]]  # the name typed only
+    for entry in entries:
+        del entry["path"]
+    progress.write_text("\n".join([lines[0], *map(json.dumps, entries)]) + "\n")
+    monkeypatch.chdir(second.parent)  # another folder's x.wav: which file the list meant cannot be told
+    written, listed = out.read_bytes(), progress.read_text()
+    capsys.readouterr()
+    assert classify(out, [Path("x.wav")], small_checkpoint) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "recorded files by the names typed: x.wav is not, in" in err
+    assert out.read_bytes() == written and progress.read_text() == listed
+    monkeypatch.chdir(first.parent)  # where it was begun: resumed, the list now knows where x.wav is
+    assert classify(out, [Path("x.wav"), archive[2]], small_checkpoint) == 0
+    assert "1 file(s) already done" in capsys.readouterr().err
+    assert json.loads(progress.read_text().splitlines()[1])["path"] == str(first)
+    monkeypatch.chdir(second.parent)  # and from now on from anywhere
+    assert classify(out, [first, Path("x.wav")], small_checkpoint) == 0
+    err = capsys.readouterr().err
+    assert "1 file(s) already done" in err
+    assert {r["file"] for r in csv_rows(out)} == {str(first), str(archive[2]), str(second)}
+
+
+def _cut_flac(folder: Path, esc50) -> Path:
+    """A 60-s FLAC of real clips with the second half of its bytes missing (a copy cut short)."""
+    whole = folder / "whole.flac"
+    sf.write(whole, np.concatenate([esc50.read_mono(p) for p in esc50.clips(12)]), SR)
+    cut = folder / "cut.flac"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    return cut
+
+
+def test_a_flac_with_a_corrupt_tail_keeps_its_readable_part_as_replay_does(
+    tmp_path, small_checkpoint, esc50, capsys
+):
+    """``replay`` classifies a file's readable part and says how much was not; ``classify --windows``
+    wrote nothing for it. It now keeps the same windows and scores, says the same, exits 1, and records
+    the file as done, so a rerun skips it (its rows once) and says it is there only in part."""
+    from support.fixtures import free_tcp_port
+
+    cut, out = _cut_flac(tmp_path, esc50), tmp_path / "w.jsonl"
+    k = str(len(esc50.labels))
+    assert classify(out, [cut], small_checkpoint, "--format", "jsonl", "--top-k", k) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("streamd: error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"streamd: error: {cut}: read error (")
+    unread = float(errors[0].split("; its last ")[1].split(" s were not classified")[0])
+    read = float(errors[0].split("the windows of its first ")[1].split(" s are in")[0])
+    assert read + unread == pytest.approx(60.0, abs=0.01) and 10.0 < read < 50.0
+    assert "it counts as done (a rerun skips it)" in errors[0] and "Traceback" not in err
+    rows = jsonl(out)
+    assert rows and rows[-1]["t_end"] == pytest.approx(read, abs=1e-3)  # the tail window ends where it broke
+    replay = ["replay", str(cut), "--speed", "max", "--no-dashboard", "--json", "--checkpoint"]
+    replay += [str(small_checkpoint), "--window", str(WINDOW_S), "--hop", str(HOP_S), "--top-k", k]
+    assert main([*replay, "--publish", f"tcp://127.0.0.1:{free_tcp_port()}"]) == 1
+    printed, replay_err = capsys.readouterr()
+    assert f"its last {unread:.2f} s were not classified" in replay_err
+    daemon = [m for m in map(json.loads, printed.splitlines()) if m["type"] == "prediction"]
+    assert [(r["t_start"], r["t_end"]) for r in rows] == [(m["t_start"], m["t_end"]) for m in daemon]
+    for r, m in zip(rows, daemon, strict=True):
+        theirs = {item["label"]: item["score"] for item in m["labels"]}
+        assert max(abs(item["score"] - theirs[item["label"]]) for item in r["labels"]) <= TOLERANCE
+    written = out.read_bytes()
+    assert classify(out, [cut], small_checkpoint, "--format", "jsonl", "--top-k", k) == 0
+    err = capsys.readouterr().err
+    assert "1 file(s) already done" in err and "1 of them only up to a read error" in err
+    assert out.read_bytes() == written
+
+
+def test_on_ray_a_corrupt_tail_keeps_the_readable_part_too(tmp_path, small_checkpoint, esc50):
+    """The Ray path's per-file task and the driver's grouping give the local run's result (no cluster:
+    the two halves are called as Ray calls them)."""
+    from streamd.model_runner import ModelRunner
+    from streamd.ray_classify import FileWindows, group_rows
+    from streamd.window_scoring import classify_file, window_plan
+
+    cut = _cut_flac(tmp_path, esc50)
+    loaded = load_model(small_checkpoint, compute="cpu")
+    plan = window_plan(loaded, WINDOW_S, HOP_S)
+    local = classify_file(ModelRunner(loaded), str(cut), plan, 5, 2.0)  # min score 2: no labels to compare
+    rows = [{**row, "labels": "[]"} for row in FileWindows(plan)({"path": str(cut), "name": str(cut)})]
+    (on_ray,) = group_rows(iter(rows))
+    assert local.partial is not None and local.error is None and local.windows
+    assert on_ray == local
+
+
+def test_ctrl_c_says_where_the_progress_is_kept_and_the_same_command_resumes(
+    tmp_path, archive, small_checkpoint
+):
+    """Ctrl-C ended ``classify --windows`` with 130 and nothing said (``train`` says where its progress
+    is). Interrupted while it waits for a FIFO nobody writes to, after a file was finished."""
+    fifo = tmp_path / "fifo.wav"
+    os.mkfifo(fifo)
+    out = tmp_path / "o.csv"
+    args = [*windows_args(out, small_checkpoint), "--window-s", str(WINDOW_S), "--hop-s", str(HOP_S)]
+    proc = subprocess.Popen(
+        streamd_command([*args, str(archive[1]), str(fifo)]), env=streamd_env(), stderr=subprocess.PIPE
+    )
+    progress = progress_path(out, "csv")
+    deadline = time.monotonic() + 120
+    while not (progress.exists() and len(progress.read_text().splitlines()) >= 2):  # the first file done
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)  # now waiting (up to 3 s) for the FIFO's first bytes
+    assert proc.wait(timeout=60) == 130
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert err.splitlines() == [
+        f"streamd: interrupted: 1 finished file(s) are kept in {out}, recorded in {progress}; run the same "
+        "command again to resume (a file cut off half-way is classified again)"
+    ]
+    assert main([*args, str(archive[1])]) == 0  # resumed: nothing to do again
