@@ -71,6 +71,8 @@ def make_publisher(
             raise ConfigError("--curve-server-key goes with --connect-proxy")
         security = security_from_args(args)
         return Publisher(endpoint, security=security, queue_size=queue_size, sndhwm=sndhwm, block=block)
+    if getattr(args, "publish", None) is not None:
+        raise ConfigError("--publish and --connect-proxy exclude each other: the proxy's subscribers listen")
     if getattr(args, "curve_allow_dir", None) is not None:
         raise ConfigError("--curve-allow-dir is for binding; with --connect-proxy the proxy checks keys")
     client_secret = getattr(args, "curve_secret_key", None)

@@ -85,7 +85,7 @@ def execute(
         publisher.stop(timeout=0.0)
         raise
     if args.check:
-        return _report_check(daemon, integrations, publisher, cfg.publish.endpoint)
+        return _report_check(args, cfg, daemon, integrations, publisher)
     json_sink = None
     if args.json:
         from streamd.sinks import JsonLinesSink
@@ -133,14 +133,32 @@ def execute(
     return 1 if daemon.errors else 0
 
 
-def _report_check(daemon: Daemon, integrations: Integrations, publisher: Publisher, endpoint: str) -> int:
+def _report_check(
+    args: argparse.Namespace,
+    cfg: DaemonConfig,
+    daemon: Daemon,
+    integrations: Integrations,
+    publisher: Publisher,
+) -> int:
     """``--check``: everything was built without error; say what would run, release it all, exit 0.
-    Nothing was bound or connected (the endpoint, metrics and MQTT were checked, not opened)."""
-    for stream in daemon.streams:
-        print(f"streamd: check: {stream.name}: {daemon.start_message(stream)}")
-    integrations.close()
-    publisher.stop(timeout=0.0)
-    print(f"streamd: check passed: {len(daemon.streams)} stream(s), publishing on {endpoint}")
+    The publish endpoint and the metrics port are bound on trial and released (one in use is said, not
+    an error: the running service may hold it); MQTT is not connected (``streamd.bind_probe``)."""
+    from streamd.bind_probe import probe_endpoint, probe_listen
+    from streamd.metrics import parse_listen
+
+    try:
+        for stream in daemon.streams:
+            print(f"streamd: check: {stream.name}: {daemon.start_message(stream)}")
+        proxy = getattr(args, "connect_proxy", None)
+        where = f"connecting to the proxy {proxy}" if proxy else f"publishing on {cfg.publish.endpoint}"
+        if not proxy and (note := probe_endpoint(cfg.publish.endpoint)):
+            print(f"streamd: check: {cfg.publish.endpoint}: {note}")
+        if cfg.metrics.listen and (note := probe_listen(*parse_listen(cfg.metrics.listen), "--metrics")):
+            print(f"streamd: check: metrics {cfg.metrics.listen}: {note}")
+    finally:
+        integrations.close()
+        publisher.stop(timeout=0.0)
+    print(f"streamd: check passed: {len(daemon.streams)} stream(s), {where}")
     return 0
 
 

@@ -101,8 +101,34 @@ def test_check_binds_listens_and_connects_nothing(clips, small_checkpoint, free_
             assert main([*argv, "--check"]) == 0, capsys.readouterr().err
     finally:
         running.stop(timeout=0.0)
-    assert capsys.readouterr().out.splitlines()[-1].startswith("streamd: check passed: 1 stream(s)")
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("streamd: check passed: 1 stream(s)")
+    in_use = "in use (a running streamd may hold it); not bound by the check"
+    assert f"streamd: check: tcp://127.0.0.1:{free_port}: {in_use}" in out
+    assert f"streamd: check: metrics 127.0.0.1:{metrics_port}: {in_use}" in out
     assert not [t.name for t in threading.enumerate() if "mqtt" in t.name.lower() or "paho" in t.name.lower()]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--publish", "ipc:///nonexistent-folder/x.ipc"], "x.ipc: No such file or directory"),
+        (["--metrics", "192.0.2.1:9109", "--insecure"], "--metrics: cannot listen on 192.0.2.1:9109"),
+        (["--connect-proxy", "tcp://127.0.0.1:1"], "--publish and --connect-proxy exclude each other"),
+    ],
+)
+def test_check_fails_where_the_run_would_fail_to_bind(
+    clips, small_checkpoint, free_port, capsys, extra, message
+):
+    base = _replay_args(clips[0], small_checkpoint, free_port)
+    if extra[0] != "--connect-proxy":  # this endpoint instead of the free port's
+        base = [a for a in base if a not in ("--publish", f"tcp://127.0.0.1:{free_port}")]
+    argv = base + extra
+    assert main([*argv, "--check"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert main(argv) == 2
+    assert capsys.readouterr().err == err  # the run itself fails with the same line
 
 
 @pytest.mark.parametrize(
