@@ -13,6 +13,8 @@ from streamd.errors import ConfigError
 from streamd.path_args import path_arg
 from streamd.security import security_from_args
 
+MAX_PREFIX_CHARS = messages.MAX_STREAM_CHARS // 2  # the rest is the source's own name
+
 
 def add_fanin_arguments(parser: argparse.ArgumentParser) -> None:
     """``--connect-proxy``, ``--stream-prefix`` and ``--curve-server-key`` for run / replay."""
@@ -40,8 +42,13 @@ def stream_prefix(args: argparse.Namespace) -> str | None:
     prefix = getattr(args, "stream_prefix", None)
     if prefix is not None and not messages.stream_name(prefix, fallback=""):
         raise ConfigError(f"--stream-prefix {prefix!r} has no letter or digit to name streams with")
+    if prefix is not None and len(messages.stream_name(prefix)) > MAX_PREFIX_CHARS:
+        raise ConfigError(
+            f"--stream-prefix: at most {MAX_PREFIX_CHARS} characters (stream names hold "
+            f"{messages.MAX_STREAM_CHARS}, and the source's own name follows it), got {len(prefix)}"
+        )
     if prefix is None and getattr(args, "connect_proxy", None):
-        prefix = socket.gethostname().split(".")[0]
+        prefix = socket.gethostname().split(".")[0][:MAX_PREFIX_CHARS]
     return None if prefix is None else messages.stream_name(prefix)
 
 

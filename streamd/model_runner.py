@@ -26,8 +26,21 @@ def model_threads(requested: int, device: torch.device) -> int:
         return requested
     if device.type != "cpu":
         return torch.get_num_threads()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(torch.get_num_threads(), cores))
+    return max(1, min(torch.get_num_threads(), usable_cores()))
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def threads_warning(requested: int) -> str | None:
+    """A warning for ``[engine] threads`` beyond this machine's cores (each worker then waits on the
+    others: 1000 on 2 cores classified nothing in a minute)."""
+    cores = usable_cores()
+    if requested <= cores:
+        return None
+    return f"[engine] threads = {requested} is more than the {cores} core(s) this process may use: slow"
 
 
 def intra_op_threads(workers: int) -> int:

@@ -45,8 +45,18 @@ def parse_url(url: str) -> BrokerAddress:
     return BrokerAddress(hostname, port or DEFAULT_PORT[parts.scheme], parts.scheme == "mqtts", prefix)
 
 
+MAX_UTF8_BYTES = 65535  # an MQTT string's length field: a client id, a topic
+
+
 def check_topic_prefix(where: str, prefix: str) -> None:
-    """A topic prefix brokers accept for publishing: no wildcards (``+``, ``#``), no NUL, not ``$...``."""
+    """A topic prefix brokers accept for publishing: not empty (topics would begin with ``/``), no
+    wildcards (``+``, ``#``), no NUL, not ``$...``, short enough for MQTT's string length."""
+    if not prefix.strip("/"):
+        raise ConfigError(f"{where}: empty, so topics would begin with '/'; give a prefix such as 'streamd'")
+    if len(prefix.encode("utf-8")) > MAX_UTF8_BYTES // 2:  # room for the stream, label and kind after it
+        raise ConfigError(
+            f"{where}: {len(prefix.encode())} bytes long; MQTT topics hold at most {MAX_UTF8_BYTES}"
+        )
     if any(c in prefix for c in "+#\x00"):
         raise ConfigError(f"{where}: {prefix!r} is not a topic prefix one can publish to (no + or #)")
     if prefix.strip("/").startswith("$"):  # $SYS/...: the broker drops what clients publish there
@@ -60,5 +70,9 @@ def check_settings(cfg: MqttSection, address: BrokerAddress) -> None:
     if address.prefix is None:  # the URL's path wins
         check_topic_prefix("mqtt.prefix", cfg.prefix)
     check_topic_prefix("mqtt.discovery_prefix", cfg.discovery_prefix)
+    if len(cfg.client_id.encode("utf-8")) > MAX_UTF8_BYTES:
+        raise ConfigError(
+            f"mqtt.client_id: {len(cfg.client_id.encode())} bytes; MQTT allows at most {MAX_UTF8_BYTES}"
+        )
     if cfg.password and not cfg.username:  # MQTT sends a password only with a user name
         raise ConfigError("mqtt.password is set without mqtt.username: MQTT sends a password only with one")

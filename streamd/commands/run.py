@@ -70,6 +70,7 @@ def execute(
         import_then_honour_interrupts("torch")  # Ctrl-C inside torch's start-up would kill the process
         from streamd.daemon import Daemon
         from streamd.model_loading import resolve_model, window_warnings
+        from streamd.model_runner import threads_warning
         from streamd.window_scoring import window_plan
 
         model = resolve_model(args, daemon_config=True)
@@ -77,7 +78,10 @@ def execute(
             window_plan(model, cfg.windows.window_s, cfg.windows.hop_s)
         daemon = Daemon(cfg, sources, model, publisher)  # checks the window plan: errors come first
         asked = hop_given(args)  # a recurrent model steps per column
-        for warning in window_warnings(cfg.windows.window_s, cfg.windows.hop_s, model, hop_given=asked):
+        warnings = window_warnings(cfg.windows.window_s, cfg.windows.hop_s, model, hop_given=asked)
+        if model.device.type == "cpu" and (too_many := threads_warning(cfg.engine.threads)):
+            warnings.append(too_many)
+        for warning in warnings:
             print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
         # a bad --save-clips folder fails here
         integrations = attach_integrations(cfg, daemon, publisher, start=not args.check)

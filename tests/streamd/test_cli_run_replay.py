@@ -109,6 +109,15 @@ def test_check_binds_listens_and_connects_nothing(clips, small_checkpoint, free_
     assert not [t.name for t in threading.enumerate() if "mqtt" in t.name.lower() or "paho" in t.name.lower()]
 
 
+def test_more_engine_threads_than_cores_are_warned_about(
+    clips, small_checkpoint, free_port, tmp_path, capsys
+):
+    config = _write(tmp_path / "threads.toml", "[engine]\nthreads = 1000\n")
+    argv = _replay_args(clips[0], small_checkpoint, free_port, "--config", str(config), "--check")
+    assert main(argv) == 0
+    assert "streamd: warning: [engine] threads = 1000 is more than the" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -149,6 +158,7 @@ def test_check_fails_where_the_run_would_fail_to_bind(
         (["replay", "{clip}", "--checkpoint", "{ckpt}", "--save-clips", "{bad}"], "is not a folder"),
         (["replay", "{clip}", "--checkpoint", "{ckpt}", "--save-clips", "{bad}/clips"], "cannot create"),
         (["replay", "{clip}", "--checkpoint", "{bad}", "--check"], "not a readable safetensors checkpoint"),
+        (["replay", "{clip}", "--stream-prefix", "p" * 40], "--stream-prefix: at most 32 characters"),
         (["replay", "{clip}", "--checkpoint", "{ckpt}", "--hop", "0.015", "--check"], "frame shift"),
     ],
 )

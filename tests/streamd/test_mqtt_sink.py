@@ -365,6 +365,13 @@ def test_bad_urls_are_config_errors() -> None:
         (MqttSection(url="mqtt://127.0.0.1:1", prefix="$foo"), "mqtt.prefix: '\\$foo' begins with '\\$'"),
         (MqttSection(url="mqtt://127.0.0.1:1", discovery_prefix="/$SYS/ha"), "mqtt.discovery_prefix"),
         (MqttSection(url="mqtt://127.0.0.1:1", password="pw"), "mqtt.password is set without mqtt.username"),
+        (
+            MqttSection(url="mqtt://127.0.0.1:1", prefix=""),
+            "mqtt.prefix: empty, so topics would begin with '/'",
+        ),
+        (MqttSection(url="mqtt://127.0.0.1:1", discovery_prefix="/"), "mqtt.discovery_prefix: empty"),
+        (MqttSection(url="mqtt://127.0.0.1:1", client_id="x" * 70000), "mqtt.client_id: 70000 bytes"),
+        (MqttSection(url="mqtt://127.0.0.1:1", prefix="p" * 40000), "mqtt.prefix: 40000 bytes long"),
     ],
 )
 def test_bad_mqtt_settings_are_config_errors(section: MqttSection, why: str) -> None:
