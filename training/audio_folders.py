@@ -7,12 +7,16 @@ all call these two functions, so that they agree on which files a folder holds:
 - linked sub-folders are followed (each real folder once, so a link back up cannot loop);
 - audio is found by extension (``AUDIO_EXTENSIONS``); a broken link with an audio extension is listed, so
   that the caller's file check reports it rather than losing it silently; the other visible files are
-  counted (``split_files``), so that a caller can say what it left out.
+  counted (``split_files``), so that a caller can say what it left out;
+- ``class_tree`` lists a folder of class folders with everything it leaves out said: files directly in
+  the folder (no class), broken links where a class folder was expected, class folders without audio,
+  files of other extensions; ``repeated_file`` finds one file listed twice (a link), which both refuse.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 AUDIO_EXTENSIONS = (
@@ -73,3 +77,61 @@ def empty_class_note(class_dir: Path, extensions: tuple[str, ...] = AUDIO_EXTENS
 def unusable_class_note(label: str, files: int) -> str:
     """The one line that reports a class none of whose files could be read (it is left out)."""
     return f"class {label!r}: none of its {files} file(s) is usable; left out"
+
+
+def loose_files_note(folder: Path, said: tuple[Path, ...] = ()) -> str | None:
+    """The one line that reports visible files directly in ``folder`` (beside its class folders: no class),
+    or None; ``said``: files the caller reports otherwise."""
+    loose = [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file() and p not in said]
+    if not loose:
+        return None
+    return f"{len(loose)} file(s) directly in {folder} belong to no class folder; left out"
+
+
+def class_tree(
+    folder: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS, said: tuple[Path, ...] = ()
+) -> tuple[list[tuple[Path, list[Path]]], list[Path], list[str]]:
+    """A folder of class folders, as ``train --data`` and ``evaluate --folders`` both read one: (each class
+    folder with its audio files, none empty; the files of other extensions; one line per thing left out:
+    files directly in ``folder``, broken links where a class folder was expected, class folders without
+    audio). The caller reports the other files (``other_files_note``) once, for all its trees."""
+    problems = [note] if (note := loose_files_note(folder, said)) else []
+    for link in sorted(p for p in folder.iterdir() if p.is_symlink() and not p.exists()):
+        problems.append(f"{link}: a broken link where a class folder was expected; left out")
+    classes: list[tuple[Path, list[Path]]] = []
+    others: list[Path] = []
+    for class_dir in class_dirs(folder):
+        files, other = split_files(class_dir, extensions)
+        others += other
+        if files:
+            classes.append((class_dir, files))
+        else:
+            problems.append(empty_class_note(class_dir, extensions))
+    return classes, others, problems
+
+
+def identity(file: Path) -> Path:
+    """The file a path names, the same however it is spelt (a link loop: its absolute spelling; the file
+    check reports it)."""
+    try:
+        return file.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
+        return Path(os.path.abspath(file))
+
+
+def repeated_file(files: Iterable[Path]) -> tuple[Path, Path] | None:
+    """The first file listed again under another path (a link), with the path it was first listed under."""
+    first: dict[Path, Path] = {}
+    for file in files:
+        seen = first.setdefault(identity(file), file)
+        if seen != file:
+            return file, seen
+    return None
+
+
+def repeated_file_note(file: Path, seen: Path) -> str:
+    """The one line that refuses a file listed twice in class folders."""
+    return (
+        f"{file} is the same file as {seen} (a link?): one file per clip, or a clip would be counted "
+        "twice (or trained on and held out too)"
+    )

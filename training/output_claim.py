@@ -4,6 +4,7 @@ file is written. (``--fresh`` removes a run's own saved state when that run star
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import IO
 
@@ -22,5 +23,5 @@ def claim_output(folder: Path) -> IO[str]:
         f"{folder} is being trained into by another streamd train: wait for it, or give another --out",
     )
     if note:
-        print(f"warning: {note}", flush=True)
+        print(f"streamd: warning: {note}", file=sys.stderr, flush=True)
     return held

@@ -10,10 +10,10 @@ another order reads as it says.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from training.readers import DatasetError, csv_lines
+from training.audio_folders import identity
+from training.dataset_files import DatasetError, csv_lines
 
 SPLIT_ALIASES = {"": "train", "train": "train", "training": "train", "val": "val", "valid": "val"}
 SPLIT_ALIASES |= {"validation": "val", "dev": "val", "test": "test", "eval": "test", "testing": "test"}
@@ -86,12 +86,3 @@ def csv_entries(path: Path) -> tuple[list[tuple[Path, str, str]], list[str]]:
     if not entries:
         raise DatasetError(f"{path}: no rows (expected path,label[,split])")
     return entries, notes
-
-
-def identity(file: Path) -> Path:
-    """The file a row names, the same however the path is spelt (a link loop: its absolute spelling; the
-    file check reports it)."""
-    try:
-        return file.resolve()
-    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
-        return Path(os.path.abspath(file))

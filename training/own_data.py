@@ -34,13 +34,15 @@ from audio_core.errors import AudioInputError
 from training.audio_folders import (
     audio_files,
     class_dirs,
-    empty_class_note,
+    class_tree,
+    loose_files_note,
     other_files_note,
-    split_files,
+    repeated_file,
+    repeated_file_note,
     unusable_class_note,
 )
 from training.clips import Clip, ClipSet
-from training.own_csv import csv_entries, identity
+from training.own_csv import csv_entries
 from training.readers import DatasetError
 
 SPLIT_FOLDS = {"train": 1, "val": 2, "test": 3, "holdout": 4}
@@ -114,29 +116,19 @@ def left_out_note(broken: list[str]) -> str:
 def _from_folders(
     root: Path, splits: dict[str, Path], said: tuple[Path, ...] = ()
 ) -> tuple[list[tuple[Path, str, str]], list[str]]:
-    """Entries of class folders (in split folders), with problems; ``said``: files noted elsewhere."""
-    entries, problems, others = [], [], []
-    first: dict[Path, Path] = {}  # the resolved file -> the path it was first found under
-    for folder in dict.fromkeys([root, *splits.values()]):  # files beside the class (or split) folders
-        loose = [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file() and p not in said]
-        if loose:
-            problems.append(f"{len(loose)} file(s) directly in {folder} belong to no class folder; left out")
+    """Entries of class folders (in split folders), with problems; ``said``: files noted elsewhere. Each
+    folder of class folders is listed as ``evaluate --folders`` lists one (``class_tree``)."""
+    entries: list[tuple[Path, str, str]] = []
+    others: list[Path] = []
+    problems = [note] if root not in splits.values() and (note := loose_files_note(root, said)) else []
     for split, folder in splits.items():
-        for link in sorted(p for p in folder.iterdir() if p.is_symlink() and not p.exists()):
-            problems.append(f"{link}: a broken link where a class folder was expected; left out")
-        for class_dir in class_dirs(folder):
-            files, other = split_files(class_dir)
-            if not files:
-                problems.append(empty_class_note(class_dir))
-            others += other
-            for file in files:  # one file per clip, as a CSV's rows: a link must not repeat a clip
-                seen = first.setdefault(identity(file), file)
-                if seen != file:
-                    raise DatasetError(
-                        f"{file} is the same file as {seen} (a link?): one file per clip, or a training "
-                        "clip would be counted twice or held out too"
-                    )
-            entries += [(f, class_dir.name, split) for f in files]
+        classes, other, notes = class_tree(folder, said=said)
+        problems += notes
+        others += other
+        entries += [(f, class_dir.name, split) for class_dir, files in classes for f in files]
+    # one file per clip, as a CSV's rows: a link must not repeat a training clip or hold it out too
+    if repeated := repeated_file(file for file, _, _ in entries):
+        raise DatasetError(repeated_file_note(*repeated))
     if others:
         problems.append(other_files_note(others))
     return entries, problems

@@ -15,6 +15,7 @@ schedule exactly as it does for a TOML experiment started with ``--init``.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,13 @@ from training.own_data import SPLIT_FOLDS, OwnData, read_own_data
 from training.own_init import fine_tuning_doc, init_info
 from training.own_report import describe, held_out_report
 from training.readers import DatasetError
+from training.trained_clips import KEY, record
 
 CHOICES_FILE = "choices.json"
 
 
 def start_summary(data: OwnData) -> str:
-    """Layout, classes and clips per class and split, and any problems met."""
+    """Layout, classes and clips per class and split (the problems met are ``warn_problems``')."""
     counts = data.counts()
     splits = [s for s in ("train", "val", "test", "holdout") if s in counts]
     width = max(len(label) for label in data.clip_set.labels)
@@ -54,8 +56,13 @@ def start_summary(data: OwnData) -> str:
     ]
     for label in data.clip_set.labels:
         lines.append(f"  {label:<{width}}  " + "  ".join(f"{counts[s][label]:>7}" for s in splits))
-    lines += [f"warning: {p}" for p in data.problems]
     return "\n".join(lines)
+
+
+def warn_problems(data: OwnData) -> None:
+    """What was left out or is odd in the data, as every command warns: on stderr, ``streamd: warning:``."""
+    for problem in data.problems:
+        print(f"streamd: warning: {problem}", file=sys.stderr, flush=True)
 
 
 def experiment_doc(
@@ -119,6 +126,7 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
     out = opts.out or Path("runs") / data.clip_set.name
     _refuse_output_inside_data(out, Path(opts.data), given=opts.out is not None)
     say(opts, start_summary(data))
+    warn_problems(data)
     init = init_info(opts.init, opts.recipe)
     features = init.features if init is not None else FeatureConfig(num_mel_bins=derive.NUM_MEL_BINS)
     features = _with_feature_overrides(features, opts)  # refused before the output folder is made
@@ -207,7 +215,9 @@ def _with_feature_overrides(features: FeatureConfig, opts: OwnOptions) -> Featur
 
 
 def _store_choices(path: Path, data: OwnData, choices: dict[str, Any]) -> None:
-    """Name the model after the data set and keep every choice in the checkpoint."""
+    """Name the model after the data set and keep every choice in the checkpoint, with the digests of the
+    clips it trained on (``training.trained_clips``: evaluate tells held-out clips from them)."""
     model, info = load_checkpoint(path)
-    info.extra = {**info.extra, "name": data.clip_set.name, "derived": choices}
+    trained = [Path(c.path) for c in data.clip_set.clips if c.fold == SPLIT_FOLDS["train"]]
+    info.extra = {**info.extra, "name": data.clip_set.name, "derived": choices, KEY: record(trained)}
     save_checkpoint(path, model, info)

@@ -11,75 +11,17 @@ Every problem raises ``DatasetError`` naming the file (and row) at fault.
 
 from __future__ import annotations
 
-import csv
 import inspect
-import io
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from training import audio_folders as folders
-from training.audio_folders import AUDIO_EXTENSIONS, class_dirs, empty_class_note
+from training.audio_folders import AUDIO_EXTENSIONS
 from training.clips import Clip, ClipSet
-
-
-class DatasetError(ValueError):
-    """A dataset description is unusable; the message names the file and the problem."""
-
-
-def not_found(path: Path, what: str) -> DatasetError:
-    """``path: no such <what>``; for a relative path, from which directory it was looked up (configs name
-    their data relative to the current directory, not to the config file)."""
-    if path.is_dir():
-        return DatasetError(f"{path}: is a directory, not a {what}")
-    where = (
-        "" if path.is_absolute() else f" (relative paths are taken from the current directory, {Path.cwd()})"
-    )
-    return DatasetError(f"{path}: no such {what}{where}")
-
-
-def read_text(path: Path, what: str) -> str:
-    """A UTF-8 text file (a leading byte-order mark, as spreadsheet programs write one, is dropped);
-    ``DatasetError`` naming the file when it is not UTF-8 text."""
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path}: not a UTF-8 text {what} (byte {exc.start} cannot be read)") from None
-
-
-def csv_lines(path: Path, what: str) -> list[tuple[int, list[str]]]:
-    """The rows of a CSV file (``read_text``'s rules), each with the (1-based) line it ends on."""
-    reader = csv.reader(io.StringIO(read_text(path, what), newline=""))
-    return [(reader.line_num, row) for row in reader]
-
-
-def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
-    if not path.is_file():
-        raise not_found(path, "metadata file")
-    with io.StringIO(read_text(path, "metadata file"), newline="") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        missing = [c for c in required if c not in columns]
-        if missing:
-            raise DatasetError(
-                f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(columns)})"
-            )
-        return [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
-
-
-def _int_field(path: Path, line: int, row: dict[str, str], name: str) -> int:
-    try:
-        return int(row[name])
-    except ValueError:
-        raise DatasetError(f"{path}:{line}: column {name!r} is not an integer ({row[name]!r})") from None
-
-
-def _check_exists(clips: list[Clip], source: Path) -> None:
-    missing = [c.path for c in clips if not Path(c.path).is_file()]
-    if missing:
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise DatasetError(f"{source}: audio file {missing[0]} does not exist{more}")
+from training.dataset_files import DatasetError, check_exists, int_field, not_found, read_csv, read_text
 
 
 def read_esc50(
@@ -94,47 +36,56 @@ def read_esc50(
     ``categories`` keeps only those classes, ``exclude_categories`` drops those (a name not in the CSV is
     an error). Labels are the categories ordered by their ``target`` number (so the full ESC-50 CSV keeps
     its numbering; a CSV or a filter with only some targets gets compact indices in the same order).
+    A row with an empty filename, or naming a file an earlier row names, is refused naming its line.
     """
     path = Path(csv_path)
-    rows = _read_csv(path, ["filename", "fold", "target", "category"])
+    rows = read_csv(path, ["filename", "fold", "target", "category"])
     if not rows:
         raise DatasetError(f"{path}: no rows")
     rows = _filter_categories(path, rows, categories, exclude_categories)
     audio = Path(audio_dir) if audio_dir is not None else path.parent.parent / "audio"
     names: dict[int, str] = {}
     entries: list[tuple[Path, int, int]] = []
-    for line, row in enumerate(rows, start=2):
-        target = _int_field(path, line, row, "target")
-        fold = _int_field(path, line, row, "fold")
+    first: dict[Path, int] = {}  # the file -> the line that first names it
+    for line, row in rows:
+        if not row["filename"]:
+            raise DatasetError(f"{path}:{line}: empty filename")
+        file = audio / row["filename"]
+        if (seen := first.setdefault(folders.identity(file), line)) != line:  # it would count twice
+            raise DatasetError(
+                f"{path}:{line}: {row['filename']} is listed again (first on line {seen}): one row per clip"
+            )
+        target = int_field(path, line, row, "target")
+        fold = int_field(path, line, row, "fold")
         if names.setdefault(target, row["category"]) != row["category"]:
             raise DatasetError(
                 f"{path}:{line}: target {target} is both {names[target]!r} and {row['category']!r}"
             )
-        entries.append((audio / row["filename"], target, fold))
+        entries.append((file, target, fold))
     rank = {target: i for i, target in enumerate(sorted(names))}
     labels = [names[target] for target in sorted(names)]
     clips = [Clip(file, (rank[target],), fold) for file, target, fold in entries]
     if folds is not None:
         clips = [c for c in clips if c.fold in set(folds)]
-    _check_exists(clips, path)
+    check_exists(clips, path)
     return ClipSet(clips, labels, multi_label=False, name=path.stem)
 
 
 def _filter_categories(
     path: Path,
-    rows: list[dict[str, str]],
+    rows: list[tuple[int, dict[str, str]]],
     keep: Sequence[str] | None,
     drop: Sequence[str] | None,
-) -> list[dict[str, str]]:
+) -> list[tuple[int, dict[str, str]]]:
     """The rows whose category is in ``keep`` (when given) and not in ``drop``."""
-    known = {row["category"] for row in rows}
+    known = {row["category"] for _, row in rows}
     for option, names in (("categories", keep), ("exclude_categories", drop)):
         unknown = sorted(set(names or ()) - known)
         if unknown:
             raise DatasetError(f"{path}: {option}: unknown categor(ies) {unknown}")
     out = [
-        row
-        for row in rows
+        (line, row)
+        for line, row in rows
         if (keep is None or row["category"] in keep) and row["category"] not in (drop or ())
     ]
     if not out:
@@ -153,7 +104,7 @@ def read_class_folders(
     fold holds every class; without it, ``fold`` is None.
     """
     clip_set = read_class_folders_as_found(root, num_folds, extensions)
-    _check_exists(clip_set.clips, Path(root))
+    check_exists(clip_set.clips, Path(root))
     return clip_set
 
 
@@ -164,8 +115,9 @@ def read_class_folders_as_found(
     problems: list[str] | None = None,
 ) -> ClipSet:
     """``read_class_folders`` with broken links kept, for a caller that checks every file itself and leaves
-    the unusable ones out with a warning (``streamd evaluate --folders``, as ``train --data`` does); a
-    class folder without audio files is left out, with a line in ``problems`` when given."""
+    the unusable ones out with a warning (``streamd evaluate --folders``, as ``train --data`` does); what
+    the listing leaves out (``audio_folders.class_tree``: files beside the class folders, class folders
+    without audio, ...) is said in ``problems`` when given, in ``train --data``'s words."""
     root = Path(root)
     if not root.is_dir():
         raise (
@@ -175,36 +127,29 @@ def read_class_folders_as_found(
         )
     if num_folds is not None and num_folds < 1:
         raise DatasetError(f"{root}: num_folds must be at least 1, got {num_folds}")
-    clips: list[Clip] = []
-    labels: list[str] = []
-    others: list[Path] = []
-    for class_dir in class_dirs(root):
-        files, other = folders.split_files(class_dir, tuple(extensions))
-        others += other
-        if not files:
-            if problems is not None:
-                problems.append(empty_class_note(class_dir, tuple(extensions)))
-            continue
-        index = len(labels)
-        labels.append(class_dir.name)
-        for i, file in enumerate(files):
-            fold = None if num_folds is None else i % num_folds + 1
-            clips.append(Clip(file, (index,), fold))
+    classes, others, notes = folders.class_tree(root, tuple(extensions))  # as train --data lists them
+    if repeated := folders.repeated_file(file for _, files in classes for file in files):
+        raise DatasetError(folders.repeated_file_note(*repeated))
+    clips = [
+        Clip(file, (index,), None if num_folds is None else i % num_folds + 1)
+        for index, (_, files) in enumerate(classes)
+        for i, file in enumerate(files)
+    ]
     if not clips:
         kinds = ", ".join(sorted(e.lower() for e in extensions))
         raise DatasetError(f"{root}: no class folders with audio files ({kinds})")
-    if others and problems is not None:
-        problems.append(folders.other_files_note(others))
-    return ClipSet(clips, labels, multi_label=False, name=root.name)
+    if problems is not None:
+        problems += notes + ([folders.other_files_note(others)] if others else [])
+    return ClipSet(clips, [d.name for d, _ in classes], multi_label=False, name=root.name)
 
 
 def read_label_indices(path: str | Path) -> tuple[list[str], dict[str, int]]:
     """``class_labels_indices.csv`` -> (display names by index, mid -> index)."""
     path = Path(path)
-    rows = _read_csv(path, ["index", "mid", "display_name"])
+    rows = read_csv(path, ["index", "mid", "display_name"])
     by_index: dict[int, tuple[str, str]] = {}
-    for line, row in enumerate(rows, start=2):
-        by_index[_int_field(path, line, row, "index")] = (row["mid"], row["display_name"])
+    for line, row in rows:
+        by_index[int_field(path, line, row, "index")] = (row["mid"], row["display_name"])
     if sorted(by_index) != list(range(len(by_index))) or not by_index:
         raise DatasetError(f"{path}: indices must be 0..N-1 without gaps")
     labels = [by_index[i][1] for i in range(len(by_index))]
@@ -252,7 +197,7 @@ def read_json_datafiles(
             clips.append(
                 Clip(wav if wav.is_absolute() else path.parent / wav, tuple(mid_index[m] for m in mids), fold)
             )
-        _check_exists([c for c in clips if c.fold == fold], path)
+        check_exists([c for c in clips if c.fold == fold], path)
     if multi_label is None:
         multi_label = any(len(c.targets) > 1 for c in clips)
     elif not multi_label and any(len(c.targets) > 1 for c in clips):
@@ -290,8 +235,8 @@ def read_own(root: str | Path, holdout_frac: float = 0.1) -> ClipSet:
     from training.own_data import read_own_data
 
     data = read_own_data(root, holdout_frac)
-    for problem in data.problems:
-        print(f"warning: {problem}", flush=True)
+    for problem in data.problems:  # as train --data and evaluate warn
+        print(f"streamd: warning: {problem}", file=sys.stderr, flush=True)
     return data.clip_set
 
 

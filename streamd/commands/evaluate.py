@@ -4,6 +4,7 @@ Clip-level (default): accuracy, macro-F1, mAP, per-class accuracy and a confusio
 chosen folds of a dataset (an experiment config's ``[data]``, an ESC-50-style CSV, class folders, or
 AST/AuM JSON datafiles). ``--streaming``: soundscapes of the held-out clips are replayed through the
 daemon's pipeline at each ``--hops`` value and scored for per-window accuracy and event onset latency.
+Which clips are scored, and what is said about them: ``streamd.evaluate_data``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--folds", type=int, nargs="+", metavar="K", help="score these folds (default: all; see --config)"
     )
+    parser.add_argument(
+        "--held-out",
+        action="store_true",
+        help="score only the clips the checkpoint did not train on (a checkpoint of streamd train --data "
+        "records its training clips: on its own data, this is the split that run held out)",
+    )
     parser.add_argument("--out", type=path_arg, help="write report.json, report.md and confusion.png here")
     parser.add_argument(
         "--cache-dir", type=path_arg, default=Path(".cache/fbank"), help="fbank cache (default .cache/fbank)"
@@ -77,8 +84,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 MAX_GAP_S = 60.0  # background between two clips of a soundscape (held in memory): a minute at most
 
-SOURCE_OPTIONS = {"audio_dir": "esc50", "num_folds": "folders", "label_csv": "datafiles"}  # option: source
-
 STREAMING_ONLY = (  # options of the streaming evaluation only
     "hops",
     "clips",
@@ -88,120 +93,6 @@ STREAMING_ONLY = (  # options of the streaming evaluation only
     "window_s",
     "offline",
 )
-
-
-def _dataset(args: argparse.Namespace, loaded: LoadedModel):
-    """The clip set the data options name, its folds chosen (``--folds``, or for ``--config`` the folds
-    the checkpoint was held out on)."""
-    from training.experiment_spec import load_experiment
-    from training.readers import read_dataset
-
-    chosen = [name for name in ("config", "esc50", "folders", "datafiles") if getattr(args, name)]
-    if len(chosen) != 1:
-        raise ConfigError("give exactly one of --config, --esc50, --folders or --datafiles")
-    for option, source in SOURCE_OPTIONS.items():  # never silently ignored
-        if getattr(args, option) is not None and source not in chosen:
-            raise ConfigError(f"--{option.replace('_', '-')}: only with --{source}")
-    if args.config:
-        exp = load_experiment(args.config)
-        clip_set = read_dataset(exp.reader, **exp.reader_options)
-        if exp.folds is not None:
-            clip_set = _select_folds(clip_set, exp.folds)
-        return _select_folds(clip_set, _config_folds(exp, clip_set, loaded, args.folds))
-    clip_set = _other_dataset(args, read_dataset)
-    # a checkpoint that records no data set predates own-data training: it was trained on ESC-50
-    if (loaded.info.extra.get("dataset") or ("esc50" if args.esc50 else None)) == clip_set.name:
-        _warn_if_trained_on(loaded, clip_set, args.folds, clip_set.name)
-    return _select_folds(clip_set, args.folds)
-
-
-def _config_folds(exp, clip_set, loaded: LoadedModel, chosen: list[int] | None) -> list[int] | None:
-    """The folds to score with ``--config``: ``chosen`` (``--folds``), else the ones the checkpoint records
-    as held out, else the config's ``val_folds`` (mode "single"), else all; a warning when the checkpoint
-    trained on any of them (it records its training folds)."""
-    extra = loaded.info.extra
-    if extra.get("dataset", clip_set.name) != clip_set.name:  # trained on other data: its folds are not these
-        return chosen or (exp.val_folds if exp.mode == "single" else None)
-    recorded = list(extra.get("val_folds") or [])
-    folds = chosen or recorded or (exp.val_folds if exp.mode == "single" else None)
-    if not _warn_if_trained_on(loaded, clip_set, folds, exp.source) and folds and not chosen:
-        whose = "the checkpoint's held-out" if recorded else "the config's val_folds:"
-        note = f"scoring {whose} fold(s) {folds} (--folds chooses others)"
-        print(f"streamd: note: {note}", file=sys.stderr, flush=True)
-    return folds
-
-
-def _warn_if_trained_on(loaded: LoadedModel, clip_set, folds: list[int] | None, source: str) -> bool:
-    """Warn (and True) when the checkpoint records training on any of ``folds`` (None: all) of this data."""
-    seen = sorted(set(loaded.info.extra.get("train_folds") or []) & set(folds or clip_set.folds()))
-    if seen:
-        note = f"the checkpoint trained on fold(s) {seen} of {source}: these figures are not held out"
-        print(f"streamd: warning: {note}", file=sys.stderr, flush=True)
-    return bool(seen)
-
-
-def _other_dataset(args: argparse.Namespace, read_dataset):
-    """The clip set of ``--esc50``, ``--folders`` or ``--datafiles``."""
-    if args.esc50:
-        return read_dataset("esc50", csv_path=args.esc50, audio_dir=args.audio_dir)
-    if args.folders:  # every file is checked below, the unusable ones left out with a warning
-        from training.readers import read_class_folders_as_found
-
-        problems: list[str] = []
-        clip_set = read_class_folders_as_found(args.folders, num_folds=args.num_folds, problems=problems)
-        for problem in problems:  # the lines train --data prints for the same folders
-            print(f"streamd: warning: {problem}", file=sys.stderr, flush=True)
-        return clip_set
-    if not args.label_csv:
-        raise ConfigError("--datafiles needs --label-csv")
-    return read_dataset("json", datafiles=args.datafiles, label_csv=args.label_csv)
-
-
-def _select_folds(clip_set, folds: list[int] | None):
-    if folds is None:
-        return clip_set
-    if not clip_set.folds():
-        raise ConfigError("--folds: these class folders have no folds (give --num-folds to make some)")
-    missing = sorted(set(folds) - set(clip_set.folds()))
-    if missing:
-        raise ConfigError(f"folds {missing} have no clips (the dataset has folds {clip_set.folds()})")
-    return clip_set.subset(folds=folds)
-
-
-def _usable_clips(clip_set, window_s: float | None = None):
-    """Class folders hold whatever their owner put there: files that cannot be decoded are left out with a
-    warning, as ``streamd train --data`` leaves them out (``training.own_data.check_files``); with
-    ``window_s``, clips longer than the model's window are counted in a note (scored by the mean of their
-    windows, as ``streamd classify`` and training's reports score them)."""
-    from training.audio_folders import unusable_class_note
-    from training.clips import Clip, ClipSet
-    from training.own_data import check_files, left_out_note
-
-    durations, broken = check_files(Path(clip.path) for clip in clip_set.clips)
-    longer = sum(1 for d in durations.values() if window_s and d > window_s + 0.01)
-    if longer:
-        print(
-            f"streamd: note: {longer} clip(s) are longer than the model's {window_s:g}-s window: each is "
-            "scored by the mean of its windows, as streamd classify scores a file",
-            file=sys.stderr,
-            flush=True,
-        )
-    if broken:
-        print(f"streamd: warning: {left_out_note(broken)}", file=sys.stderr, flush=True)
-    kept = [clip for clip in clip_set.clips if Path(clip.path) in durations]
-    if not kept:
-        raise ConfigError(f"{clip_set.name}: none of its {len(clip_set.clips)} file(s) is usable")
-    used = sorted({t for clip in kept for t in clip.targets})
-    if not broken and len(used) == len(clip_set.labels):
-        return clip_set
-    for index, label in enumerate(clip_set.labels):  # a class left with no clip is left out, as in training
-        files = sum(1 for clip in clip_set.clips if index in clip.targets)
-        if index not in used and files:  # none in the chosen folds: nothing to say
-            print(f"streamd: warning: {unusable_class_note(label, files)}", file=sys.stderr, flush=True)
-    rank = {old: new for new, old in enumerate(used)}
-    kept = [Clip(c.path, tuple(rank[t] for t in c.targets), c.fold) for c in kept]
-    labels = [clip_set.labels[i] for i in used]
-    return ClipSet(kept, labels, multi_label=clip_set.multi_label, name=clip_set.name)
 
 
 def _replay(loaded: LoadedModel):
@@ -217,6 +108,7 @@ def _replay(loaded: LoadedModel):
 
 def run(args: argparse.Namespace) -> int:
     from audio_core.windows import checkpoint_window_s, hop_samples
+    from streamd.evaluate_data import chosen_clips
     from streamd.window_scoring import window_plan
     from training.evaluate import evaluate_clip_set, report_markdown
     from training.experiment_spec import ExperimentConfigError
@@ -258,10 +150,7 @@ def run(args: argparse.Namespace) -> int:
         for warning in window_warnings(args.window_s, max(args.hops), loaded):
             print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
     try:
-        clip_set = _dataset(args, loaded)
-        if args.folders:
-            window_s = None if args.streaming else checkpoint_window_s(loaded.info)
-            clip_set = _usable_clips(clip_set, window_s)
+        clip_set = chosen_clips(args, loaded, None if args.streaming else checkpoint_window_s(loaded.info))
     except (ExperimentConfigError, DatasetError) as exc:
         raise ConfigError(str(exc)) from None
     if args.streaming and args.clips > len(clip_set.clips):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -61,3 +62,31 @@ def test_train_data_and_evaluate_folders_list_the_same_files(folders: Path) -> N
     assert own.problems == [
         f"1 unusable file(s) left out, e.g. {folders / 'dog' / 'gone.flac'}: missing file or broken link"
     ]
+
+
+def test_files_beside_the_class_folders_are_said_alike_by_train_and_evaluate(
+    folders: Path, trained_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    """A file directly in DIR (no class), a broken link where a class folder was expected: evaluate --folders
+    left them out unsaid; it lists the folder through train --data's code and warns in the same lines. A
+    file linked into two classes is refused by both."""
+    from streamd.cli import main
+
+    shutil.copy(ESC50 / "audio" / esc50_rows()[0]["filename"], folders / "stray.flac")
+    (folders / "gone").symlink_to(tmp_path / "no_such_folder", target_is_directory=True)
+    said = read_own_data(folders).problems
+    assert f"1 file(s) directly in {folders} belong to no class folder; left out" in said
+    assert f"{folders / 'gone'}: a broken link where a class folder was expected; left out" in said
+    args = ["evaluate", "--checkpoint", str(trained_checkpoint), "--folders", str(folders)]
+    assert main([*args, "--cache-dir", str(tmp_path / "c"), "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["num_examples"] == 5  # the five readable clips of dog/ and rooster/
+    prefix = "streamd: warning: "
+    assert [line.removeprefix(prefix) for line in out.err.splitlines() if line.startswith(prefix)] == said
+    (folders / "rooster" / "again.flac").symlink_to(folders / "dog" / "a.flac")
+    with pytest.raises(DatasetError, match=r"again\.flac is the same file as .*a\.flac \(a link\?\)"):
+        read_own_data(folders)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("streamd: error: ") and "again.flac is the same file as" in err
+    assert len(err.splitlines()) == 1

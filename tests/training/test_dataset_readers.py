@@ -76,6 +76,10 @@ def test_esc50_reader_errors(tmp_path: Path, esc50_root: Path) -> None:
         read_esc50(bad)
     with pytest.raises(DatasetError, match="no such metadata file"):
         read_esc50(tmp_path / "absent.csv")
+    (tmp_path / "aud" / "sub").mkdir(parents=True)  # a row naming a folder is not said to be missing
+    bad.write_text("filename,fold,target,category\nsub,1,0,dog\n")
+    with pytest.raises(DatasetError, match=r"audio file .*sub is a folder, not a file$"):
+        read_esc50(bad, audio_dir=tmp_path / "aud")
 
 
 def _write_reencoded(rows: list[dict], root: Path, esc50_root: Path) -> dict[Path, Path]:

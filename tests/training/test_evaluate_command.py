@@ -73,9 +73,9 @@ def test_evaluate_errors(
     from models.checkpoint import load_checkpoint
 
     known = load_checkpoint(trained_checkpoint)[1].labels[0]
-    clip = next(esc50_root.glob("audio/*"))
-    for split in ("train", "test"):  # split folders given whole: their names taken as classes
-        (tmp_path / "split" / split / known).mkdir(parents=True)
+    clips = sorted(esc50_root.glob("audio/*"))[:2]  # two files: one file linked twice is refused
+    for split, clip in zip(("train", "test"), clips, strict=True):  # split folders given whole: their
+        (tmp_path / "split" / split / known).mkdir(parents=True)  # names taken as classes
         (tmp_path / "split" / split / known / clip.name).symlink_to(clip)
     assert (
         main(["evaluate", "--checkpoint", str(trained_checkpoint), "--folders", str(tmp_path / "split")]) == 2
@@ -351,3 +351,23 @@ def test_evaluate_scores_in_the_precision_every_command_chooses(
 
     assert main(base) == 0  # default: auto, as classify and replay choose it on this machine
     assert used[-1] == choose_precision("auto", "cpu", info.extra).precision
+
+
+def test_an_esc50_row_without_a_filename_or_listed_twice_is_one_line_naming_it(
+    trained_checkpoint: Path, held_out_csv: Path, esc50_root: Path, tmp_path, capsys
+) -> None:
+    """An empty filename was taken as the audio folder itself ("audio file .../audio does not exist"), and
+    a row listed twice was scored twice: each is refused in one line naming the CSV line."""
+    header, first, *rest = held_out_csv.read_text().splitlines()
+    bad = tmp_path / "c.csv"
+    bad.write_text("\n".join([header, first, "," + rest[0].split(",", 1)[1], *rest[1:]]) + "\n")
+    args = ["evaluate", "--checkpoint", str(trained_checkpoint), "--esc50", str(bad)]
+    args += ["--audio-dir", str(esc50_root / "audio"), "--cache-dir", str(tmp_path / "c")]
+    assert main(args) == 2
+    assert capsys.readouterr().err == f"streamd: error: {bad}:3: empty filename\n"
+    bad.write_text("\n".join([header, first, "", *rest, first]) + "\n")  # a blank line is a line too
+    assert main(args) == 2
+    name, line = first.split(",")[0], len(rest) + 4
+    assert capsys.readouterr().err == (
+        f"streamd: error: {bad}:{line}: {name} is listed again (first on line 2): one row per clip\n"
+    )

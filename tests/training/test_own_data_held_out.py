@@ -1,0 +1,106 @@
+"""``streamd train --data DIR`` and then ``streamd evaluate --folders DIR``: train's warnings are on stderr
+as every command's, and evaluate tells the clips the checkpoint trained on from those it held out."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import shutil
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from models.checkpoint import load_checkpoint, save_checkpoint
+from streamd.cli import main
+from tests.support.paths import ESC50, REPO, esc50_rows
+from training.trained_clips import KEY
+
+_spec = importlib.util.spec_from_file_location("make_short_clips", REPO / "scripts" / "make_short_clips.py")
+short_clips = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(short_clips)
+
+CLASSES = ("dog", "rooster", "crying_baby")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """Class folders ``data3`` of 4 short real clips per class (3 held out: each class's last) and a stray
+    file beside them, trained on for one epoch through the CLI; its output and the checkpoint."""
+    root = tmp_path_factory.mktemp("held_out")
+    rows = [r for c in CLASSES for r in [x for x in esc50_rows() if x["category"] == c][:4]]
+    short_clips.write_split(rows, ESC50 / "audio", root, "data3", 0.5)
+    data = root / "data3"
+    shutil.copy(next((data / "dog").glob("*.wav")), data / "stray.wav")
+    out, err = io.StringIO(), io.StringIO()
+    args = ["train", "--data", str(data), "--epochs", "1", "--no-progress", "--out", str(root / "o1")]
+    with pytest.MonkeyPatch.context() as patch, redirect_stdout(out), redirect_stderr(err):
+        patch.chdir(root)  # the feature cache is the working folder's
+        code = main(args)
+    assert code == 0, err.getvalue()
+    checkpoint = root / "o1" / "model.safetensors"
+    return {
+        "data": data,
+        "out": root / "o1",
+        "checkpoint": checkpoint,
+        "stdout": out.getvalue(),
+        "stderr": err.getvalue(),
+    }
+
+
+def test_train_data_warnings_are_on_stderr_as_every_commands(trained: dict) -> None:
+    """They were printed on stdout, among the summary, as ``warning: ...``."""
+    line = f"streamd: warning: 1 file(s) directly in {trained['data']} belong to no class folder; left out"
+    assert line in trained["stderr"].splitlines()
+    assert "warning" not in trained["stdout"]
+    assert "held out: holdout (3 clips, carved from the training clips)" in trained["stdout"]
+
+
+def test_evaluate_on_the_training_data_warns_and_held_out_scores_what_training_held_out(
+    trained: dict, tmp_path: Path, capsys
+) -> None:
+    """Evaluating a train --data checkpoint on its own folder scored its training clips unsaid: the clips
+    it trained on are counted in a warning, and --held-out scores the split the run held out, as its
+    report did (also from a copy of the folder: a clip is recognised by its bytes)."""
+    data, checkpoint = trained["data"], trained["checkpoint"]
+    base = ["evaluate", "--checkpoint", str(checkpoint), "--cache-dir", str(tmp_path / "c"), "--json"]
+    assert main([*base, "--folders", str(data)]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["num_examples"] == 12
+    assert (
+        "streamd: warning: 9 of the 12 clips scored are clips the checkpoint trained on: these figures are "
+        "not held out (--held-out scores only the 3 it did not train on)"
+    ) in out.err.splitlines()
+    report_of_training = json.loads((trained["out"] / "eval" / "report.json").read_text())
+    moved = tmp_path / "moved"
+    shutil.copytree(data, moved)
+    for folder in (data, moved):
+        assert main([*base, "--folders", str(folder), "--held-out"]) == 0
+        out = capsys.readouterr()
+        report = json.loads(out.out)
+        assert report["num_examples"] == 3 and "not held out" not in out.err
+        assert report["confusion_matrix"] == report_of_training["confusion_matrix"]
+        assert "streamd: note: --held-out: 9 clip(s) the checkpoint trained on left out" in out.err
+    assert main([*base, "--folders", str(data), "--num-folds", "2"]) == 0  # its folds are not its splits
+    assert "fold(s)" not in capsys.readouterr().err
+
+
+def test_an_older_train_data_checkpoint_is_warned_about_and_held_out_refused(
+    trained: dict, tmp_path: Path, capsys
+) -> None:
+    """A checkpoint that records no list of its clips (an older streamd; the shipped model): a warning
+    naming the data set it was trained on; --held-out cannot tell, and says so in one line."""
+    model, info = load_checkpoint(trained["checkpoint"])
+    del info.extra[KEY]
+    older = save_checkpoint(tmp_path / "older.safetensors", model, info)
+    shipped = REPO / "streamd" / "default_models" / "default.safetensors"
+    base = ["evaluate", "--folders", str(trained["data"]), "--cache-dir", str(tmp_path / "c"), "--json"]
+    assert main([*base, "--checkpoint", str(older)]) == 0
+    err = capsys.readouterr().err
+    assert "trained by streamd train --data on a data set named 'data3' and records no list" in err
+    for checkpoint in (older, shipped):
+        assert main([*base, "--checkpoint", str(checkpoint), "--held-out"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("streamd: error: --held-out: the checkpoint records no list of the clips")
+        assert len(err.splitlines()) == 1
