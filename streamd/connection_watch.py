@@ -155,11 +155,12 @@ class HandshakeMonitor:
         return found
 
     def close(self) -> str | None:
-        """Stop watching; a peer that never answered is said once more (a short run ends before the note).
-        Returns a refusal only this last look found (the caller reports it as it reports ``problem``)."""
+        """Stop watching. Returns what this last look found that the caller reports as it reports
+        ``problem`` (a failure of the run): a refusal, or a peer that never answered (nothing published
+        reached it)."""
         late = self.problem()
-        if not (self.answered or self.refused):
-            log.warning("no %s ever answered at %s: nothing published reached it", self.peer, self.endpoint)
+        if not (late or self.answered or self.refused):
+            late = f"no {self.peer} ever answered at {self.endpoint}: nothing published reached it"
         self.sock.disable_monitor()
         self.monitor.close(linger=0)
         return late

@@ -18,6 +18,7 @@ from support.process import StreamdProcess
 from zmq_helpers import Collector, collect
 
 from streamd import messages
+from streamd.cli import main
 from streamd.errors import ConfigError
 from streamd.fanin import make_publisher, prefixed, stream_prefix
 from streamd.proxy import Proxy
@@ -200,7 +201,8 @@ def test_a_proxy_behind_a_forwarder_that_is_down_is_not_fatal(caplog) -> None:
 
 def test_a_proxy_that_never_answers_is_said_while_waiting_and_at_the_end(monkeypatch, caplog) -> None:
     """Nothing listening at --connect-proxy: ZeroMQ retries without a word and the run published into
-    nothing, exit 0, stderr empty. Now a note once it has waited, and a line at the end; none with a proxy."""
+    nothing, exit 0, stderr empty. Now a note once it has waited, and the run's failure at the end (the
+    daemon's error line, exit 1); neither with a proxy."""
     import logging
 
     import streamd.connection_watch
@@ -214,7 +216,7 @@ def test_a_proxy_that_never_answers_is_said_while_waiting_and_at_the_end(monkeyp
         publisher.stop()
     said = [r.getMessage() for r in caplog.records]
     assert sum(f"no proxy has answered at {nobody} yet" in line for line in said) == 1, said
-    assert said.count(f"no proxy ever answered at {nobody}: nothing published reached it") == 1, said
+    assert publisher.failure == f"no proxy ever answered at {nobody}: nothing published reached it"
     caplog.clear()
     proxy = Proxy(endpoint(), endpoint())
     proxy.start()
@@ -227,6 +229,16 @@ def test_a_proxy_that_never_answers_is_said_while_waiting_and_at_the_end(monkeyp
     finally:
         proxy.stop()
     assert not [r for r in caplog.records if "answered" in r.getMessage()], caplog.records
+    assert publisher.failure is None
+
+
+def test_a_replay_whose_proxy_never_answers_fails(small_checkpoint, esc50, capsys) -> None:
+    """What a replay published reached no one: exit 1 and the one line, not exit 0 under a warning."""
+    nobody = endpoint()
+    args = ["replay", str(esc50.clips(1)[0]), "--speed", "max", "--connect-proxy", nobody, "--no-dashboard"]
+    assert main([*args, "--checkpoint", str(small_checkpoint)]) == 1
+    err = capsys.readouterr().err
+    assert f"streamd: error: no proxy ever answered at {nobody}: nothing published reached it" in err, err
 
 
 def _publish_through(proxy: Proxy, n: int) -> list[dict]:
