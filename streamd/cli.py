@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -141,11 +142,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - a None stderr) or fail the exit (EBADF)
     for stream in (sys.stdout, sys.stderr):
         _block_writes(stream)
+    if logging.lastResort is not None:  # no logging set up: what the stages log reads as every other line
+        logging.lastResort.setFormatter(_LogLine())
     previous = _Interrupts.install()
     try:
         return _main(argv)
     finally:
         _Interrupts.restore(previous)
+
+
+class _LogLine(logging.Formatter):
+    """A log record as streamd's own lines: ``streamd: warning: ...`` / ``streamd: error: ...``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        kind = "error" if record.levelno >= logging.ERROR else "warning"
+        return f"streamd: {kind}: {super().format(record)}"
 
 
 def _has_descriptor(stream: object) -> bool:

@@ -222,7 +222,7 @@ class Publisher:
             log.exception("publisher thread failed")
         finally:
             if watch is not None and (late := watch.close()) and self.failure is None:
-                self._refused(late)  # seen only in the last look (a short run)
+                self.failure = late  # seen in the last look: the daemon says it as the run's error
             linger_s = min(MAX_LINGER_S, max(0.0, self._drain_deadline - time.monotonic()))
             sock.close(linger=int(linger_s * 1000))
             if auth is not None:

@@ -170,7 +170,7 @@ def test_a_damaged_mp3s_decoder_notes_are_routed_through_the_log(tmp_path, esc50
     )
     assert result.returncode == 0, result.describe()
     noted = [line for line in result.stderr.splitlines() if "Illegal Audio-MPEG-Header" in line]
-    assert noted and all(line.startswith("mpg123: ") for line in noted), result.stderr
+    assert noted and all(line.startswith("streamd: warning: mpg123: ") for line in noted), result.stderr
     final = [json.loads(line) for line in result.stdout.splitlines()][-1]
     assert final["counters"][COUNTER] >= len(noted)
 
