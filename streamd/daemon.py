@@ -11,8 +11,8 @@ supervisor (``streamd.supervisor``: watchdog, reopen with backoff, periodic stat
 until a stage fails for good. ``streamd.collect.replay_collect`` runs files through this pipeline too.
 
 Who owns what: ``feature_stage``, ``result_stage``, ``supervisor``, ``status`` (counters and status
-messages), ``streams`` (per-stream state); integrations hook in through ``audio_taps``,
-``event_hooks``, ``counter_hooks`` and ``finish_hooks`` (see ``streamd.integrations``).
+messages), ``streams`` (per-stream state); integrations hook in through ``audio_taps``, ``event_hooks``,
+``counter_hooks`` and ``finish_hooks`` (see ``streamd.integrations``).
 """
 
 from __future__ import annotations
@@ -119,6 +119,7 @@ class Daemon:
             fill_s=catch_up_fill_s(columns, any(s.paced for s in sources)),
             threads=model_threads(config.engine.threads, model.device),
         )
+        self.results.done_with = self.engine.done_with  # an audio stop whose last window was dropped
         self.status = Status(publisher, self.engine, features.sample_rate, self.counter_hooks)
         self.features = FeatureStage(
             self.streams, self.engine, self.status, self._stop, self.audio_taps, self.errors
@@ -228,8 +229,7 @@ class Daemon:
         return self.results.failure or getattr(self.publisher, "failure", None)
 
     def _stream_complete(self, stream: Stream) -> bool:
-        """True once ``stream`` ended and each window was classified, dropped or failed (counted) and
-        published: a stop now takes nothing from it."""
+        """True once ``stream`` ended and each window was classified and published, dropped or failed."""
         if not stream.finished:  # read first: every window of it was submitted before this was set
             return False
         classified, handled = self.engine.done_with(stream.index)  # then the engine's, then the results'

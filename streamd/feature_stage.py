@@ -3,10 +3,13 @@
 Each pass reads what every stream's ring holds, shows it to the audio taps (integrations such as event
 clips), replaces non-finite samples by silence (counted), and turns it into windows or recurrent columns
 (``audio_core.front_end``, one per stretch between device outages: ``streamd.gaps``, whose lost
-intervals are announced once); each is submitted to the engine with the time its last real sample reached the
-ring (for latency). At a stream's end the front end pads and flushes. Under the ``block`` policy it takes
-no more audio than the engine has room for. When every stream has ended, or the stop event is set, it
-closes the engine's input.
+intervals are announced once); each is submitted to the engine with the time its last real sample reached
+the ring (for latency). When the supervisor declares a source away, the stage marks where its audio
+stopped (``AudioStop``: the stream time heard, the last window submitted) once it has read what the ring
+held at that moment, for the result stage to end the open events there; the front end is left as it is
+(audio that resumes with no gap goes on in the same windows, as offline). At a stream's end the front
+end pads and flushes. Under the ``block`` policy it takes no more audio than the engine has room for.
+When every stream has ended, or the stop event is set, it closes the engine's input.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from streamd.engine import Engine
 from streamd.job_queue import Job
 from streamd.stages import ThreadStage
 from streamd.status import Status
-from streamd.streams import Stream
+from streamd.streams import AudioStop, Stream
 
 # (stream index, first sample's stream-time index at the source rate, source-rate audio)
 AudioTap = Callable[[int, int, np.ndarray], None]
@@ -85,7 +88,9 @@ class FeatureStage(ThreadStage):
     def pump(self, stream: Stream) -> bool:
         """Move what the ring holds through the stream's front end into the engine; True if it did work."""
         ring = stream.source.ring
-        got = ring.read()
+        count, upto = stream.away  # declared away: read what it had sent by then, then mark the stop
+        stopping = count != stream.away_seen
+        got = ring.read(max(0, upto - ring.read_index) if stopping else None)
         windows: list[Window] = []
         if got.data.shape[0]:
             gaps = stream.source.take_gaps()
@@ -116,8 +121,13 @@ class FeatureStage(ThreadStage):
         for window in windows:
             self.engine.submit(Job(stream.index, window, self._ready_time(stream, window)))
             stream.submitted_windows += 1
+        marked = stopping and ring.read_index >= upto
+        if marked:
+            stream.away_seen = count
+            heard_s = stream.front.samples / stream.front.rate
+            stream.audio_stops.append(AudioStop(heard_s, stream.submitted_windows - 1))
         stream.finished = ended
-        return got.data.shape[0] > 0 or ended
+        return got.data.shape[0] > 0 or ended or marked
 
     @staticmethod
     def _check_some_left(stream: Stream) -> None:

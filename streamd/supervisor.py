@@ -2,9 +2,13 @@
 
 Every ``tick``: a live source that reports a device error is reopened at once, then with a doubling wait
 (``RETRY_FIRST_S``, capped at ``max(1 s, watchdog_s)``); one that delivers no samples for ``watchdog_s``
-is reported "stalled" and reopened; either alarm clears when samples flow again. A pipe input cannot be
-reopened, so its stall is only reported (``streamd.input_watch``). Every ``status_interval_s`` each
-stream's status is published (overloaded when windows were dropped since the last one).
+is reported "stalled" and reopened; either alarm clears when samples flow again. Each such alarm also
+declares the source away (``Stream.away``): the stream's open events end at the end of the audio heard
+(the feature stage marks where, the result stage ends them), without waiting for the source to come
+back. A pipe input cannot be reopened, so its stall is only reported (``streamd.input_watch``): its
+writer's pause loses no audio and stream time waits with it, so its events go on. Every
+``status_interval_s`` each stream's status is published (overloaded when windows were dropped since the
+last one).
 """
 
 from __future__ import annotations
@@ -88,5 +92,8 @@ class Supervisor:
             self.status.publish(stream, "stalled", f"no audio for {quiet:.1f} s; reopening the device")
         else:
             return
+        # the source is away: its open events end after the audio it delivered (held blocks included,
+        # which the reopen writes to the ring)
+        stream.away = (stream.away[0] + 1, source.delivered)
         source.restart()
         stream.last_write = (written, now)  # give the reopened device a full watchdog period
