@@ -217,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if not counts.received and not counts.malformed:  # a stop with nothing on stdout says why
+        print(f"streamd listen: no message received from {args.connect}", file=sys.stderr)
     if counts.malformed:
         print(f"streamd listen: skipped {counts.malformed} malformed message(s)", file=sys.stderr)
     if counts.disconnects:

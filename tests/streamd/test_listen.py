@@ -127,7 +127,8 @@ def test_seconds_limit_without_a_publisher(capsys: pytest.CaptureFixture[str]) -
     assert cli.main(["listen", "--connect", "tcp://127.0.0.1:9", "--seconds", "0.5"]) == 0
     elapsed = time.monotonic() - started
     assert 0.5 <= elapsed < 2.0
-    assert capsys.readouterr().out == ""
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == "streamd listen: no message received from tcp://127.0.0.1:9\n"
 
 
 def test_sigint_stops_cleanly(publisher: Publisher, capsys: pytest.CaptureFixture[str]) -> None:
