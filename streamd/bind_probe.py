@@ -14,6 +14,7 @@ import zmq
 
 from streamd.endpoints import BIND_ERRORS, PublishError
 from streamd.errors import ConfigError
+from streamd.net_address import host_port
 
 IN_USE = "in use (a running streamd may hold it); not bound by the check"
 
@@ -23,6 +24,8 @@ def probe_endpoint(endpoint: str) -> str | None:
     exist and be writable (a trial bind would take over a running daemon's socket file); PublishError as
     the run gives it otherwise."""
     transport, _, rest = endpoint.partition("://")
+    if transport == "ipc" and rest.startswith("@"):  # Linux's abstract namespace: no file, no folder
+        return None
     if transport == "ipc":
         folder = Path(rest).parent
         if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
@@ -50,14 +53,16 @@ def probe_endpoint(endpoint: str) -> str | None:
 
 def probe_listen(host: str, port: int, option: str) -> str | None:
     """``IN_USE`` or None for an HTTP listening address (``--metrics``); ConfigError as the run gives it."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
+    where = host_port(host, port)
+    try:  # the address family and address as the HTTP server picks them (its first getaddrinfo answer)
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server does
-            sock.bind((host, port))
+            sock.bind(address)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             return IN_USE
-        where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
         raise ConfigError(f"{option}: cannot listen on {where} ({exc.strerror})") from None
     return None

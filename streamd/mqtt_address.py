@@ -46,6 +46,7 @@ def parse_url(url: str) -> BrokerAddress:
 
 
 MAX_UTF8_BYTES = 65535  # an MQTT string's length field: a client id, a topic
+MAX_PREFIX_BYTES = MAX_UTF8_BYTES // 2  # room for the stream, label and kind after it
 
 
 def check_topic_prefix(where: str, prefix: str) -> None:
@@ -53,9 +54,10 @@ def check_topic_prefix(where: str, prefix: str) -> None:
     wildcards (``+``, ``#``), no NUL, not ``$...``, short enough for MQTT's string length."""
     if not prefix.strip("/"):
         raise ConfigError(f"{where}: empty, so topics would begin with '/'; give a prefix such as 'streamd'")
-    if len(prefix.encode("utf-8")) > MAX_UTF8_BYTES // 2:  # room for the stream, label and kind after it
+    if len(prefix.encode("utf-8")) > MAX_PREFIX_BYTES:
         raise ConfigError(
-            f"{where}: {len(prefix.encode())} bytes long; MQTT topics hold at most {MAX_UTF8_BYTES}"
+            f"{where}: {len(prefix.encode())} bytes long; at most {MAX_PREFIX_BYTES} (an MQTT topic holds "
+            f"{MAX_UTF8_BYTES}, and the stream, label and kind follow the prefix)"
         )
     if any(c in prefix for c in "+#\x00"):
         raise ConfigError(f"{where}: {prefix!r} is not a topic prefix one can publish to (no + or #)")
@@ -69,7 +71,8 @@ def check_settings(cfg: MqttSection, address: BrokerAddress) -> None:
     """The ``[mqtt]`` settings beside the URL: its topic prefixes and credentials."""
     if address.prefix is None:  # the URL's path wins
         check_topic_prefix("mqtt.prefix", cfg.prefix)
-    check_topic_prefix("mqtt.discovery_prefix", cfg.discovery_prefix)
+    if cfg.discovery:  # nothing is published under it otherwise
+        check_topic_prefix("mqtt.discovery_prefix", cfg.discovery_prefix)
     if len(cfg.client_id.encode("utf-8")) > MAX_UTF8_BYTES:
         raise ConfigError(
             f"mqtt.client_id: {len(cfg.client_id.encode())} bytes; MQTT allows at most {MAX_UTF8_BYTES}"

@@ -116,7 +116,8 @@ class ResultStage(ThreadStage):
                     self.publish_results(*item)
                 for stream in self.streams:
                     self._end_at_stops(stream)
-            for stream in self.streams:
+            for stream in self.streams:  # audio stops still pending end their events where the audio stopped
+                self._end_at_stops(stream)
                 self._publish_events(stream, stream.events.flush(stream.front.samples / self.sample_rate))
         except Exception as exc:  # a bug past the model (e.g. in a hook): end the run visibly
             log.exception("the result stage stopped")

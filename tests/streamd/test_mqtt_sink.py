@@ -371,7 +371,10 @@ def test_bad_urls_are_config_errors() -> None:
         ),
         (MqttSection(url="mqtt://127.0.0.1:1", discovery_prefix="/"), "mqtt.discovery_prefix: empty"),
         (MqttSection(url="mqtt://127.0.0.1:1", client_id="x" * 70000), "mqtt.client_id: 70000 bytes"),
-        (MqttSection(url="mqtt://127.0.0.1:1", prefix="p" * 40000), "mqtt.prefix: 40000 bytes long"),
+        (
+            MqttSection(url="mqtt://127.0.0.1:1", prefix="p" * 40000),
+            "mqtt.prefix: 40000 bytes long; at most 32767",
+        ),
     ],
 )
 def test_bad_mqtt_settings_are_config_errors(section: MqttSection, why: str) -> None:
