@@ -12,7 +12,7 @@ from pathlib import Path
 
 import zmq
 
-from streamd.endpoints import BIND_ERRORS, PublishError
+from streamd.endpoints import PublishError, bind_reason
 from streamd.errors import ConfigError
 from streamd.net_address import host_port
 
@@ -30,7 +30,7 @@ def probe_endpoint(endpoint: str) -> str | None:
         folder = Path(rest).parent
         if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
             code = errno.EACCES if folder.is_dir() else errno.ENOENT  # as the bind would say
-            raise PublishError(f"cannot bind {endpoint}: {BIND_ERRORS.get(code) or os.strerror(code)}")
+            raise PublishError(f"cannot bind {endpoint}: {bind_reason(code)}")
         return None
     if transport != "tcp":
         return None
@@ -43,8 +43,7 @@ def probe_endpoint(endpoint: str) -> str | None:
     except zmq.ZMQError as exc:
         if exc.errno == errno.EADDRINUSE:
             return IN_USE
-        reason = BIND_ERRORS.get(exc.errno) or os.strerror(exc.errno)
-        raise PublishError(f"cannot bind {endpoint}: {reason}") from None
+        raise PublishError(f"cannot bind {endpoint}: {bind_reason(exc.errno)}") from None
     finally:
         sock.close(linger=0)
         context.term()

@@ -4,6 +4,7 @@ for the errors ZeroMQ gives."""
 from __future__ import annotations
 
 import errno
+import os
 
 from streamd.errors import StreamdError
 
@@ -22,6 +23,11 @@ BIND_ERRORS = {
     errno.EADDRNOTAVAIL: "address not available on this machine",
     errno.EACCES: "permission denied (ports below 1024 need privileges)",
 }
+
+
+def bind_reason(code: int) -> str:
+    """Why a bind failed with ``errno`` ``code``, in one line (streamd's words where it has them)."""
+    return BIND_ERRORS.get(code) or os.strerror(code)
 
 
 def check_endpoint(endpoint: str, action: str = "bind") -> None:

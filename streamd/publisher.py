@@ -17,7 +17,6 @@ would then starve all). So each subscriber counts its own losses from the gaps i
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -29,7 +28,7 @@ import zmq
 
 from streamd import messages
 from streamd.connection_watch import HandshakeMonitor
-from streamd.endpoints import BIND_ERRORS, PublishError, check_endpoint
+from streamd.endpoints import PublishError, bind_reason, check_endpoint
 from streamd.handled_queue import wait_until_handled
 from streamd.security import (
     Security,
@@ -157,7 +156,7 @@ class Publisher:
                 auth.stop()
             context.term()
             if isinstance(exc, zmq.ZMQError):
-                reason = BIND_ERRORS.get(exc.errno) or os.strerror(exc.errno)
+                reason = bind_reason(exc.errno)
                 verb = "connect to" if self._connect else "bind"
                 raise PublishError(f"cannot {verb} {self._requested_endpoint}: {reason}") from None
             raise

@@ -159,8 +159,7 @@ class ResultStage(ThreadStage):
             if window.t_start >= stream.events_from:  # (audio before an audio stop: its events have ended)
                 scored = dict(zip(self.labels, row, strict=True))
                 self._publish_events(stream, stream.events.update(window.t_start, window.t_end, scored, wall))
-            stream.through_index = window.index
-            self._end_at_stops(stream)
+            stream.through_index = window.index  # its stop, if any, ends before the next window or batch
 
     def _next(self) -> Batch | None:
         """The next batch, ``_END``, or ``_IDLE`` when none came within ``POLL_S``."""
