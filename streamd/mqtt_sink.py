@@ -62,6 +62,7 @@ class MqttSink:
         self.availability = f"{self.prefix}/availability"
         self.deliveries = Deliveries(streams)
         self.problem = "not connected yet"  # why the broker is not connected (paho callbacks set it)
+        self._refusal_logged = ""  # the refusal last logged (a broker refuses every retry alike)
         self.outbox = Outbox(cfg, labels, self.deliveries)
         self._queue = self.outbox.queue
         self._connected = threading.Event()  # and messages may go (see _on_connect)
@@ -97,10 +98,14 @@ class MqttSink:
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
-            self.problem = f"it refused the connection: {reason}"
-            log.warning("MQTT broker %s refused the connection: %s", self.address.host, reason)
+            problem = f"it refused the connection: {reason}"
+            if problem != self._refusal_logged:  # each retry is refused alike: say it once
+                log.warning("MQTT broker %s refused the connection: %s", self.address.host, reason)
+                self._refusal_logged = problem
+            self.problem = problem
             return
         self.problem = "not connected yet"
+        self._refusal_logged = ""
         online = client.publish(self.availability, "online", qos=1, retain=True)
         sent = [online]
         # under the lock until connected: an event's state is either in this snapshot or published after

@@ -408,6 +408,32 @@ def test_a_broker_that_cannot_be_reached_is_named_with_the_reason(caplog: pytest
     assert caplog.text.count("further losses are only counted") == 1
 
 
+def test_a_broker_that_refuses_the_credentials_is_said_once_whatever_the_retries(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker refusing a wrong password refuses every reconnect alike: one warning, the reason kept."""
+    broker = Broker(tmp_path, users={"streamd": "right"})
+    broker.start()
+    cfg = MqttSection(
+        url=f"mqtt://127.0.0.1:{broker.port}", discovery=False, username="streamd", password="wrong"
+    )
+    sink = MqttSink(cfg, ["s1"], [])
+    answers: list[object] = []  # every connection attempt the broker answered
+    on_connect = sink.client.on_connect
+    sink.client.on_connect = lambda *args: (answers.append(args[3]), on_connect(*args))
+    sink.start()
+    try:
+        deadline = time.monotonic() + 15  # paho retries after 1 s, then 2 s
+        while len(answers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(answers) >= 2, answers
+        assert sink.problem.startswith("it refused the connection: Not authorized"), sink.problem
+        assert caplog.text.count("refused the connection") == 1, caplog.text
+    finally:
+        sink.stop()
+        broker.stop()
+
+
 def test_discovery_one_sensor_per_stream_one_binary_sensor_per_label() -> None:
     out = discovery_payloads("p", "homeassistant", "n", ["s1", "s2"], ["dog", "Crying baby"])
     assert sum("/sensor/" in t for t in out) == 2

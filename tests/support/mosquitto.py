@@ -17,14 +17,23 @@ from support.net import wait_for_sockets
 class Broker:
     """``mosquitto -c CONF`` on 127.0.0.1:``port``; ``stop`` and ``start`` again keep the port."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, users: dict[str, str] | None = None) -> None:
+        """``users`` (name: password): only they may connect; None lets anyone in."""
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(exe).exists():
             pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
         self.exe = exe
         self.port = free_tcp_port()
         self.conf = directory / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        access = "allow_anonymous true\n"
+        if users is not None:
+            passwords = directory / "passwords"
+            passwords.write_text("")
+            for name, password in users.items():
+                subprocess.run(["mosquitto_passwd", "-b", str(passwords), name, password], check=True)
+            # run as root, mosquitto switches to its own user, which cannot read a test's private folder
+            access = f"allow_anonymous false\npassword_file {passwords}\nuser root\n"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\n{access}persistence false\n")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
