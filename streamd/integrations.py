@@ -56,7 +56,8 @@ class Integrations:
 def attach(cfg: DaemonConfig, daemon: Any, publisher: Any, *, start: bool = True) -> Integrations:
     """Start what ``cfg`` turns on and hook it in (``daemon``: a ``streamd.daemon.Daemon``). Without
     ``start`` (``--check``) the metrics server and the MQTT sink are built (their settings checked) but
-    neither listens nor connects: a running service may hold the port or the broker's client id."""
+    neither listens nor connects: a running service may hold the port or the broker's client id; the clips'
+    folder is checked but not created."""
     out = Integrations()
     out.streams = [(s.name, s.source) for s in daemon.streams]
     daemon.counter_hooks.append(out.stream_counters)
@@ -84,7 +85,11 @@ def attach(cfg: DaemonConfig, daemon: Any, publisher: Any, *, start: bool = True
                 publisher.add_sink(mqtt)
                 # sent, or counted undelivered, before the final status: it counts every message before it
                 daemon.finish_hooks.append(partial(mqtt.finish, daemon.flush_s))
-        if cfg.clips.dir:
+        if cfg.clips.dir and not start:  # --check: the folder is checked, nothing is created
+            from streamd.output_folders import usable_folder_path
+
+            usable_folder_path(cfg.clips.dir, "--save-clips")
+        elif cfg.clips.dir:
             from streamd.clips import ClipRecorder
 
             streams = [(s.name, s.source.sample_rate, s.source.channels) for s in daemon.streams]

@@ -107,6 +107,8 @@ def test_check_binds_listens_and_connects_nothing(clips, small_checkpoint, free_
     assert f"streamd: check: tcp://127.0.0.1:{free_port}: {in_use}" in out
     assert f"streamd: check: metrics 127.0.0.1:{metrics_port}: {in_use}" in out
     assert not [t.name for t in threading.enumerate() if "mqtt" in t.name.lower() or "paho" in t.name.lower()]
+    assert not (tmp_path / "clips").exists()  # checked, not created
+    assert not [t.name for t in threading.enumerate() if t.name == "streamd-clips"]
 
 
 def test_more_engine_threads_than_cores_are_warned_about(
@@ -157,6 +159,10 @@ def test_check_fails_where_the_run_would_fail_to_bind(
         (["run", "--device", "no-such-device-xyz"], "device"),
         (["replay", "{clip}", "--checkpoint", "{ckpt}", "--save-clips", "{bad}"], "is not a folder"),
         (["replay", "{clip}", "--checkpoint", "{ckpt}", "--save-clips", "{bad}/clips"], "cannot create"),
+        (
+            ["replay", "{clip}", "--checkpoint", "{ckpt}", "--save-clips", "{bad}/clips", "--check"],
+            "cannot create",
+        ),
         (["replay", "{clip}", "--checkpoint", "{bad}", "--check"], "not a readable safetensors checkpoint"),
         (["replay", "{clip}", "--stream-prefix", "p" * 40], "--stream-prefix: at most 32 characters"),
         (["replay", "{clip}", "--checkpoint", "{ckpt}", "--hop", "0.015", "--check"], "frame shift"),
