@@ -220,20 +220,13 @@ class Daemon:
                 self.supervisor.tick()
         except KeyboardInterrupt:
             interrupted = True
-        complete = {s.index for s in self.streams if self._stream_complete(s)} if interrupted else set()
+        complete = {s.index for s in self.streams if self.supervisor.complete(s)} if interrupted else set()
         state = "stopped" if interrupted else "finished"
         self._shutdown(state, drain=not interrupted, complete=complete, asked=interrupted)
 
     def _failed(self) -> str | None:
         """What failed for good: the result stage, or the publisher (a proxy refusing its handshake)."""
         return self.results.failure or getattr(self.publisher, "failure", None)
-
-    def _stream_complete(self, stream: Stream) -> bool:
-        """True once ``stream`` ended and each window was classified and published, dropped or failed."""
-        if not stream.finished:  # read first: every window of it was submitted before this was set
-            return False
-        classified, handled = self.engine.done_with(stream.index)  # then the engine's, then the results'
-        return handled == stream.submitted_windows and stream.published_windows == classified
 
     def run_forever(self, stop_event: threading.Event) -> None:
         """Live: run until ``stop_event`` is set (Ctrl-C / SIGTERM); stops within about a second."""

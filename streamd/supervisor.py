@@ -8,7 +8,8 @@ declares the source away (``Stream.away``): the stream's open events end at the 
 back. A pipe input cannot be reopened, so its stall is only reported (``streamd.input_watch``): its
 writer's pause loses no audio and stream time waits with it, so its events go on. Every
 ``status_interval_s`` each stream's status is published (overloaded when windows were dropped since the
-last one).
+last one; finished once its input ended and every result of it is out, while other streams go on — the
+run's last status of each stream, counting every message before it, still comes at the end).
 """
 
 from __future__ import annotations
@@ -59,12 +60,21 @@ class Supervisor:
             self._report()
             self.next_status = now + self.status_interval_s
 
+    def complete(self, stream: Stream) -> bool:
+        """True once ``stream`` ended and each window was classified and published, dropped or failed."""
+        if not stream.finished:  # read first: every window of it was submitted before this was set
+            return False
+        classified, handled = self.engine.done_with(stream.index)  # then the engine's, then the results'
+        return handled == stream.submitted_windows and stream.published_windows == classified
+
     def _report(self) -> None:
         for stream in self.streams:
             dropped = self.engine.counters(stream.index)["dropped_windows"]
             state = stream.alarm or ("overloaded" if dropped > stream.dropped_seen else "running")
             if state in ("running", "overloaded") and stream.source.error:
                 state = "device_error"  # the source has failed: never "running" with its error
+            elif state == "running" and self.complete(stream):
+                state = "finished"  # its input ended and its results are out; other streams go on
             stream.dropped_seen = dropped
             self.status.publish(stream, state, stream.source.error)
 

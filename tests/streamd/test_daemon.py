@@ -149,8 +149,9 @@ def test_several_files_are_separate_streams_batched_in_one_engine(loaded, esc50)
         assert [p["t_start"] for p in mixed] == [p["t_start"] for p in alone] == [0.0, 1.0, 2.0, 3.0]
         for a, b in zip(mixed, alone, strict=True):
             torch.testing.assert_close(_scores(a, loaded.info.labels), _scores(b, loaded.info.labels))
-    finals = [m for m in _by_type(together, "status") if m["state"] == "finished"]
-    assert len(finals) == 3
+    last = {m["stream"]: m for m in _by_type(together, "status")}  # each stream's final status
+    finals = sorted(last.values(), key=together.index)
+    assert [m["state"] for m in finals] == ["finished"] * 3
     assert finals[-1]["counters"]["batches"] < 12  # 12 windows in fewer model calls
     first_final = together.index(finals[0])  # everything before it was sent when it was counted
     assert finals[0]["counters"]["published"] == first_final
@@ -288,6 +289,29 @@ def test_a_live_style_run_stops_within_two_seconds_with_a_final_status(loaded, l
     for before, after in itertools.pairwise(status):
         assert after["t_start"] == before["t_end"] <= after["t_end"]  # consecutive spans of stream time
     assert status[-1]["counters"]["rtf"] == pytest.approx(1.0, abs=0.25)
+
+
+def test_a_stream_whose_file_ended_reports_finished_while_the_others_go_on(loaded, long_wave, tmp_path):
+    """Two paced files, 2 s and 5 s: once the short one's results are out its periodic status says
+    finished (never running again); each stream's last status is the final one, counting everything."""
+    short, longer = tmp_path / "short.wav", tmp_path / "longer.wav"
+    sf.write(short, long_wave[: 2 * RATE], RATE, subtype="FLOAT")
+    sf.write(longer, long_wave[: 5 * RATE], RATE, subtype="FLOAT")
+    cfg = with_windows(DaemonConfig(), 1.0, 0.5)
+    cfg.publish.status_interval_s = 0.5
+    publisher = Publisher("inproc://daemon-finished-test")
+    got: list[dict] = []
+    publisher.add_sink(got.append)
+    Daemon(
+        cfg, [FileSource(short, speed=1.0), FileSource(longer, speed=1.0)], loaded, publisher
+    ).run_until_done()
+    states = [m["state"] for m in _by_type(got, "status", "short")]
+    first = states.index("finished")
+    assert first < len(states) - 1 and set(states[first:]) == {"finished"}  # before the run's end, for good
+    finished_at = got.index(_by_type(got, "status", "short")[first])
+    assert [p for p in _by_type(got, "prediction", "longer") if got.index(p) > finished_at]  # others went on
+    assert _by_type(got, "status", "longer")[-1]["state"] == "finished"
+    assert _by_type(got, "status", "short")[-1]["counters"]["windows"] == 3  # 1-s windows every 0.5 s
 
 
 def test_settings_the_model_cannot_use_are_config_errors(loaded, long_file):
