@@ -18,6 +18,10 @@ WINDOW_TYPES = ("hanning", "povey", "hamming", "rectangular", "blackman")
 MAX_CONFIG_INT = 1_000_000  # any integer of an architecture config (layers, widths, frames, ...)
 MAX_CONFIG_ABS_FLOAT = 1e6
 MAX_TARGET_FRAMES = 6000  # a model's own window: at most 60 s of 10-ms frames, the daemon's longest window
+# normalisation statistics: |mean| and std of log-mel values at most this (the experiment config's
+# ``[normalization]`` rules are these, ``training.model_input``: what a checkpoint refuses is refused there)
+MAX_NORM_MEAN = 1e4
+MAX_NORM_STD = 1e4
 
 # field -> (check, what it must be)
 _Check = Callable[[Any], bool]
@@ -48,8 +52,11 @@ _FEATURES: dict[str, tuple[_Check, str]] = {
     "energy_floor_eps": (lambda v: isinstance(v, bool), "true or false"),
 }
 _NORMALIZATION: dict[str, tuple[_Check, str]] = {
-    "mean": (_float_in(-1e4, 1e4), "a finite number in [-10000, 10000]"),
-    "std": (_float_in(0.0, 1e4, lo_open=True), "in (0, 10000]"),
+    "mean": (
+        _float_in(-MAX_NORM_MEAN, MAX_NORM_MEAN),
+        f"a finite number in [{-MAX_NORM_MEAN:.0f}, {MAX_NORM_MEAN:.0f}]",
+    ),
+    "std": (_float_in(0.0, MAX_NORM_STD, lo_open=True), f"in (0, {MAX_NORM_STD:.0f}]"),
     "target_frames": (_int_in(1, MAX_TARGET_FRAMES), f"an integer in [1, {MAX_TARGET_FRAMES}] (60 s)"),
 }
 

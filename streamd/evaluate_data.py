@@ -3,9 +3,11 @@
 The data options name a clip set (``--config``'s ``[data]``, ``--esc50``, ``--folders``, ``--datafiles``);
 ``--folds`` (or the checkpoint's held-out folds, with ``--config``) chooses among its folds; class folders
 are listed as ``train --data`` lists them and their unusable files left out with its warnings. Then the
-checkpoint's own training data: a checkpoint that records the clips it trained on (``streamd train
---data``: ``training.trained_clips``) gets those among the chosen clips counted in a warning, or left out
-with ``--held-out``; one that records its training folds gets a warning when any of them is scored.
+checkpoint's own training data: a checkpoint that records the clips it trained on (every ``streamd
+train`` now: ``training.trained_clips``) gets those among the chosen clips counted in a warning, or left
+out with ``--held-out``; an older one, which records only its training folds, gets a warning when any of
+them is scored where the fold numbers are the training's (an ESC-50 CSV's, datafiles', a ``--config``'s),
+and a note that it cannot be told where they are not (``--folders``: ``--num-folds`` numbers them).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel
@@ -30,51 +33,78 @@ def chosen_clips(args: argparse.Namespace, loaded: LoadedModel, window_s: float 
     """The clips to score (``window_s``: the model's window, for the note on longer clips; None: none)."""
     if args.held_out and recorded(loaded.info.extra) is None:  # said before any file is read
         raise ConfigError(
-            "--held-out: the checkpoint records no list of the clips it trained on (streamd train --data "
-            "records one); choose held-out folds with --folds or --config, or read its training run's "
-            "report (OUT/eval/)"
+            "--held-out: the checkpoint records no list of the clips it trained on (an older streamd's, "
+            "or a shipped model; streamd train records one now); choose held-out folds with --folds or "
+            "--config, or read its training run's report (OUT/eval/)"
         )
     clip_set = _dataset(args, loaded)
+    left_out = 0
     if args.held_out:  # before the file check: the training clips need not be decoded
-        clip_set = _trained_clips(args, loaded, clip_set)
+        clip_set, left_out = _leave_out_trained(loaded, clip_set)
     if args.folders:
         clip_set = usable_clips(clip_set, window_s)
-    if not args.held_out:  # counted among the clips that will be scored
-        _trained_clips(args, loaded, clip_set)
+    if args.held_out:  # the count scored: after the unusable files were left out
+        _say(
+            "note",
+            f"--held-out: {left_out} clip(s) the checkpoint trained on left out; scoring "
+            f"{len(clip_set.clips)}",
+        )
+    else:  # counted among the clips that will be scored
+        _warn_of_trained_clips(loaded, clip_set)
     return clip_set
 
 
-def _trained_clips(args: argparse.Namespace, loaded: LoadedModel, clip_set: ClipSet) -> ClipSet:
-    """Warn of the chosen clips the checkpoint trained on, or (``--held-out``) leave them out."""
-    extra = loaded.info.extra
-    digests = recorded(extra)
-    if digests is None:  # (--held-out was refused before)
-        name = extra.get("dataset")
-        if args.folders and "derived" in extra and name == Path(args.folders).resolve().name:
-            _say(  # an older streamd train --data checkpoint: it says which data set, not which clips
-                "warning",
-                f"the checkpoint was trained by streamd train --data on a data set named {name!r} and "
-                f"records no list of its clips (an older streamd): if {args.folders} is that data, its "
-                "training clips are among these and the figures are not held out (its training run's "
-                "report, OUT/eval/, is on the held-out clips)",
-            )
-        return clip_set
+def _warn_of_trained_clips(loaded: LoadedModel, clip_set: ClipSet) -> None:
+    """Warn of the clips to score that the checkpoint records it trained on (a list of digests)."""
+    digests = recorded(loaded.info.extra)
+    if digests is None:  # (said by fold, or that it cannot be told, in ``_dataset``)
+        return
     trained = seen((Path(c.path) for c in clip_set.clips), digests)
-    total, kept = len(clip_set.clips), [c for c in clip_set.clips if Path(c.path) not in trained]
-    if not args.held_out:
-        if trained:
-            _say(
-                "warning",
-                f"{len(trained)} of the {total} clips scored are clips the checkpoint trained on: these "
-                f"figures are not held out (--held-out scores only the {len(kept)} it did not train on)",
-            )
-        return clip_set
+    total, others = len(clip_set.clips), len(clip_set.clips) - len(trained)
+    if trained and not others:
+        _say("warning", f"all {total} clips scored are clips the checkpoint trained on: not held out")
+    elif trained:
+        _say(
+            "warning",
+            f"{len(trained)} of the {total} clips scored are clips the checkpoint trained on: these "
+            f"figures are not held out (--held-out scores only the {others} it did not train on)",
+        )
+
+
+def _leave_out_trained(loaded: LoadedModel, clip_set: ClipSet) -> tuple[ClipSet, int]:
+    """``--held-out``: the clips the checkpoint did not train on, and how many were left out."""
+    trained = seen((Path(c.path) for c in clip_set.clips), recorded(loaded.info.extra) or set())
+    kept = [c for c in clip_set.clips if Path(c.path) not in trained]
     if not kept:
-        raise ConfigError(f"--held-out: all {total} clips given are clips the checkpoint trained on")
+        raise ConfigError(
+            f"--held-out: all {len(clip_set.clips)} clips given are clips the checkpoint trained on"
+        )
+    left = ClipSet(kept, clip_set.labels, multi_label=clip_set.multi_label, name=clip_set.name)
+    return left, len(clip_set.clips) - len(kept)
+
+
+def _cannot_tell(args: argparse.Namespace, extra: dict[str, Any]) -> None:
+    """``--folders`` of the data set an older checkpoint (no list of its clips) names: its fold numbers
+    are not ``--num-folds``' (it does not record how its folds were numbered), so which clips it trained
+    on cannot be told; an older ``train --data`` checkpoint trained on most of that data."""
+    name = extra.get("dataset")
+    if "derived" in extra:
+        _say(  # it says which data set, not which clips
+            "warning",
+            f"the checkpoint was trained by streamd train --data on a data set named {name!r} and "
+            f"records no list of its clips (an older streamd): if {args.folders} is that data, its "
+            "training clips are among these and the figures are not held out (its training run's "
+            "report, OUT/eval/, is on the held-out clips)",
+        )
+        return
+    folds = extra.get("train_folds") or []
+    by = f" (its fold(s) {folds}, numbered as its config numbered them)" if folds else ""
     _say(
-        "note", f"--held-out: {len(trained)} clip(s) the checkpoint trained on left out; scoring {len(kept)}"
+        "note",
+        f"the checkpoint was trained on a data set named {name!r}{by} and records no list of its clips "
+        f"(an older streamd): whether the clips scored from {args.folders} were trained on cannot be "
+        "told (--config with its training config scores its held-out folds)",
     )
-    return ClipSet(kept, clip_set.labels, multi_label=clip_set.multi_label, name=clip_set.name)
 
 
 def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> ClipSet:
@@ -97,11 +127,14 @@ def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> ClipSet:
         return _select_folds(clip_set, _config_folds(exp, clip_set, loaded, args.folds))
     clip_set = _other_dataset(args, read_dataset)
     extra = loaded.info.extra
-    # a checkpoint that records no data set predates own-data training: it was trained on ESC-50; one of
-    # train --data has folds that are its splits, not --num-folds' folds (its clips are checked instead)
-    by_folds = not (args.folders and "derived" in extra)
-    if by_folds and (extra.get("dataset") or ("esc50" if args.esc50 else None)) == clip_set.name:
-        _warn_if_trained_on(loaded, clip_set, args.folds, clip_set.name)
+    # a checkpoint that records no data set predates own-data training: it was trained on ESC-50
+    trained_on = extra.get("dataset") or ("esc50" if args.esc50 else None)
+    name = Path(args.folders).resolve().name if args.folders else clip_set.name
+    if recorded(extra) is None and trained_on == name:  # else its clips are checked (or other data)
+        if args.folders:  # fold numbers of --num-folds, not necessarily the training's
+            _cannot_tell(args, extra)
+        else:  # an ESC-50 CSV's folds, a datafile's: the data's own numbering
+            _warn_if_trained_on(loaded, clip_set, args.folds, clip_set.name)
     return _select_folds(clip_set, args.folds)
 
 
@@ -121,8 +154,9 @@ def _config_folds(exp, clip_set, loaded: LoadedModel, chosen: list[int] | None) 
 
 
 def _warn_if_trained_on(loaded: LoadedModel, clip_set, folds: list[int] | None, source: str) -> bool:
-    """Warn (and True) when the checkpoint records training on any of ``folds`` (None: all) of this data;
-    a checkpoint that records its clips is checked clip by clip instead (``_trained_clips``)."""
+    """Warn (and True) when the checkpoint records training on any of ``folds`` (None: all) of this data,
+    numbered as the training numbered it; a checkpoint that records its clips is checked clip by clip
+    instead (``_warn_of_trained_clips``)."""
     if recorded(loaded.info.extra) is not None:
         return False
     trained = sorted(set(loaded.info.extra.get("train_folds") or []) & set(folds or clip_set.folds()))

@@ -24,10 +24,10 @@ from streamd.config_sections import WindowSection
 from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel
 from streamd.path_args import path_arg
-from streamd.window_files import AudioFile, source_stamp, unique_files
+from streamd.window_files import AudioFile, repeat_notes, source_stamp, unique_files
 from streamd.window_formats import raven_table_name
 from streamd.window_output import FORMATS, WindowOutput
-from streamd.window_progress import Progress, total_seconds
+from streamd.window_progress import Progress, summary_lines, total_seconds
 from streamd.window_scoring import FileResult
 from streamd.window_settings import settings as window_settings
 
@@ -127,9 +127,9 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _files(args: argparse.Namespace) -> list[AudioFile]:
-    """The files to classify, each once however often and however it is named; two files that would
-    share one Raven table are refused."""
-    files = unique_files(str(p) for p in args.paths)
+    """The files to classify, each once however often and however it is named (a note names each path
+    that names a file again); two files that would share one Raven table are refused."""
+    files, repeats = unique_files(str(p) for p in args.paths)
     if args.format == "raven":
         names: dict[str, AudioFile] = {}
         for file in files:
@@ -137,6 +137,8 @@ def _files(args: argparse.Namespace) -> list[AudioFile]:
             if other != file:
                 shown = f"{display_path(other.shown)} and {display_path(file.shown)}"
                 raise ConfigError(f"{shown} would share one Raven table: rename one")
+    for note in repeat_notes(repeats):
+        _say(f"streamd: note: {note}")
     return files
 
 
@@ -266,16 +268,10 @@ def run_windows(args: argparse.Namespace, windows: WindowSection, hop_given: boo
     finally:
         progress.stop()
         output.close()
+    counts = {"done": done, "failed": failed, "partial": partial, "todo": len(todo)}
     elapsed = time.monotonic() - started
-    rate = seconds / 3600 / (elapsed / 60) if elapsed > 0 else 0.0
-    _say(
-        f"streamd: {done} file(s), {seconds / 3600:.4f} h of audio, in {elapsed:.1f} s: "
-        f"{rate:.3f} audio hours per minute"
-    )
-    if failed:
-        _say(f"streamd: {failed} of {len(todo)} file(s) could not be classified")
-    if partial:
-        _say(f"streamd: {partial} of {len(todo)} file(s) could not be read to the end: in part in {args.out}")
+    for line in summary_lines(counts, seconds, elapsed, str(args.out), len(args.paths), len(files)):
+        _say(line)
     return 1 if failed or partial else 0
 
 

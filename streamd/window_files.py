@@ -1,10 +1,11 @@
 """Which audio file a path of ``classify --windows`` names, and how its outputs name it.
 
 A file is identified by where it really is (``os.path.realpath``): the same file under another spelling
-(``many/f1.wav``, ``./many/f1.wav``, its absolute path, a symlink to it) is one file, and two files of one
-name in different folders are two. Outputs name a file by its absolute path (``shown``: the current folder
-joined to what was typed, ``.`` dropped, symlinks kept), so their rows are never ambiguous whatever folder
-a run started in. Standard input (``-``) is itself.
+(``many/f1.wav``, ``./many/f1.wav``, its absolute path, a symlink to it) is one file, classified once (a
+note names each later path, ``repeat_notes``), and two files of one name in different folders are two.
+Outputs name a file by its absolute path (``shown``: the current folder joined to what was typed, ``.``
+dropped, symlinks kept), so their rows are never ambiguous whatever folder a run started in. Standard
+input (``-``) is itself.
 
 Progress lists written before this recorded only the name typed (``file``); ``resolved_entries`` gives
 their entries an identity where one can be told, and refuses the list in one line where it cannot.
@@ -37,13 +38,31 @@ def audio_file(path: str) -> AudioFile:
     return AudioFile(str(Path(path).absolute()), os.path.realpath(path))
 
 
-def unique_files(paths: Iterable[str]) -> list[AudioFile]:
-    """The files ``paths`` name, each once (the first spelling of a file named twice is kept)."""
+def unique_files(paths: Iterable[str]) -> tuple[list[AudioFile], list[tuple[str, str]]]:
+    """The files ``paths`` name, each once (the first spelling of a file named twice is kept), and each
+    later path that names one of them again, with the path that named it first (both as typed)."""
     files: dict[str, AudioFile] = {}
+    first: dict[str, str] = {}
+    repeats: list[tuple[str, str]] = []
     for path in paths:
         file = audio_file(path)
-        files.setdefault(file.identity, file)
-    return list(files.values())
+        if file.identity in files:
+            repeats.append((path, first[file.identity]))
+        else:
+            files[file.identity], first[file.identity] = file, path
+    return list(files.values()), repeats
+
+
+def repeat_notes(repeats: list[tuple[str, str]], limit: int = 10) -> list[str]:
+    """One line per path that names a file named before (``unique_files``), the first ``limit`` of them,
+    then one for the rest."""
+    notes = []
+    for path, first in repeats[:limit]:
+        same = "is given again" if path == first else f"is the same file as {display_path(first)}"
+        notes.append(f"{display_path(path)} {same}: classified once")
+    if len(repeats) > limit:
+        notes.append(f"{len(repeats) - limit} more path(s) name a file named before: each classified once")
+    return notes
 
 
 def source_stamp(path: str) -> list[int] | None:

@@ -1,5 +1,5 @@
-"""The progress of ``classify --windows`` on stderr: a bar over files and hours of audio (``rich``), and
-the lines said above it."""
+"""The progress of ``classify --windows`` on stderr: a bar over files and hours of audio (``rich``), the
+lines said above it, and the summary said at the end."""
 
 from __future__ import annotations
 
@@ -62,3 +62,24 @@ class Progress:
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
+
+
+def summary_lines(
+    counts: dict[str, int], seconds: float, elapsed: float, out: str, given: int, distinct: int
+) -> list[str]:
+    """The last lines of a run: ``counts`` of files ``done``, ``failed``, ``partial`` of the ``todo``
+    ones; ``given`` paths named ``distinct`` files (said when fewer: a file named twice is done once)."""
+    rate = seconds / 3600 / (elapsed / 60) if elapsed > 0 else 0.0
+    paths = f" ({given} paths given, {distinct} distinct file(s))" if distinct < given else ""
+    lines = [
+        f"streamd: {counts['done']} file(s), {seconds / 3600:.4f} h of audio, in {elapsed:.1f} s: "
+        f"{rate:.3f} audio hours per minute{paths}"
+    ]
+    todo = counts["todo"]
+    if counts["failed"]:
+        lines.append(f"streamd: {counts['failed']} of {todo} file(s) could not be classified")
+    if counts["partial"]:
+        lines.append(
+            f"streamd: {counts['partial']} of {todo} file(s) could not be read to the end: in part in {out}"
+        )
+    return lines

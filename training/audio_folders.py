@@ -81,11 +81,14 @@ def unusable_class_note(label: str, files: int) -> str:
 
 def loose_files_note(folder: Path, said: tuple[Path, ...] = ()) -> str | None:
     """The one line that reports visible files directly in ``folder`` (beside its class folders: no class),
-    or None; ``said``: files the caller reports otherwise."""
-    loose = [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file() and p not in said]
+    naming the first as the other left-out lines do, or None; ``said``: files the caller reports
+    otherwise."""
+    loose = sorted(
+        p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file() and p not in said
+    )
     if not loose:
         return None
-    return f"{len(loose)} file(s) directly in {folder} belong to no class folder; left out"
+    return f"{len(loose)} file(s) directly in {folder} belong to no class folder; left out, e.g. {loose[0]}"
 
 
 def class_tree(

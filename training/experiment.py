@@ -32,6 +32,7 @@ from training.loop import train_model
 from training.model_input import filled_config
 from training.output_claim import claim_output
 from training.readers import read_dataset
+from training.trained_clips import KEY, record
 
 
 def load_clip_set(exp: Experiment) -> ClipSet:
@@ -108,6 +109,8 @@ def run_one(
     model_config = filled_model_config(exp, clip_set)
     info = model_info(exp, clip_set, model_config)
     info.extra.update({"run": run_name, "train_folds": train_set.folds(), "val_folds": held_out or []})
+    # which clips it trained on, by their bytes: evaluate tells held-out clips from them whatever its folds
+    info.extra[KEY] = record(clip.path for clip in train_set.clips)
     torch.manual_seed(exp.train.seed)  # the initial weights are part of what a seed reproduces
     model = build_model(exp.arch, model_config)
     if exp.init is not None:

@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from audio_core.shipped_models import SHIPPED_MODELS, is_shipped_name, shipped_model_path
 from models.ast import adapt_time_grid
 from models.aum import resample_grid
-from models.checkpoint import read_info
+from models.checkpoint import CheckpointLoadError, load_checkpoint
 from models.common import FeatureConfig, ModelInfo, Normalization
 
 FREE_CONFIG_KEYS = ("num_classes", "target_frames", "dropout")  # may differ from the init checkpoint's
@@ -65,9 +64,10 @@ def _conflict(path: Path, key: str, given: Any, theirs: Any, why: str) -> InitEr
 
 
 def init_settings(path: str | Path, raw: dict[str, Any]) -> InitSettings:
-    """The settings an experiment (parsed TOML ``raw``) gets from init checkpoint ``path``."""
+    """The settings an experiment (parsed TOML ``raw``) gets from init checkpoint ``path`` (its weights
+    checked as they are loaded, ``init_weights``: a bad one is refused when the config is read)."""
     path = Path(path)
-    info = read_info(path)
+    _, info = init_weights(path)
     model = raw.get("model", {})
     if model.get("arch") is not None and model["arch"] != info.arch:
         raise _conflict(path, "model.arch", model["arch"], info.arch, "the architecture comes from it")
@@ -121,11 +121,21 @@ def _head_keys(state: dict[str, torch.Tensor]) -> list[str]:
     return [k for k in state if k.startswith("head.")]
 
 
+def init_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelInfo]:
+    """The init checkpoint's weights and metadata, loaded as every command loads a checkpoint
+    (``models.checkpoint.load_checkpoint``: metadata in bounds, weights that fit its model, none NaN or
+    infinite); an ``InitError`` naming the file and the tensor otherwise, before any epoch trains on it."""
+    try:
+        model, info = load_checkpoint(path)
+    except CheckpointLoadError as exc:
+        raise InitError(f"init checkpoint {exc}") from None
+    return dict(model.state_dict()), info
+
+
 def load_init_weights(model: nn.Module, path: str | Path, labels: list[str]) -> str:
     """Copy init checkpoint ``path`` into ``model`` (see the module docstring); returns a one-line report."""
     path = Path(path)
-    info = read_info(path)
-    state = load_file(str(path))
+    state, info = init_weights(path)
     notes = [f"init from {path.name} ({info.arch})"]
     adapted = adapt_positions(model, state, info)
     if adapted:

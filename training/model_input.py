@@ -17,7 +17,7 @@ import torch
 from audio_core.checks import check_fields, rule
 from audio_core.fbank import frame_window
 from models.common import FeatureConfig, Normalization
-from models.metadata_check import MAX_TARGET_FRAMES
+from models.metadata_check import MAX_NORM_MEAN, MAX_NORM_STD, MAX_TARGET_FRAMES
 from models.registry import build_model, config_class, config_to_dict, make_config
 
 FILLED_FROM_DATA = ("num_classes", "num_mel_bins", "target_frames")
@@ -57,9 +57,12 @@ class FeatureSection(FeatureConfig):
 
 @dataclass(frozen=True)
 class NormalizationSection(Normalization):
-    """The ``[normalization]`` table: a positive spread and a window of at least one frame."""
+    """The ``[normalization]`` table: a mean and a positive spread within the bounds a checkpoint takes
+    (``models.metadata_check``: a value it would refuse is refused here, before any training), and a
+    window of at least one frame."""
 
-    std: float = rule(Normalization.std, gt=0)
+    mean: float = rule(Normalization.mean, ge=-MAX_NORM_MEAN, le=MAX_NORM_MEAN)
+    std: float = rule(Normalization.std, gt=0, le=MAX_NORM_STD)
     target_frames: int = rule(Normalization.target_frames, gt=0, le=MAX_TARGET_FRAMES)  # 60 s
 
     def __post_init__(self) -> None:

@@ -158,6 +158,31 @@ def _positive_int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
+# --set keys that a --data run takes from its own options, not from the config it derives: refused in one
+# line (with what to give instead), never printed as applied and then ignored, nor written by --print-config
+NOT_SET_WITH_DATA = {
+    "data": "with --data the clips and the held-out split are DIR's (to choose others, edit the TOML "
+    "that --print-config writes)",
+    "experiment.mode": "--data trains one model and reports held-out clips",
+    "experiment.output_dir": "with --data the output folder is --out",
+    "normalization.target_frames": "with --data the window is --window S (seconds)",
+    "model.init": "with --data fine-tune with --init CHECKPOINT|NAME",
+}
+
+
+def refuse_unused_sets(opts: OwnOptions) -> None:
+    """``ExperimentConfigError`` naming the first ``--set`` key of ``NOT_SET_WITH_DATA`` given (as a key
+    of its own, below it, or inside an inline table)."""
+    given = apply_overrides({}, opts.overrides) if opts.overrides else {}
+    for key, why in NOT_SET_WITH_DATA.items():
+        value: Any = given
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None:
+            named = f"{key}.{next(iter(value))}" if isinstance(value, dict) and value else key
+            raise ExperimentConfigError(f"--set {named}: {why}")
+
+
 def set_value(opts: OwnOptions, key: str) -> Any:
     """The value the last ``--set KEY=VALUE`` gives ``key`` (TOML), or None."""
     mine = [item for item in opts.overrides if item.partition("=")[0].strip() == key]

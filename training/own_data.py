@@ -17,9 +17,9 @@ Layouts of ``DIR`` (or a CSV file given directly):
 The clips of each split get a fold: train 1, val 2, test 3, carved held-out part 4, so that the
 experiment machinery (``data.folds`` / ``data.val_folds``) expresses the fixed split exactly. The
 held-out split (what the report is on) is test, else val, else the carved part. Every file is checked
-by decoding it once (``duration_s``: an unreadable file, a broken link, a file without samples or with
-NaN or infinite samples is reported and left out); a class with no usable training clip is an error
-naming it.
+by decoding it once (``scan_file``: an unreadable file, a broken link, a file without samples or with
+NaN or infinite samples is reported and left out, and so is a clip with no signal, digital silence or
+shorter than ``MIN_SIGNAL_S``); a class with no usable training clip is an error naming it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from audio_core.audio_file import display_path, probe_audio, read_chunks
 from audio_core.errors import AudioInputError
@@ -78,34 +80,65 @@ def _holds_class_folders(folder: Path) -> bool:
     return any(audio_files(d) for d in class_dirs(folder))
 
 
-SCAN_BLOCK_S = 10.0  # seconds decoded at a time by ``duration_s``
+SCAN_BLOCK_S = 10.0  # seconds decoded at a time by ``scan_file``
+MIN_SIGNAL_S = 0.065  # a clip shorter than this (5 frames of the 25-ms fbank every 10 ms) has no signal
 
 
-def duration_s(path: Path) -> float | str:
-    """The file's duration in seconds, or why it cannot be used: it is read through by the one audio reader
-    (``read_chunks``, at its own rate), so a file the features could not be computed from is found here."""
+def scan_file(path: Path) -> tuple[float, bool] | str:
+    """(the file's duration in seconds, whether any sample is non-zero after the downmix to mono), or why
+    it cannot be used: it is read through by the one audio reader (``read_chunks``, at its own rate), so a
+    file the features could not be computed from is found here."""
     if not path.is_file():
         return "missing file or broken link"
+    samples, signal = 0, False
     try:
         rate = probe_audio(path).sample_rate
-        samples = sum(chunk.size for chunk in read_chunks(path, rate, SCAN_BLOCK_S))
+        for chunk in read_chunks(path, rate, SCAN_BLOCK_S):
+            samples += chunk.size
+            signal = signal or bool(np.any(chunk))
     except AudioInputError as exc:
         return str(exc).removeprefix(f"{display_path(path)}: ")
-    return samples / rate
+    return samples / rate, signal
+
+
+def scan_files(files: Iterable[Path]) -> tuple[dict[Path, float], list[str], list[Path]]:
+    """Each file decoded once (``scan_file``): the durations of the usable ones, ``"FILE: why"`` for the
+    others, and the usable ones whose every sample is zero (digital silence)."""
+    durations: dict[Path, float] = {}
+    broken: list[str] = []
+    silent: list[Path] = []
+    for file in dict.fromkeys(files):
+        scanned = scan_file(file)
+        if isinstance(scanned, str):
+            broken.append(f"{file}: {scanned}")
+            continue
+        durations[file] = scanned[0]
+        if not scanned[1]:
+            silent.append(file)
+    return durations, broken, silent
 
 
 def check_files(files: Iterable[Path]) -> tuple[dict[Path, float], list[str]]:
-    """Each file decoded once (``duration_s``): the durations of the usable ones, and ``"FILE: why"`` for
-    the others. The one check of ``train --data`` and ``evaluate --folders``."""
-    durations: dict[Path, float] = {}
-    broken: list[str] = []
-    for file in dict.fromkeys(files):
-        d = duration_s(file)
-        if isinstance(d, str):
-            broken.append(f"{file}: {d}")
-        else:
-            durations[file] = d
+    """The durations of the usable files and ``"FILE: why"`` for the others (``scan_files``). The one
+    check of ``train --data`` and ``evaluate --folders``."""
+    durations, broken, _ = scan_files(files)
     return durations, broken
+
+
+def no_signal(durations: dict[Path, float], silent: list[Path]) -> tuple[list[Path], str | None]:
+    """The clips with no signal (digital silence, or shorter than ``MIN_SIGNAL_S``), and the one line that
+    reports them as left out (None when there are none): a labelled clip of silence would contradict the
+    background examples, which teach that silence is no class."""
+    zeros = set(silent)
+    quiet = [f for f, d in durations.items() if f in zeros or d < MIN_SIGNAL_S]
+    if not quiet:
+        return [], None
+    first = quiet[0]
+    why = "digital silence" if first in zeros else f"{durations[first] * 1000:.3g} ms long"
+    return quiet, (
+        f"{len(quiet)} clip(s) with no signal left out (digital silence after the downmix to mono, or "
+        f"shorter than {MIN_SIGNAL_S * 1000:.0f} ms), e.g. {first} ({why})"
+    )
 
 
 def left_out_note(broken: list[str]) -> str:
@@ -205,10 +238,14 @@ def read_own_data(root: str | Path, holdout_frac: float = 0.1) -> OwnData:
     if not 0 < holdout_frac < 1:
         raise DatasetError(f"holdout_frac must be between 0 and 1, got {holdout_frac}")
     layout, entries, problems = detect_layout(root)
-    durations, broken = check_files(file for file, _, _ in entries)
-    usable = [entry for entry in entries if entry[0] in durations]
+    durations, broken, silent = scan_files(file for file, _, _ in entries)
     if broken:
         problems.append(left_out_note(broken))
+    quiet, note = no_signal(durations, silent)
+    if note:  # left out, as an unusable file is
+        problems.append(note)
+        durations = {f: d for f, d in durations.items() if f not in quiet}
+    usable = [entry for entry in entries if entry[0] in durations]
     for label, n in Counter(label for _, label, _ in entries).items():
         if not any(lab == label for _, lab, _ in usable):
             problems.append(unusable_class_note(label, n))

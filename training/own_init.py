@@ -9,25 +9,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.checkpoint import read_info
 from models.common import ModelInfo
 from training.derive import RECIPES, recipe_model
 from training.finetune_recipe import with_init
-from training.init_from import resolve_init
+from training.init_from import init_weights, resolve_init
 
 # each zero-config recipe's architecture, as training.derive.recipe_model builds it (one owner of the names)
 ARCH_RECIPES = {recipe_model(recipe, 100)[0]: recipe for recipe in RECIPES}
 
 
 def init_info(init: str | None, recipe: str | None) -> ModelInfo | None:
-    """The init checkpoint's metadata, checked against ``--recipe``; None without ``--init``."""
+    """The init checkpoint's metadata, checked against ``--recipe``, its weights loaded as every command
+    loads them (none NaN or infinite: refused before any feature is computed); None without ``--init``."""
     if init is None:
         return None
     try:
         path = resolve_init(init)
     except ValueError as exc:
         raise ValueError(f"--init {exc}") from None
-    info = read_info(path)
+    _, info = init_weights(path)
     own = ARCH_RECIPES.get(info.arch)
     if own is None:
         known = ", ".join(ARCH_RECIPES)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from audio_core.compute import resolve_device
+from audio_core.windows import window_samples
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.common import FeatureConfig, ModelInfo
 from training import derive
@@ -32,7 +33,7 @@ from training.experiment_spec import (
     parse_features,
 )
 from training.output_claim import claim_output
-from training.own_choices import OwnOptions, derive_choices, epochs_set, say, set_value
+from training.own_choices import OwnOptions, derive_choices, epochs_set, refuse_unused_sets, say
 from training.own_data import SPLIT_FOLDS, OwnData, read_own_data
 from training.own_init import fine_tuning_doc, init_info
 from training.own_report import describe, held_out_report
@@ -118,19 +119,30 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
     if not opts.print_config:  # a missing GPU is said before any file is read
         resolve_device(opts.compute, "--compute")
     epochs_set(opts)  # --epochs against --set train.epochs: said before any file is read
-    if set_value(opts, "experiment.output_dir") is not None:  # the output claimed is --out's
-        raise ExperimentConfigError("--set experiment.output_dir: with --data the output folder is --out")
+    refuse_unused_sets(opts)  # --set data.*, experiment.mode, ...: the run's own options decide them
     if opts.out is not None:
         _refuse_output_inside_data(opts.out, Path(opts.data), given=True)
+    init = init_info(opts.init, opts.recipe)  # its weights checked before any clip is read
+    features = init.features if init is not None else FeatureConfig(num_mel_bins=derive.NUM_MEL_BINS)
+    features = _with_feature_overrides(features, opts)  # refused before the output folder is made
+    if opts.window_s:
+        _check_window(opts.window_s, features)
     data = read_own_data(opts.data)
     out = opts.out or Path("runs") / data.clip_set.name
     _refuse_output_inside_data(out, Path(opts.data), given=opts.out is not None)
     say(opts, start_summary(data))
     warn_problems(data)
-    init = init_info(opts.init, opts.recipe)
-    features = init.features if init is not None else FeatureConfig(num_mel_bins=derive.NUM_MEL_BINS)
-    features = _with_feature_overrides(features, opts)  # refused before the output folder is made
     return _derive_and_train(opts, data, out, features, init)
+
+
+def _check_window(window_s: float, features: FeatureConfig) -> None:
+    """``--window`` by the window rule of every command (``audio_core.windows.window_samples``): a whole
+    number of frame shifts (10 ms), as ``--hop`` is, so that the window reported and stored is the one
+    every command uses."""
+    try:
+        window_samples(window_s, features)
+    except ValueError as exc:
+        raise ExperimentConfigError(f"--window{str(exc).removeprefix('window_s')}") from None
 
 
 def _derive_and_train(

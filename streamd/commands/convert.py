@@ -59,8 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _normalization(
     args: argparse.Namespace, pre: dict[str, Any], model_frames: int
 ) -> tuple[float, float, int]:
-    """(mean, std, target_frames) from the options, the dataset preset or the preprocessor config."""
+    """(mean, std, target_frames) from the options, the dataset preset or the preprocessor config, within
+    the bounds a checkpoint takes (``models.metadata_check``)."""
     from models.common import DATASET_STATS
+    from models.metadata_check import MAX_NORM_MEAN, MAX_NORM_STD
 
     if (args.mean is None) != (args.std is None):
         raise ConfigError("give both --mean and --std, or neither")
@@ -73,10 +75,11 @@ def _normalization(
         mean, std = float(pre["mean"]), float(pre["std"])
     else:
         raise ConfigError("no normalisation statistics: give --dataset or --mean and --std")
-    if not math.isfinite(mean):
-        raise ConfigError(f"--mean must be a finite number, got {mean}")
-    if not (std > 0 and math.isfinite(std)):
-        raise ConfigError(f"--std must be a positive finite number, got {std}")
+    if not (math.isfinite(mean) and abs(mean) <= MAX_NORM_MEAN):
+        bounds = f"[{-MAX_NORM_MEAN:.0f}, {MAX_NORM_MEAN:.0f}]"
+        raise ConfigError(f"--mean must be a finite number in {bounds}, got {mean}")
+    if not (0 < std <= MAX_NORM_STD):
+        raise ConfigError(f"--std must be a positive finite number of at most {MAX_NORM_STD:.0f}, got {std}")
     frames = args.target_frames or (preset[2] if preset else None) or pre.get("max_length") or model_frames
     return float(mean), float(std), int(frames)
 
@@ -195,13 +198,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _save(out: Path, model: Any, info: Any) -> Path:
-    """Write the checkpoint; metadata that loading would refuse is one line, nothing written."""
-    from models.checkpoint import save_checkpoint
+    """Write the checkpoint beside OUT and load it back as every command loads one (``load_checkpoint``:
+    metadata in bounds, weights that fit, none NaN or infinite) before it takes OUT's name; a problem is
+    one line naming OUT (and the tensor), nothing written."""
+    from models.atomic_write import write_atomically
+    from models.checkpoint import load_checkpoint, save_checkpoint
 
-    try:
-        return save_checkpoint(out, model, info)
-    except ValueError as exc:
-        raise CheckpointError(str(exc)) from None
+    def write_loadable(tmp: Path) -> None:
+        try:
+            save_checkpoint(tmp, model, info)
+            load_checkpoint(tmp)
+        except OSError as exc:  # the file system's refusal, named after OUT
+            raise OSError(exc.errno, exc.strerror, str(out)) from None
+        except ValueError as exc:  # "TMP: not saved: invalid metadata: ...", "TMP: weight W holds NaN ..."
+            reason = str(exc).removeprefix(f"{tmp}: ").removeprefix("not saved: ")
+            raise CheckpointError(f"{out}: not saved: {reason}") from None
+
+    return write_atomically(out, write_loadable)
 
 
 def _is_streamd_checkpoint(src: Path) -> bool:

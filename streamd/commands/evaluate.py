@@ -57,8 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--held-out",
         action="store_true",
-        help="score only the clips the checkpoint did not train on (a checkpoint of streamd train --data "
-        "records its training clips: on its own data, this is the split that run held out)",
+        help="score only the clips the checkpoint did not train on (every streamd train checkpoint records "
+        "its training clips: on its own data, this is what that run held out)",
     )
     parser.add_argument("--out", type=path_arg, help="write report.json, report.md and confusion.png here")
     parser.add_argument(

@@ -82,6 +82,7 @@ def run_own_data(args: argparse.Namespace) -> int:
     from models.metadata_check import MAX_TARGET_FRAMES
     from streamd.output_folders import usable_folder_path
     from training.derive import MIN_WINDOW_S
+    from training.own_choices import set_value
     from training.own_train import OwnOptions, run_own_data
 
     max_window_s = MAX_TARGET_FRAMES / 100  # 10-ms frames: the daemon's longest window
@@ -113,10 +114,12 @@ def run_own_data(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         accept_data_change=args.accept_data_change,
     )
-    if opts.cache_dir is not None:  # features are cached in the working folder: said before any is made
-        usable_folder_path(
-            opts.cache_dir, "the feature cache (in the working folder; run from a writable one)"
-        )
+    cache_is = "the feature cache (in the working folder; run from a writable one)"
+    cache = set_value(opts, "experiment.cache_dir")  # one cache for what is derived and what is trained
+    if isinstance(cache, str):  # (another type is refused with the rest of the config)
+        opts.cache_dir, cache_is = (Path(cache) if cache else None), "--set experiment.cache_dir"
+    if opts.cache_dir is not None:  # features are cached there: said before any is made
+        usable_folder_path(opts.cache_dir, cache_is)
     run_own_data(opts)
     return 0
 

@@ -169,3 +169,30 @@ def test_not_an_image_model_is_one_line(tmp_path: Path) -> None:
     proc = _convert(tmp_path / "vit8.safetensors", tmp_path / "ast.safetensors")
     assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1
     assert "only 16x16 patches are supported" in proc.stderr
+
+
+def test_converted_weights_holding_nan_are_not_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """They were written without a word (``--init`` then trained on NaN); now the checkpoint is loaded back
+    as ``classify`` loads one before it takes OUT's name: one line naming the tensor, nothing written."""
+    from streamd.cli import main
+
+    state = _timm_state()
+    state["blocks.0.attn.qkv.weight"][1, 2] = float("nan")
+    src = tmp_path / "vit.safetensors"
+    save_file(state, str(src))
+    out = tmp_path / "ast.safetensors"
+    argv = ["convert", str(src), str(out), "--dataset", "esc50", "--target-frames", str(FRAMES)]
+    assert main([*argv, "--fstride", "16", "--tstride", "16"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"streamd: error: {out}: not saved: weight blocks.0.attn.qkv.weight holds NaN or infinite values"
+    )
+    assert err.count("\n") == 1 and sorted(tmp_path.iterdir()) == [src]  # no temporary file left either
+    state["blocks.0.attn.qkv.weight"][1, 2] = 0.0
+    save_file(state, str(src))
+    assert main([*argv, "--fstride", "16", "--tstride", "16"]) == 0 and sorted(tmp_path.iterdir()) == [
+        out,
+        src,
+    ]

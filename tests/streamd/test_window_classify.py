@@ -540,6 +540,33 @@ def test_a_file_is_known_by_where_it_is_not_by_the_name_typed(
     assert {r["file"] for r in jsonl(once)} == {str(f1)} and len(jsonl(once)) == 1
 
 
+def test_paths_naming_one_file_are_classified_once_and_said_so(
+    tmp_path, archive, small_checkpoint, capsys, monkeypatch
+):
+    """Paths naming one file (a link to it, the same path twice, ``./x`` and ``x``) were merged unsaid:
+    three paths gave "1 file(s)". A note names each later path and the one it repeats, and the summary
+    counts the paths given and the distinct files; plain classify prints a line for every path given."""
+    (tmp_path / "odd").mkdir()
+    sf.write(tmp_path / "odd" / "clip.wav", esc50_mono(archive[1])[:SR], SR, subtype="PCM_16")
+    (tmp_path / "odd" / "link.wav").symlink_to("clip.wav")
+    monkeypatch.chdir(tmp_path)
+    out, paths = tmp_path / "o.csv", ["odd/clip.wav", "odd/link.wav", "./odd/clip.wav", "odd/clip.wav"]
+    assert main([*windows_args(out, small_checkpoint), *paths]) == 0
+    err = capsys.readouterr().err.splitlines()
+    notes = [line for line in err if "classified once" in line]
+    assert notes == [
+        "streamd: note: odd/link.wav is the same file as odd/clip.wav: classified once",
+        "streamd: note: ./odd/clip.wav is the same file as odd/clip.wav: classified once",
+        "streamd: note: odd/clip.wav is given again: classified once",
+    ]
+    summary = [line for line in err if line.startswith("streamd: 1 file(s), ")]
+    assert len(summary) == 1 and summary[0].endswith(" (4 paths given, 1 distinct file(s))")
+    clip = Path(os.path.realpath(tmp_path)) / "odd" / "clip.wav"
+    assert {r["file"] for r in csv_rows(out)} == {str(clip)}
+    assert main(["classify", "--checkpoint", str(small_checkpoint), *paths]) == 0
+    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == paths
+
+
 def test_an_earlier_streamds_list_of_typed_names_resumes_only_where_it_can_tell_the_file(
     tmp_path, archive, small_checkpoint, capsys, monkeypatch
 ):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.paths import ESC50, esc50_rows
-from training.audio_folders import audio_files, class_dirs
+from training.audio_folders import audio_files, class_dirs, class_tree
 from training.own_data import read_own_data
 from training.readers import DatasetError, read_class_folders, read_class_folders_as_found
 
@@ -72,17 +72,21 @@ def test_files_beside_the_class_folders_are_said_alike_by_train_and_evaluate(
     file linked into two classes is refused by both."""
     from streamd.cli import main
 
-    shutil.copy(ESC50 / "audio" / esc50_rows()[0]["filename"], folders / "stray.flac")
+    stray = folders / "stray.flac"
+    shutil.copy(ESC50 / "audio" / esc50_rows()[0]["filename"], stray)
     (folders / "gone").symlink_to(tmp_path / "no_such_folder", target_is_directory=True)
     said = read_own_data(folders).problems
-    assert f"1 file(s) directly in {folders} belong to no class folder; left out" in said
+    assert f"1 file(s) directly in {folders} belong to no class folder; left out, e.g. {stray}" in said
     assert f"{folders / 'gone'}: a broken link where a class folder was expected; left out" in said
     args = ["evaluate", "--checkpoint", str(trained_checkpoint), "--folders", str(folders)]
     assert main([*args, "--cache-dir", str(tmp_path / "c"), "--json"]) == 0
     out = capsys.readouterr()
     assert json.loads(out.out)["num_examples"] == 5  # the five readable clips of dog/ and rooster/
     prefix = "streamd: warning: "
-    assert [line.removeprefix(prefix) for line in out.err.splitlines() if line.startswith(prefix)] == said
+    warned = [line.removeprefix(prefix) for line in out.err.splitlines() if line.startswith(prefix)]
+    assert [line for line in warned if line in said] == said  # the lister's lines, in its order
+    others = [line for line in warned if line not in said]  # and that it scores clips it trained on
+    assert len(others) == 1 and "clips scored are clips the checkpoint trained on" in others[0], others
     (folders / "rooster" / "again.flac").symlink_to(folders / "dog" / "a.flac")
     with pytest.raises(DatasetError, match=r"again\.flac is the same file as .*a\.flac \(a link\?\)"):
         read_own_data(folders)
@@ -90,3 +94,15 @@ def test_files_beside_the_class_folders_are_said_alike_by_train_and_evaluate(
     err = capsys.readouterr().err
     assert err.startswith("streamd: error: ") and "again.flac is the same file as" in err
     assert len(err.splitlines()) == 1
+
+
+def test_files_beside_the_class_folders_are_counted_and_the_first_named(folders: Path) -> None:
+    """The line counted them and named none, unlike every other left-out line (``e.g. PATH``); one lister
+    (``class_tree``) says it for ``train --data`` and ``evaluate --folders`` alike."""
+    (folders / "notes.txt").write_text("recorded in the garden")
+    shutil.copy(ESC50 / "audio" / esc50_rows()[0]["filename"], folders / "loose.flac")
+    expected = (
+        f"2 file(s) directly in {folders} belong to no class folder; left out, e.g. {folders / 'loose.flac'}"
+    )
+    assert expected in read_own_data(folders).problems
+    assert expected in class_tree(folders)[2]

@@ -11,11 +11,12 @@ import pytest
 import soundfile as sf
 from esc50_subset import write_esc50_subset
 
-from models.checkpoint import load_checkpoint
+from models.checkpoint import load_checkpoint, save_checkpoint
 from streamd.cli import main
 from training import metrics
 from training.evaluate import clip_scores
 from training.readers import read_esc50
+from training.trained_clips import KEY
 
 CATEGORIES = ("dog", "rooster", "rain")
 
@@ -304,19 +305,31 @@ def test_a_config_scores_its_own_folds_and_warns_of_clips_the_model_trained_on(
     assert "folds [4] have no clips (the dataset has folds [3])" in capsys.readouterr().err
     seen_csv = write_esc50_subset(tmp_path / "seen", CATEGORIES, 2, (1, 2))  # the checkpoint's own folds
     seen = _data_config(tmp_path / "seen.toml", seen_csv, audio, "", "full")
-    assert main([*base, "--config", str(seen)]) == 0
-    err = capsys.readouterr().err
-    assert "the checkpoint trained on fold(s) [1, 2]" in err and "not held out" in err
-    other_csv = seen_csv.with_name("other.csv")  # another data set whose folds share the numbers
+    other_csv = seen_csv.with_name("other.csv")  # another data set (name) whose folds share the numbers
     other_csv.write_text(seen_csv.read_text())
     other = _data_config(tmp_path / "other.toml", other_csv, audio, "", "full")
-    assert main([*base, "--config", str(other)]) == 0
+    # it records the clips it trained on: they are told by their bytes, whatever the data set's name
+    for data in (["--config", str(seen)], ["--config", str(other)]):
+        assert main([*base, *data]) == 0
+        err = capsys.readouterr().err
+        assert "all 12 clips scored are clips the checkpoint trained on: not held out" in err
+    assert main([*base, "--esc50", str(seen_csv), "--audio-dir", str(audio), "--folds", "2"]) == 0
+    assert "all 6 clips scored are clips the checkpoint trained on" in capsys.readouterr().err
+    # an older checkpoint records its training folds only: they are compared where they are the data's
+    model, info = load_checkpoint(trained_checkpoint)
+    del info.extra[KEY]
+    older = ["evaluate", "--checkpoint", str(save_checkpoint(tmp_path / "older.safetensors", model, info))]
+    older += ["--cache-dir", str(tmp_path / "c")]
+    assert main([*older, "--config", str(seen)]) == 0
+    err = capsys.readouterr().err
+    assert "the checkpoint trained on fold(s) [1, 2]" in err and "not held out" in err
+    assert main([*older, "--config", str(other)]) == 0
     out = capsys.readouterr()
     assert "- examples: 12" in out.out and "warning" not in out.err  # its folds are not the checkpoint's
     # the same warning for --esc50 (it was given only with --config): a shipped model on its own folds
-    assert main([*base, "--esc50", str(seen_csv), "--audio-dir", str(audio), "--folds", "2"]) == 0
+    assert main([*older, "--esc50", str(seen_csv), "--audio-dir", str(audio), "--folds", "2"]) == 0
     assert "the checkpoint trained on fold(s) [2]" in capsys.readouterr().err
-    assert main([*base, "--esc50", str(other_csv), "--audio-dir", str(audio)]) == 0
+    assert main([*older, "--esc50", str(other_csv), "--audio-dir", str(audio)]) == 0
     assert "warning" not in capsys.readouterr().err
 
 

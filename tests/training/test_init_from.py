@@ -302,3 +302,43 @@ def test_the_fine_tuning_config_starts_from_the_shipped_model() -> None:
     assert exp.init is not None and exp.init.name == "default.safetensors"
     assert exp.arch == "resnet_cnn" and exp.features.num_mel_bins == 64
     assert exp.train.epochs == 20 and exp.train.backbone_lr_scale == 0.25 and exp.init_notes == []
+
+
+def _nan_checkpoint(tmp_path: Path, labels: list[str]) -> tuple[Path, str]:
+    """A CNN checkpoint one of whose weights holds NaN (the writer takes it: the loader refuses it)."""
+    from models.checkpoint import load_checkpoint
+
+    good = _checkpoint(tmp_path / "good.safetensors", "resnet_cnn", CNN, labels, frames=48)
+    model, info = load_checkpoint(good)
+    name = next(k for k, v in model.state_dict().items() if v.is_floating_point() and v.ndim > 1)
+    with torch.no_grad():
+        model.state_dict()[name].view(-1)[0] = float("nan")
+    return save_checkpoint(tmp_path / "nan.safetensors", model, info), name
+
+
+def test_an_init_checkpoint_with_nan_weights_is_refused_before_any_epoch(
+    tmp_path: Path, esc50_root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was copied into the model, every epoch trained on NaN, and the end blamed the training for
+    diverging; now the loader's own check refuses it in one line naming the file and the tensor."""
+    from own_clips import write_class_folders
+
+    from streamd.cli import main
+    from training.init_from import InitError
+
+    labels = ["crying_baby", "dog", "rooster"]
+    ckpt, name = _nan_checkpoint(tmp_path, labels)
+    refusal = f"init checkpoint {ckpt}: weight {name} holds NaN or infinite values"
+    with pytest.raises(InitError, match=f"^{refusal}"):  # every training path loads it so: TOML, --data
+        load_init_weights(_fresh("resnet_cnn", CNN, labels), ckpt, labels)
+    config = _config(tmp_path, esc50_root, "")
+    with pytest.raises(ExperimentConfigError, match=f"^{config}: model.init: {refusal}"):
+        load_experiment(config, init=str(ckpt))  # a config names it: refused when it is read
+    assert not (tmp_path / "runs").exists()
+    data = write_class_folders(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--init", str(ckpt), "--epochs", "1", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"streamd: error: {refusal}") and captured.err.count("\n") == 1
+    assert "features:" not in captured.out and not out.exists() and not (tmp_path / ".cache").exists()

@@ -317,7 +317,7 @@ def test_an_empty_data_path_is_refused_not_the_current_folder(capsys) -> None:
         cli.main(["train", "--data", ""])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "streamd train: error: argument --data: is empty (give a path)"
+        "streamd: error: argument --data: is empty (give a path)"
     )
 
 

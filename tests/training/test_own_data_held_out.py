@@ -51,7 +51,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 def test_train_data_warnings_are_on_stderr_as_every_commands(trained: dict) -> None:
     """They were printed on stdout, among the summary, as ``warning: ...``."""
-    line = f"streamd: warning: 1 file(s) directly in {trained['data']} belong to no class folder; left out"
+    data = trained["data"]
+    stray = data / "stray.wav"
+    line = f"streamd: warning: 1 file(s) directly in {data} belong to no class folder; left out, e.g. {stray}"
     assert line in trained["stderr"].splitlines()
     assert "warning" not in trained["stdout"]
     assert "held out: holdout (3 clips, carved from the training clips)" in trained["stdout"]
@@ -84,6 +86,26 @@ def test_evaluate_on_the_training_data_warns_and_held_out_scores_what_training_h
         assert "streamd: note: --held-out: 9 clip(s) the checkpoint trained on left out" in out.err
     assert main([*base, "--folders", str(data), "--num-folds", "2"]) == 0  # its folds are not its splits
     assert "fold(s)" not in capsys.readouterr().err
+
+
+def test_held_outs_note_counts_the_clips_scored_after_unusable_files_are_left_out(
+    trained: dict, tmp_path: Path, capsys
+) -> None:
+    """--held-out announced "scoring 5" where 2 of the 5 were unusable files, and 3 were scored: the note
+    now counts the clips scored, after the unusable files were left out (and said so)."""
+    data = tmp_path / "with_bad"
+    shutil.copytree(trained["data"], data)
+    (data / "dog" / "zz_bad.wav").write_text("not audio")
+    (data / "rooster" / "zz_empty.wav").write_bytes(b"")
+    args = ["evaluate", "--checkpoint", str(trained["checkpoint"]), "--folders", str(data), "--held-out"]
+    assert main([*args, "--cache-dir", str(tmp_path / "c"), "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["num_examples"] == 3
+    lines = out.err.splitlines()
+    note = "streamd: note: --held-out: 9 clip(s) the checkpoint trained on left out; scoring 3"
+    assert note in lines
+    unusable = next(i for i, line in enumerate(lines) if "2 unusable file(s) left out" in line)
+    assert lines.index(note) > unusable
 
 
 def test_an_older_train_data_checkpoint_is_warned_about_and_held_out_refused(

@@ -1,0 +1,114 @@
+"""A TOML experiment's checkpoint records the clips it trained on, as ``streamd train --data``'s does, so
+that ``streamd evaluate --folders`` tells them from held-out clips whatever its fold numbering; an older
+checkpoint, which records only fold numbers, is compared by them only where they are the training's."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from esc50_subset import ESC50, esc50_rows
+
+from models.checkpoint import load_checkpoint, read_info, save_checkpoint
+from streamd.cli import main
+from training.experiment import run_experiment
+from training.experiment_spec import load_experiment
+from training.trained_clips import KEY, recorded
+
+CLASSES = ("dog", "rooster", "crying_baby")
+PER_CLASS = 6  # with num_folds 5: folds 1, 2, 3, 4, 5, 1 in each class, fold 5 held out
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory: pytest.TempPathFactory, esc50_root: Path) -> dict[str, Path]:
+    """Class folders of 0.5-s excerpts of real clips, trained on for one epoch by a TOML experiment
+    (reader folders, 5 folds, fold 5 held out); the folders and the checkpoint."""
+    root = tmp_path_factory.mktemp("experiment_held_out")
+    data = root / "mine"
+    for name in CLASSES:
+        rows = [r for r in esc50_rows() if r["category"] == name][:PER_CLASS]
+        (data / name).mkdir(parents=True)
+        for row in rows:
+            wave, rate = sf.read(str(ESC50 / "audio" / row["filename"]), dtype="float32")
+            sf.write(str(data / name / f"{Path(row['filename']).stem}.wav"), wave[: rate // 2], rate)
+    config = root / "mine.toml"
+    config.write_text(
+        f"""
+[experiment]
+output_dir = "{root / "run"}"
+cache_dir = "{root / "cache"}"
+mode = "single"
+[data]
+reader = "folders"
+root = "{data}"
+num_folds = 5
+val_folds = [5]
+[normalization]
+target_frames = 48
+[model]
+arch = "resnet_cnn"
+[model.config]
+channels = [8, 16]
+[train]
+epochs = 1
+batch_size = 4
+precision = "fp32"
+eval_every = 0
+[train.augment]
+mixup_prob = 0.0
+"""
+    )
+    run_experiment(load_experiment(config), progress=False)
+    return {"data": data, "checkpoint": root / "run" / "single" / "model.safetensors"}
+
+
+def test_a_toml_experiments_checkpoint_records_its_clips_and_evaluate_tells_them(
+    experiment: dict[str, Path], tmp_path: Path, capsys
+) -> None:
+    """evaluate --folders scored a TOML checkpoint's training clips as if held out, unsaid (without
+    --num-folds no fold was compared; with another --num-folds, other clips were): the checkpoint now
+    records their digests, evaluate counts them in a warning whatever the folds, and --held-out scores
+    the fold the run held out (also from a copy of the folder)."""
+    data, checkpoint = experiment["data"], experiment["checkpoint"]
+    digests = recorded(read_info(checkpoint).extra)
+    assert digests is not None and len(digests) == 5 * len(CLASSES)  # folds 1-4 of each class
+    base = ["evaluate", "--checkpoint", str(checkpoint), "--cache-dir", str(tmp_path / "c"), "--json"]
+    assert main([*base, "--folders", str(data)]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["num_examples"] == 18
+    assert (
+        "streamd: warning: 15 of the 18 clips scored are clips the checkpoint trained on: these figures "
+        "are not held out (--held-out scores only the 3 it did not train on)"
+    ) in out.err.splitlines()
+    # fold 6 of 10 is each class's sixth clip, in fold 1 of 5: fold numbers said it was not trained on
+    assert main([*base, "--folders", str(data), "--num-folds", "10", "--folds", "6"]) == 0
+    assert "all 3 clips scored are clips the checkpoint trained on" in capsys.readouterr().err
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    for folder in (data, copy):
+        assert main([*base, "--folders", str(folder), "--held-out"]) == 0
+        out = capsys.readouterr()
+        assert json.loads(out.out)["num_examples"] == 3 and "not held out" not in out.err
+        note = "streamd: note: --held-out: 15 clip(s) the checkpoint trained on left out; scoring 3"
+        assert note in out.err.splitlines()
+
+
+def test_an_older_checkpoint_of_these_folders_says_it_cannot_tell(
+    experiment: dict[str, Path], tmp_path: Path, capsys
+) -> None:
+    """A checkpoint that records only its fold numbers: they were compared with --num-folds' (another
+    numbering: a warning for the wrong clips, none for the right ones) and not at all without it. Now one
+    note says whether the clips scored were trained on cannot be told, and no fold is compared."""
+    model, info = load_checkpoint(experiment["checkpoint"])
+    info.extra.pop(KEY, None)  # as an older streamd wrote it
+    older = save_checkpoint(tmp_path / "older.safetensors", model, info)
+    base = ["evaluate", "--checkpoint", str(older), "--cache-dir", str(tmp_path / "c"), "--json"]
+    for folds in ([], ["--num-folds", "10", "--folds", "6"], ["--num-folds", "2", "--folds", "2"]):
+        assert main([*base, "--folders", str(experiment["data"]), *folds]) == 0
+        err = capsys.readouterr().err
+        notes = [line for line in err.splitlines() if "cannot be told" in line]
+        assert len(notes) == 1 and notes[0].startswith("streamd: note: the checkpoint was trained on")
+        assert "fold(s) [1, 2, 3, 4]" in notes[0] and "warning" not in err

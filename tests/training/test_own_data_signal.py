@@ -1,0 +1,71 @@
+"""``streamd train --data DIR``: a labelled clip with no signal (digital silence after the downmix to mono, or
+a few samples) is left out and said in one warning, as any other clip that looks wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from own_clips import SR, loudest, write_class_folders
+
+from audio_core.audio_file import read_audio
+from streamd.cli import main
+from tests.support.paths import ESC50, esc50_rows
+from training.own_data import MIN_SIGNAL_S, no_signal, read_own_data, scan_file
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """Class folders of real clips, plus: dog/silent.wav (all zeros), rooster/antiphase.wav (a real clip in
+    one channel and its negative in the other), rooster/tick.wav (one real sample), a class ``hum`` of
+    two all-zero clips; and, kept, a real clip at -80 dB (quiet, not silent) and 0.1 s of one (short)."""
+    root = write_class_folders(tmp_path / "data")
+    row = next(r for r in esc50_rows() if r["category"] == "dog")
+    wave = loudest(read_audio(ESC50 / "audio" / row["filename"], SR), 0.5)
+    sf.write(root / "dog" / "silent.wav", np.zeros_like(wave), SR)
+    sf.write(root / "rooster" / "antiphase.wav", np.stack([wave, -wave], axis=1), SR)
+    sf.write(root / "rooster" / "tick.wav", wave[[int(np.argmax(np.abs(wave)))]], SR)
+    (root / "hum").mkdir()
+    for name in ("a.wav", "b.wav"):
+        sf.write(root / "hum" / name, np.zeros_like(wave), SR)
+    sf.write(root / "dog" / "quiet.wav", wave * 1e-4, SR, subtype="FLOAT")
+    sf.write(root / "crying_baby" / "short.wav", loudest(wave, 0.1), SR)
+    return root
+
+
+def own_duration(path: Path) -> float:
+    scanned = scan_file(path)
+    assert not isinstance(scanned, str) and scanned[1], scanned  # readable, with signal
+    return scanned[0]
+
+
+def test_clips_with_no_signal_are_left_out_and_said_in_one_warning(data: Path) -> None:
+    """They were trained on as their class, with no warning: a silent 'dog' contradicts the background
+    examples of the same run, which teach that digital silence is no class."""
+    own = read_own_data(data)
+    kept = {Path(c.path).relative_to(data).as_posix() for c in own.clip_set.clips}
+    left_out = {"dog/silent.wav", "rooster/antiphase.wav", "rooster/tick.wav", "hum/a.wav", "hum/b.wav"}
+    assert not kept & left_out and {"dog/quiet.wav", "crying_baby/short.wav"} <= kept
+    assert not {data / name for name in left_out} & set(own.durations)  # nor in the window's durations
+    assert own.clip_set.labels == ["crying_baby", "dog", "rooster"]
+    lines = [p for p in own.problems if "no signal" in p]
+    assert lines == [
+        f"5 clip(s) with no signal left out (digital silence after the downmix to mono, or shorter than "
+        f"{MIN_SIGNAL_S * 1000:.0f} ms), e.g. {data / 'dog' / 'silent.wav'} (digital silence)"
+    ]
+    assert "class 'hum': none of its 2 file(s) is usable; left out" in own.problems
+    tick = data / "rooster" / "tick.wav"
+    assert no_signal({tick: own_duration(tick)}, [])[1].endswith(f"e.g. {tick} (0.0625 ms long)")
+
+
+def test_the_no_signal_warning_is_on_stderr_with_the_others(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data", str(data), "--epochs", "1", "--print-config"]) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("streamd: warning: ")]
+    assert sum("5 clip(s) with no signal left out" in line for line in warnings) == 1
+    assert "crying_baby, dog, rooster" not in err and "hum" in err  # said; never a class

@@ -1,0 +1,83 @@
+"""``streamd train --data DIR``: what it takes from ``--set`` and ``--window``, and what it refuses in one
+line before any work (the run, its ``--print-config`` TOML and every other command must agree)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from own_clips import write_class_folders
+
+from streamd.cli import main
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_class_folders(tmp_path_factory.mktemp("own") / "data")
+
+
+def _train(
+    data: Path, capsys: pytest.CaptureFixture[str], *args: str, print_config: bool = False
+) -> tuple[int, str, str]:
+    extra = ["--print-config"] if print_config else ["--no-progress"]
+    code = main(["train", "--data", str(data), "--epochs", "1", *args, *extra])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+NOT_TAKEN = [
+    ('data.root="varlen"', "data.root", "the clips and the held-out split are DIR's"),
+    ("data.folds=[1, 2, 3, 4]", "data.folds", "the clips and the held-out split are DIR's"),
+    ("data={val_folds = [1]}", "data.val_folds", "the clips and the held-out split are DIR's"),
+    ('experiment.mode="cv"', "experiment.mode", "--data trains one model and reports held-out clips"),
+    ('experiment={mode = "cv"}', "experiment.mode", "--data trains one model and reports held-out clips"),
+    ("normalization.target_frames=300", "normalization.target_frames", "the window is --window S"),
+    ('model.init="default"', "model.init", "fine-tune with --init CHECKPOINT|NAME"),
+]
+
+
+@pytest.mark.parametrize(("setting", "key", "why"), NOT_TAKEN)
+def test_set_keys_the_data_run_does_not_take_are_refused_and_never_printed(
+    data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    setting: str,
+    key: str,
+    why: str,
+) -> None:
+    """They were said to apply, then ignored by the run (it trained on DIR's split, with the derived
+    window's augmentation), while ``--print-config`` wrote them into a TOML that trained something else."""
+    monkeypatch.chdir(tmp_path)
+    for print_config in (False, True):
+        code, out, err = _train(data, capsys, "--set", setting, print_config=print_config)
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+        assert err.startswith(f"streamd: error: --set {key}: ") and why in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / ".cache").exists()  # before any work
+
+
+def test_a_set_feature_cache_is_the_one_the_derivation_uses_too(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cache = tmp_path / "elsewhere"
+    code, out, err = _train(data, capsys, "--set", f'experiment.cache_dir="{cache}"', print_config=True)
+    assert code == 0, err
+    assert tomllib.loads(out)["experiment"]["cache_dir"] == str(cache)
+    assert len(list(cache.glob("*.npy"))) == 9 and not (tmp_path / ".cache").exists()
+
+
+def test_a_window_that_is_not_whole_frame_shifts_is_refused_as_a_hop_is(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--window 1.234`` was reported and stored as 1.234 s while every other command used 1.23 s."""
+    monkeypatch.chdir(tmp_path)
+    for print_config in (False, True):
+        code, out, err = _train(data, capsys, "--window", "1.234", print_config=print_config)
+        assert (code, out) == (2, "")
+        assert err == "streamd: error: --window must be a multiple of the frame shift (10 ms), got 1.234\n"
+    assert not (tmp_path / "runs").exists() and not (tmp_path / ".cache").exists()
+    code, out, err = _train(data, capsys, "--window", "1.23", print_config=True)
+    assert code == 0 and "window: 1.23 s = 121 frames (--window" in err, err
+    assert tomllib.loads(out)["normalization"]["target_frames"] == 121
