@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from typing import NoReturn
 
 from streamd import __version__
 from streamd.errors import StreamdError
@@ -51,11 +52,17 @@ def _chosen_command(argv: Sequence[str]) -> str | None:
     return None
 
 
+class _Parser(argparse.ArgumentParser):
+    """streamd's parser, and each command's (``add_subparsers`` makes them of this class): a bad argument
+    is one line ``streamd: error: ...`` and exit 2, as every other bad input (not the usage text)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"streamd: error: {message}\n")
+
+
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The parser; only the command named in ``argv`` gets its full options (and its module imported)."""
-    parser = argparse.ArgumentParser(
-        prog="streamd", description="Streaming real-time audio classifier daemon."
-    )
+    parser = _Parser(prog="streamd", description="Streaming real-time audio classifier daemon.")
     parser.add_argument("--version", action="version", version=f"streamd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = _chosen_command(argv)

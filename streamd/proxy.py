@@ -8,12 +8,15 @@ with one server key and one directory of allowed client keys (daemons and subscr
 one ZAP authenticator (``streamd.security``). The optional capture appends every message the daemons send
 to a file, as the JSON line of its body (what ``streamd listen`` prints), from a thread of its own (the
 proxy subscribes to everything for it, so a daemon waiting for a subscriber counts the capture as one); a
-write error (a full disk) stops the capture, never the forwarding, and what it could not write is counted.
+write error (a full disk) stops the capture, never the forwarding, and what it could not write is counted;
+the file is cut back to the end of the last whole line written (no torn line is left behind).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 from pathlib import Path
 from typing import TextIO
@@ -53,6 +56,8 @@ class Proxy:
         self.malformed = 0
         self.not_captured = 0  # messages that passed after the capture failed
         self.capture_error: str | None = None
+        self.capture_trimmed = False  # a write error's partial line was cut off the capture file
+        self._capture_end: int | None = None  # where the last whole line written ends (a regular file)
         self._threads: list[threading.Thread] = []
         self._context: zmq.Context | None = None
         self._auth = None
@@ -127,6 +132,7 @@ class Proxy:
         assert self.capture is not None
         try:
             self._capture_file = self.capture.open("a", encoding="utf-8")
+            self._capture_end = _regular_size(self._capture_file.fileno())  # before any line of this run
             if _ends_mid_line(self.capture):  # an earlier run stopped mid-write (a full disk)
                 self._capture_file.write("\n")
         except OSError as exc:
@@ -162,6 +168,8 @@ class Proxy:
                     self.not_captured += 1
                     continue
                 self.captured += 1
+                if self._capture_end is not None and self._capture_file is not None:
+                    self._capture_end = _regular_size(self._capture_file.fileno())
         finally:
             pull.close(linger=0)
 
@@ -176,14 +184,26 @@ class Proxy:
         self._close_capture_file()
 
     def _close_capture_file(self) -> None:
+        """Close the capture file; after a write error, cut it back to the end of its last whole line."""
         file, self._capture_file = self._capture_file, None
         if file is None:
             return
+        fd = os.dup(file.fileno()) if self._capture_end is not None else None
         try:
-            file.close()
+            file.close()  # its last flush may write more of the failed line
         except OSError as exc:  # what was buffered could not be flushed
             if self.capture_error is None:
                 self.capture_error = exc.strerror or str(exc)
+        if fd is None:
+            return
+        try:
+            if self.capture_error is not None and os.fstat(fd).st_size > (end := self._capture_end or 0):
+                os.ftruncate(fd, end)
+                self.capture_trimmed = True
+        except OSError as exc:  # the torn line stays; a restarted proxy starts a new line after it
+            log.warning("cannot cut the partial last line off %s: %s", self.capture, exc.strerror or exc)
+        finally:
+            os.close(fd)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop forwarding, write what was captured, close everything."""
@@ -205,6 +225,12 @@ class Proxy:
             self._context.term()
             self._context = None
         self._close_capture_file()
+
+
+def _regular_size(fd: int) -> int | None:
+    """The size of the regular file open at ``fd``; None for anything else (a pipe, a device)."""
+    info = os.fstat(fd)
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 def _ends_mid_line(path: Path) -> bool:

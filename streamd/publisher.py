@@ -33,7 +33,8 @@ from streamd.handled_queue import wait_until_handled
 from streamd.security import (
     Security,
     check_bind_allowed,
-    check_curve_config,
+    load_client_keys,
+    load_server_keys,
     secure_client_socket,
     secure_server_socket,
 )
@@ -119,11 +120,13 @@ class Publisher:
         self._sinks = (*self._sinks, fn)
 
     def check(self) -> None:
-        """``start``'s checks without binding: the endpoint's form, a bind's security settings."""
+        """``start``'s checks, binding and connecting nothing: the endpoint, a bind's rules, the key files."""
         check_endpoint(self._requested_endpoint, "connect to" if self._connect else "bind")
-        if not self._connect:
+        if self._connect and self._client_keys is not None:
+            load_client_keys(*self._client_keys)
+        elif not self._connect:
             check_bind_allowed(self._requested_endpoint, self._security)
-            check_curve_config(self._security)
+            load_server_keys(self._security)
 
     def start(self) -> None:
         """Bind (in the caller's thread; PublishError/SecurityError on failure) and start the thread."""

@@ -168,19 +168,32 @@ def check_curve_config(security: Security) -> None:
         raise ConfigError("CURVE needs both --curve-secret-key and --curve-allow-dir")
 
 
+def load_server_keys(security: Security) -> tuple[bytes, bytes] | None:
+    """A CURVE server's ``(public, secret)`` keys, its allowed clients' folder checked too (ConfigError,
+    SecurityError); None with CURVE off. What a bind loads, and ``--check`` (binding nothing) too."""
+    check_curve_config(security)
+    if security.server_secret_key is None or security.allowed_clients_dir is None:
+        return None  # CURVE is off
+    keys = load_secret_key(security.server_secret_key)
+    load_allowed_clients(security.allowed_clients_dir)
+    return keys
+
+
+def load_client_keys(server_public_key: Path, client_secret_key: Path) -> tuple[bytes, bytes, bytes]:
+    """A CURVE client's ``(server public, own public, own secret)`` keys; SecurityError if unusable."""
+    return (load_public_key(server_public_key), *load_secret_key(client_secret_key))
+
+
 def secure_server_socket(
     context: zmq.Context, socket: zmq.Socket, security: Security
 ) -> ThreadAuthenticator | None:
-    """Make ``socket`` a CURVE server admitting only the allowed clients (call before bind).
-
-    Returns the running authenticator (stop it after closing the socket), or None when CURVE is off.
-    """
-    if not security.curve:
+    """Make ``socket`` a CURVE server admitting only the allowed clients (call before bind); the running
+    authenticator (stop it after closing the socket), or None when CURVE is off."""
+    keys = load_server_keys(security)
+    if keys is None:
         return None
-    check_curve_config(security)
-    assert security.allowed_clients_dir is not None
-    apply_server_keys(socket, security)
-    load_allowed_clients(security.allowed_clients_dir)
+    socket.curve_publickey, socket.curve_secretkey = keys
+    socket.curve_server = True
     auth = ThreadAuthenticator(context)
     auth.start()
     auth.configure_curve(domain="*", location=str(security.allowed_clients_dir))
@@ -191,19 +204,14 @@ def apply_server_keys(socket: zmq.Socket, security: Security) -> None:
     """Make ``socket`` a CURVE server with the configured key (another socket of a context whose
     authenticator ``secure_server_socket`` already started; call before bind)."""
     assert security.server_secret_key is not None
-    public, secret = load_secret_key(security.server_secret_key)
-    socket.curve_secretkey = secret
-    socket.curve_publickey = public
+    socket.curve_publickey, socket.curve_secretkey = load_secret_key(security.server_secret_key)
     socket.curve_server = True
 
 
 def secure_client_socket(socket: zmq.Socket, server_public_key: Path, client_secret_key: Path) -> None:
     """Make ``socket`` a CURVE client of the server whose public key file is given (call before connect)."""
-    server_public = load_public_key(server_public_key)
-    public, secret = load_secret_key(client_secret_key)
-    socket.curve_secretkey = secret
-    socket.curve_publickey = public
-    socket.curve_serverkey = server_public
+    keys = load_client_keys(server_public_key, client_secret_key)
+    socket.curve_serverkey, socket.curve_publickey, socket.curve_secretkey = keys
 
 
 def create_key_pair(directory: Path, name: str = "streamd", *, force: bool = False) -> tuple[Path, Path]:
@@ -253,11 +261,8 @@ def handshake_problem(
             "give --curve-server-key and --curve-secret-key"
         )
     if event in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
-        if curve:
-            hint = "check that it uses CURVE and that --curve-server-key is its public key"
-        else:
-            hint = "it probably requires CURVE authentication "
-            hint += "(give --curve-server-key and --curve-secret-key)"
+        need = "it probably requires CURVE authentication (give --curve-server-key and --curve-secret-key)"
+        hint = "check that it uses CURVE and that --curve-server-key is its public key" if curve else need
         return f"the handshake with the {peer} at {endpoint} failed: {hint}"
     return None
 
@@ -277,11 +282,8 @@ class HandshakeWatch:
     EVENTS = HANDSHAKE_FAILURE_EVENTS | zmq.EVENT_HANDSHAKE_SUCCEEDED  # the socket monitor's mask
 
     def __init__(self, endpoint: str, *, curve: bool, peer: str = "publisher") -> None:
-        self.endpoint = endpoint
-        self.curve = curve
-        self.peer = peer
-        self._failures = 0
-        self._first_failure = 0.0
+        self.endpoint, self.curve, self.peer = endpoint, curve, peer
+        self._failures, self._first_failure = 0, 0.0
 
     def observe(self, event: int, value: int, now: float) -> str | None:
         """The problem to report for this monitor event (seen at monotonic time ``now``), or None."""

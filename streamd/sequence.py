@@ -4,12 +4,14 @@ The publisher stamps every message it hands to its socket with ``seq``: 0, 1, 2,
 no holes. ZeroMQ drops messages for a subscriber whose queue is past the high-water mark without telling
 the publisher, so only a subscriber can know what it missed: ``GapCounter`` sees ``seq`` jump and counts
 exactly the messages in between. A ``seq`` that goes back means the daemon restarted: a new run, not a
-gap. This module is pure: no threads, sockets or devices.
+gap. One that goes back and then takes up again the numbers it had left means two publishers number one
+stream name (two daemons publishing the same name through a proxy): its gaps are not gaps, so that stream
+is counted no further (``GapCounter.shared``). This module is pure: no threads, sockets or devices.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,10 +49,14 @@ class SequenceStamper:
 
 
 class GapCounter:
-    """The subscriber's side: counts messages missed since each stream's first message was received."""
+    """The subscriber's side: counts messages missed since each stream's first message was received.
+    ``on_shared(stream)`` is called once for a stream found numbered by two publishers."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_shared: Callable[[str], None] | None = None) -> None:
         self._last: dict[str, int] = {}
+        self._left: dict[str, int] = {}  # a stream's last seq before it last went back
+        self._on_shared = on_shared
+        self.shared: list[str] = []  # streams two publishers number: their losses cannot be counted
         self.missed = 0  # messages missed, all streams
         self.gaps = 0  # contiguous runs of missed messages
         self.restarts = 0  # times a stream's seq went back (a new daemon run)
@@ -60,12 +66,21 @@ class GapCounter:
         seq, stream = msg.get("seq"), msg.get("stream")
         if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(stream, str):
             return None
+        if stream in self.shared:
+            return None
         last = self._last.get(stream)
         self._last[stream] = seq
         if last is None:
             return None
+        left = self._left.get(stream)
+        if left is not None and seq == left + 1 and seq != last + 1:  # the numbers it left go on
+            self.shared.append(stream)
+            if self._on_shared is not None:
+                self._on_shared(stream)
+            return None
         if seq <= last:
             self.restarts += 1
+            self._left[stream] = last
             return None
         if seq == last + 1:
             return None

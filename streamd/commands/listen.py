@@ -5,7 +5,8 @@ time with a per-frame size bound, and only JSON is decoded; malformed messages a
 stderr. Every gap in a stream's ``seq`` (messages ZeroMQ dropped because this subscriber fell more than
 the publisher's high-water mark behind) is one line on stderr as it is seen (not with ``--dashboard``,
 which shows a "missed" figure) and a total at exit; not with a ``--topic`` that selects message types
-(``seq`` counts every type, so the types left out would look lost). A frame over
+(``seq`` counts every type, so the types left out would look lost). A stream whose ``seq`` goes back and
+forth (two publishers of one stream name) is warned about once, and its losses are not counted. A frame over
 ``messages.MAX_MESSAGE_BYTES`` is a malformed message; one over ``MAX_FRAME_BYTES`` (a memory bound)
 makes ZeroMQ drop the connection and not reconnect, so the listener re-opens it. Every lost connection
 (that, or the publisher stopped) is one line on stderr as it happens (the first few) and a total at
@@ -180,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     dashboard = None
     counts = ListenCounts()
+    gaps = GapCounter(on_shared=None if args.dashboard else _warn_shared)
     try:
         sock, monitor = _subscriber(context, args)
         if args.dashboard:
@@ -190,7 +192,6 @@ def run(args: argparse.Namespace) -> int:
             sink: Callable[[dict[str, Any]], None] = dashboard.sink
         else:
             sink = _stopping_on_failure(JsonLinesSink(sys.stdout, raise_errors=True))
-        gaps = GapCounter()
         if selects_types(args.topic or []):
             print(
                 "streamd listen: --topic selects message types, so the messages left out are not gaps: "
@@ -211,6 +212,9 @@ def run(args: argparse.Namespace) -> int:
         if dashboard is not None:
             dashboard.stop()
         context.destroy(linger=0)
+    if dashboard is not None:  # not said over the dashboard while it ran
+        for stream in gaps.shared:
+            _warn_shared(stream)
     if dashboard is not None and dashboard.failure:
         print(
             f"streamd listen: error: the dashboard could not write its output: {dashboard.failure}",
@@ -232,6 +236,17 @@ def selects_types(prefixes: list[str]) -> bool:
     """Whether a topic prefix keeps some message types of a stream and not others (``streamd.mic.event``,
     ``streamd.mic.p``): ``seq`` numbers all of a stream's messages, so those left out would look lost."""
     return any(len(parts := prefix.split(".", 2)) == 3 and parts[2] for prefix in prefixes)
+
+
+def _warn_shared(stream: str) -> None:
+    """Say once that ``stream``'s ``seq`` goes back and forth (``GapCounter.shared``)."""
+    print(
+        f"streamd listen: warning: the seq of stream {stream} goes back and forth: two publishers seem "
+        "to share the stream name (give each daemon its own --stream-prefix or source name); its losses "
+        "cannot be counted",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _gap_counting(

@@ -61,5 +61,7 @@ def run(args: argparse.Namespace) -> int:
             f"; the capture stopped at a write error ({proxy.capture_error}): "
             f"{proxy.not_captured} message(s) not captured"
         )
+        if proxy.capture_trimmed:
+            note += " (the line it cut short was removed: the file ends with the last whole line)"
     print(f"streamd proxy: captured {proxy.captured} message(s) to {args.capture}{note}", file=sys.stderr)
     return 1 if proxy.capture_error is not None else 0

@@ -143,6 +143,55 @@ def test_check_fails_where_the_run_would_fail_to_bind(
 
 
 @pytest.mark.parametrize(
+    ("curve", "message"),
+    [
+        (["--connect-proxy", "{proxy}", "--curve-server-key", "{none}", "--curve-secret-key", "{site_s}"],
+         "key file not found: {none}"),
+        (["--connect-proxy", "{proxy}", "--curve-server-key", "{proxy_p}", "--curve-secret-key", "{site_p}"],
+         "{site_p} holds no secret key"),
+        (["--connect-proxy", "{proxy}", "--curve-server-key", "{clip}", "--curve-secret-key", "{site_s}"],
+         "cannot read key file {clip}"),
+        (["--publish", "{pub}", "--curve-secret-key", "{none}", "--curve-allow-dir", "{allow}"],
+         "key file not found: {none}"),
+        (["--publish", "{pub}", "--curve-secret-key", "{proxy_s}", "--curve-allow-dir", "{empty}"],
+         "no client public keys (*.key) in {empty}"),
+        (["--publish", "{pub}", "--curve-secret-key", "{proxy_s}", "--curve-allow-dir", "{none}"],
+         "allowed client key directory not found: {none}"),
+    ],
+)  # fmt: skip
+def test_check_loads_the_curve_key_files_as_the_run_does(
+    clips, small_checkpoint, free_port, tmp_path, capsys, curve, message
+):
+    """``--check`` passed with a missing or wrong key file and the restarted service then exited 2: it
+    loads every key file as the run does (``Publisher.check``) and fails with the run's own line."""
+    from streamd.security import create_key_pair
+
+    keys, allow, empty = tmp_path / "keys", tmp_path / "allowed", tmp_path / "empty"
+    proxy_p, proxy_s = create_key_pair(keys, "proxy")
+    site_p, site_s = create_key_pair(keys, "site1")
+    allow.mkdir()
+    empty.mkdir()
+    (allow / "site1.key").write_bytes(site_p.read_bytes())
+    values = {"proxy": f"tcp://127.0.0.1:{free_tcp_port()}", "pub": f"tcp://127.0.0.1:{free_port}",
+              "none": str(tmp_path / "none"), "clip": str(clips[0]), "allow": str(allow),
+              "empty": str(empty), "proxy_p": str(proxy_p), "proxy_s": str(proxy_s),
+              "site_p": str(site_p), "site_s": str(site_s)}  # fmt: skip
+    argv = ["replay", str(clips[0]), "--checkpoint", str(small_checkpoint), "--no-dashboard"]
+    argv += [arg.format(**values) for arg in curve]
+    assert main([*argv, "--check"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"streamd: error: {message.format(**values)}") and err.count("\n") == 1, err
+    assert main(argv) == 2
+    assert capsys.readouterr().err == err  # the run itself fails with the same line
+    right = ["--curve-server-key", "{proxy_p}", "--curve-secret-key", "{site_s}"]  # the same, keys right
+    if curve[0] == "--publish":
+        right = ["--curve-secret-key", "{proxy_s}", "--curve-allow-dir", "{allow}"]
+    argv[-4:] = [arg.format(**values) for arg in right]
+    assert main([*argv, "--check"]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.splitlines()[-1].startswith("streamd: check passed: 1 stream(s)")
+
+
+@pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["replay", "missing.wav"], "missing.wav: no such file"),
@@ -245,6 +294,41 @@ def test_speed_parsing():
     assert parse_speed("0.01") == 0.01
     with pytest.raises(argparse.ArgumentTypeError, match=r"at least 0\.01"):
         parse_speed("1e-9")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["replay", "x.wav", "--speed", "0"], "argument --speed: must be a positive finite number or 'max'"),
+        (["replay", "x.wav", "--speed", "nan"], "argument --speed: must be a positive finite number"),
+        (["proxy", "--capture", ""], "argument --capture: is empty (give a path)"),
+        (["listen", "--count", "x"], "argument --count: invalid int value: 'x'"),
+        (["replay"], "the following arguments are required: PATH"),
+        (["replay", "x.wav", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+        (["no-such-command"], "argument COMMAND: invalid choice: 'no-such-command'"),
+        ([], "the following arguments are required: COMMAND"),
+    ],
+)  # fmt: skip
+def test_argument_errors_are_one_streamd_line_and_exit_2(argv, message, capsys):
+    """argparse's own refusals (a ``type=`` check, a missing or unknown argument) printed its usage text
+    and ``streamd replay: error: ...``; every one is now the line every other bad input gives."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"streamd: error: {message}") and err.count("\n") == 1, err
+
+
+def test_a_bad_speed_from_the_real_command_is_one_line_and_help_still_works():
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = [sys.executable, "-m", "streamd", "replay", "x.wav"]
+    bad = subprocess.run([*run, "--speed", "0"], capture_output=True, text=True, env=env, timeout=60)
+    assert (bad.returncode, bad.stdout) == (2, "")
+    speed = "argument --speed: must be a positive finite number or 'max', got '0'"
+    assert bad.stderr == f"streamd: error: {speed}\n"
+    helped = subprocess.run([*run, "--help"], capture_output=True, text=True, env=env, timeout=60)
+    assert helped.returncode == 0 and helped.stderr == "", helped.stderr
+    assert helped.stdout.startswith("usage: streamd replay") and "--speed X|max" in helped.stdout
 
 
 def test_sigterm_stops_a_real_time_replay_within_two_seconds(clips, small_checkpoint, free_port):

@@ -131,6 +131,55 @@ def test_seconds_limit_without_a_publisher(capsys: pytest.CaptureFixture[str]) -
     assert out.out == "" and out.err == "streamd listen: no message received from tcp://127.0.0.1:9\n"
 
 
+def test_two_publishers_of_one_stream_name_are_warned_about_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """Two daemons publishing one stream name through a proxy: ``seq`` went 0, 0, 1, 1, ... and every step
+    back was taken for a restarted daemon, so neither's losses were counted, and nothing was said. Now one
+    warning for that stream; a stream whose daemon restarted once (back to 0, then rising) is not."""
+    from streamd.proxy import Proxy
+
+    proxy = Proxy("tcp://127.0.0.1:*", "tcp://127.0.0.1:*")
+    proxy.start()
+    frontend, backend = proxy.endpoints
+    first, second, restarted = (Publisher(frontend, connect=True) for _ in range(3))
+
+    def event(stream: str, i: int) -> dict:
+        return messages.event(stream, "dog", "start", i, i + 5, 0.9)
+
+    def feed() -> None:
+        for pub in (first, second, restarted):
+            assert pub.wait_for_subscriber(10)  # the listener's subscription came through the proxy
+        for i in range(10):
+            for pub in (first, second):
+                pub.publish(event("vm-mix20", i))
+            first.publish(event("vm-other", i))
+            time.sleep(0.01)
+        assert first.flush(5)
+        time.sleep(0.3)  # the old run's last message is through before the new run's first
+        for i in range(10):
+            restarted.publish(event("vm-other", i))
+            time.sleep(0.01)
+
+    for pub in (first, second, restarted):
+        pub.start()
+    feeder = threading.Thread(target=feed, daemon=True)
+    try:
+        feeder.start()
+        assert cli.main(["listen", "--connect", backend, "--seconds", "3"]) == 0
+    finally:
+        feeder.join(10)
+        for pub in (first, second, restarted):
+            pub.stop()
+        proxy.stop()
+    out, err = capsys.readouterr()
+    assert [m["stream"] for m in _lines(out)].count("vm-mix20") == 20
+    assert [m["seq"] for m in _lines(out) if m["stream"] == "vm-other"] == [*range(10), *range(10)]
+    assert err.splitlines() == [
+        "streamd listen: warning: the seq of stream vm-mix20 goes back and forth: two publishers seem to "
+        "share the stream name (give each daemon its own --stream-prefix or source name); its losses "
+        "cannot be counted"
+    ]
+
+
 def test_sigint_stops_cleanly(publisher: Publisher, capsys: pytest.CaptureFixture[str]) -> None:
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     with Feeder(publisher):

@@ -15,6 +15,7 @@ import pytest
 import soundfile as sf
 from support.fixtures import free_tcp_port
 from support.process import StreamdProcess
+from support.tiny_disk import tiny_tmpfs
 from zmq_helpers import Collector, collect
 
 from streamd import messages
@@ -260,6 +261,71 @@ def test_a_failing_capture_stops_capturing_not_forwarding() -> None:
     assert [m["t_start"] for m in heard] == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert proxy.capture_error == "No space left on device"
     assert (proxy.captured, proxy.not_captured) == (0, 5)
+
+
+def _publish_quickly(frontend: str, n: int) -> None:
+    """``n`` events published to ``frontend`` at once, once connected (no subscriber needed: the capture
+    is one)."""
+    publisher = Publisher(frontend, connect=True)
+    publisher.start()
+    try:
+        time.sleep(0.5)  # connected, the proxy's subscription passed on
+        for i in range(n):
+            publisher.publish(messages.event("north-mic", "dog", "start", i, i + 5, 0.9))
+        assert publisher.flush(5.0)
+        time.sleep(0.5)  # through the proxy into the capture thread
+    finally:
+        publisher.stop()
+
+
+def _whole_lines(capture: Path) -> list[dict]:
+    """The capture's lines, each a whole JSON line (a torn last line fails here)."""
+    text = capture.read_text()
+    assert text.endswith("\n"), text[-200:]
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_a_capture_that_fills_the_disk_ends_with_its_last_whole_line(tmp_path: Path) -> None:
+    """A real full disk (an 8-KB tmpfs) cut the line being written: the file held a torn, invalid last
+    line the count left out. It is cut back to the last whole line; the counts are unchanged."""
+    with tiny_tmpfs(tmp_path / "full", size="8k") as disk:
+        capture = disk / "capture.jsonl"
+        proxy = Proxy(endpoint(), endpoint(), capture=capture)
+        proxy.start()
+        try:
+            _publish_quickly(proxy.endpoints[0], 80)
+        finally:
+            proxy.stop()
+        assert proxy.capture_error == "No space left on device"
+        full = capture.stat().st_size % 4096 == 0  # the last whole line just filled it: nothing to cut
+        assert proxy.capture_trimmed != full
+        lines = _whole_lines(capture)
+    assert 0 < proxy.captured == len(lines) and proxy.captured + proxy.not_captured == 80
+    assert [m["t_start"] for m in lines] == list(range(proxy.captured))
+
+
+def test_the_proxy_command_on_a_full_disk_leaves_whole_lines_and_says_so(tmp_path: Path) -> None:
+    """End to end: ``streamd proxy --capture`` on a full disk, real messages through it, Ctrl-C."""
+    frontend, backend = endpoint(), endpoint()
+    with tiny_tmpfs(tmp_path / "full", size="8k") as disk:
+        capture = disk / "capture.jsonl"
+        capture.write_text('{"an earlier run, cut short\n')  # kept as it was: only this run's line goes
+        args = ["proxy", "--frontend", frontend, "--backend", backend, "--capture", capture]
+        with StreamdProcess(args) as proxy:
+            proxy.start()
+            assert proxy.wait_for(lambda p: "subscribers ->" in p.stderr_text(), 30), proxy.stderr_text()
+            _publish_quickly(frontend, 80)
+            proxy.send_signal()
+            result = proxy.wait(30)
+        lines = capture.read_text().splitlines()
+        full = capture.stat().st_size % 4096 == 0  # the last whole line just filled it: nothing to cut
+    assert result.returncode == 1, result.describe()
+    captured = len(lines) - 1
+    assert [json.loads(line)["t_start"] for line in lines[1:]] == list(range(captured))
+    said = result.stderr_lines[-1]
+    assert said.startswith(f"streamd proxy: captured {captured} message(s) to {capture}; "), said
+    assert f"(No space left on device): {80 - captured} message(s) not captured" in said
+    assert ("(the line it cut short was removed: the file ends with the last whole line)" in said) != full
 
 
 def test_the_capture_file_is_appended_to(tmp_path: Path) -> None:
