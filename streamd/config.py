@@ -4,14 +4,17 @@ Layers, later ones winning: built-in defaults, ``--config FILE.toml``, ``--model
 the same shape whose ``[model]`` table names a checkpoint), then explicit command line options
 (``streamd.config_cli``). Unknown keys and wrong types are rejected with a ``ConfigError`` naming the file
 and the key (the TOML loader and the typed check are ``audio_core.toml_config``, shared with the
-experiment config); each section checks its own values (``streamd.config_sections``). Relative checkpoint
-paths in a TOML file are relative to that file.
+experiment config); each section checks its own values (``streamd.config_sections``). Every path setting
+in a TOML file (``path_setting``: the checkpoint, the clips' folder, the CA file) is relative to that file
+(``resolve_path_settings``); one on the command line stays relative to the working folder. A setting's
+layer is kept (``DaemonConfig.origins``), so that errors found later name the file too (``name_source``).
 """
 
 from __future__ import annotations
 
+import os
 import typing
-from dataclasses import dataclass, field, is_dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from streamd.config_sections import (
 )
 from streamd.errors import ConfigError, StreamdError
 from streamd.events import EventConfig
+from streamd.mqtt_address import check_url_prefix
 
 
 @dataclass
@@ -43,6 +47,10 @@ class DaemonConfig:
     mqtt: MqttSection = field(default_factory=MqttSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     clips: ClipsSection = field(default_factory=ClipsSection)
+
+    def __post_init__(self) -> None:
+        # "section.key" -> the layer that set it (a config file, "command line"; see config_from_layers)
+        self.origins: dict[str, str] = {}
 
     def overload_policy(self, live: bool) -> str:
         """The explicit policy: ``auto`` resolves to drop_oldest for live capture, block for replay."""
@@ -89,6 +97,8 @@ def _check_values(table: dict[str, Any], source: str) -> None:
             continue
         try:
             hints[section](**values)
+            if section == "mqtt":
+                check_url_prefix(values)  # both in one layer: they must agree
         except StreamdError as exc:
             raise ConfigError(f"{source}: {exc}") from None
 
@@ -97,21 +107,31 @@ def _check_values(table: dict[str, Any], source: str) -> None:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """A TOML file checked against ``DaemonConfig`` (relative checkpoint paths made absolute)."""
+    """A TOML file checked against ``DaemonConfig`` (its path settings made absolute)."""
     path = Path(path)
     data = load_toml(path, ConfigError)
     try:
         table = check_table(DaemonConfig, data, "", ConfigError)
+        resolve_path_settings(table, path)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    checkpoint = table.get("model", {}).get("checkpoint")
-    if checkpoint is not None and not checkpoint.strip():  # not the config's own folder
-        raise ConfigError(
-            f"{path}: model.checkpoint is empty (give a file, or leave the key out for [model] name)"
-        )
-    if checkpoint is not None:
-        table["model"]["checkpoint"] = str((path.parent / Path(checkpoint).expanduser()).resolve())
     return table
+
+
+def resolve_path_settings(table: dict[str, Any], path: Path) -> None:
+    """The one rule of every path setting (``path_setting`` fields) in the config file ``path``: relative
+    to the file's folder (``~`` expanded); "" leaves it unset where allowed; a blank one is refused."""
+    hints = typing.get_type_hints(DaemonConfig)
+    for section, values in table.items():
+        for f in fields(hints[section]):
+            value, refuse_empty = values.get(f.name), f.metadata.get("refuse_empty", "")
+            if "path" not in f.metadata or value is None or (value == "" and not refuse_empty):
+                continue
+            if refuse_empty and not value.strip():  # not the file's own folder
+                raise ConfigError(f"{section}.{f.name} is empty ({refuse_empty})")
+            if not value.strip():
+                raise ConfigError(f'{section}.{f.name} {value!r} is blank: give a path, or "" for none')
+            values[f.name] = os.path.normpath(path.parent.absolute() / Path(value).expanduser())
 
 
 def config_from_layers(layers: list[tuple[str, dict[str, Any]]]) -> DaemonConfig:
@@ -127,7 +147,26 @@ def config_from_layers(layers: list[tuple[str, dict[str, Any]]]) -> DaemonConfig
         raise ConfigError(f"{source}: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    for source, table in layers:
+        cfg.origins.update({f"{part}.{key}": source for part, values in table.items() for key in values})
     return cfg
+
+
+# options that set a setting too, which errors about it name
+_OPTIONS = {"--mqtt": "mqtt.url", "--metrics": "metrics.listen", "--save-clips": "clips.dir"}
+
+
+def name_source(cfg: DaemonConfig, error: Exception | str) -> ConfigError:
+    """A ``ConfigError`` for ``error``, a message about one setting that begins with its key (or with an
+    option that sets it too), naming the layer that set it as every config error does (``FILE: key ...``)."""
+    message = str(error)
+    key = message.split(":")[0].split(" ")[0]
+    if key in _OPTIONS:  # the option's own name if given on the command line, else its key in the file
+        if cfg.origins.get(_OPTIONS[key], "command line") == "command line":
+            return ConfigError(message)
+        key, message = _OPTIONS[key], _OPTIONS[key] + message[len(key) :]
+    source = cfg.origins.get(key)
+    return ConfigError(f"{source}: {message}" if source else message)
 
 
 def load_config(path: str | Path) -> DaemonConfig:
@@ -146,4 +185,6 @@ def load_model_toml(path: str | Path) -> dict[str, Any]:
 def with_windows(cfg: DaemonConfig, window_s: float | None, hop_s: float) -> DaemonConfig:
     """A copy with other window settings (validated; ``window_s`` None: the checkpoint's own)."""
     window = None if window_s is None else float(window_s)
-    return replace(cfg, windows=replace(cfg.windows, window_s=window, hop_s=float(hop_s)))
+    out = replace(cfg, windows=replace(cfg.windows, window_s=window, hop_s=float(hop_s)))
+    out.origins = dict(cfg.origins)
+    return out

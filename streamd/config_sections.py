@@ -4,18 +4,28 @@ Each field's allowed choices and bounds sit next to it (``audio_core.checks.rule
 checks them with the one shared checker, so a section that exists is valid, and an error is one line
 naming the key (``model.compute must be one of ...``). Upper bounds keep every size and duration finite
 and small enough to allocate. ``[events]`` is ``streamd.events.EventConfig``, which checks itself alike.
+A field holding a path is declared with ``path_setting``: in a config file it is relative to that file
+(``streamd.config.resolve_path_settings``, the one rule of every path setting).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from audio_core.checks import check_fields, rule
 from audio_core.compute import COMPUTES
 from streamd.errors import ConfigError
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
+NO_CHECKPOINT = "give a file, or leave the key out for [model] name"  # what an empty checkpoint says
 MAX_THREADS = 1024  # model threads of any command (torch crashes on some huge counts)
+
+
+def path_setting(default: str | None = "", *, refuse_empty: str = "") -> Any:
+    """A field holding a path, relative to the config file that sets it. "" leaves it unset (off, or the
+    default) unless ``refuse_empty`` says what to give instead."""
+    return field(default=default, metadata={"path": True, "refuse_empty": refuse_empty})
 
 
 @dataclass
@@ -23,7 +33,9 @@ class ModelSection:
     """Which classifier to run, where and how."""
 
     name: str = "default"  # a shipped model: audio_core.shipped_models.SHIPPED_MODELS
-    checkpoint: str | None = None  # a .safetensors checkpoint; overrides ``name``
+    checkpoint: str | None = path_setting(
+        None, refuse_empty=NO_CHECKPOINT
+    )  # .safetensors; overrides ``name``
     compute: str = rule("auto", choices=COMPUTES)
     precision: str = rule("auto", choices=("auto", "fp32", "bf16", "int8"))  # see ``models.precision``
 
@@ -101,16 +113,17 @@ class MqttSection:
     """MQTT sink (off unless ``url`` is set): see ``streamd.mqtt_sink``."""
 
     url: str = ""  # mqtt://HOST:PORT[/PREFIX] or mqtts://...; empty: off
-    prefix: str = "streamd"  # topics PREFIX/<stream>/{prediction,event,status} (a path in the url wins)
+    # topics PREFIX/<stream>/{prediction,event,status}; a path in the url wins (in one file: must agree)
+    prefix: str = "streamd"
     username: str = ""
     password: str = ""
     tls: bool = False  # also implied by mqtts://
-    ca_file: str = ""  # CA certificates for TLS (empty: the system's)
+    ca_file: str = path_setting()  # CA certificates for TLS (empty: the system's)
     qos: int = rule(1, choices=(0, 1, 2))  # 1, 2: mqtt_delivered is the broker's acknowledgement
     retain: bool = False
-    client_id: str = ""  # empty: streamd-<host>
+    client_id: str = ""  # empty: streamd-<host> (blank: refused)
     types: list[str] = field(default_factory=lambda: ["prediction", "event", "status"])
-    # at most one prediction per stream this often (0: all)
+    # at most one prediction per stream per this many seconds of its audio (stream time; 0: all)
     prediction_interval_s: float = rule(0.0, ge=0, le=3600.0)
     discovery: bool = True  # Home Assistant MQTT discovery
     discovery_prefix: str = "homeassistant"
@@ -121,6 +134,9 @@ class MqttSection:
 
     def __post_init__(self) -> None:
         check_fields(self, "mqtt", ConfigError)
+        if self.client_id and not self.client_id.strip():  # an unset variable's doing, or a typo
+            why = "give an id, or leave the key out for the default"
+            raise ConfigError(f"mqtt.client_id {self.client_id!r} is blank: {why}")
 
 
 @dataclass
@@ -134,7 +150,7 @@ class MetricsSection:
 class ClipsSection:
     """Event clips (off unless ``dir`` is set): see ``streamd.clips``."""
 
-    dir: str = ""
+    dir: str = path_setting()  # empty: off
     pre_roll_s: float = rule(2.0, ge=0, le=60.0)
     post_roll_s: float = rule(2.0, ge=0, le=60.0)
     format: str = rule("flac", choices=("flac",))

@@ -12,7 +12,8 @@ import sys
 from functools import partial
 from typing import Any
 
-from streamd.config import DaemonConfig
+from streamd.config import DaemonConfig, name_source
+from streamd.errors import ConfigError
 from streamd.net_address import host_port
 
 
@@ -57,7 +58,7 @@ def attach(cfg: DaemonConfig, daemon: Any, publisher: Any, *, start: bool = True
     """Start what ``cfg`` turns on and hook it in (``daemon``: a ``streamd.daemon.Daemon``). Without
     ``start`` (``--check``) the metrics server and the MQTT sink are built (their settings checked) but
     neither listens nor connects: a running service may hold the port or the broker's client id; the clips'
-    folder is checked but not created."""
+    folder is checked but not created. A bad setting's error names the file that set it."""
     out = Integrations()
     out.streams = [(s.name, s.source) for s in daemon.streams]
     daemon.counter_hooks.append(out.stream_counters)
@@ -101,7 +102,9 @@ def attach(cfg: DaemonConfig, daemon: Any, publisher: Any, *, start: bool = True
             daemon.audio_taps.append(out.clips.tap)
             daemon.event_hooks.append(out.clips.on_event)
             daemon.finish_hooks.append(out.clips.close)  # pending clips written before the final status
-    except BaseException:
+    except BaseException as exc:
         out.close()
+        if isinstance(exc, ConfigError):
+            raise name_source(cfg, exc) from None
         raise
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 
-from streamd.config import DaemonConfig
+from streamd.config import DaemonConfig, name_source
 from streamd.errors import ConfigError
 from streamd.events import EventConfig
 
@@ -24,14 +24,18 @@ def check_event_labels(cfg: EventConfig, labels: Sequence[str]) -> None:
 
 def check_daemon_labels(cfg: DaemonConfig, labels: Sequence[str]) -> None:
     """Every label a daemon config names: the event rules', and MQTT's binary sensors' and the clips'
-    while those are on (a typo there would leave a sensor that never turns on, or save no clip)."""
-    check_event_labels(cfg.events, labels)
-    named = []
-    if cfg.mqtt.url:
-        named.append(("mqtt.binary_sensors", cfg.mqtt.binary_sensors))
-    if cfg.clips.dir:
-        named.append(("clips.labels", cfg.clips.labels))
-    check_labels(named, labels)
+    while those are on (a typo there would leave a sensor that never turns on, or save no clip). The
+    error names the file that set the label, as the config's own errors do."""
+    try:
+        check_event_labels(cfg.events, labels)
+        named = []
+        if cfg.mqtt.url:
+            named.append(("mqtt.binary_sensors", cfg.mqtt.binary_sensors))
+        if cfg.clips.dir:
+            named.append(("clips.labels", cfg.clips.labels))
+        check_labels(named, labels)
+    except ConfigError as exc:
+        raise name_source(cfg, exc) from None
 
 
 def check_labels(named: Sequence[tuple[str, Sequence[str]]], labels: Sequence[str]) -> None:

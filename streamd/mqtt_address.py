@@ -1,14 +1,19 @@
 """Where an MQTT sink publishes: the broker URL (``mqtt://HOST[:PORT][/PREFIX]``, ``mqtts://...``), the
-topic prefixes and the credentials, checked at start-up so that settings that could never work are one
-line, not a broker that refuses every connection (or drops every message) later."""
+topic prefixes, the client and node ids and the credentials, checked at start-up so that settings that
+could never work are one line, not a broker that refuses every connection (or drops every message) later."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from streamd.config_sections import MqttSection
 from streamd.errors import ConfigError
+from streamd.mqtt_discovery import slug
 
 DEFAULT_PORT = {"mqtt": 1883, "mqtts": 8883}
 
@@ -67,9 +72,10 @@ def check_topic_prefix(where: str, prefix: str) -> None:
         )
 
 
-def check_settings(cfg: MqttSection, address: BrokerAddress) -> None:
-    """The ``[mqtt]`` settings beside the URL: its topic prefixes and credentials."""
-    if address.prefix is None:  # the URL's path wins
+def check_settings(cfg: MqttSection, address: BrokerAddress) -> tuple[str, str]:
+    """The ``[mqtt]`` settings beside the URL: its topic prefixes and credentials. The topic prefix (the
+    URL's path wins over ``prefix``) and the discovery prefix, each without a leading or trailing ``/``."""
+    if address.prefix is None:
         check_topic_prefix("mqtt.prefix", cfg.prefix)
     if cfg.discovery:  # nothing is published under it otherwise
         check_topic_prefix("mqtt.discovery_prefix", cfg.discovery_prefix)
@@ -79,3 +85,44 @@ def check_settings(cfg: MqttSection, address: BrokerAddress) -> None:
         )
     if cfg.password and not cfg.username:  # MQTT sends a password only with a user name
         raise ConfigError("mqtt.password is set without mqtt.username: MQTT sends a password only with one")
+    return (address.prefix or cfg.prefix).strip("/"), cfg.discovery_prefix.strip("/")
+
+
+def check_url_prefix(values: dict[str, Any]) -> None:
+    """``url`` with a path and ``prefix`` set together (one config file): they must name the same prefix
+    (a URL that does not parse is said when the sink is built)."""
+    if "url" not in values or "prefix" not in values:
+        return
+    try:
+        from_url = parse_url(values["url"]).prefix
+    except ConfigError:
+        return
+    if from_url is not None and from_url != values["prefix"].strip("/"):
+        raise ConfigError(
+            f"mqtt.prefix {values['prefix']!r} contradicts the path of mqtt.url ({from_url!r}): give the "
+            "topic prefix in one of them"
+        )
+
+
+def client_ids(cfg: MqttSection) -> tuple[str, str]:
+    """The connection's client id and the Home Assistant node id (``client_id``, else defaults)."""
+    # the broker lets one connection per client id: two daemons of a host must not share the default
+    # (at most 23 characters, the length every MQTT 3.1.1 broker must accept)
+    client_id = cfg.client_id or f"streamd_{os.getpid()}_{secrets.token_hex(3)}"[:23]
+    return client_id, slug(cfg.client_id or f"streamd-{socket.gethostname()}")
+
+
+def configure_client(client: Any, cfg: MqttSection, address: BrokerAddress, availability: str) -> None:
+    """Give a paho ``client`` the user name and password, TLS (``tls``, ``mqtts://``) with ``ca_file`` or
+    the system's CA certificates, ``offline`` on ``availability`` as its last will, and its reconnect
+    backoff (1 s doubling up to ``reconnect_max_s``)."""
+    client.will_set(availability, "offline", qos=1, retain=True)
+    client.reconnect_delay_set(min_delay=1, max_delay=max(1, round(cfg.reconnect_max_s)))
+    if cfg.username:
+        client.username_pw_set(cfg.username, cfg.password or None)
+    if cfg.tls or address.tls:
+        try:
+            client.tls_set(ca_certs=cfg.ca_file or None)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            what = f"mqtt.ca_file {cfg.ca_file}" if cfg.ca_file else "mqtt.tls"
+            raise ConfigError(f"{what}: {getattr(exc, 'strerror', None) or exc}") from None

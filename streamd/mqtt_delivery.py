@@ -1,7 +1,8 @@
 """What became of the messages of an MQTT sink, per stream and over all streams; its queue (``Outbox``).
 
 The unit is a message the sink accepted (one the publisher handed it that is to go out at all: of
-``[mqtt] types``, a prediction ``prediction_interval_s`` lets through, an event driving a binary sensor),
+``[mqtt] types``, a prediction ``prediction_interval_s`` lets through (in stream time: its ``t_end``; a
+stream's last one held back goes at its end), an event driving a binary sensor),
 counted once whatever it takes on the wire. It is ``mqtt_delivered`` once paho confirms its body (or, for
 an event not in ``types``, its binary-sensor state; an event's state sent before its body is not counted)
 (``on_publish``: under QoS 1 the broker's PUBACK, under QoS 2 its PUBCOMP, under QoS 0 only the write to
@@ -28,6 +29,7 @@ from streamd.errors import ConfigError
 log = logging.getLogger("streamd.mqtt_sink")
 
 DELIVERED, UNDELIVERED = "mqtt_delivered", "mqtt_undelivered"
+FINAL_STATES = ("finished", "stopped")  # a stream's status after its last result
 Item = tuple[int, dict[str, Any]]  # a message and its number (the order the sink accepted them in)
 
 
@@ -179,21 +181,35 @@ class Outbox:
         self.active: set[tuple[str, str]] = set()  # (stream, label) of the open events of binary sensors
         self.lock = threading.RLock()
         self._changed_by: dict[tuple[str, str], int] = {}  # the number of the event last applied
-        self._last_prediction: dict[str, float] = {}
+        self._last_prediction: dict[str, float] = {}  # stream -> the t_end of its last prediction accepted
+        self._held: dict[str, dict[str, Any]] = {}  # stream -> its newest prediction held back since then
         self._numbers = itertools.count()
 
-    def accept(self, msg: dict[str, Any]) -> Item | None:
-        """``msg`` numbered, or None if it would never be sent (not in ``types`` nor driving a binary
-        sensor; a prediction within ``prediction_interval_s`` of its stream's last)."""
+    def accept(self, msg: dict[str, Any]) -> list[Item]:
+        """What to queue for ``msg``: itself numbered, unless it would never be sent (not in ``types`` nor
+        driving a binary sensor; a prediction within ``prediction_interval_s`` of stream time after its
+        stream's last, held back instead). Before a stream's final status (``finished``, ``stopped``), its
+        prediction held back last: the sensor ends on the stream's last label."""
         kind, stream = msg["type"], msg["stream"]
+        out = self.release_held(stream) if kind == "status" and msg.get("state") in FINAL_STATES else []
         if kind == "prediction" and kind in self.types and self.interval_s > 0:
-            now = time.monotonic()
-            if now - self._last_prediction.get(stream, -1e18) < self.interval_s:
-                return None
-            self._last_prediction[stream] = now
+            with self.lock:
+                # a stream's time going back (a new source under its name) starts its interval again
+                if 0 <= msg["t_end"] - self._last_prediction.get(stream, -math.inf) < self.interval_s:
+                    self._held[stream] = msg
+                    return out
+                self._last_prediction[stream] = msg["t_end"]
+                self._held.pop(stream, None)
         elif kind not in self.types and not self.drives_sensor(msg):
-            return None
-        return self.number(), msg
+            return out
+        return [*out, (self.number(), msg)]
+
+    def release_held(self, stream: str | None = None) -> list[Item]:
+        """The predictions held back last (of ``stream``; None: of every stream), numbered, no longer held."""
+        with self.lock:
+            streams = list(self._held) if stream is None else [stream]
+            held = [msg for s in streams if (msg := self._held.pop(s, None)) is not None]
+        return [(self.number(), msg) for msg in held]
 
     def number(self) -> int:
         """The next message's number (below it: every message accepted so far)."""

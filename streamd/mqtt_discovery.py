@@ -1,8 +1,9 @@
 """Home Assistant MQTT discovery: the retained config payloads that make each stream a sensor (its top
 label) and each configured label of each stream a binary sensor (on while an event of it is open).
 
-Topic and id parts are slugs of the stream and label names; two streams (or labels) whose slugs would be
-the same (``x`` and ``X``) get a short hash of their exact name added, so that neither loses its sensors.
+Topic and id parts are slugs of the stream and label names (and of the node: the client id); two streams (or
+labels) whose slugs would be the same (``x`` and ``X``) get a short hash of their exact name added, so that
+neither loses its sensors.
 """
 
 from __future__ import annotations
@@ -10,13 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections import Counter
 from typing import Any
 
 
 def slug(text: str) -> str:
-    """A topic- and id-safe form of a label (``Crying baby`` -> ``crying_baby``)."""
-    return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_") or "label"
+    """A topic- and id-safe form of a name (``Crying baby`` -> ``crying_baby``, ``Ünïcode`` -> ``unicode``:
+    letters lose their accents); a name with no ASCII letter or digit left: a short hash of it, stable."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^a-z0-9_]+", "_", plain.lower()).strip("_") or _short_hash(text)
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:6]
 
 
 def unique_slugs(names: list[str]) -> dict[str, str]:
@@ -25,10 +33,7 @@ def unique_slugs(names: list[str]) -> dict[str, str]:
     then, so adding ``Dog`` beside ``dog`` does not rename ``dog``'s sensor."""
     counts = Counter(slug(s) for s in names)
     return {
-        s: slug(s)
-        if counts[slug(s)] == 1 or s == slug(s)
-        else f"{slug(s)}_{hashlib.sha1(s.encode()).hexdigest()[:6]}"
-        for s in names
+        s: slug(s) if counts[slug(s)] == 1 or s == slug(s) else f"{slug(s)}_{_short_hash(s)}" for s in names
     }
 
 

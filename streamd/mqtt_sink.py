@@ -10,27 +10,24 @@ Store and forward, and the pipeline never waits: the publisher thread only puts 
 queue (full: the oldest is dropped and counted). This module's own thread sends the queue in order while
 the broker is connected and waits while it is not; paho's network thread reconnects with a doubling
 backoff. What counts, and when the rest is written off: ``streamd.mqtt_delivery``. paho: only if on.
+How long the end may take: ``finish`` and ``stop``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
-import secrets
-import socket
 import threading
 import time
 from typing import Any
 
 from streamd import messages
 from streamd.config_sections import MqttSection
-from streamd.errors import ConfigError
 from streamd.handled_queue import wait_until_handled
-from streamd.mqtt_address import check_settings, parse_url
+from streamd.mqtt_address import check_settings, client_ids, configure_client, parse_url
 from streamd.mqtt_delivery import Deliveries, Item, Outbox
-from streamd.mqtt_discovery import active_topic, announcements, slug, unique_slugs
+from streamd.mqtt_discovery import active_topic, announcements, unique_slugs
 from streamd.net_address import host_port
 
 log = logging.getLogger(__name__)
@@ -38,6 +35,8 @@ log = logging.getLogger(__name__)
 PAHO_QUEUE = 1000  # messages handed to paho and not yet confirmed, at most (then the thread waits)
 KEEPALIVE_S = 30
 WAIT_S = 0.05  # how often a waiting thread looks again (the connection, confirmations, a stop)
+BRIEF_S = 0.25  # a stop's wait for paho's thread to end, and for a broker that left the finish unanswered
+NOT_YET = "not connected yet"
 STOPPED = "the sink stopped before it was sent"
 FULL = "the MQTT queue is full (the broker confirms slower than messages come)"
 
@@ -51,17 +50,13 @@ class MqttSink:
         self._mqtt = mqtt
         self.cfg = cfg
         self.address = address = parse_url(cfg.url)
-        check_settings(cfg, address)
-        self.prefix = (address.prefix or cfg.prefix).strip("/")
-        self.node = slug(cfg.client_id or f"streamd-{socket.gethostname()}")
-        # the broker lets one connection per client id: two daemons of a host must not share the default
-        # (at most 23 characters, the length every MQTT 3.1.1 broker must accept)
-        self.client_id = cfg.client_id or f"streamd_{os.getpid()}_{secrets.token_hex(3)}"[:23]
+        self.prefix, self.discovery_prefix = check_settings(cfg, address)
+        self.client_id, self.node = client_ids(cfg)
         self.streams, self.labels = streams, labels
         self.label_ids = unique_slugs(labels)  # labels differing only in case keep topics of their own
         self.availability = f"{self.prefix}/availability"
         self.deliveries = Deliveries(streams)
-        self.problem = "not connected yet"  # why the broker is not connected (paho callbacks set it)
+        self.problem = NOT_YET  # why the broker is not connected (paho callbacks set it)
         self._refusal_logged = ""  # the refusal last logged (a broker refuses every retry alike)
         self.outbox = Outbox(cfg, labels, self.deliveries)
         self._queue = self.outbox.queue
@@ -69,22 +64,14 @@ class MqttSink:
         self._online_mid: int | None = None
         self._stopping = threading.Event()
         self._stop_by = float("inf")
+        self._unanswered = False  # a finish timed out with the broker connected: the stop waits no more
         self._thread: threading.Thread | None = None
         self.client = self._client()
 
     def _client(self) -> Any:
         mqtt = self._mqtt
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
-        if self.cfg.username:
-            client.username_pw_set(self.cfg.username, self.cfg.password or None)
-        if self.cfg.tls or self.address.tls:
-            try:
-                client.tls_set(ca_certs=self.cfg.ca_file or None)
-            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                what = f"mqtt.ca_file {self.cfg.ca_file}" if self.cfg.ca_file else "mqtt.tls"
-                raise ConfigError(f"{what}: {getattr(exc, 'strerror', None) or exc}") from None
-        client.will_set(self.availability, "offline", qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=max(1, round(self.cfg.reconnect_max_s)))
+        configure_client(client, self.cfg, self.address, self.availability)
         # what a connection announces at once (availability, discovery, binary sensor states) on top
         announced = 1 + len(self.streams) * (1 + 2 * len(self.labels)) if self.cfg.discovery else 1
         client.max_queued_messages_set(PAHO_QUEUE + announced)
@@ -104,7 +91,7 @@ class MqttSink:
                 self._refusal_logged = problem
             self.problem = problem
             return
-        self.problem = "not connected yet"
+        self.problem = NOT_YET
         self._refusal_logged = ""
         online = client.publish(self.availability, "online", qos=1, retain=True)
         sent = [online]
@@ -112,7 +99,7 @@ class MqttSink:
         with self.outbox.lock:
             if self.cfg.discovery:
                 for topic, payload in announcements(
-                    *(self.prefix, self.cfg.discovery_prefix, self.node, self.streams, self.labels),
+                    *(self.prefix, self.discovery_prefix, self.node, self.streams, self.labels),
                     self.outbox.active,
                     top_label="prediction" in self.outbox.types,
                     binary=True,  # with discovery on, events drive the binary sensors
@@ -157,41 +144,52 @@ class MqttSink:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
-    def flush(self, timeout: float) -> bool:
+    def flush(self, timeout: float, *, until_down: bool = False) -> bool:
         """Wait (at most ``timeout`` s) until every message queued so far is confirmed or counted as
-        undelivered; False on timeout."""
+        undelivered; False on timeout (``until_down``: or once the broker is known not to be connected)."""
         deadline = time.monotonic() + timeout
-        if self._thread is None or not self._thread.is_alive():
-            handled = self._queue.unfinished_tasks == 0
-        else:
-            handled = wait_until_handled(self._queue, timeout)
-        return handled and self.deliveries.wait_settled(deadline)
+        while self._queue.unfinished_tasks or self.deliveries.outstanding():
+            sending = self._thread is not None and self._thread.is_alive()
+            # down: it failed, refused or dropped the connection, so nothing is confirmed in time
+            down = until_down and not self._connected.is_set() and self.problem != NOT_YET
+            if time.monotonic() >= deadline or (self._queue.unfinished_tasks and not sending) or down:
+                return False
+            time.sleep(WAIT_S / 5)
+        return True
 
     def finish(self, timeout: float) -> bool:
-        """The daemon's finish hook: ``flush``; what is still queued or unconfirmed after ``timeout`` is
-        counted undelivered now, so that the final status counts every message before it. The sink goes
-        on (the final status is sent as usual); a written-off message confirmed later stays undelivered."""
-        if self.flush(timeout):
+        """The daemon's finish hook: queue the predictions ``prediction_interval_s`` held back, ``flush``;
+        what is still queued or unconfirmed after ``timeout`` (at once once the broker is known not to be
+        connected) is counted undelivered now, so the final status counts every message before it. The
+        sink goes on; a written-off message confirmed later stays undelivered."""
+        for item in self.outbox.release_held():
+            self.outbox.put(item, self._why(FULL))
+        if self.flush(timeout, until_down=True):
             return True
+        self._unanswered = self._connected.is_set()  # connected, yet nothing confirmed in time: frozen
         self.outbox.write_off(self._why("not sent or not confirmed when the daemon finished"), closed=False)
         wait_until_handled(self._queue, 1.0)  # the thread counts the one in its hand (it looks every WAIT_S)
         return False
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Send what is queued while connected (bounded), say ``offline``, disconnect; what is still queued
-        or unconfirmed then is counted as undelivered. Ends at once if the broker is not connected."""
-        self._stop_by = deadline = time.monotonic() + timeout
+        """Send what is queued while connected, say ``offline``, disconnect; what is still queued or
+        unconfirmed then is counted as undelivered. At most ``timeout`` (``BRIEF_S`` after a finish a
+        connected broker left unanswered) plus ``BRIEF_S``; at once without a connection."""
+        self._stop_by = deadline = time.monotonic() + (BRIEF_S if self._unanswered else timeout)
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(max(0.1, deadline - time.monotonic()))
         if self._connected.is_set():
             self.deliveries.wait_settled(deadline)
             info = self.client.publish(self.availability, "offline", qos=1, retain=True)
-            with contextlib.suppress(RuntimeError, ValueError):
-                info.wait_for_publish(timeout=1.0)
+            with contextlib.suppress(RuntimeError, ValueError):  # sent before the disconnect in any case
+                info.wait_for_publish(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
         why = self._why("not sent or not confirmed when the sink stopped")  # before we disconnect
         self.client.disconnect()
-        self.client.loop_stop()
+        # paho's thread ends by itself once disconnected: not waited for sleeping out a reconnect wait (1 s)
+        network = threading.Thread(target=self.client.loop_stop, name="streamd-mqtt-stop", daemon=True)
+        network.start()
+        network.join(BRIEF_S)
         self.outbox.write_off(why, closed=True)  # from here the thread counts what it holds, sends nothing
         if self._thread is not None:
             self._thread.join(1.0)
@@ -202,7 +200,7 @@ class MqttSink:
     # -- sink (publisher thread) -----------------------------------------------------------------------
 
     def __call__(self, msg: dict[str, Any]) -> None:
-        if (item := self.outbox.accept(msg)) is not None:  # None: it would never be sent
+        for item in self.outbox.accept(msg):  # none if it would never be sent
             self.outbox.put(item, self._why(FULL))
 
     # -- own thread --------------------------------------------------------------------------------------

@@ -135,7 +135,8 @@ def test_off_on_the_command_line_turns_off_what_a_config_file_turns_on(tmp_path)
         tmp_path, '[mqtt]\nurl = "mqtt://127.0.0.1:1883"\n[metrics]\nlisten = "9109"\n[clips]\ndir = "c"\n'
     )
     cfg = config_from_args(_args("--config", str(daemon)))
-    assert (cfg.mqtt.url, cfg.metrics.listen, cfg.clips.dir) == ("mqtt://127.0.0.1:1883", "9109", "c")
+    clips = str(tmp_path / "c")  # relative to the file
+    assert (cfg.mqtt.url, cfg.metrics.listen, cfg.clips.dir) == ("mqtt://127.0.0.1:1883", "9109", clips)
     cfg = config_from_args(
         _args("--config", str(daemon), "--mqtt", "off", "--metrics", "OFF", "--save-clips", "off")
     )

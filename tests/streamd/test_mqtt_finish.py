@@ -174,12 +174,13 @@ def test_a_message_put_back_into_a_full_queue_is_dropped_as_the_oldest() -> None
     after a write-off, a message is counted at once."""
     deliveries = Deliveries(["s1"])
     outbox = Outbox(MqttSection(url="mqtt://127.0.0.1:1", queue_size=3), [], deliveries)
-    items = [outbox.accept(_prediction("s1", float(i))) for i in range(5)]
-    assert all(item is not None for item in items)
-    outbox.put(items[0], "full")  # type: ignore[arg-type]
+    accepted = [outbox.accept(_prediction("s1", float(i))) for i in range(5)]
+    assert all(len(one) == 1 for one in accepted)
+    items = [one[0] for one in accepted]
+    outbox.put(items[0], "full")
     taken = outbox.queue.get_nowait()
     for item in items[1:4]:
-        outbox.put(item, "full")  # type: ignore[arg-type]
+        outbox.put(item, "full")
     assert not outbox.put_back(taken, "full")
     outbox.queue.task_done()
     assert [m["t_start"] for _, m in list(outbox.queue.queue)] == [1.0, 2.0, 3.0]
@@ -189,7 +190,7 @@ def test_a_message_put_back_into_a_full_queue_is_dropped_as_the_oldest() -> None
     assert not outbox.put_back(taken, "full")
     assert outbox.queue.qsize() == 0
     assert deliveries.counters("s1") == {"mqtt_delivered": 0, "mqtt_undelivered": 4}
-    outbox.put(items[4], "full")  # type: ignore[arg-type]
+    outbox.put(items[4], "full")
     assert deliveries.counters("s1") == {"mqtt_delivered": 0, "mqtt_undelivered": 5}
 
 

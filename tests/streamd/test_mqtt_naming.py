@@ -1,0 +1,111 @@
+"""MQTT naming at the edges: both topic prefixes normalised alike, a node id that stays readable and stable
+for any client id, and settings that cannot both hold (a blank client id, a URL path and a ``prefix`` that
+disagree) refused in one line. Against a real mosquitto broker and real ``streamd`` processes."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from support.mosquitto import Broker, Subscriber
+from support.process import assert_clean_error, run_streamd
+
+from streamd.config import load_config
+from streamd.config_sections import MqttSection
+from streamd.errors import ConfigError
+from streamd.mqtt_address import client_ids
+from streamd.mqtt_discovery import slug
+
+
+def test_the_discovery_prefix_is_normalised_and_a_non_ascii_client_id_stays_readable(
+    broker: Broker, tmp_path: Path, clips: list[Path], small_checkpoint: Path, free_port: int
+) -> None:
+    """``discovery_prefix = "/ha/"`` announces under ``ha/...`` as ``prefix = "x/"`` publishes under
+    ``x/...`` (before: ``/ha//sensor/...``, which Home Assistant never sees); the client id ``Ünïcode ☃``
+    makes the node id ``unicode`` (before: ``n_code``)."""
+    config = tmp_path / "daemon.toml"
+    mqtt = 'prefix = "x/"\ndiscovery_prefix = "/ha/"\nclient_id = "Ünïcode ☃"\n'
+    config.write_text(f'[events]\nallow = ["dog"]\n[mqtt]\n{mqtt}')
+    sub = Subscriber(broker.port)
+    try:
+        result = run_streamd(
+            *["replay", clips[0], "--speed", "max", "--checkpoint", small_checkpoint, "--no-dashboard"],
+            *["--config", config, "--publish", f"tcp://127.0.0.1:{free_port}"],
+            *["--mqtt", f"mqtt://127.0.0.1:{broker.port}"],
+            timeout=120,
+        )
+        assert result.returncode == 0, result.describe()
+        assert sub.wait_for("x/availability", b"offline")
+        time.sleep(0.2)
+        topics = {topic for topic, _, _ in list(sub.received)}
+    finally:
+        sub.close()
+    stream = clips[0].stem.replace(".", "_")
+    sensor = f"ha/sensor/unicode/{slug(stream)}_top_label/config"
+    assert sensor in topics and f"ha/binary_sensor/unicode/{slug(stream)}_dog/config" in topics, topics
+    assert not [t for t in topics if t.startswith("/") or "//" in t], topics
+    payload = json.loads(next(p for t, p, _ in sub.received if t == sensor))
+    assert (
+        payload["device"]["identifiers"] == ["unicode"] and payload["state_topic"] == f"x/{stream}/prediction"
+    )
+
+
+def test_a_node_id_with_no_ascii_letter_left_is_a_stable_short_hash() -> None:
+    """Not the word ``label`` (every such id was the same one before)."""
+    ids = {slug(name) for name in ("☃", "日本語", "  ", "☃☃")}
+    assert len(ids) == 4 and "label" not in ids and all(len(i) == 6 and i.isalnum() for i in ids)
+    assert slug("☃") == slug("☃")
+    assert client_ids(MqttSection(client_id="Ünïcode ☃")) == ("Ünïcode ☃", "unicode")
+    assert client_ids(MqttSection(client_id="Crème brûlée"))[1] == "creme_brulee"
+
+
+@pytest.mark.parametrize(
+    ("toml", "error"),
+    [
+        ('client_id = "  "\n', "mqtt.client_id '  ' is blank: give an id, or leave the key out"),
+        (
+            'url = "mqtt://127.0.0.1:1883/home"\nprefix = "streamd"\n',
+            "mqtt.prefix 'streamd' contradicts the path of mqtt.url ('home')",
+        ),
+    ],
+)
+def test_settings_that_cannot_both_hold_are_refused_naming_the_file(
+    tmp_path: Path, toml: str, error: str
+) -> None:
+    config = tmp_path / "daemon.toml"
+    config.write_text(f"[mqtt]\n{toml}")
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert str(caught.value).startswith(f"{config}: {error}"), caught.value
+
+
+def test_a_url_path_equal_to_the_prefix_is_no_contradiction(tmp_path: Path) -> None:
+    config = tmp_path / "daemon.toml"
+    config.write_text('[mqtt]\nurl = "mqtt://127.0.0.1:1883/home/"\nprefix = "/home"\n')
+    assert load_config(config).mqtt.prefix == "/home"
+    config.write_text('[mqtt]\nclient_id = ""\n')  # empty: the default, as documented
+    assert load_config(config).mqtt.client_id == ""
+
+
+@pytest.mark.parametrize(
+    ("toml", "error"),
+    [
+        ('client_id = " "\n', "mqtt.client_id ' ' is blank"),
+        ('url = "mqtt://127.0.0.1:1/a"\nprefix = "b"\n', "mqtt.prefix 'b' contradicts the path of mqtt.url"),
+        ('url = "mqtt://127.0.0.1:1"\ndiscovery_prefix = "/"\n', "mqtt.discovery_prefix: empty"),
+    ],
+)
+def test_the_daemon_refuses_them_in_one_line(
+    tmp_path: Path, clips: list[Path], small_checkpoint: Path, free_port: int, toml: str, error: str
+) -> None:
+    config = tmp_path / "daemon.toml"
+    config.write_text(f"[mqtt]\n{toml}")
+    result = run_streamd(
+        *["replay", clips[0], "--checkpoint", small_checkpoint, "--no-dashboard", "--check"],
+        *["--config", config, "--publish", f"tcp://127.0.0.1:{free_port}"],
+        timeout=120,
+    )
+    line = assert_clean_error(result, exit_code=2)
+    assert line.startswith(f"streamd: error: {config}: {error}"), line
