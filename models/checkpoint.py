@@ -92,7 +92,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     for name, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointLoadError(
-                f"{path}: weight {name} holds NaN or infinite values (a training run that diverged, or a damaged source)"
+                f"{path}: weight {name} holds NaN or infinite values "
+                "(a training run that diverged, or a damaged source)"
             )
     try:
         model.load_state_dict(state, strict=True)
