@@ -129,13 +129,13 @@ def main() -> int:
             cfg.capture.max_block_s = args.block_s
         cfg.publish.status_interval_s = 1.0
         latencies: list[float] = []
-        finals: list[dict] = []
+        finals: dict[str, dict] = {}  # each stream's last finished status (it may say so more than once)
 
         def sink(msg: dict) -> None:
             if msg["type"] == "prediction":
                 latencies.append(msg["latency_ms"])
             elif msg["type"] == "status" and msg["state"] == "finished":
-                finals.append(msg["counters"])
+                finals[msg["stream"]] = msg["counters"]
 
         publisher = Publisher("inproc://bench", queue_size=100_000)
         publisher.add_sink(sink)
@@ -162,9 +162,9 @@ def main() -> int:
         done.set()
 
     audio_s = seconds * args.streams
-    windows = sum(c["windows"] for c in finals)
-    dropped = sum(c["dropped_windows"] for c in finals)
-    batches = finals[-1]["batches"] if finals else 0
+    windows = sum(c["windows"] for c in finals.values())
+    dropped = sum(c["dropped_windows"] for c in finals.values())
+    batches = max((c["batches"] for c in finals.values()), default=0)
     lat = np.asarray(latencies)
     busy = daemon.engine.busy_s
     third = max(1, len(memory) // 3)

@@ -13,7 +13,9 @@ from urllib.parse import urlsplit
 
 from streamd.config_sections import MqttSection
 from streamd.errors import ConfigError
-from streamd.mqtt_discovery import slug
+from streamd.mqtt_discovery import node_slug
+
+DEFAULT_PREFIX = MqttSection.prefix  # "streamd"
 
 DEFAULT_PORT = {"mqtt": 1883, "mqtts": 8883}
 
@@ -97,7 +99,8 @@ def check_url_prefix(values: dict[str, Any]) -> None:
         from_url = parse_url(values["url"]).prefix
     except ConfigError:
         return
-    if from_url is not None and from_url != values["prefix"].strip("/"):
+    # the default spelled out (as the sample config does) leaves the URL's path the prefix, as documented
+    if from_url is not None and values["prefix"].strip("/") not in (from_url, DEFAULT_PREFIX):
         raise ConfigError(
             f"mqtt.prefix {values['prefix']!r} contradicts the path of mqtt.url ({from_url!r}): give the "
             "topic prefix in one of them"
@@ -109,7 +112,7 @@ def client_ids(cfg: MqttSection) -> tuple[str, str]:
     # the broker lets one connection per client id: two daemons of a host must not share the default
     # (at most 23 characters, the length every MQTT 3.1.1 broker must accept)
     client_id = cfg.client_id or f"streamd_{os.getpid()}_{secrets.token_hex(3)}"[:23]
-    return client_id, slug(cfg.client_id or f"streamd-{socket.gethostname()}")
+    return client_id, node_slug(cfg.client_id or f"streamd-{socket.gethostname()}")
 
 
 def configure_client(client: Any, cfg: MqttSection, address: BrokerAddress, availability: str) -> None:

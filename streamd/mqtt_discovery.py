@@ -1,9 +1,9 @@
 """Home Assistant MQTT discovery: the retained config payloads that make each stream a sensor (its top
 label) and each configured label of each stream a binary sensor (on while an event of it is open).
 
-Topic and id parts are slugs of the stream and label names (and of the node: the client id); two streams (or
-labels) whose slugs would be the same (``x`` and ``X``) get a short hash of their exact name added, so that
-neither loses its sensors.
+Topic and id parts are slugs of the stream and label names (``slug``) and of the node (``node_slug``: the
+client id); two streams (or labels) whose slugs would be the same (``x`` and ``X``) get a short hash of
+their exact name added, so that neither loses its sensors.
 """
 
 from __future__ import annotations
@@ -17,8 +17,15 @@ from typing import Any
 
 
 def slug(text: str) -> str:
-    """A topic- and id-safe form of a name (``Crying baby`` -> ``crying_baby``, ``Ünïcode`` -> ``unicode``:
-    letters lose their accents); a name with no ASCII letter or digit left: a short hash of it, stable."""
+    """A topic- and id-safe form of a stream or label name (``Crying baby`` -> ``crying_baby``). Its
+    rule is what existing Home Assistant entities and state topics are named by: changing it would
+    orphan them, so it stays as first published (``node_slug`` is the node's)."""
+    return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_") or "label"
+
+
+def node_slug(text: str) -> str:
+    """The node id's form of a client id: letters lose their accents (``Ünïcode`` -> ``unicode``); with no
+    ASCII letter or digit left, a short stable hash of it (never one shared word)."""
     plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     return re.sub(r"[^a-z0-9_]+", "_", plain.lower()).strip("_") or _short_hash(text)
 

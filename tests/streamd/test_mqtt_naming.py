@@ -16,7 +16,7 @@ from streamd.config import load_config
 from streamd.config_sections import MqttSection
 from streamd.errors import ConfigError
 from streamd.mqtt_address import client_ids
-from streamd.mqtt_discovery import slug
+from streamd.mqtt_discovery import node_slug, slug
 
 
 def test_the_discovery_prefix_is_normalised_and_a_non_ascii_client_id_stays_readable(
@@ -54,9 +54,9 @@ def test_the_discovery_prefix_is_normalised_and_a_non_ascii_client_id_stays_read
 
 def test_a_node_id_with_no_ascii_letter_left_is_a_stable_short_hash() -> None:
     """Not the word ``label`` (every such id was the same one before)."""
-    ids = {slug(name) for name in ("☃", "日本語", "  ", "☃☃")}
+    ids = {node_slug(name) for name in ("☃", "日本語", "  ", "☃☃")}
     assert len(ids) == 4 and "label" not in ids and all(len(i) == 6 and i.isalnum() for i in ids)
-    assert slug("☃") == slug("☃")
+    assert node_slug("☃") == node_slug("☃")
     assert client_ids(MqttSection(client_id="Ünïcode ☃")) == ("Ünïcode ☃", "unicode")
     assert client_ids(MqttSection(client_id="Crème brûlée"))[1] == "creme_brulee"
 
@@ -66,8 +66,8 @@ def test_a_node_id_with_no_ascii_letter_left_is_a_stable_short_hash() -> None:
     [
         ('client_id = "  "\n', "mqtt.client_id '  ' is blank: give an id, or leave the key out"),
         (
-            'url = "mqtt://127.0.0.1:1883/home"\nprefix = "streamd"\n',
-            "mqtt.prefix 'streamd' contradicts the path of mqtt.url ('home')",
+            'url = "mqtt://127.0.0.1:1883/home"\nprefix = "garden"\n',
+            "mqtt.prefix 'garden' contradicts the path of mqtt.url ('home')",
         ),
     ],
 )
@@ -87,6 +87,16 @@ def test_a_url_path_equal_to_the_prefix_is_no_contradiction(tmp_path: Path) -> N
     assert load_config(config).mqtt.prefix == "/home"
     config.write_text('[mqtt]\nclient_id = ""\n')  # empty: the default, as documented
     assert load_config(config).mqtt.client_id == ""
+    # the default prefix spelled out, as the sample config does: the URL's path stays the prefix
+    config.write_text('[mqtt]\nurl = "mqtt://127.0.0.1:1883/home"\nprefix = "streamd"\n')
+    assert load_config(config).mqtt.prefix == "streamd"
+
+
+def test_stream_and_label_ids_keep_the_rule_existing_sensors_were_named_by() -> None:
+    """Home Assistant entities and state topics of streams and labels are named by ``slug``: a name that
+    loses letters there keeps the id it always had (only the node id reads accents, ``node_slug``)."""
+    assert slug("Küche") == "k_che" and slug("犬") == "label" and slug("Crying baby") == "crying_baby"
+    assert node_slug("Küche") == "kuche"
 
 
 @pytest.mark.parametrize(
