@@ -2,12 +2,13 @@
 
 The data options name a clip set (``--config``'s ``[data]``, ``--esc50``, ``--folders``, ``--datafiles``);
 ``--folds`` (or the checkpoint's held-out folds, with ``--config``) chooses among its folds; class folders
-are listed as ``train --data`` lists them and their unusable files left out with its warnings. Then the
-checkpoint's own training data: a checkpoint that records the clips it trained on (every ``streamd
-train`` now: ``training.trained_clips``) gets those among the chosen clips counted in a warning, or left
-out with ``--held-out``; an older one, which records only its training folds, gets a warning when any of
-them is scored where the fold numbers are the training's (an ESC-50 CSV's, datafiles', a ``--config``'s),
-and a note that it cannot be told where they are not (``--folders``: ``--num-folds`` numbers them).
+are listed as ``train --data`` lists them, and the files it leaves out (unreadable, or with no signal) are
+left out with its warnings by its own check (``usable_clips``). Then the checkpoint's own training data:
+a checkpoint that records the clips it trained on (every ``streamd train`` now:
+``training.trained_clips``) gets those among the chosen clips counted in a warning, or left out with
+``--held-out``; an older one, which records only its training folds, gets a warning when any of them is
+scored where the fold numbers are the training's (an ESC-50 CSV's, datafiles', a ``--config``'s), and a
+note that it cannot be told where they are not (``--folders``: ``--num-folds`` numbers them).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel
 from training.clips import Clip, ClipSet
-from training.trained_clips import recorded, seen
+from training.trained_clips import recorded, seen, too_many
 
 SOURCE_OPTIONS = {"audio_dir": "esc50", "num_folds": "folders", "label_csv": "datafiles"}  # option: source
 
@@ -32,10 +33,16 @@ def _say(kind: str, text: str) -> None:
 def chosen_clips(args: argparse.Namespace, loaded: LoadedModel, window_s: float | None) -> ClipSet:
     """The clips to score (``window_s``: the model's window, for the note on longer clips; None: none)."""
     if args.held_out and recorded(loaded.info.extra) is None:  # said before any file is read
+        count = too_many(loaded.info.extra)
+        why = (
+            f"trained on {count} clips, too many to record each, and records none of them"
+            if count is not None
+            else "records no list of the clips it trained on (an older streamd's, or a shipped model; "
+            "streamd train records one now)"
+        )
         raise ConfigError(
-            "--held-out: the checkpoint records no list of the clips it trained on (an older streamd's, "
-            "or a shipped model; streamd train records one now); choose held-out folds with --folds or "
-            "--config, or read its training run's report (OUT/eval/)"
+            f"--held-out: the checkpoint {why}; choose held-out folds with --folds or --config, or read "
+            "its training run's report (OUT/eval/)"
         )
     clip_set = _dataset(args, loaded)
     left_out = 0
@@ -57,6 +64,12 @@ def chosen_clips(args: argparse.Namespace, loaded: LoadedModel, window_s: float 
 def _warn_of_trained_clips(loaded: LoadedModel, clip_set: ClipSet) -> None:
     """Warn of the clips to score that the checkpoint records it trained on (a list of digests)."""
     digests = recorded(loaded.info.extra)
+    if (count := too_many(loaded.info.extra)) is not None:
+        _say(
+            "note",
+            f"the checkpoint trained on {count} clips, too many to record each: whether the clips "
+            "scored were trained on cannot be told clip by clip",
+        )
     if digests is None:  # (said by fold, or that it cannot be told, in ``_dataset``)
         return
     trained = seen((Path(c.path) for c in clip_set.clips), digests)
@@ -131,10 +144,10 @@ def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> ClipSet:
     trained_on = extra.get("dataset") or ("esc50" if args.esc50 else None)
     name = Path(args.folders).resolve().name if args.folders else clip_set.name
     if recorded(extra) is None and trained_on == name:  # else its clips are checked (or other data)
-        if args.folders:  # fold numbers of --num-folds, not necessarily the training's
-            _cannot_tell(args, extra)
-        else:  # an ESC-50 CSV's folds, a datafile's: the data's own numbering
+        if not args.folders:  # an ESC-50 CSV's folds, a datafile's: the data's own numbering
             _warn_if_trained_on(loaded, clip_set, args.folds, clip_set.name)
+        elif too_many(extra) is None:  # fold numbers of --num-folds, not necessarily the training's
+            _cannot_tell(args, extra)  # (too many clips recorded none: noted with the clips scored)
     return _select_folds(clip_set, args.folds)
 
 
@@ -197,14 +210,15 @@ def _select_folds(clip_set: ClipSet, folds: list[int] | None) -> ClipSet:
 
 
 def usable_clips(clip_set: ClipSet, window_s: float | None = None) -> ClipSet:
-    """Class folders hold whatever their owner put there: files that cannot be decoded are left out with a
-    warning, as ``streamd train --data`` leaves them out (``training.own_data.check_files``); with
-    ``window_s``, clips longer than the model's window are counted in a note (scored by the mean of their
-    windows, as ``streamd classify`` and training's reports score them)."""
-    from training.audio_folders import unusable_class_note
-    from training.own_data import check_files, left_out_note
+    """Class folders hold whatever their owner put there: the files ``streamd train --data`` leaves out
+    (unreadable, or no signal) are left out, with its warnings, by its own check
+    (``training.own_data.usable_files``), and so is a class with no usable file left (training dropped it:
+    the model does not know it); with ``window_s``, clips longer than the model's window are counted in a
+    note (scored by the mean of their windows, as ``streamd classify`` and training's reports score them)."""
+    from training.own_data import usable_files
 
-    durations, broken = check_files(Path(clip.path) for clip in clip_set.clips)
+    labelled = [(Path(c.path), clip_set.labels[t]) for c in clip_set.clips for t in c.targets[:1]]
+    durations, warnings = usable_files(labelled)
     longer = sum(1 for d in durations.values() if window_s and d > window_s + 0.01)
     if longer:
         _say(
@@ -212,18 +226,14 @@ def usable_clips(clip_set: ClipSet, window_s: float | None = None) -> ClipSet:
             f"{longer} clip(s) are longer than the model's {window_s:g}-s window: each is scored by the "
             "mean of its windows, as streamd classify scores a file",
         )
-    if broken:
-        _say("warning", left_out_note(broken))
+    for warning in warnings:  # the lines train --data prints for the same files
+        _say("warning", warning)
     kept = [clip for clip in clip_set.clips if Path(clip.path) in durations]
     if not kept:
         raise ConfigError(f"{clip_set.name}: none of its {len(clip_set.clips)} file(s) is usable")
     used = sorted({t for clip in kept for t in clip.targets})
-    if not broken and len(used) == len(clip_set.labels):
+    if len(kept) == len(clip_set.clips) and len(used) == len(clip_set.labels):
         return clip_set
-    for index, label in enumerate(clip_set.labels):  # a class left with no clip is left out, as in training
-        files = sum(1 for clip in clip_set.clips if index in clip.targets)
-        if index not in used and files:  # none in the chosen folds: nothing to say
-            _say("warning", unusable_class_note(label, files))
     rank = {old: new for new, old in enumerate(used)}
     kept = [Clip(c.path, tuple(rank[t] for t in c.targets), c.fold) for c in kept]
     labels = [clip_set.labels[i] for i in used]

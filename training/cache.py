@@ -17,9 +17,15 @@ from models.common import FeatureConfig
 from training.clips import Clip
 
 
-def _key(path: Path, cfg: FeatureConfig) -> str:
+def file_key(path: Path) -> tuple[str, int, int]:
+    """A file as it is now: its resolved path, size and modification time (ns); what the feature cache,
+    and the digests of ``training.trained_clips``, are keyed by (``OSError`` when it cannot be read)."""
     stat = path.stat()
-    ident = json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns, cfg.to_dict()], sort_keys=True)
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def _key(path: Path, cfg: FeatureConfig) -> str:
+    ident = json.dumps([*file_key(path), cfg.to_dict()], sort_keys=True)
     return hashlib.sha1(ident.encode()).hexdigest()
 
 

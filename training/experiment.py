@@ -111,6 +111,8 @@ def run_one(
     info.extra.update({"run": run_name, "train_folds": train_set.folds(), "val_folds": held_out or []})
     # which clips it trained on, by their bytes: evaluate tells held-out clips from them whatever its folds
     info.extra[KEY] = record(clip.path for clip in train_set.clips)
+    if "note" in info.extra[KEY]:  # too many clips to record each
+        print(f"{run_name or exp.name}: {info.extra[KEY]['note']}", flush=True)
     torch.manual_seed(exp.train.seed)  # the initial weights are part of what a seed reproduces
     model = build_model(exp.arch, model_config)
     if exp.init is not None:

@@ -13,16 +13,23 @@ Weights: the backbone is copied; the head is kept when the new labels are the ch
 reordered if the order differs) and left freshly initialised otherwise; positional embeddings are adapted
 to the new window (AST: the time axis cut from the centre when shorter, bilinear when longer; Audio-Mamba:
 its bilinear resampling).
+
+The file is loaded in full and its weights checked (``init_weights``) once per process: the settings
+(``init_settings``, when a config is read), ``train --data``'s first look (``own_init.init_info``) and the
+weights copied into each run's model (``load_init_weights``) share that check while the file is unchanged.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
 from audio_core.shipped_models import SHIPPED_MODELS, is_shipped_name, shipped_model_path
@@ -30,6 +37,7 @@ from models.ast import adapt_time_grid
 from models.aum import resample_grid
 from models.checkpoint import CheckpointLoadError, load_checkpoint
 from models.common import FeatureConfig, ModelInfo, Normalization
+from training.cache import file_key
 
 FREE_CONFIG_KEYS = ("num_classes", "target_frames", "dropout")  # may differ from the init checkpoint's
 
@@ -65,9 +73,9 @@ def _conflict(path: Path, key: str, given: Any, theirs: Any, why: str) -> InitEr
 
 def init_settings(path: str | Path, raw: dict[str, Any]) -> InitSettings:
     """The settings an experiment (parsed TOML ``raw``) gets from init checkpoint ``path`` (its weights
-    checked as they are loaded, ``init_weights``: a bad one is refused when the config is read)."""
+    checked as they are loaded, ``checked_info``: a bad one is refused when the config is read)."""
     path = Path(path)
-    _, info = init_weights(path)
+    info = checked_info(path)
     model = raw.get("model", {})
     if model.get("arch") is not None and model["arch"] != info.arch:
         raise _conflict(path, "model.arch", model["arch"], info.arch, "the architecture comes from it")
@@ -121,26 +129,64 @@ def _head_keys(state: dict[str, torch.Tensor]) -> list[str]:
     return [k for k in state if k.startswith("head.")]
 
 
+_CHECKED: dict[tuple[str, int, int], ModelInfo] = {}  # file_key -> metadata of a file whose weights passed
+
+
+def _file(path: Path) -> tuple[str, int, int] | None:
+    try:
+        return file_key(path)
+    except OSError:  # (the loader says what is wrong with it)
+        return None
+
+
 def init_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelInfo]:
     """The init checkpoint's weights and metadata, loaded as every command loads a checkpoint
     (``models.checkpoint.load_checkpoint``: metadata in bounds, weights that fit its model, none NaN or
-    infinite); an ``InitError`` naming the file and the tensor otherwise, before any epoch trains on it."""
+    infinite); an ``InitError`` naming the file and the tensor otherwise, before any epoch trains on it.
+    Once passed, the file (as it is now: path, size, modification time) is not checked again in this
+    process (``checked_info``, ``load_init_weights``)."""
+    key = _file(Path(path))
     try:
         model, info = load_checkpoint(path)
     except CheckpointLoadError as exc:
         raise InitError(f"init checkpoint {exc}") from None
+    if key is not None:
+        _CHECKED[key] = copy.deepcopy(info)
     return dict(model.state_dict()), info
+
+
+def checked_info(path: str | Path) -> ModelInfo:
+    """The init checkpoint's metadata, its weights checked by ``init_weights`` once per file per process
+    (``init_info``, ``init_settings`` and ``load_init_weights`` all ask: one full load)."""
+    key = _file(Path(path))
+    if key in _CHECKED:
+        return copy.deepcopy(_CHECKED[key])
+    return init_weights(path)[1]
+
+
+def _checked_weights(path: Path) -> tuple[dict[str, torch.Tensor], ModelInfo]:
+    """``init_weights``, or the weights alone of a file it already passed (as they are stored)."""
+    key = _file(path)
+    if key not in _CHECKED:
+        return init_weights(path)
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InitError(f"init checkpoint {path}: corrupt weights ({exc})") from None
+    return state, copy.deepcopy(_CHECKED[key])
 
 
 def load_init_weights(model: nn.Module, path: str | Path, labels: list[str]) -> str:
     """Copy init checkpoint ``path`` into ``model`` (see the module docstring); returns a one-line report."""
     path = Path(path)
-    state, info = init_weights(path)
+    state, info = _checked_weights(path)
+    own = model.state_dict()
+    # in the model's types, as its checkpoint's model holds them (the file may store others)
+    state = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v for k, v in state.items()}
     notes = [f"init from {path.name} ({info.arch})"]
     adapted = adapt_positions(model, state, info)
     if adapted:
         notes.append(adapted)
-    own = model.state_dict()
     if list(labels) == list(info.labels):
         notes.append("head kept (same labels)")
     elif sorted(labels) == sorted(info.labels):

@@ -173,25 +173,55 @@ NOT_SET_WITH_DATA = {
 def refuse_unused_sets(opts: OwnOptions) -> None:
     """``ExperimentConfigError`` naming the first ``--set`` key of ``NOT_SET_WITH_DATA`` given (as a key
     of its own, below it, or inside an inline table)."""
-    given = apply_overrides({}, opts.overrides) if opts.overrides else {}
+    given = set_table(opts)
     for key, why in NOT_SET_WITH_DATA.items():
-        value: Any = given
-        for part in key.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
+        value = _at(given, key)
         if value is not None:
             named = f"{key}.{next(iter(value))}" if isinstance(value, dict) and value else key
             raise ExperimentConfigError(f"--set {named}: {why}")
 
 
-def set_value(opts: OwnOptions, key: str) -> Any:
-    """The value the last ``--set KEY=VALUE`` gives ``key`` (TOML), or None."""
-    mine = [item for item in opts.overrides if item.partition("=")[0].strip() == key]
-    if not mine:
-        return None
-    table: Any = apply_overrides({}, mine[-1:])
+def set_table(opts: OwnOptions) -> dict[str, Any]:
+    """The ``--set`` overrides as one table (``apply_overrides`` on an empty one, in order): the one
+    reading of them, whether a key is given dotted (``experiment.cache_dir="x"``) or inside an inline
+    table (``experiment={cache_dir="x"}``)."""
+    return apply_overrides({}, opts.overrides) if opts.overrides else {}
+
+
+def _at(table: Any, key: str) -> Any:
     for part in key.split("."):
         table = table.get(part) if isinstance(table, dict) else None
     return table
+
+
+def set_value(opts: OwnOptions, key: str) -> Any:
+    """The value the ``--set`` overrides give ``key`` (TOML; ``set_table``), or None."""
+    return _at(set_table(opts), key)
+
+
+def set_keys(opts: OwnOptions) -> set[str]:
+    """Every dotted key the ``--set`` overrides give a value (``train.epochs``, also from
+    ``train={epochs=3}``)."""
+
+    def keys(table: dict[str, Any], prefix: str) -> set[str]:
+        found = {prefix + k for k, v in table.items() if not isinstance(v, dict) or not v}
+        return found.union(*(keys(v, f"{prefix}{k}.") for k, v in table.items() if isinstance(v, dict)))
+
+    return keys(set_table(opts), "")
+
+
+def with_sets(doc: dict[str, Any], opts: OwnOptions) -> dict[str, Any]:
+    """The derived config ``doc`` with the ``--set`` values over it, key by key: an inline table sets its
+    keys and keeps the derived others (``experiment={cache_dir="x"}`` keeps the output folder, ``--out``)."""
+
+    def merged(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+        out = dict(base)
+        for key, value in given.items():
+            both = isinstance(value, dict) and isinstance(base.get(key), dict)
+            out[key] = merged(base[key], value) if both else value
+        return out
+
+    return merged(doc, set_table(opts))
 
 
 def say(opts: OwnOptions, text: str) -> None:

@@ -17,9 +17,10 @@ Layouts of ``DIR`` (or a CSV file given directly):
 The clips of each split get a fold: train 1, val 2, test 3, carved held-out part 4, so that the
 experiment machinery (``data.folds`` / ``data.val_folds``) expresses the fixed split exactly. The
 held-out split (what the report is on) is test, else val, else the carved part. Every file is checked
-by decoding it once (``scan_file``: an unreadable file, a broken link, a file without samples or with
-NaN or infinite samples is reported and left out, and so is a clip with no signal, digital silence or
-shorter than ``MIN_SIGNAL_S``); a class with no usable training clip is an error naming it.
+by decoding it once (``usable_files``, the check ``evaluate --folders`` makes too: an unreadable file, a
+broken link, a file without samples or with NaN or infinite samples is reported and left out, and so is a
+clip with no signal, digital silence or shorter than ``MIN_SIGNAL_S``); a class with no usable training
+clip is an error naming it.
 """
 
 from __future__ import annotations
@@ -118,13 +119,6 @@ def scan_files(files: Iterable[Path]) -> tuple[dict[Path, float], list[str], lis
     return durations, broken, silent
 
 
-def check_files(files: Iterable[Path]) -> tuple[dict[Path, float], list[str]]:
-    """The durations of the usable files and ``"FILE: why"`` for the others (``scan_files``). The one
-    check of ``train --data`` and ``evaluate --folders``."""
-    durations, broken, _ = scan_files(files)
-    return durations, broken
-
-
 def no_signal(durations: dict[Path, float], silent: list[Path]) -> tuple[list[Path], str | None]:
     """The clips with no signal (digital silence, or shorter than ``MIN_SIGNAL_S``), and the one line that
     reports them as left out (None when there are none): a labelled clip of silence would contradict the
@@ -142,8 +136,26 @@ def no_signal(durations: dict[Path, float], silent: list[Path]) -> tuple[list[Pa
 
 
 def left_out_note(broken: list[str]) -> str:
-    """The one line that reports the files ``check_files`` found unusable."""
+    """The one line that reports the files ``scan_files`` found unusable."""
     return f"{len(broken)} unusable file(s) left out, e.g. {broken[0]}"
+
+
+def usable_files(labelled: Iterable[tuple[Path, str]]) -> tuple[dict[Path, float], list[str]]:
+    """The one check of ``train --data`` and ``evaluate --folders`` on ``(file, label)`` pairs: the durations
+    of the usable files (decoded, with signal), and the lines saying what was left out, in this order:
+    unusable files (``left_out_note``), clips with no signal (``no_signal``), and each class none of whose
+    files is left (``unusable_class_note``)."""
+    entries = list(labelled)
+    durations, broken, silent = scan_files(file for file, _ in entries)
+    warnings = [left_out_note(broken)] if broken else []
+    quiet, note = no_signal(durations, silent)
+    if note:  # left out, as an unusable file is
+        warnings.append(note)
+        durations = {f: d for f, d in durations.items() if f not in quiet}
+    kept = {label for file, label in entries if file in durations}
+    files = Counter(label for _, label in entries)
+    warnings += [unusable_class_note(label, n) for label, n in files.items() if label not in kept]
+    return durations, warnings
 
 
 def _from_folders(
@@ -238,17 +250,9 @@ def read_own_data(root: str | Path, holdout_frac: float = 0.1) -> OwnData:
     if not 0 < holdout_frac < 1:
         raise DatasetError(f"holdout_frac must be between 0 and 1, got {holdout_frac}")
     layout, entries, problems = detect_layout(root)
-    durations, broken, silent = scan_files(file for file, _, _ in entries)
-    if broken:
-        problems.append(left_out_note(broken))
-    quiet, note = no_signal(durations, silent)
-    if note:  # left out, as an unusable file is
-        problems.append(note)
-        durations = {f: d for f, d in durations.items() if f not in quiet}
+    durations, warnings = usable_files((file, label) for file, label, _ in entries)
+    problems += warnings
     usable = [entry for entry in entries if entry[0] in durations]
-    for label, n in Counter(label for _, label, _ in entries).items():
-        if not any(lab == label for _, lab, _ in usable):
-            problems.append(unusable_class_note(label, n))
     labels = sorted({label for _, label, _ in usable})
     train_labels = {label for _, label, split in usable if split == "train"}
     untrained = [label for label in labels if label not in train_labels]

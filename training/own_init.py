@@ -12,7 +12,7 @@ from typing import Any
 from models.common import ModelInfo
 from training.derive import RECIPES, recipe_model
 from training.finetune_recipe import with_init
-from training.init_from import init_weights, resolve_init
+from training.init_from import checked_info, resolve_init
 
 # each zero-config recipe's architecture, as training.derive.recipe_model builds it (one owner of the names)
 ARCH_RECIPES = {recipe_model(recipe, 100)[0]: recipe for recipe in RECIPES}
@@ -27,7 +27,7 @@ def init_info(init: str | None, recipe: str | None) -> ModelInfo | None:
         path = resolve_init(init)
     except ValueError as exc:
         raise ValueError(f"--init {exc}") from None
-    _, info = init_weights(path)
+    info = checked_info(path)  # the full check, once per file (init_settings and the run ask again)
     own = ARCH_RECIPES.get(info.arch)
     if own is None:
         known = ", ".join(ARCH_RECIPES)

@@ -28,12 +28,20 @@ from training.experiment import run_one
 from training.experiment_spec import (
     Experiment,
     ExperimentConfigError,
-    apply_overrides,
     parse_experiment,
     parse_features,
 )
 from training.output_claim import claim_output
-from training.own_choices import OwnOptions, derive_choices, epochs_set, refuse_unused_sets, say
+from training.own_choices import (
+    OwnOptions,
+    derive_choices,
+    epochs_set,
+    refuse_unused_sets,
+    say,
+    set_keys,
+    set_table,
+    with_sets,
+)
 from training.own_data import SPLIT_FOLDS, OwnData, read_own_data
 from training.own_init import fine_tuning_doc, init_info
 from training.own_report import describe, held_out_report
@@ -155,10 +163,10 @@ def _derive_and_train(
     choices = derive_choices(opts, data, features, saved, init)
     doc = experiment_doc(opts, data, out, features, choices)
     if opts.init is not None:
-        keep = {item.partition("=")[0].strip() for item in opts.overrides}
-        doc = fine_tuning_doc(doc, opts.init, keep | ({"train.epochs"} if opts.epochs else set()), choices)
-    if opts.overrides:  # --set wins over what was derived, as it does over a TOML
-        doc = apply_overrides(doc, opts.overrides)
+        keep = set_keys(opts) | ({"train.epochs"} if opts.epochs else set())
+        doc = fine_tuning_doc(doc, opts.init, keep, choices)
+    if opts.overrides:  # --set wins over what was derived, key by key
+        doc = with_sets(doc, opts)
     say(opts, describe(choices, features))
     if choices.get("init_notes"):
         say(opts, f"fine-tuning recipe: {', '.join(choices['init_notes'])} (as for any --init)")
@@ -219,10 +227,10 @@ def _refuse_output_inside_data(out: Path, data: Path, given: bool) -> None:
 def _with_feature_overrides(features: FeatureConfig, opts: OwnOptions) -> FeatureConfig:
     """``features`` with the ``--set features.KEY=VALUE`` overrides, checked as the config will be, before
     any feature is computed: the window and the statistics are derived on the features trained on."""
-    mine = [item for item in opts.overrides if item.strip().startswith("features.")]
-    if not mine:
+    given = set_table(opts).get("features")  # features.KEY=... or features={...}, as with_sets reads it
+    if given is None:
         return features
-    table = apply_overrides({"features": features.to_dict()}, mine)["features"]
+    table = {**features.to_dict(), **given} if isinstance(given, dict) else given
     return parse_features(table, f"--data {opts.data}")
 
 

@@ -115,7 +115,8 @@ def run_own_data(args: argparse.Namespace) -> int:
         accept_data_change=args.accept_data_change,
     )
     cache_is = "the feature cache (in the working folder; run from a writable one)"
-    cache = set_value(opts, "experiment.cache_dir")  # one cache for what is derived and what is trained
+    # one cache for what is derived and what is trained: read as the config reads --set (set_table)
+    cache = set_value(opts, "experiment.cache_dir")
     if isinstance(cache, str):  # (another type is refused with the rest of the config)
         opts.cache_dir, cache_is = (Path(cache) if cache else None), "--set experiment.cache_dir"
     if opts.cache_dir is not None:  # features are cached there: said before any is made

@@ -246,7 +246,8 @@ def test_class_folders_with_unusable_files_are_evaluated_without_them(
     assert "streamd: warning: 2 unusable file(s) left out, e.g. " in out.err
     assert "note: " not in out.err  # 5-s clips, a 5-s model: nothing is cut
     long_clip = root / "dog" / "long.wav"
-    sf.write(long_clip, np.zeros(16000 * 7, np.float32), 16000)
+    wave, rate = sf.read(str(esc50_root / "audio" / rows[0]["filename"]), dtype="float32")
+    sf.write(long_clip, np.concatenate([wave, wave])[: rate * 7], rate)  # not silence: that is left out
     assert main([*args, "--cache-dir", str(tmp_path / "c"), "--json"]) == 0
     assert "note: 1 clip(s) are longer than the model's 5-s window" in capsys.readouterr().err
     long_clip.unlink()

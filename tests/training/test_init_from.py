@@ -342,3 +342,33 @@ def test_an_init_checkpoint_with_nan_weights_is_refused_before_any_epoch(
     captured = capsys.readouterr()
     assert captured.err.startswith(f"streamd: error: {refusal}") and captured.err.count("\n") == 1
     assert "features:" not in captured.out and not out.exists() and not (tmp_path / ".cache").exists()
+
+
+def test_the_init_checkpoint_is_loaded_and_checked_once_per_process(
+    tmp_path: Path, esc50_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``train --data``'s first look, the config's settings (``evaluate --config`` too) and the weights
+    copied into the run's model each built the model and checked every weight: the full check runs once
+    per file, the weights copied are still the file's, and a changed file is checked again."""
+    import os
+
+    from training import init_from
+    from training.own_init import init_info
+
+    loads: list[Path] = []
+    real = init_from.load_checkpoint
+    monkeypatch.setattr(init_from, "load_checkpoint", lambda path: loads.append(Path(path)) or real(path))
+    labels = ["a", "b", "c"]
+    ckpt = _checkpoint(tmp_path / "init.safetensors", "resnet_cnn", CNN, labels, frames=200)
+    assert init_info(str(ckpt), None).arch == "resnet_cnn"
+    exp = load_experiment(_config(tmp_path, esc50_root, ""), init=str(ckpt))
+    model = _fresh("resnet_cnn", CNN, labels)
+    assert "head kept (same labels)" in load_init_weights(model, exp.init, labels)
+    assert loads == [ckpt]
+    theirs = _states(ckpt)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, theirs[key]), key
+    stat = ckpt.stat()
+    os.utime(ckpt, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # written again since
+    load_init_weights(_fresh("resnet_cnn", CNN, labels), ckpt, labels)
+    assert loads == [ckpt, ckpt]

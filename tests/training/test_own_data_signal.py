@@ -3,6 +3,7 @@ a few samples) is left out and said in one warning, as any other clip that looks
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +70,31 @@ def test_the_no_signal_warning_is_on_stderr_with_the_others(
     warnings = [line for line in err.splitlines() if line.startswith("streamd: warning: ")]
     assert sum("5 clip(s) with no signal left out" in line for line in warnings) == 1
     assert "crying_baby, dog, rooster" not in err and "hum" in err  # said; never a class
+
+
+def test_train_and_evaluate_leave_out_the_same_silent_clips_in_the_same_words(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """evaluate --folders checked files as train --data did before it left out silence: on the folder the
+    model was trained on it scored the silent clips, and the class 'hum' of silence alone, which training
+    dropped, stopped it ("the model does not know the label(s) ['hum']"). Both make one check now
+    (``usable_files``): the same lines, and evaluate scores what is left (--held-out: what training held
+    out)."""
+    monkeypatch.chdir(tmp_path)  # the feature cache is the working folder's
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--epochs", "1", "--no-progress", "--out", str(out)]) == 0
+    trained = capsys.readouterr()
+    left_out = [line for line in trained.err.splitlines() if "left out" in line]
+    assert any("5 clip(s) with no signal left out" in line for line in left_out), trained.err
+    assert "streamd: warning: class 'hum': none of its 2 file(s) is usable; left out" in left_out
+    evaluate = ["evaluate", "--checkpoint", str(out / "model.safetensors"), "--folders", str(data), "--json"]
+    assert main(evaluate) == 0
+    scored = capsys.readouterr()
+    assert [line for line in scored.err.splitlines() if "left out" in line] == left_out
+    report = json.loads(scored.out)
+    assert report["num_examples"] == 11 and "hum" not in report["per_class_accuracy"]
+    assert main([*evaluate, "--held-out"]) == 0
+    held = capsys.readouterr()
+    held_out = read_own_data(data).counts()["holdout"].total()
+    assert json.loads(held.out)["num_examples"] == held_out
+    assert f"trained on left out; scoring {held_out}" in held.err

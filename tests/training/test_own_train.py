@@ -57,15 +57,40 @@ def test_set_keys_the_data_run_does_not_take_are_refused_and_never_printed(
     assert not (tmp_path / "runs").exists() and not (tmp_path / ".cache").exists()  # before any work
 
 
+@pytest.mark.parametrize("form", ['experiment.cache_dir="{}"', 'experiment={{cache_dir="{}"}}'])
 def test_a_set_feature_cache_is_the_one_the_derivation_uses_too(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """Given in an inline table, the cache was missed by the derivation (it filled .cache/fbank) while the
+    config trained with it, and the table replaced the derived one (the run's --out and name were
+    lost): every reading of --set is one table now (``own_choices.set_table``), laid over the derived
+    one key by key."""
+    monkeypatch.chdir(tmp_path)
+    cache, out_dir = tmp_path / "elsewhere", tmp_path / "out"
+    code, out, err = _train(
+        data, capsys, "--set", form.format(cache), "--out", str(out_dir), print_config=True
+    )
+    assert code == 0, err
+    experiment = tomllib.loads(out)["experiment"]
+    assert experiment == {
+        "name": "data",
+        "output_dir": str(out_dir),
+        "cache_dir": str(cache),
+        "mode": "single",
+    }
+    assert len(list(cache.glob("*.npy"))) == 9 and not (tmp_path / ".cache").exists()
+
+
+def test_set_features_in_an_inline_table_are_the_ones_derived_on(
     data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """``features={num_mel_bins=32}`` was not seen by the derivation (its statistics were of 64 bins) and
+    replaced the derived table in the config trained."""
     monkeypatch.chdir(tmp_path)
-    cache = tmp_path / "elsewhere"
-    code, out, err = _train(data, capsys, "--set", f'experiment.cache_dir="{cache}"', print_config=True)
+    code, out, err = _train(data, capsys, "--set", "features={num_mel_bins=32}", print_config=True)
     assert code == 0, err
-    assert tomllib.loads(out)["experiment"]["cache_dir"] == str(cache)
-    assert len(list(cache.glob("*.npy"))) == 9 and not (tmp_path / ".cache").exists()
+    assert "features: 32-bin log-mel of 9 clips" in err
+    assert tomllib.loads(out)["features"] == {"num_mel_bins": 32}
 
 
 def test_a_window_that_is_not_whole_frame_shifts_is_refused_as_a_hop_is(
