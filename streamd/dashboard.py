@@ -76,7 +76,7 @@ class StreamView:
     status_message: str | None = None
     setup: str | None = None  # the "starting" status message: model, device, precision, windows
     counters: dict[str, float] = field(default_factory=dict)
-    missed: int = 0  # messages this dashboard never received (gaps in seq), since its first one
+    missed: int | None = 0  # messages this dashboard never received (gaps in seq); None: name shared
     active_events: dict[str, tuple[float, float]] = field(default_factory=dict)  # label -> (t_start, peak)
     timeline: deque[tuple[float, float, str, float]] = field(init=False)  # (t_start, t_end, label, score)
 
@@ -106,8 +106,8 @@ class DashboardState:
             return
         self.messages += 1
         view = self.view(str(msg.get("stream", "?")))
-        if gap := self.gaps.observe(msg):
-            view.missed += gap.missed
+        self.gaps.observe(msg)
+        view.missed = self.gaps.missed_in(view.name)  # None once two publishers are found to share it
         view.t_end = max(view.t_end, float(msg.get("t_end", 0.0)))
         if kind == "prediction":
             self._prediction(view, msg)
@@ -173,7 +173,8 @@ def _speed_line(view: StreamView) -> Text:
 def _counters_line(view: StreamView) -> Text:
     parts = [f"{name} {int(view.counters[key])}" for key, name in COUNTERS_SHOWN if key in view.counters]
     if parts:
-        parts.append(f"missed {view.missed}")  # messages lost on the way to this dashboard
+        # messages lost on the way to this dashboard (uncountable when two publishers share the name)
+        parts.append("missed n/a (name shared)" if view.missed is None else f"missed {view.missed}")
     text = Text(" · ".join(parts) if parts else "no status yet", style="" if parts else "dim")
     if view.missed or any(int(view.counters.get(key, 0)) for key in DROP_COUNTERS):
         text.stylize("yellow")
@@ -251,7 +252,7 @@ def panel_rows(state: DashboardState, timeline_rows: int) -> int:
 def stream_summary(view: StreamView) -> tuple[str | None, float | None, float | None, int]:
     """A stream's top label and its score, real-time factor, and losses (dropped or missed messages)."""
     label, score = view.labels[0] if view.labels else (None, None)
-    dropped = sum(int(view.counters.get(key, 0)) for key in DROP_COUNTERS) + view.missed
+    dropped = sum(int(view.counters.get(key, 0)) for key in DROP_COUNTERS) + (view.missed or 0)
     return label, score, view.counters.get("rtf"), dropped
 
 

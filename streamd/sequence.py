@@ -6,7 +6,9 @@ the publisher, so only a subscriber can know what it missed: ``GapCounter`` sees
 exactly the messages in between. A ``seq`` that goes back means the daemon restarted: a new run, not a
 gap. One that goes back and then takes up again the numbers it had left means two publishers number one
 stream name (two daemons publishing the same name through a proxy): its gaps are not gaps, so that stream
-is counted no further (``GapCounter.shared``). This module is pure: no threads, sockets or devices.
+is counted no further and what was counted for it is taken back out of the totals (``GapCounter.shared``,
+``GapCounter.withdrawn``): the second publisher's first message may well jump ahead of the first's, a
+"gap" seen before the stream could be told shared. This module is pure: no threads, sockets or devices.
 """
 
 from __future__ import annotations
@@ -50,16 +52,32 @@ class SequenceStamper:
 
 class GapCounter:
     """The subscriber's side: counts messages missed since each stream's first message was received.
-    ``on_shared(stream)`` is called once for a stream found numbered by two publishers."""
+    ``on_shared(stream)`` is called once for a stream found numbered by two publishers; from then on the
+    totals leave that stream out, what was counted for it before included."""
 
     def __init__(self, on_shared: Callable[[str], None] | None = None) -> None:
         self._last: dict[str, int] = {}
         self._left: dict[str, int] = {}  # a stream's last seq before it last went back
+        self._missed: dict[str, int] = {}  # per stream: messages missed
+        self._gaps: dict[str, int] = {}  # per stream: contiguous runs of missed messages
         self._on_shared = on_shared
         self.shared: list[str] = []  # streams two publishers number: their losses cannot be counted
-        self.missed = 0  # messages missed, all streams
-        self.gaps = 0  # contiguous runs of missed messages
+        self.withdrawn = 0  # gaps seen in streams later found shared: taken back out of the totals
         self.restarts = 0  # times a stream's seq went back (a new daemon run)
+
+    @property
+    def missed(self) -> int:
+        """Messages missed, all streams but the shared ones."""
+        return sum(self._missed.values())
+
+    @property
+    def gaps(self) -> int:
+        """Contiguous runs of missed messages, all streams but the shared ones."""
+        return sum(self._gaps.values())
+
+    def missed_in(self, stream: str) -> int | None:
+        """Messages missed in ``stream``; None once it is found shared (its losses cannot be counted)."""
+        return None if stream in self.shared else self._missed.get(stream, 0)
 
     def observe(self, msg: Mapping[str, Any]) -> Gap | None:
         """Fold in one received message; the gap before it, if any. Messages without ``seq`` are ignored."""
@@ -74,9 +92,7 @@ class GapCounter:
             return None
         left = self._left.get(stream)
         if left is not None and seq == left + 1 and seq != last + 1:  # the numbers it left go on
-            self.shared.append(stream)
-            if self._on_shared is not None:
-                self._on_shared(stream)
+            self._share(stream)
             return None
         if seq <= last:
             self.restarts += 1
@@ -85,6 +101,14 @@ class GapCounter:
         if seq == last + 1:
             return None
         gap = Gap(stream, last + 1, seq - 1)
-        self.missed += gap.missed
-        self.gaps += 1
+        self._missed[stream] = self._missed.get(stream, 0) + gap.missed
+        self._gaps[stream] = self._gaps.get(stream, 0) + 1
         return gap
+
+    def _share(self, stream: str) -> None:
+        """``stream`` is numbered by two publishers: what was counted for it comes out of the totals."""
+        self.shared.append(stream)
+        self._missed.pop(stream, None)
+        self.withdrawn += self._gaps.pop(stream, 0)
+        if self._on_shared is not None:
+            self._on_shared(stream)

@@ -6,7 +6,8 @@ stderr. Every gap in a stream's ``seq`` (messages ZeroMQ dropped because this su
 the publisher's high-water mark behind) is one line on stderr as it is seen (not with ``--dashboard``,
 which shows a "missed" figure) and a total at exit; not with a ``--topic`` that selects message types
 (``seq`` counts every type, so the types left out would look lost). A stream whose ``seq`` goes back and
-forth (two publishers of one stream name) is warned about once, and its losses are not counted. A frame over
+forth (two publishers of one stream name) is warned about once, and its losses are not counted: the total at
+exit leaves it out and says so, with any gap line printed for it before it could be told shared. A frame over
 ``messages.MAX_MESSAGE_BYTES`` is a malformed message; one over ``MAX_FRAME_BYTES`` (a memory bound)
 makes ZeroMQ drop the connection and not reconnect, so the listener re-opens it. Every lost connection
 (that, or the publisher stopped) is one line on stderr as it happens (the first few) and a total at
@@ -227,9 +228,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"streamd listen: skipped {counts.malformed} malformed message(s)", file=sys.stderr)
     if counts.disconnects:
         print(f"streamd listen: lost the connection {counts.disconnects} time(s)", file=sys.stderr)
-    if gaps.missed:
-        print(f"streamd listen: missed {gaps.missed} message(s) in {gaps.gaps} gap(s)", file=sys.stderr)
+    if summary := loss_summary(gaps):
+        print(f"streamd listen: {summary}", file=sys.stderr)
     return 0
+
+
+def loss_summary(gaps: GapCounter) -> str | None:
+    """The total of messages missed at exit (None when nothing was): the streams two publishers share are
+    left out, and named, with the gaps seen in them before that was known (their lines were printed)."""
+    if not gaps.missed and not gaps.withdrawn:
+        return None
+    summary = f"missed {gaps.missed} message(s) in {gaps.gaps} gap(s)"
+    if gaps.shared:
+        summary += f", not counting stream(s) {', '.join(gaps.shared)}: two publishers share the name"
+        if gaps.withdrawn:
+            summary += f", so the {gaps.withdrawn} gap(s) seen there before that are no losses"
+    return summary
 
 
 def selects_types(prefixes: list[str]) -> bool:

@@ -14,7 +14,15 @@ from rich.console import Console
 from zmq_helpers import SHARED, esc50_categories
 
 from streamd import messages
-from streamd.dashboard import PALETTE, DashboardState, bar, label_color, render_dashboard
+from streamd.dashboard import (
+    PALETTE,
+    DashboardState,
+    _counters_line,
+    bar,
+    label_color,
+    render_dashboard,
+    stream_summary,
+)
 from streamd.dashboard_live import Dashboard
 
 WALL = 1_700_000_000.0
@@ -160,6 +168,20 @@ def test_missed_counts_the_gaps_in_each_streams_seq() -> None:
     assert state.view("mic").missed == 3 and state.view("yard").missed == 0
     text = _text(render_dashboard(state, width=100), 100)
     assert "late 0 · model errors 0 · publish dropped 0 · missed 3" in text
+
+
+def test_a_stream_two_publishers_share_shows_no_loss_count() -> None:
+    """seq 0, 100, 1, 101: two publishers of one name (the second's first message looks like a gap of 99
+    before the name can be told shared): the dashboard then counts no loss for it, and says why."""
+    state = DashboardState()
+    counters = messages.empty_counters() | {"windows": 9}
+    for seq in (0, 100, 1, 101):
+        state.update(messages.with_seq(_prediction(seq % 100, {"dog": 0.9}), seq))
+    state.update(messages.status("mic", 0, 9, counters, "running", wall_time=WALL))  # no seq: not counted
+    assert state.view("mic").missed is None
+    line = _counters_line(state.view("mic")).plain
+    assert line.endswith("missed n/a (name shared)") and "missed 99" not in line, line
+    assert stream_summary(state.view("mic"))[3] == 0  # no loss counted for it in the compact view
 
 
 def _streams(names: list[str], state: str = "running") -> DashboardState:

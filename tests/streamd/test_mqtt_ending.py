@@ -66,10 +66,13 @@ def test_a_stop_with_the_broker_killed_or_frozen_is_bounded_and_counts_every_mes
             broker.proc = None
         else:
             os.kill(pid, signal.SIGSTOP)
-        # a message after the outage began: it waits in the sink's queue (or for its acknowledgement)
+        # a message after the outage began: it waits in the sink's queue (or for its acknowledgement);
+        # the next one printed says it has been handed to every sink (the publisher's thread hands each
+        # message to all of them before it sends the next)
         later = proc.wait_for_json(lambda m: m["type"] == "prediction" and m["t_end"] > first["t_end"], 30)
         assert later is not None, proc.stderr_text()
-        time.sleep(0.3)
+        after = proc.wait_for_json(lambda m: m["type"] == "prediction" and m["t_end"] > later["t_end"], 30)
+        assert after is not None, proc.stderr_text()
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         result = proc.wait(30)
@@ -84,8 +87,12 @@ def test_a_stop_with_the_broker_killed_or_frozen_is_bounded_and_counts_every_mes
     counts = final["counters"]
     assert counts["mqtt_delivered"] + counts["mqtt_undelivered"] == counts["published"], counts
     assert counts["mqtt_undelivered"] > 0
-    # killed: no flush wait at all; frozen: the 2-s flush, then 0.25 s for the stop and paho's thread each
-    assert took < (1.0 if outage == "killed" else 3.2), f"the stop took {took:.2f} s\n{result.describe()}"
+    # killed: no flush wait at all; frozen: the 2-s flush, then 0.25 s for the stop and paho's thread each.
+    # SIGTERM to exit includes the process's teardown (Python, torch): on a quiet machine 0.14-0.38 s
+    # killed, 2.35-2.39 s frozen; the bounds leave a loaded machine (the whole suite on 2 cores) about
+    # 1.4 s more and still fail the old stops, 2.1-3.1 s killed (flush, reconnect wait) and 5.1 s frozen
+    bound = 1.8 if outage == "killed" else 4.2
+    assert took < bound, f"the stop took {took:.2f} s\n{result.describe()}"
 
 
 def _held_back(times: list[float], interval_s: float) -> list[float]:

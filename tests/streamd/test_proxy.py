@@ -8,6 +8,7 @@ import json
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,24 @@ SR = 16000
 
 def endpoint() -> str:
     return f"tcp://127.0.0.1:{free_tcp_port()}"
+
+
+def _until(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Poll until ``condition()`` holds (True) or ``timeout`` passes (False): a generous bound, for a
+    loaded machine, on what a quiet one does in milliseconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _subscribed(publisher: Publisher, prefix: bytes) -> bool:
+    """Whether a subscription to ``prefix`` has come through to ``publisher`` (``b""``: the proxy's own,
+    for its capture; ``b"streamd"``: a ``Collector``'s, through the proxy). ``wait_for_subscriber`` says
+    only that there is some subscription, which the capture's is as soon as the daemon connects."""
+    return prefix in publisher._subscriptions.counts
 
 
 @pytest.fixture(scope="module")
@@ -95,18 +114,26 @@ def keys(tmp_path: Path) -> dict[str, Path]:
 def _publish_until_heard(
     publisher: Publisher, backend: str, curve: tuple[Path, Path] | None, n: int, expect_failure: bool = False
 ) -> list[dict]:
-    """Publish ``n`` events every 50 ms while a subscriber listens for 3 s; what it heard (with
-    ``expect_failure``, after up to 10 s more for the publisher's ``failure``)."""
+    """Publish ``n`` events every 50 ms to a subscriber of ``backend``, once its subscription has come
+    through the proxy, until it has heard them all; what it heard. With ``expect_failure`` (nothing comes
+    through, so nothing can be waited for): published after 0.5 s, what came within a second more, and
+    then up to 10 s more for the publisher's ``failure``."""
     bodies = [messages.event("north-mic", "dog", "start", i, i + 5, 0.9) for i in range(n)]
     out: list[dict] = []
     publisher.start()
     try:
-        collector = Collector(backend, seconds=10, curve=curve).start()
-        time.sleep(0.5)
+        collector = Collector(backend, seconds=300, curve=curve).start()
+        if expect_failure:
+            time.sleep(0.5)
+        else:
+            assert _until(lambda: _subscribed(publisher, b"streamd")), "no subscription came through"
         for body in bodies:
             publisher.publish(body)
             time.sleep(0.05)
-        time.sleep(1.0)
+        if expect_failure:
+            time.sleep(1.0)
+        else:
+            assert collector.wait_for(lambda heard: len(heard) >= n, 60), collector.messages
         out = collector.stop()
         deadline = time.monotonic() + 10.0  # a refusal may follow a few attempts without detail
         while expect_failure and publisher.failure is None and time.monotonic() < deadline:
@@ -190,7 +217,9 @@ def test_a_proxy_behind_a_forwarder_that_is_down_is_not_fatal(caplog) -> None:
     with caplog.at_level(logging.WARNING):
         publisher.start()
         try:
-            time.sleep(3.0)
+            # said once the failures persist (3 in 1 s or more): then a second more of failures, unsaid
+            assert _until(lambda: any("still trying" in r.getMessage() for r in list(caplog.records)))
+            time.sleep(1.0)
             assert publisher.failure is None
         finally:
             publisher.stop()
@@ -213,8 +242,10 @@ def test_a_proxy_that_never_answers_is_said_while_waiting_and_at_the_end(monkeyp
     with caplog.at_level(logging.WARNING):
         publisher = Publisher(nobody, connect=True)
         publisher.start()
-        time.sleep(1.5)
-        publisher.stop()
+        try:
+            assert _until(lambda: any("has answered" in r.getMessage() for r in list(caplog.records)))
+        finally:
+            publisher.stop()
     said = [r.getMessage() for r in caplog.records]
     assert sum(f"no proxy has answered at {nobody} yet" in line for line in said) == 1, said
     assert publisher.failure == f"no proxy ever answered at {nobody}: nothing published reached it"
@@ -263,17 +294,21 @@ def test_a_failing_capture_stops_capturing_not_forwarding() -> None:
     assert (proxy.captured, proxy.not_captured) == (0, 5)
 
 
-def _publish_quickly(frontend: str, n: int) -> None:
-    """``n`` events published to ``frontend`` at once, once connected (no subscriber needed: the capture
-    is one)."""
+def _publish_quickly(
+    frontend: str, n: int, through: Callable[[], bool], subscriptions: tuple[bytes, ...] = (b"",)
+) -> None:
+    """``n`` events published to ``frontend`` at once, once ``subscriptions`` have come through the proxy
+    (``b""``: its own, for the capture: no subscriber needed); returns once ``through()`` says they have
+    all passed the proxy."""
     publisher = Publisher(frontend, connect=True)
     publisher.start()
     try:
-        time.sleep(0.5)  # connected, the proxy's subscription passed on
+        arrived = _until(lambda: all(_subscribed(publisher, prefix) for prefix in subscriptions))
+        assert arrived, f"subscriptions {subscriptions} did not come through the proxy"
         for i in range(n):
             publisher.publish(messages.event("north-mic", "dog", "start", i, i + 5, 0.9))
-        assert publisher.flush(5.0)
-        time.sleep(0.5)  # through the proxy into the capture thread
+        assert publisher.flush(30.0)
+        assert _until(through), f"the {n} messages did not all pass the proxy"
     finally:
         publisher.stop()
 
@@ -293,7 +328,8 @@ def test_a_capture_that_fills_the_disk_ends_with_its_last_whole_line(tmp_path: P
         proxy = Proxy(endpoint(), endpoint(), capture=capture)
         proxy.start()
         try:
-            _publish_quickly(proxy.endpoints[0], 80)
+            # every message reached the capture thread, written or counted as not
+            _publish_quickly(proxy.endpoints[0], 80, lambda: proxy.captured + proxy.not_captured >= 80)
         finally:
             proxy.stop()
         assert proxy.capture_error == "No space left on device"
@@ -314,7 +350,15 @@ def test_the_proxy_command_on_a_full_disk_leaves_whole_lines_and_says_so(tmp_pat
         with StreamdProcess(args) as proxy:
             proxy.start()
             assert proxy.wait_for(lambda p: "subscribers ->" in p.stderr_text(), 30), proxy.stderr_text()
-            _publish_quickly(frontend, 80)
+            # the proxy copies each message to the capture before it forwards it: a subscriber that heard
+            # all 80 says the capture holds them all (its thread takes in all it holds before it stops)
+            collector = Collector(backend, seconds=300).start()
+            try:
+                _publish_quickly(
+                    frontend, 80, lambda: len(collector.messages) >= 80, subscriptions=(b"", b"streamd")
+                )
+            finally:
+                collector.stop()
             proxy.send_signal()
             result = proxy.wait(30)
         lines = capture.read_text().splitlines()
@@ -350,16 +394,16 @@ def test_the_capture_records_every_message_whoever_listens(tmp_path: Path) -> No
     publisher = Publisher(proxy.endpoints[0], connect=True)
     publisher.start()
     try:
-        time.sleep(0.5)  # connected, the proxy's subscription passed on
+        assert _until(lambda: _subscribed(publisher, b""))  # connected, the proxy's subscription passed on
         for i in range(3):
             publisher.publish(messages.event("north-mic", "dog", "start", i, i + 5, 0.9))
-        collector = Collector(proxy.endpoints[1], seconds=10).start()
-        time.sleep(0.5)
+        collector = Collector(proxy.endpoints[1], seconds=300).start()
+        assert _until(lambda: _subscribed(publisher, b"streamd"))  # it came...
         collector.stop()
-        time.sleep(0.5)  # its unsubscription reached the proxy
+        assert _until(lambda: not _subscribed(publisher, b"streamd"))  # ...and went, through the proxy
         for i in range(3, 6):
             publisher.publish(messages.event("north-mic", "dog", "start", i, i + 5, 0.9))
-        time.sleep(0.5)
+        assert _until(lambda: proxy.captured >= 6), proxy.captured
     finally:
         publisher.stop()
         proxy.stop()

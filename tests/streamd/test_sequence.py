@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from streamd.sequence import Gap, GapCounter, SequenceStamper
 
 
@@ -60,3 +62,30 @@ def test_a_seq_going_back_and_forth_is_two_publishers_once_per_stream() -> None:
     assert said == ["a", "b", "c"] and counter.restarts == 3 + 2  # a, b and c's first steps back
     long_run = [("e", 7), ("e", 8), ("e", 0), *[("e", k) for k in range(1, 20)]]  # passes 9 in order
     assert _observe_all(counter, long_run) == [] and "e" not in said
+
+
+def test_a_shared_streams_gaps_are_taken_back_whichever_publisher_comes_first() -> None:
+    """The second publisher's first message jumping ahead (0, 100, 1, 101) was a 99-message gap, counted
+    before the stream was found shared and kept in the totals beside the warning that its losses cannot
+    be counted. What was counted for a stream comes out of the totals when it is found shared (withdrawn),
+    in either order; other streams' gaps stay."""
+    said: list[str] = []
+    counter = GapCounter(on_shared=said.append)
+    ahead = [("a", 0), ("x", 0), ("a", 100), ("x", 3), ("a", 1), ("a", 101), ("a", 2), ("a", 150)]
+    assert _observe_all(counter, ahead) == [Gap("a", 1, 99), Gap("x", 1, 2)]  # a's line printed at once
+    assert said == counter.shared == ["a"]
+    assert (counter.missed, counter.gaps, counter.withdrawn) == (2, 1, 1)  # x's alone; a's one taken back
+    behind = [("b", 100), ("b", 0), ("b", 101), ("b", 1), ("b", 300), ("x", 5)]  # a step back first
+    assert _observe_all(counter, behind) == [Gap("x", 4, 4)]
+    assert said == counter.shared == ["a", "b"]
+    assert (counter.missed, counter.gaps, counter.withdrawn) == (3, 2, 1)
+
+
+def test_a_single_restart_is_a_restart_whose_gaps_still_count() -> None:
+    """``seq`` back to 0 once, then rising past where it was: a new daemon run, not a shared stream, and a
+    gap on either side of the restart is a loss."""
+    counter = GapCounter(on_shared=lambda stream: pytest.fail(f"{stream} taken for shared"))
+    received = [("r", 5), ("r", 6), ("r", 9), ("r", 0), ("r", 1), ("r", 4), *[("r", k) for k in range(5, 12)]]
+    assert _observe_all(counter, received) == [Gap("r", 7, 8), Gap("r", 2, 3)]
+    assert counter.shared == [] and counter.restarts == 1
+    assert (counter.missed, counter.gaps, counter.withdrawn) == (4, 2, 0)
