@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 from collections import Counter
 from typing import Any
 
@@ -24,10 +23,11 @@ def slug(text: str) -> str:
 
 
 def node_slug(text: str) -> str:
-    """The node id's form of a client id: letters lose their accents (``Ünïcode`` -> ``unicode``); with no
-    ASCII letter or digit left, a short stable hash of it (never one shared word)."""
-    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    return re.sub(r"[^a-z0-9_]+", "_", plain.lower()).strip("_") or _short_hash(text)
+    """The node id's form of a client id: ``slug``'s (the id existing devices and entities carry), except
+    that a client id with no ASCII letter or digit gets a short stable hash of it, not the shared word
+    ``label`` (two such daemons were one device)."""
+    plain = slug(text)
+    return _short_hash(text) if plain == "label" and text.strip().lower() != "label" else plain
 
 
 def _short_hash(text: str) -> str:

@@ -6,9 +6,9 @@ the publisher, so only a subscriber can know what it missed: ``GapCounter`` sees
 exactly the messages in between. A ``seq`` that goes back means the daemon restarted: a new run, not a
 gap. One that goes back and then takes up again the numbers it had left means two publishers number one
 stream name (two daemons publishing the same name through a proxy): its gaps are not gaps, so that stream
-is counted no further and what was counted for it is taken back out of the totals (``GapCounter.shared``,
-``GapCounter.withdrawn``): the second publisher's first message may well jump ahead of the first's, a
-"gap" seen before the stream could be told shared. This module is pure: no threads, sockets or devices.
+is counted no further, and the "gap" its second publisher's first message made (jumping ahead of the
+first's numbers, before the stream could be told shared) is taken back out of the totals
+(``GapCounter.shared``, ``GapCounter.withdrawn``). This module is pure: no threads, sockets or devices.
 """
 
 from __future__ import annotations
@@ -52,14 +52,16 @@ class SequenceStamper:
 
 class GapCounter:
     """The subscriber's side: counts messages missed since each stream's first message was received.
-    ``on_shared(stream)`` is called once for a stream found numbered by two publishers; from then on the
-    totals leave that stream out, what was counted for it before included."""
+    ``on_shared(stream)`` is called once for a stream found numbered by two publishers; from then on that
+    stream is counted no further, and the jump its second publisher's first message made is withdrawn."""
 
     def __init__(self, on_shared: Callable[[str], None] | None = None) -> None:
         self._last: dict[str, int] = {}
         self._left: dict[str, int] = {}  # a stream's last seq before it last went back
         self._missed: dict[str, int] = {}  # per stream: messages missed
         self._gaps: dict[str, int] = {}  # per stream: contiguous runs of missed messages
+        self._last_gap: dict[str, Gap] = {}  # per stream: the gap its latest message ended
+        self._left_gap: dict[str, Gap] = {}  # per stream: the gap that led to ``_left`` (where it went back)
         self._on_shared = on_shared
         self.shared: list[str] = []  # streams two publishers number: their losses cannot be counted
         self.withdrawn = 0  # gaps seen in streams later found shared: taken back out of the totals
@@ -94,21 +96,31 @@ class GapCounter:
         if left is not None and seq == left + 1 and seq != last + 1:  # the numbers it left go on
             self._share(stream)
             return None
+        jump = self._last_gap.pop(stream, None)  # the gap that led to ``last``, if any
         if seq <= last:
             self.restarts += 1
             self._left[stream] = last
+            if jump is not None:  # kept: if the stream proves shared, that jump was its second publisher
+                self._left_gap[stream] = jump
+            else:
+                self._left_gap.pop(stream, None)
             return None
         if seq == last + 1:
             return None
         gap = Gap(stream, last + 1, seq - 1)
         self._missed[stream] = self._missed.get(stream, 0) + gap.missed
         self._gaps[stream] = self._gaps.get(stream, 0) + 1
+        self._last_gap[stream] = gap
         return gap
 
     def _share(self, stream: str) -> None:
-        """``stream`` is numbered by two publishers: what was counted for it comes out of the totals."""
+        """``stream`` is numbered by two publishers: counted no further, and the jump that led to where it
+        went back (the second publisher's first numbers, no loss) is taken back out of the totals; its
+        gaps before that stay counted (the first publisher's losses)."""
         self.shared.append(stream)
-        self._missed.pop(stream, None)
-        self.withdrawn += self._gaps.pop(stream, 0)
+        if (jump := self._left_gap.pop(stream, None)) is not None:
+            self._missed[stream] -= jump.missed
+            self._gaps[stream] -= 1
+            self.withdrawn += 1
         if self._on_shared is not None:
             self._on_shared(stream)

@@ -24,6 +24,14 @@ def file_key(path: Path) -> tuple[str, int, int]:
     return str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 
+def file_identity(path: Path) -> tuple[str, int, int, int, int]:
+    """``file_key`` and the file's inode and change time (ns): what the in-process memos are keyed by, so
+    that a file replaced in place (a rename onto it, a copy keeping size and modification time) is a new
+    one (``OSError`` when it cannot be read)."""
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns
+
+
 def _key(path: Path, cfg: FeatureConfig) -> str:
     ident = json.dumps([*file_key(path), cfg.to_dict()], sort_keys=True)
     return hashlib.sha1(ident.encode()).hexdigest()

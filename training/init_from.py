@@ -37,7 +37,7 @@ from models.ast import adapt_time_grid
 from models.aum import resample_grid
 from models.checkpoint import CheckpointLoadError, load_checkpoint
 from models.common import FeatureConfig, ModelInfo, Normalization
-from training.cache import file_key
+from training.cache import file_identity
 
 FREE_CONFIG_KEYS = ("num_classes", "target_frames", "dropout")  # may differ from the init checkpoint's
 
@@ -129,12 +129,13 @@ def _head_keys(state: dict[str, torch.Tensor]) -> list[str]:
     return [k for k in state if k.startswith("head.")]
 
 
-_CHECKED: dict[tuple[str, int, int], ModelInfo] = {}  # file_key -> metadata of a file whose weights passed
+# file_identity -> metadata of a file whose weights passed
+_CHECKED: dict[tuple[str, int, int, int, int], ModelInfo] = {}
 
 
-def _file(path: Path) -> tuple[str, int, int] | None:
+def _file(path: Path) -> tuple[str, int, int, int, int] | None:
     try:
-        return file_key(path)
+        return file_identity(path)
     except OSError:  # (the loader says what is wrong with it)
         return None
 
@@ -173,6 +174,9 @@ def _checked_weights(path: Path) -> tuple[dict[str, torch.Tensor], ModelInfo]:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise InitError(f"init checkpoint {path}: corrupt weights ({exc})") from None
+    for name, tensor in state.items():  # what is copied is checked, whatever happened to the file since
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise InitError(f"init checkpoint {path}: weight {name} holds NaN or infinite values")
     return state, copy.deepcopy(_CHECKED[key])
 
 

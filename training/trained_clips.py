@@ -19,20 +19,21 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from training.cache import file_key
+from training.cache import file_identity
 
 KEY = "trained_clips"  # in a checkpoint's ``extra``
 SCHEME = "blake2b-64 of the file's bytes"
 DIGEST_BYTES = 8
 MAX_DIGESTS = 200_000  # clips: about 4.4 MB of header; more are counted, not recorded
-_DIGESTS: dict[tuple[str, int, int], str] = {}  # file_key -> digest: each file read once per process
+# file_identity -> digest: each file read once per process
+_DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def clip_digest(path: Path) -> str | None:
     """The digest of one file's bytes (hex), or None when it cannot be read (the file check says why);
-    computed once per file as it is now (``training.cache.file_key``)."""
+    computed once per file as it is now (``training.cache.file_identity``)."""
     try:
-        key = file_key(Path(path))
+        key = file_identity(Path(path))
     except OSError:
         return None
     if key in _DIGESTS:

@@ -235,14 +235,16 @@ def run(args: argparse.Namespace) -> int:
 
 def loss_summary(gaps: GapCounter) -> str | None:
     """The total of messages missed at exit (None when nothing was): the streams two publishers share are
-    left out, and named, with the gaps seen in them before that was known (their lines were printed)."""
+    named, counted only until that was known, without the jump the second publisher's first message made
+    (its line was printed)."""
     if not gaps.missed and not gaps.withdrawn:
         return None
     summary = f"missed {gaps.missed} message(s) in {gaps.gaps} gap(s)"
     if gaps.shared:
-        summary += f", not counting stream(s) {', '.join(gaps.shared)}: two publishers share the name"
+        names = ", ".join(gaps.shared)
+        summary += f", stream(s) {names} counted only until two publishers were found to share the name"
         if gaps.withdrawn:
-            summary += f", so the {gaps.withdrawn} gap(s) seen there before that are no losses"
+            summary += f" ({gaps.withdrawn} gap(s) printed there were a second publisher's numbers)"
     return summary
 
 

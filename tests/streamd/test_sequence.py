@@ -67,8 +67,8 @@ def test_a_seq_going_back_and_forth_is_two_publishers_once_per_stream() -> None:
 def test_a_shared_streams_gaps_are_taken_back_whichever_publisher_comes_first() -> None:
     """The second publisher's first message jumping ahead (0, 100, 1, 101) was a 99-message gap, counted
     before the stream was found shared and kept in the totals beside the warning that its losses cannot
-    be counted. What was counted for a stream comes out of the totals when it is found shared (withdrawn),
-    in either order; other streams' gaps stay."""
+    be counted. That jump comes out of the totals when the stream is found shared (withdrawn), in either
+    order; the stream's earlier gaps and other streams' gaps stay."""
     said: list[str] = []
     counter = GapCounter(on_shared=said.append)
     ahead = [("a", 0), ("x", 0), ("a", 100), ("x", 3), ("a", 1), ("a", 101), ("a", 2), ("a", 150)]
@@ -79,6 +79,11 @@ def test_a_shared_streams_gaps_are_taken_back_whichever_publisher_comes_first() 
     assert _observe_all(counter, behind) == [Gap("x", 4, 4)]
     assert said == counter.shared == ["a", "b"]
     assert (counter.missed, counter.gaps, counter.withdrawn) == (3, 2, 1)
+    # a restarted run whose gap happens to end where the old one stopped looks shared: its earlier,
+    # real losses stay counted, only the jump into the old numbers is not (there was none to withdraw)
+    misfire = [("m", 0), ("m", 1), ("m", 5), ("m", 6), ("m", 0), ("m", 1), ("m", 2), ("m", 3), ("m", 7)]
+    assert _observe_all(counter, misfire) == [Gap("m", 2, 4)] and "m" in counter.shared
+    assert (counter.missed, counter.gaps, counter.withdrawn) == (6, 3, 1)
 
 
 def test_a_single_restart_is_a_restart_whose_gaps_still_count() -> None:
