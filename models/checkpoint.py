@@ -77,6 +77,15 @@ def read_info(path: str | Path) -> ModelInfo:
         raise CheckpointLoadError(f"{path}: corrupt streamd metadata ({exc})") from None
 
 
+def nonfinite_weight(state: dict[str, torch.Tensor]) -> str | None:
+    """What is wrong with the first weight holding NaN or infinite values, or None (every loader's check)."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            why = "a training run that diverged, or a damaged source"
+            return f"weight {name} holds NaN or infinite values ({why})"
+    return None
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelInfo]:
     """Build the model a checkpoint describes and load its weights (strict); returns it in eval mode."""
     path = Path(path)
@@ -89,12 +98,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         state = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointLoadError(f"{path}: corrupt weights ({exc})") from None
-    for name, tensor in state.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise CheckpointLoadError(
-                f"{path}: weight {name} holds NaN or infinite values "
-                "(a training run that diverged, or a damaged source)"
-            )
+    if problem := nonfinite_weight(state):
+        raise CheckpointLoadError(f"{path}: {problem}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -35,7 +35,7 @@ from torch import nn
 from audio_core.shipped_models import SHIPPED_MODELS, is_shipped_name, shipped_model_path
 from models.ast import adapt_time_grid
 from models.aum import resample_grid
-from models.checkpoint import CheckpointLoadError, load_checkpoint
+from models.checkpoint import CheckpointLoadError, load_checkpoint, nonfinite_weight
 from models.common import FeatureConfig, ModelInfo, Normalization
 from training.cache import file_identity
 
@@ -174,9 +174,8 @@ def _checked_weights(path: Path) -> tuple[dict[str, torch.Tensor], ModelInfo]:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise InitError(f"init checkpoint {path}: corrupt weights ({exc})") from None
-    for name, tensor in state.items():  # what is copied is checked, whatever happened to the file since
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise InitError(f"init checkpoint {path}: weight {name} holds NaN or infinite values")
+    if problem := nonfinite_weight(state):  # what is copied is checked, whatever happened to the file since
+        raise InitError(f"init checkpoint {path}: {problem}")
     return state, copy.deepcopy(_CHECKED[key])
 
 
