@@ -20,7 +20,7 @@ from typing import Any
 
 from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel
-from training.clips import Clip, ClipSet
+from training.clips import ClipSet
 from training.trained_clips import recorded, seen, too_many
 
 SOURCE_OPTIONS = {"audio_dir": "esc50", "num_folds": "folders", "label_csv": "datafiles"}  # option: source
@@ -44,11 +44,11 @@ def chosen_clips(args: argparse.Namespace, loaded: LoadedModel, window_s: float 
             f"--held-out: the checkpoint {why}; choose held-out folds with --folds or --config, or read "
             "its training run's report (OUT/eval/)"
         )
-    clip_set = _dataset(args, loaded)
+    clip_set, from_folders = _dataset(args, loaded)
     left_out = 0
     if args.held_out:  # before the file check: the training clips need not be decoded
         clip_set, left_out = _leave_out_trained(loaded, clip_set)
-    if args.folders:
+    if from_folders:  # --folders, or --config whose reader is "folders": train's own file check
         clip_set = usable_clips(clip_set, window_s)
     if args.held_out:  # the count scored: after the unusable files were left out
         _say(
@@ -120,9 +120,10 @@ def _cannot_tell(args: argparse.Namespace, extra: dict[str, Any]) -> None:
     )
 
 
-def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> ClipSet:
+def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> tuple[ClipSet, bool]:
     """The clip set the data options name, its folds chosen (``--folds``, or for ``--config`` the folds
-    the checkpoint was held out on)."""
+    the checkpoint was held out on), and whether it was listed from class folders (then ``usable_clips``
+    checks its files)."""
     from training.experiment_spec import load_experiment
     from training.readers import read_dataset
 
@@ -137,7 +138,8 @@ def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> ClipSet:
         clip_set = read_dataset(exp.reader, **exp.reader_options)
         if exp.folds is not None:
             clip_set = _select_folds(clip_set, exp.folds)
-        return _select_folds(clip_set, _config_folds(exp, clip_set, loaded, args.folds))
+        folds = _config_folds(exp, clip_set, loaded, args.folds)
+        return _select_folds(clip_set, folds), exp.reader == "folders"
     clip_set = _other_dataset(args, read_dataset)
     extra = loaded.info.extra
     # a checkpoint that records no data set predates own-data training: it was trained on ESC-50
@@ -148,7 +150,7 @@ def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> ClipSet:
             _warn_if_trained_on(loaded, clip_set, args.folds, clip_set.name)
         elif too_many(extra) is None:  # fold numbers of --num-folds, not necessarily the training's
             _cannot_tell(args, extra)  # (too many clips recorded none: noted with the clips scored)
-    return _select_folds(clip_set, args.folds)
+    return _select_folds(clip_set, args.folds), bool(args.folders)
 
 
 def _config_folds(exp, clip_set, loaded: LoadedModel, chosen: list[int] | None) -> list[int] | None:
@@ -210,15 +212,15 @@ def _select_folds(clip_set: ClipSet, folds: list[int] | None) -> ClipSet:
 
 
 def usable_clips(clip_set: ClipSet, window_s: float | None = None) -> ClipSet:
-    """Class folders hold whatever their owner put there: the files ``streamd train --data`` leaves out
-    (unreadable, or no signal) are left out, with its warnings, by its own check
-    (``training.own_data.usable_files``), and so is a class with no usable file left (training dropped it:
-    the model does not know it); with ``window_s``, clips longer than the model's window are counted in a
-    note (scored by the mean of their windows, as ``streamd classify`` and training's reports score them)."""
-    from training.own_data import usable_files
+    """Class folders hold whatever their owner put there: the files ``streamd train`` leaves out
+    (unreadable, or no signal) are left out, with its warnings, by its own rule
+    (``training.usable_clips.usable_subset``), and so is a class with no usable file left (training
+    dropped it: the model does not know it); with ``window_s``, clips longer than the model's window are
+    counted in a note (scored by the mean of their windows, as ``streamd classify`` and training's reports
+    score them)."""
+    from training.usable_clips import usable_subset
 
-    labelled = [(Path(c.path), clip_set.labels[t]) for c in clip_set.clips for t in c.targets[:1]]
-    durations, warnings = usable_files(labelled)
+    kept, warnings, durations = usable_subset(clip_set)
     longer = sum(1 for d in durations.values() if window_s and d > window_s + 0.01)
     if longer:
         _say(
@@ -226,15 +228,6 @@ def usable_clips(clip_set: ClipSet, window_s: float | None = None) -> ClipSet:
             f"{longer} clip(s) are longer than the model's {window_s:g}-s window: each is scored by the "
             "mean of its windows, as streamd classify scores a file",
         )
-    for warning in warnings:  # the lines train --data prints for the same files
+    for warning in warnings:  # the lines train prints for the same files
         _say("warning", warning)
-    kept = [clip for clip in clip_set.clips if Path(clip.path) in durations]
-    if not kept:
-        raise ConfigError(f"{clip_set.name}: none of its {len(clip_set.clips)} file(s) is usable")
-    used = sorted({t for clip in kept for t in clip.targets})
-    if len(kept) == len(clip_set.clips) and len(used) == len(clip_set.labels):
-        return clip_set
-    rank = {old: new for new, old in enumerate(used)}
-    kept = [Clip(c.path, tuple(rank[t] for t in c.targets), c.fold) for c in kept]
-    labels = [clip_set.labels[i] for i in used]
-    return ClipSet(kept, labels, multi_label=clip_set.multi_label, name=clip_set.name)
+    return kept

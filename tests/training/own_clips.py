@@ -35,3 +35,34 @@ def write_class_folders(root: Path, per_class: int = 3, seconds: float = 0.5) ->
             wave = read_audio(ESC50 / "audio" / row["filename"], SR)
             sf.write(root / label / (Path(row["filename"]).stem + ".wav"), loudest(wave, seconds), SR)
     return root
+
+
+def folders_experiment_toml(
+    data: Path, out: Path, num_folds: int, val_folds: list[int], extra: str = ""
+) -> str:
+    """A TOML experiment (mode single) training a tiny CNN for one epoch on the class folders ``data``
+    (reader ``folders``), into ``out``; ``extra`` lines join its ``[experiment]`` table."""
+    return f"""
+[experiment]
+output_dir = "{out}"
+mode = "single"
+{extra}
+[data]
+reader = "folders"
+root = "{data}"
+num_folds = {num_folds}
+val_folds = {val_folds}
+[normalization]
+target_frames = 48
+[model]
+arch = "resnet_cnn"
+[model.config]
+channels = [8, 16]
+[train]
+epochs = 1
+batch_size = 4
+precision = "fp32"
+eval_every = 0
+[train.augment]
+mixup_prob = 0.0
+"""

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from esc50_subset import ESC50, esc50_rows
+from own_clips import folders_experiment_toml
 
 from models.checkpoint import load_checkpoint, read_info, save_checkpoint
 from streamd.cli import main
@@ -38,32 +39,8 @@ def experiment(tmp_path_factory: pytest.TempPathFactory, esc50_root: Path) -> di
             start = int(np.argmax(wave != 0))  # not digital silence, which evaluate leaves out
             sf.write(str(data / name / f"{Path(row['filename']).stem}.wav"), wave[start:][: rate // 2], rate)
     config = root / "mine.toml"
-    config.write_text(
-        f"""
-[experiment]
-output_dir = "{root / "run"}"
-cache_dir = "{root / "cache"}"
-mode = "single"
-[data]
-reader = "folders"
-root = "{data}"
-num_folds = 5
-val_folds = [5]
-[normalization]
-target_frames = 48
-[model]
-arch = "resnet_cnn"
-[model.config]
-channels = [8, 16]
-[train]
-epochs = 1
-batch_size = 4
-precision = "fp32"
-eval_every = 0
-[train.augment]
-mixup_prob = 0.0
-"""
-    )
+    extra = f'cache_dir = "{root / "cache"}"'
+    config.write_text(folders_experiment_toml(data, root / "run", num_folds=5, val_folds=[5], extra=extra))
     run_experiment(load_experiment(config), progress=False)
     return {"data": data, "checkpoint": root / "run" / "single" / "model.safetensors"}
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from own_clips import SR, loudest, write_class_folders
+from own_clips import SR, folders_experiment_toml, loudest, write_class_folders
 
 from audio_core.audio_file import read_audio
+from models.checkpoint import read_info
 from streamd.cli import main
 from tests.support.paths import ESC50, esc50_rows
 from training.own_data import MIN_SIGNAL_S, no_signal, read_own_data, scan_file
@@ -98,3 +99,31 @@ def test_train_and_evaluate_leave_out_the_same_silent_clips_in_the_same_words(
     held_out = read_own_data(data).counts()["holdout"].total()
     assert json.loads(held.out)["num_examples"] == held_out
     assert f"trained on left out; scoring {held_out}" in held.err
+
+
+def test_a_toml_folders_experiment_leaves_out_the_same_clips_as_evaluate(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TOML experiment whose reader is ``folders`` trained on the silent clips (and on the class 'hum'
+    of silence alone) that ``evaluate --folders`` leaves out; both use one rule now, in the same words,
+    and ``evaluate --config`` with that TOML leaves them out too."""
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "mine.toml"
+    config.write_text(folders_experiment_toml(data, tmp_path / "run", num_folds=2, val_folds=[2]))
+    assert main(["train", str(config), "--no-progress"]) == 0
+    trained = capsys.readouterr()
+    left_out = [line for line in trained.err.splitlines() if "left out" in line]
+    assert any("5 clip(s) with no signal left out" in line for line in left_out), trained.err
+    assert "streamd: warning: class 'hum': none of its 2 file(s) is usable; left out" in left_out
+    checkpoint = tmp_path / "run" / "single" / "model.safetensors"
+    assert read_info(checkpoint).labels == ["crying_baby", "dog", "rooster"]  # 'hum' never a class
+    said, counts = [], []
+    for source in (["--config", str(config)], ["--folders", str(data), "--num-folds", "2", "--folds", "2"]):
+        assert main(["evaluate", "--checkpoint", str(checkpoint), *source, "--json"]) == 0
+        scored = capsys.readouterr()
+        said.append([line for line in scored.err.splitlines() if "left out" in line])
+        report = json.loads(scored.out)
+        counts.append(report["num_examples"])
+        assert "hum" not in report["per_class_accuracy"], source
+    assert said[0] == said[1] and counts[0] == counts[1]  # fold 2 of the same folders, one rule
+    assert "none of its 1 file(s) is usable" in said[0][-1]  # hum/b.wav, fold 2's only 'hum'
