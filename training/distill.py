@@ -156,12 +156,19 @@ def ensemble_probs(logits: list[torch.Tensor], temperature: float) -> torch.Tens
     return torch.stack([torch.softmax(z.float() / temperature, dim=-1) for z in logits]).mean(0)
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``T² * KL(teacher ‖ softmax(student / T))``, mean over rows ``(N, C)``."""
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    temperature: float,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``T² * KL(teacher ‖ softmax(student / T))``, mean over rows ``(N, C)`` (weighted by ``weights``)."""
+    from training.losses import row_mean
+
     log_q = F.log_softmax(student_logits.float() / temperature, dim=-1)
     p = teacher_probs.float()
     kl = (p * (torch.log(p.clamp_min(1e-12)) - log_q)).sum(-1)
-    return temperature**2 * kl.mean()
+    return temperature**2 * row_mean(kl, weights)
 
 
 def dist_token_target(teacher_probs: torch.Tensor, dist_target: str) -> torch.Tensor:
@@ -179,25 +186,28 @@ def distill_loss(
     teacher_probs: torch.Tensor,
     cfg: DistillConfig,
     smoothing: float,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The distilled loss and its parts for ``(N, C)`` logits (or a ``(cls, dist)`` pair of them).
 
-    ``labels`` and ``teacher_probs`` are ``(N, C)`` soft targets. With a pair, the cls logits learn the
-    labels and the dist logits the teacher (hard: cross-entropy with its argmax; soft: ``T² * KL``).
+    ``labels`` and ``teacher_probs`` are ``(N, C)`` soft targets; ``weights`` ``(N,)`` weigh the rows.
+    With a pair, the cls logits learn the labels and the dist logits the teacher (hard: cross-entropy
+    with its argmax; soft: ``T² * KL``).
     """
     from training.losses import loss_fn
 
     w = cfg.weight
     if isinstance(logits, tuple):
         cls_logits, dist_logits = logits
-        label_part = loss_fn(cls_logits, labels, False, smoothing)
+        label_part = loss_fn(cls_logits, labels, False, smoothing, weights)
         if cfg.dist_target == "hard":
-            teacher_part = loss_fn(dist_logits, dist_token_target(teacher_probs, "hard"), False, 0.0)
+            hard = dist_token_target(teacher_probs, "hard")
+            teacher_part = loss_fn(dist_logits, hard, False, 0.0, weights)
         else:
-            teacher_part = kd_loss(dist_logits, teacher_probs, cfg.temperature)
+            teacher_part = kd_loss(dist_logits, teacher_probs, cfg.temperature, weights)
     else:
-        label_part = loss_fn(logits, labels, False, smoothing)
-        teacher_part = kd_loss(logits, teacher_probs, cfg.temperature)
+        label_part = loss_fn(logits, labels, False, smoothing, weights)
+        teacher_part = kd_loss(logits, teacher_probs, cfg.temperature, weights)
     total = (1 - w) * label_part + w * teacher_part
     return total, {"label_loss": float(label_part.detach()), "teacher_loss": float(teacher_part.detach())}
 

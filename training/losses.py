@@ -17,8 +17,23 @@ def soft_targets(y: torch.Tensor, num_classes: int, multi_label: bool) -> torch.
     return F.one_hot(y.clamp(min=0), num_classes).float() * (y >= 0).unsqueeze(1)
 
 
-def loss_fn(logits: torch.Tensor, target: torch.Tensor, multi_label: bool, smoothing: float) -> torch.Tensor:
-    """Cross-entropy on soft targets (single-label, with label smoothing) or BCE (multi-label).
+def row_mean(per_row: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean of per-row losses ``(N,)``, or their weighted mean (``weights`` ``(N,)``, positive)."""
+    if weights is None:
+        return per_row.mean()
+    weights = weights.to(per_row.dtype)
+    return (per_row * weights).sum() / weights.sum()
+
+
+def loss_fn(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    multi_label: bool,
+    smoothing: float,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cross-entropy on soft targets (single-label, with label smoothing) or BCE (multi-label), averaged
+    over the rows (weighted by ``weights`` ``(N,)`` if given).
 
     Single-label: a target row summing to less than 1 (the all-zero row of a background example, or a
     clip mixed with one) has its missing mass spread evenly over the classes: "no class" is the uniform
@@ -26,11 +41,12 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor, multi_label: bool, smoot
     """
     logits = logits.float()
     if multi_label:
-        return F.binary_cross_entropy_with_logits(logits, target)
+        per_row = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=1)
+        return row_mean(per_row, weights)
     c = logits.shape[1]
     target = target + (1 - target.sum(dim=1, keepdim=True)).clamp(min=0) / c
     target = target * (1 - smoothing) + smoothing / c
-    return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    return row_mean(-(target * F.log_softmax(logits, dim=1)).sum(dim=1), weights)
 
 
 def training_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -52,6 +52,10 @@ class SequenceConfig:
     # share of clips mixed with a partner before they are placed ([train.augment] mixing and mixup_alpha say
     # how; its mixup_prob is for clip batches): opt-in, as streams ignored [train.augment]'s mixing before
     mix_prob: float = rule(0.0, ge=0, le=1)
+    # the first onset_s of each clip's audible part weigh onset_weight times a step's share of the loss:
+    # a stream's model must name a new sound soon after it starts, not only once it has heard it all
+    onset_s: float = rule(0.0, ge=0)
+    onset_weight: float = rule(1.0, ge=1)
 
     def __post_init__(self) -> None:
         check_fields(self, "train.sequences", ValueError)
@@ -147,9 +151,10 @@ class SequenceBuilder:
 
     def batch(
         self, size: int, clips: Iterator[int], gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``size`` sequences drawing clips from ``clips`` -> fbank ``(B, T, F)`` (un-normalised),
-        per-step targets ``(B, S, C)`` and a mask ``(B, S)`` of the steps that have one."""
+        per-step targets ``(B, S, C)``, a mask ``(B, S)`` of the steps that have one and each step's
+        loss weight ``(B, S)`` (``onset_weight`` over a clip's first ``onset_s``, else 1)."""
         self._mixed_targets = []
         fbanks, owners = zip(*(self._sequence(clips, gen) for _ in range(size)), strict=True)
         x = torch.from_numpy(np.stack(fbanks))
@@ -159,7 +164,21 @@ class SequenceBuilder:
         table = torch.cat([self.targets, *[row.unsqueeze(0) for row in self._mixed_targets]])
         y = torch.zeros(size, self.steps, self.targets.shape[1])
         y[mask] = table[step_owner[mask]]
-        return x, y, mask
+        return x, y, mask, self._onset_weights(step_owner)
+
+    def _onset_weights(self, step_owner: torch.Tensor) -> torch.Tensor:
+        """``onset_weight`` for the steps within ``onset_s`` of the start of their clip's run of steps."""
+        weights = torch.ones(step_owner.shape)
+        if self.cfg.onset_weight == 1.0 or self.cfg.onset_s <= 0:
+            return weights
+        onset_steps = math.ceil(self.cfg.onset_s * self.frame_rate / self.column)
+        starts = torch.ones_like(step_owner, dtype=torch.bool)
+        starts[:, 1:] = step_owner[:, 1:] != step_owner[:, :-1]
+        index = torch.arange(step_owner.shape[1]).expand_as(step_owner)
+        run_start = torch.cummax(torch.where(starts, index, torch.zeros_like(index)), dim=1).values
+        early = (index - run_start < onset_steps) & (step_owner >= 0)
+        weights[early] = self.cfg.onset_weight
+        return weights
 
     def _placed_clip(self, index: int, gen: torch.Generator) -> tuple[np.ndarray, int, tuple[int, int]]:
         """Clip ``index`` as placed: ``(fbank, target row, audible span)``; mixed with a partner at the

@@ -88,7 +88,8 @@ def test_step_targets_follow_the_soundscape_truth_rule() -> None:
     cfg = SequenceConfig(length_s=12.0, gap_min_s=0.3, gap_max_s=1.5)
     builder = SequenceBuilder(x, targets, cfg, 16, 100.0, noise_bank(FEATURES, 5.0), gain_db=0.0)
     gen = torch.Generator().manual_seed(1)
-    fbank, y, mask = builder.batch(3, cycle_permutations(3, gen), gen)
+    fbank, y, mask, weights = builder.batch(3, cycle_permutations(3, gen), gen)
+    assert bool((weights == 1).all())  # no onset weighting unless asked
     assert fbank.shape == (3, 1200, 32) and y.shape == (3, 75, 3) and mask.shape == (3, 75)
     assert bool(mask.any()) and not bool(mask.all())
     assert float(fbank.min()) >= LOG_FLOOR - 1e-6
@@ -206,7 +207,7 @@ def test_mixed_clips_in_streams_carry_the_mixed_target(kind: str) -> None:
     a mixup clip's power is the target-weighted sum of its two clips' powers."""
     builder = _mixing_builder(kind, 1.0)
     gen = torch.Generator().manual_seed(2)
-    _, y, mask = builder.batch(3, cycle_permutations(3, gen), gen)
+    _, y, mask, _ = builder.batch(3, cycle_permutations(3, gen), gen)
     rows = y[mask]
     assert rows.shape[0] > 0
     torch.testing.assert_close(rows.sum(1), torch.ones(rows.shape[0]))
@@ -220,6 +221,56 @@ def test_mixed_clips_in_streams_carry_the_mixed_target(kind: str) -> None:
         assert share >= 0.5
         expected = share * np.exp(builder.x[0]) + (1 - share) * np.exp(builder.x[partner])
         np.testing.assert_allclose(np.exp(clip), expected, rtol=1e-4)
+
+
+def test_onset_weights_cover_each_clips_first_steps() -> None:
+    """``onset_s`` 0.5 at 16-frame steps of 10 ms: the first 4 steps of each clip's run weigh
+    ``onset_weight``; later steps of the clip and background steps weigh 1."""
+    x = np.stack([_silence_with_sound(30, 170), _silence_with_sound(10, 60), _silence_with_sound(0, 200)])
+    cfg = SequenceConfig(length_s=12.0, gap_min_s=0.3, gap_max_s=1.5, onset_s=0.5, onset_weight=3.0)
+    builder = SequenceBuilder(x, torch.eye(3), cfg, 16, 100.0, noise_bank(FEATURES, 5.0), gain_db=0.0)
+    gen = torch.Generator().manual_seed(1)
+    _, y, mask, weights = builder.batch(3, cycle_permutations(3, gen), gen)
+    assert set(weights.unique().tolist()) == {1.0, 3.0}
+    assert bool((weights[~mask] == 1).all())
+    owner = torch.where(mask, y.argmax(-1), torch.full_like(mask, -1, dtype=torch.long))
+    for row, w in zip(owner.tolist(), weights.tolist(), strict=True):
+        runs: list[list[int]] = []  # the steps of each run of one clip
+        for i, o in enumerate(row):
+            if o >= 0 and (i == 0 or row[i - 1] != o):
+                runs.append([])
+            if o >= 0:
+                runs[-1].append(i)
+        assert runs
+        for run in runs:
+            assert [w[i] for i in run] == [3.0] * min(4, len(run)) + [1.0] * max(0, len(run) - 4)
+    with pytest.raises(ValueError, match="onset_weight"):
+        SequenceConfig(length_s=12.0, onset_weight=0.5)
+
+
+def test_weighted_losses_equal_repeated_rows() -> None:
+    """A row of weight 2 counts as that row twice, in the label loss, the KD loss and both together."""
+    from training.distill import DistillConfig, distill_loss, kd_loss
+    from training.losses import loss_fn
+
+    gen = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(5, 4, generator=gen), torch.eye(4)[[0, 1, 2, 3, 0]]
+    teacher = torch.softmax(torch.randn(5, 4, generator=gen), -1)
+    weights = torch.tensor([2.0, 1.0, 1.0, 1.0, 1.0])
+    rep = [0, 0, 1, 2, 3, 4]
+    torch.testing.assert_close(
+        loss_fn(logits, labels, False, 0.1, weights), loss_fn(logits[rep], labels[rep], False, 0.1)
+    )
+    torch.testing.assert_close(
+        loss_fn(logits, labels, True, 0.0, weights), loss_fn(logits[rep], labels[rep], True, 0.0)
+    )
+    torch.testing.assert_close(
+        kd_loss(logits, teacher, 2.0, weights), kd_loss(logits[rep], teacher[rep], 2.0)
+    )
+    cfg = DistillConfig(teachers=["t.safetensors"], weight=0.7, temperature=2.0)
+    weighted, _ = distill_loss(logits, labels, teacher, cfg, 0.1, weights)
+    repeated, _ = distill_loss(logits[rep], labels[rep], teacher[rep], cfg, 0.1)
+    torch.testing.assert_close(weighted, repeated)
 
 
 def test_streams_without_mixing_draw_as_before() -> None:
