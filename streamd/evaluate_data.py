@@ -22,6 +22,7 @@ from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel
 from training.clips import ClipSet
 from training.trained_clips import recorded, seen, too_many
+from training.usable_clips import read_folders
 
 SOURCE_OPTIONS = {"audio_dir": "esc50", "num_folds": "folders", "label_csv": "datafiles"}  # option: source
 
@@ -135,7 +136,10 @@ def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> tuple[ClipSet, bo
             raise ConfigError(f"--{option.replace('_', '-')}: only with --{source}")
     if args.config:
         exp = load_experiment(args.config)
-        clip_set = read_dataset(exp.reader, **exp.reader_options)
+        if exp.reader == "folders":  # listed as --folders lists them, its files checked by usable_clips
+            clip_set = _listed_folders(read_folders(exp.reader_options))
+        else:
+            clip_set = read_dataset(exp.reader, **exp.reader_options)
         if exp.folds is not None:
             clip_set = _select_folds(clip_set, exp.folds)
         folds = _config_folds(exp, clip_set, loaded, args.folds)
@@ -188,13 +192,7 @@ def _other_dataset(args: argparse.Namespace, read_dataset) -> ClipSet:
     if args.esc50:
         return read_dataset("esc50", csv_path=args.esc50, audio_dir=args.audio_dir)
     if args.folders:  # every file is checked below, the unusable ones left out with a warning
-        from training.readers import read_class_folders_as_found
-
-        problems: list[str] = []
-        clip_set = read_class_folders_as_found(args.folders, num_folds=args.num_folds, problems=problems)
-        for problem in problems:  # the lines train --data prints for the same folders
-            _say("warning", problem)
-        return clip_set
+        return _listed_folders(read_folders({"root": args.folders, "num_folds": args.num_folds}))
     if not args.label_csv:
         raise ConfigError("--datafiles needs --label-csv")
     return read_dataset("json", datafiles=args.datafiles, label_csv=args.label_csv)
@@ -209,6 +207,14 @@ def _select_folds(clip_set: ClipSet, folds: list[int] | None) -> ClipSet:
     if missing:
         raise ConfigError(f"folds {missing} have no clips (the dataset has folds {clip_set.folds()})")
     return clip_set.subset(folds=folds)
+
+
+def _listed_folders(listed: tuple[ClipSet, list[str]]) -> ClipSet:
+    """Class folders as ``read_folders`` lists them, saying what the listing left out."""
+    clip_set, problems = listed
+    for problem in problems:  # the lines train prints for the same folders
+        _say("warning", problem)
+    return clip_set
 
 
 def usable_clips(clip_set: ClipSet, window_s: float | None = None) -> ClipSet:

@@ -34,22 +34,26 @@ from training.model_input import filled_config
 from training.output_claim import claim_output
 from training.readers import read_dataset
 from training.trained_clips import KEY, record
-from training.usable_clips import usable_subset
+from training.usable_clips import read_folders, usable_subset
 
 
 def load_clip_set(exp: Experiment) -> ClipSet:
     """The experiment's dataset, limited to ``folds``; class folders' unusable files (unreadable, or no
     signal) left out with a warning, as ``train --data`` and ``evaluate --folders/--config`` leave them
     out."""
-    clip_set = read_dataset(exp.reader, **exp.reader_options)
+    notes: list[str] = []
+    if exp.reader == "folders":
+        clip_set, notes = read_folders(exp.reader_options)
+    else:
+        clip_set = read_dataset(exp.reader, **exp.reader_options)
     if exp.folds is not None:
         clip_set = clip_set.subset(folds=exp.folds)
     if not clip_set.clips:
         raise ExperimentConfigError(f"{exp.source}: data: no clips in folds {exp.folds}")
     if exp.reader == "folders":
         clip_set, warnings, _ = usable_subset(clip_set)
-        for warning in warnings:
-            print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
+        for line in notes + warnings:
+            print(f"streamd: warning: {line}", file=sys.stderr, flush=True)
     if problem := clip_set.one_class_problem():
         raise ExperimentConfigError(f"{exp.source}: data: {problem}")
     return clip_set

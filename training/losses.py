@@ -21,7 +21,7 @@ def row_mean(per_row: torch.Tensor, weights: torch.Tensor | None = None) -> torc
     """The mean of per-row losses ``(N,)``, or their weighted mean (``weights`` ``(N,)``, positive)."""
     if weights is None:
         return per_row.mean()
-    weights = weights.to(per_row.dtype)
+    weights = weights.to(per_row)
     return (per_row * weights).sum() / weights.sum()
 
 
@@ -41,8 +41,9 @@ def loss_fn(
     """
     logits = logits.float()
     if multi_label:
-        per_row = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=1)
-        return row_mean(per_row, weights)
+        if weights is None:
+            return F.binary_cross_entropy_with_logits(logits, target)
+        return row_mean(F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(1), weights)
     c = logits.shape[1]
     target = target + (1 - target.sum(dim=1, keepdim=True)).clamp(min=0) / c
     target = target * (1 - smoothing) + smoothing / c

@@ -75,6 +75,11 @@ class SequenceConfig:
     def enabled(self) -> bool:
         return self.length_s > 0
 
+    @property
+    def weighs_onsets(self) -> bool:
+        """Whether ``onset_s`` and ``onset_weight`` weigh any step more than another."""
+        return self.onset_s > 0 and self.onset_weight != 1.0
+
 
 def audible_frames(fbank: np.ndarray, audible_db: float) -> tuple[int, int]:
     """``[first, last + 1)`` of the frames within ``audible_db`` of the loudest; ``(0, 0)`` if all silent."""
@@ -169,9 +174,10 @@ class SequenceBuilder:
     def _onset_weights(self, step_owner: torch.Tensor) -> torch.Tensor:
         """``onset_weight`` for the steps within ``onset_s`` of the start of their clip's run of steps."""
         weights = torch.ones(step_owner.shape)
-        if self.cfg.onset_weight == 1.0 or self.cfg.onset_s <= 0:
+        if not self.cfg.weighs_onsets:
             return weights
-        onset_steps = math.ceil(self.cfg.onset_s * self.frame_rate / self.column)
+        onset_frames = round(self.cfg.onset_s * self.frame_rate)  # whole frames: 1.12 s is 7 steps, not 8
+        onset_steps = -(-onset_frames // self.column)
         starts = torch.ones_like(step_owner, dtype=torch.bool)
         starts[:, 1:] = step_owner[:, 1:] != step_owner[:, :-1]
         index = torch.arange(step_owner.shape[1]).expand_as(step_owner)

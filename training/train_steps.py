@@ -141,30 +141,30 @@ def stream_step(
     With a teacher, a step over a clip also learns that clip's teacher probabilities. Steps over the
     background between clips have no target, or (``background_steps = "no_class"``) learn "nothing": an
     all-zero label row (``loss_fn`` makes it uniform) and a uniform teacher row."""
-    xb, yb, mask, weights = streams.batch(cfg.batch_size, clips, gen)
+    xb, yb, mask, step_weights = streams.batch(cfg.batch_size, clips, gen)
     if not bool(mask.any()):
         return None
     xb = _augment_stream(xb, cfg.augment, gen, info, streams.frames)
-    xb, yb, mask, weights = _on_device(model, xb, yb, mask, weights)
+    xb, yb, mask = _on_device(model, xb, yb, mask)
+    # each step's weight (onset weighting); without it every weight is 1: the plain mean, no copy
+    weights = _on_device(model, step_weights)[0] if cfg.sequences.weighs_onsets else None
     with _autocast(xb, cfg):
         logits = model.forward_steps(xb)
     if cfg.sequences.background_steps == "no_class":
         background = ~mask.reshape(-1)
         logits, yb = logits.reshape(-1, logits.shape[-1]), yb.reshape(-1, yb.shape[-1]).clone()
-        weights = weights.reshape(-1)
+        weights = None if weights is None else weights.reshape(-1)
     else:
         background = None
-        logits, yb, weights = logits[mask], yb[mask], weights[mask]  # background steps: no target
-    row_weights = None if bool((weights == 1).all()) else weights
+        logits, yb = logits[mask], yb[mask]  # steps over background have no target
+        weights = None if weights is None else weights[mask]
     if teacher is not None:  # targets carry [labels | teacher probabilities] per step
         c = logits.shape[1]
         if background is not None:
             yb[background, c:] = 1.0 / c
-        loss, parts = distill_loss(
-            logits, yb[:, :c], yb[:, c:], cfg.distill, cfg.label_smoothing, row_weights
-        )
+        loss, parts = distill_loss(logits, yb[:, :c], yb[:, c:], cfg.distill, cfg.label_smoothing, weights)
         return loss, logits, yb[:, :c], parts
-    loss = loss_fn(logits, yb, info.multi_label, cfg.label_smoothing, row_weights)
+    loss = loss_fn(logits, yb, info.multi_label, cfg.label_smoothing, weights)
     return loss, logits, yb, {}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from own_clips import SR, folders_experiment_toml, loudest, write_class_folders
+from own_clips import CLASSES, SR, folders_experiment_toml, loudest, write_class_folders
 
 from audio_core.audio_file import read_audio
 from models.checkpoint import read_info
@@ -127,3 +127,29 @@ def test_a_toml_folders_experiment_leaves_out_the_same_clips_as_evaluate(
         assert "hum" not in report["per_class_accuracy"], source
     assert said[0] == said[1] and counts[0] == counts[1]  # fold 2 of the same folders, one rule
     assert "none of its 1 file(s) is usable" in said[0][-1]  # hum/b.wav, fold 2's only 'hum'
+
+
+def test_a_toml_folders_experiment_leaves_out_a_broken_link_and_says_what_it_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken link stopped a TOML run of class folders (``DatasetError``) that ``--folders`` and ``--data``
+    leave out with a warning, and the listing's notes (a file beside the class folders, a class folder
+    with no audio) went unsaid; the TOML run lists the folders as they do now, in the same words."""
+    monkeypatch.chdir(tmp_path)
+    data = write_class_folders(tmp_path / "data", per_class=4)
+    (data / "dog" / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    (data / "notes.txt").write_text("recorded in the garden\n")
+    (data / "empty").mkdir()
+    config = tmp_path / "mine.toml"
+    config.write_text(folders_experiment_toml(data, tmp_path / "run", num_folds=2, val_folds=[2]))
+    assert main(["train", str(config), "--no-progress"]) == 0
+    trained = [line for line in capsys.readouterr().err.splitlines() if line.startswith("streamd: warning:")]
+    assert any("1 unusable file(s) left out, e.g." in line and "gone.wav" in line for line in trained)
+    assert any("notes.txt" in line for line in trained) and any("empty" in line for line in trained)
+    checkpoint = tmp_path / "run" / "single" / "model.safetensors"
+    assert read_info(checkpoint).labels == sorted(CLASSES)
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--folders", str(data), "--json"]) == 0
+    listed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("streamd: warning:")]
+    assert [line for line in listed if "notes.txt" in line or "empty" in line] == [
+        line for line in trained if "notes.txt" in line or "empty" in line
+    ]

@@ -246,6 +246,10 @@ def test_onset_weights_cover_each_clips_first_steps() -> None:
             assert [w[i] for i in run] == [3.0] * min(4, len(run)) + [1.0] * max(0, len(run) - 4)
     with pytest.raises(ValueError, match="onset_weight"):
         SequenceConfig(length_s=12.0, onset_weight=0.5)
+    exact = SequenceConfig(length_s=12.0, onset_s=0.48, onset_weight=2.0)  # 3 steps, not 4 (0.48 * 100 > 48)
+    builder = SequenceBuilder(x, torch.eye(3), exact, 16, 100.0, noise_bank(FEATURES, 5.0))
+    owner = torch.tensor([[-1, 0, 0, 0, 0, 0, 2, 2, -1]])
+    assert builder._onset_weights(owner).tolist() == [[1.0, 2.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0, 1.0]]
 
 
 def test_weighted_losses_equal_repeated_rows() -> None:
@@ -271,6 +275,41 @@ def test_weighted_losses_equal_repeated_rows() -> None:
     weighted, _ = distill_loss(logits, labels, teacher, cfg, 0.1, weights)
     repeated, _ = distill_loss(logits[rep], labels[rep], teacher[rep], cfg, 0.1)
     torch.testing.assert_close(weighted, repeated)
+
+
+@pytest.mark.parametrize("background_steps", ["ignore", "no_class"])
+def test_a_stream_step_weighs_its_onset_steps(background_steps: str) -> None:
+    """``stream_step``'s loss with onset weighting is the weighted mean over the steps it scores (the
+    batch's own weights, background steps at 1), and differs from the plain mean it gives without."""
+    from training.losses import loss_fn
+    from training.train_steps import _augment_stream, stream_step
+
+    x = np.stack([_silence_with_sound(30, 170), _silence_with_sound(10, 60), _silence_with_sound(0, 200)])
+    config = {"num_classes": 3, "num_mel_bins": 32, "d_model": 16, "n_layers": 1, "dropout": 0.0}
+    torch.manual_seed(0)
+    model = build_model("streaming_mamba", config).eval()
+    info = ModelInfo("streaming_mamba", config, LABELS, FEATURES, Normalization(-6.0, 5.5, 200))
+    augment = AugmentConfig(mixup_prob=0.0, gain_db=0.0, freq_mask=0, time_mask=0)
+    losses = []
+    for weight in (1.0, 4.0):
+        seq = SequenceConfig(
+            length_s=12.0, gap_max_s=1.5, background_steps=background_steps, onset_s=0.5, onset_weight=weight
+        )
+        cfg = TrainConfig(batch_size=3, precision="fp32", label_smoothing=0.0, augment=augment, sequences=seq)
+        builder = SequenceBuilder(x, torch.eye(3), seq, 16, 100.0, noise_bank(FEATURES, 5.0))
+        gen = torch.Generator().manual_seed(2)
+        with torch.no_grad():
+            step = stream_step(model, builder, cycle_permutations(3, gen), cfg, gen, info)
+        assert step is not None
+        gen = torch.Generator().manual_seed(2)
+        xb, y, mask, weights = builder.batch(3, cycle_permutations(3, gen), gen)
+        with torch.no_grad():
+            logits = model.forward_steps(_augment_stream(xb, augment, gen, info, builder.frames))
+        keep = mask if background_steps == "ignore" else torch.ones_like(mask)
+        expected = loss_fn(logits[keep], y[keep], False, 0.0, weights[keep])
+        torch.testing.assert_close(step[0], expected)
+        losses.append(float(step[0]))
+    assert abs(losses[0] - losses[1]) > 1e-4
 
 
 def test_streams_without_mixing_draw_as_before() -> None:
