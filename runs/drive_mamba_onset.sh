@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The shipped recurrent recipe's second stage with onset weighting (the first 1 s of each clip's audible part
-# weighs 3x), from the shipped recipe's 90-epoch first stage of held-out fold k; then the scoring.
-k=$1; tag=${2:-onset1s_w3}; shift 2; extra=("$@")
+# The shipped recurrent recipe's second stage from its 90-epoch first stage of held-out fold k, with onset
+# weighting (default: the first 1 s of each clip's audible part weighs 3x); then the scoring.
+#   bash runs/drive_mamba_onset.sh K [TAG [--set KEY=VALUE ...]]   (extra --set after the defaults win)
+k=$1; tag=${2:-onset1s_w3}; shift $(( $# < 2 ? $# : 2 ))
+extra=(--set train.sequences.onset_s=1.0 --set train.sequences.onset_weight=3.0 "$@")
 cd "$(dirname "$0")/.."
 out=runs/mamba_kd_bc05_e90_bglong_lr1e4_${tag}_f$k
 OMP_NUM_THREADS=1 nice -n 5 streamd train configs/train/esc50_streaming_mamba_conv_distill.toml --mode single \
