@@ -22,7 +22,8 @@ from training.augment import (
     random_time_stretch,
     spec_augment,
 )
-from training.distill import Teacher, distill_loss, flatten_steps
+from training.distill import Teacher
+from training.distill_loss import distill_loss, flatten_steps
 from training.losses import loss_fn, sequence_loss, soft_targets, training_logits
 from training.sequences import SequenceBuilder, StreamMixing, noise_bank
 from training.train_config import TrainConfig

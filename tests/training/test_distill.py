@@ -23,14 +23,12 @@ from training.distill import (
     DistillConfig,
     TeacherError,
     build_teacher,
-    dist_token_target,
-    distill_loss,
     ensemble_probs,
-    kd_loss,
     teacher_logits,
     teacher_paths,
     vet_teachers,
 )
+from training.distill_loss import dist_token_target, distill_loss, kd_loss
 from training.loop import train_model
 from training.sequences import SequenceConfig
 from training.train_config import TrainConfig

@@ -254,7 +254,8 @@ def test_onset_weights_cover_each_clips_first_steps() -> None:
 
 def test_weighted_losses_equal_repeated_rows() -> None:
     """A row of weight 2 counts as that row twice, in the label loss, the KD loss and both together."""
-    from training.distill import DistillConfig, distill_loss, kd_loss
+    from training.distill import DistillConfig
+    from training.distill_loss import distill_loss, kd_loss
     from training.losses import loss_fn
 
     gen = torch.Generator().manual_seed(0)
