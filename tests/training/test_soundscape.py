@@ -24,6 +24,7 @@ from training.soundscape_scoring import (
     score_stream,
     window_truth,
 )
+from training.streaming_eval import stream_table_markdown
 
 SR = 16000
 
@@ -149,6 +150,9 @@ def test_oracle_scores_perfectly_and_latency_follows_the_hop() -> None:
         assert report["onset_latencies_s"][0] <= 0.25 + hop + 0.02
         first_rain = min(p.t_end for p in preds if p.label == "rain")
         assert report["onset_latencies_s"][1] == pytest.approx(first_rain + 0.02 - 8.0)
+        # in stream time alone: the same without the messages' 20 ms of processing
+        assert report["onset_delays_s"] == pytest.approx([x - 0.02 for x in report["onset_latencies_s"]])
+        assert report["onset_delay_median_s"] == pytest.approx(report["onset_latency_median_s"] - 0.02)
 
 
 def test_wrong_model_scores_zero_and_detects_nothing() -> None:
@@ -178,3 +182,8 @@ def test_pooled_reports_equal_one_report_over_both() -> None:
     assert pooled["window_accuracy"] == pytest.approx(correct / pooled["scored_windows"])
     assert pooled["events"] == 4 and pooled["detected_events"] == 3  # "dog" everywhere finds the dog only
     assert pooled["onset_latencies_s"] == good["onset_latencies_s"] + bad["onset_latencies_s"]
+    delays = [x for x in good["onset_delays_s"] + bad["onset_delays_s"] if x is not None]
+    assert pooled["onset_delay_median_s"] == pytest.approx(float(np.median(delays)))
+    table = stream_table_markdown([{"hop_s": 1.0, **pooled}])
+    assert table.splitlines()[0].endswith("| onset delay median s (stream time) |")
+    assert table.splitlines()[-1].endswith(f"| {pooled['onset_delay_median_s']:.2f} |")
