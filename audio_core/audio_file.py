@@ -9,7 +9,8 @@ An input is opened exactly once: a regular file, or a non-seekable one (a FIFO, 
 A non-seekable input must deliver its first bytes within ``wait_s`` seconds; libsndfile reads WAV, AIFF,
 AU and OGG from a pipe, while FLAC needs a seekable file.
 
-Every problem (missing, unreadable, no samples, a read error mid-file, NaN or infinite samples) becomes an
+Every problem (missing, unreadable, no samples, a read error mid-file, NaN or infinite samples, a WAV
+that ends before its header says: ``audio_core.wav_header``) becomes an
 ``AudioInputError`` with one line naming the file, never a traceback. Names are shown by ``display_path``:
 bytes that are not UTF-8 appear as ``\\xNN`` escapes, so every message stays valid UTF-8 (and valid JSON).
 """
@@ -31,6 +32,7 @@ import soundfile as sf
 
 from audio_core.errors import AudioInputError, TruncatedAudio
 from audio_core.resample import StreamingResampler, downmix, resample_offline
+from audio_core.wav_header import missing_seconds
 
 STDIN = "-"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # control characters: shown escaped in messages
@@ -68,6 +70,7 @@ class AudioFileInfo:
     frames: int
     format: str
     seekable: bool = True
+    missing_s: float = 0.0  # audio its header declares beyond the file's end (a truncated WAV)
 
     @property
     def duration_s(self) -> float:
@@ -166,10 +169,17 @@ def audio_info(handle: sf.SoundFile, path: str | os.PathLike[str]) -> AudioFileI
         frames=int(handle.frames) if seekable else 0,
         format=str(handle.format),
         seekable=seekable,
+        missing_s=missing_seconds(handle.name) if seekable and isinstance(handle.name, int) else 0.0,
     )
     if seekable and info.frames <= 0:
         raise AudioInputError(f"{display_path(path)}: contains no audio samples")
     return info
+
+
+def truncation_message(path: str | os.PathLike[str], info: AudioFileInfo) -> str:
+    """What a file that ends before its header says is told, once its present audio has been read."""
+    missing = f"{info.missing_s:.2f} s" if info.missing_s >= 0.005 else "under 0.01 s"
+    return f"{display_path(path)}: the file ends {missing} before its header says (truncated)"
 
 
 def probe_audio(path: str | os.PathLike[str]) -> AudioFileInfo:
@@ -258,6 +268,8 @@ def read_chunks(
     if given + last.size == 0:
         raise AudioInputError(none_left_message(path, read, info.sample_rate, sample_rate))
     yield last
+    if info.missing_s > 0:  # what it holds was delivered whole, as before any failure part-way
+        raise TruncatedAudio(truncation_message(path, info), read / info.sample_rate, "")
 
 
 def read_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.ndarray:
@@ -267,6 +279,8 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.nda
         data = read_frames(handle, path, -1)
     if data.shape[0] == 0:
         raise AudioInputError(f"{display_path(path)}: contains no audio samples")
+    if info.missing_s > 0:  # as a read error part-way: not a whole clip
+        raise AudioInputError(truncation_message(path, info))
     check_finite(path, data, 0, info.sample_rate)
     mono = resample_offline(downmix(data), info.sample_rate, sample_rate)
     if mono.size == 0:  # as read_chunks: not a clip of silence

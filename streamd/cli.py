@@ -9,6 +9,7 @@ reaches the user as a traceback unless ``STREAMD_DEBUG=1``.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -78,6 +79,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 # commands that need torch before they can say anything useful: it is imported with Ctrl-C held back
 # (run and replay import it themselves, after binding their port, so that a busy port is reported at once)
 TORCH_FIRST = frozenset({"train", "evaluate", "classify", "convert"})
+# a write that failed for want of room or a device (no file named: standard output, say ``> /dev/full``)
+WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
 def _start_up(argv: list[str]) -> argparse.Namespace | None:
@@ -221,6 +224,9 @@ def _main(argv: list[str]) -> int:
     except OSError as exc:  # a path the command could not create, read or write: the user can mend it
         if _Interrupts.caused():
             return 130
+        if exc.filename is None and exc.errno in WRITE_FAILURES:  # printed output (> /dev/full) among them
+            print(f"streamd: error: output could not be written: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         if exc.filename is None or os.environ.get("STREAMD_DEBUG"):
             return _internal_error(exc)
         print(f"streamd: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)

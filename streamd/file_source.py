@@ -23,6 +23,7 @@ from audio_core.audio_file import (
     display_path,
     open_audio,
     read_frames,
+    truncation_message,
     unread_note,
 )
 from streamd.config_sections import MAX_SPEED_BLOCK_S
@@ -107,6 +108,8 @@ class FileSource(Source):
             if n == 0:
                 if self._written == 0:  # a pipe's length is known only now; a file's was checked on opening
                     raise AudioInputError(f"{self.display}: contains no audio samples")
+                if self.info.missing_s > 0:  # its audio went through whole; the rest was never there
+                    raise AudioInputError(truncation_message(self.path, self.info))
                 return
             end = self._written + n
             if self.speed is not None:

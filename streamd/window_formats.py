@@ -8,8 +8,10 @@ none has a table with the header alone)."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import os
 from pathlib import Path
 
 from audio_core.audio_file import display_path
@@ -29,11 +31,22 @@ RAVEN_HEADER = (
 )
 RAVEN_VIEW = "Spectrogram 1"
 RAVEN_SUFFIX = ".streamd.selection.table.txt"
+PART_SUFFIX = ".part"  # a table is written under its name plus this, then renamed
+MAX_NAME_BYTES = 255  # the longest file name most file systems take
 
 
 def raven_table_name(audio: str | Path) -> str:
-    """The selection table's file name for an audio file."""
-    return Path(audio).stem + RAVEN_SUFFIX
+    """The selection table's file name for an audio file: its stem and ``RAVEN_SUFFIX``; a stem too long
+    for a file name once the suffix and the writer's ``.part`` are added is shortened and tagged with a
+    hash of the whole stem (so two long names that share their start still get two tables)."""
+    stem = Path(audio).stem
+    if len(os.fsencode(stem + RAVEN_SUFFIX + PART_SUFFIX)) <= MAX_NAME_BYTES:
+        return stem + RAVEN_SUFFIX
+    tag = "~" + hashlib.sha1(os.fsencode(stem)).hexdigest()[:12]
+    budget = MAX_NAME_BYTES - len(os.fsencode(tag + RAVEN_SUFFIX + PART_SUFFIX))
+    while len(os.fsencode(stem)) > budget:  # by characters: a name's bytes may not be UTF-8
+        stem = stem[:-1]
+    return stem + tag + RAVEN_SUFFIX
 
 
 def csv_text(result: FileResult) -> str:

@@ -37,7 +37,14 @@ from audio_core.output_lock import OutputBusy, lock_output
 from models.atomic_write import write_atomically
 from streamd.errors import ConfigError, StreamdError
 from streamd.window_files import AudioFile, resolved_entries, source_stamp
-from streamd.window_formats import CSV_HEADER, csv_text, jsonl_text, raven_table_name, raven_text
+from streamd.window_formats import (
+    CSV_HEADER,
+    PART_SUFFIX,
+    csv_text,
+    jsonl_text,
+    raven_table_name,
+    raven_text,
+)
 from streamd.window_scoring import FileResult
 from streamd.window_settings import as_recorded, differing
 
@@ -206,7 +213,7 @@ class WindowOutput:
         try:
             if self.fmt == "raven":
                 where = self.out / raven_table_name(result.file)
-                temporary = where.with_name(where.name + ".part")
+                temporary = where.with_name(where.name + PART_SUFFIX)
                 try:
                     temporary.write_text(raven_text(result, self.high_freq_hz))
                     os.replace(temporary, where)

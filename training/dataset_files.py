@@ -53,10 +53,16 @@ def read_csv(path: Path, required: Sequence[str]) -> list[tuple[int, dict[str, s
             raise DatasetError(
                 f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(columns)})"
             )
-        return [
-            (reader.line_num, {k.strip(): (v or "").strip() for k, v in row.items() if k is not None})
-            for row in reader
-        ]
+        rows = []
+        for row in reader:
+            fields = {k.strip(): v for k, v in row.items() if k is not None}
+            short = next((c for c in required if fields.get(c) is None), None)
+            if short is not None:  # csv fills the columns a short row lacks with None
+                raise DatasetError(
+                    f"{path}:{reader.line_num}: no {short!r} value: the row has fewer fields than the header"
+                )
+            rows.append((reader.line_num, {k: (v or "").strip() for k, v in fields.items()}))
+        return rows
 
 
 def int_field(path: Path, line: int, row: dict[str, str], name: str) -> int:

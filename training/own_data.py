@@ -256,10 +256,11 @@ def read_own_data(root: str | Path, holdout_frac: float = 0.1) -> OwnData:
     labels = sorted({label for _, label, _ in usable})
     train_labels = {label for _, label, split in usable if split == "train"}
     untrained = [label for label in labels if label not in train_labels]
+    why = f" ({warnings[0]})" if warnings else ""  # what was left out, said before training would say it
     if untrained:
-        raise DatasetError(f"{root}: class(es) {untrained[:5]} have no usable training clip")
+        raise DatasetError(f"{root}: class(es) {untrained[:5]} have no usable training clip{why}")
     if not usable:
-        raise DatasetError(f"{root}: no usable audio files")
+        raise DatasetError(f"{root}: no usable audio files{why}")
     index = {label: i for i, label in enumerate(labels)}
     clips = [Clip(f, (index[label],), SPLIT_FOLDS[split]) for f, label, split in usable]
     if problem := ClipSet(clips, labels).one_class_problem():
@@ -272,21 +273,21 @@ def read_own_data(root: str | Path, holdout_frac: float = 0.1) -> OwnData:
     else:
         held_out = "holdout"
         clips = _carve(clips, holdout_frac)
-        problems += _carve_problems(root, clips, labels)
+        problems += _carve_problems(root, clips, labels, why)
     name = root.stem if root.is_file() else root.resolve().name
     return OwnData(
         ClipSet(clips, labels, multi_label=False, name=name), layout, held_out, durations, problems
     )
 
 
-def _carve_problems(root: Path, clips: list[Clip], labels: list[str]) -> list[str]:
+def _carve_problems(root: Path, clips: list[Clip], labels: list[str], why: str = "") -> list[str]:
     """The classes the carved held-out part leaves out (their only clip is trained on); none carved at
-    all is an error, raised before any features are computed."""
+    all is an error, raised before any features are computed (``why``: what was left out, if any)."""
     held = {c.targets[0] for c in clips if c.fold == SPLIT_FOLDS["holdout"]}
     if not held:
         raise DatasetError(
             f"{root}: no class has two usable clips, so none can be held out for the report; give a class "
-            "at least two clips, or add a test/ folder (in a CSV: rows with split test)"
+            f"at least two clips, or add a test/ folder (in a CSV: rows with split test){why}"
         )
     return [
         f"class {label!r}: one usable clip, trained on; none held out, so the report has no clip of it"

@@ -43,7 +43,7 @@ def read_esc50(
     if not rows:
         raise DatasetError(f"{path}: no rows")
     rows = _filter_categories(path, rows, categories, exclude_categories)
-    audio = Path(audio_dir) if audio_dir is not None else path.parent.parent / "audio"
+    audio = Path(audio_dir) if audio_dir is not None else path.absolute().parent.parent / "audio"
     names: dict[int, str] = {}
     entries: list[tuple[Path, int, int]] = []
     first: dict[Path, int] = {}  # the file -> the line that first names it
@@ -55,6 +55,8 @@ def read_esc50(
             raise DatasetError(
                 f"{path}:{line}: {row['filename']} is listed again (first on line {seen}): one row per clip"
             )
+        if not row["category"]:
+            raise DatasetError(f"{path}:{line}: empty category")
         target = int_field(path, line, row, "target")
         fold = int_field(path, line, row, "fold")
         if names.setdefault(target, row["category"]) != row["category"]:

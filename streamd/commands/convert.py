@@ -67,19 +67,20 @@ def _normalization(
     if (args.mean is None) != (args.std is None):
         raise ConfigError("give both --mean and --std, or neither")
     preset = DATASET_STATS[args.dataset] if args.dataset else None
+    prefix = "--"  # the options' values; a file's own are named by file and key
     if args.mean is not None:
         mean, std = args.mean, args.std
     elif preset:
         mean, std = preset[0], preset[1]
     elif "mean" in pre and "std" in pre:
         mean, std = float(pre["mean"]), float(pre["std"])
+        prefix = f"{args.src}/preprocessor_config.json: "
     else:
         raise ConfigError("no normalisation statistics: give --dataset or --mean and --std")
     if not (math.isfinite(mean) and abs(mean) <= MAX_NORM_MEAN):
-        bounds = f"[{-MAX_NORM_MEAN:.0f}, {MAX_NORM_MEAN:.0f}]"
-        raise ConfigError(f"--mean must be a finite number in {bounds}, got {mean}")
+        raise ConfigError(f"{prefix}mean must be a finite number within +-{MAX_NORM_MEAN:.0f}, got {mean}")
     if not (0 < std <= MAX_NORM_STD):
-        raise ConfigError(f"--std must be a positive finite number of at most {MAX_NORM_STD:.0f}, got {std}")
+        raise ConfigError(f"{prefix}std must be a positive number of at most {MAX_NORM_STD:.0f}, got {std}")
     frames = args.target_frames or (preset[2] if preset else None) or pre.get("max_length") or model_frames
     return float(mean), float(std), int(frames)
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio_core.audio_file import display_path, read_audio, read_chunks
-from audio_core.errors import AudioInputError
+from audio_core.audio_file import display_path, probe_audio, read_audio, read_chunks
+from audio_core.errors import AudioInputError, TruncatedAudio
 
 
 def test_a_file_name_with_control_characters_is_shown_on_one_line() -> None:
@@ -36,3 +36,43 @@ def test_whole_file_and_chunked_reading_refuse_the_same_files(tmp_path: Path) ->
     fine = tmp_path / "fine.wav"
     sf.write(fine, np.full((4000, 1), 2.0**23, np.float32), 16000, subtype="FLOAT")  # 24-bit-scaled floats
     assert read_audio(fine, 16000).shape == (4000,)
+
+
+def _wav(path: Path, seconds: float, subtype: str = "PCM_16", fmt: str = "WAV") -> Path:
+    wave = np.sin(np.arange(int(seconds * 16000)) / 7.0).astype(np.float32) * 0.3
+    sf.write(path, wave, 16000, subtype=subtype, format=fmt)
+    return path
+
+
+@pytest.mark.parametrize(("subtype", "fmt"), [("PCM_16", "WAV"), ("PCM_24", "WAV"), ("FLOAT", "RF64")])
+def test_a_wav_cut_short_is_said_to_be_truncated_after_its_audio(tmp_path: Path, subtype, fmt) -> None:
+    """libsndfile reads a WAV whose data chunk was cut short up to its last frame without a word, so a
+    cut recording was classified as if whole. Chunked reading now delivers what is there and then raises
+    ``TruncatedAudio`` (as for a FLAC with a corrupt tail); whole-file reading refuses it."""
+    whole = _wav(tmp_path / "whole.wav", 3.0, subtype, fmt)
+    cut = tmp_path / "cut.wav"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 3])
+    assert probe_audio(whole).missing_s == 0.0
+    info = probe_audio(cut)
+    assert info.missing_s == pytest.approx(3.0 - info.duration_s, abs=1e-3) and info.missing_s > 1.5
+    chunks = []
+    with pytest.raises(TruncatedAudio, match=r"cut\.wav: the file ends 2\.\d\d s before its header says"):
+        for chunk in read_chunks(cut, 16000):
+            chunks.append(chunk)
+    assert sum(c.size for c in chunks) == info.frames  # every present sample came first
+    with pytest.raises(AudioInputError, match="before its header says"):
+        read_audio(cut, 16000)
+    assert read_audio(whole, 16000).size == 48000
+
+
+def test_a_wav_of_unknown_length_is_not_called_truncated(tmp_path: Path) -> None:
+    """A WAV written to a pipe says 0xFFFFFFFF (length unknown): no promise, so nothing is missing."""
+    path = _wav(tmp_path / "streamed.wav", 1.0)
+    data = bytearray(path.read_bytes())
+    at = data.index(b"data") + 4
+    data[at : at + 4] = b"\xff\xff\xff\xff"
+    data[4:8] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    assert probe_audio(path).missing_s == 0.0
+    assert read_audio(path, 16000).size == 16000

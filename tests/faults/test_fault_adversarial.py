@@ -108,6 +108,23 @@ def test_output_that_cannot_be_written_is_one_error_line_and_exit_1(output, wav,
         assert lines[0].endswith(" message(s) not written")
 
 
+@pytest.mark.parametrize("command", [["classify", "{wav}", "--checkpoint", "{ckpt}"], ["keys", "{tmp}"]])
+def test_a_printing_command_whose_output_is_full_says_so_without_internal_error(
+    command, wav, checkpoint, tmp_path
+):
+    """``classify`` (or ``keys``, ``train --print-config``...) into a full disk said "internal error:
+    OSError" as if streamd had a bug: it is the output that failed, and the line says so."""
+    args = [a.format(wav=wav, ckpt=checkpoint, tmp=tmp_path / "keys") for a in command]
+    cmd = " ".join(f"'{a}'" for a in streamd_command(args))
+    proc = subprocess.run(
+        ["bash", "-c", f"{cmd} > /dev/full"], stderr=subprocess.PIPE, text=True, timeout=60, env=streamd_env()
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "streamd: error: output could not be written: No space left on device"
+    ), proc.stderr
+
+
 def test_a_closed_stderr_keeps_stdout_json_and_the_exit_status(tmp_path, wav, checkpoint):
     """Started with fd 2 closed (``2>&-``): messages meant for stderr never land in stdout's JSON, and the
     exit status is the command's (a failed flush of stderr at exit had made every run exit 1)."""
@@ -207,6 +224,23 @@ def test_a_file_too_short_to_resample_fails_in_replay_as_in_classify(tmp_path, c
     three = tmp_path / "three.wav"  # three leave one: padded to a window, classified
     sf.write(three, np.full(3, 0.1, dtype="float32"), 44100)
     assert run_streamd(*_replay_args(three, checkpoint, "threesamples"), timeout=60).returncode == 0
+
+
+def test_a_wav_cut_short_is_said_to_be_truncated_in_replay_as_in_classify(tmp_path, known_audio, checkpoint):
+    """A WAV whose bytes stop before its header's length (a recording cut short) was classified as if
+    whole, exit 0; now its audio is classified and it ends as a truncated FLAC does: one line, exit 1."""
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, np.concatenate([known_audio, known_audio]), 16000, subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 3 // 4])
+    said = "cut.wav: the file ends 2.50 s before its header says (truncated)"
+    replayed = run_streamd(*_replay_args(cut, checkpoint, "cutwav"), timeout=60)
+    assert_clean_error(replayed, said, exit_code=1)
+    predictions = [json.loads(line) for line in replayed.stdout.splitlines() if '"prediction"' in line]
+    assert predictions and predictions[-1]["t_end"] == pytest.approx(7.5, abs=0.02)
+    classified = run_streamd("classify", str(cut), "--checkpoint", str(checkpoint), timeout=60)
+    assert_clean_error(classified, said, exit_code=1)
+    assert run_streamd(*_replay_args(whole, checkpoint, "wholewav"), timeout=60).returncode == 0
 
 
 def test_flac_from_a_pipe_is_one_clear_line(known_clip, checkpoint):

@@ -298,6 +298,14 @@ def test_malformed_hugging_face_folders_are_one_line_naming_the_file(tmp_path, c
             _edit_json("preprocessor_config.json", lambda c: c | {"max_length": -5}),
             "max_length must be a positive",
         ),
+        (  # its own value is named, not an option the user never gave
+            _edit_json("preprocessor_config.json", lambda c: c | {"std": 0.0}),
+            "preprocessor_config.json: std must be a positive number of at most",
+        ),
+        (
+            _edit_json("preprocessor_config.json", lambda c: c | {"mean": 1e9}),
+            "preprocessor_config.json: mean must be a finite number within",
+        ),
     ]
     for i, (mend, needle) in enumerate(cases):
         broken = _broken_copy(src, tmp_path / f"broken{i}", mend)

@@ -249,6 +249,24 @@ def test_output_deleted_or_cut_short_starts_over(tmp_path, archive, small_checkp
     assert out.read_bytes() == reference.read_bytes()
 
 
+def test_a_long_file_name_gets_a_shortened_raven_table_and_the_batch_goes_on(
+    tmp_path, archive, small_checkpoint
+):
+    """A 250-character input name made its table's name (suffix and ``.part`` added) too long for the
+    file system: the batch stopped there, the files after it never classified. The name is now shortened
+    and tagged with a hash of the whole stem, so two such names that share their start get two tables."""
+    long_names = [tmp_path / ("x" * 240 + tail + ".wav") for tail in ("a", "b")]
+    for path, source in zip(long_names, archive, strict=False):
+        path.write_bytes(source.read_bytes())
+    tables = tmp_path / "raven"
+    files = [*long_names, archive[2]]
+    assert classify(tables, files, small_checkpoint, "--format", "raven") == 0
+    names = [raven_table_name(path) for path in files]
+    assert len(set(names)) == 3 and all(len(os.fsencode(n + ".part")) <= 255 for n in names)
+    assert names[2] == archive[2].stem + ".streamd.selection.table.txt"  # a usual name is kept as it is
+    assert sorted(p.name for p in tables.glob("*.txt")) == sorted(names)
+
+
 def test_a_deleted_raven_table_is_written_again(tmp_path, archive, small_checkpoint, capsys):
     tables = tmp_path / "raven"
     assert classify(tables, archive[1:3], small_checkpoint, "--format", "raven") == 0

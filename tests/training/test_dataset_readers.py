@@ -80,6 +80,22 @@ def test_esc50_reader_errors(tmp_path: Path, esc50_root: Path) -> None:
     bad.write_text("filename,fold,target,category\nsub,1,0,dog\n")
     with pytest.raises(DatasetError, match=r"audio file .*sub is a folder, not a file$"):
         read_esc50(bad, audio_dir=tmp_path / "aud")
+    bad.write_text("filename,fold,target,category\nx.flac,1,0,dog\ny.flac,1,0\n")  # a short row
+    with pytest.raises(DatasetError, match=r"bad.csv:3: no 'category' value: the row has fewer fields"):
+        read_esc50(bad)
+    bad.write_text("filename,fold,target,category\nx.flac,1,0,\n")
+    with pytest.raises(DatasetError, match=r"bad.csv:2: empty category"):
+        read_esc50(bad)
+
+
+def test_esc50_audio_is_beside_the_csvs_folder_whatever_the_working_folder(
+    esc50_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--esc50 esc50.csv`` given from inside meta/ looked for ./audio (the parent of "." is "."),
+    not ../audio as the help says."""
+    monkeypatch.chdir(esc50_root / "meta")
+    clips = read_esc50(Path("esc50.csv"), folds=[1]).clips
+    assert len(clips) == 400 and all(Path(c.path).is_file() for c in clips)
 
 
 def _write_reencoded(rows: list[dict], root: Path, esc50_root: Path) -> dict[Path, Path]:

@@ -233,6 +233,21 @@ def test_broken_files_and_empty_classes_are_reported(split_data: Path, tmp_path:
     assert "broken link" in text and "class 'ghost'" in text and "empty: no audio files" in text
 
 
+def test_data_with_no_usable_file_says_why_in_its_error(split_data: Path, tmp_path: Path) -> None:
+    """Every listed file missing gave "no usable audio files" alone: the reason, said only once training
+    went ahead, is part of the error now (and of the error when too few are left to hold any out)."""
+    listing = tmp_path / "gone.csv"
+    listing.write_text("file,label\nmissing1.flac,dog\nmissing2.flac,cat\n")
+    with pytest.raises(DatasetError, match=r"no usable audio files \(2 unusable file\(s\) left out, e\.g\. "
+                       r".*missing1\.flac: missing file or broken link\)"):  # fmt: skip
+        read_own_data(listing)
+    clips = sorted((split_data / "train").rglob("*.wav"))
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text(f"file,label\n{clips[0]},dog\n{clips[-1]},cat\nmissing.flac,cat\n")
+    with pytest.raises(DatasetError, match=r"no class has two usable clips.*\(1 unusable file\(s\) left out"):
+        read_own_data(mixed)
+
+
 def test_window_and_statistics_are_derived() -> None:
     assert derive_window([0.3] * 5 + [0.8] * 95) == 0.8
     assert derive_window([0.61] * 10) == 0.7
