@@ -41,6 +41,7 @@ WINDOW_OPTIONS: dict[str, tuple[str, Any]] = {
     "no_progress": ("--no-progress", False),
     "ray": ("--ray", False),
 }
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")  # an --out named so gets JSON lines by default
 RAY_OPTIONS: dict[str, tuple[str, Any]] = {
     "ray_address": ("--ray-address", None),
     "ray_actors": ("--ray-actors", 1),
@@ -56,7 +57,11 @@ def add_window_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--out", type=path_arg, metavar="PATH", help="output file (csv, jsonl) or directory (raven)"
     )
-    group.add_argument("--format", choices=FORMATS, help="output format (default csv; jsonl with --json)")
+    group.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="output format (default csv; jsonl with --json or an --out ending .jsonl, .ndjson or .json)",
+    )
     group.add_argument(
         "--window-s",
         type=float,
@@ -112,6 +117,8 @@ def check_window_options(args: argparse.Namespace) -> None:
         if args.format not in (None, "jsonl"):
             raise ConfigError(f"--json writes JSON lines (--format jsonl), not --format {args.format}")
         args.format = "jsonl"
+    if args.windows and args.format is None and Path(str(args.out or "")).suffix.lower() in JSONL_SUFFIXES:
+        args.format = "jsonl"  # the name says JSON: CSV in it would be a surprise
     for dest, (_, default) in {**WINDOW_OPTIONS, **RAY_OPTIONS}.items():
         if getattr(args, dest) is None:
             setattr(args, dest, default)

@@ -79,6 +79,19 @@ def test_windows_and_scores_are_the_daemons(tmp_path, archive, small_checkpoint,
     assert [(r["t_start"], r["t_end"]) for r in rows if r["file"] == str(archive[3])] == [(0.0, 5.0)]
 
 
+def test_an_out_named_as_json_lines_gets_json_lines_unless_a_format_is_given(
+    tmp_path, archive, small_checkpoint
+):
+    """``--out x.jsonl`` without ``--format`` wrote CSV into it without a word."""
+    for name in ("w.jsonl", "w.ndjson", "w.JSON"):
+        assert classify(tmp_path / name, archive[:1], small_checkpoint) == 0
+        assert jsonl(tmp_path / name)[0]["window"] == 0
+    assert classify(tmp_path / "w.txt", archive[:1], small_checkpoint) == 0  # any other name: CSV
+    assert classify(tmp_path / "c.jsonl", archive[:1], small_checkpoint, "--format", "csv") == 0
+    for name in ("w.txt", "c.jsonl"):
+        assert (tmp_path / name).read_text().splitlines()[0] == "file,window,begin_s,end_s,rank,label,score"
+
+
 def test_raven_tables_parse_back(tmp_path, archive, small_checkpoint):
     tables = tmp_path / "raven"
     assert classify(tables, archive, small_checkpoint, "--format", "raven", "--top-k", "3") == 0
