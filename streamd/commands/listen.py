@@ -1,18 +1,19 @@
 """``streamd listen``: subscribe to a streamd publisher and print every message as one JSON line.
 
-Stops on Ctrl-C / SIGTERM (exit 0), after ``--count`` messages or ``--seconds``. Frames are read one at a
-time with a per-frame size bound, and only JSON is decoded; malformed messages are skipped and counted on
-stderr. Every gap in a stream's ``seq`` (messages ZeroMQ dropped because this subscriber fell more than
-the publisher's high-water mark behind) is one line on stderr as it is seen (not with ``--dashboard``,
+Stops on Ctrl-C / SIGTERM (exit 0), after ``--count`` messages or ``--seconds`` (with both, fewer than
+``--count`` by then is exit 1: a check tells a silent publisher). Frames are read one at a time with a
+per-frame size bound, only JSON is decoded; malformed messages are skipped and counted on stderr. Every
+gap in a stream's ``seq`` (messages ZeroMQ dropped because this subscriber fell more than the
+publisher's high-water mark behind) is one line on stderr as it is seen (not with ``--dashboard``,
 which shows a "missed" figure) and a total at exit; not with a ``--topic`` that selects message types
 (``seq`` counts every type, so the types left out would look lost). A stream whose ``seq`` goes back and
-forth (two publishers of one stream name) is warned about once, and its losses are not counted: the total at
-exit leaves it out and says so, with any gap line printed for it before it could be told shared. A frame over
-``messages.MAX_MESSAGE_BYTES`` is a malformed message; one over ``MAX_FRAME_BYTES`` (a memory bound)
-makes ZeroMQ drop the connection and not reconnect, so the listener re-opens it. Every lost connection
-(that, or the publisher stopped) is one line on stderr as it happens (the first few) and a total at
-exit; what the publisher sends meanwhile is lost. ``--curve-server-key`` / ``--curve-secret-key``
-authenticate to a CURVE publisher.
+forth (two publishers of one stream name) is warned about once, and its losses are not counted: the
+total at exit leaves it out and says so, with any gap line printed before it was told shared. A frame
+over ``messages.MAX_MESSAGE_BYTES`` is malformed; one over ``MAX_FRAME_BYTES`` (a memory bound) makes
+ZeroMQ drop the connection for good, so the listener re-opens it. Every lost connection (that, or the
+publisher stopped) is one line on stderr as it happens (the first few) and a total at exit; what the
+publisher sends meanwhile is lost. ``--curve-server-key`` / ``--curve-secret-key`` authenticate to a
+CURVE publisher.
 """
 
 from __future__ import annotations
@@ -66,9 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="messages this subscriber may hold unread before ZeroMQ drops (default 1000; gaps are reported)",
     )
-    parser.add_argument(
-        "--dashboard", action="store_true", help="show the live dashboard instead of JSON lines"
-    )
+    parser.add_argument("--dashboard", action="store_true", help="show the live dashboard, not JSON lines")
     auth = parser.add_argument_group("authentication (CURVE)")
     auth.add_argument(
         "--curve-server-key", type=path_arg, metavar="PUBFILE", help="the publisher's public key file"
@@ -230,7 +229,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"streamd listen: lost the connection {counts.disconnects} time(s)", file=sys.stderr)
     if summary := loss_summary(gaps):
         print(f"streamd listen: {summary}", file=sys.stderr)
-    return 0
+    if short := args.count is not None and counts.received < args.count and not stop.is_set():  # timed out
+        print(f"streamd listen: error: only {counts.received} of {args.count} message(s)", file=sys.stderr)
+    return 1 if short else 0
 
 
 def loss_summary(gaps: GapCounter) -> str | None:

@@ -71,6 +71,20 @@ def _lines(text: str) -> list[dict]:
     return out
 
 
+def test_a_count_not_reached_in_time_is_exit_1_and_a_silent_publisher_can_be_told(
+    publisher: Publisher, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``listen --count 5 --seconds 1`` with a publisher that sends nothing exited 0, so a health check
+    could not tell a live daemon from a dead one; only ``--seconds`` alone is a plain time limit."""
+    argv = ["listen", "--connect", publisher.endpoint, "--seconds", "1"]
+    assert cli.main([*argv, "--count", "5"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == "streamd listen: error: only 0 of 5 message(s)"
+    assert cli.main(argv) == 0
+    with Feeder(publisher):
+        assert cli.main([*argv[:3], "--count", "3", "--seconds", "30"]) == 0
+
+
 def test_prints_count_messages_as_json_lines(
     publisher: Publisher, capsys: pytest.CaptureFixture[str]
 ) -> None:
