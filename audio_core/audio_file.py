@@ -178,8 +178,7 @@ def audio_info(handle: sf.SoundFile, path: str | os.PathLike[str]) -> AudioFileI
 
 def truncation_message(path: str | os.PathLike[str], info: AudioFileInfo) -> str:
     """What a file that ends before its header says is told, once its present audio has been read."""
-    missing = f"{info.missing_s:.2f} s" if info.missing_s >= 0.005 else "under 0.01 s"
-    return f"{display_path(path)}: the file ends {missing} before its header says (truncated)"
+    return f"{display_path(path)}: the file ends {info.missing_s:.2f} s before its header says (truncated)"
 
 
 def probe_audio(path: str | os.PathLike[str]) -> AudioFileInfo:

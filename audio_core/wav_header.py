@@ -13,6 +13,7 @@ import os
 import struct
 
 UNKNOWN_SIZE = 0x7FFF0000  # streamed WAVs say 0xFFFFFFFF (or about 2^31): length unknown, not a promise
+MIN_MISSING_S = 0.01  # less is a writer's rounding (a few bytes off, a partial frame), not a cut recording
 MAX_CHUNKS = 64  # chunks read before ``data`` (a header that never reaches it is left to libsndfile)
 
 
@@ -50,7 +51,7 @@ def _data_chunk(fd: int) -> tuple[int, int, int] | None:
 
 def missing_seconds(fd: int) -> float:
     """Seconds of audio the header of the WAV open as ``fd`` declares beyond the file's end; 0 when the
-    file is whole, is no WAV, or does not say its length."""
+    file is whole (to ``MIN_MISSING_S``), is no WAV, or does not say its length."""
     try:
         found = _data_chunk(fd)
         if found is None:
@@ -61,4 +62,5 @@ def missing_seconds(fd: int) -> float:
         return 0.0
     if declared == 0 or declared <= present or byte_rate <= 0:
         return 0.0
-    return (declared - present) / byte_rate
+    missing = (declared - present) / byte_rate
+    return missing if missing >= MIN_MISSING_S else 0.0
