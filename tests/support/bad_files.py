@@ -177,6 +177,9 @@ _BAD = [
         write=_bytes(lambda a, r: _corrupt(b := _flac_bytes(a, r), len(b) // 2, 4096, 2)),
     ),
     CatalogueEntry("unsupported_container.m4a", False, "unreadable", write=_bytes(_mp4)),
+    CatalogueEntry(  # its 2.5 s are classified, then it ends as a cut FLAC does
+        "truncated_data.wav", False, "before its header says", write=_bytes(_truncated_data)
+    ),
     CatalogueEntry(  # a header claiming 1 Hz: once accepted, a stream that never produced a window
         "rate_1hz_header.wav", False, "below 1000 hz", write=_bytes(lambda a, r: _wav_bytes(a[:64000], 1))
     ),
@@ -194,7 +197,6 @@ _BAD = [
 
 _DEPTHS = {"u8": "PCM_U8", "s16": "PCM_16", "s24": "PCM_24", "s32": "PCM_32", "f32": "FLOAT", "f64": "DOUBLE"}
 _GOOD = [
-    CatalogueEntry("truncated_data.wav", True, "padded", write=_bytes(_truncated_data)),  # 2.5 s are left
     *(
         CatalogueEntry(
             f"depth_{tag}.wav", True, same_audio=tag != "u8", write=_soundfile(_same, subtype=subtype)
