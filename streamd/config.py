@@ -169,6 +169,21 @@ def name_source(cfg: DaemonConfig, error: Exception | str) -> ConfigError:
     return ConfigError(f"{source}: {message}" if source else message)
 
 
+def name_window_source(cfg: DaemonConfig, error: Exception | str) -> ConfigError:
+    """A window or hop error named by the file that set the value (``FILE: windows.hop_s must ...``; a
+    model that cannot take the window names the file that set ``window_s``); from an option, as is."""
+    message = str(error)
+    key = next((k for k in ("window_s", "hop_s") if message.startswith(k + " ")), None)
+    if key is None and "cannot take windows" not in message:
+        return ConfigError(message)  # not about the window or hop
+    key = key or "window_s"
+    rest = message[len(key) :] if message.startswith(key + " ") else f": {message}"
+    source = cfg.origins.get(f"windows.{key}")
+    if source in (None, "defaults", "command line"):  # an option's error reads as classify's and evaluate's
+        return ConfigError(message)
+    return ConfigError(f"{source}: windows.{key}{rest}")
+
+
 def load_config(path: str | Path) -> DaemonConfig:
     """One TOML file over the defaults."""
     return config_from_layers([(str(path), read_toml(path))])

@@ -13,9 +13,10 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from streamd.config import DaemonConfig
+from streamd.config import DaemonConfig, name_window_source
 from streamd.config_cli import add_daemon_arguments, config_from_args, hop_given
 from streamd.device_source import DeviceSource
+from streamd.errors import ConfigError
 from streamd.fanin import add_fanin_arguments
 from streamd.held_interrupts import import_then_honour_interrupts
 from streamd.input_devices import check_distinct_devices
@@ -74,9 +75,12 @@ def execute(
         from streamd.window_scoring import window_plan
 
         model = resolve_model(args, daemon_config=True)
-        if cfg.windows.window_s and not model.recurrent:  # a window of the user's own: can the model take it?
-            window_plan(model, cfg.windows.window_s, cfg.windows.hop_s)
-        daemon = Daemon(cfg, sources, model, publisher)  # checks the window plan: errors come first
+        try:
+            if cfg.windows.window_s and not model.recurrent:  # a window of the user's own: does it fit?
+                window_plan(model, cfg.windows.window_s, cfg.windows.hop_s)
+            daemon = Daemon(cfg, sources, model, publisher)  # checks the window plan: errors come first
+        except ConfigError as exc:  # named by the file or option that set the window or hop
+            raise name_window_source(cfg, exc) from None
         asked = hop_given(args)  # a recurrent model steps per column
         warnings = window_warnings(cfg.windows.window_s, cfg.windows.hop_s, model, hop_given=asked)
         if model.device.type == "cpu" and (too_many := threads_warning(cfg.engine.threads)):

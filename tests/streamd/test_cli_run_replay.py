@@ -216,6 +216,14 @@ def test_check_loads_the_curve_key_files_as_the_run_does(
         (["replay", "{clip}", "--checkpoint", "{bad}", "--check"], "not a readable safetensors checkpoint"),
         (["replay", "{clip}", "--stream-prefix", "p" * 40], "--stream-prefix: at most 32 characters"),
         (["replay", "{clip}", "--checkpoint", "{ckpt}", "--hop", "0.015", "--check"], "frame shift"),
+        (  # a window setting from a file is named by its file and key, as every other setting is
+            ["replay", "{clip}", "--checkpoint", "{ckpt}", "--config", "{odd_hop}"],
+            "c.toml: windows.hop_s must be a multiple of the frame shift (10 ms), got 0.015",
+        ),
+        (
+            ["replay", "{clip}", "--checkpoint", "{ckpt}", "--config", "{tiny_window}"],
+            "d.toml: windows.window_s: the model",
+        ),
     ],
 )
 def test_bad_input_gives_one_line_and_a_nonzero_exit(
@@ -227,6 +235,8 @@ def test_bad_input_gives_one_line_and_a_nonzero_exit(
         "bad": str(_write(tmp_path / "bad.wav", "this is not audio")),
         "unknown_key": str(_write(tmp_path / "a.toml", "[windows]\nhop = 1.0\n")),
         "wrong_type": str(_write(tmp_path / "b.toml", '[publish]\ntop_k = "five"\n')),
+        "odd_hop": str(_write(tmp_path / "c.toml", "[windows]\nhop_s = 0.015\n")),
+        "tiny_window": str(_write(tmp_path / "d.toml", "[windows]\nwindow_s = 0.05\n")),
     }
     code = main([arg.format(**values) for arg in argv] + ["--no-dashboard"])
     err = capsys.readouterr().err
