@@ -5,7 +5,7 @@ samples (float32, at most two channels, at the stream's own rate) into the sourc
 in step with the wall clock by ``streamd.stream_clock`` (a server sending faster than real time does not
 overrun the ring; one sending only the present is not read late). A gap of up to ``SHORT_GAP_S`` in the
 frames' timestamps (packets lost in transit) is filled with silence (``filled_samples``); a longer one is
-an outage, as is the time a reconnect took.
+an outage, as is the time away until a reconnect begins (what the server sends from then on is read).
 From the ring on everything is the device pipeline: the daemon downmixes and resamples.
 
 A source that fails (cannot connect, connection lost, stream ended) sets ``error``; a source that stalls
@@ -32,6 +32,8 @@ import numpy as np
 from audio_core.audio_file import format_problem
 from audio_core.resample import StreamingResampler, downmix
 from streamd.errors import AudioInputError
+from streamd.held_interrupts import call_interruptibly
+from streamd.network_url import check_url, import_av, short_url, timed_out
 from streamd.ring import SampleRing
 from streamd.sources import Source
 from streamd.stream_clock import BACKLOG_RING_S, StreamClock
@@ -43,36 +45,6 @@ MAX_BAD_PACKETS = 50  # undecodable packets in a row that end a connection
 SHORT_GAP_S = 0.5  # lost packets' time up to this is filled with silence; longer is an outage
 # Look at little of a live stream before starting (FFmpeg's defaults read seconds of it first).
 PROBE_OPTIONS = {"probesize": "32768", "analyzeduration": "500000"}
-_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
-
-
-def is_url(spec: str) -> bool:
-    """True for ``scheme://...`` (a network source), False for a device name or index."""
-    return bool(_URL_RE.match(str(spec)))
-
-
-def check_url(url: str) -> None:
-    """Refuse at once what FFmpeg would only time out on: a port that is not a number in 0-65535."""
-    from urllib.parse import urlsplit
-
-    try:
-        urlsplit(url).port  # noqa: B018 - parsing it is the check
-    except ValueError as exc:  # a port that is not a number, or out of range; a broken IPv6 address
-        why = "a malformed IPv6 address" if "IPv6" in str(exc) else "its port is not a number from 0 to 65535"
-        raise AudioInputError(f"{_short(url)}: {why}") from None
-
-
-def _av() -> Any:
-    try:
-        import av
-    except ImportError as exc:
-        raise AudioInputError(f"network sources need PyAV (pip install av): {exc}") from None
-    return av
-
-
-def _short(url: str) -> str:
-    """The URL without credentials, for messages."""
-    return re.sub(r"://[^/@]*@", "://", url)
 
 
 class NetworkSource(Source):
@@ -93,7 +65,7 @@ class NetworkSource(Source):
         check_url(url)
         self.url = url
         self.read_timeout_s = max(0.5, watchdog_s)
-        self.name = name or re.sub(r"^[a-z0-9+.\-]+://", "", _short(url), flags=re.I)
+        self.name = name or re.sub(r"^[a-z0-9+.\-]+://", "", short_url(url), flags=re.I)
         self._first: Any = None
         self.sample_rate, self.channels = self._probe()
         self.clock = StreamClock(self.sample_rate)  # stream time 0: the connection just made
@@ -111,24 +83,30 @@ class NetworkSource(Source):
     # -- connection ------------------------------------------------------------------------------------
 
     def _open(self) -> Any:
-        av = _av()
+        av = import_av()
         try:
             return av.open(self.url, options=PROBE_OPTIONS, timeout=(OPEN_TIMEOUT_S, self.read_timeout_s))
         except (av.error.FFmpegError, OSError) as exc:
-            why = _timed_out(exc, OPEN_TIMEOUT_S, "no audio stream recognised") or exc.strerror or exc
-            raise AudioInputError(f"cannot open {_short(self.url)}: {why}") from None
+            why = timed_out(exc, OPEN_TIMEOUT_S, "no audio stream recognised") or exc.strerror or exc
+            raise AudioInputError(f"cannot open {short_url(self.url)}: {why}") from None
 
     def _probe(self) -> tuple[int, int]:
+        """``_probe_connection`` in a thread of its own while this one waits where Ctrl-C reaches it:
+        inside FFmpeg's open (up to ``OPEN_TIMEOUT_S``) an interrupt was only seen once the open gave up,
+        and then reported as the stream's failure."""
+        return call_interruptibly(self._probe_connection, f"streamd-probe-{self.name}")
+
+    def _probe_connection(self) -> tuple[int, int]:
         """The first audio track's rate and channels (at most two); AudioInputError if there is none.
         The connection stays open for the reader thread (a live server may serve one client at a time)."""
         container = self._open()
         try:
             if not container.streams.audio:
-                raise AudioInputError(f"{_short(self.url)} has no audio track")
+                raise AudioInputError(f"{short_url(self.url)} has no audio track")
             ctx = container.streams.audio[0].codec_context
             rate, channels = int(ctx.sample_rate or 0), int(ctx.layout.nb_channels or 0)
             if problem := format_problem(rate, channels):
-                raise AudioInputError(f"{_short(self.url)}: {problem}")
+                raise AudioInputError(f"{short_url(self.url)}: {problem}")
         except BaseException:
             container.close()
             raise
@@ -161,6 +139,9 @@ class NetworkSource(Source):
             while not self._stop.is_set():
                 self._reopen.clear()
                 probed = self._first is not None  # the connection made before the model loaded
+                # a reconnect's outage is the time away until this attempt: what the server sends from
+                # now on (FFmpeg's probe waits for it and buffers it) is read, not lost
+                away = 0 if probed else self.clock.missing(self._position())
                 try:
                     container, self._first = self._first or self._open(), None
                 except AudioInputError as exc:
@@ -169,18 +150,18 @@ class NetworkSource(Source):
                     continue
                 self._reopen.clear()  # a request made while we were connecting is answered
                 try:
-                    self._connected(container, probed)
+                    self._connected(container, away)
                 except Exception as exc:  # FFmpeg read errors, timeouts, a decoder giving up
-                    why = _timed_out(exc, self.read_timeout_s, "no data") or f"{type(exc).__name__}: {exc}"
-                    self.error = f"{_short(self.url)}: connection lost ({why})"
+                    why = timed_out(exc, self.read_timeout_s, "no data") or f"{type(exc).__name__}: {exc}"
+                    self.error = f"{short_url(self.url)}: connection lost ({why})"
                 finally:
                     container.close()
                 self._reopen.wait()
         finally:
             self.ring.close()
 
-    def _connected(self, container: Any, probed: bool) -> None:
-        av = _av()
+    def _connected(self, container: Any, away: int) -> None:
+        av = import_av()
         if not container.streams.audio:
             raise AudioInputError("the stream has no audio track any more")
         layout = "mono" if self.channels == 1 else "stereo"
@@ -194,8 +175,7 @@ class NetworkSource(Source):
             duration = frame.samples / frame.sample_rate
             if first:
                 first = False
-                if not probed:  # what a live server sent since the probe is buffered; after, time was lost
-                    self._mark_outage()
+                self._add_gap(away)  # the outage before this connection (none after the first probe)
                 self.error = None
                 if frame.sample_rate != self.sample_rate:
                     rate_fix = StreamingResampler(frame.sample_rate, self.sample_rate)
@@ -215,14 +195,14 @@ class NetworkSource(Source):
         if rate_fix is not None:  # what its filter holds ends this connection's audio
             self._emit(np.zeros((0, self.channels), np.float32), rate_fix, last=True)
         if not self._stop.is_set() and not self._reopen.is_set():
-            self.error = f"{_short(self.url)}: the stream ended"
+            self.error = f"{short_url(self.url)}: the stream ended"
 
     def _frames(self, container: Any) -> Iterator[tuple[Any, float]]:
         """The decoded audio frames of ``container``, each with the seconds its packet was waited for; a
         packet the decoder rejects (corrupt, or cut by packets lost in transit) is skipped and counted in
         ``decode_errors``, unless every packet of the last ``MAX_BAD_PACKETS`` was: then the stream is
         broken and the connection is dropped."""
-        av = _av()
+        av = import_av()
         bad = 0
         packets = container.demux(container.streams.audio[0])
         while True:
@@ -266,14 +246,10 @@ class NetworkSource(Source):
             self._stop.wait(wait)
         self.ring.write(data)
 
-    def _mark_outage(self) -> None:
-        """After a reconnect: the time the stream was away becomes a gap (``take_gaps``), the one rule of
-        every live source: the daemon advances the stream clock by it and starts fresh features after it."""
-        self._add_gap(self.clock.missing(self._position()))
-
     def _add_gap(self, missing: int) -> None:
         """``missing`` samples lost here (ignored up to a block): a gap for the daemon, recorded in
-        ``outages`` as ``(start_s, end_s)`` of stream time."""
+        ``outages`` as ``(start_s, end_s)`` of stream time, the one rule of every live source: the daemon
+        advances the stream clock by it and starts fresh features after it (``take_gaps``)."""
         if missing <= self.block:
             return
         stream_index = self._position()
@@ -289,10 +265,3 @@ class NetworkSource(Source):
         while self._gaps:
             out.append(self._gaps.popleft())
         return out
-
-
-def _timed_out(exc: BaseException, seconds: float, what: str) -> str | None:
-    """FFmpeg's own words for its timeout ("Immediate exit requested") as a reason a user can act on."""
-    if isinstance(exc, _av().error.ExitError):
-        return f"{what} within {seconds:g} s: timed out"
-    return None

@@ -21,7 +21,8 @@ from streamd.fanin import add_fanin_arguments
 from streamd.held_interrupts import import_then_honour_interrupts
 from streamd.input_devices import check_distinct_devices
 from streamd.integrations import attach as attach_integrations
-from streamd.network_source import NetworkSource, is_url
+from streamd.network_source import NetworkSource
+from streamd.network_url import is_url
 from streamd.security import add_security_arguments
 from streamd.signals import stop_on_signals
 from streamd.sinks import is_terminal

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from support.stream_server import BURST_S
 from streamd.config import DaemonConfig
 from streamd.errors import AudioInputError
 from streamd.model_loading import load_model
-from streamd.network_source import NetworkSource, is_url
+from streamd.network_source import NetworkSource
+from streamd.network_url import is_url
 
 SERVER = Path(__file__).resolve().parents[1] / "support" / "stream_server.py"
 RATE = 16000
@@ -265,3 +267,95 @@ def test_packets_lost_in_transit_are_skipped_and_their_time_kept(wav: Path, lost
         assert len(source.outages) == 1 and 2.7 <= source.outages[0][0] <= 3.5, source.outages
     else:
         assert source.outages == [] and source.filled_samples > 0
+
+
+def _cycling_wav_server(audio: np.ndarray, connection_s: float) -> tuple[str, threading.Event]:
+    """A live sender on 127.0.0.1: each client gets a streaming WAV (length unknown) at real-time pace
+    from the file's start for ``connection_s``, then the connection closes; the next one is taken at once."""
+    import io
+    import socket
+
+    header = io.BytesIO()
+    sf.write(header, audio[:RATE], RATE, format="WAV", subtype="PCM_16")
+    head = bytearray(header.getvalue()[:44])
+    head[4:8] = head[40:44] = b"\xff\xff\xff\xff"
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn, contextlib.suppress(OSError):
+                conn.sendall(bytes(head))
+                started, sent = time.monotonic(), 0
+                while not stop.is_set() and sent < connection_s * RATE:
+                    conn.sendall(audio[sent : sent + 320].tobytes())
+                    sent += 320
+                    time.sleep(max(0.0, started + sent / RATE - time.monotonic()))
+        listener.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"tcp://127.0.0.1:{listener.getsockname()[1]}", stop
+
+
+def test_a_quick_reconnect_marks_only_the_time_away_and_stream_time_keeps_step(
+    wav: Path, small_checkpoint: Path
+) -> None:
+    """FFmpeg's probe waits for the audio a reconnected server sends and buffers it; the outage was measured
+    at the first decoded frame, so each reconnect added the probe's wait (about 2 s) as lost time although
+    that audio was then read: stream time ran 2 s further ahead of the wall clock per reconnect. The
+    outage is now the time away until the reconnect began."""
+    audio = sf.read(str(wav), dtype="int16")[0]
+    url, stop = _cycling_wav_server(audio, connection_s=3.0)
+    try:
+        cfg = DaemonConfig()
+        cfg.capture.watchdog_s = 1.0
+        started = time.monotonic()
+        source = NetworkSource(url, watchdog_s=cfg.capture.watchdog_s)
+        pipe = Pipeline(cfg, [source], load_model(small_checkpoint, compute="cpu"))
+        pipe.start_live()
+        time.sleep(11.0)  # three reconnects
+        written = source.ring.write_index
+        elapsed = time.monotonic() - started
+        pipe.stop_live()
+    finally:
+        stop.set()
+    assert source.restarts >= 2, source.restarts
+    away = [end - start for start, end in source.outages]
+    assert all(span < 0.6 for span in away), away  # each was about 2.1 s
+    lead = (written + source.outage_samples) / RATE - elapsed
+    assert -1.0 < lead < 1.0, (lead, away)  # was about +2 s per reconnect
+
+
+def test_ctrl_c_while_a_url_is_being_opened_stops_at_once(tmp_path: Path) -> None:
+    """A server that accepts and sends nothing holds FFmpeg's open for 5 s; Ctrl-C then was seen only
+    when the open gave up, and reported as the stream's failure (exit 2): now exit 130 at once."""
+    import signal
+    import socket
+
+    from support.process import streamd_command, streamd_env
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    url = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+    args = ["run", "--device", url, "--no-dashboard", "--publish", f"tcp://127.0.0.1:{free_tcp_port()}"]
+    proc = subprocess.Popen(streamd_command(args), env=streamd_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not tcp_sockets(listener.getsockname()[1], "established") and time.monotonic() < deadline:
+            time.sleep(0.05)  # the daemon is inside the open
+        time.sleep(0.5)
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(10)
+        took = time.monotonic() - interrupted
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        listener.close()
+    err = proc.stderr.read() if proc.stderr else ""
+    assert code == 130 and took < 2.0, (code, took, err)
+    assert "cannot open" not in err and "Traceback" not in err, err

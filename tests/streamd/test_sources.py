@@ -17,7 +17,7 @@ from streamd.device_source import DeviceSource
 from streamd.errors import AudioInputError, ConfigError
 from streamd.file_source import FileSource
 from streamd.input_devices import check_distinct_devices, list_input_devices, resolve_input_device
-from streamd.network_source import is_url
+from streamd.network_url import is_url
 from streamd.ring import SampleRing
 
 
