@@ -126,6 +126,9 @@ class FeatureStage(ThreadStage):
             stream.away_seen = count
             heard_s = stream.front.samples / stream.front.rate
             stream.audio_stops.append(AudioStop(heard_s, stream.submitted_windows - 1))
+        if ended and not stream.finished:  # its open events end with its audio, not with the whole run's
+            heard_s = stream.front.samples / stream.front.rate
+            stream.audio_stops.append(AudioStop(heard_s, stream.submitted_windows - 1))
         stream.finished = ended
         return got.data.shape[0] > 0 or ended or marked
 

@@ -8,8 +8,10 @@ hooks (integrations, e.g. clips add their file) before it is published. Where a 
 away (``Stream.audio_stops``), the open events end at the end of the audio heard, in order: right after
 the last window submitted before it (or, were that dropped or failed, as soon as the engine has handled
 it, ``done_with``); windows starting before that point (a stretch's tail window classified once the
-source is back) then feed no event, so nothing ends twice or opens again. ``close`` (also what ``stop``
-does) ends it once everything queued before it is published, then flushes the open events.
+source is back) then feed no event, so nothing ends twice or opens again. A stream whose input ended
+has such a stop at its end (its events end with its audio while other streams go on, before its
+"finished"). ``close`` (also what ``stop`` does) ends the stage once everything queued before it is
+published, then flushes the open events.
 
 The queue between the engine and this stage is bounded: if this stage falls behind, the engine waits
 for it, and the engine's own queue applies the overload policy (drops are counted there).
@@ -175,9 +177,9 @@ class ResultStage(ThreadStage):
             stop = stream.audio_stops[0]
             if stream.through_index < stop.last_index and not self._all_handled(stream, stop.last_index + 1):
                 return
-            stream.audio_stops.popleft()
             stream.events_from = max(stream.events_from, stop.t_end)
             self._publish_events(stream, stream.events.flush(stop.t_end, wall_time=time.time()))
+            stream.audio_stops.popleft()  # after its events: a stream's "finished" waits for them
 
     def _all_handled(self, stream: Stream, submitted: int) -> bool:
         """The engine handled the first ``submitted`` windows of ``stream``, and published is every one

@@ -61,11 +61,13 @@ class Supervisor:
             self.next_status = now + self.status_interval_s
 
     def complete(self, stream: Stream) -> bool:
-        """True once ``stream`` ended and each window was classified and published, dropped or failed."""
+        """True once ``stream`` ended, each window was classified and published, dropped or failed, and
+        its open events were ended at the end of its audio (so "finished" is its last word)."""
         if not stream.finished:  # read first: every window of it was submitted before this was set
             return False
         classified, handled = self.engine.done_with(stream.index)  # then the engine's, then the results'
-        return handled == stream.submitted_windows and stream.published_windows == classified
+        through = handled == stream.submitted_windows and stream.published_windows == classified
+        return through and not stream.audio_stops
 
     def _report(self) -> None:
         for stream in self.streams:

@@ -314,6 +314,32 @@ def test_a_stream_whose_file_ended_reports_finished_while_the_others_go_on(loade
     assert _by_type(got, "status", "short")[-1]["counters"]["windows"] == 3  # 1-s windows every 0.5 s
 
 
+@pytest.mark.parametrize("speed", [1.0, None])
+def test_a_stream_that_ended_ends_its_events_before_it_says_finished(loaded, long_wave, tmp_path, speed):
+    """A short file beside a longer one: its open events ended only when every stream had ended, after
+    its periodic "finished" (which an MQTT bridge takes for the stream's last word). They now end with its
+    audio, and "finished" waits for them."""
+    short, longer = tmp_path / "short.wav", tmp_path / "longer.wav"
+    sf.write(short, long_wave[: 2 * RATE], RATE, subtype="FLOAT")
+    sf.write(longer, long_wave[: 6 * RATE], RATE, subtype="FLOAT")
+    cfg = with_windows(DaemonConfig(), 1.0, 0.5)
+    cfg.publish.status_interval_s = 0.1
+    cfg.events = EventConfig(threshold=0.001, min_hits=1)  # every label scored opens an event
+    publisher = Publisher(f"inproc://daemon-events-finished-{speed}")
+    got: list[dict] = []
+    publisher.add_sink(got.append)
+    sources = [FileSource(short, speed=speed), FileSource(longer, speed=speed)]
+    Daemon(cfg, sources, loaded, publisher).run_until_done()
+    mine = [m for m in got if m["stream"] == "short"]
+    ends = [i for i, m in enumerate(mine) if m["type"] == "event" and m["state"] == "end"]
+    starts = [m for m in mine if m["type"] == "event" and m["state"] == "start"]
+    first = next(i for i, m in enumerate(mine) if m["type"] == "status" and m["state"] == "finished")
+    assert starts and len(ends) == len(starts) and max(ends) < first  # all ended before "finished"
+    assert all(mine[i]["t_end"] <= 2.0 + 1e-6 for i in ends)  # at the end of its audio
+    later = [m for m in got[got.index(mine[first]) :] if m["stream"] == "longer"]
+    assert speed is None or later  # paced: the other stream went on after it
+
+
 def test_settings_the_model_cannot_use_are_config_errors(loaded, long_file):
     cfg = DaemonConfig()
     cfg.windows.hop_s = 0.015
