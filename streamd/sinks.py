@@ -9,6 +9,7 @@ import os
 import select
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, TextIO
 
 
@@ -69,15 +70,23 @@ class JsonLinesSink:
     """Writes every message as one JSON line (ASCII-safe) and flushes, so pipes see it at once.
 
     When the reader goes away (``streamd replay --json | head -1``) the first failed write silences the
-    stream and raises ``BrokenPipeError`` once (the publisher then drops the sink); later calls do nothing.
+    stream, calls ``on_reader_gone`` (the daemon's commands stop the run, as a pipe's reader expects) and
+    raises ``BrokenPipeError`` once (the publisher then drops the sink); later calls do nothing.
     Any other failure (a full disk, a closed standard output) is kept in ``failure`` and the lines from
     then on are counted in ``unwritten``, for the command to report; the daemon goes on. With
     ``raise_errors`` the failure is raised instead (the proxy's capture handles it itself).
     """
 
-    def __init__(self, stream: TextIO | None = None, *, raise_errors: bool = False) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        raise_errors: bool = False,
+        on_reader_gone: Callable[[], None] | None = None,
+    ) -> None:
         self.stream = stream if stream is not None else sys.stdout
         self.raise_errors = raise_errors  # a failed write raises (a caller that handles it: the proxy)
+        self.on_reader_gone = on_reader_gone
         self._lock = threading.Lock()
         self.reader_gone = False
         self.failure: str | None = None  # why writing failed (then every later line is counted, not written)
@@ -106,6 +115,8 @@ class JsonLinesSink:
                 write_line(self.stream, line)
             except BrokenPipeError:
                 self.reader_gone = True
+                if self.on_reader_gone is not None:
+                    self.on_reader_gone()
                 raise
             except (OSError, ValueError, AttributeError) as exc:  # a full disk, a closed or absent stdout
                 if self.raise_errors:

@@ -95,11 +95,12 @@ def execute(
         raise
     if args.check:
         return _report_check(args, cfg, daemon, integrations, publisher)
+    stop = threading.Event()
     json_sink = None
     if args.json:
         from streamd.sinks import JsonLinesSink
 
-        json_sink = JsonLinesSink(sys.stdout)
+        json_sink = JsonLinesSink(sys.stdout, on_reader_gone=stop.set)  # `| head -1`: the run ends there
         publisher.add_sink(json_sink)
     dashboard = None
     shown_on = sys.stderr if args.json else sys.stdout
@@ -110,7 +111,6 @@ def execute(
         publisher.add_sink(dashboard.sink)
     from streamd.start_up_gc import freeze_start_up_objects
 
-    stop = threading.Event()
     # a stop must not wait on a blocking publisher whose sink is stuck (a reader that stopped reading)
     releaser = threading.Thread(target=_release_on_stop, args=(stop, publisher), daemon=True)
     try:  # from the dashboard's start: a Ctrl-C at any point still restores the terminal (its cursor)

@@ -255,3 +255,27 @@ def test_json_output_reader_going_away_is_no_traceback(
     assert json.loads(first)["type"] == "status"
     assert b"Traceback" not in err, err.decode()
     assert proc.returncode == 0, (proc.returncode, err.decode())
+
+
+def test_a_paced_run_whose_json_reader_goes_away_ends_there(
+    long_recording: Path, checkpoint: Path, endpoint: str
+) -> None:
+    """``streamd run --json | head -1`` never ended (its sink stopped printing and the daemon went on
+    unseen): a pipe's reader going away now stops the run as SIGTERM would, exit 0. A two-minute file
+    replayed in real time stands in for a microphone."""
+    command = streamd_command(daemon_args(long_recording, checkpoint, endpoint, "--speed", "1"))
+    proc = subprocess.Popen(
+        command, cwd=REPO, env=streamd_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader is gone; the next line (within a second or two) finds it so
+    closed = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert json.loads(first)["type"] == "status"
+    assert proc.returncode == 0 and b"Traceback" not in err, (proc.returncode, err.decode())
+    assert time.monotonic() - closed < 15.0  # not the two minutes of the file
