@@ -83,9 +83,8 @@ class Stages:
                 continue
             if not stage.join(self.join_timeout_s):
                 waited = time.monotonic() - t0
-                line = f"the {stage.name} stage did not stop within {waited:.1f} s (left behind)"
-                log.warning(line)
-                stuck.append(line)
+                # said once, by the caller (the daemon's warnings at exit); a log line too said it twice
+                stuck.append(f"the {stage.name} stage did not stop within {waited:.1f} s (left behind)")
         return stuck
 
 
