@@ -268,7 +268,9 @@ def read_chunks(
         raise AudioInputError(none_left_message(path, read, info.sample_rate, sample_rate))
     yield last
     if info.missing_s > 0:  # what it holds was delivered whole, as before any failure part-way
-        raise TruncatedAudio(truncation_message(path, info), read / info.sample_rate, "")
+        raise TruncatedAudio(
+            truncation_message(path, info), read / info.sample_rate, "; all it holds was read"
+        )
 
 
 def read_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.ndarray:

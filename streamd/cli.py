@@ -80,7 +80,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 # (run and replay import it themselves, after binding their port, so that a busy port is reported at once)
 TORCH_FIRST = frozenset({"train", "evaluate", "classify", "convert"})
 # a write that failed for want of room or a device (no file named: standard output, say ``> /dev/full``)
-WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # not EIO: reads fail with it too
 
 
 def _start_up(argv: list[str]) -> argparse.Namespace | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,8 @@ from streamd.events import EventConfig
 from streamd.file_source import FileSource
 from streamd.model_loading import LoadedModel, load_model
 from streamd.sources import Source
+
+log = logging.getLogger(__name__)
 
 
 class _SinkOnlyPublisher:
@@ -78,6 +81,8 @@ def replay_collect(
     publisher = _SinkOnlyPublisher()
     daemon = Daemon(cfg, sources, loaded, publisher)
     daemon.run_until_done()
+    for warning in daemon.warnings:  # e.g. a stage left behind: said here, as run and replay say it
+        log.warning("%s", warning)
     lost = publisher.counters.get("publish_dropped", 0)
     if daemon.errors:
         raise StreamdError("; ".join(daemon.errors))

@@ -8,8 +8,9 @@ the ring (for latency). When the supervisor declares a source away, the stage ma
 stopped (``AudioStop``: the stream time heard, the last window submitted) once it has read what the ring
 held at that moment, for the result stage to end the open events there; the front end is left as it is
 (audio that resumes with no gap goes on in the same windows, as offline). At a stream's end the front
-end pads and flushes. Under the ``block`` policy it takes no more audio than the engine has room for.
-When every stream has ended, or the stop event is set, it closes the engine's input.
+end pads and flushes, and its end is such a stop too (its events end with its audio, not the run's).
+Under the ``block`` policy it takes no more audio than the engine has room for. When every stream has
+ended, or the stop event is set, it closes the engine's input.
 """
 
 from __future__ import annotations

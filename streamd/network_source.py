@@ -140,7 +140,8 @@ class NetworkSource(Source):
                 self._reopen.clear()
                 probed = self._first is not None  # the connection made before the model loaded
                 # a reconnect's outage is the time away until this attempt: what the server sends from
-                # now on (FFmpeg's probe waits for it and buffers it) is read, not lost
+                # now on (FFmpeg's probe waits for it and buffers it) is read, not lost; the handshake's
+                # own round trips before the server sends (ms on a LAN) go uncounted
                 away = 0 if probed else self.clock.missing(self._position())
                 try:
                     container, self._first = self._first or self._open(), None

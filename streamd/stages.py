@@ -3,8 +3,8 @@
 A stage is anything with a ``name``, ``start()``, ``stop()`` (ask it to end; never blocks) and
 ``join(timeout) -> bool`` (True once it has ended). ``Stages`` starts them in the order given and stops
 the started ones in reverse: ``stop()`` then ``join(timeout)`` for each. A stage that has not ended within
-its timeout is reported (returned by ``stop_all`` and logged) and shutdown goes on with the next one, so
-one stuck stage never hangs the daemon (its threads are daemon threads). ``EngineStage`` and
+its timeout is reported (returned by ``stop_all``, for the caller to say once) and shutdown goes on with
+the next one, so one stuck stage never hangs the daemon (its threads are daemon threads). ``EngineStage`` and
 ``SourcesStage`` adapt the engine and the sources to this protocol.
 """
 

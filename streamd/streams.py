@@ -2,7 +2,8 @@
 
 Each field is written by one stage only (named in the comments); the status module reads them all.
 ``audio_stops`` is the one hand-over between two stages: the feature stage appends, the result stage
-takes (a deque: both ends are thread-safe).
+takes (a deque: both ends are thread-safe) once it has ended the events there; the supervisor only looks
+whether any is left (a stream is not finished before its last one is taken).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ LATENCY_HISTORY = 4096
 
 @dataclass(frozen=True)
 class AudioStop:
-    """Where a stream's audio stopped, its source declared away: stream time ``t_end``, after the window
-    ``last_index`` (-1: none). Its open events end there, once the windows up to it are through."""
+    """Where a stream's audio stopped (its source declared away, or its input ended): stream time
+    ``t_end``, after the window ``last_index`` (-1: none). Its open events end there, once the windows up
+    to it are through."""
 
     t_end: float
     last_index: int

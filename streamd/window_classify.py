@@ -26,7 +26,7 @@ from streamd.model_loading import LoadedModel
 from streamd.path_args import path_arg
 from streamd.window_files import AudioFile, repeat_notes, source_stamp, unique_files
 from streamd.window_formats import raven_table_name
-from streamd.window_output import FORMATS, WindowOutput
+from streamd.window_output import FORMATS, WindowOutput, recorded_format
 from streamd.window_progress import Progress, summary_lines, total_seconds
 from streamd.window_scoring import FileResult
 from streamd.window_settings import settings as window_settings
@@ -117,8 +117,12 @@ def check_window_options(args: argparse.Namespace) -> None:
         if args.format not in (None, "jsonl"):
             raise ConfigError(f"--json writes JSON lines (--format jsonl), not --format {args.format}")
         args.format = "jsonl"
-    if args.windows and args.format is None and Path(str(args.out or "")).suffix.lower() in JSONL_SUFFIXES:
-        args.format = "jsonl"  # the name says JSON: CSV in it would be a surprise
+    if args.windows and args.format is None and args.out is not None:
+        out = Path(str(args.out))
+        if (fmt := recorded_format(out)) is not None:
+            args.format = fmt  # resumed: in the format it was begun in
+        elif out.suffix.lower() in JSONL_SUFFIXES:
+            args.format = "jsonl"  # the name says JSON: CSV in it would be a surprise
     for dest, (_, default) in {**WINDOW_OPTIONS, **RAY_OPTIONS}.items():
         if getattr(args, dest) is None:
             setattr(args, dest, default)

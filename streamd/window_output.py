@@ -57,6 +57,17 @@ def progress_path(out: Path, fmt: str) -> Path:
     return out / PROGRESS_NAME if fmt == "raven" else out.with_name(out.name + ".progress.jsonl")
 
 
+def recorded_format(out: Path) -> str | None:
+    """The format an earlier run wrote ``out`` in, from its progress list's first line (None: none)."""
+    path = progress_path(out, "raven" if out.is_dir() else "csv")
+    try:
+        with path.open(errors="replace") as f:
+            fmt = json.loads(f.readline())["settings"]["format"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return fmt if isinstance(fmt, str) else None
+
+
 class WindowOutput:
     """Commits ``FileResult``s to ``out`` in format ``fmt``; knows which files a previous run finished."""
 

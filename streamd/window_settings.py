@@ -63,6 +63,7 @@ _OPTION_OF = {
     "precision": "--precision",
     "top_k": "--top-k",
     "min_score": "--min-score",
+    "format": "--format",
 }
 
 

@@ -73,6 +73,9 @@ def test_a_wav_of_unknown_length_or_a_few_bytes_short_is_not_called_truncated(tm
     short.write_bytes(short.read_bytes()[:-7])
     assert probe_audio(short).missing_s == 0.0
     assert read_audio(short, 16000).size == 15997
+    gsm = _wav(tmp_path / "gsm.wav", 1.0, "GSM610")  # 1625 bytes a second: 40 bytes are 25 ms, one block
+    gsm.write_bytes(gsm.read_bytes()[:-40])
+    assert probe_audio(gsm).missing_s == 0.0
     path = _wav(tmp_path / "streamed.wav", 1.0)
     data = bytearray(path.read_bytes())
     at = data.index(b"data") + 4

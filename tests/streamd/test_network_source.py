@@ -314,9 +314,10 @@ def test_a_quick_reconnect_marks_only_the_time_away_and_stream_time_keeps_step(
     try:
         cfg = DaemonConfig()
         cfg.capture.watchdog_s = 1.0
+        loaded = load_model(small_checkpoint, compute="cpu")  # first: the server's 3 s start on connecting
         started = time.monotonic()
         source = NetworkSource(url, watchdog_s=cfg.capture.watchdog_s)
-        pipe = Pipeline(cfg, [source], load_model(small_checkpoint, compute="cpu"))
+        pipe = Pipeline(cfg, [source], loaded)
         pipe.start_live()
         time.sleep(11.0)  # three reconnects
         written = source.ring.write_index

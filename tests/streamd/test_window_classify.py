@@ -90,6 +90,12 @@ def test_an_out_named_as_json_lines_gets_json_lines_unless_a_format_is_given(
     assert classify(tmp_path / "c.jsonl", archive[:1], small_checkpoint, "--format", "csv") == 0
     for name in ("w.txt", "c.jsonl"):
         assert (tmp_path / name).read_text().splitlines()[0] == "file,window,begin_s,end_s,rank,label,score"
+    # an output begun in CSV under a .jsonl name (an older streamd's default) is resumed in CSV
+    assert classify(tmp_path / "c.jsonl", archive[:2], small_checkpoint) == 0
+    rows = (tmp_path / "c.jsonl").read_text().splitlines()
+    assert rows[0].startswith("file,") and {r.split(",")[0] for r in rows[1:]} == {
+        str(p) for p in archive[:2]
+    }
 
 
 def test_raven_tables_parse_back(tmp_path, archive, small_checkpoint):
