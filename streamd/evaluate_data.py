@@ -47,10 +47,10 @@ def chosen_clips(args: argparse.Namespace, loaded: LoadedModel, window_s: float 
         )
     clip_set, from_folders = _dataset(args, loaded)
     left_out = 0
-    if args.held_out:  # before the file check: the training clips need not be decoded
+    if from_folders:  # --folders, or --config whose reader is "folders": train's own file check, on every
+        clip_set = usable_clips(clip_set, window_s)  # file as train checked them (a class's notes true)
+    if args.held_out:
         clip_set, left_out = _leave_out_trained(loaded, clip_set)
-    if from_folders:  # --folders, or --config whose reader is "folders": train's own file check
-        clip_set = usable_clips(clip_set, window_s)
     if args.held_out:  # the count scored: after the unusable files were left out
         _say(
             "note",

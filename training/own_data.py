@@ -221,10 +221,11 @@ def detect_layout(root: Path) -> tuple[str, list[tuple[Path, str, str]], list[st
             f"(e.g. {with_audio[0]}/): all read as class folders, so {shown} are classes (put every class "
             "under train/ val/ test/, or none)"
         )
-    if not entries:
+    if not entries:  # files of other extensions (phone recordings, say) are what the user has: say so
+        others = [p for p in problems if "not audio by their extension" in p]
         raise DatasetError(
             f"{root}: no audio found: expected one folder per class, train/ val/ test/ folders of class "
-            "folders, or a CSV of path,label[,split]"
+            "folders, or a CSV of path,label[,split]" + (f" ({others[0]})" if others else "")
         )
     return "class folders", entries, problems
 

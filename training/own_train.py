@@ -15,6 +15,7 @@ schedule exactly as it does for a TOML experiment started with ``--init``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,15 @@ NOTES = {
 }
 
 
+def _absolute_paths(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with its data, output and cache paths absolute: a printed config runs from any folder."""
+    exp, data = dict(doc["experiment"]), dict(doc["data"])
+    for table, key in ((exp, "output_dir"), (exp, "cache_dir"), (data, "root")):
+        if table.get(key):
+            table[key] = os.path.abspath(table[key])
+    return {**doc, "experiment": exp, "data": data}
+
+
 def run_own_data(opts: OwnOptions) -> dict[str, Any]:
     """The whole command; returns the held-out report (or {} with ``print_config``)."""
     if not opts.print_config:  # a missing GPU is said before any file is read
@@ -184,7 +194,7 @@ def _derive_and_train(
             notes["normalization.target_frames"] = f"the window: --window {opts.window_s:g}"
         if "step_timed" not in choices:  # --epochs, --set train.epochs or the saved run
             notes["train.epochs"] = str(choices["epochs_from"])
-        print(derive.toml_text(doc, notes, header), end="")
+        print(derive.toml_text(_absolute_paths(doc), notes, header), end="")
         return {}
     resolve_device(exp.train.compute, "train.compute")  # one --set asked for: said before training
     clip_set = data.clip_set.subset(folds=[SPLIT_FOLDS["train"], data.held_out_fold])

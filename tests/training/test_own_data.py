@@ -246,6 +246,15 @@ def test_data_with_no_usable_file_says_why_in_its_error(split_data: Path, tmp_pa
     mixed.write_text(f"file,label\n{clips[0]},dog\n{clips[-1]},cat\nmissing.flac,cat\n")
     with pytest.raises(DatasetError, match=r"no class has two usable clips.*\(1 unusable file\(s\) left out"):
         read_own_data(mixed)
+    phone = tmp_path / "phone"  # class folders of a format streamd does not read: counted in the error
+    for label in ("a", "b"):
+        (phone / label).mkdir(parents=True)
+        for i in range(3):
+            (phone / label / f"{i}.m4a").write_bytes(b"not read")
+    with pytest.raises(
+        DatasetError, match=r"no audio found: .*\(6 file\(s\) left out: not audio by their ext"
+    ):
+        read_own_data(phone)
 
 
 def test_window_and_statistics_are_derived() -> None:
@@ -288,6 +297,14 @@ def test_print_config_is_a_valid_experiment_with_the_fixed_split(split_data: Pat
         [*cmd, "--window", "0.7", "--print-config"], capture_output=True, text=True, cwd=tmp_path, env=env
     )
     assert "the window: --window 0.7" in given.stdout and "covers 90 %" not in given.stdout
+    # paths given relative to the folder it was printed in are written absolute: the TOML runs anywhere
+    relative = os.path.relpath(split_data, tmp_path)
+    cmd_rel = [*cmd[:5], relative, "--epochs", "2", "--out", "runs/mine", "--print-config"]
+    printed = subprocess.run(cmd_rel, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    doc = tomllib.loads(printed.stdout)
+    assert doc["data"]["root"] == str(split_data) and doc["experiment"]["output_dir"] == str(
+        tmp_path / "runs/mine"
+    )
 
 
 def test_bad_data_folder_is_one_line(tmp_path: Path) -> None:
