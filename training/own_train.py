@@ -47,7 +47,7 @@ from training.own_data import SPLIT_FOLDS, OwnData, read_own_data
 from training.own_init import fine_tuning_doc, init_info
 from training.own_report import describe, held_out_report
 from training.readers import DatasetError
-from training.trained_clips import KEY, record
+from training.trained_clips import KEY, clip_digest, record
 
 CHOICES_FILE = "choices.json"
 
@@ -150,7 +150,23 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
     _refuse_output_inside_data(out, Path(opts.data), given=opts.out is not None)
     say(opts, start_summary(data))
     warn_problems(data)
+    _warn_of_held_out_copies(data)
     return _derive_and_train(opts, data, out, features, init)
+
+
+def _warn_of_held_out_copies(data: OwnData) -> None:
+    """Held-out clips whose bytes are a training clip's (a file copied into two places): counted in a
+    warning, as ``evaluate`` counts them (``training.trained_clips``): the report scores them as held out."""
+    trained = {clip_digest(Path(c.path)) for c in data.clip_set.clips if c.fold == SPLIT_FOLDS["train"]}
+    held = [Path(c.path) for c in data.clip_set.clips if c.fold == data.held_out_fold]
+    copies = [path for path in held if clip_digest(path) in trained - {None}]
+    if copies:
+        print(
+            f"streamd: warning: {len(copies)} of the {len(held)} held-out clip(s) are copies of training "
+            f"clips (e.g. {copies[0]}): the report scores them as held out",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _check_window(window_s: float, features: FeatureConfig) -> None:

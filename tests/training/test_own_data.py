@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -255,6 +256,25 @@ def test_data_with_no_usable_file_says_why_in_its_error(split_data: Path, tmp_pa
         DatasetError, match=r"no audio found: .*\(6 file\(s\) left out: not audio by their ext"
     ):
         read_own_data(phone)
+
+
+def test_a_held_out_copy_of_a_training_clip_is_counted_in_a_warning(
+    split_data: Path, tmp_path: Path, capsys
+) -> None:
+    """A training clip copied into test/ was scored as held out without a word (``evaluate`` on the same
+    folder says the checkpoint trained on it)."""
+    from training.own_train import _warn_of_held_out_copies
+
+    root = tmp_path / "copied"
+    shutil.copytree(split_data, root)
+    first = sorted((root / "train").rglob("*.wav"))[0]
+    shutil.copy(first, root / "test" / first.parent.name / "copy_of_train.wav")
+    _warn_of_held_out_copies(read_own_data(split_data))
+    assert capsys.readouterr().err == ""
+    _warn_of_held_out_copies(read_own_data(root))
+    err = capsys.readouterr().err
+    assert err.startswith("streamd: warning: 1 of the 7 held-out clip(s) are copies of training clips (e.g. ")
+    assert "copy_of_train.wav" in err
 
 
 def test_window_and_statistics_are_derived() -> None:
