@@ -154,7 +154,8 @@ def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> tuple[ClipSet, bo
             _warn_if_trained_on(loaded, clip_set, args.folds, clip_set.name)
         elif too_many(extra) is None:  # fold numbers of --num-folds, not necessarily the training's
             _cannot_tell(args, extra)  # (too many clips recorded none: noted with the clips scored)
-    return _select_folds(clip_set, args.folds), bool(args.folders)
+    listed = bool(args.folders) and not Path(args.folders).is_file()  # a CSV's files were checked reading it
+    return _select_folds(clip_set, args.folds), listed
 
 
 def _config_folds(exp, clip_set, loaded: LoadedModel, chosen: list[int] | None) -> list[int] | None:
@@ -191,6 +192,8 @@ def _other_dataset(args: argparse.Namespace, read_dataset) -> ClipSet:
     """The clip set of ``--esc50``, ``--folders`` or ``--datafiles``."""
     if args.esc50:
         return read_dataset("esc50", csv_path=args.esc50, audio_dir=args.audio_dir)
+    if args.folders and Path(args.folders).is_file():  # a CSV of path,label[,split], as train --data reads
+        return read_dataset("own", root=args.folders)  # (its unusable files left out, with train's lines)
     if args.folders:  # every file is checked below, the unusable ones left out with a warning
         return _listed_folders(read_folders({"root": args.folders, "num_folds": args.num_folds}))
     if not args.label_csv:

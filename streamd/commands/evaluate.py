@@ -45,7 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--audio-dir", type=path_arg, help="audio folder of --esc50 (default: CSV folder/../audio)"
     )
-    data.add_argument("--folders", type=path_arg, metavar="DIR", help="one sub-folder per class")
+    data.add_argument(
+        "--folders",
+        type=path_arg,
+        metavar="DIR",
+        help="one sub-folder per class (or a CSV of path,label[,split], as streamd train --data reads it)",
+    )
     data.add_argument("--num-folds", type=int, help="folds to split --folders into (round-robin per class)")
     data.add_argument(
         "--datafiles", type=path_arg, nargs="+", metavar="JSON", help="AST/AuM datafiles (fold = position)"

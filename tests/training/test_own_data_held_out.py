@@ -126,3 +126,21 @@ def test_an_older_train_data_checkpoint_is_warned_about_and_held_out_refused(
         err = capsys.readouterr().err
         assert err.startswith("streamd: error: --held-out: the checkpoint records no list of the clips")
         assert len(err.splitlines()) == 1
+
+
+def test_evaluate_takes_a_csv_of_clips_as_train_data_does(trained: dict, tmp_path: Path, capsys) -> None:
+    """A model trained on a CSV of clips could be scored again only through --print-config and --config:
+    ``--folders`` takes such a CSV too, read as ``train --data`` reads it."""
+    data = trained["data"]
+    listing = tmp_path / "clips.csv"
+    rows = [f"{path},{path.parent.name}" for c in CLASSES for path in sorted((data / c).glob("*.wav"))]
+    listing.write_text("path,label\n" + "\n".join(rows) + "\n")
+    base = ["evaluate", "--checkpoint", str(trained["checkpoint"]), "--cache-dir", str(tmp_path / "c")]
+    assert main([*base, "--folders", str(listing), "--held-out", "--json"]) == 0
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    report_of_training = json.loads((trained["out"] / "eval" / "report.json").read_text())
+    assert (
+        report["num_examples"] == 3 and report["confusion_matrix"] == report_of_training["confusion_matrix"]
+    )
+    assert "streamd: note: --held-out: 9 clip(s) the checkpoint trained on left out; scoring 3" in out.err
