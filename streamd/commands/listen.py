@@ -221,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    if not counts.received and not counts.malformed:  # a stop with nothing on stdout says why
+    short = args.count is not None and counts.received < args.count and not stop.is_set()  # timed out
+    if not counts.received and not counts.malformed and not short:  # a stop with nothing on stdout says why
         print(f"streamd listen: no message received from {args.connect}", file=sys.stderr)
     if counts.malformed:
         print(f"streamd listen: skipped {counts.malformed} malformed message(s)", file=sys.stderr)
@@ -229,8 +230,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"streamd listen: lost the connection {counts.disconnects} time(s)", file=sys.stderr)
     if summary := loss_summary(gaps):
         print(f"streamd listen: {summary}", file=sys.stderr)
-    if short := args.count is not None and counts.received < args.count and not stop.is_set():  # timed out
-        print(f"streamd listen: error: only {counts.received} of {args.count} message(s)", file=sys.stderr)
+    if short:
+        said = f"only {counts.received} of {args.count} message(s) from {args.connect}"
+        print(f"streamd listen: error: {said}", file=sys.stderr)
     return 1 if short else 0
 
 
