@@ -19,28 +19,24 @@ MIN_MISSING_BYTES = 64  # nor is a shortfall within one block of a compressed fo
 MAX_CHUNKS = 64  # chunks read before ``data`` (a header that never reaches it is left to libsndfile)
 
 
-def _read(fd: int, size: int, offset: int) -> bytes:
-    return os.pread(fd, size, offset)
-
-
 def _data_chunk(fd: int) -> tuple[int, int, int, int] | None:
     """``(data offset, declared data bytes, bytes per second, block align)`` of a RIFF/RIFX/RF64 WAVE
     file, or None."""
-    head = _read(fd, 12, 0)
+    head = os.pread(fd, 12, 0)
     if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX", b"RF64"):
         return None
     order = ">" if head[:4] == b"RIFX" else "<"
     offset, byte_rate, block_align, ds64_size = 12, 0, 0, None
     for _ in range(MAX_CHUNKS):
-        chunk = _read(fd, 8, offset)
+        chunk = os.pread(fd, 8, offset)
         if len(chunk) < 8:
             return None
         name, size = chunk[:4], struct.unpack(order + "I", chunk[4:])[0]
         if name == b"ds64":  # RF64: the real data size is 64-bit, here
-            body = _read(fd, 16, offset + 8)
+            body = os.pread(fd, 16, offset + 8)
             ds64_size = struct.unpack("<Q", body[8:16])[0] if len(body) == 16 else None
         elif name == b"fmt ":
-            body = _read(fd, 14, offset + 8)
+            body = os.pread(fd, 14, offset + 8)
             if len(body) == 14:
                 byte_rate, block_align = struct.unpack(order + "IH", body[8:14])
         elif name == b"data":

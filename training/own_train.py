@@ -47,7 +47,7 @@ from training.own_data import SPLIT_FOLDS, OwnData, read_own_data
 from training.own_init import fine_tuning_doc, init_info
 from training.own_report import describe, held_out_report
 from training.readers import DatasetError
-from training.trained_clips import KEY, clip_digest, record
+from training.trained_clips import KEY, clip_digest, record, seen
 
 CHOICES_FILE = "choices.json"
 
@@ -159,7 +159,8 @@ def _warn_of_held_out_copies(data: OwnData) -> None:
     warning, as ``evaluate`` counts them (``training.trained_clips``): the report scores them as held out."""
     trained = {clip_digest(Path(c.path)) for c in data.clip_set.clips if c.fold == SPLIT_FOLDS["train"]}
     held = [Path(c.path) for c in data.clip_set.clips if c.fold == data.held_out_fold]
-    copies = [path for path in held if clip_digest(path) in trained - {None}]
+    copied = seen(held, trained - {None})
+    copies = [path for path in held if path in copied]  # in the data's order, for the example named
     if copies:
         print(
             f"streamd: warning: {len(copies)} of the {len(held)} held-out clip(s) are copies of training "
