@@ -37,6 +37,9 @@ from audio_core.wav_header import missing_seconds
 STDIN = "-"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # control characters: shown escaped in messages
 READ_BLOCK_S = 1.0
+# what ``read_audio`` gives for some file changed (a truncated WAV is refused since 2): cached features
+# computed from its output are keyed by it, so that an older reader's are not served
+READER_VERSION = 2
 PIPE_WAIT_S = 3.0  # how long a non-seekable input may take to deliver its first bytes
 MIN_SAMPLE_RATE = 1000  # below this a header is wrong (telephone audio is 8 kHz): 1 Hz stalled a stream
 MAX_SAMPLE_RATE = 768_000  # above this too (the highest rate audio is made at); 64 MHz cost GBs to read

@@ -20,7 +20,7 @@ from typing import Any
 
 from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel
-from training.clips import ClipSet
+from training.clips import ClipSet, dataset_name
 from training.trained_clips import recorded, seen, too_many
 from training.usable_clips import read_folders
 
@@ -148,7 +148,7 @@ def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> tuple[ClipSet, bo
     extra = loaded.info.extra
     # a checkpoint that records no data set predates own-data training: it was trained on ESC-50
     trained_on = extra.get("dataset") or ("esc50" if args.esc50 else None)
-    name = Path(args.folders).resolve().name if args.folders else clip_set.name
+    name = dataset_name(Path(args.folders)) if args.folders else clip_set.name
     if recorded(extra) is None and trained_on == name:  # else its clips are checked (or other data)
         if not args.folders:  # an ESC-50 CSV's folds, a datafile's: the data's own numbering
             _warn_if_trained_on(loaded, clip_set, args.folds, clip_set.name)

@@ -79,12 +79,15 @@ def jsonl_text(result: FileResult) -> str:
 
 
 def raven_text(result: FileResult, high_freq_hz: float) -> str:
+    """The selection table of one file: a selection per (window, label), each within the file (a window
+    padded past a short file's end, ``pad_with_silence``, ends at the file's end, where Raven's view ends)."""
     rows = ["\t".join(RAVEN_HEADER)]
     selection = 0
     for w in result.windows:
+        end = min(w.t_end, result.duration_s) if result.duration_s > w.t_start else w.t_end
         for item in w.labels:
             selection += 1
-            cells = (selection, RAVEN_VIEW, 1, f"{w.t_start:.3f}", f"{w.t_end:.3f}", "0.0")
+            cells = (selection, RAVEN_VIEW, 1, f"{w.t_start:.3f}", f"{end:.3f}", "0.0")
             rows.append("\t".join(map(str, (*cells, f"{high_freq_hz:.1f}", item["label"], item["score"]))))
     return "\n".join(rows) + "\n"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audio_core.audio_file import read_audio
+from audio_core.audio_file import READER_VERSION, read_audio
 from audio_core.fbank import compute_fbank
 from audio_core.windows import pad_with_silence, window_samples_for_frames
 from models.atomic_write import write_atomically
@@ -33,7 +33,7 @@ def file_identity(path: Path) -> tuple[str, int, int, int, int]:
 
 
 def _key(path: Path, cfg: FeatureConfig) -> str:
-    ident = json.dumps([*file_key(path), cfg.to_dict()], sort_keys=True)
+    ident = json.dumps([*file_key(path), cfg.to_dict(), READER_VERSION], sort_keys=True)
     return hashlib.sha1(ident.encode()).hexdigest()
 
 

@@ -52,3 +52,8 @@ class ClipSet:
         for i, c in enumerate(self.clips):
             y[i, list(c.targets)] = 1.0
         return y
+
+
+def dataset_name(root: Path) -> str:
+    """The name a checkpoint records its ``train --data`` data set by: a CSV's stem, a folder's name."""
+    return root.stem if root.is_file() else root.resolve().name

@@ -44,7 +44,7 @@ from training.audio_folders import (
     repeated_file_note,
     unusable_class_note,
 )
-from training.clips import Clip, ClipSet
+from training.clips import Clip, ClipSet, dataset_name
 from training.own_csv import csv_entries
 from training.readers import DatasetError
 
@@ -275,9 +275,12 @@ def read_own_data(root: str | Path, holdout_frac: float = 0.1) -> OwnData:
         held_out = "holdout"
         clips = _carve(clips, holdout_frac)
         problems += _carve_problems(root, clips, labels, why)
-    name = root.stem if root.is_file() else root.resolve().name
     return OwnData(
-        ClipSet(clips, labels, multi_label=False, name=name), layout, held_out, durations, problems
+        ClipSet(clips, labels, multi_label=False, name=dataset_name(root)),
+        layout,
+        held_out,
+        durations,
+        problems,
     )
 
 

@@ -105,6 +105,7 @@ def test_raven_tables_parse_back(tmp_path, archive, small_checkpoint):
     assert classify(reference, archive, small_checkpoint, "--format", "jsonl", "--top-k", "3") == 0
     rows = jsonl(reference)
     for path in archive:
+        seconds = sf.info(str(path)).duration  # a selection ends within its file (short.wav: 1.7 s)
         table = tables / raven_table_name(path)
         assert table.read_text().splitlines()[0].split("\t") == list(RAVEN_HEADER)
         parsed = read_raven_table(table)
@@ -113,9 +114,11 @@ def test_raven_tables_parse_back(tmp_path, archive, small_checkpoint):
         for n, (row, (window, item)) in enumerate(zip(parsed, expected, strict=True), 1):
             assert int(row["Selection"]) == n and row["View"] == RAVEN_VIEW and row["Channel"] == "1"
             assert float(row["Begin Time (s)"]) == pytest.approx(window["t_start"], abs=1e-3)
-            assert float(row["End Time (s)"]) == pytest.approx(window["t_end"], abs=1e-3)
+            assert float(row["End Time (s)"]) == pytest.approx(min(window["t_end"], seconds), abs=1e-3)
             assert float(row["Low Freq (Hz)"]) == 0.0 and float(row["High Freq (Hz)"]) == 8000.0
             assert row["Label"] == item["label"] and float(row["Confidence"]) == item["score"]
+    short = read_raven_table(tables / raven_table_name(archive[3]))
+    assert {row["End Time (s)"] for row in short} == {"1.700"}  # not the padded window's 5.000
 
 
 def csv_rows(path: Path) -> list[dict[str, str]]:

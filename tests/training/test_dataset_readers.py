@@ -243,3 +243,23 @@ def test_text_files_from_spreadsheets_and_binary_files(tmp_path: Path, esc50_roo
     labels.write_text("index,mid,display_name\n0,/m/dog,dog\n")
     with pytest.raises(DatasetError, match=r"data\.json: not a UTF-8 text datafile"):
         read_json_datafiles([datafile], labels)
+
+
+def test_fbank_cache_entries_of_an_older_reader_are_not_served(
+    tmp_path: Path, esc50_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache entry is keyed by the reader's version too: when what ``read_audio`` gives for a file changes
+    (a truncated WAV refused since version 2), features an older reader cached are computed again."""
+    import training.cache as cache_module
+
+    path = esc50_root / "audio" / small_esc50_rows(CATEGORIES, 1, (1,))[0]["filename"]
+    cfg = FeatureConfig()
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(cache_module, "READER_VERSION", 1)
+    old = clip_fbank(path, cfg, cache)
+    (entry,) = cache.glob("*.npy")
+    np.save(entry, np.zeros_like(old))  # what the older reader is taken to have given
+    assert not np.any(clip_fbank(path, cfg, cache))  # the same reader is served its own entry
+    monkeypatch.undo()
+    assert np.array_equal(clip_fbank(path, cfg, cache), old)  # the current reader is not
+    assert len(list(cache.glob("*.npy"))) == 2

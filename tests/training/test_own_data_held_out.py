@@ -144,3 +144,11 @@ def test_evaluate_takes_a_csv_of_clips_as_train_data_does(trained: dict, tmp_pat
         report["num_examples"] == 3 and report["confusion_matrix"] == report_of_training["confusion_matrix"]
     )
     assert "streamd: note: --held-out: 9 clip(s) the checkpoint trained on left out; scoring 3" in out.err
+    # an older checkpoint (no list of its clips) of train --data on that CSV records its stem: warned too
+    model, info = load_checkpoint(trained["checkpoint"])
+    del info.extra[KEY]
+    info.extra["dataset"] = "clips"
+    older = save_checkpoint(tmp_path / "older.safetensors", model, info)
+    cache = ["--cache-dir", str(tmp_path / "c")]
+    assert main(["evaluate", "--checkpoint", str(older), *cache, "--folders", str(listing)]) == 0
+    assert "on a data set named 'clips' and records no list" in capsys.readouterr().err
