@@ -2,13 +2,14 @@
 
 The data options name a clip set (``--config``'s ``[data]``, ``--esc50``, ``--folders``, ``--datafiles``);
 ``--folds`` (or the checkpoint's held-out folds, with ``--config``) chooses among its folds; class folders
-are listed as ``train --data`` lists them, and the files it leaves out (unreadable, or with no signal) are
-left out with its warnings by its own check (``usable_clips``). Then the checkpoint's own training data:
-a checkpoint that records the clips it trained on (every ``streamd train`` now:
-``training.trained_clips``) gets those among the chosen clips counted in a warning, or left out with
-``--held-out``; an older one, which records only its training folds, gets a warning when any of them is
-scored where the fold numbers are the training's (an ESC-50 CSV's, datafiles', a ``--config``'s), and a
-note that it cannot be told where they are not (``--folders``: ``--num-folds`` numbers them).
+are listed as ``train --data`` lists them (split folders and CSVs are read by its reader), and the files
+it leaves out (unreadable, or with no signal) are left out with its warnings by its own check
+(``usable_clips``). Then the checkpoint's own training data: a checkpoint that records the clips it
+trained on (every ``streamd train`` now: ``training.trained_clips``), and those its ``--init`` checkpoints
+trained on, gets those among the chosen clips counted in a warning, or left out with ``--held-out``; an
+older one (or an init), which records only its training folds, gets a warning when any of them is scored
+where the fold numbers are the training's (an ESC-50 CSV's, datafiles', a ``--config``'s), and a note
+that it cannot be told where they are not (``--folders``: ``--num-folds`` numbers them).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel
 from training.clips import ClipSet, dataset_name
-from training.trained_clips import recorded, seen, too_many
+from training.trained_clips import init_folds, recorded, recorded_with_inits, seen, too_many
 from training.usable_clips import read_folders
 
 SOURCE_OPTIONS = {"audio_dir": "esc50", "num_folds": "folders", "label_csv": "datafiles"}  # option: source
@@ -45,12 +46,15 @@ def chosen_clips(args: argparse.Namespace, loaded: LoadedModel, window_s: float 
             f"--held-out: the checkpoint {why}; choose held-out folds with --folds or --config, or read "
             "its training run's report (OUT/eval/)"
         )
-    clip_set, from_folders = _dataset(args, loaded)
+    clip_set, from_folders, numbered = _dataset(args, loaded)
     left_out = 0
     if from_folders:  # --folders, or --config whose reader is "folders": train's own file check, on every
         clip_set = usable_clips(clip_set, window_s)  # file as train checked them (a class's notes true)
+    # inits that record no clip list but trained on this data: their folds, where its folds are its own
+    by_fold = init_folds(loaded.info.extra, clip_set.name, bool(args.esc50)) if numbered else []
     if args.held_out:
-        clip_set, left_out = _leave_out_trained(loaded, clip_set)
+        _refuse_untold_inits(loaded, clip_set, numbered)
+        clip_set, left_out = _leave_out_trained(loaded, clip_set, by_fold)
     if args.held_out:  # the count scored: after the unusable files were left out
         _say(
             "note",
@@ -59,12 +63,32 @@ def chosen_clips(args: argparse.Namespace, loaded: LoadedModel, window_s: float 
         )
     else:  # counted among the clips that will be scored
         _warn_of_trained_clips(loaded, clip_set)
+        for source, folds in by_fold:
+            if both := sorted(set(folds) & set(clip_set.folds())):
+                _say(
+                    "warning",
+                    f"the checkpoint's init ({source}) trained on fold(s) {both} of {clip_set.name}: these "
+                    "figures are not held out (--held-out leaves them out)",
+                )
     return clip_set
+
+
+def _refuse_untold_inits(loaded: LoadedModel, clip_set: ClipSet, numbered: bool) -> None:
+    """``--held-out`` of a checkpoint whose init trained on a data set of this name without recording its
+    clips, where this data's folds are not numbered as that training numbered them: cannot be told."""
+    if numbered:
+        return
+    if untold := init_folds(loaded.info.extra, clip_set.name, esc50=False):
+        source, folds = untold[0]
+        raise ConfigError(
+            f"--held-out: the checkpoint's init ({source}) trained on fold(s) {folds} of a data set named "
+            f"{clip_set.name!r} and records no list of its clips: which of these it trained on cannot be told"
+        )
 
 
 def _warn_of_trained_clips(loaded: LoadedModel, clip_set: ClipSet) -> None:
     """Warn of the clips to score that the checkpoint records it trained on (a list of digests)."""
-    digests = recorded(loaded.info.extra)
+    digests = recorded_with_inits(loaded.info.extra)  # its own training clips and its inits'
     if (count := too_many(loaded.info.extra)) is not None:
         _say(
             "note",
@@ -85,10 +109,15 @@ def _warn_of_trained_clips(loaded: LoadedModel, clip_set: ClipSet) -> None:
         )
 
 
-def _leave_out_trained(loaded: LoadedModel, clip_set: ClipSet) -> tuple[ClipSet, int]:
-    """``--held-out``: the clips the checkpoint did not train on, and how many were left out."""
-    trained = seen((Path(c.path) for c in clip_set.clips), recorded(loaded.info.extra) or set())
-    kept = [c for c in clip_set.clips if Path(c.path) not in trained]
+def _leave_out_trained(
+    loaded: LoadedModel, clip_set: ClipSet, by_fold: list[tuple[str, list[int]]]
+) -> tuple[ClipSet, int]:
+    """``--held-out``: the clips neither the checkpoint nor its inits trained on (by digest, and by fold
+    for ``by_fold``'s inits, which record no clip list), and how many were left out."""
+    digests = recorded_with_inits(loaded.info.extra) or set()
+    trained = seen((Path(c.path) for c in clip_set.clips), digests)
+    folds = {fold for _, init_folds in by_fold for fold in init_folds}
+    kept = [c for c in clip_set.clips if Path(c.path) not in trained and c.fold not in folds]
     if not kept:
         raise ConfigError(
             f"--held-out: all {len(clip_set.clips)} clips given are clips the checkpoint trained on"
@@ -121,10 +150,11 @@ def _cannot_tell(args: argparse.Namespace, extra: dict[str, Any]) -> None:
     )
 
 
-def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> tuple[ClipSet, bool]:
+def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> tuple[ClipSet, bool, bool]:
     """The clip set the data options name, its folds chosen (``--folds``, or for ``--config`` the folds
-    the checkpoint was held out on), and whether it was listed from class folders (then ``usable_clips``
-    checks its files)."""
+    the checkpoint was held out on), whether it was listed from class folders (then ``usable_clips``
+    checks its files), and whether its folds are numbered as the data numbers them (an ESC-50 CSV's,
+    datafiles'), so that a training's fold numbers name the same clips."""
     from training.experiment_spec import load_experiment
     from training.readers import read_dataset
 
@@ -143,8 +173,8 @@ def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> tuple[ClipSet, bo
         if exp.folds is not None:
             clip_set = _select_folds(clip_set, exp.folds)
         folds = _config_folds(exp, clip_set, loaded, args.folds)
-        return _select_folds(clip_set, folds), exp.reader == "folders"
-    clip_set = _other_dataset(args, read_dataset)
+        return _select_folds(clip_set, folds), exp.reader == "folders", exp.reader in ("esc50", "json")
+    clip_set, listed = _other_dataset(args, read_dataset)
     extra = loaded.info.extra
     # a checkpoint that records no data set predates own-data training: it was trained on ESC-50
     trained_on = extra.get("dataset") or ("esc50" if args.esc50 else None)
@@ -154,8 +184,7 @@ def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> tuple[ClipSet, bo
             _warn_if_trained_on(loaded, clip_set, args.folds, clip_set.name)
         elif too_many(extra) is None:  # fold numbers of --num-folds, not necessarily the training's
             _cannot_tell(args, extra)  # (too many clips recorded none: noted with the clips scored)
-    listed = bool(args.folders) and not Path(args.folders).is_file()  # a CSV's files were checked reading it
-    return _select_folds(clip_set, args.folds), listed
+    return _select_folds(clip_set, args.folds), listed, not args.folders
 
 
 def _config_folds(exp, clip_set, loaded: LoadedModel, chosen: list[int] | None) -> list[int] | None:
@@ -188,17 +217,44 @@ def _warn_if_trained_on(loaded: LoadedModel, clip_set, folds: list[int] | None, 
     return bool(trained)
 
 
-def _other_dataset(args: argparse.Namespace, read_dataset) -> ClipSet:
-    """The clip set of ``--esc50``, ``--folders`` or ``--datafiles``."""
+def _other_dataset(args: argparse.Namespace, read_dataset) -> tuple[ClipSet, bool]:
+    """The clip set of ``--esc50``, ``--folders`` or ``--datafiles``, and whether it was listed from class
+    folders whose files are still to be checked (``usable_clips``)."""
     if args.esc50:
-        return read_dataset("esc50", csv_path=args.esc50, audio_dir=args.audio_dir)
+        return read_dataset("esc50", csv_path=args.esc50, audio_dir=args.audio_dir), False
     if args.folders and Path(args.folders).is_file():  # a CSV of path,label[,split], as train --data reads
-        return read_dataset("own", root=args.folders)  # (its unusable files left out, with train's lines)
+        return read_dataset("own", root=args.folders), False  # (unusable files left out, with its lines)
+    if args.folders and (split := _split_folders(Path(args.folders))) is not None:
+        if args.num_folds is not None or args.folds:
+            raise ConfigError(
+                f"--{'num-folds' if args.num_folds is not None else 'folds'}: {args.folders} holds split "
+                "folders (train/ val/ test/), scored by split: --held-out scores what training held out, "
+                "or point --folders at one split"
+            )
+        return split, True
     if args.folders:  # every file is checked below, the unusable ones left out with a warning
-        return _listed_folders(read_folders({"root": args.folders, "num_folds": args.num_folds}))
+        return _listed_folders(read_folders({"root": args.folders, "num_folds": args.num_folds})), True
     if not args.label_csv:
         raise ConfigError("--datafiles needs --label-csv")
-    return read_dataset("json", datafiles=args.datafiles, label_csv=args.label_csv)
+    return read_dataset("json", datafiles=args.datafiles, label_csv=args.label_csv), False
+
+
+def _split_folders(root: Path) -> ClipSet | None:
+    """train/ (val/ test/) folders of class folders, listed as ``train --data`` lists them (each split a
+    fold, ``SPLIT_FOLDS``; what the listing skipped said), or None when ``root`` is not laid out so."""
+    from training.clips import Clip
+    from training.own_data import SPLIT_FOLDS, detect_layout
+    from training.readers import DatasetError
+
+    try:
+        layout, entries, problems = detect_layout(root) if root.is_dir() else ("", [], [])
+    except DatasetError:  # not a layout train reads: listed as class folders, and said there
+        return None
+    if layout != "split folders":
+        return None
+    labels = sorted({label for _, label, _ in entries})
+    clips = [Clip(f, (labels.index(label),), SPLIT_FOLDS[split]) for f, label, split in entries]
+    return _listed_folders((ClipSet(clips, labels, multi_label=False, name=dataset_name(root)), problems))
 
 
 def _select_folds(clip_set: ClipSet, folds: list[int] | None) -> ClipSet:

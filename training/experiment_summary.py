@@ -75,6 +75,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             for k in ("accuracy", "macro_f1", "mAP")
         )
         lines += ["", f"Mean ± std over runs: accuracy | macro-F1 | mAP = {cells}"]
+    for run in summary["runs"]:  # an init checkpoint that trained on held-out clips (training said so)
+        if run.get("not_held_out"):
+            lines += ["", f"Warning, run {run['run']}: {run['not_held_out']}."]
     if summary["mode"] == "full":
         lines += ["", FULL_MODE_NOTE]
     return "\n".join(lines) + "\n"

@@ -10,6 +10,11 @@ process (``clip_digest``, keyed by path, size and modification time as the featu
 of a cross-validation share their clips. Above ``MAX_DIGESTS`` training clips none is recorded (the
 header, read at every load, would grow by megabytes), only their count (``too_many``). Checkpoints that
 record no list (older ones, the shipped models, those of more clips) give None.
+
+A run started from another checkpoint (``--init``) has seen what that one trained on too: it records the
+init's data set, training folds and clip digests, and those of the init's own inits (``INIT_KEY``,
+``inherited``), so that training warns when its held-out clips are among them (``init_overlap``) and
+``evaluate`` counts or leaves them out as the run's own (``recorded_with_inits``, ``init_folds``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 from training.cache import file_identity
 
 KEY = "trained_clips"  # in a checkpoint's ``extra``
+INIT_KEY = "init_trained"  # in a checkpoint's ``extra``: what its init checkpoints trained on, nearest first
 SCHEME = "blake2b-64 of the file's bytes"
 DIGEST_BYTES = 8
 MAX_DIGESTS = 200_000  # clips: about 4.4 MB of header; more are counted, not recorded
@@ -89,3 +95,64 @@ def too_many(extra: dict[str, Any]) -> int | None:
 def seen(paths: Iterable[Path], digests: set[str]) -> set[Path]:
     """The paths whose bytes are those of a recorded training clip."""
     return {path for path in paths if clip_digest(path) in digests}
+
+
+def inherited(init_extra: dict[str, Any], source: str) -> list[dict[str, Any]]:
+    """``extra[INIT_KEY]`` of a run started from a checkpoint (named ``source``) whose ``extra`` is
+    ``init_extra``: its data set, training folds and clip record, then its own inits'."""
+    entry: dict[str, Any] = {
+        "source": source,
+        "dataset": init_extra.get("dataset") or init_extra.get("name"),
+        "train_folds": [f for f in init_extra.get("train_folds") or [] if isinstance(f, int)],
+    }
+    if isinstance(init_extra.get(KEY), dict):
+        entry[KEY] = init_extra[KEY]
+    return [entry, *init_entries(init_extra)]
+
+
+def init_entries(extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a checkpoint records of its init checkpoints (``inherited``), nearest first; [] for none."""
+    entries = extra.get(INIT_KEY)
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def recorded_with_inits(extra: dict[str, Any]) -> set[str] | None:
+    """The digests of the clips a checkpoint and its inits trained on, as far as they record them; None
+    when the checkpoint records none of its own."""
+    own = recorded(extra)
+    if own is None:
+        return None
+    return own.union(*(recorded(entry) or set() for entry in init_entries(extra)))
+
+
+def init_folds(extra: dict[str, Any], dataset: str, esc50: bool) -> list[tuple[str, list[int]]]:
+    """``(init source, training folds)`` of the inits that record no clip list but trained on a data set
+    named ``dataset`` (numbered as that data numbers its folds; one that records no data set was trained
+    on ESC-50, as ``esc50`` says this data is): their clips can be told only by fold."""
+    out = []
+    for entry in init_entries(extra):
+        name = entry.get("dataset") or ("esc50" if esc50 else None)
+        if (
+            recorded(entry) is None
+            and too_many(entry) is None
+            and name == dataset
+            and entry.get("train_folds")
+        ):
+            out.append((str(entry.get("source")), list(entry["train_folds"])))
+    return out
+
+
+def init_overlap(
+    extra: dict[str, Any], held_out: list[Path], dataset: str | None, folds: list[int], esc50: bool
+) -> str | None:
+    """Why the ``held_out`` clips (folds ``folds`` of a data set named ``dataset``; None where the folds are
+    not numbered as the data numbers them, so only digests tell) are not held out from a run whose
+    ``extra`` records its inits (``INIT_KEY``): one line, or None when no init trained on any (by digest,
+    or by fold where an init records no clip list)."""
+    digests = set().union(*(recorded(entry) or set() for entry in init_entries(extra)))
+    if digests and (trained := seen(held_out, digests)):
+        return f"the init checkpoint trained on {len(trained)} of the {len(held_out)} held-out clips"
+    for source, trained_folds in init_folds(extra, dataset, esc50) if dataset else []:
+        if both := sorted(set(trained_folds) & set(folds)):
+            return f"the init checkpoint ({source}) trained on fold(s) {both} of {dataset}, held out here"
+    return None

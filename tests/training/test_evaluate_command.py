@@ -75,12 +75,22 @@ def test_evaluate_errors(
 
     known = load_checkpoint(trained_checkpoint)[1].labels[0]
     clips = sorted(esc50_root.glob("audio/*"))[:2]  # two files: one file linked twice is refused
-    for split, clip in zip(("train", "test"), clips, strict=True):  # split folders given whole: their
-        (tmp_path / "split" / split / known).mkdir(parents=True)  # names taken as classes
+    for split, clip in zip(("train", "test"), clips, strict=True):  # split folders given whole: read
+        (tmp_path / "split" / split / known).mkdir(parents=True)  # as train --data reads them
         (tmp_path / "split" / split / known / clip.name).symlink_to(clip)
-    assert (
-        main(["evaluate", "--checkpoint", str(trained_checkpoint), "--folders", str(tmp_path / "split")]) == 2
-    )
+    split_folders = [
+        "evaluate",
+        "--checkpoint",
+        str(trained_checkpoint),
+        "--folders",
+        str(tmp_path / "split"),
+    ]
+    assert main([*split_folders, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_examples"] == 2
+    (tmp_path / "split" / "train" / known / clips[0].name).unlink()  # test/ alone is no split layout:
+    (tmp_path / "split" / "train" / known).rmdir()  # its folder name is taken as a class
+    (tmp_path / "split" / "train").rmdir()
+    assert main(split_folders) == 2
     assert "point at the split to score, e.g. DIR/test" in capsys.readouterr().err
     ok = [*base, "--esc50", str(held_out_csv)]
     assert main([*ok, "--window-s", "0.5", "--seed", "3"]) == 2  # never silently ignored

@@ -152,3 +152,26 @@ def test_evaluate_takes_a_csv_of_clips_as_train_data_does(trained: dict, tmp_pat
     cache = ["--cache-dir", str(tmp_path / "c")]
     assert main(["evaluate", "--checkpoint", str(older), *cache, "--folders", str(listing)]) == 0
     assert "on a data set named 'clips' and records no list" in capsys.readouterr().err
+
+
+def test_evaluate_reads_split_folders_as_train_data_does(trained: dict, tmp_path: Path, capsys) -> None:
+    """train/ and test/ folders of class folders were read as two classes named train and test: they are
+    read as train --data reads them, so --held-out scores the clips training held out."""
+    data, split = trained["data"], tmp_path / "split"
+    for c in CLASSES:
+        files = sorted((data / c).glob("*.wav"))
+        for part, chosen in (("train", files[:-1]), ("test", files[-1:])):  # each class's last held out
+            (split / part / c).mkdir(parents=True)
+            for f in chosen:
+                shutil.copy(f, split / part / c / f.name)
+    base = ["evaluate", "--checkpoint", str(trained["checkpoint"]), "--cache-dir", str(tmp_path / "c")]
+    assert main([*base, "--folders", str(split), "--held-out", "--json"]) == 0
+    out = capsys.readouterr()
+    report_of_training = json.loads((trained["out"] / "eval" / "report.json").read_text())
+    assert json.loads(out.out)["confusion_matrix"] == report_of_training["confusion_matrix"]
+    assert "streamd: note: --held-out: 9 clip(s) the checkpoint trained on left out; scoring 3" in out.err
+    assert main([*base, "--folders", str(split)]) == 0
+    assert "9 of the 12 clips scored are clips the checkpoint trained on" in capsys.readouterr().err
+    assert main([*base, "--folders", str(split), "--num-folds", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("streamd: error: --num-folds: ") and "holds split folders" in err

@@ -1,0 +1,128 @@
+"""A run started from another checkpoint has seen what that one trained on: training warns when its held-out
+clips are among them, and ``evaluate`` counts them (or leaves them out with ``--held-out``) as the run's own,
+by clip digest, or by fold where the init records no clip list (the shipped models)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from esc50_subset import small_esc50_rows, write_esc50_subset
+
+from models.checkpoint import read_info, save_checkpoint
+from models.common import FeatureConfig, ModelInfo, Normalization
+from models.registry import build_model, config_to_dict, make_config
+from streamd.cli import main
+from training.experiment import run_experiment
+from training.experiment_spec import load_experiment
+from training.trained_clips import INIT_KEY, KEY, inherited, record, recorded
+
+CATEGORIES = ("dog", "rooster")
+TOML = """
+[experiment]
+output_dir = "{out}"
+cache_dir = "{cache}"
+mode = "single"
+[data]
+reader = "esc50"
+csv_path = "{csv}"
+audio_dir = "{audio}"
+folds = [{folds}]
+val_folds = [{val}]
+[train]
+epochs = 1
+batch_size = 4
+precision = "fp32"
+eval_every = 0
+"""
+
+
+def _config(tmp_path: Path, csv_path: Path, audio: Path, folds: str, val: int) -> Path:
+    text = TOML.format(
+        out=tmp_path / "runs", cache=tmp_path / "cache", csv=csv_path, audio=audio, folds=folds, val=val
+    )
+    (path := tmp_path / "ft.toml").write_text(text)
+    return path
+
+
+def _evaluate(checkpoint: Path, csv_path: Path, audio: Path, *extra: str) -> list[str]:
+    return [
+        "evaluate",
+        "--checkpoint",
+        str(checkpoint),
+        "--esc50",
+        str(csv_path),
+        "--audio-dir",
+        str(audio),
+        *extra,
+    ]
+
+
+def test_fine_tuning_the_shipped_model_on_esc50_says_its_fold_4_is_not_held_out(
+    tmp_path: Path, esc50_root: Path, capsys
+) -> None:
+    """The shipped model trained on ESC-50 folds 1-4 and records no clip list: fine-tuned on fold 1 and
+    validated on fold 4 (the fine-tuning config's split), its figures are not held out, by fold."""
+    audio = esc50_root / "audio"
+    subset = write_esc50_subset(tmp_path / "meta", CATEGORIES, 1, (1, 4))
+    csv_path = subset.rename(subset.with_name("esc50.csv"))  # the data set the shipped model names
+    exp = load_experiment(_config(tmp_path, csv_path, audio, "1, 4", 4), init="default")
+    summary = run_experiment(exp, progress=False)
+    err = capsys.readouterr().err
+    why = "the init checkpoint (default.safetensors) trained on fold(s) [4] of esc50, held out here"
+    assert f"streamd: warning: single: {why}: its held-out figures are not held out" in err
+    assert summary["runs"][0]["not_held_out"].startswith(why)
+    assert f"Warning, run single: {why}" in (tmp_path / "runs" / "summary.md").read_text()
+    checkpoint = Path(summary["runs"][0]["checkpoint"])
+    (entry,) = read_info(checkpoint).extra[INIT_KEY]
+    assert entry["source"] == "default.safetensors" and entry["dataset"] == "esc50"
+    assert entry["train_folds"] == [1, 2, 3, 4] and KEY not in entry
+
+    assert main(_evaluate(checkpoint, csv_path, audio, "--folds", "4")) == 0
+    err = capsys.readouterr().err
+    assert "the checkpoint's init (default.safetensors) trained on fold(s) [4] of esc50: these figures" in err
+    assert main(_evaluate(checkpoint, csv_path, audio, "--folds", "4", "--held-out")) == 2
+    assert "--held-out: all 2 clips given are clips the checkpoint trained on" in capsys.readouterr().err
+    # the fine-tuned model's own training fold is told by digest, the init's by fold: nothing left
+    assert main(_evaluate(checkpoint, csv_path, audio, "--held-out")) == 2
+    capsys.readouterr()
+
+
+def test_an_inits_training_clips_are_known_by_digest_whatever_the_data_set_is_called(
+    tmp_path: Path, esc50_root: Path, capsys
+) -> None:
+    """An init that records its clips (every streamd train): B, started from A, holds out A's training
+    clips in a data set of another name; training warns, evaluate counts them and --held-out leaves
+    them out, as it does B's own."""
+    audio = esc50_root / "audio"
+    rows = small_esc50_rows(CATEGORIES, 1, (1, 2))
+    fold1 = [audio / r["filename"] for r in rows if int(r["fold"]) == 1]
+    torch.manual_seed(3)
+    config = config_to_dict(
+        make_config("resnet_cnn", {"num_mel_bins": 64, "channels": [8, 16], "num_classes": 2})
+    )
+    info = ModelInfo(
+        arch="resnet_cnn",
+        config=config,
+        labels=list(CATEGORIES),
+        features=FeatureConfig(num_mel_bins=64),
+        normalization=Normalization(mean=-5.0, std=4.0, target_frames=200),
+        extra={"dataset": "elsewhere", "train_folds": [1], KEY: record(fold1)},
+    )
+    a = save_checkpoint(tmp_path / "a.safetensors", build_model("resnet_cnn", config), info)
+    csv_path = write_esc50_subset(tmp_path / "meta", CATEGORIES, 1, (1, 2))  # "subset": not A's name
+    summary = run_experiment(load_experiment(_config(tmp_path, csv_path, audio, "1, 2", 1), init=str(a)))
+    err = capsys.readouterr().err
+    assert "single: the init checkpoint trained on 2 of the 2 held-out clips: its held-out figures" in err
+    b = Path(summary["runs"][0]["checkpoint"])
+
+    assert main(_evaluate(b, csv_path, audio, "--folds", "1")) == 0
+    assert "all 2 clips scored are clips the checkpoint trained on: not held out" in capsys.readouterr().err
+    assert main(_evaluate(b, csv_path, audio, "--held-out")) == 2  # fold 2 its own, fold 1 A's
+    assert "--held-out: all 4 clips given are clips the checkpoint trained on" in capsys.readouterr().err
+    entries = read_info(b).extra[INIT_KEY]
+    assert [e["source"] for e in entries] == ["a.safetensors"] and entries[0][KEY]["count"] == 2
+    # a run from B would inherit both: B's record and, through it, A's
+    chain = inherited(read_info(b).extra, "b.safetensors")
+    assert [e["source"] for e in chain] == ["b.safetensors", "a.safetensors"]
+    assert recorded(chain[0]) == recorded(read_info(b).extra) and recorded(chain[1]) == recorded(info.extra)
