@@ -13,17 +13,20 @@ event starts per hour and the highest window score.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
+from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from audio_core.windows import WindowPlan  # noqa: E402
+from audio_core.windows import WindowPlan, hop_samples, window_samples  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
-from models.common import Normalization  # noqa: E402
+from models.common import ModelInfo, Normalization  # noqa: E402
 from streamd.events import EventConfig, find_events  # noqa: E402
 from training.background import background_wave  # noqa: E402
 from training.evaluate import window_scores  # noqa: E402
@@ -41,14 +44,24 @@ CASES = [
 ]
 
 
-def false_events(checkpoint: Path, minutes: float, hop_s: float | None, window_s: float | None) -> None:
+def load(checkpoint: Path, hop_s: float | None, window_s: float | None) -> tuple[nn.Module, ModelInfo, float]:
+    """(model, info with ``window_s``'s frames, hop in seconds); ``ValueError`` (``CheckpointLoadError``
+    among them) for a checkpoint that cannot be used or a window or hop off the frame grid."""
     model, info = load_checkpoint(checkpoint)
     if window_s:
-        frames = info.features.num_frames(round(window_s * info.features.sample_rate))
+        frames = info.features.num_frames(window_samples(window_s, info.features))
         n = info.normalization
         info.normalization = Normalization(n.mean, n.std, frames)
     window = info.normalization.target_frames * info.features.frame_shift_ms / 1000
     hop = hop_s or max(0.1, round(window / 4, 1))
+    hop_samples(hop, info.features)
+    return model, info, hop
+
+
+def false_events(checkpoint: Path, minutes: float, loaded: tuple[nn.Module, ModelInfo, float]) -> None:
+    """Print the table of false event starts per hour, per background kind."""
+    model, info, hop = loaded
+    window = info.normalization.target_frames * info.features.frame_shift_ms / 1000
     cfg = EventConfig()
     rate = info.features.sample_rate
     print(f"{checkpoint}: window {window:.2f} s, hop {hop:g} s, events: {cfg}")
@@ -73,14 +86,36 @@ def false_events(checkpoint: Path, minutes: float, hop_s: float | None, window_s
     print(f"all kinds: {total * 60 / (minutes * len(CASES)):.1f} false event starts per hour")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad input is one line ``false_events.py: error: ...`` and exit 2 (no usage text, no traceback)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive(text: str) -> float:
+    """A positive finite number (an option's type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _Parser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--minutes", type=float, default=10.0, help="audio per background kind")
-    parser.add_argument("--hop", type=float, help="hop between windows (default: a quarter window)")
-    parser.add_argument("--window", type=float, help="window (default: the checkpoint's)")
+    parser.add_argument("--minutes", type=positive, default=10.0, help="audio per background kind")
+    parser.add_argument("--hop", type=positive, help="hop between windows (default: a quarter window)")
+    parser.add_argument("--window", type=positive, help="window (default: the checkpoint's)")
     args = parser.parse_args()
-    false_events(args.checkpoint, args.minutes, args.hop, args.window)
+    try:
+        loaded = load(args.checkpoint, args.hop, args.window)
+    except ValueError as exc:  # CheckpointLoadError names the file; a window or hop names the option
+        parser.error(str(exc).replace("hop_s", "--hop").replace("window_s", "--window"))
+    false_events(args.checkpoint, args.minutes, loaded)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import soundfile as sf
@@ -20,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from audio_core.audio_file import read_audio  # noqa: E402
+from audio_core.errors import StreamdError  # noqa: E402
 
 
 def loudest_excerpt(wave: np.ndarray, num_samples: int) -> np.ndarray:
@@ -42,20 +45,66 @@ def write_split(rows: list[dict[str, str]], audio_dir: Path, out: Path, split: s
     return len(rows)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad input is one line ``make_short_clips.py: error: ...`` and exit 2 (no usage, no traceback)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive(text: str) -> float:
+    """A positive finite number (an option's type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
+
+
+def read_rows(esc50: Path, esc10: bool) -> list[dict[str, str]]:
+    """The clips of ``ESC50/meta/esc50.csv`` (only ESC-10's with ``esc10``); ``ValueError`` naming the
+    file when it is missing, unreadable or lacks a column."""
+    meta = esc50 / "meta" / "esc50.csv"
+    if not meta.is_file() or not (esc50 / "audio").is_dir():
+        raise ValueError(f"{esc50}: not an ESC-50 folder (need meta/esc50.csv and audio/)")
+    try:
+        with meta.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{meta}: cannot be read ({exc})") from None
+    missing = {"filename", "fold", "category", "esc10"} - set(reader.fieldnames or ())
+    if missing:
+        raise ValueError(f"{meta}: not ESC-50's metadata (no column {', '.join(sorted(missing))})")
+    if bad := [r["fold"] for r in rows if not (r["fold"] or "").strip().isdigit()][:1]:
+        raise ValueError(f"{meta}: a fold is not a whole number: {bad[0]!r}")
+    return [r for r in rows if not esc10 or r["esc10"] == "True"]
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _Parser(description=__doc__.splitlines()[0])
     parser.add_argument("esc50", type=Path, help="ESC-50 folder (meta/esc50.csv, audio/)")
     parser.add_argument("out", type=Path)
-    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--seconds", type=positive, default=1.0)
     parser.add_argument("--esc10", action="store_true", help="only the ESC-10 clips (10 classes)")
     parser.add_argument("--train-folds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--test-folds", type=int, nargs="+", default=[4])
     args = parser.parse_args()
-    with (args.esc50 / "meta" / "esc50.csv").open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if not args.esc10 or r["esc10"] == "True"]
+    try:
+        rows = read_rows(args.esc50, args.esc10)
+    except ValueError as exc:
+        parser.error(str(exc))
     audio = args.esc50 / "audio"
     for split, folds in (("train", args.train_folds), ("test", args.test_folds)):
-        n = write_split([r for r in rows if int(r["fold"]) in folds], audio, args.out, split, args.seconds)
+        chosen = [r for r in rows if int(r["fold"]) in folds]
+        try:
+            n = write_split(chosen, audio, args.out, split, args.seconds)
+        except StreamdError as exc:  # a clip that cannot be read: the reader names it
+            parser.error(str(exc))
+        except OSError as exc:  # OUT cannot be written (a file in the way, no room)
+            parser.error(f"{exc.filename or args.out}: {exc.strerror or exc}")
         print(f"{split}: {n} clips")
 
 

@@ -165,7 +165,7 @@ def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> tuple[ClipSet, bo
         if getattr(args, option) is not None and source not in chosen:
             raise ConfigError(f"--{option.replace('_', '-')}: only with --{source}")
     if args.config:
-        exp = load_experiment(args.config)
+        exp = load_experiment(args.config, need_model=False)  # its [data]: the model is the checkpoint
         if exp.reader == "folders":  # listed as --folders lists them, its files checked by usable_clips
             clip_set = _listed_folders(read_folders(exp.reader_options))
         else:

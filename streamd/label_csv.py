@@ -11,13 +11,22 @@ from streamd.errors import ConfigError
 
 def read_labels_csv(path: Path) -> list[str]:
     """Class names in index order from a labels CSV (see the module docstring for the formats)."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; give the labels CSV file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such labels file")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = [
-            {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-            for row in csv.DictReader(f)
-        ]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [
+                {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+                for row in csv.DictReader(f)
+            ]
+    except OSError as exc:  # unreadable (permissions, an I/O error): one line, exit 2 as any bad option
+        raise ConfigError(f"{path}: cannot read the labels file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; give the labels CSV file") from None
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: malformed labels CSV ({exc})") from None
     if not rows:
         raise ConfigError(f"{path}: no labels")
     columns = set(rows[0])

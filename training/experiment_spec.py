@@ -7,11 +7,11 @@ and the key):
   default ``.cache/fbank``), ``mode``: ``"single"`` (train on ``folds`` minus ``val_folds``, validate on
   ``val_folds``), ``"cv"`` (each fold of ``folds`` held out in turn) or ``"full"`` (all ``folds``, no
   validation);
-- ``[data]`` ``reader`` (required: ``esc50``, ``folders`` or ``json``) and that reader's options
+- ``[data]`` ``reader`` (required: one of ``training.readers.READERS``) and that reader's options
   (``training.readers``), plus ``folds`` (default: all) and ``val_folds``;
 - ``[features]`` ``FeatureConfig`` fields; ``[normalization]`` ``Normalization`` fields;
-- ``[model]`` ``arch`` (required) and ``[model.config]`` (the arch's config fields; ``num_classes``,
-  ``num_mel_bins`` and ``target_frames`` are filled in from the data when the config has them);
+- ``[model]`` ``arch`` (required, but to read only ``[data]``) and ``[model.config]`` (the arch's config
+  fields; ``num_classes``, ``num_mel_bins`` and ``target_frames`` are filled in from the data when set);
 - ``[train]`` ``TrainConfig`` fields, ``[train.augment]`` ``AugmentConfig`` fields, ``[train.sequences]``
   ``SequenceConfig`` fields (recurrent models trained on streams of clips) and ``[train.distill]``
   ``DistillConfig`` fields (teachers; ``training.distill``).
@@ -46,7 +46,7 @@ from training.model_input import (
     checked_features,
     checked_normalization,
 )
-from training.readers import reader_options
+from training.readers import READERS, reader_options
 from training.train_config import TrainConfig
 
 MODES = ("single", "cv", "full")
@@ -130,8 +130,9 @@ def _resolve_paths(options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experiment:
-    """Validate a parsed TOML document."""
+def parse_experiment(data: dict[str, Any], source: str = "<config>", need_model: bool = True) -> Experiment:
+    """Validate a parsed TOML document; without ``need_model`` one with no ``[model]`` table is read
+    for its data only (``arch`` empty; no ``val_folds`` and no mode given: mode "full", all folds)."""
     allowed = ("experiment", "data", "features", "normalization", "model", "train")
     for key in data:
         if key not in allowed:
@@ -139,11 +140,12 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
     exp = _section(source, ExperimentSection, data.get("experiment", {}), "experiment")
     name = exp.name or Path(source).stem
     mode = exp.mode
+    data_only = not need_model and "model" not in data
 
     data_table = dict(_table(source, data, "data"))
     reader = data_table.pop("reader", None)
     if not isinstance(reader, str):
-        raise _fail(source, "data.reader", "required: esc50, folders or json")
+        raise _fail(source, "data.reader", f"required: {', '.join(READERS)}")
     folds = _folds(source, "data.folds", data_table.pop("folds")) if "folds" in data_table else None
     val_folds = _folds(source, "data.val_folds", data_table.pop("val_folds", []))
     try:
@@ -157,6 +159,8 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
                 f"data.{key}",
                 f"unknown key (known: reader, folds, val_folds, {', '.join(known_options)})",
             )
+    if data_only and not val_folds and "mode" not in data.get("experiment", {}):
+        mode = "full"  # data named for evaluation, not a training: no held-out folds named, all of them
     if mode == "single" and not val_folds:
         raise _fail(
             source, "data.val_folds", 'required with mode "single" (use mode "full" to train on all folds)'
@@ -167,6 +171,36 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
         source, NormalizationSection, data.get("normalization", {}), "normalization", checked_normalization
     )
 
+    init, arch, model_config = None, "", {}
+    if not data_only:
+        init, arch, model_config, features, normalization = _model(source, data, features, normalization)
+
+    train_table = _one_teacher_as_list(data.get("train", {}))
+    train = _section(source, TrainConfig, train_table, "train", build=TrainConfig.from_dict)
+    return Experiment(
+        source=source,
+        name=name,
+        output_dir=Path(exp.output_dir or f"runs/{name}"),
+        cache_dir=Path(exp.cache_dir) if exp.cache_dir else None,
+        mode=mode,
+        reader=reader,
+        reader_options=_resolve_paths(data_table),
+        folds=folds,
+        val_folds=val_folds,
+        features=features,
+        normalization=normalization,
+        arch=arch,
+        model_config=dict(model_config),
+        train=train,
+        raw=data,
+        init=init,
+    )
+
+
+def _model(
+    source: str, data: dict[str, Any], features: FeatureConfig, normalization: Normalization
+) -> tuple[Path | None, str, dict[str, Any], FeatureConfig, Normalization]:
+    """``[model]`` checked: (init, arch, config, features, normalization), an init's where it names one."""
     model = dict(_table(source, data, "model"))
     init = _init_path(source, model.pop("init", None))
     arch = model.pop("arch", None)
@@ -189,29 +223,7 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>") -> Experime
         check_model_input(arch, model_config, features, normalization)
     except ValueError as exc:
         raise ExperimentConfigError(f"{source}: {exc}") from None
-
-    train_table = _one_teacher_as_list(data.get("train", {}))
-    train = _section(source, TrainConfig, train_table, "train", build=TrainConfig.from_dict)
-    output_dir = Path(exp.output_dir or f"runs/{name}")
-    cache = exp.cache_dir
-    return Experiment(
-        source=source,
-        name=name,
-        output_dir=output_dir,
-        cache_dir=Path(cache) if cache else None,
-        mode=mode,
-        reader=reader,
-        reader_options=_resolve_paths(data_table),
-        folds=folds,
-        val_folds=val_folds,
-        features=features,
-        normalization=normalization,
-        arch=arch,
-        model_config=dict(model_config),
-        train=train,
-        raw=data,
-        init=init,
-    )
+    return init, arch, model_config, features, normalization
 
 
 def parse_features(table: Any, source: str = "<config>") -> FeatureConfig:
@@ -261,12 +273,16 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "-
 
 
 def load_experiment(
-    path: str | Path, overrides: list[str] | None = None, init: str | None = None
+    path: str | Path,
+    overrides: list[str] | None = None,
+    init: str | None = None,
+    need_model: bool = True,
 ) -> Experiment:
     """Read and validate a TOML experiment file (with optional ``KEY=VALUE`` overrides and an init
-    checkpoint that starts it as fine-tuning, see ``training.finetune_recipe``)."""
+    checkpoint that starts it as fine-tuning, see ``training.finetune_recipe``). A file with no ``[model]``
+    table is refused, or without ``need_model`` read for its data alone (``evaluate --config``)."""
     data, notes = resolved_document(path, overrides, init)
-    exp = parse_experiment(data, str(path))
+    exp = parse_experiment(data, str(path), need_model)
     exp.init_notes = notes
     return exp
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from streamd.errors import CheckpointError, ConfigError
+from streamd.label_csv import read_labels_csv
 from streamd.path_args import path_arg
 
 HELP = (
@@ -159,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.src.exists():
         raise CheckpointError(f"{args.src}: no such file or directory")
     _check_options(args)
+    given = read_labels_csv(args.labels) if args.labels is not None else None  # refused before any write
     if _is_streamd_checkpoint(args.src):
         raise ConfigError(f"{args.src}: already a streamd checkpoint; use it as it is (--checkpoint, --init)")
     if _convert_image_model(args):
@@ -169,10 +171,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None
-    if args.labels is not None:
-        from streamd.label_csv import read_labels_csv
-
-        labels = read_labels_csv(args.labels)
+    labels = given if given is not None else labels
     if labels is None:
         raise ConfigError(f"{args.src}: holds no label names: give --labels CSV")
     if len(labels) != model.num_classes:

@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stream = parser.add_argument_group("streaming evaluation")
     stream.add_argument("--streaming", action="store_true", help="replay soundscapes through the pipeline")
     stream.add_argument(
-        "--hops", type=float, nargs="+", default=[0.5, 1.0, 2.5], metavar="S", help="window hops to test"
+        "--hops", type=float, nargs="+", metavar="S", help="window hops to test (default: 0.5 1 2.5)"
     )
     stream.add_argument("--clips", type=int, default=12, help="clips per soundscape (default 12)")
     stream.add_argument("--soundscapes", type=int, default=1, help="soundscapes to build (default 1)")
@@ -87,6 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+DEFAULT_HOPS = (0.5, 1.0, 2.5)  # --hops when not given (a recurrent model takes none: a warning if given)
 MAX_GAP_S = 60.0  # background between two clips of a soundscape (held in memory): a minute at most
 
 STREAMING_ONLY = (  # options of the streaming evaluation only
@@ -128,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         ]
         if given:
             raise ConfigError(f"{', '.join(given)}: only with --streaming")
+    hops_given, args.hops = args.hops is not None, list(args.hops or DEFAULT_HOPS)
     if args.clips < 1 or args.soundscapes < 1 or args.seed < 0:
         raise ConfigError("--clips and --soundscapes must be at least 1, --seed at least 0")
     if any(h <= 0 for h in args.hops):
@@ -152,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         if args.window_s is not None and not loaded.recurrent:  # can the model take that window?
             for hop in args.hops:
                 window_plan(loaded, args.window_s, hop)
-        for warning in window_warnings(args.window_s, max(args.hops), loaded):
+        for warning in window_warnings(args.window_s, max(args.hops), loaded, hop_given=hops_given):
             print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
     try:
         clip_set = chosen_clips(args, loaded, None if args.streaming else checkpoint_window_s(loaded.info))

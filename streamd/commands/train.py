@@ -134,9 +134,12 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from streamd.signals import stop_signals_as_ctrl_c
+
     started = time.time()
     try:
-        return _run(args)
+        with stop_signals_as_ctrl_c():  # SIGTERM (a service stopped, ``kill``) and SIGHUP end it as Ctrl-C
+            return _run(args)
     except KeyboardInterrupt:
         from training.resume import interrupted_line
 
@@ -235,6 +238,7 @@ def _refuse_own_data_options(args: argparse.Namespace) -> None:
 
 def print_resolved_config(config: Path, overrides: list[str], init: str | None, out: Path | None) -> int:
     """``streamd train CONFIG.toml --print-config``: the checked config as it would run, as TOML."""
+    from audio_core.compute import ComputeError, resolve_device
     from training.derive import toml_text
     from training.experiment_spec import ExperimentConfigError, parse_experiment, resolved_document
 
@@ -242,8 +246,9 @@ def print_resolved_config(config: Path, overrides: list[str], init: str | None, 
         doc, _ = resolved_document(config, overrides, init)
         if out is not None:
             doc.setdefault("experiment", {})["output_dir"] = str(out)
-        parse_experiment(doc, str(config))  # checked before printed
-    except ExperimentConfigError as exc:
+        exp = parse_experiment(doc, str(config))  # checked before printed
+        resolve_device(exp.train.compute, "train.compute")  # refused as the run refuses it (no CUDA device)
+    except (ExperimentConfigError, ComputeError) as exc:
         raise ConfigError(str(exc)) from None
     header = f"{config} as it would run (--init, --set, --mode and --out applied)"
     print(toml_text(doc, header=header), end="")

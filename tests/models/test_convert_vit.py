@@ -196,3 +196,24 @@ def test_converted_weights_holding_nan_are_not_written(
         out,
         src,
     ]
+
+
+def test_a_labels_file_that_cannot_be_read_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An image model takes no labels, yet a --labels that names nothing (or a folder, or no text) was
+    passed over and the checkpoint written: now one line, exit 2, nothing written."""
+    from streamd.cli import main
+
+    src = tmp_path / "vit.safetensors"
+    save_file(_timm_state(), str(src))
+    out = tmp_path / "ast.safetensors"
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00label\n\x80\x81\n")
+    argv = ["convert", str(src), str(out), "--dataset", "esc50", "--target-frames", str(FRAMES)]
+    cases = {"missing.csv": "no such labels file", ".": "is a folder", "binary.csv": "not UTF-8 text"}
+    for name, needle in cases.items():
+        labels = tmp_path / name
+        assert main([*argv, "--labels", str(labels)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"streamd: error: {labels}: {needle}" + err.split(needle, 1)[1] and err.count("\n") == 1
+        assert not out.exists()

@@ -76,6 +76,21 @@ def test_the_command_refuses_cuda_in_one_line_before_any_feature(tmp_path: Path)
     assert not cache.exists() and not (tmp_path / "o").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_print_config_refuses_cuda_as_the_run_does(capsys: pytest.CaptureFixture[str]) -> None:
+    """``train CONFIG.toml --compute cuda --print-config`` printed the config and exited 0 without a GPU,
+    where the run refuses it: now the run's line, exit 2, nothing printed (also for ``--set``)."""
+    from streamd.cli import main
+
+    config = str(REPO / "configs" / "train" / "esc50_resnet_cnn.toml")
+    for asked in (["--compute", "cuda"], ["--set", 'train.compute="cuda"']):
+        assert main(["train", config, *asked, "--print-config"]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err == "streamd: error: train.compute cuda: no CUDA device is available\n"
+    assert main(["train", config, "--compute", "cpu", "--print-config"]) == 0
+    assert 'compute = "cpu"' in capsys.readouterr().out
+
+
 @pytest.mark.cuda
 @needs_cuda
 def test_a_cuda_run_equals_the_cpu_run_and_resumes_on_the_cpu(data, tmp_path: Path) -> None:
