@@ -135,10 +135,24 @@ def time_step_s(
     return elapsed / steps
 
 
-def derive_epochs(step_s: float, examples: int, batch: int, budget_s: float) -> int:
+def epochs_that_fit(step_s: float, examples: int, batch: int, budget_s: float) -> int:
     """Epochs that fit in ``budget_s`` at ``step_s`` per step (10 % kept for evaluation and saving)."""
     per_epoch = max(1, examples // batch) * step_s
-    return int(min(MAX_EPOCHS, max(MIN_EPOCHS, math.floor(0.9 * budget_s / max(per_epoch, 1e-9)))))
+    return max(0, math.floor(0.9 * budget_s / max(per_epoch, 1e-9)))
+
+
+def derive_epochs(step_s: float, examples: int, batch: int, budget_s: float) -> int:
+    """``epochs_that_fit``, kept within ``MIN_EPOCHS``..``MAX_EPOCHS``."""
+    return int(min(MAX_EPOCHS, max(MIN_EPOCHS, epochs_that_fit(step_s, examples, batch, budget_s))))
+
+
+def clamp_note(fit: int, epochs: int) -> str:
+    """What the budget's epoch count became, where ``derive_epochs`` kept it within its bounds ("" else)."""
+    if fit < epochs:
+        return f"; {fit} would fit, raised to the minimum of {epochs}"
+    if fit > epochs:
+        return f"; {fit} would fit, capped at {epochs}"
+    return ""
 
 
 def warmup_epochs(epochs: int) -> float:

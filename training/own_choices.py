@@ -133,7 +133,8 @@ def derive_choices(
         spent = time.time() - t0
         examples = round(n_train * (1 + background))
         epochs = derive.derive_epochs(step, examples, batch, minutes * 60 - spent)
-        how = f"{minutes:g}-minute budget at {step:.2f} s per step of {batch}"
+        fit = derive.epochs_that_fit(step, examples, batch, minutes * 60 - spent)
+        how = f"{minutes:g}-minute budget at {step:.2f} s per step of {batch}{derive.clamp_note(fit, epochs)}"
         choices["step_seconds"] = round(step, 4)
         choices["step_timed"] = True
     resumed_train = saved.get("train", {}) if saved and opts.resume else {}

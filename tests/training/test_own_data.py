@@ -21,7 +21,7 @@ from models.registry import build_model
 from streamd.events import EventConfig
 from tests.support.paths import ESC50, REPO, esc50_rows
 from training.background import KINDS, background_wave, with_background
-from training.derive import derive_window, feature_stats
+from training.derive import clamp_note, derive_epochs, derive_window, epochs_that_fit, feature_stats
 from training.evaluate import waveform_scores
 from training.experiment_spec import ExperimentConfigError, parse_experiment
 from training.loop import train_model
@@ -275,6 +275,18 @@ def test_a_held_out_copy_of_a_training_clip_is_counted_in_a_warning(
     err = capsys.readouterr().err
     assert err.startswith("streamd: warning: 1 of the 7 held-out clip(s) are copies of training clips (e.g. ")
     assert "copy_of_train.wav" in err
+
+
+def test_epochs_of_a_budget_are_kept_within_bounds_and_say_so() -> None:
+    """``--minutes`` gives as many epochs as fit, at least 3 and at most 150: where the budget asked for
+    fewer or more, the line saying where the epochs came from says so (it was silent)."""
+    # 100 examples in batches of 10 at 1 s a step: 10 s an epoch, 90 % of the budget spent training
+    assert epochs_that_fit(1.0, 100, 10, 1000.0) == 90 == derive_epochs(1.0, 100, 10, 1000.0)
+    assert clamp_note(90, 90) == ""
+    assert epochs_that_fit(1.0, 100, 10, 3.0) == 0 and derive_epochs(1.0, 100, 10, 3.0) == 3
+    assert clamp_note(0, 3) == "; 0 would fit, raised to the minimum of 3"
+    assert epochs_that_fit(1.0, 100, 10, 1e5) == 9000 and derive_epochs(1.0, 100, 10, 1e5) == 150
+    assert clamp_note(9000, 150) == "; 9000 would fit, capped at 150"
 
 
 def test_window_and_statistics_are_derived() -> None:
