@@ -21,8 +21,14 @@ from typing import Any
 
 from streamd.errors import ConfigError
 from streamd.model_loading import LoadedModel
+from streamd.trained_clip_check import (
+    folds_of_inits,
+    leave_out_trained,
+    refuse_untold_inits,
+    warn_of_trained_clips,
+)
 from training.clips import ClipSet, dataset_name
-from training.trained_clips import init_folds, recorded, recorded_with_inits, seen, too_many
+from training.trained_clips import recorded, too_many
 from training.usable_clips import read_folders
 
 SOURCE_OPTIONS = {"audio_dir": "esc50", "num_folds": "folders", "label_csv": "datafiles"}  # option: source
@@ -46,84 +52,23 @@ def chosen_clips(args: argparse.Namespace, loaded: LoadedModel, window_s: float 
             f"--held-out: the checkpoint {why}; choose held-out folds with --folds or --config, or read "
             "its training run's report (OUT/eval/)"
         )
-    clip_set, from_folders, numbered = _dataset(args, loaded)
+    clip_set, from_folders, reader = _dataset(args, loaded)
+    extra = loaded.info.extra
     left_out = 0
     if from_folders:  # --folders, or --config whose reader is "folders": train's own file check, on every
         clip_set = usable_clips(clip_set, window_s)  # file as train checked them (a class's notes true)
-    # inits that record no clip list but trained on this data: their folds, where its folds are its own
-    by_fold = init_folds(loaded.info.extra, clip_set.name, bool(args.esc50)) if numbered else []
+    by_fold = folds_of_inits(extra, clip_set, reader)  # inits told apart by fold only
     if args.held_out:
-        _refuse_untold_inits(loaded, clip_set, numbered)
-        clip_set, left_out = _leave_out_trained(loaded, clip_set, by_fold)
-    if args.held_out:  # the count scored: after the unusable files were left out
-        _say(
+        refuse_untold_inits(extra, clip_set, reader)
+        clip_set, left_out = leave_out_trained(extra, clip_set, by_fold)
+        _say(  # the count scored: after the unusable files were left out
             "note",
             f"--held-out: {left_out} clip(s) the checkpoint trained on left out; scoring "
             f"{len(clip_set.clips)}",
         )
     else:  # counted among the clips that will be scored
-        _warn_of_trained_clips(loaded, clip_set)
-        for source, folds in by_fold:
-            if both := sorted(set(folds) & set(clip_set.folds())):
-                _say(
-                    "warning",
-                    f"the checkpoint's init ({source}) trained on fold(s) {both} of {clip_set.name}: these "
-                    "figures are not held out (--held-out leaves them out)",
-                )
+        warn_of_trained_clips(extra, clip_set, by_fold)
     return clip_set
-
-
-def _refuse_untold_inits(loaded: LoadedModel, clip_set: ClipSet, numbered: bool) -> None:
-    """``--held-out`` of a checkpoint whose init trained on a data set of this name without recording its
-    clips, where this data's folds are not numbered as that training numbered them: cannot be told."""
-    if numbered:
-        return
-    if untold := init_folds(loaded.info.extra, clip_set.name, esc50=False):
-        source, folds = untold[0]
-        raise ConfigError(
-            f"--held-out: the checkpoint's init ({source}) trained on fold(s) {folds} of a data set named "
-            f"{clip_set.name!r} and records no list of its clips: which of these it trained on cannot be told"
-        )
-
-
-def _warn_of_trained_clips(loaded: LoadedModel, clip_set: ClipSet) -> None:
-    """Warn of the clips to score that the checkpoint records it trained on (a list of digests)."""
-    digests = recorded_with_inits(loaded.info.extra)  # its own training clips and its inits'
-    if (count := too_many(loaded.info.extra)) is not None:
-        _say(
-            "note",
-            f"the checkpoint trained on {count} clips, too many to record each: whether the clips "
-            "scored were trained on cannot be told clip by clip",
-        )
-    if digests is None:  # (said by fold, or that it cannot be told, in ``_dataset``)
-        return
-    trained = seen((Path(c.path) for c in clip_set.clips), digests)
-    total, others = len(clip_set.clips), len(clip_set.clips) - len(trained)
-    if trained and not others:
-        _say("warning", f"all {total} clips scored are clips the checkpoint trained on: not held out")
-    elif trained:
-        _say(
-            "warning",
-            f"{len(trained)} of the {total} clips scored are clips the checkpoint trained on: these "
-            f"figures are not held out (--held-out scores only the {others} it did not train on)",
-        )
-
-
-def _leave_out_trained(
-    loaded: LoadedModel, clip_set: ClipSet, by_fold: list[tuple[str, list[int]]]
-) -> tuple[ClipSet, int]:
-    """``--held-out``: the clips neither the checkpoint nor its inits trained on (by digest, and by fold
-    for ``by_fold``'s inits, which record no clip list), and how many were left out."""
-    digests = recorded_with_inits(loaded.info.extra) or set()
-    trained = seen((Path(c.path) for c in clip_set.clips), digests)
-    folds = {fold for _, init_folds in by_fold for fold in init_folds}
-    kept = [c for c in clip_set.clips if Path(c.path) not in trained and c.fold not in folds]
-    if not kept:
-        raise ConfigError(
-            f"--held-out: all {len(clip_set.clips)} clips given are clips the checkpoint trained on"
-        )
-    left = ClipSet(kept, clip_set.labels, multi_label=clip_set.multi_label, name=clip_set.name)
-    return left, len(clip_set.clips) - len(kept)
 
 
 def _cannot_tell(args: argparse.Namespace, extra: dict[str, Any]) -> None:
@@ -150,7 +95,7 @@ def _cannot_tell(args: argparse.Namespace, extra: dict[str, Any]) -> None:
     )
 
 
-def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> tuple[ClipSet, bool, bool]:
+def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> tuple[ClipSet, bool, str]:
     """The clip set the data options name, its folds chosen (``--folds``, or for ``--config`` the folds
     the checkpoint was held out on), whether it was listed from class folders (then ``usable_clips``
     checks its files), and whether its folds are numbered as the data numbers them (an ESC-50 CSV's,
@@ -173,8 +118,8 @@ def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> tuple[ClipSet, bo
         if exp.folds is not None:
             clip_set = _select_folds(clip_set, exp.folds)
         folds = _config_folds(exp, clip_set, loaded, args.folds)
-        return _select_folds(clip_set, folds), exp.reader == "folders", exp.reader in ("esc50", "json")
-    clip_set, listed = _other_dataset(args, read_dataset)
+        return _select_folds(clip_set, folds), exp.reader == "folders", exp.reader
+    clip_set, listed, reader = _other_dataset(args, read_dataset)
     extra = loaded.info.extra
     # a checkpoint that records no data set predates own-data training: it was trained on ESC-50
     trained_on = extra.get("dataset") or ("esc50" if args.esc50 else None)
@@ -184,7 +129,7 @@ def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> tuple[ClipSet, bo
             _warn_if_trained_on(loaded, clip_set, args.folds, clip_set.name)
         elif too_many(extra) is None:  # fold numbers of --num-folds, not necessarily the training's
             _cannot_tell(args, extra)  # (too many clips recorded none: noted with the clips scored)
-    return _select_folds(clip_set, args.folds), listed, not args.folders
+    return _select_folds(clip_set, args.folds), listed, reader
 
 
 def _config_folds(exp, clip_set, loaded: LoadedModel, chosen: list[int] | None) -> list[int] | None:
@@ -217,44 +162,62 @@ def _warn_if_trained_on(loaded: LoadedModel, clip_set, folds: list[int] | None, 
     return bool(trained)
 
 
-def _other_dataset(args: argparse.Namespace, read_dataset) -> tuple[ClipSet, bool]:
-    """The clip set of ``--esc50``, ``--folders`` or ``--datafiles``, and whether it was listed from class
-    folders whose files are still to be checked (``usable_clips``)."""
+def _other_dataset(args: argparse.Namespace, read_dataset) -> tuple[ClipSet, bool, str]:
+    """The clip set of ``--esc50``, ``--folders`` or ``--datafiles``, whether it was listed from class
+    folders whose files are still to be checked (``usable_clips``), and the reader that numbered its folds."""
     if args.esc50:
-        return read_dataset("esc50", csv_path=args.esc50, audio_dir=args.audio_dir), False
-    if args.folders and Path(args.folders).is_file():  # a CSV of path,label[,split], as train --data reads
-        return read_dataset("own", root=args.folders), False  # (unusable files left out, with its lines)
-    if args.folders and (split := _split_folders(Path(args.folders))) is not None:
-        if args.num_folds is not None or args.folds:
+        return read_dataset("esc50", csv_path=args.esc50, audio_dir=args.audio_dir), False, "esc50"
+    if args.folders:
+        layout = _own_layout(Path(args.folders))
+        if layout and (args.num_folds is not None or args.folds) and layout[0] == "split folders":
             raise ConfigError(
                 f"--{'num-folds' if args.num_folds is not None else 'folds'}: {args.folders} holds split "
                 "folders (train/ val/ test/), scored by split: --held-out scores what training held out, "
                 "or point --folders at one split"
             )
-        return split, True
-    if args.folders:  # every file is checked below, the unusable ones left out with a warning
-        return _listed_folders(read_folders({"root": args.folders, "num_folds": args.num_folds})), True
+        if layout and layout[1] is not None:  # split folders, listed as train lists them; files checked below
+            return layout[1], True, "own"
+        if layout:  # a CSV of path,label[,split] (or a folder of one), read as train --data reads it
+            return read_dataset("own", root=args.folders), False, "own"  # (unusable files left out)
+        # class folders: every file is checked below, the unusable ones left out with a warning
+        return (
+            _listed_folders(read_folders({"root": args.folders, "num_folds": args.num_folds})),
+            True,
+            "folders",
+        )
     if not args.label_csv:
         raise ConfigError("--datafiles needs --label-csv")
-    return read_dataset("json", datafiles=args.datafiles, label_csv=args.label_csv), False
+    return read_dataset("json", datafiles=args.datafiles, label_csv=args.label_csv), False, "json"
 
 
-def _split_folders(root: Path) -> ClipSet | None:
-    """train/ (val/ test/) folders of class folders, listed as ``train --data`` lists them (each split a
-    fold, ``SPLIT_FOLDS``; what the listing skipped said), or None when ``root`` is not laid out so."""
+def _own_layout(root: Path) -> tuple[str, ClipSet | None] | None:
+    """``root`` laid out as ``train --data`` reads it other than as class folders: ("csv", None) for a CSV
+    of clips or a folder holding one, ("split folders", the listing) for train/ (val/ test/) folders of
+    class folders (each split a fold, ``SPLIT_FOLDS``; what the listing skipped said); else None."""
     from training.clips import Clip
     from training.own_data import SPLIT_FOLDS, detect_layout
     from training.readers import DatasetError
 
+    if root.is_file():
+        return "csv", None
     try:
-        layout, entries, problems = detect_layout(root) if root.is_dir() else ("", [], [])
+        names = {p.name.lower() for p in root.iterdir()} if root.is_dir() else set()
+    except OSError:  # unreadable: the class-folder listing says so
+        return None
+    if not names & {"train", "val", "test"} and not any(n.endswith(".csv") for n in names):
+        return None  # class folders (the cheap test: no split folder, no CSV)
+    try:
+        layout, entries, problems = detect_layout(root)
     except DatasetError:  # not a layout train reads: listed as class folders, and said there
         return None
+    if layout == "csv":
+        return "csv", None
     if layout != "split folders":
         return None
     labels = sorted({label for _, label, _ in entries})
     clips = [Clip(f, (labels.index(label),), SPLIT_FOLDS[split]) for f, label, split in entries]
-    return _listed_folders((ClipSet(clips, labels, multi_label=False, name=dataset_name(root)), problems))
+    listed = _listed_folders((ClipSet(clips, labels, multi_label=False, name=dataset_name(root)), problems))
+    return layout, listed
 
 
 def _select_folds(clip_set: ClipSet, folds: list[int] | None) -> ClipSet:

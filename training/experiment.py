@@ -33,7 +33,15 @@ from training.loop import train_model
 from training.model_input import filled_config
 from training.output_claim import claim_output
 from training.readers import read_dataset
-from training.trained_clips import INIT_KEY, KEY, inherited, init_overlap, record
+from training.trained_clips import (
+    INIT_KEY,
+    KEY,
+    inherited,
+    init_overlap,
+    numbered_as_data,
+    record,
+    recorded,
+)
 from training.usable_clips import read_folders, usable_subset
 
 
@@ -131,7 +139,8 @@ def run_one(
         info.extra["init"] = load_init_weights(model, exp.init, list(clip_set.labels))
         # what a resumed run must have started from (its name, to read; its bytes, to tell files apart)
         info.extra["init_source"] = f"{Path(exp.init).name} sha256:{file_digest(exp.init)[:16]}"
-        info.extra[INIT_KEY] = inherited(read_info(exp.init).extra, Path(exp.init).name)  # what it has seen
+        own = recorded(info.extra) or set()  # what it has seen: its init's clips (not stored twice)
+        info.extra[INIT_KEY] = inherited(read_info(exp.init).extra, Path(exp.init).name, own)
         print(f"{run_name or exp.name}: {info.extra['init']}", flush=True)
     not_held_out = _init_overlap(exp, clip_set, val_set, held_out, info.extra, run_name)
     val = _arrays(exp, val_set) if val_set is not None else None
@@ -184,7 +193,7 @@ def _init_overlap(
     some of those clips (fine-tuning the shipped model, trained on ESC-50 folds 1-4, validated on fold 4)."""
     if val_set is None or INIT_KEY not in extra:
         return None
-    by_fold = clip_set.name if exp.reader in ("esc50", "json") else None  # folds as the data numbers them
+    by_fold = clip_set.name if numbered_as_data(exp.reader) else None  # folds as the data numbers them
     paths = [Path(c.path) for c in val_set.clips]
     why = init_overlap(extra, paths, by_fold, held_out or [], exp.reader == "esc50")
     if why:

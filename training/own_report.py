@@ -49,6 +49,8 @@ def held_out_report(
         f"held-out report on {SPLIT_NAMES[fold]} ({n} clips): accuracy {report['accuracy']:.4f}, "
         f"macro-F1 {report['macro_f1']:.4f} (training {entry['train_seconds']:.0f} s)",
     ]
+    if entry.get("not_held_out"):  # its --init checkpoint trained on some of those clips
+        lines.append(f"  warning: {entry['not_held_out']}")
     lines.append("  accuracy per class (its held-out clips classified right):")
     for label, acc in report["per_class_accuracy"].items():
         lines.append(f"  {label}: {'n/a' if acc is None else f'{acc:.3f}'}")

@@ -134,8 +134,7 @@ def _absolute_paths(doc: dict[str, Any]) -> dict[str, Any]:
 
 def run_own_data(opts: OwnOptions) -> dict[str, Any]:
     """The whole command; returns the held-out report (or {} with ``print_config``)."""
-    if not opts.print_config:  # a missing GPU is said before any file is read
-        resolve_device(opts.compute, "--compute")
+    resolve_device(opts.compute, "--compute")  # a missing GPU is said before any file is read
     epochs_set(opts)  # --epochs against --set train.epochs: said before any file is read
     refuse_unused_sets(opts)  # --set data.*, experiment.mode, ...: the run's own options decide them
     if opts.out is not None:

@@ -97,17 +97,48 @@ def seen(paths: Iterable[Path], digests: set[str]) -> set[Path]:
     return {path for path in paths if clip_digest(path) in digests}
 
 
-def inherited(init_extra: dict[str, Any], source: str) -> list[dict[str, Any]]:
+def folds_of(value: Any) -> list[int]:
+    """Fold numbers as a checkpoint records them (a list of whole numbers), [] for anything else."""
+    if not isinstance(value, list):
+        return []
+    return [f for f in value if isinstance(f, int) and not isinstance(f, bool)]
+
+
+def numbered_as_data(reader: str) -> bool:
+    """Whether a reader's fold numbers are the data's own (an ESC-50 CSV's, datafiles'), so that a
+    training's fold numbers name the same clips wherever that data is read again."""
+    return reader in ("esc50", "json")
+
+
+def inherited(init_extra: dict[str, Any], source: str, known: set[str]) -> list[dict[str, Any]]:
     """``extra[INIT_KEY]`` of a run started from a checkpoint (named ``source``) whose ``extra`` is
-    ``init_extra``: its data set, training folds and clip record, then its own inits'."""
-    entry: dict[str, Any] = {
+    ``init_extra``: its data set, training folds and clip record, then its own inits', each checked; a
+    digest ``known`` (the run's own record) or kept by an entry before is not stored again, and past
+    ``MAX_DIGESTS`` in all only the count is (the header stays bounded)."""
+    first = {
         "source": source,
         "dataset": init_extra.get("dataset") or init_extra.get("name"),
-        "train_folds": [f for f in init_extra.get("train_folds") or [] if isinstance(f, int)],
+        "train_folds": init_extra.get("train_folds"),
+        KEY: init_extra.get(KEY),
     }
-    if isinstance(init_extra.get(KEY), dict):
-        entry[KEY] = init_extra[KEY]
-    return [entry, *init_entries(init_extra)]
+    kept, out = set(known), []
+    for raw in [first, *init_entries(init_extra)]:
+        dataset = raw.get("dataset")
+        entry: dict[str, Any] = {
+            "source": str(raw.get("source")),
+            "dataset": dataset if isinstance(dataset, str) else None,
+            "train_folds": folds_of(raw.get("train_folds")),
+        }
+        digests, count = recorded(raw), too_many(raw)
+        if digests is not None:
+            new = digests - kept
+            kept |= digests
+            within = len(kept) <= MAX_DIGESTS
+            entry[KEY] = {"scheme": SCHEME, "count": len(digests), "digests": sorted(new) if within else None}
+        elif count is not None:
+            entry[KEY] = {"scheme": SCHEME, "count": count, "digests": None}
+        out.append(entry)
+    return out
 
 
 def init_entries(extra: dict[str, Any]) -> list[dict[str, Any]]:
@@ -118,11 +149,10 @@ def init_entries(extra: dict[str, Any]) -> list[dict[str, Any]]:
 
 def recorded_with_inits(extra: dict[str, Any]) -> set[str] | None:
     """The digests of the clips a checkpoint and its inits trained on, as far as they record them; None
-    when the checkpoint records none of its own."""
-    own = recorded(extra)
-    if own is None:
-        return None
-    return own.union(*(recorded(entry) or set() for entry in init_entries(extra)))
+    when neither records any."""
+    records = [recorded(extra), *(recorded(entry) for entry in init_entries(extra))]
+    known = [r for r in records if r is not None]
+    return set().union(*known) if known else None
 
 
 def init_folds(extra: dict[str, Any], dataset: str, esc50: bool) -> list[tuple[str, list[int]]]:
@@ -132,13 +162,9 @@ def init_folds(extra: dict[str, Any], dataset: str, esc50: bool) -> list[tuple[s
     out = []
     for entry in init_entries(extra):
         name = entry.get("dataset") or ("esc50" if esc50 else None)
-        if (
-            recorded(entry) is None
-            and too_many(entry) is None
-            and name == dataset
-            and entry.get("train_folds")
-        ):
-            out.append((str(entry.get("source")), list(entry["train_folds"])))
+        folds = folds_of(entry.get("train_folds"))
+        if recorded(entry) is None and too_many(entry) is None and name == dataset and folds:
+            out.append((str(entry.get("source")), folds))
     return out
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from esc50_subset import small_esc50_rows, write_esc50_subset
 
-from models.checkpoint import read_info, save_checkpoint
+from models.checkpoint import load_checkpoint, read_info, save_checkpoint
 from models.common import FeatureConfig, ModelInfo, Normalization
 from models.registry import build_model, config_to_dict, make_config
 from streamd.cli import main
@@ -79,13 +79,35 @@ def test_fine_tuning_the_shipped_model_on_esc50_says_its_fold_4_is_not_held_out(
     assert entry["train_folds"] == [1, 2, 3, 4] and KEY not in entry
 
     assert main(_evaluate(checkpoint, csv_path, audio, "--folds", "4")) == 0
-    err = capsys.readouterr().err
-    assert "the checkpoint's init (default.safetensors) trained on fold(s) [4] of esc50: these figures" in err
+    who = "the checkpoint or its --init checkpoint trained on"
+    assert capsys.readouterr().err == f"streamd: warning: all 2 clips scored are clips {who}: not held out\n"
     assert main(_evaluate(checkpoint, csv_path, audio, "--folds", "4", "--held-out")) == 2
-    assert "--held-out: all 2 clips given are clips the checkpoint trained on" in capsys.readouterr().err
-    # the fine-tuned model's own training fold is told by digest, the init's by fold: nothing left
+    assert f"--held-out: all 2 clips given are clips {who}" in capsys.readouterr().err
+    # its own training fold told by digest, the init's by fold: one count of both, nothing held out
+    assert main(_evaluate(checkpoint, csv_path, audio)) == 0
+    assert capsys.readouterr().err == f"streamd: warning: all 4 clips scored are clips {who}: not held out\n"
     assert main(_evaluate(checkpoint, csv_path, audio, "--held-out")) == 2
     capsys.readouterr()
+
+    # an init that records no data set (the shipped recurrent and AST models) trained on ESC-50: so read
+    # by --config's esc50 reader as by --esc50
+    model, info = load_checkpoint(checkpoint)
+    info.extra[INIT_KEY][0]["dataset"] = None
+    nameless = save_checkpoint(tmp_path / "nameless.safetensors", model, info)
+    data_only = tmp_path / "data.toml"
+    data_only.write_text(f'[data]\nreader = "esc50"\ncsv_path = "{csv_path}"\naudio_dir = "{audio}"\n')
+    base = ["evaluate", "--checkpoint", str(nameless), "--config", str(data_only), "--folds", "4"]
+    assert main([*base, "--held-out"]) == 2
+    assert f"--held-out: all 2 clips given are clips {who}" in capsys.readouterr().err
+    # malformed records of an init are no record: no traceback, nothing told by them
+    info.extra[INIT_KEY] = [
+        {"source": "x", "dataset": "esc50", "train_folds": 4},
+        "junk",
+        {"train_folds": [[1]]},
+    ]
+    malformed = save_checkpoint(tmp_path / "malformed.safetensors", model, info)
+    assert main(_evaluate(malformed, csv_path, audio, "--folds", "4")) == 0
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_an_inits_training_clips_are_known_by_digest_whatever_the_data_set_is_called(
@@ -117,12 +139,22 @@ def test_an_inits_training_clips_are_known_by_digest_whatever_the_data_set_is_ca
     b = Path(summary["runs"][0]["checkpoint"])
 
     assert main(_evaluate(b, csv_path, audio, "--folds", "1")) == 0
-    assert "all 2 clips scored are clips the checkpoint trained on: not held out" in capsys.readouterr().err
+    who = "the checkpoint or its --init checkpoint trained on"
+    assert f"all 2 clips scored are clips {who}: not held out" in capsys.readouterr().err
     assert main(_evaluate(b, csv_path, audio, "--held-out")) == 2  # fold 2 its own, fold 1 A's
-    assert "--held-out: all 4 clips given are clips the checkpoint trained on" in capsys.readouterr().err
+    assert f"--held-out: all 4 clips given are clips {who}" in capsys.readouterr().err
+    # a checkpoint of too many clips to record its own still tells its init's
+    model, too_many = load_checkpoint(b)
+    too_many.extra[KEY] = {"scheme": too_many.extra[KEY]["scheme"], "count": 300000, "digests": None}
+    c = save_checkpoint(tmp_path / "c.safetensors", model, too_many)
+    assert main(_evaluate(c, csv_path, audio, "--folds", "1")) == 0
+    assert f"all 2 clips scored are clips {who}: not held out" in capsys.readouterr().err
     entries = read_info(b).extra[INIT_KEY]
     assert [e["source"] for e in entries] == ["a.safetensors"] and entries[0][KEY]["count"] == 2
     # a run from B would inherit both: B's record and, through it, A's
-    chain = inherited(read_info(b).extra, "b.safetensors")
+    chain = inherited(read_info(b).extra, "b.safetensors", set())
     assert [e["source"] for e in chain] == ["b.safetensors", "a.safetensors"]
     assert recorded(chain[0]) == recorded(read_info(b).extra) and recorded(chain[1]) == recorded(info.extra)
+    # a digest the run records itself is not stored again (the header stays bounded)
+    again = inherited(read_info(b).extra, "b.safetensors", recorded(read_info(b).extra))
+    assert again[0][KEY]["digests"] == [] and again[0][KEY]["count"] == 2

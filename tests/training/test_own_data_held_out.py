@@ -15,7 +15,7 @@ import pytest
 from models.checkpoint import load_checkpoint, save_checkpoint
 from streamd.cli import main
 from tests.support.paths import ESC50, REPO, esc50_rows
-from training.trained_clips import KEY
+from training.trained_clips import KEY, record
 
 _spec = importlib.util.spec_from_file_location("make_short_clips", REPO / "scripts" / "make_short_clips.py")
 short_clips = importlib.util.module_from_spec(_spec)
@@ -175,3 +175,23 @@ def test_evaluate_reads_split_folders_as_train_data_does(trained: dict, tmp_path
     assert main([*base, "--folders", str(split), "--num-folds", "3"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("streamd: error: --num-folds: ") and "holds split folders" in err
+
+
+def test_fine_tuning_from_a_model_that_trained_on_the_held_out_clips_says_so_in_its_report(
+    trained: dict, tmp_path: Path, monkeypatch
+) -> None:
+    """train --data --init a checkpoint whose training clips include the data's held-out ones: the
+    warning comes as training starts and again in the held-out report printed at its end."""
+    data = trained["data"]
+    model, info = load_checkpoint(trained["checkpoint"])
+    info.extra[KEY] = record(sorted(data.rglob("*.wav")))  # it saw every clip, the held-out ones too
+    init = save_checkpoint(tmp_path / "saw_all.safetensors", model, info)
+    monkeypatch.chdir(tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    args = ["train", "--data", str(data), "--init", str(init), "--epochs", "1", "--no-progress"]
+    with redirect_stdout(out), redirect_stderr(err):
+        assert main([*args, "--out", str(tmp_path / "ft")]) == 0
+    why = "the init checkpoint trained on 3 of the 3 held-out clips: its held-out figures are not held out"
+    assert why in err.getvalue()
+    report = out.getvalue()[out.getvalue().index("held-out report on") :]
+    assert f"  warning: {why}" in report.splitlines()[1]

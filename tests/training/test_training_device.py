@@ -89,6 +89,11 @@ def test_print_config_refuses_cuda_as_the_run_does(capsys: pytest.CaptureFixture
         assert out == "" and err == "streamd: error: train.compute cuda: no CUDA device is available\n"
     assert main(["train", config, "--compute", "cpu", "--print-config"]) == 0
     assert 'compute = "cpu"' in capsys.readouterr().out
+    # train --data's --print-config too (it printed, and computed features, exit 0)
+    data = str(REPO.parent / "shared" / "data" / "esc50" / "audio")
+    assert main(["train", "--data", data, "--compute", "cuda", "--print-config"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == "streamd: error: --compute cuda: no CUDA device is available\n"
 
 
 @pytest.mark.cuda
