@@ -8,8 +8,10 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
+from support.net import wait_for_sockets
 from support.paths import REPO
 from support.process import StreamdProcess
 
@@ -38,6 +40,23 @@ def test_a_signal_while_the_main_thread_holds_the_events_lock_does_not_deadlock(
     assert result.returncode == 0 and result.stdout.strip() == "stopped", result.stderr
 
 
+def _idle(pid: int, timeout: float) -> bool:
+    """Wait until the process has used no CPU time for half a second (its start-up is over)."""
+
+    def cpu_ticks() -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    deadline, last = time.monotonic() + timeout, -1
+    while time.monotonic() < deadline:
+        now = cpu_ticks()
+        if now == last:
+            return True
+        last = now
+        time.sleep(0.5)
+    return False
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])  # SIGHUP: its terminal closed
 def test_a_stop_signal_while_waiting_for_a_subscriber_stops_at_once(
     clips, small_checkpoint, free_port, sig
@@ -48,7 +67,10 @@ def test_a_stop_signal_while_waiting_for_a_subscriber_stops_at_once(
     ]  # fmt: skip
     proc = StreamdProcess(args).start()
     with proc:
-        time.sleep(4.0)  # started, loaded, waiting for a subscriber that never comes
+        # started, loaded, waiting for a subscriber that never comes: bound (it binds before loading its
+        # model) and idle; a fixed sleep signalled a start slowed by a loaded machine while still loading
+        assert wait_for_sockets(free_port, "listen", 1, timeout=60), "the publisher never bound"
+        assert _idle(proc.pid, timeout=60), "never idle: not waiting for a subscriber"
         sent = time.monotonic()
         proc.send_signal(sig)
         result = proc.wait(30)
