@@ -12,11 +12,8 @@ event starts per hour and the highest window score.
 
 from __future__ import annotations
 
-import argparse
-import math
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 from torch import nn
@@ -28,6 +25,7 @@ from audio_core.windows import WindowPlan, hop_samples, window_samples  # noqa: 
 from models.checkpoint import load_checkpoint  # noqa: E402
 from models.common import ModelInfo, Normalization  # noqa: E402
 from streamd.events import EventConfig, find_events  # noqa: E402
+from streamd.script_args import ScriptParser, positive  # noqa: E402
 from training.background import background_wave  # noqa: E402
 from training.evaluate import window_scores  # noqa: E402
 
@@ -86,26 +84,8 @@ def false_events(checkpoint: Path, minutes: float, loaded: tuple[nn.Module, Mode
     print(f"all kinds: {total * 60 / (minutes * len(CASES)):.1f} false event starts per hour")
 
 
-class _Parser(argparse.ArgumentParser):
-    """Bad input is one line ``false_events.py: error: ...`` and exit 2 (no usage text, no traceback)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def positive(text: str) -> float:
-    """A positive finite number (an option's type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
-    return value
-
-
 def main() -> None:
-    parser = _Parser(description=__doc__.splitlines()[0])
+    parser = ScriptParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--minutes", type=positive, default=10.0, help="audio per background kind")
     parser.add_argument("--hop", type=positive, help="hop between windows (default: a quarter window)")

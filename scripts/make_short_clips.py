@@ -8,12 +8,9 @@ writes ``OUT/train/<class>/<clip>.wav`` and ``OUT/test/<class>/<clip>.wav`` (16 
 
 from __future__ import annotations
 
-import argparse
 import csv
-import math
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 import soundfile as sf
@@ -23,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from audio_core.audio_file import read_audio  # noqa: E402
 from audio_core.errors import StreamdError  # noqa: E402
+from streamd.script_args import ScriptParser, positive  # noqa: E402
 
 
 def loudest_excerpt(wave: np.ndarray, num_samples: int) -> np.ndarray:
@@ -43,24 +41,6 @@ def write_split(rows: list[dict[str, str]], audio_dir: Path, out: Path, split: s
         target.parent.mkdir(parents=True, exist_ok=True)
         sf.write(str(target), loudest_excerpt(wave, round(seconds * 16000)), 16000)
     return len(rows)
-
-
-class _Parser(argparse.ArgumentParser):
-    """Bad input is one line ``make_short_clips.py: error: ...`` and exit 2 (no usage, no traceback)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def positive(text: str) -> float:
-    """A positive finite number (an option's type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
-    return value
 
 
 def read_rows(esc50: Path, esc10: bool) -> list[dict[str, str]]:
@@ -84,7 +64,7 @@ def read_rows(esc50: Path, esc10: bool) -> list[dict[str, str]]:
 
 
 def main() -> None:
-    parser = _Parser(description=__doc__.splitlines()[0])
+    parser = ScriptParser(description=__doc__.splitlines()[0])
     parser.add_argument("esc50", type=Path, help="ESC-50 folder (meta/esc50.csv, audio/)")
     parser.add_argument("out", type=Path)
     parser.add_argument("--seconds", type=positive, default=1.0)
