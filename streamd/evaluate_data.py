@@ -54,7 +54,6 @@ def chosen_clips(args: argparse.Namespace, loaded: LoadedModel, window_s: float 
         )
     clip_set, from_folders, reader = _dataset(args, loaded)
     extra = loaded.info.extra
-    left_out = 0
     if from_folders:  # --folders, or --config whose reader is "folders": train's own file check, on every
         clip_set = usable_clips(clip_set, window_s)  # file as train checked them (a class's notes true)
     by_fold = folds_of_inits(extra, clip_set, reader)  # inits told apart by fold only
@@ -98,8 +97,8 @@ def _cannot_tell(args: argparse.Namespace, extra: dict[str, Any]) -> None:
 def _dataset(args: argparse.Namespace, loaded: LoadedModel) -> tuple[ClipSet, bool, str]:
     """The clip set the data options name, its folds chosen (``--folds``, or for ``--config`` the folds
     the checkpoint was held out on), whether it was listed from class folders (then ``usable_clips``
-    checks its files), and whether its folds are numbered as the data numbers them (an ESC-50 CSV's,
-    datafiles'), so that a training's fold numbers name the same clips."""
+    checks its files), and the reader that numbered its folds (``training.trained_clips.numbered_as_data``:
+    whether a training's fold numbers name the same clips here)."""
     from training.experiment_spec import load_experiment
     from training.readers import read_dataset
 

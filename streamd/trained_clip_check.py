@@ -11,7 +11,14 @@ from typing import Any
 
 from streamd.errors import ConfigError
 from training.clips import ClipSet
-from training.trained_clips import init_folds, recorded, recorded_with_inits, seen, too_many
+from training.trained_clips import (
+    init_folds,
+    numbered_as_data,
+    recorded,
+    recorded_with_inits,
+    seen,
+    too_many,
+)
 
 InitFolds = list[tuple[str, list[int]]]  # (init source, its training folds)
 
@@ -23,8 +30,6 @@ def _say(kind: str, text: str) -> None:
 def folds_of_inits(extra: dict[str, Any], clip_set: ClipSet, reader: str) -> InitFolds:
     """The inits told apart only by fold: where ``reader``'s folds are the data's own (an ESC-50 CSV's, a
     datafiles'), those that trained on a data set of this name without recording their clips."""
-    from training.trained_clips import numbered_as_data
-
     return init_folds(extra, clip_set.name, reader == "esc50") if numbered_as_data(reader) else []
 
 
@@ -42,8 +47,6 @@ def seen_clips(extra: dict[str, Any], clip_set: ClipSet, by_fold: InitFolds) -> 
 def refuse_untold_inits(extra: dict[str, Any], clip_set: ClipSet, reader: str) -> None:
     """``--held-out`` of a checkpoint whose init trained on a data set of this name without recording its
     clips, where this data's folds are not numbered as that training numbered them: cannot be told."""
-    from training.trained_clips import numbered_as_data
-
     if numbered_as_data(reader):
         return
     if untold := init_folds(extra, clip_set.name, esc50=False):

@@ -10,8 +10,9 @@ and the key):
 - ``[data]`` ``reader`` (required: one of ``training.readers.READERS``) and that reader's options
   (``training.readers``), plus ``folds`` (default: all) and ``val_folds``;
 - ``[features]`` ``FeatureConfig`` fields; ``[normalization]`` ``Normalization`` fields;
-- ``[model]`` ``arch`` (required, but to read only ``[data]``) and ``[model.config]`` (the arch's config
-  fields; ``num_classes``, ``num_mel_bins`` and ``target_frames`` are filled in from the data when set);
+- ``[model]`` ``arch`` (required, except where only ``[data]`` is read: ``evaluate --config``) and
+  ``[model.config]`` (the arch's config fields; ``num_classes``, ``num_mel_bins`` and ``target_frames``
+  are filled in from the data when the config has them);
 - ``[train]`` ``TrainConfig`` fields, ``[train.augment]`` ``AugmentConfig`` fields, ``[train.sequences]``
   ``SequenceConfig`` fields (recurrent models trained on streams of clips) and ``[train.distill]``
   ``DistillConfig`` fields (teachers; ``training.distill``).
