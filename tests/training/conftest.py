@@ -18,24 +18,14 @@ def esc50_root() -> Path:
 @pytest.fixture(scope="session")
 def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory, esc50_root: Path) -> Path:
     """A small residual CNN trained for a few epochs on 12 real clips of dog, rooster and rain (folds 1-2)."""
-    from esc50_subset import write_esc50_subset
+    from esc50_subset import write_esc50_subset, write_experiment
 
     from training.experiment import run_experiment
     from training.experiment_spec import load_experiment
 
     root = tmp_path_factory.mktemp("trained")
     csv_path = write_esc50_subset(root, ("dog", "rooster", "rain"), 2, (1, 2))
-    config = root / "tiny.toml"
-    config.write_text(
-        f"""
-[experiment]
-output_dir = "{root / "run"}"
-cache_dir = "{root / "cache"}"
-mode = "full"
-[data]
-reader = "esc50"
-csv_path = "{csv_path}"
-audio_dir = "{esc50_root / "audio"}"
+    tables = """
 [model]
 arch = "resnet_cnn"
 [model.config]
@@ -52,6 +42,6 @@ eval_every = 0
 [train.augment]
 mixup_prob = 0.0
 """
-    )
+    config = write_experiment(root / "tiny.toml", csv_path, esc50_root / "audio", root / "run", tables=tables)
     run_experiment(load_experiment(config), progress=False)
     return root / "run" / "full" / "model.safetensors"

@@ -42,3 +42,33 @@ def write_esc50_subset(
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def write_experiment(
+    path: Path,
+    csv_path: Path,
+    audio_dir: Path,
+    out_dir: Path,
+    *,
+    mode: str = "full",
+    data: str = "",
+    tables: str = "",
+) -> Path:
+    """A TOML experiment at ``path`` reading the ESC-50-style ``csv_path`` (its feature cache in ``cache/``
+    beside ``path``, its runs in ``out_dir``), in ``mode``, with more ``[data]`` keys (``data``) and more
+    tables after it (``tables``), both as TOML text; returns ``path``."""
+    path.write_text(
+        f"""
+[experiment]
+output_dir = "{out_dir}"
+cache_dir = "{path.parent / "cache"}"
+mode = "{mode}"
+[data]
+reader = "esc50"
+csv_path = "{csv_path}"
+audio_dir = "{audio_dir}"
+{data}
+{tables}
+"""
+    )
+    return path

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from esc50_subset import write_esc50_subset
+from esc50_subset import write_esc50_subset, write_experiment
 
 from models.checkpoint import save_checkpoint
 from models.common import FeatureConfig, ModelInfo, Normalization
@@ -200,18 +200,7 @@ def test_recipe_replaces_from_scratch_values_unless_set() -> None:
     assert with_init({"model": {"arch": "ast"}}, None) == ({"model": {"arch": "ast"}}, [])
 
 
-TOML = """
-[experiment]
-output_dir = "{out}"
-cache_dir = "{cache}"
-mode = "single"
-[data]
-reader = "esc50"
-csv_path = "{csv}"
-audio_dir = "{audio}"
-folds = [1, 2]
-val_folds = [2]
-{extra}
+TRAIN = """
 [train]
 epochs = 30
 batch_size = 4
@@ -222,12 +211,11 @@ eval_every = 0
 
 def _config(tmp_path: Path, esc50_root: Path, extra: str) -> Path:
     csv_path = write_esc50_subset(tmp_path / "meta", ("dog", "rooster"), 2, (1, 2))
-    text = TOML.format(
-        out=tmp_path / "runs", cache=tmp_path / "cache", csv=csv_path, audio=esc50_root / "audio", extra=extra
-    )
-    path = tmp_path / "ft.toml"
-    path.write_text(text)
-    return path
+    folds = "folds = [1, 2]\nval_folds = [2]"
+    return write_experiment(
+        tmp_path / "ft.toml", csv_path, esc50_root / "audio", tmp_path / "runs", mode="single", data=folds,
+        tables=extra + TRAIN,
+    )  # fmt: skip
 
 
 def test_settings_come_from_the_init_checkpoint(tmp_path: Path, esc50_root: Path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from esc50_subset import small_esc50_rows, write_esc50_subset
+from esc50_subset import small_esc50_rows, write_esc50_subset, write_experiment
 
 from models.checkpoint import load_checkpoint, read_info, save_checkpoint
 from models.common import FeatureConfig, ModelInfo, Normalization
@@ -18,17 +18,7 @@ from training.experiment_spec import load_experiment
 from training.trained_clips import INIT_KEY, KEY, inherited, record, recorded
 
 CATEGORIES = ("dog", "rooster")
-TOML = """
-[experiment]
-output_dir = "{out}"
-cache_dir = "{cache}"
-mode = "single"
-[data]
-reader = "esc50"
-csv_path = "{csv}"
-audio_dir = "{audio}"
-folds = [{folds}]
-val_folds = [{val}]
+TRAIN = """
 [train]
 epochs = 1
 batch_size = 4
@@ -38,11 +28,11 @@ eval_every = 0
 
 
 def _config(tmp_path: Path, csv_path: Path, audio: Path, folds: str, val: int) -> Path:
-    text = TOML.format(
-        out=tmp_path / "runs", cache=tmp_path / "cache", csv=csv_path, audio=audio, folds=folds, val=val
+    chosen = f"folds = [{folds}]\nval_folds = [{val}]"
+    out = tmp_path / "runs"
+    return write_experiment(
+        tmp_path / "ft.toml", csv_path, audio, out, mode="single", data=chosen, tables=TRAIN
     )
-    (path := tmp_path / "ft.toml").write_text(text)
-    return path
 
 
 def _evaluate(checkpoint: Path, csv_path: Path, audio: Path, *extra: str) -> list[str]:

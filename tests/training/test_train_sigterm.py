@@ -11,24 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-from esc50_subset import write_esc50_subset
+from esc50_subset import write_esc50_subset, write_experiment
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _config(root: Path, esc50_root: Path, epochs: int) -> Path:
     csv_path = write_esc50_subset(root, ("dog", "rooster"), 1, (1, 2))
-    config = root / "tiny.toml"
-    config.write_text(
-        f"""
-[experiment]
-output_dir = "{root / "run"}"
-cache_dir = "{root / "cache"}"
-mode = "full"
-[data]
-reader = "esc50"
-csv_path = "{csv_path}"
-audio_dir = "{esc50_root / "audio"}"
+    tables = f"""
 [model]
 arch = "resnet_cnn"
 [model.config]
@@ -40,8 +30,7 @@ batch_size = 2
 precision = "fp32"
 eval_every = 0
 """
-    )
-    return config
+    return write_experiment(root / "tiny.toml", csv_path, esc50_root / "audio", root / "run", tables=tables)
 
 
 def _train(config: Path, *extra: str) -> list[str]:
