@@ -14,6 +14,12 @@ Two modes:
   SpecAugment's masks), so the soft target follows the augmentation. This needs the teacher's features and
   window to be the student's; otherwise, and for streams, the run falls back to ``cached`` and says so.
 
+Streams (``stream_targets``): with "clip" every step over a clip learns the whole clip's probabilities,
+also the first steps, which have heard only its start; with "prefix" the step learns the teachers'
+probabilities for the clip's audio up to that step (``prefix_probs``: its first k columns, then silence,
+the rule of a short input), computed once like the cached ones, so a causal student is never asked for
+what it has not heard. The last prefix is the whole clip.
+
 A model with a distillation token (``forward_tokens``: AST) learns the labels with its cls output and the
 teacher with its dist output: its argmax (``dist_target = "hard"``, DeiT's hard distillation; "no class",
 a uniform row, has none and stays) or its tempered probabilities (``"soft"``). Inference averages them.
@@ -39,6 +45,7 @@ from models.common import ModelInfo
 
 MODES = ("cached", "online")
 DIST_TARGETS = ("hard", "soft")
+STREAM_TARGETS = ("clip", "prefix")
 
 
 @dataclass
@@ -50,6 +57,9 @@ class DistillConfig:
     weight: float = rule(0.5, ge=0, le=1)  # share of the teacher loss; the label loss gets 1 - weight
     mode: str = rule("cached", choices=MODES)
     dist_target: str = rule("hard", choices=DIST_TARGETS)  # a distillation token's: hard (argmax) | soft
+    # streams: a step over a clip learns the teacher's probabilities for the whole clip ("clip") or for
+    # the part of it heard up to that step ("prefix": the clip's first columns, then silence)
+    stream_targets: str = rule("clip", choices=STREAM_TARGETS)
 
     def __post_init__(self) -> None:
         if isinstance(self.teachers, str):
@@ -168,8 +178,10 @@ class Teacher:
         streams: bool = False,
         paths: list[Path] | None = None,
         log: Callable[[str], None] | None = None,
+        column_frames: int = 0,
     ) -> None:
-        """``inputs[k]``: the training clips' un-normalised fbanks on teacher k's own features."""
+        """``inputs[k]``: the training clips' un-normalised fbanks on teacher k's own features;
+        ``column_frames``: a recurrent student's step (for "prefix" stream targets)."""
         self.cfg = cfg
         self.paths = paths or []
         self.models = teachers
@@ -177,6 +189,11 @@ class Teacher:
             teacher_logits(m, i, torch.from_numpy(x)) for (m, i), x in zip(teachers, inputs, strict=True)
         ]
         self.clip_probs = ensemble_probs(logits, cfg.temperature)  # (N, C)
+        self.prefix_probs: torch.Tensor | None = None  # (N, K, C): "prefix" stream targets, per column
+        if streams and cfg.stream_targets == "prefix":
+            from training.prefix_targets import prefix_probs
+
+            self.prefix_probs = prefix_probs(teachers, inputs, student, cfg.temperature, column_frames)
         self.online = cfg.mode == "online"
         say = log or (lambda line: print(line, file=sys.stderr))
         if self.online and streams:
@@ -230,12 +247,15 @@ def build_teacher(
     student: ModelInfo,
     cache_dir: Path | None,
     streams: bool,
+    column_frames: int = 0,
 ) -> Teacher:
     """Load a run's teachers and score its training ``clips`` (``training.clips.Clip``) on each teacher's
     own features, from the fbank cache."""
     from training.cache import cached_fbanks
 
+    if cfg.stream_targets == "prefix" and not streams:
+        raise TeacherError('train.distill.stream_targets = "prefix" is for [train.sequences] streams')
     teachers = load_teachers(cfg, held_out, student.labels, student.extra.get("dataset"))
     inputs = [cached_fbanks(clips, i.features, cache_dir, i.normalization.target_frames) for _, i in teachers]
     paths = teacher_paths(cfg, held_out)
-    return Teacher(cfg, teachers, inputs, student, streams=streams, paths=paths)
+    return Teacher(cfg, teachers, inputs, student, streams=streams, paths=paths, column_frames=column_frames)

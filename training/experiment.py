@@ -147,7 +147,10 @@ def run_one(
     teacher = None
     if exp.train.distill.enabled:
         streams = exp.train.sequences.enabled
-        teacher = build_teacher(exp.train.distill, train_set.clips, held_out, info, exp.cache_dir, streams)
+        column = int(getattr(model, "column_frames", 0))
+        teacher = build_teacher(
+            exp.train.distill, train_set.clips, held_out, info, exp.cache_dir, streams, column
+        )
         info.extra["distill"] = {"teachers": [str(p) for p in teacher.paths], "online": teacher.online}
     train = _arrays(exp, train_set)
     # a run's own folder is locked too (own data's output is the experiment's, locked by its command)

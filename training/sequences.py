@@ -11,6 +11,10 @@ a clip placed in a stream is, at that rate, first mixed with a partner clip from
 (between-class: of another class) by the rule the clip batches use (``training.augment``), and its steps
 learn the mixed target ``r · t1 + (1 − r) · t2`` — labels and teacher probabilities alike.
 
+With ``prefix_targets`` (a teacher's probabilities for each clip's first k + 1 columns, ``(N, K, C)``:
+``training.distill`` "prefix" stream targets) the last C entries of a step's target row are those of the
+prefix the step has heard: the clip's frames up to the step's last frame over it, in whole columns.
+
 The target of a step (one column of ``column_frames`` frames) is the label of the clip whose audible part
 covers at least half of the column — the rule ``training.soundscape_scoring.window_truth`` scores a recurrent
 model's steps by; steps over background have no target and no loss. A clip's audible part runs from its
@@ -131,9 +135,11 @@ class SequenceBuilder:
         noise: np.ndarray,
         gain_db: float = 0.0,
         mixing: StreamMixing | None = None,
+        prefix_targets: torch.Tensor | None = None,
     ) -> None:
         self.x = x
         self.targets = targets  # (N, C) soft / multi-hot targets per clip
+        self.prefix_targets = prefix_targets  # (N, K, C'): the last C' target entries per heard prefix
         self.cfg = cfg
         self.column = column_frames
         self.steps = max(1, round(cfg.length_s * frame_rate / column_frames))
@@ -144,6 +150,7 @@ class SequenceBuilder:
         self.spans = [audible_frames(clip, cfg.audible_db) for clip in x]
         self.mixing = mixing if mixing is not None and mixing.prob > 0 else None
         self._mixed_targets: list[torch.Tensor] = []  # this batch's mixed clips' target rows
+        self._mixed_prefixes: list[torch.Tensor] = []  # and their prefix targets (K, C')
 
     def clips_per_sequence(self) -> float:
         """The mean number of clips a sequence holds."""
@@ -160,8 +167,8 @@ class SequenceBuilder:
         """``size`` sequences drawing clips from ``clips`` -> fbank ``(B, T, F)`` (un-normalised),
         per-step targets ``(B, S, C)``, a mask ``(B, S)`` of the steps that have one and each step's
         loss weight ``(B, S)`` (``onset_weight`` over a clip's first ``onset_s``, else 1)."""
-        self._mixed_targets = []
-        fbanks, owners = zip(*(self._sequence(clips, gen) for _ in range(size)), strict=True)
+        self._mixed_targets, self._mixed_prefixes = [], []
+        fbanks, owners, places = zip(*(self._sequence(clips, gen) for _ in range(size)), strict=True)
         x = torch.from_numpy(np.stack(fbanks))
         owner = torch.from_numpy(np.stack(owners))  # (B, T): target row per frame, -1 for background
         step_owner = majority_owner(owner.view(size, self.steps, self.column))
@@ -169,7 +176,24 @@ class SequenceBuilder:
         table = torch.cat([self.targets, *[row.unsqueeze(0) for row in self._mixed_targets]])
         y = torch.zeros(size, self.steps, self.targets.shape[1])
         y[mask] = table[step_owner[mask]]
+        if self.prefix_targets is not None:
+            place = torch.from_numpy(np.stack(places))  # (B, T): frame's place in its clip
+            self._prefix_rows(y, mask, step_owner, owner, place)
         return x, y, mask, self._onset_weights(step_owner)
+
+    def _prefix_rows(
+        self, y: torch.Tensor, mask: torch.Tensor, step_owner: torch.Tensor, owner: torch.Tensor,
+        place: torch.Tensor,
+    ) -> None:  # fmt: skip
+        """Set the last C' entries of the steps' targets ``y`` to the prefixes they have heard."""
+        assert self.prefix_targets is not None
+        size, steps, column = y.shape[0], self.steps, self.column
+        own = owner.view(size, steps, column) == step_owner.unsqueeze(-1)  # frames of the step's clip
+        heard = torch.where(own, place.view(size, steps, column) + 1, torch.zeros_like(place).view_as(own))
+        prefix = (heard.max(dim=-1).values // column - 1).clamp(0, self.prefix_targets.shape[1] - 1)
+        table = torch.cat([self.prefix_targets, *[p.unsqueeze(0) for p in self._mixed_prefixes]])
+        width = table.shape[-1]
+        y[..., -width:][mask] = table[step_owner[mask], prefix[mask]]
 
     def _onset_weights(self, step_owner: torch.Tensor) -> torch.Tensor:
         """``onset_weight`` for the steps within ``onset_s`` of the start of their clip's run of steps."""
@@ -207,19 +231,27 @@ class SequenceBuilder:
         first, second = torch.from_numpy(self.x[index]), torch.from_numpy(self.x[partner])
         clip = power_mix(first, second, *log_shares).numpy()
         self._mixed_targets.append(share * self.targets[index] + (1 - share) * self.targets[partner])
+        if self.prefix_targets is not None:  # the two clips start together: mixed prefix by prefix
+            mixed = share * self.prefix_targets[index] + (1 - share) * self.prefix_targets[partner]
+            self._mixed_prefixes.append(mixed)
         row = len(self.targets) + len(self._mixed_targets) - 1
         return clip, row, audible_frames(clip, self.cfg.audible_db)
 
     def _uniform(self, low: float, high: float, gen: torch.Generator) -> float:
         return low + (high - low) * float(torch.rand((), generator=gen))
 
-    def _sequence(self, clips: Iterator[int], gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _sequence(
+        self, clips: Iterator[int], gen: torch.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One stream: fbank ``(T, F)``, each frame's target row (-1: background) and its place in its
+        clip (frames from the clip's start)."""
         cfg = self.cfg
         level = self._uniform(cfg.background_min_dbfs, cfg.background_max_dbfs, gen)
         offset = int(torch.randint(0, len(self.noise), (), generator=gen))
         rows = (offset + np.arange(self.frames)) % len(self.noise)
         seq = self.noise[rows] + level * math.log(10) / 10
         owner = np.full(self.frames, -1, dtype=np.int64)
+        place = np.zeros(self.frames, dtype=np.int64)
         cursor = round(self._uniform(0.0, cfg.gap_max_s, gen) * self.frame_rate)  # the stream's lead
         while cursor < self.frames:
             clip, row, (first, end) = self._placed_clip(next(clips), gen)
@@ -227,9 +259,10 @@ class SequenceBuilder:
             n = min(len(clip), self.frames - cursor)
             seq[cursor : cursor + n] = np.logaddexp(seq[cursor : cursor + n], clip[:n] + gain)
             owner[cursor + first : cursor + min(end, n)] = row
+            place[cursor : cursor + n] = np.arange(n)
             gap = self._uniform(cfg.gap_min_s, cfg.gap_max_s, gen)
             cursor += len(clip) + round(gap * self.frame_rate)
-        return np.maximum(seq, LOG_FLOOR).astype(np.float32), owner
+        return np.maximum(seq, LOG_FLOOR).astype(np.float32), owner, place
 
 
 def majority_owner(columns: torch.Tensor) -> torch.Tensor:

@@ -187,8 +187,9 @@ def sequence_builder(
     noise = noise_bank(features, seed=cfg.seed, kinds=tuple(cfg.sequences.background_kinds))
     labels = targets[:, : len(info.labels)]
     mixing = stream_mixing(train[0], labels, cfg.sequences.mix_prob, cfg.augment, features)
+    prefixes = None if teacher is None else teacher.prefix_probs
     return SequenceBuilder(
-        train[0], targets, cfg.sequences, column, frame_rate, noise, cfg.augment.gain_db, mixing
+        train[0], targets, cfg.sequences, column, frame_rate, noise, cfg.augment.gain_db, mixing, prefixes
     )
 
 

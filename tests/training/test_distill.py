@@ -189,14 +189,23 @@ def test_online_falls_back_to_cached_when_features_differ(trained_checkpoint: Pa
 
 
 def _train(
-    arch: str, config: dict, clips, trained_checkpoint: Path, tmp_path: Path, weight: float, **changes
+    arch: str,
+    config: dict,
+    clips,
+    trained_checkpoint: Path,
+    tmp_path: Path,
+    weight: float,
+    stream_targets: str = "clip",
+    **changes,
 ):
     x = cached_fbanks(clips, STUDENT_FEATURES, None, STUDENT_NORM.target_frames)
     y = np.array([c.targets[0] for c in clips])
     info = _student_info(arch, config)
     torch.manual_seed(0)
     model = build_model(arch, config)
-    distill = DistillConfig(teachers=[str(trained_checkpoint)], temperature=2.0, weight=weight)
+    distill = DistillConfig(
+        teachers=[str(trained_checkpoint)], temperature=2.0, weight=weight, stream_targets=stream_targets
+    )
     base = {
         "epochs": 8,
         "batch_size": 4,
@@ -209,8 +218,9 @@ def _train(
         "distill": distill,
     }
     cfg = TrainConfig(**{**base, **changes})
-    teacher = build_teacher(distill, clips, None, info, None, streams=cfg.sequences.enabled)
-    out = tmp_path / f"w{weight}"
+    column = int(getattr(model, "column_frames", 0))
+    teacher = build_teacher(distill, clips, None, info, None, cfg.sequences.enabled, column)
+    out = tmp_path / f"w{weight}_{stream_targets}"
     return train_model(model, (x, y), None, cfg, info, out, progress=False, teacher=teacher).history
 
 
@@ -245,6 +255,54 @@ def test_streams_learn_teacher_targets_at_every_step_over_a_clip(
     labels_only = _train("streaming_mamba", config, clips, trained_checkpoint, tmp_path, 0.0, **run)
     assert distilled[-1]["label_loss"] < 0.8 * distilled[0]["label_loss"]
     assert distilled[-1]["teacher_loss"] < 0.8 * labels_only[-1]["teacher_loss"]
+
+
+def test_prefix_targets_are_the_teacher_on_the_heard_start_then_silence(
+    trained_checkpoint: Path, clips
+) -> None:
+    """Prefix k is the teacher on the clip cut after k + 1 columns and padded with silence (the rule of a
+    short input; only the frames across the cut differ), the last prefix the whole clip."""
+    from audio_core.audio_file import read_audio
+    from audio_core.fbank import compute_fbank
+    from audio_core.windows import pad_with_silence, window_samples_for_frames
+
+    student = _student_info("streaming_mamba", {"num_classes": 3, "num_mel_bins": 32})
+    cfg = DistillConfig(teachers=[str(trained_checkpoint)], stream_targets="prefix")
+    teacher = build_teacher(cfg, clips[:3], None, student, None, streams=True, column_frames=16)
+    model, info = load_checkpoint(trained_checkpoint)
+    assert teacher.prefix_probs is not None
+    assert teacher.prefix_probs.shape == (3, -(-info.normalization.target_frames // 16), 3)
+    torch.testing.assert_close(teacher.prefix_probs[:, -1], teacher.clip_probs)
+    shift, length = info.features.frame_shift, info.features.frame_length
+    frames = info.normalization.target_frames
+    window = read_audio(clips[0].path, 16000)[: window_samples_for_frames(frames, info.features)]
+    for k in (0, 5, 20):
+        heard = (k + 1) * 16
+        cut = pad_with_silence(window[: (heard - 1) * shift + length], len(window))
+        fbank = compute_fbank(cut, info.features)[None, :frames]
+        direct = ensemble_probs([teacher_logits(model, info, fbank)], cfg.temperature)[0]
+        assert float((teacher.prefix_probs[0, k] - direct).abs().max()) < 0.02, k
+    early, late = teacher.prefix_probs[:, 0], teacher.prefix_probs[:, -1]
+    assert float((early - late).abs().max()) > 0.05  # the first column alone is not the whole clip
+
+
+def test_prefix_targets_are_for_streams_and_train_a_stream_student(
+    trained_checkpoint: Path, clips, tmp_path
+) -> None:
+    cfg = DistillConfig(teachers=[str(trained_checkpoint)], stream_targets="prefix")
+    student = _student_info("streaming_mamba", {"num_classes": 3, "num_mel_bins": 32})
+    with pytest.raises(TeacherError, match=r"is for \[train.sequences\] streams"):
+        build_teacher(cfg, clips, None, student, None, streams=False, column_frames=16)
+    with pytest.raises(ValueError, match="stream_targets"):
+        DistillConfig(teachers=[str(trained_checkpoint)], stream_targets="window")
+    config = {"num_classes": 3, "num_mel_bins": 32, "d_model": 32, "n_layers": 1, "dropout": 0.0}
+    sequences = SequenceConfig(length_s=9.0, gap_min_s=0.2, gap_max_s=1.0)
+    run = {"sequences": sequences, "epochs": 12, "lr": 5e-3}
+    history = _train("streaming_mamba", config, clips, trained_checkpoint, tmp_path, 0.5, "prefix", **run)
+    whole = _train("streaming_mamba", config, clips, trained_checkpoint, tmp_path, 0.5, "clip", **run)
+    assert history[-1]["label_loss"] < 0.8 * history[0]["label_loss"]
+    # same start, same streams, other teacher rows: the flatter early prefixes are nearer the new student
+    assert history[0]["teacher_loss"] < whole[0]["teacher_loss"]
 
 
 def test_fold_teachers_are_substituted_and_dishonest_ones_refused(trained_checkpoint: Path) -> None:

@@ -356,3 +356,51 @@ def test_streams_mix_only_when_asked() -> None:
     assert mixing.classes.tolist() == [0, 1, 2]
     with pytest.raises(ValueError, match="mix_prob"):
         SequenceConfig(length_s=30.0, mix_prob=1.5)
+
+
+def _prefix_builder(mix_prob: float = 0.0) -> tuple[SequenceBuilder, int]:
+    """Three fully audible clips; prefix target k of clip n is ``(n + 1) * onehot(k)``."""
+    x = np.stack([_silence_with_sound(0, 200) for _ in range(3)])
+    count = -(-200 // 16)
+    prefixes = torch.stack([(n + 1) * torch.eye(count) for n in range(3)])  # (3, K, K)
+    targets = torch.cat([torch.eye(3), prefixes[:, -1]], dim=1)  # labels | whole-clip teacher row
+    cfg = SequenceConfig(length_s=12.0, gap_min_s=0.3, gap_max_s=1.5, mix_prob=mix_prob)
+    mixing = StreamMixing("bc", mix_prob, 0.2, np.arange(3)) if mix_prob else None
+    builder = SequenceBuilder(
+        x, targets, cfg, 16, 100.0, noise_bank(FEATURES, 5.0), 0.0, mixing, prefix_targets=prefixes
+    )
+    return builder, count
+
+
+def test_prefix_targets_follow_what_each_step_has_heard_of_its_clip() -> None:
+    """A step's teacher entries are its clip's prefix of the whole columns heard by its last frame."""
+    builder, count = _prefix_builder()
+    gen = torch.Generator().manual_seed(3)
+    fbank, y, mask, _ = builder.batch(3, cycle_permutations(3, gen), gen)
+    checked = 0
+    for i in range(3):
+        loud = (fbank[i] > -1.0).all(dim=1).numpy()
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(int), [0]])))
+        for s in np.flatnonzero(mask[i].numpy()):
+            label = int(y[i, s, :3].argmax())
+            starts = [
+                a for a, b in zip(edges[::2], edges[1::2], strict=True) if a < (s + 1) * 16 and b > s * 16
+            ]
+            start = min(starts, key=lambda a: abs(a - s * 16)) if len(starts) > 1 else starts[0]
+            heard = min((s + 1) * 16, start + 200) - start
+            expected = min(max(heard // 16 - 1, 0), count - 1)
+            row = y[i, s, 3:]
+            assert int(row.argmax()) == expected and float(row.max()) == label + 1, (i, s)
+            checked += 1
+    assert checked > 50
+
+
+def test_mixed_clips_mix_their_prefix_targets_at_the_clip_share() -> None:
+    builder, _ = _prefix_builder(mix_prob=1.0)
+    gen = torch.Generator().manual_seed(5)
+    _, row, _ = builder._placed_clip(0, gen)
+    target, prefixes = builder._mixed_targets[row - 3], builder._mixed_prefixes[row - 3]
+    share, partner = float(target[0]), int(torch.topk(target[:3], 2).indices[1])
+    expected = share * builder.prefix_targets[0] + (1 - share) * builder.prefix_targets[partner]
+    torch.testing.assert_close(prefixes, expected)
+    torch.testing.assert_close(target[3:], expected[-1])  # the whole clip: the last prefix

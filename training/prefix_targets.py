@@ -1,0 +1,55 @@
+"""Prefix teacher targets for a recurrent student's streams (``[train.distill] stream_targets = "prefix"``).
+
+A causal student at a step over a clip has heard only the clip's start. Asked for the teachers' opinion of
+the whole clip there, it learns to guess what it cannot know; asked for their opinion of what it has
+heard, it learns what can be known by then. The teachers score each clip's first k + 1 columns with the
+rest of their window silent (the fbank floor: padding with silence, the rule of a short input), once,
+like the cached clip-level targets (``training.distill``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.common import ModelInfo
+from training.distill import TeacherError, ensemble_probs, teacher_logits
+
+SILENCE_LOG = float(np.log(np.finfo(np.float32).eps))  # a silent frame's fbank (the floor, log(eps))
+
+
+def prefix_probs(
+    teachers: list[tuple[nn.Module, ModelInfo]],
+    inputs: list[np.ndarray],
+    student: ModelInfo,
+    temperature: float,
+    column: int,
+) -> torch.Tensor:
+    """``(N, K, C)``: the ensemble's tempered probabilities for each clip's first ``k + 1`` columns of
+    ``column`` frames (the student's step), the rest of the teacher's window silence (the fbank floor),
+    k < K; the last prefix holds the whole clip. The teachers' frames must be the student's (same shift)."""
+    if column <= 0:
+        raise TeacherError(
+            'train.distill.stream_targets = "prefix" needs a recurrent student (column_frames)'
+        )
+    for _, info in teachers:
+        if info.features.frame_shift != student.features.frame_shift:
+            raise TeacherError(
+                'train.distill.stream_targets = "prefix" needs teachers with the student\'s frame shift '
+                f"({info.features.frame_shift_ms} vs {student.features.frame_shift_ms} ms)"
+            )
+    frames = max(x.shape[1] for x in inputs)
+    count = -(-frames // column)
+    per_prefix = []
+    for k in range(count):
+        heard = (k + 1) * column
+        logits = []
+        for (model, info), x in zip(teachers, inputs, strict=True):
+            clip = torch.from_numpy(x)
+            if heard < clip.shape[1]:
+                clip = clip.clone()
+                clip[:, heard:] = SILENCE_LOG
+            logits.append(teacher_logits(model, info, clip))
+        per_prefix.append(ensemble_probs(logits, temperature))
+    return torch.stack(per_prefix, dim=1)
