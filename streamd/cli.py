@@ -154,9 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _block_writes(stream)
     if logging.lastResort is not None:  # no logging set up: what the stages log reads as every other line
         logging.lastResort.setFormatter(_LogLine())
+    from streamd.signals import stop_signals_as_ctrl_c
+
     previous = _Interrupts.install()
-    try:
-        return _main(argv)
+    try:  # SIGTERM / SIGHUP end a command as Ctrl-C does; a daemon's run loop makes them its stop event
+        with stop_signals_as_ctrl_c():
+            return _main(argv)
     finally:
         _Interrupts.restore(previous)
 

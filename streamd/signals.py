@@ -1,7 +1,9 @@
 """SIGINT, SIGTERM and SIGHUP as a stop event: the one way every long-running command is stopped (a
 daemon started from a terminal that closes gets SIGHUP: it stops as cleanly as on Ctrl-C, its final
 status said, instead of dying at once; under ``nohup``, which ignores SIGHUP, it is left ignored).
-``train`` stops by unwinding instead: there SIGTERM and SIGHUP are Ctrl-C (``stop_signals_as_ctrl_c``).
+Outside a daemon's run loop (``train``, ``classify``, a daemon's start-up and shut-down) every command stops
+by unwinding instead: there SIGTERM and SIGHUP are Ctrl-C (``stop_signals_as_ctrl_c``, for the whole
+command line: ``streamd.cli``).
 
 The Python-level handler does nothing: the signal number reaches a watcher thread through the
 interpreter's wakeup file descriptor (``signal.set_wakeup_fd``), and that thread sets the event. Setting
@@ -54,25 +56,32 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 @contextlib.contextmanager
 def stop_signals_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM and SIGHUP act as Ctrl-C inside the block: SIGINT's own handler (``KeyboardInterrupt``)
-    for a command that stops by unwinding (``train``: its note says where the state is saved, and how to
-    resume). SIGHUP left ignored under ``nohup``; off the main thread nothing is installed."""
+    """SIGTERM and SIGHUP act as Ctrl-C inside the block: whatever SIGINT's handler is when they come
+    (``KeyboardInterrupt``, or only recorded while a module imports: ``held_interrupts``), so a command
+    that stops by unwinding (``train``; any command before a daemon's run loop) ends as on Ctrl-C instead
+    of dying at once. SIGINT ignored (a background job): ``KeyboardInterrupt`` all the same. SIGHUP left
+    ignored under ``nohup``; off the main thread nothing is installed."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    as_ctrl_c = signal.getsignal(signal.SIGINT)
-    if not callable(as_ctrl_c):  # SIGINT ignored (a background job) or not Python's: stop all the same
-        as_ctrl_c = signal.default_int_handler
     previous: dict[signal.Signals, object] = {}
     try:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
                 continue  # ``nohup streamd train``: the user asked to outlive the terminal
-            previous[sig] = signal.signal(sig, as_ctrl_c)
+            previous[sig] = signal.signal(sig, _as_ctrl_c)
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def _as_ctrl_c(signum: int, frame: object) -> None:
+    """SIGTERM / SIGHUP handed to SIGINT's handler of the moment."""
+    handler = signal.getsignal(signal.SIGINT)
+    if not callable(handler):  # ignored (a background job) or not Python's: stop all the same
+        handler = signal.default_int_handler
+    handler(signum, frame)
 
 
 def _noted_by_the_watcher(signum: int, frame: object) -> None:

@@ -134,12 +134,9 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamd.signals import stop_signals_as_ctrl_c
-
     started = time.time()
-    try:
-        with stop_signals_as_ctrl_c():  # SIGTERM (a service stopped, ``kill``) and SIGHUP end it as Ctrl-C
-            return _run(args)
+    try:  # SIGTERM (a service stopped, ``kill``) and SIGHUP end it as Ctrl-C (``streamd.cli``)
+        return _run(args)
     except KeyboardInterrupt:
         from training.resume import interrupted_line
 

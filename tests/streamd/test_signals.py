@@ -95,3 +95,22 @@ def test_sighup_stays_ignored_under_nohup(clips, small_checkpoint, free_port) ->
     assert result.returncode == 0, result.describe()
     messages = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert messages[-1]["state"] == "finished"  # waited its 6 s out and replayed the file
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_during_start_up_ends_the_command_as_ctrl_c_does(
+    clips, small_checkpoint, free_port, sig
+) -> None:
+    """Bound but still importing torch and loading the model (before the run loop's own handling): the
+    signal ends it as Ctrl-C would there, exit 130 without a traceback, not killed by the signal."""
+    args = [
+        "replay", str(clips[0]), "--checkpoint", str(small_checkpoint), "--speed", "max", "--no-dashboard",
+        "--json", "--publish", f"tcp://127.0.0.1:{free_port}",
+    ]  # fmt: skip
+    proc = StreamdProcess(args).start()
+    with proc:
+        assert wait_for_sockets(free_port, "listen", 1, timeout=60), "the publisher never bound"
+        proc.send_signal(sig)  # it binds before torch is imported (about a second): still starting
+        result = proc.wait(30)
+    assert result.returncode == 130, result.describe()
+    assert "Traceback" not in result.stderr and not result.stdout.strip(), result.describe()
