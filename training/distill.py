@@ -179,9 +179,11 @@ class Teacher:
         paths: list[Path] | None = None,
         log: Callable[[str], None] | None = None,
         column_frames: int = 0,
+        cache_dir: Path | None = None,
     ) -> None:
         """``inputs[k]``: the training clips' un-normalised fbanks on teacher k's own features;
-        ``column_frames``: a recurrent student's step (for "prefix" stream targets)."""
+        ``column_frames``: a recurrent student's step (for "prefix" stream targets, kept in
+        ``cache_dir``)."""
         self.cfg = cfg
         self.paths = paths or []
         self.models = teachers
@@ -191,9 +193,11 @@ class Teacher:
         self.clip_probs = ensemble_probs(logits, cfg.temperature)  # (N, C)
         self.prefix_probs: torch.Tensor | None = None  # (N, K, C): "prefix" stream targets, per column
         if streams and cfg.stream_targets == "prefix":
-            from training.prefix_targets import prefix_probs
+            from training.prefix_targets import cached_prefix_probs
 
-            self.prefix_probs = prefix_probs(teachers, inputs, student, cfg.temperature, column_frames)
+            self.prefix_probs = cached_prefix_probs(
+                teachers, inputs, student, cfg.temperature, column_frames, self.paths, cache_dir
+            )
         self.online = cfg.mode == "online"
         say = log or (lambda line: print(line, file=sys.stderr))
         if self.online and streams:
@@ -258,4 +262,6 @@ def build_teacher(
     teachers = load_teachers(cfg, held_out, student.labels, student.extra.get("dataset"))
     inputs = [cached_fbanks(clips, i.features, cache_dir, i.normalization.target_frames) for _, i in teachers]
     paths = teacher_paths(cfg, held_out)
-    return Teacher(cfg, teachers, inputs, student, streams=streams, paths=paths, column_frames=column_frames)
+    return Teacher(
+        cfg, teachers, inputs, student, streams, paths, column_frames=column_frames, cache_dir=cache_dir
+    )

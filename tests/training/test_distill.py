@@ -380,3 +380,29 @@ def test_between_class_gain_is_the_loudest_a_weighted_frame(teacher_inputs) -> N
     _, info, x = teacher_inputs
     louder = clip_gain_db(x + np.log(10.0), info.features)  # +10 dB power on every bin
     torch.testing.assert_close(louder, clip_gain_db(x, info.features) + 10.0)
+
+
+def test_prefix_targets_are_kept_and_read_back_for_the_same_teachers_and_clips(
+    trained_checkpoint: Path, clips, tmp_path, monkeypatch
+) -> None:
+    """The next run from the same teachers and clips reads the prefixes back (nothing scored again);
+    another temperature, or other clips, are scored anew."""
+    import training.prefix_targets as prefix_targets
+
+    student = _student_info("streaming_mamba", {"num_classes": 3, "num_mel_bins": 32})
+    cfg = DistillConfig(teachers=[str(trained_checkpoint)], stream_targets="prefix")
+    first = build_teacher(cfg, clips[:3], None, student, tmp_path, streams=True, column_frames=16)
+    assert len(list((tmp_path / "prefix_targets").glob("*.npy"))) == 1
+
+    def scored(*args, **kwargs):
+        raise AssertionError("scored again")
+
+    monkeypatch.setattr(prefix_targets, "prefix_probs", scored)
+    again = build_teacher(cfg, clips[:3], None, student, tmp_path, streams=True, column_frames=16)
+    torch.testing.assert_close(again.prefix_probs, first.prefix_probs)
+    for changed, subset in (
+        (DistillConfig(**{**cfg.__dict__, "temperature": 3.0}), clips[:3]),
+        (cfg, clips[1:4]),
+    ):
+        with pytest.raises(AssertionError, match="scored again"):
+            build_teacher(changed, subset, None, student, tmp_path, streams=True, column_frames=16)
