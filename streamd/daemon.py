@@ -207,11 +207,13 @@ class Daemon:
         return self.results.join(POLL_S)
 
     def run_until_done(self, stop_event: threading.Event | None = None) -> None:
-        """Replay: run until every source has ended and its last results are out (or ``stop_event``)."""
+        """Replay: run until every source has ended and its last results are out (or ``stop_event``).
+        A ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM outside ``stop_on_signals``) shuts the pipeline down
+        as a stop does, then goes on to the caller: what it collected is not complete."""
         stop_event = stop_event or threading.Event()
         if not self._start(stop_event):
             return
-        interrupted = False
+        interrupted = keyboard = False
         try:
             while not self._pipeline_done():
                 if stop_event.is_set() or self._failed():
@@ -219,10 +221,12 @@ class Daemon:
                     break
                 self.supervisor.tick()
         except KeyboardInterrupt:
-            interrupted = True
+            interrupted = keyboard = True
         complete = {s.index for s in self.streams if self.supervisor.complete(s)} if interrupted else set()
         state = "stopped" if interrupted else "finished"
         self._shutdown(state, drain=not interrupted, complete=complete, asked=interrupted)
+        if keyboard:
+            raise KeyboardInterrupt
 
     def _failed(self) -> str | None:
         """What failed for good: the result stage, or the publisher (a proxy refusing its handshake)."""

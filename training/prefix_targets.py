@@ -22,6 +22,7 @@ from torch import nn
 from models.common import ModelInfo
 from training.distill import TeacherError, ensemble_probs, teacher_logits
 
+VERSION = 1  # of the rule above: a changed rule must not read targets the old one kept
 SILENCE_LOG = float(np.log(np.finfo(np.float32).eps))  # a silent frame's fbank (the floor, log(eps))
 
 
@@ -40,7 +41,7 @@ def prefix_probs(
             'train.distill.stream_targets = "prefix" needs a recurrent student (column_frames)'
         )
     for _, info in teachers:
-        if info.features.frame_shift != student.features.frame_shift:
+        if info.features.frame_shift_ms != student.features.frame_shift_ms:  # frames at the same times
             raise TeacherError(
                 'train.distill.stream_targets = "prefix" needs teachers with the student\'s frame shift '
                 f"({info.features.frame_shift_ms} vs {student.features.frame_shift_ms} ms)"
@@ -77,7 +78,13 @@ def cached_prefix_probs(
     from models.atomic_write import write_atomically
     from models.checkpoint import file_digest
 
-    ident = [[file_digest(p) for p in paths], temperature, column, student.features.frame_shift]
+    ident = [
+        VERSION,
+        [file_digest(p) for p in paths],
+        float(temperature),
+        column,
+        student.features.frame_shift_ms,
+    ]
     digest = hashlib.sha256(json.dumps(ident).encode())
     for x in inputs:
         digest.update(repr(x.shape).encode())

@@ -13,7 +13,9 @@ learn the mixed target ``r · t1 + (1 − r) · t2`` — labels and teacher prob
 
 With ``prefix_targets`` (a teacher's probabilities for each clip's first k + 1 columns, ``(N, K, C)``:
 ``training.distill`` "prefix" stream targets) the last C entries of a step's target row are those of the
-prefix the step has heard: the clip's frames up to the step's last frame over it, in whole columns.
+prefix the step has heard: the clip's frames up to the step's last frame over it, in whole columns (a
+first step that has heard less than one column, at least half of it, learns the first column's), the
+whole clip once all of it has been heard.
 
 The target of a step (one column of ``column_frames`` frames) is the label of the clip whose audible part
 covers at least half of the column — the rule ``training.soundscape_scoring.window_truth`` scores a recurrent
@@ -190,7 +192,9 @@ class SequenceBuilder:
         size, steps, column = y.shape[0], self.steps, self.column
         own = owner.view(size, steps, column) == step_owner.unsqueeze(-1)  # frames of the step's clip
         heard = torch.where(own, place.view(size, steps, column) + 1, torch.zeros_like(place).view_as(own))
-        prefix = (heard.max(dim=-1).values // column - 1).clamp(0, self.prefix_targets.shape[1] - 1)
+        heard = heard.max(dim=-1).values
+        last = self.prefix_targets.shape[1] - 1  # the whole clip, once all of it has been heard
+        prefix = torch.where(heard >= self.x.shape[1], last, (heard // column - 1).clamp(0, last))
         table = torch.cat([self.prefix_targets, *[p.unsqueeze(0) for p in self._mixed_prefixes]])
         width = table.shape[-1]
         y[..., -width:][mask] = table[step_owner[mask], prefix[mask]]
