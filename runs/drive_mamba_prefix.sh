@@ -3,12 +3,14 @@
 # the part of its clip heard so far): the shipped recurrent recipe otherwise (90-epoch first stage, then
 # 6 epochs at lr 1e-4 on 120-s streams), held-out fold k; then the scoring (clips, 200 soundscape sounds,
 # false events on background).
-#   bash runs/drive_mamba_prefix.sh K
+#   bash runs/drive_mamba_prefix.sh K [SEED]    (another seed than 0: the runs are named ..._s<SEED>_f<K>)
 k=$1
+seed=${2:-0}
+tag=$([ "$seed" = 0 ] || echo "_s$seed")
 cd "$(dirname "$0")/.."
-prefix=(--set train.distill.stream_targets=prefix)
-s1=runs/mamba_kd_bc05_e90_prefix_f$k
-s2=runs/mamba_kd_bc05_e90_prefix_bglong_lr1e4_f$k
+prefix=(--set train.distill.stream_targets=prefix --set train.seed=$seed)
+s1=runs/mamba_kd_bc05_e90_prefix${tag}_f$k
+s2=runs/mamba_kd_bc05_e90_prefix_bglong_lr1e4${tag}_f$k
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 nice -n 5 streamd train configs/train/esc50_streaming_mamba_conv_distill.toml --mode single \
     --set "data.val_folds=[$k]" --set train.epochs=90 --set train.num_threads=1 "${prefix[@]}" --no-progress \
