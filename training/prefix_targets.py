@@ -21,9 +21,9 @@ from torch import nn
 
 from models.common import ModelInfo
 from training.distill import TeacherError, ensemble_probs, teacher_logits
+from training.sequences import LOG_FLOOR  # a silent frame's fbank (the floor, log(eps))
 
 VERSION = 1  # of the rule above: a changed rule must not read targets the old one kept
-SILENCE_LOG = float(np.log(np.finfo(np.float32).eps))  # a silent frame's fbank (the floor, log(eps))
 
 
 def prefix_probs(
@@ -56,7 +56,7 @@ def prefix_probs(
             clip = torch.from_numpy(x)
             if heard < clip.shape[1]:
                 clip = clip.clone()
-                clip[:, heard:] = SILENCE_LOG
+                clip[:, heard:] = LOG_FLOOR
             logits.append(teacher_logits(model, info, clip))
         per_prefix.append(ensemble_probs(logits, temperature))
     return torch.stack(per_prefix, dim=1)
