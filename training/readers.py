@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,8 +21,12 @@ from typing import Any
 
 from training import audio_folders as folders
 from training.audio_folders import AUDIO_EXTENSIONS
-from training.clips import Clip, ClipSet
+from training.clips import Clip, ClipSet, label_name
 from training.dataset_files import DatasetError, check_exists, int_field, not_found, read_csv, read_text
+
+ESC50 = "esc50"  # the data set name of ESC-50's own clips, whatever their CSV is called
+# ESC-50's file names: {fold}-{freesound clip id}-{take}-{target}.{extension}
+ESC50_FILE_NAME = re.compile(r"^(\d+)-\d+-[A-Z]-(\d+)\.[A-Za-z0-9]+$")
 
 
 def read_esc50(
@@ -70,7 +75,21 @@ def read_esc50(
     if folds is not None:
         clips = [c for c in clips if c.fold in set(folds)]
     check_exists(clips, path)
-    return ClipSet(clips, labels, multi_label=False, name=path.stem)
+    return ClipSet(clips, labels, multi_label=False, name=esc50_set_name(path, entries))
+
+
+def esc50_set_name(path: Path, entries: Sequence[tuple[Path, int, int]]) -> str:
+    """The data set a CSV's ``(file, target, fold)`` rows name: ESC-50 itself (``ESC50``) when every row is
+    one of its clips by its file naming (fold and target in the name, as the row says), so that a subset
+    (ESC-10, one fold) in a CSV of another name keeps ESC-50's folds; else the CSV's name."""
+
+    def esc50_row(file: Path, target: int, fold: int) -> bool:
+        match = ESC50_FILE_NAME.match(file.name)
+        return match is not None and (int(match[1]), int(match[2])) == (fold, target)
+
+    if path.stem != ESC50 and entries and all(esc50_row(*entry) for entry in entries):
+        return ESC50
+    return path.stem
 
 
 def _filter_categories(
@@ -132,17 +151,22 @@ def read_class_folders_as_found(
     classes, others, notes = folders.class_tree(root, tuple(extensions))  # as train --data lists them
     if repeated := folders.repeated_file(file for _, files in classes for file in files):
         raise DatasetError(folders.repeated_file_note(*repeated))
-    clips = [
-        Clip(file, (index,), None if num_folds is None else i % num_folds + 1)
-        for index, (_, files) in enumerate(classes)
-        for i, file in enumerate(files)
-    ]
+    # folders whose names differ only in Unicode normalisation (NFC / NFD) are one class (label_name)
+    names = [label_name(d.name) for d, _ in classes]
+    labels = sorted(set(names))
+    clips: list[Clip] = []
+    for name, (_, files) in zip(names, classes, strict=True):
+        held = sum(1 for c in clips if c.targets[0] == labels.index(name))  # its earlier files, if any
+        clips += [
+            Clip(file, (labels.index(name),), None if num_folds is None else (held + i) % num_folds + 1)
+            for i, file in enumerate(files)
+        ]
     if not clips:
         kinds = ", ".join(sorted(e.lower() for e in extensions))
         raise DatasetError(f"{root}: no class folders with audio files ({kinds})")
     if problems is not None:
         problems += notes + ([folders.other_files_note(others)] if others else [])
-    return ClipSet(clips, [d.name for d, _ in classes], multi_label=False, name=root.name)
+    return ClipSet(clips, labels, multi_label=False, name=root.name)
 
 
 def read_label_indices(path: str | Path) -> tuple[list[str], dict[str, int]]:

@@ -49,6 +49,29 @@ def test_esc50_reader_fold_filter_keeps_label_indices(tmp_path: Path, esc50_root
         assert clip_set.labels[clip.targets[0]] == by_path[clip.path]
 
 
+def test_a_csv_of_esc50s_own_clips_is_esc50_whatever_it_is_called(tmp_path: Path, esc50_root: Path) -> None:
+    """ESC-10 or one fold in a CSV of another name keeps ESC-50's name (so its folds are compared with a
+    model's training folds); a CSV whose file names are not ESC-50's, or disagree with its rows, is
+    its own data set."""
+    audio = esc50_root / "audio"
+    csv_path = write_esc50_subset(tmp_path, CATEGORIES, 1, (1, 2))
+    assert read_esc50(csv_path, audio_dir=audio).name == "esc50"
+    lines = csv_path.read_text().splitlines()
+    name, fold, rest = lines[1].split(",", 2)
+    for row, why in ((f"own_{name},{fold},{rest}", "not ESC-50's naming"), (f"{name},9,{rest}", "fold 9")):
+        other = tmp_path / why.replace(" ", "_") / "mine.csv"
+        other.parent.mkdir()
+        other.write_text("\n".join([lines[0], row, *lines[2:]]) + "\n")
+        if row.startswith("own_"):
+            (other.parent / f"own_{name}").write_bytes((audio / name).read_bytes())
+            audio_dir = other.parent
+            for line in lines[2:]:  # the others beside it
+                (audio_dir / line.split(",")[0]).write_bytes((audio / line.split(",")[0]).read_bytes())
+        else:
+            audio_dir = audio
+        assert read_esc50(other, audio_dir=audio_dir).name == "mine", why
+
+
 def test_esc50_reader_category_filters(esc50_root: Path) -> None:
     csv_path = esc50_root / "meta" / "esc50.csv"
     kept = read_esc50(csv_path, categories=["cat", "dog", "rain"])

@@ -60,6 +60,38 @@ def test_clip_level_report(
     assert "- examples: 12" in text and "| rain |" in text
 
 
+def test_a_class_folder_spelt_in_nfd_is_the_models_class(
+    trained_checkpoint: Path, esc50_root: Path, tmp_path, capsys
+) -> None:
+    """A class folder whose name macOS wrote decomposed (NFD) is the class the model knows composed (NFC),
+    as train --data read it: scored, not refused as an unknown label."""
+    import unicodedata
+
+    model, info = load_checkpoint(trained_checkpoint)
+    nfc = "bruit blanc é"
+    info.labels = [nfc if label == "rain" else label for label in info.labels]
+    checkpoint = save_checkpoint(tmp_path / "renamed.safetensors", model, info)
+    data = tmp_path / "data"
+    clips = sorted(esc50_root.glob("audio/*"))[:2]
+    for name, clip in zip((unicodedata.normalize("NFD", nfc), "dog"), clips, strict=True):
+        (data / name).mkdir(parents=True)
+        (data / name / clip.name).symlink_to(clip)
+    code = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(checkpoint),
+            "--folders",
+            str(data),
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ]
+    )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "- examples: 2" in out.out and f"| {nfc} |" in out.out
+
+
 def test_evaluate_errors(
     trained_checkpoint: Path, held_out_csv: Path, esc50_root: Path, tmp_path, capsys
 ) -> None:
@@ -316,9 +348,8 @@ def test_a_config_scores_its_own_folds_and_warns_of_clips_the_model_trained_on(
     assert "folds [4] have no clips (the dataset has folds [3])" in capsys.readouterr().err
     seen_csv = write_esc50_subset(tmp_path / "seen", CATEGORIES, 2, (1, 2))  # the checkpoint's own folds
     seen = _data_config(tmp_path / "seen.toml", seen_csv, audio, "", "full")
-    other_csv = seen_csv.with_name("other.csv")  # another data set (name) whose folds share the numbers
-    other_csv.write_text(seen_csv.read_text())
-    other = _data_config(tmp_path / "other.toml", other_csv, audio, "", "full")
+    other_csv, other_audio = _renamed_copy(seen_csv, audio, tmp_path / "other")  # another data set (its
+    other = _data_config(tmp_path / "other.toml", other_csv, other_audio, "", "full")  # names) sharing folds
     # it records the clips it trained on: they are told by their bytes, whatever the data set's name
     for data in (["--config", str(seen)], ["--config", str(other)]):
         assert main([*base, *data]) == 0
@@ -340,8 +371,27 @@ def test_a_config_scores_its_own_folds_and_warns_of_clips_the_model_trained_on(
     # the same warning for --esc50 (it was given only with --config): a shipped model on its own folds
     assert main([*older, "--esc50", str(seen_csv), "--audio-dir", str(audio), "--folds", "2"]) == 0
     assert "the checkpoint trained on fold(s) [2]" in capsys.readouterr().err
-    assert main([*older, "--esc50", str(other_csv), "--audio-dir", str(audio)]) == 0
+    assert main([*older, "--esc50", str(other_csv), "--audio-dir", str(other_audio)]) == 0
     assert "warning" not in capsys.readouterr().err
+    # ESC-50's own clips in a CSV of another name (ESC-10, one fold): still ESC-50's folds
+    esc10_csv = seen_csv.with_name("esc10.csv")
+    esc10_csv.write_text(seen_csv.read_text())
+    assert main([*older, "--esc50", str(esc10_csv), "--audio-dir", str(audio), "--folds", "2"]) == 0
+    assert "the checkpoint trained on fold(s) [2]" in capsys.readouterr().err
+
+
+def _renamed_copy(csv_path: Path, audio: Path, dest: Path) -> tuple[Path, Path]:
+    """The clips of an ESC-50-style CSV copied under names of another data set (not ESC-50's naming), with
+    their CSV: ``(csv, audio folder)``."""
+    (dest / "audio").mkdir(parents=True)
+    lines = csv_path.read_text().splitlines()
+    rows = [lines[0]]
+    for line in lines[1:]:
+        name, rest = line.split(",", 1)
+        (dest / "audio" / f"own_{name}").write_bytes((audio / name).read_bytes())
+        rows.append(f"own_{name},{rest}")
+    (dest / "other.csv").write_text("\n".join(rows) + "\n")
+    return dest / "other.csv", dest / "audio"
 
 
 def test_evaluate_scores_in_the_precision_every_command_chooses(
