@@ -103,8 +103,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointLoadError(f"{path}: weights do not fit {info.arch!r} ({first})") from None
+        raise CheckpointLoadError(f"{path}: weights do not fit {info.arch!r}: {load_problem(exc)}") from None
     num_classes = getattr(model, "num_classes", None)
     if num_classes is not None and num_classes != len(info.labels):
         raise CheckpointLoadError(
@@ -129,3 +128,11 @@ def update_extra(path: str | Path, values: dict[str, object]) -> ModelInfo:
     metadata = {"format": FORMAT, "streamd": json.dumps(info.to_dict())}
     write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     return info
+
+
+def load_problem(exc: Exception, limit: int = 300) -> str:
+    """PyTorch's ``load_state_dict`` error in one line: the keys missing, unexpected or of the wrong shape
+    (its first line only says that loading failed)."""
+    details = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+    text = " ".join(details) or str(exc).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from models.ast import AST, PATCH, SIZES, ASTConfig
+from models.checkpoint import load_problem
 
 RECIPE_FRAMES = (1024, 512, 128)  # AudioSet / ESC-50 / Speech Commands target lengths
 HF_PREFIX = "audio_spectrogram_transformer."
@@ -241,14 +242,6 @@ def build(config: ASTConfig, state: Mapping[str, torch.Tensor]) -> AST:
     except RuntimeError as exc:
         raise ValueError(f"weights do not fit the AST they describe: {load_problem(exc)}") from None
     return model.eval()
-
-
-def load_problem(exc: RuntimeError, limit: int = 300) -> str:
-    """PyTorch's ``load_state_dict`` error in one line: the keys missing, unexpected or of the wrong shape
-    (its first line only says that loading failed)."""
-    details = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
-    text = " ".join(details) or str(exc).strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def hf_labels(hf: Mapping[str, Any]) -> list[str] | None:

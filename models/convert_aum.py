@@ -16,7 +16,8 @@ from collections.abc import Mapping
 import torch
 
 from models.aum import SIZES, AuM, AuMConfig
-from models.convert_ast import infer_geometry, load_problem
+from models.checkpoint import load_problem
+from models.convert_ast import infer_geometry
 
 
 def strip_module_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -35,7 +35,7 @@ from torch import nn
 from audio_core.shipped_models import SHIPPED_MODELS, is_shipped_name, shipped_model_path
 from models.ast import adapt_time_grid
 from models.aum import resample_grid
-from models.checkpoint import CheckpointLoadError, load_checkpoint, nonfinite_weight
+from models.checkpoint import CheckpointLoadError, load_checkpoint, load_problem, nonfinite_weight
 from models.common import FeatureConfig, ModelInfo, Normalization
 from training.cache import file_identity
 
@@ -208,7 +208,7 @@ def load_init_weights(model: nn.Module, path: str | Path, labels: list[str]) -> 
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise InitError(f"{path.name}: weights do not fit: {str(exc).splitlines()[0]}") from None
+        raise InitError(f"{path.name}: weights do not fit: {load_problem(exc)}") from None
     return "; ".join(notes)
 
 

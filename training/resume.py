@@ -220,9 +220,11 @@ def _refuse(path: Path, changed: list[str], data: str | None = None) -> None:
 
 def incompatible(path: Path, exc: Exception) -> ResumeMismatch:
     """The one-line error for saved weights that do not fit the model (``load_state_dict`` failed)."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    from models.checkpoint import load_problem
+
+    why = load_problem(exc) if str(exc).strip() else type(exc).__name__
     return ResumeMismatch(
-        f"{path}: saved training state does not fit this model ({first}); start over with --fresh"
+        f"{path}: saved training state does not fit this model ({why}); start over with --fresh"
     )
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from models import FeatureConfig, ModelInfo, Normalization, build_model
 from models.checkpoint import CheckpointLoadError, load_checkpoint, read_info, save_checkpoint
@@ -72,7 +75,21 @@ def test_weights_of_another_architecture_are_rejected(tmp_path):
     model = build_model("resnet_cnn", SMALL)
     other = _info(config={**SMALL, "channels": [8, 16, 16, 64]})
     path = save_checkpoint(tmp_path / "m.safetensors", model, other)
-    with pytest.raises(CheckpointLoadError, match="do not fit"):
+    with pytest.raises(CheckpointLoadError, match=r"do not fit 'resnet_cnn': size mismatch for "):
+        load_checkpoint(path)
+
+
+def test_a_weight_missing_or_left_over_is_named(tmp_path):
+    """The error says which weight is missing or unexpected, not only that loading failed."""
+    model = build_model("resnet_cnn", SMALL)
+    path = save_checkpoint(tmp_path / "m.safetensors", model, _info())
+    weights, metadata = load_file(str(path)), safe_open(str(path), "pt").metadata()
+    name = next(k for k in weights if k.endswith(".weight"))
+    save_file({k: v for k, v in weights.items() if k != name}, str(path), metadata=metadata)
+    with pytest.raises(CheckpointLoadError, match=f"Missing key.*{re.escape(name)}"):
+        load_checkpoint(path)
+    save_file({**weights, "extra.weight": torch.zeros(2)}, str(path), metadata=metadata)
+    with pytest.raises(CheckpointLoadError, match=r"Unexpected key.*extra\.weight"):
         load_checkpoint(path)
 
 

@@ -130,6 +130,7 @@ def test_after_fresh_ctrl_c_never_points_back_to_an_older_state(tmp_path: Path) 
     new = tmp_path / "out" / "fold1" / "train_state.safetensors"
     new.parent.mkdir()
     save_file({"x": torch.zeros(1)}, str(new), metadata={"state": '{"epoch": 2}'})
+    os.utime(new, (started + 1, started + 1))  # file times are coarse: it may read a few ms before `started`
     line = interrupted_line(tmp_path / "out", fresh=True, since=started)
     assert f"after epoch 2 is saved in {new}; run the command again without --fresh" in line
 
