@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from streamd.errors import AudioInputError, ConfigError
@@ -68,6 +69,11 @@ def resolve_input_device(spec: str | int) -> DeviceInfo:
     text = str(spec).strip()
     if not text:
         raise AudioInputError("--device: empty device name; use 'mic', a device index or part of its name")
+    if Path(text).is_file():  # a recording, not an input device
+        raise AudioInputError(
+            f"--device {text}: a file, not an input device; classify it with 'streamd replay {text}' "
+            f"(--speed 1 for live pace), or give --device file://{Path(text).absolute()}"
+        )
     devices = list_input_devices()
     if not devices:
         raise AudioInputError("no audio input device found (PortAudio lists none)")

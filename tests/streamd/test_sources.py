@@ -236,6 +236,15 @@ def test_device_names_are_resolved_or_listed():
     check_distinct_devices([str(first.index), "tcp://127.0.0.1:9/a"], is_url)  # distinct: fine
 
 
+def test_a_file_given_as_a_device_is_pointed_to_replay_or_a_file_url(clips):
+    """With or without input devices: a recording named as --device says how to classify it instead."""
+    with pytest.raises(
+        AudioInputError, match=r"a file, not an input device; classify it with 'streamd replay"
+    ) as err:
+        resolve_input_device(str(clips[0]))
+    assert f"--device file://{Path(clips[0]).absolute()}" in str(err.value)
+
+
 @pytest.mark.live
 def test_capture_from_a_real_input_device_records_a_tone():
     """Needs an input device; with STREAMD_VMIC_FIFO (a PulseAudio pipe source) a 440 Hz tone is fed in."""
