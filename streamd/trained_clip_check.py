@@ -12,6 +12,7 @@ from typing import Any
 from streamd.errors import ConfigError
 from training.clips import ClipSet
 from training.trained_clips import (
+    SET_ASIDE_KEY,
     init_folds,
     numbered_as_data,
     recorded,
@@ -69,24 +70,43 @@ def warn_of_trained_clips(extra: dict[str, Any], clip_set: ClipSet, by_fold: Ini
         return
     trained, by_init = seen_clips(extra, clip_set, by_fold)
     who = "the checkpoint or its --init checkpoint" if by_init else "the checkpoint"
+    aside = set_aside_clips(extra, clip_set) - trained
     total, others = len(clip_set.clips), len(clip_set.clips) - len(trained)
     if trained and not others:
         _say("warning", f"all {total} clips scored are clips {who} trained on: not held out")
     elif trained:
+        scored = f"the {others - len(aside)} it held out" if aside else f"the {others} it did not train on"
         _say(
             "warning",
             f"{len(trained)} of the {total} clips scored are clips {who} trained on: these figures are "
-            f"not held out (--held-out scores only the {others} it did not train on)",
+            f"not held out (--held-out scores only {scored})",
         )
 
 
+def set_aside_clips(extra: dict[str, Any], clip_set: ClipSet) -> set[Path]:
+    """The clips of ``clip_set`` the training run set aside (``training.trained_clips.SET_ASIDE_KEY``: a
+    val split beside the test split its report is on), by digest."""
+    return seen([Path(c.path) for c in clip_set.clips], recorded(extra, SET_ASIDE_KEY) or set())
+
+
 def leave_out_trained(extra: dict[str, Any], clip_set: ClipSet, by_fold: InitFolds) -> tuple[ClipSet, int]:
-    """``--held-out``: the clips neither the checkpoint nor its inits trained on, and how many were left
-    out."""
+    """``--held-out``: the clips neither the checkpoint nor its inits trained on, less those its training
+    run set aside (said in a note: its report is on the split it held out), and how many trained-on clips
+    were left out."""
     trained, by_init = seen_clips(extra, clip_set, by_fold)
-    kept = [c for c in clip_set.clips if Path(c.path) not in trained]
+    aside = set_aside_clips(extra, clip_set) - trained
+    kept = [c for c in clip_set.clips if Path(c.path) not in trained | aside]
     if not kept:
         who = "the checkpoint or its --init checkpoint" if by_init else "the checkpoint"
-        raise ConfigError(f"--held-out: all {len(clip_set.clips)} clips given are clips {who} trained on")
+        also = " or set aside" if aside else ""
+        raise ConfigError(
+            f"--held-out: all {len(clip_set.clips)} clips given are clips {who} trained on{also}"
+        )
+    if aside:
+        _say(
+            "note",
+            f"--held-out: {len(aside)} clip(s) its training run set aside (a val split beside the test "
+            "split its report is on: neither trained on nor held out) left out, as its report left them out",
+        )
     left = ClipSet(kept, clip_set.labels, multi_label=clip_set.multi_label, name=clip_set.name)
-    return left, len(clip_set.clips) - len(kept)
+    return left, len(clip_set.clips) - len(kept) - len(aside)

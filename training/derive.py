@@ -108,12 +108,15 @@ def time_step_s(
     steps: int = 2,
     device: torch.device | None = None,
     precision: str = "fp32",
+    num_threads: int = 0,
 ) -> float:
     """Seconds one training step (forward, backward, AdamW) takes on ``device`` (the model's; the CPU by
-    default) in ``precision`` (``auto`` resolved for that device, as training resolves it), timed after
-    one warm-up step."""
+    default) in ``precision`` (``auto`` resolved for that device, as training resolves it) on
+    ``num_threads`` torch threads (``train.num_threads``, as training sets them; 0: torch's default; the
+    count before is restored), timed after one warm-up step."""
     from models.bf16 import bf16_autocast, resolve_auto
     from training.losses import training_logits
+    from training.train_config import set_threads
 
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -122,16 +125,20 @@ def time_step_s(
     bf16 = resolve_auto(precision, kind) == "bf16"
     sync = torch.cuda.synchronize if device is not None and device.type == "cuda" else (lambda: None)
     elapsed = 0.0
-    for i in range(steps + 1):
-        t0 = time.perf_counter()
-        with bf16_autocast(kind, enabled=bf16):
-            loss = training_logits(model, x).float().logsumexp(dim=-1).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sync()  # a GPU's work is queued: count it done
-        if i:
-            elapsed += time.perf_counter() - t0
+    before = set_threads(num_threads)
+    try:
+        for i in range(steps + 1):
+            t0 = time.perf_counter()
+            with bf16_autocast(kind, enabled=bf16):
+                loss = training_logits(model, x).float().logsumexp(dim=-1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sync()  # a GPU's work is queued: count it done
+            if i:
+                elapsed += time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(before)
     return elapsed / steps
 
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from audio_core.audio_file import read_audio
+from audio_core.compute import device_of
 from audio_core.fbank import compute_fbank
 from audio_core.scoring import scores, sequence_scores
 from audio_core.windows import WindowPlan, checkpoint_plan, clip_hop_s, pad_with_silence
@@ -73,7 +74,7 @@ def window_scores(
     out = []
     for i in range(0, len(firsts), batch_size):
         batch = torch.stack([fbank[f : f + width] for f in firsts[i : i + batch_size]])  # (B, width, F)
-        out.append(scores(model, info, batch, precision=precision))
+        out.append(scores(model, info, batch.to(device_of(model)), precision=precision))
     return starts, torch.cat(out)
 
 
@@ -88,7 +89,8 @@ def recurrent_steps(
     frames = cfg.num_frames(wave.size)
     target = max(column, frames // column * column)
     wave = pad_with_silence(wave, (target - 1) * cfg.frame_shift + cfg.frame_length)  # a file < one column
-    return sequence_scores(model, info, compute_fbank(wave, cfg)[:target], precision=precision)
+    fbank = compute_fbank(wave, cfg)[:target].to(device_of(model))
+    return sequence_scores(model, info, fbank, precision=precision)
 
 
 def waveform_scores(
@@ -135,10 +137,12 @@ def align_targets(clip_set: ClipSet, info: ModelInfo) -> np.ndarray:
 def fbank_clip_scores(
     model: nn.Module, info: ModelInfo, x: np.ndarray, batch_size: int = 32, *, precision: str = "fp32"
 ) -> np.ndarray:
-    """Probabilities ``(N, C)`` of un-normalised fixed-length fbanks ``(N, T, F)`` (the training input)."""
+    """Probabilities ``(N, C)`` of un-normalised fixed-length fbanks ``(N, T, F)`` (the training input), on
+    the model's device."""
     model.eval()
+    device = device_of(model)
     out = [
-        scores(model, info, torch.from_numpy(x[i : i + batch_size]), precision=precision)
+        scores(model, info, torch.from_numpy(x[i : i + batch_size]).to(device), precision=precision)
         for i in range(0, len(x), batch_size)
     ]
     return torch.cat(out).numpy() if out else np.zeros((0, len(info.labels)), dtype=np.float32)

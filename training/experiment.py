@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from training import metrics
 from training.cache import cached_fbanks
 from training.clips import ClipSet
 from training.distill import build_teacher, vet_teachers
-from training.evaluate import evaluate_clip_set
+from training.evaluate import clip_scores, evaluate_clip_set
 from training.experiment_spec import Experiment, ExperimentConfigError
 from training.experiment_summary import summarize, summary_markdown
 from training.init_from import load_init_weights
@@ -156,7 +157,17 @@ def run_one(
     # a run's own folder is locked too (own data's output is the experiment's, locked by its command)
     with claim_output(out_dir) if run_name else contextlib.nullcontext():
         result = train_model(
-            model, train, val, exp.train, info, out_dir, resume, progress, teacher, accept_data_change
+            model,
+            train,
+            val,
+            exp.train,
+            info,
+            out_dir,
+            resume,
+            progress,
+            teacher,
+            accept_data_change,
+            score_val=None if val_set is None else _clip_scorer(info, val_set, exp.cache_dir),
         )
     entry: dict[str, Any] = {
         "run": run_name,
@@ -182,6 +193,18 @@ def run_one(
         )
         entry.update({"val_folds": held_out, "val_clips": len(val_set.clips), "report": report})
     return entry
+
+
+def _clip_scorer(
+    info: ModelInfo, val_set: ClipSet, cache_dir: Path | None
+) -> Callable[[torch.nn.Module, str], np.ndarray]:
+    """The held-out clips scored during training as the report scores them (``clip_scores``), so that the
+    epoch line's ``val`` is the report's accuracy of the weights at that epoch."""
+
+    def score(model: torch.nn.Module, precision: str) -> np.ndarray:
+        return clip_scores(model, info, val_set, cache_dir, precision=precision)
+
+    return score
 
 
 def _init_overlap(

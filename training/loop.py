@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from training.predict import accuracy, predict_scores
 from training.resume import ResumeMismatch, data_digest, fingerprint, setting_defaults
 from training.schedule import lr_at
 from training.sequences import cycle_permutations
-from training.train_config import TrainConfig, TrainResult
+from training.train_config import TrainConfig, TrainResult, set_threads
 from training.train_state import load_state, save_state
 from training.train_steps import clip_step, sequence_builder, stream_step
 
@@ -45,9 +46,13 @@ def train_model(
     progress: bool = True,
     teacher: Teacher | None = None,
     accept_data_change: bool = False,
+    score_val: Callable[[nn.Module, str], np.ndarray] | None = None,
 ) -> TrainResult:
     """Train ``model`` and write ``out_dir/model.safetensors`` (EMA weights) plus a training log;
-    with ``cfg.distill`` on, ``teacher`` holds the training clips' teacher targets."""
+    with ``cfg.distill`` on, ``teacher`` holds the training clips' teacher targets. ``score_val(model,
+    precision)``: the held-out clips' scores as the held-out report scores them (``training.evaluate``'s
+    clip rule: a longer clip by the mean of its windows, a recurrent model's short clip at its own last
+    step), for the epoch line's ``val``; without it, ``val``'s fbanks as they are."""
     if cfg.distill.enabled and teacher is None:
         raise ValueError("train.distill names teachers but no teacher targets were given")
     out_dir = Path(out_dir)
@@ -58,8 +63,7 @@ def train_model(
     model.to(device)  # before the optimiser and the EMA copy are made, so both live on the device
     if teacher is not None and teacher.online:
         teacher.to(device)
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
+    set_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     x_train, y_train = train
@@ -155,9 +159,12 @@ def train_model(
                 record["skipped_batches"] = skipped
             last = epoch + 1 == cfg.epochs
             if val is not None and (last or (cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0)):
-                record["val_acc"] = accuracy(
-                    predict_scores(ema.model, val[0], info, precision=cfg.precision), val[1]
+                scored = (
+                    score_val(ema.model, cfg.precision)
+                    if score_val is not None
+                    else predict_scores(ema.model, val[0], info, precision=cfg.precision)
                 )
+                record["val_acc"] = accuracy(scored, val[1])
             history.append(record)
             stats = f"loss {record['loss']:.3f} acc {record['train_acc']:.3f}"
             if "val_acc" in record:

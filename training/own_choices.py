@@ -123,18 +123,27 @@ def derive_choices(
             cfg["target_frames"] = frames
         device = resolve_device(opts.compute, "--compute")  # timed where it will train
         model = build_model(arch, cfg).to(device)
-        # as it will train: a --set batch size or precision is timed, not the derived one
+        # as it will train: a --set batch size, precision or thread count is timed, not the derived one
         batch = _positive_int(set_value(opts, "train.batch_size")) or train["batch_size"]
         precision = set_value(opts, "train.precision")
         precision = precision if precision in PRECISIONS else train["precision"]
+        threads = _positive_int(set_value(opts, "train.num_threads")) or 0
         step = derive.time_step_s(
-            model, batch, frames, features.num_mel_bins, device=device, precision=precision
+            model,
+            batch,
+            frames,
+            features.num_mel_bins,
+            device=device,
+            precision=precision,
+            num_threads=threads,
         )
         spent = time.time() - t0
         examples = round(n_train * (1 + background))
         epochs = derive.derive_epochs(step, examples, batch, minutes * 60 - spent)
         fit = derive.epochs_that_fit(step, examples, batch, minutes * 60 - spent)
-        how = f"{minutes:g}-minute budget at {step:.2f} s per step of {batch}{derive.clamp_note(fit, epochs)}"
+        on = _threads_note(threads) if device.type == "cpu" else ""
+        bound = derive.clamp_note(fit, epochs)
+        how = f"{minutes:g}-minute budget{on} at {step:.2f} s per step of {batch}{bound}"
         choices["step_seconds"] = round(step, 4)
         choices["step_timed"] = True
     resumed_train = saved.get("train", {}) if saved and opts.resume else {}
@@ -153,6 +162,14 @@ def epochs_set(opts: OwnOptions) -> int | None:
     if value is not None and opts.epochs:
         raise ExperimentConfigError("--epochs and --set train.epochs both given: give one of them")
     return _positive_int(value)
+
+
+def _threads_note(threads: int) -> str:
+    """The CPU threads the step was timed on (``train.num_threads``, else torch's default), for the line."""
+    import torch
+
+    count = threads or torch.get_num_threads()
+    return f" on {count} CPU thread{'s' if count != 1 else ''}"
 
 
 def _positive_int(value: Any) -> int | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from training.audio_folders import identity
+from training.clips import label_name
 from training.dataset_files import DatasetError, csv_lines
 
 SPLIT_ALIASES = {"": "train", "train": "train", "training": "train", "val": "val", "valid": "val"}
@@ -66,7 +67,7 @@ def csv_entries(path: Path) -> tuple[list[tuple[Path, str, str]], list[str]]:
                 "path,label[,split]" if columns is None else "a path and a label in the header's columns"
             )
             raise DatasetError(f"{path}: line {line}: expected {expected}, got {','.join(cells)!r}")
-        name, label = given
+        name, label = given[0], label_name(given[1])  # NFC, as a class folder's name
         text = cells[at_split] if at_split is not None and at_split < len(cells) else ""
         split = SPLIT_ALIASES.get(text.lower())
         if split is None:

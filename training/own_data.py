@@ -16,11 +16,11 @@ Layouts of ``DIR`` (or a CSV file given directly):
 
 The clips of each split get a fold: train 1, val 2, test 3, carved held-out part 4, so that the
 experiment machinery (``data.folds`` / ``data.val_folds``) expresses the fixed split exactly. The
-held-out split (what the report is on) is test, else val, else the carved part. Every file is checked
-by decoding it once (``usable_files``, the check ``evaluate --folders`` makes too: an unreadable file, a
-broken link, a file without samples or with NaN or infinite samples is reported and left out, and so is a
-clip with no signal, digital silence or shorter than ``MIN_SIGNAL_S``); a class with no usable training
-clip is an error naming it.
+held-out split (what the report is on) is test (a val split beside it is set aside: ``OwnData.set_aside``),
+else val, else the carved part. Every file is checked by decoding it once (``usable_files``, the check
+``evaluate --folders`` makes too: an unreadable file, a broken link, a file without samples or with NaN or
+infinite samples is reported and left out, and so is a clip with no signal, digital silence or shorter
+than ``MIN_SIGNAL_S``); a class with no usable training clip is an error naming it.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from training.audio_folders import (
     repeated_file_note,
     unusable_class_note,
 )
-from training.clips import Clip, ClipSet, dataset_name
+from training.clips import Clip, ClipSet, dataset_name, label_name
 from training.own_csv import csv_entries
 from training.readers import DatasetError
 
@@ -65,6 +65,11 @@ class OwnData:
     @property
     def held_out_fold(self) -> int:
         return SPLIT_FOLDS[self.held_out]
+
+    def set_aside(self) -> list[Path]:
+        """The clips a run neither trains on nor holds out (``val`` beside ``test``): not in its report."""
+        used = (SPLIT_FOLDS["train"], self.held_out_fold)
+        return [Path(c.path) for c in self.clip_set.clips if c.fold not in used]
 
     def counts(self) -> dict[str, Counter]:
         """Clips per class, per split name."""
@@ -170,7 +175,7 @@ def _from_folders(
         classes, other, notes = class_tree(folder, said=said)
         problems += notes
         others += other
-        entries += [(f, class_dir.name, split) for class_dir, files in classes for f in files]
+        entries += [(f, label_name(class_dir.name), split) for class_dir, files in classes for f in files]
     # one file per clip, as a CSV's rows: a link must not repeat a training clip or hold it out too
     if repeated := repeated_file(file for file, _, _ in entries):
         raise DatasetError(repeated_file_note(*repeated))
@@ -267,21 +272,12 @@ def read_own_data(root: str | Path, holdout_frac: float = 0.1) -> OwnData:
     if problem := ClipSet(clips, labels).one_class_problem():
         raise DatasetError(f"{root}: {problem} (add clips of the other sounds it should tell apart)")
     present = {c.fold for c in clips}
-    if SPLIT_FOLDS["test"] in present:
-        held_out = "test"
-    elif SPLIT_FOLDS["val"] in present:
-        held_out = "val"
-    else:
-        held_out = "holdout"
+    held_out = next((s for s in ("test", "val") if SPLIT_FOLDS[s] in present), "holdout")
+    if held_out == "holdout":
         clips = _carve(clips, holdout_frac)
         problems += _carve_problems(root, clips, labels, why)
-    return OwnData(
-        ClipSet(clips, labels, multi_label=False, name=dataset_name(root)),
-        layout,
-        held_out,
-        durations,
-        problems,
-    )
+    clip_set = ClipSet(clips, labels, multi_label=False, name=dataset_name(root))
+    return OwnData(clip_set, layout, held_out, durations, problems)
 
 
 def _carve_problems(root: Path, clips: list[Clip], labels: list[str], why: str = "") -> list[str]:

@@ -45,9 +45,10 @@ from training.own_choices import (
 )
 from training.own_data import SPLIT_FOLDS, OwnData, read_own_data
 from training.own_init import fine_tuning_doc, init_info
+from training.own_output import DATA_SET_KEY, data_set_entry, other_data_set, other_data_set_line
 from training.own_report import describe, held_out_report
 from training.readers import DatasetError
-from training.trained_clips import KEY, clip_digest, record, seen
+from training.trained_clips import KEY, SET_ASIDE_KEY, clip_digest, record, seen
 
 CHOICES_FILE = "choices.json"
 
@@ -147,6 +148,8 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
     data = read_own_data(opts.data)
     out = opts.out or Path("runs") / data.clip_set.name
     _refuse_output_inside_data(out, Path(opts.data), given=opts.out is not None)
+    if opts.resume and (other := other_data_set(out, Path(opts.data), data, CHOICES_FILE)):
+        raise DatasetError(other_data_set_line(out, other, Path(opts.data)))  # not: start over (--fresh)
     say(opts, start_summary(data))
     warn_problems(data)
     _warn_of_held_out_copies(data)
@@ -223,13 +226,15 @@ def _train(
 ) -> dict[str, Any]:
     saved_path = out / CHOICES_FILE
     resuming = opts.resume and (out / "train_state.safetensors").exists()
+    # with the data set trained on (training.own_output): another data set's run is told to use --out
+    saved = json.dumps({**choices, DATA_SET_KEY: data_set_entry(Path(opts.data), data)}, indent=1)
     if not resuming:  # a resumed run's choices are written once it was accepted: a refusal changes nothing
-        saved_path.write_text(json.dumps(choices, indent=1))
+        saved_path.write_text(saved)
     entry = run_one(
         exp, clip_set, "", [data.held_out_fold], opts.resume, opts.progress, opts.accept_data_change
     )
     if resuming:
-        saved_path.write_text(json.dumps(choices, indent=1))
+        saved_path.write_text(saved)
     _store_choices(Path(entry["checkpoint"]), data, choices)
     report = entry["report"]
     print(held_out_report(report, data, entry, out, choices))
@@ -262,8 +267,11 @@ def _with_feature_overrides(features: FeatureConfig, opts: OwnOptions) -> Featur
 
 def _store_choices(path: Path, data: OwnData, choices: dict[str, Any]) -> None:
     """Name the model after the data set and keep every choice in the checkpoint, with the digests of the
-    clips it trained on (``training.trained_clips``: evaluate tells held-out clips from them)."""
+    clips it trained on and of those it set aside (``training.trained_clips``: evaluate tells held-out
+    clips from them)."""
     model, info = load_checkpoint(path)
     trained = [Path(c.path) for c in data.clip_set.clips if c.fold == SPLIT_FOLDS["train"]]
     info.extra = {**info.extra, "name": data.clip_set.name, "derived": choices, KEY: record(trained)}
+    if aside := data.set_aside():  # not in its report: evaluate --held-out leaves them out too
+        info.extra[SET_ASIDE_KEY] = record(aside)
     save_checkpoint(path, model, info)

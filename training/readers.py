@@ -15,6 +15,7 @@ import inspect
 import json
 import re
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -154,13 +155,15 @@ def read_class_folders_as_found(
     # folders whose names differ only in Unicode normalisation (NFC / NFD) are one class (label_name)
     names = [label_name(d.name) for d, _ in classes]
     labels = sorted(set(names))
+    index = {name: i for i, name in enumerate(labels)}
+    listed: Counter[str] = Counter()  # files of each class so far: its folds go round-robin across folders
     clips: list[Clip] = []
     for name, (_, files) in zip(names, classes, strict=True):
-        held = sum(1 for c in clips if c.targets[0] == labels.index(name))  # its earlier files, if any
         clips += [
-            Clip(file, (labels.index(name),), None if num_folds is None else (held + i) % num_folds + 1)
+            Clip(file, (index[name],), None if num_folds is None else (listed[name] + i) % num_folds + 1)
             for i, file in enumerate(files)
         ]
+        listed[name] += len(files)
     if not clips:
         kinds = ", ".join(sorted(e.lower() for e in extensions))
         raise DatasetError(f"{root}: no class folders with audio files ({kinds})")

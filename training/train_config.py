@@ -59,6 +59,17 @@ class TrainConfig:
         return cls(augment=aug, sequences=seq, distill=distill, **data)
 
 
+def set_threads(num_threads: int) -> int:
+    """Apply ``train.num_threads`` to torch (0: torch's default, left as it is), the one rule of training
+    and of its timed step (``derive.time_step_s``); returns the thread count before, to restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    if num_threads > 0:
+        torch.set_num_threads(num_threads)
+    return before
+
+
 @dataclass
 class TrainResult:
     checkpoint: Path

@@ -27,6 +27,9 @@ from typing import Any
 from training.cache import file_identity
 
 KEY = "trained_clips"  # in a checkpoint's ``extra``
+# in a ``train --data`` checkpoint's ``extra``: the clips of its data it neither trained on nor held out (a
+# val split beside the test split its report is on), which ``evaluate --held-out`` leaves out too
+SET_ASIDE_KEY = "set_aside_clips"
 INIT_KEY = "init_trained"  # in a checkpoint's ``extra``: what its init checkpoints trained on, nearest first
 SCHEME = "blake2b-64 of the file's bytes"
 DIGEST_BYTES = 8
@@ -73,9 +76,10 @@ def unrecorded_note(count: int) -> str:
     )
 
 
-def recorded(extra: dict[str, Any]) -> set[str] | None:
-    """The digests a checkpoint's ``extra`` records, or None when it records none (or in another scheme)."""
-    entry = extra.get(KEY)
+def recorded(extra: dict[str, Any], key: str = KEY) -> set[str] | None:
+    """The digests a checkpoint's ``extra`` records (under ``key``: the clips trained on, or those set
+    aside, ``SET_ASIDE_KEY``), or None when it records none (or in another scheme)."""
+    entry = extra.get(key)
     if not isinstance(entry, dict) or entry.get("scheme") != SCHEME:
         return None
     digests = entry.get("digests")

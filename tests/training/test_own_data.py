@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -16,8 +17,10 @@ import pytest
 import soundfile as sf
 import torch
 
+from models.checkpoint import load_checkpoint
 from models.common import FeatureConfig, ModelInfo, Normalization
 from models.registry import build_model
+from streamd.cli import main
 from streamd.events import EventConfig
 from tests.support.paths import ESC50, REPO, esc50_rows
 from training.background import KINDS, background_wave, with_background
@@ -89,6 +92,39 @@ def test_csv_with_split_column(split_data: Path, tmp_path: Path) -> None:
     assert data.layout == "csv" and data.held_out == "test"
     test = [c for c in data.clip_set.clips if c.fold == SPLIT_FOLDS["test"]]
     assert {Path(c.path).parent.parent.name for c in test} == {"test"} and len(test) == 6
+
+
+def test_labels_spelt_in_nfc_and_nfd_are_one_class(split_data: Path, tmp_path: Path) -> None:
+    """A label written composed (NFC) in some CSV rows and decomposed (NFD, as macOS writes names) in
+    others is one class, named in NFC; so are two class folders whose names differ only so, for
+    ``train --data`` and the ``folders`` reader (``evaluate --folders``) alike."""
+    import unicodedata
+
+    from training.usable_clips import read_folders
+
+    nfc, nfd = (unicodedata.normalize(form, "café") for form in ("NFC", "NFD"))
+    assert nfc != nfd
+    files = sorted((split_data / "train").rglob("*.wav"))
+    table = tmp_path / "clips.csv"
+    with table.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label"])
+        for i, p in enumerate(files):
+            label = (nfd if i % 2 else nfc) if p.parent.name == "dog" else p.parent.name
+            w.writerow([str(p), label])
+    data = read_own_data(table)
+    assert data.clip_set.labels == sorted([nfc, "crying_baby", "rooster"])
+    assert sum(data.counts()["train"].values()) + sum(data.counts()["holdout"].values()) == len(files)
+    folders = tmp_path / "folders"
+    for name, clips in ((nfc, files[:3]), (nfd, files[3:6]), ("rooster", files[6:9])):
+        (folders / name).mkdir(parents=True)
+        for clip in clips:
+            (folders / name / clip.name).symlink_to(clip)
+    assert read_own_data(folders).clip_set.labels == [nfc, "rooster"]
+    listed, _ = read_folders({"root": folders, "num_folds": 2})
+    assert listed.labels == [nfc, "rooster"]
+    cafe = [c for c in listed.clips if c.targets == (0,)]
+    assert len(cafe) == 6 and [c.fold for c in cafe] == [1, 2, 1, 2, 1, 2]  # one class, numbered as one
 
 
 def test_a_class_named_train_is_a_class_and_split_folders_need_train(
@@ -572,6 +608,28 @@ def test_the_recurrent_recipe_learns_nothing_from_background_clips(split_data: P
     assert exp.arch == "streaming_mamba" and not exp.train.sequences.enabled and exp.train.background > 0
 
 
+def test_the_epoch_lines_val_scores_clips_as_the_held_out_report_does(
+    split_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recurrent model's epoch line scored each held-out clip padded with silence to the window (its
+    step after the silence), the report at the clip's own last step, as classify does: "val 0.333" on the
+    line, 0.000 in the report. The line scores the clips as the report does (``training.evaluate``)."""
+    from training.evaluate import clip_scores
+    from training.predict import accuracy
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "rec"
+    args = ["train", "--data", str(split_data), "--recipe", "recurrent", "--window", "2", "--epochs", "1"]
+    # seed 2: the padded clips scored 0.333 (every one the class of silence), the clips themselves 0.667
+    sets = ["train.precision='fp32'", "train.num_threads=1", "model.config.d_model=32", "train.seed=2"]
+    assert main([*args, "--out", str(out), "--no-progress", *[x for s in sets for x in ("--set", s)]]) == 0
+    line = json.loads((out / "history.json").read_text())[-1]["val_acc"]
+    model, info = load_checkpoint(out / "model.safetensors")
+    data = read_own_data(split_data)
+    held = data.clip_set.subset(folds=[data.held_out_fold])
+    assert line == accuracy(clip_scores(model, info, held, None, precision="fp32"), held.targets())
+
+
 def test_set_overrides_the_derived_settings(split_data: Path, tmp_path: Path) -> None:
     """``--set KEY=VALUE`` applies to what ``--data`` derives (it was silently ignored), and a bad key is
     one line naming it."""
@@ -735,6 +793,45 @@ def test_a_set_batch_size_is_the_one_timed(split_data: Path, tmp_path: Path) -> 
     )
     choices = derive_choices(opts, data, FeatureConfig(num_mel_bins=32), None)
     assert choices["epochs_from"].split(";")[0].endswith("per step of 4")  # ; then any bound applied
+
+
+class _ThreadsSeen(torch.nn.Module):
+    """A small real model that notes torch's thread count at each forward pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 3)
+        self.seen: set[int] = set()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.add(torch.get_num_threads())
+        return self.linear(x.mean(dim=1))
+
+
+def test_the_step_is_timed_on_the_threads_training_will_use(split_data: Path, tmp_path: Path) -> None:
+    """``--set train.num_threads=1`` is timed on one thread, as the loop will train (on a loaded 2-core
+    machine a 2-thread step timed 4 times a 1-thread one, and the budget trained a fifth of its time);
+    torch's own count is restored afterwards, and the schedule's line says which count was timed."""
+    from training.derive import time_step_s
+    from training.own_choices import OwnOptions, derive_choices
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model = _ThreadsSeen()
+        time_step_s(model, 2, 8, 4, num_threads=1)
+        assert model.seen == {1} and torch.get_num_threads() == 2
+        time_step_s(model, 2, 8, 4)  # 0: torch's default, as training leaves it
+        assert model.seen == {1, 2}
+        data = read_own_data(split_data)
+        opts = OwnOptions(
+            data=split_data, minutes=0.2, overrides=["train.num_threads=1"], cache_dir=tmp_path / "cache"
+        )
+        choices = derive_choices(opts, data, FeatureConfig(num_mel_bins=32), None)
+        assert "-minute budget on 1 CPU thread at " in choices["epochs_from"]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_the_window_reason_names_the_bound_that_decided_it() -> None:

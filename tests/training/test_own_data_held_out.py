@@ -177,6 +177,41 @@ def test_evaluate_reads_split_folders_as_train_data_does(trained: dict, tmp_path
     assert err.startswith("streamd: error: --num-folds: ") and "holds split folders" in err
 
 
+def test_held_out_of_a_csv_with_val_and_test_rows_scores_the_reports_clips(
+    trained: dict, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A CSV with val and test rows: the run trains on train and reports on test, setting val aside;
+    ``evaluate --held-out`` scored val and test (6 clips against the report's 3): it scores the report's
+    clips, the val ones left out in a note."""
+    data = trained["data"]
+    rows = ["path,label,split"]
+    for c in CLASSES:
+        files = sorted((data / c).glob("*.wav"))
+        rows += [
+            f"{f},{c},{split}" for f, split in zip(files, ("train", "train", "val", "test"), strict=True)
+        ]
+    listing = tmp_path / "clips.csv"
+    listing.write_text("\n".join(rows) + "\n")
+    monkeypatch.chdir(tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    args = ["train", "--data", str(listing), "--epochs", "1", "--no-progress", "--out", str(tmp_path / "o")]
+    with redirect_stdout(out), redirect_stderr(err):
+        assert main(args) == 0, err.getvalue()
+    assert "held out: test (3 clips)" in out.getvalue()
+    report_of_training = json.loads((tmp_path / "o" / "eval" / "report.json").read_text())
+    checkpoint = tmp_path / "o" / "model.safetensors"
+    base = ["evaluate", "--checkpoint", str(checkpoint), "--folders", str(listing), "--json"]
+    assert main([*base, "--held-out"]) == 0
+    got = capsys.readouterr()
+    report = json.loads(got.out)
+    assert report["num_examples"] == 3 == report_of_training["num_examples"]
+    assert report["confusion_matrix"] == report_of_training["confusion_matrix"]
+    assert "streamd: note: --held-out: 3 clip(s) its training run set aside" in got.err
+    assert "streamd: note: --held-out: 6 clip(s) the checkpoint trained on left out; scoring 3" in got.err
+    assert main(base) == 0  # every clip, the count --held-out scores said as it will score them
+    assert "(--held-out scores only the 3 it held out)" in capsys.readouterr().err
+
+
 def test_fine_tuning_from_a_model_that_trained_on_the_held_out_clips_says_so_in_its_report(
     trained: dict, tmp_path: Path, monkeypatch
 ) -> None:

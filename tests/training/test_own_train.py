@@ -3,10 +3,12 @@ line before any work (the run, its ``--print-config`` TOML and every other comma
 
 from __future__ import annotations
 
+import shutil
 import tomllib
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 from own_clips import write_class_folders
 
 from streamd.cli import main
@@ -106,3 +108,31 @@ def test_a_window_that_is_not_whole_frame_shifts_is_refused_as_a_hop_is(
     code, out, err = _train(data, capsys, "--window", "1.23", print_config=True)
     assert code == 0 and "window: 1.23 s = 121 frames (--window" in err, err
     assert tomllib.loads(out)["normalization"]["target_frames"] == 121
+
+
+def test_another_data_sets_output_folder_is_named_and_out_suggested_before_fresh(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``projA/data`` and ``projB/data`` both default to ``runs/data``: the second run was refused with
+    "a different configuration ... start over with --fresh", which overwrote project A's model. It names
+    A's data folder and gives --out first; --fresh still overwrites. The same data moved resumes."""
+    monkeypatch.chdir(tmp_path)
+    a, b = tmp_path / "projA" / "data", tmp_path / "projB" / "data"
+    shutil.copytree(data, a)
+    for clip in sorted(a.rglob("*.wav")):  # other clips: the same sounds at half the level
+        wave, rate = sf.read(clip)
+        (b / clip.parent.name).mkdir(parents=True, exist_ok=True)
+        sf.write(b / clip.parent.name / clip.name, 0.5 * wave, rate)
+    assert _train(a, capsys)[0] == 0
+    code, out, err = _train(b, capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err == (
+        f"streamd: error: runs/data holds training on another data set ({a.resolve()}), not on {b}: give "
+        "--out DIR to train this one into a folder of its own (--fresh overwrites the other's model)\n"
+    )
+    moved = tmp_path / "projC" / "data"  # the same clips in another place: the same data set, resumed
+    shutil.copytree(a, moved)
+    code, out, err = _train(moved, capsys)
+    assert code == 0 and "resuming from epoch 1 of 1" in out, err
+    code, out, err = _train(b, capsys, "--fresh")
+    assert code == 0 and "starting over (--fresh)" in out, err
