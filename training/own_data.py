@@ -95,7 +95,7 @@ def scan_file(path: Path) -> tuple[float, bool] | str:
     it cannot be used: it is read through by the one audio reader (``read_chunks``, at its own rate), so a
     file the features could not be computed from is found here."""
     if not path.is_file():
-        return "missing file or broken link"
+        return "a folder, not an audio file" if path.is_dir() else "missing file or broken link"
     samples, signal = 0, False
     try:
         rate = probe_audio(path).sample_rate

@@ -283,6 +283,10 @@ def test_data_with_no_usable_file_says_why_in_its_error(split_data: Path, tmp_pa
     mixed.write_text(f"file,label\n{clips[0]},dog\n{clips[-1]},cat\nmissing.flac,cat\n")
     with pytest.raises(DatasetError, match=r"no class has two usable clips.*\(1 unusable file\(s\) left out"):
         read_own_data(mixed)
+    (tmp_path / "a_folder").mkdir()  # a row naming a folder is said to be one, not a missing file
+    listing.write_text("file,label\na_folder,dog\nmissing2.flac,cat\n")
+    with pytest.raises(DatasetError, match=r"e\.g\. .*a_folder: a folder, not an audio file\)"):
+        read_own_data(listing)
     phone = tmp_path / "phone"  # class folders of a format streamd does not read: counted in the error
     for label in ("a", "b"):
         (phone / label).mkdir(parents=True)
