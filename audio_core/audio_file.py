@@ -6,22 +6,21 @@ memory (classify; replay's file source reads through ``open_audio`` too), ``read
 
 An input is opened exactly once: a regular file, or a non-seekable one (a FIFO, a pipe such as
 ``/dev/stdin`` or ``<(...)``, or ``-`` for standard input), which is read as it arrives and never reopened.
-A non-seekable input must deliver its first bytes within ``wait_s`` seconds; libsndfile reads WAV, AIFF,
-AU and OGG from a pipe, while FLAC needs a seekable file.
+A non-seekable input must deliver its first bytes within ``wait_s`` seconds (``audio_core.input_fd``);
+libsndfile reads WAV, AIFF, AU and OGG from a pipe, while FLAC needs a seekable file, and MP3, RF64 and
+CAF are refused (``PIPE_UNREADABLE``). A WAV file whose header says no length is read to its end
+(``audio_core.unsized_wav``).
 
 Every problem (missing, unreadable, no samples, a read error mid-file, NaN or infinite samples, a WAV
-that ends before its header says: ``audio_core.wav_header``) becomes an
+that ends before its header says, from a file or a pipe: ``audio_core.wav_header``) becomes an
 ``AudioInputError`` with one line naming the file, never a traceback. Names are shown by ``display_path``:
 bytes that are not UTF-8 appear as ``\\xNN`` escapes, so every message stays valid UTF-8 (and valid JSON).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import re
-import select
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -31,10 +30,11 @@ import numpy as np
 import soundfile as sf
 
 from audio_core.errors import AudioInputError, TruncatedAudio
+from audio_core.input_fd import STDIN, close_quietly, more_follows, open_fd, wait_readable
 from audio_core.resample import StreamingResampler, downmix, resample_offline
-from audio_core.wav_header import missing_seconds
+from audio_core.unsized_wav import reopen_unsized
+from audio_core.wav_header import WAV_FORMATS, missing_seconds, stream_missing_seconds
 
-STDIN = "-"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # control characters: shown escaped in messages
 READ_BLOCK_S = 1.0
 # what ``read_audio`` gives for some file changed (a truncated WAV is refused since 2): cached features
@@ -46,6 +46,9 @@ MAX_SAMPLE_RATE = 768_000  # above this too (the highest rate audio is made at);
 # beyond this a float sample is not audio scaled to +-1, nor 16/24-bit integers stored as float (up to
 # 2^23): from about 1e19 on the filter bank's power overflows to NaN; 1e17 gave scores of no meaning
 MAX_SAMPLE_MAGNITUDE = 1e8
+# formats libsndfile cannot read from a pipe: it seeks in them (MP3 failed mid-file after results, RF64
+# lost 4 frames and shifted the rest, CAF gave no samples); W64, AIFF, AU and OGG read whole
+PIPE_UNREADABLE = ("MP3", "RF64", "CAF")
 
 
 def format_problem(rate: int, channels: int) -> str | None:
@@ -94,72 +97,50 @@ def refuse_stdin_twice(paths: Iterable[str | os.PathLike[str]]) -> None:
         raise AudioInputError("- (standard input) is named more than once: it can be read only once")
 
 
-def _open_fd(path: Path) -> int:
-    """One ``open`` of ``path`` (or a duplicate of standard input for ``-``), without blocking on a FIFO."""
-    name = display_path(path)
-    if str(path) == STDIN:
-        return os.dup(0)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise AudioInputError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise AudioInputError(f"{name}: is a directory, not an audio file") from None
-    except PermissionError:
-        raise AudioInputError(f"{name}: permission denied") from None
-    except OSError as exc:
-        raise AudioInputError(f"{name}: cannot open ({exc.strerror})") from None
-    if stat.S_ISDIR(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise AudioInputError(f"{name}: is a directory, not an audio file")
-    return fd
-
-
-def _wait_readable(fd: int, name: str, wait_s: float) -> None:
-    """Wait until a non-seekable input has bytes (or its writer closed); then make reads blocking."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN | select.POLLHUP)
-    ready = poller.poll(max(0.0, wait_s) * 1000.0)
-    if not ready:
-        raise AudioInputError(f"{name}: no data arrived within {wait_s:g} s (is anything writing to it?)")
-    if not ready[0][1] & select.POLLIN:  # the writer closed it without writing anything
-        raise AudioInputError(f"{name}: empty input (no bytes before the writer closed it)")
-    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-    fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+def _unreadable(name: str, exc: Exception, seekable: bool) -> AudioInputError:
+    """The one line of a file libsndfile cannot open (from a pipe: which formats it can)."""
+    detail = getattr(exc, "error_string", None) or str(exc).split(": ")[-1]
+    hint = "" if seekable else "; from a pipe use WAV, AIFF, AU or OGG"
+    return AudioInputError(f"{name}: unsupported or unreadable audio file ({detail}{hint})")
 
 
 def open_audio(path: str | os.PathLike[str], *, wait_s: float = PIPE_WAIT_S) -> sf.SoundFile:
     """Open ``path`` once for reading as float32 frames; the caller closes it."""
     name = display_path(path)
-    fd = _open_fd(Path(path))
+    fd = open_fd(Path(path), name)
+    seekable = True
     try:
         st = os.fstat(fd)
         seekable = stat.S_ISREG(st.st_mode)
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.stat(os.devnull).st_rdev:
             raise AudioInputError(f"{name}: empty input ({os.devnull})")
         if not seekable:
-            _wait_readable(fd, name, wait_s)
+            wait_readable(fd, name, wait_s)
         handle = sf.SoundFile(fd, closefd=True)
     except AudioInputError:
-        _close_quietly(fd)
+        close_quietly(fd)
         raise
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        _close_quietly(fd)  # libsndfile may have closed it already
-        detail = getattr(exc, "error_string", None) or str(exc).split(": ")[-1]
-        hint = "" if seekable else "; from a pipe use WAV, AIFF, AU or OGG"
-        raise AudioInputError(f"{name}: unsupported or unreadable audio file ({detail}{hint})") from None
-    if not seekable and handle.format == "MP3":  # libsndfile seeks in MP3 while it decodes
+        close_quietly(fd)  # libsndfile may have closed it already
+        raise _unreadable(name, exc, seekable) from None
+    if seekable:  # its header may say no length: read to its end (``fd`` is the handle's until closed)
+        try:
+            handle = reopen_unsized(handle, fd)
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            raise _unreadable(name, exc, seekable) from None
+    if not seekable and handle.frames == 0 and handle.format in WAV_FORMATS and more_follows(fd, wait_s):
+        handle.close()  # a header of sizes 0 (length unknown): libsndfile reads none of it from a pipe
+        raise AudioInputError(
+            f"{name}: its WAV header says 0 bytes of audio (a length it did not know) and libsndfile reads "
+            "none from a pipe; give it as a file, where it is read to its end"
+        )
+    if not seekable and (form := str(handle.format)) in PIPE_UNREADABLE:
         handle.close()
-        raise AudioInputError(f"{name}: MP3 cannot be read from a pipe; use WAV, AIFF, AU or OGG")
+        raise AudioInputError(f"{name}: {form} cannot be read from a pipe; use WAV, AIFF, AU or OGG")
     if problem := format_problem(handle.samplerate, handle.channels):
         handle.close()
         raise AudioInputError(f"{name}: {problem}")
     return handle
-
-
-def _close_quietly(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.close(fd)
 
 
 def audio_info(handle: sf.SoundFile, path: str | os.PathLike[str]) -> AudioFileInfo:
@@ -179,9 +160,18 @@ def audio_info(handle: sf.SoundFile, path: str | os.PathLike[str]) -> AudioFileI
     return info
 
 
-def truncation_message(path: str | os.PathLike[str], info: AudioFileInfo) -> str:
-    """What a file that ends before its header says is told, once its present audio has been read."""
-    return f"{display_path(path)}: the file ends {info.missing_s:.2f} s before its header says (truncated)"
+def missing_after_read(handle: sf.SoundFile, info: AudioFileInfo, frames_read: int) -> float:
+    """Seconds of audio the header declared beyond the ``frames_read`` that were there: known on opening
+    for a file (``info.missing_s``), once its last frame was read for a pipe."""
+    if info.seekable:
+        return info.missing_s
+    form, subtype, declared = str(handle.format), str(handle.subtype), int(handle.frames)
+    return stream_missing_seconds(form, subtype, info.channels, info.sample_rate, declared, frames_read)
+
+
+def truncation_message(path: str | os.PathLike[str], missing_s: float) -> str:
+    """What a file that ends ``missing_s`` before its header says is told, once its audio has been read."""
+    return f"{display_path(path)}: the file ends {missing_s:.2f} s before its header says (truncated)"
 
 
 def probe_audio(path: str | os.PathLike[str]) -> AudioFileInfo:
@@ -264,15 +254,16 @@ def read_chunks(
             chunk = resampler.process(downmix(data))
             given += chunk.size
             yield chunk
+        missing_s = missing_after_read(handle, info, read)
     if read == 0:
         raise AudioInputError(f"{display_path(path)}: contains no audio samples")
     last = resampler.process(np.zeros(0, dtype=np.float32), last=True)
     if given + last.size == 0:
         raise AudioInputError(none_left_message(path, read, info.sample_rate, sample_rate))
     yield last
-    if info.missing_s > 0:  # what it holds was delivered whole, as before any failure part-way
+    if missing_s > 0:  # what it holds was delivered whole, as before any failure part-way
         raise TruncatedAudio(
-            truncation_message(path, info), read / info.sample_rate, "; all it holds was read"
+            truncation_message(path, missing_s), read / info.sample_rate, "; all it holds was read"
         )
 
 
@@ -281,10 +272,11 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.nda
     with open_audio(path) as handle:
         info = audio_info(handle, path)
         data = read_frames(handle, path, -1)
+        missing_s = missing_after_read(handle, info, data.shape[0])
     if data.shape[0] == 0:
         raise AudioInputError(f"{display_path(path)}: contains no audio samples")
-    if info.missing_s > 0:  # as a read error part-way: not a whole clip
-        raise AudioInputError(truncation_message(path, info))
+    if missing_s > 0:  # as a read error part-way: not a whole clip
+        raise AudioInputError(truncation_message(path, missing_s))
     check_finite(path, data, 0, info.sample_rate)
     mono = resample_offline(downmix(data), info.sample_rate, sample_rate)
     if mono.size == 0:  # as read_chunks: not a clip of silence

@@ -1,31 +1,54 @@
-"""How much audio a WAV file's header promises beyond the file's end (a truncated recording).
+"""What a WAV file's header promises about its length: audio beyond the file's end (a truncated
+recording), or no length at all (a pipe writer's).
 
 libsndfile reads a truncated WAV up to its last whole frame without a word, so a file cut short (a
 recorder that died, a copy that stopped) would be classified as if it were whole. This reads the RIFF
 (or RF64 / RIFX) chunk headers of an open file, without moving its position: the ``data`` chunk's
-declared size against the bytes that follow it. Sizes that writers use when they do not know the length
-(0, and from ``UNKNOWN_SIZE`` up, as written to a pipe) promise nothing.
+declared size against the bytes that follow it. From a pipe the bytes cannot be counted in advance: the
+frames its header declares (libsndfile's count) are weighed against the frames read
+(``stream_missing_seconds``).
+Sizes that writers use when they do not know the length (0, and from ``UNKNOWN_SIZE`` up, as written to a
+pipe) promise nothing; a file whose RIFF and data sizes both say nothing holds audio to its end
+(``unsized_patch``: libsndfile would read none of it).
 """
 
 from __future__ import annotations
 
 import os
 import struct
+from typing import NamedTuple
 
 UNKNOWN_SIZE = 0x7FFF0000  # streamed WAVs say 0xFFFFFFFF (or about 2^31): length unknown, not a promise
 UNKNOWN_SIZE_64 = 1 << 62  # the same in RF64's 64-bit size
 MIN_MISSING_S = 0.01  # less is a writer's rounding (a few bytes off, a partial frame), not a cut recording
 MIN_MISSING_BYTES = 64  # nor is a shortfall within one block of a compressed format or a header's size
 MAX_CHUNKS = 64  # chunks read before ``data`` (a header that never reaches it is left to libsndfile)
+WAV_FORMATS = ("WAV", "WAVEX")  # libsndfile's names of RIFF WAVE files (RF64 is refused from a pipe)
+# bytes of one sample of the encodings whose size in bytes follows from their frames (from a pipe)
+SAMPLE_BYTES = {
+    "PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4,
+    "FLOAT": 4, "DOUBLE": 8, "ULAW": 1, "ALAW": 1,
+}  # fmt: skip
 
 
-def _data_chunk(fd: int) -> tuple[int, int, int, int] | None:
-    """``(data offset, declared data bytes, bytes per second, block align)`` of a RIFF/RIFX/RF64 WAVE
-    file, or None."""
+class DataChunk(NamedTuple):
+    """A WAVE file's ``data`` chunk as its header declares it."""
+
+    start: int  # offset of its first byte of audio
+    declared: int  # bytes of audio the header declares
+    byte_rate: int
+    block_align: int
+    riff_size: int  # the size the RIFF (RIFX, RF64) chunk declares
+    form: bytes  # b"RIFF", b"RIFX" or b"RF64"
+
+
+def _data_chunk(fd: int) -> DataChunk | None:
+    """The ``data`` chunk of a RIFF/RIFX/RF64 WAVE file open as ``fd``, or None (no WAVE, no length)."""
     head = os.pread(fd, 12, 0)
     if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX", b"RF64"):
         return None
     order = ">" if head[:4] == b"RIFX" else "<"
+    riff_size = struct.unpack(order + "I", head[4:8])[0]
     offset, byte_rate, block_align, ds64_size = 12, 0, 0, None
     for _ in range(MAX_CHUNKS):
         chunk = os.pread(fd, 8, offset)
@@ -44,9 +67,20 @@ def _data_chunk(fd: int) -> tuple[int, int, int, int] | None:
                 size = ds64_size
             elif size >= UNKNOWN_SIZE:
                 return None
-            return (offset + 8, size, byte_rate, block_align) if size < UNKNOWN_SIZE_64 else None
+            found = DataChunk(offset + 8, size, byte_rate, block_align, riff_size, head[:4])
+            return found if size < UNKNOWN_SIZE_64 else None
         offset += 8 + size + (size & 1)
     return None
+
+
+def _missing(declared: int, present: int, byte_rate: int, block_align: int) -> float:
+    """Seconds of ``declared`` bytes of audio beyond the ``present`` ones: the one rule of files and pipes
+    (0 for no promise, or a shortfall within a block, ``MIN_MISSING_BYTES`` or ``MIN_MISSING_S``)."""
+    short = declared - present
+    if declared == 0 or byte_rate <= 0 or short <= max(block_align, MIN_MISSING_BYTES):
+        return 0.0
+    missing = short / byte_rate
+    return missing if missing >= MIN_MISSING_S else 0.0
 
 
 def missing_seconds(fd: int) -> float:
@@ -57,12 +91,44 @@ def missing_seconds(fd: int) -> float:
         found = _data_chunk(fd)
         if found is None:
             return 0.0
-        start, declared, byte_rate, block_align = found
-        present = os.fstat(fd).st_size - start
+        present = os.fstat(fd).st_size - found.start
     except OSError:
         return 0.0
-    short = declared - present
-    if declared == 0 or byte_rate <= 0 or short <= max(block_align, MIN_MISSING_BYTES):
+    return _missing(found.declared, present, found.byte_rate, found.block_align)
+
+
+def stream_missing_seconds(
+    form: str, subtype: str, channels: int, rate: int, declared_frames: int, read_frames: int
+) -> float:
+    """Seconds of audio a WAV read from a pipe (libsndfile's ``form`` and ``subtype``) declared beyond the
+    ``read_frames`` it delivered: its header's ``declared_frames`` (libsndfile's count) are bytes that the
+    rule of files weighs; 0 for a pipe writer's unknown length, and for a compressed encoding (whose bytes
+    do not follow from its frames) or another container."""
+    width = SAMPLE_BYTES.get(subtype)
+    if form not in WAV_FORMATS or width is None:
         return 0.0
-    missing = short / byte_rate
-    return missing if missing >= MIN_MISSING_S else 0.0
+    frame = width * channels
+    declared = declared_frames * frame
+    if declared >= UNKNOWN_SIZE:  # 0xFFFFFFFF (or a size 0 libsndfile read as "to the end"): unknown
+        return 0.0
+    return _missing(declared, read_frames * frame, rate * frame, frame)
+
+
+def unsized_patch(fd: int) -> dict[int, bytes] | None:
+    """For a RIFF/RIFX WAVE file whose RIFF and data sizes both say nothing (the data 0, the RIFF ending
+    before the audio, or unknown) with audio after its header: the header bytes (offset -> bytes) that
+    state the length the file has; None for any other file."""
+    try:
+        found = _data_chunk(fd)
+        size = os.fstat(fd).st_size
+    except OSError:
+        return None
+    if found is None or found.form == b"RF64" or found.declared != 0:
+        return None
+    riff_unsized = found.riff_size + 8 <= found.start or found.riff_size >= UNKNOWN_SIZE
+    present = size - found.start
+    present -= present % max(found.block_align, 1)
+    if not riff_unsized or present <= 0 or present >= UNKNOWN_SIZE:
+        return None
+    order = ">" if found.form == b"RIFX" else "<"
+    return {4: struct.pack(order + "I", size - 8), found.start - 4: struct.pack(order + "I", present)}

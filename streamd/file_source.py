@@ -21,6 +21,7 @@ from audio_core.audio_file import (
     audio_info,
     check_finite,
     display_path,
+    missing_after_read,
     open_audio,
     read_frames,
     truncation_message,
@@ -72,6 +73,10 @@ class FileSource(Source):
         self._empty_reads_seen = 0
         self._written = 0  # frames of the file put into the ring
 
+    def known_failure(self) -> str | None:
+        """The run's failure known on opening: a file shorter than its header says (truncated)."""
+        return truncation_message(self.path, self.info.missing_s) if self.info.missing_s > 0 else None
+
     @property
     def paced(self) -> bool:
         """Paced to real time (or a multiple of it); ``--speed max`` is not."""
@@ -108,8 +113,9 @@ class FileSource(Source):
             if n == 0:
                 if self._written == 0:  # a pipe's length is known only now; a file's was checked on opening
                     raise AudioInputError(f"{self.display}: contains no audio samples")
-                if self.info.missing_s > 0:  # its audio went through whole; the rest was never there
-                    raise AudioInputError(truncation_message(self.path, self.info))
+                # its audio went through whole; the rest was never there (a pipe's is known only now)
+                if (missing_s := missing_after_read(handle, self.info, self._written)) > 0:
+                    raise AudioInputError(truncation_message(self.path, missing_s))
                 return
             end = self._written + n
             if self.speed is not None:

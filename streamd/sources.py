@@ -33,6 +33,10 @@ class Source:
         may stagger such streams' windows (``[windows] stagger``)."""
         return self.live
 
+    def known_failure(self) -> str | None:
+        """How the run will fail, when that is known before it starts (``--check`` says it), or None."""
+        return None
+
     def start(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 

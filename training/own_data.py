@@ -30,9 +30,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from audio_core.audio_file import display_path, probe_audio, read_chunks
+from audio_core.digital_silence import has_signal
 from audio_core.errors import AudioInputError
 from training.audio_folders import (
     audio_files,
@@ -101,7 +100,7 @@ def scan_file(path: Path) -> tuple[float, bool] | str:
         rate = probe_audio(path).sample_rate
         for chunk in read_chunks(path, rate, SCAN_BLOCK_S):
             samples += chunk.size
-            signal = signal or bool(np.any(chunk))
+            signal = signal or has_signal(chunk)
     except AudioInputError as exc:
         return str(exc).removeprefix(f"{display_path(path)}: ")
     return samples / rate, signal

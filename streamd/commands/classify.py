@@ -2,8 +2,10 @@
 
 Files are read and scored window by window in constant memory (``streamd.clip_scoring``): the windows'
 probabilities are averaged; a file shorter than a window is padded with silence to one (as everywhere),
-and a note on stderr says so. A file that cannot be read is reported on stderr (one line, as replay
-reports it), the others are still classified, and the exit status is then 1.
+and a note on stderr says so; a file of digital silence is scored, and a warning on stderr (and
+``"digital_silence": true`` in its JSON line) says its scores mean nothing. A file that cannot be read is
+reported on stderr (one line, as replay reports it), the others are still classified, and the exit
+status is then 1.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 import torch
 
 from audio_core.audio_file import display_path
+from audio_core.digital_silence import SILENCE_NOTE
 from audio_core.scoring import top_k
 from audio_core.shipped_models import MODEL_HELP
 from audio_core.windows import CLIP_HOP_S, checkpoint_plan, clip_hop_s
@@ -141,10 +144,13 @@ def run(args: argparse.Namespace) -> int:
             continue
         if result.padded_s > 0:
             _note_padding(display_path(path), result, loaded.recurrent)
+        if result.silent:  # evaluate leaves such a clip out: here its scores are shown, and said to be void
+            print(f"streamd: warning: {display_path(path)}: {SILENCE_NOTE}", file=sys.stderr, flush=True)
         best = top_k(result.scores, loaded.info.labels, labels_shown)
         labels = [{"label": label, "score": score} for label, score in best]
         if args.json:
-            line = json.dumps({"file": display_path(path), "labels": labels})
+            silent = {"digital_silence": True} if result.silent else {}
+            line = json.dumps({"file": display_path(path), "labels": labels, **silent})
         else:
             line = _text_line(display_path(path), labels)
         try:

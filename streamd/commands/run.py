@@ -149,7 +149,8 @@ def _report_check(
     integrations: Integrations,
     publisher: Publisher,
 ) -> int:
-    """``--check``: everything was built without error; say what would run, release it all, exit 0.
+    """``--check``: everything was built without error; say what would run, release it all, exit 0 (1,
+    with the run's own error lines, where a source already knows the run will fail: a truncated file).
     The publish endpoint and the metrics port are bound on trial and released (one in use is said, not
     an error: the running service may hold it); MQTT is not connected (``streamd.bind_probe``)."""
     from streamd.bind_probe import probe_endpoint, probe_listen
@@ -167,6 +168,11 @@ def _report_check(
     finally:
         integrations.close()
         publisher.stop(timeout=0.0)
+    failures = [failure for stream in daemon.streams if (failure := stream.source.known_failure())]
+    for failure in failures:  # as the run would end
+        print(f"streamd: error: {failure}", file=sys.stderr)
+    if failures:
+        return 1
     print(f"streamd: check passed: {len(daemon.streams)} stream(s), {where}")
     return 0
 

@@ -243,6 +243,80 @@ def test_a_wav_cut_short_is_said_to_be_truncated_in_replay_as_in_classify(tmp_pa
     assert run_streamd(*_replay_args(whole, checkpoint, "wholewav"), timeout=60).returncode == 0
 
 
+def _through_pipe(path: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
+    """``cat PATH | streamd ARGS`` (``-`` among them: standard input)."""
+    cmd = " ".join(f"'{a}'" for a in streamd_command(args))
+    return subprocess.run(
+        ["bash", "-c", f"cat '{path}' 2>/dev/null | {cmd}"],  # cat may meet a closed pipe
+        capture_output=True, text=True, timeout=60, env=streamd_env(),
+    )  # fmt: skip
+
+
+def test_a_wav_cut_short_is_said_to_be_truncated_from_a_pipe_or_a_fifo_as_by_path(
+    tmp_path, known_audio, checkpoint
+):
+    """By path a cut WAV ends in one truncation line, exit 1; `cat cut.wav | streamd classify -`, the same
+    into `replay -` (state finished) and `classify FIFO` exited 0 as if it were whole. Its header's
+    explicit size is weighed against what the pipe delivered: the same line, exit 1."""
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, np.concatenate([known_audio, known_audio]), 16000, subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 3 // 4])
+    said = "the file ends 2.50 s before its header says (truncated)"
+    classified = _through_pipe(cut, ["classify", "-", "--checkpoint", str(checkpoint)])
+    assert classified.returncode == 1 and "Traceback" not in classified.stderr, classified.stderr
+    assert classified.stderr.splitlines()[0] == f"streamd: error: <stdin>: {said}"
+    replayed = _through_pipe(cut, _replay_args("-", checkpoint, "cutpipe"))
+    assert replayed.returncode == 1 and "Traceback" not in replayed.stderr, replayed.stderr
+    assert replayed.stderr.splitlines() == [f"streamd: error: <stdin>: {said}"]
+    final = _final_status(replayed.stdout)
+    assert final["state"] == "device_error" and final["counters"]["samples"] == sf.info(cut).frames  # all
+    fifo = tmp_path / "cut.fifo"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", f"cat '{cut}' > '{fifo}'"])
+    from_fifo = run_streamd("classify", str(fifo), "--checkpoint", str(checkpoint), timeout=60)
+    writer.wait(10)
+    assert_clean_error(from_fifo, f"{fifo}: {said}", exit_code=1)
+
+
+def test_rf64_from_a_pipe_is_refused_before_any_result(tmp_path, known_audio, checkpoint):
+    """libsndfile read RF64 from a pipe 4 frames short and shifted from sample 35,663, and classify gave
+    its scores without a word: it is refused as MP3 is (W64 reads whole and plays)."""
+    rf64 = tmp_path / "clip.wav"
+    sf.write(rf64, known_audio, 16000, format="RF64")
+    proc = _through_pipe(rf64, ["classify", "--json", "-", "--checkpoint", str(checkpoint)])
+    assert proc.returncode == 1 and proc.stdout == "", proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "streamd: error: <stdin>: RF64 cannot be read from a pipe; use WAV, AIFF, AU or OGG",
+        "streamd: 1 of 1 file(s) could not be classified",
+    ]
+    assert run_streamd("classify", str(rf64), "--checkpoint", str(checkpoint), timeout=60).returncode == 0
+
+
+def test_a_wav_whose_header_says_no_length_is_classified_and_replayed_whole(
+    tmp_path, known_audio, checkpoint, capsys
+):
+    """A WAV whose RIFF and data sizes are both 0 (length unknown, as a writer that cannot seek back
+    leaves it) was "contains no audio samples" (classify exit 1, replay exit 2): read to its end, it
+    scores as the whole file in both."""
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, known_audio, 16000, subtype="PCM_16")
+    data = bytearray(whole.read_bytes())
+    at = data.index(b"data") + 4
+    data[4:8] = data[at : at + 4] = bytes(4)
+    unsized = tmp_path / "unsized.wav"
+    unsized.write_bytes(bytes(data))
+    seen = {}
+    for path in (whole, unsized):
+        assert main(["classify", str(path), "--checkpoint", str(checkpoint), "--json"]) == 0
+        classified = json.loads(capsys.readouterr().out)["labels"]
+        assert main(_replay_args(path, checkpoint, f"unsized-{path.stem}")) == 0
+        out = capsys.readouterr().out
+        predictions = [m["labels"] for m in map(json.loads, out.splitlines()) if m["type"] == "prediction"]
+        seen[path.stem] = (classified, predictions, _final_status(out)["counters"]["samples"])
+    assert seen["unsized"] == seen["whole"] and seen["whole"][2] == known_audio.size
+
+
 def test_flac_from_a_pipe_is_one_clear_line(known_clip, checkpoint):
     cmd = " ".join(f"'{a}'" for a in streamd_command(_replay_args("-", checkpoint, "flacpipe")))
     proc = subprocess.run(

@@ -143,6 +143,28 @@ def test_check_fails_where_the_run_would_fail_to_bind(
     assert capsys.readouterr().err == err  # the run itself fails with the same line
 
 
+def test_check_fails_on_a_truncated_file_as_the_run_does(
+    clips, small_checkpoint, free_port, tmp_path, capsys
+):
+    """``replay --check cut.wav`` said "check passed", exit 0, though the run ends "the file ends 3.33 s
+    before its header says (truncated)", exit 1: the check knows it from the header and the file's size,
+    and fails with the run's own line."""
+    import soundfile as sf
+
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, sf.read(clips[0], dtype="float32")[0], 16000, subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 3])
+    argv = _replay_args(cut, small_checkpoint, free_port, "--speed", "max")
+    assert main([*argv, "--check"]) == 1
+    out, err = capsys.readouterr()
+    said = f"streamd: error: {cut}: the file ends 3.33 s before its header says (truncated)\n"
+    assert err == said and "check passed" not in out, (out, err)
+    assert main(argv) == 1
+    assert capsys.readouterr().err.endswith(said)  # the run itself ends with the same line
+    assert main([*_replay_args(whole, small_checkpoint, free_port), "--check"]) == 0
+
+
 @pytest.mark.parametrize(
     ("curve", "message"),
     [
