@@ -115,7 +115,7 @@ def scan_files(files: Iterable[Path]) -> tuple[dict[Path, float], list[str], lis
     for file in dict.fromkeys(files):
         scanned = scan_file(file)
         if isinstance(scanned, str):
-            broken.append(f"{file}: {scanned}")
+            broken.append(f"{display_path(file)}: {scanned}")  # one line, whatever the name
             continue
         durations[file] = scanned[0]
         if not scanned[1]:
@@ -135,7 +135,7 @@ def no_signal(durations: dict[Path, float], silent: list[Path]) -> tuple[list[Pa
     why = "digital silence" if first in zeros else f"{durations[first] * 1000:.3g} ms long"
     return quiet, (
         f"{len(quiet)} clip(s) with no signal left out (digital silence after the downmix to mono, or "
-        f"shorter than {MIN_SIGNAL_S * 1000:.0f} ms), e.g. {first} ({why})"
+        f"shorter than {MIN_SIGNAL_S * 1000:.0f} ms), e.g. {display_path(first)} ({why})"
     )
 
 

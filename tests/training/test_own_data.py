@@ -270,6 +270,14 @@ def test_broken_files_and_empty_classes_are_reported(split_data: Path, tmp_path:
     assert "broken link" in text and "class 'ghost'" in text and "empty: no audio files" in text
 
 
+def test_a_file_name_with_a_newline_stays_on_its_warnings_one_line(split_data: Path, tmp_path: Path) -> None:
+    root = _class_folders(split_data, tmp_path)
+    dog = next(d for d in root.iterdir() if d.is_dir())
+    (dog / "two\nlines.wav").write_text("not audio")
+    problems = [p for p in read_own_data(root).problems if "lines.wav" in p]
+    assert len(problems) == 1 and "\n" not in problems[0] and "two\\nlines.wav" in problems[0]
+
+
 def test_data_with_no_usable_file_says_why_in_its_error(split_data: Path, tmp_path: Path) -> None:
     """Every listed file missing gave "no usable audio files" alone: the reason, said only once training
     went ahead, is part of the error now (and of the error when too few are left to hold any out)."""
