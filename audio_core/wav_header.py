@@ -109,15 +109,15 @@ def stream_missing_seconds(
         return 0.0
     frame = width * channels
     declared = declared_frames * frame
-    if declared >= UNKNOWN_SIZE:  # 0xFFFFFFFF (or a size 0 libsndfile read as "to the end"): unknown
+    if declared >= UNKNOWN_SIZE:  # a pipe writer's 0xFFFFFFFF: unknown
         return 0.0
     return _missing(declared, read_frames * frame, rate * frame, frame)
 
 
 def unsized_patch(fd: int) -> dict[int, bytes] | None:
-    """For a RIFF/RIFX WAVE file whose RIFF and data sizes both say nothing (the data 0, the RIFF ending
-    before the audio, or unknown) with audio after its header: the header bytes (offset -> bytes) that
-    state the length the file has; None for any other file."""
+    """For a RIFF/RIFX WAVE file whose RIFF and data sizes both say nothing (both 0, or the RIFF's a pipe
+    writer's unknown) with audio after its header: the header bytes (offset -> bytes) that state the
+    length the file has; None for any other file (an empty WAV, RIFF 36, with bytes after it stays empty)."""
     try:
         found = _data_chunk(fd)
         size = os.fstat(fd).st_size
@@ -125,7 +125,7 @@ def unsized_patch(fd: int) -> dict[int, bytes] | None:
         return None
     if found is None or found.form == b"RF64" or found.declared != 0:
         return None
-    riff_unsized = found.riff_size + 8 <= found.start or found.riff_size >= UNKNOWN_SIZE
+    riff_unsized = found.riff_size == 0 or found.riff_size >= UNKNOWN_SIZE  # an empty WAV's says 36
     present = size - found.start
     present -= present % max(found.block_align, 1)
     if not riff_unsized or present <= 0 or present >= UNKNOWN_SIZE:

@@ -7,6 +7,7 @@ A recurrent model additionally exposes explicit state: ``init_state(batch)`` and
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -113,7 +114,7 @@ class ModelInfo:
         return cls(
             arch=str(data["arch"]),
             config=dict(data.get("config", {})),
-            labels=[str(x) for x in data["labels"]],
+            labels=[label_name(str(x)) for x in data["labels"]],  # an older NFD label is today's NFC one
             features=FeatureConfig.from_dict(data.get("features", {})),
             normalization=Normalization.from_dict(data.get("normalization", {})),
             multi_label=bool(data.get("multi_label", False)),
@@ -169,3 +170,9 @@ def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
     return dict(data)
+
+
+def label_name(text: str) -> str:
+    """A class label as streamd spells it: Unicode NFC. A name read from data in another normalisation
+    (macOS writes folder names decomposed, NFD) and a checkpoint's label are then the same class."""
+    return unicodedata.normalize("NFC", text)

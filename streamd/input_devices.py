@@ -69,13 +69,9 @@ def resolve_input_device(spec: str | int) -> DeviceInfo:
     text = str(spec).strip()
     if not text:
         raise AudioInputError("--device: empty device name; use 'mic', a device index or part of its name")
-    if Path(text).is_file():  # a recording, not an input device
-        raise AudioInputError(
-            f"--device {text}: a file, not an input device; classify it with 'streamd replay {text}' "
-            f"(--speed 1 for live pace), or give --device file://{Path(text).absolute()}"
-        )
     devices = list_input_devices()
     if not devices:
+        _refuse_a_file(text)
         raise AudioInputError("no audio input device found (PortAudio lists none)")
     if text.lower() in ("mic", "default"):
         default = [d for d in devices if d.is_default]
@@ -96,10 +92,24 @@ def resolve_input_device(spec: str | int) -> DeviceInfo:
     if len(matches) == 1:
         return matches[0]
     if not matches:
+        _refuse_a_file(text)
         raise AudioInputError(
             f"no input device matches {text!r}; input devices: {_device_list_text(devices)}"
         )
     raise AudioInputError(f"{text!r} matches several input devices: {_device_list_text(matches)}")
+
+
+def _refuse_a_file(text: str) -> None:
+    """A ``--device`` that names no device but a recording: say how to classify it."""
+    try:
+        is_file = Path(text).is_file()
+    except OSError:  # a name too long for a path: a device name, not a file
+        return
+    if is_file:
+        raise AudioInputError(
+            f"--device {text}: a file, not an input device; classify it with 'streamd replay {text}' "
+            "(--speed 1 for live pace)"
+        )
 
 
 def check_distinct_devices(specs: list[str], is_url: Callable[[str], bool]) -> None:

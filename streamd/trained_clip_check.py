@@ -75,11 +75,18 @@ def warn_of_trained_clips(extra: dict[str, Any], clip_set: ClipSet, by_fold: Ini
     if trained and not others:
         _say("warning", f"all {total} clips scored are clips {who} trained on: not held out")
     elif trained:
-        scored = f"the {others - len(aside)} it held out" if aside else f"the {others} it did not train on"
+        held = others - len(aside)
+        scored = (
+            f"scores only the {held} it held out"
+            if aside
+            else f"scores only the {others} it did not train on"
+        )
+        if aside and not held:
+            scored = "has none left to score: the others were set aside by its training run"
         _say(
             "warning",
             f"{len(trained)} of the {total} clips scored are clips {who} trained on: these figures are "
-            f"not held out (--held-out scores only {scored})",
+            f"not held out (--held-out {scored})",
         )
 
 

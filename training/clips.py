@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,12 +52,6 @@ class ClipSet:
         for i, c in enumerate(self.clips):
             y[i, list(c.targets)] = 1.0
         return y
-
-
-def label_name(text: str) -> str:
-    """A label as read from data (a class folder's name, a CSV cell), in Unicode NFC: a name spelt in
-    another normalisation (macOS writes folder names decomposed, NFD) is the same class, shown alike."""
-    return unicodedata.normalize("NFC", text)
 
 
 def dataset_name(root: Path) -> str:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from models.common import label_name
 from training.audio_folders import identity
-from training.clips import label_name
 from training.dataset_files import DatasetError, csv_lines
 
 SPLIT_ALIASES = {"": "train", "train": "train", "training": "train", "val": "val", "valid": "val"}

@@ -33,6 +33,7 @@ from pathlib import Path
 from audio_core.audio_file import display_path, probe_audio, read_chunks
 from audio_core.digital_silence import has_signal
 from audio_core.errors import AudioInputError
+from models.common import label_name
 from training.audio_folders import (
     audio_files,
     class_dirs,
@@ -43,7 +44,7 @@ from training.audio_folders import (
     repeated_file_note,
     unusable_class_note,
 )
-from training.clips import Clip, ClipSet, dataset_name, label_name
+from training.clips import Clip, ClipSet, dataset_name
 from training.own_csv import csv_entries
 from training.readers import DatasetError
 

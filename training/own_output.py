@@ -6,8 +6,8 @@ The default output is ``runs/<data set name>``, so two projects whose data folde
 state (``choices.json``, ``DATA_SET_KEY``: the data folder, its name and the digests of its training
 clips); a later run on another data set is refused with the line ``other_data_set_line`` (give
 ``--out``; ``--fresh`` overwrites), rather than told to start over, which would overwrite the first
-project's model. The same data moved (its recorded training clips all among this run's) or changed in
-the same folder is the resume check's (``training.resume``) to judge.
+project's model. Data that shares any clip with the recorded ones (the same data moved, or changed,
+wherever it is) is the resume check's (``training.resume``) to judge.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from audio_core.audio_file import display_path
 from training.own_data import SPLIT_FOLDS, OwnData
 from training.trained_clips import KEY, clip_digest, record, recorded
 
@@ -57,8 +58,8 @@ def _saved_entry(out: Path, choices_file: str) -> dict[str, Any] | None:
 def other_data_set(out: Path, root: Path, data: OwnData, choices_file: str) -> str | None:
     """The data set ``out``'s saved state or model was trained on when it is not ``data`` (at ``root``):
     its folder, or its name where no folder is recorded; None when it is this data set or cannot be told
-    (nothing recorded). Another folder is another data set unless every clip recorded is among this run's
-    training clips (the same data, moved); with no folder recorded, only when no clip is shared."""
+    (nothing recorded). It is another data set when none of the clips recorded is among this data's
+    (whatever their split): data moved or changed shares clips, and the resume check judges it."""
     entry = _saved_entry(out, choices_file)
     digests = recorded(entry) if entry is not None else None
     if entry is None or not digests:
@@ -66,9 +67,8 @@ def other_data_set(out: Path, root: Path, data: OwnData, choices_file: str) -> s
     folder = entry.get("folder")
     if folder == str(root.resolve()):
         return None
-    mine = {clip_digest(path) for path in _training_clips(data)}
-    other = not digests <= mine if isinstance(folder, str) else not digests & mine
-    if not other:
+    mine = {clip_digest(Path(clip.path)) for clip in data.clip_set.clips}  # any split: carving may move
+    if digests & mine:  # shares clips: this data moved or changed, the resume check's to judge
         return None
     return folder if isinstance(folder, str) else f"a data set named {entry.get('name')!r}"
 
@@ -76,6 +76,7 @@ def other_data_set(out: Path, root: Path, data: OwnData, choices_file: str) -> s
 def other_data_set_line(out: Path, other: str, root: Path) -> str:
     """The one-line refusal of a run whose output folder holds another data set's training."""
     return (
-        f"{out} holds training on another data set ({other}), not on {root}: give --out DIR to train this "
-        f"one into a folder of its own (--fresh overwrites the other's model)"
+        f"{display_path(out)} holds training on another data set ({display_path(other)}), not on "
+        f"{display_path(root)}: give --out DIR to train this one into a folder of its own (--fresh "
+        "overwrites the other's model)"
     )

@@ -20,9 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from models.common import label_name
 from training import audio_folders as folders
 from training.audio_folders import AUDIO_EXTENSIONS
-from training.clips import Clip, ClipSet, label_name
+from training.clips import Clip, ClipSet
 from training.dataset_files import DatasetError, check_exists, int_field, not_found, read_csv, read_text
 
 ESC50 = "esc50"  # the data set name of ESC-50's own clips, whatever their CSV is called

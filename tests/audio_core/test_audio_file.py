@@ -210,6 +210,11 @@ def test_a_wav_whose_header_says_no_length_is_read_to_its_end(tmp_path: Path) ->
     empty_then_list.write_bytes(bytes(listed))
     with pytest.raises(AudioInputError, match="contains no audio samples"):
         read_audio(empty_then_list, 16000)
+    empty_then_junk = tmp_path / "empty_then_junk.wav"  # an empty WAV (RIFF 36), 3 stray bytes after it
+    sf.write(empty_then_junk, np.zeros(0, np.float32), 16000, subtype="PCM_16")
+    empty_then_junk.write_bytes(empty_then_junk.read_bytes() + b"\0\0\0")
+    with pytest.raises(AudioInputError, match="contains no audio samples"):
+        read_audio(empty_then_junk, 16000)
     sent = _unsized((tmp_path / "whole_PCM_16.wav").read_bytes())
     with _fifo_of(tmp_path, sent) as fifo, pytest.raises(AudioInputError) as piped:
         list(read_chunks(fifo, 16000))

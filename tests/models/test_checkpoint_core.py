@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -119,3 +120,14 @@ def test_non_finite_weights_are_refused_by_name(tmp_path, bad):
     path = save_checkpoint(tmp_path / "m.safetensors", model, _info())
     with pytest.raises(CheckpointLoadError, match=f"weight {name} holds NaN or infinite values"):
         load_checkpoint(path)
+
+
+def test_a_label_saved_decomposed_is_read_in_nfc(tmp_path):
+    """A checkpoint trained on NFD folder names (macOS) names its classes as data read today does (NFC)."""
+    nfd, nfc = "cafe\u0301", "caf\u00e9"
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model("resnet_cnn", SMALL), _info())
+    weights, metadata = load_file(str(path)), safe_open(str(path), "pt").metadata()
+    metadata["streamd"] = metadata["streamd"].replace('"a"', json.dumps(nfd), 1)
+    save_file(weights, str(path), metadata=metadata)
+    assert nfd in json.loads(metadata["streamd"])["labels"]
+    assert read_info(path).labels[0] == nfc and load_checkpoint(path)[1].labels[0] == nfc

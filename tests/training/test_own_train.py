@@ -134,5 +134,12 @@ def test_another_data_sets_output_folder_is_named_and_out_suggested_before_fresh
     shutil.copytree(a, moved)
     code, out, err = _train(moved, capsys)
     assert code == 0 and "resuming from epoch 1 of 1" in out, err
+    changed = tmp_path / "projD" / "data"  # moved and a clip added (its hold-out carved anew): not another
+    shutil.copytree(a, changed)  # data set, but changed data, which the resume check refuses as such
+    first = sorted(changed.rglob("*.wav"))[0]
+    wave, rate = sf.read(first)
+    sf.write(first.with_name("added.wav"), 0.25 * wave, rate)
+    code, out, err = _train(changed, capsys)
+    assert code == 2 and "another data set" not in err and "a different configuration" in err, err
     code, out, err = _train(b, capsys, "--fresh")
     assert code == 0 and "starting over (--fresh)" in out, err
