@@ -101,7 +101,8 @@ def test_bad_files_are_reported_and_the_rest_classified(
     not_audio = tmp_path / "notes.wav"
     not_audio.write_text("this is not audio")
     tiny = tmp_path / "tiny.wav"
-    sf.write(tiny, np.zeros(100, dtype=np.float32), SR)  # shorter than one frame: padded, as replay does
+    tone = 0.1 * np.sin(np.arange(100, dtype=np.float32))  # shorter than one frame: padded, as replay does
+    sf.write(tiny, tone.astype(np.float32), SR)
     missing = tmp_path / "missing.flac"
     args = [
         str(not_audio),
