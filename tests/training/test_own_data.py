@@ -271,9 +271,9 @@ def test_broken_files_and_empty_classes_are_reported(split_data: Path, tmp_path:
 
 
 def test_a_file_name_with_a_newline_stays_on_its_warnings_one_line(split_data: Path, tmp_path: Path) -> None:
-    root = _class_folders(split_data, tmp_path)
-    dog = next(d for d in root.iterdir() if d.is_dir())
-    (dog / "two\nlines.wav").write_text("not audio")
+    root = _class_folders(split_data, tmp_path)  # linked classes: the odd file goes in a class of its own
+    (root / "odd").mkdir()
+    (root / "odd" / "two\nlines.wav").write_text("not audio")
     problems = [p for p in read_own_data(root).problems if "lines.wav" in p]
     assert len(problems) == 1 and "\n" not in problems[0] and "two\\nlines.wav" in problems[0]
 
