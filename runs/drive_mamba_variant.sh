@@ -9,7 +9,7 @@ tag=$2
 shift 2
 cd "$(dirname "$0")/.."
 s1=runs/mamba_kd_bc05_e90_${tag}_f$k
-s2=runs/mamba_kd_bc05_e90_${tag}_bglong_lr1e4_f$k
+s2=runs/mamba_kd_bc05_e90_${S2_TAG:-${tag}_bglong_lr1e4}_f$k  # S2_TAG: another name for the second stage
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 nice -n 5 streamd train configs/train/esc50_streaming_mamba_conv_distill.toml --mode single \
     --set "data.val_folds=[$k]" --set train.epochs=90 --set train.num_threads=1 "$@" --no-progress \
