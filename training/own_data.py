@@ -66,6 +66,10 @@ class OwnData:
     def held_out_fold(self) -> int:
         return SPLIT_FOLDS[self.held_out]
 
+    def training_clips(self) -> list[Path]:
+        """The files a run trains on (the train split)."""
+        return [Path(c.path) for c in self.clip_set.clips if c.fold == SPLIT_FOLDS["train"]]
+
     def set_aside(self) -> list[Path]:
         """The clips a run neither trains on nor holds out (``val`` beside ``test``): not in its report."""
         used = (SPLIT_FOLDS["train"], self.held_out_fold)

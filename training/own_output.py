@@ -17,19 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from audio_core.audio_file import display_path
-from training.own_data import SPLIT_FOLDS, OwnData
+from training.own_data import OwnData
 from training.trained_clips import KEY, clip_digest, record, recorded
 
 DATA_SET_KEY = "data_set"  # in choices.json
 
 
-def _training_clips(data: OwnData) -> list[Path]:
-    return [Path(c.path) for c in data.clip_set.clips if c.fold == SPLIT_FOLDS["train"]]
-
-
 def data_set_entry(root: Path, data: OwnData) -> dict[str, Any]:
     """What ``choices.json`` records of the data set trained on (``root``: ``--data``)."""
-    return {"folder": str(root.resolve()), "name": data.clip_set.name, KEY: record(_training_clips(data))}
+    return {"folder": str(root.resolve()), "name": data.clip_set.name, KEY: record(data.training_clips())}
 
 
 def _saved_entry(out: Path, choices_file: str) -> dict[str, Any] | None:

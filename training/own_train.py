@@ -159,7 +159,7 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
 def _warn_of_held_out_copies(data: OwnData) -> None:
     """Held-out clips whose bytes are a training clip's (a file copied into two places): counted in a
     warning, as ``evaluate`` counts them (``training.trained_clips``): the report scores them as held out."""
-    trained = {clip_digest(Path(c.path)) for c in data.clip_set.clips if c.fold == SPLIT_FOLDS["train"]}
+    trained = {clip_digest(path) for path in data.training_clips()}
     held = [Path(c.path) for c in data.clip_set.clips if c.fold == data.held_out_fold]
     copied = seen(held, trained - {None})
     copies = [path for path in held if path in copied]  # in the data's order, for the example named
@@ -270,8 +270,12 @@ def _store_choices(path: Path, data: OwnData, choices: dict[str, Any]) -> None:
     clips it trained on and of those it set aside (``training.trained_clips``: evaluate tells held-out
     clips from them)."""
     model, info = load_checkpoint(path)
-    trained = [Path(c.path) for c in data.clip_set.clips if c.fold == SPLIT_FOLDS["train"]]
-    info.extra = {**info.extra, "name": data.clip_set.name, "derived": choices, KEY: record(trained)}
+    info.extra = {
+        **info.extra,
+        "name": data.clip_set.name,
+        "derived": choices,
+        KEY: record(data.training_clips()),
+    }
     if aside := data.set_aside():  # not in its report: evaluate --held-out leaves them out too
         info.extra[SET_ASIDE_KEY] = record(aside)
     save_checkpoint(path, model, info)
