@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from audio_core.audio_file import READ_BLOCK_S, read_chunks
-from audio_core.digital_silence import has_signal
+from audio_core.digital_silence import SignalWatch
 from audio_core.front_end import front_end
 from audio_core.scoring import State
 from audio_core.windows import ColumnPlan, Window, WindowPlan, checkpoint_plan
@@ -142,9 +142,9 @@ def score_file(
     front = front_end(ColumnPlan(loaded.column_frames, cfg) if loaded.recurrent else plan)
     steps = _StepMeans(runner, plan, loaded.column_frames) if loaded.recurrent else None
     windows = None if loaded.recurrent else _WindowMeans(runner, batch_size)
-    heard = False
+    signal = SignalWatch()
     for chunk in read_chunks(path, cfg.sample_rate, block_s):
-        heard = heard or has_signal(chunk)
+        signal.add(chunk)
         ready = front.accept(chunk)
         if steps is not None:
             steps.add(ready, front.fbank.frames_emitted)
@@ -156,11 +156,11 @@ def score_file(
         steps.add(last, front.fbank.frames_emitted)
         steps.finish(front.samples, front.fbank.frames_emitted)
         padded = sum(w.padded_s for w in last)
-        return FileScores(steps.mean.value(), steps.mean.count, duration_s, padded, silent=not heard)
+        return FileScores(steps.mean.value(), steps.mean.count, duration_s, padded, silent=not signal.heard)
     assert windows is not None
     # silence that adds frames (a window is a whole number of frame shifts: a file as long as the window's
     # frames is not short, though a few samples pad it to that length)
     short = cfg.num_frames(front.samples) < cfg.num_frames(plan.window_samples)
     padded_s = max(0, plan.window_samples - front.samples) / cfg.sample_rate if short else 0.0
     windows.add(front.finish(), last=True)  # pads a short file with silence to one window
-    return FileScores(windows.mean.value(), windows.mean.count, duration_s, padded_s, silent=not heard)
+    return FileScores(windows.mean.value(), windows.mean.count, duration_s, padded_s, silent=not signal.heard)

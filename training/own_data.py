@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from audio_core.audio_file import display_path, probe_audio, read_chunks
-from audio_core.digital_silence import has_signal
+from audio_core.digital_silence import SignalWatch
 from audio_core.errors import AudioInputError
 from models.common import label_name
 from training.audio_folders import (
@@ -95,25 +95,25 @@ MIN_SIGNAL_S = 0.065  # a clip shorter than this (5 frames of the 25-ms fbank ev
 
 
 def scan_file(path: Path) -> tuple[float, bool] | str:
-    """(the file's duration in seconds, whether any sample is non-zero after the downmix to mono), or why
+    """(the file's duration in seconds, whether it has a signal: ``SignalWatch``), or why
     it cannot be used: it is read through by the one audio reader (``read_chunks``, at its own rate), so a
     file the features could not be computed from is found here."""
     if not path.is_file():
         return "a folder, not an audio file" if path.is_dir() else "missing file or broken link"
-    samples, signal = 0, False
+    samples, signal = 0, SignalWatch()
     try:
         rate = probe_audio(path).sample_rate
         for chunk in read_chunks(path, rate, SCAN_BLOCK_S):
             samples += chunk.size
-            signal = signal or has_signal(chunk)
+            signal.add(chunk)
     except AudioInputError as exc:
         return str(exc).removeprefix(f"{display_path(path)}: ")
-    return samples / rate, signal
+    return samples / rate, signal.heard
 
 
 def scan_files(files: Iterable[Path]) -> tuple[dict[Path, float], list[str], list[Path]]:
     """Each file decoded once (``scan_file``): the durations of the usable ones, ``"FILE: why"`` for the
-    others, and the usable ones whose every sample is zero (digital silence)."""
+    others, and the usable ones of one value throughout (digital silence)."""
     durations: dict[Path, float] = {}
     broken: list[str] = []
     silent: list[Path] = []

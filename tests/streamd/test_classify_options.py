@@ -66,31 +66,35 @@ def test_a_reader_that_goes_away_ends_classify_quietly(tmp_path: Path, small_che
 def test_classify_says_a_file_of_digital_silence_has_scores_of_no_meaning(
     tmp_path: Path, clips: list[Path], small_checkpoint: Path, capsys
 ) -> None:
-    """Pure digital silence, or stereo channels that cancel, got "crickets 0.055" without a word, while
-    evaluate leaves such clips out as digital silence: classify still scores them, and says in one line on
-    stderr (and ``"digital_silence": true`` in JSON) that the scores mean nothing, by evaluate's own test
-    (``training.own_data.scan_file``)."""
+    """Pure digital silence, stereo channels that cancel, or a constant (DC) offset got "crickets 0.055"
+    without a word, while evaluate leaves such clips out as digital silence: classify still scores them,
+    and says in one line on stderr (and ``"digital_silence": true`` in JSON) that the scores mean
+    nothing, by evaluate's own test (``training.own_data.scan_file``)."""
+    from audio_core.digital_silence import SILENCE_NOTE
     from training.own_data import scan_file
 
     audio = sf.read(clips[0], dtype="float32")[0]
     files = {
         "zeros": np.zeros(SR * 5, np.float32),
         "cancel": np.stack([audio, -audio], axis=1),
+        "dc": np.full(SR * 5, 0.25, np.float32),  # a constant offset: the fbank takes it out of each frame
         "clip": audio,
+        "clip_on_dc": 0.25 + audio * 1e-3,  # a quiet sound over an offset is a signal
     }
     for name, samples in files.items():
         sf.write(tmp_path / f"{name}.wav", samples, SR, subtype="FLOAT")
     paths = [str(tmp_path / f"{name}.wav") for name in files]
-    assert [scan_file(Path(p))[1] for p in paths] == [False, False, True]  # evaluate's test of signal
+    signal = [False, False, False, True, True]
+    assert [scan_file(Path(p))[1] for p in paths] == signal  # evaluate's test of signal
     for json_output in (False, True):
         argv = ["classify", *paths, "--checkpoint", str(small_checkpoint), *(["--json"] * json_output)]
         assert main(argv) == 0
         out, err = capsys.readouterr()
-        note = "digital silence (every sample is zero after the downmix to mono): its scores mean nothing"
-        assert err.splitlines() == [f"streamd: warning: {p}: {note}" for p in paths[:2]]
-        assert len(out.splitlines()) == 3
+        note = SILENCE_NOTE
+        assert err.splitlines() == [f"streamd: warning: {p}: {note}" for p in paths[:3]]
+        assert len(out.splitlines()) == 5
     said = [json.loads(line).get("digital_silence", False) for line in out.splitlines()]
-    assert said == [True, True, False]
+    assert said == [True, True, True, False, False]
 
 
 @pytest.mark.parametrize(

@@ -21,14 +21,15 @@ from training.own_data import MIN_SIGNAL_S, no_signal, read_own_data, scan_file
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     """Class folders of real clips, plus: dog/silent.wav (all zeros), rooster/antiphase.wav (a real clip in
-    one channel and its negative in the other), rooster/tick.wav (one real sample), a class ``hum`` of
+    one channel and its negative in the other), rooster/tick.wav (two real samples), a class ``hum`` of
     two all-zero clips; and, kept, a real clip at -80 dB (quiet, not silent) and 0.1 s of one (short)."""
     root = write_class_folders(tmp_path / "data")
     row = next(r for r in esc50_rows() if r["category"] == "dog")
     wave = loudest(read_audio(ESC50 / "audio" / row["filename"], SR), 0.5)
     sf.write(root / "dog" / "silent.wav", np.zeros_like(wave), SR)
     sf.write(root / "rooster" / "antiphase.wav", np.stack([wave, -wave], axis=1), SR)
-    sf.write(root / "rooster" / "tick.wav", wave[[int(np.argmax(np.abs(wave)))]], SR)
+    peak = int(np.argmax(np.abs(wave[:-1])))  # a sample that differs from the next: a signal, if short
+    sf.write(root / "rooster" / "tick.wav", wave[peak : peak + 2], SR)
     (root / "hum").mkdir()
     for name in ("a.wav", "b.wav"):
         sf.write(root / "hum" / name, np.zeros_like(wave), SR)
@@ -59,7 +60,7 @@ def test_clips_with_no_signal_are_left_out_and_said_in_one_warning(data: Path) -
     ]
     assert "class 'hum': none of its 2 file(s) is usable; left out" in own.problems
     tick = data / "rooster" / "tick.wav"
-    assert no_signal({tick: own_duration(tick)}, [])[1].endswith(f"e.g. {tick} (0.0625 ms long)")
+    assert no_signal({tick: own_duration(tick)}, [])[1].endswith(f"e.g. {tick} (0.125 ms long)")
 
 
 def test_the_no_signal_warning_is_on_stderr_with_the_others(
