@@ -9,10 +9,11 @@ An input is opened exactly once: a regular file, or a non-seekable one (a FIFO, 
 A non-seekable input must deliver its first bytes within ``wait_s`` seconds (``audio_core.input_fd``);
 libsndfile reads WAV, AIFF, AU and OGG from a pipe, while FLAC needs a seekable file, and MP3, RF64 and
 CAF are refused (``PIPE_UNREADABLE``). A WAV file whose header says no length is read to its end
-(``audio_core.unsized_wav``).
+(``audio_core.unsized_wav``); an MPEG file whose decoder would stop before its last frame (MP3s joined
+end to end, VBR with no length header) is refused by name (``audio_core.mpeg_length``).
 
 Every problem (missing, unreadable, no samples, a read error mid-file, NaN or infinite samples, a WAV
-that ends before its header says, from a file or a pipe: ``audio_core.wav_header``) becomes an
+or MP3 that ends before its header says, from a file or a pipe: ``audio_core.wav_header``) becomes an
 ``AudioInputError`` with one line naming the file, never a traceback. Names are shown by ``display_path``:
 bytes that are not UTF-8 appear as ``\\xNN`` escapes, so every message stays valid UTF-8 (and valid JSON).
 """
@@ -20,7 +21,6 @@ bytes that are not UTF-8 appear as ``\\xNN`` escapes, so every message stays val
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,17 +29,20 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from audio_core.display import display_path
 from audio_core.errors import AudioInputError, TruncatedAudio
 from audio_core.input_fd import STDIN, close_quietly, more_follows, open_fd, wait_readable
+from audio_core.mpeg_length import mpeg_shortfall
 from audio_core.resample import StreamingResampler, downmix, resample_offline
+from audio_core.shortfall import shortfall_after_read
 from audio_core.unsized_wav import reopen_unsized
-from audio_core.wav_header import WAV_FORMATS, missing_seconds, stream_missing_seconds
+from audio_core.wav_header import WAV_FORMATS, missing_seconds
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # control characters: shown escaped in messages
 READ_BLOCK_S = 1.0
-# what ``read_audio`` gives for some file changed (a truncated WAV is refused since 2): cached features
-# computed from its output are keyed by it, so that an older reader's are not served
-READER_VERSION = 2
+# what ``read_audio`` gives for some file changed (a truncated WAV is refused since 2, an MPEG file cut
+# short or read short since 3): cached features computed from its output are keyed by it, so that an
+# older reader's are not served
+READER_VERSION = 3
 PIPE_WAIT_S = 3.0  # how long a non-seekable input may take to deliver its first bytes
 MIN_SAMPLE_RATE = 1000  # below this a header is wrong (telephone audio is 8 kHz): 1 Hz stalled a stream
 MAX_SAMPLE_RATE = 768_000  # above this too (the highest rate audio is made at); 64 MHz cost GBs to read
@@ -76,19 +79,12 @@ class AudioFileInfo:
     frames: int
     format: str
     seekable: bool = True
-    missing_s: float = 0.0  # audio its header declares beyond the file's end (a truncated WAV)
+    missing_s: float = 0.0  # audio its header declares beyond the file's end (a truncated WAV or MP3)
+    undecodable_s: float = 0.0  # audio its frames hold beyond where the decoder stops (MPEG)
 
     @property
     def duration_s(self) -> float:
         return self.frames / self.sample_rate
-
-
-def display_path(path: str | os.PathLike[str] | bytes) -> str:
-    """``path`` as text for messages: undecodable bytes shown as ``\\xNN`` (never a lone surrogate)."""
-    if str(path) == STDIN:
-        return "<stdin>"
-    text = os.fsencode(path).decode("utf-8", errors="backslashreplace")
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)  # a newline or escape code stays one line
 
 
 def refuse_stdin_twice(paths: Iterable[str | os.PathLike[str]]) -> None:
@@ -146,6 +142,12 @@ def open_audio(path: str | os.PathLike[str], *, wait_s: float = PIPE_WAIT_S) -> 
 def audio_info(handle: sf.SoundFile, path: str | os.PathLike[str]) -> AudioFileInfo:
     """Describe an open file; a seekable file with no samples is an error."""
     seekable = bool(handle.seekable())
+    fd = handle.name if seekable and isinstance(handle.name, int) else None
+    missing_s, undecodable_s = 0.0, 0.0
+    if fd is not None and handle.format == "MP3":
+        missing_s, undecodable_s = mpeg_shortfall(fd, int(handle.frames), int(handle.samplerate))
+    elif fd is not None:
+        missing_s = missing_seconds(fd)
     info = AudioFileInfo(
         path=Path(path),
         sample_rate=int(handle.samplerate),
@@ -153,25 +155,12 @@ def audio_info(handle: sf.SoundFile, path: str | os.PathLike[str]) -> AudioFileI
         frames=int(handle.frames) if seekable else 0,
         format=str(handle.format),
         seekable=seekable,
-        missing_s=missing_seconds(handle.name) if seekable and isinstance(handle.name, int) else 0.0,
+        missing_s=missing_s,
+        undecodable_s=undecodable_s,
     )
     if seekable and info.frames <= 0:
         raise AudioInputError(f"{display_path(path)}: contains no audio samples")
     return info
-
-
-def missing_after_read(handle: sf.SoundFile, info: AudioFileInfo, frames_read: int) -> float:
-    """Seconds of audio the header declared beyond the ``frames_read`` that were there: known on opening
-    for a file (``info.missing_s``), once its last frame was read for a pipe."""
-    if info.seekable:
-        return info.missing_s
-    form, subtype, declared = str(handle.format), str(handle.subtype), int(handle.frames)
-    return stream_missing_seconds(form, subtype, info.channels, info.sample_rate, declared, frames_read)
-
-
-def truncation_message(path: str | os.PathLike[str], missing_s: float) -> str:
-    """What a file that ends ``missing_s`` before its header says is told, once its audio has been read."""
-    return f"{display_path(path)}: the file ends {missing_s:.2f} s before its header says (truncated)"
 
 
 def probe_audio(path: str | os.PathLike[str]) -> AudioFileInfo:
@@ -254,17 +243,15 @@ def read_chunks(
             chunk = resampler.process(downmix(data))
             given += chunk.size
             yield chunk
-        missing_s = missing_after_read(handle, info, read)
+        shortfall = shortfall_after_read(handle, info, read)
     if read == 0:
         raise AudioInputError(f"{display_path(path)}: contains no audio samples")
     last = resampler.process(np.zeros(0, dtype=np.float32), last=True)
     if given + last.size == 0:
         raise AudioInputError(none_left_message(path, read, info.sample_rate, sample_rate))
     yield last
-    if missing_s > 0:  # what it holds was delivered whole, as before any failure part-way
-        raise TruncatedAudio(
-            truncation_message(path, missing_s), read / info.sample_rate, "; all it holds was read"
-        )
+    if shortfall is not None:  # what could be read was delivered whole, as before any failure part-way
+        raise TruncatedAudio(shortfall, read / info.sample_rate, "; all it holds was read")
 
 
 def read_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.ndarray:
@@ -272,11 +259,11 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.nda
     with open_audio(path) as handle:
         info = audio_info(handle, path)
         data = read_frames(handle, path, -1)
-        missing_s = missing_after_read(handle, info, data.shape[0])
+        shortfall = shortfall_after_read(handle, info, data.shape[0])
     if data.shape[0] == 0:
         raise AudioInputError(f"{display_path(path)}: contains no audio samples")
-    if missing_s > 0:  # as a read error part-way: not a whole clip
-        raise AudioInputError(truncation_message(path, missing_s))
+    if shortfall is not None:  # as a read error part-way: not a whole clip
+        raise AudioInputError(shortfall)
     check_finite(path, data, 0, info.sample_rate)
     mono = resample_offline(downmix(data), info.sample_rate, sample_rate)
     if mono.size == 0:  # as read_chunks: not a clip of silence

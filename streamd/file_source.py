@@ -21,12 +21,11 @@ from audio_core.audio_file import (
     audio_info,
     check_finite,
     display_path,
-    missing_after_read,
     open_audio,
     read_frames,
-    truncation_message,
     unread_note,
 )
+from audio_core.shortfall import opening_shortfall, shortfall_after_read
 from streamd.config_sections import MAX_SPEED_BLOCK_S
 from streamd.errors import AudioInputError
 from streamd.ring import SampleRing
@@ -74,8 +73,9 @@ class FileSource(Source):
         self._written = 0  # frames of the file put into the ring
 
     def known_failure(self) -> str | None:
-        """The run's failure known on opening: a file shorter than its header says (truncated)."""
-        return truncation_message(self.path, self.info.missing_s) if self.info.missing_s > 0 else None
+        """The run's failure known on opening: a file shorter than its header says (truncated), or one whose
+        decoder stops before its end."""
+        return opening_shortfall(self.info)
 
     @property
     def paced(self) -> bool:
@@ -114,8 +114,8 @@ class FileSource(Source):
                 if self._written == 0:  # a pipe's length is known only now; a file's was checked on opening
                     raise AudioInputError(f"{self.display}: contains no audio samples")
                 # its audio went through whole; the rest was never there (a pipe's is known only now)
-                if (missing_s := missing_after_read(handle, self.info, self._written)) > 0:
-                    raise AudioInputError(truncation_message(self.path, missing_s))
+                if (shortfall := shortfall_after_read(handle, self.info, self._written)) is not None:
+                    raise AudioInputError(shortfall)
                 return
             end = self._written + n
             if self.speed is not None:

@@ -725,9 +725,9 @@ def test_a_file_with_nan_samples_is_left_out_and_counted(split_data: Path, tmp_p
 
     root = _class_folders(split_data, tmp_path)
     (root / "rain").mkdir()
-    wave = np.zeros(8000, dtype=np.float32)
-    sf.write(str(root / "rain" / "good.wav"), wave + 0.01, 16000)
-    sf.write(str(root / "rain" / "good2.wav"), wave - 0.01, 16000)
+    wave = (0.01 * np.sin(np.arange(8000) * 0.3)).astype(np.float32)  # a constant would be silence
+    sf.write(str(root / "rain" / "good.wav"), wave, 16000)
+    sf.write(str(root / "rain" / "good2.wav"), -wave, 16000)
     wave[4000] = np.nan
     sf.write(str(root / "rain" / "nan.wav"), wave, 16000, subtype="FLOAT")
     (root / "rain" / "notes.wav").write_text("not audio")
