@@ -19,6 +19,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from models.common import label_name
+
 AUDIO_EXTENSIONS = (
     ".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".opus", ".w64", ".rf64", ".caf",
 )  # fmt: skip
@@ -138,3 +140,15 @@ def repeated_file_note(file: Path, seen: Path) -> str:
         f"{file} is the same file as {seen} (a link?): one file per clip, or a clip would be counted "
         "twice (or trained on and held out too)"
     )
+
+
+def nested_classes_hint(file: Path, label: str) -> str:
+    """For the one class of a data set, whose ``file`` is one: where its class folder's audio lies in two or
+    more sub-folders (the classes one level down: ``--data`` named the folder above them), how to take
+    those as the classes; else ""."""
+    folder = next((p for p in Path(file).parents if label_name(p.name) == label), None)
+    nested = [d for d in class_dirs(folder) if audio_files(d)] if folder is not None else []
+    if len(nested) < 2:
+        return ""
+    names = ", ".join(d.name for d in nested[:3]) + (", ..." if len(nested) > 3 else "")
+    return f"; its clips lie in {len(nested)} folders ({names}): to make those the classes, --data {folder}"

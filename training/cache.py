@@ -51,22 +51,32 @@ def clip_fbank(path: Path, cfg: FeatureConfig, cache_dir: Path | None) -> np.nda
 
 
 def cached_fbanks(
-    clips: Sequence[Clip], cfg: FeatureConfig, cache_dir: Path | None, num_frames: int
+    clips: Sequence[Clip],
+    cfg: FeatureConfig,
+    cache_dir: Path | None,
+    num_frames: int,
+    start_s: Sequence[float] | None = None,
 ) -> np.ndarray:
-    """Stack of un-normalised fbanks ``(N, num_frames, F)`` float32: each clip's first window."""
+    """Stack of un-normalised fbanks ``(N, num_frames, F)`` float32: each clip's window starting at its
+    ``start_s`` seconds (``training.clip_windows``), or its first."""
     out = np.zeros((len(clips), num_frames, cfg.num_mel_bins), dtype=np.float32)
     for i, clip in enumerate(clips):
-        out[i] = window_fbank(Path(clip.path), cfg, cache_dir, num_frames)
+        start = 0.0 if start_s is None else start_s[i]
+        out[i] = window_fbank(Path(clip.path), cfg, cache_dir, num_frames, start)
     return out
 
 
-def window_fbank(path: Path, cfg: FeatureConfig, cache_dir: Path | None, num_frames: int) -> np.ndarray:
-    """The first window of ``num_frames`` frames of a file; a file shorter than that is padded with silence
-    to one window before the fbank (``pad_with_silence``: the rule of every command), not cached."""
+def window_fbank(
+    path: Path, cfg: FeatureConfig, cache_dir: Path | None, num_frames: int, start_s: float = 0.0
+) -> np.ndarray:
+    """The window of ``num_frames`` frames of a file from ``start_s`` seconds (the frame nearest, kept
+    within the file); a file shorter than a window is padded with silence to one before the fbank
+    (``pad_with_silence``: the rule of every command), not cached."""
     fbank = clip_fbank(path, cfg, cache_dir)
     if fbank.shape[0] < num_frames:
         window = pad_with_silence(
             read_audio(path, cfg.sample_rate), window_samples_for_frames(num_frames, cfg)
         )
         fbank = compute_fbank(window, cfg).numpy()
-    return fbank[:num_frames]
+    start = min(round(start_s * cfg.sample_rate / cfg.frame_shift), fbank.shape[0] - num_frames)
+    return fbank[start : start + num_frames]

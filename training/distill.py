@@ -30,7 +30,7 @@ Honest teachers: ``{fold}`` in a path is a single / cv run's held-out fold; one 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -252,15 +252,19 @@ def build_teacher(
     cache_dir: Path | None,
     streams: bool,
     column_frames: int = 0,
+    start_s: Sequence[float] | None = None,
 ) -> Teacher:
-    """Load a run's teachers and score its training ``clips`` (``training.clips.Clip``) on each teacher's
-    own features, from the fbank cache."""
+    """Load a run's teachers and score its training ``clips`` (``training.clips.Clip``; the window of each
+    from its ``start_s``, ``training.clip_windows``) on each teacher's own features, from the fbank cache."""
     from training.cache import cached_fbanks
 
     if cfg.stream_targets == "prefix" and not streams:
         raise TeacherError('train.distill.stream_targets = "prefix" is for [train.sequences] streams')
     teachers = load_teachers(cfg, held_out, student.labels, student.extra.get("dataset"))
-    inputs = [cached_fbanks(clips, i.features, cache_dir, i.normalization.target_frames) for _, i in teachers]
+    inputs = [
+        cached_fbanks(clips, info.features, cache_dir, info.normalization.target_frames, start_s)
+        for _, info in teachers
+    ]
     paths = teacher_paths(cfg, held_out)
     return Teacher(
         cfg, teachers, inputs, student, streams, paths, column_frames=column_frames, cache_dir=cache_dir

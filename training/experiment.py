@@ -24,6 +24,7 @@ from models.common import ModelInfo
 from models.registry import build_model
 from training import metrics
 from training.cache import cached_fbanks
+from training.clip_windows import TrainingWindows, training_windows
 from training.clips import ClipSet
 from training.distill import build_teacher, vet_teachers
 from training.evaluate import clip_scores, evaluate_clip_set
@@ -107,9 +108,16 @@ def filled_model_config(exp: Experiment, clip_set: ClipSet) -> dict[str, Any]:
         raise ExperimentConfigError(f"{exp.source}: model.config: {exc}") from None
 
 
-def _arrays(exp: Experiment, clip_set: ClipSet) -> tuple[np.ndarray, np.ndarray]:
-    x = cached_fbanks(clip_set.clips, exp.features, exp.cache_dir, exp.normalization.target_frames)
-    return x, clip_set.targets()
+def _arrays(
+    exp: Experiment, clip_set: ClipSet, windows: TrainingWindows | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each clip's first window, or the ``windows`` of its clips (``training.clip_windows``)."""
+    if windows is None:
+        x = cached_fbanks(clip_set.clips, exp.features, exp.cache_dir, exp.normalization.target_frames)
+        return x, clip_set.targets()
+    clips = [clip_set.clips[i] for i in windows.clip]
+    x = cached_fbanks(clips, exp.features, exp.cache_dir, exp.normalization.target_frames, windows.start_s)
+    return x, clip_set.targets()[windows.clip]
 
 
 def run_one(
@@ -145,15 +153,19 @@ def run_one(
         print(f"{run_name or exp.name}: {info.extra['init']}", flush=True)
     not_held_out = _init_overlap(exp, clip_set, val_set, held_out, info.extra, run_name)
     val = _arrays(exp, val_set) if val_set is not None else None
+    windows = training_windows(train_set.clips, exp.features, exp.cache_dir, exp.normalization.target_frames)
+    if note := windows.note():
+        print(f"{run_name or exp.name}: {note}", flush=True)
     teacher = None
     if exp.train.distill.enabled:
         streams = exp.train.sequences.enabled
         column = int(getattr(model, "column_frames", 0))
+        clips = [train_set.clips[i] for i in windows.clip]
         teacher = build_teacher(
-            exp.train.distill, train_set.clips, held_out, info, exp.cache_dir, streams, column
+            exp.train.distill, clips, held_out, info, exp.cache_dir, streams, column, windows.start_s
         )
         info.extra["distill"] = {"teachers": [str(p) for p in teacher.paths], "online": teacher.online}
-    train = _arrays(exp, train_set)
+    train = _arrays(exp, train_set, windows)
     # a run's own folder is locked too (own data's output is the experiment's, locked by its command)
     with claim_output(out_dir) if run_name else contextlib.nullcontext():
         result = train_model(

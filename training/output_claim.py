@@ -15,8 +15,12 @@ LOCK_FILE = "train.lock"
 
 def claim_output(folder: Path) -> IO[str]:
     """Create and lock ``folder`` for this command (keep the returned file open for the run: ``with``); a
-    ValueError when another command holds it."""
-    folder.mkdir(parents=True, exist_ok=True)
+    ValueError when another command holds it, or it cannot be created (a check creating nothing passed:
+    ``/proc/x`` looks writable)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{folder}: cannot create the folder ({exc.strerror or exc})") from None
     held, note = lock_output(
         folder / LOCK_FILE,
         str(folder),

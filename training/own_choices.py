@@ -17,6 +17,7 @@ from models.common import FeatureConfig, ModelInfo
 from models.registry import build_model
 from training import derive
 from training.cache import clip_fbank
+from training.clip_windows import window_count
 from training.experiment_spec import ExperimentConfigError, apply_overrides
 from training.own_data import SPLIT_FOLDS, OwnData
 from training.own_init import ARCH_RECIPES
@@ -84,7 +85,7 @@ def derive_choices(
         mean, std = init.normalization.mean, init.normalization.std
     median = float(np.median(train_durations))
     augment = derive.derive_augment(frames, features.num_mel_bins, median, window_s)
-    n_train = len(train_fbanks)
+    n_train = sum(window_count(f.shape[0], frames) for f in train_fbanks)  # a long clip trains several
     background = 0.0 if not opts.background else round(max(0.1, 1.0 / len(data.clip_set.labels)), 3)
     choices: dict[str, Any] = {
         "recipe": recipe,
@@ -151,6 +152,9 @@ def derive_choices(
     train["warmup_epochs"] = resumed_train.get("warmup_epochs", derive.warmup_epochs(epochs))
     if "warmup_epochs" in resumed_train:
         choices["warmup_from"] = "the saved run's"
+    for key in train:  # what the run will use, as said and recorded: a --set value over the derived one
+        if (value := set_value(opts, f"train.{key}")) is not None:
+            train[key] = value
     choices.update({"epochs": epochs, "epochs_from": how, "train": train})
     return choices
 

@@ -17,10 +17,9 @@ Layouts of ``DIR`` (or a CSV file given directly):
 The clips of each split get a fold: train 1, val 2, test 3, carved held-out part 4, so that the
 experiment machinery (``data.folds`` / ``data.val_folds``) expresses the fixed split exactly. The
 held-out split (what the report is on) is test (a val split beside it is set aside: ``OwnData.set_aside``),
-else val, else the carved part. Every file is checked by decoding it once (``usable_files``, the check
-``evaluate --folders`` makes too: an unreadable file, a broken link, a file without samples or with NaN or
-infinite samples is reported and left out, and so is a clip with no signal, digital silence or shorter
-than ``MIN_SIGNAL_S``); a class with no usable training clip is an error naming it.
+else val, else the carved part. Every file is checked by decoding it once (``usable_files``, as ``evaluate
+--folders`` does: unreadable files, broken links, files without samples, with NaN or infinite samples or
+with no signal are reported and left out); a class with no usable training clip is an error naming it.
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ from training.audio_folders import (
     class_dirs,
     class_tree,
     loose_files_note,
+    nested_classes_hint,
     other_files_note,
     repeated_file,
     repeated_file_note,
@@ -75,8 +75,7 @@ class OwnData:
         used = (SPLIT_FOLDS["train"], self.held_out_fold)
         return [Path(c.path) for c in self.clip_set.clips if c.fold not in used]
 
-    def counts(self) -> dict[str, Counter]:
-        """Clips per class, per split name."""
+    def counts(self) -> dict[str, Counter]:  # clips per class, per split name
         out: dict[str, Counter] = {}
         for clip in self.clip_set.clips:
             out.setdefault(SPLIT_NAMES[clip.fold], Counter())[self.clip_set.labels[clip.targets[0]]] += 1
@@ -95,9 +94,8 @@ MIN_SIGNAL_S = 0.065  # a clip shorter than this (5 frames of the 25-ms fbank ev
 
 
 def scan_file(path: Path) -> tuple[float, bool] | str:
-    """(the file's duration in seconds, whether it has a signal: ``SignalWatch``), or why
-    it cannot be used: it is read through by the one audio reader (``read_chunks``, at its own rate), so a
-    file the features could not be computed from is found here."""
+    """(its duration in seconds, whether it has a signal: ``SignalWatch``), or why it cannot be used: read
+    through by the one audio reader (``read_chunks``), so a file the features could not use is found here."""
     if not path.is_file():
         return "a folder, not an audio file" if path.is_dir() else "missing file or broken link"
     samples, signal = 0, SignalWatch()
@@ -264,8 +262,7 @@ def read_own_data(root: str | Path, holdout_frac: float = 0.1) -> OwnData:
     problems += warnings
     usable = [entry for entry in entries if entry[0] in durations]
     labels = sorted({label for _, label, _ in usable})
-    train_labels = {label for _, label, split in usable if split == "train"}
-    untrained = [label for label in labels if label not in train_labels]
+    untrained = sorted(set(labels) - {label for _, label, split in usable if split == "train"})
     why = f" ({warnings[0]})" if warnings else ""  # what was left out, said before training would say it
     if untrained:
         raise DatasetError(f"{root}: class(es) {untrained[:5]} have no usable training clip{why}")
@@ -274,7 +271,10 @@ def read_own_data(root: str | Path, holdout_frac: float = 0.1) -> OwnData:
     index = {label: i for i, label in enumerate(labels)}
     clips = [Clip(f, (index[label],), SPLIT_FOLDS[split]) for f, label, split in usable]
     if problem := ClipSet(clips, labels).one_class_problem():
-        raise DatasetError(f"{root}: {problem} (add clips of the other sounds it should tell apart)")
+        gone = [f" ({w})" for w in warnings if "is usable; left out" in w] + [why]  # a class lost, first
+        hint = nested_classes_hint(usable[0][0], labels[0]) if len(labels) == 1 else ""
+        other = f"add clips of the other sounds it should tell apart{hint}"
+        raise DatasetError(f"{root}: {problem} ({other}){gone[0]}")
     present = {c.fold for c in clips}
     held_out = next((s for s in ("test", "val") if SPLIT_FOLDS[s] in present), "holdout")
     if held_out == "holdout":

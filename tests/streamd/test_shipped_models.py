@@ -43,3 +43,16 @@ def test_the_shipped_model_names_real_clips(name, esc50_dir, capsys):
     answers = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     right = sum(a["labels"][0]["label"] == clips[a["file"]] for a in answers)
     assert len(answers) == 20 and right >= MIN_RIGHT, (name, right)
+
+
+@pytest.mark.parametrize("name", list(SHIPPED_MODELS))
+def test_the_shipped_model_records_the_esc50_clips_it_trained_on(name, esc50_dir):
+    """By their bytes (``scripts/record_trained_clips.py``): evaluate and fine-tuning tell them under any
+    name, in any CSV or folder; fold 1's clips are among them, and the count is folds 1-4's."""
+    from training.trained_clips import clip_digest, recorded
+
+    info = read_info(shipped_model_path(name))
+    assert info.extra["dataset"] == "esc50" and info.extra["train_folds"] == [1, 2, 3, 4]
+    digests = recorded(info.extra)
+    assert digests is not None and len(digests) == 1600
+    assert {clip_digest(path) for path in clip_paths(20)} <= digests

@@ -1,6 +1,7 @@
 """A run started from another checkpoint has seen what that one trained on: training warns when its held-out
 clips are among them, and ``evaluate`` counts them (or leaves them out with ``--held-out``) as the run's own,
-by clip digest, or by fold where the init records no clip list (the shipped models)."""
+by clip digest, or by fold where the init records no clip list (the shipped models before they recorded
+theirs)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from training.experiment_spec import load_experiment
 from training.trained_clips import INIT_KEY, KEY, inherited, record, recorded
 
 CATEGORIES = ("dog", "rooster")
+SHIPPED = Path(__file__).resolve().parents[2] / "streamd" / "default_models" / "default.safetensors"
 TRAIN = """
 [train]
 epochs = 1
@@ -51,12 +53,22 @@ def _evaluate(checkpoint: Path, csv_path: Path, audio: Path, *extra: str) -> lis
 def test_fine_tuning_the_shipped_model_on_esc50_says_its_fold_4_is_not_held_out(
     tmp_path: Path, esc50_root: Path, capsys
 ) -> None:
-    """The shipped model trained on ESC-50 folds 1-4 and records no clip list: fine-tuned on fold 1 and
-    validated on fold 4 (the fine-tuning config's split), its figures are not held out, by fold."""
+    """The shipped model trained on ESC-50 folds 1-4 and records its clips, so fine-tuned on fold 1 and
+    validated on fold 4 (the fine-tuning config's split) its figures are not held out, by digest; and an
+    init that records its folds alone (as the shipped models did), by fold."""
     audio = esc50_root / "audio"
     subset = write_esc50_subset(tmp_path / "meta", CATEGORIES, 1, (1, 4))
     csv_path = subset.rename(subset.with_name("esc50.csv"))  # the data set the shipped model names
-    exp = load_experiment(_config(tmp_path, csv_path, audio, "1, 4", 4), init="default")
+    (tmp_path / "shipped").mkdir()
+    exp = load_experiment(_config(tmp_path / "shipped", csv_path, audio, "1, 4", 4), init="default")
+    run_experiment(exp, progress=False)
+    why = "the init checkpoint trained on 2 of the 2 held-out clips: its held-out figures are not held out"
+    assert capsys.readouterr().err == f"streamd: warning: single: {why}\n"
+    model, info = load_checkpoint(SHIPPED)
+    del info.extra[KEY]  # the shipped model as it was, with its folds alone
+    (tmp_path / "older").mkdir()
+    older = save_checkpoint(tmp_path / "older" / "default.safetensors", model, info)
+    exp = load_experiment(_config(tmp_path, csv_path, audio, "1, 4", 4), init=str(older))
     summary = run_experiment(exp, progress=False)
     err = capsys.readouterr().err
     why = "the init checkpoint (default.safetensors) trained on fold(s) [4] of esc50, held out here"

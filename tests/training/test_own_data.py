@@ -450,6 +450,27 @@ def test_one_class_or_an_unusable_out_folder_is_one_line_before_training(
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "one class ('dog'): a classifier needs at least two" in result.stderr
     assert not (tmp_path / "o").exists()
+    (one / "train" / "cat").mkdir()  # a second class whose only file is no audio: the one class is why
+    (one / "train" / "cat" / "x.wav").write_text("x")
+    result = _train("--data", one, "--epochs", "1", "--out", tmp_path / "o")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "one class ('dog')" in result.stderr
+    assert "(class 'cat': none of its 1 file(s) is usable; left out)" in result.stderr
+    nest = tmp_path / "nest"  # the class folders one level down: --data named the folder above them
+    (nest / "sounds").mkdir(parents=True)
+    for name in ("dog", "rooster"):
+        (nest / "sounds" / name).symlink_to(split_data / "train" / name)
+    result = _train("--data", nest, "--epochs", "1", "--out", tmp_path / "o")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.strip().endswith(
+        "one class ('sounds'): a classifier needs at least two (add clips of the other sounds it should "
+        "tell apart; its clips lie in 2 folders (dog, rooster): to make those the classes, --data "
+        f"{nest / 'sounds'})"
+    )
+    result = _train("--data", split_data, "--epochs", "1", "--out", "/proc/streamd_out")  # looks writable
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "streamd: error: /proc/streamd_out: cannot create the folder (No such file or directory)"
+    ]
     (tmp_path / "taken").write_text("")
     result = _train("--data", split_data, "--epochs", "1", "--out", tmp_path / "taken")
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [

@@ -3,6 +3,7 @@ line before any work (the run, its ``--print-config`` TOML and every other comma
 
 from __future__ import annotations
 
+import json
 import shutil
 import tomllib
 from pathlib import Path
@@ -143,3 +144,22 @@ def test_another_data_sets_output_folder_is_named_and_out_suggested_before_fresh
     assert code == 2 and "another data set" not in err and "a different configuration" in err, err
     code, out, err = _train(b, capsys, "--fresh")
     assert code == 0 and "starting over (--fresh)" in out, err
+
+
+def test_the_start_summary_and_choices_say_the_set_batch_and_lr_the_run_uses(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--set train.batch_size=8 --set train.lr=0.01`` trained at 8 and 0.01 while the summary said
+    "batch 32, lr 0.002" and choices.json recorded the derived values."""
+    monkeypatch.chdir(tmp_path)
+    out_dir = tmp_path / "out"
+    settings = ["--set", "train.batch_size=8", "--set", "train.lr=0.01", "--out", str(out_dir)]
+    code, out, err = _train(data, capsys, *settings, print_config=True)
+    assert code == 0, err
+    (line,) = [line for line in err.splitlines() if line.startswith("schedule: ")]
+    assert line.endswith(", batch 8, lr 0.01"), line
+    assert tomllib.loads(out)["train"]["batch_size"] == 8
+    code, _, err = _train(data, capsys, *settings)
+    assert code == 0, err
+    recorded = json.loads((out_dir / "choices.json").read_text())["train"]
+    assert (recorded["batch_size"], recorded["lr"]) == (8, 0.01)
