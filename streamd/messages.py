@@ -128,16 +128,6 @@ def _label(name: str) -> str:
     return name
 
 
-def top_k(labels: Sequence[str], scores: Sequence[float], k: int) -> list[tuple[str, float]]:
-    """The ``k`` best ``(label, score)`` pairs, best first (ties keep label order)."""
-    if len(labels) != len(scores):
-        raise ValueError(f"{len(labels)} labels but {len(scores)} scores")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    order = sorted(range(len(labels)), key=lambda i: -float(scores[i]))
-    return [(labels[i], float(scores[i])) for i in order[:k]]
-
-
 def level_dbfs_value(level_dbfs: float) -> float:
     """A level that JSON can carry: silence (-inf) becomes ``LEVEL_FLOOR_DBFS``."""
     if isinstance(level_dbfs, bool) or math.isnan(float(level_dbfs)):

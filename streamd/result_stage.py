@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from audio_core.scoring import top_k
 from streamd import messages
 from streamd.job_queue import Job
 from streamd.stages import ThreadStage
@@ -128,10 +129,9 @@ class ResultStage(ThreadStage):
 
     def publish_results(self, jobs: list[Job], scores: torch.Tensor) -> None:
         """Publish one scored batch: a prediction per window, then the events it opens or closes."""
-        top_scores, top_index = torch.topk(scores, self.k, dim=1)
-        for job, values, indices, row in zip(
-            jobs, top_scores.tolist(), top_index.tolist(), scores.tolist(), strict=True
-        ):
+        rows = scores.detach().float().cpu().numpy()
+        ranked = [top_k(r, self.labels, self.k) for r in rows]  # ties as classify ranks them: lower first
+        for job, best, row in zip(jobs, ranked, rows.tolist(), strict=True):
             stream = self.streams[job.stream]
             window = job.window
             stream.through_index = max(stream.through_index, window.index - 1)  # the earlier ones are through
@@ -144,7 +144,7 @@ class ResultStage(ThreadStage):
                     window.t_start,
                     window.t_end,
                     self.model_name,
-                    [(self.labels[i], v) for i, v in zip(indices, values, strict=True)],
+                    best,
                     latency_ms,
                     level_dbfs=window.level_dbfs,
                     window_index=window.index,

@@ -3,6 +3,7 @@ evaluate (padded with silence to one window); one hop rule; replay uses the chec
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import soundfile as sf
 from support.checkpoints import small_resnet_checkpoint
 from support.fixtures import free_tcp_port
 
-from models.checkpoint import load_checkpoint
+from models.checkpoint import load_checkpoint, save_checkpoint
 from streamd.cli import main
 from streamd.collect import replay_collect
 from training.clips import Clip, ClipSet
@@ -153,3 +154,44 @@ def test_a_window_the_model_cannot_take_is_one_line_at_start_up(
         err = capsys.readouterr().err
         assert "cannot take windows of 0.1 s (8 frames)" in err and err.count("\n") == 1, err
     assert not (tmp_path / "w.csv").exists()
+
+
+def test_tied_scores_are_ranked_alike_by_classify_and_replay(
+    checkpoint: Path, esc50, tmp_path: Path, capsys
+) -> None:
+    """Replay ranked a window's labels with ``torch.topk`` (ties in no set order), classify with a stable
+    sort (lower index first): equal scores came out in other orders. Every label here ties with four
+    others (the head's rows copied), and both commands rank them lower index first."""
+    import torch
+
+    model, info = load_checkpoint(checkpoint)
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        for i in range(head.out_features):
+            head.weight[i] = head.weight[i - i % 5]
+            head.bias[i] = head.bias[i - i % 5]
+    tied = save_checkpoint(tmp_path / "tied.safetensors", model, info)
+    path = tmp_path / "clip.wav"
+    sf.write(path, esc50.read_mono(esc50.clips(1)[0]), SR, subtype="FLOAT")
+    argv = [
+        "classify",
+        str(path),
+        "--checkpoint",
+        str(tied),
+        "--json",
+        "--top-k",
+        "50",
+        "--precision",
+        "fp32",
+    ]
+    assert main(argv) == 0
+    classified = [item["label"] for item in json.loads(capsys.readouterr().out)["labels"]]
+    (window,) = [m for m in replay_collect([path], tied, top_k=50) if m["type"] == "prediction"]
+    replayed = [item["label"] for item in window["labels"]]
+    index = {label: i for i, label in enumerate(info.labels)}
+    scores = [item["score"] for item in window["labels"]]
+    assert sum(a == b for a, b in itertools.pairwise(scores)) >= 30  # ten groups of five, most equal
+    assert replayed == classified
+    for k in range(len(replayed) - 1):
+        higher = scores[k] > scores[k + 1]
+        assert higher or (scores[k] == scores[k + 1] and index[replayed[k]] < index[replayed[k + 1]])

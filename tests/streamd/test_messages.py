@@ -49,16 +49,6 @@ def test_stream_times_carry_no_float_noise_and_stay_within_a_sample() -> None:
             assert abs(got - exact) < 0.5 / rate
 
 
-def test_top_k_matches_a_stable_argsort(labels: list[str]) -> None:
-    for seed in range(5):
-        scores = np.round(_scores(labels, seed), 1)  # rounding makes ties
-        order = np.argsort(-scores, kind="stable")[:7]
-        expected = [(labels[i], float(scores[i])) for i in order]
-        assert messages.top_k(labels, scores, 7) == expected
-    with pytest.raises(ValueError):
-        messages.top_k(labels, scores[:-1], 3)
-
-
 def test_event_and_status_are_schema_valid() -> None:
     start = messages.event("mic", "dog", "start", 4.0, 9.0, 0.91, wall_time=1_700_000_000.0)
     validate(start)
