@@ -32,11 +32,10 @@ import soundfile as sf
 from audio_core.display import display_path
 from audio_core.errors import AudioInputError, TruncatedAudio
 from audio_core.input_fd import STDIN, close_quietly, more_follows, open_fd, wait_readable
-from audio_core.mpeg_length import mpeg_shortfall
 from audio_core.resample import StreamingResampler, downmix, resample_offline
-from audio_core.shortfall import shortfall_after_read
+from audio_core.shortfall import file_shortfall, shortfall_after_read
 from audio_core.unsized_wav import reopen_unsized
-from audio_core.wav_header import WAV_FORMATS, missing_seconds
+from audio_core.wav_header import WAV_FORMATS
 
 READ_BLOCK_S = 1.0
 # what ``read_audio`` gives for some file changed (a truncated WAV is refused since 2, an MPEG file cut
@@ -80,7 +79,7 @@ class AudioFileInfo:
     format: str
     seekable: bool = True
     missing_s: float = 0.0  # audio its header declares beyond the file's end (a truncated WAV or MP3)
-    undecodable_s: float = 0.0  # audio its frames hold beyond where the decoder stops (MPEG)
+    undecodable: str | None = None  # what its decoder would leave unread (joined MP3s, chained Ogg)
 
     @property
     def duration_s(self) -> float:
@@ -143,11 +142,11 @@ def audio_info(handle: sf.SoundFile, path: str | os.PathLike[str]) -> AudioFileI
     """Describe an open file; a seekable file with no samples is an error."""
     seekable = bool(handle.seekable())
     fd = handle.name if seekable and isinstance(handle.name, int) else None
-    missing_s, undecodable_s = 0.0, 0.0
-    if fd is not None and handle.format == "MP3":
-        missing_s, undecodable_s = mpeg_shortfall(fd, int(handle.frames), int(handle.samplerate))
-    elif fd is not None:
-        missing_s = missing_seconds(fd)
+    missing_s, undecodable = 0.0, None
+    if fd is not None:
+        missing_s, undecodable = file_shortfall(
+            fd, str(handle.format), int(handle.frames), int(handle.samplerate)
+        )
     info = AudioFileInfo(
         path=Path(path),
         sample_rate=int(handle.samplerate),
@@ -156,7 +155,7 @@ def audio_info(handle: sf.SoundFile, path: str | os.PathLike[str]) -> AudioFileI
         format=str(handle.format),
         seekable=seekable,
         missing_s=missing_s,
-        undecodable_s=undecodable_s,
+        undecodable=undecodable,
     )
     if seekable and info.frames <= 0:
         raise AudioInputError(f"{display_path(path)}: contains no audio samples")

@@ -73,7 +73,7 @@ def _data_chunk(fd: int) -> DataChunk | None:
     return None
 
 
-def _missing(declared: int, present: int, byte_rate: int, block_align: int) -> float:
+def shortfall_seconds(declared: int, present: int, byte_rate: int, block_align: int) -> float:
     """Seconds of ``declared`` bytes of audio beyond the ``present`` ones: the one rule of files and pipes
     (0 for no promise, or a shortfall within a block, ``MIN_MISSING_BYTES`` or ``MIN_MISSING_S``)."""
     short = declared - present
@@ -94,7 +94,7 @@ def missing_seconds(fd: int) -> float:
         present = os.fstat(fd).st_size - found.start
     except OSError:
         return 0.0
-    return _missing(found.declared, present, found.byte_rate, found.block_align)
+    return shortfall_seconds(found.declared, present, found.byte_rate, found.block_align)
 
 
 def stream_missing_seconds(
@@ -103,7 +103,8 @@ def stream_missing_seconds(
     """Seconds of audio a WAV read from a pipe (libsndfile's ``form`` and ``subtype``) declared beyond the
     ``read_frames`` it delivered: its header's ``declared_frames`` (libsndfile's count) are bytes that the
     rule of files weighs; 0 for a pipe writer's unknown length, and for a compressed encoding (whose bytes
-    do not follow from its frames) or another container."""
+    do not follow from its frames) or another container (from a pipe, libsndfile counts an AIFF's frames
+    from a length it assumes, not from the header)."""
     width = SAMPLE_BYTES.get(subtype)
     if form not in WAV_FORMATS or width is None:
         return 0.0
@@ -111,7 +112,7 @@ def stream_missing_seconds(
     declared = declared_frames * frame
     if declared >= UNKNOWN_SIZE:  # a pipe writer's 0xFFFFFFFF: unknown
         return 0.0
-    return _missing(declared, read_frames * frame, rate * frame, frame)
+    return shortfall_seconds(declared, read_frames * frame, rate * frame, frame)
 
 
 def unsized_patch(fd: int) -> dict[int, bytes] | None:
