@@ -128,16 +128,18 @@ class NetworkSource(Source):
 
     def restart(self) -> None:
         """Reconnect (called by the daemon's watchdog, with its backoff); the connecting is done by the
-        source's thread, so this never blocks."""
-        self.restarts += 1
+        source's thread, so this never blocks. ``restarts`` counts the attempts it makes: requests made
+        while one is under way are answered by it."""
         self._reopen.set()
 
     # -- reader thread -----------------------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
+            attempts = 0
             while not self._stop.is_set():
                 self._reopen.clear()
+                self.restarts, attempts = attempts, attempts + 1  # every attempt after the first
                 probed = self._first is not None  # the connection made before the model loaded
                 # a reconnect's outage is the time away until this attempt: what the server sends from
                 # now on (FFmpeg's probe waits for it and buffers it) is read, not lost; the handshake's

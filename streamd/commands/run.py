@@ -57,9 +57,13 @@ def execute(
 
     cfg = config_from_args(args)
     if cfg.metrics.listen:
+        from streamd.config import name_source
         from streamd.metrics import check_metrics_exposure
 
-        check_metrics_exposure(cfg.metrics.listen, bool(getattr(args, "insecure", False)))
+        try:
+            check_metrics_exposure(cfg.metrics.listen, bool(getattr(args, "insecure", False)))
+        except ConfigError as exc:  # a config file's [metrics] listen is named as that file's setting
+            raise name_source(cfg, exc) from None
     sources = make_sources(cfg)
     apply_stream_prefix(args, sources)
     block = cfg.overload_policy(live) == "block"  # a replay's results wait for room, never dropped

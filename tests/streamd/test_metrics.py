@@ -108,6 +108,19 @@ def test_listen_addresses() -> None:
         check_metrics_exposure(wide, insecure=True)  # the user's explicit choice
 
 
+def test_a_wide_metrics_address_in_a_config_file_is_named_as_its_setting(tmp_path: Path, capsys) -> None:
+    """It was blamed on --metrics, an option the user never gave."""
+    from streamd.cli import main
+
+    config = tmp_path / "m.toml"
+    config.write_text('[metrics]\nlisten = "0.0.0.0:9111"\n')
+    assert main(["replay", "x.wav", "--config", str(config), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"streamd: error: {config}: metrics.listen 0.0.0.0:9111: refusing to serve"), err
+    assert main(["replay", "x.wav", "--metrics", "0.0.0.0:9111", "--check"]) == 2
+    assert capsys.readouterr().err.startswith("streamd: error: --metrics 0.0.0.0:9111: refusing to serve")
+
+
 @pytest.mark.parametrize("n", [1, 2, 7, 4096])
 def test_status_percentiles_equal_numpys_linear_percentile(n):
     from streamd.status import percentile
