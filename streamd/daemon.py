@@ -190,8 +190,10 @@ class Daemon:
 
     def start_message(self, stream: Stream) -> str:
         src = stream.source
+        origin = getattr(src, "display", "")  # a file's path: streams of files with one stem differ by it
+        rates = f"{src.sample_rate} Hz x{src.channels} -> {self.model.info.features.sample_rate} Hz mono"
         return (
-            f"{src.sample_rate} Hz x{src.channels} -> {self.model.info.features.sample_rate} Hz mono; "
+            (f"{origin}: " if origin else "") + f"{rates}; "
             f"model {self.model.name} on {self.model.device.type} "
             f"({self.model.precision}, {self.model.precision_reason}); {stream.front.plan.describe()}; "
             f"overload policy {self.policy}, queue {self.engine.queue.maxsize}, "

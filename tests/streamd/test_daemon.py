@@ -366,6 +366,8 @@ def test_paced_streams_are_staggered_over_the_hop_each_window_equal_to_offline(l
         torch.testing.assert_close(_scores(p, loaded.info.labels), offline, atol=1e-5, rtol=1e-4)
     starting = [m["message"] for m in _by_type(msgs, "status") if m["state"] == "starting"]
     assert "staggered" not in starting[0] and "0.5 s ahead of the hop grid" in starting[1]
+    # two streams of one file: "scene" and "scene-2", each starting message names the file it reads
+    assert all(text.startswith(f"{long_file}: ") for text in starting)
 
 
 def test_no_stagger_at_full_speed_or_when_turned_off(loaded, long_file):
