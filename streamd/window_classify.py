@@ -261,6 +261,8 @@ def run_windows(args: argparse.Namespace, windows: WindowSection, hop_given: boo
                 failed += 1
                 progress.note(f"streamd: error: {result.error}")
             else:
+                for line in result.notes():
+                    progress.note(line)
                 output.write(result, identities[result.file], stamps.get(result.file))
                 done += 1
                 seconds += result.duration_s

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from audio_core.audio_file import READ_BLOCK_S, read_chunks
+from audio_core.audio_file import READ_BLOCK_S, display_path, read_chunks
+from audio_core.digital_silence import SILENCE_NOTE, SignalWatch
 from audio_core.errors import TruncatedAudio
 from audio_core.front_end import FrontEnd, front_end
 from audio_core.scoring import top_k as best_labels
@@ -48,6 +49,21 @@ class FileResult:
     duration_s: float = 0.0
     error: str | None = None  # nothing of the file was classified
     partial: str | None = None  # why its end was not: ``windows`` are those of its readable part
+    padded_s: float = 0.0  # the silence that made a file shorter than a window one window long
+    silent: bool = False  # digital silence (``audio_core.digital_silence``): its scores mean nothing
+
+    def notes(self, unit: str = "window") -> list[str]:
+        """What classify says of such a file (``streamd: note/warning: ...``), the one wording of both."""
+        shown = display_path(self.file)
+        out = [f"streamd: note: {shown}: {short_audio_note(self.duration_s, self.padded_s, unit)}"]
+        out = out if self.padded_s > 0 else []
+        return out + ([f"streamd: warning: {shown}: {SILENCE_NOTE}"] if self.silent else [])
+
+
+def short_audio_note(real_s: float, padded_s: float, unit: str = "window") -> str:
+    """A file shorter than one window (or recurrent step), padded with silence to one."""
+    whole = f"{real_s:.4g} s < {real_s + padded_s:.4g} s"
+    return f"audio shorter than one {unit} ({whole}): padded with silence to one"
 
 
 def partial_result(file: str, windows: list[WindowResult], seconds: float, exc: TruncatedAudio) -> FileResult:
@@ -74,7 +90,9 @@ def window_plan(loaded: LoadedModel, window_s: float | None, hop_s: float) -> Wi
     return plan
 
 
-def file_windows(path: str | Path, front: FrontEnd, block_s: float = READ_BLOCK_S) -> Iterator[Window]:
+def file_windows(
+    path: str | Path, front: FrontEnd, block_s: float = READ_BLOCK_S, signal: SignalWatch | None = None
+) -> Iterator[Window]:
     """The windows of ``path`` in order, as the daemon emits them, through ``front`` (a fresh
     ``WindowFrontEnd``; afterwards ``front.samples`` is the file's length at the model rate).
 
@@ -84,6 +102,8 @@ def file_windows(path: str | Path, front: FrontEnd, block_s: float = READ_BLOCK_
     """
     try:
         for chunk in read_chunks(path, front.cfg.sample_rate, block_s):
+            if signal is not None:
+                signal.add(chunk)
             yield from front.accept(chunk)
     except TruncatedAudio:
         yield from front.finish()
@@ -122,6 +142,7 @@ def classify_file(
     out: list[WindowResult] = []
     pending: list[Window] = []
     front = front_end(plan)
+    signal = SignalWatch()
 
     def flush() -> None:
         scores = score_batch(runner, [w.features for w in pending])
@@ -134,7 +155,7 @@ def classify_file(
         pending.clear()
 
     try:
-        for window in file_windows(path, front):
+        for window in file_windows(path, front, signal=signal):
             pending.append(window)
             if len(pending) >= batch_size:
                 flush()
@@ -146,4 +167,6 @@ def classify_file(
         return FileResult(str(path), [], error=str(exc))
     if pending:
         flush()
-    return FileResult(str(path), out, duration_s(front))
+    seconds = duration_s(front)
+    padded_s = max(0.0, plan.window_samples / plan.features.sample_rate - seconds)
+    return FileResult(str(path), out, seconds, padded_s=padded_s, silent=not signal.heard)

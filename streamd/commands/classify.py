@@ -30,6 +30,7 @@ from streamd.errors import AudioInputError, ConfigError
 from streamd.model_loading import resolve_model, window_warnings
 from streamd.path_args import path_arg
 from streamd.sinks import write_line
+from streamd.window_scoring import short_audio_note
 
 HELP = "classify audio files offline: top-k labels per file (long files window by window)"
 # classify's own default hop: the clip-level average of training and evaluate (``waveform_scores``);
@@ -98,9 +99,7 @@ def _text_line(path: str, labels: list[dict]) -> str:
 
 
 def _note_padding(path: str, result: FileScores, recurrent: bool) -> None:
-    real_s, padded_to_s = result.duration_s, result.duration_s + result.padded_s
-    unit = "step" if recurrent else "window"
-    note = f"audio shorter than one {unit} ({real_s:.4g} s < {padded_to_s:.4g} s): padded with silence to one"
+    note = short_audio_note(result.duration_s, result.padded_s, "step" if recurrent else "window")
     print(f"streamd: note: {path}: {note}", file=sys.stderr, flush=True)
 
 
