@@ -95,7 +95,7 @@ def refuse_stdin_twice(paths: Iterable[str | os.PathLike[str]]) -> None:
 def _unreadable(name: str, exc: Exception, seekable: bool) -> AudioInputError:
     """The one line of a file libsndfile cannot open (from a pipe: which formats it can)."""
     detail = getattr(exc, "error_string", None) or str(exc).split(": ")[-1]
-    hint = "" if seekable else "; from a pipe use WAV, AIFF, AU or OGG"
+    hint = "" if seekable else "; from a pipe or device use WAV, AIFF, AU or OGG"
     return AudioInputError(f"{name}: unsupported or unreadable audio file ({detail}{hint})")
 
 
@@ -109,6 +109,8 @@ def open_audio(path: str | os.PathLike[str], *, wait_s: float = PIPE_WAIT_S) -> 
         seekable = stat.S_ISREG(st.st_mode)
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.stat(os.devnull).st_rdev:
             raise AudioInputError(f"{name}: empty input ({os.devnull})")
+        if seekable and st.st_size == 0:  # as an empty pipe is said, not "format not recognised"
+            raise AudioInputError(f"{name}: empty file (0 bytes)")
         if not seekable:
             wait_readable(fd, name, wait_s)
         handle = sf.SoundFile(fd, closefd=True)

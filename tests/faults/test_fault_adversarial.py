@@ -326,7 +326,7 @@ def test_flac_from_a_pipe_is_one_clear_line(known_clip, checkpoint):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "streamd: error: <stdin>: unsupported or unreadable audio file "
-        "(Error : flac decoder lost sync.; from a pipe use WAV, AIFF, AU or OGG)"
+        "(Error : flac decoder lost sync.; from a pipe or device use WAV, AIFF, AU or OGG)"
     ]
 
 

@@ -55,9 +55,18 @@ def _wav_bytes(audio: np.ndarray, rate: int, subtype: str = "PCM_16") -> bytes:
 
 
 def _flac_bytes(audio: np.ndarray, rate: int) -> bytes:
+    return _encoded(audio, rate, "FLAC", "PCM_16")
+
+
+def _encoded(audio: np.ndarray, rate: int, form: str, subtype: str | None = None) -> bytes:
     buf = io.BytesIO()
-    sf.write(buf, audio, rate, subtype="PCM_16", format="FLAC")
+    sf.write(buf, audio, rate, subtype=subtype, format=form)
     return buf.getvalue()
+
+
+def _twice(form: str, subtype: str | None = None) -> Callable[[np.ndarray, int], bytes]:
+    """Two files of the clip joined end to end (``cat a b``): MP3s, or a chained Ogg."""
+    return lambda audio, rate: _encoded(audio, rate, form, subtype) * 2
 
 
 def _corrupt(data: bytes, start: int, length: int, seed: int) -> bytes:
@@ -150,7 +159,7 @@ _BAD = [
     CatalogueEntry("missing.wav", False, "no such file"),
     CatalogueEntry("a_directory.wav", False, "is a directory", write=_directory),
     CatalogueEntry("permission_denied.wav", False, "permission denied", unprivileged=True, write=_unreadable),
-    CatalogueEntry("empty.wav", False, "unreadable", write=lambda p, a, r: p.write_bytes(b"")),
+    CatalogueEntry("empty.wav", False, "empty file (0 bytes)", write=lambda p, a, r: p.write_bytes(b"")),
     CatalogueEntry("zero_samples.wav", False, "no audio samples", write=_header_only),
     CatalogueEntry(
         "not_audio.wav", False, "unreadable", write=lambda p, a, r: p.write_text("not audio at all\n" * 40)
@@ -180,6 +189,16 @@ _BAD = [
     CatalogueEntry(  # its 2.5 s are classified, then it ends as a cut FLAC does
         "truncated_data.wav", False, "before its header says", write=_bytes(_truncated_data)
     ),
+    CatalogueEntry(  # libsndfile cut its frame count to what is there: read as a shorter whole file
+        "truncated_data.aiff",
+        False,
+        "before its header says",
+        write=_bytes(lambda a, r: (b := _encoded(a, r, "AIFF", "PCM_16"))[: len(b) // 2]),
+    ),
+    CatalogueEntry(  # the decoder stopped at the first file's end: half the audio, unsaid
+        "joined.mp3", False, "its decoder stops at", write=_bytes(_twice("MP3"))
+    ),
+    CatalogueEntry("chained.ogg", False, "ogg streams chained", write=_bytes(_twice("OGG", "VORBIS"))),
     CatalogueEntry(  # a header claiming 1 Hz: once accepted, a stream that never produced a window
         "rate_1hz_header.wav", False, "below 1000 hz", write=_bytes(lambda a, r: _wav_bytes(a[:64000], 1))
     ),
@@ -216,6 +235,7 @@ _GOOD = [
     CatalogueEntry("flac_16.flac", True, same_audio=True, write=_soundfile(_same, subtype="PCM_16")),
     CatalogueEntry("ogg_vorbis.ogg", True, write=_soundfile(_same, format="OGG", subtype="VORBIS")),
     CatalogueEntry("aiff_16.aiff", True, same_audio=True, write=_soundfile(_same, subtype="PCM_16")),
+    CatalogueEntry("mpeg_layer3.mp3", True, write=_soundfile(_same, format="MP3")),
     CatalogueEntry("shorter_than_window.wav", True, "padded", write=_soundfile(_short, subtype="FLOAT")),
 ]
 
