@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from audio_core.digital_silence import SignalWatch
 from audio_core.display import display_path
 from audio_core.errors import AudioInputError, TruncatedAudio
 from audio_core.input_fd import STDIN, close_quietly, more_follows, open_fd, wait_readable
@@ -213,14 +214,18 @@ def unread_note(frames: int, read: int, rate: int) -> str:
 
 
 def read_chunks(
-    path: str | os.PathLike[str], sample_rate: int, block_s: float = READ_BLOCK_S
+    path: str | os.PathLike[str],
+    sample_rate: int,
+    block_s: float = READ_BLOCK_S,
+    signal: SignalWatch | None = None,
 ) -> Iterator[np.ndarray]:
     """Mono float32 chunks of ``path`` at ``sample_rate`` (downmixed, streaming soxr), ``block_s`` each.
 
     One open: pipes and ``-`` work as well as regular files. A file with no samples, or too few to leave
     one at ``sample_rate``, is an ``AudioInputError`` (raised once its samples are read). A failure after
     some audio was read (a corrupt tail, NaN samples) is a ``TruncatedAudio``, raised once what came
-    before it has been yielded whole (the resampler flushed, as replay's stream ends)."""
+    before it has been yielded whole (the resampler flushed, as replay's stream ends). ``signal`` is given
+    the downmix at the file's own rate (the resampler rings at a constant's ends: that is not a signal)."""
     with open_audio(path) as handle:
         info = audio_info(handle, path)
         resampler = StreamingResampler(info.sample_rate, sample_rate)
@@ -241,7 +246,10 @@ def read_chunks(
             if data.shape[0] == 0:
                 break
             read += data.shape[0]
-            chunk = resampler.process(downmix(data))
+            mono = downmix(data)
+            if signal is not None:
+                signal.add(mono)
+            chunk = resampler.process(mono)
             given += chunk.size
             yield chunk
         shortfall = shortfall_after_read(handle, info, read)
@@ -252,7 +260,8 @@ def read_chunks(
         raise AudioInputError(none_left_message(path, read, info.sample_rate, sample_rate))
     yield last
     if shortfall is not None:  # what could be read was delivered whole, as before any failure part-way
-        raise TruncatedAudio(shortfall, read / info.sample_rate, "; all it holds was read")
+        whole = "; all it holds was read" if info.undecodable is None else ""  # else: more it could not
+        raise TruncatedAudio(shortfall, read / info.sample_rate, whole)
 
 
 def read_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.ndarray:

@@ -12,10 +12,12 @@ import os
 import struct
 from collections.abc import Callable
 
-from audio_core.wav_header import UNKNOWN_SIZE, shortfall_seconds
+from audio_core.wav_header import UNKNOWN_SIZE, UNKNOWN_SIZE_64, shortfall_seconds
 
 Sizes = tuple[int, int, int, int]
 MAX_CHUNKS = 64  # chunks read before the audio (a header that never reaches it is left to libsndfile)
+# sox writes 0x7F000000 as an AIFF's SSND size when it cannot seek back (to a pipe): length unknown
+AIFF_UNKNOWN_SIZE = 0x7F000000
 # AU encodings -> bytes per sample: mu-law, 8/16/24/32-bit PCM, float, double, A-law
 _AU_BYTES = {1: 1, 2: 1, 3: 2, 4: 3, 5: 4, 6: 4, 7: 8, 27: 1}
 # AIFC compression types of uncompressed or one-byte-per-sample audio -> bytes per sample (None: the
@@ -56,7 +58,7 @@ def aiff_sizes(fd: int) -> Sizes | None:
             rate = _extended(body[8:18])
         elif name == b"SSND":
             body = os.pread(fd, 4, offset + 8)
-            if len(body) < 4 or frame_bytes <= 0 or rate <= 0 or size >= UNKNOWN_SIZE:
+            if len(body) < 4 or frame_bytes <= 0 or rate <= 0 or size >= AIFF_UNKNOWN_SIZE:
                 return None
             skip = struct.unpack(">I", body)[0]  # the SSND offset: bytes before the first frame
             present = os.fstat(fd).st_size - (offset + 16 + skip)
@@ -95,7 +97,7 @@ def w64_sizes(fd: int) -> Sizes | None:
             if len(body) == 14:
                 byte_rate, block_align = struct.unpack("<IH", body[8:14])
         elif name == b"data":
-            if size < 24 or byte_rate <= 0:
+            if size < 24 or size >= UNKNOWN_SIZE_64 or byte_rate <= 0:  # ffmpeg to a pipe: 2^63 - 1
                 return None
             return size - 24, os.fstat(fd).st_size - offset - 24, byte_rate, block_align
         offset += max(24, size + (-size % 8))

@@ -36,6 +36,15 @@ from streamd.model_runner import ModelRunner
 BATCH_SIZE = 4  # windows per model call: as fast as 16 on CPU, with a quarter of the activations
 
 
+def padding_s(plan: WindowPlan, samples: int) -> float:
+    """The silence a file of ``samples`` is padded with to one window, where that adds frames (a window
+    is a whole number of frame shifts: a file as long as the window's frames is not short, though a few
+    samples pad it to that length); 0.0 otherwise. The one rule of clip and window classify."""
+    cfg = plan.features
+    short = cfg.num_frames(samples) < cfg.num_frames(plan.window_samples)
+    return max(0, plan.window_samples - samples) / cfg.sample_rate if short else 0.0
+
+
 @dataclass(frozen=True)
 class FileScores:
     """A file's clip-level probabilities and how they were obtained."""
@@ -143,8 +152,7 @@ def score_file(
     steps = _StepMeans(runner, plan, loaded.column_frames) if loaded.recurrent else None
     windows = None if loaded.recurrent else _WindowMeans(runner, batch_size)
     signal = SignalWatch()
-    for chunk in read_chunks(path, cfg.sample_rate, block_s):
-        signal.add(chunk)
+    for chunk in read_chunks(path, cfg.sample_rate, block_s, signal):
         ready = front.accept(chunk)
         if steps is not None:
             steps.add(ready, front.fbank.frames_emitted)
@@ -158,9 +166,6 @@ def score_file(
         padded = sum(w.padded_s for w in last)
         return FileScores(steps.mean.value(), steps.mean.count, duration_s, padded, silent=not signal.heard)
     assert windows is not None
-    # silence that adds frames (a window is a whole number of frame shifts: a file as long as the window's
-    # frames is not short, though a few samples pad it to that length)
-    short = cfg.num_frames(front.samples) < cfg.num_frames(plan.window_samples)
-    padded_s = max(0, plan.window_samples - front.samples) / cfg.sample_rate if short else 0.0
+    padded_s = padding_s(plan, front.samples)
     windows.add(front.finish(), last=True)  # pads a short file with silence to one window
     return FileScores(windows.mean.value(), windows.mean.count, duration_s, padded_s, silent=not signal.heard)

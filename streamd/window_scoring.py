@@ -24,7 +24,7 @@ from audio_core.errors import TruncatedAudio
 from audio_core.front_end import FrontEnd, front_end
 from audio_core.scoring import top_k as best_labels
 from audio_core.windows import Window, WindowPlan, checkpoint_plan
-from streamd.clip_scoring import BATCH_SIZE
+from streamd.clip_scoring import BATCH_SIZE, padding_s
 from streamd.errors import AudioInputError, ConfigError
 from streamd.model_loading import LoadedModel
 from streamd.model_runner import ModelRunner, check_window_size
@@ -101,9 +101,7 @@ def file_windows(
     readable part, its tail window included: the stream ends there as its replay's does.
     """
     try:
-        for chunk in read_chunks(path, front.cfg.sample_rate, block_s):
-            if signal is not None:
-                signal.add(chunk)
+        for chunk in read_chunks(path, front.cfg.sample_rate, block_s, signal):
             yield from front.accept(chunk)
     except TruncatedAudio:
         yield from front.finish()
@@ -167,6 +165,5 @@ def classify_file(
         return FileResult(str(path), [], error=str(exc))
     if pending:
         flush()
-    seconds = duration_s(front)
-    padded_s = max(0.0, plan.window_samples / plan.features.sample_rate - seconds)
-    return FileResult(str(path), out, seconds, padded_s=padded_s, silent=not signal.heard)
+    padded_s = padding_s(plan, front.samples)
+    return FileResult(str(path), out, duration_s(front), padded_s=padded_s, silent=not signal.heard)

@@ -60,19 +60,27 @@ def cached_fbanks(
     """Stack of un-normalised fbanks ``(N, num_frames, F)`` float32: each clip's window starting at its
     ``start_s`` seconds (``training.clip_windows``), or its first."""
     out = np.zeros((len(clips), num_frames, cfg.num_mel_bins), dtype=np.float32)
+    last: tuple[str, np.ndarray] | None = None  # a clip's windows come one after another: one read each
     for i, clip in enumerate(clips):
         start = 0.0 if start_s is None else start_s[i]
-        out[i] = window_fbank(Path(clip.path), cfg, cache_dir, num_frames, start)
+        if last is None or last[0] != str(clip.path):
+            last = (str(clip.path), clip_fbank(Path(clip.path), cfg, cache_dir))
+        out[i] = window_fbank(Path(clip.path), cfg, cache_dir, num_frames, start, last[1])
     return out
 
 
 def window_fbank(
-    path: Path, cfg: FeatureConfig, cache_dir: Path | None, num_frames: int, start_s: float = 0.0
+    path: Path,
+    cfg: FeatureConfig,
+    cache_dir: Path | None,
+    num_frames: int,
+    start_s: float = 0.0,
+    fbank: np.ndarray | None = None,
 ) -> np.ndarray:
     """The window of ``num_frames`` frames of a file from ``start_s`` seconds (the frame nearest, kept
     within the file); a file shorter than a window is padded with silence to one before the fbank
-    (``pad_with_silence``: the rule of every command), not cached."""
-    fbank = clip_fbank(path, cfg, cache_dir)
+    (``pad_with_silence``: the rule of every command), not cached. ``fbank``: the file's, if read."""
+    fbank = clip_fbank(path, cfg, cache_dir) if fbank is None else fbank
     if fbank.shape[0] < num_frames:
         window = pad_with_silence(
             read_audio(path, cfg.sample_rate), window_samples_for_frames(num_frames, cfg)

@@ -101,9 +101,8 @@ def scan_file(path: Path) -> tuple[float, bool] | str:
     samples, signal = 0, SignalWatch()
     try:
         rate = probe_audio(path).sample_rate
-        for chunk in read_chunks(path, rate, SCAN_BLOCK_S):
+        for chunk in read_chunks(path, rate, SCAN_BLOCK_S, signal):
             samples += chunk.size
-            signal.add(chunk)
     except AudioInputError as exc:
         return str(exc).removeprefix(f"{display_path(path)}: ")
     return samples / rate, signal.heard

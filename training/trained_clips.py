@@ -9,7 +9,8 @@ trained on. A clip re-encoded since (other bytes) is not recognised. Each file i
 process (``clip_digest``, keyed by path, size and modification time as the feature cache is): the folds
 of a cross-validation share their clips. Above ``MAX_DIGESTS`` training clips none is recorded (the
 header, read at every load, would grow by megabytes), only their count (``too_many``). Checkpoints that
-record no list (older ones, the shipped models, those of more clips) give None.
+record no list (older ones, those of more clips) give None; the shipped models record theirs
+(``scripts/record_trained_clips.py``).
 
 A run started from another checkpoint (``--init``) has seen what that one trained on too: it records the
 init's data set, training folds and clip digests, and those of the init's own inits (``INIT_KEY``,

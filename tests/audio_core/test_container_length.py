@@ -52,13 +52,30 @@ def test_a_cut_aiff_au_or_w64_is_truncated_as_a_wav_is_and_a_whole_one_reads_who
     assert str(caught.value) == f"{cut}: {said}"
 
 
-def test_an_au_of_unknown_length_is_read_to_its_end(tmp_path: Path) -> None:
-    """A pipe writer's AU says 0xFFFFFFFF for its data size: no promise, so nothing is missing."""
-    path = tmp_path / "streamed.au"
-    sf.write(path, noise(3.0), SR, format="AU", subtype="PCM_16")
+def _streamed(path: Path, form: str) -> bytes:
+    """The header a writer that cannot seek back leaves: the placeholder sizes of AU (0xFFFFFFFF), sox's
+    AIFF (SSND 0x7F000000) and ffmpeg's W64 (2^63 - 1)."""
+    sf.write(path, noise(3.0), SR, format=form, subtype="PCM_16")
     data = bytearray(path.read_bytes())
-    data[8:12] = b"\xff\xff\xff\xff"
-    path.write_bytes(bytes(data))
+    if form == "AU":
+        data[8:12] = b"\xff\xff\xff\xff"
+    elif form == "AIFF":
+        ssnd = data.index(b"SSND")
+        data[ssnd + 4 : ssnd + 8] = (0x7F000000).to_bytes(4, "big")
+    else:
+        chunk = data.index(b"data")
+        data[chunk + 16 : chunk + 24] = (2**63 - 1).to_bytes(8, "little")
+    return bytes(data)
+
+
+@pytest.mark.parametrize(("form", "suffix"), [("AU", "au"), ("AIFF", "aiff"), ("W64", "w64")])
+def test_a_header_of_unknown_length_is_no_promise_and_the_file_reads_to_its_end(
+    tmp_path: Path, form: str, suffix: str
+) -> None:
+    """Files written to a pipe (``ffmpeg -f w64 - > x.w64``, ``sox ... -t aiff -``) say their length is
+    unknown: such a W64 and AIFF were refused as cut short by years."""
+    path = tmp_path / f"streamed.{suffix}"
+    path.write_bytes(_streamed(path, form))
     assert probe_audio(path).missing_s == 0.0 and read_audio(path, SR).size == 3 * SR
 
 

@@ -34,3 +34,20 @@ def test_a_constant_offset_has_the_features_of_silence() -> None:
     zeros = compute_fbank(np.zeros(cfg.sample_rate, np.float32), cfg)
     offset = compute_fbank(np.full(cfg.sample_rate, 0.25, np.float32), cfg)
     assert np.array_equal(np.asarray(zeros), np.asarray(offset))
+
+
+def test_a_constant_at_another_rate_is_silence_before_the_resampler_rings(tmp_path) -> None:
+    """classify reads through soxr to 16 kHz, which rings at a constant's ends: watched there, a 44.1-kHz
+    file of one value was a signal to classify and silence to own data (read at its own rate)."""
+    import soundfile as sf
+
+    from audio_core.audio_file import read_chunks
+    from training.own_data import scan_file
+
+    path = tmp_path / "dc44.wav"
+    sf.write(path, np.full(44100 * 3, 0.25, np.float32), 44100, subtype="FLOAT")
+    resampled = np.concatenate(list(read_chunks(path, 16000)))
+    assert np.ptp(resampled) > 0  # the ringing a watch of the resampled audio took for a signal
+    signal = SignalWatch()
+    assert sum(c.size for c in read_chunks(path, 16000, signal=signal)) == resampled.size
+    assert not signal.heard and scan_file(path)[1] is False

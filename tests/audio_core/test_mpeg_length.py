@@ -64,6 +64,10 @@ def test_mp3s_joined_end_to_end_are_refused_by_name_not_read_short(tmp_path: Pat
     out, err = capsys.readouterr()
     assert f"streamd: error: {said}" in err.splitlines() and len(out.splitlines()) == 1
     assert "Traceback" not in err
+    windows = ["classify", str(joined), "--windows", "--out", str(tmp_path / "w.csv"), "--no-progress"]
+    assert main(windows) == 1  # its windows up to where the decoder stops, and not "all it holds was read"
+    err = capsys.readouterr().err
+    assert f"{said}; what followed its first 5.00 s was not classified: the windows" in err
 
 
 def test_a_vbr_mp3_with_no_length_header_is_refused_when_its_decoder_would_stop_early(tmp_path: Path) -> None:

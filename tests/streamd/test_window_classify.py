@@ -201,15 +201,17 @@ def test_corrupt_file_reported_others_written_and_resumed(tmp_path, archive, sma
 def test_windows_say_a_short_or_silent_file_as_clip_classify_does(tmp_path, small_checkpoint, capsys):
     """Clip-level classify said a file shorter than a window was padded and digital silence scored nothing
     of it; --windows wrote their windows unsaid."""
-    short, silent = tmp_path / "short.wav", tmp_path / "silent.wav"
+    short, silent, nearly = tmp_path / "short.wav", tmp_path / "silent.wav", tmp_path / "nearly.wav"
     rng = np.random.default_rng(0)
     sf.write(short, (0.1 * rng.standard_normal(8000)).astype(np.float32), 16000)
     sf.write(silent, np.zeros(16000 * 3, np.float32), 16000)
-    assert main(["classify", str(short), str(silent), "--checkpoint", str(small_checkpoint)]) == 0
+    sf.write(nearly, (0.1 * rng.standard_normal(79_990)).astype(np.float32), 16000)  # all of the frames
+    files = [short, silent, nearly]
+    assert main(["classify", *map(str, files), "--checkpoint", str(small_checkpoint)]) == 0
     said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("streamd: ")]
     assert len(said) == 3 and "padded with silence to one" in said[0] and "digital silence" in said[2]
     out = tmp_path / "w.jsonl"
-    assert classify(out, [short, silent], small_checkpoint, "--format", "jsonl") == 0
+    assert classify(out, files, small_checkpoint, "--format", "jsonl") == 0
     err = capsys.readouterr().err.splitlines()
     assert [line for line in err if line.startswith(("streamd: note: ", "streamd: warning: "))] == said
 
