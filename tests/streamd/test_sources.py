@@ -64,7 +64,7 @@ def test_probe_describes_a_real_clip(clips):
         (lambda d: d / "missing.wav", "no such file"),
         (lambda d: d, "is a directory"),
         (lambda d: _write(d / "text.wav", b"not audio at all"), "unsupported or unreadable audio file"),
-        (lambda d: _write(d / "empty.flac", b""), "unsupported or unreadable audio file"),
+        (lambda d: _write(d / "empty.flac", b""), "empty file (0 bytes)"),
     ],
 )
 def test_unusable_files_give_one_clear_line(tmp_path, make, message):
