@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import ClassVar, NoReturn
 
 from streamd import __version__
 from streamd.errors import StreamdError
@@ -57,7 +57,13 @@ class _Parser(argparse.ArgumentParser):
     """streamd's parser, and each command's (``add_subparsers`` makes them of this class): a bad argument
     is one line ``streamd: error: ...`` and exit 2, as every other bad input (not the usage text)."""
 
+    argv: ClassVar[list[str]] = []  # what is being parsed: a file named '-...' is pointed to ``--``
+
     def error(self, message: str) -> NoReturn:
+        files = (a for a in _Parser.argv if a.startswith("-") and len(a) > 1 and os.path.isfile(a))
+        dashed = next(files, None)
+        if dashed is not None and "--" not in _Parser.argv:
+            message += f" ({dashed} is a file: put -- before names that start with '-', e.g. -- {dashed})"
         self.exit(2, f"streamd: error: {message}\n")
 
 
@@ -96,6 +102,7 @@ def _start_up(argv: list[str]) -> argparse.Namespace | None:
             import torch  # noqa: F401
     if interrupted:
         return None
+    _Parser.argv = argv
     return parser.parse_args(argv)
 
 

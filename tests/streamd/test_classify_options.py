@@ -286,3 +286,18 @@ def test_thread_counts_beyond_the_daemons_bounds_are_one_line(
     assert main(["classify", str(clips[0]), "--checkpoint", str(small_checkpoint), "--threads", threads]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err == f"streamd: error: --threads must be between 0 and 1024, got {threads}\n"
+
+
+def test_a_file_named_with_a_leading_dash_is_pointed_to_the_double_dash(
+    tmp_path: Path, small_checkpoint: Path, capsys, monkeypatch
+) -> None:
+    """``streamd classify -dash.wav`` said only "the following arguments are required: PATH"."""
+    monkeypatch.chdir(tmp_path)
+    sf.write(tmp_path / "-dash.wav", np.full(SR, 0.1, np.float32) * np.sin(np.arange(SR)), SR)
+    with pytest.raises(SystemExit) as leaving:
+        main(["classify", "--checkpoint", str(small_checkpoint), "-dash.wav"])
+    assert leaving.value.code == 2
+    hint = "(-dash.wav is a file: put -- before names that start with '-', e.g. -- -dash.wav)"
+    assert capsys.readouterr().err.strip().endswith(hint)
+    assert main(["classify", "--checkpoint", str(small_checkpoint), "--", "-dash.wav"]) == 0
+    assert capsys.readouterr().out.startswith("-dash.wav: ")
