@@ -39,7 +39,7 @@ from training.trained_clips import (
     INIT_KEY,
     KEY,
     inherited,
-    init_overlap,
+    not_held_out_lines,
     numbered_as_data,
     record,
     recorded,
@@ -151,7 +151,7 @@ def run_one(
         own = recorded(info.extra) or set()  # what it has seen: its init's clips (not stored twice)
         info.extra[INIT_KEY] = inherited(read_info(exp.init).extra, Path(exp.init).name, own)
         print(f"{run_name or exp.name}: {info.extra['init']}", flush=True)
-    not_held_out = _init_overlap(exp, clip_set, val_set, held_out, info.extra, run_name)
+    not_held_out = _init_overlap(exp, clip_set, val_set, held_out, info.extra, run_name, train_set.clips)
     val = _arrays(exp, val_set) if val_set is not None else None
     windows = training_windows(train_set.clips, exp.features, exp.cache_dir, exp.normalization.target_frames)
     if note := windows.note():
@@ -220,24 +220,18 @@ def _clip_scorer(
 
 
 def _init_overlap(
-    exp: Experiment,
-    clip_set: ClipSet,
-    val_set: ClipSet | None,
-    held_out: list[int] | None,
-    extra: dict[str, Any],
-    run_name: str,
-) -> str | None:
-    """Say (and return) why the run's held-out figures are not held out: its init checkpoint trained on
-    some of those clips (fine-tuning the shipped model, trained on ESC-50 folds 1-4, validated on fold 4)."""
-    if val_set is None or INIT_KEY not in extra:
+    exp: Experiment, clip_set: ClipSet, val_set: ClipSet | None, held_out: list[int] | None,
+    extra: dict[str, Any], run_name: str, train_clips: list,
+) -> str | None:  # fmt: skip
+    """Say (and return) why the run's held-out figures are not held out (``not_held_out_lines``)."""
+    if val_set is None:
         return None
     by_fold = clip_set.name if numbered_as_data(exp.reader) else None  # folds as the data numbers them
-    paths = [Path(c.path) for c in val_set.clips]
-    why = init_overlap(extra, paths, by_fold, held_out or [], exp.reader == "esc50")
-    if why:
-        why += ": its held-out figures are not held out"
-        print(f"streamd: warning: {run_name or exp.name}: {why}", file=sys.stderr, flush=True)
-    return why
+    trained, paths = [Path(c.path) for c in train_clips], [Path(c.path) for c in val_set.clips]
+    lines = not_held_out_lines(extra, trained, paths, by_fold, held_out or [], exp.reader == "esc50")
+    for line in lines:
+        print(f"streamd: warning: {run_name or exp.name}: {line}", file=sys.stderr, flush=True)
+    return "; ".join(lines) or None
 
 
 def run_experiment(

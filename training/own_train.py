@@ -48,7 +48,7 @@ from training.own_init import fine_tuning_doc, init_info
 from training.own_output import DATA_SET_KEY, data_set_entry, other_data_set, other_data_set_line
 from training.own_report import describe, held_out_report
 from training.readers import DatasetError
-from training.trained_clips import KEY, SET_ASIDE_KEY, clip_digest, record, seen
+from training.trained_clips import KEY, SET_ASIDE_KEY, record
 
 CHOICES_FILE = "choices.json"
 
@@ -152,24 +152,7 @@ def run_own_data(opts: OwnOptions) -> dict[str, Any]:
         raise DatasetError(other_data_set_line(out, other, Path(opts.data)))  # not: start over (--fresh)
     say(opts, start_summary(data))
     warn_problems(data)
-    _warn_of_held_out_copies(data)
     return _derive_and_train(opts, data, out, features, init)
-
-
-def _warn_of_held_out_copies(data: OwnData) -> None:
-    """Held-out clips whose bytes are a training clip's (a file copied into two places): counted in a
-    warning, as ``evaluate`` counts them (``training.trained_clips``): the report scores them as held out."""
-    trained = {clip_digest(path) for path in data.training_clips()}
-    held = [Path(c.path) for c in data.clip_set.clips if c.fold == data.held_out_fold]
-    copied = seen(held, trained - {None})
-    copies = [path for path in held if path in copied]  # in the data's order, for the example named
-    if copies:
-        print(
-            f"streamd: warning: {len(copies)} of the {len(held)} held-out clip(s) are copies of training "
-            f"clips (e.g. {copies[0]}): the report scores them as held out",
-            file=sys.stderr,
-            flush=True,
-        )
 
 
 def _check_window(window_s: float, features: FeatureConfig) -> None:

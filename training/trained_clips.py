@@ -102,6 +102,20 @@ def seen(paths: Iterable[Path], digests: set[str]) -> set[Path]:
     return {path for path in paths if clip_digest(path) in digests}
 
 
+def copies_note(trained: Iterable[Path], held_out: list[Path]) -> str | None:
+    """Held-out clips whose bytes are a training clip's (a file copied into two folds, or into train/ and
+    test/): one line counting them and naming the first, as ``evaluate`` counts them; None when none."""
+    digests = {d for d in map(clip_digest, trained) if d is not None}
+    copied = seen(held_out, digests)
+    copies = [path for path in held_out if path in copied]  # in the data's order, for the example named
+    if not copies:
+        return None
+    return (
+        f"{len(copies)} of the {len(held_out)} held-out clip(s) are copies of training clips (e.g. "
+        f"{copies[0]}): the report scores them as held out"
+    )
+
+
 def folds_of(value: Any) -> list[int]:
     """Fold numbers as a checkpoint records them (a list of whole numbers), [] for anything else."""
     if not isinstance(value, list):
@@ -187,3 +201,14 @@ def init_overlap(
         if both := sorted(set(trained_folds) & set(folds)):
             return f"the init checkpoint ({source}) trained on fold(s) {both} of {dataset}, held out here"
     return None
+
+
+def not_held_out_lines(
+    extra: dict[str, Any], trained: list[Path], held_out: list[Path], dataset: str | None, folds: list[int],
+    esc50: bool,
+) -> list[str]:  # fmt: skip
+    """Why a run's ``held_out`` clips are not all held out, one line each: some are copies of its
+    ``trained`` clips (``copies_note``); its init checkpoints trained on some (``init_overlap``)."""
+    copies = copies_note(trained, held_out)
+    init = init_overlap(extra, held_out, dataset, folds, esc50) if INIT_KEY in extra else None
+    return [line for line in (copies, init and init + ": its held-out figures are not held out") if line]

@@ -160,3 +160,36 @@ def test_an_inits_training_clips_are_known_by_digest_whatever_the_data_set_is_ca
     # a digest the run records itself is not stored again (the header stays bounded)
     again = inherited(read_info(b).extra, "b.safetensors", recorded(read_info(b).extra))
     assert again[0][KEY]["digests"] == [] and again[0][KEY]["count"] == 2
+
+
+def test_a_held_out_clip_copied_into_a_training_fold_is_said_before_training(
+    tmp_path: Path, esc50_root: Path, capsys
+) -> None:
+    """A TOML run whose fold 1 holds a byte copy of a fold-4 clip (another name) reported fold 4 as held out
+    without a word, while evaluate of the checkpoint said it trained on that clip."""
+    import csv
+    import shutil
+
+    rows = small_esc50_rows(CATEGORIES, 1, (1, 4))
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for row in rows:
+        shutil.copy(esc50_root / "audio" / row["filename"], audio / row["filename"])
+    held = next(r for r in rows if r["fold"] == "4")
+    copy = {**held, "fold": "1", "filename": f"1-999999-A-{held['target']}.flac"}
+    shutil.copy(audio / held["filename"], audio / copy["filename"])
+    csv_path = tmp_path / "meta" / "esc50.csv"
+    csv_path.parent.mkdir()
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows([*rows, copy])
+    model = '[model]\narch = "resnet_cnn"\n[model.config]\nchannels = [8, 16]\n'
+    config = write_experiment(
+        tmp_path / "exp.toml", csv_path, audio, tmp_path / "runs", mode="single",
+        data="folds = [1, 4]\nval_folds = [4]", tables=model + TRAIN,
+    )  # fmt: skip
+    summary = run_experiment(load_experiment(config), progress=False)
+    said = f"1 of the 2 held-out clip(s) are copies of training clips (e.g. {audio / held['filename']})"
+    assert f"streamd: warning: single: {said}: the report scores them as held out" in capsys.readouterr().err
+    assert summary["runs"][0]["not_held_out"].startswith(said)

@@ -34,6 +34,7 @@ from training.own_report import describe
 from training.readers import DatasetError
 from training.resume import ResumeMismatch, interrupted_line
 from training.train_config import TrainConfig
+from training.trained_clips import copies_note
 
 _spec = importlib.util.spec_from_file_location("make_short_clips", REPO / "scripts" / "make_short_clips.py")
 short_clips = importlib.util.module_from_spec(_spec)
@@ -310,19 +311,23 @@ def test_a_held_out_copy_of_a_training_clip_is_counted_in_a_warning(
     split_data: Path, tmp_path: Path, capsys
 ) -> None:
     """A training clip copied into test/ was scored as held out without a word (``evaluate`` on the same
-    folder says the checkpoint trained on it)."""
-    from training.own_train import _warn_of_held_out_copies
-
+    folder says the checkpoint trained on it): the run says so before training, as every run does
+    (``training.trained_clips.copies_note``)."""
     root = tmp_path / "copied"
     shutil.copytree(split_data, root)
     first = sorted((root / "train").rglob("*.wav"))[0]
     shutil.copy(first, root / "test" / first.parent.name / "copy_of_train.wav")
-    _warn_of_held_out_copies(read_own_data(split_data))
-    assert capsys.readouterr().err == ""
-    _warn_of_held_out_copies(read_own_data(root))
+    for data, copies in ((split_data, 0), (root, 1)):
+        own = read_own_data(data)
+        held = [Path(c.path) for c in own.clip_set.clips if c.fold == own.held_out_fold]
+        note = copies_note(own.training_clips(), held)
+        assert (note is None) == (copies == 0)
+    assert note is not None and note.startswith("1 of the 7 held-out clip(s) are copies of training clips")
+    assert "copy_of_train.wav" in note
+    out = tmp_path / "out"
+    assert main(["train", "--data", str(root), "--epochs", "1", "--no-progress", "--out", str(out)]) == 0
     err = capsys.readouterr().err
-    assert err.startswith("streamd: warning: 1 of the 7 held-out clip(s) are copies of training clips (e.g. ")
-    assert "copy_of_train.wav" in err
+    assert err.count(note) == 1 and f"streamd: warning: copied: {note}" in err
 
 
 def test_epochs_of_a_budget_are_kept_within_bounds_and_say_so() -> None:
