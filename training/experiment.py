@@ -56,7 +56,10 @@ def load_clip_set(exp: Experiment) -> ClipSet:
         clip_set, notes = read_folders(exp.reader_options)
     else:
         clip_set = read_dataset(exp.reader, **exp.reader_options)
-    if exp.folds is not None:
+    if exp.folds is not None:  # a fold named that holds no clip is said, not dropped (evaluate's rule)
+        if missing := sorted(set(exp.folds) - set(clip_set.folds())):
+            found = f"the dataset has folds {clip_set.folds()}"
+            raise ExperimentConfigError(f"{exp.source}: data.folds: folds {missing} have no clips ({found})")
         clip_set = clip_set.subset(folds=exp.folds)
     if not clip_set.clips:
         raise ExperimentConfigError(f"{exp.source}: data: no clips in folds {exp.folds}")
@@ -77,7 +80,8 @@ def run_plan(exp: Experiment, clip_set: ClipSet) -> list[tuple[str, list[int] | 
     if exp.mode == "single":
         missing = sorted(set(exp.val_folds) - set(available))
         if missing:
-            raise ExperimentConfigError(f"{exp.source}: data.val_folds: folds {missing} have no clips")
+            among = f" among data.folds {exp.folds}" if exp.folds is not None else ""
+            raise ExperimentConfigError(f"{exp.source}: data.val_folds: folds {missing} have no clips{among}")
         return [("single", exp.val_folds)]
     if len(available) < 2:
         raise ExperimentConfigError(

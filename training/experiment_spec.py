@@ -47,7 +47,7 @@ from training.model_input import (
     checked_features,
     checked_normalization,
 )
-from training.readers import READERS, reader_options
+from training.readers import READERS, option_problem, reader_options
 from training.train_config import TrainConfig
 
 MODES = ("single", "cv", "full")
@@ -150,16 +150,12 @@ def parse_experiment(data: dict[str, Any], source: str = "<config>", need_model:
     folds = _folds(source, "data.folds", data_table.pop("folds")) if "folds" in data_table else None
     val_folds = _folds(source, "data.val_folds", data_table.pop("val_folds", []))
     try:
-        known_options = reader_options(reader)
+        reader_options(reader)
     except ValueError as exc:
         raise _fail(source, "data.reader", str(exc)) from None
-    for key in data_table:
-        if key not in known_options:
-            raise _fail(
-                source,
-                f"data.{key}",
-                f"unknown key (known: reader, folds, val_folds, {', '.join(known_options)})",
-            )
+    for key, value in data_table.items():  # each option known to the reader, and of its type
+        if problem := option_problem(reader, key, value):
+            raise _fail(source, f"data.{key}", problem)
     if data_only and not val_folds and "mode" not in data.get("experiment", {}):
         mode = "full"  # data named for evaluation, not a training: no held-out folds named, all of them
     if mode == "single" and not val_folds:

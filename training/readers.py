@@ -259,6 +259,33 @@ def reader_options(reader: str) -> list[str]:
     return list(inspect.signature(READERS[reader]).parameters)
 
 
+_OPTION_KINDS = {
+    "csv_path": "path", "audio_dir": "path", "root": "path", "label_csv": "path", "datafiles": "paths",
+    "categories": "names", "exclude_categories": "names", "extensions": "names", "num_folds": "count",
+    "multi_label": "flag", "holdout_frac": "number",
+}  # fmt: skip
+_KIND_WORDS = {
+    "path": "a path (a string)", "paths": "a list of paths (strings)", "names": "a list of strings",
+    "count": "a whole number >= 1", "flag": "true or false", "number": "a number",
+}  # fmt: skip
+
+
+def option_problem(reader: str, key: str, value: Any) -> str | None:
+    """Why ``key = value`` is no option of ``reader`` (unknown, or of the wrong type), else None."""
+    known = reader_options(reader)
+    if key not in known:
+        return f"unknown key (known: reader, folds, val_folds, {', '.join(known)})"
+    kind = _OPTION_KINDS.get(key)
+    strings = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    fits = {
+        "path": isinstance(value, str) and value != "", "paths": strings, "names": strings,
+        "count": number and float(value).is_integer() and value >= 1, "flag": isinstance(value, bool),
+        "number": number,
+    }.get(kind or "", True)  # fmt: skip
+    return None if fits else f"must be {_KIND_WORDS[kind or '']}, got {value!r}"
+
+
 def read_own(root: str | Path, holdout_frac: float = 0.1) -> ClipSet:
     """A user's own data: class folders, train/val/test folders or a path,label[,split] CSV
     (``training.own_data``); splits become folds train 1, val 2, test 3, carved held-out part 4."""

@@ -13,7 +13,7 @@ from torch import nn
 
 from models.atomic_write import write_atomically
 from training.ema import Ema
-from training.resume import check_resume, incompatible
+from training.resume import ResumeMismatch, check_resume, incompatible
 
 
 def save_state(
@@ -66,9 +66,17 @@ def load_state(
     ``config`` is the run's fingerprint, checked against the saved one (``defaults``, ``accept_data_change``:
     see ``check_resume``).
     """
-    tensors = load_file(str(path))
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {})["state"])
+    try:  # a state damaged on disk (cut short, overwritten) is one line, not a traceback
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})["state"])
+        if not isinstance(meta, dict) or not isinstance(meta.get("opt_scalars"), dict):
+            raise ValueError("no training state in its metadata")
+    except Exception as exc:  # safetensors' own errors, OSError, KeyError, JSON errors alike
+        raise ResumeMismatch(
+            f"{path}: not a readable training state ({type(exc).__name__}: {str(exc)[:120]}); start over "
+            "with --fresh"
+        ) from None
     if config is not None:
         note = check_resume(path, meta.get("config"), config, defaults, accept_data_change)
         if note:

@@ -96,6 +96,9 @@ def test_valid_config_parses(tiny_config: Path) -> None:
         (("[features]", "[features]\nmel_bins = 3"), r"features.mel_bins: unknown key"),
         (("[model.config]", "[model.config]\nwidth = 3"), r"model.config.width: unknown key"),
         (("[data]", "[data]\ncsv = 'x'"), r"data.csv: unknown key"),
+        # reader options of the wrong type were an internal error (TypeError) or read letter by letter
+        (('audio_dir = "', 'audio_dir = 5  # "'), r"data.audio_dir: must be a path \(a string\), got 5"),
+        (("[data]", "[data]\ncategories = 'dog'"), r"data.categories: must be a list of strings, got 'dog'"),
         (("[experiment]", "[optimizer]\nlr = 1\n[experiment]"), r"optimizer: unknown table"),
         (('arch = "resnet_cnn"', 'arch = "vgg"'), r"model.arch: must be one of"),
         (('mode = "cv"', 'mode = "loo"'), r"experiment.mode must be one of single, cv, full, got 'loo'"),
@@ -109,6 +112,19 @@ def test_invalid_configs_name_file_and_key(tiny_config: Path, edit: tuple[str, s
     text = tiny_config.read_text().replace(edit[0], edit[1], 1)
     with pytest.raises(ExperimentConfigError, match=message):
         load_experiment(_write(tiny_config, text))
+
+
+def test_a_fold_named_that_holds_no_clip_is_refused_not_dropped(tiny_config: Path) -> None:
+    """``data.folds = [1, 2, 9]`` trained folds 1 and 2 and reported their mean, fold 9 unsaid; a
+    val_fold outside data.folds was "folds [4] have no clips", as if the data had none."""
+    text = tiny_config.read_text()
+    with pytest.raises(ExperimentConfigError, match=r"data.folds: folds \[9\] have no clips \(the dataset"):
+        run_experiment(
+            load_experiment(_write(tiny_config, text.replace("folds = [1, 2]", "folds = [1, 2, 9]", 1)))
+        )
+    single = text.replace('mode = "cv"', 'mode = "single"').replace("[data]", "[data]\nval_folds = [3]", 1)
+    with pytest.raises(ExperimentConfigError, match=r"val_folds: folds \[3\] have no clips among data.folds"):
+        run_experiment(load_experiment(_write(tiny_config, single)))
 
 
 def test_missing_and_broken_files(tmp_path: Path) -> None:
