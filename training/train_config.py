@@ -32,7 +32,7 @@ class TrainConfig:
     precision: str = rule("auto", choices=PRECISIONS)
     num_threads: int = rule(0, ge=0)  # 0: torch's default
     compute: str = rule("auto", choices=COMPUTES)  # auto: a CUDA device when present (audio_core.compute)
-    seed: int = 0
+    seed: int = rule(0, ge=0, lt=2**63)  # torch.manual_seed takes 64 bits; negative ones alias others
     eval_every: int = rule(5, ge=0)  # 0: validate after the last epoch only
     # background examples (no-class target) per clip: training.background
     background: float = rule(0.0, ge=0)

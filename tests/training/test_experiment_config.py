@@ -84,6 +84,8 @@ def test_valid_config_parses(tiny_config: Path) -> None:
     ("edit", "message"),
     [
         (("[train]", "[train]\nepochz = 3"), r"tiny.toml: train.epochz: unknown key"),
+        (("seed = 7", "seed = -1"), r"train.seed must be >= 0, got -1"),  # torch took it as 2^64 - 1
+        (("seed = 7", "seed = 9223372036854775808"), r"train.seed must be below"),
         (("[train.augment]", "[train.augment]\nmixup = 1.0"), r"train.augment.mixup: unknown key"),
         (
             ("[train.augment]", "[train.sequences]\nlength = 9.0\n[train.augment]"),
