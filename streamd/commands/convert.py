@@ -269,6 +269,12 @@ def _convert_image_model(args: argparse.Namespace) -> bool:
         if image is None:
             return False
         state, hf = image
+        options = (("--labels", args.labels), ("--multi-label/--single-label", args.multi_label))
+        if given := [option for option, value in options if value is not None]:
+            raise ConfigError(
+                f"{args.src}: an ImageNet model converts to an untrained head, whose labels come from the "
+                f"data --init fine-tunes it on: {', '.join(given)} does not apply"
+            )
         features = FeatureConfig()
         mean, std, frames = _normalization(args, {}, 0)
         if not frames:

@@ -217,3 +217,17 @@ def test_a_labels_file_that_cannot_be_read_is_refused_before_anything_is_written
         err = capsys.readouterr().err
         assert err == f"streamd: error: {labels}: {needle}" + err.split(needle, 1)[1] and err.count("\n") == 1
         assert not out.exists()
+
+
+def test_labels_given_for_an_image_model_are_refused_not_dropped(tmp_path: Path) -> None:
+    """``--labels`` and ``--multi-label`` were dropped without a word: the head is untrained, its labels
+    those of the data ``--init`` fine-tunes it on."""
+    src = tmp_path / "vit.safetensors"
+    save_file(_timm_state(), str(src))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("index,mid,display_name\n0,/m/0,dog\n1,/m/1,rain\n")
+    for extra, named in ((["--labels", str(labels)], "--labels"), (["--multi-label"], "--multi-label")):
+        proc = _convert(src, tmp_path / "ast.safetensors", *extra)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert named in proc.stderr and "does not apply" in proc.stderr
+    assert not (tmp_path / "ast.safetensors").exists()
