@@ -190,10 +190,12 @@ def load_config(path: str | Path) -> DaemonConfig:
 
 
 def load_model_toml(path: str | Path) -> dict[str, Any]:
-    """A ``--model`` TOML: same shape as the daemon config, with ``[model] checkpoint`` required."""
+    """A ``--model`` TOML: same shape as the daemon config, naming its model by ``[model] checkpoint`` or
+    ``name`` (a shipped model; a checkpoint overrides it, as in a daemon config)."""
     table = read_toml(path)
-    if not table.get("model", {}).get("checkpoint"):
-        raise ConfigError(f'{path}: a model config needs [model] checkpoint = "PATH"')
+    model = table.get("model", {})
+    if not isinstance(model, dict) or not (model.get("checkpoint") or model.get("name")):
+        raise ConfigError(f'{path}: a model config needs [model] checkpoint = "PATH" or name = "NAME"')
     return table
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
+from streamd.cli import main
 from streamd.config import DaemonConfig, load_config, load_model_toml, with_windows
 from streamd.config_cli import add_daemon_arguments, config_from_args, hop_given
 from streamd.errors import CheckpointError, ConfigError
@@ -100,8 +103,19 @@ def test_model_toml_checkpoint_is_relative_to_the_file(tmp_path):
     )
     table = load_model_toml(path)
     assert table["model"]["checkpoint"] == str((tmp_path / "ck" / "m.safetensors").resolve())
-    with pytest.raises(ConfigError, match=r"needs \[model\] checkpoint"):
+    with pytest.raises(ConfigError, match=r"needs \[model\] checkpoint = \"PATH\" or name = \"NAME\""):
         load_model_toml(_toml(tmp_path, "[windows]\nhop_s = 2.0\n"))
+
+
+def test_a_model_toml_may_name_a_shipped_model(tmp_path, capsys):
+    """``[model] name = "recurrent"`` was taken by --config and refused by classify --model (the one
+    rule of --model is now both)."""
+    path = _toml(tmp_path, '[model]\nname = "recurrent"\n', "rec.toml")
+    assert load_model_toml(path)["model"]["name"] == "recurrent"
+    clip = tmp_path / "tone.wav"
+    sf.write(clip, (0.1 * np.sin(np.arange(16000) * 0.3)).astype(np.float32), 16000)
+    assert main(["classify", str(clip), "--model", str(path)]) == 0
+    assert capsys.readouterr().out.startswith(f"{clip}: ")
 
 
 @pytest.mark.parametrize("value", ['""', '"  "'])
