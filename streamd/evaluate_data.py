@@ -65,8 +65,9 @@ def chosen_clips(args: argparse.Namespace, loaded: LoadedModel, window_s: float 
             f"--held-out: {left_out} clip(s) the checkpoint trained on left out; scoring "
             f"{len(clip_set.clips)}",
         )
-    else:  # counted among the clips that will be scored
-        warn_of_trained_clips(extra, clip_set, by_fold)
+    else:  # counted among the clips that will be scored (with --streaming: the soundscapes' pool)
+        pool = "clips the soundscapes are drawn from" if getattr(args, "streaming", False) else ""
+        warn_of_trained_clips(extra, clip_set, by_fold, pool or "clips scored")
     return clip_set
 
 

@@ -58,8 +58,11 @@ def refuse_untold_inits(extra: dict[str, Any], clip_set: ClipSet, reader: str) -
         )
 
 
-def warn_of_trained_clips(extra: dict[str, Any], clip_set: ClipSet, by_fold: InitFolds) -> None:
-    """Warn of the clips to score that the checkpoint, or its inits, trained on (one line, all counted)."""
+def warn_of_trained_clips(
+    extra: dict[str, Any], clip_set: ClipSet, by_fold: InitFolds, noun: str = "clips scored"
+) -> None:
+    """Warn of the clips to score that the checkpoint, or its inits, trained on (one line, all counted;
+    ``noun``: what the clips are, "clips scored" or the pool soundscapes are drawn from)."""
     if (count := too_many(extra)) is not None:
         _say(
             "note",
@@ -73,7 +76,7 @@ def warn_of_trained_clips(extra: dict[str, Any], clip_set: ClipSet, by_fold: Ini
     aside = set_aside_clips(extra, clip_set) - trained
     total, others = len(clip_set.clips), len(clip_set.clips) - len(trained)
     if trained and not others:
-        _say("warning", f"all {total} clips scored are clips {who} trained on: not held out")
+        _say("warning", f"all {total} {noun} are clips {who} trained on: not held out")
     elif trained:
         held = others - len(aside)
         scored = (
@@ -85,7 +88,7 @@ def warn_of_trained_clips(extra: dict[str, Any], clip_set: ClipSet, by_fold: Ini
             scored = "has none left to score: the others were set aside by its training run"
         _say(
             "warning",
-            f"{len(trained)} of the {total} clips scored are clips {who} trained on: these figures are "
+            f"{len(trained)} of the {total} {noun} are clips {who} trained on: these figures are "
             f"not held out (--held-out {scored})",
         )
 

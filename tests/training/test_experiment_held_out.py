@@ -63,6 +63,11 @@ def test_a_toml_experiments_checkpoint_records_its_clips_and_evaluate_tells_them
         "streamd: warning: 15 of the 18 clips scored are clips the checkpoint trained on: these figures "
         "are not held out (--held-out scores only the 3 it did not train on)"
     ) in out.err.splitlines()
+    # with --streaming the count is of the pool the soundscapes are drawn from, not of "clips scored"
+    streaming = ["--streaming", "--offline", "--clips", "3", "--soundscapes", "1"]
+    assert main([*base, "--folders", str(data), *streaming]) == 0
+    pool = "15 of the 18 clips the soundscapes are drawn from are clips the checkpoint trained on"
+    assert pool in capsys.readouterr().err
     # fold 6 of 10 is each class's sixth clip, in fold 1 of 5: fold numbers said it was not trained on
     assert main([*base, "--folders", str(data), "--num-folds", "10", "--folds", "6"]) == 0
     assert "all 3 clips scored are clips the checkpoint trained on" in capsys.readouterr().err
