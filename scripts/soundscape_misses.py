@@ -3,8 +3,9 @@
     python scripts/soundscape_misses.py CHECKPOINT --folds K [--clips 50] [--soundscapes 4]
 
 Builds the soundscapes ``streamd evaluate --streaming`` builds (the same seeds, clips and gaps, from the
-ESC-50 clips of the held-out folds), scores them with the offline reference of a replay
-(``training.evaluate.offline_stream_predictions``) and, for every sound never named within its span and
+ESC-50 clips of the held-out folds; kept in float, where evaluate writes them as 16-bit WAV), scores them
+with the offline reference of a replay (``training.evaluate.offline_stream_predictions``, the model's own
+window for a windowed model, hop 1 s) and, for every sound never named within its span and
 the 5 s after it (``training.soundscape_scoring.onset_latencies``), prints its label, length, level and
 the labels the model gave over it; then the missed sounds' median length and level against the found
 ones', and the misses per class.
@@ -21,6 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from audio_core.windows import checkpoint_window_s  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
 from streamd.script_args import ScriptParser  # noqa: E402
 from training.evaluate import offline_stream_predictions  # noqa: E402
@@ -51,7 +53,7 @@ def main() -> int:
     for index in range(args.soundscapes):
         rng = np.random.default_rng(args.seed + index)
         scape = build_soundscape(load_clips(pick_clips(items, args.clips, rng), rate), rng, rate, GAP_S)
-        predictions = offline_stream_predictions(model, info, scape.wave, 1.0)
+        predictions = offline_stream_predictions(model, info, scape.wave, 1.0, checkpoint_window_s(info))
         delays = onset_latencies(predictions, scape.events, MAX_DELAY_S, with_processing=False)
         for event, delay in zip(scape.events, delays, strict=True):
             heard = scape.wave[int(event.onset_s * rate) : int(event.offset_s * rate)].astype(np.float64)

@@ -62,8 +62,8 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         files = (a for a in _Parser.argv if a.startswith("-") and len(a) > 1 and os.path.isfile(a))
         dashed = next(files, None)
-        if dashed is not None and "--" not in _Parser.argv:
-            message += f" ({dashed} is a file: put -- before names that start with '-', e.g. -- {dashed})"
+        if dashed is not None and "--" not in _Parser.argv:  # ./ works for an option's value too; -- does not
+            message += f" ({dashed} is a file: write it as ./{dashed})"
         self.exit(2, f"streamd: error: {message}\n")
 
 

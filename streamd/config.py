@@ -196,6 +196,8 @@ def load_model_toml(path: str | Path) -> dict[str, Any]:
     model = table.get("model", {})
     if not isinstance(model, dict) or not (model.get("checkpoint") or model.get("name")):
         raise ConfigError(f'{path}: a model config needs [model] checkpoint = "PATH" or name = "NAME"')
+    if not model.get("checkpoint"):  # a name alone, as --model NAME: no checkpoint of a lower layer wins
+        model["checkpoint"] = None
     return table
 
 

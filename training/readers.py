@@ -265,7 +265,7 @@ _OPTION_KINDS = {
     "multi_label": "flag", "holdout_frac": "number",
 }  # fmt: skip
 _KIND_WORDS = {
-    "path": "a path (a string)", "paths": "a list of paths (strings)", "names": "a list of strings",
+    "path": "a path (a non-empty string)", "paths": "a path or a list of paths", "names": "a list of strings",
     "count": "a whole number >= 1", "flag": "true or false", "number": "a number",
 }  # fmt: skip
 
@@ -276,12 +276,12 @@ def option_problem(reader: str, key: str, value: Any) -> str | None:
     if key not in known:
         return f"unknown key (known: reader, folds, val_folds, {', '.join(known)})"
     kind = _OPTION_KINDS.get(key)
-    strings = isinstance(value, list) and all(isinstance(v, str) for v in value)
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    strings = isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+    path = isinstance(value, str) and value != ""
+    whole = isinstance(value, int) and not isinstance(value, bool)
     fits = {
-        "path": isinstance(value, str) and value != "", "paths": strings, "names": strings,
-        "count": number and float(value).is_integer() and value >= 1, "flag": isinstance(value, bool),
-        "number": number,
+        "path": path, "paths": path or strings, "names": strings, "flag": isinstance(value, bool),
+        "count": whole and value >= 1, "number": whole or isinstance(value, float),
     }.get(kind or "", True)  # fmt: skip
     return None if fits else f"must be {_KIND_WORDS[kind or '']}, got {value!r}"
 

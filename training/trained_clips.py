@@ -209,6 +209,6 @@ def not_held_out_lines(
 ) -> list[str]:  # fmt: skip
     """Why a run's ``held_out`` clips are not all held out, one line each: some are copies of its
     ``trained`` clips (``copies_note``); its init checkpoints trained on some (``init_overlap``)."""
-    copies = copies_note(trained, held_out)
+    copies = copies_note(trained, held_out) if len(trained) <= MAX_DIGESTS else None  # as ``record``: unread
     init = init_overlap(extra, held_out, dataset, folds, esc50) if INIT_KEY in extra else None
     return [line for line in (copies, init and init + ": its held-out figures are not held out") if line]

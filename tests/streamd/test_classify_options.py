@@ -288,7 +288,7 @@ def test_thread_counts_beyond_the_daemons_bounds_are_one_line(
     assert out == "" and err == f"streamd: error: --threads must be between 0 and 1024, got {threads}\n"
 
 
-def test_a_file_named_with_a_leading_dash_is_pointed_to_the_double_dash(
+def test_a_file_named_with_a_leading_dash_is_pointed_to_a_dot_slash(
     tmp_path: Path, small_checkpoint: Path, capsys, monkeypatch
 ) -> None:
     """``streamd classify -dash.wav`` said only "the following arguments are required: PATH"."""
@@ -297,7 +297,7 @@ def test_a_file_named_with_a_leading_dash_is_pointed_to_the_double_dash(
     with pytest.raises(SystemExit) as leaving:
         main(["classify", "--checkpoint", str(small_checkpoint), "-dash.wav"])
     assert leaving.value.code == 2
-    hint = "(-dash.wav is a file: put -- before names that start with '-', e.g. -- -dash.wav)"
-    assert capsys.readouterr().err.strip().endswith(hint)
-    assert main(["classify", "--checkpoint", str(small_checkpoint), "--", "-dash.wav"]) == 0
-    assert capsys.readouterr().out.startswith("-dash.wav: ")
+    assert capsys.readouterr().err.strip().endswith("(-dash.wav is a file: write it as ./-dash.wav)")
+    for named in (["./-dash.wav"], ["--", "-dash.wav"]):
+        assert main(["classify", "--checkpoint", str(small_checkpoint), *named]) == 0
+        assert capsys.readouterr().out.startswith(f"{named[-1]}: ")

@@ -116,6 +116,13 @@ def test_a_model_toml_may_name_a_shipped_model(tmp_path, capsys):
     sf.write(clip, (0.1 * np.sin(np.arange(16000) * 0.3)).astype(np.float32), 16000)
     assert main(["classify", str(clip), "--model", str(path)]) == 0
     assert capsys.readouterr().out.startswith(f"{clip}: ")
+    # over a --config that names a checkpoint, the name wins, as --model NAME does
+    config = _toml(tmp_path, '[model]\ncheckpoint = "ck.safetensors"\n', "d.toml")
+    given = argparse.Namespace(config=str(config), model=str(path), checkpoint=None)
+    for model in (str(path), "recurrent"):
+        given.model = model
+        section = config_from_args(given).model
+        assert (section.name, section.checkpoint) == ("recurrent", None)
 
 
 @pytest.mark.parametrize("value", ['""', '"  "'])

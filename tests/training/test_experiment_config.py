@@ -99,7 +99,7 @@ def test_valid_config_parses(tiny_config: Path) -> None:
         (("[model.config]", "[model.config]\nwidth = 3"), r"model.config.width: unknown key"),
         (("[data]", "[data]\ncsv = 'x'"), r"data.csv: unknown key"),
         # reader options of the wrong type were an internal error (TypeError) or read letter by letter
-        (('audio_dir = "', 'audio_dir = 5  # "'), r"data.audio_dir: must be a path \(a string\), got 5"),
+        (('audio_dir = "', 'audio_dir = 5  # "'), r"data.audio_dir: must be a path \(a non-empty"),
         (("[data]", "[data]\ncategories = 'dog'"), r"data.categories: must be a list of strings, got 'dog'"),
         (("[experiment]", "[optimizer]\nlr = 1\n[experiment]"), r"optimizer: unknown table"),
         (('arch = "resnet_cnn"', 'arch = "vgg"'), r"model.arch: must be one of"),
@@ -359,3 +359,23 @@ def test_another_mode_into_the_same_folder_keeps_the_earlier_summary(tiny_config
     assert (exp.output_dir / "summary_cv.md").read_text() == cv  # was overwritten by the full run's
     assert (exp.output_dir / "confusion_cv.png").exists() and not (exp.output_dir / "confusion.png").exists()
     assert json.loads((exp.output_dir / "summary.json").read_text())["mode"] == "full"
+
+
+def test_reader_options_take_each_form_their_reader_takes() -> None:
+    """One datafile given as a string is the json reader's own form (it was refused once types were
+    checked); a fold count of 5.0 gave float folds that the checkpoint's record then dropped."""
+    from training.readers import option_problem
+
+    assert option_problem("json", "datafiles", "train.json") is None
+    assert option_problem("json", "datafiles", ["a.json", "b.json"]) is None
+    assert (
+        option_problem("json", "datafiles", ["a.json", ""])
+        == "must be a path or a list of paths, got ['a.json', '']"
+    )
+    assert option_problem("folders", "num_folds", 5) is None
+    assert option_problem("folders", "num_folds", 5.0) == "must be a whole number >= 1, got 5.0"
+    assert option_problem("esc50", "audio_dir", "") == "must be a path (a non-empty string), got ''"
+    assert (
+        option_problem("own", "holdout_frac", 0.2) is None
+        and option_problem("own", "holdout_frac", 1) is None
+    )
