@@ -33,20 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SRC",
         help="AST .pth, Hugging Face AST directory, AuM .pth, or ViT/DeiT (timm file or HF directory)",
     )
-    parser.add_argument(
-        "out", type=path_arg, metavar="OUT", help="streamd checkpoint to write (.safetensors)"
-    )
-    parser.add_argument(
-        "--labels", type=path_arg, metavar="CSV", help="class labels CSV (needed for .pth sources)"
-    )
-    parser.add_argument(
-        "--dataset", choices=sorted(DATASET_STATS), help="normalisation and window of a dataset"
-    )
+    parser.add_argument("out", type=path_arg, metavar="OUT", help="the .safetensors checkpoint to write")
+    parser.add_argument("--labels", type=path_arg, metavar="CSV", help="class labels CSV (for .pth sources)")
+    parser.add_argument("--dataset", choices=sorted(DATASET_STATS), help="a dataset's statistics and window")
     parser.add_argument("--mean", type=float, help="fbank mean for (x - mean) / (2 std)")
     parser.add_argument("--std", type=float, help="fbank std for (x - mean) / (2 std)")
-    parser.add_argument(
-        "--target-frames", type=int, metavar="N", help="window length in frames the model sees"
-    )
+    parser.add_argument("--target-frames", type=int, metavar="N", help="the model's window in frames")
     parser.add_argument("--fstride", type=int, help="patch frequency stride (.pth: default from the recipes)")
     parser.add_argument("--tstride", type=int, help="patch time stride (.pth: default from the recipes)")
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
