@@ -39,9 +39,9 @@ from audio_core.unsized_wav import reopen_unsized
 from audio_core.wav_header import WAV_FORMATS
 
 READ_BLOCK_S = 1.0
-# what ``read_audio`` gives for some file changed (a truncated WAV is refused since 2, an MPEG file cut
-# short or read short since 3): cached features computed from its output are keyed by it, so that an
-# older reader's are not served
+# what ``read_audio`` gives for some file changed (a truncated WAV is refused since 2; an MP3, AIFF, AU or
+# W64 file cut short, an MP3 read short and a chained Ogg since 3): cached features computed from its
+# output are keyed by it, so that an older reader's are not served
 READER_VERSION = 3
 PIPE_WAIT_S = 3.0  # how long a non-seekable input may take to deliver its first bytes
 MIN_SAMPLE_RATE = 1000  # below this a header is wrong (telephone audio is 8 kHz): 1 Hz stalled a stream

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 
 PAGE_HEADER = 27  # bytes before a page's segment table
 _BOS, _EOS = 0x02, 0x04  # header-type flags: the first / last page of a logical stream
 MIN_UNREAD_BYTES = 4096  # less after the first stream's end is padding or a tag, not another recording
 
 
-def _pages(fd: int, size: int):
+def _pages(fd: int, size: int) -> Iterator[tuple[int, int, int, int]]:
     """(offset, header type, serial number, page length) of each whole page, from the start."""
     offset = 0
     while offset + PAGE_HEADER <= size:
