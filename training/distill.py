@@ -108,6 +108,17 @@ def check_honest(path: Path, info: ModelInfo, held_out: list[int] | None, datase
         raise TeacherError(f"teacher {path} was trained on held-out fold(s) {leaked}: refused")
 
 
+def check_clips_unseen(path: Path, info: ModelInfo, held_out_clips: list[Path]) -> None:
+    """Refuse a teacher that trained on some of the run's held-out clips by their bytes (a copy under
+    another name or fold passes the fold check), where it records its clips (``training.trained_clips``)."""
+    from training.trained_clips import recorded, seen
+
+    digests = recorded(info.extra)
+    if digests and (trained := seen(held_out_clips, digests)):
+        count = f"{len(trained)} of the {len(held_out_clips)} held-out clips"
+        raise TeacherError(f"teacher {path} trained on {count} (by their bytes): refused")
+
+
 def load_teachers(
     cfg: DistillConfig, held_out: list[int] | None, labels: list[str], dataset: str | None = None
 ) -> list[tuple[nn.Module, ModelInfo]]:
@@ -253,6 +264,7 @@ def build_teacher(
     streams: bool,
     column_frames: int = 0,
     start_s: Sequence[float] | None = None,
+    held_out_clips: Sequence[Path] = (),
 ) -> Teacher:
     """Load a run's teachers and score its training ``clips`` (``training.clips.Clip``; the window of each
     from its ``start_s``, ``training.clip_windows``) on each teacher's own features, from the fbank cache."""
@@ -261,6 +273,8 @@ def build_teacher(
     if cfg.stream_targets == "prefix" and not streams:
         raise TeacherError('train.distill.stream_targets = "prefix" is for [train.sequences] streams')
     teachers = load_teachers(cfg, held_out, student.labels, student.extra.get("dataset"))
+    for path, (_, info) in zip(teacher_paths(cfg, held_out), teachers, strict=True):
+        check_clips_unseen(path, info, list(held_out_clips))
     inputs = [
         cached_fbanks(clips, info.features, cache_dir, info.normalization.target_frames, start_s)
         for _, info in teachers

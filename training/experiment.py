@@ -64,9 +64,12 @@ def load_clip_set(exp: Experiment) -> ClipSet:
     if not clip_set.clips:
         raise ExperimentConfigError(f"{exp.source}: data: no clips in folds {exp.folds}")
     if exp.reader == "folders":
+        listed = set(clip_set.folds())
         clip_set, warnings, _ = usable_subset(clip_set)
         for line in notes + warnings:
             print(f"streamd: warning: {line}", file=sys.stderr, flush=True)
+        if emptied := sorted(listed - set(clip_set.folds())):  # a fold of unusable files: said, not dropped
+            raise ExperimentConfigError(f"{exp.source}: data.folds: folds {emptied} have no usable clips")
     if problem := clip_set.one_class_problem():
         raise ExperimentConfigError(f"{exp.source}: data: {problem}")
     return clip_set
@@ -165,8 +168,9 @@ def run_one(
         streams = exp.train.sequences.enabled
         column = int(getattr(model, "column_frames", 0))
         clips = [train_set.clips[i] for i in windows.clip]
+        held = [Path(c.path) for c in val_set.clips] if val_set is not None else []
         teacher = build_teacher(
-            exp.train.distill, clips, held_out, info, exp.cache_dir, streams, column, windows.start_s
+            exp.train.distill, clips, held_out, info, exp.cache_dir, streams, column, windows.start_s, held
         )
         info.extra["distill"] = {"teachers": [str(p) for p in teacher.paths], "online": teacher.online}
     train = _arrays(exp, train_set, windows)

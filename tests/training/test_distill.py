@@ -406,3 +406,25 @@ def test_prefix_targets_are_kept_and_read_back_for_the_same_teachers_and_clips(
     ):
         with pytest.raises(AssertionError, match="scored again"):
             build_teacher(changed, subset, None, student, tmp_path, streams=True, column_frames=16)
+
+
+def test_a_teacher_that_trained_on_a_copy_of_a_held_out_clip_is_refused(tmp_path: Path) -> None:
+    """Teachers were vetted by fold number only: one that trained on a byte copy of a held-out clip (under
+    another name, in another fold) passed as honest. A teacher records its clips' digests; they are
+    weighed against the run's held-out clips."""
+    from training.distill import check_clips_unseen
+    from training.trained_clips import KEY, record
+
+    trained, other = tmp_path / "a.wav", tmp_path / "b.wav"
+    trained.write_bytes(b"RIFF one clip")
+    other.write_bytes(b"RIFF another clip")
+    copy = tmp_path / "held" / "renamed.wav"
+    copy.parent.mkdir()
+    copy.write_bytes(trained.read_bytes())
+    info = _student_info("resnet_cnn", {})
+    info.extra.update({"train_folds": [1, 2, 3], KEY: record([trained])})
+    check_clips_unseen(tmp_path / "t.safetensors", info, [other])  # never saw it: fine
+    with pytest.raises(TeacherError, match=r"trained on 1 of the 2 held-out clips \(by their bytes\)"):
+        check_clips_unseen(tmp_path / "t.safetensors", info, [other, copy])
+    del info.extra[KEY]  # a teacher that records no clips is vetted by fold alone, as before
+    check_clips_unseen(tmp_path / "t.safetensors", info, [other, copy])

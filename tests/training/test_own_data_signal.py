@@ -154,3 +154,19 @@ def test_a_toml_folders_experiment_leaves_out_a_broken_link_and_says_what_it_ski
     assert [line for line in listed if "notes.txt" in line or "empty" in line] == [
         line for line in trained if "notes.txt" in line or "empty" in line
     ]
+
+
+def test_a_fold_whose_every_file_is_unusable_is_refused_not_dropped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cross-validation over class folders whose fold 3 held only unusable files trained folds 1-2 and
+    reported their mean, fold 3 unsaid: it is refused, as a fold with no clip is."""
+    monkeypatch.chdir(tmp_path)
+    root = write_class_folders(tmp_path / "data", per_class=2)
+    for folder in root.iterdir():  # a third file per class, sorted last: fold 3 of 3, unreadable
+        (folder / "zz_broken.wav").write_bytes(b"not audio")
+    config = tmp_path / "cv.toml"
+    text = folders_experiment_toml(root, tmp_path / "run", num_folds=3, val_folds=[3])
+    config.write_text(text.replace('mode = "single"', 'mode = "cv"'))
+    assert main(["train", str(config), "--no-progress"]) == 2
+    assert f"{config}: data.folds: folds [3] have no usable clips" in capsys.readouterr().err
