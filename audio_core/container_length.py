@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from audio_core.wav_header import UNKNOWN_SIZE, UNKNOWN_SIZE_64, shortfall_seconds
 
@@ -37,17 +37,28 @@ def _extended(raw: bytes) -> float:
     return sign * mantissa * 2.0 ** ((exponent & 0x7FFF) - 16383 - 63)
 
 
+def _chunks(
+    fd: int, offset: int, head: int, size_of: Callable[[bytes], int], step: Callable[[int], int]
+) -> Iterator[tuple[int, bytes, int]]:
+    """(offset, name, size) of each chunk from ``offset`` on (at most ``MAX_CHUNKS``): a ``head``-byte
+    header naming it in its first 4 bytes, its size read by ``size_of``, the next one ``step(size)`` on."""
+    for _ in range(MAX_CHUNKS):
+        chunk = os.pread(fd, head, offset)
+        if len(chunk) < head:
+            return
+        size = size_of(chunk)
+        yield offset, chunk[:4], size
+        offset += step(size)
+
+
 def aiff_sizes(fd: int) -> Sizes | None:
     """AIFF / AIFC: the SSND chunk's audio bytes against the bytes after its start."""
     head = os.pread(fd, 12, 0)
     if len(head) < 12 or head[:4] != b"FORM" or head[8:12] not in (b"AIFF", b"AIFC"):
         return None
-    offset, frame_bytes, rate = 12, 0, 0.0
-    for _ in range(MAX_CHUNKS):
-        chunk = os.pread(fd, 8, offset)
-        if len(chunk) < 8:
-            return None
-        name, size = chunk[:4], struct.unpack(">I", chunk[4:])[0]
+    frame_bytes, rate = 0, 0.0
+    chunks = _chunks(fd, 12, 8, lambda c: struct.unpack(">I", c[4:8])[0], lambda n: 8 + n + (n & 1))
+    for offset, name, size in chunks:
         if name == b"COMM":
             body = os.pread(fd, 22, offset + 8)
             if len(body) < 18:
@@ -63,7 +74,6 @@ def aiff_sizes(fd: int) -> Sizes | None:
             skip = struct.unpack(">I", body)[0]  # the SSND offset: bytes before the first frame
             present = os.fstat(fd).st_size - (offset + 16 + skip)
             return size - 8 - skip, present, round(rate * frame_bytes), frame_bytes
-        offset += 8 + size + (size & 1)
     return None
 
 
@@ -86,12 +96,9 @@ def w64_sizes(fd: int) -> Sizes | None:
     head = os.pread(fd, 40, 0)
     if len(head) < 40 or head[:4] != b"riff" or head[24:28] != b"wave":
         return None
-    offset, byte_rate, block_align = 40, 0, 0
-    for _ in range(MAX_CHUNKS):
-        chunk = os.pread(fd, 24, offset)
-        if len(chunk) < 24:
-            return None
-        name, size = chunk[:4], struct.unpack("<Q", chunk[16:24])[0]
+    byte_rate, block_align = 0, 0
+    chunks = _chunks(fd, 40, 24, lambda c: struct.unpack("<Q", c[16:24])[0], lambda n: max(24, n + (-n % 8)))
+    for offset, name, size in chunks:
         if name == b"fmt ":
             body = os.pread(fd, 14, offset + 24)
             if len(body) == 14:
@@ -100,7 +107,6 @@ def w64_sizes(fd: int) -> Sizes | None:
             if size < 24 or size >= UNKNOWN_SIZE_64 or byte_rate <= 0:  # ffmpeg to a pipe: 2^63 - 1
                 return None
             return size - 24, os.fstat(fd).st_size - offset - 24, byte_rate, block_align
-        offset += max(24, size + (-size % 8))
     return None
 
 
