@@ -63,6 +63,9 @@ def csv_text(result: FileResult) -> str:
 
 
 def jsonl_text(result: FileResult) -> str:
+    """A line per window; those of a file of digital silence carry ``"digital_silence": true`` (their
+    scores mean nothing), as clip-level ``classify --json`` marks such a file."""
+    silent = {"digital_silence": True} if result.silent else {}
     lines = [
         json.dumps(
             {
@@ -71,6 +74,7 @@ def jsonl_text(result: FileResult) -> str:
                 "t_start": w.t_start,
                 "t_end": w.t_end,
                 "labels": w.labels,
+                **silent,
             }
         )
         for w in result.windows

@@ -17,7 +17,7 @@ tables missing one by one are written again. One run at a time writes an output 
 - ``csv``: one file; a row per (window, label): file, window, begin_s, end_s, rank, label, score; a window
   with no label at or above ``--min-score`` has one row with rank, label and score empty.
 - ``jsonl``: one file; an object per window: file, window, t_start, t_end, labels (``[]`` when no label
-  reaches ``--min-score``).
+  reaches ``--min-score``), and ``digital_silence: true`` on every window of a file of digital silence.
 - ``raven``: a directory; one tab-separated selection table per audio file
   (``<stem>.streamd.selection.table.txt``), a row per (window, label), the header Raven and BirdNET use
   (a file with no label at or above ``--min-score`` has a table with the header alone).

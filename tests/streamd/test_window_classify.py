@@ -214,6 +214,8 @@ def test_windows_say_a_short_or_silent_file_as_clip_classify_does(tmp_path, smal
     assert classify(out, files, small_checkpoint, "--format", "jsonl") == 0
     err = capsys.readouterr().err.splitlines()
     assert [line for line in err if line.startswith(("streamd: note: ", "streamd: warning: "))] == said
+    marked = {r["file"] for r in jsonl(out) if r.get("digital_silence") is True}
+    assert marked == {str(silent)}  # as clip-level classify --json marks it
 
 
 def test_resume_refuses_other_settings(tmp_path, archive, small_checkpoint, capsys):
