@@ -25,6 +25,7 @@ from models.checkpoint import save_checkpoint
 from models.common import ModelInfo
 from training.distill import Teacher
 from training.ema import Ema
+from training.inert_settings import inert_settings
 from training.param_groups import param_groups, set_backbone_frozen
 from training.predict import accuracy, predict_scores
 from training.resume import ResumeMismatch, data_digest, fingerprint, setting_defaults
@@ -76,6 +77,8 @@ def train_model(
     steps_per_epoch = streams.steps_per_epoch(cfg.batch_size) if streams else max(1, n // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    for note in inert_settings(cfg, model):  # accepted, but nothing reads it for this model or data
+        print(f"streamd: warning: {out_dir.name}: {note}", file=sys.stderr, flush=True)
     groups = param_groups(model, cfg.weight_decay, cfg.backbone_lr_scale, cfg.layer_decay)
     opt = torch.optim.AdamW(groups, lr=cfg.lr)
     ema = Ema(model, cfg.ema_decay)

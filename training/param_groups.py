@@ -26,7 +26,8 @@ def is_head(name: str) -> bool:
     return name.startswith(HEAD_PREFIXES)
 
 
-def _depth(model: nn.Module) -> int:
+def stack_depth(model: nn.Module) -> int:
+    """How many numbered blocks (``blocks.N`` / ``layers.N``) the model stacks; 0: none."""
     layers = {int(m.group(1)) for name, _ in model.named_parameters() if (m := _LAYER.match(name))}
     return max(layers) + 1 if layers else 0
 
@@ -52,7 +53,7 @@ def param_groups(
     model: nn.Module, weight_decay: float, backbone_lr_scale: float = 1.0, layer_decay: float = 1.0
 ) -> list[dict[str, Any]]:
     """AdamW groups by (weight decay or not, lr scale), decayed first; each group has ``lr_scale``."""
-    depth = _depth(model)
+    depth = stack_depth(model)
     groups: dict[tuple[bool, float], dict[str, Any]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
