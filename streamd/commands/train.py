@@ -169,6 +169,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.accept_data_change and args.fresh:  # never silently ignored
         raise ConfigError("--accept-data-change resumes a saved state and --fresh starts over: give one")
+    _refuse_flag_and_set(args)
     if args.data is not None:
         if args.config is not None:
             raise ConfigError("give either CONFIG.toml or --data DIR, not both")
@@ -212,6 +213,30 @@ def _run(args: argparse.Namespace) -> int:
     print(summary_markdown(summary), end="")
     print(f"results in {exp.output_dir}")
     return 0
+
+
+FLAG_KEYS = {  # options that stand for a config key: given both ways, neither silently wins
+    "compute": ("--compute", "train.compute"),
+    "mode": ("--mode", "experiment.mode"),
+    "out": ("--out", "experiment.output_dir"),
+    "init": ("--init", "model.init"),
+}
+
+
+def _refuse_flag_and_set(args: argparse.Namespace) -> None:
+    """An option and a ``--set`` of the key it stands for, both given, are refused (``--epochs`` with
+    ``--set train.epochs`` is refused by own data's choices the same way)."""
+    from training.experiment_spec import ExperimentConfigError, apply_overrides
+
+    try:
+        table = apply_overrides({}, list(args.overrides))
+    except ExperimentConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    for name, (flag, key) in FLAG_KEYS.items():
+        section, _, field = key.partition(".")
+        inner = table.get(section)
+        if getattr(args, name) is not None and isinstance(inner, dict) and field in inner:
+            raise ConfigError(f"{flag} and --set {key} both given: give one of them")
 
 
 OWN_DATA_ONLY = {

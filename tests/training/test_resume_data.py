@@ -144,3 +144,22 @@ def test_fresh_and_accept_data_change_together_are_refused(tmp_path: Path) -> No
     assert_clean_error(both, "--epochs and --set train.epochs both given")  # before the data is read
     elsewhere = run_streamd("train", "--data", tmp_path, "--set", "experiment.output_dir='x'")
     assert_clean_error(elsewhere, "--set experiment.output_dir: with --data the output folder is --out")
+
+
+@pytest.mark.parametrize(
+    "option, given, key",
+    [
+        (("--mode", "single"), "experiment.mode='cv'", "experiment.mode"),
+        (("--compute", "cpu"), "train={compute='auto'}", "train.compute"),
+        (("--out", "o"), "experiment.output_dir='p'", "experiment.output_dir"),
+        (("--init", "default"), "model.init='x.safetensors'", "model.init"),
+    ],
+)
+def test_an_option_and_a_set_of_its_key_are_refused_together(option, given, key) -> None:
+    """The option silently won over a contradicting ``--set`` of the key it stands for."""
+    from support.paths import REPO
+    from support.process import assert_clean_error, run_streamd
+
+    config = REPO / "configs" / "train" / "esc50_resnet_cnn.toml"
+    result = run_streamd("train", config, *option, "--set", given, "--print-config")
+    assert_clean_error(result, f"{option[0]} and --set {key} both given: give one of them")
