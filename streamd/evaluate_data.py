@@ -54,8 +54,9 @@ def chosen_clips(args: argparse.Namespace, loaded: LoadedModel, window_s: float 
         )
     clip_set, from_folders, reader = _dataset(args, loaded)
     extra = loaded.info.extra
+    durations: dict[Path, float] = {}
     if from_folders:  # --folders, or --config whose reader is "folders": train's own file check, on every
-        clip_set = usable_clips(clip_set, window_s)  # file as train checked them (a class's notes true)
+        clip_set, durations = usable_clips(clip_set)  # file as train checked them (a class's notes true)
     by_fold = folds_of_inits(extra, clip_set, reader)  # inits told apart by fold only
     if args.held_out:
         refuse_untold_inits(extra, clip_set, reader)
@@ -68,6 +69,7 @@ def chosen_clips(args: argparse.Namespace, loaded: LoadedModel, window_s: float 
     else:  # counted among the clips that will be scored (with --streaming: the soundscapes' pool)
         pool = "clips the soundscapes are drawn from" if getattr(args, "streaming", False) else ""
         warn_of_trained_clips(extra, clip_set, by_fold, pool or "clips scored")
+    _note_longer(clip_set, durations, window_s)  # of the clips scored, not of those left out
     return clip_set
 
 
@@ -239,23 +241,29 @@ def _listed_folders(listed: tuple[ClipSet, list[str]]) -> ClipSet:
     return clip_set
 
 
-def usable_clips(clip_set: ClipSet, window_s: float | None = None) -> ClipSet:
+def usable_clips(clip_set: ClipSet) -> tuple[ClipSet, dict[Path, float]]:
     """Class folders hold whatever their owner put there: the files ``streamd train`` leaves out
     (unreadable, or no signal) are left out, with its warnings, by its own rule
     (``training.usable_clips.usable_subset``), and so is a class with no usable file left (training
-    dropped it: the model does not know it); with ``window_s``, clips longer than the model's window are
-    counted in a note (scored by the mean of their windows, as ``streamd classify`` and training's reports
-    score them)."""
+    dropped it: the model does not know it). Returns the usable clips and each one's duration in s."""
     from training.usable_clips import usable_subset
 
     kept, warnings, durations = usable_subset(clip_set)
-    longer = sum(1 for d in durations.values() if window_s and d > window_s + 0.01)
+    for warning in warnings:  # the lines train prints for the same files
+        _say("warning", warning)
+    return kept, durations
+
+
+def _note_longer(clip_set: ClipSet, durations: dict[Path, float], window_s: float | None) -> None:
+    """Clips to be scored that are longer than the model's window (``window_s``; None: no note) are counted
+    in a note: each is scored by the mean of its windows, as ``streamd classify`` and training's reports
+    score them."""
+    if not window_s:
+        return
+    longer = sum(1 for c in clip_set.clips if durations.get(Path(c.path), 0.0) > window_s + 0.01)
     if longer:
         _say(
             "note",
             f"{longer} clip(s) are longer than the model's {window_s:g}-s window: each is scored by the "
             "mean of its windows, as streamd classify scores a file",
         )
-    for warning in warnings:  # the lines train prints for the same files
-        _say("warning", warning)
-    return kept

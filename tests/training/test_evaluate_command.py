@@ -16,7 +16,7 @@ from streamd.cli import main
 from training import metrics
 from training.evaluate import clip_scores
 from training.readers import read_esc50
-from training.trained_clips import KEY
+from training.trained_clips import KEY, record
 
 CATEGORIES = ("dog", "rooster", "rain")
 
@@ -294,6 +294,13 @@ def test_class_folders_with_unusable_files_are_evaluated_without_them(
     sf.write(long_clip, np.concatenate([wave, wave])[: rate * 7], rate)  # not silence: that is left out
     assert main([*args, "--cache-dir", str(tmp_path / "c"), "--json"]) == 0
     assert "note: 1 clip(s) are longer than the model's 5-s window" in capsys.readouterr().err
+    model, info = load_checkpoint(trained_checkpoint)  # one that trained on the long clip: --held-out
+    info.extra[KEY] = record([long_clip])  # leaves it out, and its note with it (it counted it anyway)
+    knows_long = save_checkpoint(tmp_path / "knows_long.safetensors", model, info)
+    held = ["evaluate", "--checkpoint", str(knows_long), "--folders", str(root), "--held-out"]
+    assert main([*held, "--cache-dir", str(tmp_path / "c"), "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "--held-out: 1 clip(s) the checkpoint trained on left out" in err and "longer than" not in err
     long_clip.unlink()
     assert main([*args, "--folds", "1"]) == 2
     assert "--folds: these class folders have no folds (give --num-folds" in capsys.readouterr().err
