@@ -33,6 +33,7 @@ KEY = "trained_clips"  # in a checkpoint's ``extra``
 SET_ASIDE_KEY = "set_aside_clips"
 INIT_KEY = "init_trained"  # in a checkpoint's ``extra``: what its init checkpoints trained on, nearest first
 SCHEME = "blake2b-64 of the file's bytes"
+LEFT_OUT_BY = "streamd evaluate --held-out leaves them out"  # where a clean held-out figure comes from
 DIGEST_BYTES = 8
 MAX_DIGESTS = 200_000  # clips: about 4.4 MB of header; more are counted, not recorded
 # file_identity -> digest: each file read once per process
@@ -112,7 +113,7 @@ def copies_note(trained: Iterable[Path], held_out: list[Path]) -> str | None:
         return None
     return (
         f"{len(copies)} of the {len(held_out)} held-out clip(s) are copies of training clips (e.g. "
-        f"{copies[0]}): the report scores them as held out"
+        f"{copies[0]}): the report scores them as held out ({LEFT_OUT_BY})"
     )
 
 
@@ -132,15 +133,18 @@ def numbered_as_data(reader: str) -> bool:
 def inherited(init_extra: dict[str, Any], source: str, known: set[str]) -> list[dict[str, Any]]:
     """``extra[INIT_KEY]`` of a run started from a checkpoint (named ``source``) whose ``extra`` is
     ``init_extra``: its data set, training folds and clip record, then its own inits', each checked; a
-    digest ``known`` (the run's own record) or kept by an entry before is not stored again, and past
-    ``MAX_DIGESTS`` in all only the count is (the header stays bounded)."""
+    digest kept by an entry before is not stored again, and past ``MAX_DIGESTS`` in all (with ``known``,
+    the run's own record) only the count is (the header stays bounded). A digest the run records too is
+    kept in its init's entry: what the init trained on is counted whole (a held-out clip that is a copy of
+    a training clip and also the init's is the init's too)."""
     first = {
         "source": source,
         "dataset": init_extra.get("dataset") or init_extra.get("name"),
         "train_folds": init_extra.get("train_folds"),
         KEY: init_extra.get(KEY),
     }
-    kept, out = set(known), []
+    kept: set[str] = set()
+    out = []
     for raw in [first, *init_entries(init_extra)]:
         dataset = raw.get("dataset")
         entry: dict[str, Any] = {
@@ -152,7 +156,7 @@ def inherited(init_extra: dict[str, Any], source: str, known: set[str]) -> list[
         if digests is not None:
             new = digests - kept
             kept |= digests
-            within = len(kept) <= MAX_DIGESTS
+            within = len(kept | known) <= MAX_DIGESTS
             entry[KEY] = {"scheme": SCHEME, "count": len(digests), "digests": sorted(new) if within else None}
         elif count is not None:
             entry[KEY] = {"scheme": SCHEME, "count": count, "digests": None}
@@ -211,4 +215,5 @@ def not_held_out_lines(
     ``trained`` clips (``copies_note``); its init checkpoints trained on some (``init_overlap``)."""
     copies = copies_note(trained, held_out) if len(trained) <= MAX_DIGESTS else None  # as ``record``: unread
     init = init_overlap(extra, held_out, dataset, folds, esc50) if INIT_KEY in extra else None
-    return [line for line in (copies, init and init + ": its held-out figures are not held out") if line]
+    init_line = init and f"{init}: its held-out figures are not held out ({LEFT_OUT_BY})"
+    return [line for line in (copies, init_line) if line]

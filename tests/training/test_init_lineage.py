@@ -16,7 +16,7 @@ from models.registry import build_model, config_to_dict, make_config
 from streamd.cli import main
 from training.experiment import run_experiment
 from training.experiment_spec import load_experiment
-from training.trained_clips import INIT_KEY, KEY, inherited, record, recorded
+from training.trained_clips import INIT_KEY, KEY, inherited, not_held_out_lines, record, recorded
 
 CATEGORIES = ("dog", "rooster")
 SHIPPED = Path(__file__).resolve().parents[2] / "streamd" / "default_models" / "default.safetensors"
@@ -63,7 +63,10 @@ def test_fine_tuning_the_shipped_model_on_esc50_says_its_fold_4_is_not_held_out(
     exp = load_experiment(_config(tmp_path / "shipped", csv_path, audio, "1, 4", 4), init="default")
     run_experiment(exp, progress=False)
     why = "the init checkpoint trained on 2 of the 2 held-out clips: its held-out figures are not held out"
-    assert capsys.readouterr().err == f"streamd: warning: single: {why}\n"
+    assert (
+        capsys.readouterr().err
+        == f"streamd: warning: single: {why} (streamd evaluate --held-out leaves them out)\n"
+    )
     model, info = load_checkpoint(SHIPPED)
     del info.extra[KEY]  # the shipped model as it was, with its folds alone
     (tmp_path / "older").mkdir()
@@ -157,9 +160,31 @@ def test_an_inits_training_clips_are_known_by_digest_whatever_the_data_set_is_ca
     chain = inherited(read_info(b).extra, "b.safetensors", set())
     assert [e["source"] for e in chain] == ["b.safetensors", "a.safetensors"]
     assert recorded(chain[0]) == recorded(read_info(b).extra) and recorded(chain[1]) == recorded(info.extra)
-    # a digest the run records itself is not stored again (the header stays bounded)
+    # a digest the run records itself stays in its init's entry too: what the init trained on is whole
     again = inherited(read_info(b).extra, "b.safetensors", recorded(read_info(b).extra))
-    assert again[0][KEY]["digests"] == [] and again[0][KEY]["count"] == 2
+    assert set(again[0][KEY]["digests"]) == recorded(read_info(b).extra) and again[0][KEY]["count"] == 2
+
+
+def test_a_held_out_copy_of_a_training_clip_that_the_init_trained_on_counts_as_the_inits(
+    tmp_path: Path,
+) -> None:
+    """The init's count left out a held-out clip that was also a copy of one of the run's own training
+    clips ("the init trained on 12 of the 13" where evaluate said all 13)."""
+    clips = []
+    for i in range(3):
+        path = tmp_path / f"c{i}.wav"
+        path.write_bytes(bytes([i]) * 64)
+        clips.append(path)
+    copy = tmp_path / "test_copy_of_c0.wav"
+    copy.write_bytes(clips[0].read_bytes())
+    own = record(clips[:1])  # the run trains on c0
+    init_extra = {KEY: record(clips)}  # its init trained on c0, c1, c2
+    extra = {KEY: own, INIT_KEY: inherited(init_extra, "init.safetensors", recorded({KEY: own}))}
+    held_out = [copy, clips[1], clips[2]]
+    lines = not_held_out_lines(extra, clips[:1], held_out, None, [], esc50=False)
+    assert lines[0].startswith("1 of the 3 held-out clip(s) are copies of training clips")
+    assert lines[1].startswith("the init checkpoint trained on 3 of the 3 held-out clips")
+    assert lines[1].endswith("(streamd evaluate --held-out leaves them out)")
 
 
 def test_a_held_out_clip_copied_into_a_training_fold_is_said_before_training(
