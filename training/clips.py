@@ -33,6 +33,19 @@ class ClipSet:
             return f"one class ({self.labels[0]!r}): a classifier needs at least two"
         return None
 
+    def case_twins(self) -> list[str]:
+        """One line per group of labels that differ only in letter case (``Dog``, ``dog``): each is a class
+        of its own, which a typo in a folder name or a CSV row makes unseen."""
+        groups: dict[str, list[str]] = {}
+        for label in self.labels:
+            groups.setdefault(label.casefold(), []).append(label)
+        return [
+            f"classes {' and '.join(map(repr, group))} differ only in letter case: each is trained as a "
+            "class of its own (rename to merge them)"
+            for group in groups.values()
+            if len(group) > 1
+        ]
+
     def folds(self) -> list[int]:
         return sorted({c.fold for c in self.clips if c.fold is not None})
 

@@ -280,7 +280,7 @@ def read_own_data(root: str | Path, holdout_frac: float = 0.1) -> OwnData:
         clips = _carve(clips, holdout_frac)
         problems += _carve_problems(root, clips, labels, why)
     clip_set = ClipSet(clips, labels, multi_label=False, name=dataset_name(root))
-    return OwnData(clip_set, layout, held_out, durations, problems)
+    return OwnData(clip_set, layout, held_out, durations, problems + clip_set.case_twins())
 
 
 def _carve_problems(root: Path, clips: list[Clip], labels: list[str], why: str = "") -> list[str]:

@@ -126,6 +126,16 @@ def test_labels_spelt_in_nfc_and_nfd_are_one_class(split_data: Path, tmp_path: P
     assert listed.labels == [nfc, "rooster"]
     cafe = [c for c in listed.clips if c.targets == (0,)]
     assert len(cafe) == 6 and [c.fold for c in cafe] == [1, 2, 1, 2, 1, 2]  # one class, numbered as one
+    assert not any("letter case" in p for p in read_own_data(folders).problems)
+    (folders / "Rooster").mkdir()  # another case is another class, as the user may not have meant: said
+    for clip in files[9:11]:
+        (folders / "Rooster" / clip.name).symlink_to(clip)
+    data = read_own_data(folders)
+    assert data.clip_set.labels == ["Rooster", nfc, "rooster"]
+    assert (
+        "classes 'Rooster' and 'rooster' differ only in letter case: each is trained as a class of its own"
+        in (" ".join(data.problems))
+    )
 
 
 def test_a_class_named_train_is_a_class_and_split_folders_need_train(
