@@ -105,6 +105,7 @@ def _note_padding(path: str, result: FileScores, recurrent: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from audio_core.audio_file import refuse_stdin_twice
+    from streamd.decoder_notes import decoder_notes
     from streamd.window_classify import check_window_options, run_windows
 
     _check_options(args)
@@ -113,8 +114,14 @@ def run(args: argparse.Namespace) -> int:
     windows, hop_given = window_settings(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.windows:
-        return run_windows(args, windows, hop_given)
+    with decoder_notes(args.paths):  # mpg123's prints as streamd's lines, as the daemon shows them
+        if args.windows:
+            return run_windows(args, windows, hop_given)
+        return _classify_files(args, windows)
+
+
+def _classify_files(args: argparse.Namespace, windows: WindowSection) -> int:
+    """Clip-level classify: one line per file."""
     loaded = resolve_model(args, compute="cpu")
     # a file's clip-level score is the clip average of training and evaluate: a model TOML's live hop
     # does not change it, only --hop-s does

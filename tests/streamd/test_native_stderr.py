@@ -183,3 +183,25 @@ def test_an_alsa_message_ending_in_a_newline_is_one_line(caplog) -> None:
     assert [r.getMessage() for r in caplog.records] == [
         "alsa: pulse.c:242:(pulse_connect) PulseAudio: Unable to connect"
     ]
+
+
+def test_classify_routes_a_damaged_mp3s_decoder_notes(tmp_path, esc50, small_checkpoint) -> None:
+    """One-shot classify printed mpg123's raw lines ("Note: Illegal Audio-MPEG-Header ...", "[src/libmpg123/
+    layer3.c:...] error: ...") among its own; an MP3 by its bytes (another name) is recognised too."""
+    import soundfile as sf
+    from support.process import run_streamd
+
+    path = tmp_path / "damaged.mp3"
+    sf.write(path, esc50.read_mono(esc50.clips(1)[0]), 16000, format="MP3")
+    damaged = bytearray(path.read_bytes())
+    damaged[3000:3400] = b"\x55" * 400
+    path.write_bytes(bytes(damaged))
+    renamed = path.rename(tmp_path / "damaged.audio")
+    for mode in ((), ("--windows", "--out", str(tmp_path / "w.csv"))):
+        result = run_streamd("classify", renamed, "--checkpoint", small_checkpoint, *mode)
+        assert result.returncode == 0, result.describe()
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        noted = [line for line in lines if "Illegal Audio-MPEG-Header" in line]
+        assert noted and all(line.startswith("streamd: warning: mpg123: ") for line in noted), result.stderr
+        raw = [line for line in lines if "libmpg123" in line and not line.startswith("streamd: ")]
+        assert raw == [], result.stderr
