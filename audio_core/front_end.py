@@ -174,7 +174,8 @@ class _FrontEndBase:
 
 class WindowFrontEnd(_FrontEndBase):
     """Sliding windows of a ``WindowPlan``: one every hop, an end-aligned tail window at the end, a stream
-    shorter than one window padded with silence to one (``short_padding_s`` says how much)."""
+    shorter than one window padded with silence to one (``short_padding_s`` says how much; never led in,
+    so that it is the window classify scores)."""
 
     def __init__(self, plan: WindowPlan) -> None:
         super().__init__(plan)
@@ -218,10 +219,13 @@ class WindowFrontEnd(_FrontEndBase):
         if self.next_index == 0:
             if self.samples == 0:
                 return []
-            missing = plan.window_samples - self.lead - self.samples
-            self._feed(np.zeros(missing, dtype=np.float32))  # the rule of pad_with_silence, streamed
+            # the rule of pad_with_silence, streamed: one window from the stream's first sample, silence
+            # after it, as classify scores such a file; a staggered plan's lead is not part of it (its
+            # frames start on the frame grid at the lead, so those before it are simply not read)
+            missing = plan.window_samples - self.samples
+            self._feed(np.zeros(missing, dtype=np.float32))
             self.short_padding_s = missing / self.cfg.sample_rate
-            return [self._window(0, padded_s=self.short_padding_s)]
+            return [self._window(self.lead, padded_s=self.short_padding_s)]
         start = plan.tail_start(self.samples) + self.lead
         if start <= self._last_start:
             return []

@@ -86,8 +86,11 @@ class WindowPlan:
     def starts(self, num_samples: int) -> list[int]:
         """Start samples of the windows over a stream of ``num_samples`` (padded to one window if shorter):
         every hop, plus one flush with the end when the hops leave a tail. With a lead the first start is
-        ``-lead`` (silence before the stream)."""
-        total = max(num_samples, self.window_samples - self.lead_samples)
+        ``-lead`` (silence before the stream), but for a stream too short to fill that led-in window: its one
+        window starts with it, padded after it (``pad_with_silence``), as everywhere else."""
+        if num_samples < self.window_samples - self.lead_samples:
+            return [0]
+        total = num_samples
         starts = [self.start_sample(0)]
         while self.start_sample(len(starts)) + self.window_samples <= total:
             starts.append(self.start_sample(len(starts)))

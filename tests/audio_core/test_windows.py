@@ -10,7 +10,7 @@ import torch
 
 from audio_core.fbank import compute_fbank
 from audio_core.front_end import FrontEnd, front_end
-from audio_core.windows import ColumnPlan, WindowPlan
+from audio_core.windows import ColumnPlan, WindowPlan, pad_with_silence
 from models.common import FeatureConfig
 
 CFG = FeatureConfig(num_mel_bins=64)
@@ -182,16 +182,25 @@ def test_staggered_first_windows_end_spread_over_one_hop():
 
 
 @pytest.mark.parametrize(("seconds", "count"), [(3.0, 1), (4.7, 2)])
-def test_a_short_staggered_stream_is_led_in_and_padded_to_one_window(esc50, seconds, count):
+def test_a_short_staggered_stream_is_one_window_from_its_start_as_classify_scores_it(esc50, seconds, count):
+    """A stream shorter than a staggered plan's led-in first window (3 s, lead 0.5 s) is the window classify
+    scores: its audio from 0, silence after it to one window; it was led in by the stagger's silence, which
+    changed a short clip's label in a replay of several files. One long enough to fill the led-in window
+    (4.7 s) keeps it, with a tail window after."""
     wave = _real_audio(esc50, 1)[: int(seconds * RATE)]
     plan = WindowPlan.from_seconds(5.0, 1.0, CFG).staggered(1, 2)  # lead 0.5 s
     lead = plan.lead_samples
     windows = _feed(front_end(plan), wave, seed=1)
     starts = plan.starts(wave.size)
     assert len(windows) == len(starts) == count  # 4.7 s: the led-in window ends at 4.5 s, a tail follows
-    missing = max(plan.window_samples - lead - wave.size, 0)
-    assert windows[0].lead_s == lead / RATE and windows[0].padded_s == missing / RATE
-    fed = np.concatenate([np.zeros(lead, np.float32), wave, np.zeros(missing, np.float32)])
+    if count == 1:
+        assert starts == [0] and windows[0].lead_s == 0 and (windows[0].t_start, windows[0].t_end) == (0, 5.0)
+        assert windows[0].padded_s == (plan.window_samples - wave.size) / RATE
+        reference = compute_fbank(pad_with_silence(wave, plan.window_samples), CFG)
+        torch.testing.assert_close(windows[0].features, reference, atol=1e-5, rtol=0)
+        return
+    assert windows[0].lead_s == lead / RATE and windows[0].padded_s == 0
+    fed = np.concatenate([np.zeros(lead, np.float32), wave])
     for w, start in zip(windows, starts, strict=True):
         assert w.lead_s == max(-start, 0) / RATE
         reference = compute_fbank(fed[start + lead : start + lead + plan.window_samples], CFG)

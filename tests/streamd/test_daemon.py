@@ -370,6 +370,28 @@ def test_paced_streams_are_staggered_over_the_hop_each_window_equal_to_offline(l
     assert all(text.startswith(f"{long_file}: ") for text in starting)
 
 
+def test_a_short_file_among_paced_streams_is_scored_as_classify_scores_it(
+    loaded, long_file, long_wave, tmp_path
+):
+    """A file shorter than a window, replayed second of several at a set speed, was led in by the stagger's
+    silence: its one window (reported 0-4.5 s, "padded with 4.2 s") got another label than classify's. It is
+    now the window classify scores: its audio from 0, silence after it."""
+    short = tmp_path / "short.wav"
+    sf.write(short, long_wave[RATE : RATE + int(0.3 * RATE)], RATE, subtype="FLOAT")
+    msgs = replay_collect([long_file, short], loaded, 5.0, 1.0, top_k=50, speed=20.0)
+    (only,) = _by_type(msgs, "prediction", "short")
+    assert (only["t_start"], only["t_end"]) == (0.0, 5.0)
+    padded = np.concatenate([long_wave[RATE : RATE + int(0.3 * RATE)], np.zeros(int(4.7 * RATE), np.float32)])
+    offline = _offline_scores(loaded, padded, 0.0, 5.0)
+    torch.testing.assert_close(_scores(only, loaded.info.labels), offline, atol=1e-5, rtol=1e-4)
+    said = [
+        m["message"]
+        for m in _by_type(msgs, "status", "short")
+        if "shorter than one window" in m.get("message", "")
+    ]
+    assert said and "padded with 4.7 s of silence" in said[0]
+
+
 def test_no_stagger_at_full_speed_or_when_turned_off(loaded, long_file):
     grid = [float(k) for k in range(9)] + [8.5]
     flat_out = replay_collect([long_file, long_file], loaded, 5.0, 1.0)
