@@ -8,7 +8,8 @@ the ring (for latency). When the supervisor declares a source away, the stage ma
 stopped (``AudioStop``: the stream time heard, the last window submitted) once it has read what the ring
 held at that moment, for the result stage to end the open events there; the front end is left as it is
 (audio that resumes with no gap goes on in the same windows, as offline). At a stream's end the front
-end pads and flushes, and its end is such a stop too (its events end with its audio, not the run's).
+end pads and flushes (not when a stop, Ctrl-C or SIGTERM, ended it: the stopped engine would only count
+such a window as dropped), and its end is such a stop too (its events end with its audio, not the run's).
 Under the ``block`` policy it takes no more audio than the engine has room for. When every stream has
 ended, or the stop event is set, it closes the engine's input.
 """
@@ -113,9 +114,10 @@ class FeatureStage(ThreadStage):
         ended = ring.exhausted()
         if ended:
             windows += stream.front.accept(stream.resampler.process(np.zeros(0, np.float32), last=True))
-            windows += stream.front.finish()
             self._check_some_left(stream)
-            if stream.front.short_padding_s > 0:
+        if ended and not self.stop_event.is_set():  # a stop (Ctrl-C, SIGTERM) ends a stream without its
+            windows += stream.front.finish()  # end: no tail or padded window, which the stopped engine
+            if stream.front.short_padding_s > 0:  # would only count as dropped
                 self._note_padding(stream)
             if stream.front.tail_s > 0:
                 self._note_tail(stream)

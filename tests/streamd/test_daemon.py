@@ -222,6 +222,24 @@ def test_events_follow_the_published_scores(loaded, long_file, esc50):
         assert {**got, "wall_time": 0, "seq": 0} == {**want, "wall_time": 0, "seq": 0}
 
 
+def test_a_stop_makes_no_tail_window_to_count_as_dropped(loaded, long_file, long_wave):
+    """A stopped replay sometimes reported a dropped window: the stop ended the file's ring, the feature
+    stage flushed an end-aligned tail window for it, and the stopped engine dropped it. A stream ended by a
+    stop gets no tail (or padded) window; one that ends on its own still does."""
+    for stopped in (True, False):
+        daemon = Daemon(DaemonConfig(), [FileSource(long_file)], loaded, Publisher("inproc://tail-at-stop"))
+        stream = daemon.streams[0]
+        ring = stream.source.ring
+        ring.write(
+            long_wave[: int(9.04 * RATE)].reshape(-1, 1)
+        )  # windows 0-5 ... 4-9 whole, 4.04-9.04 a tail
+        ring.close()
+        if stopped:
+            daemon._stop.set()
+        daemon.features.pump(stream)
+        assert stream.submitted_windows == (5 if stopped else 6) and stream.finished
+
+
 def test_every_dropped_window_is_counted(loaded, long_file):
     cfg = with_windows(DaemonConfig(), 1.0, 0.1)
     cfg.engine.overload = "drop_oldest"
