@@ -67,6 +67,21 @@ MAX_MIN_HITS = 10_000
 MAX_HOLD_S = 86_400.0
 
 
+def sparse_hits_warning(cfg: EventConfig, hop_s: float, window_s: float) -> str | None:
+    """A windowed model's events need ``min_hits`` windows in a row at or above the threshold: when they
+    are a hop or more apart that far (half a window or more in all), a sound shorter than the audio they
+    span raises no event though its windows score high (the ten sounds of examples/long.wav: ten events at
+    hop 1 s, two at hop 5 s). One line, or None."""
+    if cfg.min_hits < 2 or (cfg.min_hits - 1) * hop_s < window_s / 2:
+        return None
+    span = window_s + (cfg.min_hits - 1) * hop_s
+    return (
+        f"an event needs {cfg.min_hits} windows in a row at or above its threshold: at hop {hop_s:g} s they "
+        f"span {span:g} s of audio, so a shorter sound may raise no event (a smaller --hop, or [events] "
+        f"min_hits = 1)"
+    )
+
+
 def _check_score(name: str, value: Any) -> None:
     """A threshold is a score: a number in [0, 1]."""
     _check_number(name, value)

@@ -74,7 +74,9 @@ def execute(
         publisher.start()  # bind first: a busy port is reported before the model loads
     try:
         import_then_honour_interrupts("torch")  # Ctrl-C inside torch's start-up would kill the process
+        from audio_core.windows import checkpoint_window_s
         from streamd.daemon import Daemon
+        from streamd.events import sparse_hits_warning
         from streamd.model_loading import resolve_model, window_warnings
         from streamd.model_runner import threads_warning
         from streamd.window_scoring import window_plan
@@ -90,6 +92,9 @@ def execute(
         warnings = window_warnings(cfg.windows.window_s, cfg.windows.hop_s, model, hop_given=asked)
         if model.device.type == "cpu" and (too_many := threads_warning(cfg.engine.threads)):
             warnings.append(too_many)
+        window_s = cfg.windows.window_s or checkpoint_window_s(model.info)
+        if not model.recurrent and (sparse := sparse_hits_warning(cfg.events, cfg.windows.hop_s, window_s)):
+            warnings.append(sparse)
         for warning in warnings:
             print(f"streamd: warning: {warning}", file=sys.stderr, flush=True)
         # a bad --save-clips folder fails here

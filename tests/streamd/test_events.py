@@ -9,7 +9,7 @@ import pytest
 from zmq_helpers import esc50_categories, validate
 
 from streamd.errors import ConfigError
-from streamd.events import EventConfig, EventDetector, find_events
+from streamd.events import EventConfig, EventDetector, find_events, sparse_hits_warning
 
 WALL = 1_700_000_000.0
 
@@ -141,3 +141,38 @@ def test_streaming_equals_offline_reference(cfg: EventConfig, seed: int, hop_s: 
 def test_bad_event_config_is_a_config_error(kwargs: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         EventConfig(**kwargs)
+
+
+def test_hits_a_hop_or_more_apart_are_warned_about() -> None:
+    """At --hop 5 the ten 5-s sounds of examples/long.wav raised two events though their windows scored
+    high: two hits in a row span 10 s there. Said where the hits needed span half a window more or beyond."""
+    default = EventConfig()
+    assert sparse_hits_warning(default, 1.0, 5.0) is None and sparse_hits_warning(default, 2.0, 5.0) is None
+    said = sparse_hits_warning(default, 5.0, 5.0)
+    assert said is not None and "needs 2 windows in a row" in said and "span 10 s of audio" in said
+    assert "span 7.5 s" in (sparse_hits_warning(default, 2.5, 5.0) or "")
+    assert sparse_hits_warning(EventConfig(min_hits=1), 5.0, 5.0) is None  # one hit opens an event
+    assert "span 4 s" in (sparse_hits_warning(EventConfig(min_hits=4), 1.0, 1.0) or "")
+
+
+def test_replay_says_so_at_a_wide_hop(esc50, capsys) -> None:
+    from support.fixtures import free_tcp_port
+
+    from streamd.cli import main
+
+    clip = str(esc50.clips(1)[0])
+    base = [
+        "replay",
+        clip,
+        "--speed",
+        "max",
+        "--no-dashboard",
+        "--publish",
+        f"tcp://127.0.0.1:{free_tcp_port()}",
+    ]
+    assert main([*base, "--hop", "2.5"]) == 0
+    assert (
+        "an event needs 2 windows in a row at or above its threshold: at hop 2.5 s" in capsys.readouterr().err
+    )
+    assert main([*base, "--hop", "1"]) == 0
+    assert "an event needs" not in capsys.readouterr().err
