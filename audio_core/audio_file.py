@@ -52,6 +52,7 @@ MAX_SAMPLE_MAGNITUDE = 1e8
 # formats libsndfile cannot read from a pipe: it seeks in them (MP3 failed mid-file after results, RF64
 # lost 4 frames and shifted the rest, CAF gave no samples); W64, AIFF, AU and OGG read whole
 PIPE_UNREADABLE = ("MP3", "RF64", "CAF")
+MPEG_FORMATS = ("MP3", "MPEG")  # libsndfile's names of MPEG audio, read on without seeks (``read_on``)
 
 
 def format_problem(rate: int, channels: int) -> str | None:
@@ -174,11 +175,34 @@ def probe_audio(path: str | os.PathLike[str]) -> AudioFileInfo:
 def read_frames(
     handle: sf.SoundFile, path: str | os.PathLike[str], frames: int, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """Up to ``frames`` frames ``(n, channels)`` float32 (-1: the rest of the file), into ``out`` if given."""
+    """Up to ``frames`` frames ``(n, channels)`` float32 (-1: the rest of the file), into ``out`` if given.
+    MPEG audio read in blocks is read on without a seek between them (``read_on``)."""
     try:
+        if frames >= 0 and handle.seekable() and str(handle.format).upper() in MPEG_FORMATS:
+            return read_on(handle, frames, out)
         return handle.read(frames, dtype="float32", always_2d=True, out=out)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise AudioInputError(f"{display_path(path)}: read error ({type(exc).__name__}: {exc})") from None
+
+
+def read_on(handle: sf.SoundFile, frames: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Up to ``frames`` frames from where the last read ended, by libsndfile's own ``sf_readf_float``.
+
+    python-soundfile's ``read`` asks for the position and seeks back to it after every block (tell, read,
+    seek). For MPEG audio that seek restarts mpg123 without the previous frame's bit reservoir: the first
+    frame after each block decodes wrong (up to 0.02 of full scale against the same file read whole, and
+    "part2_3_length too large" on stderr), so the samples depended on the block size and replay and
+    classify disagreed. Reading on without a seek gives the samples of a whole read."""
+    from soundfile import _ffi, _snd  # libsndfile through python-soundfile's own binding
+
+    if out is None:
+        out = np.empty((frames, handle.channels), dtype=np.float32)
+    frames = min(frames, out.shape[0])
+    assert out.dtype == np.float32 and out.flags.c_contiguous and out.shape[1] == handle.channels
+    got = int(_snd.sf_readf_float(handle._file, _ffi.cast("float *", out.ctypes.data), frames))
+    if error := int(_snd.sf_error(handle._file)):
+        raise sf.LibsndfileError(error, prefix="Error reading: ")
+    return out[:got]
 
 
 def check_finite(path: str | os.PathLike[str], data: np.ndarray, offset: int, sample_rate: int) -> None:
