@@ -33,6 +33,7 @@ from audio_core.digital_silence import SignalWatch
 from audio_core.display import display_path
 from audio_core.errors import AudioInputError, TruncatedAudio
 from audio_core.input_fd import STDIN, close_quietly, more_follows, open_fd, wait_readable
+from audio_core.mpeg_read import MPEG_FORMATS, read_on
 from audio_core.resample import StreamingResampler, downmix, resample_offline
 from audio_core.shortfall import file_shortfall, shortfall_after_read
 from audio_core.unsized_wav import reopen_unsized
@@ -52,7 +53,6 @@ MAX_SAMPLE_MAGNITUDE = 1e8
 # formats libsndfile cannot read from a pipe: it seeks in them (MP3 failed mid-file after results, RF64
 # lost 4 frames and shifted the rest, CAF gave no samples); W64, AIFF, AU and OGG read whole
 PIPE_UNREADABLE = ("MP3", "RF64", "CAF")
-MPEG_FORMATS = ("MP3", "MPEG")  # libsndfile's names of MPEG audio, read on without seeks (``read_on``)
 
 
 def format_problem(rate: int, channels: int) -> str | None:
@@ -183,26 +183,6 @@ def read_frames(
         return handle.read(frames, dtype="float32", always_2d=True, out=out)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise AudioInputError(f"{display_path(path)}: read error ({type(exc).__name__}: {exc})") from None
-
-
-def read_on(handle: sf.SoundFile, frames: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Up to ``frames`` frames from where the last read ended, by libsndfile's own ``sf_readf_float``.
-
-    python-soundfile's ``read`` asks for the position and seeks back to it after every block (tell, read,
-    seek). For MPEG audio that seek restarts mpg123 without the previous frame's bit reservoir: the first
-    frame after each block decodes wrong (up to 0.02 of full scale against the same file read whole, and
-    "part2_3_length too large" on stderr), so the samples depended on the block size and replay and
-    classify disagreed. Reading on without a seek gives the samples of a whole read."""
-    from soundfile import _ffi, _snd  # libsndfile through python-soundfile's own binding
-
-    if out is None:
-        out = np.empty((frames, handle.channels), dtype=np.float32)
-    frames = min(frames, out.shape[0])
-    assert out.dtype == np.float32 and out.flags.c_contiguous and out.shape[1] == handle.channels
-    got = int(_snd.sf_readf_float(handle._file, _ffi.cast("float *", out.ctypes.data), frames))
-    if error := int(_snd.sf_error(handle._file)):
-        raise sf.LibsndfileError(error, prefix="Error reading: ")
-    return out[:got]
 
 
 def check_finite(path: str | os.PathLike[str], data: np.ndarray, offset: int, sample_rate: int) -> None:
