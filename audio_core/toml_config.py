@@ -101,3 +101,20 @@ def check_table(cls: type, table: Any, where: str, error: type[Exception]) -> di
         else:
             out[key] = check_value(value, hint, sub, error)
     return out
+
+
+def merge_into(table: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``table[key] = value``, except that a table given for a table merges into it key by key (an
+    override ``train.augment={mixup_prob=0.1}`` changes that key and keeps the table's others)."""
+    old = table.get(key)
+    if isinstance(value, dict) and isinstance(old, dict):
+        for inner, item in value.items():
+            merge_into(old, inner, item)
+    else:
+        table[key] = value
+
+
+def dotted_keys(table: dict[str, Any], prefix: str = "") -> set[str]:
+    """Every dotted key that holds a value in ``table`` (``train.epochs``, also from ``train={epochs=3}``)."""
+    found = {prefix + k for k, v in table.items() if not isinstance(v, dict) or not v}
+    return found.union(*(dotted_keys(v, f"{prefix}{k}.") for k, v in table.items() if isinstance(v, dict)))

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from audio_core.checks import check_fields, rule
-from audio_core.toml_config import check_table, load_toml
+from audio_core.toml_config import check_table, dotted_keys, load_toml, merge_into
 from models.common import FeatureConfig, Normalization
 from models.registry import available_archs, config_class
 from training.finetune_recipe import with_init
@@ -249,7 +249,8 @@ def _init_path(source: str, value: Any) -> Path | None:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "--set") -> dict[str, Any]:
-    """``["train.epochs=2", "experiment.mode='cv'"]`` -> a copy of ``data`` with those keys set."""
+    """``["train.epochs=2", "experiment.mode='cv'"]`` -> a copy of ``data`` with those keys set (a table
+    given, ``train.augment={mixup_prob=0.1}``, sets its keys and keeps the table's others)."""
     out = json.loads(json.dumps(data))
     for item in overrides:
         key, sep, text = item.partition("=")
@@ -265,7 +266,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "-
             table = table.setdefault(part, {})
             if not isinstance(table, dict):
                 raise ExperimentConfigError(f"{source}: {key} is not inside a table")
-        table[parts[-1]] = value
+        merge_into(table, parts[-1], value)  # a table merges into the table there, key by key
     return out
 
 
@@ -290,7 +291,7 @@ def resolved_document(
     """The TOML document of an experiment file after ``init``'s fine-tuning recipe and the overrides,
     unchecked, with the notes the recipe made (``load_experiment`` parses it)."""
     data = load_toml(Path(path), ExperimentConfigError)
-    data, notes = with_init(data, init, {item.partition("=")[0].strip() for item in overrides or []})
+    data, notes = with_init(data, init, dotted_keys(apply_overrides({}, overrides or [])))
     if overrides:
         data = apply_overrides(data, overrides)
     return data, notes

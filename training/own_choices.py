@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from audio_core.compute import resolve_device
+from audio_core.toml_config import dotted_keys
 from models.common import FeatureConfig, ModelInfo
 from models.registry import build_model
 from training import derive
@@ -224,12 +225,7 @@ def set_value(opts: OwnOptions, key: str) -> Any:
 def set_keys(opts: OwnOptions) -> set[str]:
     """Every dotted key the ``--set`` overrides give a value (``train.epochs``, also from
     ``train={epochs=3}``)."""
-
-    def keys(table: dict[str, Any], prefix: str) -> set[str]:
-        found = {prefix + k for k, v in table.items() if not isinstance(v, dict) or not v}
-        return found.union(*(keys(v, f"{prefix}{k}.") for k, v in table.items() if isinstance(v, dict)))
-
-    return keys(set_table(opts), "")
+    return dotted_keys(set_table(opts))
 
 
 def with_sets(doc: dict[str, Any], opts: OwnOptions) -> dict[str, Any]:
