@@ -29,7 +29,7 @@ from training.clips import ClipSet
 from training.distill import build_teacher, vet_teachers
 from training.evaluate import clip_scores, evaluate_clip_set
 from training.experiment_spec import Experiment, ExperimentConfigError
-from training.experiment_summary import summarize, summary_markdown
+from training.experiment_summary import keep_other_modes_results, recorded_config, summarize, summary_markdown
 from training.init_from import load_init_weights
 from training.loop import train_model
 from training.model_input import filled_config
@@ -265,11 +265,11 @@ def _run_all(
     accept_data_change: bool,
 ) -> dict[str, Any]:
     keep_other_modes_results(exp.output_dir, exp.mode)
-    (exp.output_dir / "config.json").write_text(json.dumps(exp.raw, indent=1, default=str))
-    entries = [
-        run_one(exp, clip_set, name, held_out, resume, progress, accept_data_change)
-        for name, held_out in plan
-    ]
+    with recorded_config(exp.output_dir / "config.json", exp.raw):  # a refused run leaves the old one
+        entries = [
+            run_one(exp, clip_set, name, held_out, resume, progress, accept_data_change)
+            for name, held_out in plan
+        ]
     summary = summarize(exp, entries, clip_set.labels)
     (exp.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     (exp.output_dir / "summary.md").write_text(summary_markdown(summary))
@@ -279,22 +279,3 @@ def _run_all(
             pooled, clip_set.labels, exp.output_dir / "confusion.png", f"{exp.name} (all folds)"
         )
     return summary
-
-
-SUMMARY_FILES = ("summary.json", "summary.md", "config.json", "confusion.png")
-
-
-def keep_other_modes_results(out: Path, mode: str) -> None:
-    """Another mode's summary in ``out`` (cv, then ``--mode full`` into the same folder, as the configs
-    suggest) is renamed ``summary_<mode>.*`` (with its config and confusion matrix), not overwritten."""
-    try:
-        earlier = json.loads((out / "summary.json").read_text()).get("mode")
-    except (OSError, ValueError, AttributeError):
-        return
-    if not isinstance(earlier, str) or earlier == mode:
-        return
-    for name in SUMMARY_FILES:
-        path = out / name
-        if path.exists():
-            path.replace(out / f"{path.stem}_{earlier}{path.suffix}")
-    print(f"{out}: the earlier {earlier} run's summary is kept as summary_{earlier}.md", flush=True)

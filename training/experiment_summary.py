@@ -1,15 +1,20 @@
 """An experiment's summary: per-run metrics, their mean and std, the pooled confusion matrix (cv), and the
-same as a markdown table."""
+same as a markdown table; the files beside it (``config.json``, an earlier mode's summary kept)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Iterator
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from training import metrics
 from training.experiment_spec import Experiment
+from training.resume import ResumeMismatch
 
 
 def _mean_std(values: list[float | None]) -> dict[str, float | None]:
@@ -95,3 +100,38 @@ def no_held_out_row(run: dict[str, Any]) -> str:
         f"| {run['run']} | none (trained on all {run.get('train_clips', '?')} clips) | 0 | not measured | "
         f"not measured | not measured | {run['train_seconds']:.0f} |"
     )
+
+
+SUMMARY_FILES = ("summary.json", "summary.md", "config.json", "confusion.png")
+
+
+def keep_other_modes_results(out: Path, mode: str) -> None:
+    """Another mode's summary in ``out`` (cv, then ``--mode full`` into the same folder, as the configs
+    suggest) is renamed ``summary_<mode>.*`` (with its config and confusion matrix), not overwritten."""
+    try:
+        earlier = json.loads((out / "summary.json").read_text()).get("mode")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(earlier, str) or earlier == mode:
+        return
+    for name in SUMMARY_FILES:
+        path = out / name
+        if path.exists():
+            path.replace(out / f"{path.stem}_{earlier}{path.suffix}")
+    print(f"{out}: the earlier {earlier} run's summary is kept as summary_{earlier}.md", flush=True)
+
+
+@contextlib.contextmanager
+def recorded_config(path: Path, raw: dict[str, Any]) -> Iterator[None]:
+    """Write the experiment's config as read (``config.json``) for the runs inside the block; a run refused
+    before it trains (its saved state was made with other settings) puts back the file that was there."""
+    before = path.read_bytes() if path.exists() else None
+    path.write_text(json.dumps(raw, indent=1, default=str))
+    try:
+        yield
+    except ResumeMismatch:
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(before)
+        raise

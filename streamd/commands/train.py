@@ -193,8 +193,9 @@ def _run(args: argparse.Namespace) -> int:
         exp = load_experiment(args.config, overrides, init=args.init)
         if exp.init_notes:
             print(f"fine-tuning recipe: {', '.join(exp.init_notes)} (--set train.KEY=VALUE to change)")
-        if args.out:
+        if args.out:  # the output folder, also in the config.json it writes (as --print-config shows it)
             exp.output_dir = args.out
+            exp.raw.setdefault("experiment", {})["output_dir"] = str(args.out)
         usable_folder_path(exp.output_dir, "--out" if args.out else "experiment.output_dir")
         if exp.cache_dir is not None:
             usable_folder_path(exp.cache_dir, "experiment.cache_dir")

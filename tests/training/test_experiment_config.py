@@ -143,6 +143,12 @@ def test_overrides() -> None:
     assert data["train"]["epochs"] == 60  # the input is not modified
     with pytest.raises(ExperimentConfigError, match="not KEY=VALUE"):
         apply_overrides(data, ["train.epochs"])
+    # a table given merges key by key: it replaced the whole table (mode, output folder, augmentation lost)
+    full = {"experiment": {"mode": "cv", "output_dir": "runs/x"}, "train": {"augment": {"gain_db": 6.0}}}
+    merged = apply_overrides(full, ['experiment={cache_dir="c"}', "train.augment={mixup_prob=0.1}"])
+    assert merged["experiment"] == {"mode": "cv", "output_dir": "runs/x", "cache_dir": "c"}
+    assert merged["train"]["augment"] == {"gain_db": 6.0, "mixup_prob": 0.1}
+    assert apply_overrides(full, ["train.augment=3"])["train"]["augment"] == 3  # not a table: replaced
 
 
 def test_cross_validation_writes_per_fold_checkpoints_and_summary(tiny_config: Path) -> None:
@@ -379,3 +385,37 @@ def test_reader_options_take_each_form_their_reader_takes() -> None:
         option_problem("own", "holdout_frac", 0.2) is None
         and option_problem("own", "holdout_frac", 1) is None
     )
+
+
+def test_config_json_records_the_out_given_and_survives_a_refused_rerun(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    """config.json named the TOML's output_dir though --out was used; and a rerun refused for other settings
+    (its saved state was made with others) overwrote it with the settings of a run that never happened."""
+    out = tmp_path / "elsewhere"
+    base = ["train", str(tiny_config), "--mode", "single", "--set", "data.val_folds=[2]", "--out", str(out)]
+    assert main([*base, "--set", "train.epochs=1"]) == 0
+    recorded = (out / "config.json").read_text()
+    assert json.loads(recorded)["experiment"]["output_dir"] == str(out)
+    state = out / "single" / "train_state.safetensors"
+    assert state.exists()
+    assert main([*base, "--set", "train.epochs=1", "--set", "train.lr=0.05"]) == 2  # refused: other settings
+    assert (out / "config.json").read_text() == recorded
+
+
+def test_evaluate_config_caches_features_where_its_training_did(
+    tiny_config: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """evaluate --config cached into ./.cache/fbank, not the config's experiment.cache_dir."""
+    out = tmp_path / "ev"
+    args = ["--mode", "single", "--set", "data.val_folds=[2]", "--set", "train.epochs=1", "--out", str(out)]
+    assert main(["train", str(tiny_config), *args, "--no-progress"]) == 0
+    cache = tmp_path / "cache"  # the fixture's experiment.cache_dir
+    for item in cache.iterdir():
+        item.unlink()
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    checkpoint = out / "single" / "model.safetensors"
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--config", str(tiny_config), "--json"]) == 0
+    assert any(cache.iterdir()) and not (workdir / ".cache").exists()
