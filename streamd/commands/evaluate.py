@@ -67,7 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=path_arg, help="write report.json, report.md and confusion.png here")
     parser.add_argument(
-        "--cache-dir", type=path_arg, default=Path(".cache/fbank"), help="fbank cache (default .cache/fbank)"
+        "--cache-dir",
+        type=path_arg,
+        help="fbank cache (default: --config's experiment.cache_dir, as training used it; else .cache/fbank)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     stream = parser.add_argument_group("streaming evaluation")
@@ -142,8 +144,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         writable_folder(args.out, "--out")
-    if not args.streaming:  # the clip-level path caches features; streaming replays audio
-        writable_folder(args.cache_dir, "--cache-dir")
+    cache_dir, cache_is = _cache_dir(args)
+    if not args.streaming and cache_dir is not None:  # the clip-level path caches features
+        writable_folder(cache_dir, cache_is)
     loaded = resolve_model(args, compute="cpu")
     try:
         for hop in args.hops:
@@ -186,9 +189,27 @@ def run(args: argparse.Namespace) -> int:
                 print(stream_table_markdown(results))
             return 0
         report = evaluate_clip_set(
-            loaded.model, loaded.info, clip_set, args.out, args.cache_dir, precision=loaded.precision
+            loaded.model, loaded.info, clip_set, args.out, cache_dir, precision=loaded.precision
         )
     except ValueError as exc:  # unreadable audio, labels the model does not know
         raise ConfigError(str(exc)) from None
     print(json.dumps(report, indent=1) if args.json else report_markdown(report, clip_set.name), end="")
     return 0
+
+
+DEFAULT_CACHE = Path(".cache/fbank")
+
+
+def _cache_dir(args: argparse.Namespace) -> tuple[Path | None, str]:
+    """Where features are cached (None: nowhere) and what said so: ``--cache-dir``, else the ``--config``
+    experiment's ``cache_dir`` (the cache its training filled; empty there: none), else ``.cache/fbank``."""
+    if args.cache_dir is not None:
+        return args.cache_dir, "--cache-dir"
+    if args.config:
+        from training.experiment_spec import ExperimentConfigError, load_experiment
+
+        try:
+            return load_experiment(args.config, need_model=False).cache_dir, "experiment.cache_dir"
+        except ExperimentConfigError as exc:
+            raise ConfigError(str(exc)) from None
+    return DEFAULT_CACHE, "--cache-dir"
