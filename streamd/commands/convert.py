@@ -90,10 +90,6 @@ def _check_preprocessor(src: Path, pre: dict[str, Any]) -> None:
             raise ConfigError(f"{where} must be a finite number, got {value!r}")
         if key in whole and not (float(value).is_integer() and value >= 1):
             raise ConfigError(f"{where} must be a positive whole number, got {value!r}")
-    if int(pre.get("num_mel_bins", features.num_mel_bins)) != features.num_mel_bins:
-        raise CheckpointError(
-            f"the model expects {pre['num_mel_bins']} mel bins; streamd computes {features.num_mel_bins}"
-        )
     if int(pre.get("sampling_rate", features.sample_rate)) != features.sample_rate:
         raise CheckpointError(
             f"the model expects {pre['sampling_rate']} Hz audio; streamd uses {features.sample_rate}"
@@ -117,6 +113,11 @@ def _convert_hf_dir(args: argparse.Namespace) -> tuple[str, Any, Any, list[str] 
         labels = convert_ast.hf_labels(hf) if args.labels is None else None  # --labels replaces them
     except ValueError as exc:
         raise ValueError(f"{args.src}: {exc}") from None
+    if int(pre.get("num_mel_bins", config.num_mel_bins)) != config.num_mel_bins:  # features are the model's
+        raise CheckpointError(
+            f"{args.src}: config.json has {config.num_mel_bins} mel bins, preprocessor_config.json "
+            f"{pre['num_mel_bins']}"
+        )
     return "hf-ast", config, convert_ast.build(config, converted), labels, pre
 
 
@@ -177,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         arch=arch,
         config=asdict(config),
         labels=labels,
-        features=FeatureConfig(),
+        features=FeatureConfig(num_mel_bins=int(getattr(config, "num_mel_bins", 128))),  # the model's own
         normalization=Normalization(mean=mean, std=std, target_frames=frames),
         multi_label=bool(multi_label),
         extra={"converted_from": source, "source": args.src.name},

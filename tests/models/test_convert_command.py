@@ -24,10 +24,11 @@ transformers = pytest.importorskip("transformers")
 LABELS = ["dog bark", "rain", "siren", "clock tick", "crackling fire"]
 
 
-def hf_directory(path: Path, frames: int = 512) -> object:
+def hf_directory(path: Path, frames: int = 512, mel_bins: int = 128) -> object:
     """A small random transformers AST saved with its preprocessor config (ESC-50 statistics)."""
     torch.manual_seed(0)
     config = transformers.ASTConfig(
+        num_mel_bins=mel_bins,
         hidden_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
@@ -44,7 +45,7 @@ def hf_directory(path: Path, frames: int = 512) -> object:
     model.save_pretrained(path)
     mean, std, _ = DATASET_STATS["esc50"]
     preprocessor = {"feature_extractor_type": "ASTFeatureExtractor", "max_length": frames, "mean": mean}
-    preprocessor |= {"std": std, "num_mel_bins": 128, "sampling_rate": 16000, "do_normalize": True}
+    preprocessor |= {"std": std, "num_mel_bins": mel_bins, "sampling_rate": 16000, "do_normalize": True}
     (path / "preprocessor_config.json").write_text(json.dumps(preprocessor))
     return model
 
@@ -78,6 +79,30 @@ def test_hugging_face_ast_through_classify_scores_as_transformers(tmp_path, caps
         assert set(got) == set(LABELS)
         for i, label in enumerate(LABELS):
             assert abs(got[label] - float(expected[i])) <= 1e-5
+
+
+def test_a_hugging_face_ast_of_64_mel_bins_is_served_its_own_features(tmp_path, capsys):
+    """An AST whose config.json says 64 mel bins converted "successfully" into a checkpoint recording 128:
+    every command then failed on it ("expected 64 mel bins, got 128"), and fine-tuning blamed the user's
+    config. The features are the model's own; a preprocessor that disagrees with it is one line."""
+    hf = hf_directory(tmp_path / "hf", mel_bins=64)
+    out = tmp_path / "converted.safetensors"
+    assert main(["convert", str(tmp_path / "hf"), str(out)]) == 0
+    info = read_info(out)
+    assert info.features.num_mel_bins == 64 == info.config["num_mel_bins"]
+    clip = clip_paths(1, fold=3)[0]
+    capsys.readouterr()
+    assert main(["classify", str(clip), "--checkpoint", str(out), "--json", "--precision", "fp32"]) == 0
+    got = {item["label"]: item["score"] for item in json.loads(capsys.readouterr().out)["labels"]}
+    wave = pad_with_silence(load_wave(clip), window_samples_for_frames(512, info.features))  # one window
+    x = info.normalization.apply(fbank_of(wave, info.features)).unsqueeze(0)
+    with torch.no_grad():
+        expected = torch.softmax(hf(input_values=x).logits[0], dim=-1)
+    assert max(abs(got[label] - float(expected[i])) for i, label in enumerate(LABELS) if label in got) <= 1e-5
+    pre = json.loads((tmp_path / "hf" / "preprocessor_config.json").read_text())
+    (tmp_path / "hf" / "preprocessor_config.json").write_text(json.dumps({**pre, "num_mel_bins": 128}))
+    assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "other.safetensors")]) != 0
+    assert "config.json has 64 mel bins, preprocessor_config.json 128" in capsys.readouterr().err
 
 
 def test_official_ast_pth_with_esc50_labels_and_dataset(tmp_path, esc50_root, real_windows):
