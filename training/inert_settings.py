@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from training.augment import AugmentConfig
 from training.distill import DistillConfig
 from training.param_groups import stack_depth
 from training.sequences import SequenceConfig
@@ -58,4 +59,24 @@ def inert_settings(cfg: TrainConfig, model: nn.Module) -> list[str]:
             f"{_keys('train.sequences', changed)}: no effect while train.sequences.length_s is 0 "
             "(training on clips, not streams)"
         )
+    return notes + _inert_mixing(cfg)
+
+
+def _inert_mixing(cfg: TrainConfig) -> list[str]:
+    """``[train.augment]``'s mixing keys that nothing reads: ``mixup_prob`` on streams (their share is
+    ``train.sequences.mix_prob``; 0 there says the same as streams do), ``mixing`` and ``mixup_alpha`` when
+    nothing is mixed, ``mixup_alpha`` with between-class mixing (its ratio is uniform)."""
+    aug, default, streams = cfg.augment, AugmentConfig(), cfg.sequences.enabled
+    notes = []
+    if streams and aug.mixup_prob not in (0.0, default.mixup_prob):
+        notes.append("train.augment.mixup_prob is for clip batches; streams mix train.sequences.mix_prob")
+    share = cfg.sequences.mix_prob if streams else aug.mixup_prob
+    idle = (
+        [k for k in ("mixing", "mixup_alpha") if getattr(aug, k) != getattr(default, k)] if share == 0 else []
+    )
+    if idle:
+        why = "train.sequences.mix_prob" if streams else "train.augment.mixup_prob"
+        notes.append(f"{_keys('train.augment', idle)}: no effect while {why} is 0 (nothing is mixed)")
+    elif share > 0 and aug.mixing == "bc" and aug.mixup_alpha != default.mixup_alpha:
+        notes.append('train.augment.mixup_alpha: no effect with mixing = "bc" (its ratio is uniform)')
     return notes

@@ -52,3 +52,30 @@ def test_a_training_run_warns_of_them(tmp_path, capsys) -> None:
     train_model(build_model("resnet_cnn", CNN), (x, y), None, cfg, info, tmp_path / "run", progress=False)
     err = capsys.readouterr().err
     assert "streamd: warning: run: train.layer_decay = 0.5 does nothing for ResNetCNN" in err
+
+
+def test_mixing_keys_nothing_reads_are_named() -> None:
+    """mixup_alpha with mixup_prob 0 (nothing mixed) was accepted unsaid; so were the others here."""
+    from training.augment import AugmentConfig
+
+    cnn, mamba = build_model("resnet_cnn", CNN), build_model("streaming_mamba", MAMBA)
+    unmixed = TrainConfig(augment=AugmentConfig(mixup_alpha=0.9, mixup_prob=0.0))
+    assert inert_settings(unmixed, cnn) == [
+        "train.augment.mixup_alpha: no effect while train.augment.mixup_prob is 0 (nothing is mixed)"
+    ]
+    bc = TrainConfig(augment=AugmentConfig(mixing="bc", mixup_alpha=0.2))
+    assert inert_settings(bc, cnn) == [
+        'train.augment.mixup_alpha: no effect with mixing = "bc" (its ratio is uniform)'
+    ]
+    assert inert_settings(TrainConfig(augment=AugmentConfig(mixing="bc")), cnn) == []  # the shipped recipe
+    streams = SequenceConfig(length_s=20.0)
+    on_streams = TrainConfig(sequences=streams, augment=AugmentConfig(mixup_prob=0.5, mixing="bc"))
+    said = inert_settings(on_streams, mamba)
+    assert said == [
+        "train.augment.mixup_prob is for clip batches; streams mix train.sequences.mix_prob",
+        "train.augment.mixing: no effect while train.sequences.mix_prob is 0 (nothing is mixed)",
+    ]
+    quiet = TrainConfig(
+        sequences=SequenceConfig(length_s=20.0, mix_prob=0.5), augment=AugmentConfig(mixup_prob=0.0)
+    )
+    assert inert_settings(quiet, mamba) == []  # the shipped stream recipes' settings
