@@ -3,6 +3,7 @@ any work starts."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -10,9 +11,9 @@ from streamd.errors import ConfigError
 
 
 def usable_folder_path(path: str | Path, option: str) -> Path:
-    """Check, creating nothing, that ``path`` is a folder or could be made one by this process (for a
-    command that refuses its input only later and must leave nothing behind then); ``ConfigError``
-    naming ``option`` otherwise."""
+    """Check, leaving nothing behind, that ``path`` is a folder or can be made one by this process (for a
+    command that refuses its input only later and must leave nothing behind then: a missing folder is
+    made and removed again); ``ConfigError`` naming ``option`` otherwise."""
     folder = Path(path).expanduser()
     if folder.is_symlink() and not folder.exists():
         raise ConfigError(f"{option} {folder}: a link to nothing")
@@ -27,7 +28,28 @@ def usable_folder_path(path: str | Path, option: str) -> Path:
         raise ConfigError(f"{option} {folder}: cannot create the folder ({existing} is not a folder)")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{option} {folder}: cannot create the folder ({existing} is not writable)")
+    _try_creating(folder, option)
     return folder
+
+
+def _try_creating(folder: Path, option: str) -> None:
+    """Create ``folder`` and the parents it lacks, then remove them again: a file system that refuses
+    (``/proc``, ``/sys``, one mounted read-only) passed the checks above, and ``--check`` approved a
+    ``--save-clips`` folder the run then refused."""
+    missing = [p for p in [folder.absolute(), *folder.absolute().parents] if not p.exists()][::-1]
+    made: list[Path] = []
+    try:
+        for path in missing:
+            path.mkdir()
+            made.append(path)
+    except FileExistsError:
+        pass  # made meanwhile by another: it can be
+    except OSError as exc:
+        raise ConfigError(f"{option} {folder}: cannot create the folder ({exc.strerror or exc})") from None
+    finally:
+        for path in reversed(made):
+            with contextlib.suppress(OSError):  # filled meanwhile by another process: theirs now
+                path.rmdir()
 
 
 def writable_folder(path: str | Path, option: str) -> Path:

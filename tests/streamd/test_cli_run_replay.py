@@ -235,6 +235,10 @@ def test_check_loads_the_curve_key_files_as_the_run_does(
             ["replay", "{clip}", "--checkpoint", "{ckpt}", "--save-clips", "{bad}/clips", "--check"],
             "cannot create",
         ),
+        (  # a file system that refuses folders (/proc) passed the checks of the path alone: --check approved
+            ["replay", "{clip}", "--checkpoint", "{ckpt}", "--save-clips", "/proc/streamd-clips", "--check"],
+            "--save-clips /proc/streamd-clips: cannot create the folder",
+        ),
         (["replay", "{clip}", "--checkpoint", "{bad}", "--check"], "not a readable safetensors checkpoint"),
         (["replay", "{clip}", "--stream-prefix", "p" * 40], "--stream-prefix: at most 32 characters"),
         (["replay", "{clip}", "--checkpoint", "{ckpt}", "--hop", "0.015", "--check"], "frame shift"),
