@@ -484,7 +484,7 @@ def test_one_class_or_an_unusable_out_folder_is_one_line_before_training(
     )
     result = _train("--data", split_data, "--epochs", "1", "--out", "/proc/streamd_out")  # looks writable
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
-        "streamd: error: /proc/streamd_out: cannot create the folder (No such file or directory)"
+        "streamd: error: --out /proc/streamd_out: cannot create the folder (No such file or directory)"
     ]
     (tmp_path / "taken").write_text("")
     result = _train("--data", split_data, "--epochs", "1", "--out", tmp_path / "taken")
