@@ -26,6 +26,7 @@ from streamd import messages
 from streamd.config_sections import MqttSection
 from streamd.handled_queue import wait_until_handled
 from streamd.mqtt_address import check_settings, client_ids, configure_client, parse_url
+from streamd.mqtt_connection_log import ConnectionLog
 from streamd.mqtt_delivery import Deliveries, Item, Outbox
 from streamd.mqtt_discovery import active_topic, announcements, unique_slugs
 from streamd.net_address import host_port
@@ -57,7 +58,7 @@ class MqttSink:
         self.availability = f"{self.prefix}/availability"
         self.deliveries = Deliveries(streams)
         self.problem = NOT_YET  # why the broker is not connected (paho callbacks set it)
-        self._refusal_logged = ""  # the refusal last logged (a broker refuses every retry alike)
+        self.connection_log = ConnectionLog(host_port(address.host, address.port))  # each change said once
         self.outbox = Outbox(cfg, labels, self.deliveries)
         self._queue = self.outbox.queue
         self._connected = threading.Event()  # and messages may go (see _on_connect)
@@ -85,14 +86,10 @@ class MqttSink:
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
-            problem = f"it refused the connection: {reason}"
-            if problem != self._refusal_logged:  # each retry is refused alike: say it once
-                log.warning("MQTT broker %s refused the connection: %s", self.address.host, reason)
-                self._refusal_logged = problem
-            self.problem = problem
+            self.problem = f"it refused the connection: {reason}"
+            self.connection_log.failed(self.problem)  # each retry is refused alike: said once
             return
         self.problem = NOT_YET
-        self._refusal_logged = ""
         online = client.publish(self.availability, "online", qos=1, retain=True)
         sent = [online]
         # under the lock until connected: an event's state is either in this snapshot or published after
@@ -114,16 +111,19 @@ class MqttSink:
             log.warning(
                 "MQTT: %d of %d announcements (availability, discovery, states) not sent", failed, len(sent)
             )
-        log.info("MQTT connected to %s", host_port(self.address.host, self.address.port))
+        self.connection_log.connected()
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         self.problem = "the connection failed (nothing listening there, a network error or a TLS mismatch)"
+        self.connection_log.failed(self.problem)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
         if was_connected or not self.problem.startswith("it refused"):  # keep why it refused
             self.problem = f"disconnected: {reason}"
+        if was_connected and not self._stopping.is_set():  # the stop's own disconnect is no loss
+            self.connection_log.lost(str(reason))
         if self.cfg.qos == 0:  # paho drops the QoS 0 messages it had not written: never confirmed
             self.deliveries.give_up(f"the connection was lost: {reason}")
 

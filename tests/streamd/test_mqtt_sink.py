@@ -5,6 +5,7 @@ frozen broker), and a pipeline that never waits for a broker that is gone."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import threading
@@ -406,6 +407,36 @@ def test_a_broker_that_cannot_be_reached_is_named_with_the_reason(caplog: pytest
     assert sink.counters_for("s1") == {"mqtt_delivered": 0, "mqtt_undelivered": 3}
     assert sink.flush(0.1)
     assert caplog.text.count("further losses are only counted") == 1
+
+
+def test_a_broker_down_at_start_then_up_then_lost_is_said_at_each_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker that was not there (a wrong port) or went away mid-run was silent until messages were
+    written off or the run ended: each change of the connection is now said once, as it happens."""
+    caplog.set_level(logging.WARNING, logger="streamd.mqtt_sink")
+    broker = Broker(tmp_path)  # its port, nothing listening there yet
+    sink = MqttSink(MqttSection(url=f"mqtt://127.0.0.1:{broker.port}", discovery=False), ["s1"], [])
+    where = f"MQTT broker 127.0.0.1:{broker.port}"
+
+    def said(text: str, timeout: float = 15.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while text not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return text in caplog.text
+
+    sink.start()
+    try:
+        assert said(f"{where}: the connection failed (nothing listening there")
+        broker.start()
+        assert said(f"{where}: connected again")
+        broker.stop()
+        assert said(f"{where}: disconnected (")
+        assert caplog.text.count("the connection failed") == 1  # once per outage, not once per retry
+    finally:
+        sink.stop()
+        broker.stop()
+    assert caplog.text.count("disconnected (") == 1  # the stop's own disconnect is not a loss
 
 
 def test_a_broker_that_refuses_the_credentials_is_said_once_whatever_the_retries(
