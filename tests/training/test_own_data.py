@@ -1033,3 +1033,40 @@ def test_an_unwritable_feature_cache_is_one_line_before_any_work(split_data: Pat
     )
     assert result.returncode == 2 and result.stderr.startswith("streamd: error: the feature cache")
     assert len(result.stderr.splitlines()) == 1 and not (work / "runs").exists()
+
+
+def test_the_recurrent_recipe_warns_of_clips_shorter_than_its_window(
+    split_data: Path, tmp_path: Path
+) -> None:
+    """A recurrent model trained on a clip shorter than the window learned its label on the silence it was
+    padded with (its last steps), while classify scores such a file at its last real step: its own short
+    training clips were then misclassified, and silence scored as their class. Said, with the window that
+    trains on them unpadded; the CNN, padded alike in training and scoring, is not warned about."""
+    from training.own_choices import padded_clips_warning
+
+    assert padded_clips_warning([0.5, 0.5], 0.5) is None
+    line = padded_clips_warning([0.5, 0.3, 0.5], 0.5)
+    assert line is not None and line.startswith("1 of the 3 training clips are shorter than the 0.5-s window")
+    assert line.endswith("--window 0.3 (the shortest clip) trains on them unpadded")
+    data = tmp_path / "data"
+    shutil.copytree(split_data, data, symlinks=True)
+    clip = sorted((data / "train" / "dog").glob("*.wav"))[0]
+    wave, rate = sf.read(str(clip), dtype="float32")
+    clip.unlink()
+    sf.write(clip, wave[: int(0.3 * rate)], rate)
+    said = "shorter than the 0.5-s window: the recurrent model learns their labels on the silence"
+    for recipe, warned in (("recurrent", True), ("cnn", False)):
+        args = [
+            "--data",
+            data,
+            "--recipe",
+            recipe,
+            "--window",
+            "0.5",
+            "--print-config",
+            "--out",
+            tmp_path / recipe,
+        ]
+        result = _train(*args)
+        assert result.returncode == 0, result.stderr
+        assert (said in result.stderr) is warned, result.stderr
