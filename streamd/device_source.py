@@ -1,7 +1,8 @@
 """Live capture from a PortAudio input device: the callback only copies into the ring.
 
 The device is chosen by ``streamd.input_devices``; after an error or a stall the supervisor calls
-``restart``, and the outage is reported as a gap (``take_gaps``).
+``restart``, and the outage is reported as a gap (``take_gaps``). Audio the device dropped while this
+process was not reading (paused longer than the device's buffer) is measured and reported the same way.
 """
 
 from __future__ import annotations
@@ -21,8 +22,13 @@ from streamd.sources import Source
 MAX_DEVICE_CHANNELS = 2  # capture at most this many channels; they are averaged anyway
 MIN_GAP_S = 0.1  # after a reopen, audio this much later than the clock says is a gap (an outage)
 SETTLE_S = 0.2  # after a reopen, audio arriving at its own pace this long ends the estimate of the gap
-MAX_SETTLE_S = 2.0  # ... and no more audio than this is held back for it
+MAX_SETTLE_S = 2.0  # ... and no more audio than this beyond the time away is held back for it
 MIN_IMPROVEMENT_S = 0.002  # a block that lowers the estimate by less than this is arrival jitter
+# a block this long after the previous one (our process paused, a suspended VM): measure, as after a
+# reopen, whether audio was lost meanwhile (the device's buffer overran without a word)
+LATE_BLOCK_S = 0.5
+MAX_HELD_S = 60.0  # held blocks waiting for room in the ring: beyond this much audio the reader has
+# stalled, and they go in regardless (the ring counts the overrun)
 
 
 class OutageEstimate:
@@ -31,7 +37,9 @@ class OutageEstimate:
     Each block after the reopen bounds the gap from above: ``arrival - last_arrival - audio_so_far``
     (the audio it ends could not have been captured later than it arrived). The first block alone
     overshoots when the device hands over a backlog in a burst (PulseAudio does: half a second of audio
-    in one go); the smallest bound, once blocks arrive at their own pace for ``SETTLE_S``, does not.
+    in one go after a reopen, many seconds after our process was paused); the smallest bound, once blocks
+    arrive at their own pace for ``SETTLE_S``, does not. A burst that never ends is cut off once it has
+    delivered the time away plus ``MAX_SETTLE_S`` of audio: more than a backlog can hold.
     Pure: the caller passes arrival times.
     """
 
@@ -41,15 +49,18 @@ class OutageEstimate:
         self.audio_s = 0.0  # audio delivered since the reopen
         self.best_s = float("inf")  # the smallest bound so far
         self._lowered_at_s = 0.0  # ``audio_s`` when ``best_s`` last fell by more than jitter
+        self._limit_s: float | None = None  # audio held back at most: set by the first block
 
     def add(self, arrival: float, frames: int) -> bool:
         """Account one block; True once the estimate is settled (``lost_s``)."""
+        if self._limit_s is None:  # a backlog holds no more than the time away and what was buffered
+            self._limit_s = max(0.0, arrival - self.last_arrival) + MAX_SETTLE_S
         self.audio_s += frames / self.sample_rate
         bound = arrival - self.last_arrival - self.audio_s
         if bound < self.best_s - MIN_IMPROVEMENT_S:
             self._lowered_at_s = self.audio_s
         self.best_s = min(self.best_s, bound)
-        return self.audio_s - self._lowered_at_s >= SETTLE_S or self.audio_s >= MAX_SETTLE_S
+        return self.audio_s - self._lowered_at_s >= SETTLE_S or self.audio_s >= self._limit_s
 
     @property
     def lost_s(self) -> float:
@@ -85,41 +96,67 @@ class DeviceSource(Source):
         self._last_block_at: float | None = None  # monotonic time of the last block's arrival
         self._reopened = False  # the next block is the first after a reopen
         self._settling: OutageEstimate | None = None  # after a reopen, until the gap is known
-        self._held: list[tuple[np.ndarray, float]] = []  # blocks held back meanwhile, with arrival times
+        self._held: deque[tuple[np.ndarray, float]] = deque()  # blocks held back, with arrival times
+        self._held_frames = 0
+        self._max_held = round(MAX_HELD_S * self.sample_rate)
+        self._gap_at = 0  # ``delivered`` where the audio being measured resumed
+        self._ahead_of_gap = 0  # held blocks that came before it
         self._gaps: deque[tuple[int, int]] = deque()
         self.clock = time.monotonic  # arrival times of blocks (a test may drive its own)
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
-        # Runs in PortAudio's thread: copy into the ring (after a reopen, first measure the outage).
+        # Runs in PortAudio's thread: copy into the ring (after a reopen or a late block, first measure
+        # the audio that never came; blocks held back meanwhile go on as the ring has room for them).
         now = self.clock()
         if status.input_overflow:
             self.device_overflows += 1
         self.callbacks += 1
-        if self._reopened:
-            self._reopened = False
-            if self._last_block_at is not None:
-                self._settling = OutageEstimate(self._last_block_at, self.sample_rate)
-        if self._settling is not None:
-            self._held.append((indata.copy(), now))
-            if self._settling.add(now, frames):
-                self._release_held()
-            return
-        self.ring.write(indata, now)
+        last = self._last_block_at
+        late = last is not None and now - last >= LATE_BLOCK_S
+        if (self._reopened or late) and self._settling is None and last is not None:
+            self._settling = OutageEstimate(last, self.sample_rate)
+            self._gap_at, self._ahead_of_gap = self.delivered, len(self._held)
+        self._reopened = False
         self._last_block_at = now
+        if self._settling is None and not self._held:
+            self.ring.write(indata, now)
+            return
+        self._held.append((indata.copy(), now))
+        self._held_frames += frames
+        if self._settling is not None and self._settling.add(now, frames):
+            self._note_gap()
+        self._pass_held()
 
     @property
     def delivered(self) -> int:
-        return self.ring.write_index + sum(block.shape[0] for block, _ in list(self._held))
+        return self.ring.write_index + self._held_frames
 
-    def _release_held(self) -> None:
-        """The outage is measured: note it as a gap (when long enough), then pass the held blocks on."""
+    def _note_gap(self) -> None:
+        """The outage is measured: note it as a gap where the audio resumed (when long enough)."""
         estimate, self._settling = self._settling, None
         if estimate is not None and estimate.lost_s >= MIN_GAP_S:
-            self._gaps.append((self.ring.write_index, round(estimate.lost_s * self.sample_rate)))
-        held, self._held = self._held, []
-        for block, arrival in held:
+            self._gaps.append((self._gap_at, round(estimate.lost_s * self.sample_rate)))
+
+    def _pass_held(self, everything: bool = False) -> None:
+        """Write held blocks into the ring, oldest first, while it has room for them (all when
+        ``everything``, or beyond ``MAX_HELD_S`` of audio: then the ring counts the overrun);
+        while an outage is being measured, only the blocks that came before it."""
+        while self._held:
+            if self._settling is not None and self._ahead_of_gap == 0:
+                return
+            block, arrival = self._held[0]
+            room = block.shape[0] <= self.ring.free() or self._held_frames > self._max_held
+            if not (room or everything):
+                return
+            self._held.popleft()
+            self._held_frames -= block.shape[0]
+            self._ahead_of_gap -= 1
             self.ring.write(block, arrival)
-            self._last_block_at = arrival
+
+    def _release_held(self) -> None:
+        """The stream stops or reopens: note the outage measured so far, pass every held block on."""
+        self._note_gap()
+        self._pass_held(everything=True)
 
     def take_gaps(self) -> list[tuple[int, int]]:
         out = []
