@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from models.bf16 import bf16_autocast
-from models.common import ModelInfo
+from models.common import ModelInfo, is_recurrent
 
 State = dict[str, torch.Tensor]
 PRECISIONS = ("fp32", "bf16", "int8")  # int8: the model's linear layers are quantised, no autocast
@@ -39,7 +39,10 @@ def scores(
     """Probabilities ``(B, C)`` of un-normalised windows ``(B, T, F)`` (on the model's device).
 
     int8 scores each window alone: dynamic quantisation scales the activations of the whole call, so a
-    window batched with louder ones would score differently than alone (every command must agree)."""
+    window batched with louder ones would score differently than alone (every command must agree); a
+    recurrent model's window in int8 is its last step taken column by column, as the daemon steps it."""
+    if precision == "int8" and is_recurrent(model):
+        return torch.stack([sequence_scores(model, info, window, precision="int8")[-1] for window in batch])
     if precision == "int8" and len(batch) > 1:
         return torch.cat([scores(model, info, window[None], precision=precision) for window in batch])
     with torch.inference_mode(), _autocast(batch, precision):

@@ -4,6 +4,7 @@ rate and channel count, files shorter than one window, any read block size; bad 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,15 @@ def mamba(esc50) -> LoadedModel:
     model = build_model("streaming_mamba", {**config, "dropout": 0.0}).eval()
     info = ModelInfo("streaming_mamba", config, labels, FeatureConfig(num_mel_bins=NUM_MEL_BINS))
     return LoadedModel(model, info, "mamba", torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def mamba_int8(mamba: LoadedModel) -> LoadedModel:
+    """The same Mamba with dynamic int8 linear layers (activations quantised per call)."""
+    from models.inference import prepare_for_inference
+
+    model = prepare_for_inference(copy.deepcopy(mamba.model), "int8")
+    return LoadedModel(model, mamba.info, "mamba", torch.device("cpu"), precision="int8")
 
 
 @pytest.fixture(scope="module")
@@ -230,13 +240,14 @@ def test_the_clip_hop_covers_a_short_window_models_whole_file() -> None:
     assert clip_hop_s(info(1)) == 0.01  # never below one frame shift
 
 
-@pytest.mark.parametrize("model", ["windowed", "mamba"])
+@pytest.mark.parametrize("model", ["windowed", "mamba", "mamba_int8"])
 def test_evaluate_scores_every_clip_as_classify_scores_the_file(
     model: str, request: pytest.FixtureRequest, long_file: Path, esc50, tmp_path: Path
 ) -> None:
     """One clip rule: ``evaluate`` / training's reports (``clip_scores``) and ``classify`` (``score_file``)
     agree on a clip longer than the window (the mean of its windows, not its first), one of exactly one
-    window, and one shorter than a window."""
+    window, and one shorter than a window; in int8 too (a recurrent model's clip of one window was run in
+    one call, whose activations dynamic int8 scales together, while classify steps column by column)."""
     from training.clips import Clip, ClipSet
     from training.evaluate import clip_scores
 
@@ -245,9 +256,11 @@ def test_evaluate_scores_every_clip_as_classify_scores_the_file(
     short = write_clip(tmp_path / "short.wav", esc50.read_mono(whole)[: 2 * SR])
     paths = [long_file, whole, short]
     clip_set = ClipSet([Clip(p, (0,)) for p in paths], loaded.info.labels)
-    got = clip_scores(loaded.model, loaded.info, clip_set, tmp_path / "cache")
+    got = clip_scores(loaded.model, loaded.info, clip_set, tmp_path / "cache", precision=loaded.precision)
     hop_s = clip_hop_s(loaded.info)
     for row, path in zip(got, paths, strict=True):
         np.testing.assert_allclose(row, score_file(loaded, path, hop_s).scores, atol=TOLERANCE)
-    first_window = waveform_scores(loaded.model, loaded.info, read_audio(long_file)[: 5 * SR])
+    first_window = waveform_scores(
+        loaded.model, loaded.info, read_audio(long_file)[: 5 * SR], precision=loaded.precision
+    )
     assert not np.allclose(got[0], first_window, atol=1e-3)  # the long file is not scored on its first window
