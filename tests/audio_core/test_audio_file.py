@@ -30,6 +30,15 @@ def test_a_file_name_with_control_characters_is_shown_on_one_line() -> None:
     assert display_path("-") == "<stdin>"
 
 
+def test_every_file_name_is_shown_as_its_own_text() -> None:
+    """A name holding a backslash and an "n" was shown as one holding a newline (and one holding the text
+    "\\xff" as one holding that byte): in classify's CSV/JSON lines two files could not be told apart."""
+    names = ["a\nb", "a\\nb", b"a\xffb", b"a\\xffb", "a\\b", "a\\\\b", "plain.wav"]
+    shown = [display_path(name) for name in names]
+    assert len(set(shown)) == len(names), shown
+    assert shown[1] == "a\\\\nb" and shown[6] == "plain.wav"
+
+
 def test_whole_file_and_chunked_reading_refuse_the_same_files(tmp_path: Path) -> None:
     """One sample at 44.1 kHz leaves none at 16 kHz: chunked reading (classify) refused it while whole-file
     reading (evaluate, training) gave an empty clip that was padded and scored as silence."""
