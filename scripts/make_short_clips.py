@@ -1,9 +1,12 @@
 """Build a short-clip task from ESC-50: the loudest ``--seconds`` of each clip, as split folders.
 
-    python scripts/make_short_clips.py ESC50_DIR OUT [--esc10] [--train-folds 1 2 3] [--test-folds 4]
+    python scripts/make_short_clips.py ESC50_DIR OUT [--esc10 | --classes C ...] [--max-seconds S]
+        [--cut C ...] [--train-folds 1 2 3] [--test-folds 4]
 
 writes ``OUT/train/<class>/<clip>.wav`` and ``OUT/test/<class>/<clip>.wav`` (16 kHz mono), the layout
-``streamd train --data OUT`` takes (a fixed split by fold).
+``streamd train --data OUT`` takes (a fixed split by fold). ``--max-seconds``: each clip's length drawn
+between ``--seconds`` and it (seeded: the same task every time); ``--cut``: only these classes are cut,
+the others' clips kept whole.
 """
 
 from __future__ import annotations
@@ -33,13 +36,25 @@ def loudest_excerpt(wave: np.ndarray, num_samples: int) -> np.ndarray:
     return wave[start : start + num_samples]
 
 
-def write_split(rows: list[dict[str, str]], audio_dir: Path, out: Path, split: str, seconds: float) -> int:
-    """Write the excerpts of ``rows`` under ``out/split/<category>/``; returns how many."""
+def write_split(
+    rows: list[dict[str, str]],
+    audio_dir: Path,
+    out: Path,
+    split: str,
+    seconds: tuple[float, float],
+    cut: set[str] | None = None,
+) -> int:
+    """Write the excerpts of ``rows`` under ``out/split/<category>/``, each ``seconds`` long (a length
+    drawn between the two, seeded), only those of ``cut`` classes when given; returns how many."""
+    rng = np.random.default_rng(0)
     for row in rows:
         wave = read_audio(audio_dir / row["filename"])
+        length = float(rng.uniform(*seconds))
         target = out / split / row["category"] / (Path(row["filename"]).stem + ".wav")
         target.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(target), loudest_excerpt(wave, round(seconds * 16000)), 16000)
+        if cut is None or row["category"] in cut:
+            wave = loudest_excerpt(wave, round(length * 16000))
+        sf.write(str(target), wave, 16000)
     return len(rows)
 
 
@@ -68,7 +83,10 @@ def main() -> None:
     parser.add_argument("esc50", type=Path, help="ESC-50 folder (meta/esc50.csv, audio/)")
     parser.add_argument("out", type=Path)
     parser.add_argument("--seconds", type=positive, default=1.0)
+    parser.add_argument("--max-seconds", type=positive, help="lengths drawn from --seconds to this")
     parser.add_argument("--esc10", action="store_true", help="only the ESC-10 clips (10 classes)")
+    parser.add_argument("--classes", nargs="+", help="only these categories")
+    parser.add_argument("--cut", nargs="+", help="cut only these categories (the others kept whole)")
     parser.add_argument("--train-folds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--test-folds", type=int, nargs="+", default=[4])
     args = parser.parse_args()
@@ -76,11 +94,18 @@ def main() -> None:
         rows = read_rows(args.esc50, args.esc10)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.classes:
+        if unknown := sorted(set(args.classes) - {r["category"] for r in rows}):
+            parser.error(f"no category {unknown[0]!r} in {args.esc50}")
+        rows = [r for r in rows if r["category"] in args.classes]
+    if args.max_seconds is not None and args.max_seconds < args.seconds:
+        parser.error("--max-seconds must be at least --seconds")
+    seconds = (args.seconds, args.max_seconds or args.seconds)
     audio = args.esc50 / "audio"
     for split, folds in (("train", args.train_folds), ("test", args.test_folds)):
         chosen = [r for r in rows if int(r["fold"]) in folds]
         try:
-            n = write_split(chosen, audio, args.out, split, args.seconds)
+            n = write_split(chosen, audio, args.out, split, seconds, set(args.cut) if args.cut else None)
         except StreamdError as exc:  # a clip that cannot be read: the reader names it
             parser.error(str(exc))
         except OSError as exc:  # OUT cannot be written (a file in the way, no room)

@@ -41,13 +41,18 @@ class AugmentConfig:
         check_fields(self, "train.augment", ValueError)
 
 
-def random_time_shift(x: torch.Tensor, max_frac: float, gen: torch.Generator) -> torch.Tensor:
-    """Circularly roll each clip by up to ``max_frac`` of its length in either direction."""
+def random_time_shift(
+    x: torch.Tensor, max_frac: float, gen: torch.Generator, fixed: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Circularly roll each clip by up to ``max_frac`` of its length in either direction; rows where
+    ``fixed`` ``(B,)`` is True stay in place (their shift is drawn all the same)."""
     if max_frac <= 0:
         return x
     b, t, _ = x.shape
     limit = int(t * max_frac)
     shifts = torch.randint(-limit, limit + 1, (b,), generator=gen)
+    if fixed is not None:
+        shifts = torch.where(fixed, 0, shifts)
     idx = (torch.arange(t).unsqueeze(0) - shifts.unsqueeze(1)) % t  # (B, T)
     return torch.gather(x, 1, idx.unsqueeze(-1).expand_as(x))
 

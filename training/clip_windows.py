@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,7 @@ class TrainingWindows:
     start_s: list[float]
     clips: int  # how many clips gave them
     window_s: float
+    real_frames: list[int] = field(default_factory=list)  # each window's frames of audio (before padding)
 
     def __len__(self) -> int:
         return len(self.clip)
@@ -73,12 +74,13 @@ def training_windows(
 ) -> TrainingWindows:
     """The windows of ``clips`` (module docstring), from their cached fbanks."""
     shift_s = cfg.frame_shift / cfg.sample_rate
-    clip, start_s = [], []
+    clip, start_s, real = [], [], []
     for index, item in enumerate(clips):
         fbank = clip_fbank(Path(item.path), cfg, cache_dir)
         starts = window_starts(fbank.shape[0], num_frames)
         heard = [s for s in starts if np.ptp(fbank[s : s + num_frames]) > 0] or starts[:1]
         clip += [index] * len(heard)
         start_s += [s * shift_s for s in heard]
+        real += [min(num_frames, fbank.shape[0] - s) for s in heard]
     window_s = window_samples_for_frames(num_frames, cfg) / cfg.sample_rate
-    return TrainingWindows(clip, start_s, len(clips), round(window_s, 3))
+    return TrainingWindows(clip, start_s, len(clips), round(window_s, 3), real)

@@ -188,6 +188,7 @@ def run_one(
             teacher,
             accept_data_change,
             score_val=None if val_set is None else _clip_scorer(info, val_set, exp.cache_dir),
+            real_frames=np.asarray(windows.real_frames),
         )
     entry: dict[str, Any] = {
         "run": run_name,

@@ -48,12 +48,14 @@ def train_model(
     teacher: Teacher | None = None,
     accept_data_change: bool = False,
     score_val: Callable[[nn.Module, str], np.ndarray] | None = None,
+    real_frames: np.ndarray | None = None,
 ) -> TrainResult:
     """Train ``model`` and write ``out_dir/model.safetensors`` (EMA weights) plus a training log;
     with ``cfg.distill`` on, ``teacher`` holds the training clips' teacher targets. ``score_val(model,
     precision)``: the held-out clips' scores as the held-out report scores them (``training.evaluate``'s
     clip rule: a longer clip by the mean of its windows, a recurrent model's short clip at its own last
-    step), for the epoch line's ``val``; without it, ``val``'s fbanks as they are."""
+    step), for the epoch line's ``val``; without it, ``val``'s fbanks as they are. ``real_frames``: each
+    training row's frames of audio before its padding (``training.short_clips``)."""
     if cfg.distill.enabled and teacher is None:
         raise ValueError("train.distill names teachers but no teacher targets were given")
     out_dir = Path(out_dir)
@@ -72,6 +74,10 @@ def train_model(
         from training.background import with_background
 
         x_train, y_train = with_background(x_train, y_train, cfg.background, info.features, cfg.seed)
+    if real_frames is not None:  # background rows fill their window
+        real_frames = np.pad(
+            real_frames, (0, len(x_train) - len(real_frames)), constant_values=x_train.shape[1]
+        )
     n = len(x_train)
     streams = sequence_builder(model, train, cfg, info, teacher) if cfg.sequences.enabled else None
     steps_per_epoch = streams.steps_per_epoch(cfg.batch_size) if streams else max(1, n // cfg.batch_size)
@@ -133,7 +139,8 @@ def train_model(
                         continue
                 else:
                     idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size].numpy()
-                    result = clip_step(model, x_train[idx], y_train[idx], cfg, gen, info, teacher, idx)
+                    real = None if real_frames is None else real_frames[idx]
+                    result = clip_step(model, x_train[idx], y_train[idx], cfg, gen, info, teacher, idx, real)
                 loss, logits, yb, parts = result
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

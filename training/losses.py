@@ -57,11 +57,17 @@ def training_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def sequence_loss(
-    logits: torch.Tensor, target: torch.Tensor, multi_label: bool, smoothing: float
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    multi_label: bool,
+    smoothing: float,
+    step_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``loss_fn`` on ``(B, C)`` logits, or its mean over the steps of ``(B, S, C)`` (clip target)."""
+    """``loss_fn`` on ``(B, C)`` logits, or its mean over the steps of ``(B, S, C)`` (clip target),
+    weighted by ``step_weights`` ``(B, S)`` when given."""
     if logits.ndim == 2:
         return loss_fn(logits, target, multi_label, smoothing)
     b, s, c = logits.shape
     expanded = target.unsqueeze(1).expand(b, s, target.shape[-1]).reshape(b * s, -1)
-    return loss_fn(logits.reshape(b * s, c), expanded, multi_label, smoothing)
+    weights = None if step_weights is None else step_weights.reshape(b * s).to(logits.device)
+    return loss_fn(logits.reshape(b * s, c), expanded, multi_label, smoothing, weights)

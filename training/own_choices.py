@@ -85,8 +85,6 @@ def derive_choices(
         model_config = {k: v for k, v in init.config.items() if k not in filled}
         mean, std = init.normalization.mean, init.normalization.std
     median = float(np.median(train_durations))
-    if recipe == "recurrent" and (line := padded_clips_warning(train_durations, window_s)):
-        print(f"streamd: warning: {line}", file=sys.stderr, flush=True)
     augment = derive.derive_augment(frames, features.num_mel_bins, median, window_s)
     n_train = sum(window_count(f.shape[0], frames) for f in train_fbanks)  # a long clip trains several
     background = 0.0 if not opts.background else round(max(0.1, 1.0 / len(data.clip_set.labels)), 3)
@@ -242,21 +240,6 @@ def with_sets(doc: dict[str, Any], opts: OwnOptions) -> dict[str, Any]:
         return out
 
     return merged(doc, set_table(opts))
-
-
-def padded_clips_warning(durations: list[float], window_s: float) -> str | None:
-    """A recurrent model trained on clips shorter than its window learns their label on the silence they
-    are padded with (its target is its last steps), while classify, evaluate and replay score such a file
-    at its last real step: said, with the window that trains on them unpadded. None when none is shorter."""
-    short = [d for d in durations if d < window_s - 0.005]
-    if not short:
-        return None
-    return (
-        f"{len(short)} of the {len(durations)} training clips are shorter than the {window_s:g}-s window: "
-        "the recurrent model learns their labels on the silence they are padded with, while classify and "
-        f"replay score such a file at its last real step; --window {int(min(short) * 100) / 100:g} (the "
-        "shortest clip) trains on them unpadded"
-    )
 
 
 def say(opts: OwnOptions, text: str) -> None:

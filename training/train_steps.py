@@ -26,24 +26,24 @@ from training.distill import Teacher
 from training.distill_loss import distill_loss, flatten_steps
 from training.losses import loss_fn, sequence_loss, soft_targets, training_logits
 from training.sequences import SequenceBuilder, StreamMixing, noise_bank
+from training.short_clips import align_short_rows
 from training.train_config import TrainConfig
 
 
-def _augment(
-    x: torch.Tensor, y: torch.Tensor, aug: AugmentConfig, gen: torch.Generator, info: ModelInfo
-) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = _mix(x, y, aug, gen, info)
-    return _mask(x, aug, gen, info), y
-
-
 def _mix(
-    x: torch.Tensor, y: torch.Tensor, aug: AugmentConfig, gen: torch.Generator, info: ModelInfo
+    x: torch.Tensor,
+    y: torch.Tensor,
+    aug: AugmentConfig,
+    gen: torch.Generator,
+    info: ModelInfo,
+    unshifted: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Stretch, shifts, gain and mixing (mixup or between-class) on un-normalised fbanks; ``y`` mixes
-    alike. Stretch and frequency shift are off by default and draw nothing from ``gen`` when off."""
+    alike. Stretch and frequency shift are off by default and draw nothing from ``gen`` when off. Rows
+    where ``unshifted`` is True are not shifted in time."""
     x = random_time_stretch(x, aug.time_stretch, gen)
     x = random_freq_shift(x, aug.freq_shift, gen)
-    x = random_time_shift(x, aug.time_shift_frac, gen)
+    x = random_time_shift(x, aug.time_shift_frac, gen, unshifted)
     x = random_gain(x, aug.gain_db, gen)
     return mix_clips(x, y, aug, gen, info.features, len(info.labels))
 
@@ -76,15 +76,22 @@ def clip_step(
     info: ModelInfo,
     teacher: Teacher | None = None,
     idx: np.ndarray | None = None,
+    real_frames: np.ndarray | None = None,
 ) -> Step:
-    """Forward a batch of clips (a recurrent model: over its last steps, averaged for the statistics)."""
+    """Forward a batch of clips (a recurrent model: over its last steps, averaged for the statistics).
+    ``real_frames``: each row's frames of audio before its padding; a recurrent model's short rows are
+    trained on their own last steps (``training.short_clips``)."""
     yb = soft_targets(torch.from_numpy(y), len(info.labels), info.multi_label)
     if teacher is not None:
         return _distilled_clip_step(model, torch.from_numpy(x), yb, cfg, gen, info, teacher, idx)
-    xb, yb = _on_device(model, *_augment(torch.from_numpy(x), yb, cfg.augment, gen, info))
+    xt, weights, unshifted = torch.from_numpy(x), None, None
+    if column := int(getattr(model, "column_frames", 0)):
+        xt, weights, unshifted = align_short_rows(xt, real_frames, column, int(model.cfg.clip_steps))
+    xm, yb = _mix(xt, yb, cfg.augment, gen, info, unshifted)
+    xb, yb = _on_device(model, _mask(xm, cfg.augment, gen, info), yb)
     with _autocast(xb, cfg):
         logits = training_logits(model, xb)
-    loss = sequence_loss(logits, yb, info.multi_label, cfg.label_smoothing)
+    loss = sequence_loss(logits, yb, info.multi_label, cfg.label_smoothing, weights)
     return loss, logits.mean(dim=1) if logits.ndim == 3 else logits, yb, {}
 
 

@@ -53,8 +53,8 @@ def _rows(per_class: int) -> dict[str, list[dict[str, str]]]:
 
 def _split_folders(root: Path, train: int, test: int, seconds: float = 0.5) -> Path:
     for rows in _rows(train + test).values():
-        short_clips.write_split(rows[:train], ESC50 / "audio", root, "train", seconds)
-        short_clips.write_split(rows[train:], ESC50 / "audio", root, "test", seconds)
+        short_clips.write_split(rows[:train], ESC50 / "audio", root, "train", (seconds, seconds))
+        short_clips.write_split(rows[train:], ESC50 / "audio", root, "test", (seconds, seconds))
     return root
 
 
@@ -1035,38 +1035,33 @@ def test_an_unwritable_feature_cache_is_one_line_before_any_work(split_data: Pat
     assert len(result.stderr.splitlines()) == 1 and not (work / "runs").exists()
 
 
-def test_the_recurrent_recipe_warns_of_clips_shorter_than_its_window(
-    split_data: Path, tmp_path: Path
+def test_a_recurrent_runs_short_clips_reach_its_steps_with_their_own_length(
+    split_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A recurrent model trained on a clip shorter than the window learned its label on the silence it was
     padded with (its last steps), while classify scores such a file at its last real step: its own short
-    training clips were then misclassified, and silence scored as their class. Said, with the window that
-    trains on them unpadded; the CNN, padded alike in training and scoring, is not warned about."""
-    from training.own_choices import padded_clips_warning
+    training clips were then misclassified, and silence scored as their class. Each training window's
+    frames of audio now reach the clip step (``training.short_clips`` trains on the clip's own last
+    steps), the padding of a short clip left out."""
+    from streamd.cli import main
+    from training import experiment
 
-    assert padded_clips_warning([0.5, 0.5], 0.5) is None
-    line = padded_clips_warning([0.5, 0.3, 0.5], 0.5)
-    assert line is not None and line.startswith("1 of the 3 training clips are shorter than the 0.5-s window")
-    assert line.endswith("--window 0.3 (the shortest clip) trains on them unpadded")
     data = tmp_path / "data"
     shutil.copytree(split_data, data, symlinks=True)
     clip = sorted((data / "train" / "dog").glob("*.wav"))[0]
     wave, rate = sf.read(str(clip), dtype="float32")
     clip.unlink()
     sf.write(clip, wave[: int(0.3 * rate)], rate)
-    said = "shorter than the 0.5-s window: the recurrent model learns their labels on the silence"
-    for recipe, warned in (("recurrent", True), ("cnn", False)):
-        args = [
-            "--data",
-            data,
-            "--recipe",
-            recipe,
-            "--window",
-            "0.5",
-            "--print-config",
-            "--out",
-            tmp_path / recipe,
-        ]
-        result = _train(*args)
-        assert result.returncode == 0, result.stderr
-        assert (said in result.stderr) is warned, result.stderr
+    seen: dict[str, np.ndarray] = {}
+    real_train = experiment.train_model
+
+    def spy(*args, **kwargs):
+        seen["real_frames"] = kwargs["real_frames"]
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(experiment, "train_model", spy)
+    argv = ["--data", str(data), "--recipe", "recurrent", "--window", "0.5", "--epochs", "1"]
+    assert main(["train", *argv, "--no-progress", "--out", str(tmp_path / "out")]) == 0
+    frames = seen["real_frames"]
+    assert frames.max() == 48 and 28 in frames  # 0.5-s windows of 48 frames; the 0.3-s clip has 28
+    assert (frames < 48).sum() == 1  # the training clips are 5 s long: windows spread over each
