@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from audio_core.display import display_path
 from models.common import label_name
 
 AUDIO_EXTENSIONS = (
@@ -66,14 +67,14 @@ def split_files(
 def other_files_note(files: list[Path]) -> str:
     """The one line that reports files left out for their extension."""
     return (
-        f"{len(files)} file(s) left out: not audio by their extension (e.g. {files[0]}; audio is "
-        f"{', '.join(AUDIO_EXTENSIONS)})"
+        f"{len(files)} file(s) left out: not audio by their extension (e.g. {display_path(files[0])}; "
+        f"audio is {', '.join(AUDIO_EXTENSIONS)})"
     )
 
 
 def empty_class_note(class_dir: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> str:
     """The one line that reports a class folder holding no audio file (it is left out)."""
-    return f"{class_dir}: no audio files ({', '.join(extensions)}); left out"
+    return f"{display_path(class_dir)}: no audio files ({', '.join(extensions)}); left out"
 
 
 def unusable_class_note(label: str, files: int) -> str:
@@ -90,7 +91,8 @@ def loose_files_note(folder: Path, said: tuple[Path, ...] = ()) -> str | None:
     )
     if not loose:
         return None
-    return f"{len(loose)} file(s) directly in {folder} belong to no class folder; left out, e.g. {loose[0]}"
+    where, example = display_path(folder), display_path(loose[0])
+    return f"{len(loose)} file(s) directly in {where} belong to no class folder; left out, e.g. {example}"
 
 
 def class_tree(
@@ -102,7 +104,7 @@ def class_tree(
     audio). The caller reports the other files (``other_files_note``) once, for all its trees."""
     problems = [note] if (note := loose_files_note(folder, said)) else []
     for link in sorted(p for p in folder.iterdir() if p.is_symlink() and not p.exists()):
-        problems.append(f"{link}: a broken link where a class folder was expected; left out")
+        problems.append(f"{display_path(link)}: a broken link where a class folder was expected; left out")
     classes: list[tuple[Path, list[Path]]] = []
     others: list[Path] = []
     for class_dir in class_dirs(folder):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -106,3 +107,14 @@ def test_files_beside_the_class_folders_are_counted_and_the_first_named(folders:
     )
     assert expected in read_own_data(folders).problems
     assert expected in class_tree(folders)[2]
+
+
+def test_names_in_the_folder_notes_are_shown_as_every_message_shows_them(tmp_path) -> None:
+    """A newline, a backslash or an undecodable byte in a name: one line, each name its own text."""
+    from training.audio_folders import empty_class_note, loose_files_note, other_files_note
+
+    (tmp_path / "stray\nA.wav").write_bytes(b"x")
+    note = loose_files_note(tmp_path)
+    assert note is not None and "\n" not in note and "stray\\nA.wav" in note
+    assert "r\\\\x.txt" in other_files_note([tmp_path / "r\\x.txt"])
+    assert "em\\xffpty" in empty_class_note(Path(os.fsdecode(bytes(tmp_path) + b"/em\xffpty")))

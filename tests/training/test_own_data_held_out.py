@@ -30,7 +30,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     file beside them, trained on for one epoch through the CLI; its output and the checkpoint."""
     root = tmp_path_factory.mktemp("held_out")
     rows = [r for c in CLASSES for r in [x for x in esc50_rows() if x["category"] == c][:4]]
-    short_clips.write_split(rows, ESC50 / "audio", root, "data3", 0.5)
+    short_clips.write_split(rows, ESC50 / "audio", root, "data3", (0.5, 0.5))
     data = root / "data3"
     shutil.copy(next((data / "dog").glob("*.wav")), data / "stray.wav")
     out, err = io.StringIO(), io.StringIO()
