@@ -29,17 +29,18 @@ def audio_end(frames: int, column: int) -> int:
     return frames // column * column
 
 
-def short_rows(real_frames: np.ndarray, frames: int, column: int) -> torch.Tensor:
-    """Which rows hold too little audio to fill every column of the window ``(B,)`` bool."""
-    return torch.as_tensor(np.asarray(real_frames) < audio_end(frames, column))
+def padding_before(real_frames: np.ndarray, frames: int, column: int) -> torch.Tensor:
+    """Frames of padding before each end-aligned row's audio ``(B,)``: 0 for a row that fills every
+    column of the window, more than 0 for a short one."""
+    end = audio_end(frames, column)
+    return torch.as_tensor(np.maximum(end - np.asarray(real_frames), 0), dtype=torch.long)
 
 
 def end_aligned(x: torch.Tensor, real_frames: np.ndarray, column: int) -> torch.Tensor:
     """``x`` ``(B, T, F)`` with each short row's audio (its first ``real_frames``) moved to end with the
     window's last whole column and its padding moved before it (rows that fill every column: as they are)."""
     t = x.shape[1]
-    end = audio_end(t, column)
-    pad = torch.as_tensor(np.maximum(end - np.asarray(real_frames), 0), dtype=torch.long)  # (B,)
+    pad = padding_before(real_frames, t, column)
     idx = (torch.arange(t).unsqueeze(0) - pad.unsqueeze(1)) % t  # (B, T)
     return torch.gather(x, 1, idx.unsqueeze(-1).expand_as(x))
 
@@ -50,8 +51,7 @@ def heard_weights(real_frames: np.ndarray, frames: int, column: int, steps: int)
     (a row that fills every column: all 1)."""
     end = audio_end(frames, column)
     ends = torch.arange(end - (steps - 1) * column, end + 1, column)  # each step's column end
-    starts = torch.as_tensor(np.maximum(end - np.asarray(real_frames), 0), dtype=torch.long)
-    heard = (ends.unsqueeze(0) > starts.unsqueeze(1)).float()
+    heard = (ends.unsqueeze(0) > padding_before(real_frames, frames, column).unsqueeze(1)).float()
     return heard * steps / heard.sum(dim=1, keepdim=True)  # every row weighs the same in the loss
 
 
@@ -60,7 +60,7 @@ def align_short_rows(
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """A recurrent model's clip batch ``x`` ``(B, T, F)``: ``(x end-aligned, step weights (B, S), rows not
     to shift)``; a batch with no short row (or no ``real_frames``) comes back as it is, with ``None``s."""
-    if real_frames is None or not bool((short := short_rows(real_frames, x.shape[1], column)).any()):
+    if real_frames is None or not bool((short := padding_before(real_frames, x.shape[1], column) > 0).any()):
         return x, None, None
     steps = min(x.shape[1] // column, clip_steps)
     return end_aligned(x, real_frames, column), heard_weights(real_frames, x.shape[1], column, steps), short
